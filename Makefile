@@ -1,0 +1,36 @@
+# fedrec: make help lists the targets.
+GO ?= go
+BIN := fedrec
+
+.PHONY: help build test bench sim sim-ml fuzz vet clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+build: ## build the fedrec binary
+	$(GO) build -o $(BIN) ./cmd/fedrec
+
+test: ## run the test suite (what CI runs)
+	bash .ci/run
+
+vet: ## go vet and gofmt
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)
+
+bench: ## benchmarks: one client's local step, one aggregation step, and the rest
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2x ./...
+
+sim: build ## a simulation on the built-in synthetic data
+	./$(BIN) sim --out out/synthetic
+
+sim-ml: build ## a simulation on ml-latest-small from ../shared/data
+	./$(BIN) sim --data ml-latest-small --data-dir ../shared/data --out out/ml-latest-small
+
+fuzz: ## run every fuzz target for 30 s each
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 30s $$pkg || exit 1; \
+	  done; done
+
+clean: ## remove build outputs
+	rm -rf $(BIN) out

@@ -1,0 +1,90 @@
+package fixedpoint
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// benchDims are the model sizes benchmarked: 3,706 items × 32 factors
+// (padded to 131,072) and a million parameters (padded to 1,048,576).
+var benchDims = []int{3706 * 32, 1_000_000}
+
+func BenchmarkEncode(b *testing.B) {
+	for _, dim := range benchDims {
+		b.Run(fmt.Sprintf("d=%d", dim), func(b *testing.B) {
+			e := newEncoder(b, Params{Dim: dim, Clip: 1, MaxClients: 1000, NoiseStd: 0.01})
+			r := rand.New(rand.NewPCG(1, 2))
+			x := vecWithNorm(r, dim, 2, false)
+			dst := make([]int64, e.PaddedDim())
+			b.SetBytes(int64(8 * dim))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := e.Encode(dst, x, r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkDecode(b *testing.B) {
+	for _, dim := range benchDims {
+		b.Run(fmt.Sprintf("d=%d", dim), func(b *testing.B) {
+			e := newEncoder(b, Params{Dim: dim, Clip: 1, MaxClients: 1000, NoiseStd: 0.01})
+			r := rand.New(rand.NewPCG(1, 2))
+			ints := make([]int64, e.PaddedDim())
+			if _, err := e.Encode(ints, vecWithNorm(r, dim, 2, false), r); err != nil {
+				b.Fatal(err)
+			}
+			sum := make([]uint64, e.PaddedDim())
+			if err := e.Wrap(sum, ints); err != nil {
+				b.Fatal(err)
+			}
+			dst := make([]float64, dim)
+			b.SetBytes(int64(8 * dim))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := e.Decode(dst, sum); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkWrapAddMod(b *testing.B) {
+	e := newEncoder(b, Params{Dim: benchDims[0], Clip: 1, MaxClients: 1000})
+	x := make([]int64, e.PaddedDim())
+	w := make([]uint64, e.PaddedDim())
+	sum := make([]uint64, e.PaddedDim())
+	b.SetBytes(int64(8 * e.PaddedDim()))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := e.Wrap(w, x); err != nil {
+			b.Fatal(err)
+		}
+		if err := AddMod(sum, w, 32); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkFWHT(b *testing.B) {
+	for _, n := range []int{1 << 17, 1 << 20} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			x := randVec(rand.New(rand.NewPCG(1, 2)), n)
+			b.SetBytes(int64(8 * n))
+			b.ReportAllocs()
+			for b.Loop() {
+				fwht(x)
+				// Keep the values bounded across iterations: H·H = n·I.
+				if x[0] > 1e200 || x[0] < -1e200 {
+					b.StopTimer()
+					x = randVec(rand.New(rand.NewPCG(1, 2)), n)
+					b.StartTimer()
+				}
+			}
+		})
+	}
+}

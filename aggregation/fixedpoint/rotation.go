@@ -1,0 +1,137 @@
+package fixedpoint
+
+import (
+	"crypto/sha256"
+	"math"
+	"math/rand/v2"
+)
+
+// signDomain separates the rotation signs from any other use of Params.Seed.
+// Changing it changes every encoding: clients and server must agree on it.
+const signDomain = "fedrec/aggregation/fixedpoint: rotation signs v1\x00"
+
+// rotationSigns returns the random diagonal of the randomized Hadamard
+// transform for n coordinates, packed one bit per coordinate: bit i%64 of
+// word i/64 set means coordinate i is multiplied by -1.
+//
+// The bits are the successive Uint64 outputs of ChaCha8 (math/rand/v2, the
+// C2SP chacha8rand generator) keyed with SHA-256(signDomain || seed), so any
+// implementation can reproduce them. Bits at and beyond n in the last word are
+// cleared.
+func rotationSigns(seed [32]byte, n int) []uint64 {
+	h := sha256.New()
+	h.Write([]byte(signDomain))
+	h.Write(seed[:])
+	var key [32]byte
+	h.Sum(key[:0])
+	src := rand.NewChaCha8(key)
+	w := make([]uint64, (n+63)/64)
+	for i := range w {
+		w[i] = src.Uint64()
+	}
+	if r := n % 64; r != 0 {
+		w[len(w)-1] &= 1<<r - 1
+	}
+	return w
+}
+
+// signScale sets dst[i] = ±k·x[i] for i < len(x), the sign taken from bit i
+// of signs. len(dst) must be at least len(x).
+func signScale(dst, x []float64, k float64, signs []uint64) {
+	dst = dst[:len(x)]
+	for w := 0; w*64 < len(x); w++ {
+		word := signs[w]
+		lo := w * 64
+		hi := min(lo+64, len(x))
+		d := dst[lo:hi]
+		for j, v := range x[lo:hi] {
+			d[j] = math.Float64frombits(math.Float64bits(k*v) ^ (word>>uint(j)&1)<<63)
+		}
+	}
+}
+
+// nextPow2 returns the smallest power of two >= n, for n >= 1.
+func nextPow2(n int) int {
+	p := 1
+	for p < n {
+		p <<= 1
+	}
+	return p
+}
+
+// fwhtBlock is the length, in float64s, of the blocks whose low stages fwht
+// runs while they sit in the L1 cache (16 KiB).
+const fwhtBlock = 1 << 11
+
+// fwht replaces x by H·x, the unnormalised Walsh–Hadamard transform
+// (Sylvester order), in place. len(x) must be a power of two. H·H = len(x)·I.
+//
+// It runs the stages h = 1, 2, 4, ... block by block: first every stage with
+// h < fwhtBlock inside each fwhtBlock-long block (which stays in L1), then the
+// remaining stages two at a time (radix 4), each pass streaming through memory
+// once. For 2^20 coordinates that is 5 passes over memory instead of 20.
+func fwht(x []float64) {
+	n := len(x)
+	if n <= fwhtBlock {
+		fwhtSmall(x)
+		return
+	}
+	for off := 0; off < n; off += fwhtBlock {
+		fwhtSmall(x[off : off+fwhtBlock])
+	}
+	h := fwhtBlock
+	for ; 4*h <= n; h *= 4 {
+		radix4(x, h)
+	}
+	if h < n {
+		radix2(x, h)
+	}
+}
+
+// fwhtSmall is fwht for a short x that fits in cache.
+func fwhtSmall(x []float64) {
+	n := len(x)
+	h := 1
+	if n >= 4 {
+		// Stages 1 and 2 together on consecutive quadruples.
+		for i := 0; i+4 <= n; i += 4 {
+			q := x[i : i+4 : i+4]
+			a, b, c, d := q[0]+q[1], q[0]-q[1], q[2]+q[3], q[2]-q[3]
+			q[0], q[1], q[2], q[3] = a+c, b+d, a-c, b-d
+		}
+		h = 4
+	}
+	for ; 4*h <= n; h *= 4 {
+		radix4(x, h)
+	}
+	if h < n {
+		radix2(x, h)
+	}
+}
+
+// radix4 runs the stages h and 2h of the transform over x, len(x) a
+// multiple of 4h.
+func radix4(x []float64, h int) {
+	for i := 0; i < len(x); i += 4 * h {
+		a, b, c, d := x[i:i+h], x[i+h:i+2*h], x[i+2*h:i+3*h], x[i+3*h:i+4*h]
+		b, c, d = b[:len(a)], c[:len(a)], d[:len(a)] // bounds-check hint
+		for j := range a {
+			a0, b0, c0, d0 := a[j], b[j], c[j], d[j]
+			s0, s1 := a0+b0, a0-b0
+			s2, s3 := c0+d0, c0-d0
+			a[j], b[j], c[j], d[j] = s0+s2, s1+s3, s0-s2, s1-s3
+		}
+	}
+}
+
+// radix2 runs the stage h of the transform over x, len(x) a multiple of 2h.
+func radix2(x []float64, h int) {
+	for i := 0; i < len(x); i += 2 * h {
+		a, b := x[i:i+h], x[i+h:i+2*h]
+		b = b[:len(a)] // bounds-check hint
+		for j := range a {
+			a0, b0 := a[j], b[j]
+			a[j], b[j] = a0+b0, a0-b0
+		}
+	}
+}

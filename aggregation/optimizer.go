@@ -1,0 +1,113 @@
+package aggregation
+
+import (
+	"fmt"
+	"math"
+	"strings"
+)
+
+// ServerOptimizer turns a round's aggregated client change into a step on
+// the global parameters (Reddi et al., "Adaptive Federated Optimization",
+// ICLR 2021). The aggregate is the clients' mean change, a pseudo-gradient
+// with the sign of a descent direction.
+type ServerOptimizer interface {
+	// Step updates params in place from delta (same length).
+	Step(params, delta []float64) error
+}
+
+// OptimizerConfig selects and tunes a server optimizer. Zero fields take
+// the defaults of the paper's experiments.
+type OptimizerConfig struct {
+	Name  string  // "fedavg", "fedadam" or "fedyogi"
+	LR    float64 // server learning rate η
+	Beta1 float64 // 0 = 0.9
+	Beta2 float64 // 0 = 0.99
+	Tau   float64 // adaptivity τ; 0 = 1e-3
+}
+
+// NewOptimizer builds the optimizer named in c for parameter vectors of
+// length dim.
+func NewOptimizer(c OptimizerConfig, dim int) (ServerOptimizer, error) {
+	if !(c.LR > 0) || math.IsInf(c.LR, 0) {
+		return nil, fmt.Errorf("aggregation: server LR = %v, want finite > 0", c.LR)
+	}
+	if c.Beta1 == 0 {
+		c.Beta1 = 0.9
+	}
+	if c.Beta2 == 0 {
+		c.Beta2 = 0.99
+	}
+	if c.Tau == 0 {
+		c.Tau = 1e-3
+	}
+	if c.Beta1 < 0 || c.Beta1 >= 1 || c.Beta2 < 0 || c.Beta2 >= 1 || !(c.Tau > 0) {
+		return nil, fmt.Errorf("aggregation: need 0 <= beta1, beta2 < 1 and tau > 0, got %v, %v, %v", c.Beta1, c.Beta2, c.Tau)
+	}
+	switch strings.ToLower(c.Name) {
+	case "fedavg", "":
+		return &FedAvg{LR: c.LR}, nil
+	case "fedadam":
+		return newAdaptive(c, dim, false), nil
+	case "fedyogi":
+		return newAdaptive(c, dim, true), nil
+	}
+	return nil, fmt.Errorf("aggregation: unknown server optimizer %q (want fedavg, fedadam or fedyogi)", c.Name)
+}
+
+// FedAvg applies the mean change scaled by LR (LR = 1 is plain FedAvg).
+type FedAvg struct{ LR float64 }
+
+// Step implements ServerOptimizer.
+func (o *FedAvg) Step(params, delta []float64) error {
+	if len(params) != len(delta) {
+		return fmt.Errorf("%w: delta %d, params %d", ErrShape, len(delta), len(params))
+	}
+	for i, d := range delta {
+		params[i] += o.LR * d
+	}
+	return nil
+}
+
+// Adaptive is FedAdam or FedYogi: per-coordinate step sizes from running
+// moments of the pseudo-gradient.
+type Adaptive struct {
+	LR, Beta1, Beta2, Tau float64
+	Yogi                  bool
+	// M and V are the first and second moments; exported so that a
+	// coordinator can replicate the optimizer's state with the model.
+	M, V []float64
+}
+
+func newAdaptive(c OptimizerConfig, dim int, yogi bool) *Adaptive {
+	v := make([]float64, dim)
+	// Reddi et al. initialise v to τ² so the first steps are not huge.
+	for i := range v {
+		v[i] = c.Tau * c.Tau
+	}
+	return &Adaptive{LR: c.LR, Beta1: c.Beta1, Beta2: c.Beta2, Tau: c.Tau, Yogi: yogi, M: make([]float64, dim), V: v}
+}
+
+// Step implements ServerOptimizer.
+func (o *Adaptive) Step(params, delta []float64) error {
+	if len(params) != len(delta) || len(delta) != len(o.M) {
+		return fmt.Errorf("%w: delta %d, params %d, state %d", ErrShape, len(delta), len(params), len(o.M))
+	}
+	b1, b2 := o.Beta1, o.Beta2
+	for i, d := range delta {
+		m := b1*o.M[i] + (1-b1)*d
+		d2 := d * d
+		v := o.V[i]
+		if o.Yogi {
+			if v > d2 {
+				v -= (1 - b2) * d2
+			} else if v < d2 {
+				v += (1 - b2) * d2
+			}
+		} else {
+			v = b2*v + (1-b2)*d2
+		}
+		o.M[i], o.V[i] = m, v
+		params[i] += o.LR * m / (math.Sqrt(v) + o.Tau)
+	}
+	return nil
+}

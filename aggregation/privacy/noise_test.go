@@ -1,0 +1,222 @@
+package privacy
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func testRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)) }
+
+func meanVar(x []float64) (mean, variance float64) {
+	for _, v := range x {
+		mean += v
+	}
+	mean /= float64(len(x))
+	for _, v := range x {
+		variance += (v - mean) * (v - mean)
+	}
+	return mean, variance / float64(len(x)-1)
+}
+
+func TestAddGaussian(t *testing.T) {
+	const n, std = 118592, 2.5
+	x := make([]float64, n)
+	for i := range x {
+		x[i] = 1
+	}
+	AddGaussian(x, std, testRand(1))
+	mean, v := meanVar(x)
+	// Standard errors: mean std/√n = 0.007, sd about std/√(2n) = 0.005.
+	if math.Abs(mean-1) > 0.04 || math.Abs(math.Sqrt(v)-std) > 0.03 {
+		t.Errorf("AddGaussian: mean %g, sd %g, want 1, %g", mean, math.Sqrt(v), std)
+	}
+	y := []float64{1, 2}
+	AddGaussian(y, 0, testRand(1))
+	if y[0] != 1 || y[1] != 2 {
+		t.Errorf("AddGaussian with std 0 changed the input: %v", y)
+	}
+	mustPanic(t, "negative std", func() { AddGaussian(y, -1, testRand(1)) })
+	mustPanic(t, "NaN std", func() { AddGaussian(y, math.NaN(), testRand(1)) })
+}
+
+func TestNewSecureRand(t *testing.T) {
+	a, b := NewSecureRand(), NewSecureRand()
+	if a.Uint64() == b.Uint64() {
+		t.Errorf("two secure generators agree on their first output")
+	}
+}
+
+func mustPanic(t *testing.T, name string, f func()) {
+	t.Helper()
+	defer func() {
+		if recover() == nil {
+			t.Errorf("%s: no panic", name)
+		}
+	}()
+	f()
+}
+
+func TestSampleSkellamMoments(t *testing.T) {
+	const n = 200000
+	for _, v := range []float64{0, 0.3, 5, 19.9, 20, 57, 1000, 1e6, 3e10} {
+		dst := make([]int64, n)
+		SampleSkellam(dst, v, testRand(uint64(v*10)+1))
+		x := make([]float64, n)
+		for i, k := range dst {
+			x[i] = float64(k)
+		}
+		mean, got := meanVar(x)
+		if v == 0 {
+			if got != 0 || mean != 0 {
+				t.Errorf("variance 0: got mean %g variance %g", mean, got)
+			}
+			continue
+		}
+		// Mean within 5 standard errors; the variance's relative standard
+		// error is about sqrt(2/n) = 0.3% (plus a little kurtosis).
+		if math.Abs(mean) > 5*math.Sqrt(v/n) || math.Abs(got/v-1) > 0.02 {
+			t.Errorf("SampleSkellam(%g): mean %g, variance %g", v, mean, got)
+		}
+	}
+}
+
+// TestPoissonDistribution checks the sampler against the Poisson pmf with a
+// chi-square statistic over bins of expected count >= 20, on both sides of
+// the inversion/PTRS switch.
+func TestPoissonDistribution(t *testing.T) {
+	const n = 200000
+	for _, lam := range []float64{0.5, 3, 9.99, 10, 15, 60, 500, 12345.6} {
+		p := newPoisson(lam)
+		r := testRand(uint64(lam * 100))
+		counts := map[int64]int{}
+		for range n {
+			counts[p.sample(r)]++
+		}
+		// Bins: walk k upward from 0, merging until the expected count
+		// reaches 20.
+		var chi2 float64
+		var bins int
+		var obs, exp float64
+		logLam := math.Log(lam)
+		var cum float64
+		for k := int64(0); cum < 1-1e-12 || obs > 0; k++ {
+			pk := math.Exp(-lam + float64(k)*logLam - lgamma(float64(k)+1))
+			cum += pk
+			obs += float64(counts[k])
+			exp += n * pk
+			delete(counts, k)
+			if exp >= 20 && (1-cum)*n >= 20 {
+				chi2 += (obs - exp) * (obs - exp) / exp
+				bins++
+				obs, exp = 0, 0
+			}
+			if k > int64(lam)*3+100 {
+				break
+			}
+		}
+		exp = math.Max(exp, 1e-9)
+		chi2 += (obs - exp) * (obs - exp) / exp
+		bins++
+		if len(counts) != 0 {
+			t.Errorf("λ=%g: samples outside the scanned range: %v", lam, counts)
+		}
+		dof := float64(bins - 1)
+		// chi2/dof has sd sqrt(2/dof); 1 + 5 sd is a loose but meaningful gate.
+		if chi2/dof > 1+5*math.Sqrt(2/dof) {
+			t.Errorf("λ=%g: chi2/dof = %.3f over %d bins", lam, chi2/dof, bins)
+		}
+	}
+}
+
+func TestAddSkellamMod(t *testing.T) {
+	const n, v = 4096, 1e4
+	want := make([]int64, n)
+	SampleSkellam(want, v, testRand(7))
+	for _, bits := range []uint{8, 16, 32, 64} {
+		got := make([]uint64, n)
+		for i := range got {
+			got[i] = uint64(i) // existing masked input
+		}
+		AddSkellamMod(got, bits, v, testRand(7))
+		mask := ^uint64(0) >> (64 - bits)
+		for i := range got {
+			if w := (uint64(i) + uint64(want[i])) & mask; got[i] != w {
+				t.Fatalf("bits %d: element %d = %d, want %d", bits, i, got[i], w)
+			}
+		}
+	}
+	mustPanic(t, "bits 0", func() { AddSkellamMod(make([]uint64, 1), 0, 1, testRand(1)) })
+	mustPanic(t, "bits 65", func() { AddSkellamMod(make([]uint64, 1), 65, 1, testRand(1)) })
+	mustPanic(t, "negative variance", func() { SampleSkellam(make([]int64, 1), -1, testRand(1)) })
+}
+
+func TestPlanSkellam(t *testing.T) {
+	cfg := SkellamConfig{Scale: 400, Clip: 0.5, Dim: 10000, NoiseMultiplier: 1.1, Clients: 50}
+	p, err := PlanSkellam(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	std := 1.1 * 0.5 * 400
+	if math.Abs(p.Variance-std*std) > 1e-9 || math.Abs(50*p.ClientVariance-p.Variance) > 1e-9 {
+		t.Errorf("variance %g, client %g, want %g and a 50th of it", p.Variance, p.ClientVariance, std*std)
+	}
+	if want := 200 + 100.0; p.L2 != want {
+		t.Errorf("L2 = %g, want γc + √d = %g", p.L2, want)
+	}
+	if want := math.Ceil(300 * 100); p.L1 != want {
+		t.Errorf("L1 = %g, want %g", p.L1, want)
+	}
+	if want := 50 / (4 * 400.0 * 400); math.Abs(p.RoundingVariance-want) > 1e-15 {
+		t.Errorf("RoundingVariance = %g, want %g", p.RoundingVariance, want)
+	}
+	cfg.Beta = math.Exp(-0.5)
+	pb, err := PlanSkellam(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := math.Sqrt(200*200 + 10000.0/4 + 1*(200+50))
+	if math.Abs(pb.L2-want) > 1e-9 || pb.L2 >= p.L2 {
+		t.Errorf("conditional rounding L2 = %g, want %g (< %g)", pb.L2, want, p.L2)
+	}
+	if s := p.Survivors(25); s.Variance != p.Variance/2 || s.ClientVariance != p.ClientVariance {
+		t.Errorf("Survivors(25) = %+v", s)
+	}
+
+	// End to end: n clients each add their share; the sum, scaled back,
+	// has float-domain std z·c.
+	r := testRand(3)
+	sum := make([]int64, 20000)
+	share := make([]int64, len(sum))
+	for range cfg.Clients {
+		SampleSkellam(share, p.ClientVariance, r)
+		for i, v := range share {
+			sum[i] += v
+		}
+	}
+	x := make([]float64, len(sum))
+	for i, v := range sum {
+		x[i] = float64(v) / cfg.Scale
+	}
+	if _, v := meanVar(x); math.Abs(math.Sqrt(v)-1.1*0.5) > 0.01 {
+		t.Errorf("summed noise sd %g, want %g", math.Sqrt(v), 1.1*0.5)
+	}
+
+	for _, tt := range []struct {
+		cfg SkellamConfig
+		arg string
+	}{
+		{SkellamConfig{Clip: 1, Dim: 1, Clients: 1}, "SkellamConfig.Scale"},
+		{SkellamConfig{Scale: 1, Dim: 1, Clients: 1}, "SkellamConfig.Clip"},
+		{SkellamConfig{Scale: 1, Clip: 1, Clients: 1}, "SkellamConfig.Dim"},
+		{SkellamConfig{Scale: 1, Clip: 1, Dim: 1}, "SkellamConfig.Clients"},
+		{SkellamConfig{Scale: 1, Clip: 1, Dim: 1, Clients: 1, NoiseMultiplier: -1}, "SkellamConfig.NoiseMultiplier"},
+		{SkellamConfig{Scale: 1, Clip: 1, Dim: 1, Clients: 1, Beta: 1}, "SkellamConfig.Beta"},
+	} {
+		var ae *ArgError
+		if _, err := PlanSkellam(tt.cfg); !errors.As(err, &ae) || ae.Arg != tt.arg {
+			t.Errorf("PlanSkellam(%+v) error = %v, want one naming %s", tt.cfg, err, tt.arg)
+		}
+	}
+}

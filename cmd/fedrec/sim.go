@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/fedrec/fedrec/sim"
+)
+
+func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c sim.Config
+	d := c.Defaults()
+	fs.StringVar(&c.Data, "data", d.Data, "data set: synthetic, ml-100k, ml-1m, ml-latest-small, or a path to a user,item,rating[,timestamp] CSV")
+	fs.StringVar(&c.DataDir, "data-dir", d.DataDir, "directory holding the named MovieLens sets (ml-100k/u.data, ml-1m/ratings.dat, ml-latest-small/ratings.csv)")
+	fs.IntVar(&c.Users, "users", 0, "synthetic data: number of users (default 2000)")
+	fs.IntVar(&c.Items, "items", 0, "synthetic data: number of items (default 1000)")
+	fs.BoolVar(&c.Implicit, "implicit", false, "synthetic data: implicit feedback (clicks) instead of ratings")
+	fs.IntVar(&c.Rounds, "rounds", d.Rounds, "training rounds")
+	fs.IntVar(&c.ClientsPerRound, "clients-per-round", d.ClientsPerRound, "clients sampled per round")
+	fs.IntVar(&c.Rank, "rank", d.Rank, "rank of the factorization")
+	fs.IntVar(&c.LocalEpochs, "local-epochs", d.LocalEpochs, "local SGD passes per client per round")
+	fs.Float64Var(&c.LR, "lr", d.LR, "client learning rate")
+	fs.Float64Var(&c.Reg, "reg", d.Reg, "L2 regularization per observation")
+	fs.Float64Var(&c.Clip, "clip", 0, "L2 clip norm of each client's update (0 = none)")
+	fs.StringVar(&c.ServerOpt, "server-opt", d.ServerOpt, "server optimizer: fedavg, fedadam, fedyogi")
+	fs.Float64Var(&c.ServerLR, "server-lr", d.ServerLR, "server learning rate")
+	fs.Uint64Var(&c.Seed, "seed", d.Seed, "random seed (data split, sampling, initialization)")
+	fs.IntVar(&c.EvalEvery, "eval-every", d.EvalEvery, "evaluate every N rounds")
+	fs.IntVar(&c.EvalUsers, "eval-users", d.EvalUsers, "evaluate on at most N users")
+	fs.Float64Var(&c.Dropout, "dropout", 0, "chance that a selected client drops out of a round")
+	fs.Float64Var(&c.Straggler, "stragglers", 0, "chance that a selected client misses the round's deadline")
+	fs.Float64Var(&c.OverSelect, "over-select", 0, "select this fraction more clients to make up for dropouts")
+	fs.IntVar(&c.MinClients, "min-clients", d.MinClients, "abandon a round with fewer survivors")
+	fs.IntVar(&c.Workers, "workers", d.Workers, "parallel workers (default: all cores)")
+	fs.BoolVar(&c.Centralized, "centralized", false, "train the same model on pooled data (the baseline) instead of federating")
+	baseline := fs.String("baseline", "auto", "also train the centralized baseline for comparison: auto (data up to 2M interactions), on, off")
+	out := fs.String("out", "", "write metrics.csv, summary.json and a plot to this directory")
+	quiet := fs.Bool("quiet", false, "no progress output")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("sim: unexpected argument %q", fs.Arg(0))
+	}
+	switch *baseline {
+	case "auto":
+	case "on":
+		c.Baseline = sim.On
+	case "off":
+		c.Baseline = sim.Off
+	default:
+		return fmt.Errorf("sim: --baseline %q: want auto, on or off", *baseline)
+	}
+	var obs sim.Observer = newProgress(stderr)
+	if *quiet {
+		obs = nil
+	}
+	mem := sim.StartMemorySampler(50 * time.Millisecond)
+	res, err := sim.Run(ctx, c, obs)
+	m := mem.Stop()
+	if p, ok := obs.(*progress); ok {
+		p.done()
+	}
+	if err != nil {
+		return err
+	}
+	printResult(stdout, res, m)
+	if *out != "" {
+		if err := sim.WriteOutputs(*out, res, m); err != nil {
+			return fmt.Errorf("sim: writing results: %w", err)
+		}
+		fmt.Fprintf(stdout, "wrote %s/{metrics.csv,summary.json,%s}\n", *out, plotName(res))
+	}
+	return nil
+}
+
+func plotName(res *sim.Result) string {
+	if res.Dataset.Implicit {
+		return "ndcg_at_10.png"
+	}
+	return "rmse.png"
+}
+
+func printResult(w io.Writer, res *sim.Result, m sim.Memory) {
+	ds := res.Dataset
+	fmt.Fprintf(w, "data: %s, %d users, %d items, %d train / %d test interactions\n", ds.Name, ds.Users, ds.Items, ds.Train, ds.Test)
+	line := func(name string, r sim.Row) {
+		var parts []string
+		if !math.IsNaN(r.RMSE) {
+			parts = append(parts, fmt.Sprintf("RMSE %.4f  MAE %.4f", r.RMSE, r.MAE))
+		}
+		parts = append(parts, fmt.Sprintf("Recall@%d %.4f  NDCG@%d %.4f", res.Config.K, r.Recall, res.Config.K, r.NDCG))
+		if !math.IsNaN(r.Epsilon) {
+			parts = append(parts, fmt.Sprintf("ε %.3g", r.Epsilon))
+		}
+		fmt.Fprintf(w, "%-12s %s\n", name+":", strings.Join(parts, "  "))
+	}
+	if !res.Config.Centralized {
+		line(fmt.Sprintf("federated (round %d)", res.Final.Round), res.Final)
+	}
+	if res.Baseline != nil {
+		line("centralized", *res.Baseline)
+		if !res.Config.Centralized && !math.IsNaN(res.Final.RMSE) {
+			fmt.Fprintf(w, "federated RMSE is %+.2f%% of centralized\n", 100*(res.Final.RMSE/res.Baseline.RMSE-1))
+		}
+	}
+	if res.Abandoned > 0 {
+		fmt.Fprintf(w, "abandoned rounds (too few survivors): %d\n", res.Abandoned)
+	}
+	fmt.Fprintf(w, "wall %.1fs, peak heap %.1f MiB, max RSS %.1f MiB\n", res.Wall.Seconds(), float64(m.PeakHeapBytes)/(1<<20), float64(m.MaxRSSBytes)/(1<<20))
+}
+
+// progress draws a bar on a terminal and plain lines elsewhere.
+type progress struct {
+	w     io.Writer
+	tty   bool
+	start time.Time
+	last  *sim.Row
+	drawn bool
+}
+
+func newProgress(w io.Writer) *progress {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	return &progress{w: w, tty: tty, start: time.Now()}
+}
+
+func (p *progress) Phase(msg string) {
+	p.clear()
+	fmt.Fprintf(p.w, "%s\n", msg)
+}
+
+func (p *progress) Round(round, total int, row *sim.Row) {
+	if row != nil {
+		p.last = row
+	}
+	el := time.Since(p.start).Seconds()
+	if !p.tty {
+		if row != nil {
+			fmt.Fprintf(p.w, "round %d/%d  %s  %.1fs\n", round, total, rowText(row), el)
+		}
+		return
+	}
+	const width = 30
+	n := width * round / max(total, 1)
+	bar := strings.Repeat("█", n) + strings.Repeat("·", width-n)
+	text := ""
+	if p.last != nil {
+		text = rowText(p.last)
+	}
+	fmt.Fprintf(p.w, "\r\033[K%s %d/%d  %s  %.1fs", bar, round, total, text, el)
+	p.drawn = true
+}
+
+func rowText(r *sim.Row) string {
+	if !math.IsNaN(r.RMSE) {
+		return fmt.Sprintf("rmse %.4f", r.RMSE)
+	}
+	return fmt.Sprintf("ndcg@10 %.4f", r.NDCG)
+}
+
+func (p *progress) clear() {
+	if p.drawn {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.drawn = false
+	}
+}
+
+func (p *progress) done() {
+	if p.drawn {
+		fmt.Fprintln(p.w)
+		p.drawn = false
+	}
+}

@@ -1,0 +1,138 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/fedrec/fedrec/aggregation"
+	"github.com/fedrec/fedrec/model"
+)
+
+// bytesPerParam is what one parameter costs on the wire: vectors travel as
+// packed little-endian float64.
+const bytesPerParam = 8
+
+// federate runs the rounds: sample a cohort, let each surviving client train
+// locally on its own data, aggregate, step the server optimizer.
+func (e *env) federate(ctx context.Context, start time.Time, res *Result, obs Observer) error {
+	c := e.c
+	m, err := e.newModel()
+	if err != nil {
+		return err
+	}
+	dim := len(m.Params)
+	opt, err := aggregation.NewOptimizer(aggregation.OptimizerConfig{Name: c.ServerOpt, LR: c.ServerLR, Tau: c.Tau}, dim)
+	if err != nil {
+		return err
+	}
+	sampler := rand.New(rand.NewPCG(c.Seed, 0x5a3b1e))
+	delta := make([]float64, dim)
+	want := min(len(e.active), int(math.Ceil(float64(c.ClientsPerRound)*(1+c.OverSelect))))
+	var up, down int64
+	type part struct {
+		loss float64
+		n    int
+	}
+	parts := make([]part, c.Workers)
+	for round := 1; round <= c.Rounds; round++ {
+		t, err := model.NewTrainer(m, e.tc)
+		if err != nil {
+			return err
+		}
+		agg, err := aggregation.NewPlain(dim, c.Clip)
+		if err != nil {
+			return err
+		}
+		cohort := sample(sampler, e.active, want)
+		// Every selected client downloads the model; those that drop out or
+		// straggle past the deadline never get their update counted.
+		down += int64(len(cohort)) * int64(dim) * bytesPerParam
+		survivors := cohort[:0:0]
+		for _, u := range cohort {
+			if f := sampler.Float64(); f >= c.Dropout+c.Straggler {
+				survivors = append(survivors, u)
+			}
+		}
+		clear(parts)
+		err = e.parallel(ctx, len(survivors), func(w, k int, scratch []float64) error {
+			u := survivors[k]
+			r := rand.New(rand.NewPCG(c.Seed^uint64(round)<<20, uint64(u)))
+			upd, err := t.LocalUpdate(scratch, e.train[u], r)
+			if err != nil {
+				return fmt.Errorf("client %d: %w", u, err)
+			}
+			parts[w].loss += upd.Loss
+			parts[w].n += upd.N
+			return agg.Add(scratch, 1)
+		})
+		if err != nil {
+			return fmt.Errorf("sim: round %d: %w", round, err)
+		}
+		var loss float64
+		var n int
+		for _, p := range parts {
+			loss += p.loss
+			n += p.n
+		}
+		if len(survivors) < c.MinClients {
+			res.Abandoned++
+		} else {
+			up += int64(len(survivors)) * int64(dim) * bytesPerParam
+			if _, err := agg.Result(delta); err != nil {
+				return fmt.Errorf("sim: round %d: %w", round, err)
+			}
+			if err := opt.Step(m.Params, delta); err != nil {
+				return fmt.Errorf("sim: round %d: %w", round, err)
+			}
+			if err := m.Validate(); err != nil {
+				return fmt.Errorf("sim: round %d: training diverged (lower --lr or --server-lr): %w", round, err)
+			}
+		}
+		if round%c.EvalEvery != 0 && round != c.Rounds {
+			obs.Round(round, c.Rounds, nil)
+			continue
+		}
+		row, err := e.evaluate(ctx, m)
+		if err != nil {
+			return err
+		}
+		row.Round = round
+		row.Clients = len(survivors)
+		row.TrainLoss = math.NaN()
+		if n > 0 {
+			row.TrainLoss = loss / float64(n)
+		}
+		row.BytesUp, row.BytesDown = up, down
+		row.WallS = time.Since(start).Seconds()
+		res.Rows = append(res.Rows, row)
+		res.Final = row
+		obs.Round(round, c.Rounds, &row)
+	}
+	return nil
+}
+
+// sample picks k distinct members of pop uniformly (partial Fisher-Yates on
+// a copy, so pop keeps its order).
+func sample(r *rand.Rand, pop []int, k int) []int {
+	if k >= len(pop) {
+		return append([]int(nil), pop...)
+	}
+	idx := make(map[int]int, 2*k)
+	out := make([]int, k)
+	at := func(i int) int {
+		if v, ok := idx[i]; ok {
+			return v
+		}
+		return i
+	}
+	for i := range k {
+		j := i + r.IntN(len(pop)-i)
+		vi, vj := at(i), at(j)
+		idx[i], idx[j] = vj, vi
+		out[i] = pop[vj]
+	}
+	return out
+}

@@ -1,0 +1,406 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/fedrec/fedrec/model"
+)
+
+// Config describes one simulated experiment. The zero value of every field
+// means the documented default (see Defaults); those defaults reach the
+// quality targets on ml-latest-small without tuning.
+type Config struct {
+	Data    string // "synthetic" (default), "ml-100k", "ml-1m", "ml-latest-small" or a CSV path
+	DataDir string // where named sets live; default "./data"
+	// Synthetic data only.
+	Users, Items int  // 0 = SyntheticConfig defaults
+	Implicit     bool // implicit-feedback variant of the synthetic set
+
+	Rounds          int     // default 300
+	ClientsPerRound int     // default 100 (all clients if fewer)
+	Rank            int     // default 32
+	LocalEpochs     int     // default 1
+	LR              float64 // client SGD step, default 0.03
+	Reg             float64 // L2 per observation, default 0.12
+	Alpha           float64 // implicit confidence scale, default 10
+	Clip            float64 // per-client L2 clip of the update, 0 = none
+	ServerOpt       string  // fedavg, fedadam (default), fedyogi
+	ServerLR        float64 // default 0.1
+	Tau             float64 // adaptivity of fedadam/fedyogi, default 1e-3
+	Seed            uint64  // default 1
+	TestFrac        float64 // default 0.2
+	EvalEvery       int     // evaluate every N rounds, default 10
+	EvalUsers       int     // evaluate on at most this many users (seeded sample), default 5000
+	K               int     // cut-off of Recall@K and NDCG@K, default 10
+	Workers         int     // default GOMAXPROCS
+
+	// Dropout is the chance a selected client vanishes mid-round; Straggler
+	// the chance it answers after the deadline (its update is discarded).
+	Dropout, Straggler float64
+	// OverSelect samples this many extra clients per round so that dropouts
+	// still leave ClientsPerRound survivors on average; default 0.
+	OverSelect float64
+	// MinClients: a round with fewer survivors is abandoned, default 1.
+	MinClients int
+
+	// Centralized trains the same model on pooled data (ALS) instead of
+	// federating it.
+	Centralized bool
+	// Baseline also trains the centralized model for comparison;
+	// BaselineAuto (the default) does so when the data has at most
+	// 2,000,000 training interactions.
+	Baseline Toggle
+	// BaselineIters is the number of ALS sweeps, default 15.
+	BaselineIters int
+}
+
+// Toggle is a tri-state switch whose zero value means "decide for me".
+type Toggle int8
+
+// Toggle values.
+const (
+	Auto Toggle = iota
+	On
+	Off
+)
+
+// Defaults returns c with every zero field set to its default.
+func (c Config) Defaults() Config {
+	def := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	deff := func(p *float64, v float64) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	if c.Data == "" {
+		c.Data = "synthetic"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "data"
+	}
+	def(&c.Rounds, 300)
+	def(&c.ClientsPerRound, 100)
+	def(&c.Rank, 32)
+	def(&c.LocalEpochs, 1)
+	deff(&c.LR, 0.03)
+	deff(&c.Reg, 0.12)
+	deff(&c.Alpha, 10)
+	if c.ServerOpt == "" {
+		c.ServerOpt = "fedadam"
+	}
+	deff(&c.ServerLR, 0.1)
+	deff(&c.Tau, 1e-3)
+	if c.Seed == 0 {
+		c.Seed = 1
+	}
+	deff(&c.TestFrac, 0.2)
+	def(&c.EvalEvery, 10)
+	def(&c.EvalUsers, 5000)
+	def(&c.K, 10)
+	def(&c.Workers, runtime.GOMAXPROCS(0))
+	def(&c.MinClients, 1)
+	def(&c.BaselineIters, 15)
+	return c
+}
+
+// Validate names the first bad field of a defaulted config.
+func (c Config) Validate() error {
+	bad := func(field string, v any, want string) error {
+		return fmt.Errorf("sim: %s = %v, want %s", field, v, want)
+	}
+	switch {
+	case c.Rounds < 0:
+		return bad("Rounds", c.Rounds, ">= 0")
+	case c.ClientsPerRound < 1:
+		return bad("ClientsPerRound", c.ClientsPerRound, ">= 1")
+	case c.Rank < 1 || c.Rank > 1024:
+		return bad("Rank", c.Rank, "1..1024")
+	case c.LocalEpochs < 0:
+		return bad("LocalEpochs", c.LocalEpochs, ">= 0")
+	case !finitePos(c.LR):
+		return bad("LR", c.LR, "finite > 0")
+	case !finiteNonNeg(c.Reg):
+		return bad("Reg", c.Reg, "finite >= 0")
+	case !finiteNonNeg(c.Clip):
+		return bad("Clip", c.Clip, "finite >= 0")
+	case !(c.TestFrac > 0 && c.TestFrac < 1):
+		return bad("TestFrac", c.TestFrac, "in (0,1)")
+	case c.EvalEvery < 1:
+		return bad("EvalEvery", c.EvalEvery, ">= 1")
+	case !(c.Dropout >= 0 && c.Dropout < 1):
+		return bad("Dropout", c.Dropout, "in [0,1)")
+	case !(c.Straggler >= 0 && c.Straggler < 1):
+		return bad("Straggler", c.Straggler, "in [0,1)")
+	case !(c.OverSelect >= 0) || math.IsInf(c.OverSelect, 0):
+		return bad("OverSelect", c.OverSelect, "finite >= 0")
+	case c.MinClients < 1:
+		return bad("MinClients", c.MinClients, ">= 1")
+	case c.Users < 0 || c.Items < 0:
+		return bad("Users/Items", fmt.Sprint(c.Users, "/", c.Items), ">= 0")
+	}
+	return nil
+}
+
+func finitePos(x float64) bool    { return x > 0 && !math.IsInf(x, 0) }
+func finiteNonNeg(x float64) bool { return x >= 0 && !math.IsInf(x, 0) }
+
+// Row is one evaluated round, the columns of metrics.csv.
+type Row struct {
+	Round     int     `json:"round"`
+	Clients   int     `json:"clients"` // survivors aggregated in this round
+	TrainLoss float64 `json:"train_loss"`
+	RMSE      float64 `json:"rmse"`
+	MAE       float64 `json:"mae"`
+	Recall    float64 `json:"recall_at_k"`
+	NDCG      float64 `json:"ndcg_at_k"`
+	// Epsilon is the privacy spent so far; NaN while no privacy is applied.
+	Epsilon   float64 `json:"epsilon"`
+	BytesUp   int64   `json:"bytes_up"`   // cumulative, all clients
+	BytesDown int64   `json:"bytes_down"` // cumulative, all clients
+	WallS     float64 `json:"wall_s"`
+}
+
+// Result is what a run produced.
+type Result struct {
+	Config    Config
+	Dataset   DatasetInfo
+	Rows      []Row // one per evaluated round
+	Final     Row
+	Baseline  *Row // centralized model on the same split, if trained
+	Abandoned int  // rounds with fewer than MinClients survivors
+	Wall      time.Duration
+}
+
+// DatasetInfo summarizes the data a run used.
+type DatasetInfo struct {
+	Name         string `json:"name"`
+	Users        int    `json:"users"`
+	Items        int    `json:"items"`
+	Train        int    `json:"train_interactions"`
+	Test         int    `json:"test_interactions"`
+	Implicit     bool   `json:"implicit"`
+	MeanPerRound int    `json:"-"`
+}
+
+// Observer hears about progress; all methods are called from Run's
+// goroutine. A nil Observer is allowed.
+type Observer interface {
+	Phase(msg string)
+	Round(round, total int, last *Row)
+}
+
+// Run loads the data, trains, and evaluates, as c describes.
+func Run(ctx context.Context, c Config, obs Observer) (*Result, error) {
+	c = c.Defaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	start := time.Now()
+	obs.Phase("loading " + c.Data)
+	ds, err := loadData(c)
+	if err != nil {
+		return nil, err
+	}
+	env, err := newEnv(c, ds)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Config: c, Dataset: env.info}
+	if c.Centralized || c.Baseline == On || (c.Baseline == Auto && env.info.Train <= 2_000_000) {
+		obs.Phase(fmt.Sprintf("training the centralized baseline (ALS, %d sweeps)", c.BaselineIters))
+		row, err := env.centralized(ctx)
+		if err != nil {
+			return nil, err
+		}
+		row.WallS = time.Since(start).Seconds()
+		res.Baseline = &row
+		if c.Centralized {
+			res.Final = row
+			res.Rows = []Row{row}
+			res.Wall = time.Since(start)
+			return res, nil
+		}
+	}
+	obs.Phase(fmt.Sprintf("federated training: %d rounds of %d clients", c.Rounds, c.ClientsPerRound))
+	if err := env.federate(ctx, start, res, obs); err != nil {
+		return nil, err
+	}
+	res.Wall = time.Since(start)
+	return res, nil
+}
+
+func loadData(c Config) (*Dataset, error) {
+	if c.Data == "synthetic" {
+		return Synthetic(SyntheticConfig{Users: c.Users, Items: c.Items, Implicit: c.Implicit, Seed: c.Seed})
+	}
+	if c.Users != 0 || c.Items != 0 {
+		return nil, errors.New("sim: --users and --items only apply to --data synthetic")
+	}
+	return Open(c.Data, c.DataDir)
+}
+
+// env is a run's prepared data and model.
+type env struct {
+	c           Config
+	info        DatasetInfo
+	kind        model.Kind
+	train, test [][]model.Rating
+	active      []int // users with training data: the client population
+	evalUsers   []int
+	mean        float64
+	tc          model.TrainConfig
+	ec          model.EvalConfig
+}
+
+func newEnv(c Config, ds *Dataset) (*env, error) {
+	trainX, testX := ds.Split(c.TestFrac, c.Seed)
+	e := &env{c: c, kind: model.Explicit}
+	if ds.Implicit {
+		e.kind = model.Implicit
+	}
+	e.info = DatasetInfo{Name: ds.Name, Users: ds.NumUsers(), Items: ds.NumItems(), Train: len(trainX), Test: len(testX), Implicit: ds.Implicit}
+	e.train = toRatings(ByUser(ds.NumUsers(), trainX))
+	e.test = toRatings(ByUser(ds.NumUsers(), testX))
+	var sum float64
+	for _, x := range trainX {
+		sum += float64(x.Value)
+	}
+	if len(trainX) == 0 {
+		return nil, fmt.Errorf("sim: %s has no training data", ds.Name)
+	}
+	// The global mean is the one statistic computed over pooled data; in a
+	// deployment it is a secure sum of per-client sums and counts.
+	e.mean = sum / float64(len(trainX))
+	if ds.Implicit {
+		e.mean = 0
+	}
+	for u, rs := range e.train {
+		if len(rs) > 0 {
+			e.active = append(e.active, u)
+		}
+	}
+	var withTest []int
+	for _, u := range e.active {
+		if len(e.test[u]) > 0 {
+			withTest = append(withTest, u)
+		}
+	}
+	r := rand.New(rand.NewPCG(c.Seed, 0xe7a1))
+	if len(withTest) > c.EvalUsers {
+		r.Shuffle(len(withTest), func(i, j int) { withTest[i], withTest[j] = withTest[j], withTest[i] })
+		withTest = withTest[:c.EvalUsers]
+	}
+	e.evalUsers = withTest
+	e.tc = model.TrainConfig{Reg: c.Reg, LR: c.LR, Epochs: c.LocalEpochs, Alpha: c.Alpha}
+	e.ec = model.EvalConfig{K: c.K, Errors: !ds.Implicit}
+	if !ds.Implicit {
+		e.ec.Relevant = 4
+	}
+	return e, e.tc.Validate()
+}
+
+func toRatings(by [][]Interaction) [][]model.Rating {
+	n := 0
+	for _, xs := range by {
+		n += len(xs)
+	}
+	flat := make([]model.Rating, 0, n) // one allocation for all users
+	out := make([][]model.Rating, len(by))
+	for u, xs := range by {
+		lo := len(flat)
+		for _, x := range xs {
+			flat = append(flat, model.Rating{Item: x.Item, Value: x.Value})
+		}
+		out[u] = flat[lo:len(flat):len(flat)]
+	}
+	return out
+}
+
+func (e *env) newModel() (*model.Model, error) {
+	r := rand.New(rand.NewPCG(e.c.Seed, 0x30de1))
+	return model.New(e.kind, e.info.Items, e.c.Rank, e.mean, 0.1, r)
+}
+
+func (e *env) centralized(ctx context.Context) (Row, error) {
+	m, err := e.newModel()
+	if err != nil {
+		return Row{}, err
+	}
+	if _, err := model.ALS(ctx, m, e.train, e.tc, e.c.BaselineIters, e.c.Workers); err != nil {
+		return Row{}, fmt.Errorf("sim: centralized baseline: %w", err)
+	}
+	return e.evaluate(ctx, m)
+}
+
+// evaluate fits each evaluation user's private factor on its training data
+// (as its device would) and scores its held-out data.
+func (e *env) evaluate(ctx context.Context, m *model.Model) (Row, error) {
+	t, err := model.NewTrainer(m, e.tc)
+	if err != nil {
+		return Row{}, err
+	}
+	parts := make([]model.Metrics, e.c.Workers)
+	err = e.parallel(ctx, len(e.evalUsers), func(w, k int, scratch []float64) error {
+		u := e.evalUsers[k]
+		usr, err := t.FitUser(e.train[u])
+		if err != nil {
+			return err
+		}
+		parts[w].Add(m.Evaluate(usr, e.train[u], e.test[u], e.ec, scratch[:m.Items]))
+		return nil
+	})
+	if err != nil {
+		return Row{}, err
+	}
+	var sum model.Metrics
+	for _, p := range parts {
+		sum.Add(p)
+	}
+	return Row{RMSE: sum.RMSE(), MAE: sum.MAE(), Recall: sum.Recall(), NDCG: sum.NDCG(), Epsilon: math.NaN()}, nil
+}
+
+// parallel runs f(worker, k, scratch) for k in [0,n) on the configured
+// workers; scratch is a per-worker buffer of the model's dimension.
+func (e *env) parallel(ctx context.Context, n int, f func(w, k int, scratch []float64) error) error {
+	dim := model.Dim(e.info.Items, e.c.Rank)
+	var wg sync.WaitGroup
+	errs := make([]error, e.c.Workers)
+	for w := range e.c.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			scratch := make([]float64, dim)
+			for k := w; k < n; k += e.c.Workers {
+				if err := ctx.Err(); err != nil {
+					errs[w] = err
+					return
+				}
+				if err := f(w, k, scratch); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Phase(string)         {}
+func (nopObserver) Round(int, int, *Row) {}

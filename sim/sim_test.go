@@ -1,0 +1,166 @@
+package sim
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// itemMeanRMSE is the RMSE of predicting each test rating by its item's
+// mean training rating (the global mean for unseen items).
+func itemMeanRMSE(t *testing.T, c Config) float64 {
+	t.Helper()
+	c = c.Defaults()
+	ds, err := loadData(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	train, test := ds.Split(c.TestFrac, c.Seed)
+	sum := make([]float64, ds.NumItems())
+	cnt := make([]float64, ds.NumItems())
+	var all float64
+	for _, x := range train {
+		sum[x.Item] += float64(x.Value)
+		cnt[x.Item]++
+		all += float64(x.Value)
+	}
+	mean := all / float64(len(train))
+	var sse float64
+	for _, x := range test {
+		p := mean
+		if cnt[x.Item] > 0 {
+			p = sum[x.Item] / cnt[x.Item]
+		}
+		e := float64(x.Value) - p
+		sse += e * e
+	}
+	return math.Sqrt(sse / float64(len(test)))
+}
+
+func TestFederatedBeatsItemMean(t *testing.T) {
+	c := Config{Users: 300, Items: 150, Rounds: 60, ClientsPerRound: 50, Rank: 8, EvalEvery: 20, Seed: 3, Baseline: On}
+	res, err := Run(t.Context(), c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := itemMeanRMSE(t, c)
+	if res.Final.RMSE >= base {
+		t.Errorf("federated RMSE %.4f, want below the item-mean baseline %.4f", res.Final.RMSE, base)
+	}
+	if res.Baseline == nil || res.Baseline.RMSE >= base {
+		t.Errorf("centralized baseline %+v, want RMSE below item mean %.4f", res.Baseline, base)
+	}
+	if len(res.Rows) != 3 {
+		t.Errorf("%d evaluated rounds, want 3 (every 20 of 60)", len(res.Rows))
+	}
+	last := res.Rows[len(res.Rows)-1]
+	if last.BytesUp <= 0 || last.BytesDown < last.BytesUp || !math.IsNaN(last.Epsilon) {
+		t.Errorf("last row %+v: want bytes counted and no epsilon", last)
+	}
+
+	dir := t.TempDir()
+	if err := WriteOutputs(dir, res, Memory{PeakHeapBytes: 1}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(filepath.Join(dir, "metrics.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(recs[0], ","); got != "round,clients,train_loss,rmse,mae,recall_at_10,ndcg_at_10,epsilon,bytes_up,bytes_down,wall_s" {
+		t.Errorf("metrics.csv header = %q", got)
+	}
+	if len(recs) != 4 || recs[3][7] != "" {
+		t.Errorf("metrics.csv rows = %v, want 3 rows with an empty epsilon", recs[1:])
+	}
+	var sum map[string]any
+	b, err := os.ReadFile(filepath.Join(dir, "summary.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &sum); err != nil {
+		t.Fatalf("summary.json: %v", err)
+	}
+	for _, k := range []string{"config", "final", "wall_s", "memory", "centralized_baseline"} {
+		if _, ok := sum[k]; !ok {
+			t.Errorf("summary.json lacks %q", k)
+		}
+	}
+	if st, err := os.Stat(filepath.Join(dir, "rmse.png")); err != nil || st.Size() == 0 {
+		t.Errorf("rmse.png: %v", err)
+	}
+}
+
+func TestImplicitRun(t *testing.T) {
+	c := Config{Users: 200, Items: 100, Implicit: true, Rounds: 20, ClientsPerRound: 40, Rank: 8, EvalEvery: 10, Seed: 2}
+	res, err := Run(t.Context(), c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !math.IsNaN(res.Final.RMSE) || !(res.Final.Recall > 0) {
+		t.Errorf("implicit final row %+v: want no RMSE and a positive recall", res.Final)
+	}
+}
+
+func TestDropoutsAndAbandonedRounds(t *testing.T) {
+	c := Config{Users: 100, Items: 60, Rounds: 10, ClientsPerRound: 10, Rank: 4, Dropout: 0.5, MinClients: 8, Seed: 4, Baseline: Off}
+	res, err := Run(t.Context(), c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Abandoned == 0 {
+		t.Errorf("with half the clients dropping and 8 of 10 required, no round was abandoned")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		c     Config
+		field string
+	}{
+		{Config{Rank: -1}, "Rank"},
+		{Config{LR: math.NaN()}, "LR"},
+		{Config{Dropout: 1}, "Dropout"},
+		{Config{TestFrac: 1.5}, "TestFrac"},
+		{Config{ClientsPerRound: -2}, "ClientsPerRound"},
+	}
+	for _, tt := range tests {
+		err := tt.c.Defaults().Validate()
+		if err == nil || !strings.Contains(err.Error(), tt.field) {
+			t.Errorf("Validate(%+v) = %v, want an error naming %s", tt.c, err, tt.field)
+		}
+	}
+	if _, err := Run(t.Context(), Config{Data: "ml-100k", DataDir: t.TempDir()}, nil); err == nil || !strings.Contains(err.Error(), "grouplens") {
+		t.Errorf("Run with missing ml-100k = %v, want a message saying where to get it", err)
+	}
+}
+
+func TestMLLatestSmallQuality(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains on ml-latest-small")
+	}
+	path := "../../shared/data"
+	if _, err := os.Stat(filepath.Join(path, "ml-latest-small", "ratings.csv")); err != nil {
+		t.Skip("ml-latest-small not available:", err)
+	}
+	res, err := Run(t.Context(), Config{Data: "ml-latest-small", DataDir: path, Rounds: 100, EvalEvery: 100}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 100 of the default 300 rounds keeps the test short and already meets
+	// the federated target.
+	if res.Baseline == nil || res.Baseline.RMSE > 0.860 {
+		t.Errorf("centralized RMSE = %v, want <= 0.860", res.Baseline)
+	}
+	if res.Final.RMSE > 0.870 {
+		t.Errorf("federated RMSE after 100 rounds = %.4f, want <= 0.870", res.Final.RMSE)
+	}
+}
