@@ -22,7 +22,8 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"sim": {"run a federated-learning simulation", runSim},
+		"sim":     {"run a federated-learning simulation", runSim},
+		"privacy": {"plan a privacy budget: ε for a noise multiplier, or the noise for a target ε", runPrivacy},
 	}
 }
 

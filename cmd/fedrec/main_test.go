@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestRunUsage(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := run(t.Context(), nil, &out, &errb); !errors.Is(err, errUsage) {
+		t.Errorf("run() = %v, want errUsage", err)
+	}
+	if err := run(t.Context(), []string{"nope"}, &out, &errb); !errors.Is(err, errUsage) || !strings.Contains(errb.String(), `unknown command "nope"`) {
+		t.Errorf("run(nope) = %v, stderr %q", err, errb.String())
+	}
+}
+
+func TestSimCommand(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "out")
+	var out, errb bytes.Buffer
+	args := []string{"--users", "120", "--items", "60", "--rounds", "6", "--eval-every", "3", "--clients-per-round", "20", "--rank", "4", "--out", dir}
+	if err := run(t.Context(), append([]string{"sim"}, args...), &out, &errb); err != nil {
+		t.Fatalf("fedrec sim: %v\n%s", err, errb.String())
+	}
+	for _, want := range []string{"federated (round 6)", "centralized:", "peak heap"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if !strings.Contains(errb.String(), "round 3/6") {
+		t.Errorf("progress lacks plain round lines:\n%s", errb.String())
+	}
+	for _, f := range []string{"metrics.csv", "summary.json", "rmse.png"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	err := run(t.Context(), []string{"sim", "--data", "ml-1m", "--data-dir", t.TempDir()}, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "ratings.dat") {
+		t.Errorf("sim on a missing ml-1m = %v, want a message naming ratings.dat", err)
+	}
+}
+
+func TestPrivacyCommand(t *testing.T) {
+	tests := []struct {
+		args    []string
+		field   string
+		want    float64
+		wantErr bool
+	}{
+		// TF Privacy's compute_dp_sgd_privacy reference (N=60000, batch 256,
+		// 60 epochs, z=1.1), with the improved RDP-to-DP conversion.
+		{args: []string{"--sampling-rate", "0.004266666666666667", "--noise-multiplier", "1.1", "--rounds", "14062", "--delta", "1e-5"}, field: "epsilon", want: 2.6},
+		{args: []string{"--sampling-rate", "0.01", "--target-epsilon", "4", "--rounds", "300"}, field: "epsilon", want: 4},
+		{args: []string{"--sampling-rate", "0.01", "--rounds", "300"}, wantErr: true},
+		{args: []string{"--sampling-rate", "1.5", "--noise-multiplier", "1", "--rounds", "3"}, wantErr: true},
+	}
+	for _, tt := range tests {
+		var out, errb bytes.Buffer
+		err := run(t.Context(), append([]string{"privacy", "--json"}, tt.args...), &out, &errb)
+		if tt.wantErr {
+			if err == nil {
+				t.Errorf("privacy %v succeeded, want an error", tt.args)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("privacy %v: %v", tt.args, err)
+		}
+		var got map[string]float64
+		if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+			t.Fatal(err)
+		}
+		if d := got[tt.field] - tt.want; d > 0.005 || d < -0.005 {
+			t.Errorf("privacy %v: %s = %v, want %v", tt.args, tt.field, got[tt.field], tt.want)
+		}
+		if _, ok := got["noise_multiplier"]; !ok {
+			t.Errorf("JSON lacks noise_multiplier: %s", out.String())
+		}
+	}
+}
