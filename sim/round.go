@@ -28,7 +28,13 @@ func (e *env) federate(ctx context.Context, start time.Time, res *Result, obs Ob
 	if err != nil {
 		return err
 	}
+	plan, err := newPrivacyPlan(c, len(e.active))
+	if err != nil {
+		return err
+	}
+	res.NoiseMultiplier = plan.z
 	sampler := rand.New(rand.NewPCG(c.Seed, 0x5a3b1e))
+	serverRand := rand.New(rand.NewPCG(c.Seed, 0x5e77e7))
 	delta := make([]float64, dim)
 	want := min(len(e.active), int(math.Ceil(float64(c.ClientsPerRound)*(1+c.OverSelect))))
 	var up, down int64
@@ -42,11 +48,18 @@ func (e *env) federate(ctx context.Context, start time.Time, res *Result, obs Ob
 		if err != nil {
 			return err
 		}
-		agg, err := aggregation.NewPlain(dim, c.Clip)
+		var cohort []int
+		if plan.acc != nil {
+			// The privacy analysis assumes Poisson sampling, so that is
+			// what the simulator does.
+			cohort = poissonSample(sampler, e.active, plan.q)
+		} else {
+			cohort = sample(sampler, e.active, want)
+		}
+		agg, upBytes, err := e.newRoundAgg(plan, dim, len(cohort), round)
 		if err != nil {
 			return err
 		}
-		cohort := sample(sampler, e.active, want)
 		// Every selected client downloads the model; those that drop out or
 		// straggle past the deadline never get their update counted.
 		down += int64(len(cohort)) * int64(dim) * bytesPerParam
@@ -66,7 +79,7 @@ func (e *env) federate(ctx context.Context, start time.Time, res *Result, obs Ob
 			}
 			parts[w].loss += upd.Loss
 			parts[w].n += upd.N
-			return agg.Add(scratch, 1)
+			return agg.add(scratch, u, r)
 		})
 		if err != nil {
 			return fmt.Errorf("sim: round %d: %w", round, err)
@@ -80,9 +93,12 @@ func (e *env) federate(ctx context.Context, start time.Time, res *Result, obs Ob
 		if len(survivors) < c.MinClients {
 			res.Abandoned++
 		} else {
-			up += int64(len(survivors)) * int64(dim) * bytesPerParam
-			if _, err := agg.Result(delta); err != nil {
+			up += int64(len(survivors)) * upBytes
+			if err := agg.finish(delta, len(survivors), serverRand); err != nil {
 				return fmt.Errorf("sim: round %d: %w", round, err)
+			}
+			if err := plan.account(agg, len(survivors)); err != nil {
+				return fmt.Errorf("sim: round %d: privacy ledger: %w", round, err)
 			}
 			if err := opt.Step(m.Params, delta); err != nil {
 				return fmt.Errorf("sim: round %d: %w", round, err)
@@ -106,12 +122,46 @@ func (e *env) federate(ctx context.Context, start time.Time, res *Result, obs Ob
 			row.TrainLoss = loss / float64(n)
 		}
 		row.BytesUp, row.BytesDown = up, down
+		if row.Epsilon, err = plan.epsilon(); err != nil {
+			return err
+		}
 		row.WallS = time.Since(start).Seconds()
 		res.Rows = append(res.Rows, row)
 		res.Final = row
 		obs.Round(round, c.Rounds, &row)
 	}
 	return nil
+}
+
+// newRoundAgg picks the round's aggregation path and says how many bytes
+// one client uploads on it.
+func (e *env) newRoundAgg(plan *privacyPlan, dim, cohort, round int) (roundAgg, int64, error) {
+	c := e.c
+	if !c.SecAgg && c.DP != DPDistributed {
+		agg, err := aggregation.NewPlain(dim, c.Clip)
+		return &plainAgg{p: plan, agg: agg}, int64(dim) * bytesPerParam, err
+	}
+	var sum secureSum
+	if c.SecAgg {
+		sum = e.secureSum(round)
+	}
+	a, err := newEncodedAgg(plan, dim, max(cohort, 1), round, c.Seed, sum)
+	if err != nil {
+		return nil, 0, err
+	}
+	return a, int64(a.enc.PaddedDim()) * bitsSecure / 8, nil
+}
+
+// poissonSample includes each member of pop independently with
+// probability q.
+func poissonSample(r *rand.Rand, pop []int, q float64) []int {
+	var out []int
+	for _, u := range pop {
+		if r.Float64() < q {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // sample picks k distinct members of pop uniformly (partial Fisher-Yates on

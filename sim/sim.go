@@ -31,8 +31,8 @@ type Config struct {
 	Reg             float64 // L2 per observation, default 0.12
 	Alpha           float64 // implicit confidence scale, default 10
 	Clip            float64 // per-client L2 clip of the update, 0 = none
-	ServerOpt       string  // fedavg, fedadam (default), fedyogi
-	ServerLR        float64 // default 0.1
+	ServerOpt       string  // fedavg, fedadam, fedyogi; default fedadam, or fedavg with DP
+	ServerLR        float64 // default 0.1 (fedadam, fedyogi) or 1 (fedavg)
 	Tau             float64 // adaptivity of fedadam/fedyogi, default 1e-3
 	Seed            uint64  // default 1
 	TestFrac        float64 // default 0.2
@@ -50,6 +50,21 @@ type Config struct {
 	// MinClients: a round with fewer survivors is abandoned, default 1.
 	MinClients int
 
+	// DP selects differential privacy: "off" (default), "central" (the
+	// server adds Gaussian noise to the sum) or "distributed" (each client
+	// adds its share of Skellam noise to its integer-encoded update).
+	DP string
+	// NoiseMultiplier z: the noise std of the summed updates is z·Clip.
+	NoiseMultiplier float64
+	// TargetEpsilon, if set, picks the smallest NoiseMultiplier that keeps
+	// the whole run within (TargetEpsilon, Delta).
+	TargetEpsilon float64
+	// Delta of the (ε, δ) guarantee, default 1e-5.
+	Delta float64
+	// SecAgg sums the clients' updates by secure aggregation: the server
+	// sees only masked integer vectors.
+	SecAgg bool
+
 	// Centralized trains the same model on pooled data (ALS) instead of
 	// federating it.
 	Centralized bool
@@ -60,6 +75,11 @@ type Config struct {
 	// BaselineIters is the number of ALS sweeps, default 15.
 	BaselineIters int
 }
+
+// defaultPrivateClip is the clip norm used with DP or secure aggregation
+// when none is given: about the median norm of a client's update early in
+// training on MovieLens.
+const defaultPrivateClip = 0.25
 
 // Toggle is a tri-state switch whose zero value means "decide for me".
 type Toggle int8
@@ -96,8 +116,19 @@ func (c Config) Defaults() Config {
 	deff(&c.LR, 0.03)
 	deff(&c.Reg, 0.12)
 	deff(&c.Alpha, 10)
-	if c.ServerOpt == "" {
+	if c.DP == "" {
+		c.DP = DPOff
+	}
+	// Adam's per-coordinate step sizes blow DP noise up on the many items
+	// a round hardly touches; with noise, plain FedAvg learns far better.
+	switch {
+	case c.ServerOpt == "" && c.DP == DPOff:
 		c.ServerOpt = "fedadam"
+	case c.ServerOpt == "":
+		c.ServerOpt = "fedavg"
+	}
+	if c.ServerOpt == "fedavg" {
+		deff(&c.ServerLR, 1)
 	}
 	deff(&c.ServerLR, 0.1)
 	deff(&c.Tau, 1e-3)
@@ -111,6 +142,10 @@ func (c Config) Defaults() Config {
 	def(&c.Workers, runtime.GOMAXPROCS(0))
 	def(&c.MinClients, 1)
 	def(&c.BaselineIters, 15)
+	deff(&c.Delta, 1e-5)
+	if (c.DP != DPOff || c.SecAgg) && c.Clip == 0 {
+		c.Clip = defaultPrivateClip
+	}
 	return c
 }
 
@@ -146,6 +181,16 @@ func (c Config) Validate() error {
 		return bad("OverSelect", c.OverSelect, "finite >= 0")
 	case c.MinClients < 1:
 		return bad("MinClients", c.MinClients, ">= 1")
+	case c.DP != DPOff && c.DP != DPCentral && c.DP != DPDistributed:
+		return bad("DP", c.DP, "off, central or distributed")
+	case c.DP != DPOff && c.NoiseMultiplier <= 0 && c.TargetEpsilon <= 0:
+		return bad("NoiseMultiplier", c.NoiseMultiplier, "> 0 (or set TargetEpsilon) when DP is on")
+	case !finiteNonNeg(c.NoiseMultiplier):
+		return bad("NoiseMultiplier", c.NoiseMultiplier, "finite >= 0")
+	case !finiteNonNeg(c.TargetEpsilon):
+		return bad("TargetEpsilon", c.TargetEpsilon, "finite >= 0")
+	case !(c.Delta > 0 && c.Delta < 1):
+		return bad("Delta", c.Delta, "in (0,1)")
 	case c.Users < 0 || c.Items < 0:
 		return bad("Users/Items", fmt.Sprint(c.Users, "/", c.Items), ">= 0")
 	}
@@ -179,7 +224,10 @@ type Result struct {
 	Final     Row
 	Baseline  *Row // centralized model on the same split, if trained
 	Abandoned int  // rounds with fewer than MinClients survivors
-	Wall      time.Duration
+	// NoiseMultiplier is the z the run used (calibrated from
+	// TargetEpsilon if that was set).
+	NoiseMultiplier float64
+	Wall            time.Duration
 }
 
 // DatasetInfo summarizes the data a run used.

@@ -164,3 +164,45 @@ func TestMLLatestSmallQuality(t *testing.T) {
 		t.Errorf("federated RMSE after 100 rounds = %.4f, want <= 0.870", res.Final.RMSE)
 	}
 }
+
+func TestPrivateRuns(t *testing.T) {
+	base := Config{Users: 200, Items: 80, Rounds: 12, ClientsPerRound: 40, Rank: 4, EvalEvery: 6, Seed: 5, Baseline: Off, Clip: 0.25}
+	plain, err := Run(t.Context(), base, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		mod     func(*Config)
+		wantEps bool
+	}{
+		{"secagg", func(c *Config) { c.SecAgg = true }, false},
+		{"central", func(c *Config) { c.DP, c.NoiseMultiplier = DPCentral, 1 }, true},
+		{"distributed+secagg", func(c *Config) { c.DP, c.NoiseMultiplier, c.SecAgg = DPDistributed, 1, true }, true},
+		{"target epsilon", func(c *Config) { c.DP, c.TargetEpsilon = DPCentral, 4 }, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := base
+			tt.mod(&c)
+			res, err := Run(t.Context(), c, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			eps := res.Final.Epsilon
+			if tt.wantEps != !math.IsNaN(eps) || (tt.wantEps && !(eps > 0)) {
+				t.Errorf("final ε = %v, want set: %v", eps, tt.wantEps)
+			}
+			if c.TargetEpsilon > 0 && math.Abs(eps-c.TargetEpsilon) > 0.05 {
+				t.Errorf("ε after all rounds = %.3f, want the target %g", eps, c.TargetEpsilon)
+			}
+			if !tt.wantEps && math.Abs(res.Final.RMSE-plain.Final.RMSE) > 1e-3 {
+				// Secure aggregation only changes the rounding of the sum.
+				t.Errorf("secagg RMSE %.5f, plaintext %.5f: want equal to 1e-3", res.Final.RMSE, plain.Final.RMSE)
+			}
+			if ep := res.Rows[0].Epsilon; tt.wantEps && !(ep < eps) {
+				t.Errorf("ε did not grow over rounds: %v then %v", ep, eps)
+			}
+		})
+	}
+}

@@ -31,9 +31,9 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.IntVar(&c.LocalEpochs, "local-epochs", d.LocalEpochs, "local SGD passes per client per round")
 	fs.Float64Var(&c.LR, "lr", d.LR, "client learning rate")
 	fs.Float64Var(&c.Reg, "reg", d.Reg, "L2 regularization per observation")
-	fs.Float64Var(&c.Clip, "clip", 0, "L2 clip norm of each client's update (0 = none)")
-	fs.StringVar(&c.ServerOpt, "server-opt", d.ServerOpt, "server optimizer: fedavg, fedadam, fedyogi")
-	fs.Float64Var(&c.ServerLR, "server-lr", d.ServerLR, "server learning rate")
+	fs.Float64Var(&c.Clip, "clip", 0, "L2 clip norm of each client's update (0 = none; 0.25 with --dp or --secagg)")
+	fs.StringVar(&c.ServerOpt, "server-opt", "", "server optimizer: fedavg, fedadam, fedyogi (default fedadam, or fedavg with --dp)")
+	fs.Float64Var(&c.ServerLR, "server-lr", 0, "server learning rate (default 0.1 for fedadam/fedyogi, 1 for fedavg)")
 	fs.Uint64Var(&c.Seed, "seed", d.Seed, "random seed (data split, sampling, initialization)")
 	fs.IntVar(&c.EvalEvery, "eval-every", d.EvalEvery, "evaluate every N rounds")
 	fs.IntVar(&c.EvalUsers, "eval-users", d.EvalUsers, "evaluate on at most N users")
@@ -42,6 +42,11 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Float64Var(&c.OverSelect, "over-select", 0, "select this fraction more clients to make up for dropouts")
 	fs.IntVar(&c.MinClients, "min-clients", d.MinClients, "abandon a round with fewer survivors")
 	fs.IntVar(&c.Workers, "workers", d.Workers, "parallel workers (default: all cores)")
+	fs.StringVar(&c.DP, "dp", "off", "differential privacy: off, central (server adds Gaussian noise) or distributed (clients add Skellam noise)")
+	fs.Float64Var(&c.NoiseMultiplier, "noise-multiplier", 0, "noise std of the summed updates divided by --clip")
+	fs.Float64Var(&c.TargetEpsilon, "target-epsilon", 0, "pick the noise multiplier that spends this ε over the run")
+	fs.Float64Var(&c.Delta, "delta", 1e-5, "δ of the (ε, δ) guarantee")
+	fs.BoolVar(&c.SecAgg, "secagg", false, "sum updates by secure aggregation (the server sees only masked vectors)")
 	fs.BoolVar(&c.Centralized, "centralized", false, "train the same model on pooled data (the baseline) instead of federating")
 	baseline := fs.String("baseline", "auto", "also train the centralized baseline for comparison: auto (data up to 2M interactions), on, off")
 	out := fs.String("out", "", "write metrics.csv, summary.json and a plot to this directory")
@@ -113,6 +118,9 @@ func printResult(w io.Writer, res *sim.Result, m sim.Memory) {
 		if !res.Config.Centralized && !math.IsNaN(res.Final.RMSE) {
 			fmt.Fprintf(w, "federated RMSE is %+.2f%% of centralized\n", 100*(res.Final.RMSE/res.Baseline.RMSE-1))
 		}
+	}
+	if c := res.Config; c.DP != "off" {
+		fmt.Fprintf(w, "privacy: %s DP, noise multiplier %.3g, clip %g, ε = %.3g at δ = %g\n", c.DP, res.NoiseMultiplier, c.Clip, res.Final.Epsilon, c.Delta)
 	}
 	if res.Abandoned > 0 {
 		fmt.Fprintf(w, "abandoned rounds (too few survivors): %d\n", res.Abandoned)

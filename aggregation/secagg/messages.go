@@ -1,0 +1,121 @@
+package secagg
+
+// Messages between the phases. They are plain structs of integers and byte
+// and integer slices so that the wire package can convert them to msgpack;
+// they carry no tags and no behaviour. Lists of peers are in ascending id
+// order, and receivers reject anything else.
+
+// KeyAdvert is a client's public keys for the round (phase 1, client to
+// server; relayed by the server inside PeerKeys).
+type KeyAdvert struct {
+	Round  uint64
+	Client uint32
+	// ConfigDigest is the SHA-256 digest of the client's normalized Config.
+	// The server and the other clients reject keys from a client whose
+	// view of the round differs, before it can spoil its neighbours' work.
+	ConfigDigest []byte
+	// CipherKey is c_pk, the X25519 public key used to agree keys that
+	// encrypt shares.
+	CipherKey []byte
+	// MaskKey is s_pk, the X25519 public key used to agree pairwise masks.
+	MaskKey []byte
+	// Signature is reserved for signing the keys once clients have
+	// long-term identities. It is relayed as is and not verified.
+	Signature []byte
+}
+
+// PeerKeys gives a client the keys of its neighbours that advertised keys
+// (phase 2, server to client).
+type PeerKeys struct {
+	Round uint64
+	To    uint32
+	Peers []KeyAdvert
+}
+
+// SealedShare is one encrypted pair of shares. Peer is the receiver in a
+// ShareUpload and the sender in a ShareDelivery.
+type SealedShare struct {
+	Peer       uint32
+	Ciphertext []byte
+}
+
+// ShareUpload carries a client's encrypted shares, one per peer listed in
+// its PeerKeys (phase 2, client to server).
+type ShareUpload struct {
+	Round  uint64
+	From   uint32
+	Shares []SealedShare
+}
+
+// ShareDelivery forwards to a client the shares addressed to it by the
+// neighbours that completed phase 2 (phase 3, server to client). Its
+// senders are the client's view of the phase-2 survivors.
+type ShareDelivery struct {
+	Round  uint64
+	To     uint32
+	Shares []SealedShare
+}
+
+// MaskedInput is a client's masked vector y (phase 3, client to server).
+type MaskedInput struct {
+	Round  uint64
+	From   uint32
+	Values []uint64
+}
+
+// UnmaskRequest tells a client which of its neighbours from ShareDelivery
+// sent a masked input and which dropped (phase 4, server to client).
+type UnmaskRequest struct {
+	Round     uint64
+	To        uint32
+	Survivors []uint32
+	Dropped   []uint32
+}
+
+// Share is a plaintext Shamir share of a peer's secret: ShareLen field
+// elements.
+type Share struct {
+	Peer  uint32
+	Value []uint64
+}
+
+// UnmaskResponse carries a client's shares for unmasking (phase 4, client
+// to server): the self-mask seed share of each survivor and the mask-key
+// share of each dropped neighbour, never both for one peer.
+type UnmaskResponse struct {
+	Round          uint64
+	From           uint32
+	SelfMaskShares []Share
+	MaskKeyShares  []Share
+}
+
+// Phase is a step of the protocol. Values start at 1 and are only ever
+// appended.
+type Phase uint8
+
+const (
+	PhaseAdvertiseKeys Phase = 1
+	PhaseShareKeys     Phase = 2
+	PhaseMaskedInput   Phase = 3
+	PhaseUnmask        Phase = 4
+	PhaseDone          Phase = 5
+	PhaseAborted       Phase = 6
+)
+
+func (p Phase) String() string {
+	switch p {
+	case PhaseAdvertiseKeys:
+		return "advertise-keys"
+	case PhaseShareKeys:
+		return "share-keys"
+	case PhaseMaskedInput:
+		return "masked-input"
+	case PhaseUnmask:
+		return "unmask"
+	case PhaseDone:
+		return "done"
+	case PhaseAborted:
+		return "aborted"
+	}
+	return "invalid"
+}

@@ -1,0 +1,373 @@
+package sim
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fedrec/fedrec/aggregation"
+	"github.com/fedrec/fedrec/aggregation/fixedpoint"
+	"github.com/fedrec/fedrec/aggregation/privacy"
+	"github.com/fedrec/fedrec/aggregation/secagg"
+)
+
+// DP modes.
+const (
+	DPOff         = "off"
+	DPCentral     = "central"
+	DPDistributed = "distributed"
+)
+
+// bitsSecure is the modulus of the integer domain: 2^32 leaves room for
+// cohorts of thousands at a resolution far below the model's noise.
+const bitsSecure = 32
+
+// privacyPlan is what a run decided about privacy before its first round.
+type privacyPlan struct {
+	mode  string
+	clip  float64
+	z     float64 // noise multiplier: noise std of the sum is z·clip
+	q     float64 // Poisson sampling rate
+	delta float64
+	// denom divides the noisy sum: the expected number of surviving
+	// clients, fixed so that one client's presence cannot change it.
+	denom float64
+	acc   *privacy.Accountant
+}
+
+func newPrivacyPlan(c Config, population int) (*privacyPlan, error) {
+	p := &privacyPlan{mode: c.DP, clip: c.Clip, z: c.NoiseMultiplier, delta: c.Delta}
+	if c.DP == DPOff {
+		return p, nil
+	}
+	p.q = math.Min(1, float64(c.ClientsPerRound)/float64(population))
+	p.denom = math.Max(1, p.q*float64(population)*(1-c.Dropout-c.Straggler))
+	if c.TargetEpsilon > 0 {
+		z, _, err := privacy.NoiseForEpsilon(c.TargetEpsilon, c.Delta, p.q, c.Rounds)
+		if err != nil {
+			return nil, fmt.Errorf("sim: calibrating noise for ε = %g: %w", c.TargetEpsilon, err)
+		}
+		p.z = z
+	}
+	acc, err := privacy.NewAccountant(privacy.Config{})
+	if err != nil {
+		return nil, err
+	}
+	p.acc = acc
+	return p, nil
+}
+
+// epsilon is the privacy spent so far, NaN without DP.
+func (p *privacyPlan) epsilon() (float64, error) {
+	if p.acc == nil {
+		return math.NaN(), nil
+	}
+	eps, _, err := p.acc.Epsilon(p.delta)
+	return eps, err
+}
+
+// roundAgg is one round's aggregation as the simulator drives it: every
+// surviving client adds its update (from its own worker), then finish
+// writes the step's delta.
+type roundAgg interface {
+	add(update []float64, client int, r *rand.Rand) error
+	finish(dst []float64, survivors int, r *rand.Rand) error
+}
+
+// plainAgg is the float path: clipping, a sum in the clear, central noise
+// if asked.
+type plainAgg struct {
+	p   *privacyPlan
+	agg *aggregation.Plain
+}
+
+func (a *plainAgg) add(update []float64, _ int, _ *rand.Rand) error { return a.agg.Add(update, 1) }
+
+func (a *plainAgg) finish(dst []float64, _ int, r *rand.Rand) error {
+	sm, err := a.agg.Result(dst)
+	if err != nil {
+		return err
+	}
+	if a.p.mode == DPOff {
+		return nil
+	}
+	// Result is the mean; the guarantee is about the sum.
+	for i := range dst {
+		dst[i] *= sm.Weight
+	}
+	privacy.AddGaussian(dst, a.p.z*a.p.clip, r)
+	for i := range dst {
+		dst[i] /= a.p.denom
+	}
+	return nil
+}
+
+// encodedAgg is the integer path that secure aggregation needs: each client
+// clips, rotates and rounds its update to integers mod 2^32 and (for
+// distributed DP) adds its share of Skellam noise; the server only ever
+// handles the modular sum (through secure aggregation if sum is set).
+type encodedAgg struct {
+	p         *privacyPlan
+	enc       *fixedpoint.Encoder
+	skellam   privacy.SkellamPlan
+	sum       secureSum
+	scratchI  sync.Pool
+	mu        sync.Mutex
+	inputs    map[int][]uint64 // client -> encoded input, for secure aggregation
+	plainSum  []uint64
+	maxNorm   float64
+	clients   int
+	secureRes secureResult
+}
+
+// secureSum adds the clients' encoded inputs by secure aggregation and
+// reports what the protocol cost.
+type secureSum func(inputs map[int][]uint64, bits uint, r *rand.Rand) ([]uint64, secureResult, error)
+
+// secureResult is what a secure-aggregation round reports.
+type secureResult struct {
+	Survivors int
+	BytesUp   int64 // per client, all phases
+}
+
+func newEncodedAgg(p *privacyPlan, dim, maxClients, round int, seed uint64, sum secureSum) (*encodedAgg, error) {
+	var rs [32]byte
+	h := sha256.New()
+	_ = binary.Write(h, binary.LittleEndian, [2]uint64{seed, uint64(round)})
+	copy(rs[:], h.Sum(nil))
+	clip := p.clip
+	if clip == 0 {
+		return nil, errors.New("sim: the integer path needs --clip > 0")
+	}
+	noiseStd := 0.0
+	if p.mode != DPOff {
+		noiseStd = p.z * clip
+	}
+	enc, err := fixedpoint.NewEncoder(fixedpoint.Params{Dim: dim, Clip: clip, Bits: bitsSecure, MaxClients: maxClients, NoiseStd: noiseStd, Seed: rs})
+	if err != nil {
+		return nil, err
+	}
+	a := &encodedAgg{p: p, enc: enc, sum: sum}
+	if sum != nil {
+		a.inputs = make(map[int][]uint64)
+	} else {
+		a.plainSum = make([]uint64, enc.PaddedDim())
+	}
+	if p.mode == DPDistributed {
+		// Every client adds 1/n of the noise, n being the fewest clients
+		// a committed round can have; more survivors only add noise.
+		a.skellam, err = privacy.PlanSkellam(privacy.SkellamConfig{
+			Scale: enc.Params().Scale, Clip: clip, Dim: enc.PaddedDim(), NoiseMultiplier: p.z,
+			Clients: max(1, int(math.Floor(p.denom))),
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	a.scratchI.New = func() any { s := make([]int64, enc.PaddedDim()); return &s }
+	return a, nil
+}
+
+func (a *encodedAgg) add(update []float64, client int, r *rand.Rand) error {
+	sp := a.scratchI.Get().(*[]int64)
+	defer a.scratchI.Put(sp)
+	x := *sp
+	norm, err := a.enc.Encode(x, update, r)
+	if err != nil {
+		return err
+	}
+	w := make([]uint64, len(x))
+	if err := a.enc.Wrap(w, x); err != nil {
+		return err
+	}
+	if a.p.mode == DPDistributed {
+		privacy.AddSkellamMod(w, bitsSecure, a.skellam.ClientVariance, r)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.clients++
+	a.maxNorm = math.Max(a.maxNorm, norm)
+	if a.inputs != nil {
+		a.inputs[client] = w
+		return nil
+	}
+	return fixedpoint.AddMod(a.plainSum, w, bitsSecure)
+}
+
+func (a *encodedAgg) finish(dst []float64, survivors int, r *rand.Rand) error {
+	sum := a.plainSum
+	if a.inputs != nil {
+		var err error
+		sum, a.secureRes, err = a.sum(a.inputs, bitsSecure, r)
+		if err != nil {
+			return err
+		}
+		survivors = a.secureRes.Survivors
+	}
+	if err := a.enc.Decode(dst, sum); err != nil {
+		return err
+	}
+	denom := float64(survivors)
+	switch a.p.mode {
+	case DPCentral:
+		privacy.AddGaussian(dst, a.p.z*a.p.clip, r)
+		denom = a.p.denom
+	case DPDistributed:
+		denom = a.p.denom
+	}
+	if denom <= 0 {
+		return aggregation.ErrEmpty
+	}
+	for i := range dst {
+		dst[i] /= denom
+	}
+	return nil
+}
+
+// account records a committed round in the ledger.
+func (p *privacyPlan) account(a roundAgg, survivors int) error {
+	if p.acc == nil {
+		return nil
+	}
+	if ea, ok := a.(*encodedAgg); ok && p.mode == DPDistributed {
+		if ea.inputs != nil {
+			survivors = ea.secureRes.Survivors
+		}
+		// Conservatively, a client's own noise share does not protect it:
+		// only the other survivors' noise counts.
+		return p.acc.AddSkellam(p.q, ea.skellam.Survivors(max(0, survivors-1)), 1)
+	}
+	return p.acc.AddSampledGaussian(p.q, p.z, 1)
+}
+
+// secureSum returns the round's secure-aggregation driver: the four phases
+// of aggregation/secagg run in process, every client its own state machine,
+// the server seeing only what the protocol sends it.
+func (e *env) secureSum(round int) secureSum {
+	return func(inputs map[int][]uint64, bits uint, _ *rand.Rand) ([]uint64, secureResult, error) {
+		var res secureResult
+		ids := make([]uint32, 0, len(inputs))
+		for u := range inputs {
+			ids = append(ids, uint32(u))
+		}
+		slices.Sort(ids)
+		var seed [32]byte
+		binary.LittleEndian.PutUint64(seed[:], e.c.Seed)
+		binary.LittleEndian.PutUint64(seed[8:], uint64(round))
+		cfg := secagg.Config{Round: uint64(round), Seed: seed[:], Clients: ids, VectorLen: len(inputs[int(ids[0])]), Bits: int(bits), Degree: secaggDegree(len(ids))}
+		srv, err := secagg.NewServer(cfg, secagg.ServerOptions{Workers: e.c.Workers})
+		if err != nil {
+			return nil, res, err
+		}
+		clients := make([]*secagg.Client, len(ids))
+		for i, id := range ids {
+			if clients[i], err = secagg.NewClient(cfg, id, nil); err != nil {
+				return nil, res, err
+			}
+		}
+		var up atomic.Int64
+		// each runs one phase on every client the server still expects.
+		each := func(f func(c *secagg.Client) error) error {
+			alive := make(map[uint32]bool)
+			for _, id := range srv.Awaiting() {
+				alive[id] = true
+			}
+			var wg sync.WaitGroup
+			errs := make([]error, len(clients))
+			sem := make(chan struct{}, e.c.Workers)
+			for i, c := range clients {
+				if !alive[c.ID()] {
+					continue
+				}
+				wg.Add(1)
+				sem <- struct{}{}
+				go func() {
+					defer func() { <-sem; wg.Done() }()
+					errs[i] = f(c)
+				}()
+			}
+			wg.Wait()
+			if err := errors.Join(errs...); err != nil {
+				return err
+			}
+			return srv.ClosePhase()
+		}
+		phases := []func(c *secagg.Client) error{
+			func(c *secagg.Client) error {
+				m, err := c.AdvertiseKeys()
+				if err != nil {
+					return err
+				}
+				up.Add(int64(len(m.CipherKey) + len(m.MaskKey) + len(m.ConfigDigest)))
+				return srv.HandleKeyAdvert(m)
+			},
+			func(c *secagg.Client) error {
+				pk, err := srv.PeerKeys(c.ID())
+				if err != nil {
+					return err
+				}
+				m, err := c.ShareKeys(pk)
+				if err != nil {
+					return err
+				}
+				up.Add(int64(len(m.Shares) * (4 + secagg.SealedShareLen)))
+				return srv.HandleShareUpload(m)
+			},
+			func(c *secagg.Client) error {
+				sd, err := srv.ShareDelivery(c.ID())
+				if err != nil {
+					return err
+				}
+				m, err := c.MaskedInput(sd, inputs[int(c.ID())])
+				if err != nil {
+					return err
+				}
+				up.Add(int64(len(m.Values)) * int64(bits) / 8)
+				return srv.HandleMaskedInput(m)
+			},
+			func(c *secagg.Client) error {
+				req, err := srv.UnmaskRequest(c.ID())
+				if err != nil {
+					return err
+				}
+				m, err := c.Unmask(req)
+				if err != nil {
+					return err
+				}
+				up.Add(int64(len(m.SelfMaskShares)+len(m.MaskKeyShares)) * (4 + 8*secagg.ShareLen))
+				return srv.HandleUnmaskResponse(m)
+			},
+		}
+		for i, f := range phases {
+			if err := each(f); err != nil {
+				return nil, res, fmt.Errorf("secure aggregation, phase %d: %w", i+1, err)
+			}
+		}
+		out, err := srv.Result()
+		if err != nil {
+			return nil, res, err
+		}
+		res.Survivors = out.Count
+		res.BytesUp = up.Load() / int64(max(1, len(ids)))
+		return out.Sum, res, nil
+	}
+}
+
+// secaggDegree is the SecAgg+ neighbourhood: about 2·log2(n) neighbours
+// (even, as the Harary graph needs), the complete graph for small cohorts.
+func secaggDegree(n int) int {
+	k := 2 * int(math.Ceil(math.Log2(float64(max(n, 2)))))
+	if k%2 == 1 {
+		k++
+	}
+	if k >= n-1 {
+		return 0
+	}
+	return k
+}
