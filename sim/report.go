@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime/metrics"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -144,7 +145,34 @@ func writePlot(dir string, res *Result) error {
 		p.Legend.Add("centralized", b)
 	}
 	p.Legend.Top = true
-	return p.Save(6*vg.Inch, 4*vg.Inch, filepath.Join(dir, name))
+	if err := p.Save(6*vg.Inch, 4*vg.Inch, filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	return writeEpsilonPlot(dir, res, metric, get)
+}
+
+// writeEpsilonPlot draws the metric against the privacy spent so far, the
+// trade-off a DP run is about; runs without DP have no such plot.
+func writeEpsilonPlot(dir string, res *Result, metric string, get func(Row) float64) error {
+	var pts plotter.XYs
+	for _, r := range res.Rows {
+		if y := get(r); !math.IsNaN(y) && !math.IsNaN(r.Epsilon) && !math.IsInf(r.Epsilon, 0) {
+			pts = append(pts, plotter.XY{X: r.Epsilon, Y: y})
+		}
+	}
+	if len(pts) == 0 {
+		return nil
+	}
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("%s against ε (δ = %g) on %s", metric, res.Config.Delta, res.Dataset.Name)
+	p.X.Label.Text = "ε spent"
+	p.Y.Label.Text = "test " + metric
+	l, err := plotter.NewLine(pts)
+	if err != nil {
+		return err
+	}
+	p.Add(l)
+	return p.Save(6*vg.Inch, 4*vg.Inch, filepath.Join(dir, strings.ToLower(strings.ReplaceAll(metric, "@", "_at_"))+"_vs_epsilon.png"))
 }
 
 // Memory is what the run cost in memory.

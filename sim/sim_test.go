@@ -200,6 +200,15 @@ func TestPrivateRuns(t *testing.T) {
 				// Secure aggregation only changes the rounding of the sum.
 				t.Errorf("secagg RMSE %.5f, plaintext %.5f: want equal to 1e-3", res.Final.RMSE, plain.Final.RMSE)
 			}
+			if tt.wantEps {
+				dir := t.TempDir()
+				if err := WriteOutputs(dir, res, Memory{}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := os.Stat(filepath.Join(dir, "rmse_vs_epsilon.png")); err != nil {
+					t.Errorf("no RMSE-against-ε plot: %v", err)
+				}
+			}
 			if ep := res.Rows[0].Epsilon; tt.wantEps && !(ep < eps) {
 				t.Errorf("ε did not grow over rounds: %v then %v", ep, eps)
 			}
