@@ -1,0 +1,48 @@
+#!/bin/sh
+# mobile-check.sh: the client SDK and its gomobile binding must build for
+# Android and iOS. Run from the repository root; CI runs it on Linux.
+#
+# ios/* and android/amd64 can only be linked externally (with cgo), so the
+# go command refuses to vet packages for them with CGO_ENABLED=0 ("requires
+# external (cgo) linking"). For iOS, vet with cgo enabled works without an
+# iOS C toolchain; for Android it would need the NDK, so only arm64 (which
+# links internally) is vetted there. go build of library packages links
+# nothing and works everywhere with CGO_ENABLED=0.
+#
+# If gomobile is installed (and ANDROID_HOME / Xcode are present), the
+# binding is also bound for real: set MOBILE_BIND=1.
+set -eu
+
+pkgs="./client/..."
+
+run() {
+	echo "+ $*" >&2
+	env "$@"
+}
+
+# Android: arm64 links internally, so it can be vetted without the NDK;
+# the other ABIs are compiled (vet would need the NDK's cgo toolchain).
+run GOOS=android GOARCH=arm64 CGO_ENABLED=0 go vet $pkgs
+run GOOS=android GOARCH=arm64 CGO_ENABLED=0 go build $pkgs
+run GOOS=android GOARCH=amd64 CGO_ENABLED=0 go build $pkgs
+run GOOS=android GOARCH=arm GOARM=7 CGO_ENABLED=0 go build $pkgs
+
+# iOS: devices (arm64) and the simulator (amd64).
+run GOOS=ios GOARCH=arm64 CGO_ENABLED=1 go vet $pkgs
+run GOOS=ios GOARCH=arm64 CGO_ENABLED=0 go build $pkgs
+run GOOS=ios GOARCH=amd64 CGO_ENABLED=1 go vet $pkgs
+
+# The binding's exported surface keeps to types gomobile accepts.
+run go test -run TestBindableSurface ./client/mobile/
+
+if [ "${MOBILE_BIND:-0}" = 1 ]; then
+	out=$(mktemp -d)
+	trap 'rm -rf "$out"' EXIT
+	if [ -n "${ANDROID_HOME:-}" ]; then
+		run gomobile bind -target=android -androidapi 21 -javapkg=org.fedrec -o "$out/fedrec.aar" ./client/mobile
+	fi
+	if [ "$(uname)" = Darwin ]; then
+		run gomobile bind -target=ios -prefix=FR -o "$out/Fedrec.xcframework" ./client/mobile
+	fi
+fi
+echo "mobile-check: ok" >&2

@@ -1,0 +1,202 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/fedrec/fedrec/aggregation"
+	"github.com/fedrec/fedrec/coordinator/wire"
+	"github.com/fedrec/fedrec/model"
+)
+
+// ParticipantConfig configures a Participant. Zero fields mean the
+// documented defaults.
+type ParticipantConfig struct {
+	// ID identifies the client to the cluster; required.
+	ID string
+	// Ratings are the client's local training data, with item indices of
+	// the cluster's model.
+	Ratings []model.Rating
+	// Dialer connects to the cluster; required, one per participant.
+	Dialer *Dialer
+	// Models caches downloaded models; nil gives the participant its own.
+	// Virtual clients in one process should share one.
+	Models *ModelCache
+	// MinBackoff and MaxBackoff bound the waits between retries
+	// (exponential with full jitter); defaults 100ms and 5s.
+	MinBackoff, MaxBackoff time.Duration
+	// Seed seeds local training and jitter; 0 derives one from ID.
+	Seed uint64
+	// Logger receives the participant's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Participant is one client taking part in federated rounds: it checks
+// in, downloads the round's model, trains on its own ratings with
+// model.Trainer.LocalUpdate, clips the change to the round's norm and
+// uploads it. Its methods must not be called concurrently.
+type Participant struct {
+	cfg   ParticipantConfig
+	log   *slog.Logger
+	rng   *rand.Rand
+	scr   []float64
+	have  uint64
+	fails int
+}
+
+// RoundResult reports one attempt at a round.
+type RoundResult struct {
+	// Selected is false when the leader had no place for the client; it
+	// should check in again after Wait.
+	Selected bool
+	Wait     time.Duration
+	// Round and Model identify the round and the model it trained.
+	Round, Model uint64
+	// Loss is the training loss over N local examples before the update.
+	Loss float64
+	N    int
+	// Norm is the L2 norm of the update before clipping.
+	Norm float64
+	// Bytes counts the update's payload.
+	Bytes int
+}
+
+// NewParticipant checks cfg and returns a Participant.
+func NewParticipant(cfg ParticipantConfig) (*Participant, error) {
+	switch {
+	case cfg.ID == "" || len(cfg.ID) > wire.MaxIDLen:
+		return nil, fmt.Errorf("client: ParticipantConfig.ID = %q, want 1..%d bytes", cfg.ID, wire.MaxIDLen)
+	case cfg.Dialer == nil:
+		return nil, errors.New("client: ParticipantConfig.Dialer is required")
+	case cfg.MinBackoff < 0 || cfg.MaxBackoff < 0:
+		return nil, errors.New("client: negative backoff")
+	}
+	if cfg.Models == nil {
+		cfg.Models = NewModelCache()
+	}
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff = 100 * time.Millisecond
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = 5 * time.Second
+	}
+	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.MinBackoff)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	seed := cfg.Seed
+	if seed == 0 {
+		for _, b := range []byte(cfg.ID) {
+			seed = seed*1099511628211 ^ uint64(b)
+		}
+	}
+	return &Participant{cfg: cfg, log: cfg.Logger.With("client", cfg.ID), rng: rand.New(rand.NewPCG(seed, 0xc1e27))}, nil
+}
+
+// Timeouts of the client's requests.
+const (
+	checkInTimeout  = wire.MaxHold + 5*time.Second
+	downloadTimeout = 2 * time.Minute
+)
+
+// RunRound checks in once and, if selected, takes part in the round. It
+// returns the first error; wire errors are *wire.Error (see wire.CodeOf).
+func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
+	d := p.cfg.Dialer
+	cctx, cancel := context.WithTimeout(ctx, checkInTimeout)
+	rep, err := d.checkIn(cctx, &wire.CheckIn{Version: wire.Version, ClientID: p.cfg.ID, Examples: int64(len(p.cfg.Ratings)), Have: p.have})
+	cancel()
+	if err != nil {
+		return RoundResult{}, fmt.Errorf("check in: %w", err)
+	}
+	plan, ok := rep.(*wire.Plan)
+	if !ok {
+		w := rep.(*wire.Wait)
+		return RoundResult{Wait: time.Duration(w.RetryAfterMs) * time.Millisecond}, nil
+	}
+	deadline := time.Now().Add(time.Duration(plan.TimeLeftMs) * time.Millisecond)
+	rctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	res := RoundResult{Selected: true, Round: plan.Round, Model: plan.Model}
+
+	dctx, dcancel := context.WithTimeout(rctx, downloadTimeout)
+	m, err := p.cfg.Models.get(dctx, d, plan.Model, plan.Digest)
+	dcancel()
+	if err != nil {
+		return res, fmt.Errorf("round %d: download model %d: %w", plan.Round, plan.Model, err)
+	}
+	if wire.KindOf(m.Kind) != plan.Kind || m.Items != plan.Items || m.Rank != plan.Rank {
+		return res, fmt.Errorf("round %d: model %d is not the planned shape", plan.Round, plan.Model)
+	}
+	p.have = plan.Model
+	t, err := model.NewTrainer(m, model.TrainConfig{LR: plan.Train.LR, Reg: plan.Train.Reg, Epochs: plan.Train.Epochs, Alpha: plan.Train.Alpha})
+	if err != nil {
+		return res, fmt.Errorf("round %d: %w", plan.Round, err)
+	}
+	if len(p.scr) != len(m.Params) {
+		p.scr = make([]float64, len(m.Params))
+	}
+	up, err := t.LocalUpdate(p.scr, p.cfg.Ratings, p.rng)
+	if err != nil {
+		return res, fmt.Errorf("round %d: train: %w", plan.Round, err)
+	}
+	res.Loss, res.N = up.Loss, up.N
+	res.Norm = aggregation.Clip(p.scr, plan.Clip)
+	req := &wire.Upload{Version: wire.Version, Round: plan.Round, ClientID: p.cfg.ID, Ticket: plan.Ticket, Model: plan.Model, Loss: up.Loss, N: int64(up.N), Delta: p.scr}
+	res.Bytes = 8 * len(p.scr)
+	// Retry the upload on transport failures until the deadline; a wire
+	// error is final for this round.
+	for attempt := 0; ; attempt++ {
+		err = d.upload(rctx, req)
+		if err == nil || wire.CodeOf(err) != 0 || rctx.Err() != nil {
+			break
+		}
+		if sleep(rctx, backoff(p.rng, attempt, p.cfg.MinBackoff, p.cfg.MaxBackoff)) != nil {
+			break
+		}
+	}
+	if err != nil {
+		return res, fmt.Errorf("round %d: upload: %w", plan.Round, err)
+	}
+	return res, nil
+}
+
+// Run takes part in rounds until ctx ends, retrying with exponential
+// backoff and jitter after failures (a dead node, a leader change, a round
+// abandoned). It returns ctx's error, or the first error no retry can fix
+// (an unsupported protocol version, a forbidden request). After each
+// round, done (if not nil) is called with its result; a non-nil return
+// stops Run with that error.
+func (p *Participant) Run(ctx context.Context, done func(RoundResult) error) error {
+	for {
+		res, err := p.RunRound(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		switch code := wire.CodeOf(err); {
+		case err == nil:
+			p.fails = 0
+			if done != nil && res.Selected {
+				if err := done(res); err != nil {
+					return err
+				}
+			}
+			if err := sleep(ctx, res.Wait); err != nil {
+				return err
+			}
+			continue
+		case code == wire.CodeVersion || code == wire.CodeForbidden:
+			return err
+		}
+		p.fails++
+		wait := backoff(p.rng, p.fails-1, p.cfg.MinBackoff, p.cfg.MaxBackoff)
+		p.log.Debug("round failed", "err", err, "retry_in", wait)
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,160 @@
+package client
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/fedrec/fedrec/model"
+)
+
+// Policy is what the app (on the user's behalf) accepts from a round. The
+// device checks every round's announced Offer against it before it takes
+// anything from the round or gives anything to it, and its own ledger stops
+// participation once the lifetime budget is spent, whatever the coordinator
+// says. The zero value of each field means its default (DefaultPolicy).
+type Policy struct {
+	// MinCohort is the fewest devices whose updates a round may
+	// aggregate together. Default 100.
+	MinCohort int
+	// MinNoiseMultiplier is the smallest noise a round may add, as the
+	// standard deviation of the Gaussian noise on the sum of updates over
+	// the clipping norm. Default 1.
+	MinNoiseMultiplier float64
+	// MaxClipNorm is the largest L2 norm of an update the device will
+	// send. Default 1.
+	MaxClipNorm float64
+	// Epsilon and Delta are the lifetime privacy budget: the device takes
+	// part in a round only if all its rounds together stay
+	// (Epsilon, Delta)-differentially private. Defaults 10 and 1e-6.
+	Epsilon float64
+	Delta   float64
+	// TrustSamplingRate lets the ledger use the sampling rate a round
+	// announces, which amplifies privacy when a device is only one of
+	// many that might have been picked. By default the ledger assumes
+	// the device is picked for every round (rate 1): the budget then
+	// holds even against a coordinator that picks it every time, at the
+	// cost of far fewer rounds per budget.
+	TrustSamplingRate bool
+}
+
+// DefaultPolicy returns the policy a zero Policy stands for.
+func DefaultPolicy() Policy {
+	return Policy{MinCohort: 100, MinNoiseMultiplier: 1, MaxClipNorm: 1, Epsilon: 10, Delta: 1e-6}
+}
+
+func (p Policy) withDefaults() Policy {
+	d := DefaultPolicy()
+	if p.MinCohort == 0 {
+		p.MinCohort = d.MinCohort
+	}
+	if p.MinNoiseMultiplier == 0 {
+		p.MinNoiseMultiplier = d.MinNoiseMultiplier
+	}
+	if p.MaxClipNorm == 0 {
+		p.MaxClipNorm = d.MaxClipNorm
+	}
+	if p.Epsilon == 0 {
+		p.Epsilon = d.Epsilon
+	}
+	if p.Delta == 0 {
+		p.Delta = d.Delta
+	}
+	return p
+}
+
+// validate names the first bad field of a defaulted policy.
+func (p Policy) validate() error {
+	bad := func(field string, v any, want string) error {
+		return fmt.Errorf("client: Config.Policy.%s = %v, want %s", field, v, want)
+	}
+	switch {
+	case p.MinCohort < 1:
+		return bad("MinCohort", p.MinCohort, ">= 1")
+	case !finitePos(p.MinNoiseMultiplier):
+		return bad("MinNoiseMultiplier", p.MinNoiseMultiplier, "finite > 0")
+	case !finitePos(p.MaxClipNorm):
+		return bad("MaxClipNorm", p.MaxClipNorm, "finite > 0")
+	case !finitePos(p.Epsilon):
+		return bad("Epsilon", p.Epsilon, "finite > 0")
+	case !(p.Delta > 0 && p.Delta < 1):
+		return bad("Delta", p.Delta, "in (0, 1)")
+	}
+	return nil
+}
+
+func finitePos(x float64) bool { return x > 0 && !math.IsInf(x, 0) }
+
+// Offer is what a coordinator announces about a round before a device
+// joins it. A Federation fills it in from the coordinator's round plan.
+type Offer struct {
+	Round        uint64
+	ModelVersion uint64 // the model the round trains
+	// CohortSize is the fewest devices whose updates the coordinator
+	// aggregates together in this round (a minimum it enforces, such as
+	// a secure-aggregation threshold, not a target).
+	CohortSize int
+	// NoiseMultiplier is the standard deviation of the Gaussian noise on
+	// the sum of the cohort's updates over ClipNorm.
+	NoiseMultiplier float64
+	// ClipNorm is the L2 norm every update is clipped to; the device
+	// clips its own update before it leaves the SDK.
+	ClipNorm float64
+	// SamplingRate is the announced chance that a given device takes
+	// part in the round, in (0, 1]; 0 means unknown and counts as 1.
+	SamplingRate float64
+	// DeviceNoise says that each device adds its share of the noise,
+	// N(0, (NoiseMultiplier·ClipNorm)²/CohortSize) per coordinate, before
+	// the update leaves it (distributed noise, for use with secure
+	// aggregation); otherwise the coordinator adds the noise to the sum.
+	DeviceNoise bool
+	// Train holds the round's local training settings; the zero value
+	// means Config.Train.
+	Train model.TrainConfig
+}
+
+// check returns why the policy declines o, or nil. It does not look at the
+// budget (see ledger.admit).
+func (p Policy) check(o Offer) *DeclineError {
+	no := func(r Reason, format string, args ...any) *DeclineError {
+		return &DeclineError{Round: o.Round, Reason: r, Detail: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case o.ModelVersion == 0:
+		return no(ReasonInvalid, "model version 0")
+	case o.CohortSize < 1:
+		return no(ReasonInvalid, "cohort size %d", o.CohortSize)
+	case !(o.NoiseMultiplier >= 0) || math.IsInf(o.NoiseMultiplier, 0):
+		return no(ReasonInvalid, "noise multiplier %v", o.NoiseMultiplier)
+	case !(o.ClipNorm >= 0) || math.IsInf(o.ClipNorm, 0):
+		return no(ReasonInvalid, "clip norm %v", o.ClipNorm)
+	case !(o.SamplingRate >= 0 && o.SamplingRate <= 1):
+		return no(ReasonInvalid, "sampling rate %v", o.SamplingRate)
+	case o.Train != (model.TrainConfig{}) && o.Train.Validate() != nil:
+		return no(ReasonInvalid, "%v", o.Train.Validate())
+	case o.CohortSize < p.MinCohort:
+		return no(ReasonCohort, "cohort of %d < %d", o.CohortSize, p.MinCohort)
+	case o.NoiseMultiplier < p.MinNoiseMultiplier:
+		return no(ReasonNoise, "noise multiplier %v < %v", o.NoiseMultiplier, p.MinNoiseMultiplier)
+	case o.ClipNorm == 0:
+		return no(ReasonClip, "no clipping")
+	case o.ClipNorm > p.MaxClipNorm:
+		return no(ReasonClip, "clip norm %v > %v", o.ClipNorm, p.MaxClipNorm)
+	}
+	return nil
+}
+
+// accountedRate is the sampling rate the ledger charges for o.
+func (p Policy) accountedRate(o Offer) float64 {
+	if p.TrustSamplingRate && o.SamplingRate > 0 {
+		return o.SamplingRate
+	}
+	return 1
+}
+
+// deviceNoiseStd is the noise the device adds to each coordinate for o.
+func deviceNoiseStd(o Offer) float64 {
+	if !o.DeviceNoise {
+		return 0
+	}
+	return o.NoiseMultiplier * o.ClipNorm / math.Sqrt(float64(o.CohortSize))
+}

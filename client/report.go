@@ -1,0 +1,140 @@
+package client
+
+import (
+	"time"
+)
+
+// Report is the transparency report: what the device has shared, round by
+// round, and what that cost in privacy. It says nothing about which items
+// the user touched. It marshals to JSON with encoding/json, for a privacy
+// dashboard.
+type Report struct {
+	OptedIn bool `json:"opted_in"`
+	// Interactions is how many interactions the device keeps, for at most
+	// RetentionDays days. They never leave the device.
+	Interactions  int `json:"interactions_stored"`
+	RetentionDays int `json:"retention_days"`
+	// Rounds lists the rounds the device gave an update to, oldest first.
+	Rounds []RoundReport `json:"rounds"`
+	// Declined lists recent rounds the device declined because their
+	// terms fell short of the policy, oldest first.
+	Declined []DeclinedRound `json:"declined"`
+	Totals   Totals          `json:"totals"`
+}
+
+// RoundReport is what the device shared in one round.
+type RoundReport struct {
+	Round        uint64    `json:"round"`
+	ModelVersion uint64    `json:"model_version"`
+	Time         time.Time `json:"time"`
+	// BytesSent is the size of the update: as reported by the network
+	// side, or 8 bytes per parameter.
+	BytesSent int64 `json:"bytes_sent"`
+	Params    int64 `json:"params"`
+	// ClipNorm bounds the L2 norm of the update the device sent.
+	ClipNorm float64 `json:"clip_norm"`
+	// NoiseMultiplier is the noise the round added to the sum of updates,
+	// relative to ClipNorm; DeviceNoiseStd is the standard deviation of
+	// the noise this device added to each parameter itself (0 when the
+	// coordinator adds all of it).
+	NoiseMultiplier float64 `json:"noise_multiplier"`
+	DeviceNoiseStd  float64 `json:"device_noise_std"`
+	// SamplingRate is the rate the ledger charged the round at (1 unless
+	// the policy trusts announced rates).
+	SamplingRate float64 `json:"sampling_rate"`
+	// Epsilon is the privacy the round spent: how much it raised the
+	// lifetime ε (at Totals.Delta), which is EpsilonTotal after it.
+	// Privacy composes sub-additively, so these add up to the total.
+	Epsilon      float64 `json:"epsilon"`
+	EpsilonTotal float64 `json:"epsilon_total"`
+	// Acknowledged: the coordinator confirmed it counted the update. An
+	// unacknowledged round (cut short by an opt-out or a failure) is
+	// still charged: some of it may have been sent.
+	Acknowledged bool `json:"acknowledged"`
+}
+
+// DeclinedRound is a round the device declined.
+type DeclinedRound struct {
+	Round        uint64    `json:"round"`
+	ModelVersion uint64    `json:"model_version"`
+	Time         time.Time `json:"time"`
+	Reason       Reason    `json:"reason"`
+}
+
+// Totals sums the report.
+type Totals struct {
+	Rounds    int   `json:"rounds"`
+	BytesSent int64 `json:"bytes_sent"`
+	// Epsilon is the privacy spent over the device's lifetime, at Delta,
+	// out of the policy's Budget; Remaining is what is left.
+	Epsilon   float64 `json:"epsilon"`
+	Delta     float64 `json:"delta"`
+	Budget    float64 `json:"epsilon_budget"`
+	Remaining float64 `json:"epsilon_remaining"`
+	Declined  int     `json:"declined"`
+}
+
+// Report returns the transparency report.
+func (c *Client) Report() (Report, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return Report{}, ErrClosed
+	}
+	eps, err := c.ledger.cumulative(c.st.charges)
+	if err != nil {
+		return Report{}, err
+	}
+	p := c.cfg.Policy
+	r := Report{
+		OptedIn:       c.st.optedIn,
+		Interactions:  len(c.st.interactions),
+		RetentionDays: int(c.cfg.Retention / (24 * time.Hour)),
+		Rounds:        make([]RoundReport, len(c.st.charges)),
+		Declined:      make([]DeclinedRound, len(c.st.declines)),
+		Totals:        Totals{Delta: p.Delta, Budget: p.Epsilon, Remaining: p.Epsilon, Declined: len(c.st.declines)},
+	}
+	for i, ch := range c.st.charges {
+		r.Rounds[i] = roundReport(ch, eps, i)
+		r.Totals.Rounds++
+		r.Totals.BytesSent += ch.Bytes
+	}
+	if n := len(eps); n > 0 {
+		r.Totals.Epsilon = eps[n-1]
+		r.Totals.Remaining = max(p.Epsilon-eps[n-1], 0)
+	}
+	for i, d := range c.st.declines {
+		r.Declined[i] = DeclinedRound{Round: d.Round, ModelVersion: d.ModelVersion, Time: time.Unix(d.Time, 0).UTC(), Reason: d.Reason}
+	}
+	return r, nil
+}
+
+func roundReport(ch charge, eps []float64, i int) RoundReport {
+	r := RoundReport{
+		Round: ch.Round, ModelVersion: ch.ModelVersion, Time: time.Unix(ch.Time, 0).UTC(),
+		BytesSent: ch.Bytes, Params: ch.Params, ClipNorm: ch.ClipNorm,
+		NoiseMultiplier: ch.NoiseMultiplier, DeviceNoiseStd: ch.DeviceNoiseStd, SamplingRate: ch.SamplingRate,
+		EpsilonTotal: eps[i], Acknowledged: ch.Acked,
+	}
+	r.Epsilon = eps[i]
+	if i > 0 {
+		r.Epsilon -= eps[i-1]
+	}
+	return r
+}
+
+// roundReportLocked reports the latest charge of a round. The caller holds
+// mu.
+func (c *Client) roundReportLocked(round uint64) RoundReport {
+	eps, err := c.ledger.cumulative(c.st.charges)
+	if err != nil {
+		c.log.Warn("client: ledger", "err", err)
+		return RoundReport{}
+	}
+	for i := len(c.st.charges) - 1; i >= 0; i-- {
+		if c.st.charges[i].Round == round {
+			return roundReport(c.st.charges[i], eps, i)
+		}
+	}
+	return RoundReport{}
+}

@@ -1,0 +1,188 @@
+package wire
+
+import (
+	"fmt"
+)
+
+// CommandVersion is the version byte of every Raft log command. A node
+// panics on a committed command it cannot decode (the log is corrupt or
+// written by a newer release): upgrade every node before a release that
+// writes a new version or a new command type.
+const CommandVersion = 1
+
+// CommandType identifies a Raft log command. Values are only ever appended;
+// a retired value is never reused. 0 is invalid.
+type CommandType uint8
+
+// Log commands.
+const (
+	CmdSetConfig    CommandType = 1 // set the training configuration (once)
+	CmdInitModel    CommandType = 2 // the initial model, version 1
+	CmdRegisterNode CommandType = 3 // a node's client address
+	CmdOpenRound    CommandType = 4 // a round's manifest, before it starts
+	CmdCommitRound  CommandType = 5 // a round's new model
+	CmdAbandonRound CommandType = 6 // a round ends without a model
+)
+
+func (t CommandType) String() string {
+	switch t {
+	case CmdSetConfig:
+		return "SetConfig"
+	case CmdInitModel:
+		return "InitModel"
+	case CmdRegisterNode:
+		return "RegisterNode"
+	case CmdOpenRound:
+		return "OpenRound"
+	case CmdCommitRound:
+		return "CommitRound"
+	case CmdAbandonRound:
+		return "AbandonRound"
+	}
+	return fmt.Sprintf("CommandType(%d)", uint8(t))
+}
+
+// Command is a Raft log command.
+type Command interface {
+	CommandType() CommandType
+}
+
+// OptimizerParams configure the server optimizer.
+type OptimizerParams struct {
+	Name  string  `msgpack:"name"`
+	LR    float64 `msgpack:"lr"`
+	Beta1 float64 `msgpack:"beta1"`
+	Beta2 float64 `msgpack:"beta2"`
+	Tau   float64 `msgpack:"tau"`
+}
+
+// TrainingConfig is the cluster's replicated training configuration.
+type TrainingConfig struct {
+	Kind            uint8           `msgpack:"kind"`
+	Items           int             `msgpack:"items"`
+	Rank            int             `msgpack:"rank"`
+	Mean            float64         `msgpack:"mean"`
+	InitStd         float64         `msgpack:"init_std"`
+	Seed            uint64          `msgpack:"seed"`
+	Train           TrainParams     `msgpack:"train"`
+	Clip            float64         `msgpack:"clip"`
+	Optimizer       OptimizerParams `msgpack:"optimizer"`
+	ClientsPerRound int             `msgpack:"clients_per_round"`
+	OverSelect      float64         `msgpack:"over_select"`
+	MinClients      int             `msgpack:"min_clients"`
+	CheckInWindowMs int64           `msgpack:"checkin_window_ms"`
+	RoundTimeoutMs  int64           `msgpack:"round_timeout_ms"`
+	KeepModels      int             `msgpack:"keep_models"`
+	NoiseMultiplier float64         `msgpack:"noise"`
+	Population      int64           `msgpack:"population"`
+}
+
+// SetConfig sets the training configuration.
+type SetConfig struct {
+	Config TrainingConfig `msgpack:"config"`
+}
+
+// InitModel installs the initial model as version 1.
+type InitModel struct {
+	Kind   uint8  `msgpack:"kind"`
+	Items  int    `msgpack:"items"`
+	Rank   int    `msgpack:"rank"`
+	Params Vec    `msgpack:"params"`
+	Digest []byte `msgpack:"digest"`
+}
+
+// RegisterNode records the client (QUIC) address of a node, so that any
+// node can point clients at the leader.
+type RegisterNode struct {
+	ID         string `msgpack:"id"`
+	ClientAddr string `msgpack:"client_addr"`
+}
+
+// OpenRound is a round's manifest, committed before any client is told
+// about the round.
+type OpenRound struct {
+	Round   uint64        `msgpack:"round"`
+	Model   uint64        `msgpack:"model"` // the version clients train on
+	Digest  []byte        `msgpack:"digest"`
+	Cohort  []string      `msgpack:"cohort"` // selected client ids, in selection order
+	Clip    float64       `msgpack:"clip"`
+	Privacy PrivacyParams `msgpack:"privacy"`
+	Leader  string        `msgpack:"leader"` // id of the node running the round
+}
+
+// CommitRound ends a round with a new model (version = the base version +
+// 1) and the server optimizer's state after its step.
+type CommitRound struct {
+	Round     uint64        `msgpack:"round"`
+	Model     uint64        `msgpack:"model"` // base version
+	Params    Vec           `msgpack:"params"`
+	Digest    []byte        `msgpack:"digest"`
+	OptM      Vec           `msgpack:"opt_m"`
+	OptV      Vec           `msgpack:"opt_v"`
+	Cohort    int           `msgpack:"cohort"`
+	Survivors int           `msgpack:"survivors"`
+	Clipped   int           `msgpack:"clipped"`
+	Loss      float64       `msgpack:"loss"`
+	N         int64         `msgpack:"n"`
+	Privacy   PrivacyParams `msgpack:"privacy"`
+}
+
+// AbandonRound ends a round without a model.
+type AbandonRound struct {
+	Round     uint64 `msgpack:"round"`
+	Survivors int    `msgpack:"survivors"`
+	Reason    string `msgpack:"reason"`
+}
+
+func (*SetConfig) CommandType() CommandType    { return CmdSetConfig }
+func (*InitModel) CommandType() CommandType    { return CmdInitModel }
+func (*RegisterNode) CommandType() CommandType { return CmdRegisterNode }
+func (*OpenRound) CommandType() CommandType    { return CmdOpenRound }
+func (*CommitRound) CommandType() CommandType  { return CmdCommitRound }
+func (*AbandonRound) CommandType() CommandType { return CmdAbandonRound }
+
+func newCommand(t CommandType) Command {
+	switch t {
+	case CmdSetConfig:
+		return new(SetConfig)
+	case CmdInitModel:
+		return new(InitModel)
+	case CmdRegisterNode:
+		return new(RegisterNode)
+	case CmdOpenRound:
+		return new(OpenRound)
+	case CmdCommitRound:
+		return new(CommitRound)
+	case CmdAbandonRound:
+		return new(AbandonRound)
+	}
+	return nil
+}
+
+// EncodeCommand returns the log entry data for c: [CommandVersion][type]
+// [msgpack body].
+func EncodeCommand(c Command) ([]byte, error) {
+	body, err := marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("wire: encode %s: %w", c.CommandType(), err)
+	}
+	return append([]byte{CommandVersion, byte(c.CommandType())}, body...), nil
+}
+
+// DecodeCommand decodes log entry data written by EncodeCommand.
+func DecodeCommand(b []byte) (Command, error) {
+	if len(b) < 3 {
+		return nil, fmt.Errorf("wire: command of %d bytes", len(b))
+	}
+	if b[0] != CommandVersion {
+		return nil, fmt.Errorf("wire: command version %d, this node reads %d", b[0], CommandVersion)
+	}
+	c := newCommand(CommandType(b[1]))
+	if c == nil {
+		return nil, fmt.Errorf("wire: unknown command type %d", b[1])
+	}
+	if err := unmarshal(b[2:], c); err != nil {
+		return nil, fmt.Errorf("wire: decode %s: %w", CommandType(b[1]), err)
+	}
+	return c, nil
+}

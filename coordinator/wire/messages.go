@@ -1,0 +1,299 @@
+package wire
+
+import (
+	"crypto/sha256"
+	"unicode/utf8"
+)
+
+// Message is a message of the client protocol.
+type Message interface {
+	Type() Type
+	// Validate checks what can be checked without server state: the
+	// protocol version of a request, ranges, lengths, finite values. It
+	// returns an *Error.
+	Validate() error
+}
+
+// MaxIDLen bounds client and node identifiers.
+const MaxIDLen = 128
+
+// TicketLen is the length of a round ticket.
+const TicketLen = 16
+
+func checkVersion(v uint16) error {
+	if v != Version {
+		return Errorf(CodeVersion, "protocol version %d, this node speaks %d", v, Version)
+	}
+	return nil
+}
+
+func checkID(what, id string) error {
+	if id == "" || len(id) > MaxIDLen || !utf8.ValidString(id) {
+		return Errorf(CodeMalformed, "%s must be 1..%d bytes of UTF-8", what, MaxIDLen)
+	}
+	return nil
+}
+
+// CheckIn announces a client ready to train. The leader holds the request
+// open until it selects the next cohort and answers with a Plan or a Wait.
+type CheckIn struct {
+	Version  uint16 `msgpack:"v"`
+	ClientID string `msgpack:"client"`
+	// Examples is how many local examples the client holds.
+	Examples int64 `msgpack:"examples"`
+	// Have is the newest model version the client holds, 0 for none.
+	Have uint64 `msgpack:"have"`
+}
+
+func (*CheckIn) Type() Type { return TypeCheckIn }
+
+func (m *CheckIn) Validate() error {
+	if err := checkVersion(m.Version); err != nil {
+		return err
+	}
+	if m.Examples < 0 {
+		return Errorf(CodeMalformed, "examples = %d", m.Examples)
+	}
+	return checkID("client id", m.ClientID)
+}
+
+// Wait tells a client that checked in that it was not selected; it should
+// check in again after RetryAfterMs.
+type Wait struct {
+	Round        uint64 `msgpack:"round"` // the round being run, 0 for none
+	Model        uint64 `msgpack:"model"` // the newest committed model version
+	RetryAfterMs int64  `msgpack:"retry_ms"`
+}
+
+func (*Wait) Type() Type { return TypeWait }
+
+func (m *Wait) Validate() error {
+	if m.RetryAfterMs < 0 {
+		return Errorf(CodeMalformed, "retry_ms = %d", m.RetryAfterMs)
+	}
+	return nil
+}
+
+// TrainParams are the local training hyper-parameters of a round.
+type TrainParams struct {
+	LR     float64 `msgpack:"lr"`
+	Reg    float64 `msgpack:"reg"`
+	Epochs int     `msgpack:"epochs"`
+	Alpha  float64 `msgpack:"alpha"`
+}
+
+// PrivacyParams are a round's differential-privacy parameters.
+type PrivacyParams struct {
+	NoiseMultiplier float64 `msgpack:"noise"`
+	SamplingRate    float64 `msgpack:"q"`
+}
+
+// Plan tells a selected client what to do in a round: train on model
+// version Model (whose SHA-256 digest is Digest), clip its update to L2
+// norm Clip (0 = none) and upload it with Ticket within TimeLeftMs.
+type Plan struct {
+	Round      uint64        `msgpack:"round"`
+	Model      uint64        `msgpack:"model"`
+	Digest     []byte        `msgpack:"digest"`
+	Kind       uint8         `msgpack:"kind"`
+	Items      int           `msgpack:"items"`
+	Rank       int           `msgpack:"rank"`
+	Train      TrainParams   `msgpack:"train"`
+	Clip       float64       `msgpack:"clip"`
+	Privacy    PrivacyParams `msgpack:"privacy"`
+	TimeLeftMs int64         `msgpack:"time_left_ms"`
+	Ticket     []byte        `msgpack:"ticket"`
+}
+
+func (*Plan) Type() Type { return TypePlan }
+
+func (m *Plan) Validate() error {
+	switch {
+	case m.Round == 0 || m.Model == 0:
+		return Errorf(CodeMalformed, "plan: round %d, model %d", m.Round, m.Model)
+	case len(m.Digest) != sha256.Size:
+		return Errorf(CodeMalformed, "plan: digest of %d bytes", len(m.Digest))
+	case len(m.Ticket) != TicketLen:
+		return Errorf(CodeMalformed, "plan: ticket of %d bytes", len(m.Ticket))
+	case !(m.Train.LR > 0) || !finite(m.Train.LR) || !(m.Train.Reg >= 0) || !finite(m.Train.Reg) ||
+		m.Train.Epochs < 0 || m.Train.Epochs > 1000 || !(m.Train.Alpha >= 0) || !finite(m.Train.Alpha):
+		return Errorf(CodeMalformed, "plan: bad training parameters %+v", m.Train)
+	case !(m.Clip >= 0) || !finite(m.Clip):
+		return Errorf(CodeMalformed, "plan: clip %v", m.Clip)
+	case !(m.Privacy.NoiseMultiplier >= 0) || !finite(m.Privacy.NoiseMultiplier) || !(m.Privacy.SamplingRate >= 0) || m.Privacy.SamplingRate > 1:
+		return Errorf(CodeMalformed, "plan: bad privacy parameters %+v", m.Privacy)
+	case m.TimeLeftMs <= 0:
+		return Errorf(CodeMalformed, "plan: time_left_ms %d", m.TimeLeftMs)
+	}
+	_, err := checkShape(m.Kind, m.Items, m.Rank, DefaultMaxParams)
+	return err
+}
+
+// GetModel asks any node for a committed model: version Model, or the
+// newest when Model is 0. The answer is a ModelHeader followed by its
+// chunks, or an Error.
+type GetModel struct {
+	Version uint16 `msgpack:"v"`
+	Model   uint64 `msgpack:"model"`
+}
+
+func (*GetModel) Type() Type { return TypeGetModel }
+
+func (m *GetModel) Validate() error { return checkVersion(m.Version) }
+
+// ModelHeader opens a model transfer: the model's identity, shape and
+// SHA-256 digest (see Digest), then Chunks ModelChunk frames follow.
+type ModelHeader struct {
+	Model  uint64 `msgpack:"model"`
+	Round  uint64 `msgpack:"round"` // the round that produced it, 0 for the initial model
+	Digest []byte `msgpack:"digest"`
+	Kind   uint8  `msgpack:"kind"`
+	Items  int    `msgpack:"items"`
+	Rank   int    `msgpack:"rank"`
+	Chunks int    `msgpack:"chunks"`
+}
+
+func (*ModelHeader) Type() Type { return TypeModelHeader }
+
+func (m *ModelHeader) Validate() error {
+	if m.Model == 0 || len(m.Digest) != sha256.Size {
+		return Errorf(CodeMalformed, "model header: version %d, digest of %d bytes", m.Model, len(m.Digest))
+	}
+	dim, err := checkShape(m.Kind, m.Items, m.Rank, DefaultMaxParams)
+	if err != nil {
+		return err
+	}
+	if m.Chunks != chunks(dim) {
+		return Errorf(CodeMalformed, "model header: %d chunks for %d params, want %d", m.Chunks, dim, chunks(dim))
+	}
+	return nil
+}
+
+// ModelChunk carries params [Index*ChunkParams, ...) of a model transfer.
+type ModelChunk struct {
+	Index  int `msgpack:"i"`
+	Params Vec `msgpack:"params"`
+}
+
+func (*ModelChunk) Type() Type { return TypeModelChunk }
+
+func (m *ModelChunk) Validate() error {
+	if m.Index < 0 || len(m.Params) == 0 || len(m.Params) > ChunkParams {
+		return Errorf(CodeMalformed, "model chunk %d of %d params", m.Index, len(m.Params))
+	}
+	if i := firstNonFinite(m.Params); i >= 0 {
+		return Errorf(CodeNotFinite, "model chunk %d: param %d is %v", m.Index, i, m.Params[i])
+	}
+	return nil
+}
+
+// Upload is a selected client's update for a round: the change to the
+// parameters of model version Model, already clipped by the client.
+type Upload struct {
+	Version  uint16 `msgpack:"v"`
+	Round    uint64 `msgpack:"round"`
+	ClientID string `msgpack:"client"`
+	Ticket   []byte `msgpack:"ticket"`
+	Model    uint64 `msgpack:"model"`
+	// Loss and N are the client's training loss sum over N examples
+	// before the update (for the round's metrics).
+	Loss  float64 `msgpack:"loss"`
+	N     int64   `msgpack:"n"`
+	Delta Vec     `msgpack:"delta"`
+}
+
+func (*Upload) Type() Type { return TypeUpload }
+
+func (m *Upload) Validate() error {
+	if err := checkVersion(m.Version); err != nil {
+		return err
+	}
+	if err := checkID("client id", m.ClientID); err != nil {
+		return err
+	}
+	switch {
+	case m.Round == 0 || m.Model == 0:
+		return Errorf(CodeMalformed, "upload: round %d, model %d", m.Round, m.Model)
+	case len(m.Ticket) != TicketLen:
+		return Errorf(CodeMalformed, "upload: ticket of %d bytes", len(m.Ticket))
+	case m.N < 0 || !(m.Loss >= 0) || !finite(m.Loss):
+		return Errorf(CodeMalformed, "upload: loss %v over %d examples", m.Loss, m.N)
+	case len(m.Delta) == 0:
+		return Errorf(CodeShape, "upload: empty update")
+	}
+	if i := firstNonFinite(m.Delta); i >= 0 {
+		return Errorf(CodeNotFinite, "upload: delta[%d] is %v", i, m.Delta[i])
+	}
+	return nil
+}
+
+// UploadAck confirms that an upload was counted in Round.
+type UploadAck struct {
+	Round uint64 `msgpack:"round"`
+}
+
+func (*UploadAck) Type() Type { return TypeUploadAck }
+
+func (m *UploadAck) Validate() error { return nil }
+
+// Join asks the cluster to add a node as a voter. Only peers presenting a
+// certificate of the cluster's CA may send it.
+type Join struct {
+	Version    uint16 `msgpack:"v"`
+	ID         string `msgpack:"id"`
+	RaftAddr   string `msgpack:"raft_addr"`
+	ClientAddr string `msgpack:"client_addr"`
+}
+
+func (*Join) Type() Type { return TypeJoin }
+
+func (m *Join) Validate() error {
+	if err := checkVersion(m.Version); err != nil {
+		return err
+	}
+	if err := checkID("node id", m.ID); err != nil {
+		return err
+	}
+	if err := checkID("raft address", m.RaftAddr); err != nil {
+		return err
+	}
+	return checkID("client address", m.ClientAddr)
+}
+
+// JoinAck confirms that the node is a member.
+type JoinAck struct {
+	Leader string `msgpack:"leader"` // the leader's node id
+}
+
+func (*JoinAck) Type() Type { return TypeJoinAck }
+
+func (m *JoinAck) Validate() error { return nil }
+
+// New returns an empty message of type t, or nil for an unknown type.
+func New(t Type) Message {
+	switch t {
+	case TypeError:
+		return new(Error)
+	case TypeCheckIn:
+		return new(CheckIn)
+	case TypeWait:
+		return new(Wait)
+	case TypePlan:
+		return new(Plan)
+	case TypeGetModel:
+		return new(GetModel)
+	case TypeModelHeader:
+		return new(ModelHeader)
+	case TypeModelChunk:
+		return new(ModelChunk)
+	case TypeUpload:
+		return new(Upload)
+	case TypeUploadAck:
+		return new(UploadAck)
+	case TypeJoin:
+		return new(Join)
+	case TypeJoinAck:
+		return new(JoinAck)
+	}
+	return nil
+}

@@ -1,0 +1,151 @@
+package wire
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"math"
+
+	"github.com/fedrec/fedrec/model"
+)
+
+// Model kinds on the wire.
+const (
+	KindExplicit uint8 = 1
+	KindImplicit uint8 = 2
+)
+
+// KindOf maps a model kind to its wire value.
+func KindOf(k model.Kind) uint8 {
+	switch k {
+	case model.Explicit:
+		return KindExplicit
+	case model.Implicit:
+		return KindImplicit
+	}
+	panic("wire: unknown model kind")
+}
+
+// ModelKind maps a wire kind to the model's, or returns a CodeMalformed
+// error.
+func ModelKind(k uint8) (model.Kind, error) {
+	switch k {
+	case KindExplicit:
+		return model.Explicit, nil
+	case KindImplicit:
+		return model.Implicit, nil
+	}
+	return 0, Errorf(CodeMalformed, "model kind %d", k)
+}
+
+// checkShape validates a model shape and returns its dimension.
+func checkShape(kind uint8, items, rank, maxParams int) (int, error) {
+	if _, err := ModelKind(kind); err != nil {
+		return 0, err
+	}
+	if items <= 0 || rank <= 0 || rank > 4096 || items > maxParams || items*(rank+1)+1 > maxParams {
+		return 0, Errorf(CodeMalformed, "model of %d items at rank %d (limit %d params)", items, rank, maxParams)
+	}
+	return model.Dim(items, rank), nil
+}
+
+func chunks(dim int) int { return (dim + ChunkParams - 1) / ChunkParams }
+
+// Digest is the SHA-256 of a model: its kind, items and rank as big-endian
+// uint32s, then its params as little-endian float64s. Clients check the
+// model they download against the digest in their Plan.
+func Digest(m *model.Model) [sha256.Size]byte {
+	h := sha256.New()
+	var hdr [12]byte
+	binary.BigEndian.PutUint32(hdr[0:], uint32(KindOf(m.Kind)))
+	binary.BigEndian.PutUint32(hdr[4:], uint32(m.Items))
+	binary.BigEndian.PutUint32(hdr[8:], uint32(m.Rank))
+	h.Write(hdr[:])
+	var buf [4096]byte
+	p := m.Params
+	for len(p) > 0 {
+		n := min(len(p), len(buf)/8)
+		for k, x := range p[:n] {
+			binary.LittleEndian.PutUint64(buf[8*k:], math.Float64bits(x))
+		}
+		h.Write(buf[:8*n])
+		p = p[n:]
+	}
+	var d [sha256.Size]byte
+	h.Sum(d[:0])
+	return d
+}
+
+// SplitModel returns the frames that send m as committed version version,
+// produced by round round. The chunks alias m.Params.
+func SplitModel(m *model.Model, version, round uint64) (*ModelHeader, []*ModelChunk) {
+	d := Digest(m)
+	n := chunks(len(m.Params))
+	h := &ModelHeader{Model: version, Round: round, Digest: d[:], Kind: KindOf(m.Kind), Items: m.Items, Rank: m.Rank, Chunks: n}
+	cs := make([]*ModelChunk, n)
+	for i := range cs {
+		lo := i * ChunkParams
+		cs[i] = &ModelChunk{Index: i, Params: m.Params[lo:min(lo+ChunkParams, len(m.Params))]}
+	}
+	return h, cs
+}
+
+// ModelBuilder reassembles a model from a header and its chunks, checking
+// order, sizes, finiteness and finally the digest.
+type ModelBuilder struct {
+	h    *ModelHeader
+	m    *model.Model
+	next int
+}
+
+// NewModelBuilder starts reassembling the model h announces. h must have
+// passed Validate (Read does that).
+func NewModelBuilder(h *ModelHeader) (*ModelBuilder, error) {
+	if err := h.Validate(); err != nil {
+		return nil, err
+	}
+	kind, _ := ModelKind(h.Kind)
+	m := &model.Model{Kind: kind, Items: h.Items, Rank: h.Rank, Params: make([]float64, 0, model.Dim(h.Items, h.Rank))}
+	return &ModelBuilder{h: h, m: m}, nil
+}
+
+// Add appends the next chunk.
+func (b *ModelBuilder) Add(c *ModelChunk) error {
+	if c.Index != b.next || b.next >= b.h.Chunks {
+		return Errorf(CodeMalformed, "model chunk %d, want %d of %d", c.Index, b.next, b.h.Chunks)
+	}
+	want := min(ChunkParams, cap(b.m.Params)-len(b.m.Params))
+	if len(c.Params) != want {
+		return Errorf(CodeMalformed, "model chunk %d has %d params, want %d", c.Index, len(c.Params), want)
+	}
+	if i := firstNonFinite(c.Params); i >= 0 {
+		return Errorf(CodeNotFinite, "model chunk %d: param %d is %v", c.Index, i, c.Params[i])
+	}
+	b.m.Params = append(b.m.Params, c.Params...)
+	b.next++
+	return nil
+}
+
+// Done reports whether every chunk was added.
+func (b *ModelBuilder) Done() bool { return b.next == b.h.Chunks }
+
+// Model returns the reassembled model after checking it and its digest.
+func (b *ModelBuilder) Model() (*model.Model, error) {
+	if !b.Done() {
+		return nil, Errorf(CodeMalformed, "model transfer ended after %d of %d chunks", b.next, b.h.Chunks)
+	}
+	if err := b.m.Validate(); err != nil {
+		return nil, Errorf(CodeMalformed, "%v", err)
+	}
+	if d := Digest(b.m); string(d[:]) != string(b.h.Digest) {
+		return nil, Errorf(CodeMalformed, "model %d does not match its digest", b.h.Model)
+	}
+	return b.m, nil
+}
+
+// CheckUpdate checks an upload's delta against a model's dimension.
+func (m *Upload) CheckUpdate(dim int) error {
+	if len(m.Delta) != dim {
+		return Errorf(CodeShape, "update of %d params, model has %d", len(m.Delta), dim)
+	}
+	return nil
+}

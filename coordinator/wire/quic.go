@@ -1,0 +1,176 @@
+package wire
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// Transport settings of the client protocol, for both ends, in one place.
+const (
+	// HandshakeTimeout bounds the QUIC and TLS handshake.
+	HandshakeTimeout = 5 * time.Second
+	// IdleTimeout closes a connection without traffic: it is also how
+	// long a client waiting on a dead (SIGKILLed, partitioned) node takes
+	// to notice. Live connections are kept open by KeepAlive.
+	IdleTimeout = 10 * time.Second
+	// KeepAlive is the period of QUIC keep-alive packets.
+	KeepAlive = 3 * time.Second
+	// MaxHold bounds how long a leader holds a check-in before answering
+	// Wait; clients read a check-in's reply for longer.
+	MaxHold = 10 * time.Second
+	// MaxStreams bounds the concurrent requests of one connection: a
+	// check-in held open, a model download and an upload need three.
+	MaxStreams = 8
+	// ReadTimeout bounds reading one request on the server.
+	ReadTimeout = 30 * time.Second
+)
+
+// QUICConfig returns the QUIC settings of both ends: handshake and idle
+// timeouts, keep-alive, stream limits (no unidirectional streams), no 0-RTT
+// (a replayable first flight must never change state).
+func QUICConfig() *quic.Config {
+	return &quic.Config{
+		HandshakeIdleTimeout:  HandshakeTimeout,
+		MaxIdleTimeout:        IdleTimeout,
+		KeepAlivePeriod:       KeepAlive,
+		MaxIncomingStreams:    MaxStreams,
+		MaxIncomingUniStreams: -1,
+		Allow0RTT:             false,
+	}
+}
+
+// TLSConfig returns a clone of base set up for the client protocol: TLS 1.3
+// only, ALPN "fedrec/1". base is not modified.
+func TLSConfig(base *tls.Config) *tls.Config {
+	c := base.Clone()
+	c.MinVersion = tls.VersionTLS13
+	c.NextProtos = []string{ALPN}
+	return c
+}
+
+// ErrALPN reports a peer that did not negotiate our ALPN.
+var ErrALPN = errors.New("wire: peer did not negotiate " + ALPN)
+
+// CheckALPN checks, after the handshake, that conn speaks our protocol.
+func CheckALPN(conn *quic.Conn) error {
+	if p := conn.ConnectionState().TLS.NegotiatedProtocol; p != ALPN {
+		return fmt.Errorf("%w (got %q)", ErrALPN, p)
+	}
+	return nil
+}
+
+// Listener accepts QUIC connections of the client protocol. Close closes
+// the listener, every connection and the UDP socket, at once.
+type Listener struct {
+	*quic.Listener
+	tr  *quic.Transport
+	udp *net.UDPConn
+}
+
+// Listen listens for QUIC connections on a UDP address with the client
+// protocol's settings. tlsConf must hold the server's certificate.
+func Listen(addr string, tlsConf *tls.Config) (*Listener, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	udp, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, err
+	}
+	tr := &quic.Transport{Conn: udp}
+	ln, err := tr.Listen(TLSConfig(tlsConf), QUICConfig())
+	if err != nil {
+		udp.Close()
+		return nil, err
+	}
+	return &Listener{Listener: ln, tr: tr, udp: udp}, nil
+}
+
+// Close implements io.Closer.
+func (l *Listener) Close() error {
+	l.Listener.Close()
+	err := l.tr.Close()
+	l.udp.Close()
+	return err
+}
+
+// Dial opens a QUIC connection to addr and checks the ALPN.
+func Dial(ctx context.Context, addr string, tlsConf *tls.Config) (*quic.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*HandshakeTimeout)
+	defer cancel()
+	conn, err := quic.DialAddr(ctx, addr, TLSConfig(tlsConf), QUICConfig())
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckALPN(conn); err != nil {
+		conn.CloseWithError(0, "alpn")
+		return nil, err
+	}
+	return conn, nil
+}
+
+// Stream error codes for cancelled QUIC streams.
+const (
+	streamCancelled quic.StreamErrorCode = 1
+)
+
+// Exchange runs one request on its own bidirectional stream of conn: it
+// writes req at once, closes the send side, and passes each reply to recv
+// until recv reports done. A reply Error is returned as an error (*Error)
+// and never passed to recv. Every read happens under ctx's deadline and
+// the limits l.
+func Exchange(ctx context.Context, conn *quic.Conn, req Message, l Limits, recv func(Message) (done bool, err error)) error {
+	b, err := Encode(req)
+	if err != nil {
+		return err
+	}
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return fmt.Errorf("open stream: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() {
+		st.CancelRead(streamCancelled)
+		st.CancelWrite(streamCancelled)
+	})
+	defer stop()
+	if d, ok := ctx.Deadline(); ok {
+		st.SetDeadline(d)
+	}
+	if _, err := st.Write(b); err != nil {
+		return ctxErr(ctx, fmt.Errorf("send %s: %w", req.Type(), err))
+	}
+	st.Close()
+	defer st.CancelRead(0)
+	for {
+		msg, err := Read(st, l)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return ctxErr(ctx, fmt.Errorf("%s reply: %w", req.Type(), err))
+		}
+		if e, ok := msg.(*Error); ok {
+			return e
+		}
+		done, err := recv(msg)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// ctxErr prefers the context's error when it caused err.
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return err
+}

@@ -1,0 +1,115 @@
+package wire
+
+import (
+	"bytes"
+	"flag"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+func digest32(seed byte) []byte {
+	d := make([]byte, 32)
+	for i := range d {
+		d[i] = seed + byte(i)
+	}
+	return d
+}
+
+func ticket() []byte { return bytes.Repeat([]byte{0xab}, TicketLen) }
+
+// sampleMessages holds one filled-in message of every type, named for its
+// golden file.
+func sampleMessages() map[string]Message {
+	return map[string]Message{
+		"error":       &Error{Code: CodeNotLeader, Message: "ask the leader", Leader: "127.0.0.1:7001", RetryAfterMs: 100},
+		"checkin":     &CheckIn{Version: Version, ClientID: "user-42", Examples: 17, Have: 3},
+		"wait":        &Wait{Round: 7, Model: 6, RetryAfterMs: 1500},
+		"plan":        &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.5, Privacy: PrivacyParams{NoiseMultiplier: 1.1, SamplingRate: 0.01}, TimeLeftMs: 30000, Ticket: ticket()},
+		"getmodel":    &GetModel{Version: Version, Model: 6},
+		"modelheader": &ModelHeader{Model: 6, Round: 5, Digest: digest32(2), Kind: KindExplicit, Items: 3, Rank: 2, Chunks: 1},
+		"modelchunk":  &ModelChunk{Index: 0, Params: Vec{0.1, -0.2, 0.3, 0, 1, 2, 3, 4, 5, 3.5}},
+		"upload":      &Upload{Version: Version, Round: 7, ClientID: "user-42", Ticket: ticket(), Model: 6, Loss: 12.5, N: 17, Delta: Vec{0.01, -0.02, 0, 0, 0, 0, 0, 0, 0.5, math.SmallestNonzeroFloat64}},
+		"uploadack":   &UploadAck{Round: 7},
+		"join":        &Join{Version: Version, ID: "b", RaftAddr: "127.0.0.1:8002", ClientAddr: "127.0.0.1:7002"},
+		"joinack":     &JoinAck{Leader: "a"},
+	}
+}
+
+func sampleConfig() TrainingConfig {
+	return TrainingConfig{
+		Kind: KindExplicit, Items: 3, Rank: 2, Mean: 3.5, InitStd: 0.1, Seed: 1,
+		Train:     TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10},
+		Optimizer: OptimizerParams{Name: "fedadam", LR: 0.1, Tau: 1e-3},
+		Clip:      1, ClientsPerRound: 100, OverSelect: 0.3, MinClients: 10,
+		CheckInWindowMs: 2000, RoundTimeoutMs: 30000, KeepModels: 5, Population: 610,
+	}
+}
+
+func sampleCommands() map[string]Command {
+	cfg := sampleConfig()
+	params := Vec{0.1, -0.2, 0.3, 0, 1, 2, 3, 4, 5, 3.5}
+	return map[string]Command{
+		"setconfig":    &SetConfig{Config: cfg},
+		"initmodel":    &InitModel{Kind: KindExplicit, Items: 3, Rank: 2, Params: params, Digest: digest32(3)},
+		"registernode": &RegisterNode{ID: "a", ClientAddr: "127.0.0.1:7001"},
+		"openround":    &OpenRound{Round: 7, Model: 6, Digest: digest32(4), Cohort: []string{"u1", "u2"}, Clip: 1, Privacy: PrivacyParams{SamplingRate: 0.1}, Leader: "a"},
+		"commitround":  &CommitRound{Round: 7, Model: 6, Params: params, Digest: digest32(5), OptM: make(Vec, 10), OptV: make(Vec, 10), Cohort: 2, Survivors: 2, Loss: 3, N: 30, Privacy: PrivacyParams{SamplingRate: 0.1}},
+		"abandonround": &AbandonRound{Round: 8, Survivors: 1, Reason: "too few survivors"},
+	}
+}
+
+func sampleRecords() []Record {
+	cfg := sampleConfig()
+	return []Record{
+		&cfg,
+		&RegisterNode{ID: "a", ClientAddr: "127.0.0.1:7001"},
+		&ModelRecord{Version: 6, Round: 5, Digest: digest32(6), Kind: KindExplicit, Items: 3, Rank: 2, Params: Vec{0.1, -0.2, 0.3, 0, 1, 2, 3, 4, 5, 3.5}},
+		&OptimizerRecord{M: make(Vec, 10), V: Vec{1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6}},
+		&RoundRecord{Round: 5, Outcome: OutcomeCommitted, Model: 5, NewModel: 6, Cohort: 10, Survivors: 9, Loss: 3, N: 100},
+		&RoundRecord{Round: 6, Outcome: OutcomeAbandoned, Model: 6, Cohort: 10, Survivors: 2, Reason: "too few survivors"},
+		&LedgerEntry{Round: 5, SamplingRate: 0.01, NoiseMultiplier: 1.1, Steps: 1},
+		&OpenRound{Round: 7, Model: 6, Digest: digest32(4), Cohort: []string{"u1"}, Leader: "a"},
+		&Counters{LastRound: 7},
+	}
+}
+
+// golden compares got with testdata/name, or rewrites it with -update.
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s changed:\n got %x\nwant %x\nA change to an existing encoding breaks old peers and logs; append a field or a type instead (or run -update if intended).", name, got, want)
+	}
+}
+
+// goldenFiles returns the contents of testdata files matching pattern, for
+// fuzz seeds.
+func goldenFiles(f *testing.F, pattern string) [][]byte {
+	paths, err := filepath.Glob(filepath.Join("testdata", pattern))
+	if err != nil || len(paths) == 0 {
+		f.Fatalf("no golden files %s: %v", pattern, err)
+	}
+	var out [][]byte
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}

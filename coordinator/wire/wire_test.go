@@ -1,0 +1,400 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/fedrec/fedrec/model"
+)
+
+func TestMessagesGolden(t *testing.T) {
+	for name, msg := range sampleMessages() {
+		t.Run(name, func(t *testing.T) {
+			if err := msg.Validate(); err != nil {
+				t.Fatalf("sample %s does not validate: %v", name, err)
+			}
+			b, err := Encode(msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, "msg_"+name+".golden", b)
+			got, err := Read(bytes.NewReader(b), Limits{})
+			if err != nil {
+				t.Fatalf("Read(Encode(%s)) = %v", name, err)
+			}
+			if !reflect.DeepEqual(got, msg) {
+				t.Errorf("Read(Encode(m)) = %+v, want %+v", got, msg)
+			}
+		})
+	}
+}
+
+func TestCommandsGolden(t *testing.T) {
+	for name, c := range sampleCommands() {
+		t.Run(name, func(t *testing.T) {
+			b, err := EncodeCommand(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, "cmd_"+name+".golden", b)
+			got, err := DecodeCommand(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, c) {
+				t.Errorf("DecodeCommand(EncodeCommand(c)) = %+v, want %+v", got, c)
+			}
+		})
+	}
+}
+
+func TestDecodeCommandErrors(t *testing.T) {
+	good, _ := EncodeCommand(&AbandonRound{Round: 1, Reason: "x"})
+	for name, b := range map[string][]byte{
+		"empty":        nil,
+		"short":        {CommandVersion, byte(CmdAbandonRound)},
+		"version":      append([]byte{2}, good[1:]...),
+		"unknown type": append([]byte{CommandVersion, 200}, good[2:]...),
+		"zero type":    append([]byte{CommandVersion, 0}, good[2:]...),
+		"truncated":    good[:len(good)-1],
+		"trailing":     append(append([]byte(nil), good...), 0),
+	} {
+		if _, err := DecodeCommand(b); err == nil {
+			t.Errorf("DecodeCommand(%s) = nil error, want one", name)
+		}
+	}
+}
+
+func TestSnapshotGolden(t *testing.T) {
+	var buf bytes.Buffer
+	w, err := NewSnapshotWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := sampleRecords()
+	for _, r := range recs {
+		if err := w.Write(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "snapshot.golden", buf.Bytes())
+	got := readSnapshot(t, buf.Bytes())
+	if !reflect.DeepEqual(got, recs) {
+		t.Errorf("records = %+v, want %+v", got, recs)
+	}
+	// Every truncation is an error, never a short snapshot.
+	for n := range buf.Len() {
+		r, err := NewSnapshotReader(bytes.NewReader(buf.Bytes()[:n]))
+		if err != nil {
+			continue
+		}
+		for {
+			if _, err = r.Next(); err != nil {
+				break
+			}
+		}
+		if err == io.EOF {
+			t.Fatalf("snapshot truncated to %d of %d bytes read as complete", n, buf.Len())
+		}
+	}
+}
+
+func readSnapshot(t testing.TB, b []byte) []Record {
+	r, err := NewSnapshotReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []Record
+	for {
+		rec, err := r.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, rec)
+	}
+}
+
+func TestSnapshotHeader(t *testing.T) {
+	if _, err := NewSnapshotReader(strings.NewReader("NOTASNAP\x00\x01")); err == nil {
+		t.Error("wrong magic accepted")
+	}
+	if _, err := NewSnapshotReader(strings.NewReader(SnapshotMagic + "\x00\x02")); err == nil {
+		t.Error("version 2 accepted")
+	}
+}
+
+func frame(t Type, body []byte) []byte {
+	return appendFrame(nil, byte(t), body)
+}
+
+func TestReadBadFrames(t *testing.T) {
+	checkin, _ := marshal(&CheckIn{Version: Version, ClientID: "c"})
+	tests := []struct {
+		name string
+		in   []byte
+		code Code
+	}{
+		{"truncated header", []byte{0, 0, 0}, CodeMalformed},
+		{"truncated body", frame(TypeCheckIn, checkin)[:HeaderLen+2], CodeMalformed},
+		{"unknown type", frame(99, checkin), CodeUnknownType},
+		{"type zero", frame(0, checkin), CodeUnknownType},
+		{"oversized declared", binary.BigEndian.AppendUint32(nil, smallBody+1), CodeTooLarge},
+		{"empty body", frame(TypeCheckIn, nil), CodeMalformed},
+		{"not msgpack", frame(TypeCheckIn, []byte{0xc1}), CodeMalformed},
+		{"trailing bytes", frame(TypeCheckIn, append(append([]byte(nil), checkin...), 0x01)), CodeMalformed},
+		{"wrong field type", frame(TypeCheckIn, []byte{0x81, 0xa6, 'c', 'l', 'i', 'e', 'n', 't', 0x05}), CodeMalformed},
+		{"array not map", frame(TypeCheckIn, []byte{0x92, 0x01, 0x02}), CodeMalformed},
+		{"wrong version", mustEncode(t, &CheckIn{Version: 2, ClientID: "c"}), CodeVersion},
+		{"empty client", mustEncode(t, &CheckIn{Version: Version}), CodeMalformed},
+		{"nan update", mustEncode(t, &Upload{Version: Version, Round: 1, ClientID: "c", Ticket: ticket(), Model: 1, Delta: Vec{1, math.NaN()}}), CodeNotFinite},
+		{"inf update", mustEncode(t, &Upload{Version: Version, Round: 1, ClientID: "c", Ticket: ticket(), Model: 1, Delta: Vec{math.Inf(-1)}}), CodeNotFinite},
+		{"ragged vector", frame(TypeModelChunk, []byte{0x82, 0xa1, 'i', 0x00, 0xa6, 'p', 'a', 'r', 'a', 'm', 's', 0xc4, 0x03, 1, 2, 3}), CodeMalformed},
+		{"short ticket", mustEncode(t, &Upload{Version: Version, Round: 1, ClientID: "c", Ticket: []byte{1}, Model: 1, Delta: Vec{1}}), CodeMalformed},
+	}
+	// The header of an oversized frame is rejected before the body is
+	// read: the reader need not hold it.
+	tests[4].in = append(tests[4].in, byte(TypeCheckIn))
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Read(bytes.NewReader(tc.in), Limits{})
+			if got := CodeOf(err); got != tc.code {
+				t.Errorf("Read = %v (code %v), want code %v", err, got, tc.code)
+			}
+		})
+	}
+}
+
+func mustEncode(t *testing.T, m Message) []byte {
+	t.Helper()
+	b, err := Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestReadEOF(t *testing.T) {
+	if _, err := Read(bytes.NewReader(nil), Limits{}); err != io.EOF {
+		t.Errorf("Read(empty) = %v, want io.EOF", err)
+	}
+}
+
+func TestUploadLimit(t *testing.T) {
+	up := &Upload{Version: Version, Round: 1, ClientID: "c", Ticket: ticket(), Model: 1, Delta: make(Vec, 10000)}
+	b := mustEncode(t, up)
+	if _, err := Read(bytes.NewReader(b), Limits{MaxParams: 10000}); err != nil {
+		t.Errorf("Read(upload of 10000 params, limit 10000) = %v", err)
+	}
+	if _, err := Read(bytes.NewReader(b), Limits{MaxParams: 100}); CodeOf(err) != CodeTooLarge {
+		t.Errorf("Read(upload of 10000 params, limit 100) = %v, want CodeTooLarge", err)
+	}
+}
+
+// A lying length header must not make the reader allocate it: the reader
+// fails on the truncated body after allocating only what arrived.
+func TestLyingLength(t *testing.T) {
+	hdr := binary.BigEndian.AppendUint32(nil, uint32(Limits{}.MaxBody(TypeUpload)))
+	hdr = append(hdr, byte(TypeUpload), 0x80)
+	if _, _, err := ReadFrame(bytes.NewReader(hdr), Limits{}); CodeOf(err) != CodeMalformed {
+		t.Fatalf("ReadFrame = %v, want CodeMalformed", err)
+	}
+	var ms1, ms2 runtimeMem
+	ms1.read()
+	for range 10 {
+		ReadFrame(bytes.NewReader(hdr), Limits{})
+	}
+	ms2.read()
+	if perCall := (ms2.total - ms1.total) / 10; perCall > 1<<20 {
+		t.Errorf("ReadFrame of a 5-byte lie allocated %d bytes per call", perCall)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	deep := bytes.Repeat([]byte{0x91}, MaxDepth+1)
+	deep = append(deep, 0x00)
+	okDeep := append(bytes.Repeat([]byte{0x91}, MaxDepth), 0x00)
+	tests := []struct {
+		name string
+		in   []byte
+		ok   bool
+	}{
+		{"fixint", []byte{0x05}, true},
+		{"empty", nil, false},
+		{"array32 of 4G", []byte{0xdd, 0xff, 0xff, 0xff, 0xff}, false},
+		{"map32 of 4G", []byte{0xdf, 0xff, 0xff, 0xff, 0xff}, false},
+		{"str32 of 4G", []byte{0xdb, 0xff, 0xff, 0xff, 0xff}, false},
+		{"bin32 of 4G", []byte{0xc6, 0xff, 0xff, 0xff, 0xff}, false},
+		{"array16 short", []byte{0xdc, 0x00, 0x03, 0x01, 0x02}, false},
+		{"array16 exact", []byte{0xdc, 0x00, 0x02, 0x01, 0x02}, true},
+		{"map needs 2n", []byte{0x82, 0x01, 0x02, 0x03}, false},
+		{"fixstr short", []byte{0xa5, 'a', 'b'}, false},
+		{"float64 short", []byte{0xcb, 0, 0, 0}, false},
+		{"ext refused", []byte{0xd4, 0x01, 0x02}, false},
+		{"c1 refused", []byte{0xc1}, false},
+		{"too deep", deep, false},
+		{"deep ok", okDeep, true},
+		{"trailing", []byte{0x01, 0x02}, false},
+		{"nil", []byte{0xc0}, true},
+	}
+	for _, tc := range tests {
+		if err := Check(tc.in); (err == nil) != tc.ok {
+			t.Errorf("Check(%s % x) = %v, want ok=%v", tc.name, tc.in, err, tc.ok)
+		}
+	}
+}
+
+func TestModelTransfer(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, items := range []int{1, 3, ChunkParams/33 + 1, 2*ChunkParams/33 + 7} {
+		m, err := model.New(model.Explicit, items, 32, 3.5, 0.1, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, cs := SplitModel(m, 9, 8)
+		var buf bytes.Buffer
+		Write(&buf, h)
+		for _, c := range cs {
+			Write(&buf, c)
+		}
+		got := receiveModel(t, &buf)
+		if !reflect.DeepEqual(got, m) {
+			t.Errorf("items %d: model changed in transfer", items)
+		}
+	}
+}
+
+func receiveModel(t *testing.T, r io.Reader) *model.Model {
+	t.Helper()
+	msg, err := Read(r, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewModelBuilder(msg.(*ModelHeader))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for !b.Done() {
+		msg, err := Read(r, Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Add(msg.(*ModelChunk)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := b.Model()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestModelBuilderRejects(t *testing.T) {
+	m, _ := model.New(model.Explicit, 3, 2, 3.5, 0.1, rand.New(rand.NewPCG(1, 1)))
+	h, cs := SplitModel(m, 1, 0)
+	t.Run("digest", func(t *testing.T) {
+		bad := *cs[0]
+		bad.Params = append(Vec(nil), bad.Params...)
+		bad.Params[0] += 1e-9
+		b, _ := NewModelBuilder(h)
+		if err := b.Add(&bad); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Model(); err == nil {
+			t.Error("model with a wrong digest accepted")
+		}
+	})
+	t.Run("short chunk", func(t *testing.T) {
+		b, _ := NewModelBuilder(h)
+		if err := b.Add(&ModelChunk{Params: cs[0].Params[1:]}); err == nil {
+			t.Error("short chunk accepted")
+		}
+	})
+	t.Run("nan", func(t *testing.T) {
+		b, _ := NewModelBuilder(h)
+		bad := append(Vec(nil), cs[0].Params...)
+		bad[2] = math.NaN()
+		if err := b.Add(&ModelChunk{Params: bad}); CodeOf(err) != CodeNotFinite {
+			t.Errorf("Add(NaN chunk) = %v, want CodeNotFinite", err)
+		}
+	})
+	t.Run("chunk count", func(t *testing.T) {
+		h2 := *h
+		h2.Chunks = 2
+		if _, err := NewModelBuilder(&h2); err == nil {
+			t.Error("header with a wrong chunk count accepted")
+		}
+	})
+	t.Run("huge shape", func(t *testing.T) {
+		h2 := *h
+		h2.Items, h2.Rank = 1<<30, 1000
+		if _, err := NewModelBuilder(&h2); err == nil {
+			t.Error("header of 10^12 params accepted")
+		}
+	})
+}
+
+func TestDigest(t *testing.T) {
+	m, _ := model.New(model.Explicit, 3, 2, 3.5, 0.1, rand.New(rand.NewPCG(1, 1)))
+	d := Digest(m)
+	m2 := m.Clone()
+	m2.Kind = model.Implicit
+	if Digest(m2) == d {
+		t.Error("digest ignores the kind")
+	}
+	m3 := m.Clone()
+	m3.Params[len(m3.Params)-1] = math.Nextafter(m3.Params[len(m3.Params)-1], 10)
+	if Digest(m3) == d {
+		t.Error("digest ignores the last ulp of the mean")
+	}
+}
+
+func TestErrorAs(t *testing.T) {
+	var err error = Errorf(CodeNotLeader, "x")
+	wrapped := errors.Join(errors.New("ctx"), err)
+	if CodeOf(wrapped) != CodeNotLeader {
+		t.Errorf("CodeOf(wrapped) = %v", CodeOf(wrapped))
+	}
+	if AsError(errors.New("boom")).Code != CodeInternal {
+		t.Error("AsError(plain) is not CodeInternal")
+	}
+	if !CodeNotLeader.Retryable() || CodeDuplicate.Retryable() {
+		t.Error("Retryable is wrong")
+	}
+}
+
+func BenchmarkEncodeUpload(b *testing.B) {
+	up := &Upload{Version: Version, Round: 1, ClientID: "c", Ticket: ticket(), Model: 1, Delta: make(Vec, 3706*33+1)}
+	b.ReportAllocs()
+	b.SetBytes(int64(8 * len(up.Delta)))
+	for b.Loop() {
+		if _, err := Encode(up); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeUpload(b *testing.B) {
+	up := &Upload{Version: Version, Round: 1, ClientID: "c", Ticket: ticket(), Model: 1, Delta: make(Vec, 3706*33+1)}
+	buf, _ := Encode(up)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(buf)))
+	for b.Loop() {
+		if _, err := Read(bytes.NewReader(buf), Limits{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
