@@ -15,6 +15,7 @@ import (
 	"github.com/fedrec/fedrec/aggregation/fixedpoint"
 	"github.com/fedrec/fedrec/aggregation/privacy"
 	"github.com/fedrec/fedrec/aggregation/secagg"
+	"gonum.org/v1/gonum/floats"
 )
 
 // DP modes.
@@ -39,11 +40,57 @@ type privacyPlan struct {
 	// clients, fixed so that one client's presence cannot change it.
 	denom float64
 	acc   *privacy.Accountant
+	// clipper adapts clip each round (adaptive clipping); below counts the
+	// round's clients whose update norm was at most clip.
+	clipper *privacy.QuantileClipper
+	below   atomic.Int64
+}
+
+// noiseStd is the std of the noise added to the round's sum.
+func (p *privacyPlan) noiseStd() float64 {
+	if p.mode == DPOff {
+		return 0
+	}
+	if p.clipper != nil {
+		return p.clipper.UpdateNoiseMultiplier() * p.clip
+	}
+	return p.z * p.clip
+}
+
+// startRound fixes the round's clip norm.
+func (p *privacyPlan) startRound() {
+	if p.clipper != nil {
+		p.clip = p.clipper.Clip()
+		p.below.Store(0)
+	}
+}
+
+// observe counts a client's clipping bit for adaptive clipping.
+func (p *privacyPlan) observe(norm float64) {
+	if p.clipper != nil && norm <= p.clip {
+		p.below.Add(1)
+	}
+}
+
+// endRound moves the clip norm towards the target quantile (the count of
+// bits gets its own noise, part of the round's privacy cost).
+func (p *privacyPlan) endRound(clients int, r *rand.Rand) error {
+	if p.clipper == nil {
+		return nil
+	}
+	return p.clipper.Observe(int(p.below.Load()), clients, r)
 }
 
 func newPrivacyPlan(c Config, population int) (*privacyPlan, error) {
 	p := &privacyPlan{mode: c.DP, clip: c.Clip, z: c.NoiseMultiplier, delta: c.Delta}
 	if c.DP == DPOff {
+		if c.AdaptiveClip {
+			var err error
+			p.clipper, err = privacy.NewQuantileClipper(privacy.QuantileClipperConfig{InitialClip: c.Clip, TargetQuantile: c.ClipQuantile, ExpectedClients: c.ClientsPerRound})
+			if err != nil {
+				return nil, fmt.Errorf("sim: adaptive clipping: %w", err)
+			}
+		}
 		return p, nil
 	}
 	p.q = math.Min(1, float64(c.ClientsPerRound)/float64(population))
@@ -60,6 +107,17 @@ func newPrivacyPlan(c Config, population int) (*privacyPlan, error) {
 		return nil, err
 	}
 	p.acc = acc
+	if c.AdaptiveClip {
+		if c.DP == DPDistributed {
+			return nil, errors.New("sim: adaptive clipping works with --dp central or off, not distributed")
+		}
+		p.clipper, err = privacy.NewQuantileClipper(privacy.QuantileClipperConfig{
+			InitialClip: c.Clip, TargetQuantile: c.ClipQuantile, ExpectedClients: max(1, int(p.denom)), NoiseMultiplier: p.z,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("sim: adaptive clipping: %w", err)
+		}
+	}
 	return p, nil
 }
 
@@ -87,7 +145,12 @@ type plainAgg struct {
 	agg *aggregation.Plain
 }
 
-func (a *plainAgg) add(update []float64, _ int, _ *rand.Rand) error { return a.agg.Add(update, 1) }
+func (a *plainAgg) add(update []float64, _ int, _ *rand.Rand) error {
+	if a.p.clipper != nil {
+		a.p.observe(floats.Norm(update, 2))
+	}
+	return a.agg.Add(update, 1)
+}
 
 func (a *plainAgg) finish(dst []float64, _ int, r *rand.Rand) error {
 	sm, err := a.agg.Result(dst)
@@ -101,7 +164,7 @@ func (a *plainAgg) finish(dst []float64, _ int, r *rand.Rand) error {
 	for i := range dst {
 		dst[i] *= sm.Weight
 	}
-	privacy.AddGaussian(dst, a.p.z*a.p.clip, r)
+	privacy.AddGaussian(dst, a.p.noiseStd(), r)
 	for i := range dst {
 		dst[i] /= a.p.denom
 	}
@@ -121,8 +184,6 @@ type encodedAgg struct {
 	mu        sync.Mutex
 	inputs    map[int][]uint64 // client -> encoded input, for secure aggregation
 	plainSum  []uint64
-	maxNorm   float64
-	clients   int
 	secureRes secureResult
 }
 
@@ -145,11 +206,7 @@ func newEncodedAgg(p *privacyPlan, dim, maxClients, round int, seed uint64, sum 
 	if clip == 0 {
 		return nil, errors.New("sim: the integer path needs --clip > 0")
 	}
-	noiseStd := 0.0
-	if p.mode != DPOff {
-		noiseStd = p.z * clip
-	}
-	enc, err := fixedpoint.NewEncoder(fixedpoint.Params{Dim: dim, Clip: clip, Bits: bitsSecure, MaxClients: maxClients, NoiseStd: noiseStd, Seed: rs})
+	enc, err := fixedpoint.NewEncoder(fixedpoint.Params{Dim: dim, Clip: clip, Bits: bitsSecure, MaxClients: maxClients, NoiseStd: p.noiseStd(), Seed: rs})
 	if err != nil {
 		return nil, err
 	}
@@ -191,8 +248,7 @@ func (a *encodedAgg) add(update []float64, client int, r *rand.Rand) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.clients++
-	a.maxNorm = math.Max(a.maxNorm, norm)
+	a.p.observe(norm)
 	if a.inputs != nil {
 		a.inputs[client] = w
 		return nil
@@ -216,7 +272,7 @@ func (a *encodedAgg) finish(dst []float64, survivors int, r *rand.Rand) error {
 	denom := float64(survivors)
 	switch a.p.mode {
 	case DPCentral:
-		privacy.AddGaussian(dst, a.p.z*a.p.clip, r)
+		privacy.AddGaussian(dst, a.p.noiseStd(), r)
 		denom = a.p.denom
 	case DPDistributed:
 		denom = a.p.denom

@@ -87,7 +87,7 @@ func toJSONRow(r Row) jsonRow {
 	return jsonRow{
 		"round": r.Round, "clients": r.Clients, "train_loss": opt(r.TrainLoss),
 		"rmse": opt(r.RMSE), "mae": opt(r.MAE), "recall_at_10": opt(r.Recall), "ndcg_at_10": opt(r.NDCG),
-		"epsilon": opt(r.Epsilon), "bytes_up": r.BytesUp, "bytes_down": r.BytesDown, "wall_s": r.WallS,
+		"epsilon": opt(r.Epsilon), "clip": r.Clip, "bytes_up": r.BytesUp, "bytes_down": r.BytesDown, "wall_s": r.WallS,
 	}
 }
 

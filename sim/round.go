@@ -56,6 +56,7 @@ func (e *env) federate(ctx context.Context, start time.Time, res *Result, obs Ob
 		} else {
 			cohort = sample(sampler, e.active, want)
 		}
+		plan.startRound()
 		agg, upBytes, err := e.newRoundAgg(plan, dim, len(cohort), round)
 		if err != nil {
 			return err
@@ -100,6 +101,9 @@ func (e *env) federate(ctx context.Context, start time.Time, res *Result, obs Ob
 			if err := plan.account(agg, len(survivors)); err != nil {
 				return fmt.Errorf("sim: round %d: privacy ledger: %w", round, err)
 			}
+			if err := plan.endRound(len(survivors), serverRand); err != nil {
+				return fmt.Errorf("sim: round %d: %w", round, err)
+			}
 			if err := opt.Step(m.Params, delta); err != nil {
 				return fmt.Errorf("sim: round %d: %w", round, err)
 			}
@@ -122,6 +126,7 @@ func (e *env) federate(ctx context.Context, start time.Time, res *Result, obs Ob
 			row.TrainLoss = loss / float64(n)
 		}
 		row.BytesUp, row.BytesDown = up, down
+		row.Clip = plan.clip
 		if row.Epsilon, err = plan.epsilon(); err != nil {
 			return err
 		}
@@ -138,7 +143,7 @@ func (e *env) federate(ctx context.Context, start time.Time, res *Result, obs Ob
 func (e *env) newRoundAgg(plan *privacyPlan, dim, cohort, round int) (roundAgg, int64, error) {
 	c := e.c
 	if !c.SecAgg && c.DP != DPDistributed {
-		agg, err := aggregation.NewPlain(dim, c.Clip)
+		agg, err := aggregation.NewPlain(dim, plan.clip)
 		return &plainAgg{p: plan, agg: agg}, int64(dim) * bytesPerParam, err
 	}
 	var sum secureSum

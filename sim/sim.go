@@ -61,6 +61,11 @@ type Config struct {
 	TargetEpsilon float64
 	// Delta of the (ε, δ) guarantee, default 1e-5.
 	Delta float64
+	// AdaptiveClip moves Clip each round towards the ClipQuantile (default
+	// 0.5) of the clients' update norms, estimated privately (Andrew et al.
+	// 2021); Clip is then the starting value.
+	AdaptiveClip bool
+	ClipQuantile float64
 	// SecAgg sums the clients' updates by secure aggregation: the server
 	// sees only masked integer vectors.
 	SecAgg bool
@@ -143,7 +148,7 @@ func (c Config) Defaults() Config {
 	def(&c.MinClients, 1)
 	def(&c.BaselineIters, 15)
 	deff(&c.Delta, 1e-5)
-	if (c.DP != DPOff || c.SecAgg) && c.Clip == 0 {
+	if (c.DP != DPOff || c.SecAgg || c.AdaptiveClip) && c.Clip == 0 {
 		c.Clip = defaultPrivateClip
 	}
 	return c
@@ -214,6 +219,7 @@ type Row struct {
 	BytesUp   int64   `json:"bytes_up"`   // cumulative, all clients
 	BytesDown int64   `json:"bytes_down"` // cumulative, all clients
 	WallS     float64 `json:"wall_s"`
+	Clip      float64 `json:"clip"` // the round's clip norm (0 = none)
 }
 
 // Result is what a run produced.

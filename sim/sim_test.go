@@ -180,6 +180,7 @@ func TestPrivateRuns(t *testing.T) {
 		{"central", func(c *Config) { c.DP, c.NoiseMultiplier = DPCentral, 1 }, true},
 		{"distributed+secagg", func(c *Config) { c.DP, c.NoiseMultiplier, c.SecAgg = DPDistributed, 1, true }, true},
 		{"target epsilon", func(c *Config) { c.DP, c.TargetEpsilon = DPCentral, 4 }, true},
+		{"adaptive clip", func(c *Config) { c.DP, c.NoiseMultiplier, c.AdaptiveClip, c.Clip = DPCentral, 1, true, 5 }, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -199,6 +200,9 @@ func TestPrivateRuns(t *testing.T) {
 			if !tt.wantEps && math.Abs(res.Final.RMSE-plain.Final.RMSE) > 1e-3 {
 				// Secure aggregation only changes the rounding of the sum.
 				t.Errorf("secagg RMSE %.5f, plaintext %.5f: want equal to 1e-3", res.Final.RMSE, plain.Final.RMSE)
+			}
+			if c.AdaptiveClip && !(res.Final.Clip < c.Clip) {
+				t.Errorf("adaptive clip from %g ended at %g, want it to shrink towards the median norm", c.Clip, res.Final.Clip)
 			}
 			if tt.wantEps {
 				dir := t.TempDir()

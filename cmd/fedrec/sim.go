@@ -46,6 +46,8 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Float64Var(&c.NoiseMultiplier, "noise-multiplier", 0, "noise std of the summed updates divided by --clip")
 	fs.Float64Var(&c.TargetEpsilon, "target-epsilon", 0, "pick the noise multiplier that spends this ε over the run")
 	fs.Float64Var(&c.Delta, "delta", 1e-5, "δ of the (ε, δ) guarantee")
+	fs.BoolVar(&c.AdaptiveClip, "adaptive-clip", false, "adapt --clip each round to a quantile of the update norms (Andrew et al. 2021)")
+	fs.Float64Var(&c.ClipQuantile, "clip-quantile", 0.5, "target quantile of update norms for --adaptive-clip")
 	fs.BoolVar(&c.SecAgg, "secagg", false, "sum updates by secure aggregation (the server sees only masked vectors)")
 	fs.BoolVar(&c.Centralized, "centralized", false, "train the same model on pooled data (the baseline) instead of federating")
 	baseline := fs.String("baseline", "auto", "also train the centralized baseline for comparison: auto (data up to 2M interactions), on, off")
@@ -120,7 +122,7 @@ func printResult(w io.Writer, res *sim.Result, m sim.Memory) {
 		}
 	}
 	if c := res.Config; c.DP != "off" {
-		fmt.Fprintf(w, "privacy: %s DP, noise multiplier %.3g, clip %g, ε = %.3g at δ = %g\n", c.DP, res.NoiseMultiplier, c.Clip, res.Final.Epsilon, c.Delta)
+		fmt.Fprintf(w, "privacy: %s DP, noise multiplier %.3g, clip %.3g, ε = %.3g at δ = %g\n", c.DP, res.NoiseMultiplier, res.Final.Clip, res.Final.Epsilon, c.Delta)
 	}
 	if res.Abandoned > 0 {
 		fmt.Fprintf(w, "abandoned rounds (too few survivors): %d\n", res.Abandoned)
