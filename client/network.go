@@ -212,7 +212,7 @@ func (d *Dialer) Model(ctx context.Context, version uint64) (*model.Model, uint6
 }
 
 // ModelCache shares downloaded models among participants (many virtual
-// clients in one process download each version once). It keeps the few
+// clients in one process download each version once). It keeps the two
 // newest versions.
 type ModelCache struct {
 	mu      sync.Mutex
@@ -241,8 +241,8 @@ func (c *ModelCache) get(ctx context.Context, d *Dialer, version uint64, digest 
 		e = &cacheEntry{digest: string(digest), ready: make(chan struct{})}
 		c.entries[version] = e
 		for v := range c.entries {
-			if v+4 < version {
-				delete(c.entries, v)
+			if v+1 < version {
+				delete(c.entries, v) // keep the newest two
 			}
 		}
 		c.mu.Unlock()

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/fedrec/fedrec/coordinator/pki"
 	"github.com/fedrec/fedrec/sim"
 )
 
@@ -51,6 +52,8 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.BoolVar(&c.SecAgg, "secagg", false, "sum updates by secure aggregation (the server sees only masked vectors)")
 	fs.BoolVar(&c.Centralized, "centralized", false, "train the same model on pooled data (the baseline) instead of federating")
 	baseline := fs.String("baseline", "auto", "also train the centralized baseline for comparison: auto (data up to 2M interactions), on, off")
+	coords := fs.String("coordinators", "", "run the clients against this real cluster (comma-separated client addresses) instead of in process")
+	certs := fs.String("certs", "certs", "with --coordinators: directory holding the cluster's ca.pem")
 	out := fs.String("out", "", "write metrics.csv, summary.json and a plot to this directory")
 	quiet := fs.Bool("quiet", false, "no progress output")
 	if err := fs.Parse(args); err != nil {
@@ -73,7 +76,18 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		obs = nil
 	}
 	mem := sim.StartMemorySampler(50 * time.Millisecond)
-	res, err := sim.Run(ctx, c, obs)
+	var res *sim.Result
+	var err error
+	if *coords != "" {
+		pool, perr := pki.LoadPool(*certs)
+		if perr != nil {
+			mem.Stop()
+			return fmt.Errorf("sim: %w", perr)
+		}
+		res, err = sim.RunRemote(ctx, c, sim.Remote{Addrs: splitList(*coords), TLS: pki.ClientTLS(pool)}, obs)
+	} else {
+		res, err = sim.Run(ctx, c, obs)
+	}
 	m := mem.Stop()
 	if p, ok := obs.(*progress); ok {
 		p.done()

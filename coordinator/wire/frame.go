@@ -74,38 +74,53 @@ func Write(w io.Writer, msg Message) error {
 	return err
 }
 
-// ReadFrame reads one frame from r. It checks the type and the declared
-// length against l before reading the body, and grows its buffer only as
-// bytes arrive, so that a lying length costs the liar, not the reader.
-// Errors about the frame are *Error (CodeUnknownType, CodeTooLarge,
-// CodeMalformed for a truncated frame); io.EOF means r ended cleanly before
-// a frame began.
+// ReadFrame reads one frame from r: ReadHeader, then ReadBody.
 func ReadFrame(r io.Reader, l Limits) (Type, []byte, error) {
+	t, n, err := ReadHeader(r, l)
+	if err != nil {
+		return t, nil, err
+	}
+	body, err := ReadBody(r, t, n)
+	return t, body, err
+}
+
+// ReadHeader reads a frame header and checks the type and the declared
+// length against l, before anything of the body is read. Errors about the
+// frame are *Error (CodeUnknownType, CodeTooLarge, CodeMalformed for a
+// truncated header); io.EOF means r ended cleanly before a frame began.
+func ReadHeader(r io.Reader, l Limits) (Type, int, error) {
 	var hdr [HeaderLen]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return 0, nil, Errorf(CodeMalformed, "truncated frame header")
+			return 0, 0, Errorf(CodeMalformed, "truncated frame header")
 		}
-		return 0, nil, err
+		return 0, 0, err
 	}
 	n := int64(binary.BigEndian.Uint32(hdr[:4]))
 	t := Type(hdr[4])
 	limit := l.MaxBody(t)
 	if limit == 0 {
-		return t, nil, Errorf(CodeUnknownType, "message type %d", t)
+		return t, 0, Errorf(CodeUnknownType, "message type %d", t)
 	}
 	if n > int64(limit) {
-		return t, nil, Errorf(CodeTooLarge, "%s of %d bytes, limit %d", t, n, limit)
+		return t, 0, Errorf(CodeTooLarge, "%s of %d bytes, limit %d", t, n, limit)
 	}
+	return t, int(n), nil
+}
+
+// ReadBody reads the n-byte body of a frame of type t whose header
+// ReadHeader checked. Its buffer grows only as bytes arrive, so that a
+// lying length costs the liar, not the reader.
+func ReadBody(r io.Reader, t Type, n int) ([]byte, error) {
 	var buf bytes.Buffer
-	buf.Grow(int(min(n, 64<<10)))
-	if got, err := io.CopyN(&buf, r, n); err != nil {
+	buf.Grow(min(n, 64<<10))
+	if got, err := io.CopyN(&buf, r, int64(n)); err != nil {
 		if errors.Is(err, io.EOF) {
-			return t, nil, Errorf(CodeMalformed, "truncated %s: %d of %d bytes", t, got, n)
+			return nil, Errorf(CodeMalformed, "truncated %s: %d of %d bytes", t, got, n)
 		}
-		return t, nil, err
+		return nil, err
 	}
-	return t, buf.Bytes(), nil
+	return buf.Bytes(), nil
 }
 
 // Decode decodes a body of type t (as returned by ReadFrame) and validates

@@ -1,0 +1,323 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fedrec/fedrec/client"
+	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/coordinator/wire"
+	"github.com/fedrec/fedrec/model"
+)
+
+// runBench measures a real cluster on loopback: three coordinator
+// processes of this binary and in-process clients with synthetic data.
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	clients := fs.String("clients", "100,500", "comma-separated clients per round to measure")
+	items := fs.Int("items", 3706, "items of the model (3706 = ml-1m)")
+	rank := fs.Int("rank", 32, "rank of the model")
+	rounds := fs.Int("rounds", 6, "committed rounds to time per setting")
+	kill := fs.Bool("kill", true, "then SIGKILL the leader mid-round and time the next commit")
+	window := fs.Duration("checkin-window", 3*time.Second, "the coordinators' check-in window")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var ns []int
+	for _, s := range splitList(*clients) {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return fmt.Errorf("bench: --clients %q", s)
+		}
+		ns = append(ns, n)
+	}
+	bin, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	dim := model.Dim(*items, *rank)
+	down, up := frameBytes(dim)
+	fmt.Fprintf(stdout, "model: %d items, rank %d, %d params; per client per round: %d B down, %d B up (payload frames)\n", *items, *rank, dim, down, up)
+	fmt.Fprintf(stdout, "%-8s %-14s %-18s %-12s %-14s %-14s\n", "clients", "median round", "selection→commit", "rounds/min", "kill→commit", "peak RSS/node")
+	for _, n := range ns {
+		r, err := benchOne(ctx, bin, n, *items, *rank, *rounds, *kill, *window, stderr)
+		if err != nil {
+			return fmt.Errorf("bench: %d clients: %w", n, err)
+		}
+		kc := "-"
+		if r.killToCommit > 0 {
+			kc = r.killToCommit.Round(10 * time.Millisecond).String()
+		}
+		fmt.Fprintf(stdout, "%-8d %-14s %-18s %-12.1f %-14s %-14s\n", n, r.median.Round(time.Millisecond), r.medianSel.Round(time.Millisecond), r.perMin, kc, fmt.Sprintf("%.0f MiB", float64(r.peakRSS)/(1<<20)))
+	}
+	return nil
+}
+
+// frameBytes is what one client receives (header and chunks) and sends
+// (an upload) per round for a model of dim params.
+func frameBytes(dim int) (down, up int) {
+	m := &model.Model{Kind: model.Explicit, Items: 1, Rank: dim - 2, Params: make([]float64, dim)}
+	h, cs := wire.SplitModel(m, 1, 1)
+	b, _ := wire.Encode(h)
+	down = len(b)
+	for _, c := range cs {
+		b, _ := wire.Encode(c)
+		down += len(b)
+	}
+	b, _ = wire.Encode(&wire.Upload{Version: wire.Version, Round: 1, ClientID: "user-00000", Ticket: make([]byte, wire.TicketLen), Model: 1, Delta: make(wire.Vec, dim)})
+	return down, len(b)
+}
+
+type benchResult struct {
+	median, medianSel, killToCommit time.Duration
+	perMin                          float64
+	peakRSS                         int64
+}
+
+type benchNode struct {
+	id, clientAddr string
+	cmd            *exec.Cmd
+	log            string
+	done           chan struct{}
+}
+
+var (
+	benchStarted   = regexp.MustCompile(`time=(\S+) level=INFO msg="round started" node=(\S+) round=(\d+)`)
+	benchAddrs     = regexp.MustCompile(`raft (\S+), clients (\S+)`)
+	benchCommitted = regexp.MustCompile(`time=(\S+) level=INFO msg="round committed" node=(\S+) round=(\d+) model=\d+ survivors=(\d+) cohort=(\d+) duration_ms=(\d+)`)
+)
+
+func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill bool, window time.Duration, stderr io.Writer) (benchResult, error) {
+	var res benchResult
+	dir, err := os.MkdirTemp("", "fedrec-bench-")
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(dir)
+	if err := pki.WriteDir(filepath.Join(dir, "certs"), []string{"a", "b", "c"}, nil, 24*time.Hour); err != nil {
+		return res, err
+	}
+	var nodes []*benchNode
+	defer func() {
+		for _, nd := range nodes {
+			nd.cmd.Process.Signal(syscall.SIGTERM)
+		}
+		for _, nd := range nodes {
+			select {
+			case <-nd.done:
+			case <-time.After(15 * time.Second):
+				nd.cmd.Process.Kill()
+				<-nd.done
+			}
+		}
+	}()
+	startNode := func(id string, extra ...string) (*benchNode, error) {
+		nd := &benchNode{id: id, log: filepath.Join(dir, id+".log"), done: make(chan struct{})}
+		args := append([]string{"coordinator", "--id", id, "--data-dir", filepath.Join(dir, id), "--certs", filepath.Join(dir, "certs"),
+			"--raft-addr", "127.0.0.1:0", "--client-addr", "127.0.0.1:0"}, extra...)
+		nd.cmd = exec.Command(bin, args...)
+		lf, err := os.Create(nd.log)
+		if err != nil {
+			return nil, err
+		}
+		out, err := nd.cmd.StdoutPipe()
+		if err != nil {
+			return nil, err
+		}
+		nd.cmd.Stderr = lf
+		if err := nd.cmd.Start(); err != nil {
+			return nil, err
+		}
+		nodes = append(nodes, nd)
+		go func() { nd.cmd.Wait(); lf.Close(); close(nd.done) }()
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if err != nil {
+			return nil, fmt.Errorf("node %s did not start (see its log): %w", id, err)
+		}
+		m := benchAddrs.FindStringSubmatch(line)
+		if m == nil {
+			return nil, fmt.Errorf("node %s: unexpected output %q", id, line)
+		}
+		nd.clientAddr = m[2]
+		go io.Copy(io.Discard, out)
+		return nd, nil
+	}
+	a, err := startNode("a", "--bootstrap", "--items", strconv.Itoa(items), "--rank", strconv.Itoa(rank), "--mean", "3.5",
+		"--clients-per-round", strconv.Itoa(n), "--over-select", "0.2", "--min-clients", strconv.Itoa(max(1, n/2)),
+		"--checkin-window", window.String(), "--round-timeout", "60s")
+	if err != nil {
+		return res, err
+	}
+	for _, id := range []string{"b", "c"} {
+		if _, err := startNode(id, "--join", a.clientAddr); err != nil {
+			return res, err
+		}
+	}
+	var addrs []string
+	for _, nd := range nodes {
+		addrs = append(addrs, nd.clientAddr)
+	}
+	pool, err := pki.LoadPool(filepath.Join(dir, "certs"))
+	if err != nil {
+		return res, err
+	}
+
+	// Clients: 1.3 n of them, so that over-selection has someone to pick.
+	cctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stop()
+	pop := n + n*3/10 + 1
+	for i := range pop {
+		r := rand.New(rand.NewPCG(uint64(i), 7))
+		rs := make([]model.Rating, 0, 20)
+		for _, it := range r.Perm(items)[:min(20, items)] {
+			rs = append(rs, model.Rating{Item: int32(it), Value: float32(1 + r.IntN(5))})
+		}
+		d, err := client.NewDialer(rotate(addrs, i), pki.ClientTLS(pool))
+		if err != nil {
+			return res, err
+		}
+		p, err := client.NewParticipant(client.ParticipantConfig{ID: fmt.Sprintf("bench-%05d", i), Ratings: rs, Dialer: d})
+		if err != nil {
+			return res, err
+		}
+		wg.Go(func() {
+			defer d.Close()
+			p.Run(cctx, nil)
+		})
+	}
+
+	commits := func() [][]string {
+		var all [][]string
+		for _, nd := range nodes {
+			b, _ := os.ReadFile(nd.log)
+			all = append(all, benchCommitted.FindAllStringSubmatch(string(b), -1)...)
+		}
+		return all
+	}
+	wait := func(what string, cond func() bool) error {
+		deadline := time.Now().Add(10 * time.Minute)
+		for !cond() {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("timed out waiting for %s", what)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		return nil
+	}
+	// The first round warms up (connections, first download): time the
+	// rounds after it.
+	if err := wait(fmt.Sprintf("%d rounds", rounds+1), func() bool { return len(commits()) >= rounds+1 }); err != nil {
+		return res, err
+	}
+	cs := commits()[1 : rounds+1]
+	started := map[string]time.Time{}
+	for _, nd := range nodes {
+		b, _ := os.ReadFile(nd.log)
+		for _, m := range benchStarted.FindAllStringSubmatch(string(b), -1) {
+			t, _ := time.Parse(time.RFC3339Nano, m[1])
+			started[m[3]] = t
+		}
+	}
+	var durs, sel []time.Duration
+	for _, c := range cs {
+		ms, _ := strconv.Atoi(c[6])
+		durs = append(durs, time.Duration(ms)*time.Millisecond)
+		if t0, ok := started[c[3]]; ok {
+			t1, _ := time.Parse(time.RFC3339Nano, c[1])
+			sel = append(sel, t1.Sub(t0))
+		}
+		fmt.Fprintf(stderr, "bench: %d clients: round %s: %s survivors of %s selected, %d ms from gathering to commit\n", n, c[3], c[4], c[5], ms)
+	}
+	slices.Sort(durs)
+	slices.Sort(sel)
+	res.median = durs[len(durs)/2]
+	if len(sel) > 0 {
+		res.medianSel = sel[len(sel)/2]
+	}
+	t0, _ := time.Parse(time.RFC3339Nano, cs[0][1])
+	t1, _ := time.Parse(time.RFC3339Nano, cs[len(cs)-1][1])
+	if len(cs) > 1 {
+		res.perMin = float64(len(cs)-1) / t1.Sub(t0).Minutes()
+	}
+	for _, nd := range nodes {
+		res.peakRSS = max(res.peakRSS, peakRSS(nd.cmd.Process.Pid))
+	}
+	if !kill {
+		return res, nil
+	}
+	// Kill the leader just after it starts a round.
+	leader := cs[len(cs)-1][2]
+	var ln *benchNode
+	for _, nd := range nodes {
+		if nd.id == leader {
+			ln = nd
+		}
+	}
+	before := len(commits())
+	if err := wait("the next round to start", func() bool {
+		b, _ := os.ReadFile(ln.log)
+		s := string(b)
+		return strings.LastIndex(s, `msg="round started"`) > strings.LastIndex(s, `msg="round committed"`)
+	}); err != nil {
+		return res, err
+	}
+	killed := time.Now()
+	ln.cmd.Process.Signal(syscall.SIGKILL)
+	<-ln.done
+	fmt.Fprintf(stderr, "bench: %d clients: killed leader %s\n", n, leader)
+	if err := wait("a commit after the kill", func() bool {
+		for _, c := range commits()[before:] {
+			if c[2] != leader {
+				return true
+			}
+		}
+		return false
+	}); err != nil {
+		return res, err
+	}
+	for _, c := range commits()[before:] {
+		if c[2] != leader {
+			t, _ := time.Parse(time.RFC3339Nano, c[1])
+			res.killToCommit = t.Sub(killed)
+			break
+		}
+	}
+	return res, nil
+}
+
+// peakRSS reads a process's peak resident set size (VmHWM) on Linux.
+func peakRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fedrec/fedrec/client"
+	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/model"
+	"github.com/fedrec/fedrec/sim"
+)
+
+func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("client", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "ml-latest-small", "data set whose users become clients (as 'fedrec sim --data')")
+	dataDir := fs.String("data-dir", "data", "directory of the named data sets")
+	n := fs.Int("clients", 100, "number of clients (users with training data, in a seeded random order; 0 = all)")
+	coords := fs.String("coordinators", "127.0.0.1:7001", "comma-separated client addresses of coordinator nodes")
+	certs := fs.String("certs", "certs", "directory holding the cluster's ca.pem")
+	seed := fs.Uint64("seed", 1, "seed of the train/test split (as the coordinator's --seed) and of the clients")
+	until := fs.Uint64("until-version", 0, "stop when the cluster has committed this model version (0 = run until interrupted)")
+	eval := fs.Bool("eval", true, "evaluate the newest model on the test split when stopping")
+	jsonOut := fs.Bool("json", false, "print the result as JSON")
+	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("client: unexpected argument %q", fs.Arg(0))
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("client: --log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	pool, err := pki.LoadPool(*certs)
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	tlsConf := pki.ClientTLS(pool)
+	addrs := splitList(*coords)
+
+	ds, err := sim.Open(*data, *dataDir)
+	if err != nil {
+		return err
+	}
+	trainX, testX := ds.Split(0.2, *seed)
+	train := toRatings(sim.ByUser(ds.NumUsers(), trainX))
+	test := toRatings(sim.ByUser(ds.NumUsers(), testX))
+	var users []int
+	for u, rs := range train {
+		if len(rs) > 0 {
+			users = append(users, u)
+		}
+	}
+	rand.New(rand.NewPCG(*seed, 0xc11e)).Shuffle(len(users), func(i, j int) { users[i], users[j] = users[j], users[i] })
+	if *n > 0 && *n < len(users) {
+		users = users[:*n]
+	}
+	fmt.Fprintf(stderr, "client: %d clients from %s against %v\n", len(users), ds.Name, addrs)
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var rounds atomic.Int64
+	cache := client.NewModelCache()
+	var wg sync.WaitGroup
+	errc := make(chan error, len(users))
+	for _, u := range users {
+		d, err := client.NewDialer(rotate(addrs, u), tlsConf)
+		if err != nil {
+			return err
+		}
+		p, err := client.NewParticipant(client.ParticipantConfig{
+			ID: fmt.Sprintf("%s-user-%s", ds.Name, ds.UserIDs[u]), Ratings: train[u], Dialer: d, Models: cache,
+			Seed: *seed<<20 ^ uint64(u+1), Logger: log,
+		})
+		if err != nil {
+			return err
+		}
+		wg.Go(func() {
+			defer d.Close()
+			err := p.Run(runCtx, func(client.RoundResult) error { rounds.Add(1); return nil })
+			if err != nil && !errors.Is(err, context.Canceled) {
+				errc <- err
+			}
+		})
+	}
+
+	// Watch the cluster's newest model.
+	mon, err := client.NewDialer(addrs, tlsConf)
+	if err != nil {
+		return err
+	}
+	defer mon.Close()
+	var last *model.Model
+	var lastV uint64
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+watch:
+	for {
+		select {
+		case <-ctx.Done():
+			break watch
+		case err := <-errc:
+			stop()
+			wg.Wait()
+			return fmt.Errorf("client: %w", err)
+		case <-tick.C:
+		}
+		mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		m, v, err := mon.Model(mctx, 0)
+		cancel()
+		if err != nil {
+			log.Info("model poll failed", "err", err)
+			continue
+		}
+		if v != lastV {
+			fmt.Fprintf(stderr, "client: model version %d, %d client rounds done\n", v, rounds.Load())
+		}
+		last, lastV = m, v
+		if *until > 0 && v >= *until {
+			break
+		}
+	}
+	stop()
+	wg.Wait()
+	if last == nil || !*eval {
+		return nil
+	}
+	res := evaluate(last, train, test)
+	res.Version = lastV
+	res.ClientRounds = rounds.Load()
+	if *jsonOut {
+		return json.NewEncoder(stdout).Encode(res)
+	}
+	fmt.Fprintf(stdout, "model version %d: RMSE %.4f  MAE %.4f over %d test ratings (%d client rounds)\n", res.Version, res.RMSE, res.MAE, res.N, res.ClientRounds)
+	return nil
+}
+
+// rotate starts each client at a different node.
+func rotate(addrs []string, k int) []string {
+	i := k % len(addrs)
+	return append(append([]string(nil), addrs[i:]...), addrs[:i]...)
+}
+
+type evalResult struct {
+	Version      uint64  `json:"version"`
+	RMSE         float64 `json:"rmse"`
+	MAE          float64 `json:"mae"`
+	N            int     `json:"n"`
+	ClientRounds int64   `json:"client_rounds"`
+}
+
+// evaluate fits each user on their training ratings and scores their
+// held-out ones, as the simulator does.
+func evaluate(m *model.Model, train, test [][]model.Rating) evalResult {
+	t, err := model.NewTrainer(m, model.DefaultTrainConfig())
+	if err != nil {
+		return evalResult{RMSE: math.NaN(), MAE: math.NaN()}
+	}
+	var sum model.Metrics
+	for u := range train {
+		if len(train[u]) == 0 || len(test[u]) == 0 {
+			continue
+		}
+		usr, err := t.FitUser(train[u])
+		if err != nil {
+			continue
+		}
+		sum.Add(m.Evaluate(usr, train[u], test[u], model.EvalConfig{Errors: true}, nil))
+	}
+	return evalResult{RMSE: sum.RMSE(), MAE: sum.MAE(), N: sum.N}
+}
+
+func toRatings(by [][]sim.Interaction) [][]model.Rating {
+	out := make([][]model.Rating, len(by))
+	for u, xs := range by {
+		rs := make([]model.Rating, len(xs))
+		for i, x := range xs {
+			rs[i] = model.Rating{Item: x.Item, Value: x.Value}
+		}
+		out[u] = rs
+	}
+	return out
+}

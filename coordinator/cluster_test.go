@@ -1,0 +1,519 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/fedrec/fedrec/coordinator/wire"
+)
+
+// testCluster is a cluster over raft.InmemTransport with short timeouts.
+type testCluster struct {
+	t     *testing.T
+	nodes []*Node
+	trans []*raft.InmemTransport
+	cfg   Training
+}
+
+func newTestCluster(t *testing.T, size int, tr Training) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, cfg: tr}
+	for i := range size {
+		addr, tt := raft.NewInmemTransport(raft.ServerAddress(fmt.Sprintf("raft-%d", i)))
+		for _, o := range c.trans {
+			tt.Connect(o.LocalAddr(), o)
+			o.Connect(addr, tt)
+		}
+		c.trans = append(c.trans, tt)
+		n, err := New(Config{
+			ID: fmt.Sprintf("n%d", i), InMemory: true, Transport: tt, AdvertiseClientAddr: fmt.Sprintf("client-%d", i),
+			Bootstrap: i == 0, Training: tr, Seed: uint64(i + 1),
+			Logger:           testLogger(t),
+			HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.nodes = append(c.nodes, n)
+		t.Cleanup(func() { n.Close() })
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	l := c.leader(ctx)
+	for _, n := range c.nodes[1:] {
+		if err := l.Join(n.ID(), n.RaftAddr(), n.ClientAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.waitAll(ctx, func(s *State) bool { return s.Current() != nil })
+	return c
+}
+
+// leader waits for a node that runs rounds; it fails the test if none
+// shows up before ctx ends.
+func (c *testCluster) leader(ctx context.Context) *Node {
+	c.t.Helper()
+	l := c.findLeader(ctx)
+	if l == nil {
+		c.t.Fatal("no leader")
+	}
+	return l
+}
+
+func (c *testCluster) findLeader(ctx context.Context) *Node {
+	for {
+		for _, n := range c.nodes {
+			if !n.closing.Load() && n.leaderOrNil() != nil {
+				return n
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func (c *testCluster) live() []*Node {
+	var out []*Node
+	for _, n := range c.nodes {
+		if !n.closing.Load() {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (c *testCluster) waitAll(ctx context.Context, cond func(s *State) bool) {
+	c.t.Helper()
+	for _, n := range c.live() {
+		if err := n.WaitFor(ctx, cond); err != nil {
+			c.t.Fatalf("node %s: %v", n.ID(), err)
+		}
+	}
+}
+
+// call runs one request through Handle and returns the replies.
+func call(ctx context.Context, n *Node, req wire.Message) []wire.Message {
+	var out []wire.Message
+	n.Handle(ctx, req, Peer{}, func(m wire.Message) error {
+		out = append(out, m)
+		return nil
+	})
+	return out
+}
+
+// participate checks in at the leader and, if selected, uploads what
+// makeDelta returns (nil: drop out). It returns the plan or nil.
+func (c *testCluster) participate(ctx context.Context, id string, makeDelta func(p *wire.Plan) []float64) (*wire.Plan, wire.Message) {
+	for ctx.Err() == nil {
+		l := c.findLeader(ctx)
+		if l == nil {
+			return nil, nil
+		}
+		rep := call(ctx, l, &wire.CheckIn{Version: wire.Version, ClientID: id})
+		p, ok := rep[0].(*wire.Plan)
+		if !ok {
+			continue
+		}
+		d := makeDelta(p)
+		if d == nil {
+			return p, nil
+		}
+		up := &wire.Upload{Version: wire.Version, Round: p.Round, ClientID: id, Ticket: p.Ticket, Model: p.Model, N: 1, Delta: d}
+		return p, call(ctx, l, up)[0]
+	}
+	return nil, nil
+}
+
+func constDelta(dim int, x float64) []float64 {
+	d := make([]float64, dim)
+	for i := range d {
+		d[i] = x
+	}
+	return d
+}
+
+func (c *testCluster) dim() int { return c.cfg.Items*(c.cfg.Rank+1) + 1 }
+
+// crowd runs k clients that keep participating until ctx ends.
+func (c *testCluster) crowd(ctx context.Context, k int) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for i := range k {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				c.participate(ctx, fmt.Sprintf("c%d", i), func(p *wire.Plan) []float64 { return constDelta(c.dim(), 0.01) })
+			}
+		})
+	}
+	return &wg
+}
+
+func TestClusterCommitsRounds(t *testing.T) {
+	c := newTestCluster(t, 3, testTraining())
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	crowdCtx, stop := context.WithCancel(ctx)
+	wg := c.crowd(crowdCtx, 6)
+	c.waitAll(ctx, func(s *State) bool { return s.Current().Version >= 4 })
+	stop()
+	wg.Wait()
+	// Every node holds the newest version with the same digest.
+	var last uint64
+	c.leader(ctx).View(func(s *State) { last = s.Current().Version })
+	c.waitAll(ctx, func(s *State) bool { return s.Current().Version >= last })
+	var ref []byte
+	for _, n := range c.nodes {
+		n.View(func(s *State) {
+			v := s.Model(last)
+			if v == nil {
+				t.Errorf("node %s lacks version %d", n.ID(), last)
+				return
+			}
+			if ref == nil {
+				ref = v.Digest[:]
+			} else if string(ref) != string(v.Digest[:]) {
+				t.Errorf("node %s: version %d digest differs", n.ID(), last)
+			}
+			for _, r := range s.Rounds() {
+				if r.Outcome == Committed && (r.Survivors < c.cfg.MinClients || r.Survivors > r.Cohort) {
+					t.Errorf("round %+v", r)
+				}
+			}
+			if m, _ := s.Optimizer(); m == nil {
+				t.Error("optimizer state not replicated")
+			}
+		})
+	}
+}
+
+// Close on the leader hands leadership to another voter.
+func TestLeadershipTransferOnClose(t *testing.T) {
+	c := newTestCluster(t, 3, testTraining())
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	old := c.leader(ctx)
+	old.Close()
+	n := c.leader(ctx)
+	if n == old {
+		t.Fatal("closed node still leads")
+	}
+}
+
+func TestFollowerHintsAndServesModels(t *testing.T) {
+	c := newTestCluster(t, 3, testTraining())
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	l := c.leader(ctx)
+	for _, n := range c.nodes {
+		if n == l {
+			continue
+		}
+		rep := call(ctx, n, &wire.CheckIn{Version: wire.Version, ClientID: "x"})
+		e, ok := rep[0].(*wire.Error)
+		if !ok || e.Code != wire.CodeNotLeader || e.Leader != l.ClientAddr() {
+			t.Errorf("CheckIn at follower %s = %+v, want NotLeader with hint %q", n.ID(), rep[0], l.ClientAddr())
+		}
+		rep = call(ctx, n, &wire.GetModel{Version: wire.Version})
+		h, ok := rep[0].(*wire.ModelHeader)
+		if !ok || h.Model != 1 || len(rep) != 1+h.Chunks {
+			t.Errorf("GetModel at follower %s = %v", n.ID(), rep)
+		}
+		rep = call(ctx, n, &wire.GetModel{Version: wire.Version, Model: 99})
+		if e, ok := rep[0].(*wire.Error); !ok || e.Code != wire.CodeUnknownModel {
+			t.Errorf("GetModel(99) = %+v, want CodeUnknownModel", rep[0])
+		}
+	}
+}
+
+// Bad uploads get clear codes, the node keeps serving, and the committed
+// state reflects only the good ones.
+func TestBadUploads(t *testing.T) {
+	tr := testTraining()
+	tr.ClientsPerRound, tr.OverSelect, tr.MinClients = 2, 0, 2
+	tr.CheckInWindow = time.Hour // select only when both are here
+	c := newTestCluster(t, 1, tr)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	l := c.leader(ctx)
+	plans := make(chan *wire.Plan, 2)
+	for _, id := range []string{"a", "b"} {
+		go func() {
+			rep := call(ctx, l, &wire.CheckIn{Version: wire.Version, ClientID: id})
+			p, _ := rep[0].(*wire.Plan)
+			plans <- p
+		}()
+	}
+	pa, pb := <-plans, <-plans
+	if pa == nil || pb == nil {
+		t.Fatal("not selected")
+	}
+	dim := c.dim()
+	good := func(p *wire.Plan, id string) *wire.Upload {
+		return &wire.Upload{Version: wire.Version, Round: p.Round, ClientID: id, Ticket: p.Ticket, Model: p.Model, N: 1, Delta: constDelta(dim, 0.01)}
+	}
+	idOf := func(p *wire.Plan) string {
+		if string(p.Ticket) == string(pa.Ticket) {
+			return "?" // fixed below
+		}
+		return "?"
+	}
+	_ = idOf
+	// Tickets are per client; find whose is whose by trying.
+	var ida, idb string
+	for _, id := range []string{"a", "b"} {
+		up := good(pa, id)
+		up.Delta = constDelta(dim-1, 0) // wrong dimension: checked after the ticket
+		if e := call(ctx, l, up)[0].(*wire.Error); e.Code == wire.CodeShape {
+			ida = id
+		}
+	}
+	idb = map[string]string{"a": "b", "b": "a"}[ida]
+	if ida == "" {
+		t.Fatal("no ticket matched")
+	}
+	var before []uint64
+	l.View(func(s *State) { before = s.Versions() })
+
+	stale := good(pa, ida)
+	stale.Model++
+	wrongRound := good(pa, ida)
+	wrongRound.Round++
+	stolen := good(pa, "mallory")
+	swapped := good(pb, ida) // b's ticket, a's name
+	tests := []struct {
+		name string
+		up   *wire.Upload
+		code wire.Code
+	}{
+		{"wrong dimension", func() *wire.Upload { u := good(pa, ida); u.Delta = u.Delta[1:]; return u }(), wire.CodeShape},
+		{"stale model", stale, wire.CodeStaleModel},
+		{"round not open", wrongRound, wire.CodeNoRound},
+		{"not selected", stolen, wire.CodeNotSelected},
+		{"someone else's ticket", swapped, wire.CodeNotSelected},
+	}
+	for _, tc := range tests {
+		rep := call(ctx, l, tc.up)
+		if e, ok := rep[0].(*wire.Error); !ok || e.Code != tc.code {
+			t.Errorf("%s: reply %+v, want code %v", tc.name, rep[0], tc.code)
+		}
+	}
+	if rep := call(ctx, l, good(pa, ida)); rep[0].Type() != wire.TypeUploadAck {
+		t.Fatalf("good upload: %+v", rep[0])
+	}
+	if e, ok := call(ctx, l, good(pa, ida))[0].(*wire.Error); !ok || e.Code != wire.CodeDuplicate {
+		t.Errorf("second upload = %+v, want CodeDuplicate", e)
+	}
+	var mid []uint64
+	l.View(func(s *State) { mid = s.Versions() })
+	if !slices.Equal(before, mid) {
+		t.Errorf("versions changed before the round ended: %v → %v", before, mid)
+	}
+	if rep := call(ctx, l, good(pb, idb)); rep[0].Type() != wire.TypeUploadAck {
+		t.Fatalf("second good upload: %+v", rep[0])
+	}
+	if err := l.WaitFor(ctx, func(s *State) bool { return s.Current().Version == 2 }); err != nil {
+		t.Fatal(err)
+	}
+	l.View(func(s *State) {
+		r := s.Rounds()[len(s.Rounds())-1]
+		if r.Survivors != 2 || r.Outcome != Committed {
+			t.Errorf("round record %+v, want 2 survivors, committed", r)
+		}
+	})
+	// After the round: an upload for it is refused, the node still serves.
+	if e, ok := call(ctx, l, good(pa, ida))[0].(*wire.Error); !ok || e.Code != wire.CodeNoRound {
+		t.Errorf("upload after commit = %+v, want CodeNoRound", e)
+	}
+	if _, ok := call(ctx, l, &wire.GetModel{Version: wire.Version})[0].(*wire.ModelHeader); !ok {
+		t.Error("node stopped serving models")
+	}
+}
+
+// A round with fewer than MinClients survivors is abandoned, never
+// committed.
+func TestAbandonTooFewSurvivors(t *testing.T) {
+	tr := testTraining()
+	tr.ClientsPerRound, tr.OverSelect, tr.MinClients = 2, 0, 2
+	tr.RoundTimeout = 200 * time.Millisecond
+	c := newTestCluster(t, 1, tr)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { c.participate(ctx, "a", func(p *wire.Plan) []float64 { return constDelta(c.dim(), 0.01) }) })
+	wg.Go(func() { c.participate(ctx, "b", func(p *wire.Plan) []float64 { return nil }) }) // drops out
+	wg.Wait()
+	l := c.leader(ctx)
+	if err := l.WaitFor(ctx, func(s *State) bool { return len(s.Rounds()) == 1 }); err != nil {
+		t.Fatal(err)
+	}
+	l.View(func(s *State) {
+		r := s.Rounds()[0]
+		if r.Outcome != Abandoned || r.Survivors != 1 || s.Current().Version != 1 || len(s.Ledger()) != 0 {
+			t.Errorf("round %+v, current version %d, ledger %v; want abandoned with 1 survivor, version 1, empty ledger", r, s.Current().Version, s.Ledger())
+		}
+	})
+}
+
+// The leader dies mid-round: a new leader abandons the round, runs new
+// ones, and nothing committed is lost.
+func TestFailoverMidRound(t *testing.T) {
+	tr := testTraining()
+	tr.RoundTimeout = 3 * time.Second // ends rounds the stopped crowd leaves behind
+	c := newTestCluster(t, 3, tr)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+
+	// Commit a couple of rounds first.
+	crowdCtx, stop := context.WithCancel(ctx)
+	wg := c.crowd(crowdCtx, 6)
+	c.waitAll(ctx, func(s *State) bool { return s.Current().Version >= 3 })
+	stop()
+	wg.Wait()
+	old := c.leader(ctx)
+	// Open a round in which nobody uploads.
+	silentCtx, silence := context.WithCancel(ctx)
+	var swg sync.WaitGroup
+	silentRound := make(chan uint64, 100)
+	for i := range 3 {
+		swg.Go(func() {
+			for silentCtx.Err() == nil {
+				c.participate(silentCtx, fmt.Sprintf("s%d", i), func(p *wire.Plan) []float64 {
+					select {
+					case silentRound <- p.Round:
+					default:
+					}
+					return nil
+				})
+			}
+		})
+	}
+	// Wait for a round that only silent clients were selected for (a
+	// round may also hold the last of the crowd, and end).
+	var committed []uint64
+	var openRound uint64
+	for openRound == 0 {
+		var r uint64
+		select {
+		case r = <-silentRound:
+		case <-ctx.Done():
+			t.Fatal("no silent round")
+		}
+		old.View(func(s *State) {
+			if s.Open() != nil && s.Open().Round == r {
+				committed, openRound = s.Versions(), r
+			}
+		})
+	}
+	silence()
+	swg.Wait()
+	old.crashed.Store(true) // dies without handing leadership over
+	c.trans[slices.Index(c.nodes, old)].DisconnectAll()
+	old.Close()
+
+	crowdCtx, stop = context.WithCancel(ctx)
+	wg = c.crowd(crowdCtx, 6)
+	c.waitAll(ctx, func(s *State) bool { return s.Current().Version >= committed[len(committed)-1]+2 })
+	stop()
+	wg.Wait()
+	for _, n := range c.live() {
+		n.View(func(s *State) {
+			var abandoned bool
+			for _, r := range s.Rounds() {
+				if r.Round == openRound && r.Outcome == Abandoned && r.Reason == "leader change" {
+					abandoned = true
+				}
+			}
+			if !abandoned {
+				t.Errorf("node %s: round %d not abandoned by the new leader: %+v", n.ID(), openRound, s.Rounds())
+			}
+			last := committed[len(committed)-1]
+			if s.Model(last) == nil && s.Current().Version < last {
+				t.Errorf("node %s lost version %d", n.ID(), last)
+			}
+		})
+	}
+}
+
+// testLogger logs to stderr when FEDREC_TEST_LOG is set.
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("FEDREC_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name())
+}
+
+// A node restarted on its data directory (raft-wal log, file snapshots)
+// comes back with everything it had committed, and keeps going.
+func TestRestartFromDisk(t *testing.T) {
+	dir := t.TempDir()
+	tr := testTraining()
+	open := func() (*Node, *raft.InmemTransport) {
+		_, tt := raft.NewInmemTransport("raft-0")
+		n, err := New(Config{
+			ID: "n0", DataDir: dir, Transport: tt, AdvertiseClientAddr: "client-0", Bootstrap: true, Training: tr, Seed: 1,
+			Logger: testLogger(t), HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, tt
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	n, tt := open()
+	c := &testCluster{t: t, nodes: []*Node{n}, trans: []*raft.InmemTransport{tt}, cfg: tr}
+	crowdCtx, stop := context.WithCancel(ctx)
+	wg := c.crowd(crowdCtx, 5)
+	if err := n.WaitFor(ctx, func(s *State) bool { return s.Current() != nil && s.Current().Version >= 3 }); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	wg.Wait()
+	if err := n.raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	// One more round after the snapshot, so that restart replays the log
+	// on top of the snapshot.
+	crowdCtx, stop = context.WithCancel(ctx)
+	wg = c.crowd(crowdCtx, 5)
+	var want uint64
+	n.View(func(s *State) { want = s.Current().Version + 1 })
+	if err := n.WaitFor(ctx, func(s *State) bool { return s.Current().Version >= want }); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	wg.Wait()
+	n.Close()
+
+	n2, tt2 := open()
+	defer n2.Close()
+	c.nodes, c.trans = []*Node{n2}, []*raft.InmemTransport{tt2}
+	// Wait until the log is replayed (the state stops changing once the
+	// new term's barrier passed and rounds resume).
+	if err := n2.WaitFor(ctx, func(s *State) bool { return s.Current() != nil && s.Current().Version >= want }); err != nil {
+		t.Fatal(err)
+	}
+	n2.View(func(s *State) {
+		for _, v := range []uint64{want - 1, want} {
+			if s.Model(v) == nil {
+				t.Errorf("version %d lost across the restart", v)
+			}
+		}
+	})
+	crowdCtx, stop = context.WithCancel(ctx)
+	wg = c.crowd(crowdCtx, 5)
+	defer func() { stop(); wg.Wait() }()
+	if err := n2.WaitFor(ctx, func(s *State) bool { return s.Current().Version >= want+1 }); err != nil {
+		t.Fatalf("no round after the restart: %v", err)
+	}
+}

@@ -1,0 +1,11 @@
+// Package coordinator is a fedrec coordinator node: a member of a Raft
+// cluster (hashicorp/raft, with raft-wal as log and stable store, file
+// snapshots, and Raft traffic over mutual TLS) whose replicated state holds
+// the configuration, the committed models, the server optimizer's state,
+// the round history and the privacy ledger. The leader runs the round
+// scheduler; every node serves committed models and points clients at the
+// leader. Clients talk to nodes over QUIC with the protocol of package
+// coordinator/wire.
+//
+// See DESIGN.md for what must stay true.
+package coordinator

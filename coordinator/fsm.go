@@ -1,0 +1,89 @@
+package coordinator
+
+import (
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/fedrec/fedrec/coordinator/wire"
+)
+
+// fsm is the raft.FSM: a thin adapter that decodes log entries and applies
+// them to a State under a lock, and snapshots and restores it.
+type fsm struct {
+	mu      sync.RWMutex
+	st      *State
+	changed chan struct{} // closed and replaced after every apply or restore
+}
+
+func newFSM() *fsm { return &fsm{st: NewState(), changed: make(chan struct{})} }
+
+// Apply implements raft.FSM. A committed entry that does not decode means
+// the log is corrupt (or written by a newer release): it panics rather than
+// let this node diverge.
+func (f *fsm) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	c, err := wire.DecodeCommand(l.Data)
+	if err != nil {
+		panic(fmt.Sprintf("coordinator: committed log entry %d does not decode: %v", l.Index, err))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	res := f.st.Apply(c)
+	close(f.changed)
+	f.changed = make(chan struct{})
+	return res
+}
+
+// read calls fn with the state under the read lock.
+func (f *fsm) read(fn func(s *State)) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fn(f.st)
+}
+
+// watch returns a channel closed at the next change of the state.
+func (f *fsm) watch() <-chan struct{} {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.changed
+}
+
+// Snapshot implements raft.FSM: a quick copy under the lock; the slow
+// write happens in Persist.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return &fsmSnapshot{st: f.st.clone()}, nil
+}
+
+// Restore implements raft.FSM: it builds a fresh state and swaps it in.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	st, err := ReadSnapshot(rc)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.st = st
+	close(f.changed)
+	f.changed = make(chan struct{})
+	return nil
+}
+
+type fsmSnapshot struct{ st *State }
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := s.st.WriteSnapshot(sink); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() {}

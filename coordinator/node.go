@@ -1,0 +1,565 @@
+package coordinator
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+
+	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/coordinator/wire"
+	"github.com/fedrec/fedrec/model"
+)
+
+// ErrNotLeader is returned by leader-only operations on a follower.
+var ErrNotLeader = errors.New("coordinator: not the leader")
+
+// Config configures a node. Zero fields mean the documented defaults.
+type Config struct {
+	// ID names the node in the cluster; required and stable across
+	// restarts.
+	ID string
+	// DataDir holds the Raft log (raft-wal) and snapshots. Required unless
+	// InMemory.
+	DataDir string
+	// RaftAddr is the TCP address Raft listens on (mutual TLS). Ignored
+	// when Transport is set.
+	RaftAddr string
+	// ClientAddr is the UDP address of the QUIC client protocol; empty
+	// means no QUIC server (tests call Handle directly).
+	ClientAddr string
+	// AdvertiseClientAddr is the client address other nodes hand out in
+	// leader hints; default: the address ClientAddr listens on.
+	AdvertiseClientAddr string
+	// TLS holds the node's certificate and the cluster CA. Required for
+	// the Raft TLS transport and the QUIC server.
+	TLS *pki.Bundle
+	// Bootstrap makes this node found a new cluster (a no-op if it has
+	// Raft state already). Training is replicated from the founder.
+	Bootstrap bool
+	// Training is the configuration the founding node commits; zero
+	// fields take the defaults (Items is required).
+	Training Training
+	// Join lists client addresses of existing nodes to ask for membership
+	// when the node has no Raft state.
+	Join []string
+
+	// Raft timing; zero means hashicorp/raft's defaults (1 s heartbeat and
+	// election timeouts, 500 ms leader lease).
+	HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout time.Duration
+	// Transport replaces the TLS transport (tests use raft.InmemTransport).
+	Transport raft.Transport
+	// InMemory keeps the log, stable store and snapshots in memory (tests).
+	InMemory bool
+	// MaxUploads bounds the uploads read and decoded at once (each holds
+	// about three times the model's size); default 32.
+	MaxUploads int
+	// Seed seeds the leader's cohort sampling; 0 draws a random seed.
+	Seed uint64
+	// Logger receives the node's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.ID == "" || len(c.ID) > wire.MaxIDLen:
+		return fmt.Errorf("coordinator: Config.ID = %q, want 1..%d bytes", c.ID, wire.MaxIDLen)
+	case !c.InMemory && c.DataDir == "":
+		return errors.New("coordinator: Config.DataDir is required")
+	case c.Transport == nil && c.RaftAddr == "":
+		return errors.New("coordinator: Config.RaftAddr is required")
+	case (c.Transport == nil || c.ClientAddr != "") && c.TLS == nil:
+		return errors.New("coordinator: Config.TLS is required for the network transports")
+	case c.Bootstrap && len(c.Join) > 0:
+		return errors.New("coordinator: Config.Bootstrap and Config.Join exclude each other")
+	}
+	if c.Bootstrap {
+		if err := c.Training.withDefaults().Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Node is a coordinator node. Create it with New and stop it with Close.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	fsm   *fsm
+	raft  *raft.Raft
+	trans raft.Transport
+	close []func() error // closed in reverse order by Close
+
+	quic       *wire.Listener
+	clientAddr string
+
+	lead    atomic.Pointer[leader] // non-nil while this node runs rounds
+	uploads chan struct{}          // semaphore of MaxUploads
+	rng     *rand.Rand
+	rngMu   sync.Mutex
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	closing atomic.Bool
+	crashed atomic.Bool // tests: Close without a leadership transfer
+}
+
+// New starts a node: opens its stores, starts Raft (bootstrapping or
+// joining as configured) and the QUIC server.
+func New(cfg Config) (_ *Node, err error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Bootstrap {
+		cfg.Training = cfg.Training.withDefaults()
+	}
+	if cfg.MaxUploads <= 0 {
+		cfg.MaxUploads = 32
+	}
+	seed := cfg.Seed
+	if seed == 0 {
+		var b [8]byte
+		crand.Read(b[:])
+		seed = binary.LittleEndian.Uint64(b[:])
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), fsm: newFSM(), rng: rand.New(rand.NewPCG(seed, 0x5e1ec7)), uploads: make(chan struct{}, cfg.MaxUploads), ctx: ctx, cancel: cancel}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+
+	hlog := newHCLog(n.log, "raft")
+	var logs raft.LogStore
+	var stable raft.StableStore
+	var snaps raft.SnapshotStore
+	if cfg.InMemory {
+		mem := raft.NewInmemStore()
+		logs, stable, snaps = mem, mem, raft.NewInmemSnapshotStore()
+	} else {
+		walDir := filepath.Join(cfg.DataDir, "raft-wal")
+		if err := os.MkdirAll(walDir, 0o700); err != nil {
+			return nil, err
+		}
+		// raft-wal v0.4.0's Close leaves its meta store (a bbolt file
+		// with a lock) open: we own it and close it after the WAL.
+		meta := &metadb.BoltMetaDB{}
+		n.close = append(n.close, meta.Close)
+		wal, err := raftwal.Open(walDir, raftwal.WithLogger(hlog.Named("wal")), raftwal.WithMetaStore(meta))
+		if err != nil {
+			return nil, fmt.Errorf("coordinator: open log: %w", err)
+		}
+		n.close = append(n.close, wal.Close)
+		logs, stable = wal, wal
+		if snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog.Named("snapshots")); err != nil {
+			return nil, fmt.Errorf("coordinator: open snapshots: %w", err)
+		}
+	}
+
+	n.trans = cfg.Transport
+	if n.trans == nil {
+		sl, err := newTLSStreamLayer(cfg.RaftAddr, cfg.TLS.PeerTLS())
+		if err != nil {
+			return nil, fmt.Errorf("coordinator: raft listen: %w", err)
+		}
+		nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: sl, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog.Named("transport")})
+		n.close = append(n.close, nt.Close)
+		n.trans = nt
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.Logger = hlog
+	// Commits carry whole models: snapshot often and keep a short log.
+	rc.SnapshotThreshold = 32
+	rc.SnapshotInterval = 10 * time.Second
+	rc.TrailingLogs = 64
+	if cfg.HeartbeatTimeout > 0 {
+		rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	}
+	if cfg.ElectionTimeout > 0 {
+		rc.ElectionTimeout = cfg.ElectionTimeout
+	}
+	if cfg.LeaderLeaseTimeout > 0 {
+		rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	}
+	rc.CommitTimeout = min(rc.CommitTimeout, rc.HeartbeatTimeout/2)
+	notify := make(chan bool, 8)
+	rc.NotifyCh = notify
+
+	existing, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		return nil, err
+	}
+	if n.raft, err = raft.NewRaft(rc, n.fsm, logs, stable, snaps, n.trans); err != nil {
+		return nil, fmt.Errorf("coordinator: start raft: %w", err)
+	}
+	if cfg.Bootstrap && !existing {
+		conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: n.trans.LocalAddr()}}}
+		if err := n.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return nil, fmt.Errorf("coordinator: bootstrap: %w", err)
+		}
+	}
+
+	if cfg.ClientAddr != "" {
+		ln, err := wire.Listen(cfg.ClientAddr, cfg.TLS.ServerTLS())
+		if err != nil {
+			return nil, fmt.Errorf("coordinator: client listen: %w", err)
+		}
+		n.quic = ln
+		n.clientAddr = ln.Addr().String()
+		if cfg.AdvertiseClientAddr != "" {
+			n.clientAddr = cfg.AdvertiseClientAddr
+		}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.serveQUIC(ln)
+		}()
+	} else {
+		n.clientAddr = cfg.AdvertiseClientAddr
+	}
+
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.watchLeadership(notify)
+	}()
+	if len(cfg.Join) > 0 && !existing {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.joinLoop()
+		}()
+	}
+	n.log.Info("node started", "raft_addr", n.trans.LocalAddr(), "client_addr", n.clientAddr, "existing_state", existing)
+	return n, nil
+}
+
+// ID returns the node's id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// RaftAddr returns the address Raft peers dial.
+func (n *Node) RaftAddr() string { return string(n.trans.LocalAddr()) }
+
+// ClientAddr returns the node's advertised client (QUIC) address.
+func (n *Node) ClientAddr() string { return n.clientAddr }
+
+// IsLeader reports whether this node is the Raft leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the leader's node id and client address, empty when
+// unknown.
+func (n *Node) Leader() (id, clientAddr string) {
+	_, lid := n.raft.LeaderWithID()
+	if lid == "" {
+		return "", ""
+	}
+	n.fsm.read(func(s *State) { clientAddr = s.NodeAddr(string(lid)) })
+	return string(lid), clientAddr
+}
+
+// WaitForLeader waits until the cluster has a leader and returns its id.
+func (n *Node) WaitForLeader(ctx context.Context) (string, error) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, id := n.raft.LeaderWithID(); id != "" {
+			return string(id), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// View calls fn with the node's replicated state, read-locked. fn must not
+// keep or modify anything it reaches.
+func (n *Node) View(fn func(s *State)) { n.fsm.read(fn) }
+
+// WaitFor waits until cond holds on the node's state.
+func (n *Node) WaitFor(ctx context.Context, cond func(s *State) bool) error {
+	for {
+		ch := n.fsm.watch()
+		var ok bool
+		n.fsm.read(func(s *State) { ok = cond(s) })
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// Join adds a node to the cluster as a voter and records its client
+// address. It must run on the leader (else ErrNotLeader) and is
+// idempotent: joining again with the same addresses changes nothing, and
+// joining with a new Raft address replaces the old one.
+func (n *Node) Join(id, raftAddr, clientAddr string) error {
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return err
+	}
+	member := false
+	for _, s := range cf.Configuration().Servers {
+		if s.ID == raft.ServerID(id) && s.Address == raft.ServerAddress(raftAddr) {
+			member = true
+		} else if s.ID == raft.ServerID(id) || s.Address == raft.ServerAddress(raftAddr) {
+			if err := n.raft.RemoveServer(s.ID, 0, 10*time.Second).Error(); err != nil {
+				return fmt.Errorf("remove stale %s: %w", s.ID, err)
+			}
+		}
+	}
+	if !member {
+		if err := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, 10*time.Second).Error(); err != nil {
+			return fmt.Errorf("add voter %s: %w", id, err)
+		}
+	}
+	var have string
+	n.fsm.read(func(s *State) { have = s.NodeAddr(id) })
+	if have != clientAddr {
+		if _, err := n.apply(&wire.RegisterNode{ID: id, ClientAddr: clientAddr}); err != nil {
+			return err
+		}
+	}
+	n.log.Info("node joined", "peer", id, "raft_addr", raftAddr, "client_addr", clientAddr)
+	return nil
+}
+
+// apply commits a command and returns its result; a business rejection is
+// returned as the error.
+func (n *Node) apply(c wire.Command) (any, error) {
+	b, err := wire.EncodeCommand(c)
+	if err != nil {
+		return nil, err
+	}
+	f := n.raft.Apply(b, 10*time.Second)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		return nil, err
+	}
+	if err, ok := f.Response().(error); ok {
+		return nil, err
+	}
+	return f.Response(), nil
+}
+
+// Close stops the node: it hands leadership to another voter if it leads,
+// stops serving, shuts Raft down and closes its stores. It waits for every
+// goroutine the node started.
+func (n *Node) Close() error {
+	if !n.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	var errs []error
+	if n.raft != nil && n.IsLeader() && !n.crashed.Load() {
+		if len(n.raft.GetConfiguration().Configuration().Servers) > 1 {
+			if err := n.raft.LeadershipTransfer().Error(); err != nil {
+				n.log.Warn("leadership transfer failed", "err", err)
+			} else {
+				n.log.Info("leadership transferred")
+			}
+		}
+	}
+	n.cancel()
+	if n.quic != nil {
+		errs = append(errs, n.quic.Close())
+	}
+	if n.raft != nil {
+		errs = append(errs, n.raft.Shutdown().Error())
+	}
+	n.wg.Wait()
+	for i := len(n.close) - 1; i >= 0; i-- {
+		errs = append(errs, n.close[i]())
+	}
+	if c, ok := n.cfg.Transport.(io.Closer); ok {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// watchLeadership runs the leader's loop while this node leads. Raft blocks
+// on NotifyCh, so this never waits for a loop to end: each new loop waits
+// for its predecessor instead.
+func (n *Node) watchLeadership(notify <-chan bool) {
+	var cancel context.CancelFunc = func() {}
+	prev := make(chan struct{})
+	close(prev)
+	for {
+		select {
+		case <-n.ctx.Done():
+			cancel()
+			<-prev
+			return
+		case isLeader := <-notify:
+			cancel()
+			if !isLeader {
+				continue
+			}
+			var ctx context.Context
+			ctx, cancel = context.WithCancel(n.ctx)
+			done := make(chan struct{})
+			wait := prev
+			prev = done
+			n.wg.Add(1)
+			go func() {
+				defer n.wg.Done()
+				defer close(done)
+				<-wait
+				n.lead1(ctx)
+			}()
+		}
+	}
+}
+
+// lead1 runs one term of leadership.
+func (n *Node) lead1(ctx context.Context) {
+	if ctx.Err() != nil {
+		return
+	}
+	n.log.Info("leading")
+	l := newLeader(n)
+	n.lead.Store(l)
+	defer func() {
+		n.lead.Store(nil)
+		l.stop()
+		n.log.Info("no longer leading")
+	}()
+	if err := n.raft.Barrier(10 * time.Second).Error(); err != nil {
+		n.log.Warn("barrier failed", "err", err)
+		return
+	}
+	if err := n.prepare(); err != nil {
+		n.log.Warn("cannot run rounds", "err", err)
+		return
+	}
+	l.run(ctx)
+}
+
+// prepare registers this node's client address, founds the training
+// configuration and initial model if this node bootstraps, and abandons a
+// round a previous leader left open.
+func (n *Node) prepare() error {
+	var have string
+	var cfgSet, hasModel bool
+	var open *OpenRound
+	n.fsm.read(func(s *State) {
+		have = s.NodeAddr(n.cfg.ID)
+		_, cfgSet = s.Config()
+		hasModel = s.Current() != nil
+		open = s.Open()
+	})
+	if have != n.clientAddr && n.clientAddr != "" {
+		if _, err := n.apply(&wire.RegisterNode{ID: n.cfg.ID, ClientAddr: n.clientAddr}); err != nil {
+			return err
+		}
+	}
+	if !cfgSet {
+		if !n.cfg.Bootstrap {
+			return errors.New("no training configuration (only the bootstrapping node sets it)")
+		}
+		if _, err := n.apply(&wire.SetConfig{Config: n.cfg.Training.toWire()}); err != nil {
+			return err
+		}
+	}
+	if !hasModel {
+		var t Training
+		n.fsm.read(func(s *State) { t, _ = s.Config() })
+		m, err := model.New(t.Kind, t.Items, t.Rank, t.Mean, t.InitStd, rand.New(rand.NewPCG(t.Seed, 0x30de1)))
+		if err != nil {
+			return err
+		}
+		d := wire.Digest(m)
+		if _, err := n.apply(&wire.InitModel{Kind: wire.KindOf(m.Kind), Items: m.Items, Rank: m.Rank, Params: m.Params, Digest: d[:]}); err != nil {
+			return err
+		}
+	}
+	if open != nil {
+		n.log.Info("abandoning the previous leader's round", "round", open.Round)
+		if _, err := n.apply(&wire.AbandonRound{Round: open.Round, Reason: "leader change"}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// joinLoop asks the configured nodes for membership until one answers.
+func (n *Node) joinLoop() {
+	req := &wire.Join{Version: wire.Version, ID: n.cfg.ID, RaftAddr: n.RaftAddr(), ClientAddr: n.clientAddr}
+	backoff := 100 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		for _, addr := range n.cfg.Join {
+			target := addr
+			for hop := 0; hop < 3 && target != ""; hop++ {
+				err := n.sendJoin(target, req)
+				if err == nil {
+					n.log.Info("joined the cluster", "via", target)
+					return
+				}
+				target = ""
+				if we := (*wire.Error)(nil); errors.As(err, &we) && we.Code == wire.CodeNotLeader {
+					target = we.Leader
+				}
+				if attempt%10 == 0 {
+					n.log.Info("join attempt failed", "via", addr, "err", err)
+				}
+			}
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+func (n *Node) sendJoin(addr string, req *wire.Join) error {
+	ctx, cancel := context.WithTimeout(n.ctx, 15*time.Second)
+	defer cancel()
+	conn, err := wire.Dial(ctx, addr, n.cfg.TLS.PeerTLS())
+	if err != nil {
+		return err
+	}
+	defer conn.CloseWithError(0, "")
+	return wire.Exchange(ctx, conn, req, wire.Limits{}, func(m wire.Message) (bool, error) {
+		if _, ok := m.(*wire.JoinAck); !ok {
+			return true, fmt.Errorf("unexpected %s", m.Type())
+		}
+		return true, nil
+	})
+}
+
+// shuffle permutes with the node's seeded source (cohort sampling).
+func (n *Node) shuffle(k int, swap func(i, j int)) {
+	n.rngMu.Lock()
+	defer n.rngMu.Unlock()
+	n.rng.Shuffle(k, swap)
+}

@@ -1,0 +1,421 @@
+package coordinator
+
+import (
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/fedrec/fedrec/aggregation"
+	"github.com/fedrec/fedrec/coordinator/wire"
+)
+
+// phase is a step of a round on the leader. A round moves forward only,
+// along the edges of next; secure aggregation's four phases (advertise
+// keys, share keys, masked input, unmask) will sit between phaseSelected
+// and phaseAggregating in place of phaseCollecting.
+type phase uint8
+
+const (
+	phaseGathering   phase = iota + 1 // check-ins wait; nothing is in the log yet
+	phaseSelected                     // the manifest is committed, plans are out
+	phaseCollecting                   // plaintext uploads until the deadline
+	phaseAggregating                  // uploads refused; the sum is taken
+	phaseCommitting                   // the new model is being committed
+	phaseCommitted                    // the model is in the log
+	phaseAbandoned                    // ended without a model (too few survivors, lost leadership)
+)
+
+var phaseNames = [...]string{phaseGathering: "gathering", phaseSelected: "selected", phaseCollecting: "collecting",
+	phaseAggregating: "aggregating", phaseCommitting: "committing", phaseCommitted: "committed", phaseAbandoned: "abandoned"}
+
+func (p phase) String() string { return phaseNames[p] }
+
+// next lists the phases each phase may move to.
+var next = map[phase][]phase{
+	phaseGathering:   {phaseSelected, phaseAbandoned},
+	phaseSelected:    {phaseCollecting, phaseAbandoned},
+	phaseCollecting:  {phaseAggregating, phaseAbandoned},
+	phaseAggregating: {phaseCommitting, phaseAbandoned},
+	phaseCommitting:  {phaseCommitted, phaseAbandoned},
+}
+
+// maxWaiting bounds the check-ins a leader holds open.
+const maxWaiting = 100_000
+
+// leader is the round scheduler of one term of leadership.
+type leader struct {
+	n *Node
+
+	mu      sync.Mutex
+	waiting []*waiter
+	byID    map[string]*waiter
+	arrived chan struct{} // closed and replaced on every check-in
+	cur     *round        // nil between rounds
+	stopped bool
+}
+
+type waiter struct {
+	id    string
+	reply chan wire.Message // buffered 1; exactly one reply is sent
+}
+
+func newLeader(n *Node) *leader {
+	return &leader{n: n, byID: map[string]*waiter{}, arrived: make(chan struct{})}
+}
+
+// stop answers everyone still waiting: this node no longer leads.
+func (l *leader) stop() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stopped = true
+	for _, w := range l.waiting {
+		w.reply <- &wire.Error{Code: wire.CodeNotLeader, Message: "leadership changed"}
+	}
+	l.waiting, l.byID = nil, nil
+	if r := l.cur; r != nil {
+		r.mu.Lock()
+		if r.phase < phaseCommitted {
+			r.phase = phaseAbandoned
+		}
+		r.mu.Unlock()
+	}
+}
+
+// checkIn holds a client until the next selection.
+func (l *leader) checkIn(ctx context.Context, m *wire.CheckIn) wire.Message {
+	w := &waiter{id: m.ClientID, reply: make(chan wire.Message, 1)}
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		return &wire.Error{Code: wire.CodeNotLeader, Message: "leadership changed"}
+	}
+	if len(l.waiting) >= maxWaiting {
+		l.mu.Unlock()
+		return &wire.Wait{RetryAfterMs: 5000}
+	}
+	if old := l.byID[w.id]; old != nil {
+		old.reply <- &wire.Wait{RetryAfterMs: 0}
+		l.remove(old)
+	}
+	l.waiting = append(l.waiting, w)
+	l.byID[w.id] = w
+	close(l.arrived)
+	l.arrived = make(chan struct{})
+	l.mu.Unlock()
+
+	t := time.NewTimer(wire.MaxHold)
+	defer t.Stop()
+	select {
+	case r := <-w.reply:
+		return r
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case r := <-w.reply: // answered meanwhile
+		return r
+	default:
+	}
+	l.remove(w)
+	return &wire.Wait{RetryAfterMs: 0}
+}
+
+// remove drops w from the waiting list; l.mu is held.
+func (l *leader) remove(w *waiter) {
+	if l.byID[w.id] == w {
+		delete(l.byID, w.id)
+	}
+	for i, x := range l.waiting {
+		if x == w {
+			l.waiting = append(l.waiting[:i], l.waiting[i+1:]...)
+			return
+		}
+	}
+}
+
+// run runs rounds until ctx ends.
+func (l *leader) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		if err := l.round(ctx); err != nil {
+			if errors.Is(err, ErrNotLeader) || ctx.Err() != nil {
+				return
+			}
+			l.n.log.Warn("round failed", "err", err)
+			select { // do not spin on a persistent failure
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+// round is one round on the leader.
+type round struct {
+	id       uint64
+	base     *Version
+	cfg      Training
+	mu       sync.Mutex
+	phase    phase
+	tickets  map[string][]byte // selected client → ticket
+	uploaded map[string]bool
+	inflight sync.WaitGroup // uploads being added
+	agg      *aggregation.Plain
+	count    int // uploads added
+	loss     float64
+	n        int64
+	enough   chan struct{} // closed when every wanted upload arrived
+}
+
+func (r *round) advance(to phase) {
+	for _, p := range next[r.phase] {
+		if p == to {
+			r.phase = to
+			return
+		}
+	}
+	panic(fmt.Sprintf("coordinator: round %d: no transition from %s to %s", r.id, r.phase, to))
+}
+
+func (l *leader) round(ctx context.Context) error {
+	n := l.n
+	var cfg Training
+	var base *Version
+	var nextID uint64
+	n.fsm.read(func(s *State) {
+		cfg, _ = s.Config()
+		base = s.Current()
+		nextID = s.LastRound() + 1
+	})
+	if base == nil {
+		return fmt.Errorf("no model")
+	}
+	r := &round{id: nextID, base: base, cfg: cfg, phase: phaseGathering, uploaded: map[string]bool{}, enough: make(chan struct{})}
+	start := time.Now()
+
+	// Gathering: wait for a full cohort, or for the window to pass with
+	// at least MinClients waiting.
+	want := cfg.cohortSize()
+	window := time.NewTimer(cfg.CheckInWindow)
+	defer window.Stop()
+	windowDone := false
+	for {
+		l.mu.Lock()
+		have, arrived := len(l.waiting), l.arrived
+		l.mu.Unlock()
+		if have >= want || (windowDone && have >= cfg.MinClients) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-arrived:
+		case <-window.C:
+			windowDone = true
+		}
+	}
+
+	// Selection: sample the cohort from everyone waiting; the rest are
+	// told to come back.
+	l.mu.Lock()
+	pool := l.waiting
+	l.waiting, l.byID = nil, map[string]*waiter{}
+	l.mu.Unlock()
+	n.shuffle(len(pool), func(i, j int) { pool[i], pool[j] = pool[j], pool[i] })
+	k := min(want, len(pool))
+	cohort, rest := pool[:k], pool[k:]
+	for _, w := range rest {
+		w.reply <- &wire.Wait{Round: r.id, Model: base.Version, RetryAfterMs: 0}
+	}
+	ids := make([]string, len(cohort))
+	r.tickets = make(map[string][]byte, len(cohort))
+	for i, w := range cohort {
+		ids[i] = w.id
+		t := make([]byte, wire.TicketLen)
+		crand.Read(t)
+		r.tickets[w.id] = t
+	}
+	privacy := cfg.privacy(len(cohort))
+	open := &wire.OpenRound{Round: r.id, Model: base.Version, Digest: base.Digest[:], Cohort: ids, Clip: cfg.Clip, Privacy: privacy, Leader: n.cfg.ID}
+	if _, err := n.apply(open); err != nil {
+		for _, w := range cohort {
+			w.reply <- &wire.Error{Code: wire.CodeUnavailable, Message: "round could not start", RetryAfterMs: 500}
+		}
+		return fmt.Errorf("open round %d: %w", r.id, err)
+	}
+	agg, err := aggregation.NewPlain(len(base.Model.Params), cfg.Clip)
+	if err != nil {
+		return err
+	}
+	r.agg = agg
+	deadline := time.Now().Add(cfg.RoundTimeout)
+	l.mu.Lock()
+	r.mu.Lock()
+	r.advance(phaseSelected)
+	// Plaintext rounds collect at once; the state must be ready before
+	// the first plan goes out, as its upload may arrive at once.
+	r.advance(phaseCollecting)
+	l.cur = r
+	r.mu.Unlock()
+	l.mu.Unlock()
+	for _, w := range cohort {
+		w.reply <- &wire.Plan{
+			Round: r.id, Model: base.Version, Digest: base.Digest[:], Kind: wire.KindOf(base.Model.Kind),
+			Items: base.Model.Items, Rank: base.Model.Rank,
+			Train: wire.TrainParams{LR: cfg.Train.LR, Reg: cfg.Train.Reg, Epochs: cfg.Train.Epochs, Alpha: cfg.Train.Alpha},
+			Clip:  cfg.Clip, Privacy: privacy, TimeLeftMs: time.Until(deadline).Milliseconds(), Ticket: r.tickets[w.id],
+		}
+	}
+	n.log.Info("round started", "round", r.id, "model", base.Version, "cohort", len(cohort))
+
+	// Collecting: plaintext uploads until the deadline or until enough.
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+	case <-timer.C:
+	case <-r.enough:
+	}
+	r.mu.Lock()
+	if r.phase == phaseAbandoned || ctx.Err() != nil {
+		r.mu.Unlock()
+		return ctx.Err()
+	}
+	r.advance(phaseAggregating)
+	r.mu.Unlock()
+	r.inflight.Wait()
+
+	survivors := r.count
+	if survivors < cfg.MinClients {
+		r.mu.Lock()
+		r.advance(phaseAbandoned)
+		r.mu.Unlock()
+		n.log.Info("round abandoned", "round", r.id, "survivors", survivors, "min_clients", cfg.MinClients)
+		_, err := n.apply(&wire.AbandonRound{Round: r.id, Survivors: survivors, Reason: fmt.Sprintf("%d survivors, fewer than %d", survivors, cfg.MinClients)})
+		return err
+	}
+	commit, err := l.aggregate(r, survivors, len(cohort), privacy)
+	if err != nil {
+		r.mu.Lock()
+		r.advance(phaseAbandoned)
+		r.mu.Unlock()
+		_, aerr := n.apply(&wire.AbandonRound{Round: r.id, Survivors: survivors, Reason: err.Error()})
+		return errors.Join(err, aerr)
+	}
+	r.mu.Lock()
+	r.advance(phaseCommitting)
+	r.mu.Unlock()
+	res, err := n.apply(commit)
+	if err != nil {
+		return fmt.Errorf("commit round %d: %w", r.id, err)
+	}
+	r.mu.Lock()
+	r.advance(phaseCommitted)
+	r.mu.Unlock()
+	n.log.Info("round committed", "round", r.id, "model", res, "survivors", survivors, "cohort", len(cohort), "duration_ms", time.Since(start).Milliseconds())
+	return nil
+}
+
+// aggregate takes the round's mean update and steps the server optimizer,
+// restored from the replicated state, on a copy of the base model.
+func (l *leader) aggregate(r *round, survivors, cohort int, privacy wire.PrivacyParams) (*wire.CommitRound, error) {
+	base := r.base.Model
+	dim := len(base.Params)
+	delta := make([]float64, dim)
+	sum, err := r.agg.Result(delta)
+	if err != nil {
+		return nil, err
+	}
+	opt, err := aggregation.NewOptimizer(r.cfg.Optimizer, dim)
+	if err != nil {
+		return nil, err
+	}
+	var optM, optV []float64
+	ad, adaptive := opt.(*aggregation.Adaptive)
+	if adaptive {
+		l.n.fsm.read(func(s *State) { optM, optV = s.Optimizer() })
+		if optM != nil { // nil before the first commit: fresh moments
+			copy(ad.M, optM)
+			copy(ad.V, optV)
+		}
+	}
+	params := append([]float64(nil), base.Params...)
+	if err := opt.Step(params, delta); err != nil {
+		return nil, err
+	}
+	for i, x := range params {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil, fmt.Errorf("round %d: param %d is %v after the server step", r.id, i, x)
+		}
+	}
+	m := base.Clone()
+	m.Params = params
+	d := wire.Digest(m)
+	c := &wire.CommitRound{
+		Round: r.id, Model: r.base.Version, Params: params, Digest: d[:],
+		Cohort: cohort, Survivors: survivors, Clipped: sum.Clipped, Loss: r.loss, N: r.n, Privacy: privacy,
+	}
+	if adaptive {
+		c.OptM, c.OptV = ad.M, ad.V
+	}
+	return c, nil
+}
+
+// upload counts a selected client's update in the current round.
+func (l *leader) upload(m *wire.Upload) wire.Message {
+	l.mu.Lock()
+	r := l.cur
+	l.mu.Unlock()
+	if r == nil || r.id != m.Round {
+		return wire.Errorf(wire.CodeNoRound, "round %d is not open", m.Round)
+	}
+	if e := r.admit(m); e != nil {
+		return e
+	}
+	defer r.inflight.Done()
+
+	if err := r.agg.Add(m.Delta, 1); err != nil {
+		code := wire.CodeMalformed
+		if errors.Is(err, aggregation.ErrNotFinite) {
+			code = wire.CodeNotFinite
+		}
+		return wire.Errorf(code, "%v", err)
+	}
+	r.mu.Lock()
+	r.count++
+	r.loss += m.Loss
+	r.n += m.N
+	if r.count == min(r.cfg.ClientsPerRound, len(r.tickets)) {
+		close(r.enough)
+	}
+	r.mu.Unlock()
+	return &wire.UploadAck{Round: m.Round}
+}
+
+// admit checks an upload against the round and, if it may be counted,
+// reserves the client's slot and registers it as in flight.
+func (r *round) admit(m *wire.Upload) *wire.Error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch t := r.tickets[m.ClientID]; {
+	case r.phase != phaseCollecting:
+		return wire.Errorf(wire.CodeNoRound, "round %d is %s", m.Round, r.phase)
+	case t == nil || string(t) != string(m.Ticket):
+		return wire.Errorf(wire.CodeNotSelected, "client %q holds no ticket for round %d", m.ClientID, m.Round)
+	case r.uploaded[m.ClientID]:
+		return wire.Errorf(wire.CodeDuplicate, "client %q already uploaded in round %d", m.ClientID, m.Round)
+	case m.Model != r.base.Version:
+		return wire.Errorf(wire.CodeStaleModel, "update on model %d, round %d trains model %d", m.Model, m.Round, r.base.Version)
+	}
+	if err := m.CheckUpdate(len(r.base.Model.Params)); err != nil {
+		return wire.AsError(err)
+	}
+	r.uploaded[m.ClientID] = true
+	r.inflight.Add(1)
+	return nil
+}

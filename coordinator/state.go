@@ -1,0 +1,342 @@
+package coordinator
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+
+	"github.com/fedrec/fedrec/coordinator/wire"
+	"github.com/fedrec/fedrec/model"
+)
+
+// Business rejections of log commands: Apply returns them as the result of
+// a committed entry, and the state does not change.
+var (
+	ErrConfigured  = errors.New("coordinator: training configuration already set")
+	ErrNotReady    = errors.New("coordinator: no configuration or no model yet")
+	ErrHasModel    = errors.New("coordinator: the initial model is already set")
+	ErrRoundOpen   = errors.New("coordinator: a round is already open")
+	ErrStaleRound  = errors.New("coordinator: not the open round")
+	ErrStaleModel  = errors.New("coordinator: not the current model version")
+	ErrBadCommand  = errors.New("coordinator: invalid command")
+	errUnknownType = errors.New("coordinator: unknown command type")
+)
+
+// Version is a committed model version. Its fields are never modified
+// after it is stored, so it can be shared without copying.
+type Version struct {
+	Version uint64 // 1 is the initial model
+	Round   uint64 // the round that produced it, 0 for the initial model
+	Digest  [sha256.Size]byte
+	Model   *model.Model
+}
+
+// Outcome is how a round ended.
+type Outcome uint8
+
+// Round outcomes.
+const (
+	Committed Outcome = Outcome(wire.OutcomeCommitted)
+	Abandoned Outcome = Outcome(wire.OutcomeAbandoned)
+)
+
+// RoundRecord is a round of the history.
+type RoundRecord struct {
+	Round    uint64
+	Outcome  Outcome
+	Model    uint64 // the version the round trained
+	NewModel uint64 // the version it produced, 0 if abandoned
+	// Cohort clients were selected, Survivors updates counted, Clipped
+	// of them scaled down by the server's clip.
+	Cohort, Survivors, Clipped int
+	// Loss is the survivors' training loss summed over N examples.
+	Loss   float64
+	N      int64
+	Reason string // why an abandoned round was abandoned
+}
+
+// LedgerEntry is one committed round's privacy-ledger entry: the plain
+// numbers a privacy accountant composes (sampling rate q, noise multiplier,
+// steps).
+type LedgerEntry struct {
+	Round           uint64
+	SamplingRate    float64
+	NoiseMultiplier float64
+	Steps           int
+}
+
+// OpenRound is the manifest of the round in progress, committed before
+// any client hears of it.
+type OpenRound struct {
+	Round   uint64
+	Model   uint64 // the version clients train
+	Digest  [sha256.Size]byte
+	Cohort  []string // selected client ids, in selection order
+	Clip    float64
+	Privacy wire.PrivacyParams
+	Leader  string // id of the node that runs it
+}
+
+func openFromWire(c *wire.OpenRound) *OpenRound {
+	o := &OpenRound{Round: c.Round, Model: c.Model, Cohort: slices.Clone(c.Cohort), Clip: c.Clip, Privacy: c.Privacy, Leader: c.Leader}
+	copy(o.Digest[:], c.Digest)
+	return o
+}
+
+func (o *OpenRound) toWire() *wire.OpenRound {
+	return &wire.OpenRound{Round: o.Round, Model: o.Model, Digest: o.Digest[:], Cohort: o.Cohort, Clip: o.Clip, Privacy: o.Privacy, Leader: o.Leader}
+}
+
+func (r *RoundRecord) toWire() *wire.RoundRecord {
+	return &wire.RoundRecord{Round: r.Round, Outcome: uint8(r.Outcome), Model: r.Model, NewModel: r.NewModel, Cohort: r.Cohort,
+		Survivors: r.Survivors, Clipped: r.Clipped, Loss: r.Loss, N: r.N, Reason: r.Reason}
+}
+
+func roundFromWire(w *wire.RoundRecord) RoundRecord {
+	return RoundRecord{Round: w.Round, Outcome: Outcome(w.Outcome), Model: w.Model, NewModel: w.NewModel, Cohort: w.Cohort,
+		Survivors: w.Survivors, Clipped: w.Clipped, Loss: w.Loss, N: w.N, Reason: w.Reason}
+}
+
+// State is everything the cluster must not lose: the configuration, the
+// retained models, the server optimizer's state, the round history, the
+// privacy ledger and the open round. It is plain data: Apply is
+// deterministic (no clock, no randomness, no map-order dependence) and
+// tests drive it without Raft. It is not safe for concurrent use.
+type State struct {
+	config    *Training
+	nodes     map[string]string // node id → client address
+	models    []*Version        // oldest first; the last is current
+	optM      []float64         // server optimizer moments, nil before the first commit
+	optV      []float64
+	rounds    []RoundRecord
+	ledger    []LedgerEntry
+	open      *OpenRound
+	lastRound uint64
+}
+
+// NewState returns an empty state.
+func NewState() *State { return &State{nodes: map[string]string{}} }
+
+// Config returns the training configuration, or false before it is set.
+func (s *State) Config() (Training, bool) {
+	if s.config == nil {
+		return Training{}, false
+	}
+	return *s.config, true
+}
+
+// Current returns the newest committed model, or nil.
+func (s *State) Current() *Version {
+	if len(s.models) == 0 {
+		return nil
+	}
+	return s.models[len(s.models)-1]
+}
+
+// Model returns a retained model version, or nil.
+func (s *State) Model(v uint64) *Version {
+	for _, m := range s.models {
+		if m.Version == v {
+			return m
+		}
+	}
+	return nil
+}
+
+// Versions returns the retained versions, oldest first.
+func (s *State) Versions() []uint64 {
+	out := make([]uint64, len(s.models))
+	for i, m := range s.models {
+		out[i] = m.Version
+	}
+	return out
+}
+
+// Optimizer returns the server optimizer's moments (nil before the first
+// commit). The slices must not be modified.
+func (s *State) Optimizer() (m, v []float64) { return s.optM, s.optV }
+
+// Rounds returns the round history, oldest first. It must not be modified.
+func (s *State) Rounds() []RoundRecord { return s.rounds }
+
+// Ledger returns the privacy ledger, oldest first. It must not be modified.
+func (s *State) Ledger() []LedgerEntry { return s.ledger }
+
+// Open returns the open round's manifest, or nil.
+func (s *State) Open() *OpenRound { return s.open }
+
+// LastRound returns the highest round number ever opened.
+func (s *State) LastRound() uint64 { return s.lastRound }
+
+// NodeAddr returns a node's client address.
+func (s *State) NodeAddr(id string) string { return s.nodes[id] }
+
+// Apply applies a committed command. It returns nil or the new model
+// version on success, and an error wrapping one of the Err* rejections
+// when the command is refused; a refused command leaves s unchanged.
+func (s *State) Apply(c wire.Command) any {
+	var err error
+	var res any
+	switch c := c.(type) {
+	case *wire.SetConfig:
+		err = s.setConfig(c)
+	case *wire.InitModel:
+		err = s.initModel(c)
+	case *wire.RegisterNode:
+		err = s.registerNode(c)
+	case *wire.OpenRound:
+		err = s.openRound(c)
+	case *wire.CommitRound:
+		res, err = s.commitRound(c)
+	case *wire.AbandonRound:
+		err = s.abandonRound(c)
+	default:
+		err = fmt.Errorf("%w %T", errUnknownType, c)
+	}
+	if err != nil {
+		return err
+	}
+	return res
+}
+
+func (s *State) setConfig(c *wire.SetConfig) error {
+	if s.config != nil {
+		return ErrConfigured
+	}
+	t, err := trainingFromWire(&c.Config)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadCommand, err)
+	}
+	s.config = &t
+	return nil
+}
+
+func (s *State) checkParams(kind uint8, items, rank int, params []float64, digest []byte) (*model.Model, [sha256.Size]byte, error) {
+	var d [sha256.Size]byte
+	cfg := s.config
+	k, err := wire.ModelKind(kind)
+	if err != nil || k != cfg.Kind || items != cfg.Items || rank != cfg.Rank {
+		return nil, d, fmt.Errorf("%w: model %d×%d of kind %d does not match the configuration", ErrBadCommand, items, rank, kind)
+	}
+	m := &model.Model{Kind: k, Items: items, Rank: rank, Params: params}
+	if err := m.Validate(); err != nil {
+		return nil, d, fmt.Errorf("%w: %v", ErrBadCommand, err)
+	}
+	d = wire.Digest(m)
+	if string(d[:]) != string(digest) {
+		return nil, d, fmt.Errorf("%w: model does not match its digest", ErrBadCommand)
+	}
+	return m, d, nil
+}
+
+func (s *State) initModel(c *wire.InitModel) error {
+	if s.config == nil {
+		return ErrNotReady
+	}
+	if len(s.models) > 0 {
+		return ErrHasModel
+	}
+	m, d, err := s.checkParams(c.Kind, c.Items, c.Rank, c.Params, c.Digest)
+	if err != nil {
+		return err
+	}
+	s.models = []*Version{{Version: 1, Digest: d, Model: m}}
+	return nil
+}
+
+func (s *State) registerNode(c *wire.RegisterNode) error {
+	if c.ID == "" {
+		return fmt.Errorf("%w: empty node id", ErrBadCommand)
+	}
+	if c.ClientAddr == "" {
+		delete(s.nodes, c.ID)
+	} else {
+		s.nodes[c.ID] = c.ClientAddr
+	}
+	return nil
+}
+
+func (s *State) openRound(c *wire.OpenRound) error {
+	cur := s.Current()
+	switch {
+	case cur == nil:
+		return ErrNotReady
+	case s.open != nil:
+		return fmt.Errorf("%w: round %d", ErrRoundOpen, s.open.Round)
+	case c.Round != s.lastRound+1:
+		return fmt.Errorf("%w: round %d, next is %d", ErrStaleRound, c.Round, s.lastRound+1)
+	case c.Model != cur.Version || len(c.Digest) != sha256.Size || string(c.Digest) != string(cur.Digest[:]):
+		return fmt.Errorf("%w: round on version %d, current is %d", ErrStaleModel, c.Model, cur.Version)
+	}
+	s.open = openFromWire(c)
+	s.lastRound = c.Round
+	return nil
+}
+
+func (s *State) commitRound(c *wire.CommitRound) (uint64, error) {
+	cur := s.Current()
+	switch {
+	case cur == nil:
+		return 0, ErrNotReady
+	case s.open == nil || s.open.Round != c.Round:
+		return 0, fmt.Errorf("%w: commit for round %d", ErrStaleRound, c.Round)
+	case c.Model != cur.Version:
+		return 0, fmt.Errorf("%w: commit on version %d, current is %d", ErrStaleModel, c.Model, cur.Version)
+	case c.Survivors < 1 || c.Survivors > c.Cohort || c.N < 0:
+		return 0, fmt.Errorf("%w: %d survivors of %d", ErrBadCommand, c.Survivors, c.Cohort)
+	}
+	dim := len(cur.Model.Params)
+	if (len(c.OptM) != 0 || len(c.OptV) != 0) && (len(c.OptM) != dim || len(c.OptV) != dim) {
+		return 0, fmt.Errorf("%w: optimizer state of %d and %d, want %d", ErrBadCommand, len(c.OptM), len(c.OptV), dim)
+	}
+	for _, x := range [][]float64{c.OptM, c.OptV} {
+		for i, y := range x {
+			if math.IsNaN(y) || math.IsInf(y, 0) {
+				return 0, fmt.Errorf("%w: optimizer state [%d] is %v", ErrBadCommand, i, y)
+			}
+		}
+	}
+	m, d, err := s.checkParams(wire.KindOf(cur.Model.Kind), cur.Model.Items, cur.Model.Rank, c.Params, c.Digest)
+	if err != nil {
+		return 0, err
+	}
+	v := &Version{Version: cur.Version + 1, Round: c.Round, Digest: d, Model: m}
+	s.models = append(s.models, v)
+	if n := len(s.models) - s.config.KeepModels; n > 0 {
+		s.models = slices.Clone(s.models[n:])
+	}
+	s.optM, s.optV = c.OptM, c.OptV
+	s.rounds = append(s.rounds, RoundRecord{
+		Round: c.Round, Outcome: Committed, Model: c.Model, NewModel: v.Version,
+		Cohort: c.Cohort, Survivors: c.Survivors, Clipped: c.Clipped, Loss: c.Loss, N: c.N,
+	})
+	s.ledger = append(s.ledger, LedgerEntry{Round: c.Round, SamplingRate: c.Privacy.SamplingRate, NoiseMultiplier: c.Privacy.NoiseMultiplier, Steps: 1})
+	s.open = nil
+	return v.Version, nil
+}
+
+func (s *State) abandonRound(c *wire.AbandonRound) error {
+	if s.open == nil || s.open.Round != c.Round {
+		return fmt.Errorf("%w: abandon round %d", ErrStaleRound, c.Round)
+	}
+	s.rounds = append(s.rounds, RoundRecord{
+		Round: c.Round, Outcome: Abandoned, Model: s.open.Model,
+		Cohort: len(s.open.Cohort), Survivors: c.Survivors, Reason: c.Reason,
+	})
+	s.open = nil
+	return nil
+}
+
+// clone returns a copy that shares the immutable parts (models, vectors)
+// and copies the slices and maps that Apply appends to or mutates.
+func (s *State) clone() *State {
+	c := *s
+	c.nodes = maps.Clone(s.nodes)
+	c.models = slices.Clone(s.models)
+	c.rounds = slices.Clip(s.rounds)
+	c.ledger = slices.Clip(s.ledger)
+	return &c
+}

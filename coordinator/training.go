@@ -1,0 +1,176 @@
+package coordinator
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/fedrec/fedrec/aggregation"
+	"github.com/fedrec/fedrec/coordinator/wire"
+	"github.com/fedrec/fedrec/model"
+)
+
+// Training is the cluster's training configuration. It is set once, by the
+// node that bootstraps the cluster, and replicated through Raft. Zero
+// fields mean the documented defaults, which are the simulator's.
+type Training struct {
+	Kind    model.Kind // default model.Explicit
+	Items   int        // required
+	Rank    int        // default 32
+	Mean    float64    // the global mean of the initial model
+	InitStd float64    // std of the initial item factors, default 0.1
+	Seed    uint64     // seeds the initial model, default 1
+
+	Train     model.TrainConfig           // default model.DefaultTrainConfig()
+	Clip      float64                     // L2 clip of each update, 0 = none
+	Optimizer aggregation.OptimizerConfig // default fedadam, LR 0.1, Tau 1e-3
+
+	ClientsPerRound int     // survivors wanted per round, default 100
+	OverSelect      float64 // select this fraction more than ClientsPerRound, default 0
+	MinClients      int     // abandon a round with fewer survivors, default 1
+	// CheckInWindow is how long the leader gathers check-ins before
+	// selecting a cohort (it selects early once it has enough), default 2s.
+	CheckInWindow time.Duration
+	// RoundTimeout is the deadline for uploads after selection, default 60s.
+	RoundTimeout time.Duration
+	// KeepModels is how many model versions every node retains, default 5.
+	KeepModels int
+
+	// NoiseMultiplier and Population feed the privacy ledger: the round's
+	// sampling rate is cohort/Population (0 = unknown).
+	NoiseMultiplier float64
+	Population      int64
+}
+
+func (t Training) withDefaults() Training {
+	if t.Kind == 0 {
+		t.Kind = model.Explicit
+	}
+	if t.Rank == 0 {
+		t.Rank = 32
+	}
+	if t.InitStd == 0 {
+		t.InitStd = 0.1
+	}
+	if t.Seed == 0 {
+		t.Seed = 1
+	}
+	if t.Train == (model.TrainConfig{}) {
+		t.Train = model.DefaultTrainConfig()
+	}
+	if t.Optimizer.Name == "" {
+		t.Optimizer.Name = "fedadam"
+	}
+	if t.Optimizer.LR == 0 {
+		t.Optimizer.LR = 0.1
+	}
+	if t.Optimizer.Tau == 0 {
+		t.Optimizer.Tau = 1e-3
+	}
+	if t.ClientsPerRound == 0 {
+		t.ClientsPerRound = 100
+	}
+	if t.MinClients == 0 {
+		t.MinClients = 1
+	}
+	if t.CheckInWindow == 0 {
+		t.CheckInWindow = 2 * time.Second
+	}
+	if t.RoundTimeout == 0 {
+		t.RoundTimeout = 60 * time.Second
+	}
+	if t.KeepModels == 0 {
+		t.KeepModels = 5
+	}
+	return t
+}
+
+// Validate names the first bad field of a defaulted configuration.
+func (t Training) Validate() error {
+	bad := func(field string, v any, want string) error {
+		return fmt.Errorf("coordinator: Training.%s = %v, want %s", field, v, want)
+	}
+	finite := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+	switch {
+	case t.Kind != model.Explicit && t.Kind != model.Implicit:
+		return bad("Kind", t.Kind, "explicit or implicit")
+	case t.Items <= 0:
+		return bad("Items", t.Items, "> 0")
+	case t.Rank <= 0 || t.Rank > 1024:
+		return bad("Rank", t.Rank, "1..1024")
+	case model.Dim(t.Items, t.Rank) > wire.DefaultMaxParams:
+		return bad("Items", t.Items, fmt.Sprintf("a model of at most %d params", wire.DefaultMaxParams))
+	case !finite(t.Mean):
+		return bad("Mean", t.Mean, "finite")
+	case !(t.InitStd >= 0) || !finite(t.InitStd):
+		return bad("InitStd", t.InitStd, "finite >= 0")
+	case !(t.Clip >= 0) || !finite(t.Clip):
+		return bad("Clip", t.Clip, "finite >= 0")
+	case t.ClientsPerRound < 1:
+		return bad("ClientsPerRound", t.ClientsPerRound, ">= 1")
+	case !(t.OverSelect >= 0) || t.OverSelect > 10:
+		return bad("OverSelect", t.OverSelect, "0..10")
+	case t.MinClients < 1 || t.MinClients > t.ClientsPerRound:
+		return bad("MinClients", t.MinClients, fmt.Sprintf("1..ClientsPerRound (%d)", t.ClientsPerRound))
+	case t.CheckInWindow < time.Millisecond:
+		return bad("CheckInWindow", t.CheckInWindow, ">= 1ms")
+	case t.RoundTimeout < time.Millisecond:
+		return bad("RoundTimeout", t.RoundTimeout, ">= 1ms")
+	case t.KeepModels < 1:
+		return bad("KeepModels", t.KeepModels, ">= 1")
+	case !(t.NoiseMultiplier >= 0) || !finite(t.NoiseMultiplier):
+		return bad("NoiseMultiplier", t.NoiseMultiplier, "finite >= 0")
+	case t.Population < 0:
+		return bad("Population", t.Population, ">= 0")
+	}
+	if err := t.Train.Validate(); err != nil {
+		return err
+	}
+	if _, err := aggregation.NewOptimizer(t.Optimizer, 1); err != nil {
+		return err
+	}
+	return nil
+}
+
+// cohortSize is how many clients the leader selects per round.
+func (t Training) cohortSize() int {
+	return int(math.Ceil(float64(t.ClientsPerRound) * (1 + t.OverSelect)))
+}
+
+// privacy returns the privacy parameters of a round with a cohort of n.
+func (t Training) privacy(n int) wire.PrivacyParams {
+	p := wire.PrivacyParams{NoiseMultiplier: t.NoiseMultiplier}
+	if t.Population > 0 {
+		p.SamplingRate = min(1, float64(n)/float64(t.Population))
+	}
+	return p
+}
+
+func (t Training) toWire() wire.TrainingConfig {
+	return wire.TrainingConfig{
+		Kind: wire.KindOf(t.Kind), Items: t.Items, Rank: t.Rank, Mean: t.Mean, InitStd: t.InitStd, Seed: t.Seed,
+		Train:           wire.TrainParams{LR: t.Train.LR, Reg: t.Train.Reg, Epochs: t.Train.Epochs, Alpha: t.Train.Alpha},
+		Clip:            t.Clip,
+		Optimizer:       wire.OptimizerParams{Name: t.Optimizer.Name, LR: t.Optimizer.LR, Beta1: t.Optimizer.Beta1, Beta2: t.Optimizer.Beta2, Tau: t.Optimizer.Tau},
+		ClientsPerRound: t.ClientsPerRound, OverSelect: t.OverSelect, MinClients: t.MinClients,
+		CheckInWindowMs: t.CheckInWindow.Milliseconds(), RoundTimeoutMs: t.RoundTimeout.Milliseconds(),
+		KeepModels: t.KeepModels, NoiseMultiplier: t.NoiseMultiplier, Population: t.Population,
+	}
+}
+
+func trainingFromWire(w *wire.TrainingConfig) (Training, error) {
+	kind, err := wire.ModelKind(w.Kind)
+	if err != nil {
+		return Training{}, err
+	}
+	t := Training{
+		Kind: kind, Items: w.Items, Rank: w.Rank, Mean: w.Mean, InitStd: w.InitStd, Seed: w.Seed,
+		Train:           model.TrainConfig{LR: w.Train.LR, Reg: w.Train.Reg, Epochs: w.Train.Epochs, Alpha: w.Train.Alpha},
+		Clip:            w.Clip,
+		Optimizer:       aggregation.OptimizerConfig{Name: w.Optimizer.Name, LR: w.Optimizer.LR, Beta1: w.Optimizer.Beta1, Beta2: w.Optimizer.Beta2, Tau: w.Optimizer.Tau},
+		ClientsPerRound: w.ClientsPerRound, OverSelect: w.OverSelect, MinClients: w.MinClients,
+		CheckInWindow: time.Duration(w.CheckInWindowMs) * time.Millisecond, RoundTimeout: time.Duration(w.RoundTimeoutMs) * time.Millisecond,
+		KeepModels: w.KeepModels, NoiseMultiplier: w.NoiseMultiplier, Population: w.Population,
+	}
+	return t, t.Validate()
+}

@@ -1,0 +1,166 @@
+package sim
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fedrec/fedrec/client"
+	"github.com/fedrec/fedrec/model"
+)
+
+// Remote says how to reach a real coordinator cluster.
+type Remote struct {
+	Addrs []string    // client (QUIC) addresses of the nodes
+	TLS   *tls.Config // trusts the cluster's CA
+	// Poll is how often the newest committed model is checked; default 1s.
+	Poll   time.Duration
+	Logger *slog.Logger
+}
+
+// RunRemote runs the same experiment as Run, but the rounds happen in a
+// real cluster: every user of the data set becomes a client.Participant
+// (the SDK's network client) that checks in, trains on its own ratings and
+// uploads over QUIC; the cluster samples cohorts, aggregates and commits.
+// The simulator evaluates each committed model version on the held-out
+// data, as Run does, and stops after c.Rounds new versions. The cluster's
+// own settings (cohort size, optimizer, learning rates) govern training;
+// start the coordinators with the same data set and seed.
+func RunRemote(ctx context.Context, c Config, r Remote, obs Observer) (*Result, error) {
+	c = c.Defaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if len(r.Addrs) == 0 {
+		return nil, errors.New("sim: no coordinator addresses")
+	}
+	if r.Poll == 0 {
+		r.Poll = time.Second
+	}
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	start := time.Now()
+	obs.Phase("loading " + c.Data)
+	ds, err := loadData(c)
+	if err != nil {
+		return nil, err
+	}
+	e, err := newEnv(c, ds)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Config: c, Dataset: e.info}
+	if c.Baseline == On || (c.Baseline == Auto && e.info.Train <= 2_000_000) {
+		obs.Phase(fmt.Sprintf("training the centralized baseline (ALS, %d sweeps)", c.BaselineIters))
+		row, err := e.centralized(ctx)
+		if err != nil {
+			return nil, err
+		}
+		res.Baseline = &row
+	}
+
+	obs.Phase(fmt.Sprintf("%d clients against %v", len(e.active), r.Addrs))
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var up, down atomic.Int64
+	var clients atomic.Int64 // uploads since the last evaluation
+	cache := client.NewModelCache()
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	for k, u := range e.active {
+		addrs := append(append([]string(nil), r.Addrs[k%len(r.Addrs):]...), r.Addrs[:k%len(r.Addrs)]...)
+		d, err := client.NewDialer(addrs, r.TLS.Clone())
+		if err != nil {
+			return nil, err
+		}
+		p, err := client.NewParticipant(client.ParticipantConfig{
+			ID: fmt.Sprintf("%s-user-%s", ds.Name, ds.UserIDs[u]), Ratings: e.train[u], Dialer: d, Models: cache,
+			Seed: c.Seed<<20 ^ uint64(u+1), Logger: r.Logger,
+		})
+		if err != nil {
+			d.Close()
+			return nil, err
+		}
+		wg.Go(func() {
+			defer d.Close()
+			err := p.Run(runCtx, func(rr client.RoundResult) error {
+				up.Add(int64(rr.Bytes))
+				down.Add(int64(rr.Bytes))
+				clients.Add(1)
+				return nil
+			})
+			if err != nil && !errors.Is(err, context.Canceled) {
+				select {
+				case errc <- err:
+				default:
+				}
+			}
+		})
+	}
+	defer wg.Wait()
+	defer stop()
+
+	mon, err := client.NewDialer(r.Addrs, r.TLS.Clone())
+	if err != nil {
+		return nil, err
+	}
+	defer mon.Close()
+	tick := time.NewTicker(r.Poll)
+	defer tick.Stop()
+	var first, lastEval uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case err := <-errc:
+			return nil, fmt.Errorf("sim: client: %w", err)
+		case <-tick.C:
+		}
+		mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		m, v, err := mon.Model(mctx, 0)
+		cancel()
+		if err != nil {
+			continue // a node down or no leader yet: the next poll retries
+		}
+		if first == 0 {
+			first = v
+			lastEval = v
+		}
+		done := int(v - first)
+		if v == lastEval || (done%c.EvalEvery != 0 && done < c.Rounds) {
+			obs.Round(min(done, c.Rounds), c.Rounds, nil)
+			continue
+		}
+		lastEval = v
+		row, err := e.evaluateRemote(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		row.Round = done
+		row.Clients = int(clients.Swap(0))
+		row.BytesUp, row.BytesDown = up.Load(), down.Load()
+		row.WallS = time.Since(start).Seconds()
+		res.Rows = append(res.Rows, row)
+		res.Final = row
+		obs.Round(min(done, c.Rounds), c.Rounds, &row)
+		if done >= c.Rounds {
+			res.Wall = time.Since(start)
+			return res, nil
+		}
+	}
+}
+
+// evaluateRemote checks that a model from the cluster fits the data before
+// evaluating it.
+func (e *env) evaluateRemote(ctx context.Context, m *model.Model) (Row, error) {
+	if m.Items != e.info.Items {
+		return Row{}, fmt.Errorf("sim: the cluster's model has %d items, the data set %d: start the coordinators with the same --data", m.Items, e.info.Items)
+	}
+	return e.evaluate(ctx, m)
+}
