@@ -224,7 +224,7 @@ func TestFollowerHintsAndServesModels(t *testing.T) {
 			t.Errorf("CheckIn at follower %s = %+v, want NotLeader with hint %q", n.ID(), rep[0], l.ClientAddr())
 		}
 		rep = call(ctx, n, &wire.GetModel{Version: wire.Version})
-		h, ok := rep[0].(*wire.ModelHeader)
+		h, ok := decoded(t, rep[0]).(*wire.ModelHeader)
 		if !ok || h.Model != 1 || len(rep) != 1+h.Chunks {
 			t.Errorf("GetModel at follower %s = %v", n.ID(), rep)
 		}
@@ -334,7 +334,7 @@ func TestBadUploads(t *testing.T) {
 	if e, ok := call(ctx, l, good(pa, ida))[0].(*wire.Error); !ok || e.Code != wire.CodeNoRound {
 		t.Errorf("upload after commit = %+v, want CodeNoRound", e)
 	}
-	if _, ok := call(ctx, l, &wire.GetModel{Version: wire.Version})[0].(*wire.ModelHeader); !ok {
+	if _, ok := decoded(t, call(ctx, l, &wire.GetModel{Version: wire.Version})[0]).(*wire.ModelHeader); !ok {
 		t.Error("node stopped serving models")
 	}
 }
@@ -516,4 +516,17 @@ func TestRestartFromDisk(t *testing.T) {
 	if err := n2.WaitFor(ctx, func(s *State) bool { return s.Current().Version >= want+1 }); err != nil {
 		t.Fatalf("no round after the restart: %v", err)
 	}
+}
+
+// decoded turns an encoded frame back into its message.
+func decoded(t *testing.T, m wire.Message) wire.Message {
+	t.Helper()
+	if f, ok := m.(*wire.Frame); ok {
+		d, err := f.Message()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	return m
 }

@@ -108,13 +108,16 @@ type Node struct {
 
 	lead    atomic.Pointer[leader] // non-nil while this node runs rounds
 	uploads chan struct{}          // semaphore of MaxUploads
-	rng     *rand.Rand
-	rngMu   sync.Mutex
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	closing atomic.Bool
-	crashed atomic.Bool // tests: Close without a leadership transfer
+
+	framesMu sync.Mutex
+	frames   map[uint64]encodedModel // encoded model versions, for downloads
+	rng      *rand.Rand
+	rngMu    sync.Mutex
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	closing  atomic.Bool
+	crashed  atomic.Bool // tests: Close without a leadership transfer
 }
 
 // New starts a node: opens its stores, starts Raft (bootstrapping or

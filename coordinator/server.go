@@ -73,7 +73,8 @@ func (n *Node) notLeader() *wire.Error {
 }
 
 // sendModel serves a committed model from the replicated state; any node
-// can, and only committed models exist there.
+// can, and only committed models exist there. Each version is encoded once
+// and its frames shared by every download.
 func (n *Node) sendModel(m *wire.GetModel, send func(wire.Message) error) error {
 	var v *Version
 	n.fsm.read(func(s *State) {
@@ -89,16 +90,54 @@ func (n *Node) sendModel(m *wire.GetModel, send func(wire.Message) error) error 
 		e.Message = "model version not held here"
 		return send(e)
 	}
-	h, chunks := wire.SplitModel(v.Model, v.Version, v.Round)
-	if err := send(h); err != nil {
-		return err
+	frames, err := n.modelFrames(v)
+	if err != nil {
+		return send(wire.AsError(err))
 	}
-	for _, c := range chunks {
-		if err := send(c); err != nil {
+	for _, f := range frames {
+		if err := send(f); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// modelFrames returns the encoded header and chunks of a model version,
+// encoding them on first use. It keeps the three newest versions.
+func (n *Node) modelFrames(v *Version) ([]*wire.Frame, error) {
+	n.framesMu.Lock()
+	defer n.framesMu.Unlock()
+	if f, ok := n.frames[v.Version]; ok && f.digest == v.Digest {
+		return f.frames, nil
+	}
+	h, chunks := wire.SplitModel(v.Model, v.Version, v.Round)
+	msgs := []wire.Message{h}
+	for _, c := range chunks {
+		msgs = append(msgs, c)
+	}
+	frames := make([]*wire.Frame, len(msgs))
+	for i, m := range msgs {
+		f, err := wire.EncodeFrame(m)
+		if err != nil {
+			return nil, err
+		}
+		frames[i] = f
+	}
+	if n.frames == nil {
+		n.frames = map[uint64]encodedModel{}
+	}
+	n.frames[v.Version] = encodedModel{digest: v.Digest, frames: frames}
+	for ver := range n.frames {
+		if ver+3 <= v.Version {
+			delete(n.frames, ver)
+		}
+	}
+	return frames, nil
+}
+
+type encodedModel struct {
+	digest [32]byte
+	frames []*wire.Frame
 }
 
 // serveQUIC accepts connections until the listener closes.

@@ -49,13 +49,30 @@ func (l Limits) MaxBody(t Type) int {
 	return smallBody
 }
 
-// Encode returns msg's frame.
+// Encode returns msg's frame, in one allocation for the vector-carrying
+// messages.
 func Encode(msg Message) ([]byte, error) {
-	body, err := marshal(msg)
-	if err != nil {
+	var buf bytes.Buffer
+	buf.Grow(HeaderLen + sizeHint(msg))
+	buf.Write(make([]byte, HeaderLen))
+	if err := marshalTo(&buf, msg); err != nil {
 		return nil, fmt.Errorf("wire: encode %s: %w", msg.Type(), err)
 	}
-	return appendFrame(make([]byte, 0, HeaderLen+len(body)), byte(msg.Type()), body), nil
+	b := buf.Bytes()
+	binary.BigEndian.PutUint32(b, uint32(len(b)-HeaderLen))
+	b[4] = byte(msg.Type())
+	return b, nil
+}
+
+// sizeHint estimates a message's encoded body size.
+func sizeHint(msg Message) int {
+	switch m := msg.(type) {
+	case *Upload:
+		return 8*len(m.Delta) + 256
+	case *ModelChunk:
+		return 8*len(m.Params) + 64
+	}
+	return 256
 }
 
 func appendFrame(dst []byte, t byte, body []byte) []byte {
@@ -66,6 +83,10 @@ func appendFrame(dst []byte, t byte, body []byte) []byte {
 
 // Write writes msg's frame to w.
 func Write(w io.Writer, msg Message) error {
+	if f, ok := msg.(*Frame); ok {
+		_, err := w.Write(f.b)
+		return err
+	}
 	b, err := Encode(msg)
 	if err != nil {
 		return err
@@ -112,15 +133,21 @@ func ReadHeader(r io.Reader, l Limits) (Type, int, error) {
 // ReadHeader checked. Its buffer grows only as bytes arrive, so that a
 // lying length costs the liar, not the reader.
 func ReadBody(r io.Reader, t Type, n int) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.Grow(min(n, 64<<10))
-	if got, err := io.CopyN(&buf, r, int64(n)); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, Errorf(CodeMalformed, "truncated %s: %d of %d bytes", t, got, n)
+	buf := make([]byte, 0, min(n, 64<<10))
+	for len(buf) < n {
+		if len(buf) == cap(buf) { // double, but never past n
+			buf = append(make([]byte, 0, min(n, 2*cap(buf))), buf...)
 		}
-		return nil, err
+		k, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+k]
+		if err != nil && len(buf) < n {
+			if errors.Is(err, io.EOF) {
+				return nil, Errorf(CodeMalformed, "truncated %s: %d of %d bytes", t, len(buf), n)
+			}
+			return nil, err
+		}
 	}
-	return buf.Bytes(), nil
+	return buf, nil
 }
 
 // Decode decodes a body of type t (as returned by ReadFrame) and validates
@@ -146,4 +173,35 @@ func Read(r io.Reader, l Limits) (Message, error) {
 		return nil, err
 	}
 	return Decode(t, body)
+}
+
+// Frame is a message encoded once, to send the same bytes to many peers
+// (the chunks of a model every client downloads). Write sends its bytes
+// as they are.
+type Frame struct {
+	t Type
+	b []byte
+}
+
+// EncodeFrame encodes msg into a Frame.
+func EncodeFrame(msg Message) (*Frame, error) {
+	b, err := Encode(msg)
+	if err != nil {
+		return nil, err
+	}
+	return &Frame{t: msg.Type(), b: b}, nil
+}
+
+// Type implements Message: the type of the encoded message.
+func (f *Frame) Type() Type { return f.t }
+
+// Validate implements Message; the message was valid when encoded.
+func (f *Frame) Validate() error { return nil }
+
+// Len returns the frame's size in bytes.
+func (f *Frame) Len() int { return len(f.b) }
+
+// Message decodes the frame back into its message.
+func (f *Frame) Message() (Message, error) {
+	return Read(bytes.NewReader(f.b), Limits{})
 }

@@ -19,12 +19,17 @@ const MaxDepth = 16
 // smallest form, floats as float64. The output is deterministic.
 func marshal(v any) ([]byte, error) {
 	var buf bytes.Buffer
-	enc := msgpack.NewEncoder(&buf)
-	enc.UseCompactInts(true)
-	if err := enc.Encode(v); err != nil {
+	if err := marshalTo(&buf, v); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// marshalTo appends v's encoding to buf.
+func marshalTo(buf *bytes.Buffer, v any) error {
+	enc := msgpack.NewEncoder(buf)
+	enc.UseCompactInts(true)
+	return enc.Encode(v)
 }
 
 // unmarshal pre-checks b (Check) and decodes it into v. Unknown map keys

@@ -30,11 +30,16 @@ const (
 	MaxStreams = 8
 	// ReadTimeout bounds reading one request on the server.
 	ReadTimeout = 30 * time.Second
+	// Flow-control windows bound what a peer can make us buffer before we
+	// read it: per stream and per connection.
+	streamWindow, maxStreamWindow = 256 << 10, 2 << 20
+	connWindow, maxConnWindow     = 512 << 10, 4 << 20
 )
 
 // QUICConfig returns the QUIC settings of both ends: handshake and idle
-// timeouts, keep-alive, stream limits (no unidirectional streams), no 0-RTT
-// (a replayable first flight must never change state).
+// timeouts, keep-alive, stream limits (no unidirectional streams),
+// flow-control windows (what a peer can make us buffer), no 0-RTT (a
+// replayable first flight must never change state).
 func QUICConfig() *quic.Config {
 	return &quic.Config{
 		HandshakeIdleTimeout:  HandshakeTimeout,
@@ -43,6 +48,11 @@ func QUICConfig() *quic.Config {
 		MaxIncomingStreams:    MaxStreams,
 		MaxIncomingUniStreams: -1,
 		Allow0RTT:             false,
+
+		InitialStreamReceiveWindow:     streamWindow,
+		MaxStreamReceiveWindow:         maxStreamWindow,
+		InitialConnectionReceiveWindow: connWindow,
+		MaxConnectionReceiveWindow:     maxConnWindow,
 	}
 }
 

@@ -398,3 +398,21 @@ func BenchmarkDecodeUpload(b *testing.B) {
 		}
 	}
 }
+
+func TestFrame(t *testing.T) {
+	m := sampleMessages()["modelchunk"]
+	f, err := EncodeFrame(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b bytes.Buffer
+	Write(&a, m)
+	Write(&b, f)
+	if !bytes.Equal(a.Bytes(), b.Bytes()) || f.Type() != m.Type() || f.Len() != a.Len() {
+		t.Error("a Frame does not write its message's bytes")
+	}
+	got, err := f.Message()
+	if err != nil || !reflect.DeepEqual(got, m) {
+		t.Errorf("Frame.Message() = %+v, %v", got, err)
+	}
+}
