@@ -32,39 +32,18 @@ type Remote struct {
 // own settings (cohort size, optimizer, learning rates) govern training;
 // start the coordinators with the same data set and seed.
 func RunRemote(ctx context.Context, c Config, r Remote, obs Observer) (*Result, error) {
-	c = c.Defaults()
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
 	if len(r.Addrs) == 0 {
 		return nil, errors.New("sim: no coordinator addresses")
 	}
 	if r.Poll == 0 {
 		r.Poll = time.Second
 	}
-	if obs == nil {
-		obs = nopObserver{}
-	}
-	start := time.Now()
-	obs.Phase("loading " + c.Data)
-	ds, err := loadData(c)
+	c.Centralized = false
+	e, res, obs, err := prepare(ctx, c, obs)
 	if err != nil {
 		return nil, err
 	}
-	e, err := newEnv(c, ds)
-	if err != nil {
-		return nil, err
-	}
-	res := &Result{Config: c, Dataset: e.info}
-	if c.Baseline == On || (c.Baseline == Auto && e.info.Train <= 2_000_000) {
-		obs.Phase(fmt.Sprintf("training the centralized baseline (ALS, %d sweeps)", c.BaselineIters))
-		row, err := e.centralized(ctx)
-		if err != nil {
-			return nil, err
-		}
-		res.Baseline = &row
-	}
-
+	c, start := res.Config, e.start
 	obs.Phase(fmt.Sprintf("%d clients against %v", len(e.active), r.Addrs))
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -80,7 +59,7 @@ func RunRemote(ctx context.Context, c Config, r Remote, obs Observer) (*Result, 
 			return nil, err
 		}
 		p, err := client.NewParticipant(client.ParticipantConfig{
-			ID: fmt.Sprintf("%s-user-%s", ds.Name, ds.UserIDs[u]), Ratings: e.train[u], Dialer: d, Models: cache,
+			ID: fmt.Sprintf("%s-user-%s", e.info.Name, e.userIDs[u]), Ratings: e.train[u], Dialer: d, Models: cache,
 			Seed: c.Seed<<20 ^ uint64(u+1), Logger: r.Logger,
 		})
 		if err != nil {

@@ -256,9 +256,26 @@ type Observer interface {
 
 // Run loads the data, trains, and evaluates, as c describes.
 func Run(ctx context.Context, c Config, obs Observer) (*Result, error) {
+	env, res, obs, err := prepare(ctx, c, obs)
+	if err != nil || res.Config.Centralized {
+		return res, err
+	}
+	c = res.Config
+	obs.Phase(fmt.Sprintf("federated training: %d rounds of %d clients", c.Rounds, c.ClientsPerRound))
+	if err := env.federate(ctx, env.start, res, obs); err != nil {
+		return nil, err
+	}
+	res.Wall = time.Since(env.start)
+	return res, nil
+}
+
+// prepare is what every run does first: defaults and validation, the data
+// and its split, and the centralized baseline when asked for (which is the
+// whole run with Centralized).
+func prepare(ctx context.Context, c Config, obs Observer) (*env, *Result, Observer, error) {
 	c = c.Defaults()
 	if err := c.Validate(); err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	if obs == nil {
 		obs = nopObserver{}
@@ -267,18 +284,19 @@ func Run(ctx context.Context, c Config, obs Observer) (*Result, error) {
 	obs.Phase("loading " + c.Data)
 	ds, err := loadData(c)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	env, err := newEnv(c, ds)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
+	env.start = start
 	res := &Result{Config: c, Dataset: env.info}
 	if c.Centralized || c.Baseline == On || (c.Baseline == Auto && env.info.Train <= 2_000_000) {
 		obs.Phase(fmt.Sprintf("training the centralized baseline (ALS, %d sweeps)", c.BaselineIters))
 		row, err := env.centralized(ctx)
 		if err != nil {
-			return nil, err
+			return nil, nil, nil, err
 		}
 		row.WallS = time.Since(start).Seconds()
 		res.Baseline = &row
@@ -286,15 +304,9 @@ func Run(ctx context.Context, c Config, obs Observer) (*Result, error) {
 			res.Final = row
 			res.Rows = []Row{row}
 			res.Wall = time.Since(start)
-			return res, nil
 		}
 	}
-	obs.Phase(fmt.Sprintf("federated training: %d rounds of %d clients", c.Rounds, c.ClientsPerRound))
-	if err := env.federate(ctx, start, res, obs); err != nil {
-		return nil, err
-	}
-	res.Wall = time.Since(start)
-	return res, nil
+	return env, res, obs, nil
 }
 
 func loadData(c Config) (*Dataset, error) {
@@ -318,11 +330,13 @@ type env struct {
 	mean        float64
 	tc          model.TrainConfig
 	ec          model.EvalConfig
+	start       time.Time
+	userIDs     []string // the data set's own user IDs, by dense index
 }
 
 func newEnv(c Config, ds *Dataset) (*env, error) {
 	trainX, testX := ds.Split(c.TestFrac, c.Seed)
-	e := &env{c: c, kind: model.Explicit}
+	e := &env{c: c, kind: model.Explicit, userIDs: ds.UserIDs}
 	if ds.Implicit {
 		e.kind = model.Implicit
 	}
