@@ -38,8 +38,8 @@ func TestRunRemoteMatchesInProcess(t *testing.T) {
 		HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
 		Training: coordinator.Training{
 			Items: local.Dataset.Items, Rank: d.Rank, Mean: meanOf(t, c), Seed: d.Seed,
-			Train:     model.TrainConfig{Reg: d.Reg, LR: d.LR, Epochs: d.LocalEpochs, Alpha: d.Alpha},
-			Optimizer: aggregation.OptimizerConfig{Name: d.ServerOpt, LR: d.ServerLR, Tau: d.Tau},
+			Train:           model.TrainConfig{Reg: d.Reg, LR: d.LR, Epochs: d.LocalEpochs, Alpha: d.Alpha},
+			Optimizer:       aggregation.OptimizerConfig{Name: d.ServerOpt, LR: d.ServerLR, Tau: d.Tau},
 			ClientsPerRound: d.ClientsPerRound, CheckInWindow: 300 * time.Millisecond, RoundTimeout: 20 * time.Second,
 		},
 	})
