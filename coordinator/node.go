@@ -122,7 +122,7 @@ type Node struct {
 
 // New starts a node: opens its stores, starts Raft (bootstrapping or
 // joining as configured) and the QUIC server.
-func New(cfg Config) (_ *Node, err error) {
+func New(cfg Config) (*Node, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -143,8 +143,9 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), fsm: newFSM(), rng: rand.New(rand.NewPCG(seed, 0x5e1ec7)), uploads: make(chan struct{}, cfg.MaxUploads), ctx: ctx, cancel: cancel}
+	started := false
 	defer func() {
-		if err != nil {
+		if !started {
 			n.Close()
 		}
 	}()
@@ -253,6 +254,7 @@ func New(cfg Config) (_ *Node, err error) {
 		}()
 	}
 	n.log.Info("node started", "raft_addr", n.trans.LocalAddr(), "client_addr", n.clientAddr, "existing_state", existing)
+	started = true
 	return n, nil
 }
 

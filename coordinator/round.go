@@ -268,7 +268,7 @@ func (l *leader) round(ctx context.Context) error {
 			Round: r.id, Model: base.Version, Digest: base.Digest[:], Kind: wire.KindOf(base.Model.Kind),
 			Items: base.Model.Items, Rank: base.Model.Rank,
 			Train: wire.TrainParams{LR: cfg.Train.LR, Reg: cfg.Train.Reg, Epochs: cfg.Train.Epochs, Alpha: cfg.Train.Alpha},
-			Clip:  cfg.Clip, Privacy: privacy, TimeLeftMs: time.Until(deadline).Milliseconds(), Ticket: r.tickets[w.id],
+			Clip:  cfg.Clip, Privacy: privacy, MinClients: cfg.MinClients, TimeLeftMs: time.Until(deadline).Milliseconds(), Ticket: r.tickets[w.id],
 		}
 	}
 	n.log.Info("round started", "round", r.id, "model", base.Version, "cohort", len(cohort))

@@ -92,17 +92,20 @@ type PrivacyParams struct {
 // version Model (whose SHA-256 digest is Digest), clip its update to L2
 // norm Clip (0 = none) and upload it with Ticket within TimeLeftMs.
 type Plan struct {
-	Round      uint64        `msgpack:"round"`
-	Model      uint64        `msgpack:"model"`
-	Digest     []byte        `msgpack:"digest"`
-	Kind       uint8         `msgpack:"kind"`
-	Items      int           `msgpack:"items"`
-	Rank       int           `msgpack:"rank"`
-	Train      TrainParams   `msgpack:"train"`
-	Clip       float64       `msgpack:"clip"`
-	Privacy    PrivacyParams `msgpack:"privacy"`
-	TimeLeftMs int64         `msgpack:"time_left_ms"`
-	Ticket     []byte        `msgpack:"ticket"`
+	Round   uint64        `msgpack:"round"`
+	Model   uint64        `msgpack:"model"`
+	Digest  []byte        `msgpack:"digest"`
+	Kind    uint8         `msgpack:"kind"`
+	Items   int           `msgpack:"items"`
+	Rank    int           `msgpack:"rank"`
+	Train   TrainParams   `msgpack:"train"`
+	Clip    float64       `msgpack:"clip"`
+	Privacy PrivacyParams `msgpack:"privacy"`
+	// MinClients is the fewest updates the round is committed with; a
+	// device's policy compares it with its minimum cohort.
+	MinClients int    `msgpack:"min_clients"`
+	TimeLeftMs int64  `msgpack:"time_left_ms"`
+	Ticket     []byte `msgpack:"ticket"`
 }
 
 func (*Plan) Type() Type { return TypePlan }
@@ -120,6 +123,8 @@ func (m *Plan) Validate() error {
 		return Errorf(CodeMalformed, "plan: bad training parameters %+v", m.Train)
 	case !(m.Clip >= 0) || !finite(m.Clip):
 		return Errorf(CodeMalformed, "plan: clip %v", m.Clip)
+	case m.MinClients < 0:
+		return Errorf(CodeMalformed, "plan: min clients %d", m.MinClients)
 	case !(m.Privacy.NoiseMultiplier >= 0) || !finite(m.Privacy.NoiseMultiplier) || !(m.Privacy.SamplingRate >= 0) || m.Privacy.SamplingRate > 1:
 		return Errorf(CodeMalformed, "plan: bad privacy parameters %+v", m.Privacy)
 	case m.TimeLeftMs <= 0:

@@ -1,0 +1,120 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/fedrec/fedrec/coordinator/wire"
+)
+
+// NetworkConfig configures the Federation that reaches a real coordinator
+// cluster over QUIC.
+type NetworkConfig struct {
+	// ClientID identifies the device to the cluster; required. Use an
+	// opaque, app-scoped identifier, not the user's account.
+	ClientID string
+	// Dialer reaches the cluster; required (see NewDialer).
+	Dialer *Dialer
+	// Items is the app's item catalogue, in the order of the model's item
+	// indices: item i of the model is Items[i]. The cluster ships factors,
+	// not names, so the catalogue comes from the app's own backend.
+	Items []string
+}
+
+// network is the Federation of a real cluster: check in, follow the
+// leader, download the round's model, upload the update.
+type network struct {
+	cfg NetworkConfig
+	// models caches downloads by version.
+	models *ModelCache
+}
+
+// NewNetwork returns the Federation that talks to a coordinator cluster,
+// to pass as Config.Federation.
+func NewNetwork(cfg NetworkConfig) (Federation, error) {
+	switch {
+	case cfg.ClientID == "" || len(cfg.ClientID) > wire.MaxIDLen:
+		return nil, fmt.Errorf("client: NetworkConfig.ClientID = %q, want 1..%d bytes", cfg.ClientID, wire.MaxIDLen)
+	case cfg.Dialer == nil:
+		return nil, errors.New("client: NetworkConfig.Dialer is required")
+	case len(cfg.Items) == 0:
+		return nil, errors.New("client: NetworkConfig.Items (the item catalogue) is required")
+	}
+	cfg.Items = slices.Clone(cfg.Items)
+	return &network{cfg: cfg, models: NewModelCache()}, nil
+}
+
+func (n *network) release(version uint64, digest []byte, ctx context.Context) (*Release, error) {
+	m, err := n.models.get(ctx, n.cfg.Dialer, version, digest)
+	if err != nil {
+		return nil, err
+	}
+	if m.Items != len(n.cfg.Items) {
+		return nil, fmt.Errorf("client: the cluster's model %d has %d items, the app's catalogue %d", version, m.Items, len(n.cfg.Items))
+	}
+	return &Release{Version: version, Model: m, Items: n.cfg.Items}, nil
+}
+
+// Latest implements Federation: any node serves committed models.
+func (n *network) Latest(ctx context.Context, have uint64) (*Release, error) {
+	m, v, err := n.cfg.Dialer.Model(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	if v <= have {
+		return nil, nil
+	}
+	if m.Items != len(n.cfg.Items) {
+		return nil, fmt.Errorf("client: the cluster's model %d has %d items, the app's catalogue %d", v, m.Items, len(n.cfg.Items))
+	}
+	return &Release{Version: v, Model: m, Items: n.cfg.Items}, nil
+}
+
+// Join implements Federation. The device tells the cluster nothing about
+// its data when it checks in (Examples is 0): the policy check comes
+// first, and the count would say how active the user is.
+func (n *network) Join(ctx context.Context, k *Contribution) error {
+	d := n.cfg.Dialer
+	cctx, cancel := context.WithTimeout(ctx, checkInTimeout)
+	rep, err := d.checkIn(cctx, &wire.CheckIn{Version: wire.Version, ClientID: n.cfg.ClientID, Have: k.Have()})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("client: check in: %w", err)
+	}
+	plan, ok := rep.(*wire.Plan)
+	if !ok {
+		return ErrNoRound
+	}
+	offer := Offer{
+		Round: plan.Round, ModelVersion: plan.Model, CohortSize: plan.MinClients,
+		NoiseMultiplier: plan.Privacy.NoiseMultiplier, ClipNorm: plan.Clip, SamplingRate: plan.Privacy.SamplingRate,
+	}
+	offer.Train.LR, offer.Train.Reg, offer.Train.Epochs, offer.Train.Alpha = plan.Train.LR, plan.Train.Reg, plan.Train.Epochs, plan.Train.Alpha
+	if err := k.Accept(offer); err != nil {
+		return err
+	}
+	rctx, cancel := context.WithDeadline(ctx, time.Now().Add(time.Duration(plan.TimeLeftMs)*time.Millisecond))
+	defer cancel()
+	var rel *Release
+	if k.Have() != plan.Model {
+		if rel, err = n.release(plan.Model, plan.Digest, rctx); err != nil {
+			return fmt.Errorf("client: round %d: download model %d: %w", plan.Round, plan.Model, err)
+		}
+	}
+	p, err := k.Update(rctx, rel)
+	if err != nil {
+		return err
+	}
+	if err := rctx.Err(); err != nil {
+		return err // opted out or past the deadline: send nothing
+	}
+	req := &wire.Upload{Version: wire.Version, Round: plan.Round, ClientID: n.cfg.ClientID, Ticket: plan.Ticket, Model: plan.Model, Loss: p.Loss, N: int64(p.N), Delta: p.Delta}
+	if err := d.upload(rctx, req); err != nil {
+		return fmt.Errorf("client: round %d: upload: %w", plan.Round, err)
+	}
+	k.Sent(int64(8 * len(p.Delta)))
+	return nil
+}
