@@ -2,7 +2,7 @@
 GO ?= go
 BIN := fedrec
 
-.PHONY: help build test bench sim sim-ml fuzz vet clean
+.PHONY: help build test bench bench-cluster sim sim-ml fuzz vet clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -19,6 +19,9 @@ vet: ## go vet and gofmt
 
 bench: ## benchmarks: one client's local step, one aggregation step, and the rest
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2x ./...
+
+bench-cluster: build ## round latency, bytes per client and failover time on a local 3-node cluster
+	./$(BIN) bench --clients 100,500
 
 sim: build ## a simulation on the built-in synthetic data
 	./$(BIN) sim --out out/synthetic
