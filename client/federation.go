@@ -58,6 +58,9 @@ func (n *network) release(version uint64, digest []byte, ctx context.Context) (*
 	return &Release{Version: version, Model: m, Items: n.cfg.Items}, nil
 }
 
+// Close closes the Dialer.
+func (n *network) Close() error { return n.cfg.Dialer.Close() }
+
 // Latest implements Federation: any node serves committed models.
 func (n *network) Latest(ctx context.Context, have uint64) (*Release, error) {
 	m, v, err := n.cfg.Dialer.Model(ctx, 0)

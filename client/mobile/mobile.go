@@ -14,9 +14,12 @@ package mobile
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"time"
@@ -117,6 +120,43 @@ type Options struct {
 	// TimeoutMillis bounds each blocking call that talks to the network
 	// or waits for a round to stop; default 60,000.
 	TimeoutMillis int64
+
+	// The network side; all empty means the device never takes part in
+	// rounds (recommendations still work with a model set by the app).
+	// Coordinators is a comma-separated list of the cluster's client
+	// addresses, CACertPEM the PEM of the cluster's CA, ClientID the
+	// device's opaque app-scoped ID, and Catalogue the item IDs in the
+	// model's order, one per line.
+	Coordinators string
+	CACertPEM    []byte
+	ClientID     string
+	Catalogue    string
+}
+
+// federation builds the network side from o, or nil when it is not set.
+func (o *Options) federation() (client.Federation, error) {
+	if o.Coordinators == "" {
+		return nil, nil
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(o.CACertPEM) {
+		return nil, errors.New("mobile: CACertPEM holds no certificate")
+	}
+	var addrs []string
+	for _, a := range strings.Split(o.Coordinators, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	d, err := client.NewDialer(addrs, &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool})
+	if err != nil {
+		return nil, err
+	}
+	items := strings.Split(strings.TrimRight(o.Catalogue, "\n"), "\n")
+	if o.Catalogue == "" {
+		items = nil
+	}
+	return client.NewNetwork(client.NetworkConfig{ClientID: o.ClientID, Dialer: d, Items: items})
 }
 
 // Client is the SDK for an app. Its methods are safe to call from any
@@ -124,6 +164,7 @@ type Options struct {
 type Client struct {
 	c       *client.Client
 	timeout time.Duration
+	fed     client.Federation // closed with the Client if it is an io.Closer
 
 	mu     sync.Mutex
 	base   context.Context // cancelled by Close
@@ -135,7 +176,11 @@ func New(o *Options) (*Client, error) {
 	if o == nil {
 		return nil, wrap(errors.New("mobile: nil Options"))
 	}
-	return newClient(o, nil)
+	fed, err := o.federation()
+	if err != nil {
+		return nil, wrap(err)
+	}
+	return newClient(o, fed)
 }
 
 // newClient is New with a Federation; the network side plugs in here.
@@ -163,7 +208,7 @@ func newClient(o *Options, fed client.Federation) (*Client, error) {
 		timeout = time.Minute
 	}
 	base, cancel := context.WithCancel(context.Background())
-	return &Client{c: c, timeout: timeout, base: base, cancel: cancel}, nil
+	return &Client{c: c, timeout: timeout, base: base, cancel: cancel, fed: fed}, nil
 }
 
 func (c *Client) ctx() (context.Context, context.CancelFunc) {
@@ -265,7 +310,11 @@ func (c *Client) Close() error {
 	c.mu.Lock()
 	c.cancel()
 	c.mu.Unlock()
-	return wrap(c.c.Close())
+	err := c.c.Close()
+	if cl, ok := c.fed.(io.Closer); ok {
+		err = errors.Join(err, cl.Close())
+	}
+	return wrap(err)
 }
 
 // Remove deletes the SDK's files from dir, for starting over after a

@@ -185,3 +185,22 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+func TestNetworkOptions(t *testing.T) {
+	base := Options{Dir: t.TempDir(), Key: make([]byte, 32), Coordinators: "127.0.0.1:7001", ClientID: "device-1", Catalogue: "a\nb\n"}
+	tests := []struct {
+		name string
+		mod  func(o *Options)
+	}{
+		{"no CA", func(o *Options) {}},
+		{"bad CA", func(o *Options) { o.CACertPEM = []byte("not a certificate") }},
+	}
+	for _, tt := range tests {
+		o := base
+		tt.mod(&o)
+		if c, err := New(&o); err == nil {
+			c.Close()
+			t.Errorf("New with %s succeeded, want an error", tt.name)
+		}
+	}
+}
