@@ -81,7 +81,7 @@ func (p *privacyPlan) endRound(clients int, r *rand.Rand) error {
 	return p.clipper.Observe(int(p.below.Load()), clients, r)
 }
 
-func newPrivacyPlan(c Config, population int) (*privacyPlan, error) {
+func newPrivacyPlan(c Config, population, dim int) (*privacyPlan, error) {
 	p := &privacyPlan{mode: c.DP, clip: c.Clip, z: c.NoiseMultiplier, delta: c.Delta}
 	if c.DP == DPOff {
 		if c.AdaptiveClip {
@@ -101,6 +101,11 @@ func newPrivacyPlan(c Config, population int) (*privacyPlan, error) {
 			return nil, fmt.Errorf("sim: calibrating noise for ε = %g: %w", c.TargetEpsilon, err)
 		}
 		p.z = z
+		if c.DP == DPDistributed {
+			if p.z, err = p.calibrateSkellam(c, dim); err != nil {
+				return nil, err
+			}
+		}
 	}
 	acc, err := privacy.NewAccountant(privacy.Config{})
 	if err != nil {
@@ -119,6 +124,68 @@ func newPrivacyPlan(c Config, population int) (*privacyPlan, error) {
 		}
 	}
 	return p, nil
+}
+
+// noiseClients is how many clients' shares of distributed noise a round
+// is planned for: two standard deviations below the expected number of
+// Poisson-sampled survivors, so that almost every round carries at least
+// the planned noise (more survivors only add noise).
+func (p *privacyPlan) noiseClients() int {
+	return max(1, int(math.Floor(p.denom-2*math.Sqrt(p.denom))))
+}
+
+// calibrateSkellam raises the Gaussian calibration until the Skellam
+// accountant, as the rounds will be charged (other survivors' noise only,
+// integer sensitivity), meets the target: the distributed mechanism's bound
+// is looser than the Gaussian one.
+func (p *privacyPlan) calibrateSkellam(c Config, dim int) (float64, error) {
+	n := p.noiseClients()
+	eps := func(z float64) (float64, error) {
+		enc, err := fixedpoint.NewEncoder(fixedpoint.Params{Dim: dim, Clip: p.clip, Bits: bitsSecure, MaxClients: n + 6*int(math.Sqrt(float64(n))) + 10, NoiseStd: z * p.clip})
+		if err != nil {
+			return 0, err
+		}
+		plan, err := privacy.PlanSkellam(privacy.SkellamConfig{Scale: enc.Params().Scale, Clip: p.clip, Dim: enc.PaddedDim(), NoiseMultiplier: z, Clients: n})
+		if err != nil {
+			return 0, err
+		}
+		acc, err := privacy.NewAccountant(privacy.Config{})
+		if err != nil {
+			return 0, err
+		}
+		if err := acc.AddSkellam(p.q, plan.Survivors(max(0, n-1)), c.Rounds); err != nil {
+			return 0, err
+		}
+		e, _, err := acc.Epsilon(c.Delta)
+		return e, err
+	}
+	lo, hi := p.z, p.z
+	for k := 0; ; k++ {
+		e, err := eps(hi)
+		if err != nil {
+			return 0, fmt.Errorf("sim: calibrating Skellam noise: %w", err)
+		}
+		if e <= c.TargetEpsilon {
+			break
+		}
+		if k == 20 {
+			return 0, fmt.Errorf("sim: no noise multiplier up to %g meets ε = %g with distributed DP", hi, c.TargetEpsilon)
+		}
+		lo, hi = hi, hi*1.5
+	}
+	for hi-lo > 1e-3*hi {
+		mid := (lo + hi) / 2
+		e, err := eps(mid)
+		if err != nil {
+			return 0, fmt.Errorf("sim: calibrating Skellam noise: %w", err)
+		}
+		if e <= c.TargetEpsilon {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi, nil
 }
 
 // epsilon is the privacy spent so far, NaN without DP.
@@ -217,11 +284,11 @@ func newEncodedAgg(p *privacyPlan, dim, maxClients, round int, seed uint64, sum 
 		a.plainSum = make([]uint64, enc.PaddedDim())
 	}
 	if p.mode == DPDistributed {
-		// Every client adds 1/n of the noise, n being the fewest clients
-		// a committed round can have; more survivors only add noise.
+		// Every client adds 1/n of the noise, n from noiseClients; more
+		// survivors only add noise.
 		a.skellam, err = privacy.PlanSkellam(privacy.SkellamConfig{
 			Scale: enc.Params().Scale, Clip: clip, Dim: enc.PaddedDim(), NoiseMultiplier: p.z,
-			Clients: max(1, int(math.Floor(p.denom))),
+			Clients: p.noiseClients(),
 		})
 		if err != nil {
 			return nil, err

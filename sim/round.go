@@ -28,7 +28,7 @@ func (e *env) federate(ctx context.Context, start time.Time, res *Result, obs Ob
 	if err != nil {
 		return err
 	}
-	plan, err := newPrivacyPlan(c, len(e.active))
+	plan, err := newPrivacyPlan(c, len(e.active), dim)
 	if err != nil {
 		return err
 	}

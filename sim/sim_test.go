@@ -180,6 +180,7 @@ func TestPrivateRuns(t *testing.T) {
 		{"central", func(c *Config) { c.DP, c.NoiseMultiplier = DPCentral, 1 }, true},
 		{"distributed+secagg", func(c *Config) { c.DP, c.NoiseMultiplier, c.SecAgg = DPDistributed, 1, true }, true},
 		{"target epsilon", func(c *Config) { c.DP, c.TargetEpsilon = DPCentral, 4 }, true},
+		{"target epsilon, distributed", func(c *Config) { c.DP, c.TargetEpsilon, c.SecAgg = DPDistributed, 4, true }, true},
 		{"adaptive clip", func(c *Config) { c.DP, c.NoiseMultiplier, c.AdaptiveClip, c.Clip = DPCentral, 1, true, 5 }, true},
 	}
 	for _, tt := range tests {
@@ -194,8 +195,10 @@ func TestPrivateRuns(t *testing.T) {
 			if tt.wantEps != !math.IsNaN(eps) || (tt.wantEps && !(eps > 0)) {
 				t.Errorf("final ε = %v, want set: %v", eps, tt.wantEps)
 			}
-			if c.TargetEpsilon > 0 && math.Abs(eps-c.TargetEpsilon) > 0.05 {
-				t.Errorf("ε after all rounds = %.3f, want the target %g", eps, c.TargetEpsilon)
+			// Poisson cohorts vary, so with distributed noise the ledger's ε
+			// (which counts the actual survivors) lands near the target.
+			if tol := map[string]float64{DPCentral: 0.05, DPDistributed: 0.5}[c.DP]; c.TargetEpsilon > 0 && math.Abs(eps-c.TargetEpsilon) > tol {
+				t.Errorf("ε after all rounds = %.3f, want the target %g within %g", eps, c.TargetEpsilon, tol)
 			}
 			if !tt.wantEps && math.Abs(res.Final.RMSE-plain.Final.RMSE) > 1e-3 {
 				// Secure aggregation only changes the rounding of the sum.
