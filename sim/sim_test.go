@@ -195,10 +195,15 @@ func TestPrivateRuns(t *testing.T) {
 			if tt.wantEps != !math.IsNaN(eps) || (tt.wantEps && !(eps > 0)) {
 				t.Errorf("final ε = %v, want set: %v", eps, tt.wantEps)
 			}
-			// Poisson cohorts vary, so with distributed noise the ledger's ε
-			// (which counts the actual survivors) lands near the target.
-			if tol := map[string]float64{DPCentral: 0.05, DPDistributed: 0.5}[c.DP]; c.TargetEpsilon > 0 && math.Abs(eps-c.TargetEpsilon) > tol {
-				t.Errorf("ε after all rounds = %.3f, want the target %g within %g", eps, c.TargetEpsilon, tol)
+			// Distributed noise is planned for fewer survivors than expected,
+			// so the ledger's ε (which counts the actual survivors) lands at
+			// or somewhat below the target.
+			switch {
+			case c.TargetEpsilon == 0:
+			case c.DP == DPCentral && math.Abs(eps-c.TargetEpsilon) > 0.05:
+				t.Errorf("ε after all rounds = %.3f, want the target %g within 0.05", eps, c.TargetEpsilon)
+			case c.DP == DPDistributed && (eps > c.TargetEpsilon || eps < c.TargetEpsilon/2):
+				t.Errorf("ε after all rounds = %.3f, want in [%g, %g]", eps, c.TargetEpsilon/2, c.TargetEpsilon)
 			}
 			if !tt.wantEps && math.Abs(res.Final.RMSE-plain.Final.RMSE) > 1e-3 {
 				// Secure aggregation only changes the rounding of the sum.
