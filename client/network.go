@@ -171,6 +171,21 @@ func (d *Dialer) upload(ctx context.Context, req *wire.Upload) error {
 	})
 }
 
+// secAgg sends one phase's message of a secure round and returns the
+// leader's reply, which must be of type want. The leader holds the request
+// until the phase closes.
+func (d *Dialer) secAgg(ctx context.Context, req wire.Message, want wire.Type) (wire.Message, error) {
+	var out wire.Message
+	err := d.exchange(ctx, req, func(m wire.Message) (bool, error) {
+		if m.Type() != want {
+			return true, wire.Errorf(wire.CodeUnknownType, "unexpected %s after %s", m.Type(), req.Type())
+		}
+		out = m
+		return true, nil
+	})
+	return out, err
+}
+
 // Model downloads a committed model (version 0: the newest) from whichever
 // node the Dialer is connected to, checking it against its digest. It
 // returns the model and its version.

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/fedrec/fedrec/aggregation"
+	"github.com/fedrec/fedrec/aggregation/fixedpoint"
+	"github.com/fedrec/fedrec/aggregation/secagg"
 	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
 )
@@ -38,7 +41,10 @@ type ParticipantConfig struct {
 // Participant is one client taking part in federated rounds: it checks
 // in, downloads the round's model, trains on its own ratings with
 // model.Trainer.LocalUpdate, clips the change to the round's norm and
-// uploads it. Its methods must not be called concurrently.
+// uploads it. In a secure round (Plan.SecAgg set) it checks the round's
+// announced parameters, encodes the update with aggregation/fixedpoint and
+// takes part in secure aggregation instead, so that the coordinator sees
+// only the cohort's sum. Its methods must not be called concurrently.
 type Participant struct {
 	cfg   ParticipantConfig
 	log   *slog.Logger
@@ -145,6 +151,13 @@ func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 		return res, fmt.Errorf("round %d: train: %w", plan.Round, err)
 	}
 	res.Loss, res.N = up.Loss, up.N
+	if plan.SecAgg != nil {
+		res.Norm, res.Bytes, err = p.secure(rctx, plan, p.scr)
+		if err != nil {
+			return res, fmt.Errorf("round %d: secure aggregation: %w", plan.Round, err)
+		}
+		return res, nil
+	}
 	res.Norm = aggregation.Clip(p.scr, plan.Clip)
 	req := &wire.Upload{Version: wire.Version, Round: plan.Round, ClientID: p.cfg.ID, Ticket: plan.Ticket, Model: plan.Model, Loss: up.Loss, N: int64(up.N), Delta: p.scr}
 	res.Bytes = 8 * len(p.scr)
@@ -163,6 +176,75 @@ func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 		return res, fmt.Errorf("round %d: upload: %w", plan.Round, err)
 	}
 	return res, nil
+}
+
+// secure takes part in a secure round with update x: it checks the
+// round's announced parameters, encodes x with aggregation/fixedpoint
+// (clipping it) and runs the four phases of secure aggregation with the
+// leader. It returns the update's norm before clipping and the bytes sent.
+func (p *Participant) secure(ctx context.Context, plan *wire.Plan, x []float64) (float64, int, error) {
+	sp := plan.SecAgg
+	graph, rot := wire.SecAggSeeds(plan.Round, plan.Digest)
+	switch {
+	case !bytes.Equal(sp.Seed, graph[:]) || !bytes.Equal(sp.RotationSeed, rot[:]):
+		return 0, 0, errors.New("the round's seeds are not derived from its manifest")
+	case sp.Clip != plan.Clip:
+		return 0, 0, fmt.Errorf("secure clip %v differs from the plan's %v", sp.Clip, plan.Clip)
+	case sp.MinSurvivors < plan.MinClients:
+		return 0, 0, fmt.Errorf("secure round sums as few as %d inputs, the plan promises %d", sp.MinSurvivors, plan.MinClients)
+	}
+	enc, err := fixedpoint.NewEncoder(fixedpoint.Params{Dim: len(x), Clip: sp.Clip, Bits: uint(sp.Bits), MaxClients: sp.Clients, Seed: rot})
+	if err != nil {
+		return 0, 0, err
+	}
+	xi := make([]int64, enc.PaddedDim())
+	norm, err := enc.Encode(xi, x, p.rng)
+	if err != nil {
+		return 0, 0, err
+	}
+	in := make([]uint64, len(xi))
+	if err := enc.Wrap(in, xi); err != nil {
+		return norm, 0, err
+	}
+	c, err := secagg.NewClient(sp.Config(plan.Round, len(in)), plan.SecAggID, nil)
+	if err != nil {
+		return norm, 0, err
+	}
+	d := p.cfg.Dialer
+	hdr := wire.SecAggHeader{Version: wire.Version, Round: plan.Round, ClientID: p.cfg.ID, Ticket: plan.Ticket}
+	adv, err := c.AdvertiseKeys()
+	if err != nil {
+		return norm, 0, err
+	}
+	rep, err := d.secAgg(ctx, &wire.SecAggAdvert{SecAggHeader: hdr, Keys: wire.SecAggKeysOf(adv)}, wire.TypeSecAggPeerKeys)
+	if err != nil {
+		return norm, 0, fmt.Errorf("advertise keys: %w", err)
+	}
+	up, err := c.ShareKeys(rep.(*wire.SecAggPeerKeys).PeerKeys())
+	if err != nil {
+		return norm, 0, err
+	}
+	if rep, err = d.secAgg(ctx, &wire.SecAggShares{SecAggHeader: hdr, Shares: wire.SealedOf(up.Shares)}, wire.TypeSecAggDelivery); err != nil {
+		return norm, 0, fmt.Errorf("share keys: %w", err)
+	}
+	dl := rep.(*wire.SecAggDelivery)
+	mi, err := c.MaskedInput(secagg.ShareDelivery{Round: dl.Round, To: dl.To, Shares: wire.Sealed(dl.Shares)}, in)
+	if err != nil {
+		return norm, 0, err
+	}
+	width, vals := wire.PackWords(mi.Values, sp.Bits)
+	if rep, err = d.secAgg(ctx, &wire.SecAggMasked{SecAggHeader: hdr, Width: width, Values: vals}, wire.TypeSecAggUnmaskRequest); err != nil {
+		return norm, len(vals), fmt.Errorf("masked input: %w", err)
+	}
+	ur := rep.(*wire.SecAggUnmaskRequest)
+	um, err := c.Unmask(secagg.UnmaskRequest{Round: ur.Round, To: ur.To, Survivors: ur.Survivors, Dropped: ur.Dropped})
+	if err != nil {
+		return norm, len(vals), err
+	}
+	if _, err := d.secAgg(ctx, &wire.SecAggUnmask{SecAggHeader: hdr, SelfMaskShares: wire.SharesOf(um.SelfMaskShares), MaskKeyShares: wire.SharesOf(um.MaskKeyShares)}, wire.TypeUploadAck); err != nil {
+		return norm, len(vals), fmt.Errorf("unmask: %w", err)
+	}
+	return norm, len(vals), nil
 }
 
 // Run takes part in rounds until ctx ends, retrying with exponential

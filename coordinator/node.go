@@ -47,6 +47,13 @@ type Config struct {
 	// TLS holds the node's certificate and the cluster CA. Required for
 	// the Raft TLS transport and the QUIC server.
 	TLS *pki.Bundle
+	// AdminAddr is the TCP address of the admin API (HTTPS with the
+	// node's certificate: health, readiness, metrics, status, rounds,
+	// models); empty means off.
+	AdminAddr string
+	// AdminToken is the operator token every admin call but /healthz and
+	// /readyz requires (Authorization: Bearer); required with AdminAddr.
+	AdminToken string
 	// Bootstrap makes this node found a new cluster (a no-op if it has
 	// Raft state already). Training is replicated from the founder.
 	Bootstrap bool
@@ -83,6 +90,8 @@ func (c *Config) validate() error {
 		return errors.New("coordinator: Config.RaftAddr is required")
 	case (c.Transport == nil || c.ClientAddr != "") && c.TLS == nil:
 		return errors.New("coordinator: Config.TLS is required for the network transports")
+	case c.AdminAddr != "" && (c.TLS == nil || c.AdminToken == ""):
+		return errors.New("coordinator: Config.AdminAddr needs Config.TLS and Config.AdminToken")
 	case c.Bootstrap && len(c.Join) > 0:
 		return errors.New("coordinator: Config.Bootstrap and Config.Join exclude each other")
 	}
@@ -105,6 +114,8 @@ type Node struct {
 
 	quic       *wire.Listener
 	clientAddr string
+	admin      *admin   // nil when the admin API is off
+	metrics    *metrics // kept up to date by observedFSM
 
 	lead    atomic.Pointer[leader] // non-nil while this node runs rounds
 	uploads chan struct{}          // semaphore of MaxUploads
@@ -143,6 +154,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), fsm: newFSM(), rng: rand.New(rand.NewPCG(seed, 0x5e1ec7)), uploads: make(chan struct{}, cfg.MaxUploads), ctx: ctx, cancel: cancel}
+	n.metrics = newMetrics(n)
 	started := false
 	defer func() {
 		if !started {
@@ -212,7 +224,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.raft, err = raft.NewRaft(rc, n.fsm, logs, stable, snaps, n.trans); err != nil {
+	if n.raft, err = raft.NewRaft(rc, observedFSM{n.fsm, n.metrics}, logs, stable, snaps, n.trans); err != nil {
 		return nil, fmt.Errorf("coordinator: start raft: %w", err)
 	}
 	if cfg.Bootstrap && !existing {
@@ -239,6 +251,12 @@ func New(cfg Config) (*Node, error) {
 		}()
 	} else {
 		n.clientAddr = cfg.AdvertiseClientAddr
+	}
+
+	if cfg.AdminAddr != "" {
+		if err := n.startAdmin(); err != nil {
+			return nil, err
+		}
 	}
 
 	n.wg.Add(1)
@@ -394,6 +412,9 @@ func (n *Node) Close() error {
 		}
 	}
 	n.cancel()
+	if n.admin != nil {
+		errs = append(errs, n.admin.close())
+	}
 	if n.quic != nil {
 		errs = append(errs, n.quic.Close())
 	}

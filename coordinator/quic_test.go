@@ -39,6 +39,12 @@ func training() coordinator.Training {
 // client protocol over real QUIC on 127.0.0.1, with an in-memory CA.
 func newQUICCluster(t *testing.T, size int) *quicCluster {
 	t.Helper()
+	return newQUICClusterWith(t, size, training())
+}
+
+// newQUICClusterWith is newQUICCluster with the training configuration tr.
+func newQUICClusterWith(t *testing.T, size int, tr coordinator.Training) *quicCluster {
+	t.Helper()
 	ca, err := pki.NewCA("test CA", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +63,7 @@ func newQUICCluster(t *testing.T, size int) *quicCluster {
 		}
 		n, err := coordinator.New(coordinator.Config{
 			ID: fmt.Sprintf("n%d", i), InMemory: true, Transport: tt, ClientAddr: "127.0.0.1:0", TLS: b,
-			Bootstrap: i == 0, Training: training(), Seed: uint64(i + 1),
+			Bootstrap: i == 0, Training: tr, Seed: uint64(i + 1),
 			HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
 		})
 		if err != nil {

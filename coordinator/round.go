@@ -14,9 +14,9 @@ import (
 )
 
 // phase is a step of a round on the leader. A round moves forward only,
-// along the edges of next; secure aggregation's four phases (advertise
-// keys, share keys, masked input, unmask) will sit between phaseSelected
-// and phaseAggregating in place of phaseCollecting.
+// along the edges of next; in a secure round, secure aggregation's four
+// phases (advertise keys, share keys, masked input, unmask) sit between
+// phaseSelected and phaseAggregating in place of phaseCollecting.
 type phase uint8
 
 const (
@@ -27,17 +27,26 @@ const (
 	phaseCommitting                   // the new model is being committed
 	phaseCommitted                    // the model is in the log
 	phaseAbandoned                    // ended without a model (too few survivors, lost leadership)
+	phaseAdvertising                  // secure: clients advertise their keys
+	phaseSharing                      // secure: clients share their secrets
+	phaseMasking                      // secure: clients send masked inputs
+	phaseUnmasking                    // secure: clients send shares to unmask the sum
 )
 
 var phaseNames = [...]string{phaseGathering: "gathering", phaseSelected: "selected", phaseCollecting: "collecting",
-	phaseAggregating: "aggregating", phaseCommitting: "committing", phaseCommitted: "committed", phaseAbandoned: "abandoned"}
+	phaseAggregating: "aggregating", phaseCommitting: "committing", phaseCommitted: "committed", phaseAbandoned: "abandoned",
+	phaseAdvertising: "advertising keys", phaseSharing: "sharing keys", phaseMasking: "masked input", phaseUnmasking: "unmasking"}
 
 func (p phase) String() string { return phaseNames[p] }
 
 // next lists the phases each phase may move to.
 var next = map[phase][]phase{
 	phaseGathering:   {phaseSelected, phaseAbandoned},
-	phaseSelected:    {phaseCollecting, phaseAbandoned},
+	phaseSelected:    {phaseCollecting, phaseAdvertising, phaseAbandoned},
+	phaseAdvertising: {phaseSharing, phaseAbandoned},
+	phaseSharing:     {phaseMasking, phaseAbandoned},
+	phaseMasking:     {phaseUnmasking, phaseAbandoned},
+	phaseUnmasking:   {phaseAggregating, phaseAbandoned},
 	phaseCollecting:  {phaseAggregating, phaseAbandoned},
 	phaseAggregating: {phaseCommitting, phaseAbandoned},
 	phaseCommitting:  {phaseCommitted, phaseAbandoned},
@@ -78,7 +87,7 @@ func (l *leader) stop() {
 	l.waiting, l.byID = nil, nil
 	if r := l.cur; r != nil {
 		r.mu.Lock()
-		if r.phase < phaseCommitted {
+		if r.phase != phaseCommitted {
 			r.phase = phaseAbandoned
 		}
 		r.mu.Unlock()
@@ -170,6 +179,19 @@ type round struct {
 	loss     float64
 	n        int64
 	enough   chan struct{} // closed when every wanted upload arrived
+	sec      *secureRound  // nil for a plaintext round
+}
+
+// step moves r to phase to unless it was abandoned meanwhile (the leader
+// stopped), which it reports with false.
+func (r *round) step(to phase) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.phase == phaseAbandoned {
+		return false
+	}
+	r.advance(to)
+	return true
 }
 
 func (r *round) advance(to phase) {
@@ -242,36 +264,57 @@ func (l *leader) round(ctx context.Context) error {
 	}
 	privacy := cfg.privacy(len(cohort))
 	open := &wire.OpenRound{Round: r.id, Model: base.Version, Digest: base.Digest[:], Cohort: ids, Clip: cfg.Clip, Privacy: privacy, Leader: n.cfg.ID}
+	if cfg.SecAgg {
+		open.SecAgg = secAggParams(cfg, r.id, base.Digest[:], len(cohort))
+	}
 	if _, err := n.apply(open); err != nil {
 		for _, w := range cohort {
 			w.reply <- &wire.Error{Code: wire.CodeUnavailable, Message: "round could not start", RetryAfterMs: 500}
 		}
 		return fmt.Errorf("open round %d: %w", r.id, err)
 	}
-	agg, err := aggregation.NewPlain(len(base.Model.Params), cfg.Clip)
-	if err != nil {
-		return err
+	var err error
+	if open.SecAgg != nil {
+		if r.sec, err = newSecureRound(r.id, open.SecAgg, ids, len(base.Model.Params)); err != nil {
+			return l.abandon(r, 0, err.Error(), err)
+		}
+	} else {
+		if r.agg, err = aggregation.NewPlain(len(base.Model.Params), cfg.Clip); err != nil {
+			return err
+		}
 	}
-	r.agg = agg
 	deadline := time.Now().Add(cfg.RoundTimeout)
+	timeLeft := cfg.RoundTimeout
+	if r.sec != nil {
+		timeLeft += 3 * cfg.SecAggPhase
+	}
 	l.mu.Lock()
 	r.mu.Lock()
 	r.advance(phaseSelected)
-	// Plaintext rounds collect at once; the state must be ready before
-	// the first plan goes out, as its upload may arrive at once.
-	r.advance(phaseCollecting)
+	// Rounds collect at once; the state must be ready before the first
+	// plan goes out, as its upload may arrive at once.
+	if r.sec != nil {
+		r.advance(phaseAdvertising)
+	} else {
+		r.advance(phaseCollecting)
+	}
 	l.cur = r
 	r.mu.Unlock()
 	l.mu.Unlock()
-	for _, w := range cohort {
+	started := time.Now()
+	for i, w := range cohort {
 		w.reply <- &wire.Plan{
 			Round: r.id, Model: base.Version, Digest: base.Digest[:], Kind: wire.KindOf(base.Model.Kind),
 			Items: base.Model.Items, Rank: base.Model.Rank,
 			Train: wire.TrainParams{LR: cfg.Train.LR, Reg: cfg.Train.Reg, Epochs: cfg.Train.Epochs, Alpha: cfg.Train.Alpha},
-			Clip:  cfg.Clip, Privacy: privacy, MinClients: cfg.MinClients, TimeLeftMs: time.Until(deadline).Milliseconds(), Ticket: r.tickets[w.id],
+			Clip:  cfg.Clip, Privacy: privacy, MinClients: cfg.MinClients, TimeLeftMs: (timeLeft - time.Since(started)).Milliseconds(), Ticket: r.tickets[w.id],
+			SecAgg: open.SecAgg, SecAggID: uint32(i),
 		}
 	}
-	n.log.Info("round started", "round", r.id, "model", base.Version, "cohort", len(cohort))
+	n.log.Info("round started", "round", r.id, "model", base.Version, "cohort", len(cohort), "secagg", r.sec != nil)
+	if r.sec != nil {
+		return l.secureRound(ctx, r, deadline, len(cohort), privacy, start)
+	}
 
 	// Collecting: plaintext uploads until the deadline or until enough.
 	timer := time.NewTimer(time.Until(deadline))
@@ -292,45 +335,55 @@ func (l *leader) round(ctx context.Context) error {
 
 	survivors := r.count
 	if survivors < cfg.MinClients {
-		r.mu.Lock()
-		r.advance(phaseAbandoned)
-		r.mu.Unlock()
 		n.log.Info("round abandoned", "round", r.id, "survivors", survivors, "min_clients", cfg.MinClients)
-		_, err := n.apply(&wire.AbandonRound{Round: r.id, Survivors: survivors, Reason: fmt.Sprintf("%d survivors, fewer than %d", survivors, cfg.MinClients)})
-		return err
+		return l.abandon(r, survivors, fmt.Sprintf("%d survivors, fewer than %d", survivors, cfg.MinClients), nil)
 	}
-	commit, err := l.aggregate(r, survivors, len(cohort), privacy)
+	delta := make([]float64, len(base.Model.Params))
+	sum, err := r.agg.Result(delta)
 	if err != nil {
-		r.mu.Lock()
-		r.advance(phaseAbandoned)
-		r.mu.Unlock()
-		_, aerr := n.apply(&wire.AbandonRound{Round: r.id, Survivors: survivors, Reason: err.Error()})
-		return errors.Join(err, aerr)
+		return l.abandon(r, survivors, err.Error(), err)
 	}
+	return l.commit(r, delta, sum.Clipped, survivors, len(cohort), privacy, start)
+}
+
+// abandon ends r without a model, committing AbandonRound with reason. It
+// returns err (a failure, not a normal outcome such as too few
+// survivors), joined with any failure to commit the abandonment.
+func (l *leader) abandon(r *round, survivors int, reason string, err error) error {
 	r.mu.Lock()
-	r.advance(phaseCommitting)
+	if r.phase != phaseAbandoned {
+		r.advance(phaseAbandoned)
+	}
 	r.mu.Unlock()
-	res, err := n.apply(commit)
+	_, aerr := l.n.apply(&wire.AbandonRound{Round: r.id, Survivors: survivors, Reason: reason})
+	return errors.Join(err, aerr)
+}
+
+// commit steps the server optimizer with the round's mean update delta
+// and commits the new model.
+func (l *leader) commit(r *round, delta []float64, clipped, survivors, cohort int, privacy wire.PrivacyParams, start time.Time) error {
+	n := l.n
+	c, err := l.aggregate(r, delta, clipped, survivors, cohort, privacy)
+	if err != nil {
+		return l.abandon(r, survivors, err.Error(), err)
+	}
+	if !r.step(phaseCommitting) {
+		return ErrNotLeader
+	}
+	res, err := n.apply(c)
 	if err != nil {
 		return fmt.Errorf("commit round %d: %w", r.id, err)
 	}
-	r.mu.Lock()
-	r.advance(phaseCommitted)
-	r.mu.Unlock()
-	n.log.Info("round committed", "round", r.id, "model", res, "survivors", survivors, "cohort", len(cohort), "duration_ms", time.Since(start).Milliseconds())
+	r.step(phaseCommitted)
+	n.log.Info("round committed", "round", r.id, "model", res, "survivors", survivors, "cohort", cohort, "duration_ms", time.Since(start).Milliseconds())
 	return nil
 }
 
-// aggregate takes the round's mean update and steps the server optimizer,
-// restored from the replicated state, on a copy of the base model.
-func (l *leader) aggregate(r *round, survivors, cohort int, privacy wire.PrivacyParams) (*wire.CommitRound, error) {
+// aggregate steps the server optimizer, restored from the replicated
+// state, with the round's mean update delta on a copy of the base model.
+func (l *leader) aggregate(r *round, delta []float64, clipped, survivors, cohort int, privacy wire.PrivacyParams) (*wire.CommitRound, error) {
 	base := r.base.Model
 	dim := len(base.Params)
-	delta := make([]float64, dim)
-	sum, err := r.agg.Result(delta)
-	if err != nil {
-		return nil, err
-	}
 	opt, err := aggregation.NewOptimizer(r.cfg.Optimizer, dim)
 	if err != nil {
 		return nil, err
@@ -358,7 +411,7 @@ func (l *leader) aggregate(r *round, survivors, cohort int, privacy wire.Privacy
 	d := wire.Digest(m)
 	c := &wire.CommitRound{
 		Round: r.id, Model: r.base.Version, Params: params, Digest: d[:],
-		Cohort: cohort, Survivors: survivors, Clipped: sum.Clipped, Loss: r.loss, N: r.n, Privacy: privacy,
+		Cohort: cohort, Survivors: survivors, Clipped: clipped, Loss: r.loss, N: r.n, Privacy: privacy,
 	}
 	if adaptive {
 		c.OptM, c.OptV = ad.M, ad.V

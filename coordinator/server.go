@@ -36,6 +36,12 @@ func (n *Node) Handle(ctx context.Context, req wire.Message, peer Peer, send fun
 			return send(n.notLeader())
 		}
 		return send(l.upload(m))
+	case *wire.SecAggAdvert, *wire.SecAggShares, *wire.SecAggMasked, *wire.SecAggUnmask:
+		l := n.leaderOrNil()
+		if l == nil {
+			return send(n.notLeader())
+		}
+		return send(l.secure(ctx, secAggHeader(m), m))
 	case *wire.GetModel:
 		return n.sendModel(m, send)
 	case *wire.Join:
@@ -55,6 +61,21 @@ func (n *Node) Handle(ctx context.Context, req wire.Message, peer Peer, send fun
 		return send(&wire.JoinAck{Leader: id})
 	}
 	return send(wire.Errorf(wire.CodeUnknownType, "%s is not a request", req.Type()))
+}
+
+// secAggHeader returns the identity of a secure-round request.
+func secAggHeader(m wire.Message) *wire.SecAggHeader {
+	switch m := m.(type) {
+	case *wire.SecAggAdvert:
+		return &m.SecAggHeader
+	case *wire.SecAggShares:
+		return &m.SecAggHeader
+	case *wire.SecAggMasked:
+		return &m.SecAggHeader
+	case *wire.SecAggUnmask:
+		return &m.SecAggHeader
+	}
+	panic("coordinator: not a secure-round request")
 }
 
 func (n *Node) leaderOrNil() *leader {
@@ -233,7 +254,7 @@ func (n *Node) readRequest(st *quic.Stream) (wire.Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	if t == wire.TypeUpload {
+	if t == wire.TypeUpload || t == wire.TypeSecAggMasked {
 		select {
 		case n.uploads <- struct{}{}:
 			defer func() { <-n.uploads }()

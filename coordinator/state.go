@@ -78,16 +78,23 @@ type OpenRound struct {
 	Clip    float64
 	Privacy wire.PrivacyParams
 	Leader  string // id of the node that runs it
+	// SecAgg holds a secure round's parameters, nil for a plaintext round.
+	SecAgg *wire.SecAggParams
 }
 
 func openFromWire(c *wire.OpenRound) *OpenRound {
 	o := &OpenRound{Round: c.Round, Model: c.Model, Cohort: slices.Clone(c.Cohort), Clip: c.Clip, Privacy: c.Privacy, Leader: c.Leader}
 	copy(o.Digest[:], c.Digest)
+	if c.SecAgg != nil {
+		sa := *c.SecAgg
+		sa.Seed, sa.RotationSeed = slices.Clone(sa.Seed), slices.Clone(sa.RotationSeed)
+		o.SecAgg = &sa
+	}
 	return o
 }
 
 func (o *OpenRound) toWire() *wire.OpenRound {
-	return &wire.OpenRound{Round: o.Round, Model: o.Model, Digest: o.Digest[:], Cohort: o.Cohort, Clip: o.Clip, Privacy: o.Privacy, Leader: o.Leader}
+	return &wire.OpenRound{Round: o.Round, Model: o.Model, Digest: o.Digest[:], Cohort: o.Cohort, Clip: o.Clip, Privacy: o.Privacy, Leader: o.Leader, SecAgg: o.SecAgg}
 }
 
 func (r *RoundRecord) toWire() *wire.RoundRecord {

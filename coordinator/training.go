@@ -40,6 +40,15 @@ type Training struct {
 	// sampling rate is cohort/Population (0 = unknown).
 	NoiseMultiplier float64
 	Population      int64
+
+	// SecAgg runs each round's collection as secure aggregation
+	// (aggregation/secagg over updates encoded by aggregation/fixedpoint):
+	// the leader learns only the sum of the survivors' clipped updates.
+	// It needs Clip > 0 and MinClients >= 3.
+	SecAgg bool
+	// SecAggPhase is the deadline of each secure-aggregation phase after
+	// the first (whose deadline is RoundTimeout), default 10s with SecAgg.
+	SecAggPhase time.Duration
 }
 
 func (t Training) withDefaults() Training {
@@ -82,6 +91,9 @@ func (t Training) withDefaults() Training {
 	if t.KeepModels == 0 {
 		t.KeepModels = 5
 	}
+	if t.SecAgg && t.SecAggPhase == 0 {
+		t.SecAggPhase = 10 * time.Second
+	}
 	return t
 }
 
@@ -122,6 +134,14 @@ func (t Training) Validate() error {
 		return bad("NoiseMultiplier", t.NoiseMultiplier, "finite >= 0")
 	case t.Population < 0:
 		return bad("Population", t.Population, ">= 0")
+	case t.SecAgg && !(t.Clip > 0):
+		return bad("Clip", t.Clip, "> 0 with SecAgg")
+	case t.SecAgg && t.MinClients < 3:
+		return bad("MinClients", t.MinClients, ">= 3 with SecAgg")
+	case t.SecAgg && t.SecAggPhase < time.Millisecond:
+		return bad("SecAggPhase", t.SecAggPhase, ">= 1ms with SecAgg")
+	case !t.SecAgg && t.SecAggPhase != 0:
+		return bad("SecAggPhase", t.SecAggPhase, "0 without SecAgg")
 	}
 	if err := t.Train.Validate(); err != nil {
 		return err
@@ -155,6 +175,7 @@ func (t Training) toWire() wire.TrainingConfig {
 		ClientsPerRound: t.ClientsPerRound, OverSelect: t.OverSelect, MinClients: t.MinClients,
 		CheckInWindowMs: t.CheckInWindow.Milliseconds(), RoundTimeoutMs: t.RoundTimeout.Milliseconds(),
 		KeepModels: t.KeepModels, NoiseMultiplier: t.NoiseMultiplier, Population: t.Population,
+		SecAgg: t.SecAgg, SecAggPhaseMs: t.SecAggPhase.Milliseconds(),
 	}
 }
 
@@ -171,6 +192,7 @@ func trainingFromWire(w *wire.TrainingConfig) (Training, error) {
 		ClientsPerRound: w.ClientsPerRound, OverSelect: w.OverSelect, MinClients: w.MinClients,
 		CheckInWindow: time.Duration(w.CheckInWindowMs) * time.Millisecond, RoundTimeout: time.Duration(w.RoundTimeoutMs) * time.Millisecond,
 		KeepModels: w.KeepModels, NoiseMultiplier: w.NoiseMultiplier, Population: w.Population,
+		SecAgg: w.SecAgg, SecAggPhase: time.Duration(w.SecAggPhaseMs) * time.Millisecond,
 	}
 	return t, t.Validate()
 }

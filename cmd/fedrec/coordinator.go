@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/fedrec/fedrec/aggregation"
@@ -28,6 +29,8 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	join := fs.String("join", "", "comma-separated client addresses of existing nodes to join")
 	certs := fs.String("certs", "certs", "directory made by 'fedrec cert' (ca.pem, ID.pem, ID-key.pem)")
 	certName := fs.String("cert-name", "", "certificate name in --certs (default: --id)")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", "", "TCP address of the HTTPS admin API (health, readiness, metrics, status); empty: off")
+	fs.StringVar(&cfg.AdminToken, "admin-token", "", "operator token for the admin API (default: $FEDREC_ADMIN_TOKEN, which keeps it out of ps)")
 	heartbeat := fs.Duration("heartbeat", 0, "Raft heartbeat and election timeout (default 1s)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 
@@ -52,6 +55,8 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.DurationVar(&t.RoundTimeout, "round-timeout", time.Minute, "deadline for uploads after selection")
 	fs.IntVar(&t.KeepModels, "keep-models", 5, "model versions every node retains")
 	fs.Float64Var(&t.NoiseMultiplier, "noise-multiplier", 0, "noise multiplier recorded in the privacy ledger")
+	fs.BoolVar(&t.SecAgg, "secagg", false, "secure aggregation: the leader learns only the sum of each round's updates (needs --clip > 0, --min-clients >= 3)")
+	fs.DurationVar(&t.SecAggPhase, "secagg-phase", 0, "deadline of each secure-aggregation phase after the first (default 10s with --secagg)")
 	fs.Int64Var(&t.Population, "population", 0, "client population, for the ledger's sampling rate (0 = unknown; --dataset sets it)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -65,6 +70,12 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg.Join = splitList(*join)
+	if cfg.AdminToken == "" {
+		cfg.AdminToken = os.Getenv("FEDREC_ADMIN_TOKEN")
+	}
+	if cfg.AdminAddr != "" && cfg.AdminToken == "" {
+		return fmt.Errorf("coordinator: --admin-addr needs --admin-token or FEDREC_ADMIN_TOKEN")
+	}
 	cfg.HeartbeatTimeout, cfg.ElectionTimeout = *heartbeat, *heartbeat
 	if *heartbeat > 0 {
 		cfg.LeaderLeaseTimeout = *heartbeat / 2
@@ -97,6 +108,9 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	fmt.Fprintf(stdout, "node %s: raft %s, clients %s\n", n.ID(), n.RaftAddr(), n.ClientAddr())
+	if a := n.AdminAddr(); a != "" {
+		fmt.Fprintf(stdout, "node %s: admin https://%s\n", n.ID(), a)
+	}
 	<-ctx.Done()
 	cfg.Logger.Info("shutting down")
 	return n.Close()

@@ -75,6 +75,8 @@ type TrainingConfig struct {
 	KeepModels      int             `msgpack:"keep_models"`
 	NoiseMultiplier float64         `msgpack:"noise"`
 	Population      int64           `msgpack:"population"`
+	SecAgg          bool            `msgpack:"secagg,omitempty"`
+	SecAggPhaseMs   int64           `msgpack:"secagg_phase_ms,omitempty"`
 }
 
 // SetConfig sets the training configuration.
@@ -108,6 +110,8 @@ type OpenRound struct {
 	Clip    float64       `msgpack:"clip"`
 	Privacy PrivacyParams `msgpack:"privacy"`
 	Leader  string        `msgpack:"leader"` // id of the node running the round
+	// SecAgg holds a secure round's parameters; nil for a plaintext round.
+	SecAgg *SecAggParams `msgpack:"secagg,omitempty"`
 }
 
 // CommitRound ends a round with a new model (version = the base version +

@@ -42,6 +42,10 @@ func (l Limits) MaxBody(t Type) int {
 		return 8*ChunkParams + 64
 	case TypeUpload:
 		return 8*maxParams + smallBody
+	case TypeSecAggMasked: // padded to a power of two, at most 8 bytes a value
+		return 16*maxParams + smallBody
+	case TypeSecAggPeerKeys, TypeSecAggShares, TypeSecAggDelivery, TypeSecAggUnmaskRequest, TypeSecAggUnmask:
+		return secAggBody
 	}
 	if New(t) == nil {
 		return 0
@@ -71,6 +75,8 @@ func sizeHint(msg Message) int {
 		return 8*len(m.Delta) + 256
 	case *ModelChunk:
 		return 8*len(m.Params) + 64
+	case *SecAggMasked:
+		return len(m.Values) + 256
 	}
 	return 256
 }

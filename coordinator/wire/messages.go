@@ -106,6 +106,11 @@ type Plan struct {
 	MinClients int    `msgpack:"min_clients"`
 	TimeLeftMs int64  `msgpack:"time_left_ms"`
 	Ticket     []byte `msgpack:"ticket"`
+	// SecAgg, when set, makes the round a secure one: the client encodes
+	// its update with aggregation/fixedpoint and runs the phases of
+	// secure aggregation as client SecAggID instead of uploading it.
+	SecAgg   *SecAggParams `msgpack:"secagg,omitempty"`
+	SecAggID uint32        `msgpack:"secagg_id,omitempty"`
 }
 
 func (*Plan) Type() Type { return TypePlan }
@@ -129,6 +134,14 @@ func (m *Plan) Validate() error {
 		return Errorf(CodeMalformed, "plan: bad privacy parameters %+v", m.Privacy)
 	case m.TimeLeftMs <= 0:
 		return Errorf(CodeMalformed, "plan: time_left_ms %d", m.TimeLeftMs)
+	}
+	if m.SecAgg != nil {
+		if err := m.SecAgg.Validate(); err != nil {
+			return err
+		}
+		if int(m.SecAggID) >= m.SecAgg.Clients {
+			return Errorf(CodeMalformed, "plan: secagg id %d of %d clients", m.SecAggID, m.SecAgg.Clients)
+		}
 	}
 	_, err := checkShape(m.Kind, m.Items, m.Rank, DefaultMaxParams)
 	return err
@@ -299,6 +312,20 @@ func New(t Type) Message {
 		return new(Join)
 	case TypeJoinAck:
 		return new(JoinAck)
+	case TypeSecAggAdvert:
+		return new(SecAggAdvert)
+	case TypeSecAggPeerKeys:
+		return new(SecAggPeerKeys)
+	case TypeSecAggShares:
+		return new(SecAggShares)
+	case TypeSecAggDelivery:
+		return new(SecAggDelivery)
+	case TypeSecAggMasked:
+		return new(SecAggMasked)
+	case TypeSecAggUnmaskRequest:
+		return new(SecAggUnmaskRequest)
+	case TypeSecAggUnmask:
+		return new(SecAggUnmask)
 	}
 	return nil
 }

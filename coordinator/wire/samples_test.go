@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/fedrec/fedrec/aggregation/secagg"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -25,18 +27,38 @@ func ticket() []byte { return bytes.Repeat([]byte{0xab}, TicketLen) }
 // golden file.
 func sampleMessages() map[string]Message {
 	return map[string]Message{
-		"error":       &Error{Code: CodeNotLeader, Message: "ask the leader", Leader: "127.0.0.1:7001", RetryAfterMs: 100},
-		"checkin":     &CheckIn{Version: Version, ClientID: "user-42", Examples: 17, Have: 3},
-		"wait":        &Wait{Round: 7, Model: 6, RetryAfterMs: 1500},
-		"plan":        &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.5, Privacy: PrivacyParams{NoiseMultiplier: 1.1, SamplingRate: 0.01}, TimeLeftMs: 30000, Ticket: ticket()},
-		"getmodel":    &GetModel{Version: Version, Model: 6},
-		"modelheader": &ModelHeader{Model: 6, Round: 5, Digest: digest32(2), Kind: KindExplicit, Items: 3, Rank: 2, Chunks: 1},
-		"modelchunk":  &ModelChunk{Index: 0, Params: Vec{0.1, -0.2, 0.3, 0, 1, 2, 3, 4, 5, 3.5}},
-		"upload":      &Upload{Version: Version, Round: 7, ClientID: "user-42", Ticket: ticket(), Model: 6, Loss: 12.5, N: 17, Delta: Vec{0.01, -0.02, 0, 0, 0, 0, 0, 0, 0.5, math.SmallestNonzeroFloat64}},
-		"uploadack":   &UploadAck{Round: 7},
-		"join":        &Join{Version: Version, ID: "b", RaftAddr: "127.0.0.1:8002", ClientAddr: "127.0.0.1:7002"},
-		"joinack":     &JoinAck{Leader: "a"},
+		"error":                &Error{Code: CodeNotLeader, Message: "ask the leader", Leader: "127.0.0.1:7001", RetryAfterMs: 100},
+		"checkin":              &CheckIn{Version: Version, ClientID: "user-42", Examples: 17, Have: 3},
+		"wait":                 &Wait{Round: 7, Model: 6, RetryAfterMs: 1500},
+		"plan":                 &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.5, Privacy: PrivacyParams{NoiseMultiplier: 1.1, SamplingRate: 0.01}, TimeLeftMs: 30000, Ticket: ticket()},
+		"getmodel":             &GetModel{Version: Version, Model: 6},
+		"modelheader":          &ModelHeader{Model: 6, Round: 5, Digest: digest32(2), Kind: KindExplicit, Items: 3, Rank: 2, Chunks: 1},
+		"modelchunk":           &ModelChunk{Index: 0, Params: Vec{0.1, -0.2, 0.3, 0, 1, 2, 3, 4, 5, 3.5}},
+		"upload":               &Upload{Version: Version, Round: 7, ClientID: "user-42", Ticket: ticket(), Model: 6, Loss: 12.5, N: 17, Delta: Vec{0.01, -0.02, 0, 0, 0, 0, 0, 0, 0.5, math.SmallestNonzeroFloat64}},
+		"uploadack":            &UploadAck{Round: 7},
+		"join":                 &Join{Version: Version, ID: "b", RaftAddr: "127.0.0.1:8002", ClientAddr: "127.0.0.1:7002"},
+		"joinack":              &JoinAck{Leader: "a"},
+		"plan_secagg":          &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.5, TimeLeftMs: 30000, Ticket: ticket(), SecAgg: sampleSecAgg(), SecAggID: 2},
+		"secagg_advert":        &SecAggAdvert{SecAggHeader: sampleHeader(), Keys: sampleKeys(2)},
+		"secagg_peerkeys":      &SecAggPeerKeys{Round: 7, To: 2, Peers: []SecAggKeys{sampleKeys(0), sampleKeys(1)}},
+		"secagg_shares":        &SecAggShares{SecAggHeader: sampleHeader(), Shares: []SealedShare{{Peer: 0, Ciphertext: bytes.Repeat([]byte{7}, secagg.SealedShareLen)}}},
+		"secagg_delivery":      &SecAggDelivery{Round: 7, To: 2, Shares: []SealedShare{{Peer: 1, Ciphertext: bytes.Repeat([]byte{8}, secagg.SealedShareLen)}}},
+		"secagg_masked":        &SecAggMasked{SecAggHeader: sampleHeader(), Width: 4, Values: []byte{1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff}},
+		"secagg_unmaskrequest": &SecAggUnmaskRequest{Round: 7, To: 2, Survivors: []uint32{0}, Dropped: []uint32{1}},
+		"secagg_unmask":        &SecAggUnmask{SecAggHeader: sampleHeader(), SelfMaskShares: []Share{{Peer: 0, Value: []uint64{1, 2, 3, 4, 5}}}, MaskKeyShares: []Share{{Peer: 1, Value: []uint64{6, 7, 8, 9, 10}}}},
 	}
+}
+
+func sampleSecAgg() *SecAggParams {
+	return &SecAggParams{Clients: 3, Threshold: 2, MinSurvivors: 2, Bits: 32, Clip: 0.5, Seed: digest32(9), RotationSeed: digest32(10), PhaseMs: 5000}
+}
+
+func sampleHeader() SecAggHeader {
+	return SecAggHeader{Version: Version, Round: 7, ClientID: "user-42", Ticket: ticket()}
+}
+
+func sampleKeys(id uint32) SecAggKeys {
+	return SecAggKeys{Client: id, ConfigDigest: digest32(byte(id)), CipherKey: digest32(byte(id) + 40), MaskKey: digest32(byte(id) + 80)}
 }
 
 func sampleConfig() TrainingConfig {
@@ -53,12 +75,14 @@ func sampleCommands() map[string]Command {
 	cfg := sampleConfig()
 	params := Vec{0.1, -0.2, 0.3, 0, 1, 2, 3, 4, 5, 3.5}
 	return map[string]Command{
-		"setconfig":    &SetConfig{Config: cfg},
-		"initmodel":    &InitModel{Kind: KindExplicit, Items: 3, Rank: 2, Params: params, Digest: digest32(3)},
-		"registernode": &RegisterNode{ID: "a", ClientAddr: "127.0.0.1:7001"},
-		"openround":    &OpenRound{Round: 7, Model: 6, Digest: digest32(4), Cohort: []string{"u1", "u2"}, Clip: 1, Privacy: PrivacyParams{SamplingRate: 0.1}, Leader: "a"},
-		"commitround":  &CommitRound{Round: 7, Model: 6, Params: params, Digest: digest32(5), OptM: make(Vec, 10), OptV: make(Vec, 10), Cohort: 2, Survivors: 2, Loss: 3, N: 30, Privacy: PrivacyParams{SamplingRate: 0.1}},
-		"abandonround": &AbandonRound{Round: 8, Survivors: 1, Reason: "too few survivors"},
+		"setconfig":        &SetConfig{Config: cfg},
+		"initmodel":        &InitModel{Kind: KindExplicit, Items: 3, Rank: 2, Params: params, Digest: digest32(3)},
+		"registernode":     &RegisterNode{ID: "a", ClientAddr: "127.0.0.1:7001"},
+		"openround":        &OpenRound{Round: 7, Model: 6, Digest: digest32(4), Cohort: []string{"u1", "u2"}, Clip: 1, Privacy: PrivacyParams{SamplingRate: 0.1}, Leader: "a"},
+		"commitround":      &CommitRound{Round: 7, Model: 6, Params: params, Digest: digest32(5), OptM: make(Vec, 10), OptV: make(Vec, 10), Cohort: 2, Survivors: 2, Loss: 3, N: 30, Privacy: PrivacyParams{SamplingRate: 0.1}},
+		"abandonround":     &AbandonRound{Round: 8, Survivors: 1, Reason: "too few survivors"},
+		"openround_secagg": &OpenRound{Round: 7, Model: 6, Digest: digest32(4), Cohort: []string{"u1", "u2", "u3"}, Clip: 0.5, Leader: "a", SecAgg: sampleSecAgg()},
+		"setconfig_secagg": &SetConfig{Config: func() TrainingConfig { c := sampleConfig(); c.SecAgg, c.SecAggPhaseMs = true, 5000; return c }()},
 	}
 }
 

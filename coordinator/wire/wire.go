@@ -31,14 +31,23 @@ const (
 	TypeUploadAck   Type = 9  // leader → client: the update was counted
 	TypeJoin        Type = 10 // node → any node: add me to the cluster
 	TypeJoinAck     Type = 11 // leader → node: you are a member
-	// Secure aggregation's phases (advertise keys, share keys, masked
-	// input, unmask) append their types here.
+	// Secure aggregation's phases (see secagg.go).
+	TypeSecAggAdvert        Type = 12 // client → leader: phase 1, public keys
+	TypeSecAggPeerKeys      Type = 13 // leader → client: the neighbours' keys
+	TypeSecAggShares        Type = 14 // client → leader: phase 2, encrypted shares
+	TypeSecAggDelivery      Type = 15 // leader → client: the shares addressed to the client
+	TypeSecAggMasked        Type = 16 // client → leader: phase 3, the masked input
+	TypeSecAggUnmaskRequest Type = 17 // leader → client: who survived, who dropped
+	TypeSecAggUnmask        Type = 18 // client → leader: phase 4, shares for unmasking
 )
 
 var typeNames = [...]string{
 	TypeError: "Error", TypeCheckIn: "CheckIn", TypeWait: "Wait", TypePlan: "Plan",
 	TypeGetModel: "GetModel", TypeModelHeader: "ModelHeader", TypeModelChunk: "ModelChunk",
 	TypeUpload: "Upload", TypeUploadAck: "UploadAck", TypeJoin: "Join", TypeJoinAck: "JoinAck",
+	TypeSecAggAdvert: "SecAggAdvert", TypeSecAggPeerKeys: "SecAggPeerKeys", TypeSecAggShares: "SecAggShares",
+	TypeSecAggDelivery: "SecAggDelivery", TypeSecAggMasked: "SecAggMasked", TypeSecAggUnmaskRequest: "SecAggUnmaskRequest",
+	TypeSecAggUnmask: "SecAggUnmask",
 }
 
 func (t Type) String() string {

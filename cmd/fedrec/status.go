@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/fedrec/fedrec/coordinator"
+	"github.com/fedrec/fedrec/coordinator/pki"
+)
+
+// errNotReady is returned by status when the node answers but is not
+// ready: exit code 1, after the status is printed.
+var errNotReady = errors.New("not ready")
+
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("admin", "", "admin address of a node (host:port of its --admin-addr; required)")
+	token := fs.String("token", "", "operator token (default: $FEDREC_ADMIN_TOKEN)")
+	certs := fs.String("certs", "certs", "directory with the cluster CA (ca.pem), as made by 'fedrec cert'")
+	asJSON := fs.Bool("json", false, "print the node's /v1/status JSON instead of text")
+	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: fedrec status --admin HOST:PORT [--token T] [--json]\n\nShows a node's view of its cluster: Raft state, leader, members, model, open round, privacy spent.\nExit status: 0 if the node is ready, 1 if it is not or cannot be asked, 2 on a usage error.\n\nflags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	usageErr := func(msg string) error {
+		fmt.Fprintf(stderr, "fedrec status: %s\n\n", msg)
+		fs.Usage()
+		return errUsage
+	}
+	switch {
+	case fs.NArg() > 0:
+		return usageErr(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
+	case *addr == "":
+		return usageErr("--admin is required")
+	}
+	if *token == "" {
+		*token = os.Getenv("FEDREC_ADMIN_TOKEN")
+	}
+	if *token == "" {
+		return usageErr("--token or FEDREC_ADMIN_TOKEN is required")
+	}
+	pool, err := pki.LoadPool(*certs)
+	if err != nil {
+		return fmt.Errorf("status: cluster CA: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	tr := &http.Transport{TLSClientConfig: pki.ClientTLS(pool)}
+	defer tr.CloseIdleConnections()
+	body, err := adminGet(ctx, &http.Client{Transport: tr}, *addr, "/v1/status", *token)
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	var st coordinator.Status
+	if err := json.Unmarshal(body, &st); err != nil {
+		return fmt.Errorf("status: %s answered: %w", *addr, err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(st); err != nil {
+			return err
+		}
+	} else {
+		printStatus(stdout, &st)
+	}
+	if !st.Ready {
+		return fmt.Errorf("status: node %s %w: %s", st.Node, errNotReady, st.NotReady)
+	}
+	return nil
+}
+
+// adminGet fetches path from a node's admin API.
+func adminGet(ctx context.Context, c *http.Client, addr, path, token string) ([]byte, error) {
+	base := addr
+	if !strings.Contains(base, "://") {
+		base = "https://" + base
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, 16<<20))
+	if err != nil {
+		return nil, err
+	}
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s: %s", path, res.Status, strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
+
+func printStatus(w io.Writer, st *coordinator.Status) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	defer tw.Flush()
+	ready := "yes"
+	if !st.Ready {
+		ready = "no: " + st.NotReady
+	}
+	fmt.Fprintf(tw, "node\t%s (%s, term %d)\n", st.Node, st.State, st.Term)
+	fmt.Fprintf(tw, "ready\t%s\n", ready)
+	fmt.Fprintf(tw, "raft\tcommit %d, applied %d", st.Commit, st.Applied)
+	switch {
+	case st.State == "leader":
+	case st.LastContact < 0:
+		fmt.Fprint(tw, ", never heard from a leader")
+	default:
+		fmt.Fprintf(tw, ", leader heard %s ago", time.Duration(st.LastContact*float64(time.Second)).Round(time.Millisecond))
+	}
+	fmt.Fprintln(tw)
+	if st.Leader != nil {
+		fmt.Fprintf(tw, "leader\t%s, clients %s\n", st.Leader.ID, orDash(st.Leader.ClientAddr))
+	} else {
+		fmt.Fprintln(tw, "leader\tunknown")
+	}
+	for i, n := range st.Nodes {
+		label := ""
+		if i == 0 {
+			label = "nodes"
+		}
+		mark := ""
+		if n.Leader {
+			mark = " *"
+		}
+		fmt.Fprintf(tw, "%s\t%s%s\t%s\traft %s\tclients %s\n", label, n.ID, mark, n.Suffrage, n.RaftAddr, orDash(n.ClientAddr))
+	}
+	if st.Model != nil {
+		fmt.Fprintf(tw, "model\tversion %d (round %d), sha256 %s\n", st.Model.Version, st.Model.Round, st.Model.Digest)
+	} else {
+		fmt.Fprintln(tw, "model\tnone yet")
+	}
+	if r := st.Round; r != nil {
+		fmt.Fprintf(tw, "round\t%d open on version %d, cohort %d, led by %s\n", r.Round, r.Model, r.Cohort, r.Leader)
+	} else {
+		fmt.Fprintf(tw, "round\tnone open (last %d)\n", st.LastRound)
+	}
+	eps := "unbounded (a round without noise)"
+	if st.Privacy.Epsilon != nil {
+		eps = fmt.Sprintf("%.4g", *st.Privacy.Epsilon)
+	}
+	fmt.Fprintf(tw, "privacy\tε = %s at δ = %g over %d committed rounds\n", eps, st.Privacy.Delta, st.Privacy.Rounds)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fedrec/fedrec/coordinator"
+	"github.com/fedrec/fedrec/coordinator/pki"
+)
+
+func TestStatusCommand(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "certs")
+	if err := pki.WriteDir(dir, []string{"a"}, nil, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	b, err := pki.Load(dir, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const token = "tok"
+	n, err := coordinator.New(coordinator.Config{
+		ID: "a", InMemory: true, RaftAddr: "127.0.0.1:0", TLS: b, Bootstrap: true,
+		AdminAddr: "127.0.0.1:0", AdminToken: token,
+		Training:         coordinator.Training{Items: 3, Rank: 2, NoiseMultiplier: 1, Population: 100},
+		HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := n.WaitFor(ctx, func(s *coordinator.State) bool { return s.Current() != nil }); err != nil {
+		t.Fatal(err)
+	}
+	for n.Ready() != nil {
+		select {
+		case <-ctx.Done():
+			t.Fatal(n.Ready())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	base := []string{"status", "--admin", n.AdminAddr(), "--certs", dir}
+
+	var out, errb bytes.Buffer
+	if err := run(ctx, append(base, "--token", token), &out, &errb); err != nil {
+		t.Fatalf("fedrec status: %v\n%s", err, errb.String())
+	}
+	for _, want := range []string{"node     a (leader, term", "ready    yes", "nodes    a *", "model    version 1 (round 0)", "round    none open (last 0)", "privacy  ε = 0 at δ = 1e-05 over 0 committed rounds"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	out.Reset()
+	t.Setenv("FEDREC_ADMIN_TOKEN", token)
+	if err := run(ctx, append(base, "--json"), &out, &errb); err != nil {
+		t.Fatalf("fedrec status --json: %v\n%s", err, errb.String())
+	}
+	var st coordinator.Status
+	if err := json.Unmarshal(out.Bytes(), &st); err != nil || st.Node != "a" || !st.Ready || st.Leader == nil || st.Model == nil || st.Model.Version != 1 {
+		t.Errorf("status --json = %+v, %v\n%s", st, err, out.String())
+	}
+
+	tests := []struct {
+		name  string
+		args  []string
+		usage bool // exit 2, else 1
+	}{
+		{"no admin", []string{"status", "--token", token}, true},
+		{"stray argument", append(base, "x"), true},
+		{"wrong token", append(base, "--token", "nope"), false},
+		{"no CA", []string{"status", "--admin", n.AdminAddr(), "--certs", t.TempDir()}, false},
+		{"nobody there", []string{"status", "--admin", "127.0.0.1:1", "--certs", dir, "--timeout", "2s"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			err := run(ctx, tt.args, &out, &errb)
+			if err == nil || errors.Is(err, errUsage) != tt.usage {
+				t.Errorf("run(%q) = %v, want a usage error: %v", tt.args, err, tt.usage)
+			}
+		})
+	}
+	t.Setenv("FEDREC_ADMIN_TOKEN", "")
+	if err := run(ctx, base, &out, &errb); !errors.Is(err, errUsage) {
+		t.Errorf("status without a token = %v, want errUsage", err)
+	}
+}

@@ -1,0 +1,480 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/fedrec/fedrec/coordinator/wire"
+)
+
+// The admin API: HTTPS on Config.AdminAddr with the node's certificate.
+// Every path but /healthz and /readyz needs the operator token as
+// "Authorization: Bearer TOKEN".
+//
+//	GET /healthz          200 while the process serves
+//	GET /readyz           200 when ready (see Node.Ready), else 503 and why
+//	GET /metrics          Prometheus text exposition
+//	GET /v1/status        Status as JSON
+//	GET /v1/rounds        RoundsPage as JSON; ?after=ROUND&limit=N
+//	GET /v1/model         ModelManifest as JSON; ?version=V for a retained
+//	                      version, ?format=raw for the parameters
+const (
+	// DefaultRoundsLimit and MaxRoundsLimit bound a page of /v1/rounds.
+	DefaultRoundsLimit = 100
+	MaxRoundsLimit     = 1000
+)
+
+// Status is the answer of GET /v1/status.
+type Status struct {
+	Node   string `json:"node"`
+	State  string `json:"raft_state"` // follower, candidate, leader, shutdown
+	Term   uint64 `json:"term"`
+	Commit uint64 `json:"commit_index"`
+	// Applied is the Raft index last applied to this node's state.
+	Applied uint64 `json:"applied_index"`
+	// LastContact is the time since this follower last heard from the
+	// leader, in seconds; 0 on the leader, -1 if never.
+	LastContact float64       `json:"last_contact_seconds"`
+	Ready       bool          `json:"ready"`
+	NotReady    string        `json:"not_ready,omitempty"` // why not, when not ready
+	Leader      *StatusNode   `json:"leader"`              // null when unknown
+	Nodes       []StatusNode  `json:"nodes"`               // the Raft configuration, by id
+	Model       *StatusModel  `json:"model"`               // null before the initial model
+	Round       *StatusRound  `json:"open_round"`          // null when no round is open
+	LastRound   uint64        `json:"last_round"`          // highest round ever opened
+	Privacy     StatusPrivacy `json:"privacy"`
+}
+
+// StatusNode is a member of the Raft configuration.
+type StatusNode struct {
+	ID         string `json:"id"`
+	RaftAddr   string `json:"raft_addr"`
+	ClientAddr string `json:"client_addr"` // empty until the node registered it
+	Suffrage   string `json:"suffrage"`    // voter, nonvoter, staging
+	Leader     bool   `json:"leader"`
+}
+
+// StatusModel is the newest committed model.
+type StatusModel struct {
+	Version uint64 `json:"version"`
+	Round   uint64 `json:"round"`  // the round that produced it, 0 for the initial model
+	Digest  string `json:"digest"` // hex SHA-256, see ModelManifest
+}
+
+// StatusRound is the open round's manifest.
+type StatusRound struct {
+	Round  uint64 `json:"round"`
+	Model  uint64 `json:"model"` // the version clients train
+	Cohort int    `json:"cohort"`
+	Leader string `json:"leader"`
+}
+
+// StatusPrivacy is the privacy spent by the committed rounds.
+type StatusPrivacy struct {
+	// Epsilon is ε at Delta; null when unbounded (a round without noise)
+	// or when the ledger cannot be accounted.
+	Epsilon *float64 `json:"epsilon"`
+	Delta   float64  `json:"delta"`
+	Rounds  int      `json:"rounds"` // ledger entries
+}
+
+// RoundsPage is the answer of GET /v1/rounds: the rounds after the
+// query's round id, oldest first. When more follow, Next is the value of
+// ?after= for the next page.
+type RoundsPage struct {
+	Rounds []RoundJSON `json:"rounds"`
+	Next   *uint64     `json:"next,omitempty"`
+}
+
+// RoundJSON is a round of the history.
+type RoundJSON struct {
+	Round     uint64  `json:"round"`
+	Outcome   string  `json:"outcome"` // committed or abandoned
+	Model     uint64  `json:"model"`
+	NewModel  uint64  `json:"new_model,omitempty"`
+	Cohort    int     `json:"cohort"`
+	Survivors int     `json:"survivors"`
+	Clipped   int     `json:"clipped"`
+	Loss      float64 `json:"loss"`
+	N         int64   `json:"n"`
+	Reason    string  `json:"reason,omitempty"`
+}
+
+// ModelManifest is the answer of GET /v1/model. The raw form
+// (?format=raw) is the Params little-endian float64 values, in the order of
+// model.Model.Params; Digest is the hex SHA-256 of the big-endian uint32s
+// kind code, items and rank followed by those raw bytes.
+type ModelManifest struct {
+	Version  uint64 `json:"version"`
+	Round    uint64 `json:"round"`
+	Kind     string `json:"kind"` // explicit or implicit
+	KindCode uint8  `json:"kind_code"`
+	Items    int    `json:"items"`
+	Rank     int    `json:"rank"`
+	Params   int    `json:"params"` // items×(rank+1)+1
+	Digest   string `json:"digest"`
+	Layout   string `json:"layout"`
+}
+
+const modelLayout = "item i's factor at [i*(rank+1), i*(rank+1)+rank), its bias at i*(rank+1)+rank, the global mean last"
+
+// admin is a node's admin HTTPS server.
+type admin struct {
+	n       *Node
+	token   [sha256.Size]byte
+	metrics *metrics
+	reg     *prometheus.Registry
+	srv     *http.Server
+	ln      net.Listener
+}
+
+// startAdmin listens on Config.AdminAddr and serves the admin API; its
+// goroutine belongs to n.wg and ends with admin.close.
+func (n *Node) startAdmin() error {
+	a := &admin{n: n, token: sha256.Sum256([]byte(n.cfg.AdminToken)), metrics: n.metrics, reg: prometheus.NewRegistry()}
+	a.reg.MustRegister(a.metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ln, err := net.Listen("tcp", n.cfg.AdminAddr)
+	if err != nil {
+		return fmt.Errorf("coordinator: admin listen: %w", err)
+	}
+	tc := n.cfg.TLS.ServerTLS()
+	tc.ClientAuth = tls.NoClientCert // operators authenticate with the token
+	tc.ClientCAs = nil
+	a.ln = ln
+	a.srv = &http.Server{
+		Handler:           a.handler(),
+		TLSConfig:         tc,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// Handshake failures from scanners and probes: debug, not stderr.
+		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+	n.admin = a
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := a.srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("admin server", "err", err)
+		}
+	}()
+	n.log.Info("admin API", "addr", ln.Addr().String())
+	return nil
+}
+
+// close stops the admin server, letting requests in flight finish for up
+// to a second.
+func (a *admin) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := a.srv.Shutdown(ctx); err != nil {
+		return a.srv.Close()
+	}
+	return nil
+}
+
+// AdminAddr returns the address the admin API listens on, or "" if it is
+// off.
+func (n *Node) AdminAddr() string {
+	if n.admin == nil {
+		return ""
+	}
+	return n.admin.ln.Addr().String()
+}
+
+func (a *admin) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := a.n.Ready(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, err)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("GET /metrics", a.auth(promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg})))
+	mux.Handle("GET /v1/status", a.auth(http.HandlerFunc(a.status)))
+	mux.Handle("GET /v1/rounds", a.auth(http.HandlerFunc(a.rounds)))
+	mux.Handle("GET /v1/model", a.auth(http.HandlerFunc(a.model)))
+	return mux
+}
+
+// auth admits requests that carry the operator token.
+func (a *admin) auth(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		const prefix = "Bearer "
+		got := r.Header.Get("Authorization")
+		scheme := len(got) > len(prefix) && got[:len(prefix)] == prefix
+		sum := sha256.Sum256([]byte(got[min(len(prefix), len(got)):]))
+		if subtle.ConstantTimeCompare(sum[:], a.token[:]) != 1 || !scheme {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="fedrec"`)
+			http.Error(w, "operator token required", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+var errNotMember = errors.New("not a member of a cluster")
+
+// Ready returns nil when the node is a member of a cluster that has a
+// known leader and it has applied every entry it knows to be committed;
+// otherwise an error that says which condition fails.
+func (n *Node) Ready() error {
+	if n.raft.State() == raft.Shutdown {
+		return errors.New("raft is shut down")
+	}
+	if !n.member() {
+		return errNotMember
+	}
+	if _, id := n.raft.LeaderWithID(); id == "" {
+		return errors.New("no known leader")
+	}
+	if c, a := n.raft.CommitIndex(), n.raft.AppliedIndex(); a < c {
+		return fmt.Errorf("applied index %d behind commit index %d", a, c)
+	}
+	return nil
+}
+
+// member reports whether this node is in the latest Raft configuration.
+func (n *Node) member() bool {
+	for _, s := range n.raft.GetConfiguration().Configuration().Servers {
+		if s.ID == raft.ServerID(n.cfg.ID) {
+			return true
+		}
+	}
+	return false
+}
+
+// voters counts the voters of the latest Raft configuration.
+func (n *Node) voters() int {
+	k := 0
+	for _, s := range n.raft.GetConfiguration().Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			k++
+		}
+	}
+	return k
+}
+
+// lastContact is the time since this node last heard from the leader: 0
+// on the leader, +Inf if never.
+func (n *Node) lastContact() time.Duration {
+	if n.raft.State() == raft.Leader {
+		return 0
+	}
+	t := n.raft.LastContact()
+	if t.IsZero() {
+		return time.Duration(math.MaxInt64)
+	}
+	return time.Since(t)
+}
+
+// Status returns the node's view of the cluster.
+func (n *Node) Status() Status {
+	r := n.raft
+	st := Status{
+		Node: n.cfg.ID, State: lowerState(r.State()), Term: r.CurrentTerm(),
+		Commit: r.CommitIndex(), Applied: r.AppliedIndex(), Nodes: []StatusNode{},
+	}
+	if d := n.lastContact(); d == time.Duration(math.MaxInt64) {
+		st.LastContact = -1
+	} else {
+		st.LastContact = d.Seconds()
+	}
+	if err := n.Ready(); err != nil {
+		st.NotReady = err.Error()
+	} else {
+		st.Ready = true
+	}
+	_, lid := r.LeaderWithID()
+	servers := r.GetConfiguration().Configuration().Servers
+	slices.SortFunc(servers, func(a, b raft.Server) int { return strings.Compare(string(a.ID), string(b.ID)) })
+	n.fsm.read(func(s *State) {
+		for _, srv := range servers {
+			sn := StatusNode{ID: string(srv.ID), RaftAddr: string(srv.Address), ClientAddr: s.NodeAddr(string(srv.ID)), Suffrage: suffrage(srv.Suffrage), Leader: srv.ID == lid}
+			st.Nodes = append(st.Nodes, sn)
+			if sn.Leader {
+				st.Leader = &sn
+			}
+		}
+		if st.Leader == nil && lid != "" {
+			st.Leader = &StatusNode{ID: string(lid), ClientAddr: s.NodeAddr(string(lid)), Leader: true}
+		}
+		if v := s.Current(); v != nil {
+			st.Model = &StatusModel{Version: v.Version, Round: v.Round, Digest: hex.EncodeToString(v.Digest[:])}
+		}
+		if o := s.Open(); o != nil {
+			st.Round = &StatusRound{Round: o.Round, Model: o.Model, Cohort: len(o.Cohort), Leader: o.Leader}
+		}
+		st.LastRound = s.LastRound()
+		st.Privacy.Rounds = len(s.Ledger())
+	})
+	eps, delta := n.metrics.privacySpent()
+	st.Privacy.Delta = delta
+	if !math.IsNaN(eps) && !math.IsInf(eps, 0) {
+		st.Privacy.Epsilon = &eps
+	}
+	return st
+}
+
+func suffrage(s raft.ServerSuffrage) string {
+	switch s {
+	case raft.Voter:
+		return "voter"
+	case raft.Nonvoter:
+		return "nonvoter"
+	}
+	return "staging"
+}
+
+func (a *admin) status(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, a.n.Status())
+}
+
+func (a *admin) rounds(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var after uint64
+	limit := DefaultRoundsLimit
+	if s := q.Get("after"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			http.Error(w, "after: want a round number", http.StatusBadRequest)
+			return
+		}
+		after = v
+	}
+	if s := q.Get("limit"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 || v > MaxRoundsLimit {
+			http.Error(w, fmt.Sprintf("limit: want 1..%d", MaxRoundsLimit), http.StatusBadRequest)
+			return
+		}
+		limit = v
+	}
+	page := RoundsPage{Rounds: []RoundJSON{}}
+	a.n.fsm.read(func(s *State) {
+		rs := s.Rounds()
+		// The history is in round order: find the first round after.
+		i, _ := binarySearchRound(rs, after)
+		for ; i < len(rs) && len(page.Rounds) < limit; i++ {
+			page.Rounds = append(page.Rounds, roundJSON(&rs[i]))
+		}
+		if i < len(rs) {
+			next := rs[i-1].Round
+			page.Next = &next
+		}
+	})
+	writeJSON(w, page)
+}
+
+// binarySearchRound returns the index of the first record with a round
+// above after.
+func binarySearchRound(rs []RoundRecord, after uint64) (int, bool) {
+	lo, hi := 0, len(rs)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if rs[m].Round <= after {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo, lo < len(rs)
+}
+
+func roundJSON(r *RoundRecord) RoundJSON {
+	o := "committed"
+	if r.Outcome != Committed {
+		o = "abandoned"
+	}
+	return RoundJSON{Round: r.Round, Outcome: o, Model: r.Model, NewModel: r.NewModel, Cohort: r.Cohort,
+		Survivors: r.Survivors, Clipped: r.Clipped, Loss: r.Loss, N: r.N, Reason: r.Reason}
+}
+
+func (a *admin) model(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var v *Version
+	var want uint64
+	if s := q.Get("version"); s != "" {
+		x, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			http.Error(w, "version: want a model version", http.StatusBadRequest)
+			return
+		}
+		want = x
+	}
+	a.n.fsm.read(func(s *State) {
+		if want == 0 {
+			v = s.Current()
+		} else {
+			v = s.Model(want)
+		}
+	})
+	if v == nil {
+		http.Error(w, "no such model version on this node", http.StatusNotFound)
+		return
+	}
+	m := v.Model
+	man := ModelManifest{Version: v.Version, Round: v.Round, Kind: m.Kind.String(), KindCode: wire.KindOf(m.Kind),
+		Items: m.Items, Rank: m.Rank, Params: len(m.Params), Digest: hex.EncodeToString(v.Digest[:]), Layout: modelLayout}
+	switch q.Get("format") {
+	case "", "json":
+		writeJSON(w, man)
+	case "raw":
+		h := w.Header()
+		h.Set("Content-Type", "application/octet-stream")
+		h.Set("Content-Length", strconv.Itoa(8*len(m.Params)))
+		h.Set("Fedrec-Model-Version", strconv.FormatUint(v.Version, 10))
+		h.Set("Fedrec-Model-Kind", man.Kind)
+		h.Set("Fedrec-Model-Items", strconv.Itoa(m.Items))
+		h.Set("Fedrec-Model-Rank", strconv.Itoa(m.Rank))
+		h.Set("Fedrec-Model-Digest", man.Digest)
+		// Versions are immutable: the parameters are read without the lock.
+		buf := make([]byte, 64<<10)
+		p := m.Params
+		for len(p) > 0 {
+			k := min(len(p), len(buf)/8)
+			for i, x := range p[:k] {
+				binary.LittleEndian.PutUint64(buf[8*i:], math.Float64bits(x))
+			}
+			if _, err := w.Write(buf[:8*k]); err != nil {
+				return
+			}
+			p = p[k:]
+		}
+	default:
+		http.Error(w, "format: want json or raw", http.StatusBadRequest)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}

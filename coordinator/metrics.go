@@ -1,0 +1,259 @@
+package coordinator
+
+import (
+	"io"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fedrec/fedrec/aggregation/privacy"
+)
+
+// DefaultDelta is the δ at which the admin API and the metrics report the
+// privacy spent, ε(δ), until the training configuration carries its own.
+const DefaultDelta = 1e-5
+
+// metrics are a node's Prometheus metrics. The round figures are derived
+// from the replicated state as this node applies it (observedFSM), so every
+// node reports the cluster's history and a restarted node starts from the
+// history it restores; round durations use the leader's append times of
+// the entries. Raft, model and privacy figures are read at scrape time.
+type metrics struct {
+	n *Node
+
+	started, committed, abandoned prometheus.Counter
+	cohort, survivors             prometheus.Counter
+	lastCohort, lastSurvivors     prometheus.Gauge
+	duration                      *prometheus.HistogramVec
+
+	raftState, raftTerm, raftCommit, raftApplied, raftLastContact, raftPeers *prometheus.Desc
+	modelVersion, roundOpen, epsilon, delta                                  *prometheus.Desc
+
+	// pmu guards the accountant, apart from mu so that an apply never
+	// waits for ε to be computed.
+	pmu     sync.Mutex
+	acct    *privacy.Accountant
+	acctN   int     // ledger entries in acct
+	acctEnd uint64  // round of the last of them
+	eps     float64 // ε spent at DefaultDelta; NaN if the ledger cannot be accounted
+
+	mu     sync.Mutex // guards the fields below (update)
+	rounds int        // records of the history counted
+	last   uint64     // LastRound counted
+	open   uint64     // the open round, 0 if none
+	openAt time.Time  // when the leader appended its OpenRound; zero if unknown
+}
+
+func newMetrics(n *Node) *metrics {
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "fedrec", Name: name, Help: help})
+	}
+	gauge := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "fedrec", Name: name, Help: help})
+	}
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("fedrec_"+name, help, labels, nil)
+	}
+	return &metrics{
+		n:             n,
+		started:       counter("rounds_started_total", "Rounds opened (an OpenRound committed), cluster-wide, as applied by this node."),
+		committed:     counter("rounds_committed_total", "Rounds that committed a new model version."),
+		abandoned:     counter("rounds_abandoned_total", "Rounds abandoned (too few survivors, deadline, leader change)."),
+		cohort:        counter("round_cohort_clients_total", "Clients selected into the cohorts of finished rounds."),
+		survivors:     counter("round_survivor_clients_total", "Clients whose updates counted in finished rounds."),
+		lastCohort:    gauge("last_round_cohort_clients", "Clients selected into the most recently finished round."),
+		lastSurvivors: gauge("last_round_survivor_clients", "Clients whose updates counted in the most recently finished round."),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "fedrec", Name: "round_duration_seconds",
+			Help: "Time from a round's opening (its manifest appended to the log) to its commit or abandonment, on the leader's clock, by outcome.",
+			// From a round on loopback to one that waits out a long
+			// upload deadline: 0.25 s … 512 s.
+			Buckets: prometheus.ExponentialBuckets(0.25, 2, 12),
+		}, []string{"outcome"}),
+		raftState:       desc("raft_state", "Raft state of this node: 1 for the current state, 0 for the others.", "state"),
+		raftTerm:        desc("raft_term", "Current Raft term."),
+		raftCommit:      desc("raft_commit_index", "Raft commit index as known to this node."),
+		raftApplied:     desc("raft_applied_index", "Raft index last applied to this node's state."),
+		raftLastContact: desc("raft_last_contact_seconds", "Seconds since this follower last heard from the leader; 0 on the leader, +Inf if never."),
+		raftPeers:       desc("raft_voters", "Voters in the Raft configuration."),
+		modelVersion:    desc("model_version", "Version of the newest committed model (1 is the initial model)."),
+		roundOpen:       desc("round_open", "1 while a round is open, else 0."),
+		epsilon:         desc("privacy_epsilon", "Differential-privacy ε spent by the committed rounds at δ = fedrec_privacy_delta (+Inf after a round without noise)."),
+		delta:           desc("privacy_delta", "The δ at which fedrec_privacy_epsilon is reported."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range m.owned() {
+		c.Describe(ch)
+	}
+	for _, d := range []*prometheus.Desc{m.raftState, m.raftTerm, m.raftCommit, m.raftApplied, m.raftLastContact, m.raftPeers, m.modelVersion, m.roundOpen, m.epsilon, m.delta} {
+		ch <- d
+	}
+}
+
+func (m *metrics) owned() []prometheus.Collector {
+	return []prometheus.Collector{m.started, m.committed, m.abandoned, m.cohort, m.survivors, m.lastCohort, m.lastSurvivors, m.duration}
+}
+
+var raftStates = []raft.RaftState{raft.Follower, raft.Candidate, raft.Leader, raft.Shutdown}
+
+// Collect implements prometheus.Collector.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range m.owned() {
+		c.Collect(ch)
+	}
+	r := m.n.raft
+	st := r.State()
+	for _, s := range raftStates {
+		v := 0.0
+		if s == st {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(m.raftState, prometheus.GaugeValue, v, lowerState(s))
+	}
+	ch <- prometheus.MustNewConstMetric(m.raftTerm, prometheus.GaugeValue, float64(r.CurrentTerm()))
+	ch <- prometheus.MustNewConstMetric(m.raftCommit, prometheus.GaugeValue, float64(r.CommitIndex()))
+	ch <- prometheus.MustNewConstMetric(m.raftApplied, prometheus.GaugeValue, float64(r.AppliedIndex()))
+	ch <- prometheus.MustNewConstMetric(m.raftLastContact, prometheus.GaugeValue, m.n.lastContact().Seconds())
+	ch <- prometheus.MustNewConstMetric(m.raftPeers, prometheus.GaugeValue, float64(m.n.voters()))
+	var version uint64
+	var open float64
+	m.n.View(func(s *State) {
+		if v := s.Current(); v != nil {
+			version = v.Version
+		}
+		if s.Open() != nil {
+			open = 1
+		}
+	})
+	ch <- prometheus.MustNewConstMetric(m.modelVersion, prometheus.GaugeValue, float64(version))
+	ch <- prometheus.MustNewConstMetric(m.roundOpen, prometheus.GaugeValue, open)
+	eps, delta := m.privacySpent()
+	ch <- prometheus.MustNewConstMetric(m.epsilon, prometheus.GaugeValue, eps)
+	ch <- prometheus.MustNewConstMetric(m.delta, prometheus.GaugeValue, delta)
+}
+
+// lowerState names a Raft state as a label value.
+func lowerState(s raft.RaftState) string {
+	switch s {
+	case raft.Follower:
+		return "follower"
+	case raft.Candidate:
+		return "candidate"
+	case raft.Leader:
+		return "leader"
+	}
+	return "shutdown"
+}
+
+// privacySpent returns ε at δ for the ledger as applied: the accountant
+// takes in the entries added since the last call.
+func (m *metrics) privacySpent() (eps, delta float64) {
+	m.pmu.Lock()
+	defer m.pmu.Unlock()
+	var ledger []LedgerEntry
+	m.n.View(func(s *State) {
+		l := s.Ledger()
+		if m.acct != nil && m.acctN <= len(l) && (m.acctN == 0 || l[m.acctN-1].Round == m.acctEnd) {
+			ledger = slices.Clone(l[m.acctN:])
+		} else { // first call, or restored from another state
+			m.acct, m.acctN = nil, 0
+			ledger = slices.Clone(l)
+		}
+	})
+	if m.acct != nil && len(ledger) == 0 {
+		return m.eps, DefaultDelta
+	}
+	if m.acct == nil {
+		a, err := privacy.NewAccountant(privacy.Config{})
+		if err != nil {
+			panic(err) // the zero Config is valid
+		}
+		m.acct = a
+	}
+	for _, e := range ledger {
+		// Rounds sample their cohorts at rate q and add Gaussian noise of
+		// the recorded multiplier: the Poisson-sampled Gaussian mechanism.
+		if err := m.acct.Add(privacy.Entry{Mechanism: privacy.PoissonGaussian, SamplingRate: e.SamplingRate, NoiseMultiplier: e.NoiseMultiplier, Steps: e.Steps}); err != nil {
+			m.n.log.Warn("privacy ledger entry cannot be accounted", "round", e.Round, "err", err)
+			m.eps = math.NaN()
+			return m.eps, DefaultDelta
+		}
+		m.acctN++
+		m.acctEnd = e.Round
+	}
+	m.eps, _, _ = m.acct.Epsilon(DefaultDelta) // DefaultDelta is valid
+	return m.eps, DefaultDelta
+}
+
+// observedFSM is the raft.FSM the node gives Raft: the fsm, with the
+// metrics told of every change as it is applied.
+type observedFSM struct {
+	*fsm
+	m *metrics
+}
+
+func (o observedFSM) Apply(l *raft.Log) any {
+	res := o.fsm.Apply(l)
+	o.m.update(l.AppendedAt)
+	return res
+}
+
+func (o observedFSM) Restore(rc io.ReadCloser) error {
+	err := o.fsm.Restore(rc)
+	o.m.update(time.Time{})
+	return err
+}
+
+// update counts what the state gained since the last call. at is when the
+// leader appended the entry just applied (raft.Log.AppendedAt, replicated
+// with the entry), zero if unknown: a round is timed from its OpenRound's
+// to its CommitRound's or AbandonRound's, on the leader's clock, so every
+// node observes the same durations.
+func (m *metrics) update(at time.Time) {
+	var recs []RoundRecord
+	var last, open uint64
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.n.View(func(s *State) {
+		rs := s.Rounds()
+		if len(rs) < m.rounds { // restored from an older state: count on from there
+			m.rounds = len(rs)
+		}
+		recs = slices.Clone(rs[m.rounds:])
+		m.rounds = len(rs)
+		last = s.LastRound()
+		if o := s.Open(); o != nil {
+			open = o.Round
+		}
+	})
+	if last > m.last {
+		m.started.Add(float64(last - m.last))
+		m.last = last
+	}
+	for _, r := range recs {
+		outcome := "committed"
+		if r.Outcome == Committed {
+			m.committed.Inc()
+		} else {
+			outcome = "abandoned"
+			m.abandoned.Inc()
+		}
+		m.cohort.Add(float64(r.Cohort))
+		m.survivors.Add(float64(r.Survivors))
+		m.lastCohort.Set(float64(r.Cohort))
+		m.lastSurvivors.Set(float64(r.Survivors))
+		if r.Round == m.open && !m.openAt.IsZero() && !at.IsZero() {
+			m.duration.WithLabelValues(outcome).Observe(max(0, at.Sub(m.openAt).Seconds()))
+		}
+	}
+	if open != m.open {
+		m.open, m.openAt = open, at
+	}
+}

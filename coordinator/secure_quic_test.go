@@ -1,0 +1,92 @@
+package coordinator_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fedrec/fedrec/client"
+	"github.com/fedrec/fedrec/coordinator"
+)
+
+// oneRound runs k participants over QUIC until each took part in one round
+// and returns the parameters of model version 2.
+func oneRound(t *testing.T, tr coordinator.Training, k int) []float64 {
+	t.Helper()
+	c := newQUICClusterWith(t, 2, tr)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	cache := client.NewModelCache()
+	var wg sync.WaitGroup
+	errs := make([]error, k)
+	for i := range k {
+		d, err := client.NewDialer(c.addrs, c.clientTLS())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := client.NewParticipant(client.ParticipantConfig{
+			ID: fmt.Sprintf("u%d", i), Ratings: ratings(rand.New(rand.NewPCG(uint64(i), 1)), 20, 8),
+			Dialer: d, Models: cache, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			defer d.Close()
+			for ctx.Err() == nil {
+				res, err := p.RunRound(ctx)
+				if err == nil && res.Selected {
+					return
+				}
+				errs[i] = err
+			}
+		})
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		t.Fatalf("participants did not finish a round: %v", errs)
+	}
+	l := c.leader(t, ctx)
+	if err := l.WaitFor(ctx, func(s *coordinator.State) bool { return s.Current().Version >= 2 }); err != nil {
+		t.Fatal(err)
+	}
+	var params []float64
+	l.View(func(s *coordinator.State) {
+		r := s.Rounds()[0]
+		if r.Outcome != coordinator.Committed || r.Survivors != k {
+			t.Errorf("round %+v, want committed with %d survivors", r, k)
+		}
+		params = s.Model(2).Model.Params
+	})
+	return params
+}
+
+// A secure round over QUIC commits the model the plaintext round commits
+// on the same updates, up to fixed-point rounding.
+func TestQUICSecureRoundMatchesPlaintext(t *testing.T) {
+	const k = 5
+	tr := training()
+	tr.ClientsPerRound, tr.OverSelect, tr.MinClients, tr.Clip = k, 0, 3, 1
+	tr.CheckInWindow = 5 * time.Second // select when all k have checked in
+	plain := oneRound(t, tr, k)
+	tr.SecAgg, tr.SecAggPhase = true, 2*time.Second
+	secure := oneRound(t, tr, k)
+	if len(plain) != len(secure) {
+		t.Fatalf("%d params, want %d", len(secure), len(plain))
+	}
+	var worst float64
+	for i := range plain {
+		// The fixed-point step is about 2e-9 here; the server optimizer
+		// (FedAdam) amplifies it near zero by up to LR·(1-β1)/τ = 10.
+		d := math.Abs(secure[i]-plain[i]) / max(1, math.Abs(plain[i]))
+		worst = max(worst, d)
+		if d > 1e-6 {
+			t.Fatalf("param %d = %v with secagg, %v in plaintext", i, secure[i], plain[i])
+		}
+	}
+	t.Logf("largest relative difference %.3g", worst)
+}

@@ -1,0 +1,393 @@
+package wire
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"slices"
+
+	"github.com/fedrec/fedrec/aggregation/secagg"
+)
+
+// Secure aggregation over the client protocol. After a Plan whose SecAgg is
+// set, a client runs the four phases of aggregation/secagg as four
+// request/response exchanges with the leader, each on its own stream and
+// each carrying the round's ticket:
+//
+//	SecAggAdvert  → (held until advertise-keys closes) → SecAggPeerKeys
+//	SecAggShares  → (held until share-keys closes)     → SecAggDelivery
+//	SecAggMasked  → (held until masked-input closes)   → SecAggUnmaskRequest
+//	SecAggUnmask  → UploadAck
+//
+// The leader holds each request until the phase closes, as it holds a
+// check-in, so the client never needs server push. A client that was
+// dropped from the protocol gets CodeNoRound.
+
+// Limits of the secure-aggregation messages.
+const (
+	// MaxSecAggPeers bounds the peers listed in one message: a client's
+	// neighbours in the round's graph.
+	MaxSecAggPeers = 4096
+	// secAggBody bounds the messages that carry keys and shares.
+	secAggBody = 1 << 20
+	// seedLen is the length of the round's public seeds.
+	seedLen = 32
+	keyLen  = 32
+)
+
+// SecAggParams are a secure round's parameters, committed in the manifest
+// (OpenRound) and announced in every Plan so that the client can check
+// them. The protocol's client ids are the cohort's indices 0..Clients-1 in
+// selection order.
+type SecAggParams struct {
+	Clients      int     `msgpack:"clients"`
+	Threshold    int     `msgpack:"threshold"`
+	Degree       int     `msgpack:"degree"` // 0: the complete graph
+	MinSurvivors int     `msgpack:"min_survivors"`
+	Bits         int     `msgpack:"bits"`
+	Clip         float64 `msgpack:"clip"`
+	// Seed is the secagg graph seed and RotationSeed the fixed-point
+	// rotation seed; both are SecAggSeeds of the round and model digest.
+	Seed         []byte `msgpack:"seed"`
+	RotationSeed []byte `msgpack:"rotation_seed"`
+	// PhaseMs is the deadline of each phase after the first.
+	PhaseMs int64 `msgpack:"phase_ms"`
+}
+
+// SecAggSeeds derives a round's public seeds from its committed manifest:
+// the graph seed of secagg.Config and the rotation seed of
+// fixedpoint.Params, SHA-256 of a purpose label, the round id and the
+// model digest. The leader cannot choose them after seeing the cohort.
+func SecAggSeeds(round uint64, digest []byte) (graph, rotation [seedLen]byte) {
+	h := func(label string) [seedLen]byte {
+		s := sha256.New()
+		s.Write([]byte(label))
+		s.Write(binary.BigEndian.AppendUint64(nil, round))
+		s.Write(digest)
+		var out [seedLen]byte
+		s.Sum(out[:0])
+		return out
+	}
+	return h("fedrec/secagg graph\x00"), h("fedrec/secagg rotation\x00")
+}
+
+// Validate checks the parameters' ranges.
+func (p *SecAggParams) Validate() error {
+	switch {
+	case p.Clients < 3 || p.Clients > secagg.MaxClients:
+		return Errorf(CodeMalformed, "secagg: %d clients", p.Clients)
+	case p.Degree < 0 || p.Degree%2 != 0 || p.Degree > MaxSecAggPeers:
+		return Errorf(CodeMalformed, "secagg: degree %d", p.Degree)
+	case p.Threshold < 2 || p.Threshold > p.Clients-1:
+		return Errorf(CodeMalformed, "secagg: threshold %d of %d clients", p.Threshold, p.Clients)
+	case p.MinSurvivors < p.Threshold || p.MinSurvivors > p.Clients:
+		return Errorf(CodeMalformed, "secagg: min survivors %d", p.MinSurvivors)
+	case p.Bits < 1 || p.Bits > 64:
+		return Errorf(CodeMalformed, "secagg: %d bits", p.Bits)
+	case !(p.Clip > 0) || !finite(p.Clip):
+		return Errorf(CodeMalformed, "secagg: clip %v", p.Clip)
+	case len(p.Seed) != seedLen || len(p.RotationSeed) != seedLen:
+		return Errorf(CodeMalformed, "secagg: seeds of %d and %d bytes", len(p.Seed), len(p.RotationSeed))
+	case p.PhaseMs <= 0:
+		return Errorf(CodeMalformed, "secagg: phase_ms %d", p.PhaseMs)
+	}
+	return nil
+}
+
+// Config returns the secagg.Config of round for vectors of length n.
+func (p *SecAggParams) Config(round uint64, n int) secagg.Config {
+	ids := make([]uint32, p.Clients)
+	for i := range ids {
+		ids[i] = uint32(i)
+	}
+	return secagg.Config{Round: round, Seed: slices.Clone(p.Seed), Clients: ids, VectorLen: n, Bits: p.Bits,
+		Degree: p.Degree, Threshold: p.Threshold, MinSurvivors: p.MinSurvivors}
+}
+
+// SecAggKeys is a client's advertised public keys (secagg.KeyAdvert).
+type SecAggKeys struct {
+	Client       uint32 `msgpack:"client"`
+	ConfigDigest []byte `msgpack:"config_digest"`
+	CipherKey    []byte `msgpack:"cipher_key"`
+	MaskKey      []byte `msgpack:"mask_key"`
+	Signature    []byte `msgpack:"sig"`
+}
+
+func (k *SecAggKeys) validate() error {
+	if len(k.ConfigDigest) != sha256.Size || len(k.CipherKey) != keyLen || len(k.MaskKey) != keyLen || len(k.Signature) > secagg.MaxSignatureLen {
+		return Errorf(CodeMalformed, "secagg: keys of client %d have the wrong lengths", k.Client)
+	}
+	return nil
+}
+
+// SealedShare is one encrypted pair of Shamir shares (secagg.SealedShare).
+type SealedShare struct {
+	Peer       uint32 `msgpack:"peer"`
+	Ciphertext []byte `msgpack:"ct"`
+}
+
+// Share is one plaintext Shamir share (secagg.Share).
+type Share struct {
+	Peer  uint32   `msgpack:"peer"`
+	Value []uint64 `msgpack:"value"`
+}
+
+// SecAggHeader is the identity of a secure-round request.
+type SecAggHeader struct {
+	Version  uint16 `msgpack:"v"`
+	Round    uint64 `msgpack:"round"`
+	ClientID string `msgpack:"client"`
+	Ticket   []byte `msgpack:"ticket"`
+}
+
+func (h *SecAggHeader) check(what string) error {
+	if err := checkVersion(h.Version); err != nil {
+		return err
+	}
+	if err := checkID("client id", h.ClientID); err != nil {
+		return err
+	}
+	if h.Round == 0 || len(h.Ticket) != TicketLen {
+		return Errorf(CodeMalformed, "%s: round %d, ticket of %d bytes", what, h.Round, len(h.Ticket))
+	}
+	return nil
+}
+
+// SecAggAdvert is phase 1 (advertise keys), client → leader. The reply,
+// once the phase closes, is SecAggPeerKeys.
+type SecAggAdvert struct {
+	SecAggHeader `msgpack:",inline"`
+	Keys         SecAggKeys `msgpack:"keys"`
+}
+
+func (*SecAggAdvert) Type() Type { return TypeSecAggAdvert }
+
+func (m *SecAggAdvert) Validate() error {
+	if err := m.check("secagg advert"); err != nil {
+		return err
+	}
+	return m.Keys.validate()
+}
+
+// SecAggPeerKeys gives a client its neighbours' keys (phase 2), leader →
+// client.
+type SecAggPeerKeys struct {
+	Round uint64       `msgpack:"round"`
+	To    uint32       `msgpack:"to"`
+	Peers []SecAggKeys `msgpack:"peers"`
+}
+
+func (*SecAggPeerKeys) Type() Type { return TypeSecAggPeerKeys }
+
+func (m *SecAggPeerKeys) Validate() error {
+	if len(m.Peers) > MaxSecAggPeers {
+		return Errorf(CodeMalformed, "secagg peer keys: %d peers", len(m.Peers))
+	}
+	for i := range m.Peers {
+		if err := m.Peers[i].validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkSealed(what string, s []SealedShare) error {
+	if len(s) > MaxSecAggPeers {
+		return Errorf(CodeMalformed, "%s: %d shares", what, len(s))
+	}
+	for _, x := range s {
+		if len(x.Ciphertext) != secagg.SealedShareLen {
+			return Errorf(CodeMalformed, "%s: share for %d of %d bytes", what, x.Peer, len(x.Ciphertext))
+		}
+	}
+	return nil
+}
+
+// SecAggShares is phase 2 (share keys), client → leader: encrypted shares
+// for each neighbour. The reply, once the phase closes, is SecAggDelivery.
+type SecAggShares struct {
+	SecAggHeader `msgpack:",inline"`
+	Shares       []SealedShare `msgpack:"shares"`
+}
+
+func (*SecAggShares) Type() Type { return TypeSecAggShares }
+
+func (m *SecAggShares) Validate() error {
+	if err := m.check("secagg shares"); err != nil {
+		return err
+	}
+	return checkSealed("secagg shares", m.Shares)
+}
+
+// SecAggDelivery forwards the shares addressed to a client (phase 3),
+// leader → client.
+type SecAggDelivery struct {
+	Round  uint64        `msgpack:"round"`
+	To     uint32        `msgpack:"to"`
+	Shares []SealedShare `msgpack:"shares"`
+}
+
+func (*SecAggDelivery) Type() Type { return TypeSecAggDelivery }
+
+func (m *SecAggDelivery) Validate() error { return checkSealed("secagg delivery", m.Shares) }
+
+// SecAggMasked is phase 3 (masked input), client → leader: the masked
+// vector, packed little-endian in Width bytes per value (4 when the
+// round's Bits <= 32, else 8). The reply, once the phase closes, is
+// SecAggUnmaskRequest.
+type SecAggMasked struct {
+	SecAggHeader `msgpack:",inline"`
+	Width        uint8  `msgpack:"width"`
+	Values       []byte `msgpack:"values"`
+}
+
+func (*SecAggMasked) Type() Type { return TypeSecAggMasked }
+
+func (m *SecAggMasked) Validate() error {
+	if err := m.check("secagg masked input"); err != nil {
+		return err
+	}
+	if (m.Width != 4 && m.Width != 8) || len(m.Values) == 0 || len(m.Values)%int(m.Width) != 0 {
+		return Errorf(CodeMalformed, "secagg masked input: %d bytes of width %d", len(m.Values), m.Width)
+	}
+	return nil
+}
+
+// PackWords packs v (values below 2^bits) into a SecAggMasked's Width and
+// Values.
+func PackWords(v []uint64, bits int) (uint8, []byte) {
+	if bits <= 32 {
+		b := make([]byte, 4*len(v))
+		for i, x := range v {
+			binary.LittleEndian.PutUint32(b[4*i:], uint32(x))
+		}
+		return 4, b
+	}
+	b := make([]byte, 8*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint64(b[8*i:], x)
+	}
+	return 8, b
+}
+
+// Words unpacks the masked vector.
+func (m *SecAggMasked) Words() []uint64 {
+	w := int(m.Width)
+	out := make([]uint64, len(m.Values)/w)
+	for i := range out {
+		if w == 4 {
+			out[i] = uint64(binary.LittleEndian.Uint32(m.Values[4*i:]))
+		} else {
+			out[i] = binary.LittleEndian.Uint64(m.Values[8*i:])
+		}
+	}
+	return out
+}
+
+// SecAggUnmaskRequest tells a client which neighbours survived and which
+// dropped (phase 4), leader → client.
+type SecAggUnmaskRequest struct {
+	Round     uint64   `msgpack:"round"`
+	To        uint32   `msgpack:"to"`
+	Survivors []uint32 `msgpack:"survivors"`
+	Dropped   []uint32 `msgpack:"dropped"`
+}
+
+func (*SecAggUnmaskRequest) Type() Type { return TypeSecAggUnmaskRequest }
+
+func (m *SecAggUnmaskRequest) Validate() error {
+	if len(m.Survivors)+len(m.Dropped) > MaxSecAggPeers {
+		return Errorf(CodeMalformed, "secagg unmask request: %d peers", len(m.Survivors)+len(m.Dropped))
+	}
+	return nil
+}
+
+// SecAggUnmask is phase 4 (unmask), client → leader. The reply is
+// UploadAck.
+type SecAggUnmask struct {
+	SecAggHeader   `msgpack:",inline"`
+	SelfMaskShares []Share `msgpack:"self_mask_shares"`
+	MaskKeyShares  []Share `msgpack:"mask_key_shares"`
+}
+
+func (*SecAggUnmask) Type() Type { return TypeSecAggUnmask }
+
+func (m *SecAggUnmask) Validate() error {
+	if err := m.check("secagg unmask"); err != nil {
+		return err
+	}
+	if len(m.SelfMaskShares)+len(m.MaskKeyShares) > MaxSecAggPeers {
+		return Errorf(CodeMalformed, "secagg unmask: %d shares", len(m.SelfMaskShares)+len(m.MaskKeyShares))
+	}
+	for _, s := range append(slices.Clip(m.SelfMaskShares), m.MaskKeyShares...) {
+		if len(s.Value) != secagg.ShareLen {
+			return Errorf(CodeMalformed, "secagg unmask: share of %d of %d elements", s.Peer, len(s.Value))
+		}
+	}
+	return nil
+}
+
+// Conversions to and from aggregation/secagg, at the boundary.
+
+// SecAggKeysOf converts a secagg.KeyAdvert.
+func SecAggKeysOf(k secagg.KeyAdvert) SecAggKeys {
+	return SecAggKeys{Client: k.Client, ConfigDigest: k.ConfigDigest, CipherKey: k.CipherKey, MaskKey: k.MaskKey, Signature: k.Signature}
+}
+
+// KeyAdvert converts to a secagg.KeyAdvert of round.
+func (k *SecAggKeys) KeyAdvert(round uint64) secagg.KeyAdvert {
+	return secagg.KeyAdvert{Round: round, Client: k.Client, ConfigDigest: k.ConfigDigest, CipherKey: k.CipherKey, MaskKey: k.MaskKey, Signature: k.Signature}
+}
+
+// PeerKeysOf converts a secagg.PeerKeys.
+func PeerKeysOf(m secagg.PeerKeys) *SecAggPeerKeys {
+	out := &SecAggPeerKeys{Round: m.Round, To: m.To, Peers: make([]SecAggKeys, len(m.Peers))}
+	for i, p := range m.Peers {
+		out.Peers[i] = SecAggKeysOf(p)
+	}
+	return out
+}
+
+// PeerKeys converts to a secagg.PeerKeys.
+func (m *SecAggPeerKeys) PeerKeys() secagg.PeerKeys {
+	out := secagg.PeerKeys{Round: m.Round, To: m.To, Peers: make([]secagg.KeyAdvert, len(m.Peers))}
+	for i := range m.Peers {
+		out.Peers[i] = m.Peers[i].KeyAdvert(m.Round)
+	}
+	return out
+}
+
+// SealedOf converts secagg.SealedShares.
+func SealedOf(s []secagg.SealedShare) []SealedShare {
+	out := make([]SealedShare, len(s))
+	for i, x := range s {
+		out[i] = SealedShare{Peer: x.Peer, Ciphertext: x.Ciphertext}
+	}
+	return out
+}
+
+// Sealed converts to secagg.SealedShares.
+func Sealed(s []SealedShare) []secagg.SealedShare {
+	out := make([]secagg.SealedShare, len(s))
+	for i, x := range s {
+		out[i] = secagg.SealedShare{Peer: x.Peer, Ciphertext: x.Ciphertext}
+	}
+	return out
+}
+
+// SharesOf converts secagg.Shares.
+func SharesOf(s []secagg.Share) []Share {
+	out := make([]Share, len(s))
+	for i, x := range s {
+		out[i] = Share{Peer: x.Peer, Value: x.Value}
+	}
+	return out
+}
+
+// Shares converts to secagg.Shares.
+func Shares(s []Share) []secagg.Share {
+	out := make([]secagg.Share, len(s))
+	for i, x := range s {
+		out[i] = secagg.Share{Peer: x.Peer, Value: x.Value}
+	}
+	return out
+}
