@@ -2,8 +2,10 @@ package client
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -113,6 +115,19 @@ func (n *network) Join(ctx context.Context, k *Contribution) error {
 	}
 	if err := rctx.Err(); err != nil {
 		return err // opted out or past the deadline: send nothing
+	}
+	if plan.SecAgg != nil {
+		// The coordinator learns only the cohort's sum.
+		var seed [32]byte
+		if _, err := crand.Read(seed[:]); err != nil {
+			return err
+		}
+		_, sent, err := secureRound(rctx, d, n.cfg.ClientID, plan, p.Delta, rand.New(rand.NewChaCha8(seed)))
+		if err != nil {
+			return fmt.Errorf("client: round %d: secure aggregation: %w", plan.Round, err)
+		}
+		k.Sent(int64(sent))
+		return nil
 	}
 	req := &wire.Upload{Version: wire.Version, Round: plan.Round, ClientID: n.cfg.ClientID, Ticket: plan.Ticket, Model: plan.Model, Loss: p.Loss, N: int64(p.N), Delta: p.Delta}
 	if err := d.upload(rctx, req); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +20,86 @@ import (
 // declines, a permissive one trains, uploads, and its report shows it.
 func TestSDKAgainstCluster(t *testing.T) {
 	const items = 20
+	n, ca := startNode(t, coordinator.Training{Items: items, Rank: 4, Mean: 3.5, ClientsPerRound: 1, MinClients: 1, Clip: 0.5,
+		NoiseMultiplier: 1.2, Population: 1000, CheckInWindow: 100 * time.Millisecond, RoundTimeout: 2 * time.Second})
+	catalogue := catalogueOf(items)
+
+	device := func(t *testing.T, p client.Policy) *client.Client { return newDevice(t, n, ca, catalogue, p) }
+	t.Run("declines a cohort below its policy", func(t *testing.T) {
+		c := device(t, client.DefaultPolicy()) // wants cohorts of 100
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		_, err := participate(ctx, c)
+		if !errors.Is(err, client.ErrDeclined) {
+			t.Fatalf("Participate = %v, want ErrDeclined", err)
+		}
+	})
+	t.Run("takes part", func(t *testing.T) {
+		c := device(t, permissive)
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		rr, err := participate(ctx, c)
+		if err != nil {
+			t.Fatalf("Participate: %v", err)
+		}
+		if rr.BytesSent == 0 || rr.ClipNorm != 0.5 || rr.NoiseMultiplier != 1.2 {
+			t.Errorf("round report %+v, want bytes sent under clip 0.5 and noise 1.2", rr)
+		}
+		rep, err := c.Report()
+		if err != nil || len(rep.Rounds) != 1 {
+			t.Errorf("Report = %+v, %v; want one round", rep, err)
+		}
+		if err := n.WaitFor(ctx, func(s *coordinator.State) bool { return s.Current() != nil && s.Current().Version >= 2 }); err != nil {
+			t.Errorf("the cluster committed no model from the device's update: %v", err)
+		}
+	})
+}
+
+// TestSDKSecureRound has three devices take part in a secure-aggregation
+// round through the SDK: the coordinator learns only their sum.
+func TestSDKSecureRound(t *testing.T) {
+	const items = 20
+	n, ca := startNode(t, coordinator.Training{Items: items, Rank: 4, Mean: 3.5, ClientsPerRound: 3, MinClients: 3, Clip: 0.5,
+		NoiseMultiplier: 1.2, Population: 1000, CheckInWindow: 2 * time.Second, RoundTimeout: 10 * time.Second, SecAgg: true, SecAggPhase: 5 * time.Second})
+	catalogue := catalogueOf(items)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	errs := make(chan error, 3)
+	for i := range 3 {
+		c := newDevice(t, n, ca, catalogue, permissive)
+		go func() {
+			rr, err := participate(ctx, c)
+			if err == nil && rr.BytesSent == 0 {
+				err = fmt.Errorf("device %d sent nothing", i)
+			}
+			errs <- err
+		}()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Errorf("Participate: %v", err)
+		}
+	}
+	if err := n.WaitFor(ctx, func(s *coordinator.State) bool { return s.Current() != nil && s.Current().Version >= 2 }); err != nil {
+		t.Errorf("no model committed from the secure round: %v", err)
+	}
+}
+
+var deviceSeq atomic.Int64
+
+func catalogueOf(items int) []string {
+	out := make([]string, items)
+	for i := range out {
+		out[i] = fmt.Sprintf("sku-%d", i)
+	}
+	return out
+}
+
+var permissive = client.Policy{MinCohort: 1, MinNoiseMultiplier: 1, MaxClipNorm: 1, Epsilon: 50, Delta: 1e-6, TrustSamplingRate: true}
+
+// startNode starts a one-node cluster with the client protocol on QUIC.
+func startNode(t *testing.T, tr coordinator.Training) (*coordinator.Node, *pki.CA) {
+	t.Helper()
 	ca, err := pki.NewCA("test CA", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -27,12 +108,11 @@ func TestSDKAgainstCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, tr := raft.NewInmemTransport("raft-0")
+	_, trans := raft.NewInmemTransport("raft-0")
 	n, err := coordinator.New(coordinator.Config{
-		ID: "n0", InMemory: true, Transport: tr, ClientAddr: "127.0.0.1:0", TLS: b, Bootstrap: true, Seed: 1,
+		ID: "n0", InMemory: true, Transport: trans, ClientAddr: "127.0.0.1:0", TLS: b, Bootstrap: true, Seed: 1,
 		HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
-		Training: coordinator.Training{Items: items, Rank: 4, Mean: 3.5, ClientsPerRound: 1, MinClients: 1, Clip: 0.5,
-			NoiseMultiplier: 1.2, Population: 1000, CheckInWindow: 100 * time.Millisecond, RoundTimeout: 2 * time.Second},
+		Training: tr,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -43,18 +123,20 @@ func TestSDKAgainstCluster(t *testing.T) {
 	if err := n.WaitFor(wctx, func(s *coordinator.State) bool { return s.Current() != nil }); err != nil {
 		t.Fatal(err)
 	}
-	catalogue := make([]string, items)
-	for i := range catalogue {
-		catalogue[i] = fmt.Sprintf("sku-%d", i)
-	}
+	return n, ca
+}
 
-	newDevice := func(t *testing.T, p client.Policy) *client.Client {
+// newDevice is an app's SDK with the cluster's model and a few ratings,
+// opted in.
+func newDevice(t *testing.T, n *coordinator.Node, ca *pki.CA, catalogue []string, p client.Policy) *client.Client {
+	t.Helper()
+	{
 		d, err := client.NewDialer([]string{n.ClientAddr()}, pki.ClientTLS(ca.Pool()))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { d.Close() })
-		fed, err := client.NewNetwork(client.NetworkConfig{ClientID: t.Name(), Dialer: d, Items: catalogue})
+		fed, err := client.NewNetwork(client.NetworkConfig{ClientID: fmt.Sprintf("%s-%d", t.Name(), deviceSeq.Add(1)), Dialer: d, Items: catalogue})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,35 +159,6 @@ func TestSDKAgainstCluster(t *testing.T) {
 		c.OptIn()
 		return c
 	}
-
-	t.Run("declines a cohort below its policy", func(t *testing.T) {
-		c := newDevice(t, client.DefaultPolicy()) // wants cohorts of 100
-		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-		defer cancel()
-		_, err := participate(ctx, c)
-		if !errors.Is(err, client.ErrDeclined) {
-			t.Fatalf("Participate = %v, want ErrDeclined", err)
-		}
-	})
-	t.Run("takes part", func(t *testing.T) {
-		c := newDevice(t, client.Policy{MinCohort: 1, MinNoiseMultiplier: 1, MaxClipNorm: 1, Epsilon: 50, Delta: 1e-6, TrustSamplingRate: true})
-		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-		defer cancel()
-		rr, err := participate(ctx, c)
-		if err != nil {
-			t.Fatalf("Participate: %v", err)
-		}
-		if rr.BytesSent == 0 || rr.ClipNorm != 0.5 || rr.NoiseMultiplier != 1.2 {
-			t.Errorf("round report %+v, want bytes sent under clip 0.5 and noise 1.2", rr)
-		}
-		rep, err := c.Report()
-		if err != nil || len(rep.Rounds) != 1 {
-			t.Errorf("Report = %+v, %v; want one round", rep, err)
-		}
-		if err := n.WaitFor(ctx, func(s *coordinator.State) bool { return s.Current() != nil && s.Current().Version >= 2 }); err != nil {
-			t.Errorf("the cluster committed no model from the device's update: %v", err)
-		}
-	})
 }
 
 // participate retries while the coordinator has no round open yet.

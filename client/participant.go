@@ -152,7 +152,7 @@ func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 	}
 	res.Loss, res.N = up.Loss, up.N
 	if plan.SecAgg != nil {
-		res.Norm, res.Bytes, err = p.secure(rctx, plan, p.scr)
+		res.Norm, res.Bytes, err = secureRound(rctx, p.cfg.Dialer, p.cfg.ID, plan, p.scr, p.rng)
 		if err != nil {
 			return res, fmt.Errorf("round %d: secure aggregation: %w", plan.Round, err)
 		}
@@ -178,11 +178,12 @@ func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 	return res, nil
 }
 
-// secure takes part in a secure round with update x: it checks the
+// secureRound takes part in a secure round with update x: it checks the
 // round's announced parameters, encodes x with aggregation/fixedpoint
-// (clipping it) and runs the four phases of secure aggregation with the
-// leader. It returns the update's norm before clipping and the bytes sent.
-func (p *Participant) secure(ctx context.Context, plan *wire.Plan, x []float64) (float64, int, error) {
+// (clipping it; r drives the randomized rounding) and runs the four phases
+// of secure aggregation with the leader. It returns the update's norm
+// before clipping and the bytes sent.
+func secureRound(ctx context.Context, d *Dialer, id string, plan *wire.Plan, x []float64, r *rand.Rand) (float64, int, error) {
 	sp := plan.SecAgg
 	graph, rot := wire.SecAggSeeds(plan.Round, plan.Digest)
 	switch {
@@ -198,7 +199,7 @@ func (p *Participant) secure(ctx context.Context, plan *wire.Plan, x []float64) 
 		return 0, 0, err
 	}
 	xi := make([]int64, enc.PaddedDim())
-	norm, err := enc.Encode(xi, x, p.rng)
+	norm, err := enc.Encode(xi, x, r)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -210,8 +211,7 @@ func (p *Participant) secure(ctx context.Context, plan *wire.Plan, x []float64) 
 	if err != nil {
 		return norm, 0, err
 	}
-	d := p.cfg.Dialer
-	hdr := wire.SecAggHeader{Version: wire.Version, Round: plan.Round, ClientID: p.cfg.ID, Ticket: plan.Ticket}
+	hdr := wire.SecAggHeader{Version: wire.Version, Round: plan.Round, ClientID: id, Ticket: plan.Ticket}
 	adv, err := c.AdvertiseKeys()
 	if err != nil {
 		return norm, 0, err
