@@ -238,7 +238,7 @@ func scrape(t *testing.T, body []byte) map[string]float64 {
 
 func TestAdminMetrics(t *testing.T) {
 	tr := testTraining()
-	tr.NoiseMultiplier = 1
+	tr.NoiseMultiplier, tr.Clip = 1, 1
 	c := newAdminCluster(t, 3, tr)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -341,7 +341,7 @@ func TestAdminMetrics(t *testing.T) {
 
 func TestAdminStatusRoundsModel(t *testing.T) {
 	tr := testTraining()
-	tr.NoiseMultiplier = 1
+	tr.NoiseMultiplier, tr.Clip = 1, 1
 	c := newAdminCluster(t, 3, tr)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()

@@ -5,6 +5,7 @@ import (
 	crand "crypto/rand"
 	"errors"
 	"fmt"
+	dp "github.com/fedrec/fedrec/aggregation/privacy"
 	"math"
 	"sync"
 	"time"
@@ -363,6 +364,19 @@ func (l *leader) abandon(r *round, survivors int, reason string, err error) erro
 // and commits the new model.
 func (l *leader) commit(r *round, delta []float64, clipped, survivors, cohort int, privacy wire.PrivacyParams, start time.Time) error {
 	n := l.n
+	if z := privacy.NoiseMultiplier; z > 0 {
+		// Central DP: the ledger charges this round for noise of std z·clip
+		// on the sum, so the leader adds exactly that before anything is
+		// committed, and divides by the fixed number of updates wanted
+		// (the actual count would itself depend on who took part).
+		for i := range delta {
+			delta[i] *= float64(survivors)
+		}
+		dp.AddGaussian(delta, z*r.cfg.Clip, dp.NewSecureRand())
+		for i := range delta {
+			delta[i] /= float64(r.cfg.ClientsPerRound)
+		}
+	}
 	c, err := l.aggregate(r, delta, clipped, survivors, cohort, privacy)
 	if err != nil {
 		return l.abandon(r, survivors, err.Error(), err)

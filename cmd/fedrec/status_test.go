@@ -27,7 +27,7 @@ func TestStatusCommand(t *testing.T) {
 	n, err := coordinator.New(coordinator.Config{
 		ID: "a", InMemory: true, RaftAddr: "127.0.0.1:0", TLS: b, Bootstrap: true,
 		AdminAddr: "127.0.0.1:0", AdminToken: token,
-		Training:         coordinator.Training{Items: 3, Rank: 2, NoiseMultiplier: 1, Population: 100},
+		Training:         coordinator.Training{Items: 3, Rank: 2, NoiseMultiplier: 1, Clip: 1, Population: 100},
 		HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
 	})
 	if err != nil {
