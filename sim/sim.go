@@ -341,8 +341,8 @@ func newEnv(c Config, ds *Dataset) (*env, error) {
 		e.kind = model.Implicit
 	}
 	e.info = DatasetInfo{Name: ds.Name, Users: ds.NumUsers(), Items: ds.NumItems(), Train: len(trainX), Test: len(testX), Implicit: ds.Implicit}
-	e.train = toRatings(ByUser(ds.NumUsers(), trainX))
-	e.test = toRatings(ByUser(ds.NumUsers(), testX))
+	e.train = Ratings(ByUser(ds.NumUsers(), trainX))
+	e.test = Ratings(ByUser(ds.NumUsers(), testX))
 	var sum float64
 	for _, x := range trainX {
 		sum += float64(x.Value)
@@ -381,7 +381,9 @@ func newEnv(c Config, ds *Dataset) (*env, error) {
 	return e, e.tc.Validate()
 }
 
-func toRatings(by [][]Interaction) [][]model.Rating {
+// Ratings converts per-user interactions (as ByUser groups them) into the
+// model's ratings, in one allocation for all users.
+func Ratings(by [][]Interaction) [][]model.Rating {
 	n := 0
 	for _, xs := range by {
 		n += len(xs)

@@ -56,8 +56,8 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	trainX, testX := ds.Split(0.2, *seed)
-	train := toRatings(sim.ByUser(ds.NumUsers(), trainX))
-	test := toRatings(sim.ByUser(ds.NumUsers(), testX))
+	train := sim.Ratings(sim.ByUser(ds.NumUsers(), trainX))
+	test := sim.Ratings(sim.ByUser(ds.NumUsers(), testX))
 	var users []int
 	for u, rs := range train {
 		if len(rs) > 0 {
@@ -181,16 +181,4 @@ func evaluate(m *model.Model, train, test [][]model.Rating) evalResult {
 		sum.Add(m.Evaluate(usr, train[u], test[u], model.EvalConfig{Errors: true}, nil))
 	}
 	return evalResult{RMSE: sum.RMSE(), MAE: sum.MAE(), N: sum.N}
-}
-
-func toRatings(by [][]sim.Interaction) [][]model.Rating {
-	out := make([][]model.Rating, len(by))
-	for u, xs := range by {
-		rs := make([]model.Rating, len(xs))
-		for i, x := range xs {
-			rs[i] = model.Rating{Item: x.Item, Value: x.Value}
-		}
-		out[u] = rs
-	}
-	return out
 }
