@@ -512,7 +512,8 @@ func (s *store) openLog(st *state) error {
 	if good < int64(len(b)) {
 		s.log.Warn("client: dropped an incomplete record at the end of the store log (crash during a write)",
 			"offset", good, "bytes", int64(len(b))-good)
-		if err := f.Truncate(good); err == nil {
+		err = f.Truncate(good)
+		if err == nil {
 			err = f.Sync()
 		}
 		if err != nil {

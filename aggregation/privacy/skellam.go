@@ -127,7 +127,8 @@ func (p SkellamPlan) entry(q float64, steps int) Entry {
 func SampleSkellam(dst []int64, variance float64, r *rand.Rand) {
 	p := newPoisson(skellamLambda("SampleSkellam", variance))
 	for i := range dst {
-		dst[i] = p.sample(r) - p.sample(r)
+		pos := p.sample(r)
+		dst[i] = pos - p.sample(r)
 	}
 }
 
@@ -142,7 +143,8 @@ func AddSkellamMod(dst []uint64, bits uint, variance float64, r *rand.Rand) {
 	mask := ^uint64(0) >> (64 - bits)
 	p := newPoisson(skellamLambda("AddSkellamMod", variance))
 	for i := range dst {
-		dst[i] = (dst[i] + uint64(p.sample(r)-p.sample(r))) & mask
+		pos := p.sample(r)
+		dst[i] = (dst[i] + uint64(pos-p.sample(r))) & mask
 	}
 }
 

@@ -175,7 +175,6 @@ func TestDisconnectedAborts(t *testing.T) {
 // concurrency.
 func TestDeterministic(t *testing.T) {
 	cfg := testConfig(12, 5000, 64, 8, 3)
-	var sums [][]uint64
 	for _, w := range []int{1, 3} {
 		for _, par := range []bool{false, true} {
 			out, err := simulation{cfg: cfg, seed: 9, workers: w, parallel: par,
@@ -186,7 +185,6 @@ func TestDeterministic(t *testing.T) {
 			if !slices.Equal(out.res.Sum, out.wantSum) {
 				t.Fatalf("workers=%d parallel=%v: sum differs from plaintext sum", w, par)
 			}
-			sums = append(sums, out.res.Sum)
 		}
 	}
 	a, b := maskedInputOf(t, cfg, 9), maskedInputOf(t, cfg, 9)
