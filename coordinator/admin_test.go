@@ -255,49 +255,67 @@ func TestAdminMetrics(t *testing.T) {
 	before := scrape(t, body)
 	c.runRounds(ctx, 4)
 	l = c.leader(ctx)
-	var st *State
-	l.View(func(s *State) { st = s.clone() })
-	var committed, abandoned, cohort, survivors float64
-	for _, r := range st.Rounds() {
-		if r.Outcome == Committed {
-			committed++
-		} else {
-			abandoned++
+	// expect is what a node's metrics must say when its state is st.
+	expect := func(st *State) (map[string]float64, float64) {
+		var committed, abandoned, cohort, survivors float64
+		for _, r := range st.Rounds() {
+			if r.Outcome == Committed {
+				committed++
+			} else {
+				abandoned++
+			}
+			cohort += float64(r.Cohort)
+			survivors += float64(r.Survivors)
 		}
-		cohort += float64(r.Cohort)
-		survivors += float64(r.Survivors)
-	}
-	var entries []privacy.Entry
-	for _, e := range st.Ledger() {
-		entries = append(entries, privacy.Entry{Mechanism: privacy.PoissonGaussian, SamplingRate: e.SamplingRate, NoiseMultiplier: e.NoiseMultiplier, Steps: e.Steps})
-	}
-	acct, err := privacy.Rebuild(privacy.Config{}, entries)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantEps, _, err := acct.Epsilon(DefaultDelta)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	for _, n := range c.nodes {
-		code, body := c.get(n, "/metrics", testToken)
-		if code != http.StatusOK {
-			t.Fatalf("%s /metrics = %d", n.ID(), code)
+		var entries []privacy.Entry
+		for _, e := range st.Ledger() {
+			entries = append(entries, privacy.Entry{Mechanism: privacy.PoissonGaussian, SamplingRate: e.SamplingRate, NoiseMultiplier: e.NoiseMultiplier, Steps: e.Steps})
 		}
-		m := scrape(t, body)
-		want := map[string]float64{
+		acct, err := privacy.Rebuild(privacy.Config{}, entries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantEps, _, err := acct.Epsilon(DefaultDelta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open := 0.0
+		if st.Open() != nil {
+			open = 1
+		}
+		return map[string]float64{
 			"fedrec_rounds_started_total":          float64(st.LastRound()),
 			"fedrec_rounds_committed_total":        committed,
 			"fedrec_rounds_abandoned_total":        abandoned,
 			"fedrec_round_cohort_clients_total":    cohort,
 			"fedrec_round_survivor_clients_total":  survivors,
 			"fedrec_model_version":                 float64(st.Current().Version),
-			"fedrec_round_open":                    0,
+			"fedrec_round_open":                    open,
 			"fedrec_raft_voters":                   3,
 			"fedrec_privacy_delta":                 DefaultDelta,
 			`fedrec_raft_state{state="candidate"}`: 0,
+		}, wantEps
+	}
+
+	for _, n := range c.nodes {
+		// The leader may open another round while we look: scrape until
+		// the node's state is the same before and after the scrape.
+		var m map[string]float64
+		var st *State
+		for attempt := 0; ; attempt++ {
+			var pre *State
+			n.View(func(s *State) { pre = s.clone() })
+			code, body := c.get(n, "/metrics", testToken)
+			if code != http.StatusOK {
+				t.Fatalf("%s /metrics = %d", n.ID(), code)
+			}
+			m = scrape(t, body)
+			n.View(func(s *State) { st = s.clone() })
+			if pre.LastRound() == st.LastRound() && len(pre.Rounds()) == len(st.Rounds()) || attempt == 50 {
+				break
+			}
 		}
+		want, wantEps := expect(st)
 		for k, v := range want {
 			if got, ok := m[k]; !ok || got != v {
 				t.Errorf("%s: %s = %v (present %v), want %v", n.ID(), k, got, ok, v)
