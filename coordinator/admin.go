@@ -38,6 +38,14 @@ import (
 //	GET /v1/rounds        RoundsPage as JSON; ?after=ROUND&limit=N
 //	GET /v1/model         ModelManifest as JSON; ?version=V for a retained
 //	                      version, ?format=raw for the parameters
+//	GET /v1/cluster       Cluster as JSON: the Raft configuration
+//	POST /v1/cluster/remove?id=NODE
+//	                      leader only: remove NODE (absent is success)
+//	POST /v1/cluster/transfer-leadership[?id=NODE]
+//	                      leader only: hand leadership to NODE or any voter
+//
+// A leader-only call on a follower answers 409 with a ClusterError that
+// names the leader.
 const (
 	// DefaultRoundsLimit and MaxRoundsLimit bound a page of /v1/rounds.
 	DefaultRoundsLimit = 100
@@ -220,6 +228,9 @@ func (a *admin) handler() http.Handler {
 	mux.Handle("GET /v1/status", a.auth(http.HandlerFunc(a.status)))
 	mux.Handle("GET /v1/rounds", a.auth(http.HandlerFunc(a.rounds)))
 	mux.Handle("GET /v1/model", a.auth(http.HandlerFunc(a.model)))
+	mux.Handle("GET /v1/cluster", a.auth(http.HandlerFunc(a.cluster)))
+	mux.Handle("POST /v1/cluster/remove", a.auth(http.HandlerFunc(a.remove)))
+	mux.Handle("POST /v1/cluster/transfer-leadership", a.auth(http.HandlerFunc(a.transfer)))
 	return mux
 }
 
@@ -313,18 +324,8 @@ func (n *Node) Status() Status {
 	}
 	_, lid := r.LeaderWithID()
 	servers := r.GetConfiguration().Configuration().Servers
-	slices.SortFunc(servers, func(a, b raft.Server) int { return strings.Compare(string(a.ID), string(b.ID)) })
 	n.fsm.read(func(s *State) {
-		for _, srv := range servers {
-			sn := StatusNode{ID: string(srv.ID), RaftAddr: string(srv.Address), ClientAddr: s.NodeAddr(string(srv.ID)), Suffrage: suffrage(srv.Suffrage), Leader: srv.ID == lid}
-			st.Nodes = append(st.Nodes, sn)
-			if sn.Leader {
-				st.Leader = &sn
-			}
-		}
-		if st.Leader == nil && lid != "" {
-			st.Leader = &StatusNode{ID: string(lid), ClientAddr: s.NodeAddr(string(lid)), Leader: true}
-		}
+		st.Nodes, st.Leader = members(s, servers, lid)
 		if v := s.Current(); v != nil {
 			st.Model = &StatusModel{Version: v.Version, Round: v.Round, Digest: hex.EncodeToString(v.Digest[:])}
 		}
@@ -340,6 +341,26 @@ func (n *Node) Status() Status {
 		st.Privacy.Epsilon = &eps
 	}
 	return st
+}
+
+// members describes the servers of a Raft configuration, by id, with the
+// client addresses s holds, and the leader lid; the leader is nil when
+// unknown.
+func members(s *State, servers []raft.Server, lid raft.ServerID) (nodes []StatusNode, leader *StatusNode) {
+	servers = slices.Clone(servers)
+	slices.SortFunc(servers, func(a, b raft.Server) int { return strings.Compare(string(a.ID), string(b.ID)) })
+	nodes = []StatusNode{}
+	for _, srv := range servers {
+		sn := StatusNode{ID: string(srv.ID), RaftAddr: string(srv.Address), ClientAddr: s.NodeAddr(string(srv.ID)), Suffrage: suffrage(srv.Suffrage), Leader: srv.ID == lid}
+		nodes = append(nodes, sn)
+		if sn.Leader {
+			leader = &sn
+		}
+	}
+	if leader == nil && lid != "" {
+		leader = &StatusNode{ID: string(lid), ClientAddr: s.NodeAddr(string(lid)), Leader: true}
+	}
+	return nodes, leader
 }
 
 func suffrage(s raft.ServerSuffrage) string {

@@ -26,6 +26,7 @@ func commands() map[string]command {
 		"privacy":     {"plan a privacy budget: ε for a noise multiplier, or the noise for a target ε", runPrivacy},
 		"coordinator": {"run a coordinator node of a cluster", runCoordinator},
 		"status":      {"show a node's view of its cluster through its admin API", runStatus},
+		"cluster":     {"list the members, remove a node, transfer leadership", runCluster},
 		"client":      {"run clients from a data set's users against a cluster", runClient},
 		"cert":        {"make a development CA and node certificates", runCert},
 		"bench":       {"measure a three-node cluster on loopback: round latency, failover, memory", runBench},

@@ -89,28 +89,38 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // adminGet fetches path from a node's admin API.
 func adminGet(ctx context.Context, c *http.Client, addr, path, token string) ([]byte, error) {
+	code, body, err := adminDo(ctx, c, http.MethodGet, addr, path, token)
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %d %s: %s", path, code, http.StatusText(code), strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
+
+// adminDo sends a request without a body to a node's admin API and returns
+// the status code and body of its answer.
+func adminDo(ctx context.Context, c *http.Client, method, addr, path, token string) (int, []byte, error) {
 	base := addr
 	if !strings.Contains(base, "://") {
 		base = "https://" + base
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+path, nil)
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base, "/")+path, nil)
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	res, err := c.Do(req)
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	defer res.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(res.Body, 16<<20))
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
-	if res.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s: %s", path, res.Status, strings.TrimSpace(string(body)))
-	}
-	return body, nil
+	return res.StatusCode, body, nil
 }
 
 func printStatus(w io.Writer, st *coordinator.Status) {

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/fedrec/fedrec/coordinator"
+	"github.com/fedrec/fedrec/coordinator/pki"
+)
+
+const clusterUsage = `usage: fedrec cluster <list|remove ID|transfer-leadership [ID]|join> --admin HOST:PORT[,HOST:PORT…] [--token T] [--json]
+
+Changes and shows the Raft membership of a cluster through the admin API.
+
+  list                     the members: id, suffrage, Raft and client addresses, leader
+  remove ID                take node ID out of the cluster (leader only; removing a
+                           node that is not a member succeeds)
+  transfer-leadership [ID] hand leadership to node ID, or to the most up-to-date voter
+  join                     nodes join themselves: start them with
+                           'fedrec coordinator --id ID --join CLIENT-ADDR …'
+
+--admin takes one node or a comma-separated list. A leader-only command
+tries them in order and stops at the leader; a follower answers with the
+leader's id, so give the leader's admin address if it is not in the list.
+
+Exit status: 0 done, 1 failed or not reachable, 2 usage error.
+
+flags:`
+
+func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addrs := fs.String("admin", "", "admin addresses of one or more nodes, comma-separated (required)")
+	token := fs.String("token", "", "operator token (default: $FEDREC_ADMIN_TOKEN)")
+	certs := fs.String("certs", "certs", "directory with the cluster CA (ca.pem), as made by 'fedrec cert'")
+	asJSON := fs.Bool("json", false, "print the answer's JSON (the /v1/cluster document) instead of text")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, clusterUsage)
+		fs.PrintDefaults()
+	}
+	usageErr := func(msg string) error {
+		fmt.Fprintf(stderr, "fedrec cluster: %s\n\n", msg)
+		fs.Usage()
+		return errUsage
+	}
+	if len(args) == 0 {
+		return usageErr("a subcommand is required")
+	}
+	sub, args := args[0], args[1:]
+	if sub == "-h" || sub == "--help" || sub == "help" {
+		fs.Usage()
+		return flag.ErrHelp
+	}
+	// Flags may come before or after the subcommand's argument.
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return errUsage
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	var method, path string
+	switch sub {
+	case "list":
+		if len(pos) > 0 {
+			return usageErr(fmt.Sprintf("list: unexpected argument %q", pos[0]))
+		}
+		method, path = http.MethodGet, "/v1/cluster"
+	case "remove":
+		if len(pos) != 1 || pos[0] == "" {
+			return usageErr("remove: want one node id")
+		}
+		method, path = http.MethodPost, "/v1/cluster/remove?id="+url.QueryEscape(pos[0])
+	case "transfer-leadership":
+		if len(pos) > 1 {
+			return usageErr("transfer-leadership: want at most one node id")
+		}
+		method, path = http.MethodPost, "/v1/cluster/transfer-leadership"
+		if len(pos) == 1 {
+			path += "?id=" + url.QueryEscape(pos[0])
+		}
+	case "join":
+		return usageErr("join: a node joins itself at start: 'fedrec coordinator --id ID --join CLIENT-ADDR …' (see docs/operations.md)")
+	default:
+		return usageErr(fmt.Sprintf("unknown subcommand %q", sub))
+	}
+	var nodes []string
+	for a := range strings.SplitSeq(*addrs, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			nodes = append(nodes, a)
+		}
+	}
+	if len(nodes) == 0 {
+		return usageErr("--admin is required")
+	}
+	if *token == "" {
+		*token = os.Getenv("FEDREC_ADMIN_TOKEN")
+	}
+	if *token == "" {
+		return usageErr("--token or FEDREC_ADMIN_TOKEN is required")
+	}
+	pool, err := pki.LoadPool(*certs)
+	if err != nil {
+		return fmt.Errorf("cluster: cluster CA: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	tr := &http.Transport{TLSClientConfig: pki.ClientTLS(pool)}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+
+	// Ask the nodes in order; go on to the next one only if this one is
+	// unreachable or, for a leader-only call, not the leader.
+	var errs []error
+	for _, addr := range nodes {
+		code, body, err := adminDo(ctx, c, method, addr, path, *token)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		if code == http.StatusOK {
+			var cl coordinator.Cluster
+			if err := json.Unmarshal(body, &cl); err != nil {
+				return fmt.Errorf("cluster %s: %s answered: %w", sub, addr, err)
+			}
+			if *asJSON {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(cl)
+			}
+			switch sub {
+			case "remove":
+				fmt.Fprintf(stdout, "removed %s\n", pos[0])
+			case "transfer-leadership":
+				if cl.Leader != nil {
+					fmt.Fprintf(stdout, "leadership transferred to %s\n", cl.Leader.ID)
+				} else {
+					fmt.Fprintln(stdout, "leadership transferred; new leader not known yet")
+				}
+			}
+			printCluster(stdout, &cl)
+			return nil
+		}
+		var ce coordinator.ClusterError
+		if json.Unmarshal(body, &ce) != nil || ce.Error == "" {
+			ce.Error = strings.TrimSpace(string(body))
+		}
+		if code == http.StatusConflict {
+			hint := "leader unknown"
+			if ce.Leader != nil {
+				hint = "the leader is " + ce.Leader.ID
+				if ce.Leader.RaftAddr != "" {
+					hint += " (raft " + ce.Leader.RaftAddr + ")"
+				}
+				hint += ": ask its admin address"
+			}
+			errs = append(errs, fmt.Errorf("%s is not the leader; %s", addr, hint))
+			continue
+		}
+		return fmt.Errorf("cluster %s: %s: %d %s: %s", sub, addr, code, http.StatusText(code), ce.Error)
+	}
+	return fmt.Errorf("cluster %s: %w", sub, errors.Join(errs...))
+}
+
+func printCluster(w io.Writer, cl *coordinator.Cluster) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	defer tw.Flush()
+	fmt.Fprintln(tw, "ID\tSUFFRAGE\tLEADER\tRAFT\tCLIENTS")
+	for _, n := range cl.Nodes {
+		mark := ""
+		if n.Leader {
+			mark = "*"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.ID, n.Suffrage, mark, n.RaftAddr, orDash(n.ClientAddr))
+	}
+}

@@ -1,0 +1,169 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// ErrUnknownNode is returned by membership operations that name a node
+// outside the Raft configuration.
+var ErrUnknownNode = errors.New("coordinator: no such node")
+
+// Cluster is the answer of GET /v1/cluster and of the membership calls:
+// the answering node's view of the Raft configuration.
+type Cluster struct {
+	Node   string       `json:"node"`   // the node that answered
+	Leader *StatusNode  `json:"leader"` // null when unknown
+	Nodes  []StatusNode `json:"nodes"`  // by id
+}
+
+// ClusterError is the JSON body of a failed membership call. On a
+// follower (409) Leader names the leader, when known: repeat the call on
+// that node's admin API.
+type ClusterError struct {
+	Error  string      `json:"error"`
+	Leader *StatusNode `json:"leader,omitempty"`
+}
+
+// Cluster returns the node's view of the Raft configuration.
+func (n *Node) Cluster() Cluster {
+	_, lid := n.raft.LeaderWithID()
+	servers := n.raft.GetConfiguration().Configuration().Servers
+	c := Cluster{Node: n.cfg.ID}
+	n.fsm.read(func(s *State) { c.Nodes, c.Leader = members(s, servers, lid) })
+	return c
+}
+
+// Remove takes a node out of the Raft configuration. It must run on the
+// leader (else ErrNotLeader) and is idempotent: removing a node that is
+// not a member succeeds. Removing the leader itself commits the change and
+// then the leader steps down; transferring leadership first is gentler.
+func (n *Node) Remove(id string) error {
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return err
+	}
+	for _, s := range cf.Configuration().Servers {
+		if s.ID != raft.ServerID(id) {
+			continue
+		}
+		if err := n.raft.RemoveServer(s.ID, 0, 10*time.Second).Error(); err != nil {
+			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+				return fmt.Errorf("%w: %v", ErrNotLeader, err)
+			}
+			return fmt.Errorf("remove %s: %w", id, err)
+		}
+		n.log.Info("node removed", "peer", id)
+		return nil
+	}
+	return nil
+}
+
+// TransferLeadership hands leadership to the voter id, or to the most
+// up-to-date voter when id is empty, and waits until it has taken over. It
+// must run on the leader (else ErrNotLeader); id naming the leader itself
+// changes nothing.
+func (n *Node) TransferLeadership(ctx context.Context, id string) error {
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
+	if id == n.cfg.ID {
+		return nil
+	}
+	var f raft.Future
+	if id == "" {
+		f = n.raft.LeadershipTransfer()
+	} else {
+		var addr raft.ServerAddress
+		for _, s := range n.raft.GetConfiguration().Configuration().Servers {
+			if s.ID == raft.ServerID(id) {
+				if s.Suffrage != raft.Voter {
+					return fmt.Errorf("transfer to %s: %w", id, raft.ErrNotVoter)
+				}
+				addr = s.Address
+			}
+		}
+		if addr == "" {
+			return fmt.Errorf("transfer to %s: %w", id, ErrUnknownNode)
+		}
+		f = n.raft.LeadershipTransferToServer(raft.ServerID(id), addr)
+	}
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			return fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		return fmt.Errorf("leadership transfer: %w", err)
+	}
+	n.log.Info("leadership transferred", "to", id)
+	// Wait to hear from the new leader, so the answer names it.
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, lid := n.raft.LeaderWithID(); lid != "" && lid != raft.ServerID(n.cfg.ID) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil // transferred; the new leader is not known here yet
+		case <-t.C:
+		}
+	}
+}
+
+func (a *admin) cluster(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, a.n.Cluster())
+}
+
+func (a *admin) remove(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("id")
+	if id == "" {
+		a.clusterError(w, http.StatusBadRequest, errors.New("id: want a node id"))
+		return
+	}
+	if err := a.n.Remove(id); err != nil {
+		a.clusterError(w, 0, err)
+		return
+	}
+	writeJSON(w, a.n.Cluster())
+}
+
+func (a *admin) transfer(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	if err := a.n.TransferLeadership(ctx, r.URL.Query().Get("id")); err != nil {
+		a.clusterError(w, 0, err)
+		return
+	}
+	writeJSON(w, a.n.Cluster())
+}
+
+// clusterError answers a failed membership call with a ClusterError; code
+// 0 picks it from err: 409 with the leader for ErrNotLeader, 404 for
+// ErrUnknownNode, 400 for a nonvoter target, else 500.
+func (a *admin) clusterError(w http.ResponseWriter, code int, err error) {
+	body := ClusterError{Error: err.Error()}
+	switch {
+	case code != 0:
+	case errors.Is(err, ErrNotLeader):
+		code = http.StatusConflict
+		body.Error = "not leader"
+		body.Leader = a.n.Cluster().Leader
+	case errors.Is(err, ErrUnknownNode):
+		code = http.StatusNotFound
+	case errors.Is(err, raft.ErrNotVoter):
+		code = http.StatusBadRequest
+	default:
+		code = http.StatusInternalServerError
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	writeJSON(w, body)
+}
