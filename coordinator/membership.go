@@ -41,11 +41,19 @@ func (n *Node) Cluster() Cluster {
 
 // Remove takes a node out of the Raft configuration. It must run on the
 // leader (else ErrNotLeader) and is idempotent: removing a node that is
-// not a member succeeds. Removing the leader itself commits the change and
-// then the leader steps down; transferring leadership first is gentler.
-func (n *Node) Remove(id string) error {
+// not a member succeeds. Asked to remove itself, the leader hands
+// leadership over and answers ErrNotLeader, so that the caller repeats the
+// removal at the new leader: a leader removing itself can leave the
+// request hanging while it steps down.
+func (n *Node) Remove(ctx context.Context, id string) error {
 	if !n.IsLeader() {
 		return ErrNotLeader
+	}
+	if id == n.cfg.ID {
+		if err := n.TransferLeadership(ctx, ""); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: leadership handed over, remove %s at the new leader", ErrNotLeader, id)
 	}
 	cf := n.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
@@ -128,7 +136,9 @@ func (a *admin) remove(w http.ResponseWriter, r *http.Request) {
 		a.clusterError(w, http.StatusBadRequest, errors.New("id: want a node id"))
 		return
 	}
-	if err := a.n.Remove(id); err != nil {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	if err := a.n.Remove(ctx, id); err != nil {
 		a.clusterError(w, 0, err)
 		return
 	}

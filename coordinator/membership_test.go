@@ -195,8 +195,8 @@ func TestAdminMembership(t *testing.T) {
 	c.runRounds(ctx, v+3)
 }
 
-// Removing the leader during training: it commits its own removal and
-// steps down, and the other two elect a leader and go on committing.
+// Removing the leader during training: it hands leadership over, the new
+// leader removes it, and the two that remain go on committing.
 func TestAdminRemoveLeaderDuringTraining(t *testing.T) {
 	c := newAdminCluster(t, 3, testTraining())
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
@@ -207,9 +207,17 @@ func TestAdminRemoveLeaderDuringTraining(t *testing.T) {
 	c.waitAll(ctx, func(s *State) bool { return s.Current().Version >= 2 })
 
 	l := c.leader(ctx)
+	// The leader hands over and sends the caller to the new leader.
 	code, body := c.do(l, "POST", "/v1/cluster/remove?id="+l.ID(), testToken)
-	if code != http.StatusOK {
-		t.Fatalf("remove the leader %s = %d %s, want 200", l.ID(), code, body)
+	if code != http.StatusConflict {
+		t.Fatalf("remove the leader %s at itself = %d %s, want 409 naming the new leader", l.ID(), code, body)
+	}
+	nl := c.leader(ctx)
+	if nl == l {
+		t.Fatalf("leader %s still leads after handing over", l.ID())
+	}
+	if code, body = c.do(nl, "POST", "/v1/cluster/remove?id="+l.ID(), testToken); code != http.StatusOK {
+		t.Fatalf("remove the old leader %s at %s = %d %s, want 200", l.ID(), nl.ID(), code, body)
 	}
 	l.Close()
 	var v uint64
