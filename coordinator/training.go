@@ -134,6 +134,8 @@ func (t Training) Validate() error {
 		return bad("NoiseMultiplier", t.NoiseMultiplier, "finite >= 0")
 	case t.Population < 0:
 		return bad("Population", t.Population, ">= 0")
+	case t.NoiseMultiplier > 0 && t.Population == 0:
+		return bad("Population", t.Population, "> 0 with NoiseMultiplier (the ledger needs the sampling rate; 0 would report ε = 0)")
 	case t.NoiseMultiplier > 0 && !(t.Clip > 0):
 		return bad("Clip", t.Clip, "> 0 with NoiseMultiplier (the noise is scaled to the clip norm)")
 	case t.SecAgg && !(t.Clip > 0):

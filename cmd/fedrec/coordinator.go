@@ -54,7 +54,7 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.DurationVar(&t.CheckInWindow, "checkin-window", 2*time.Second, "how long to gather check-ins before selecting a cohort")
 	fs.DurationVar(&t.RoundTimeout, "round-timeout", time.Minute, "deadline for uploads after selection")
 	fs.IntVar(&t.KeepModels, "keep-models", 5, "model versions every node retains")
-	fs.Float64Var(&t.NoiseMultiplier, "noise-multiplier", 0, "central DP: the leader adds Gaussian noise of std noise-multiplier × clip to each round's sum (needs --clip) and records it in the privacy ledger")
+	fs.Float64Var(&t.NoiseMultiplier, "noise-multiplier", 0, "central DP: the leader adds Gaussian noise of std noise-multiplier × clip to each round's sum (needs --clip and --population or --dataset) and records it in the privacy ledger")
 	fs.BoolVar(&t.SecAgg, "secagg", false, "secure aggregation: the leader learns only the sum of each round's updates (needs --clip > 0, --min-clients >= 3)")
 	fs.DurationVar(&t.SecAggPhase, "secagg-phase", 0, "deadline of each secure-aggregation phase after the first (default 10s with --secagg)")
 	fs.Int64Var(&t.Population, "population", 0, "client population, for the ledger's sampling rate (0 = unknown; --dataset sets it)")
