@@ -9,13 +9,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/fedrec/fedrec/coordinator"
-	"github.com/fedrec/fedrec/coordinator/pki"
 )
 
 const clusterUsage = `usage: fedrec cluster <list|remove ID|transfer-leadership [ID]|join> --admin HOST:PORT[,HOST:PORT…] [--token T] [--json]
@@ -102,30 +100,20 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	default:
 		return usageErr(fmt.Sprintf("unknown subcommand %q", sub))
 	}
-	var nodes []string
-	for a := range strings.SplitSeq(*addrs, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			nodes = append(nodes, a)
-		}
-	}
+	nodes := splitList(*addrs)
 	if len(nodes) == 0 {
 		return usageErr("--admin is required")
 	}
-	if *token == "" {
-		*token = os.Getenv("FEDREC_ADMIN_TOKEN")
-	}
-	if *token == "" {
+	if *token = adminToken(*token); *token == "" {
 		return usageErr("--token or FEDREC_ADMIN_TOKEN is required")
 	}
-	pool, err := pki.LoadPool(*certs)
+	c, err := adminClient(*certs)
 	if err != nil {
-		return fmt.Errorf("cluster: cluster CA: %w", err)
+		return fmt.Errorf("cluster: %w", err)
 	}
+	defer c.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	tr := &http.Transport{TLSClientConfig: pki.ClientTLS(pool)}
-	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr}
 
 	// Ask the nodes in order; go on to the next one only if this one is
 	// unreachable or, for a leader-only call, not the leader.

@@ -50,21 +50,17 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case *addr == "":
 		return usageErr("--admin is required")
 	}
-	if *token == "" {
-		*token = os.Getenv("FEDREC_ADMIN_TOKEN")
-	}
-	if *token == "" {
+	if *token = adminToken(*token); *token == "" {
 		return usageErr("--token or FEDREC_ADMIN_TOKEN is required")
 	}
-	pool, err := pki.LoadPool(*certs)
+	c, err := adminClient(*certs)
 	if err != nil {
-		return fmt.Errorf("status: cluster CA: %w", err)
+		return fmt.Errorf("status: %w", err)
 	}
+	defer c.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	tr := &http.Transport{TLSClientConfig: pki.ClientTLS(pool)}
-	defer tr.CloseIdleConnections()
-	body, err := adminGet(ctx, &http.Client{Transport: tr}, *addr, "/v1/status", *token)
+	body, err := adminGet(ctx, c, *addr, "/v1/status", *token)
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
@@ -88,6 +84,25 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // adminGet fetches path from a node's admin API.
+// adminToken is the operator token from its flag, else from
+// $FEDREC_ADMIN_TOKEN (which keeps it out of ps).
+func adminToken(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	return os.Getenv("FEDREC_ADMIN_TOKEN")
+}
+
+// adminClient is an HTTPS client for the admin API that trusts the cluster
+// CA in the certs directory; CloseIdleConnections releases it.
+func adminClient(certs string) (*http.Client, error) {
+	pool, err := pki.LoadPool(certs)
+	if err != nil {
+		return nil, fmt.Errorf("cluster CA: %w", err)
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: pki.ClientTLS(pool)}}, nil
+}
+
 func adminGet(ctx context.Context, c *http.Client, addr, path, token string) ([]byte, error) {
 	code, body, err := adminDo(ctx, c, http.MethodGet, addr, path, token)
 	if err != nil {
