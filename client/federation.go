@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fedrec/fedrec/coordinator/wire"
+	"github.com/fedrec/fedrec/model"
 )
 
 // NetworkConfig configures the Federation that reaches a real coordinator
@@ -54,6 +55,11 @@ func (n *network) release(version uint64, digest []byte, ctx context.Context) (*
 	if err != nil {
 		return nil, err
 	}
+	return n.releaseOf(version, m)
+}
+
+// releaseOf pairs a model from the cluster with the app's catalogue.
+func (n *network) releaseOf(version uint64, m *model.Model) (*Release, error) {
 	if m.Items != len(n.cfg.Items) {
 		return nil, fmt.Errorf("client: the cluster's model %d has %d items, the app's catalogue %d", version, m.Items, len(n.cfg.Items))
 	}
@@ -72,10 +78,7 @@ func (n *network) Latest(ctx context.Context, have uint64) (*Release, error) {
 	if v <= have {
 		return nil, nil
 	}
-	if m.Items != len(n.cfg.Items) {
-		return nil, fmt.Errorf("client: the cluster's model %d has %d items, the app's catalogue %d", v, m.Items, len(n.cfg.Items))
-	}
-	return &Release{Version: v, Model: m, Items: n.cfg.Items}, nil
+	return n.releaseOf(v, m)
 }
 
 // Join implements Federation. The device tells the cluster nothing about
