@@ -43,6 +43,8 @@ func NewNetwork(cfg NetworkConfig) (Federation, error) {
 		return nil, fmt.Errorf("client: NetworkConfig.ClientID = %q, want 1..%d bytes", cfg.ClientID, wire.MaxIDLen)
 	case cfg.Dialer == nil:
 		return nil, errors.New("client: NetworkConfig.Dialer is required")
+	case cfg.Dialer.DeviceID() != "" && cfg.Dialer.DeviceID() != cfg.ClientID:
+		return nil, fmt.Errorf("client: NetworkConfig.ClientID = %q, but the device certificate is %q's", cfg.ClientID, cfg.Dialer.DeviceID())
 	case len(cfg.Items) == 0:
 		return nil, errors.New("client: NetworkConfig.Items (the item catalogue) is required")
 	}
@@ -100,6 +102,14 @@ func (n *network) Join(ctx context.Context, k *Contribution) error {
 		Round: plan.Round, ModelVersion: plan.Model, CohortSize: plan.MinClients,
 		NoiseMultiplier: plan.Privacy.NoiseMultiplier, ClipNorm: plan.Clip, SamplingRate: plan.Privacy.SamplingRate,
 	}
+	if plan.Privacy.Mechanism == wire.MechSkellam {
+		// The devices add the noise inside secure aggregation; the policy
+		// judges what is sure to reach the sum, computed here.
+		if offer.Skellam, offer.SkellamScale, err = announcedNoise(plan); err != nil {
+			return &DeclineError{Round: plan.Round, Reason: ReasonInvalid, Detail: err.Error()}
+		}
+		offer.NoiseMultiplier, offer.DistributedNoise = offer.Skellam.NoiseMultiplier(), true
+	}
 	offer.Train.LR, offer.Train.Reg, offer.Train.Epochs, offer.Train.Alpha = plan.Train.LR, plan.Train.Reg, plan.Train.Epochs, plan.Train.Alpha
 	if err := k.Accept(offer); err != nil {
 		return err
@@ -125,14 +135,15 @@ func (n *network) Join(ctx context.Context, k *Contribution) error {
 		if _, err := crand.Read(seed[:]); err != nil {
 			return err
 		}
-		_, sent, err := secureRound(rctx, d, n.cfg.ClientID, plan, p.Delta, rand.New(rand.NewChaCha8(seed)))
+		_, sent, err := secureRound(rctx, d, n.cfg.ClientID, plan, p.Delta, true, rand.New(rand.NewChaCha8(seed)))
 		if err != nil {
 			return fmt.Errorf("client: round %d: secure aggregation: %w", plan.Round, err)
 		}
 		k.Sent(int64(sent))
 		return nil
 	}
-	req := &wire.Upload{Version: wire.Version, Round: plan.Round, ClientID: n.cfg.ClientID, Ticket: plan.Ticket, Model: plan.Model, Loss: p.Loss, N: int64(p.N), Delta: p.Delta}
+	req := &wire.Upload{Version: wire.Version, Round: plan.Round, ClientID: n.cfg.ClientID, Ticket: plan.Ticket, Model: plan.Model, Loss: p.Loss, N: int64(p.N), Delta: p.Delta,
+		BelowClip: belowClip(norm(p.Delta), plan.Clip, true)}
 	if err := d.upload(rctx, req); err != nil {
 		return fmt.Errorf("client: round %d: upload: %w", plan.Round, err)
 	}

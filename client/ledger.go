@@ -2,13 +2,15 @@ package client
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/fedrec/fedrec/aggregation/privacy"
 )
 
 // ledger is the device's own account of the privacy it has spent: one
 // charge per round it gave an update to, composed with the Rényi-DP
-// accountant of aggregation/privacy (Poisson-sampled Gaussian mechanism,
+// accountant of aggregation/privacy (the Poisson-sampled Gaussian
+// mechanism, or the Poisson-sampled Skellam one for a distributed-DP round;
 // add-or-remove-one neighbours, i.e. user-level privacy for this device's
 // whole contribution) and converted to ε at the policy's δ.
 //
@@ -33,7 +35,7 @@ func (l *ledger) sync(charges []charge) error {
 		l.acct, l.n = a, 0
 	}
 	for _, c := range charges[l.n:] {
-		if err := l.acct.AddSampledGaussian(c.SamplingRate, c.NoiseMultiplier, 1); err != nil {
+		if err := l.acct.Add(c.entry()); err != nil {
 			return fmt.Errorf("client: ledger: round %d: %w", c.Round, err)
 		}
 		l.n++
@@ -65,7 +67,7 @@ func (l *ledger) after(charges []charge, c charge) (float64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("client: ledger: %w", err)
 	}
-	if err := a.AddSampledGaussian(c.SamplingRate, c.NoiseMultiplier, 1); err != nil {
+	if err := a.Add(c.entry()); err != nil {
 		return 0, fmt.Errorf("client: ledger: %w", err)
 	}
 	eps, _, err := a.Epsilon(l.delta)
@@ -96,7 +98,7 @@ func (l *ledger) cumulative(charges []charge) ([]float64, error) {
 	}
 	out := make([]float64, len(charges))
 	for i, c := range charges {
-		if err := a.AddSampledGaussian(c.SamplingRate, c.NoiseMultiplier, 1); err != nil {
+		if err := a.Add(c.entry()); err != nil {
 			return nil, fmt.Errorf("client: ledger: round %d: %w", c.Round, err)
 		}
 		if out[i], _, err = a.Epsilon(l.delta); err != nil {
@@ -108,3 +110,37 @@ func (l *ledger) cumulative(charges []charge) ([]float64, error) {
 
 // reset forgets everything (after DeleteMyData).
 func (l *ledger) reset() { l.acct, l.n = nil, 0 }
+
+// entry is c's line in the accountant, as the coordinator's ledger has it
+// (coordinator.LedgerEntry.Entry): a Gaussian of c's noise multiplier, or
+// the Skellam mechanism of c's integer-domain variance and sensitivities.
+func (c charge) entry() privacy.Entry {
+	if c.Mechanism == MechSkellam {
+		return privacy.Entry{Mechanism: privacy.PoissonSkellam, SamplingRate: c.SamplingRate, Variance: c.Variance, L1: c.L1, L2: c.L2, Steps: 1}
+	}
+	return privacy.Entry{Mechanism: privacy.PoissonGaussian, SamplingRate: c.SamplingRate, NoiseMultiplier: c.NoiseMultiplier, Steps: 1}
+}
+
+// checkNoise returns why the ledger cannot account for o's noise, or nil:
+// a distributed-DP offer must carry the Skellam plan the ledger charges,
+// consistent with the noise multiplier the policy judged.
+func checkNoise(o Offer) *DeclineError {
+	if !o.DistributedNoise {
+		return nil
+	}
+	no := func(format string, args ...any) *DeclineError {
+		return &DeclineError{Round: o.Round, Reason: ReasonInvalid, Detail: fmt.Sprintf(format, args...)}
+	}
+	s := o.Skellam
+	switch {
+	case o.DeviceNoise:
+		return no("both Gaussian and Skellam device noise")
+	case !finitePos(s.L2) || !finitePos(s.L1) || !finiteNonNeg(s.Variance) || !finiteNonNeg(s.ClientVariance) || !finitePos(o.SkellamScale):
+		return no("distributed noise without a valid Skellam plan (%+v, scale %v)", s, o.SkellamScale)
+	case o.NoiseMultiplier > s.NoiseMultiplier()*(1+1e-12):
+		return no("noise multiplier %v, but the Skellam plan gives %v", o.NoiseMultiplier, s.NoiseMultiplier())
+	}
+	return nil
+}
+
+func finiteNonNeg(x float64) bool { return x >= 0 && !math.IsInf(x, 0) }

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -38,7 +39,8 @@ type Dialer struct {
 var ErrClosedDialer = errors.New("client: dialer closed")
 
 // NewDialer returns a Dialer for the cluster's client addresses. tlsConf
-// must trust the cluster's CA; it is cloned.
+// must trust the cluster's CA and, for a cluster that authenticates
+// devices, hold the device's certificate (see DeviceTLS); it is cloned.
 func NewDialer(addrs []string, tlsConf *tls.Config) (*Dialer, error) {
 	if len(addrs) == 0 {
 		return nil, errors.New("client: no coordinator addresses")
@@ -47,6 +49,39 @@ func NewDialer(addrs []string, tlsConf *tls.Config) (*Dialer, error) {
 		return nil, errors.New("client: no TLS configuration")
 	}
 	return &Dialer{addrs: append([]string(nil), addrs...), tls: tlsConf.Clone(), prefer: addrs[0]}, nil
+}
+
+// DeviceTLS returns the TLS configuration of a device: it trusts the
+// cluster's CA pool and presents cert, the device certificate the app's
+// backend issued (its common name is the device's client ID).
+func DeviceTLS(ca *x509.CertPool, cert tls.Certificate) *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: ca, Certificates: []tls.Certificate{cert}}
+}
+
+// DeviceID returns the client ID in a device certificate, which must be
+// the ClientID of every request the device makes.
+func DeviceID(cert tls.Certificate) (string, error) {
+	leaf := cert.Leaf
+	if leaf == nil {
+		if len(cert.Certificate) == 0 {
+			return "", errors.New("client: empty device certificate")
+		}
+		var err error
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return "", fmt.Errorf("client: device certificate: %w", err)
+		}
+	}
+	return wire.DeviceID(leaf), nil
+}
+
+// DeviceID returns the client ID of the Dialer's device certificate, ""
+// if it presents none.
+func (d *Dialer) DeviceID() string {
+	if len(d.tls.Certificates) == 0 {
+		return ""
+	}
+	id, _ := DeviceID(d.tls.Certificates[0])
+	return id
 }
 
 // Close closes the connection.

@@ -6,11 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"time"
 
 	"github.com/fedrec/fedrec/aggregation"
-	"github.com/fedrec/fedrec/aggregation/fixedpoint"
+	"github.com/fedrec/fedrec/aggregation/privacy"
 	"github.com/fedrec/fedrec/aggregation/secagg"
 	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
@@ -152,14 +153,15 @@ func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 	}
 	res.Loss, res.N = up.Loss, up.N
 	if plan.SecAgg != nil {
-		res.Norm, res.Bytes, err = secureRound(rctx, p.cfg.Dialer, p.cfg.ID, plan, p.scr, p.rng)
+		res.Norm, res.Bytes, err = secureRound(rctx, p.cfg.Dialer, p.cfg.ID, plan, p.scr, false, p.rng)
 		if err != nil {
 			return res, fmt.Errorf("round %d: secure aggregation: %w", plan.Round, err)
 		}
 		return res, nil
 	}
 	res.Norm = aggregation.Clip(p.scr, plan.Clip)
-	req := &wire.Upload{Version: wire.Version, Round: plan.Round, ClientID: p.cfg.ID, Ticket: plan.Ticket, Model: plan.Model, Loss: up.Loss, N: int64(up.N), Delta: p.scr}
+	req := &wire.Upload{Version: wire.Version, Round: plan.Round, ClientID: p.cfg.ID, Ticket: plan.Ticket, Model: plan.Model, Loss: up.Loss, N: int64(up.N), Delta: p.scr,
+		BelowClip: plan.Clip > 0 && res.Norm <= plan.Clip}
 	res.Bytes = 8 * len(p.scr)
 	// Retry the upload on transport failures until the deadline; a wire
 	// error is final for this round.
@@ -179,11 +181,14 @@ func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 }
 
 // secureRound takes part in a secure round with update x: it checks the
-// round's announced parameters, encodes x with aggregation/fixedpoint
-// (clipping it; r drives the randomized rounding) and runs the four phases
-// of secure aggregation with the leader. It returns the update's norm
-// before clipping and the bytes sent.
-func secureRound(ctx context.Context, d *Dialer, id string, plan *wire.Plan, x []float64, r *rand.Rand) (float64, int, error) {
+// round's announced parameters, encodes x with privacy.NewDistributed
+// (clipping it; r drives the randomized rounding), adds its share of the
+// round's Skellam noise with distributed DP, appends the adaptive-clipping
+// bit if asked, and runs the four phases of secure aggregation with the
+// leader. preClipped says that x was clipped to the round's clip already
+// (the adaptive-clipping bit is then inferred from its norm). It returns
+// the update's norm before clipping and the bytes sent.
+func secureRound(ctx context.Context, d *Dialer, id string, plan *wire.Plan, x []float64, preClipped bool, r *rand.Rand) (float64, int, error) {
 	sp := plan.SecAgg
 	graph, rot := wire.SecAggSeeds(plan.Round, plan.Digest)
 	switch {
@@ -193,19 +198,27 @@ func secureRound(ctx context.Context, d *Dialer, id string, plan *wire.Plan, x [
 		return 0, 0, fmt.Errorf("secure clip %v differs from the plan's %v", sp.Clip, plan.Clip)
 	case sp.MinSurvivors < plan.MinClients:
 		return 0, 0, fmt.Errorf("secure round sums as few as %d inputs, the plan promises %d", sp.MinSurvivors, plan.MinClients)
+	case plan.Privacy.Mechanism == wire.MechSkellam && plan.Privacy.NoiseClients > sp.MinSurvivors:
+		// Fewer survivors than shares would carry less noise than announced.
+		return 0, 0, fmt.Errorf("noise split into %d shares, the round sums as few as %d", plan.Privacy.NoiseClients, sp.MinSurvivors)
 	}
-	enc, err := fixedpoint.NewEncoder(fixedpoint.Params{Dim: len(x), Clip: sp.Clip, Bits: uint(sp.Bits), MaxClients: sp.Clients, Seed: rot})
+	dist, err := privacy.NewDistributed(sp.DistributedConfig(plan.Privacy, len(x)))
 	if err != nil {
 		return 0, 0, err
 	}
-	xi := make([]int64, enc.PaddedDim())
-	norm, err := enc.Encode(xi, x, r)
+	if dist.Skellam.ClientVariance > 0 {
+		// The noise must be secret to the client: a seeded generator
+		// would let the coordinator subtract it.
+		r = privacy.NewSecureRand()
+	}
+	pad := dist.Encoder.PaddedDim()
+	in := make([]uint64, sp.InputLen(pad))
+	norm, err := dist.Encode(in[:pad], x, r)
 	if err != nil {
 		return 0, 0, err
 	}
-	in := make([]uint64, len(xi))
-	if err := enc.Wrap(in, xi); err != nil {
-		return norm, 0, err
+	if sp.ClipBit && belowClip(norm, sp.Clip, preClipped) {
+		in[pad] = 1 // adaptive clipping: only the cohort's count is revealed
 	}
 	c, err := secagg.NewClient(sp.Config(plan.Round, len(in)), plan.SecAggID, nil)
 	if err != nil {
@@ -281,4 +294,44 @@ func (p *Participant) Run(ctx context.Context, done func(RoundResult) error) err
 			return err
 		}
 	}
+}
+
+// belowClip is the adaptive-clipping bit of an update of L2 norm norm: it
+// was at most the clip. An update clipped already has norm clip when it
+// was clipped, so the bit is then its norm being strictly, beyond rounding,
+// below the clip.
+func belowClip(norm, clip float64, preClipped bool) bool {
+	if preClipped {
+		return norm < clip*(1-1e-9)
+	}
+	return norm <= clip
+}
+
+// norm is the L2 norm of x.
+func norm(x []float64) float64 {
+	var s float64
+	for _, v := range x {
+		s += v * v
+	}
+	return math.Sqrt(s)
+}
+
+// announcedNoise is the noise of a distributed-DP round as a device can
+// verify it from the plan alone: the Skellam plan of the fewest survivors
+// the secure round accepts, less the device's own share, whose
+// NoiseMultiplier() is the effective multiplier over the integer-domain
+// sensitivity (privacy.SkellamPlan), and the encoder's scale.
+func announcedNoise(plan *wire.Plan) (privacy.SkellamPlan, float64, error) {
+	sp := plan.SecAgg
+	if sp == nil || plan.Privacy.Mechanism != wire.MechSkellam {
+		return privacy.SkellamPlan{}, 0, errors.New("not a distributed-DP round")
+	}
+	if plan.Privacy.NoiseClients > sp.MinSurvivors {
+		return privacy.SkellamPlan{}, 0, fmt.Errorf("noise split into %d shares, the round sums as few as %d", plan.Privacy.NoiseClients, sp.MinSurvivors)
+	}
+	dist, err := privacy.NewDistributed(sp.DistributedConfig(plan.Privacy, model.Dim(plan.Items, plan.Rank)))
+	if err != nil {
+		return privacy.SkellamPlan{}, 0, err
+	}
+	return dist.Survivors(sp.MinSurvivors), dist.Encoder.Params().Scale, nil
 }

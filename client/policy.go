@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/fedrec/fedrec/aggregation/privacy"
 	"github.com/fedrec/fedrec/model"
 )
 
@@ -28,6 +29,11 @@ type Policy struct {
 	// (Epsilon, Delta)-differentially private. Defaults 10 and 1e-6.
 	Epsilon float64
 	Delta   float64
+	// RequireDistributedNoise declines rounds whose noise the coordinator
+	// adds to the sum (central DP, which trusts the coordinator): only
+	// rounds in which the devices add it (Offer.DistributedNoise or
+	// Offer.DeviceNoise) are accepted.
+	RequireDistributedNoise bool
 	// TrustSamplingRate lets the ledger use the sampling rate a round
 	// announces, which amplifies privacy when a device is only one of
 	// many that might have been picked. By default the ledger assumes
@@ -107,6 +113,21 @@ type Offer struct {
 	// the update leaves it (distributed noise, for use with secure
 	// aggregation); otherwise the coordinator adds the noise to the sum.
 	DeviceNoise bool
+	// DistributedNoise says that each device adds its share of Skellam
+	// noise to its encoded update inside secure aggregation, so the
+	// coordinator sees only the noisy sum (distributed DP). The network
+	// Federation does it, and announces as NoiseMultiplier what is sure to
+	// reach the sum: the fewest survivors' shares less the device's own,
+	// over the integer-domain sensitivity.
+	DistributedNoise bool
+	// Skellam and SkellamScale are, with DistributedNoise, the noise the
+	// ledger charges: Skellam is the plan of the shares sure to reach the
+	// sum less the device's own (privacy.Distributed.Survivors of the
+	// fewest survivors; its NoiseMultiplier() is NoiseMultiplier), and
+	// SkellamScale the encoder's scale, so that the device's own share
+	// has std sqrt(Skellam.ClientVariance)/SkellamScale per parameter.
+	Skellam      privacy.SkellamPlan
+	SkellamScale float64
 	// Train holds the round's local training settings; the zero value
 	// means Config.Train.
 	Train model.TrainConfig
@@ -135,6 +156,8 @@ func (p Policy) check(o Offer) *DeclineError {
 		return no(ReasonCohort, "cohort of %d < %d", o.CohortSize, p.MinCohort)
 	case o.NoiseMultiplier < p.MinNoiseMultiplier:
 		return no(ReasonNoise, "noise multiplier %v < %v", o.NoiseMultiplier, p.MinNoiseMultiplier)
+	case p.RequireDistributedNoise && !o.DistributedNoise && !o.DeviceNoise:
+		return no(ReasonNoise, "the coordinator, not the devices, adds the noise")
 	case o.ClipNorm == 0:
 		return no(ReasonClip, "no clipping")
 	case o.ClipNorm > p.MaxClipNorm:

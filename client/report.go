@@ -1,6 +1,7 @@
 package client
 
 import (
+	"fmt"
 	"time"
 )
 
@@ -34,9 +35,13 @@ type RoundReport struct {
 	// ClipNorm bounds the L2 norm of the update the device sent.
 	ClipNorm float64 `json:"clip_norm"`
 	// NoiseMultiplier is the noise the round added to the sum of updates,
-	// relative to ClipNorm; DeviceNoiseStd is the standard deviation of
-	// the noise this device added to each parameter itself (0 when the
-	// coordinator adds all of it).
+	// relative to ClipNorm; with MechSkellam it is the effective
+	// multiplier the device checked against its policy: the noise sure to
+	// reach the sum less the device's own share, over the integer-domain
+	// sensitivity. DeviceNoiseStd is the standard deviation of the noise
+	// this device added to each parameter itself: its Gaussian share with
+	// Offer.DeviceNoise, its Skellam share (in the parameters' units) with
+	// MechSkellam, 0 when the coordinator adds all of the noise.
 	NoiseMultiplier float64 `json:"noise_multiplier"`
 	DeviceNoiseStd  float64 `json:"device_noise_std"`
 	// SamplingRate is the rate the ledger charged the round at (1 unless
@@ -51,6 +56,54 @@ type RoundReport struct {
 	// unacknowledged round (cut short by an opt-out or a failure) is
 	// still charged: some of it may have been sent.
 	Acknowledged bool `json:"acknowledged"`
+	// Mechanism is the noise the round was charged as: MechGaussian
+	// (central noise, or the devices' Gaussian shares) or MechSkellam
+	// (distributed DP).
+	Mechanism Mechanism `json:"mechanism"`
+}
+
+// Mechanism is the noise mechanism the ledger charges a round as. Values
+// start at 1 and are only ever appended.
+type Mechanism uint8
+
+// Noise mechanisms.
+const (
+	// MechGaussian: Gaussian noise of std NoiseMultiplier·ClipNorm on the
+	// sum of the updates, added by the coordinator or, with
+	// Offer.DeviceNoise, in shares by the devices; charged as the
+	// Poisson-sampled Gaussian mechanism. Rounds recorded before the
+	// mechanism was are Gaussian.
+	MechGaussian Mechanism = iota + 1
+	// MechSkellam: distributed DP (Offer.DistributedNoise). Each device
+	// adds its share of Skellam noise to its integer-encoded update
+	// inside secure aggregation; charged as the Poisson-sampled Skellam
+	// mechanism (aggregation/privacy), counting the shares sure to reach
+	// the sum less the device's own.
+	MechSkellam
+)
+
+func (m Mechanism) String() string {
+	switch m {
+	case MechGaussian:
+		return "gaussian"
+	case MechSkellam:
+		return "skellam"
+	}
+	return fmt.Sprintf("Mechanism(%d)", uint8(m))
+}
+
+// MarshalText makes mechanisms read as words in JSON reports.
+func (m Mechanism) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+// UnmarshalText reads what MarshalText writes.
+func (m *Mechanism) UnmarshalText(b []byte) error {
+	for x := MechGaussian; x <= MechSkellam; x++ {
+		if x.String() == string(b) {
+			*m = x
+			return nil
+		}
+	}
+	return fmt.Errorf("client: unknown noise mechanism %q", b)
 }
 
 // DeclinedRound is a round the device declined.
@@ -114,7 +167,7 @@ func roundReport(ch charge, eps []float64, i int) RoundReport {
 		Round: ch.Round, ModelVersion: ch.ModelVersion, Time: time.Unix(ch.Time, 0).UTC(),
 		BytesSent: ch.Bytes, Params: ch.Params, ClipNorm: ch.ClipNorm,
 		NoiseMultiplier: ch.NoiseMultiplier, DeviceNoiseStd: ch.DeviceNoiseStd, SamplingRate: ch.SamplingRate,
-		EpsilonTotal: eps[i], Acknowledged: ch.Acked,
+		EpsilonTotal: eps[i], Acknowledged: ch.Acked, Mechanism: ch.Mechanism,
 	}
 	r.Epsilon = eps[i]
 	if i > 0 {

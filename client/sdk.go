@@ -732,6 +732,9 @@ func (k *Contribution) Accept(o Offer) error {
 		return context.Cause(k.ctx)
 	}
 	d := c.cfg.Policy.check(o)
+	if d == nil {
+		d = checkNoise(o)
+	}
 	if d == nil && len(c.st.interactions) == 0 {
 		d = &DeclineError{Round: o.Round, Reason: ReasonNoData, Detail: "no interactions"}
 	}
@@ -750,13 +753,23 @@ func (k *Contribution) Accept(o Offer) error {
 	return nil
 }
 
+// chargeFor is the ledger's charge for taking part in o: a Gaussian of
+// o's noise multiplier or, for a distributed-DP round (checked by
+// checkNoise), the Skellam mechanism of o's plan, with the std of the
+// device's own share of the noise.
 func (k *Contribution) chargeFor(o Offer) charge {
 	p := k.c.cfg.Policy
-	return charge{
+	ch := charge{
 		Round: o.Round, ModelVersion: o.ModelVersion, Time: k.c.cfg.Clock().Unix(),
 		SamplingRate: p.accountedRate(o), NoiseMultiplier: o.NoiseMultiplier,
-		ClipNorm: o.ClipNorm, DeviceNoiseStd: deviceNoiseStd(o),
+		ClipNorm: o.ClipNorm, DeviceNoiseStd: deviceNoiseStd(o), Mechanism: MechGaussian,
 	}
+	if o.DistributedNoise {
+		s := o.Skellam
+		ch.Mechanism, ch.Variance, ch.L1, ch.L2 = MechSkellam, s.Variance, s.L1, s.L2
+		ch.DeviceNoiseStd = math.Sqrt(s.ClientVariance) / o.SkellamScale
+	}
+	return ch
 }
 
 // maxDeclines bounds the declines kept for the report.
@@ -827,7 +840,9 @@ func (k *Contribution) Update(ctx context.Context, rel *Release) (Payload, error
 		tc = c.cfg.Train
 	}
 	ch := k.chargeFor(*o)
-	p, u, err := localStep(rel.Model, rs, tc, o.ClipNorm, ch.DeviceNoiseStd, c.cfg.Rand)
+	// The device adds Gaussian noise here; Skellam noise is added to the
+	// encoded update by the Federation (secure aggregation).
+	p, u, err := localStep(rel.Model, rs, tc, o.ClipNorm, deviceNoiseStd(*o), c.cfg.Rand)
 	if err != nil {
 		return Payload{}, fmt.Errorf("client: round %d: %w", o.Round, err)
 	}

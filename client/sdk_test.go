@@ -19,6 +19,8 @@ import (
 	"go.uber.org/goleak"
 	"gonum.org/v1/gonum/floats"
 
+	"github.com/fedrec/fedrec/aggregation/privacy"
+	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
 )
 
@@ -518,7 +520,7 @@ func TestParticipate(t *testing.T) {
 		t.Errorf("the round's model was not installed")
 	}
 	want := RoundReport{Round: 1, ModelVersion: 1, Time: t0.Truncate(time.Second), BytesSent: 4 * 19, Params: 19,
-		ClipNorm: 0.5, NoiseMultiplier: 2, SamplingRate: 1, Acknowledged: true}
+		ClipNorm: 0.5, NoiseMultiplier: 2, SamplingRate: 1, Acknowledged: true, Mechanism: MechGaussian}
 	got := rep
 	got.Epsilon, got.EpsilonTotal = 0, 0
 	if got != want {
@@ -750,6 +752,185 @@ func TestDeviceNoise(t *testing.T) {
 	}
 	if n := floats.Norm(fed.payloads[0].Delta, 2); n <= 0.5 {
 		t.Logf("|noised payload| = %v (noise can shrink it, but rarely)", n)
+	}
+}
+
+// distributedOffer is a distributed-DP round as the network Federation
+// announces it (announcedNoise): 100 devices at clip 0.5 and z = 2, the
+// noise split into 80 shares, as few as 80 survivors, so that the ledger
+// charges 79 shares.
+func distributedOffer(t testing.TB, round uint64) Offer {
+	t.Helper()
+	d, err := privacy.NewDistributed(privacy.DistributedConfig{Dim: model.Dim(6, 2), Clip: 0.5, Bits: 20, MaxClients: 100, NoiseMultiplier: 2, NoiseClients: 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := goodOffer(round)
+	o.Skellam, o.SkellamScale = d.Survivors(80), d.Encoder.Params().Scale
+	o.NoiseMultiplier, o.DistributedNoise = o.Skellam.NoiseMultiplier(), true
+	return o
+}
+
+// accountantEpsilon is ε at δ = 1e-6 of the entries, by the accountant.
+func accountantEpsilon(t testing.TB, entries ...privacy.Entry) float64 {
+	t.Helper()
+	a, err := privacy.Rebuild(privacy.Config{}, entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps, _, err := a.Epsilon(1e-6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eps
+}
+
+// TestDistributedCharge: a distributed-DP round is charged as the Skellam
+// mechanism, exactly as the accountant (and the coordinator's ledger)
+// charges it, and reported with the device's own share of the noise; the
+// charge survives a snapshot and a restart.
+func TestDistributedCharge(t *testing.T) {
+	c, fed, cfg := roundClient(t)
+	fed.offer = distributedOffer(t, 1)
+	s := fed.offer.Skellam
+	rep, err := c.Participate(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	skellam := privacy.Entry{Mechanism: privacy.PoissonSkellam, SamplingRate: 1, Variance: s.Variance, L1: s.L1, L2: s.L2, Steps: 1}
+	want := accountantEpsilon(t, skellam)
+	if rep.Epsilon != want || rep.EpsilonTotal != want {
+		t.Errorf("ε = %v (total %v), want the Skellam accountant's %v", rep.Epsilon, rep.EpsilonTotal, want)
+	}
+	gauss := privacy.Entry{Mechanism: privacy.PoissonGaussian, SamplingRate: 1, NoiseMultiplier: s.NoiseMultiplier(), Steps: 1}
+	if g := accountantEpsilon(t, gauss); !(g < want) {
+		t.Errorf("Gaussian at the effective multiplier: ε = %v, want below the Skellam %v", g, want)
+	}
+	if rep.Mechanism != MechSkellam || rep.NoiseMultiplier != s.NoiseMultiplier() {
+		t.Errorf("mechanism, noise = %v, %v, want skellam, %v", rep.Mechanism, rep.NoiseMultiplier, s.NoiseMultiplier())
+	}
+	if share := 2 * 0.5 / math.Sqrt(80); math.Abs(rep.DeviceNoiseStd/share-1) > 1e-9 { // z·C/√shares
+		t.Errorf("DeviceNoiseStd = %v, want %v", rep.DeviceNoiseStd, share)
+	}
+	// The Skellam noise is the Federation's to add: the SDK adds none.
+	if n := floats.Norm(fed.payloads[0].Delta, 2); n > 0.5+1e-12 {
+		t.Errorf("|payload| = %v, want clipped to 0.5 and not noised", n)
+	}
+
+	// A central round after it composes with it.
+	fed.offer = goodOffer(2)
+	if _, err := c.Participate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	r1, err := c.Report()
+	if err != nil {
+		t.Fatal(err)
+	}
+	central := privacy.Entry{Mechanism: privacy.PoissonGaussian, SamplingRate: 1, NoiseMultiplier: 2, Steps: 1}
+	if want := accountantEpsilon(t, skellam, central); r1.Totals.Epsilon != want {
+		t.Errorf("total ε = %v, want %v", r1.Totals.Epsilon, want)
+	}
+	if len(r1.Rounds) != 2 || r1.Rounds[1].Mechanism != MechGaussian || r1.Rounds[1].DeviceNoiseStd != 0 {
+		t.Errorf("rounds = %+v, want a second, central one", r1.Rounds)
+	}
+	c.mu.Lock()
+	err = c.store.compact(c.st)
+	c.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	r2, err := open(t, cfg).Report()
+	if err != nil {
+		t.Fatal(err)
+	}
+	j1, _ := json.Marshal(r1)
+	j2, _ := json.Marshal(r2)
+	if !bytes.Equal(j1, j2) {
+		t.Errorf("report after restart differs:\n%s\n%s", j1, j2)
+	}
+	for _, key := range []string{`"mechanism":"skellam"`, `"mechanism":"gaussian"`, fmt.Sprintf(`"device_noise_std":%v`, rep.DeviceNoiseStd)} {
+		if !bytes.Contains(j2, []byte(key)) {
+			t.Errorf("report JSON lacks %s: %s", key, j2)
+		}
+	}
+	var back Report
+	if err := json.Unmarshal(j2, &back); err != nil || back.Rounds[0].Mechanism != MechSkellam {
+		t.Errorf("report JSON reads back as %+v, %v", back.Rounds, err)
+	}
+}
+
+// TestDistributedBudget: the budget check charges the Skellam mechanism,
+// not the (slightly cheaper) Gaussian of the effective multiplier.
+func TestDistributedBudget(t *testing.T) {
+	c, fed, _ := roundClient(t)
+	fed.offer = distributedOffer(t, 1)
+	s := fed.offer.Skellam
+	skellam := accountantEpsilon(t, privacy.Entry{Mechanism: privacy.PoissonSkellam, SamplingRate: 1, Variance: s.Variance, L1: s.L1, L2: s.L2, Steps: 1})
+	gauss := accountantEpsilon(t, privacy.Entry{Mechanism: privacy.PoissonGaussian, SamplingRate: 1, NoiseMultiplier: s.NoiseMultiplier(), Steps: 1})
+	c.cfg.Policy.Epsilon = (skellam + gauss) / 2
+	_, err := c.Participate(t.Context())
+	var de *DeclineError
+	if !errors.As(err, &de) || de.Reason != ReasonBudget {
+		t.Fatalf("Participate = %v, want a decline for budget (ε %v > %v)", err, skellam, c.cfg.Policy.Epsilon)
+	}
+}
+
+// TestDistributedOfferInvalid: the ledger cannot charge a distributed
+// round without a sound Skellam plan; such offers are declined before
+// anything is charged.
+func TestDistributedOfferInvalid(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		spoil func(o *Offer)
+	}{
+		{"no plan", func(o *Offer) { o.Skellam = privacy.SkellamPlan{} }},
+		{"no scale", func(o *Offer) { o.SkellamScale = 0 }},
+		{"negative variance", func(o *Offer) { o.Skellam.Variance = -1 }},
+		{"NaN variance", func(o *Offer) { o.Skellam.ClientVariance = math.NaN() }},
+		{"Gaussian shares too", func(o *Offer) { o.DeviceNoise = true }},
+		{"more noise than the plan", func(o *Offer) { o.NoiseMultiplier *= 1.01 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, fed, _ := roundClient(t)
+			fed.offer = distributedOffer(t, 1)
+			tc.spoil(&fed.offer)
+			_, err := c.Participate(t.Context())
+			var de *DeclineError
+			if !errors.As(err, &de) || de.Reason != ReasonInvalid {
+				t.Errorf("Participate = %v, want a decline as invalid", err)
+			}
+			if rep, _ := c.Report(); len(rep.Rounds) != 0 || len(fed.payloads) != 0 {
+				t.Errorf("charged %d rounds, sent %d payloads", len(rep.Rounds), len(fed.payloads))
+			}
+		})
+	}
+}
+
+// TestAnnouncedNoise: the network Federation's offer for a distributed
+// round carries the plan of the fewest survivors less the device's own
+// share, and the scale that gives the device's share in parameter units.
+func TestAnnouncedNoise(t *testing.T) {
+	const z, clip, clients, shares = 2.0, 0.5, 100, 80
+	plan := &wire.Plan{Items: 6, Rank: 2, Clip: clip, MinClients: shares,
+		Privacy: wire.PrivacyParams{NoiseMultiplier: z, SamplingRate: 0.01, Mechanism: wire.MechSkellam, NoiseClients: shares},
+		SecAgg:  &wire.SecAggParams{Clients: clients, MinSurvivors: shares, Bits: 20, Clip: clip, RotationSeed: make([]byte, 32)}}
+	s, scale, err := announcedNoise(plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := distributedOffer(t, 1); s != want.Skellam || scale != want.SkellamScale {
+		t.Errorf("announcedNoise = %+v, %v, want %+v, %v", s, scale, want.Skellam, want.SkellamScale)
+	}
+	if got, want := s.NoiseMultiplier(), z*math.Sqrt((shares-1.0)/shares); math.Abs(got/want-1) > 0.01 {
+		t.Errorf("effective multiplier %v, want about %v", got, want)
+	}
+	if got, want := math.Sqrt(s.ClientVariance)/scale, z*clip/math.Sqrt(shares); math.Abs(got/want-1) > 1e-9 {
+		t.Errorf("device share std %v, want %v", got, want)
+	}
+	plan.Privacy.Mechanism = wire.MechGaussian
+	if _, _, err := announcedNoise(plan); err == nil {
+		t.Errorf("announcedNoise of a central round: no error")
 	}
 }
 

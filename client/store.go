@@ -794,6 +794,14 @@ type charge struct {
 	Params              int64
 	Bytes               int64
 	Acked               bool
+	// Mechanism is what the ledger charges: a Gaussian of NoiseMultiplier
+	// (as every charge of a recCharge record), or with MechSkellam the
+	// Skellam mechanism of Variance (the noise sure to reach the sum less
+	// the device's own share) and the sensitivities L1 and L2, integer
+	// domain (a recChargeMech record).
+	Mechanism Mechanism
+	Variance  float64
+	L1, L2    float64
 }
 
 // ackRec marks the charge of a round as acknowledged by the coordinator.
@@ -823,6 +831,10 @@ const (
 	recAck
 	recDecline
 	recBytes
+	// recChargeMech is a charge of a mechanism other than the Gaussian:
+	// the fields of recCharge, the mechanism and its parameters. Gaussian
+	// charges stay recCharge, as the first SDK wrote them.
+	recChargeMech
 )
 
 type record any // one of the types decodeRecord returns
@@ -934,7 +946,11 @@ func appendRecord(b []byte, r record) []byte {
 		b = append(b, byte(recConsent), boolByte(r.In))
 		b = i64(b, r.Time)
 	case charge:
-		b = append(b, byte(recCharge))
+		typ := recCharge
+		if r.Mechanism != MechGaussian && r.Mechanism != 0 {
+			typ = recChargeMech
+		}
+		b = append(b, byte(typ))
 		b = u64(b, r.Round)
 		b = u64(b, r.ModelVersion)
 		b = i64(b, r.Time)
@@ -945,6 +961,12 @@ func appendRecord(b []byte, r record) []byte {
 		b = i64(b, r.Params)
 		b = i64(b, r.Bytes)
 		b = append(b, boolByte(r.Acked))
+		if typ == recChargeMech {
+			b = append(b, byte(r.Mechanism))
+			b = f64(b, r.Variance)
+			b = f64(b, r.L1)
+			b = f64(b, r.L2)
+		}
 	case ackRec:
 		b = append(b, byte(recAck))
 		b = u64(b, r.Round)
@@ -1096,7 +1118,7 @@ func decodeRecord(b []byte) (record, error) {
 		r = u
 	case recConsent:
 		r = consentRec{In: d.bool("consent"), Time: d.i64("time")}
-	case recCharge:
+	case recCharge, recChargeMech:
 		c := charge{Round: d.u64("round"), ModelVersion: d.u64("model version"), Time: d.i64("time")}
 		c.SamplingRate = d.nonNeg("sampling rate")
 		c.NoiseMultiplier = d.nonNeg("noise multiplier")
@@ -1105,6 +1127,16 @@ func decodeRecord(b []byte) (record, error) {
 		c.Params = d.i64("params")
 		c.Bytes = d.i64("bytes")
 		c.Acked = d.bool("acked")
+		c.Mechanism = MechGaussian
+		if t == recChargeMech {
+			c.Mechanism = Mechanism(d.u8("mechanism"))
+			c.Variance = d.nonNeg("noise variance")
+			c.L1 = d.nonNeg("L1 sensitivity")
+			c.L2 = d.nonNeg("L2 sensitivity")
+			if d.err == nil && (c.Mechanism != MechSkellam || c.L1 == 0 || c.L2 == 0) {
+				d.fail("charge mechanism")
+			}
+		}
 		if d.err == nil && (c.SamplingRate > 1 || c.Params < 0 || c.Bytes < 0) {
 			d.fail("charge")
 		}

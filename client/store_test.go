@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedrec/fedrec/aggregation/privacy"
 	"github.com/fedrec/fedrec/model"
 )
 
@@ -92,7 +94,7 @@ func checkBuiltState(t *testing.T, c *Client) {
 		t.Fatalf("charges = %+v, want 1", st.charges)
 	}
 	ch := st.charges[0]
-	wantCh := charge{Round: 1, ModelVersion: 1, Time: t0.Unix(), SamplingRate: 1, NoiseMultiplier: 2, ClipNorm: 0.5, Params: 19, Bytes: 76, Acked: true}
+	wantCh := charge{Round: 1, ModelVersion: 1, Time: t0.Unix(), SamplingRate: 1, NoiseMultiplier: 2, ClipNorm: 0.5, Params: 19, Bytes: 76, Acked: true, Mechanism: MechGaussian}
 	if ch != wantCh {
 		t.Errorf("charge = %+v\nwant %+v", ch, wantCh)
 	}
@@ -469,6 +471,67 @@ func TestStaleTempFile(t *testing.T) {
 	}
 }
 
+// TestGoldenLedger: the ledger of the first store format, whose charges
+// carry no mechanism, reads as Gaussian charges, and ε is the Gaussian
+// accountant's.
+func TestGoldenLedger(t *testing.T) {
+	dir := t.TempDir()
+	copyDir(t, goldenDir, dir)
+	cfg, _ := testConfig(t)
+	cfg.Dir = dir
+	rep, err := open(t, cfg).Report()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rounds) != 1 || rep.Rounds[0].Mechanism != MechGaussian {
+		t.Fatalf("rounds = %+v, want one Gaussian round", rep.Rounds)
+	}
+	if want := accountantEpsilon(t, privacy.Entry{Mechanism: privacy.PoissonGaussian, SamplingRate: 1, NoiseMultiplier: 2, Steps: 1}); rep.Totals.Epsilon != want {
+		t.Errorf("ε = %v, want the Gaussian accountant's %v", rep.Totals.Epsilon, want)
+	}
+}
+
+var skellamCharge = charge{Round: 11, ModelVersion: 2, Time: 7, SamplingRate: 0.5, NoiseMultiplier: 1.5, ClipNorm: 0.5, DeviceNoiseStd: 0.25,
+	Params: 19, Bytes: 152, Mechanism: MechSkellam, Variance: 1e6, L1: 300, L2: 40}
+
+// TestChargeRecordFormat pins the bytes of charge records: a Gaussian
+// charge is written as the first SDK wrote it (recCharge), a Skellam one
+// as recChargeMech, and both read back.
+func TestChargeRecordFormat(t *testing.T) {
+	for _, tc := range []struct {
+		c    charge
+		want string
+	}{
+		{charge{Round: 9, ModelVersion: 2, Time: 5, SamplingRate: 1, NoiseMultiplier: 2, ClipNorm: 0.5, DeviceNoiseStd: 0.1, Params: 19, Bytes: 76, Acked: true, Mechanism: MechGaussian},
+			"04" + "0900000000000000" + "0200000000000000" + "0500000000000000" + "000000000000f03f" + "0000000000000040" +
+				"000000000000e03f" + "9a9999999999b93f" + "1300000000000000" + "4c00000000000000" + "01"},
+		{skellamCharge,
+			"08" + "0b00000000000000" + "0200000000000000" + "0700000000000000" + "000000000000e03f" + "000000000000f83f" +
+				"000000000000e03f" + "000000000000d03f" + "1300000000000000" + "9800000000000000" + "00" +
+				"02" + "0000000080842e41" + "0000000000c07240" + "0000000000004440"},
+	} {
+		b := appendRecord(nil, tc.c)
+		if got := hex.EncodeToString(b); got != tc.want {
+			t.Errorf("appendRecord(%+v) = %s\nwant %s", tc.c, got, tc.want)
+		}
+		if r, err := decodeRecord(b); err != nil || r != tc.c {
+			t.Errorf("decodeRecord = %+v, %v, want %+v", r, err, tc.c)
+		}
+	}
+	// A Skellam record must name a known mechanism and sensitivities.
+	for _, spoil := range []func(b []byte){
+		func(b []byte) { b[74] = byte(MechGaussian) },
+		func(b []byte) { b[74] = 3 },
+		func(b []byte) { clear(b[len(b)-8:]) },
+	} {
+		b := appendRecord(nil, skellamCharge)
+		spoil(b)
+		if _, err := decodeRecord(b); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("decodeRecord(%x) = %v, want ErrCorrupt", b, err)
+		}
+	}
+}
+
 // Fuzz targets for the decoders of bytes read from disk.
 
 func recordSeeds() [][]byte {
@@ -477,7 +540,8 @@ func recordSeeds() [][]byte {
 		stored{Item: "sku", Kind: Purchase, Time: -3600},
 		userRec{Version: 3, User: model.User{Factor: []float64{0.5, -1, 2}, Bias: 0.25}},
 		consentRec{In: true, Time: 17},
-		charge{Round: 9, ModelVersion: 2, Time: 5, SamplingRate: 1, NoiseMultiplier: 2, ClipNorm: 0.5, DeviceNoiseStd: 0.1, Params: 19, Bytes: 76, Acked: true},
+		charge{Round: 9, ModelVersion: 2, Time: 5, SamplingRate: 1, NoiseMultiplier: 2, ClipNorm: 0.5, DeviceNoiseStd: 0.1, Params: 19, Bytes: 76, Acked: true, Mechanism: MechGaussian},
+		skellamCharge,
 		ackRec{Round: 9},
 		bytesRec{Round: 9, Bytes: 1000},
 		decline{Round: 10, ModelVersion: 2, Time: 6, Reason: ReasonNoise},

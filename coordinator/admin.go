@@ -39,10 +39,13 @@ import (
 //	GET /v1/model         ModelManifest as JSON; ?version=V for a retained
 //	                      version, ?format=raw for the parameters
 //	GET /v1/cluster       Cluster as JSON: the Raft configuration
+//	POST /v1/cluster/join?id=NODE&raft_addr=HOST:PORT[&client_addr=HOST:PORT]
+//	                      leader only: add NODE as a voter (idempotent)
 //	POST /v1/cluster/remove?id=NODE
 //	                      leader only: remove NODE (absent is success)
 //	POST /v1/cluster/transfer-leadership[?id=NODE]
 //	                      leader only: hand leadership to NODE or any voter
+//	GET /v1/backup        a backup file of this node's state (backup.go)
 //
 // A leader-only call on a follower answers 409 with a ClusterError that
 // names the leader.
@@ -126,6 +129,13 @@ type RoundJSON struct {
 	Loss      float64 `json:"loss"`
 	N         int64   `json:"n"`
 	Reason    string  `json:"reason,omitempty"`
+	// LossUnknown: a secure round, whose leader saw only the sum; loss, n
+	// and clipped were not collected (they read 0).
+	LossUnknown bool `json:"loss_unknown,omitempty"`
+	// Clip and NextClip are the round's and the next round's clip norms
+	// with adaptive clipping.
+	Clip     float64 `json:"clip,omitempty"`
+	NextClip float64 `json:"next_clip,omitempty"`
 }
 
 // ModelManifest is the answer of GET /v1/model. The raw form
@@ -229,8 +239,10 @@ func (a *admin) handler() http.Handler {
 	mux.Handle("GET /v1/rounds", a.auth(http.HandlerFunc(a.rounds)))
 	mux.Handle("GET /v1/model", a.auth(http.HandlerFunc(a.model)))
 	mux.Handle("GET /v1/cluster", a.auth(http.HandlerFunc(a.cluster)))
+	mux.Handle("POST /v1/cluster/join", a.auth(http.HandlerFunc(a.join)))
 	mux.Handle("POST /v1/cluster/remove", a.auth(http.HandlerFunc(a.remove)))
 	mux.Handle("POST /v1/cluster/transfer-leadership", a.auth(http.HandlerFunc(a.transfer)))
+	mux.Handle("GET /v1/backup", a.auth(http.HandlerFunc(a.backup)))
 	return mux
 }
 
@@ -434,7 +446,8 @@ func roundJSON(r *RoundRecord) RoundJSON {
 		o = "abandoned"
 	}
 	return RoundJSON{Round: r.Round, Outcome: o, Model: r.Model, NewModel: r.NewModel, Cohort: r.Cohort,
-		Survivors: r.Survivors, Clipped: r.Clipped, Loss: r.Loss, N: r.N, Reason: r.Reason}
+		Survivors: r.Survivors, Clipped: r.Clipped, Loss: r.Loss, N: r.N, Reason: r.Reason,
+		LossUnknown: r.LossUnknown, Clip: r.Clip, NextClip: r.NextClip}
 }
 
 func (a *admin) model(w http.ResponseWriter, r *http.Request) {

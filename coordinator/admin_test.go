@@ -344,9 +344,27 @@ func TestAdminMetrics(t *testing.T) {
 			t.Errorf("%s: committed round durations observed = %v, want >= 1", n.ID(), got)
 		}
 	}
+	// The leader timed its rounds' phases, and a snapshot is measured.
+	if err := l.raft.Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
 	// The leader's figures moved.
 	_, body = c.get(l, "/metrics", testToken)
 	after := scrape(t, body)
+	for _, p := range []string{"gathering", "selected", "collecting", "aggregating", "committing"} {
+		if got := after[`fedrec_round_phase_duration_seconds_count{phase="`+p+`"}`]; got < 1 {
+			t.Errorf("leader: phase %s observed %v times, want >= 1", p, got)
+		}
+	}
+	if after["fedrec_snapshot_size_bytes_count"] < 1 || !(after["fedrec_snapshot_last_size_bytes"] > 100) || after["fedrec_snapshot_persist_failures_total"] != 0 {
+		t.Errorf("snapshot figures: count %v, last size %v, failures %v; want a snapshot of more than 100 bytes, no failures",
+			after["fedrec_snapshot_size_bytes_count"], after["fedrec_snapshot_last_size_bytes"], after["fedrec_snapshot_persist_failures_total"])
+	}
+	for _, k := range []string{"fedrec_client_connections", "fedrec_client_received_bytes_total", "fedrec_client_sent_bytes_total", "fedrec_round_waiting_clients"} {
+		if _, ok := after[k]; !ok {
+			t.Errorf("metrics lack %s", k)
+		}
+	}
 	for _, k := range []string{"fedrec_rounds_started_total", "fedrec_rounds_committed_total", "fedrec_model_version", "fedrec_raft_applied_index", "fedrec_round_survivor_clients_total"} {
 		if !(after[k] > before[k]) {
 			t.Errorf("%s: %v before the rounds, %v after; want it to grow", k, before[k], after[k])

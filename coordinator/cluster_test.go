@@ -18,12 +18,23 @@ import (
 // testCluster is a cluster over raft.InmemTransport with short timeouts.
 type testCluster struct {
 	t     *testing.T
+	mu    sync.Mutex // guards nodes against restarts (fault tests)
 	nodes []*Node
 	trans []*raft.InmemTransport
 	cfg   Training
+	// pause is how long each client of crowd waits between rounds (a
+	// synctest bubble's clock moves only when every goroutine waits).
+	pause time.Duration
 }
 
 func newTestCluster(t *testing.T, size int, tr Training) *testCluster {
+	t.Helper()
+	return newTestClusterWith(t, size, tr, nil)
+}
+
+// newTestClusterWith is newTestCluster with each node's Config adjusted
+// by opt (nil: none) before it starts.
+func newTestClusterWith(t *testing.T, size int, tr Training, opt func(i int, cfg *Config)) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, cfg: tr}
 	for i := range size {
@@ -33,12 +44,16 @@ func newTestCluster(t *testing.T, size int, tr Training) *testCluster {
 			o.Connect(addr, tt)
 		}
 		c.trans = append(c.trans, tt)
-		n, err := New(Config{
+		cfg := Config{
 			ID: fmt.Sprintf("n%d", i), InMemory: true, Transport: tt, AdvertiseClientAddr: fmt.Sprintf("client-%d", i),
 			Bootstrap: i == 0, Training: tr, Seed: uint64(i + 1),
 			Logger:           testLogger(t),
 			HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
-		})
+		}
+		if opt != nil {
+			opt(i, &cfg)
+		}
+		n, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -68,9 +83,16 @@ func (c *testCluster) leader(ctx context.Context) *Node {
 	return l
 }
 
+// list returns the current nodes.
+func (c *testCluster) list() []*Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.nodes)
+}
+
 func (c *testCluster) findLeader(ctx context.Context) *Node {
 	for {
-		for _, n := range c.nodes {
+		for _, n := range c.list() {
 			if !n.closing.Load() && n.leaderOrNil() != nil {
 				return n
 			}
@@ -85,7 +107,7 @@ func (c *testCluster) findLeader(ctx context.Context) *Node {
 
 func (c *testCluster) live() []*Node {
 	var out []*Node
-	for _, n := range c.nodes {
+	for _, n := range c.list() {
 		if !n.closing.Load() {
 			out = append(out, n)
 		}
@@ -152,6 +174,12 @@ func (c *testCluster) crowd(ctx context.Context, k int) *sync.WaitGroup {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				c.participate(ctx, fmt.Sprintf("c%d", i), func(p *wire.Plan) []float64 { return constDelta(c.dim(), 0.01) })
+				if c.pause > 0 {
+					select {
+					case <-ctx.Done():
+					case <-time.After(c.pause):
+					}
+				}
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"sync"
@@ -74,6 +75,27 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	close(f.changed)
 	f.changed = make(chan struct{})
 	return nil
+}
+
+// Digest returns the SHA-256 of s's snapshot. Snapshots are
+// deterministic, so two nodes hold the same replicated state exactly when
+// their digests are equal.
+func (s *State) Digest() [sha256.Size]byte {
+	h := sha256.New()
+	if err := s.WriteSnapshot(h); err != nil {
+		panic(fmt.Sprintf("coordinator: snapshot to a hash: %v", err)) // a hash never fails
+	}
+	return [sha256.Size]byte(h.Sum(nil))
+}
+
+// StateDigest returns the digest of the node's replicated state (see
+// State.Digest) and the Raft index last applied to it.
+func (n *Node) StateDigest() (d [sha256.Size]byte, applied uint64) {
+	n.fsm.read(func(s *State) {
+		d = s.Digest()
+		applied = n.raft.AppliedIndex()
+	})
+	return d, applied
 }
 
 type fsmSnapshot struct{ st *State }

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 // ErrUnknownNode is returned by membership operations that name a node
@@ -127,6 +130,52 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) error {
 }
 
 func (a *admin) cluster(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, a.n.Cluster())
+}
+
+// join adds the node of the query (id, raft_addr, client_addr) as a voter:
+// for a node started with neither --bootstrap nor --join, which waits for
+// the leader to contact it. It refuses what would take another member out
+// of the configuration: a Raft address another node holds, or a new
+// address for the leader itself.
+func (a *admin) join(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	id, raftAddr, clientAddr := q.Get("id"), q.Get("raft_addr"), q.Get("client_addr")
+	if id == "" || len(id) > wire.MaxIDLen {
+		a.clusterError(w, http.StatusBadRequest, fmt.Errorf("id: want a node id of 1..%d bytes", wire.MaxIDLen))
+		return
+	}
+	if _, _, err := net.SplitHostPort(raftAddr); err != nil {
+		a.clusterError(w, http.StatusBadRequest, fmt.Errorf("raft_addr: want HOST:PORT: %v", err))
+		return
+	}
+	if clientAddr != "" {
+		if _, _, err := net.SplitHostPort(clientAddr); err != nil {
+			a.clusterError(w, http.StatusBadRequest, fmt.Errorf("client_addr: want HOST:PORT: %v", err))
+			return
+		}
+	}
+	if !a.n.IsLeader() {
+		a.clusterError(w, 0, ErrNotLeader)
+		return
+	}
+	for _, s := range a.n.raft.GetConfiguration().Configuration().Servers {
+		switch {
+		case s.ID != raft.ServerID(id) && s.Address == raft.ServerAddress(raftAddr):
+			a.clusterError(w, http.StatusBadRequest, fmt.Errorf("raft_addr %s belongs to node %s: remove it first", raftAddr, s.ID))
+			return
+		case s.ID == raft.ServerID(id) && id == a.n.cfg.ID && s.Address != raft.ServerAddress(raftAddr):
+			a.clusterError(w, http.StatusBadRequest, fmt.Errorf("%s is the leader, at %s: transfer leadership before moving it", id, s.Address))
+			return
+		}
+	}
+	if clientAddr == "" { // keep the address the node registered, if any
+		a.n.fsm.read(func(s *State) { clientAddr = s.NodeAddr(id) })
+	}
+	if err := a.n.Join(id, raftAddr, clientAddr); err != nil {
+		a.clusterError(w, 0, err)
+		return
+	}
 	writeJSON(w, a.n.Cluster())
 }
 

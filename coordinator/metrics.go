@@ -4,11 +4,13 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/quic-go/quic-go"
 
 	"github.com/fedrec/fedrec/aggregation/privacy"
 )
@@ -29,9 +31,23 @@ type metrics struct {
 	cohort, survivors             prometheus.Counter
 	lastCohort, lastSurvivors     prometheus.Gauge
 	duration                      *prometheus.HistogramVec
+	// phases times the leader's round phases (round.advance).
+	phases *prometheus.HistogramVec
+
+	snapSize, snapPersist      prometheus.Histogram
+	snapLast                   prometheus.Gauge
+	snapFailures, snapRestores prometheus.Counter
+	snapRestoreFailures        prometheus.Counter
 
 	raftState, raftTerm, raftCommit, raftApplied, raftLastContact, raftPeers *prometheus.Desc
 	modelVersion, roundOpen, epsilon, delta                                  *prometheus.Desc
+	conns, bytesIn, bytesOut, waiting                                        *prometheus.Desc
+
+	// cmu guards the client connections: the live ones, whose byte counts
+	// are read at scrape time, and the totals of those that closed.
+	cmu                 sync.Mutex
+	live                map[*quic.Conn]struct{}
+	closedIn, closedOut uint64
 
 	// pmu guards the accountant, apart from mu so that an apply never
 	// waits for ε to be computed.
@@ -49,6 +65,20 @@ type metrics struct {
 }
 
 func newMetrics(n *Node) *metrics {
+	m := defineMetrics(n)
+	// Every series exists from the start, so that dashboards and alerts
+	// see zeros rather than nothing.
+	for _, o := range []string{"committed", "abandoned"} {
+		m.duration.WithLabelValues(o)
+	}
+	for _, p := range []phase{phaseGathering, phaseSelected, phaseCollecting, phaseAdvertising, phaseSharing, phaseMasking, phaseUnmasking, phaseAggregating, phaseCommitting} {
+		m.phases.WithLabelValues(phaseLabel(p))
+	}
+	return m
+}
+
+// defineMetrics creates the metrics of n.
+func defineMetrics(n *Node) *metrics {
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "fedrec", Name: name, Help: help})
 	}
@@ -74,16 +104,41 @@ func newMetrics(n *Node) *metrics {
 			// upload deadline: 0.25 s … 512 s.
 			Buckets: prometheus.ExponentialBuckets(0.25, 2, 12),
 		}, []string{"outcome"}),
-		raftState:       desc("raft_state", "Raft state of this node: 1 for the current state, 0 for the others.", "state"),
-		raftTerm:        desc("raft_term", "Current Raft term."),
-		raftCommit:      desc("raft_commit_index", "Raft commit index as known to this node."),
-		raftApplied:     desc("raft_applied_index", "Raft index last applied to this node's state."),
-		raftLastContact: desc("raft_last_contact_seconds", "Seconds since this follower last heard from the leader; 0 on the leader, +Inf if never."),
-		raftPeers:       desc("raft_voters", "Voters in the Raft configuration."),
-		modelVersion:    desc("model_version", "Version of the newest committed model (1 is the initial model)."),
-		roundOpen:       desc("round_open", "1 while a round is open, else 0."),
-		epsilon:         desc("privacy_epsilon", "Differential-privacy ε spent by the committed rounds at δ = fedrec_privacy_delta (+Inf after a round without noise)."),
-		delta:           desc("privacy_delta", "The δ at which fedrec_privacy_epsilon is reported."),
+		phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "fedrec", Name: "round_phase_duration_seconds",
+			Help: "Time the leader's rounds spent in each phase (gathering, selected, collecting, the secure-aggregation phases, aggregating, committing), observed by the leader as a round leaves the phase.",
+			// From a commit on loopback to a long upload deadline: 5 ms … 328 s.
+			Buckets: prometheus.ExponentialBuckets(0.005, 4, 9),
+		}, []string{"phase"}),
+		snapSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "fedrec", Name: "snapshot_size_bytes",
+			Help:    "Sizes of the Raft snapshots this node wrote.",
+			Buckets: prometheus.ExponentialBuckets(4<<10, 4, 10), // 4 KiB … 1 GiB
+		}),
+		snapPersist: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "fedrec", Name: "snapshot_persist_duration_seconds",
+			Help:    "Time to write a Raft snapshot of the state.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9), // 1 ms … 65 s
+		}),
+		snapLast:            gauge("snapshot_last_size_bytes", "Size of the last Raft snapshot this node wrote (0 before the first)."),
+		snapFailures:        counter("snapshot_persist_failures_total", "Raft snapshots that could not be written."),
+		snapRestores:        counter("snapshot_restores_total", "Raft snapshots restored into this node's state (at start, or sent by the leader)."),
+		snapRestoreFailures: counter("snapshot_restore_failures_total", "Raft snapshots that could not be restored."),
+		conns:               desc("client_connections", "QUIC connections of the client protocol open on this node (clients, and nodes asking to join)."),
+		bytesIn:             desc("client_received_bytes_total", "Bytes received on the client protocol's QUIC connections (QUIC packets, without UDP and IP headers)."),
+		bytesOut:            desc("client_sent_bytes_total", "Bytes sent on the client protocol's QUIC connections, retransmissions included (QUIC packets, without UDP and IP headers)."),
+		waiting:             desc("round_waiting_clients", "Check-ins the leader holds for the next selection; 0 on followers."),
+		live:                map[*quic.Conn]struct{}{},
+		raftState:           desc("raft_state", "Raft state of this node: 1 for the current state, 0 for the others.", "state"),
+		raftTerm:            desc("raft_term", "Current Raft term."),
+		raftCommit:          desc("raft_commit_index", "Raft commit index as known to this node."),
+		raftApplied:         desc("raft_applied_index", "Raft index last applied to this node's state."),
+		raftLastContact:     desc("raft_last_contact_seconds", "Seconds since this follower last heard from the leader; 0 on the leader, +Inf if never."),
+		raftPeers:           desc("raft_voters", "Voters in the Raft configuration."),
+		modelVersion:        desc("model_version", "Version of the newest committed model (1 is the initial model)."),
+		roundOpen:           desc("round_open", "1 while a round is open, else 0."),
+		epsilon:             desc("privacy_epsilon", "Differential-privacy ε spent by the committed rounds at δ = fedrec_privacy_delta (+Inf after a round without noise)."),
+		delta:               desc("privacy_delta", "The δ at which fedrec_privacy_epsilon is reported."),
 	}
 }
 
@@ -92,13 +147,14 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, c := range m.owned() {
 		c.Describe(ch)
 	}
-	for _, d := range []*prometheus.Desc{m.raftState, m.raftTerm, m.raftCommit, m.raftApplied, m.raftLastContact, m.raftPeers, m.modelVersion, m.roundOpen, m.epsilon, m.delta} {
+	for _, d := range []*prometheus.Desc{m.raftState, m.raftTerm, m.raftCommit, m.raftApplied, m.raftLastContact, m.raftPeers, m.modelVersion, m.roundOpen, m.epsilon, m.delta, m.conns, m.bytesIn, m.bytesOut, m.waiting} {
 		ch <- d
 	}
 }
 
 func (m *metrics) owned() []prometheus.Collector {
-	return []prometheus.Collector{m.started, m.committed, m.abandoned, m.cohort, m.survivors, m.lastCohort, m.lastSurvivors, m.duration}
+	return []prometheus.Collector{m.started, m.committed, m.abandoned, m.cohort, m.survivors, m.lastCohort, m.lastSurvivors, m.duration,
+		m.phases, m.snapSize, m.snapPersist, m.snapLast, m.snapFailures, m.snapRestores, m.snapRestoreFailures}
 }
 
 var raftStates = []raft.RaftState{raft.Follower, raft.Candidate, raft.Leader, raft.Shutdown}
@@ -137,6 +193,60 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	eps, delta := m.privacySpent()
 	ch <- prometheus.MustNewConstMetric(m.epsilon, prometheus.GaugeValue, eps)
 	ch <- prometheus.MustNewConstMetric(m.delta, prometheus.GaugeValue, delta)
+	conns, in, out := m.traffic()
+	ch <- prometheus.MustNewConstMetric(m.conns, prometheus.GaugeValue, float64(conns))
+	ch <- prometheus.MustNewConstMetric(m.bytesIn, prometheus.CounterValue, float64(in))
+	ch <- prometheus.MustNewConstMetric(m.bytesOut, prometheus.CounterValue, float64(out))
+	waiting := 0
+	if l := m.n.lead.Load(); l != nil {
+		l.mu.Lock()
+		waiting = len(l.waiting)
+		l.mu.Unlock()
+	}
+	ch <- prometheus.MustNewConstMetric(m.waiting, prometheus.GaugeValue, float64(waiting))
+}
+
+// connected counts conn as an open client connection until the function
+// it returns is called, when conn's bytes move to the closed totals.
+func (m *metrics) connected(conn *quic.Conn) (closed func()) {
+	m.cmu.Lock()
+	m.live[conn] = struct{}{}
+	m.cmu.Unlock()
+	return func() {
+		s := conn.ConnectionStats()
+		m.cmu.Lock()
+		defer m.cmu.Unlock()
+		delete(m.live, conn)
+		m.closedIn += s.BytesReceived
+		m.closedOut += s.BytesSent
+	}
+}
+
+// traffic returns the open connections and the bytes received and sent
+// on all connections so far.
+func (m *metrics) traffic() (conns int, in, out uint64) {
+	m.cmu.Lock()
+	defer m.cmu.Unlock()
+	in, out = m.closedIn, m.closedOut
+	for c := range m.live {
+		s := c.ConnectionStats()
+		in += s.BytesReceived
+		out += s.BytesSent
+	}
+	return len(m.live), in, out
+}
+
+// phaseLabel names a phase as a label value: its name in snake_case.
+func phaseLabel(p phase) string { return strings.ReplaceAll(p.String(), " ", "_") }
+
+// observe records the time r spent in its phase as it moves on to another;
+// r.mu is held. A round without metrics (tests) records nothing.
+func (r *round) observe() {
+	now := time.Now()
+	if r.m != nil && !r.since.IsZero() {
+		r.m.phases.WithLabelValues(phaseLabel(r.phase)).Observe(now.Sub(r.since).Seconds())
+	}
+	r.since = now
 }
 
 // lowerState names a Raft state as a label value.
@@ -178,9 +288,9 @@ func (m *metrics) privacySpent() (eps, delta float64) {
 		m.acct = a
 	}
 	for _, e := range ledger {
-		// Rounds sample their cohorts at rate q and add Gaussian noise of
-		// the recorded multiplier: the Poisson-sampled Gaussian mechanism.
-		if err := m.acct.Add(privacy.Entry{Mechanism: privacy.PoissonGaussian, SamplingRate: e.SamplingRate, NoiseMultiplier: e.NoiseMultiplier, Steps: e.Steps}); err != nil {
+		// Rounds sample their cohorts at rate q and add Gaussian (central)
+		// or Skellam (distributed) noise: see LedgerEntry.Entry.
+		if err := m.acct.Add(e.Entry()); err != nil {
 			m.n.log.Warn("privacy ledger entry cannot be accounted", "round", e.Round, "err", err)
 			m.eps = math.NaN()
 			return m.eps, DefaultDelta
@@ -207,8 +317,54 @@ func (o observedFSM) Apply(l *raft.Log) any {
 
 func (o observedFSM) Restore(rc io.ReadCloser) error {
 	err := o.fsm.Restore(rc)
+	if err != nil {
+		o.m.snapRestoreFailures.Inc()
+	} else {
+		o.m.snapRestores.Inc()
+	}
 	o.m.update(time.Time{})
 	return err
+}
+
+// Snapshot wraps the fsm's snapshot so that its size, its time to write
+// and its failures are counted.
+func (o observedFSM) Snapshot() (raft.FSMSnapshot, error) {
+	s, err := o.fsm.Snapshot()
+	if err != nil {
+		o.m.snapFailures.Inc()
+		return nil, err
+	}
+	return observedSnapshot{s, o.m}, nil
+}
+
+type observedSnapshot struct {
+	raft.FSMSnapshot
+	m *metrics
+}
+
+func (o observedSnapshot) Persist(sink raft.SnapshotSink) error {
+	start := time.Now()
+	cs := &countingSink{SnapshotSink: sink}
+	if err := o.FSMSnapshot.Persist(cs); err != nil {
+		o.m.snapFailures.Inc()
+		return err
+	}
+	o.m.snapPersist.Observe(time.Since(start).Seconds())
+	o.m.snapSize.Observe(float64(cs.n))
+	o.m.snapLast.Set(float64(cs.n))
+	return nil
+}
+
+// countingSink counts the bytes written to a snapshot sink.
+type countingSink struct {
+	raft.SnapshotSink
+	n int64
+}
+
+func (c *countingSink) Write(p []byte) (int, error) {
+	k, err := c.SnapshotSink.Write(p)
+	c.n += int64(k)
+	return k, err
 }
 
 // update counts what the state gained since the last call. at is when the

@@ -38,6 +38,10 @@ type Config struct {
 	// RaftAddr is the TCP address Raft listens on (mutual TLS). Ignored
 	// when Transport is set.
 	RaftAddr string
+	// AdvertiseRaftAddr is the Raft address other nodes dial, such as a
+	// DNS name that outlives the IP address behind it (a Kubernetes pod's);
+	// default: the address RaftAddr listens on.
+	AdvertiseRaftAddr string
 	// ClientAddr is the UDP address of the QUIC client protocol; empty
 	// means no QUIC server (tests call Handle directly).
 	ClientAddr string
@@ -71,13 +75,31 @@ type Config struct {
 	Transport raft.Transport
 	// InMemory keeps the log, stable store and snapshots in memory (tests).
 	InMemory bool
+	// WrapLogStore, a test and operations hook, wraps the Raft log store
+	// (raft-wal, or the in-memory store): fault tests put a disk that
+	// fails or fills between Raft and its log.
+	WrapLogStore func(raft.LogStore) raft.LogStore
+	// SnapshotThreshold is how many new log entries trigger a snapshot
+	// (default 32); TrailingLogs is how many entries a snapshot leaves in
+	// the log (default 64). A follower further behind than TrailingLogs
+	// catches up by installing the leader's snapshot.
+	SnapshotThreshold, TrailingLogs uint64
 	// MaxUploads bounds the uploads read and decoded at once (each holds
 	// about three times the model's size); default 32.
 	MaxUploads int
+	// MaxConns bounds the client protocol's connections and handshakes
+	// in flight (default wire.DefaultMaxConns); an eighth of it may be
+	// peers without a valid certificate when devices must authenticate.
+	MaxConns int
 	// Seed seeds the leader's cohort sampling; 0 draws a random seed.
 	Seed uint64
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger
+
+	// onPhase, set by in-package fault tests, is called on the leader's
+	// round goroutine, outside every lock, as a round enters a phase; it
+	// may block to hold the round there.
+	onPhase func(round uint64, p phase)
 }
 
 func (c *Config) validate() error {
@@ -118,6 +140,8 @@ type Node struct {
 	metrics    *metrics // kept up to date by observedFSM
 
 	lead    atomic.Pointer[leader] // non-nil while this node runs rounds
+	auth    *auth                  // nil without a QUIC server: Handle's callers are trusted
+	conns   *connTable             // the QUIC server's connections by peer
 	uploads chan struct{}          // semaphore of MaxUploads
 
 	framesMu sync.Mutex
@@ -189,11 +213,18 @@ func New(cfg Config) (*Node, error) {
 		}
 	}
 
+	if cfg.WrapLogStore != nil {
+		logs = cfg.WrapLogStore(logs)
+	}
+
 	n.trans = cfg.Transport
 	if n.trans == nil {
 		sl, err := newTLSStreamLayer(cfg.RaftAddr, cfg.TLS.PeerTLS())
 		if err != nil {
 			return nil, fmt.Errorf("coordinator: raft listen: %w", err)
+		}
+		if cfg.AdvertiseRaftAddr != "" {
+			sl.advertise = advertiseAddr(cfg.AdvertiseRaftAddr)
 		}
 		nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: sl, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog.Named("transport")})
 		n.close = append(n.close, nt.Close)
@@ -207,6 +238,12 @@ func New(cfg Config) (*Node, error) {
 	rc.SnapshotThreshold = 32
 	rc.SnapshotInterval = 10 * time.Second
 	rc.TrailingLogs = 64
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	if cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = cfg.TrailingLogs
+	}
 	if cfg.HeartbeatTimeout > 0 {
 		rc.HeartbeatTimeout = cfg.HeartbeatTimeout
 	}
@@ -235,7 +272,7 @@ func New(cfg Config) (*Node, error) {
 	}
 
 	if cfg.ClientAddr != "" {
-		ln, err := wire.Listen(cfg.ClientAddr, cfg.TLS.ServerTLS())
+		ln, err := n.listen(cfg.ClientAddr)
 		if err != nil {
 			return nil, fmt.Errorf("coordinator: client listen: %w", err)
 		}
@@ -581,6 +618,15 @@ func (n *Node) sendJoin(addr string, req *wire.Join) error {
 		}
 		return true, nil
 	})
+}
+
+// enter records that the leader's round entered phase p: a debug log line
+// (fault tests watch for it) and the in-package test hook.
+func (n *Node) enter(round uint64, p phase) {
+	n.log.Debug("round phase", "round", round, "phase", p.String())
+	if n.cfg.onPhase != nil {
+		n.cfg.onPhase(round, p)
+	}
 }
 
 // shuffle permutes with the node's seeded source (cohort sampling).

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,10 +23,12 @@ import (
 )
 
 type quicCluster struct {
-	ca    *pki.CA
-	nodes []*coordinator.Node
-	trans []*raft.InmemTransport
-	addrs []string
+	ca      *pki.CA
+	devCA   *pki.CA // the device CA: every client presents a certificate of it
+	revoked string  // the nodes' deny-list file
+	nodes   []*coordinator.Node
+	trans   []*raft.InmemTransport
+	addrs   []string
 }
 
 func training() coordinator.Training {
@@ -45,11 +48,22 @@ func newQUICCluster(t *testing.T, size int) *quicCluster {
 // newQUICClusterWith is newQUICCluster with the training configuration tr.
 func newQUICClusterWith(t *testing.T, size int, tr coordinator.Training) *quicCluster {
 	t.Helper()
+	return newQUICClusterConf(t, size, tr, nil)
+}
+
+// newQUICClusterConf is newQUICClusterWith with a hook that adjusts each
+// node's configuration.
+func newQUICClusterConf(t *testing.T, size int, tr coordinator.Training, mod func(*coordinator.Config)) *quicCluster {
+	t.Helper()
 	ca, err := pki.NewCA("test CA", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &quicCluster{ca: ca}
+	devCA, err := pki.NewCA("test device CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &quicCluster{ca: ca, devCA: devCA, revoked: filepath.Join(t.TempDir(), pki.RevokedFile)}
 	for i := range size {
 		addr, tt := raft.NewInmemTransport(raft.ServerAddress(fmt.Sprintf("raft-%d", i)))
 		for _, o := range c.trans {
@@ -61,11 +75,16 @@ func newQUICClusterWith(t *testing.T, size int, tr coordinator.Training) *quicCl
 		if err != nil {
 			t.Fatal(err)
 		}
-		n, err := coordinator.New(coordinator.Config{
+		b.Devices, b.Revoked = devCA.Pool(), c.revoked
+		cfg := coordinator.Config{
 			ID: fmt.Sprintf("n%d", i), InMemory: true, Transport: tt, ClientAddr: "127.0.0.1:0", TLS: b,
 			Bootstrap: i == 0, Training: tr, Seed: uint64(i + 1),
 			HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
-		})
+		}
+		if mod != nil {
+			mod(&cfg)
+		}
+		n, err := coordinator.New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -107,7 +126,19 @@ func (c *quicCluster) leader(t *testing.T, ctx context.Context) *coordinator.Nod
 	}
 }
 
+// clientTLS trusts the cluster but presents no certificate.
 func (c *quicCluster) clientTLS() *tls.Config { return pki.ClientTLS(c.ca.Pool()) }
+
+// device returns the TLS configuration of device id, with a certificate
+// of the device CA.
+func (c *quicCluster) device(t *testing.T, id string) *tls.Config {
+	t.Helper()
+	cert, err := c.devCA.IssueDevice(id, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pki.DeviceTLS(c.ca.Pool(), cert)
+}
 
 func ratings(r *rand.Rand, items, n int) []model.Rating {
 	out := make([]model.Rating, 0, n)
@@ -125,7 +156,7 @@ func runClients(t *testing.T, ctx context.Context, c *quicCluster, k int) (*sync
 	cache := client.NewModelCache()
 	for i := range k {
 		addrs := append(append([]string(nil), c.addrs[1:]...), c.addrs[0])
-		d, err := client.NewDialer(addrs, c.clientTLS())
+		d, err := client.NewDialer(addrs, c.device(t, fmt.Sprintf("u%d", i)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -214,7 +245,7 @@ func TestQUICBadInput(t *testing.T) {
 	c := newQUICCluster(t, 1)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	conn, err := wire.Dial(ctx, c.addrs[0], c.clientTLS())
+	conn, err := wire.Dial(ctx, c.addrs[0], c.device(t, "c"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +283,7 @@ func TestQUICBadInput(t *testing.T) {
 		}
 	}
 	// The same connection still downloads the model.
-	d, _ := client.NewDialer(c.addrs, c.clientTLS())
+	d, _ := client.NewDialer(c.addrs, c.device(t, "d"))
 	defer d.Close()
 	m, v, err := d.Model(ctx, 0)
 	if err != nil || v != 1 || m.Items != 20 {

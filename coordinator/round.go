@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/fedrec/fedrec/aggregation"
 	"github.com/fedrec/fedrec/coordinator/wire"
 )
@@ -156,6 +158,16 @@ func (l *leader) run(ctx context.Context) {
 			if errors.Is(err, ErrNotLeader) || ctx.Err() != nil {
 				return
 			}
+			if errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+				// Leadership is moving (a shutdown, a removal): nothing
+				// was appended; the transfer's outcome ends this loop or
+				// lets it go on.
+				select {
+				case <-ctx.Done():
+				case <-time.After(50 * time.Millisecond):
+				}
+				continue
+			}
 			l.n.log.Warn("round failed", "err", err)
 			select { // do not spin on a persistent failure
 			case <-ctx.Done():
@@ -179,8 +191,12 @@ type round struct {
 	count    int // uploads added
 	loss     float64
 	n        int64
+	below    int           // uploads whose norm was at most clip (adaptive clipping)
+	clip     float64       // the round's clip norm
 	enough   chan struct{} // closed when every wanted upload arrived
 	sec      *secureRound  // nil for a plaintext round
+	m        *metrics      // times the phases (observe); nil: not timed
+	since    time.Time     // when the round entered its phase
 }
 
 // step moves r to phase to unless it was abandoned meanwhile (the leader
@@ -198,6 +214,7 @@ func (r *round) step(to phase) bool {
 func (r *round) advance(to phase) {
 	for _, p := range next[r.phase] {
 		if p == to {
+			r.observe()
 			r.phase = to
 			return
 		}
@@ -210,16 +227,30 @@ func (l *leader) round(ctx context.Context) error {
 	var cfg Training
 	var base *Version
 	var nextID uint64
+	var left *OpenRound
+	var clip float64
 	n.fsm.read(func(s *State) {
 		cfg, _ = s.Config()
 		base = s.Current()
 		nextID = s.LastRound() + 1
+		left = s.Open()
+		clip = s.Clip()
 	})
 	if base == nil {
 		return fmt.Errorf("no model")
 	}
-	r := &round{id: nextID, base: base, cfg: cfg, phase: phaseGathering, uploaded: map[string]bool{}, enough: make(chan struct{})}
+	if left != nil {
+		// A round this term left open: its OpenRound or CommitRound
+		// failed in Apply (a timeout, say) yet committed, or its
+		// abandonment did not commit. Its tickets and uploads are gone.
+		if _, err := n.apply(&wire.AbandonRound{Round: left.Round, Reason: "left open"}); err != nil {
+			return fmt.Errorf("abandon round %d left open: %w", left.Round, err)
+		}
+		return nil
+	}
+	r := &round{id: nextID, base: base, cfg: cfg, clip: clip, phase: phaseGathering, uploaded: map[string]bool{}, enough: make(chan struct{}), m: n.metrics, since: time.Now()}
 	start := time.Now()
+	n.enter(r.id, phaseGathering)
 
 	// Gathering: wait for a full cohort, or for the window to pass with
 	// at least MinClients waiting.
@@ -263,11 +294,12 @@ func (l *leader) round(ctx context.Context) error {
 		crand.Read(t)
 		r.tickets[w.id] = t
 	}
-	privacy := cfg.privacy(len(cohort))
-	open := &wire.OpenRound{Round: r.id, Model: base.Version, Digest: base.Digest[:], Cohort: ids, Clip: cfg.Clip, Privacy: privacy, Leader: n.cfg.ID}
+	open := &wire.OpenRound{Round: r.id, Model: base.Version, Digest: base.Digest[:], Cohort: ids, Clip: clip, Leader: n.cfg.ID}
 	if cfg.SecAgg {
-		open.SecAgg = secAggParams(cfg, r.id, base.Digest[:], len(cohort))
+		open.SecAgg = secAggParams(cfg, r.id, base.Digest[:], len(cohort), clip)
 	}
+	privacy := cfg.privacy(len(cohort), open.SecAgg)
+	open.Privacy = privacy
 	if _, err := n.apply(open); err != nil {
 		for _, w := range cohort {
 			w.reply <- &wire.Error{Code: wire.CodeUnavailable, Message: "round could not start", RetryAfterMs: 500}
@@ -276,11 +308,11 @@ func (l *leader) round(ctx context.Context) error {
 	}
 	var err error
 	if open.SecAgg != nil {
-		if r.sec, err = newSecureRound(r.id, open.SecAgg, ids, len(base.Model.Params)); err != nil {
+		if r.sec, err = newSecureRound(r.id, open.SecAgg, privacy, ids, len(base.Model.Params)); err != nil {
 			return l.abandon(r, 0, err.Error(), err)
 		}
 	} else {
-		if r.agg, err = aggregation.NewPlain(len(base.Model.Params), cfg.Clip); err != nil {
+		if r.agg, err = aggregation.NewPlain(len(base.Model.Params), clip); err != nil {
 			return err
 		}
 	}
@@ -302,17 +334,21 @@ func (l *leader) round(ctx context.Context) error {
 	l.cur = r
 	r.mu.Unlock()
 	l.mu.Unlock()
+	n.enter(r.id, phaseSelected)
 	started := time.Now()
 	for i, w := range cohort {
 		w.reply <- &wire.Plan{
 			Round: r.id, Model: base.Version, Digest: base.Digest[:], Kind: wire.KindOf(base.Model.Kind),
 			Items: base.Model.Items, Rank: base.Model.Rank,
 			Train: wire.TrainParams{LR: cfg.Train.LR, Reg: cfg.Train.Reg, Epochs: cfg.Train.Epochs, Alpha: cfg.Train.Alpha},
-			Clip:  cfg.Clip, Privacy: privacy, MinClients: cfg.MinClients, TimeLeftMs: (timeLeft - time.Since(started)).Milliseconds(), Ticket: r.tickets[w.id],
+			Clip:  clip, Privacy: privacy, MinClients: cfg.MinClients, TimeLeftMs: (timeLeft - time.Since(started)).Milliseconds(), Ticket: r.tickets[w.id],
 			SecAgg: open.SecAgg, SecAggID: uint32(i),
 		}
 	}
 	n.log.Info("round started", "round", r.id, "model", base.Version, "cohort", len(cohort), "secagg", r.sec != nil)
+	if r.sec == nil {
+		n.enter(r.id, phaseCollecting)
+	}
 	if r.sec != nil {
 		return l.secureRound(ctx, r, deadline, len(cohort), privacy, start)
 	}
@@ -332,6 +368,7 @@ func (l *leader) round(ctx context.Context) error {
 	}
 	r.advance(phaseAggregating)
 	r.mu.Unlock()
+	n.enter(r.id, phaseAggregating)
 	r.inflight.Wait()
 
 	survivors := r.count
@@ -344,7 +381,7 @@ func (l *leader) round(ctx context.Context) error {
 	if err != nil {
 		return l.abandon(r, survivors, err.Error(), err)
 	}
-	return l.commit(r, delta, sum.Clipped, survivors, len(cohort), privacy, start)
+	return l.commit(r, delta, sum.Clipped, survivors, r.below, len(cohort), privacy, start)
 }
 
 // abandon ends r without a model, committing AbandonRound with reason. It
@@ -361,18 +398,44 @@ func (l *leader) abandon(r *round, survivors int, reason string, err error) erro
 }
 
 // commit steps the server optimizer with the round's mean update delta
-// and commits the new model.
-func (l *leader) commit(r *round, delta []float64, clipped, survivors, cohort int, privacy wire.PrivacyParams, start time.Time) error {
+// and commits the new model. below counts the survivors whose update was
+// not clipped (adaptive clipping).
+func (l *leader) commit(r *round, delta []float64, clipped, survivors, below, cohort int, privacy wire.PrivacyParams, start time.Time) error {
 	n := l.n
+	rng := dp.NewSecureRand()
+	var next float64
+	zUpdate := privacy.NoiseMultiplier
+	if r.cfg.AdaptiveClip {
+		// The count's noise is part of the round's privacy: the update
+		// needs z_Δ > z for the round to cost z (Andrew et al., Thm 1).
+		c, err := r.cfg.clipper(r.clip)
+		if err != nil {
+			return l.abandon(r, survivors, err.Error(), err)
+		}
+		f, err := c.NoisyFraction(below, survivors, rng)
+		if err == nil {
+			err = c.Apply(f)
+		}
+		if err != nil {
+			return l.abandon(r, survivors, err.Error(), err)
+		}
+		next = c.Clip()
+		if r.cfg.noiseMode() == NoiseCentral {
+			zUpdate = c.UpdateNoiseMultiplier()
+		}
+	}
 	if z := privacy.NoiseMultiplier; z > 0 {
-		// Central DP: the ledger charges this round for noise of std z·clip
-		// on the sum, so the leader adds exactly that before anything is
-		// committed, and divides by the fixed number of updates wanted
+		// The ledger charges this round for noise of std z·clip on the
+		// sum: central, the leader adds it now, before anything is
+		// committed; distributed, the clients' shares are in the sum
+		// already. Either way divide by the fixed number of updates wanted
 		// (the actual count would itself depend on who took part).
 		for i := range delta {
 			delta[i] *= float64(survivors)
 		}
-		dp.AddGaussian(delta, z*r.cfg.Clip, dp.NewSecureRand())
+		if privacy.Mechanism == wire.MechGaussian {
+			dp.AddGaussian(delta, zUpdate*r.clip, rng)
+		}
 		for i := range delta {
 			delta[i] /= float64(r.cfg.ClientsPerRound)
 		}
@@ -381,14 +444,17 @@ func (l *leader) commit(r *round, delta []float64, clipped, survivors, cohort in
 	if err != nil {
 		return l.abandon(r, survivors, err.Error(), err)
 	}
+	c.NextClip = next
 	if !r.step(phaseCommitting) {
 		return ErrNotLeader
 	}
+	n.enter(r.id, phaseCommitting)
 	res, err := n.apply(c)
 	if err != nil {
 		return fmt.Errorf("commit round %d: %w", r.id, err)
 	}
 	r.step(phaseCommitted)
+	n.enter(r.id, phaseCommitted)
 	n.log.Info("round committed", "round", r.id, "model", res, "survivors", survivors, "cohort", cohort, "duration_ms", time.Since(start).Milliseconds())
 	return nil
 }
@@ -457,6 +523,9 @@ func (l *leader) upload(m *wire.Upload) wire.Message {
 	r.count++
 	r.loss += m.Loss
 	r.n += m.N
+	if m.BelowClip {
+		r.below++
+	}
 	if r.count == min(r.cfg.ClientsPerRound, len(r.tickets)) {
 		close(r.enough)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fedrec/fedrec/aggregation/fixedpoint"
+	"github.com/fedrec/fedrec/aggregation/privacy"
 	"github.com/fedrec/fedrec/aggregation/secagg"
 	"github.com/fedrec/fedrec/coordinator/wire"
 )
@@ -16,9 +17,9 @@ import (
 // cohorts of thousands at a resolution far below the model's noise.
 const secAggBits = 32
 
-// secAggParams are the parameters of a secure round with a cohort of n,
-// committed in its manifest.
-func secAggParams(cfg Training, round uint64, digest []byte, n int) *wire.SecAggParams {
+// secAggParams are the parameters of a secure round with a cohort of n
+// and clip norm clip, committed in its manifest.
+func secAggParams(cfg Training, round uint64, digest []byte, n int, clip float64) *wire.SecAggParams {
 	deg := secAggDegree(n)
 	eff := deg
 	if eff == 0 {
@@ -28,7 +29,7 @@ func secAggParams(cfg Training, round uint64, digest []byte, n int) *wire.SecAgg
 	graph, rot := wire.SecAggSeeds(round, digest)
 	return &wire.SecAggParams{
 		Clients: n, Threshold: t, Degree: deg, MinSurvivors: min(n, max(t, cfg.MinClients)), Bits: secAggBits,
-		Clip: cfg.Clip, Seed: graph[:], RotationSeed: rot[:], PhaseMs: cfg.SecAggPhase.Milliseconds(),
+		Clip: clip, Seed: graph[:], RotationSeed: rot[:], PhaseMs: cfg.SecAggPhase.Milliseconds(), ClipBit: cfg.AdaptiveClip,
 	}
 }
 
@@ -44,11 +45,13 @@ func secAggDegree(n int) int {
 }
 
 // secureRound is the leader's side of a secure round: the secagg server
-// state machine, the fixed-point decoder, and a channel per phase closed
-// when the phase closes, on which held requests wait.
+// state machine, the fixed-point decoder with the round's noise plan, and
+// a channel per phase closed when the phase closes, on which held
+// requests wait.
 type secureRound struct {
 	params *wire.SecAggParams
 	srv    *secagg.Server
+	dist   *privacy.Distributed
 	enc    *fixedpoint.Encoder
 	ids    map[string]uint32 // client id → protocol id (its cohort index)
 	closed [secagg.PhaseUnmask + 1]chan struct{}
@@ -56,18 +59,17 @@ type secureRound struct {
 	news   chan struct{} // a message arrived (buffered 1)
 }
 
-func newSecureRound(round uint64, p *wire.SecAggParams, cohort []string, dim int) (*secureRound, error) {
-	var seed [32]byte
-	copy(seed[:], p.RotationSeed)
-	enc, err := fixedpoint.NewEncoder(fixedpoint.Params{Dim: dim, Clip: p.Clip, Bits: uint(p.Bits), MaxClients: p.Clients, Seed: seed})
+func newSecureRound(round uint64, p *wire.SecAggParams, priv wire.PrivacyParams, cohort []string, dim int) (*secureRound, error) {
+	d, err := distributed(p, priv, dim)
 	if err != nil {
 		return nil, err
 	}
-	srv, err := secagg.NewServer(p.Config(round, enc.PaddedDim()), secagg.ServerOptions{})
+	enc := d.Encoder
+	srv, err := secagg.NewServer(p.Config(round, p.InputLen(enc.PaddedDim())), secagg.ServerOptions{})
 	if err != nil {
 		return nil, err
 	}
-	s := &secureRound{params: p, srv: srv, enc: enc, ids: make(map[string]uint32, len(cohort)),
+	s := &secureRound{params: p, srv: srv, dist: d, enc: enc, ids: make(map[string]uint32, len(cohort)),
 		done: make(chan struct{}), news: make(chan struct{}, 1)}
 	for i, id := range cohort {
 		s.ids[id] = uint32(i)
@@ -120,16 +122,35 @@ func (l *leader) secureRound(ctx context.Context, r *round, deadline time.Time, 
 	}
 	res, err := s.srv.Result()
 	if err != nil {
-		return l.abandon(r, 0, err.Error(), err)
+		return l.abandon(r, len(s.srv.Survivors()), err.Error(), err)
 	}
 	delta := make([]float64, len(r.base.Model.Params))
-	if err := s.enc.Decode(delta, res.Sum); err != nil {
+	pad := s.enc.PaddedDim()
+	if err := s.enc.Decode(delta, res.Sum[:pad]); err != nil {
 		return l.abandon(r, res.Count, err.Error(), err)
+	}
+	below := 0
+	if s.params.ClipBit {
+		// The sum of the survivors' bits; a value beyond the count means a
+		// client sent a word other than 0 or 1.
+		if b := res.Sum[pad]; b <= uint64(res.Count) {
+			below = int(b)
+		} else {
+			return l.abandon(r, res.Count, fmt.Sprintf("clip bits sum to %d of %d survivors", b, res.Count), nil)
+		}
 	}
 	for i := range delta {
 		delta[i] /= float64(res.Count)
 	}
-	return l.commit(r, delta, 0, res.Count, cohort, privacy, start)
+	if privacy.Mechanism == wire.MechSkellam {
+		// Charge the noise that reached the sum: the survivors' shares,
+		// less the client's own.
+		sp := s.dist.Survivors(res.Count)
+		privacy.Variance, privacy.L1, privacy.L2 = sp.Variance, sp.L1, sp.L2
+	}
+	// Loss, N and Clipped stay 0: the leader sees only the sum, and the
+	// round record says so (RoundRecord.LossUnknown).
+	return l.commit(r, delta, 0, res.Count, below, cohort, privacy, start)
 }
 
 // secAggCodes maps secagg's rejections to wire codes.

@@ -24,7 +24,7 @@ func oneRound(t *testing.T, tr coordinator.Training, k int) []float64 {
 	var wg sync.WaitGroup
 	errs := make([]error, k)
 	for i := range k {
-		d, err := client.NewDialer(c.addrs, c.clientTLS())
+		d, err := client.NewDialer(c.addrs, c.device(t, fmt.Sprintf("u%d", i)))
 		if err != nil {
 			t.Fatal(err)
 		}

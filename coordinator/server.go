@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -12,17 +13,13 @@ import (
 	"github.com/fedrec/fedrec/model"
 )
 
-// Peer describes who sent a request.
-type Peer struct {
-	// Node is true when the peer presented a certificate of the cluster
-	// CA (verified by TLS): only nodes may join.
-	Node bool
-}
-
 // Handle answers one request of the client protocol, passing each reply
 // message to send (a model download sends several). It is what the QUIC
 // server calls for every stream; tests call it directly.
 func (n *Node) Handle(ctx context.Context, req wire.Message, peer Peer, send func(wire.Message) error) error {
+	if e := n.auth.authorize(req, peer); e != nil {
+		return send(e)
+	}
 	switch m := req.(type) {
 	case *wire.CheckIn:
 		l := n.leaderOrNil()
@@ -161,6 +158,90 @@ type encodedModel struct {
 	frames []*wire.Frame
 }
 
+// listen starts the client protocol's QUIC listener, with the node's
+// authentication of peers and its connection limits.
+func (n *Node) listen(addr string) (*wire.Listener, error) {
+	n.auth = newAuth(n.cfg.TLS, n.log)
+	maxConns := n.cfg.MaxConns
+	if maxConns <= 0 {
+		maxConns = wire.DefaultMaxConns
+	}
+	n.conns = newConnTable(max(1, maxConns/8))
+	return wire.ListenWith(addr, serverTLS(n.cfg.TLS), wire.ConnLimits{MaxConns: maxConns})
+}
+
+// Connection limits beyond the listener's (wire.ConnLimits), when devices
+// must authenticate.
+const (
+	// maxConnsPerDevice bounds one device's connections: a new one closes
+	// its oldest (a device that changed networks reconnects at once; a
+	// stolen certificate holds no more than this).
+	maxConnsPerDevice = 4
+	// anonLifetime bounds how long a peer without a valid certificate
+	// stays connected: long enough to read its CodeUnauthenticated.
+	anonLifetime = 5 * time.Second
+)
+
+// connTable tracks the connections of devices and of unauthenticated
+// peers, so that neither a stolen device certificate nor peers without
+// one can take the node's connections from the others.
+type connTable struct {
+	mu      sync.Mutex
+	maxAnon int
+	anon    int
+	devices map[string][]*quic.Conn // oldest first
+}
+
+func newConnTable(maxAnon int) *connTable {
+	return &connTable{maxAnon: maxAnon, devices: map[string][]*quic.Conn{}}
+}
+
+// admit registers conn of peer and returns the function that forgets it,
+// or false when conn must be refused.
+func (t *connTable) admit(conn *quic.Conn, p Peer) (func(), bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case p.Node:
+		return func() {}, true
+	case p.Device == "":
+		if t.anon >= t.maxAnon {
+			return nil, false
+		}
+		t.anon++
+		return func() { t.mu.Lock(); t.anon--; t.mu.Unlock() }, true
+	}
+	cs := append(t.devices[p.Device], conn)
+	for len(cs) > maxConnsPerDevice {
+		cs[0].CloseWithError(connClosedBusy, "newer connection of this device")
+		cs = cs[1:]
+	}
+	t.devices[p.Device] = cs
+	return func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		cs := t.devices[p.Device]
+		for i, c := range cs {
+			if c == conn {
+				cs = append(cs[:i:i], cs[i+1:]...)
+				break
+			}
+		}
+		if len(cs) == 0 {
+			delete(t.devices, p.Device)
+		} else {
+			t.devices[p.Device] = cs
+		}
+	}, true
+}
+
+// QUIC application error codes a node closes connections with.
+const (
+	connClosedALPN quic.ApplicationErrorCode = 1
+	connClosedBusy quic.ApplicationErrorCode = 2 // over a connection limit
+	connClosedAnon quic.ApplicationErrorCode = 3 // unauthenticated, lifetime over
+)
+
 // serveQUIC accepts connections until the listener closes.
 func (n *Node) serveQUIC(ln *wire.Listener) {
 	for {
@@ -169,7 +250,7 @@ func (n *Node) serveQUIC(ln *wire.Listener) {
 			return
 		}
 		if err := wire.CheckALPN(conn); err != nil {
-			conn.CloseWithError(1, "alpn")
+			conn.CloseWithError(connClosedALPN, "alpn")
 			continue
 		}
 		n.wg.Add(1)
@@ -181,8 +262,21 @@ func (n *Node) serveQUIC(ln *wire.Listener) {
 }
 
 func (n *Node) serveConn(conn *quic.Conn) {
+	defer n.metrics.connected(conn)()
 	defer conn.CloseWithError(0, "")
-	peer := Peer{Node: len(conn.ConnectionState().TLS.VerifiedChains) > 0}
+	peer := n.auth.peer(conn.ConnectionState().TLS)
+	if n.auth.required() {
+		forget, ok := n.conns.admit(conn, peer)
+		if !ok {
+			conn.CloseWithError(connClosedBusy, "too many unauthenticated connections")
+			return
+		}
+		defer forget()
+		if !peer.Node && peer.Device == "" {
+			t := time.AfterFunc(anonLifetime, func() { conn.CloseWithError(connClosedAnon, "unauthenticated") })
+			defer t.Stop()
+		}
+	}
 	stop := context.AfterFunc(n.ctx, func() { conn.CloseWithError(0, "shutting down") })
 	defer stop()
 	for {
@@ -215,7 +309,7 @@ func (n *Node) limits() wire.Limits {
 func (n *Node) serveStream(st *quic.Stream, peer Peer) {
 	defer st.Close()
 	st.SetReadDeadline(time.Now().Add(wire.ReadTimeout))
-	req, err := n.readRequest(st)
+	req, err := n.readRequest(st, peer)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return
@@ -249,10 +343,13 @@ func (n *Node) serveStream(st *quic.Stream, peer Peer) {
 // read MaxUploads at a time: the rest wait (QUIC flow control holds their
 // bytes at the client) so that memory stays bounded however many clients
 // upload at once.
-func (n *Node) readRequest(st *quic.Stream) (wire.Message, error) {
+func (n *Node) readRequest(st *quic.Stream, peer Peer) (wire.Message, error) {
 	t, size, err := wire.ReadHeader(st, n.limits())
 	if err != nil {
 		return nil, err
+	}
+	if e := n.auth.early(t, peer); e != nil {
+		return nil, e // the body is never read
 	}
 	if t == wire.TypeUpload || t == wire.TypeSecAggMasked {
 		select {

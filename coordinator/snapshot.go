@@ -44,7 +44,7 @@ func (s *State) WriteSnapshot(w io.Writer) error {
 		recs = append(recs, s.rounds[i].toWire())
 	}
 	for _, e := range s.ledger {
-		recs = append(recs, &wire.LedgerEntry{Round: e.Round, SamplingRate: e.SamplingRate, NoiseMultiplier: e.NoiseMultiplier, Steps: e.Steps})
+		recs = append(recs, e.toWire())
 	}
 	if s.open != nil {
 		recs = append(recs, s.open.toWire())
@@ -108,7 +108,7 @@ func ReadSnapshot(r io.Reader) (*State, error) {
 		case *wire.RoundRecord:
 			s.rounds = append(s.rounds, roundFromWire(rec))
 		case *wire.LedgerEntry:
-			s.ledger = append(s.ledger, LedgerEntry{Round: rec.Round, SamplingRate: rec.SamplingRate, NoiseMultiplier: rec.NoiseMultiplier, Steps: rec.Steps})
+			s.ledger = append(s.ledger, ledgerFromWire(rec))
 		case *wire.OpenRound:
 			if len(rec.Digest) != sha256.Size {
 				return nil, bad("open round %d: digest of %d bytes", rec.Round, len(rec.Digest))

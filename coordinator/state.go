@@ -56,16 +56,29 @@ type RoundRecord struct {
 	Loss   float64
 	N      int64
 	Reason string // why an abandoned round was abandoned
+	// LossUnknown says that the leader saw only the sum of the updates (a
+	// secure round): Loss, N and Clipped were not collected and read 0.
+	LossUnknown bool
+	// Clip is the round's clip norm and NextClip the next round's, with
+	// adaptive clipping (0 otherwise).
+	Clip, NextClip float64
 }
 
 // LedgerEntry is one committed round's privacy-ledger entry: the plain
 // numbers a privacy accountant composes (sampling rate q, noise multiplier,
-// steps).
+// steps; see Entry).
 type LedgerEntry struct {
 	Round           uint64
 	SamplingRate    float64
 	NoiseMultiplier float64
 	Steps           int
+	// Mechanism is wire.MechGaussian (central noise, or none) or
+	// wire.MechSkellam (distributed noise), whose accountant needs the
+	// survivors' noise Variance (less one share) and the sensitivities L1
+	// and L2, integer domain.
+	Mechanism uint8
+	Variance  float64
+	L1, L2    float64
 }
 
 // OpenRound is the manifest of the round in progress, committed before
@@ -99,12 +112,14 @@ func (o *OpenRound) toWire() *wire.OpenRound {
 
 func (r *RoundRecord) toWire() *wire.RoundRecord {
 	return &wire.RoundRecord{Round: r.Round, Outcome: uint8(r.Outcome), Model: r.Model, NewModel: r.NewModel, Cohort: r.Cohort,
-		Survivors: r.Survivors, Clipped: r.Clipped, Loss: r.Loss, N: r.N, Reason: r.Reason}
+		Survivors: r.Survivors, Clipped: r.Clipped, Loss: r.Loss, N: r.N, Reason: r.Reason,
+		LossUnknown: r.LossUnknown, Clip: r.Clip, NextClip: r.NextClip}
 }
 
 func roundFromWire(w *wire.RoundRecord) RoundRecord {
 	return RoundRecord{Round: w.Round, Outcome: Outcome(w.Outcome), Model: w.Model, NewModel: w.NewModel, Cohort: w.Cohort,
-		Survivors: w.Survivors, Clipped: w.Clipped, Loss: w.Loss, N: w.N, Reason: w.Reason}
+		Survivors: w.Survivors, Clipped: w.Clipped, Loss: w.Loss, N: w.N, Reason: w.Reason,
+		LossUnknown: w.LossUnknown, Clip: w.Clip, NextClip: w.NextClip}
 }
 
 // State is everything the cluster must not lose: the configuration, the
@@ -171,6 +186,21 @@ func (s *State) Rounds() []RoundRecord { return s.rounds }
 
 // Ledger returns the privacy ledger, oldest first. It must not be modified.
 func (s *State) Ledger() []LedgerEntry { return s.ledger }
+
+// Clip returns the clip norm of the next round: with adaptive clipping the
+// NextClip of the last committed round that set one, else the configured
+// Clip.
+func (s *State) Clip() float64 {
+	for i := len(s.rounds) - 1; i >= 0; i-- {
+		if c := s.rounds[i].NextClip; c > 0 {
+			return c
+		}
+	}
+	if s.config == nil {
+		return 0
+	}
+	return s.config.Clip
+}
 
 // Open returns the open round's manifest, or nil.
 func (s *State) Open() *OpenRound { return s.open }
@@ -294,6 +324,12 @@ func (s *State) commitRound(c *wire.CommitRound) (uint64, error) {
 		return 0, fmt.Errorf("%w: commit on version %d, current is %d", ErrStaleModel, c.Model, cur.Version)
 	case c.Survivors < 1 || c.Survivors > c.Cohort || c.N < 0:
 		return 0, fmt.Errorf("%w: %d survivors of %d", ErrBadCommand, c.Survivors, c.Cohort)
+	case c.Privacy.Validate() != nil || c.Privacy.Mechanism != s.open.Privacy.Mechanism:
+		return 0, fmt.Errorf("%w: privacy %+v for a round opened with %+v", ErrBadCommand, c.Privacy, s.open.Privacy)
+	case c.Privacy.Mechanism == wire.MechSkellam && c.Privacy.NoiseMultiplier > 0 && !(c.Privacy.Variance > 0 && c.Privacy.L1 > 0 && c.Privacy.L2 > 0):
+		return 0, fmt.Errorf("%w: distributed noise without the accountant's figures %+v", ErrBadCommand, c.Privacy)
+	case c.NextClip != 0 && (!s.config.AdaptiveClip || !(c.NextClip > 0) || math.IsInf(c.NextClip, 0)):
+		return 0, fmt.Errorf("%w: next clip %v", ErrBadCommand, c.NextClip)
 	}
 	dim := len(cur.Model.Params)
 	if (len(c.OptM) != 0 || len(c.OptV) != 0) && (len(c.OptM) != dim || len(c.OptV) != dim) {
@@ -316,11 +352,18 @@ func (s *State) commitRound(c *wire.CommitRound) (uint64, error) {
 		s.models = slices.Clone(s.models[n:])
 	}
 	s.optM, s.optV = c.OptM, c.OptV
-	s.rounds = append(s.rounds, RoundRecord{
+	rec := RoundRecord{
 		Round: c.Round, Outcome: Committed, Model: c.Model, NewModel: v.Version,
 		Cohort: c.Cohort, Survivors: c.Survivors, Clipped: c.Clipped, Loss: c.Loss, N: c.N,
-	})
-	s.ledger = append(s.ledger, LedgerEntry{Round: c.Round, SamplingRate: c.Privacy.SamplingRate, NoiseMultiplier: c.Privacy.NoiseMultiplier, Steps: 1})
+		LossUnknown: s.open.SecAgg != nil, NextClip: c.NextClip,
+	}
+	if s.config.AdaptiveClip {
+		rec.Clip = s.open.Clip
+	}
+	s.rounds = append(s.rounds, rec)
+	p := c.Privacy
+	s.ledger = append(s.ledger, LedgerEntry{Round: c.Round, SamplingRate: p.SamplingRate, NoiseMultiplier: p.NoiseMultiplier, Steps: 1,
+		Mechanism: p.Mechanism, Variance: p.Variance, L1: p.L1, L2: p.L2})
 	s.open = nil
 	return v.Version, nil
 }

@@ -41,5 +41,12 @@ func (s *tlsStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (n
 	return c, nil
 }
 
+// advertiseAddr is an address other nodes dial, kept as given (a DNS
+// name is resolved at every dial).
+type advertiseAddr string
+
+func (a advertiseAddr) Network() string { return "tcp" }
+func (a advertiseAddr) String() string  { return string(a) }
+
 // Addr implements net.Listener with the address peers dial.
 func (s *tlsStreamLayer) Addr() net.Addr { return s.advertise }

@@ -40,6 +40,30 @@ type Training struct {
 	// sampling rate is cohort/Population (0 = unknown).
 	NoiseMultiplier float64
 	Population      int64
+	// Noise selects who adds the noise of NoiseMultiplier (see NoiseMode);
+	// the zero value means NoiseCentral with a NoiseMultiplier, else
+	// NoiseOff.
+	Noise NoiseMode
+
+	// AdaptiveClip moves the clip norm each round towards the
+	// ClipQuantile of the update norms (Andrew et al. 2021): every update
+	// carries the bit "my norm was at most the clip", the leader noises
+	// their count (by ClipCountStddev under central noise) and commits
+	// the next clip with the round; Clip is the initial clip. With
+	// central noise NoiseMultiplier is the round's effective multiplier
+	// (what the ledger charges) and the update gets a little more.
+	// Distributed noise does not support it.
+	AdaptiveClip bool
+	// ClipQuantile is the target fraction of unclipped updates, default
+	// 0.5 with AdaptiveClip.
+	ClipQuantile float64
+	// ClipLearningRate is η of the geometric update, default 0.2 with
+	// AdaptiveClip.
+	ClipLearningRate float64
+	// ClipCountStddev is σ_b, the std of the noise on the count of
+	// unclipped updates under central noise, default ClientsPerRound/20.
+	// It must exceed NoiseMultiplier/2.
+	ClipCountStddev float64
 
 	// SecAgg runs each round's collection as secure aggregation
 	// (aggregation/secagg over updates encoded by aggregation/fixedpoint):
@@ -50,6 +74,10 @@ type Training struct {
 	// the first (whose deadline is RoundTimeout), default 10s with SecAgg.
 	SecAggPhase time.Duration
 }
+
+// WithDefaults returns t with its zero fields set to the documented
+// defaults, as New applies them: what Validate expects.
+func (t Training) WithDefaults() Training { return t.withDefaults() }
 
 func (t Training) withDefaults() Training {
 	if t.Kind == 0 {
@@ -94,6 +122,17 @@ func (t Training) withDefaults() Training {
 	if t.SecAgg && t.SecAggPhase == 0 {
 		t.SecAggPhase = 10 * time.Second
 	}
+	if t.AdaptiveClip {
+		if t.ClipQuantile == 0 {
+			t.ClipQuantile = 0.5
+		}
+		if t.ClipLearningRate == 0 {
+			t.ClipLearningRate = 0.2
+		}
+		if t.ClipCountStddev == 0 && t.noiseMode() == NoiseCentral {
+			t.ClipCountStddev = float64(t.ClientsPerRound) / 20
+		}
+	}
 	return t
 }
 
@@ -103,6 +142,7 @@ func (t Training) Validate() error {
 		return fmt.Errorf("coordinator: Training.%s = %v, want %s", field, v, want)
 	}
 	finite := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+	t.Noise = t.noiseMode()
 	switch {
 	case t.Kind != model.Explicit && t.Kind != model.Implicit:
 		return bad("Kind", t.Kind, "explicit or implicit")
@@ -134,6 +174,22 @@ func (t Training) Validate() error {
 		return bad("NoiseMultiplier", t.NoiseMultiplier, "finite >= 0")
 	case t.Population < 0:
 		return bad("Population", t.Population, ">= 0")
+	case t.Noise < NoiseOff || t.Noise > NoiseDistributed:
+		return bad("Noise", t.Noise, "off, central or distributed")
+	case t.Noise == NoiseOff && t.NoiseMultiplier != 0:
+		return bad("NoiseMultiplier", t.NoiseMultiplier, "0 with Noise = off")
+	case t.Noise != NoiseOff && !(t.NoiseMultiplier > 0):
+		return bad("NoiseMultiplier", t.NoiseMultiplier, fmt.Sprintf("> 0 with Noise = %v", t.Noise))
+	case t.Noise == NoiseDistributed && !t.SecAgg:
+		return bad("SecAgg", t.SecAgg, "true with Noise = distributed (clients add noise shares that only secure aggregation sums)")
+	case t.AdaptiveClip && t.Noise == NoiseDistributed:
+		return bad("AdaptiveClip", t.AdaptiveClip, "false with Noise = distributed (the count of unclipped updates would need distributed noise too; use central noise or none)")
+	case t.AdaptiveClip && !(t.Clip > 0):
+		return bad("Clip", t.Clip, "> 0 with AdaptiveClip (the initial clip)")
+	case t.AdaptiveClip && t.Noise == NoiseCentral && t.ClipCountStddev > 0 && !(t.NoiseMultiplier < 2*t.ClipCountStddev):
+		return bad("ClipCountStddev", t.ClipCountStddev, fmt.Sprintf("> NoiseMultiplier/2 = %g (else the update would need infinite noise)", t.NoiseMultiplier/2))
+	case !t.AdaptiveClip && (t.ClipQuantile != 0 || t.ClipLearningRate != 0 || t.ClipCountStddev != 0):
+		return bad("AdaptiveClip", t.AdaptiveClip, "true with ClipQuantile, ClipLearningRate or ClipCountStddev")
 	case t.NoiseMultiplier > 0 && t.Population == 0:
 		return bad("Population", t.Population, "> 0 with NoiseMultiplier (the ledger needs the sampling rate; 0 would report ε = 0)")
 	case t.NoiseMultiplier > 0 && !(t.Clip > 0):
@@ -146,6 +202,11 @@ func (t Training) Validate() error {
 		return bad("SecAggPhase", t.SecAggPhase, ">= 1ms with SecAgg")
 	case !t.SecAgg && t.SecAggPhase != 0:
 		return bad("SecAggPhase", t.SecAggPhase, "0 without SecAgg")
+	}
+	if t.AdaptiveClip {
+		if _, err := t.clipper(t.Clip); err != nil {
+			return fmt.Errorf("coordinator: Training adaptive clipping: %w", err)
+		}
 	}
 	if err := t.Train.Validate(); err != nil {
 		return err
@@ -161,11 +222,22 @@ func (t Training) cohortSize() int {
 	return int(math.Ceil(float64(t.ClientsPerRound) * (1 + t.OverSelect)))
 }
 
-// privacy returns the privacy parameters of a round with a cohort of n.
-func (t Training) privacy(n int) wire.PrivacyParams {
+// privacy returns the privacy parameters of a round with a cohort of n
+// whose secure aggregation (if any) is sa.
+func (t Training) privacy(n int, sa *wire.SecAggParams) wire.PrivacyParams {
 	p := wire.PrivacyParams{NoiseMultiplier: t.NoiseMultiplier}
 	if t.Population > 0 {
 		p.SamplingRate = min(1, float64(n)/float64(t.Population))
+	}
+	switch mode := t.noiseMode(); {
+	case mode == NoiseDistributed:
+		// Split over the fewest survivors secure aggregation accepts, so
+		// that every committed round carries at least the whole noise.
+		p.Mechanism, p.NoiseClients = wire.MechSkellam, sa.MinSurvivors
+	case t.AdaptiveClip && mode == NoiseCentral:
+		if c, err := t.clipper(t.Clip); err == nil { // Validate built one
+			p.CountStddev = c.CountStddev()
+		}
 	}
 	return p
 }
@@ -180,6 +252,7 @@ func (t Training) toWire() wire.TrainingConfig {
 		CheckInWindowMs: t.CheckInWindow.Milliseconds(), RoundTimeoutMs: t.RoundTimeout.Milliseconds(),
 		KeepModels: t.KeepModels, NoiseMultiplier: t.NoiseMultiplier, Population: t.Population,
 		SecAgg: t.SecAgg, SecAggPhaseMs: t.SecAggPhase.Milliseconds(),
+		NoiseMode: uint8(t.Noise), AdaptiveClip: t.AdaptiveClip, ClipQuantile: t.ClipQuantile, ClipLearningRate: t.ClipLearningRate, ClipCountStddev: t.ClipCountStddev,
 	}
 }
 
@@ -197,6 +270,7 @@ func trainingFromWire(w *wire.TrainingConfig) (Training, error) {
 		CheckInWindow: time.Duration(w.CheckInWindowMs) * time.Millisecond, RoundTimeout: time.Duration(w.RoundTimeoutMs) * time.Millisecond,
 		KeepModels: w.KeepModels, NoiseMultiplier: w.NoiseMultiplier, Population: w.Population,
 		SecAgg: w.SecAgg, SecAggPhase: time.Duration(w.SecAggPhaseMs) * time.Millisecond,
+		Noise: NoiseMode(w.NoiseMode), AdaptiveClip: w.AdaptiveClip, ClipQuantile: w.ClipQuantile, ClipLearningRate: w.ClipLearningRate, ClipCountStddev: w.ClipCountStddev,
 	}
 	return t, t.Validate()
 }

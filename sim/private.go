@@ -131,7 +131,7 @@ func newPrivacyPlan(c Config, population, dim int) (*privacyPlan, error) {
 // Poisson-sampled survivors, so that almost every round carries at least
 // the planned noise (more survivors only add noise).
 func (p *privacyPlan) noiseClients() int {
-	return max(1, int(math.Floor(p.denom-2*math.Sqrt(p.denom))))
+	return privacy.NoiseClients(p.denom)
 }
 
 // calibrateSkellam raises the Gaussian calibration until the Skellam
@@ -141,11 +141,7 @@ func (p *privacyPlan) noiseClients() int {
 func (p *privacyPlan) calibrateSkellam(c Config, dim int) (float64, error) {
 	n := p.noiseClients()
 	eps := func(z float64) (float64, error) {
-		enc, err := fixedpoint.NewEncoder(fixedpoint.Params{Dim: dim, Clip: p.clip, Bits: bitsSecure, MaxClients: n + 6*int(math.Sqrt(float64(n))) + 10, NoiseStd: z * p.clip})
-		if err != nil {
-			return 0, err
-		}
-		plan, err := privacy.PlanSkellam(privacy.SkellamConfig{Scale: enc.Params().Scale, Clip: p.clip, Dim: enc.PaddedDim(), NoiseMultiplier: z, Clients: n})
+		d, err := privacy.NewDistributed(privacy.DistributedConfig{Dim: dim, Clip: p.clip, Bits: bitsSecure, MaxClients: n + 6*int(math.Sqrt(float64(n))) + 10, NoiseMultiplier: z, NoiseClients: n})
 		if err != nil {
 			return 0, err
 		}
@@ -153,7 +149,7 @@ func (p *privacyPlan) calibrateSkellam(c Config, dim int) (float64, error) {
 		if err != nil {
 			return 0, err
 		}
-		if err := acc.AddSkellam(p.q, plan.Survivors(max(0, n-1)), c.Rounds); err != nil {
+		if err := acc.AddSkellam(p.q, d.Survivors(n), c.Rounds); err != nil {
 			return 0, err
 		}
 		e, _, err := acc.Epsilon(c.Delta)
@@ -245,7 +241,7 @@ func (a *plainAgg) finish(dst []float64, _ int, r *rand.Rand) error {
 type encodedAgg struct {
 	p         *privacyPlan
 	enc       *fixedpoint.Encoder
-	skellam   privacy.SkellamPlan
+	dist      *privacy.Distributed // the encoder and noise shares, distributed DP only
 	sum       secureSum
 	scratchI  sync.Pool
 	mu        sync.Mutex
@@ -273,45 +269,48 @@ func newEncodedAgg(p *privacyPlan, dim, maxClients, round int, seed uint64, sum 
 	if clip == 0 {
 		return nil, errors.New("sim: the integer path needs --clip > 0")
 	}
-	enc, err := fixedpoint.NewEncoder(fixedpoint.Params{Dim: dim, Clip: clip, Bits: bitsSecure, MaxClients: maxClients, NoiseStd: p.noiseStd(), Seed: rs})
-	if err != nil {
-		return nil, err
-	}
-	a := &encodedAgg{p: p, enc: enc, sum: sum}
-	if sum != nil {
-		a.inputs = make(map[int][]uint64)
-	} else {
-		a.plainSum = make([]uint64, enc.PaddedDim())
-	}
+	a := &encodedAgg{p: p, sum: sum}
 	if p.mode == DPDistributed {
 		// Every client adds 1/n of the noise, n from noiseClients; more
-		// survivors only add noise.
-		a.skellam, err = privacy.PlanSkellam(privacy.SkellamConfig{
-			Scale: enc.Params().Scale, Clip: clip, Dim: enc.PaddedDim(), NoiseMultiplier: p.z,
-			Clients: p.noiseClients(),
-		})
+		// survivors only add noise. The coordinator builds the same.
+		d, err := privacy.NewDistributed(privacy.DistributedConfig{Dim: dim, Clip: clip, Bits: bitsSecure, MaxClients: maxClients,
+			NoiseMultiplier: p.z, NoiseClients: min(p.noiseClients(), maxClients), Seed: rs})
 		if err != nil {
 			return nil, err
 		}
+		a.dist, a.enc = d, d.Encoder
+	} else {
+		enc, err := fixedpoint.NewEncoder(fixedpoint.Params{Dim: dim, Clip: clip, Bits: bitsSecure, MaxClients: maxClients, NoiseStd: p.noiseStd(), Seed: rs})
+		if err != nil {
+			return nil, err
+		}
+		a.enc = enc
 	}
-	a.scratchI.New = func() any { s := make([]int64, enc.PaddedDim()); return &s }
+	if sum != nil {
+		a.inputs = make(map[int][]uint64)
+	} else {
+		a.plainSum = make([]uint64, a.enc.PaddedDim())
+	}
+	a.scratchI.New = func() any { s := make([]int64, a.enc.PaddedDim()); return &s }
 	return a, nil
 }
 
 func (a *encodedAgg) add(update []float64, client int, r *rand.Rand) error {
-	sp := a.scratchI.Get().(*[]int64)
-	defer a.scratchI.Put(sp)
-	x := *sp
-	norm, err := a.enc.Encode(x, update, r)
+	w := make([]uint64, a.enc.PaddedDim())
+	var norm float64
+	var err error
+	if a.dist != nil {
+		norm, err = a.dist.Encode(w, update, r)
+	} else {
+		sp := a.scratchI.Get().(*[]int64)
+		defer a.scratchI.Put(sp)
+		x := *sp
+		if norm, err = a.enc.Encode(x, update, r); err == nil {
+			err = a.enc.Wrap(w, x)
+		}
+	}
 	if err != nil {
 		return err
-	}
-	w := make([]uint64, len(x))
-	if err := a.enc.Wrap(w, x); err != nil {
-		return err
-	}
-	if a.p.mode == DPDistributed {
-		privacy.AddSkellamMod(w, bitsSecure, a.skellam.ClientVariance, r)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -364,7 +363,7 @@ func (p *privacyPlan) account(a roundAgg, survivors int) error {
 		}
 		// Conservatively, a client's own noise share does not protect it:
 		// only the other survivors' noise counts.
-		return p.acc.AddSkellam(p.q, ea.skellam.Survivors(max(0, survivors-1)), 1)
+		return p.acc.AddSkellam(p.q, ea.dist.Survivors(survivors), 1)
 	}
 	return p.acc.AddSampledGaussian(p.q, p.z, 1)
 }

@@ -17,7 +17,12 @@ import (
 // Remote says how to reach a real coordinator cluster.
 type Remote struct {
 	Addrs []string    // client (QUIC) addresses of the nodes
-	TLS   *tls.Config // trusts the cluster's CA
+	TLS   *tls.Config // trusts the cluster's CA; used when Device is nil
+	// Device returns the TLS configuration of the device with client ID
+	// id: it trusts the cluster's CA and presents id's device
+	// certificate, which a cluster that authenticates devices requires
+	// (pki.DeviceSource.TLS).
+	Device func(id string) (*tls.Config, error)
 	// Poll is how often the newest committed model is checked; default 1s.
 	Poll   time.Duration
 	Logger *slog.Logger
@@ -38,6 +43,12 @@ func RunRemote(ctx context.Context, c Config, r Remote, obs Observer) (*Result, 
 	if r.Poll == 0 {
 		r.Poll = time.Second
 	}
+	if r.Device == nil {
+		if r.TLS == nil {
+			return nil, errors.New("sim: Remote.TLS or Remote.Device is required")
+		}
+		r.Device = func(string) (*tls.Config, error) { return r.TLS.Clone(), nil }
+	}
 	c.Centralized = false
 	e, res, obs, err := prepare(ctx, c, obs)
 	if err != nil {
@@ -54,12 +65,17 @@ func RunRemote(ctx context.Context, c Config, r Remote, obs Observer) (*Result, 
 	errc := make(chan error, 1)
 	for k, u := range e.active {
 		addrs := append(append([]string(nil), r.Addrs[k%len(r.Addrs):]...), r.Addrs[:k%len(r.Addrs)]...)
-		d, err := client.NewDialer(addrs, r.TLS.Clone())
+		id := fmt.Sprintf("%s-user-%s", e.info.Name, e.userIDs[u])
+		conf, err := r.Device(id)
+		if err != nil {
+			return nil, fmt.Errorf("sim: %w", err)
+		}
+		d, err := client.NewDialer(addrs, conf)
 		if err != nil {
 			return nil, err
 		}
 		p, err := client.NewParticipant(client.ParticipantConfig{
-			ID: fmt.Sprintf("%s-user-%s", e.info.Name, e.userIDs[u]), Ratings: e.train[u], Dialer: d, Models: cache,
+			ID: id, Ratings: e.train[u], Dialer: d, Models: cache,
 			Seed: c.Seed<<20 ^ uint64(u+1), Logger: r.Logger,
 		})
 		if err != nil {
@@ -85,7 +101,11 @@ func RunRemote(ctx context.Context, c Config, r Remote, obs Observer) (*Result, 
 	defer wg.Wait()
 	defer stop()
 
-	mon, err := client.NewDialer(r.Addrs, r.TLS.Clone())
+	monConf, err := r.Device("fedrec-sim-monitor")
+	if err != nil {
+		return nil, fmt.Errorf("sim: %w", err)
+	}
+	mon, err := client.NewDialer(r.Addrs, monConf)
 	if err != nil {
 		return nil, err
 	}

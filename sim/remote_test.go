@@ -23,11 +23,17 @@ func TestRunRemoteMatchesInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ca, err := pki.NewCA("test CA", time.Hour)
+	// As fedrec cert makes them: the node authenticates devices, and the
+	// simulated devices get certificates of the device CA.
+	dir := t.TempDir()
+	if err := pki.WriteDir(dir, []string{"n0"}, nil, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	b, err := pki.Load(dir, "n0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := ca.NodeBundle("n0")
+	devices, err := pki.Devices(dir, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +53,7 @@ func TestRunRemoteMatchesInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	remote, err := RunRemote(t.Context(), c, Remote{Addrs: []string{n.ClientAddr()}, TLS: pki.ClientTLS(ca.Pool()), Poll: 50 * time.Millisecond}, nil)
+	remote, err := RunRemote(t.Context(), c, Remote{Addrs: []string{n.ClientAddr()}, Device: devices.TLS, Poll: 50 * time.Millisecond}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

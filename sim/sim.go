@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fedrec/fedrec/aggregation/privacy"
 	"github.com/fedrec/fedrec/model"
 )
 
@@ -31,7 +32,7 @@ type Config struct {
 	Reg             float64 // L2 per observation, default 0.12
 	Alpha           float64 // implicit confidence scale, default 10
 	Clip            float64 // per-client L2 clip of the update, 0 = none
-	ServerOpt       string  // fedavg, fedadam, fedyogi; default fedadam, or fedavg with DP
+	ServerOpt       string  // fedavg, fedadam, fedyogi; default fedadam, or with DP (and no ServerLR) as privateServerOpt decides
 	ServerLR        float64 // default 0.1 (fedadam, fedyogi) or 1 (fedavg)
 	Tau             float64 // adaptivity of fedadam/fedyogi, default 1e-3
 	Seed            uint64  // default 1
@@ -124,8 +125,9 @@ func (c Config) Defaults() Config {
 	if c.DP == "" {
 		c.DP = DPOff
 	}
-	// Adam's per-coordinate step sizes blow DP noise up on the many items
-	// a round hardly touches; with noise, plain FedAvg learns far better.
+	// With DP, Defaults cannot yet know how loud the noise will be: it says
+	// fedavg, and Run revisits the choice once the population is known
+	// (privateServerOpt).
 	switch {
 	case c.ServerOpt == "" && c.DP == DPOff:
 		c.ServerOpt = "fedadam"
@@ -202,6 +204,55 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// privateServerOpt picks the server optimizer, and its default learning
+// rate, of a private run that was given neither, once the population is
+// known.
+//
+// FedAdam divides each coordinate's step by the root mean square of its
+// recent updates plus Tau. Where the DP noise on the averaged update is
+// below Tau, a coordinate that only sees noise hardly moves, and Adam's
+// per-coordinate scaling lets an item rated by 1 % of the cohort learn as
+// fast as one rated by half of it: on the synthetic set with 100,000 users
+// at ε = 4 (noise about 1e-4) it ends far below FedAvg at any server
+// learning rate. Where the noise is above Tau, Adam turns it into steps of
+// about the server learning rate on every item a round hardly touches, and
+// plain FedAvg learns far better (ml-latest-small's 610 users at ε = 4,
+// noise about 9e-3). The noise is the Gaussian calibration's; the Skellam
+// one of distributed DP is somewhat larger.
+func (c Config) privateServerOpt(population int) (Config, error) {
+	if c.DP == DPOff {
+		return c, nil
+	}
+	sd, err := c.meanNoiseStd(population)
+	if err != nil {
+		return c, err
+	}
+	c.ServerOpt = "fedavg"
+	if sd < c.Tau {
+		c.ServerOpt = "fedadam"
+	}
+	c.ServerLR = 0
+	return c.Defaults(), nil
+}
+
+// meanNoiseStd is the standard deviation, per coordinate, of the DP noise
+// on the averaged update: z·Clip over the expected number of survivors.
+func (c Config) meanNoiseStd(population int) (float64, error) {
+	if population < 1 {
+		return 0, fmt.Errorf("sim: no clients with training data")
+	}
+	q := math.Min(1, float64(c.ClientsPerRound)/float64(population))
+	denom := math.Max(1, q*float64(population)*(1-c.Dropout-c.Straggler))
+	z := c.NoiseMultiplier
+	if c.TargetEpsilon > 0 {
+		var err error
+		if z, _, err = privacy.NoiseForEpsilon(c.TargetEpsilon, c.Delta, q, c.Rounds); err != nil {
+			return 0, fmt.Errorf("sim: calibrating noise for ε = %g: %w", c.TargetEpsilon, err)
+		}
+	}
+	return z * c.Clip / denom, nil
+}
+
 func finitePos(x float64) bool    { return x > 0 && !math.IsInf(x, 0) }
 func finiteNonNeg(x float64) bool { return x >= 0 && !math.IsInf(x, 0) }
 
@@ -273,6 +324,7 @@ func Run(ctx context.Context, c Config, obs Observer) (*Result, error) {
 // and its split, and the centralized baseline when asked for (which is the
 // whole run with Centralized).
 func prepare(ctx context.Context, c Config, obs Observer) (*env, *Result, Observer, error) {
+	autoOpt := c.ServerOpt == "" && c.ServerLR == 0
 	c = c.Defaults()
 	if err := c.Validate(); err != nil {
 		return nil, nil, nil, err
@@ -291,6 +343,12 @@ func prepare(ctx context.Context, c Config, obs Observer) (*env, *Result, Observ
 		return nil, nil, nil, err
 	}
 	env.start = start
+	if autoOpt {
+		if c, err = c.privateServerOpt(len(env.active)); err != nil {
+			return nil, nil, nil, err
+		}
+		env.c = c
+	}
 	res := &Result{Config: c, Dataset: env.info}
 	if c.Centralized || c.Baseline == On || (c.Baseline == Auto && env.info.Train <= 2_000_000) {
 		obs.Phase(fmt.Sprintf("training the centralized baseline (ALS, %d sweeps)", c.BaselineIters))

@@ -227,3 +227,62 @@ func TestPrivateRuns(t *testing.T) {
 		})
 	}
 }
+
+func TestPrivateServerOpt(t *testing.T) {
+	tests := []struct {
+		name   string
+		c      Config
+		pop    int
+		want   string
+		wantLR float64
+	}{
+		// Noise on the mean ≈ 3.4·0.25/100: far above Tau.
+		{"ml-latest-small at ε = 4", Config{DP: DPCentral, TargetEpsilon: 4}, 610, "fedavg", 1},
+		// ≈ 0.89·0.25/2000: well below Tau.
+		{"100,000 users at ε = 4", Config{DP: DPCentral, TargetEpsilon: 4, Delta: 1e-6, ClientsPerRound: 2000}, 100_000, "fedadam", 0.1},
+		{"fixed noise multiplier, loud", Config{DP: DPCentral, NoiseMultiplier: 1, ClientsPerRound: 100}, 10_000, "fedavg", 1},
+		{"fixed noise multiplier, quiet", Config{DP: DPCentral, NoiseMultiplier: 1, ClientsPerRound: 1000}, 10_000, "fedadam", 0.1},
+		{"no DP", Config{}, 100, "fedadam", 0.1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.c.Defaults().privateServerOpt(tt.pop)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.ServerOpt != tt.want || got.ServerLR != tt.wantLR {
+				t.Errorf("privateServerOpt(%d) = %s with server lr %g, want %s with %g", tt.pop, got.ServerOpt, got.ServerLR, tt.want, tt.wantLR)
+			}
+		})
+	}
+}
+
+// A private run picks its server optimizer from the noise only when it was
+// given neither an optimizer nor a server learning rate.
+func TestRunPicksPrivateServerOpt(t *testing.T) {
+	base := Config{Users: 2000, Items: 200, Rounds: 1, ClientsPerRound: 500, Rank: 4, Baseline: Off, DP: DPCentral, NoiseMultiplier: 1}
+	tests := []struct {
+		name         string
+		opt          string
+		lr           float64
+		want         string
+		wantServerLR float64
+	}{
+		{"auto", "", 0, "fedadam", 0.1},
+		{"optimizer given", "fedavg", 0, "fedavg", 1},
+		{"server lr given", "", 5, "fedavg", 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := base
+			c.ServerOpt, c.ServerLR = tt.opt, tt.lr
+			_, res, _, err := prepare(t.Context(), c, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := res.Config; got.ServerOpt != tt.want || got.ServerLR != tt.wantServerLR {
+				t.Errorf("ServerOpt, ServerLR = %s, %g; want %s, %g", got.ServerOpt, got.ServerLR, tt.want, tt.wantServerLR)
+			}
+		})
+	}
+}

@@ -130,6 +130,30 @@ func TestPoissonDistribution(t *testing.T) {
 	}
 }
 
+// TestSkellamHugeVariance checks the variance of Skellam noise at the
+// scale of distributed DP (Poisson means near 2^53), where the log pmf in
+// PTRS must not be computed as a difference of 1e17-sized terms.
+func TestSkellamHugeVariance(t *testing.T) {
+	const n = 20000
+	for _, v := range []float64{1.6e16, 4e18} {
+		x := make([]int64, n)
+		SampleSkellam(x, v, testRand(11))
+		var mean, ss float64
+		for _, y := range x {
+			mean += float64(y)
+		}
+		mean /= n
+		for _, y := range x {
+			ss += (float64(y) - mean) * (float64(y) - mean)
+		}
+		got := ss / (n - 1)
+		// The sample variance has relative sd sqrt(2/n) = 1%.
+		if math.Abs(got/v-1) > 0.05 || math.Abs(mean) > 5*math.Sqrt(v/n) {
+			t.Errorf("SampleSkellam(%g): mean %g, variance %g", v, mean, got)
+		}
+	}
+}
+
 func TestAddSkellamMod(t *testing.T) {
 	const n, v = 4096, 1e4
 	want := make([]int64, n)

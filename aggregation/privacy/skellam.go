@@ -163,11 +163,20 @@ const poissonSmall = 10
 // (PTRS, "The transformed rejection method for generating Poisson random
 // variables", 1993), as numpy does, for means of 10 and more. Both use O(1)
 // expected uniforms for the large case and O(lam) for the small one.
+//
+// The means of distributed DP reach 1e16 and more (the noise std in the
+// integer domain is around 1e8), where k·log(λ) and lgamma(k+1) are 1e17
+// and their difference, the log pmf, would be lost to rounding; and λ
+// itself is an integer no longer exactly. So PTRS works on the offset of
+// k from floor(λ), and the log pmf is evaluated in a form that cancels
+// analytically (see logPMF).
 type poisson struct {
 	lam    float64
 	expNeg float64 // inversion: exp(-lam)
 	// PTRS constants.
-	logLam, a, b, vr, logInvAlpha float64
+	whole                 int64   // floor(lam)
+	frac                  float64 // lam - whole
+	a, b, vr, logInvAlpha float64
 }
 
 func newPoisson(lam float64) poisson {
@@ -177,7 +186,8 @@ func newPoisson(lam float64) poisson {
 		return p
 	}
 	slam := math.Sqrt(lam)
-	p.logLam = math.Log(lam)
+	w := math.Floor(lam)
+	p.whole, p.frac = int64(w), lam-w
 	p.b = 0.931 + 2.53*slam
 	p.a = -0.059 + 0.02483*p.b
 	p.logInvAlpha = math.Log(1.1239 + 1.1328/(p.b-3.4))
@@ -199,17 +209,36 @@ func (p *poisson) sample(r *rand.Rand) int64 {
 		if us == 0 {
 			continue
 		}
-		kf := math.Floor((2*p.a/us+p.b)*u + p.lam + 0.43)
+		// k = floor(x + λ) = whole + floor(x + frac), exactly.
+		j := math.Floor((2*p.a/us+p.b)*u + p.frac + 0.43)
+		k := p.whole + int64(j)
 		if us >= 0.07 && v <= p.vr {
-			return int64(kf)
+			return k
 		}
-		if kf < 0 || (us < 0.013 && v > us) {
+		if k < 0 || (us < 0.013 && v > us) {
 			continue
 		}
-		if math.Log(v)+p.logInvAlpha-math.Log(p.a/(us*us)+p.b) <= -p.lam+kf*p.logLam-lgamma(kf+1) {
-			return int64(kf)
+		if math.Log(v)+p.logInvAlpha-math.Log(p.a/(us*us)+p.b) <= p.logPMF(k, j-p.frac) {
+			return k
 		}
 	}
+}
+
+// logPMF is log(λ^k e^-λ / k!) for k = λ + delta. For k >= 10 it uses
+// Stirling's series for lgamma(k+1), in which the large terms cancel:
+//
+//	delta - k·log1p(delta/λ) - log(2πk)/2 - (1/(12k) - 1/(360k³) + 1/(1260k⁵))
+//
+// accurate to about 1e-10 at k = 10 and better beyond, at any λ.
+func (p *poisson) logPMF(k int64, delta float64) float64 {
+	kf := float64(k)
+	if k < 10 {
+		return -p.lam + kf*math.Log(p.lam) - lgamma(kf+1)
+	}
+	r := 1 / kf
+	r2 := r * r
+	corr := r * (1.0/12 - r2*(1.0/360-r2/1260))
+	return delta - kf*math.Log1p(delta/p.lam) - 0.5*math.Log(2*math.Pi*kf) - corr
 }
 
 // invert samples by sequential search of the CDF. If rounding leaves the

@@ -4,6 +4,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -40,6 +41,37 @@ func TestMaskMatchesKeystream(t *testing.T) {
 					}
 				})
 			}
+		}
+	}
+}
+
+// TestAddInput checks that addInput adds in-range vectors and leaves the
+// sum untouched when a value is out of range, wherever it is.
+func TestAddInput(t *testing.T) {
+	for _, bits := range []int{1, 16, 32, 63, 64} {
+		for _, bad := range []int{-1, 0, 5, 9} { // index of the out-of-range value; -1 for none
+			t.Run(fmt.Sprintf("bits=%d/bad=%d", bits, bad), func(t *testing.T) {
+				sum := []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+				v := make([]uint64, len(sum))
+				for i := range v {
+					v[i] = uint64(i*7+1) & valueMask(bits)
+				}
+				want := slices.Clone(sum)
+				if bad >= 0 && bits < 64 {
+					v[bad] = 1 << bits
+				} else {
+					for i := range want {
+						want[i] += v[i]
+					}
+				}
+				err := addInput(sum, v, bits)
+				if wantErr := bad >= 0 && bits < 64; wantErr != errors.Is(err, ErrOutOfRange) {
+					t.Fatalf("addInput error = %v, want ErrOutOfRange: %v", err, wantErr)
+				}
+				if !slices.Equal(sum, want) {
+					t.Fatalf("addInput sum = %v, want %v", sum, want)
+				}
+			})
 		}
 	}
 }

@@ -249,12 +249,27 @@ func (s *Server) PeerKeys(to uint32) (PeerKeys, error) {
 		return PeerKeys{}, err
 	}
 	m := PeerKeys{Round: s.cfg.Round, To: to}
+	var peers []*KeyAdvert
+	size := 0
 	for _, j := range s.g.neighbours(i, nil) {
 		if s.level[j] >= PhaseAdvertiseKeys {
-			a := s.adverts[j]
-			a.CipherKey, a.MaskKey, a.Signature = bytes.Clone(a.CipherKey), bytes.Clone(a.MaskKey), bytes.Clone(a.Signature)
-			a.ConfigDigest = bytes.Clone(a.ConfigDigest)
-			m.Peers = append(m.Peers, a)
+			a := &s.adverts[j]
+			peers = append(peers, a)
+			size += len(a.CipherKey) + len(a.MaskKey) + len(a.Signature) + len(a.ConfigDigest)
+		}
+	}
+	if len(peers) > 0 {
+		// One copy of every byte slice, so the message shares nothing
+		// with the server, in one allocation.
+		buf := make([]byte, 0, size)
+		m.Peers = make([]KeyAdvert, len(peers))
+		for k, a := range peers {
+			p := *a
+			p.CipherKey, buf = appendCopy(buf, a.CipherKey)
+			p.MaskKey, buf = appendCopy(buf, a.MaskKey)
+			p.Signature, buf = appendCopy(buf, a.Signature)
+			p.ConfigDigest, buf = appendCopy(buf, a.ConfigDigest)
+			m.Peers[k] = p
 		}
 	}
 	return m, nil
@@ -307,7 +322,9 @@ func (s *Server) ShareDelivery(to uint32) (ShareDelivery, error) {
 		return ShareDelivery{}, err
 	}
 	m := ShareDelivery{Round: s.cfg.Round, To: to}
-	for _, j := range s.g.neighbours(i, nil) {
+	nb := s.g.neighbours(i, nil)
+	var buf []byte // one copy of every ciphertext, in one allocation
+	for _, j := range nb {
 		if s.level[j] < PhaseShareKeys {
 			continue
 		}
@@ -316,18 +333,33 @@ func (s *Server) ShareDelivery(to uint32) (ShareDelivery, error) {
 		if !ok {
 			panic("secagg: upload lacks a share for a neighbour in U2") // checked in HandleShareUpload
 		}
-		m.Shares = append(m.Shares, SealedShare{Peer: s.g.ids[j], Ciphertext: bytes.Clone(up[k].Ciphertext)})
+		if buf == nil {
+			buf = make([]byte, 0, len(nb)*SealedShareLen)
+			m.Shares = make([]SealedShare, 0, len(nb))
+		}
+		var ct []byte
+		ct, buf = appendCopy(buf, up[k].Ciphertext)
+		m.Shares = append(m.Shares, SealedShare{Peer: s.g.ids[j], Ciphertext: ct})
 	}
 	return m, nil
+}
+
+// appendCopy appends b to buf, which must have room for it, and returns
+// the copy (capped, so that appending to it cannot overwrite what follows
+// in buf) and the rest of buf. A nil b stays nil.
+func appendCopy(buf, b []byte) (cp, rest []byte) {
+	if b == nil {
+		return nil, buf
+	}
+	n := len(buf)
+	buf = append(buf, b...)
+	return buf[n:len(buf):len(buf)], buf
 }
 
 // HandleMaskedInput adds a client's masked input into the sum (phase 3).
 func (s *Server) HandleMaskedInput(m MaskedInput) error {
 	if len(m.Values) != s.cfg.VectorLen {
 		return fmt.Errorf("%w: masked input from %d has %d values, want %d", ErrBadLength, m.From, len(m.Values), s.cfg.VectorLen)
-	}
-	if err := checkRange(m.Values, s.cfg.Bits); err != nil {
-		return fmt.Errorf("masked input from %d: %w", m.From, err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -338,9 +370,8 @@ func (s *Server) HandleMaskedInput(m MaskedInput) error {
 	if s.sum == nil {
 		s.sum = make([]uint64, s.cfg.VectorLen)
 	}
-	sum := s.sum[:len(m.Values)]
-	for k, v := range m.Values {
-		sum[k] += v
+	if err := addInput(s.sum, m.Values, s.cfg.Bits); err != nil {
+		return fmt.Errorf("masked input from %d: %w", m.From, err)
 	}
 	s.got[i] = true
 	return nil
@@ -645,17 +676,22 @@ func (s *Server) unmask() error {
 
 	jobs := make([][]maskJob, len(tasks))
 	errs := make([]error, len(tasks))
-	var wg sync.WaitGroup
 	w := min(s.workers, len(tasks))
-	for k := range w {
-		wg.Go(func() {
-			var nb []int // scratch
-			for x := k; x < len(tasks); x += w {
-				jobs[x], errs[x] = s.recoverMasks(tasks[x].owner, tasks[x].self, &nb)
-			}
-		})
+	recoverEvery := func(k int) {
+		var nb []int // scratch
+		for x := k; x < len(tasks); x += w {
+			jobs[x], errs[x] = s.recoverMasks(tasks[x].owner, tasks[x].self, &nb)
+		}
 	}
-	wg.Wait()
+	if w <= 1 {
+		recoverEvery(0) // on the caller's goroutine, as applyMasks does with one worker
+	} else {
+		var wg sync.WaitGroup
+		for k := range w {
+			wg.Go(func() { recoverEvery(k) })
+		}
+		wg.Wait()
+	}
 	var all []maskJob
 	for x := range tasks {
 		if errs[x] != nil {

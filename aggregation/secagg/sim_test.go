@@ -35,6 +35,9 @@ type simulation struct {
 	parallel bool // drive the clients of a phase concurrently
 	workers  int  // ServerOptions.Workers
 
+	// clock measures the time spent in calls; nil means the wall clock.
+	clock func() time.Duration
+
 	// input writes client id's input into dst; nil means seeded random.
 	input func(id uint32, dst []uint64)
 }
@@ -48,6 +51,7 @@ type simResult struct {
 
 	clientTime, serverTime time.Duration
 	unmaskTime             time.Duration // closing the unmask phase, part of serverTime
+	inputTime              time.Duration // HandleMaskedInput, part of serverTime
 }
 
 func (s simulation) defaultInput(id uint32, dst []uint64) {
@@ -95,19 +99,29 @@ func sortedKeys(m map[uint32]bool) []uint32 {
 
 // timer accumulates time spent in calls, from many goroutines.
 type timer struct {
-	mu sync.Mutex
-	d  time.Duration
+	mu    sync.Mutex
+	d     time.Duration
+	clock func() time.Duration // nil means the wall clock
 }
 
 func (t *timer) time(f func() error) error {
-	start := time.Now()
+	now := t.clock
+	if now == nil {
+		now = wallClock
+	}
+	start := now()
 	err := f()
-	d := time.Since(start)
+	d := now() - start
 	t.mu.Lock()
 	t.d += d
 	t.mu.Unlock()
 	return err
 }
+
+var wallStart = time.Now()
+
+// wallClock is the time since the tests started, from the monotonic clock.
+func wallClock() time.Duration { return time.Since(wallStart) }
 
 // each runs f for every id, concurrently when parallel, and returns the
 // first error.
@@ -151,8 +165,8 @@ func each(parallel bool, ids []uint32, f func(id uint32) error) error {
 // returned (the round aborted); any other unexpected error is returned
 // too, wrapped with where it happened.
 func (s simulation) run() (out simResult, err error) {
-	var ct, st timer
-	defer func() { out.clientTime, out.serverTime = ct.d, st.d }()
+	ct, st, it := timer{clock: s.clock}, timer{clock: s.clock}, timer{clock: s.clock}
+	defer func() { out.clientTime, out.serverTime, out.inputTime = ct.d, st.d, it.d }()
 	srv, err := NewServer(s.cfg, ServerOptions{Workers: s.workers})
 	if err != nil {
 		return out, err
@@ -228,7 +242,7 @@ func (s simulation) run() (out simResult, err error) {
 		if err := ct.time(func() (err error) { m, err = clients[id].MaskedInput(in, x); return }); err != nil {
 			return fmt.Errorf("client %d MaskedInput: %w", id, err)
 		}
-		if err := st.time(func() error { return srv.HandleMaskedInput(m) }); err != nil {
+		if err := st.time(func() error { return it.time(func() error { return srv.HandleMaskedInput(m) }) }); err != nil {
 			return err
 		}
 		mu.Lock()
@@ -274,9 +288,10 @@ func (s simulation) run() (out simResult, err error) {
 	if err != nil {
 		return out, fmt.Errorf("unmask: %w", err)
 	}
-	start := time.Now()
-	err = closePhase()
-	out.unmaskTime = time.Since(start)
+	var ut timer
+	ut.clock = s.clock
+	err = ut.time(closePhase)
+	out.unmaskTime = ut.d
 	if err != nil {
 		return out, err
 	}

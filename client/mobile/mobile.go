@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/fedrec/fedrec/client"
+	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 // Interaction kinds, as Record takes them.
@@ -51,6 +52,10 @@ const (
 	CodeNoFederation    = "no_federation"    // no network side configured
 	CodeTimeout         = "timeout"          // the call ran out of time
 	CodeInvalid         = "invalid"          // a bad argument or option
+	// The cluster refused the device's certificate (missing, expired,
+	// revoked, of another CA) or its ClientID: get a new certificate
+	// from the app's backend and make a new Client.
+	CodeUnauthenticated = "unauthenticated"
 )
 
 var codes = []struct {
@@ -77,6 +82,9 @@ func wrap(err error) error {
 		return nil
 	}
 	code := CodeInvalid
+	if c := wire.CodeOf(err); c == wire.CodeUnauthenticated || c == wire.CodeForbidden {
+		return fmt.Errorf("fedrec/%s: %w", CodeUnauthenticated, err)
+	}
 	for _, c := range codes {
 		if errors.Is(err, c.err) {
 			code = c.code
@@ -131,6 +139,14 @@ type Options struct {
 	CACertPEM    []byte
 	ClientID     string
 	Catalogue    string
+	// DeviceCertPEM and DeviceKeyPEM are the device certificate and its
+	// private key (PEM), issued by the app's backend with the device CA;
+	// a cluster that authenticates devices requires them. The
+	// certificate's common name is the client ID: ClientID may then be
+	// empty, and must match if set. Keep the key in the platform's
+	// keystore; renew the certificate before it expires (a new Client).
+	DeviceCertPEM []byte
+	DeviceKeyPEM  []byte
 }
 
 // federation builds the network side from o, or nil when it is not set.
@@ -148,7 +164,25 @@ func (o *Options) federation() (client.Federation, error) {
 			addrs = append(addrs, a)
 		}
 	}
-	d, err := client.NewDialer(addrs, &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool})
+	conf := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool}
+	id := o.ClientID
+	if len(o.DeviceCertPEM) > 0 || len(o.DeviceKeyPEM) > 0 {
+		cert, err := tls.X509KeyPair(o.DeviceCertPEM, o.DeviceKeyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("mobile: DeviceCertPEM, DeviceKeyPEM: %w", err)
+		}
+		certID, err := client.DeviceID(cert)
+		if err != nil {
+			return nil, err
+		}
+		if id == "" {
+			id = certID
+		} else if id != certID {
+			return nil, fmt.Errorf("mobile: ClientID %q, but the device certificate is %q's", id, certID)
+		}
+		conf = client.DeviceTLS(pool, cert)
+	}
+	d, err := client.NewDialer(addrs, conf)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +190,7 @@ func (o *Options) federation() (client.Federation, error) {
 	if o.Catalogue == "" {
 		items = nil
 	}
-	return client.NewNetwork(client.NetworkConfig{ClientID: o.ClientID, Dialer: d, Items: items})
+	return client.NewNetwork(client.NetworkConfig{ClientID: id, Dialer: d, Items: items})
 }
 
 // Client is the SDK for an app. Its methods are safe to call from any

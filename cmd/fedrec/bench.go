@@ -172,7 +172,7 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill 
 	for _, nd := range nodes {
 		addrs = append(addrs, nd.clientAddr)
 	}
-	pool, err := pki.LoadPool(filepath.Join(dir, "certs"))
+	devices, err := pki.Devices(filepath.Join(dir, "certs"), 24*time.Hour)
 	if err != nil {
 		return res, err
 	}
@@ -190,11 +190,16 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill 
 		for _, it := range r.Perm(items)[:min(20, items)] {
 			rs = append(rs, model.Rating{Item: int32(it), Value: float32(1 + r.IntN(5))})
 		}
-		d, err := client.NewDialer(rotate(addrs, i), pki.ClientTLS(pool))
+		id := fmt.Sprintf("bench-%05d", i)
+		conf, err := devices.TLS(id)
 		if err != nil {
 			return res, err
 		}
-		p, err := client.NewParticipant(client.ParticipantConfig{ID: fmt.Sprintf("bench-%05d", i), Ratings: rs, Dialer: d})
+		d, err := client.NewDialer(rotate(addrs, i), conf)
+		if err != nil {
+			return res, err
+		}
+		p, err := client.NewParticipant(client.ParticipantConfig{ID: id, Ratings: rs, Dialer: d})
 		if err != nil {
 			return res, err
 		}

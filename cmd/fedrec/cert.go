@@ -12,6 +12,14 @@ import (
 )
 
 func runCert(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "device":
+			return runCertDevice(args[1:], stdout, stderr)
+		case "revoke":
+			return runCertRevoke(args[1:], stdout, stderr)
+		}
+	}
 	fs := flag.NewFlagSet("cert", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", "certs", "directory for ca.pem, ca-key.pem and NAME.pem, NAME-key.pem per node")
@@ -19,7 +27,7 @@ func runCert(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	hosts := fs.String("hosts", "", "comma-separated extra host names or IP addresses for every node certificate (127.0.0.1, ::1 and localhost are always included)")
 	days := fs.Int("days", 365, "validity in days")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: fedrec cert [flags]\n\nMakes a development CA (ECDSA P-256) and node certificates, valid for server and client authentication, so that a cluster runs with TLS without openssl. An existing CA in --dir is reused.\n\nflags:")
+		fmt.Fprintln(stderr, "usage: fedrec cert [flags]\n       fedrec cert device --id ID [flags]\n       fedrec cert revoke --id ID | --serial HEX [flags]\n\nMakes a development cluster CA (ECDSA P-256) and node certificates, valid for server and client authentication, so that a cluster runs with TLS without openssl, and a device CA (device-ca.pem) whose certificates devices must present: nodes load it from their --certs directory. Existing CAs in --dir are reused. In production the device CA's key belongs to the app's backend, which issues short-lived device certificates ('fedrec cert device' does the same for tests); 'fedrec cert revoke' adds to revoked.txt, which nodes reload within seconds.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -38,7 +46,61 @@ func runCert(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := pki.WriteDir(*dir, names, splitList(*hosts), time.Duration(*days)*24*time.Hour); err != nil {
 		return fmt.Errorf("cert: %w", err)
 	}
-	fmt.Fprintf(stdout, "wrote %s/%s and certificates for %s\n", *dir, pki.CAFile, strings.Join(names, ", "))
+	fmt.Fprintf(stdout, "wrote %s/%s, %s/%s and certificates for %s\n", *dir, pki.CAFile, *dir, pki.DeviceCAFile, strings.Join(names, ", "))
+	return nil
+}
+
+// runCertDevice issues a device certificate with the device CA.
+func runCertDevice(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cert device", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", "certs", "directory holding device-ca.pem and device-ca-key.pem")
+	out := fs.String("out", "", "directory for device-ID.pem and device-ID-key.pem (default --dir)")
+	id := fs.String("id", "", "the device's client ID (the certificate's common name); required")
+	days := fs.Int("days", 7, "validity in days: keep it short, devices renew")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("cert device: unexpected argument %q", fs.Arg(0))
+	}
+	if *days < 1 {
+		return fmt.Errorf("cert device: --days %d, want >= 1", *days)
+	}
+	if *out == "" {
+		*out = *dir
+	}
+	if err := pki.WriteDevice(*dir, *out, *id, time.Duration(*days)*24*time.Hour); err != nil {
+		return fmt.Errorf("cert device: %w", err)
+	}
+	fmt.Fprintf(stdout, "wrote %s/%s and %s\n", *out, pki.DeviceCertFile(*id), pki.DeviceKeyFile(*id))
+	return nil
+}
+
+// runCertRevoke adds devices or certificates to the deny-list.
+func runCertRevoke(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cert revoke", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", "certs", "directory holding the nodes' revoked.txt")
+	id := fs.String("id", "", "revoke every certificate of this client ID")
+	serial := fs.String("serial", "", "revoke the certificate with this serial number (hex)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var entries []string
+	if *id != "" {
+		entries = append(entries, "id:"+*id)
+	}
+	if *serial != "" {
+		entries = append(entries, "serial:"+*serial)
+	}
+	if len(entries) == 0 || fs.NArg() > 0 {
+		return fmt.Errorf("cert revoke: want --id or --serial")
+	}
+	if err := pki.AppendRevoked(*dir, entries...); err != nil {
+		return fmt.Errorf("cert revoke: %w", err)
+	}
+	fmt.Fprintf(stdout, "revoked %s in %s/%s\n", strings.Join(entries, ", "), *dir, pki.RevokedFile)
 	return nil
 }
 

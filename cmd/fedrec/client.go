@@ -27,7 +27,7 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	dataDir := fs.String("data-dir", "data", "directory of the named data sets")
 	n := fs.Int("clients", 100, "number of clients (users with training data, in a seeded random order; 0 = all)")
 	coords := fs.String("coordinators", "127.0.0.1:7001", "comma-separated client addresses of coordinator nodes")
-	certs := fs.String("certs", "certs", "directory holding the cluster's ca.pem")
+	certs := fs.String("certs", "certs", "directory holding the cluster's ca.pem and the devices' credentials: the device CA's key (each client gets a certificate in memory) or device-ID.pem files")
 	seed := fs.Uint64("seed", 1, "seed of the train/test split (as the coordinator's --seed) and of the clients")
 	until := fs.Uint64("until-version", 0, "stop when the cluster has committed this model version (0 = run until interrupted)")
 	eval := fs.Bool("eval", true, "evaluate the newest model on the test split when stopping")
@@ -44,11 +44,10 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("client: --log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	pool, err := pki.LoadPool(*certs)
+	devices, err := pki.Devices(*certs, 24*time.Hour)
 	if err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
-	tlsConf := pki.ClientTLS(pool)
 	addrs := splitList(*coords)
 
 	ds, err := sim.Open(*data, *dataDir)
@@ -77,12 +76,17 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var wg sync.WaitGroup
 	errc := make(chan error, len(users))
 	for _, u := range users {
-		d, err := client.NewDialer(rotate(addrs, u), tlsConf)
+		id := fmt.Sprintf("%s-user-%s", ds.Name, ds.UserIDs[u])
+		conf, err := devices.TLS(id)
+		if err != nil {
+			return fmt.Errorf("client: %w", err)
+		}
+		d, err := client.NewDialer(rotate(addrs, u), conf)
 		if err != nil {
 			return err
 		}
 		p, err := client.NewParticipant(client.ParticipantConfig{
-			ID: fmt.Sprintf("%s-user-%s", ds.Name, ds.UserIDs[u]), Ratings: train[u], Dialer: d, Models: cache,
+			ID: id, Ratings: train[u], Dialer: d, Models: cache,
 			Seed: *seed<<20 ^ uint64(u+1), Logger: log,
 		})
 		if err != nil {
@@ -98,7 +102,11 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 
 	// Watch the cluster's newest model.
-	mon, err := client.NewDialer(addrs, tlsConf)
+	monConf, err := devices.TLS("fedrec-client-monitor")
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	mon, err := client.NewDialer(addrs, monConf)
 	if err != nil {
 		return err
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/fedrec/fedrec/coordinator"
 )
 
-const clusterUsage = `usage: fedrec cluster <list|remove ID|transfer-leadership [ID]|join> --admin HOST:PORT[,HOST:PORT…] [--token T] [--json]
+const clusterUsage = `usage: fedrec cluster <list|join ID --raft-addr HOST:PORT [--client-addr HOST:PORT]|remove ID|transfer-leadership [ID]> --admin HOST:PORT[,HOST:PORT…] [--token T] [--json]
 
 Changes and shows the Raft membership of a cluster through the admin API.
 
@@ -24,8 +24,12 @@ Changes and shows the Raft membership of a cluster through the admin API.
   remove ID                take node ID out of the cluster (leader only; removing a
                            node that is not a member succeeds)
   transfer-leadership [ID] hand leadership to node ID, or to the most up-to-date voter
-  join                     nodes join themselves: start them with
-                           'fedrec coordinator --id ID --join CLIENT-ADDR …'
+  join ID                  add node ID as a voter (leader only): a node started
+                           with neither --bootstrap nor --join, which waits to be
+                           added; --raft-addr is the address it gave --raft-addr,
+                           --client-addr its client address (the one clients are
+                           told). Joining again with the same addresses is a no-op.
+                           (A node started with --join CLIENT-ADDR adds itself.)
 
 --admin takes one node or a comma-separated list. A leader-only command
 tries them in order and stops at the leader; a follower answers with the
@@ -43,6 +47,8 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	certs := fs.String("certs", "certs", "directory with the cluster CA (ca.pem), as made by 'fedrec cert'")
 	asJSON := fs.Bool("json", false, "print the answer's JSON (the /v1/cluster document) instead of text")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
+	raftAddr := fs.String("raft-addr", "", "join: the new node's Raft address, HOST:PORT")
+	clientAddr := fs.String("client-addr", "", "join: the new node's client (QUIC) address, HOST:PORT, as clients reach it")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, clusterUsage)
 		fs.PrintDefaults()
@@ -96,9 +102,22 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			path += "?id=" + url.QueryEscape(pos[0])
 		}
 	case "join":
-		return usageErr("join: a node joins itself at start: 'fedrec coordinator --id ID --join CLIENT-ADDR …' (see docs/operations.md)")
+		if len(pos) != 1 || pos[0] == "" {
+			return usageErr("join: want one node id")
+		}
+		if *raftAddr == "" {
+			return usageErr("join: --raft-addr is required")
+		}
+		q := url.Values{"id": {pos[0]}, "raft_addr": {*raftAddr}}
+		if *clientAddr != "" {
+			q.Set("client_addr", *clientAddr)
+		}
+		method, path = http.MethodPost, "/v1/cluster/join?"+q.Encode()
 	default:
 		return usageErr(fmt.Sprintf("unknown subcommand %q", sub))
+	}
+	if sub != "join" && (*raftAddr != "" || *clientAddr != "") {
+		return usageErr("--raft-addr and --client-addr are for join")
 	}
 	nodes := splitList(*addrs)
 	if len(nodes) == 0 {
@@ -116,59 +135,75 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	defer cancel()
 
 	// Ask the nodes in order; go on to the next one only if this one is
-	// unreachable or, for a leader-only call, not the leader.
-	var errs []error
-	for _, addr := range nodes {
-		code, body, err := adminDo(ctx, c, method, addr, path, *token)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
-			if ctx.Err() != nil {
-				break
+	// unreachable or, for a leader-only call, not the leader. While the
+	// cluster elects a leader (every node that answers knows none), ask
+	// again until the timeout.
+	for {
+		var errs []error
+		electing := false
+		for _, addr := range nodes {
+			code, body, err := adminDo(ctx, c, method, addr, path, *token)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+				if ctx.Err() != nil {
+					break
+				}
+				continue
 			}
-			continue
-		}
-		if code == http.StatusOK {
-			var cl coordinator.Cluster
-			if err := json.Unmarshal(body, &cl); err != nil {
-				return fmt.Errorf("cluster %s: %s answered: %w", sub, addr, err)
+			if code == http.StatusOK {
+				var cl coordinator.Cluster
+				if err := json.Unmarshal(body, &cl); err != nil {
+					return fmt.Errorf("cluster %s: %s answered: %w", sub, addr, err)
+				}
+				if *asJSON {
+					enc := json.NewEncoder(stdout)
+					enc.SetIndent("", "  ")
+					return enc.Encode(cl)
+				}
+				switch sub {
+				case "join":
+					fmt.Fprintf(stdout, "joined %s\n", pos[0])
+				case "remove":
+					fmt.Fprintf(stdout, "removed %s\n", pos[0])
+				case "transfer-leadership":
+					if cl.Leader != nil {
+						fmt.Fprintf(stdout, "leadership transferred to %s\n", cl.Leader.ID)
+					} else {
+						fmt.Fprintln(stdout, "leadership transferred; new leader not known yet")
+					}
+				}
+				printCluster(stdout, &cl)
+				return nil
 			}
-			if *asJSON {
-				enc := json.NewEncoder(stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(cl)
+			var ce coordinator.ClusterError
+			if json.Unmarshal(body, &ce) != nil || ce.Error == "" {
+				ce.Error = strings.TrimSpace(string(body))
 			}
-			switch sub {
-			case "remove":
-				fmt.Fprintf(stdout, "removed %s\n", pos[0])
-			case "transfer-leadership":
-				if cl.Leader != nil {
-					fmt.Fprintf(stdout, "leadership transferred to %s\n", cl.Leader.ID)
+			if code == http.StatusConflict {
+				hint := "leader unknown"
+				if ce.Leader == nil {
+					electing = true
 				} else {
-					fmt.Fprintln(stdout, "leadership transferred; new leader not known yet")
+					hint = "the leader is " + ce.Leader.ID
+					if ce.Leader.RaftAddr != "" {
+						hint += " (raft " + ce.Leader.RaftAddr + ")"
+					}
+					hint += ": ask its admin address"
 				}
+				errs = append(errs, fmt.Errorf("%s is not the leader; %s", addr, hint))
+				continue
 			}
-			printCluster(stdout, &cl)
-			return nil
+			return fmt.Errorf("cluster %s: %s: %d %s: %s", sub, addr, code, http.StatusText(code), ce.Error)
 		}
-		var ce coordinator.ClusterError
-		if json.Unmarshal(body, &ce) != nil || ce.Error == "" {
-			ce.Error = strings.TrimSpace(string(body))
+		if !electing || ctx.Err() != nil {
+			return fmt.Errorf("cluster %s: %w", sub, errors.Join(errs...))
 		}
-		if code == http.StatusConflict {
-			hint := "leader unknown"
-			if ce.Leader != nil {
-				hint = "the leader is " + ce.Leader.ID
-				if ce.Leader.RaftAddr != "" {
-					hint += " (raft " + ce.Leader.RaftAddr + ")"
-				}
-				hint += ": ask its admin address"
-			}
-			errs = append(errs, fmt.Errorf("%s is not the leader; %s", addr, hint))
-			continue
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster %s: %w", sub, errors.Join(errs...))
+		case <-time.After(250 * time.Millisecond):
 		}
-		return fmt.Errorf("cluster %s: %s: %d %s: %s", sub, addr, code, http.StatusText(code), ce.Error)
 	}
-	return fmt.Errorf("cluster %s: %w", sub, errors.Join(errs...))
 }
 
 func printCluster(w io.Writer, cl *coordinator.Cluster) {

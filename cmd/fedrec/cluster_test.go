@@ -120,7 +120,7 @@ func lastMatch(re *regexp.Regexp, s string) []string {
 func digestAt(ctx context.Context, addr string, conf *pki.Bundle, version uint64) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	conn, err := wire.Dial(ctx, addr, pki.ClientTLS(conf.CA))
+	conn, err := wire.Dial(ctx, addr, conf.PeerTLS()) // a node may read models
 	if err != nil {
 		return nil, err
 	}

@@ -30,6 +30,10 @@ func commands() map[string]command {
 		"client":      {"run clients from a data set's users against a cluster", runClient},
 		"cert":        {"make a development CA and node certificates", runCert},
 		"bench":       {"measure a three-node cluster on loopback: round latency, failover, memory", runBench},
+		"config":      {"print the configuration a coordinator would run with, and check it", runConfig},
+		"backup":      {"save a consistent snapshot of a cluster's replicated state to a file", runBackup},
+		"restore":     {"prepare a new node's data directory from a backup", runRestore},
+		"model":       {"export a committed model to a file a serving system reads", runModel},
 	}
 }
 

@@ -73,7 +73,11 @@ func TestClusterCommand(t *testing.T) {
 		{"remove without id", append([]string{"cluster", "remove"}, flags...), 2},
 		{"remove two", append([]string{"cluster", "remove", "x", "y"}, flags...), 2},
 		{"transfer to two", append([]string{"cluster", "transfer-leadership", "x", "y"}, flags...), 2},
-		{"join", append([]string{"cluster", "join"}, flags...), 2},
+		{"join without id", append([]string{"cluster", "join", "--raft-addr", "127.0.0.1:1"}, flags...), 2},
+		{"join without raft address", append([]string{"cluster", "join", "x"}, flags...), 2},
+		{"raft address for list", append([]string{"cluster", "list", "--raft-addr", "127.0.0.1:1"}, flags...), 2},
+		{"join with a bad raft address", append([]string{"cluster", "join", "x", "--raft-addr", "nohostport"}, flags...), 1},
+		{"join taking the leader's raft address", append([]string{"cluster", "join", "x", "--raft-addr", n.RaftAddr()}, flags...), 1},
 		{"no admin", []string{"cluster", "list", "--token", token}, 2},
 		{"bad flag", append([]string{"cluster", "list", "--nope"}, flags...), 2},
 		{"wrong token", []string{"cluster", "list", "--admin", n.AdminAddr(), "--certs", dir, "--token", "nope"}, 1},
@@ -167,5 +171,76 @@ func TestClusterCommandFollower(t *testing.T) {
 	var cl coordinator.Cluster
 	if err := json.Unmarshal(out.Bytes(), &cl); err != nil || len(cl.Nodes) != 2 || cl.Leader == nil || cl.Leader.ID != "b" {
 		t.Errorf("list --json = %+v, %v, want 2 nodes led by b", cl, err)
+	}
+}
+
+// fedrec cluster join adds a node started with neither --bootstrap nor
+// --join; joining it again changes nothing.
+func TestClusterJoinCommand(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "certs")
+	if err := pki.WriteDir(dir, []string{"a", "b"}, nil, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	const token = "tok"
+	ctx := t.Context()
+	var nodes []*coordinator.Node
+	for i, id := range []string{"a", "b"} {
+		bundle, err := pki.Load(dir, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := coordinator.New(coordinator.Config{
+			ID: id, InMemory: true, RaftAddr: "127.0.0.1:0", ClientAddr: "127.0.0.1:0", TLS: bundle,
+			AdminAddr: "127.0.0.1:0", AdminToken: token, Bootstrap: i == 0,
+			Training:         coordinator.Training{Items: 3, Rank: 2, Population: 100},
+			HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		nodes = append(nodes, n)
+	}
+	a, b := nodes[0], nodes[1]
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := a.WaitFor(wctx, func(s *coordinator.State) bool { return s.Current() != nil }); err != nil {
+		t.Fatal(err)
+	}
+	// b, unknown to anyone, is not ready, and knows no leader: a
+	// leader-only command asks it again until the timeout.
+	if err := b.Ready(); err == nil {
+		t.Fatal("b is ready before it joined")
+	}
+	var out, errb bytes.Buffer
+	begin := time.Now()
+	err := run(ctx, []string{"cluster", "transfer-leadership", "--admin", b.AdminAddr(), "--certs", dir, "--token", token, "--timeout", "1s"}, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "leader unknown") || time.Since(begin) < 900*time.Millisecond {
+		t.Errorf("transfer-leadership on a node that knows no leader = %v after %v, want a failure at the 1s timeout", err, time.Since(begin))
+	}
+	args := []string{"cluster", "join", "b", "--raft-addr", b.RaftAddr(), "--client-addr", b.ClientAddr(),
+		"--admin", b.AdminAddr() + "," + a.AdminAddr(), "--certs", dir, "--token", token}
+	for range 2 { // the second join is a no-op
+		out.Reset()
+		if err := run(ctx, args, &out, &errb); err != nil {
+			t.Fatalf("fedrec cluster join b: %v\n%s", err, errb.String())
+		}
+		if !strings.Contains(out.String(), "joined b") || !strings.Contains(out.String(), b.RaftAddr()) {
+			t.Errorf("cluster join printed\n%s", out.String())
+		}
+	}
+	if err := b.WaitFor(wctx, func(s *coordinator.State) bool { return s.Current() != nil && s.NodeAddr("b") == b.ClientAddr() }); err != nil {
+		t.Fatalf("b never received the state: %v", err)
+	}
+	for b.Ready() != nil {
+		select {
+		case <-wctx.Done():
+			t.Fatalf("b not ready: %v", b.Ready())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cl := a.Cluster()
+	if len(cl.Nodes) != 2 || cl.Nodes[1].ID != "b" || cl.Nodes[1].Suffrage != "voter" || cl.Nodes[1].ClientAddr != b.ClientAddr() {
+		t.Errorf("cluster after join = %+v, want b a voter at %s", cl, b.ClientAddr())
 	}
 }

@@ -53,7 +53,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.BoolVar(&c.Centralized, "centralized", false, "train the same model on pooled data (the baseline) instead of federating")
 	baseline := fs.String("baseline", "auto", "also train the centralized baseline for comparison: auto (data up to 2M interactions), on, off")
 	coords := fs.String("coordinators", "", "run the clients against this real cluster (comma-separated client addresses) instead of in process")
-	certs := fs.String("certs", "certs", "with --coordinators: directory holding the cluster's ca.pem")
+	certs := fs.String("certs", "certs", "with --coordinators: directory holding the cluster's ca.pem and the device CA's key (or device-ID.pem files)")
 	out := fs.String("out", "", "write metrics.csv, summary.json and a plot to this directory")
 	quiet := fs.Bool("quiet", false, "no progress output")
 	if err := fs.Parse(args); err != nil {
@@ -79,12 +79,12 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var res *sim.Result
 	var err error
 	if *coords != "" {
-		pool, perr := pki.LoadPool(*certs)
+		devices, perr := pki.Devices(*certs, 24*time.Hour)
 		if perr != nil {
 			mem.Stop()
 			return fmt.Errorf("sim: %w", perr)
 		}
-		res, err = sim.RunRemote(ctx, c, sim.Remote{Addrs: splitList(*coords), TLS: pki.ClientTLS(pool)}, obs)
+		res, err = sim.RunRemote(ctx, c, sim.Remote{Addrs: splitList(*coords), Device: devices.TLS}, obs)
 	} else {
 		res, err = sim.Run(ctx, c, obs)
 	}

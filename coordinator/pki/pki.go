@@ -14,14 +14,30 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // File names inside a certificate directory.
 const (
 	CAFile    = "ca.pem"
 	CAKeyFile = "ca-key.pem"
+	// The device CA signs device certificates. In production its key
+	// stays with the app's backend, which issues short-lived device
+	// certificates; coordinators need only DeviceCAFile.
+	DeviceCAFile    = "device-ca.pem"
+	DeviceCAKeyFile = "device-ca-key.pem"
+	// RevokedFile is the deny-list of device IDs and certificate serial
+	// numbers a coordinator refuses, reloaded when it changes (see
+	// ParseRevoked).
+	RevokedFile = "revoked.txt"
 )
+
+// DeviceCertFile and DeviceKeyFile name a device's certificate and key
+// files.
+func DeviceCertFile(id string) string { return "device-" + id + ".pem" }
+func DeviceKeyFile(id string) string  { return "device-" + id + "-key.pem" }
 
 // CertFile and KeyFile name a node's certificate and key files.
 func CertFile(name string) string { return name + ".pem" }
@@ -111,11 +127,60 @@ func (ca *CA) Issue(name string, hosts []string, validFor time.Duration) (tls.Ce
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }
 
+// IssueDevice signs a device certificate: client authentication only (it
+// can never serve nor pass as a node), the device's client ID as its
+// common name, valid for validFor (keep it short: days, renewed by the
+// app's backend).
+func (ca *CA) IssueDevice(id string, validFor time.Duration) (tls.Certificate, error) {
+	if err := checkDeviceID(id); err != nil {
+		return tls.Certificate{}, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: id, Organization: []string{"fedrec"}, OrganizationalUnit: []string{"device"}},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(validFor),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// maxDeviceID is wire.MaxIDLen: a device's ID is its ClientID.
+const maxDeviceID = 128
+
+func checkDeviceID(id string) error {
+	if id == "" || len(id) > maxDeviceID || !utf8.ValidString(id) || strings.ContainsAny(id, "/\\\x00\n\r") || id == "." || id == ".." {
+		return fmt.Errorf("pki: device ID %q: want 1..%d bytes of UTF-8 without slashes or line breaks", id, maxDeviceID)
+	}
+	return nil
+}
+
 // Bundle is what a node needs for TLS: its certificate and the cluster's
-// CA pool.
+// CA pool, and for authenticating devices the device CA pool and the
+// deny-list's path.
 type Bundle struct {
 	Cert tls.Certificate
 	CA   *x509.CertPool
+	// Devices is the device CA pool. When set, the node serves only
+	// devices with a valid certificate of it (and nodes); nil leaves the
+	// client protocol open to anyone (development only).
+	Devices *x509.CertPool
+	// Revoked is the path of the deny-list (RevokedFile); "" means none.
+	// A missing file is an empty list.
+	Revoked string
 }
 
 // NodeBundle issues a node certificate and returns it with the CA pool.
@@ -157,30 +222,28 @@ func ClientTLS(ca *x509.CertPool) *tls.Config {
 	return &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: ca}
 }
 
-// WriteDir makes a CA and a certificate for each node name into dir
-// (created with mode 0700): ca.pem, ca-key.pem, NAME.pem, NAME-key.pem.
-// hosts are added as SANs to every node certificate. An existing CA in dir
-// is reused; existing files are otherwise never overwritten.
+// DeviceTLS is a device's side of the client protocol with its device
+// certificate: it trusts the cluster CA and presents cert.
+func DeviceTLS(ca *x509.CertPool, cert tls.Certificate) *tls.Config {
+	c := ClientTLS(ca)
+	c.Certificates = []tls.Certificate{cert}
+	return c
+}
+
+// WriteDir makes a cluster CA, a device CA and a certificate for each
+// node name into dir (created with mode 0700): ca.pem, ca-key.pem,
+// device-ca.pem, device-ca-key.pem, NAME.pem, NAME-key.pem. hosts are
+// added as SANs to every node certificate. Existing CAs in dir are
+// reused; existing files are otherwise never overwritten.
 func WriteDir(dir string, names, hosts []string, validFor time.Duration) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	ca, err := LoadCA(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		if ca, err = NewCA("fedrec development CA", validFor); err != nil {
-			return err
-		}
-		if err := writePEM(filepath.Join(dir, CAFile), "CERTIFICATE", ca.Cert.Raw, 0o644); err != nil {
-			return err
-		}
-		der, err := x509.MarshalECPrivateKey(ca.Key)
-		if err != nil {
-			return err
-		}
-		if err := writePEM(filepath.Join(dir, CAKeyFile), "EC PRIVATE KEY", der, 0o600); err != nil {
-			return err
-		}
-	} else if err != nil {
+	ca, err := loadOrMakeCA(dir, CAFile, CAKeyFile, "fedrec development CA", validFor)
+	if err != nil {
+		return err
+	}
+	if _, err := loadOrMakeCA(dir, DeviceCAFile, DeviceCAKeyFile, "fedrec development device CA", validFor); err != nil {
 		return err
 	}
 	for _, name := range names {
@@ -188,18 +251,70 @@ func WriteDir(dir string, names, hosts []string, validFor time.Duration) error {
 		if err != nil {
 			return err
 		}
-		if err := writePEM(filepath.Join(dir, CertFile(name)), "CERTIFICATE", c.Certificate[0], 0o644); err != nil {
-			return err
-		}
-		der, err := x509.MarshalECPrivateKey(c.PrivateKey.(*ecdsa.PrivateKey))
-		if err != nil {
-			return err
-		}
-		if err := writePEM(filepath.Join(dir, KeyFile(name)), "EC PRIVATE KEY", der, 0o600); err != nil {
+		if err := writePair(dir, CertFile(name), KeyFile(name), c); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// WriteDevice issues a device certificate for id with the device CA in
+// dir and writes it into outDir (created with mode 0700) as
+// device-ID.pem and device-ID-key.pem.
+func WriteDevice(dir, outDir, id string, validFor time.Duration) error {
+	ca, err := LoadDeviceCA(dir)
+	if err != nil {
+		return err
+	}
+	c, err := ca.IssueDevice(id, validFor)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(outDir, 0o700); err != nil {
+		return err
+	}
+	return writePair(outDir, DeviceCertFile(id), DeviceKeyFile(id), c)
+}
+
+// LoadDevice loads device id's certificate and key from dir.
+func LoadDevice(dir, id string) (tls.Certificate, error) {
+	if err := checkDeviceID(id); err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.LoadX509KeyPair(filepath.Join(dir, DeviceCertFile(id)), filepath.Join(dir, DeviceKeyFile(id)))
+}
+
+// LoadDeviceCA loads the device CA's certificate and key from dir (tools
+// that simulate many devices issue their certificates in memory).
+func LoadDeviceCA(dir string) (*CA, error) { return loadCA(dir, DeviceCAFile, DeviceCAKeyFile) }
+
+func loadOrMakeCA(dir, certFile, keyFile, name string, validFor time.Duration) (*CA, error) {
+	ca, err := loadCA(dir, certFile, keyFile)
+	if !errors.Is(err, os.ErrNotExist) {
+		return ca, err
+	}
+	if ca, err = NewCA(name, validFor); err != nil {
+		return nil, err
+	}
+	if err := writePEM(filepath.Join(dir, certFile), "CERTIFICATE", ca.Cert.Raw, 0o644); err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalECPrivateKey(ca.Key)
+	if err != nil {
+		return nil, err
+	}
+	return ca, writePEM(filepath.Join(dir, keyFile), "EC PRIVATE KEY", der, 0o600)
+}
+
+func writePair(dir, certFile, keyFile string, c tls.Certificate) error {
+	if err := writePEM(filepath.Join(dir, certFile), "CERTIFICATE", c.Certificate[0], 0o644); err != nil {
+		return err
+	}
+	der, err := x509.MarshalECPrivateKey(c.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		return err
+	}
+	return writePEM(filepath.Join(dir, keyFile), "EC PRIVATE KEY", der, 0o600)
 }
 
 func writePEM(path, typ string, der []byte, mode os.FileMode) error {
@@ -215,32 +330,42 @@ func writePEM(path, typ string, der []byte, mode os.FileMode) error {
 }
 
 // LoadCA loads the CA certificate and key from dir.
-func LoadCA(dir string) (*CA, error) {
-	c, err := tls.LoadX509KeyPair(filepath.Join(dir, CAFile), filepath.Join(dir, CAKeyFile))
+func LoadCA(dir string) (*CA, error) { return loadCA(dir, CAFile, CAKeyFile) }
+
+func loadCA(dir, certFile, keyFile string) (*CA, error) {
+	c, err := tls.LoadX509KeyPair(filepath.Join(dir, certFile), filepath.Join(dir, keyFile))
 	if err != nil {
 		return nil, err
 	}
 	key, ok := c.PrivateKey.(*ecdsa.PrivateKey)
 	if !ok {
-		return nil, fmt.Errorf("pki: %s is not an ECDSA key", CAKeyFile)
+		return nil, fmt.Errorf("pki: %s is not an ECDSA key", keyFile)
 	}
 	return &CA{Cert: c.Leaf, Key: key}, nil
 }
 
 // LoadPool loads the CA certificate from dir as a pool.
-func LoadPool(dir string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(filepath.Join(dir, CAFile))
+func LoadPool(dir string) (*x509.CertPool, error) { return loadPool(dir, CAFile) }
+
+// LoadDevicePool loads the device CA certificate(s) from dir as a pool.
+// The file may hold several certificates: during a rotation of the
+// device CA, the old one and the new one.
+func LoadDevicePool(dir string) (*x509.CertPool, error) { return loadPool(dir, DeviceCAFile) }
+
+func loadPool(dir, file string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(filepath.Join(dir, file))
 	if err != nil {
 		return nil, err
 	}
 	p := x509.NewCertPool()
 	if !p.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("pki: no certificate in %s", filepath.Join(dir, CAFile))
+		return nil, fmt.Errorf("pki: no certificate in %s", filepath.Join(dir, file))
 	}
 	return p, nil
 }
 
-// Load loads node name's certificate and the CA pool from dir.
+// Load loads node name's certificate and the CA pool from dir, and the
+// device CA pool and deny-list path if dir holds a device CA.
 func Load(dir, name string) (*Bundle, error) {
 	c, err := tls.LoadX509KeyPair(filepath.Join(dir, CertFile(name)), filepath.Join(dir, KeyFile(name)))
 	if err != nil {
@@ -250,5 +375,16 @@ func Load(dir, name string) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Bundle{Cert: c, CA: pool}, nil
+	b := &Bundle{Cert: c, CA: pool}
+	switch dev, err := LoadDevicePool(dir); {
+	case err == nil:
+		if dev.Equal(pool) {
+			// A device certificate would pass as a node's.
+			return nil, fmt.Errorf("pki: %s is the cluster CA; devices need a CA of their own", DeviceCAFile)
+		}
+		b.Devices, b.Revoked = dev, filepath.Join(dir, RevokedFile)
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, err
+	}
+	return b, nil
 }

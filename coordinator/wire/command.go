@@ -77,6 +77,13 @@ type TrainingConfig struct {
 	Population      int64           `msgpack:"population"`
 	SecAgg          bool            `msgpack:"secagg,omitempty"`
 	SecAggPhaseMs   int64           `msgpack:"secagg_phase_ms,omitempty"`
+	// NoiseMode is coordinator.NoiseMode; 0 (older configs) means central
+	// with a noise multiplier, else off.
+	NoiseMode        uint8   `msgpack:"noise_mode,omitempty"`
+	AdaptiveClip     bool    `msgpack:"adaptive_clip,omitempty"`
+	ClipQuantile     float64 `msgpack:"clip_quantile,omitempty"`
+	ClipLearningRate float64 `msgpack:"clip_lr,omitempty"`
+	ClipCountStddev  float64 `msgpack:"clip_count_std,omitempty"`
 }
 
 // SetConfig sets the training configuration.
@@ -129,6 +136,10 @@ type CommitRound struct {
 	Loss      float64       `msgpack:"loss"`
 	N         int64         `msgpack:"n"`
 	Privacy   PrivacyParams `msgpack:"privacy"`
+	// NextClip is, with adaptive clipping, the clip of the next round,
+	// computed by the leader from the round's noisy count of unclipped
+	// updates; 0 keeps the clip.
+	NextClip float64 `msgpack:"next_clip,omitempty"`
 }
 
 // AbandonRound ends a round without a model.

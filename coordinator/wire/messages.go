@@ -82,10 +82,57 @@ type TrainParams struct {
 	Alpha  float64 `msgpack:"alpha"`
 }
 
-// PrivacyParams are a round's differential-privacy parameters.
+// Noise mechanisms of PrivacyParams.Mechanism and LedgerEntry.Mechanism.
+// 0 is the meaning the field had before it existed, so that old commands
+// and records keep it; values are only ever appended.
+const (
+	// MechGaussian: central DP, the leader adds Gaussian noise of std
+	// NoiseMultiplier·clip to the sum (no noise when the multiplier is 0).
+	MechGaussian uint8 = 0
+	// MechSkellam: distributed DP, each client adds its share of Skellam
+	// noise to its encoded update before secure aggregation
+	// (privacy.NewDistributed); the leader adds none.
+	MechSkellam uint8 = 1
+)
+
+// PrivacyParams are a round's differential-privacy parameters. The fields
+// after SamplingRate were appended (omitempty) and are zero for rounds
+// without distributed noise or adaptive clipping.
 type PrivacyParams struct {
 	NoiseMultiplier float64 `msgpack:"noise"`
 	SamplingRate    float64 `msgpack:"q"`
+	Mechanism       uint8   `msgpack:"mech,omitempty"`
+	// NoiseClients is, with MechSkellam, the number of shares the noise
+	// of std NoiseMultiplier·clip is split into: each client adds
+	// 1/NoiseClients of the variance.
+	NoiseClients int `msgpack:"noise_clients,omitempty"`
+	// CountStddev is, with adaptive clipping under noise, σ_b, the std of
+	// the noise on the count of unclipped updates (Andrew et al. 2021);
+	// NoiseMultiplier is then the round's effective multiplier and the
+	// update itself gets the larger (z⁻² - (2σ_b)⁻²)^(-1/2).
+	CountStddev float64 `msgpack:"count_std,omitempty"`
+	// Variance, L1 and L2 are, in a committed MechSkellam round, what the
+	// accountant charges (privacy.Entry): the survivors' summed noise
+	// variance less one share, and the sensitivities, integer domain.
+	Variance float64 `msgpack:"variance,omitempty"`
+	L1       float64 `msgpack:"l1,omitempty"`
+	L2       float64 `msgpack:"l2,omitempty"`
+}
+
+// Validate checks the ranges of p.
+func (p *PrivacyParams) Validate() error {
+	switch {
+	case !(p.NoiseMultiplier >= 0) || !finite(p.NoiseMultiplier) || !(p.SamplingRate >= 0) || p.SamplingRate > 1:
+		return Errorf(CodeMalformed, "bad privacy parameters %+v", *p)
+	case p.Mechanism > MechSkellam:
+		return Errorf(CodeMalformed, "unknown noise mechanism %d", p.Mechanism)
+	case p.NoiseClients < 0 || (p.Mechanism == MechSkellam && p.NoiseMultiplier > 0 && p.NoiseClients < 1):
+		return Errorf(CodeMalformed, "noise split into %d shares", p.NoiseClients)
+	case !(p.CountStddev >= 0) || !finite(p.CountStddev) || !(p.Variance >= 0) || !finite(p.Variance) ||
+		!(p.L1 >= 0) || !finite(p.L1) || !(p.L2 >= 0) || !finite(p.L2):
+		return Errorf(CodeMalformed, "bad privacy parameters %+v", *p)
+	}
+	return nil
 }
 
 // Plan tells a selected client what to do in a round: train on model
@@ -130,8 +177,10 @@ func (m *Plan) Validate() error {
 		return Errorf(CodeMalformed, "plan: clip %v", m.Clip)
 	case m.MinClients < 0:
 		return Errorf(CodeMalformed, "plan: min clients %d", m.MinClients)
-	case !(m.Privacy.NoiseMultiplier >= 0) || !finite(m.Privacy.NoiseMultiplier) || !(m.Privacy.SamplingRate >= 0) || m.Privacy.SamplingRate > 1:
-		return Errorf(CodeMalformed, "plan: bad privacy parameters %+v", m.Privacy)
+	case m.Privacy.Validate() != nil:
+		return Errorf(CodeMalformed, "plan: %v", m.Privacy.Validate())
+	case m.Privacy.Mechanism == MechSkellam && m.SecAgg == nil:
+		return Errorf(CodeMalformed, "plan: distributed noise without secure aggregation")
 	case m.TimeLeftMs <= 0:
 		return Errorf(CodeMalformed, "plan: time_left_ms %d", m.TimeLeftMs)
 	}
@@ -218,6 +267,9 @@ type Upload struct {
 	Loss  float64 `msgpack:"loss"`
 	N     int64   `msgpack:"n"`
 	Delta Vec     `msgpack:"delta"`
+	// BelowClip is the adaptive-clipping bit: the update's norm before
+	// clipping was at most the round's clip.
+	BelowClip bool `msgpack:"below_clip,omitempty"`
 }
 
 func (*Upload) Type() Type { return TypeUpload }

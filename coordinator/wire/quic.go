@@ -3,10 +3,12 @@ package wire
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -76,17 +78,55 @@ func CheckALPN(conn *quic.Conn) error {
 	return nil
 }
 
+// DeviceID returns the client ID a device certificate carries: its
+// subject's common name. Every request a device makes must carry this ID.
+func DeviceID(cert *x509.Certificate) string { return cert.Subject.CommonName }
+
+// DefaultMaxConns bounds the connections (handshakes included) a listener
+// holds at once.
+const DefaultMaxConns = 8192
+
+// ErrBusy is the reason a listener refuses a connection over its limit
+// (the peer sees QUIC's CONNECTION_REFUSED).
+var ErrBusy = errors.New("wire: too many connections")
+
+// ConnLimits bounds what peers can make a listener hold before any
+// request is read. The zero value means the defaults.
+type ConnLimits struct {
+	// MaxConns bounds connections and handshakes in flight together;
+	// one more is refused before its handshake. 0 means DefaultMaxConns.
+	MaxConns int
+	// RetryAbove is the number of connections above which a new one
+	// must first prove its source address (a QUIC Retry, one more round
+	// trip), so that a flood of Initials from spoofed addresses costs
+	// the node no handshake state. 0 means MaxConns/4.
+	RetryAbove int
+}
+
 // Listener accepts QUIC connections of the client protocol. Close closes
 // the listener, every connection and the UDP socket, at once.
 type Listener struct {
 	*quic.Listener
-	tr  *quic.Transport
-	udp *net.UDPConn
+	tr    *quic.Transport
+	udp   *net.UDPConn
+	conns atomic.Int64 // connections and handshakes in flight
 }
 
 // Listen listens for QUIC connections on a UDP address with the client
-// protocol's settings. tlsConf must hold the server's certificate.
+// protocol's settings and the default ConnLimits. tlsConf must hold the
+// server's certificate.
 func Listen(addr string, tlsConf *tls.Config) (*Listener, error) {
+	return ListenWith(addr, tlsConf, ConnLimits{})
+}
+
+// ListenWith is Listen with connection limits.
+func ListenWith(addr string, tlsConf *tls.Config, lim ConnLimits) (*Listener, error) {
+	if lim.MaxConns <= 0 {
+		lim.MaxConns = DefaultMaxConns
+	}
+	if lim.RetryAbove <= 0 {
+		lim.RetryAbove = lim.MaxConns / 4
+	}
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, err
@@ -95,14 +135,33 @@ func Listen(addr string, tlsConf *tls.Config) (*Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	tr := &quic.Transport{Conn: udp}
-	ln, err := tr.Listen(TLSConfig(tlsConf), QUICConfig())
+	l := &Listener{udp: udp}
+	max, retry := int64(lim.MaxConns), int64(lim.RetryAbove)
+	l.tr = &quic.Transport{
+		Conn:                udp,
+		VerifySourceAddress: func(net.Addr) bool { return l.conns.Load() >= retry },
+		// Counted from the first Initial until the connection closes or
+		// its handshake fails.
+		ConnContext: func(ctx context.Context, _ *quic.ClientInfo) (context.Context, error) {
+			if l.conns.Add(1) > max {
+				l.conns.Add(-1)
+				return nil, ErrBusy
+			}
+			context.AfterFunc(ctx, func() { l.conns.Add(-1) })
+			return ctx, nil
+		},
+	}
+	ln, err := l.tr.Listen(TLSConfig(tlsConf), QUICConfig())
 	if err != nil {
 		udp.Close()
 		return nil, err
 	}
-	return &Listener{Listener: ln, tr: tr, udp: udp}, nil
+	l.Listener = ln
+	return l, nil
 }
+
+// Conns returns the number of connections and handshakes in flight.
+func (l *Listener) Conns() int { return int(l.conns.Load()) }
 
 // Close implements io.Closer.
 func (l *Listener) Close() error {

@@ -45,7 +45,12 @@ func sampleMessages() map[string]Message {
 		"secagg_delivery":      &SecAggDelivery{Round: 7, To: 2, Shares: []SealedShare{{Peer: 1, Ciphertext: bytes.Repeat([]byte{8}, secagg.SealedShareLen)}}},
 		"secagg_masked":        &SecAggMasked{SecAggHeader: sampleHeader(), Width: 4, Values: []byte{1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff}},
 		"secagg_unmaskrequest": &SecAggUnmaskRequest{Round: 7, To: 2, Survivors: []uint32{0}, Dropped: []uint32{1}},
-		"secagg_unmask":        &SecAggUnmask{SecAggHeader: sampleHeader(), SelfMaskShares: []Share{{Peer: 0, Value: []uint64{1, 2, 3, 4, 5}}}, MaskKeyShares: []Share{{Peer: 1, Value: []uint64{6, 7, 8, 9, 10}}}},
+		"plan_distributed": &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.5,
+			Privacy: PrivacyParams{NoiseMultiplier: 1.1, SamplingRate: 0.01, Mechanism: MechSkellam, NoiseClients: 2}, MinClients: 2, TimeLeftMs: 30000, Ticket: ticket(), SecAgg: sampleSecAgg(), SecAggID: 2},
+		"plan_adaptiveclip": &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.43,
+			Privacy: PrivacyParams{NoiseMultiplier: 1.1, SamplingRate: 0.01, CountStddev: 5}, MinClients: 2, TimeLeftMs: 30000, Ticket: ticket(), SecAgg: func() *SecAggParams { p := sampleSecAgg(); p.Clip, p.ClipBit = 0.43, true; return p }(), SecAggID: 2},
+		"upload_belowclip": &Upload{Version: Version, Round: 7, ClientID: "user-42", Ticket: ticket(), Model: 6, Loss: 12.5, N: 17, Delta: Vec{0.01, -0.02, 0, 0, 0, 0, 0, 0, 0.5, 0}, BelowClip: true},
+		"secagg_unmask":    &SecAggUnmask{SecAggHeader: sampleHeader(), SelfMaskShares: []Share{{Peer: 0, Value: []uint64{1, 2, 3, 4, 5}}}, MaskKeyShares: []Share{{Peer: 1, Value: []uint64{6, 7, 8, 9, 10}}}},
 	}
 }
 
@@ -82,6 +87,22 @@ func sampleCommands() map[string]Command {
 		"commitround":      &CommitRound{Round: 7, Model: 6, Params: params, Digest: digest32(5), OptM: make(Vec, 10), OptV: make(Vec, 10), Cohort: 2, Survivors: 2, Loss: 3, N: 30, Privacy: PrivacyParams{SamplingRate: 0.1}},
 		"abandonround":     &AbandonRound{Round: 8, Survivors: 1, Reason: "too few survivors"},
 		"openround_secagg": &OpenRound{Round: 7, Model: 6, Digest: digest32(4), Cohort: []string{"u1", "u2", "u3"}, Clip: 0.5, Leader: "a", SecAgg: sampleSecAgg()},
+		"openround_distributed": &OpenRound{Round: 7, Model: 6, Digest: digest32(4), Cohort: []string{"u1", "u2", "u3"}, Clip: 0.5, Leader: "a", SecAgg: sampleSecAgg(),
+			Privacy: PrivacyParams{NoiseMultiplier: 1.1, SamplingRate: 0.1, Mechanism: MechSkellam, NoiseClients: 2}},
+		"commitround_distributed": &CommitRound{Round: 7, Model: 6, Params: params, Digest: digest32(5), OptM: make(Vec, 10), OptV: make(Vec, 10), Cohort: 3, Survivors: 3,
+			Privacy: PrivacyParams{NoiseMultiplier: 1.1, SamplingRate: 0.1, Mechanism: MechSkellam, NoiseClients: 2, Variance: 1e12, L1: 4.5e6, L2: 1.1e6}},
+		"commitround_adaptiveclip": &CommitRound{Round: 7, Model: 6, Params: params, Digest: digest32(5), OptM: make(Vec, 10), OptV: make(Vec, 10), Cohort: 2, Survivors: 2, Loss: 3, N: 30,
+			Privacy: PrivacyParams{NoiseMultiplier: 1.1, SamplingRate: 0.1, CountStddev: 5}, NextClip: 0.47},
+		"setconfig_distributed": &SetConfig{Config: func() TrainingConfig {
+			c := sampleConfig()
+			c.NoiseMultiplier, c.SecAgg, c.SecAggPhaseMs, c.NoiseMode = 1.1, true, 5000, 3
+			return c
+		}()},
+		"setconfig_adaptiveclip": &SetConfig{Config: func() TrainingConfig {
+			c := sampleConfig()
+			c.NoiseMultiplier, c.NoiseMode, c.AdaptiveClip, c.ClipQuantile, c.ClipLearningRate, c.ClipCountStddev = 1.1, 2, true, 0.5, 0.2, 5
+			return c
+		}()},
 		"setconfig_secagg": &SetConfig{Config: func() TrainingConfig { c := sampleConfig(); c.SecAgg, c.SecAggPhaseMs = true, 5000; return c }()},
 	}
 }
@@ -97,6 +118,20 @@ func sampleRecords() []Record {
 		&RoundRecord{Round: 6, Outcome: OutcomeAbandoned, Model: 6, Cohort: 10, Survivors: 2, Reason: "too few survivors"},
 		&LedgerEntry{Round: 5, SamplingRate: 0.01, NoiseMultiplier: 1.1, Steps: 1},
 		&OpenRound{Round: 7, Model: 6, Digest: digest32(4), Cohort: []string{"u1"}, Leader: "a"},
+		&Counters{LastRound: 7},
+	}
+}
+
+// sampleRecordsDP holds the snapshot records with the fields appended for
+// distributed DP, adaptive clipping and secure rounds' unknown loss.
+func sampleRecordsDP() []Record {
+	return []Record{
+		&RoundRecord{Round: 5, Outcome: OutcomeCommitted, Model: 5, NewModel: 6, Cohort: 10, Survivors: 9, LossUnknown: true},
+		&RoundRecord{Round: 6, Outcome: OutcomeCommitted, Model: 6, NewModel: 7, Cohort: 10, Survivors: 9, Loss: 3, N: 100, Clip: 0.5, NextClip: 0.47},
+		&LedgerEntry{Round: 5, SamplingRate: 0.01, NoiseMultiplier: 1.1, Steps: 1, Mechanism: MechSkellam, Variance: 1e12, L1: 4.5e6, L2: 1.1e6},
+		&LedgerEntry{Round: 6, SamplingRate: 0.01, NoiseMultiplier: 1.1, Steps: 1},
+		&OpenRound{Round: 7, Model: 7, Digest: digest32(4), Cohort: []string{"u1", "u2", "u3"}, Clip: 0.47, Leader: "a", SecAgg: sampleSecAgg(),
+			Privacy: PrivacyParams{NoiseMultiplier: 1.1, SamplingRate: 0.01, Mechanism: MechSkellam, NoiseClients: 2}},
 		&Counters{LastRound: 7},
 	}
 }

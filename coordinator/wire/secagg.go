@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"slices"
 
+	"github.com/fedrec/fedrec/aggregation/privacy"
 	"github.com/fedrec/fedrec/aggregation/secagg"
 )
 
@@ -51,6 +52,32 @@ type SecAggParams struct {
 	RotationSeed []byte `msgpack:"rotation_seed"`
 	// PhaseMs is the deadline of each phase after the first.
 	PhaseMs int64 `msgpack:"phase_ms"`
+	// ClipBit (adaptive clipping) appends one word to every input: 1 if
+	// the update's norm before clipping was at most Clip, else 0, so the
+	// leader learns only how many of the survivors were not clipped.
+	ClipBit bool `msgpack:"clip_bit,omitempty"`
+}
+
+// DistributedConfig returns the encoder and noise configuration of the
+// round for updates of dim floats: the leader and every client build
+// privacy.NewDistributed from it, so they agree on the scale. The noise
+// is priv's when its mechanism is MechSkellam, else none.
+func (p *SecAggParams) DistributedConfig(priv PrivacyParams, dim int) privacy.DistributedConfig {
+	cfg := privacy.DistributedConfig{Dim: dim, Clip: p.Clip, Bits: uint(p.Bits), MaxClients: p.Clients}
+	copy(cfg.Seed[:], p.RotationSeed)
+	if priv.Mechanism == MechSkellam {
+		cfg.NoiseMultiplier, cfg.NoiseClients = priv.NoiseMultiplier, priv.NoiseClients
+	}
+	return cfg
+}
+
+// InputLen is the length of a client's secure input for an encoded
+// update of paddedDim words.
+func (p *SecAggParams) InputLen(paddedDim int) int {
+	if p.ClipBit {
+		return paddedDim + 1
+	}
+	return paddedDim
 }
 
 // SecAggSeeds derives a round's public seeds from its committed manifest:

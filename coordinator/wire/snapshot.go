@@ -75,6 +75,13 @@ type RoundRecord struct {
 	Loss      float64 `msgpack:"loss"`
 	N         int64   `msgpack:"n"`
 	Reason    string  `msgpack:"reason"`
+	// LossUnknown: the leader saw only the sum (a secure round), so Loss,
+	// N and Clipped were not collected.
+	LossUnknown bool `msgpack:"loss_unknown,omitempty"`
+	// Clip is the round's clip and NextClip the next one's, with adaptive
+	// clipping (0 otherwise).
+	Clip     float64 `msgpack:"clip,omitempty"`
+	NextClip float64 `msgpack:"next_clip,omitempty"`
 }
 
 // LedgerEntry is one round's entry in the privacy ledger.
@@ -83,6 +90,12 @@ type LedgerEntry struct {
 	SamplingRate    float64 `msgpack:"q"`
 	NoiseMultiplier float64 `msgpack:"noise"`
 	Steps           int     `msgpack:"steps"`
+	// Mechanism is MechGaussian (0, the original meaning) or MechSkellam,
+	// whose Variance, L1 and L2 the accountant needs.
+	Mechanism uint8   `msgpack:"mech,omitempty"`
+	Variance  float64 `msgpack:"variance,omitempty"`
+	L1        float64 `msgpack:"l1,omitempty"`
+	L2        float64 `msgpack:"l2,omitempty"`
 }
 
 // Counters are the state's scalars.

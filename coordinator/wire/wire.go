@@ -77,7 +77,11 @@ const (
 	CodeStaleModel   Code = 12 // the update was computed on another model version
 	CodeUnknownModel Code = 13 // the model version is not held by this node
 	CodeUnavailable  Code = 14 // not ready (no model yet, shutting down, overloaded); retry later
-	CodeForbidden    Code = 15 // the peer may not make this request
+	CodeForbidden    Code = 15 // the peer may not make this request (e.g. a ClientID that is not its certificate's)
+	// CodeUnauthenticated: the node requires a device certificate and
+	// the peer presented none, or one that is expired, revoked or not
+	// signed by the device CA. Get a new certificate; do not retry as is.
+	CodeUnauthenticated Code = 16
 )
 
 var codeNames = [...]string{
@@ -88,6 +92,7 @@ var codeNames = [...]string{
 	CodeShape: "wrong dimension", CodeNotFinite: "not finite",
 	CodeStaleModel: "stale model", CodeUnknownModel: "unknown model version",
 	CodeUnavailable: "unavailable", CodeForbidden: "forbidden",
+	CodeUnauthenticated: "unauthenticated",
 }
 
 func (c Code) String() string {

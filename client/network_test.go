@@ -1,0 +1,122 @@
+package client
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"gonum.org/v1/gonum/floats"
+
+	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/coordinator/wire"
+	"github.com/fedrec/fedrec/model"
+)
+
+// modelNode is a fake node that plans a round on the model with digest
+// planned and serves served (its header's digest replaced by header when
+// set), counting uploads.
+func modelNode(t *testing.T, planned [32]byte, served *model.Model, header []byte) (string, *pki.CA, *atomic.Int32, *atomic.Uint64) {
+	t.Helper()
+	ca, _ := pki.NewCA("test", time.Hour)
+	b, _ := ca.NodeBundle("fake")
+	ln, err := wire.Listen("127.0.0.1:0", b.ServerTLS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uploads atomic.Int32
+	var norm atomic.Uint64 // of the last upload, math.Float64bits
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			conn, err := ln.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			go func() {
+				for {
+					st, err := conn.AcceptStream(context.Background())
+					if err != nil {
+						return
+					}
+					req, err := wire.Read(st, wire.Limits{})
+					switch req := req.(type) {
+					case *wire.CheckIn:
+						wire.Write(st, &wire.Plan{Round: 1, Model: 2, Digest: planned[:], Kind: wire.KindOf(served.Kind), Items: served.Items, Rank: served.Rank,
+							Train: wire.TrainParams{LR: 0.01, Reg: 0.1, Epochs: 1}, Clip: planClip, MinClients: 1, TimeLeftMs: 10_000, Ticket: make([]byte, wire.TicketLen)})
+					case *wire.GetModel:
+						h, chunks := wire.SplitModel(served, 2, 1)
+						if header != nil {
+							h.Digest = header
+						}
+						wire.Write(st, h)
+						for _, c := range chunks {
+							wire.Write(st, c)
+						}
+					case *wire.Upload:
+						uploads.Add(1)
+						norm.Store(math.Float64bits(floats.Norm(req.Delta, 2)))
+						wire.Write(st, &wire.UploadAck{Round: 1})
+					default:
+						_ = err
+					}
+					st.Close()
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	return ln.Addr().String(), ca, &uploads, &norm
+}
+
+// planClip is the clip norm of modelNode's plans: far below an update's
+// norm, so that an unclipped update shows.
+const planClip = 1e-6
+
+// A client trains only on the model its round's plan names by digest: a
+// node serving another model, with its own digest or under the plan's, is
+// refused and nothing is uploaded. The update it does upload is clipped to
+// the plan's norm.
+func TestParticipantKeepsToPlan(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	planned, _ := model.New(model.Explicit, 10, 2, 3.5, 0.1, r)
+	other, _ := model.New(model.Explicit, 10, 2, 3.5, 0.1, r)
+	pd, od := wire.Digest(planned), wire.Digest(other)
+	tests := []struct {
+		name   string
+		served *model.Model
+		header []byte
+		ok     bool
+	}{
+		{"the planned model", planned, nil, true},
+		{"another model", other, nil, false},
+		{"another model under the plan's digest", other, pd[:], false},
+		{"the planned model under another digest", planned, od[:], false},
+	}
+	for _, tc := range tests {
+		addr, ca, uploads, norm := modelNode(t, pd, tc.served, tc.header)
+		d, _ := NewDialer([]string{addr}, pki.ClientTLS(ca.Pool()))
+		p, _ := NewParticipant(ParticipantConfig{ID: "u", Dialer: d, Ratings: []model.Rating{{Item: 1, Value: 4}, {Item: 3, Value: 2}}})
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		_, err := p.RunRound(ctx)
+		cancel()
+		d.Close()
+		if tc.ok && (err != nil || uploads.Load() != 1) {
+			t.Errorf("%s: RunRound = %v with %d uploads, want one upload", tc.name, err, uploads.Load())
+		}
+		// The update leaves the client clipped to the plan's norm.
+		if n := math.Float64frombits(norm.Load()); tc.ok && (n > planClip*(1+1e-9) || n == 0) {
+			t.Errorf("%s: uploaded update of norm %g, want in (0, %g]", tc.name, n, planClip)
+		}
+		if !tc.ok && (err == nil || !strings.Contains(err.Error(), "digest") || uploads.Load() != 0) {
+			t.Errorf("%s: RunRound = %v with %d uploads, want a digest error and none", tc.name, err, uploads.Load())
+		}
+	}
+}

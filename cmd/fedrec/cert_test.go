@@ -1,0 +1,55 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fedrec/fedrec/coordinator/pki"
+)
+
+// fedrec cert makes the device CA, cert device issues device certificates
+// with it, cert revoke writes the deny-list nodes reload.
+func TestCertDeviceAndRevoke(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "certs")
+	var out, errb bytes.Buffer
+	if err := run(t.Context(), []string{"cert", "--dir", dir, "--nodes", "a"}, &out, &errb); err != nil {
+		t.Fatal(err, errb.String())
+	}
+	b, err := pki.Load(dir, "a")
+	if err != nil || b.Devices == nil {
+		t.Fatalf("node bundle: devices %v, %v; want the device CA", b, err)
+	}
+	devs := filepath.Join(t.TempDir(), "devices")
+	if err := run(t.Context(), []string{"cert", "device", "--dir", dir, "--out", devs, "--id", "phone-7", "--days", "2"}, &out, &errb); err != nil {
+		t.Fatal(err, errb.String())
+	}
+	c, err := pki.LoadDevice(devs, "phone-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Until(c.Leaf.NotAfter); d < 47*time.Hour || d > 49*time.Hour {
+		t.Errorf("device certificate valid for %v, want 2 days", d)
+	}
+	if err := run(t.Context(), []string{"cert", "device", "--dir", dir, "--id", "../x"}, &out, &errb); err == nil {
+		t.Error("cert device accepted the ID ../x")
+	}
+	if err := run(t.Context(), []string{"cert", "revoke", "--dir", dir, "--id", "phone-7", "--serial", c.Leaf.SerialNumber.Text(16)}, &out, &errb); err != nil {
+		t.Fatal(err, errb.String())
+	}
+	f, err := os.Open(filepath.Join(dir, pki.RevokedFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	v, err := pki.ParseRevoked(f)
+	if err != nil || !v.Has(c.Leaf, "phone-7") || v.Len() != 2 {
+		t.Errorf("deny-list after cert revoke: %d entries, %v", v.Len(), err)
+	}
+	if err := run(t.Context(), []string{"cert", "revoke", "--dir", dir}, &out, &errb); err == nil || !strings.Contains(err.Error(), "--id") {
+		t.Errorf("cert revoke without an entry = %v", err)
+	}
+}

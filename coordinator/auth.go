@@ -1,0 +1,223 @@
+package coordinator
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/coordinator/wire"
+)
+
+// Peer describes who sent a request.
+type Peer struct {
+	// Node is true when the peer presented a certificate of the cluster
+	// CA: only nodes may join.
+	Node bool
+	// Device is the client ID of the device certificate the peer
+	// presented, verified against the device CA; "" if none. When the
+	// node authenticates devices, every request that names a client must
+	// name this one.
+	Device string
+	// cert is the device certificate, checked again on every request
+	// (expiry, deny-list).
+	cert *x509.Certificate
+	// why says why the peer is not authenticated, for its error message.
+	why string
+}
+
+// auth authenticates the peers of the client protocol: nodes by a
+// certificate of the cluster CA, devices by one of the device CA, and
+// refuses revoked devices (the deny-list file, reloaded when it changes).
+// With no device CA, devices are not authenticated (development only).
+type auth struct {
+	nodes   *x509.CertPool
+	devices *x509.CertPool // nil: devices are not authenticated
+	path    string         // deny-list; "" means none
+	log     *slog.Logger
+	every   time.Duration // deny-list check period
+
+	mu      sync.Mutex
+	checked time.Time
+	stamp   fileStamp
+	revoked *pki.Revoked
+}
+
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+func newAuth(b *pki.Bundle, log *slog.Logger) *auth {
+	a := &auth{nodes: b.CA, devices: b.Devices, path: b.Revoked, log: log, every: time.Second}
+	if a.devices == nil {
+		log.Warn("devices are not authenticated: no device CA (anyone may check in under any client ID)")
+	}
+	a.reload(time.Now())
+	return a
+}
+
+// required reports whether devices must authenticate.
+func (a *auth) required() bool { return a != nil && a.devices != nil }
+
+// serverTLS is the client protocol's TLS configuration: the node's
+// certificate, and a client certificate requested but verified here
+// (peer), so that a refused one gets a clear error code rather than a
+// failed handshake. TLS 1.3 still proves the peer holds its key.
+func serverTLS(b *pki.Bundle) *tls.Config {
+	c := b.ServerTLS()
+	c.ClientAuth = tls.RequestClientCert
+	c.ClientCAs = nil
+	return c
+}
+
+// peer classifies the peer of a connection by its certificate.
+func (a *auth) peer(cs tls.ConnectionState) Peer {
+	if len(cs.PeerCertificates) == 0 {
+		return Peer{why: "no client certificate (a device certificate of the device CA is required)"}
+	}
+	leaf := cs.PeerCertificates[0]
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	usage := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: a.nodes, Intermediates: inter, KeyUsages: usage}); err == nil {
+		return Peer{Node: true}
+	}
+	if a.devices == nil {
+		return Peer{why: "no device CA configured"}
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: a.devices, Intermediates: inter, KeyUsages: usage}); err != nil {
+		return Peer{why: fmt.Sprintf("device certificate refused: %v", err)}
+	}
+	id := wire.DeviceID(leaf)
+	if id == "" || len(id) > wire.MaxIDLen {
+		return Peer{why: "device certificate without a valid client ID"}
+	}
+	return Peer{Device: id, cert: leaf}
+}
+
+// check reports why a peer may not make device requests now, or nil.
+func (a *auth) check(p Peer) *wire.Error {
+	if p.Device == "" {
+		why := p.why
+		if why == "" {
+			why = "a device certificate is required"
+		}
+		return wire.Errorf(wire.CodeUnauthenticated, "%s", why)
+	}
+	now := time.Now()
+	if p.cert != nil {
+		if now.After(p.cert.NotAfter) {
+			return wire.Errorf(wire.CodeUnauthenticated, "device certificate of %q expired at %s", p.Device, p.cert.NotAfter.UTC().Format(time.RFC3339))
+		}
+		if a.deny(now).Has(p.cert, p.Device) {
+			return wire.Errorf(wire.CodeUnauthenticated, "device certificate of %q is revoked", p.Device)
+		}
+	}
+	return nil
+}
+
+// early refuses, from the frame header alone, a request the peer may not
+// make whatever its body: before the body is read.
+func (a *auth) early(t wire.Type, p Peer) *wire.Error {
+	if !a.required() || p.Node {
+		return nil
+	}
+	if t == wire.TypeJoin {
+		return nil // Handle answers CodeForbidden
+	}
+	return a.check(p)
+}
+
+// authorize checks a decoded request against its peer.
+func (a *auth) authorize(req wire.Message, p Peer) *wire.Error {
+	if !a.required() {
+		return nil
+	}
+	var id string
+	switch m := req.(type) {
+	case *wire.Join:
+		return nil // Handle checks p.Node
+	case *wire.GetModel:
+		if p.Node {
+			return nil
+		}
+		return a.check(p)
+	case *wire.CheckIn:
+		id = m.ClientID
+	case *wire.Upload:
+		id = m.ClientID
+	case *wire.SecAggAdvert, *wire.SecAggShares, *wire.SecAggMasked, *wire.SecAggUnmask:
+		id = secAggHeader(m).ClientID
+	default:
+		return nil
+	}
+	if e := a.check(p); e != nil {
+		return e
+	}
+	if id != p.Device {
+		return wire.Errorf(wire.CodeForbidden, "client ID %q is not this device's (%q, from its certificate)", id, p.Device)
+	}
+	return nil
+}
+
+// deny returns the deny-list, reloading it when the file changed (checked
+// at most every a.every).
+func (a *auth) deny(now time.Time) *pki.Revoked {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if now.Sub(a.checked) >= a.every {
+		a.reloadLocked(now)
+	}
+	return a.revoked
+}
+
+func (a *auth) reload(now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.reloadLocked(now)
+}
+
+func (a *auth) reloadLocked(now time.Time) {
+	a.checked = now
+	if a.path == "" {
+		return
+	}
+	fi, err := os.Stat(a.path)
+	if errors.Is(err, os.ErrNotExist) {
+		if a.revoked.Len() > 0 {
+			a.log.Info("deny-list removed: no device is revoked", "path", a.path)
+		}
+		a.revoked, a.stamp = nil, fileStamp{}
+		return
+	}
+	if err != nil {
+		a.log.Error("deny-list unreadable, keeping the previous one", "path", a.path, "err", err)
+		return
+	}
+	st := fileStamp{fi.ModTime(), fi.Size()}
+	if st == a.stamp {
+		return
+	}
+	b, err := os.ReadFile(a.path)
+	if err != nil {
+		a.log.Error("deny-list unreadable, keeping the previous one", "path", a.path, "err", err)
+		return
+	}
+	v, err := pki.ParseRevoked(bytes.NewReader(b))
+	if err != nil {
+		a.stamp = st // logged once per change
+		a.log.Error("deny-list invalid, keeping the previous one", "path", a.path, "err", err)
+		return
+	}
+	a.revoked, a.stamp = v, st
+	a.log.Info("deny-list loaded", "path", a.path, "entries", v.Len())
+}
