@@ -81,15 +81,13 @@ func applyRange(dst []uint64, off int, jobs []maskJob, width int) {
 	for j, job := range jobs {
 		streams[j] = ctrAt(job.block, off, width)
 	}
-	// The keystream is XORed into buf from a constant zero source, which
-	// is a little faster than clearing buf for every mask.
-	buf := make([]byte, 2*maskTile*width)
-	buf, zero := buf[:maskTile*width], buf[maskTile*width:]
+	buf := make([]byte, maskTile*width)
 	for lo := 0; lo < len(dst); lo += maskTile {
 		d := dst[lo:min(lo+maskTile, len(dst))]
 		ks := buf[:len(d)*width]
 		for j, job := range jobs {
-			streams[j].XORKeyStream(ks, zero[:len(ks)])
+			clear(ks)
+			streams[j].XORKeyStream(ks, ks)
 			switch {
 			case width == 4 && !job.neg:
 				add32(d, ks)
