@@ -35,6 +35,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rounds := fs.Int("rounds", 6, "committed rounds to time per setting")
 	kill := fs.Bool("kill", true, "then SIGKILL the leader mid-round and time the next commit")
 	window := fs.Duration("checkin-window", 3*time.Second, "the coordinators' check-in window")
+	secure := fs.Bool("secagg", false, "run the rounds as secure aggregation (clip 1), to compare with plaintext rounds")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -55,7 +56,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "model: %d items, rank %d, %d params; per client per round: %d B down, %d B up (payload frames)\n", *items, *rank, dim, down, up)
 	fmt.Fprintf(stdout, "%-8s %-14s %-18s %-12s %-14s %-14s\n", "clients", "median round", "selection→commit", "rounds/min", "kill→commit", "peak RSS/node")
 	for _, n := range ns {
-		r, err := benchOne(ctx, bin, n, *items, *rank, *rounds, *kill, *window, stderr)
+		r, err := benchOne(ctx, bin, n, *items, *rank, *rounds, *kill, *secure, *window, stderr)
 		if err != nil {
 			return fmt.Errorf("bench: %d clients: %w", n, err)
 		}
@@ -102,7 +103,7 @@ var (
 	benchCommitted = regexp.MustCompile(`time=(\S+) level=INFO msg="round committed" node=(\S+) round=(\d+) model=\d+ survivors=(\d+) cohort=(\d+) duration_ms=(\d+)`)
 )
 
-func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill bool, window time.Duration, stderr io.Writer) (benchResult, error) {
+func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill, secure bool, window time.Duration, stderr io.Writer) (benchResult, error) {
 	var res benchResult
 	dir, err := os.MkdirTemp("", "fedrec-bench-")
 	if err != nil {
@@ -157,9 +158,14 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill 
 		go io.Copy(io.Discard, out)
 		return nd, nil
 	}
-	a, err := startNode("a", "--bootstrap", "--items", strconv.Itoa(items), "--rank", strconv.Itoa(rank), "--mean", "3.5",
+	boot := []string{"--bootstrap", "--items", strconv.Itoa(items), "--rank", strconv.Itoa(rank), "--mean", "3.5",
 		"--clients-per-round", strconv.Itoa(n), "--over-select", "0.2", "--min-clients", strconv.Itoa(max(1, n/2)),
-		"--checkin-window", window.String(), "--round-timeout", "60s")
+		"--checkin-window", window.String(), "--round-timeout", "60s"}
+	if secure {
+		// Secure aggregation needs a clip bound and at least 3 survivors.
+		boot = append(boot, "--secagg", "--clip", "1", "--min-clients", strconv.Itoa(max(3, n/2)))
+	}
+	a, err := startNode("a", boot...)
 	if err != nil {
 		return res, err
 	}

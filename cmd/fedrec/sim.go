@@ -33,7 +33,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Float64Var(&c.LR, "lr", d.LR, "client learning rate")
 	fs.Float64Var(&c.Reg, "reg", d.Reg, "L2 regularization per observation")
 	fs.Float64Var(&c.Clip, "clip", 0, "L2 clip norm of each client's update (0 = none; 0.25 with --dp or --secagg)")
-	fs.StringVar(&c.ServerOpt, "server-opt", "", "server optimizer: fedavg, fedadam, fedyogi (default fedadam, or fedavg with --dp)")
+	fs.StringVar(&c.ServerOpt, "server-opt", "", "server optimizer: fedavg, fedadam, fedyogi (default fedadam; with --dp and no --server-lr, fedavg if the noise on the mean update exceeds fedadam's τ = 1e-3)")
 	fs.Float64Var(&c.ServerLR, "server-lr", 0, "server learning rate (default 0.1 for fedadam/fedyogi, 1 for fedavg)")
 	fs.Uint64Var(&c.Seed, "seed", d.Seed, "random seed (data split, sampling, initialization)")
 	fs.IntVar(&c.EvalEvery, "eval-every", d.EvalEvery, "evaluate every N rounds")
