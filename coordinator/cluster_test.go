@@ -480,7 +480,7 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name())
 }
 
-// A node restarted on its data directory (raft-wal log, file snapshots)
+// A node restarted on its data directory (raft.db log, file snapshots)
 // comes back with everything it had committed, and keeps going.
 func TestRestartFromDisk(t *testing.T) {
 	dir := t.TempDir()

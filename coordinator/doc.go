@@ -1,5 +1,5 @@
 // Package coordinator is a fedrec coordinator node: a member of a Raft
-// cluster (hashicorp/raft, with raft-wal as log and stable store, file
+// cluster (hashicorp/raft, with a bbolt file as log and stable store, file
 // snapshots, and Raft traffic over mutual TLS) whose replicated state holds
 // the configuration, the committed models, the server optimizer's state,
 // the round history and the privacy ledger. The leader runs the round

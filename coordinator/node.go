@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftwal "github.com/hashicorp/raft-wal"
-	"github.com/hashicorp/raft-wal/metadb"
 
 	"github.com/fedrec/fedrec/coordinator/pki"
 	"github.com/fedrec/fedrec/coordinator/wire"
@@ -32,7 +30,7 @@ type Config struct {
 	// ID names the node in the cluster; required and stable across
 	// restarts.
 	ID string
-	// DataDir holds the Raft log (raft-wal) and snapshots. Required unless
+	// DataDir holds the Raft log (raft.db) and snapshots. Required unless
 	// InMemory.
 	DataDir string
 	// RaftAddr is the TCP address Raft listens on (mutual TLS). Ignored
@@ -76,7 +74,7 @@ type Config struct {
 	// InMemory keeps the log, stable store and snapshots in memory (tests).
 	InMemory bool
 	// WrapLogStore, a test and operations hook, wraps the Raft log store
-	// (raft-wal, or the in-memory store): fault tests put a disk that
+	// (raft.db, or the in-memory store): fault tests put a disk that
 	// fails or fills between Raft and its log.
 	WrapLogStore func(raft.LogStore) raft.LogStore
 	// SnapshotThreshold is how many new log entries trigger a snapshot
@@ -194,20 +192,15 @@ func New(cfg Config) (*Node, error) {
 		mem := raft.NewInmemStore()
 		logs, stable, snaps = mem, mem, raft.NewInmemSnapshotStore()
 	} else {
-		walDir := filepath.Join(cfg.DataDir, "raft-wal")
-		if err := os.MkdirAll(walDir, 0o700); err != nil {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return nil, err
 		}
-		// raft-wal v0.4.0's Close leaves its meta store (a bbolt file
-		// with a lock) open: we own it and close it after the WAL.
-		meta := &metadb.BoltMetaDB{}
-		n.close = append(n.close, meta.Close)
-		wal, err := raftwal.Open(walDir, raftwal.WithLogger(hlog.Named("wal")), raftwal.WithMetaStore(meta))
+		store, err := openBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
 		if err != nil {
 			return nil, fmt.Errorf("coordinator: open log: %w", err)
 		}
-		n.close = append(n.close, wal.Close)
-		logs, stable = wal, wal
+		n.close = append(n.close, store.Close)
+		logs, stable = store, store
 		if snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog.Named("snapshots")); err != nil {
 			return nil, fmt.Errorf("coordinator: open snapshots: %w", err)
 		}
@@ -261,7 +254,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.raft, err = raft.NewRaft(rc, observedFSM{n.fsm, n.metrics}, logs, stable, snaps, n.trans); err != nil {
+	if n.raft, err = newRaft(rc, observedFSM{n.fsm, n.metrics}, logs, stable, snaps, n.trans); err != nil {
 		return nil, fmt.Errorf("coordinator: start raft: %w", err)
 	}
 	if cfg.Bootstrap && !existing {
@@ -311,6 +304,19 @@ func New(cfg Config) (*Node, error) {
 	n.log.Info("node started", "raft_addr", n.trans.LocalAddr(), "client_addr", n.clientAddr, "existing_state", existing)
 	started = true
 	return n, nil
+}
+
+// newRaft is raft.NewRaft, which panics when it cannot read a log entry
+// (a corrupt file) while it scans the log for configuration changes,
+// before it starts any goroutine: the panic becomes an error, and New
+// fails cleanly.
+func newRaft(rc *raft.Config, f raft.FSM, logs raft.LogStore, stable raft.StableStore, snaps raft.SnapshotStore, trans raft.Transport) (r *raft.Raft, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("read the log: %v", p)
+		}
+	}()
+	return raft.NewRaft(rc, f, logs, stable, snaps, trans)
 }
 
 // ID returns the node's id.
