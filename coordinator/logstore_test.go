@@ -3,6 +3,7 @@ package coordinator
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -179,5 +180,33 @@ func TestBoltStoreCorruptFile(t *testing.T) {
 	if s, err := openBoltStore(path); err == nil {
 		s.Close()
 		t.Fatal("opened a corrupt file")
+	}
+}
+
+// BenchmarkBoltStoreStoreLog measures one fsynced append: a small
+// command (a check-in) and a commit carrying a 3,706 x 32 model.
+func BenchmarkBoltStoreStoreLog(b *testing.B) {
+	for _, size := range []int{100, 3706 * 32 * 4} {
+		b.Run(fmt.Sprintf("bytes=%d", size), func(b *testing.B) {
+			s, err := openBoltStore(filepath.Join(b.TempDir(), "raft.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			data := make([]byte, size)
+			b.SetBytes(int64(size))
+			i := uint64(0)
+			for b.Loop() {
+				i++
+				if err := s.StoreLog(&raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: data}); err != nil {
+					b.Fatal(err)
+				}
+				if i%64 == 0 { // compaction, as after a snapshot
+					if err := s.DeleteRange(i-63, i-32); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
 	}
 }
