@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -43,10 +45,26 @@ func runCert(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if len(names) == 0 {
 		return fmt.Errorf("cert: --nodes is empty")
 	}
+	// Say which CAs were reused: an operator adding a node must not
+	// wonder whether the cluster's CA was just replaced.
+	var made, reused []string
+	for _, f := range []string{pki.CAFile, pki.DeviceCAFile} {
+		if _, err := os.Stat(filepath.Join(*dir, f)); err == nil {
+			reused = append(reused, filepath.Join(*dir, f))
+		} else {
+			made = append(made, filepath.Join(*dir, f))
+		}
+	}
 	if err := pki.WriteDir(*dir, names, splitList(*hosts), time.Duration(*days)*24*time.Hour); err != nil {
 		return fmt.Errorf("cert: %w", err)
 	}
-	fmt.Fprintf(stdout, "wrote %s/%s, %s/%s and certificates for %s\n", *dir, pki.CAFile, *dir, pki.DeviceCAFile, strings.Join(names, ", "))
+	if len(made) > 0 {
+		fmt.Fprintf(stdout, "wrote %s (new CA)\n", strings.Join(made, ", "))
+	}
+	if len(reused) > 0 {
+		fmt.Fprintf(stdout, "reused %s (existing CA)\n", strings.Join(reused, ", "))
+	}
+	fmt.Fprintf(stdout, "wrote certificates for %s in %s\n", strings.Join(names, ", "), *dir)
 	return nil
 }
 

@@ -53,3 +53,35 @@ func TestCertDeviceAndRevoke(t *testing.T) {
 		t.Errorf("cert revoke without an entry = %v", err)
 	}
 }
+
+// fedrec cert run again (to add a node) says it reused the CAs rather than
+// claiming to have written them, and leaves them as they were.
+func TestCertReusesCA(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "certs")
+	var out, errb bytes.Buffer
+	if err := run(t.Context(), []string{"cert", "--dir", dir, "--nodes", "n1"}, &out, &errb); err != nil {
+		t.Fatal(err, errb.String())
+	}
+	if s := out.String(); !strings.Contains(s, "(new CA)") || strings.Contains(s, "reused") {
+		t.Errorf("first cert output:\n%s\nwant the CAs reported as new", s)
+	}
+	ca, err := os.ReadFile(filepath.Join(dir, pki.CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := run(t.Context(), []string{"cert", "--dir", dir, "--nodes", "n4"}, &out, &errb); err != nil {
+		t.Fatal(err, errb.String())
+	}
+	want := "reused " + filepath.Join(dir, pki.CAFile) + ", " + filepath.Join(dir, pki.DeviceCAFile) + " (existing CA)\n" +
+		"wrote certificates for n4 in " + dir + "\n"
+	if s := out.String(); s != want {
+		t.Errorf("second cert output:\n%s\nwant:\n%s", s, want)
+	}
+	if ca2, err := os.ReadFile(filepath.Join(dir, pki.CAFile)); err != nil || !bytes.Equal(ca, ca2) {
+		t.Errorf("cert --nodes n4 changed %s (%v)", pki.CAFile, err)
+	}
+	if _, err := pki.Load(dir, "n4"); err != nil {
+		t.Errorf("n4's certificate: %v", err)
+	}
+}

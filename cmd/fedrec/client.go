@@ -23,7 +23,7 @@ import (
 func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("client", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	data := fs.String("data", "ml-latest-small", "data set whose users become clients (as 'fedrec sim --data')")
+	data := fs.String("data", "ml-latest-small", "data set whose users become clients (as 'fedrec sim --data': synthetic, ml-latest-small, …)")
 	dataDir := fs.String("data-dir", "data", "directory of the named data sets")
 	n := fs.Int("clients", 100, "number of clients (users with training data, in a seeded random order; 0 = all)")
 	coords := fs.String("coordinators", "127.0.0.1:7001", "comma-separated client addresses of coordinator nodes")
@@ -50,7 +50,7 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	addrs := splitList(*coords)
 
-	ds, err := sim.Open(*data, *dataDir)
+	ds, err := openDataset(*data, *dataDir, *seed)
 	if err != nil {
 		return err
 	}

@@ -108,7 +108,7 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 // way the simulator does: the item count, the mean of the training split's
 // ratings, and the number of users with training data.
 func datasetShape(name, dir string, seed uint64) (items int, mean float64, users int64, err error) {
-	ds, err := sim.Open(name, dir)
+	ds, err := openDataset(name, dir, seed)
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -126,4 +126,15 @@ func datasetShape(name, dir string, seed uint64) (items int, mean float64, users
 		return ds.NumItems(), 0, int64(len(seen)), nil
 	}
 	return ds.NumItems(), sum / float64(len(train)), int64(len(seen)), nil
+}
+
+// openDataset opens a data set named as 'fedrec sim --data' names it:
+// "synthetic" is the simulator's built-in set at its default size, generated
+// from seed (the coordinator's and the clients' --seed, both 1 by default, as
+// the simulator's), anything else goes to sim.Open.
+func openDataset(name, dir string, seed uint64) (*sim.Dataset, error) {
+	if name == "synthetic" {
+		return sim.Synthetic(sim.SyntheticConfig{Seed: seed})
+	}
+	return sim.Open(name, dir)
 }

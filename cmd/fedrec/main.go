@@ -26,14 +26,14 @@ func commands() map[string]command {
 		"privacy":     {"plan a privacy budget: ε for a noise multiplier, or the noise for a target ε", runPrivacy},
 		"coordinator": {"run a coordinator node of a cluster", runCoordinator},
 		"status":      {"show a node's view of its cluster through its admin API", runStatus},
-		"cluster":     {"list the members, remove a node, transfer leadership", runCluster},
+		"cluster":     {"list the members, add or remove a node, transfer leadership", runCluster},
 		"client":      {"run clients from a data set's users against a cluster", runClient},
-		"cert":        {"make a development CA and node certificates", runCert},
+		"cert":        {"make development CAs and node certificates; issue and revoke device certificates", runCert},
 		"bench":       {"measure a three-node cluster on loopback: round latency, failover, memory", runBench},
 		"config":      {"print the configuration a coordinator would run with, and check it", runConfig},
 		"backup":      {"save a consistent snapshot of a cluster's replicated state to a file", runBackup},
 		"restore":     {"prepare a new node's data directory from a backup", runRestore},
-		"model":       {"export a committed model to a file a serving system reads", runModel},
+		"model":       {"export a committed model to a file a serving system reads, or verify one", runModel},
 	}
 }
 
