@@ -27,8 +27,10 @@ type ParticipantConfig struct {
 	Ratings []model.Rating
 	// Dialer connects to the cluster; required, one per participant.
 	Dialer *Dialer
-	// Models caches downloaded models; nil gives the participant its own.
-	// Virtual clients in one process should share one.
+	// Models caches downloaded models and lends update buffers; nil gives
+	// the participant its own. Virtual clients in one process should share
+	// one: a client then holds no model-sized memory between its rounds,
+	// and 16 at most train and upload a plain round's update at once.
 	Models *ModelCache
 	// MinBackoff and MaxBackoff bound the waits between retries
 	// (exponential with full jitter); defaults 100ms and 5s.
@@ -50,7 +52,6 @@ type Participant struct {
 	cfg   ParticipantConfig
 	log   *slog.Logger
 	rng   *rand.Rand
-	scr   []float64
 	have  uint64
 	fails int
 }
@@ -144,25 +145,36 @@ func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("round %d: %w", plan.Round, err)
 	}
-	if len(p.scr) != len(m.Params) {
-		p.scr = make([]float64, len(m.Params))
+	if plan.SecAgg == nil {
+		// Not in a secure round, whose phases need the whole cohort to
+		// advance together.
+		free, err := p.cfg.Models.uploadSlot(rctx)
+		if err != nil {
+			return res, fmt.Errorf("round %d: wait to train: %w", plan.Round, err)
+		}
+		defer free()
 	}
-	up, err := t.LocalUpdate(p.scr, p.cfg.Ratings, p.rng)
+	// LocalUpdate overwrites all of buf; the upload encodes it, so it is
+	// free again when RunRound returns.
+	buf := p.cfg.Models.update(len(m.Params))
+	defer p.cfg.Models.release(buf)
+	scr := *buf
+	up, err := t.LocalUpdate(scr, p.cfg.Ratings, p.rng)
 	if err != nil {
 		return res, fmt.Errorf("round %d: train: %w", plan.Round, err)
 	}
 	res.Loss, res.N = up.Loss, up.N
 	if plan.SecAgg != nil {
-		res.Norm, res.Bytes, err = secureRound(rctx, p.cfg.Dialer, p.cfg.ID, plan, p.scr, false, p.rng)
+		res.Norm, res.Bytes, err = secureRound(rctx, p.cfg.Dialer, p.cfg.ID, plan, scr, false, p.rng)
 		if err != nil {
 			return res, fmt.Errorf("round %d: secure aggregation: %w", plan.Round, err)
 		}
 		return res, nil
 	}
-	res.Norm = aggregation.Clip(p.scr, plan.Clip)
-	req := &wire.Upload{Version: wire.Version, Round: plan.Round, ClientID: p.cfg.ID, Ticket: plan.Ticket, Model: plan.Model, Loss: up.Loss, N: int64(up.N), Delta: p.scr,
+	res.Norm = aggregation.Clip(scr, plan.Clip)
+	req := &wire.Upload{Version: wire.Version, Round: plan.Round, ClientID: p.cfg.ID, Ticket: plan.Ticket, Model: plan.Model, Loss: up.Loss, N: int64(up.N), Delta: scr,
 		BelowClip: plan.Clip > 0 && res.Norm <= plan.Clip}
-	res.Bytes = 8 * len(p.scr)
+	res.Bytes = 8 * len(scr)
 	// Retry the upload on transport failures until the deadline; a wire
 	// error is final for this round.
 	for attempt := 0; ; attempt++ {
