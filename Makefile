@@ -2,7 +2,7 @@
 GO ?= go
 BIN := fedrec
 
-.PHONY: help build test bench bench-cluster sim sim-ml fuzz vet clean
+.PHONY: help build test bench bench-cluster sim sim-ml fuzz fault-soak vet clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -34,6 +34,12 @@ fuzz: ## run every fuzz target for 30 s each
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 30s $$pkg || exit 1; \
 	  done; done
+
+fault-soak: ## the fault tests' soak: 50 leader crashes in-process and 50 SIGKILLs, 500 synctest seeds
+	FEDREC_FAULT_KILLS=50 FEDREC_SYNCTEST_SEEDS=500 $(GO) test -race -count=1 -timeout 30m -v \
+	  -run '^(TestFaultKillLeaderEachPhase|TestSynctestFailover)$$' ./coordinator/
+	FEDREC_FAULT_PROC_KILLS=50 $(GO) test -race -count=1 -timeout 60m -v \
+	  -run '^TestFaultKillLeaderProcess$$' ./cmd/fedrec/
 
 clean: ## remove build outputs
 	rm -rf $(BIN) out
