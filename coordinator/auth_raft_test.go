@@ -35,7 +35,7 @@ func TestRaftNeedsClusterCertificate(t *testing.T) {
 			}
 			go func() {
 				defer c.Close()
-				if c.(*tls.Conn).Handshake() == nil {
+				if c.(*acceptedConn).Conn.(*tls.Conn).Handshake() == nil {
 					c.Write([]byte{1})
 				}
 			}()

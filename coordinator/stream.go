@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -15,6 +16,10 @@ type tlsStreamLayer struct {
 	net.Listener
 	conf      *tls.Config
 	advertise net.Addr
+
+	mu     sync.Mutex
+	conns  map[*acceptedConn]struct{} // open inbound connections
+	closed bool
 }
 
 func newTLSStreamLayer(addr string, conf *tls.Config) (*tlsStreamLayer, error) {
@@ -28,7 +33,51 @@ func newTLSStreamLayer(addr string, conf *tls.Config) (*tlsStreamLayer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tlsStreamLayer{Listener: ln, conf: conf, advertise: ln.Addr()}, nil
+	return &tlsStreamLayer{Listener: ln, conf: conf, advertise: ln.Addr(), conns: map[*acceptedConn]struct{}{}}, nil
+}
+
+// Accept implements net.Listener and keeps the connection for Close:
+// raft's NetworkTransport, shut down, leaves a goroutine reading each
+// inbound connection until the peer hangs up.
+func (s *tlsStreamLayer) Accept() (net.Conn, error) {
+	c, err := s.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	ac := &acceptedConn{Conn: c, s: s}
+	s.conns[ac] = struct{}{}
+	return ac, nil
+}
+
+// Close stops accepting and closes every inbound connection.
+func (s *tlsStreamLayer) Close() error {
+	err := s.Listener.Close()
+	s.mu.Lock()
+	conns := s.conns
+	s.conns, s.closed = nil, true
+	s.mu.Unlock()
+	for c := range conns {
+		c.Conn.Close()
+	}
+	return err
+}
+
+type acceptedConn struct {
+	net.Conn
+	s *tlsStreamLayer
+}
+
+func (c *acceptedConn) Close() error {
+	c.s.mu.Lock()
+	delete(c.s.conns, c)
+	c.s.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // Dial implements raft.StreamLayer.
