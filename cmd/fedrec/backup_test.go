@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -41,15 +40,7 @@ func (s *syncBuffer) String() string {
 }
 
 // freeAddr returns a loopback TCP address nobody listens on now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freeAddr(t *testing.T) string { return freePort(t, "tcp") }
 
 // startAdminNode starts a lone bootstrapped node with the admin API and
 // waits for its initial model.

@@ -59,8 +59,26 @@ type faultCluster struct {
 
 const faultToken = "fault-test-token"
 
-// freePort returns a loopback address with a port free right now.
+// handedOut holds every address freePort returned: the kernel may hand
+// out a port again once its probe closes, and two nodes of one cluster
+// given the same port fail to start.
+var handedOut sync.Map
+
+// freePort returns a loopback address with a port free right now and not
+// returned before in this test binary.
 func freePort(t *testing.T, network string) string {
+	t.Helper()
+	for range 100 {
+		addr := probePort(t, network)
+		if _, dup := handedOut.LoadOrStore(network+" "+addr, true); !dup {
+			return addr
+		}
+	}
+	t.Fatalf("no fresh %s port", network)
+	return ""
+}
+
+func probePort(t *testing.T, network string) string {
 	t.Helper()
 	if network == "udp" {
 		c, err := net.ListenPacket("udp", "127.0.0.1:0")
