@@ -65,24 +65,10 @@ func TestIdleNodeProcess(t *testing.T) {
 		_, _ = bufio.NewReader(os.Stdin).ReadByte()
 		ln.Close()
 	}()
-	for {
-		conn, err := ln.Accept(context.Background())
-		if err != nil {
-			return
-		}
-		go serveIdle(conn, m, digest[:])
-	}
-}
-
-func serveIdle(conn *quic.Conn, m *model.Model, digest []byte) {
-	var planned atomic.Bool
-	for {
-		st, err := conn.AcceptStream(context.Background())
-		if err != nil {
-			return
-		}
-		go func() {
-			defer st.Close()
+	plan := fakePlan(m, digest[:], 60_000)
+	<-serveConns(ln, func(conn *quic.Conn) func(*quic.Stream) {
+		var planned atomic.Bool
+		return func(st *quic.Stream) {
 			switch req, _ := wire.Read(st, wire.Limits{}); req.(type) {
 			case *wire.CheckIn:
 				if planned.Swap(true) {
@@ -90,19 +76,14 @@ func serveIdle(conn *quic.Conn, m *model.Model, digest []byte) {
 					<-conn.Context().Done()
 					return
 				}
-				wire.Write(st, &wire.Plan{Round: 1, Model: 2, Digest: digest, Kind: wire.KindOf(m.Kind), Items: m.Items, Rank: m.Rank,
-					Train: wire.TrainParams{LR: 0.01, Reg: 0.1, Epochs: 1}, MinClients: 1, TimeLeftMs: 60_000, Ticket: make([]byte, wire.TicketLen)})
+				wire.Write(st, plan)
 			case *wire.GetModel:
-				h, chunks := wire.SplitModel(m, 2, 1)
-				wire.Write(st, h)
-				for _, c := range chunks {
-					wire.Write(st, c)
-				}
+				writeModel(st, m, nil)
 			case *wire.Upload:
 				wire.Write(st, &wire.UploadAck{Round: 1})
 			}
-		}()
-	}
+		}
+	})
 }
 
 // startIdleNode starts TestIdleNodeProcess and returns its address, the
@@ -243,47 +224,26 @@ func TestUploadsBounded(t *testing.T) {
 	}
 	t.Cleanup(func() { ln.Close() })
 	var inflight, most, uploads atomic.Int32
-	go func() {
-		for {
-			conn, err := ln.Accept(context.Background())
-			if err != nil {
-				return
-			}
-			go func() {
-				for {
-					st, err := conn.AcceptStream(context.Background())
-					if err != nil {
-						return
-					}
-					go func() {
-						defer st.Close()
-						switch req, _ := wire.Read(st, wire.Limits{}); req.(type) {
-						case *wire.CheckIn:
-							wire.Write(st, &wire.Plan{Round: 1, Model: 2, Digest: digest[:], Kind: wire.KindOf(m.Kind), Items: m.Items, Rank: m.Rank,
-								Train: wire.TrainParams{LR: 0.01, Reg: 0.1, Epochs: 1}, MinClients: 1, TimeLeftMs: 30_000, Ticket: make([]byte, wire.TicketLen)})
-						case *wire.GetModel:
-							h, chunks := wire.SplitModel(m, 2, 1)
-							wire.Write(st, h)
-							for _, c := range chunks {
-								wire.Write(st, c)
-							}
-						case *wire.Upload:
-							n := inflight.Add(1)
-							for {
-								if k := most.Load(); n <= k || most.CompareAndSwap(k, n) {
-									break
-								}
-							}
-							time.Sleep(20 * time.Millisecond)
-							inflight.Add(-1)
-							uploads.Add(1)
-							wire.Write(st, &wire.UploadAck{Round: 1})
-						}
-					}()
+	plan := fakePlan(m, digest[:], 30_000)
+	serveStreams(ln, func(st *quic.Stream) {
+		switch req, _ := wire.Read(st, wire.Limits{}); req.(type) {
+		case *wire.CheckIn:
+			wire.Write(st, plan)
+		case *wire.GetModel:
+			writeModel(st, m, nil)
+		case *wire.Upload:
+			n := inflight.Add(1)
+			for {
+				if k := most.Load(); n <= k || most.CompareAndSwap(k, n) {
+					break
 				}
-			}()
+			}
+			time.Sleep(20 * time.Millisecond)
+			inflight.Add(-1)
+			uploads.Add(1)
+			wire.Write(st, &wire.UploadAck{Round: 1})
 		}
-	}()
+	})
 
 	const n = 3 * maxUploads
 	cache := NewModelCache()

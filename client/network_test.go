@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
 	"gonum.org/v1/gonum/floats"
 
 	"github.com/fedrec/fedrec/coordinator/pki"
@@ -29,46 +30,20 @@ func modelNode(t *testing.T, planned [32]byte, served *model.Model, header []byt
 	}
 	var uploads atomic.Int32
 	var norm atomic.Uint64 // of the last upload, math.Float64bits
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			conn, err := ln.Accept(context.Background())
-			if err != nil {
-				return
-			}
-			go func() {
-				for {
-					st, err := conn.AcceptStream(context.Background())
-					if err != nil {
-						return
-					}
-					req, err := wire.Read(st, wire.Limits{})
-					switch req := req.(type) {
-					case *wire.CheckIn:
-						wire.Write(st, &wire.Plan{Round: 1, Model: 2, Digest: planned[:], Kind: wire.KindOf(served.Kind), Items: served.Items, Rank: served.Rank,
-							Train: wire.TrainParams{LR: 0.01, Reg: 0.1, Epochs: 1}, Clip: planClip, MinClients: 1, TimeLeftMs: 10_000, Ticket: make([]byte, wire.TicketLen)})
-					case *wire.GetModel:
-						h, chunks := wire.SplitModel(served, 2, 1)
-						if header != nil {
-							h.Digest = header
-						}
-						wire.Write(st, h)
-						for _, c := range chunks {
-							wire.Write(st, c)
-						}
-					case *wire.Upload:
-						uploads.Add(1)
-						norm.Store(math.Float64bits(floats.Norm(req.Delta, 2)))
-						wire.Write(st, &wire.UploadAck{Round: 1})
-					default:
-						_ = err
-					}
-					st.Close()
-				}
-			}()
+	plan := fakePlan(served, planned[:], 10_000)
+	plan.Clip = planClip
+	done := serveStreams(ln, func(st *quic.Stream) {
+		switch req, _ := wire.Read(st, wire.Limits{}); req := req.(type) {
+		case *wire.CheckIn:
+			wire.Write(st, plan)
+		case *wire.GetModel:
+			writeModel(st, served, header)
+		case *wire.Upload:
+			uploads.Add(1)
+			norm.Store(math.Float64bits(floats.Norm(req.Delta, 2)))
+			wire.Write(st, &wire.UploadAck{Round: 1})
 		}
-	}()
+	})
 	t.Cleanup(func() {
 		ln.Close()
 		<-done

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
+
 	"github.com/fedrec/fedrec/coordinator/pki"
 	"github.com/fedrec/fedrec/coordinator/wire"
 )
@@ -86,30 +88,12 @@ func fakeNode(t *testing.T, ca *pki.CA, reply func(wire.Message) wire.Message) (
 		t.Fatal(err)
 	}
 	var hits atomic.Int32
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			conn, err := ln.Accept(context.Background())
-			if err != nil {
-				return
-			}
-			go func() {
-				for {
-					st, err := conn.AcceptStream(context.Background())
-					if err != nil {
-						return
-					}
-					req, err := wire.Read(st, wire.Limits{})
-					if err == nil {
-						hits.Add(1)
-						wire.Write(st, reply(req))
-					}
-					st.Close()
-				}
-			}()
+	done := serveStreams(ln, func(st *quic.Stream) {
+		if req, err := wire.Read(st, wire.Limits{}); err == nil {
+			hits.Add(1)
+			wire.Write(st, reply(req))
 		}
-	}()
+	})
 	t.Cleanup(func() {
 		ln.Close()
 		<-done
