@@ -519,17 +519,18 @@ func (c *testCluster) holdLeader(ctx context.Context, h *phaseHold, p phase) *No
 	return nil
 }
 
-// faultKills is how many times TestFaultKillLeaderEachPhase crashes the
-// leader: one per phase by default, FEDREC_FAULT_KILLS for a soak.
-func faultKills(t *testing.T, def int) int {
-	if s := os.Getenv("FEDREC_FAULT_KILLS"); s != "" {
-		k, err := strconv.Atoi(s)
-		if err != nil {
-			t.Fatalf("FEDREC_FAULT_KILLS=%q: %v", s, err)
-		}
-		return k
+// envInt reads a test's size from the environment (soak runs set it),
+// def when unset.
+func envInt(t *testing.T, name string, def int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
 	}
-	return def
+	k, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", name, s, err)
+	}
+	return k
 }
 
 // The leader crashes (no leadership transfer, its transport cut, Raft
@@ -540,7 +541,8 @@ func faultKills(t *testing.T, def int) int {
 // every node holds the same state.
 func TestFaultKillLeaderEachPhase(t *testing.T) {
 	phases := []phase{phaseGathering, phaseSelected, phaseCollecting, phaseAggregating, phaseCommitting, phaseCommitted}
-	kills := faultKills(t, len(phases))
+	// One crash per phase, or FEDREC_FAULT_KILLS for a soak.
+	kills := envInt(t, "FEDREC_FAULT_KILLS", len(phases))
 	tr := testTraining()
 	tr.RoundTimeout = time.Second
 	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}

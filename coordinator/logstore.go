@@ -64,9 +64,11 @@ func (s *boltStore) LastIndex() (uint64, error) { return s.edge(false) }
 func (s *boltStore) edge(first bool) (idx uint64, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketLogs).Cursor()
-		k, _ := c.Last()
+		var k []byte
 		if first {
 			k, _ = c.First()
+		} else {
+			k, _ = c.Last()
 		}
 		if k == nil {
 			return nil

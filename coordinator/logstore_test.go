@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
 )
 
 func openTestStore(t *testing.T, path string) *boltStore {
@@ -208,5 +211,30 @@ func BenchmarkBoltStoreStoreLog(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A log entry that cannot be read makes raft.NewRaft panic while it scans
+// the log; newRaft turns that into an error, so a node on a corrupt data
+// directory fails to start with a message instead of crashing.
+func TestNewRaftCorruptLog(t *testing.T) {
+	s := openTestStore(t, filepath.Join(t.TempDir(), "raft.db"))
+	if err := s.StoreLogs(testEntries(1, 3, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketLogs).Put(indexKey(2), []byte{0xff}) }); err != nil {
+		t.Fatal(err)
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = "n1"
+	rc.LogOutput = io.Discard
+	_, trans := raft.NewInmemTransport("")
+	r, err := newRaft(rc, newFSM(), s, s, raft.NewInmemSnapshotStore(), trans)
+	if err == nil {
+		r.Shutdown().Error()
+		t.Fatal("started on a log with a corrupt entry")
+	}
+	if !strings.Contains(err.Error(), "read the log") {
+		t.Errorf("error %q does not say the log could not be read", err)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strconv"
 	"testing"
@@ -29,13 +28,7 @@ import (
 // the minority never commits, all nodes end with the same state.
 // FEDREC_SYNCTEST_SEEDS sets how many seeds run (default 32).
 func TestSynctestFailover(t *testing.T) {
-	seeds := 32
-	if s := os.Getenv("FEDREC_SYNCTEST_SEEDS"); s != "" {
-		var err error
-		if seeds, err = strconv.Atoi(s); err != nil {
-			t.Fatalf("FEDREC_SYNCTEST_SEEDS=%q: %v", s, err)
-		}
-	}
+	seeds := envInt(t, "FEDREC_SYNCTEST_SEEDS", 32)
 	for seed := range uint64(seeds) {
 		t.Run(strconv.FormatUint(seed, 10), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) { failoverScenario(t, seed) })
