@@ -340,7 +340,7 @@ func (l *leader) round(ctx context.Context) error {
 		w.reply <- &wire.Plan{
 			Round: r.id, Model: base.Version, Digest: base.Digest[:], Kind: wire.KindOf(base.Model.Kind),
 			Items: base.Model.Items, Rank: base.Model.Rank,
-			Train: wire.TrainParams{LR: cfg.Train.LR, Reg: cfg.Train.Reg, Epochs: cfg.Train.Epochs, Alpha: cfg.Train.Alpha},
+			Train: cfg.trainParams(),
 			Clip:  clip, Privacy: privacy, MinClients: cfg.MinClients, TimeLeftMs: (timeLeft - time.Since(started)).Milliseconds(), Ticket: r.tickets[w.id],
 			SecAgg: open.SecAgg, SecAggID: uint32(i),
 		}

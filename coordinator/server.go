@@ -95,7 +95,9 @@ func (n *Node) notLeader() *wire.Error {
 // and its frames shared by every download.
 func (n *Node) sendModel(m *wire.GetModel, send func(wire.Message) error) error {
 	var v *Version
+	var cfg Training
 	n.fsm.read(func(s *State) {
+		cfg, _ = s.Config()
 		if m.Model == 0 {
 			v = s.Current()
 		} else {
@@ -108,7 +110,7 @@ func (n *Node) sendModel(m *wire.GetModel, send func(wire.Message) error) error 
 		e.Message = "model version not held here"
 		return send(e)
 	}
-	frames, err := n.modelFrames(v)
+	frames, err := n.modelFrames(v, cfg.wireEvents())
 	if err != nil {
 		return send(wire.AsError(err))
 	}
@@ -121,14 +123,17 @@ func (n *Node) sendModel(m *wire.GetModel, send func(wire.Message) error) error 
 }
 
 // modelFrames returns the encoded header and chunks of a model version,
-// encoding them on first use. It keeps the three newest versions.
-func (n *Node) modelFrames(v *Version) ([]*wire.Frame, error) {
+// its header carrying the cluster's event weights (set once, with the
+// configuration), encoding them on first use. It keeps the three newest
+// versions.
+func (n *Node) modelFrames(v *Version, events *wire.EventWeights) ([]*wire.Frame, error) {
 	n.framesMu.Lock()
 	defer n.framesMu.Unlock()
 	if f, ok := n.frames[v.Version]; ok && f.digest == v.Digest {
 		return f.frames, nil
 	}
 	h, chunks := wire.SplitModel(v.Model, v.Version, v.Round)
+	h.Events = events
 	msgs := []wire.Message{h}
 	for _, c := range chunks {
 		msgs = append(msgs, c)

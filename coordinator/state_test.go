@@ -278,6 +278,16 @@ func FuzzReadSnapshot(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(old)
+	// An implicit cluster's state, whose configuration has event weights.
+	imp := newFSM()
+	for i, c := range initCommands(f, implicitTraining(EventWeights{View: 0.5, Purchase: 10})) {
+		fsmApply(f, imp, uint64(i+1), c)
+	}
+	var buf bytes.Buffer
+	if err := imp.st.WriteSnapshot(&buf); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		st, err := ReadSnapshot(bytes.NewReader(b))
 		if err != nil {

@@ -3,6 +3,9 @@ package coordinator
 import (
 	"fmt"
 	"math"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/fedrec/fedrec/aggregation"
@@ -21,7 +24,11 @@ type Training struct {
 	InitStd float64    // std of the initial item factors, default 0.1
 	Seed    uint64     // seeds the initial model, default 1
 
-	Train     model.TrainConfig           // default model.DefaultTrainConfig()
+	Train model.TrainConfig // default model.DefaultTrainConfig()
+	// Events are, with Kind = implicit, the weights devices give the kinds
+	// of event they record; zero means DefaultEventWeights(). Explicit
+	// models learn from ratings only and leave it zero.
+	Events    EventWeights
 	Clip      float64                     // L2 clip of each update, 0 = none
 	Optimizer aggregation.OptimizerConfig // default fedadam, LR 0.1, Tau 1e-3
 
@@ -95,6 +102,9 @@ func (t Training) withDefaults() Training {
 	if t.Train == (model.TrainConfig{}) {
 		t.Train = model.DefaultTrainConfig()
 	}
+	if t.Kind == model.Implicit && t.Events == (EventWeights{}) {
+		t.Events = DefaultEventWeights()
+	}
 	if t.Optimizer.Name == "" {
 		t.Optimizer.Name = "fedadam"
 	}
@@ -146,6 +156,10 @@ func (t Training) Validate() error {
 	switch {
 	case t.Kind != model.Explicit && t.Kind != model.Implicit:
 		return bad("Kind", t.Kind, "explicit or implicit")
+	case t.Kind == model.Explicit && t.Events != (EventWeights{}):
+		return bad("Events", t.Events, "unset with Kind = explicit (explicit models learn from ratings only)")
+	case t.Kind == model.Implicit && t.Events.toWire().Validate() != nil:
+		return bad("Events", t.Events, "finite weights >= 0, not all zero")
 	case t.Items <= 0:
 		return bad("Items", t.Items, "> 0")
 	case t.Rank <= 0 || t.Rank > 1024:
@@ -245,7 +259,7 @@ func (t Training) privacy(n int, sa *wire.SecAggParams) wire.PrivacyParams {
 func (t Training) toWire() wire.TrainingConfig {
 	return wire.TrainingConfig{
 		Kind: wire.KindOf(t.Kind), Items: t.Items, Rank: t.Rank, Mean: t.Mean, InitStd: t.InitStd, Seed: t.Seed,
-		Train:           wire.TrainParams{LR: t.Train.LR, Reg: t.Train.Reg, Epochs: t.Train.Epochs, Alpha: t.Train.Alpha},
+		Train:           t.trainParams(),
 		Clip:            t.Clip,
 		Optimizer:       wire.OptimizerParams{Name: t.Optimizer.Name, LR: t.Optimizer.LR, Beta1: t.Optimizer.Beta1, Beta2: t.Optimizer.Beta2, Tau: t.Optimizer.Tau},
 		ClientsPerRound: t.ClientsPerRound, OverSelect: t.OverSelect, MinClients: t.MinClients,
@@ -264,6 +278,7 @@ func trainingFromWire(w *wire.TrainingConfig) (Training, error) {
 	t := Training{
 		Kind: kind, Items: w.Items, Rank: w.Rank, Mean: w.Mean, InitStd: w.InitStd, Seed: w.Seed,
 		Train:           model.TrainConfig{LR: w.Train.LR, Reg: w.Train.Reg, Epochs: w.Train.Epochs, Alpha: w.Train.Alpha},
+		Events:          eventWeightsFromWire(kind, w.Train.Events),
 		Clip:            w.Clip,
 		Optimizer:       aggregation.OptimizerConfig{Name: w.Optimizer.Name, LR: w.Optimizer.LR, Beta1: w.Optimizer.Beta1, Beta2: w.Optimizer.Beta2, Tau: w.Optimizer.Tau},
 		ClientsPerRound: w.ClientsPerRound, OverSelect: w.OverSelect, MinClients: w.MinClients,
@@ -273,4 +288,102 @@ func trainingFromWire(w *wire.TrainingConfig) (Training, error) {
 		Noise: NoiseMode(w.NoiseMode), AdaptiveClip: w.AdaptiveClip, ClipQuantile: w.ClipQuantile, ClipLearningRate: w.ClipLearningRate, ClipCountStddev: w.ClipCountStddev,
 	}
 	return t, t.Validate()
+}
+
+// trainParams are the local training parameters of t, as every plan
+// carries them.
+func (t Training) trainParams() wire.TrainParams {
+	p := wire.TrainParams{LR: t.Train.LR, Reg: t.Train.Reg, Epochs: t.Train.Epochs, Alpha: t.Train.Alpha}
+	p.Events = t.wireEvents()
+	return p
+}
+
+// wireEvents are t's event weights on the wire: nil for explicit models.
+func (t Training) wireEvents() *wire.EventWeights {
+	if t.Kind != model.Implicit {
+		return nil
+	}
+	w := t.Events.toWire()
+	return &w
+}
+
+// EventWeights say how much one event of each kind a device records adds to
+// an item's input in an implicit model: the device trains on, and scores
+// its user from, log2(1 + Σ weight) per item (a rating adds its value).
+// The cluster's training configuration carries them to every device, in
+// each round's plan and with every model download, so that all devices of
+// a cluster map events alike.
+type EventWeights struct {
+	View, Click, Cart, Purchase float64
+}
+
+// DefaultEventWeights are view 1, click 2, cart 4, purchase 8: a purchase
+// says as much as eight views.
+func DefaultEventWeights() EventWeights {
+	return eventWeightsFromWire(model.Implicit, nil)
+}
+
+// eventKinds name the kinds in the order of EventWeights' fields.
+var eventKinds = [...]string{"view", "click", "cart", "purchase"}
+
+func (w *EventWeights) fields() [4]*float64 {
+	return [...]*float64{&w.View, &w.Click, &w.Cart, &w.Purchase}
+}
+
+// String returns the weights as ParseEventWeights reads them:
+// "view=1,click=2,cart=4,purchase=8".
+func (w EventWeights) String() string {
+	var b strings.Builder
+	for i, x := range w.fields() {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%s=%s", eventKinds[i], strconv.FormatFloat(*x, 'g', -1, 64))
+	}
+	return b.String()
+}
+
+// ParseEventWeights reads comma-separated kind=weight pairs, kinds view,
+// click, cart and purchase; a kind not named keeps its default weight
+// ("purchase=20" is view 1, click 2, cart 4, purchase 20). It checks the
+// syntax; Training.Validate checks the values.
+func ParseEventWeights(s string) (EventWeights, error) {
+	w := DefaultEventWeights()
+	seen := map[string]bool{}
+	for pair := range strings.SplitSeq(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		k = strings.ToLower(strings.TrimSpace(k))
+		i := slices.Index(eventKinds[:], k)
+		if !ok || i < 0 {
+			return EventWeights{}, fmt.Errorf("coordinator: event weights %q: %q is not kind=weight with kind view, click, cart or purchase", s, pair)
+		}
+		if seen[k] {
+			return EventWeights{}, fmt.Errorf("coordinator: event weights %q: %s given twice", s, k)
+		}
+		seen[k] = true
+		x, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil {
+			return EventWeights{}, fmt.Errorf("coordinator: event weights %q: %s: %q is not a number", s, k, v)
+		}
+		*w.fields()[i] = x
+	}
+	return w, nil
+}
+
+func (w EventWeights) toWire() wire.EventWeights {
+	return wire.EventWeights{View: w.View, Click: w.Click, Cart: w.Cart, Purchase: w.Purchase}
+}
+
+// eventWeightsFromWire reads the event weights of a configuration of
+// kind: for an implicit one that carries none (written before the field
+// existed), the defaults.
+func eventWeightsFromWire(kind model.Kind, w *wire.EventWeights) EventWeights {
+	if w == nil {
+		if kind != model.Implicit {
+			return EventWeights{}
+		}
+		d := wire.DefaultEventWeights()
+		w = &d
+	}
+	return EventWeights{View: w.View, Click: w.Click, Cart: w.Cart, Purchase: w.Purchase}
 }

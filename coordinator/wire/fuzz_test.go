@@ -15,6 +15,9 @@ func FuzzDecodeFrame(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte{0, 0, 0, 5, byte(TypeUpload), 0xdd, 0xff, 0xff, 0xff, 0xff})
+	for _, b := range badEventFrames() {
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		msg, err := Read(bytes.NewReader(b), Limits{MaxParams: 1 << 16})
 		if err != nil {
@@ -52,6 +55,9 @@ func (*rawMessage) Validate() error { return nil }
 // FuzzDecodeMessage fuzzes each message decoder with its type byte.
 func FuzzDecodeMessage(f *testing.F) {
 	for _, b := range goldenFiles(f, "msg_*.golden") {
+		f.Add(b[4], b[HeaderLen:])
+	}
+	for _, b := range badEventFrames() {
 		f.Add(b[4], b[HeaderLen:])
 	}
 	f.Fuzz(func(t *testing.T, typ byte, body []byte) {
@@ -94,7 +100,7 @@ func FuzzDecodeCommand(f *testing.F) {
 
 // FuzzSnapshot: a snapshot reader never panics or over-allocates.
 func FuzzSnapshot(f *testing.F) {
-	for _, b := range goldenFiles(f, "snapshot.golden") {
+	for _, b := range goldenFiles(f, "snapshot*.golden") {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"unicode/utf8"
 )
 
@@ -80,6 +81,62 @@ type TrainParams struct {
 	Reg    float64 `msgpack:"reg"`
 	Epochs int     `msgpack:"epochs"`
 	Alpha  float64 `msgpack:"alpha"`
+	// Events is, for an implicit model, how devices turn the events they
+	// record into its input; nil means DefaultEventWeights (what devices
+	// used before the field existed). Explicit models leave it nil.
+	Events *EventWeights `msgpack:"events,omitempty"`
+}
+
+// problem describes what is out of range in p, "" if nothing.
+func (p *TrainParams) problem() string {
+	switch {
+	case !(p.LR > 0) || !finite(p.LR) || !(p.Reg >= 0) || !finite(p.Reg) ||
+		p.Epochs < 0 || p.Epochs > 1000 || !(p.Alpha >= 0) || !finite(p.Alpha):
+		return fmt.Sprintf("bad training parameters lr %v, reg %v, epochs %d, alpha %v", p.LR, p.Reg, p.Epochs, p.Alpha)
+	case p.Events != nil:
+		return p.Events.problem()
+	}
+	return ""
+}
+
+// EventWeights are an implicit model's weights of the kinds of event a
+// device records (the client SDK's View, Click, Cart and Purchase): an
+// item's input is log2(1 + the sum of the weights of its events). The
+// cluster's training configuration sets them, so that every device of a
+// cluster maps events the same way. Kinds added later get a new key here.
+type EventWeights struct {
+	View     float64 `msgpack:"view"`
+	Click    float64 `msgpack:"click"`
+	Cart     float64 `msgpack:"cart"`
+	Purchase float64 `msgpack:"purchase"`
+}
+
+// DefaultEventWeights are what an implicit plan, model header or
+// configuration without event weights means: the weights devices used
+// before clusters carried them.
+func DefaultEventWeights() EventWeights {
+	return EventWeights{View: 1, Click: 2, Cart: 4, Purchase: 8}
+}
+
+// Validate checks that every weight is finite and >= 0 and that one is
+// positive (all zero would leave a device no input at all).
+func (w EventWeights) Validate() error {
+	if p := w.problem(); p != "" {
+		return Errorf(CodeMalformed, "%s", p)
+	}
+	return nil
+}
+
+func (w EventWeights) problem() string {
+	for _, x := range [...]float64{w.View, w.Click, w.Cart, w.Purchase} {
+		if !(x >= 0) || !finite(x) {
+			return fmt.Sprintf("event weights view %v, click %v, cart %v, purchase %v: want finite weights >= 0", w.View, w.Click, w.Cart, w.Purchase)
+		}
+	}
+	if w == (EventWeights{}) {
+		return "event weights are all zero"
+	}
+	return ""
 }
 
 // Noise mechanisms of PrivacyParams.Mechanism and LedgerEntry.Mechanism.
@@ -170,9 +227,8 @@ func (m *Plan) Validate() error {
 		return Errorf(CodeMalformed, "plan: digest of %d bytes", len(m.Digest))
 	case len(m.Ticket) != TicketLen:
 		return Errorf(CodeMalformed, "plan: ticket of %d bytes", len(m.Ticket))
-	case !(m.Train.LR > 0) || !finite(m.Train.LR) || !(m.Train.Reg >= 0) || !finite(m.Train.Reg) ||
-		m.Train.Epochs < 0 || m.Train.Epochs > 1000 || !(m.Train.Alpha >= 0) || !finite(m.Train.Alpha):
-		return Errorf(CodeMalformed, "plan: bad training parameters %+v", m.Train)
+	case m.Train.problem() != "":
+		return Errorf(CodeMalformed, "plan: %s", m.Train.problem())
 	case !(m.Clip >= 0) || !finite(m.Clip):
 		return Errorf(CodeMalformed, "plan: clip %v", m.Clip)
 	case m.MinClients < 0:
@@ -218,6 +274,11 @@ type ModelHeader struct {
 	Items  int    `msgpack:"items"`
 	Rank   int    `msgpack:"rank"`
 	Chunks int    `msgpack:"chunks"`
+	// Events is, for an implicit model, the cluster's event weights (see
+	// TrainParams.Events), so that a device that only downloads models
+	// scores its user as the devices that train do; nil means
+	// DefaultEventWeights. Not covered by Digest.
+	Events *EventWeights `msgpack:"events,omitempty"`
 }
 
 func (*ModelHeader) Type() Type { return TypeModelHeader }
@@ -232,6 +293,11 @@ func (m *ModelHeader) Validate() error {
 	}
 	if m.Chunks != chunks(dim) {
 		return Errorf(CodeMalformed, "model header: %d chunks for %d params, want %d", m.Chunks, dim, chunks(dim))
+	}
+	if m.Events != nil {
+		if p := m.Events.problem(); p != "" {
+			return Errorf(CodeMalformed, "model header: %s", p)
+		}
 	}
 	return nil
 }

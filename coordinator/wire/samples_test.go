@@ -50,8 +50,20 @@ func sampleMessages() map[string]Message {
 		"plan_adaptiveclip": &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.43,
 			Privacy: PrivacyParams{NoiseMultiplier: 1.1, SamplingRate: 0.01, CountStddev: 5}, MinClients: 2, TimeLeftMs: 30000, Ticket: ticket(), SecAgg: func() *SecAggParams { p := sampleSecAgg(); p.Clip, p.ClipBit = 0.43, true; return p }(), SecAggID: 2},
 		"upload_belowclip": &Upload{Version: Version, Round: 7, ClientID: "user-42", Ticket: ticket(), Model: 6, Loss: 12.5, N: 17, Delta: Vec{0.01, -0.02, 0, 0, 0, 0, 0, 0, 0.5, 0}, BelowClip: true},
-		"secagg_unmask":    &SecAggUnmask{SecAggHeader: sampleHeader(), SelfMaskShares: []Share{{Peer: 0, Value: []uint64{1, 2, 3, 4, 5}}}, MaskKeyShares: []Share{{Peer: 1, Value: []uint64{6, 7, 8, 9, 10}}}},
+		"plan_implicit": &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindImplicit, Items: 3, Rank: 2, Train: implicitTrain(), Clip: 0.5,
+			Privacy: PrivacyParams{NoiseMultiplier: 1.1, SamplingRate: 0.01}, MinClients: 2, TimeLeftMs: 30000, Ticket: ticket()},
+		"modelheader_implicit": &ModelHeader{Model: 6, Round: 5, Digest: digest32(2), Kind: KindImplicit, Items: 3, Rank: 2, Chunks: 1, Events: sampleEvents()},
+		"secagg_unmask":        &SecAggUnmask{SecAggHeader: sampleHeader(), SelfMaskShares: []Share{{Peer: 0, Value: []uint64{1, 2, 3, 4, 5}}}, MaskKeyShares: []Share{{Peer: 1, Value: []uint64{6, 7, 8, 9, 10}}}},
 	}
+}
+
+// sampleEvents are event weights other than the defaults, with a zero.
+func sampleEvents() *EventWeights {
+	return &EventWeights{View: 0.5, Click: 0, Cart: 3, Purchase: 10}
+}
+
+func implicitTrain() TrainParams {
+	return TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 40, Events: sampleEvents()}
 }
 
 func sampleSecAgg() *SecAggParams {
@@ -101,6 +113,11 @@ func sampleCommands() map[string]Command {
 		"setconfig_adaptiveclip": &SetConfig{Config: func() TrainingConfig {
 			c := sampleConfig()
 			c.NoiseMultiplier, c.NoiseMode, c.AdaptiveClip, c.ClipQuantile, c.ClipLearningRate, c.ClipCountStddev = 1.1, 2, true, 0.5, 0.2, 5
+			return c
+		}()},
+		"setconfig_implicit": &SetConfig{Config: func() TrainingConfig {
+			c := sampleConfig()
+			c.Kind, c.Mean, c.Train = KindImplicit, 0, implicitTrain()
 			return c
 		}()},
 		"setconfig_secagg": &SetConfig{Config: func() TrainingConfig { c := sampleConfig(); c.SecAgg, c.SecAggPhaseMs = true, 5000; return c }()},
