@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -37,33 +37,6 @@ func (d *Dataset) NumUsers() int { return len(d.UserIDs) }
 // NumItems returns the number of distinct items.
 func (d *Dataset) NumItems() int { return len(d.ItemIDs) }
 
-// Split does a per-interaction random train/test split: exactly
-// round(testFrac*len(d.Interactions)) interactions, chosen uniformly at random,
-// go to test, the rest to train. Both keep the order of d.Interactions and are
-// new slices. The split is deterministic for a seed. Split panics if testFrac is
-// not in [0, 1].
-func (d *Dataset) Split(testFrac float64, seed uint64) (train, test []Interaction) {
-	if !(testFrac >= 0 && testFrac <= 1) {
-		panic(fmt.Sprintf("sim: Split testFrac %v not in [0, 1]", testFrac))
-	}
-	n := len(d.Interactions)
-	need := int(math.Round(testFrac * float64(n)))
-	train = make([]Interaction, 0, n-need)
-	test = make([]Interaction, 0, need)
-	r := rand.New(rand.NewPCG(seed, 0x73706c6974))
-	// Selection sampling (Knuth's algorithm S): every subset of size need is
-	// equally likely, in one pass and without an index permutation.
-	for i, x := range d.Interactions {
-		if need > 0 && r.Float64()*float64(n-i) < float64(need) {
-			test = append(test, x)
-			need--
-		} else {
-			train = append(train, x)
-		}
-	}
-	return train, test
-}
-
 // ByUser groups interactions per user: result[u] holds user u's interactions in
 // the order of xs (len(result) == numUsers). The groups share one backing array
 // and have no spare capacity, so appending to one never overwrites another.
@@ -89,6 +62,104 @@ func ByUser(numUsers int, xs []Interaction) [][]Interaction {
 	return out
 }
 
+// userIndex groups the positions of xs by user without moving xs: user u's
+// interactions are xs[i] for i in pos[start[u]:start[u+1]], in order of xs.
+// It panics if a user index is outside [0, numUsers).
+func userIndex(numUsers int, xs []Interaction) (start, pos []int) {
+	start = make([]int, numUsers+1)
+	for _, x := range xs {
+		if x.User < 0 || int(x.User) >= numUsers {
+			panic(fmt.Sprintf("sim: user %d out of range [0, %d)", x.User, numUsers))
+		}
+		start[x.User+1]++
+	}
+	for u := range numUsers {
+		start[u+1] += start[u]
+	}
+	next := slices.Clone(start[:numUsers])
+	pos = make([]int, len(xs))
+	for i, x := range xs {
+		pos[next[x.User]] = i
+		next[x.User]++
+	}
+	return start, pos
+}
+
+// Dedup keeps one interaction per (user, item) pair, as the models assume: of
+// a repeated pair the one with the latest Time stays (the later one in
+// d.Interactions on a tie), as a re-rating replaces the old rating. The others
+// are removed in place, the rest keep their order, and Dedup returns how many
+// it removed. The loaders call it, so their data sets never repeat a pair.
+// Dedup panics if a user or item index is out of range.
+func (d *Dataset) Dedup() int {
+	xs, _ := dedup(d.Interactions, d.NumUsers(), d.NumItems(), 0)
+	n := len(d.Interactions) - len(xs)
+	d.Interactions = xs
+	return n
+}
+
+// dedup removes repeated (user, item) pairs from xs in place, as Dedup, except
+// that an interaction in xs[pinned:] never replaces one in xs[:pinned]: a test
+// rating of a pair seen in training is dropped whatever its time. It returns
+// the shortened xs and how many of its interactions came from xs[:pinned].
+func dedup(xs []Interaction, numUsers, numItems, pinned int) (_ []Interaction, nPinned int) {
+	start, pos := userIndex(numUsers, xs)
+	// owner[i] == u+1 marks item i as seen for user u, at xs[kept[i]]: one
+	// pass over each user's interactions, no map and no clearing between users.
+	owner := make([]int32, numItems)
+	kept := make([]int, numItems)
+	drop := make([]bool, len(xs))
+	dropped := 0
+	for u := range numUsers {
+		mark := int32(u + 1)
+		for _, p := range pos[start[u]:start[u+1]] {
+			i := xs[p].Item
+			if i < 0 || int(i) >= numItems {
+				panic(fmt.Sprintf("sim: item %d out of range [0, %d)", i, numItems))
+			}
+			if owner[i] != mark {
+				owner[i], kept[i] = mark, p
+				continue
+			}
+			k := kept[i] // k < p: positions are in order of xs
+			dropped++
+			if (k < pinned && p >= pinned) || xs[p].Time < xs[k].Time {
+				drop[p] = true
+			} else {
+				drop[k], kept[i] = true, p
+			}
+		}
+	}
+	if dropped == 0 {
+		return xs, min(pinned, len(xs))
+	}
+	n := 0
+	for p, x := range xs {
+		if drop[p] {
+			continue
+		}
+		if p < pinned {
+			nPinned++
+		}
+		xs[n] = x
+		n++
+	}
+	clear(xs[n:])
+	return xs[:n], nPinned
+}
+
+// AsImplicit returns a copy of d read as implicit feedback: every rated item is
+// an interaction and its rating, unchanged, is the strength that the implicit
+// model turns into a confidence. d is not modified.
+func (d *Dataset) AsImplicit() *Dataset {
+	c := *d
+	c.Implicit = true
+	c.UserIDs = slices.Clone(d.UserIDs)
+	c.ItemIDs = slices.Clone(d.ItemIDs)
+	c.Interactions = slices.Clone(d.Interactions)
+	return &c
+}
+
 // ErrNoData is returned (wrapped with the file name) by the loaders for a file
 // without any interactions.
 var ErrNoData = errors.New("sim: no interactions")
@@ -109,19 +180,41 @@ func (e *ParseError) Unwrap() error { return e.Err }
 type builder struct {
 	d            *Dataset
 	users, items map[string]int32
+	// known: add only maps IDs seen before and counts rows with a new one in
+	// unknown instead (the test file of LoadTrainTest).
+	known   bool
+	unknown int
 }
 
 func newBuilder(name string, sizeHint int64) *builder {
-	n := int(min(max(sizeHint/32, 16), 1<<26))
-	return &builder{
-		d:     &Dataset{Name: name, Interactions: make([]Interaction, 0, n)},
+	b := &builder{
+		d:     &Dataset{Name: name},
 		users: make(map[string]int32),
 		items: make(map[string]int32),
 	}
+	b.reserve(sizeHint)
+	return b
+}
+
+// reserve makes room for the interactions of a file of size bytes, guessing
+// 32 bytes a row.
+func (b *builder) reserve(size int64) {
+	n := int(min(max(size/32, 16), 1<<26))
+	b.d.Interactions = slices.Grow(b.d.Interactions, n)
 }
 
 // add appends one interaction. Looking up a known ID does not allocate.
 func add[S ~string | ~[]byte](b *builder, user, item S, v float32, t int64) error {
+	if b.known {
+		u, uok := b.users[string(user)]
+		i, iok := b.items[string(item)]
+		if !uok || !iok {
+			b.unknown++
+			return nil
+		}
+		b.d.Interactions = append(b.d.Interactions, Interaction{User: u, Item: i, Value: v, Time: t})
+		return nil
+	}
 	u, ok := intern(b.users, &b.d.UserIDs, user)
 	if !ok {
 		return errors.New("too many users")
@@ -150,10 +243,12 @@ func intern[S ~string | ~[]byte](m map[string]int32, ids *[]string, key S) (x in
 	return x, true
 }
 
+// finish returns the data set read from path, without repeated pairs.
 func (b *builder) finish(path string) (*Dataset, error) {
 	if len(b.d.Interactions) == 0 {
 		return nil, fmt.Errorf("%s: %w", path, ErrNoData)
 	}
+	b.d.Dedup()
 	return b.d, nil
 }
 
@@ -216,16 +311,25 @@ func openData(path string) (*os.File, *bufio.Reader, int64, error) {
 // commas or quotes) with surrounding spaces trimmed; a missing or empty
 // timestamp is 0. The first row is a header, and skipped, if its rating field
 // is not a number. Blank lines are skipped. Malformed rows are reported as a
-// *ParseError naming the file and line.
+// *ParseError naming the file and line. A repeated (user, item) pair keeps
+// only its latest rating (see Dedup).
 func LoadCSV(path string) (*Dataset, error) {
+	b := newBuilder(strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)), 0)
+	if err := b.readCSV(path); err != nil {
+		return nil, err
+	}
+	return b.finish(path)
+}
+
+// readCSV adds the rows of the CSV file path, as described at LoadCSV, to b.
+func (b *builder) readCSV(path string) error {
 	f, br, size, err := openData(path)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer f.Close()
 
-	name := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
-	b := newBuilder(name, size)
+	b.reserve(size)
 	r := csv.NewReader(br)
 	r.FieldsPerRecord = -1
 	r.ReuseRecord = true
@@ -233,17 +337,17 @@ func LoadCSV(path string) (*Dataset, error) {
 	for first := true; ; first = false {
 		rec, err := r.Read()
 		if err == io.EOF {
-			break
+			return nil
 		}
 		if err != nil {
 			if pe, ok := errors.AsType[*csv.ParseError](err); ok {
-				return nil, &ParseError{Path: path, Line: pe.Line, Err: pe.Err}
+				return &ParseError{Path: path, Line: pe.Line, Err: pe.Err}
 			}
-			return nil, fmt.Errorf("%s: %w", path, err)
+			return fmt.Errorf("%s: %w", path, err)
 		}
 		line, _ := r.FieldPos(0)
 		if len(rec) != 3 && len(rec) != 4 {
-			return nil, &ParseError{Path: path, Line: line,
+			return &ParseError{Path: path, Line: line,
 				Err: fmt.Errorf("want 3 or 4 fields (user,item,rating[,timestamp]), got %d", len(rec))}
 		}
 		ratingField := strings.TrimSpace(rec[2])
@@ -253,10 +357,9 @@ func LoadCSV(path string) (*Dataset, error) {
 			}
 		}
 		if err := csvRow(b, rec, ratingField); err != nil {
-			return nil, &ParseError{Path: path, Line: line, Err: err}
+			return &ParseError{Path: path, Line: line, Err: err}
 		}
 	}
-	return b.finish(path)
 }
 
 func csvRow(b *builder, rec []string, ratingField string) error {

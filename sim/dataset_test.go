@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -20,83 +21,6 @@ func writeFile(t testing.TB, name, content string) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-func TestSplit(t *testing.T) {
-	d := &Dataset{UserIDs: []string{"a", "b", "c"}, ItemIDs: []string{"x"}}
-	for i := range 1000 {
-		d.Interactions = append(d.Interactions, Interaction{User: int32(i % 3), Item: 0, Value: float32(i)})
-	}
-	for _, tc := range []struct {
-		frac     float64
-		wantTest int
-	}{
-		{0, 0},
-		{0.2, 200},
-		{0.1234, 123},
-		{0.5, 500},
-		{1, 1000},
-	} {
-		t.Run(fmt.Sprint(tc.frac), func(t *testing.T) {
-			train, test := d.Split(tc.frac, 42)
-			if len(test) != tc.wantTest || len(train) != 1000-tc.wantTest {
-				t.Fatalf("Split(%v) sizes = %d/%d, want %d/%d", tc.frac, len(train), len(test), 1000-tc.wantTest, tc.wantTest)
-			}
-			// Together they are a partition that keeps the original order.
-			seen := make([]bool, 1000)
-			for _, part := range [][]Interaction{train, test} {
-				last := -1
-				for _, x := range part {
-					v := int(x.Value)
-					if seen[v] || v <= last {
-						t.Fatalf("Split(%v): interaction %d repeated or out of order", tc.frac, v)
-					}
-					seen[v], last = true, v
-				}
-			}
-			train2, test2 := d.Split(tc.frac, 42)
-			if !reflect.DeepEqual(train, train2) || !reflect.DeepEqual(test, test2) {
-				t.Errorf("Split(%v, 42) is not deterministic", tc.frac)
-			}
-		})
-	}
-	_, a := d.Split(0.2, 1)
-	_, b := d.Split(0.2, 2)
-	if reflect.DeepEqual(a, b) {
-		t.Errorf("Split(0.2, 1) and Split(0.2, 2) chose the same test set")
-	}
-	// Every interaction is equally likely to land in test.
-	hits := make([]int, 1000)
-	for seed := range uint64(400) {
-		_, test := d.Split(0.25, seed)
-		for _, x := range test {
-			hits[int(x.Value)]++
-		}
-	}
-	firstHalf, secondHalf := 0, 0
-	for i, h := range hits {
-		if i < 500 {
-			firstHalf += h
-		} else {
-			secondHalf += h
-		}
-	}
-	if r := float64(firstHalf) / float64(secondHalf); math.Abs(r-1) > 0.03 {
-		t.Errorf("Split test share first/second half = %.3f, want about 1", r)
-	}
-}
-
-func TestSplitPanics(t *testing.T) {
-	for _, frac := range []float64{-0.1, 1.1, math.NaN()} {
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("Split(%v) did not panic", frac)
-				}
-			}()
-			(&Dataset{}).Split(frac, 1)
-		}()
-	}
 }
 
 func TestByUser(t *testing.T) {
@@ -135,6 +59,87 @@ func TestByUserPanics(t *testing.T) {
 		}
 	}()
 	ByUser(2, []Interaction{{User: 2}})
+}
+
+func TestDedup(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		xs      []Interaction
+		want    []Interaction
+		removed int
+	}{
+		{"none", []Interaction{{0, 0, 1, 5}, {0, 1, 2, 5}, {1, 0, 3, 5}}, []Interaction{{0, 0, 1, 5}, {0, 1, 2, 5}, {1, 0, 3, 5}}, 0},
+		{"later time wins", []Interaction{{0, 0, 1, 20}, {0, 0, 2, 10}}, []Interaction{{0, 0, 1, 20}}, 1},
+		{"later row wins a tie", []Interaction{{0, 0, 1, 5}, {0, 1, 9, 0}, {0, 0, 2, 5}}, []Interaction{{0, 1, 9, 0}, {0, 0, 2, 5}}, 1},
+		{
+			"three copies among others",
+			[]Interaction{{0, 0, 1, 1}, {1, 0, 2, 1}, {0, 0, 3, 3}, {0, 0, 4, 2}},
+			[]Interaction{{1, 0, 2, 1}, {0, 0, 3, 3}},
+			2,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &Dataset{UserIDs: []string{"a", "b"}, ItemIDs: []string{"x", "y"}, Interactions: slices.Clone(tc.xs)}
+			if n := d.Dedup(); n != tc.removed || !reflect.DeepEqual(d.Interactions, tc.want) {
+				t.Errorf("Dedup(%v) = %d, leaving %v, want %d, %v", tc.xs, n, d.Interactions, tc.removed, tc.want)
+			}
+		})
+	}
+}
+
+// TestLoadDuplicates checks that every loader keeps only the latest rating of
+// a repeated (user, item) pair.
+func TestLoadDuplicates(t *testing.T) {
+	// User 1 rates item 7 three times: the last row ties the first on time
+	// and wins.
+	rows := [][4]string{{"1", "7", "1", "10"}, {"2", "7", "2", "10"}, {"1", "7", "3", "5"}, {"1", "7", "4", "10"}}
+	format := func(header, sep string) string {
+		var b strings.Builder
+		if header != "" {
+			b.WriteString(header + "\n")
+		}
+		for _, r := range rows {
+			b.WriteString(strings.Join(r[:], sep) + "\n")
+		}
+		return b.String()
+	}
+	want := []Interaction{{1, 0, 2, 10}, {0, 0, 4, 10}}
+	for _, tc := range []struct {
+		name, file, content string
+		load                func(string) (*Dataset, error)
+	}{
+		{"CSV", "data.csv", format("", ","), LoadCSV},
+		{"ml-100k", "u.data", format("", "\t"), LoadML100K},
+		{"ml-1m", "ratings.dat", format("", "::"), LoadML1M},
+		{"ml-latest", "ratings.csv", format(mlHeader, ","), LoadMLLatest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := tc.load(writeFile(t, tc.file, tc.content))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(d.Interactions, want) || d.NumUsers() != 2 || d.NumItems() != 1 {
+				t.Errorf("interactions = %v (%d users, %d items), want %v (2, 1)", d.Interactions, d.NumUsers(), d.NumItems(), want)
+			}
+		})
+	}
+}
+
+func TestAsImplicit(t *testing.T) {
+	d := &Dataset{Name: "r", UserIDs: []string{"a"}, ItemIDs: []string{"x", "y"},
+		Interactions: []Interaction{{0, 0, 4.5, 10}, {0, 1, 1, 20}}}
+	orig := *d
+	orig.Interactions = slices.Clone(d.Interactions)
+	c := d.AsImplicit()
+	if !c.Implicit || c.Name != d.Name || !reflect.DeepEqual(c.Interactions, d.Interactions) ||
+		!reflect.DeepEqual(c.UserIDs, d.UserIDs) || !reflect.DeepEqual(c.ItemIDs, d.ItemIDs) {
+		t.Errorf("AsImplicit() = %+v, want %+v with Implicit set", c, d)
+	}
+	c.Interactions[0].Value = 0
+	c.ItemIDs[0] = "z"
+	if !reflect.DeepEqual(*d, orig) {
+		t.Errorf("changing AsImplicit's result changed the original: %+v, want %+v", d, orig)
+	}
 }
 
 func TestLoadCSV(t *testing.T) {

@@ -35,7 +35,9 @@ func LoadMLLatest(path string) (*Dataset, error) {
 
 // loadML streams a file of user<sep>item<sep>rating<sep>timestamp rows with
 // unsigned integer IDs, after the header line if header is not empty. Blank
-// lines and a trailing CR on each line are ignored.
+// lines and a trailing CR on each line are ignored. A repeated (user, item)
+// pair keeps only its latest rating (see Dedup); the MovieLens files repeat
+// none, but a file cut or merged by hand may.
 func loadML(path, name, sep, sepName, header string) (*Dataset, error) {
 	f, br, size, err := openData(path)
 	if err != nil {

@@ -203,6 +203,27 @@ func TestMLLatestSmall(t *testing.T) {
 			t.Fatalf("LoadMLLatest(ml-latest-small): implausible interaction %+v", x)
 		}
 	}
+	// ml-latest-small repeats no (user, item) pair: the loader kept all of its
+	// 100836 rows.
+
+	// Every user with two or more ratings is in both parts of a time split.
+	train, test, err := d.SplitByTime(0.2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(train) + len(test); n != len(d.Interactions) || len(test) < n/5-d.NumUsers() || len(test) > n/5+d.NumUsers() {
+		t.Errorf("SplitByTime(0.2) sizes = %d/%d, want about 80/20", len(train), len(test))
+	}
+	inTrain := make([]bool, d.NumUsers())
+	for _, x := range train {
+		inTrain[x.User] = true
+	}
+	for _, x := range test {
+		if !inTrain[x.User] {
+			t.Fatalf("SplitByTime(0.2): user %d is in test but not in train", x.User)
+		}
+	}
+
 	// The same file through LoadCSV (header detected) gives the same data.
 	c, err := LoadCSV(path)
 	if err != nil {
