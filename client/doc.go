@@ -25,7 +25,10 @@
 // The coordinator ships the global model (item factors) with an item
 // catalogue mapping its items to the app's IDs (a Release). Recommend
 // scores every item with the user's own factor, which is fitted on the
-// device from the user's interactions and never leaves it.
+// device from the user's interactions and never leaves it. An explicit
+// model learns from ratings; an implicit one from views, clicks, carts
+// and purchases, weighted by the cluster's EventWeights, so that a shop
+// that records only events gets recommendations (Example_shop).
 //
 // # Consent and privacy
 //

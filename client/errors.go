@@ -37,6 +37,11 @@ var (
 	ErrNoRound = errors.New("client: no round offered")
 	// ErrBusy: a round is already under way on this Client.
 	ErrBusy = errors.New("client: a round is already under way")
+	// ErrInvalidInteraction: Record was given an interaction it does not
+	// keep: an item ID that is empty, too long or not UTF-8, an unknown
+	// kind, a value that is not finite, a negative weight, or a rating
+	// outside [MinRating, MaxRating]. The error says which.
+	ErrInvalidInteraction = errors.New("client: invalid interaction")
 )
 
 // Reason says why a device declined a round. Values start at 1 and are

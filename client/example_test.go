@@ -74,6 +74,71 @@ func Example() {
 	// cookbook-a 2.41
 }
 
+// A shop's release: a tiny implicit model, trained on views, carts and
+// purchases, over five products, with the event weights of its cluster.
+// The tent, sleeping bag and stove are camping gear, the lipstick and
+// mascara make-up.
+func shopRelease() client.Release {
+	return client.Release{
+		Version: 1,
+		Model: &model.Model{Kind: model.Implicit, Items: 5, Rank: 2, Params: []float64{
+			1, 0, 0.1, // tent: factor (1, 0), bias 0.1
+			1, 0, 0.1, // sleeping-bag
+			1, 0, 0.1, // stove
+			0, 1, 0.1, // lipstick
+			0, 1, 0.1, // mascara
+			0, // implicit models have no global mean
+		}},
+		Items: []string{"tent", "sleeping-bag", "stove", "lipstick", "mascara"},
+		// As the cluster sets them (fedrec coordinator --objective implicit
+		// --event-weights view=1,click=2,cart=5,purchase=20); over the
+		// network they come with the model.
+		EventWeights: client.EventWeights{View: 1, Click: 2, Cart: 5, Purchase: 20},
+	}
+}
+
+// A shop records what the user browses, puts in the cart and buys; an
+// implicit model turns those events into recommendations on the device.
+// Ratings are refused outside the model's scale.
+func Example_shop() {
+	cfg, cleanup := exampleConfig()
+	defer cleanup()
+	ctx := context.Background()
+	c, err := client.New(cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.SetModel(ctx, shopRelease()); err != nil {
+		log.Fatal(err)
+	}
+	// A look at a lipstick weighs less than buying a tent.
+	for _, in := range []client.Interaction{
+		{Item: "lipstick", Kind: client.View},
+		{Item: "tent", Kind: client.View},
+		{Item: "sleeping-bag", Kind: client.Cart},
+		{Item: "tent", Kind: client.Purchase},
+	} {
+		if err := c.Record(ctx, in); err != nil {
+			log.Fatal(err)
+		}
+	}
+	recs, err := c.Recommend(ctx, 2, client.Filter{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, r := range recs {
+		fmt.Printf("%s %.2f\n", r.Item, r.Score)
+	}
+
+	err = c.Record(ctx, client.Interaction{Item: "stove", Kind: client.Rating, Value: 99})
+	fmt.Println(errors.Is(err, client.ErrInvalidInteraction))
+	// Output:
+	// stove 0.98
+	// mascara 0.89
+	// true
+}
+
 func ExampleClient_Recommend() {
 	cfg, cleanup := exampleConfig()
 	defer cleanup()

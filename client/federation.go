@@ -53,19 +53,20 @@ func NewNetwork(cfg NetworkConfig) (Federation, error) {
 }
 
 func (n *network) release(version uint64, digest []byte, ctx context.Context) (*Release, error) {
-	m, err := n.models.get(ctx, n.cfg.Dialer, version, digest)
+	m, events, err := n.models.get(ctx, n.cfg.Dialer, version, digest)
 	if err != nil {
 		return nil, err
 	}
-	return n.releaseOf(version, m)
+	return n.releaseOf(version, m, events)
 }
 
-// releaseOf pairs a model from the cluster with the app's catalogue.
-func (n *network) releaseOf(version uint64, m *model.Model) (*Release, error) {
+// releaseOf pairs a model from the cluster, and the event weights its
+// download carried, with the app's catalogue.
+func (n *network) releaseOf(version uint64, m *model.Model, events *wire.EventWeights) (*Release, error) {
 	if m.Items != len(n.cfg.Items) {
 		return nil, fmt.Errorf("client: the cluster's model %d has %d items, the app's catalogue %d", version, m.Items, len(n.cfg.Items))
 	}
-	return &Release{Version: version, Model: m, Items: n.cfg.Items}, nil
+	return &Release{Version: version, Model: m, Items: n.cfg.Items, EventWeights: eventWeightsOf(events)}, nil
 }
 
 // Close closes the Dialer.
@@ -73,14 +74,14 @@ func (n *network) Close() error { return n.cfg.Dialer.Close() }
 
 // Latest implements Federation: any node serves committed models.
 func (n *network) Latest(ctx context.Context, have uint64) (*Release, error) {
-	m, v, err := n.cfg.Dialer.Model(ctx, 0)
+	m, h, err := n.cfg.Dialer.model(ctx, 0)
 	if err != nil {
 		return nil, err
 	}
-	if v <= have {
+	if h.Model <= have {
 		return nil, nil
 	}
-	return n.releaseOf(v, m)
+	return n.releaseOf(h.Model, m, h.Events)
 }
 
 // Join implements Federation. The device tells the cluster nothing about
@@ -111,6 +112,7 @@ func (n *network) Join(ctx context.Context, k *Contribution) error {
 		offer.NoiseMultiplier, offer.DistributedNoise = offer.Skellam.NoiseMultiplier(), true
 	}
 	offer.Train.LR, offer.Train.Reg, offer.Train.Epochs, offer.Train.Alpha = plan.Train.LR, plan.Train.Reg, plan.Train.Epochs, plan.Train.Alpha
+	offer.EventWeights = eventWeightsOf(plan.Train.Events)
 	if err := k.Accept(offer); err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/fedrec/fedrec/client"
 	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/model"
 )
 
 // TestSDKAgainstCluster runs the SDK as an app embeds it against a real
@@ -85,6 +86,95 @@ func TestSDKSecureRound(t *testing.T) {
 	}
 }
 
+// TestSDKImplicitShop runs a shop on a real implicit cluster over QUIC:
+// devices that recorded only views, carts and purchases take part in a
+// round, the cluster commits a model from their updates, and each device
+// recommends from that model. On an explicit cluster the same devices have
+// nothing to train on and decline.
+func TestSDKImplicitShop(t *testing.T) {
+	const items = 20
+	catalogue := catalogueOf(items)
+	// Each shopper browses a few items, puts one in the cart and buys one.
+	shopper := func(i int) []client.Interaction {
+		return []client.Interaction{
+			{Item: catalogue[i], Kind: client.View}, {Item: catalogue[i+1], Kind: client.View},
+			{Item: catalogue[i+2], Kind: client.View}, {Item: catalogue[i+2], Kind: client.Cart},
+			{Item: catalogue[i+3], Kind: client.Purchase, Value: 2}, // two of them
+		}
+	}
+	training := func(kind model.Kind) coordinator.Training {
+		return coordinator.Training{Kind: kind, Items: items, Rank: 4, ClientsPerRound: 2, MinClients: 2, Clip: 0.5,
+			NoiseMultiplier: 1.2, Population: 1000, CheckInWindow: 2 * time.Second, RoundTimeout: 10 * time.Second}
+	}
+
+	t.Run("explicit cluster: nothing to learn from", func(t *testing.T) {
+		tr := training(model.Explicit)
+		tr.ClientsPerRound, tr.MinClients = 1, 1
+		n, ca := startNode(t, tr)
+		c := deviceWith(t, n, ca, catalogue, permissive, shopper(0))
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		_, err := participate(ctx, c)
+		var d *client.DeclineError
+		if !errors.As(err, &d) || d.Reason != client.ReasonNoData {
+			t.Errorf("Participate = %v, want a no_data decline", err)
+		}
+	})
+
+	t.Run("implicit cluster", func(t *testing.T) {
+		tr := training(model.Implicit)
+		tr.Events = coordinator.EventWeights{View: 1, Click: 2, Cart: 5, Purchase: 20}
+		tr.Train = model.DefaultTrainConfig()
+		tr.Train.Alpha = 20
+		n, ca := startNode(t, tr)
+		devices := []*client.Client{
+			deviceWith(t, n, ca, catalogue, permissive, shopper(0)),
+			deviceWith(t, n, ca, catalogue, permissive, shopper(10)),
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		errs := make(chan error, len(devices))
+		for _, c := range devices {
+			go func() {
+				rr, err := participate(ctx, c)
+				if err == nil && (rr.BytesSent == 0 || rr.ModelVersion != 1) {
+					err = fmt.Errorf("round report %+v, want bytes sent for model 1", rr)
+				}
+				errs <- err
+			}()
+		}
+		for range devices {
+			if err := <-errs; err != nil {
+				t.Fatalf("Participate: %v", err)
+			}
+		}
+		if err := n.WaitFor(ctx, func(s *coordinator.State) bool { return s.Current() != nil && s.Current().Version >= 2 }); err != nil {
+			t.Fatalf("no model committed from the shoppers' round: %v", err)
+		}
+		for i, c := range devices {
+			if ok, err := c.Sync(ctx); err != nil || !ok || c.ModelVersion() != 2 {
+				t.Fatalf("device %d: Sync = %v, %v, model %d; want the committed model 2", i, ok, err, c.ModelVersion())
+			}
+			recs, err := c.Recommend(ctx, 5, client.Filter{})
+			if err != nil || len(recs) != 5 {
+				t.Fatalf("device %d: Recommend = %v, %v; want 5 items", i, recs, err)
+			}
+			seen := map[string]bool{}
+			for _, x := range shopper(10 * i) {
+				seen[x.Item] = true
+			}
+			for j, r := range recs {
+				if seen[r.Item] {
+					t.Errorf("device %d: recommended %s, which the shopper already interacted with", i, r.Item)
+				}
+				if j > 0 && r.Score > recs[j-1].Score {
+					t.Errorf("device %d: recommendations not best first: %v", i, recs)
+				}
+			}
+		}
+	})
+}
+
 var deviceSeq atomic.Int64
 
 func catalogueOf(items int) []string {
@@ -130,6 +220,17 @@ func startNode(t *testing.T, tr coordinator.Training) (*coordinator.Node, *pki.C
 // opted in.
 func newDevice(t *testing.T, n *coordinator.Node, ca *pki.CA, catalogue []string, p client.Policy) *client.Client {
 	t.Helper()
+	var xs []client.Interaction
+	for i := range 8 {
+		xs = append(xs, client.Interaction{Item: catalogue[i], Kind: client.Rating, Value: float64(1 + i%5)})
+	}
+	return deviceWith(t, n, ca, catalogue, p, xs)
+}
+
+// deviceWith is an app's SDK with the cluster's model and the
+// interactions xs, opted in.
+func deviceWith(t *testing.T, n *coordinator.Node, ca *pki.CA, catalogue []string, p client.Policy, xs []client.Interaction) *client.Client {
+	t.Helper()
 	{
 		d, err := client.NewDialer([]string{n.ClientAddr()}, pki.ClientTLS(ca.Pool()))
 		if err != nil {
@@ -151,8 +252,8 @@ func newDevice(t *testing.T, n *coordinator.Node, ca *pki.CA, catalogue []string
 		if _, err := c.Sync(ctx); err != nil {
 			t.Fatalf("Sync: %v", err)
 		}
-		for i := range 8 {
-			if err := c.Record(ctx, client.Interaction{Item: catalogue[i], Kind: client.Rating, Value: float64(1 + i%5)}); err != nil {
+		for _, x := range xs {
+			if err := c.Record(ctx, x); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -225,8 +225,18 @@ func (d *Dialer) secAgg(ctx context.Context, req wire.Message, want wire.Type) (
 // node the Dialer is connected to, checking it against its digest. It
 // returns the model and its version.
 func (d *Dialer) Model(ctx context.Context, version uint64) (*model.Model, uint64, error) {
+	m, h, err := d.model(ctx, version)
+	if err != nil {
+		return nil, 0, err
+	}
+	return m, h.Model, nil
+}
+
+// model downloads a committed model as Model does and returns it with its
+// header, which carries the cluster's event weights.
+func (d *Dialer) model(ctx context.Context, version uint64) (*model.Model, *wire.ModelHeader, error) {
 	var b *wire.ModelBuilder
-	var got uint64
+	var hdr *wire.ModelHeader
 	err := d.exchange(ctx, &wire.GetModel{Version: wire.Version, Model: version}, func(m wire.Message) (bool, error) {
 		switch m := m.(type) {
 		case *wire.ModelHeader:
@@ -238,7 +248,7 @@ func (d *Dialer) Model(ctx context.Context, version uint64) (*model.Model, uint6
 			}
 			var err error
 			b, err = wire.NewModelBuilder(m)
-			got = m.Model
+			hdr = m
 			return false, err
 		case *wire.ModelChunk:
 			if b == nil {
@@ -252,13 +262,13 @@ func (d *Dialer) Model(ctx context.Context, version uint64) (*model.Model, uint6
 		return true, wire.Errorf(wire.CodeUnknownType, "unexpected %s in a model transfer", m.Type())
 	})
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	m, err := b.Model()
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
-	return m, got, nil
+	return m, hdr, nil
 }
 
 // ModelCache shares downloaded models among participants (many virtual
@@ -290,6 +300,7 @@ type cacheEntry struct {
 	digest string
 	ready  chan struct{}
 	m      *model.Model
+	events *wire.EventWeights // the header's
 	err    error
 }
 
@@ -298,9 +309,10 @@ func NewModelCache() *ModelCache {
 	return &ModelCache{entries: map[uint64]*cacheEntry{}, uploads: make(chan struct{}, maxUploads)}
 }
 
-// get returns model version with the given digest, downloading it through
-// d once however many callers ask at the same time.
-func (c *ModelCache) get(ctx context.Context, d *Dialer, version uint64, digest []byte) (*model.Model, error) {
+// get returns model version with the given digest and the event weights
+// its header carried, downloading it through d once however many callers
+// ask at the same time.
+func (c *ModelCache) get(ctx context.Context, d *Dialer, version uint64, digest []byte) (*model.Model, *wire.EventWeights, error) {
 	c.mu.Lock()
 	e := c.entries[version]
 	if e != nil && e.digest != string(digest) {
@@ -315,7 +327,7 @@ func (c *ModelCache) get(ctx context.Context, d *Dialer, version uint64, digest 
 			}
 		}
 		c.mu.Unlock()
-		e.m, e.err = fetch(ctx, d, version, digest)
+		e.m, e.events, e.err = fetch(ctx, d, version, digest)
 		close(e.ready)
 		if e.err != nil {
 			c.mu.Lock()
@@ -324,14 +336,14 @@ func (c *ModelCache) get(ctx context.Context, d *Dialer, version uint64, digest 
 			}
 			c.mu.Unlock()
 		}
-		return e.m, e.err
+		return e.m, e.events, e.err
 	}
 	c.mu.Unlock()
 	select {
 	case <-e.ready:
-		return e.m, e.err
+		return e.m, e.events, e.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	}
 }
 
@@ -359,16 +371,17 @@ func (c *ModelCache) uploadSlot(ctx context.Context) (func(), error) {
 	}
 }
 
-// fetch downloads a model and checks its digest against the plan's.
-func fetch(ctx context.Context, d *Dialer, version uint64, digest []byte) (*model.Model, error) {
-	m, _, err := d.Model(ctx, version)
+// fetch downloads a model and checks its digest against the plan's; it
+// returns the model and its header's event weights.
+func fetch(ctx context.Context, d *Dialer, version uint64, digest []byte) (*model.Model, *wire.EventWeights, error) {
+	m, h, err := d.model(ctx, version)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if got := wire.Digest(m); string(got[:]) != string(digest) {
-		return nil, fmt.Errorf("client: model %d does not match the round's digest", version)
+		return nil, nil, fmt.Errorf("client: model %d does not match the round's digest", version)
 	}
-	return m, nil
+	return m, h.Events, nil
 }
 
 // backoff returns the wait before retry attempt (0-based): exponential

@@ -132,7 +132,7 @@ func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 	res := RoundResult{Selected: true, Round: plan.Round, Model: plan.Model}
 
 	dctx, dcancel := context.WithTimeout(rctx, downloadTimeout)
-	m, err := p.cfg.Models.get(dctx, d, plan.Model, plan.Digest)
+	m, _, err := p.cfg.Models.get(dctx, d, plan.Model, plan.Digest)
 	dcancel()
 	if err != nil {
 		return res, fmt.Errorf("round %d: download model %d: %w", plan.Round, plan.Model, err)

@@ -131,6 +131,9 @@ type Offer struct {
 	// Train holds the round's local training settings; the zero value
 	// means Config.Train.
 	Train model.TrainConfig
+	// EventWeights are, for an implicit model, the weights the round
+	// trains with (the cluster's); the zero value means the release's.
+	EventWeights EventWeights
 }
 
 // check returns why the policy declines o, or nil. It does not look at the
@@ -152,6 +155,8 @@ func (p Policy) check(o Offer) *DeclineError {
 		return no(ReasonInvalid, "sampling rate %v", o.SamplingRate)
 	case o.Train != (model.TrainConfig{}) && o.Train.Validate() != nil:
 		return no(ReasonInvalid, "%v", o.Train.Validate())
+	case o.EventWeights.validate() != nil:
+		return no(ReasonInvalid, "%v", o.EventWeights.validate())
 	case o.CohortSize < p.MinCohort:
 		return no(ReasonCohort, "cohort of %d < %d", o.CohortSize, p.MinCohort)
 	case o.NoiseMultiplier < p.MinNoiseMultiplier:

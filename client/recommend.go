@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
 )
 
@@ -124,7 +125,7 @@ func (c *Client) userLocked() (*model.User, []int32, error) {
 	slices.Sort(seen)
 	seen = slices.Clip(slices.Compact(seen))
 	if ms.user == nil {
-		rs := ratingsFor(c.st.interactions, ms.index, ms.rel.Model.Kind)
+		rs := ratingsFor(c.st.interactions, ms.index, ms.rel.Model.Kind, ms.rel.EventWeights.orDefault())
 		if ms.trainer == nil {
 			t, err := model.NewTrainer(ms.rel.Model, c.cfg.Train)
 			if err != nil {
@@ -144,16 +145,77 @@ func (c *Client) userLocked() (*model.User, []int32, error) {
 	return ms.user, ms.seen, nil
 }
 
-// Implicit-feedback weights of the kinds: a purchase says more than a view.
-var kindWeight = [...]float64{View: 1, Click: 2, Cart: 4, Purchase: 8}
+// EventWeights say how much one event of each kind adds to an item's
+// strength in an implicit model: the device trains on, and scores its user
+// from, log2(1 + Σ weight) per item, where each event weighs its kind's
+// weight times its Value (if set) and a rating weighs its value. They are
+// the cluster's: the coordinator's training configuration sets them
+// (fedrec coordinator --event-weights) and they arrive with its round plans
+// (Offer.EventWeights) and model downloads (Release.EventWeights), so that
+// every device of a cluster maps events alike. The zero value means
+// DefaultEventWeights(). Explicit models use ratings only.
+type EventWeights struct {
+	View, Click, Cart, Purchase float64
+}
+
+// DefaultEventWeights are view 1, click 2, cart 4, purchase 8: what a
+// cluster uses unless its operator says otherwise, and what a release or
+// round without weights (an older cluster, a bundled model) means.
+func DefaultEventWeights() EventWeights {
+	d := wire.DefaultEventWeights()
+	return eventWeightsOf(&d)
+}
+
+// eventWeightsOf reads weights from the wire; nil is the zero value.
+func eventWeightsOf(w *wire.EventWeights) EventWeights {
+	if w == nil {
+		return EventWeights{}
+	}
+	return EventWeights{View: w.View, Click: w.Click, Cart: w.Cart, Purchase: w.Purchase}
+}
+
+// orDefault returns w, or the defaults for the zero value.
+func (w EventWeights) orDefault() EventWeights {
+	if w == (EventWeights{}) {
+		return DefaultEventWeights()
+	}
+	return w
+}
+
+// validate checks weights that arrived from elsewhere: each finite and >=
+// 0. The zero value stands for the defaults; weights from the network are
+// refused all zero before they get here (wire.EventWeights.Validate).
+func (w EventWeights) validate() error {
+	for _, x := range [...]float64{w.View, w.Click, w.Cart, w.Purchase} {
+		if !(x >= 0) || math.IsInf(x, 0) {
+			return fmt.Errorf("event weights view %v, click %v, cart %v, purchase %v: want finite weights >= 0", w.View, w.Click, w.Cart, w.Purchase)
+		}
+	}
+	return nil
+}
+
+// of returns the weight of one event of kind k (not Rating).
+func (w EventWeights) of(k Kind) float64 {
+	switch k {
+	case View:
+		return w.View
+	case Click:
+		return w.Click
+	case Cart:
+		return w.Cart
+	case Purchase:
+		return w.Purchase
+	}
+	panic("client: no event weight for " + k.String())
+}
 
 // ratingsFor turns interactions into the model's ratings, one per item of
 // the catalogue ix, sorted by item. For explicit models only ratings count,
 // the latest per item. For implicit models an item's strength is
-// log2(1 + Σ weight), where a view weighs 1, a click 2, a cart 4, a
-// purchase 8 (each times its Value if set) and a rating its value: one view
-// gives strength 1.
-func ratingsFor(xs []stored, ix map[string]int32, kind model.Kind) []model.Rating {
+// log2(1 + Σ weight), where an event weighs its kind's weight in w times
+// its Value if set, and a rating its value: with the default weights one
+// view gives strength 1. w must not be the zero value.
+func ratingsFor(xs []stored, ix map[string]int32, kind model.Kind, w EventWeights) []model.Rating {
 	type acc struct {
 		v float64
 		t int64
@@ -171,14 +233,14 @@ func ratingsFor(xs []stored, ix map[string]int32, kind model.Kind) []model.Ratin
 			}
 			continue
 		}
-		w := x.Value
+		v := x.Value
 		if x.Kind != Rating {
-			if w == 0 {
-				w = 1
+			if v == 0 {
+				v = 1
 			}
-			w *= kindWeight[x.Kind]
+			v *= w.of(x.Kind)
 		}
-		by[i] = acc{v: a.v + max(w, 0)}
+		by[i] = acc{v: a.v + max(v, 0)}
 	}
 	rs := make([]model.Rating, 0, len(by))
 	for i, a := range by {

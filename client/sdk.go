@@ -138,14 +138,17 @@ func (k Kind) String() string {
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }
 
+// validate checks what the store needs of an interaction of kind k and
+// value v; Record checks the rating scale too (Interaction.check), the
+// store does not, so that ratings kept before that check still load.
 func (k Kind) validate(v float64) error {
 	switch {
 	case k < View || k > Rating:
-		return fmt.Errorf("client: unknown interaction kind %d", k)
+		return fmt.Errorf("unknown interaction kind %d", k)
 	case math.IsNaN(v) || math.IsInf(v, 0):
-		return fmt.Errorf("client: interaction value %v is not finite", v)
+		return fmt.Errorf("interaction value %v is not finite", v)
 	case k != Rating && v < 0:
-		return fmt.Errorf("client: %v value %v, want >= 0", k, v)
+		return fmt.Errorf("%v value %v, want >= 0", k, v)
 	}
 	return nil
 }
@@ -155,12 +158,39 @@ type Interaction struct {
 	// Item is the app's ID of the item (at most 256 bytes).
 	Item string
 	Kind Kind
-	// Value is the rating for Rating, on the model's scale; for the other
-	// kinds an optional multiplier of the kind's weight (0 means 1).
+	// Value is the rating for Rating, on the model's scale, within
+	// [MinRating, MaxRating]; for the other kinds an optional multiplier
+	// of the kind's weight (0 means 1).
 	Value float64
 	// Time is when it happened; zero means now. The store keeps it to the
 	// hour.
 	Time time.Time
+}
+
+// The range of a rating Record accepts. The cluster trains one scale,
+// whatever the app uses (MovieLens: 0.5 to 5 stars): ratings are compared
+// with the model's predictions as they are, so the app must record them
+// on that scale. The range is wide enough for 5-star, half-star and
+// 10-point scales, and refuses values no such scale has (a 99 would pull
+// the user's factor far from every item).
+const (
+	MinRating = 0
+	MaxRating = 10
+)
+
+// check reports, wrapping ErrInvalidInteraction, why Record refuses in.
+func (in Interaction) check() error {
+	err := checkItemID(in.Item)
+	if err == nil {
+		err = in.Kind.validate(in.Value)
+	}
+	if err == nil && in.Kind == Rating && !(in.Value >= MinRating && in.Value <= MaxRating) {
+		err = fmt.Errorf("rating %v outside [%d, %d]", in.Value, MinRating, MaxRating)
+	}
+	if err != nil {
+		return fmt.Errorf("client: record: %w: %v", ErrInvalidInteraction, err)
+	}
+	return nil
 }
 
 // Release is a version of the global model with its item catalogue:
@@ -169,6 +199,10 @@ type Release struct {
 	Version uint64 // >= 1, increasing
 	Model   *model.Model
 	Items   []string
+	// EventWeights are, for an implicit model, the cluster's weights of
+	// the kinds of event (the network Federation takes them from the
+	// model's download); zero means DefaultEventWeights().
+	EventWeights EventWeights
 }
 
 // validate checks the release's shape and catalogue.
@@ -187,6 +221,9 @@ func (r *Release) validate() error {
 	}
 	if len(r.Items) != r.Model.Items {
 		return fmt.Errorf("client: release %d: %d item IDs for %d items", r.Version, len(r.Items), r.Model.Items)
+	}
+	if err := r.EventWeights.validate(); err != nil {
+		return fmt.Errorf("client: release %d: %w", r.Version, err)
 	}
 	return nil
 }
@@ -394,10 +431,7 @@ func (c *Client) Record(ctx context.Context, in Interaction) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := checkItemID(in.Item); err != nil {
-		return fmt.Errorf("client: record: %w", err)
-	}
-	if err := in.Kind.validate(in.Value); err != nil {
+	if err := in.check(); err != nil {
 		return err
 	}
 	now := c.cfg.Clock()
@@ -431,7 +465,7 @@ func (c *Client) SetModel(ctx context.Context, r Release) error {
 	if err := r.validate(); err != nil {
 		return err
 	}
-	rel := &Release{Version: r.Version, Model: r.Model.Clone(), Items: append([]string(nil), r.Items...)}
+	rel := &Release{Version: r.Version, Model: r.Model.Clone(), Items: append([]string(nil), r.Items...), EventWeights: r.EventWeights}
 	if _, err := rel.index(); err != nil {
 		return err
 	}
@@ -820,12 +854,18 @@ func (k *Contribution) Update(ctx context.Context, rel *Release) (Payload, error
 	}
 	c.mu.Lock()
 	if c.model.rel == nil || rel.Version > c.model.rel.Version {
-		own := &Release{Version: rel.Version, Model: rel.Model.Clone(), Items: append([]string(nil), rel.Items...)}
+		own := &Release{Version: rel.Version, Model: rel.Model.Clone(), Items: append([]string(nil), rel.Items...), EventWeights: rel.EventWeights}
 		if err := c.setModelLocked(own); err != nil {
 			c.log.Warn("client: installing the round's model failed", "model_version", rel.Version, "err", err)
 		}
 	}
-	rs := ratingsFor(c.st.interactions, ix, rel.Model.Kind)
+	// The round's weights are the cluster's; a round that announces none
+	// (an older cluster) trains as the release says.
+	w := o.EventWeights
+	if w == (EventWeights{}) {
+		w = rel.EventWeights.orDefault()
+	}
+	rs := ratingsFor(c.st.interactions, ix, rel.Model.Kind, w)
 	c.mu.Unlock()
 	if len(rs) == 0 {
 		d := &DeclineError{Round: o.Round, Reason: ReasonNoData, Detail: "no interaction with the model's items"}

@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -203,11 +204,23 @@ func TestRecord(t *testing.T) {
 		{"unknown kind", Interaction{Item: "a", Kind: 99}},
 		{"nan", Interaction{Item: "a", Kind: Rating, Value: math.NaN()}},
 		{"negative weight", Interaction{Item: "a", Kind: Click, Value: -1}},
+		{"rating above the scale", Interaction{Item: "a", Kind: Rating, Value: 99}},
+		{"rating just above", Interaction{Item: "a", Kind: Rating, Value: math.Nextafter(MaxRating, 11)}},
+		{"negative rating", Interaction{Item: "a", Kind: Rating, Value: -0.5}},
+		{"infinite weight", Interaction{Item: "a", Kind: Purchase, Value: math.Inf(1)}},
 	}
 	for _, tt := range bad {
-		if err := c.Record(t.Context(), tt.in); err == nil {
-			t.Errorf("Record(%s) = nil, want an error", tt.name)
+		if err := c.Record(t.Context(), tt.in); !errors.Is(err, ErrInvalidInteraction) {
+			t.Errorf("Record(%s) = %v, want ErrInvalidInteraction", tt.name, err)
 		}
+	}
+	for _, v := range []float64{MinRating, 0.5, 5, MaxRating} {
+		if err := c.Record(t.Context(), Interaction{Item: "a", Kind: Rating, Value: v}); err != nil {
+			t.Errorf("Record(rating %v) = %v, want nil", v, err)
+		}
+	}
+	if err := c.DeleteMyData(t.Context()); err != nil {
+		t.Fatal(err)
 	}
 	// Past the retention window: accepted, not kept.
 	recordAll(t, c, Interaction{Item: "old", Kind: View, Time: clk.Now().Add(-100 * 24 * time.Hour)})
@@ -305,7 +318,7 @@ func TestRecommendImplicit(t *testing.T) {
 }
 
 func TestRatingsFor(t *testing.T) {
-	ix := map[string]int32{"a": 0, "b": 1, "c": 2}
+	ix := map[string]int32{"a": 0, "b": 1, "c": 2, "d": 3}
 	xs := []stored{
 		{Item: "b", Kind: Rating, Value: 2, Time: 10},
 		{Item: "b", Kind: Rating, Value: 4, Time: 20},
@@ -313,23 +326,75 @@ func TestRatingsFor(t *testing.T) {
 		{Item: "a", Kind: View},
 		{Item: "a", Kind: Purchase},
 		{Item: "c", Kind: Click, Value: 0.5},
+		{Item: "d", Kind: Cart},
 		{Item: "zzz", Kind: Rating, Value: 5}, // not in the catalogue
 	}
+	log2 := func(x float64) float32 { return float32(math.Log2(x)) }
 	tests := []struct {
+		name string
 		kind model.Kind
+		w    EventWeights
 		want []model.Rating
 	}{
-		{model.Explicit, []model.Rating{{Item: 1, Value: 4}}},
-		{model.Implicit, []model.Rating{
-			{Item: 0, Value: float32(math.Log2(10))},
-			{Item: 1, Value: float32(math.Log2(10))},
-			{Item: 2, Value: 1},
+		{"explicit", model.Explicit, DefaultEventWeights(), []model.Rating{{Item: 1, Value: 4}}},
+		{"explicit ignores weights", model.Explicit, EventWeights{View: 100}, []model.Rating{{Item: 1, Value: 4}}},
+		{"implicit defaults", model.Implicit, DefaultEventWeights(), []model.Rating{
+			{Item: 0, Value: log2(10)}, // view 1 + purchase 8
+			{Item: 1, Value: log2(10)}, // ratings 2 + 4 + 3
+			{Item: 2, Value: 1},        // click 2 × 0.5
+			{Item: 3, Value: log2(5)},  // cart 4
+		}},
+		{"implicit cluster weights", model.Implicit, EventWeights{View: 0, Click: 6, Cart: 1, Purchase: 31}, []model.Rating{
+			{Item: 0, Value: 5},        // view 0 + purchase 31
+			{Item: 1, Value: log2(10)}, // ratings keep their values
+			{Item: 2, Value: 2},        // click 6 × 0.5
+			{Item: 3, Value: 1},        // cart 1
 		}},
 	}
 	for _, tt := range tests {
-		got := ratingsFor(xs, ix, tt.kind)
+		got := ratingsFor(xs, ix, tt.kind, tt.w)
 		if fmt.Sprint(got) != fmt.Sprint(tt.want) {
-			t.Errorf("ratingsFor(%v) = %v, want %v", tt.kind, got, tt.want)
+			t.Errorf("ratingsFor(%s) = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// The event weights a release carries decide the user's factor, and so
+// the ranking: the same events rank items differently under other weights.
+func TestRecommendEventWeights(t *testing.T) {
+	rel := handRelease(1)
+	rel.Model.Kind = model.Implicit
+	events := []Interaction{
+		{Item: "item-0", Kind: View}, {Item: "item-0", Kind: View}, {Item: "item-0", Kind: View},
+		{Item: "item-3", Kind: Purchase},
+	}
+	top := func(w EventWeights) string {
+		cfg, _ := testConfig(t)
+		c := open(t, cfg)
+		r := rel
+		r.EventWeights = w
+		if err := c.SetModel(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+		recordAll(t, c, events...)
+		got, err := c.Recommend(t.Context(), 1, Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(items(got))
+	}
+	byPurchase := top(EventWeights{})
+	byViews := top(EventWeights{View: 20, Click: 1, Cart: 1, Purchase: 0.1})
+	if byPurchase == byViews {
+		t.Errorf("Recommend = %s under default weights and under view-heavy ones; want the weights to matter", byPurchase)
+	}
+	for _, bad := range []EventWeights{{View: math.NaN()}, {Cart: -1, Purchase: 8}, {Purchase: math.Inf(1)}} {
+		cfg, _ := testConfig(t)
+		c := open(t, cfg)
+		r := rel
+		r.EventWeights = bad
+		if err := c.SetModel(t.Context(), r); err == nil || !strings.Contains(err.Error(), "event weights") {
+			t.Errorf("SetModel(event weights %+v) = %v, want an error about them", bad, err)
 		}
 	}
 }
@@ -558,6 +623,41 @@ func TestParticipate(t *testing.T) {
 	}
 }
 
+// A round trains with the weights its offer announces (the cluster's),
+// and with the release's when it announces none.
+func TestParticipateEventWeights(t *testing.T) {
+	w := EventWeights{View: 3, Click: 1, Cart: 1, Purchase: 0.5}
+	delta := func(offered, released EventWeights) []float64 {
+		cfg, _ := testConfig(t)
+		rel := handRelease(1)
+		rel.Model.Kind, rel.EventWeights = model.Implicit, released
+		o := goodOffer(1)
+		o.EventWeights = offered
+		fed := &fakeFed{offer: o, release: &rel}
+		cfg.Federation = fed
+		c := open(t, cfg)
+		recordAll(t, c,
+			Interaction{Item: "item-0", Kind: View}, Interaction{Item: "item-0", Kind: View},
+			Interaction{Item: "item-3", Kind: Purchase}, Interaction{Item: "item-4", Kind: Cart})
+		if err := c.OptIn(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Participate(t.Context()); err != nil {
+			t.Fatalf("Participate: %v", err)
+		}
+		return fed.payloads[0].Delta
+	}
+	fromRelease := delta(EventWeights{}, w)
+	fromOffer := delta(w, EventWeights{})
+	defaults := delta(EventWeights{}, EventWeights{})
+	if !slices.Equal(fromRelease, fromOffer) {
+		t.Errorf("update with the offer's weights %v differs from the one with the same weights from the release %v", fromOffer, fromRelease)
+	}
+	if slices.Equal(fromOffer, defaults) {
+		t.Errorf("update with weights %+v equals the one with the defaults", w)
+	}
+}
+
 func TestParticipateNeedsOptIn(t *testing.T) {
 	c, fed, _ := roundClient(t)
 	if err := c.OptOut(t.Context()); err != nil {
@@ -603,6 +703,9 @@ func TestPolicyDeclines(t *testing.T) {
 		{"nan noise", Policy{}, func(o *Offer) { o.NoiseMultiplier = math.NaN() }, ReasonInvalid},
 		{"rate above 1", Policy{}, func(o *Offer) { o.SamplingRate = 2 }, ReasonInvalid},
 		{"bad train", Policy{}, func(o *Offer) { o.Train = model.TrainConfig{LR: -1} }, ReasonInvalid},
+		{"nan event weight", Policy{}, func(o *Offer) { o.EventWeights = EventWeights{View: math.NaN(), Purchase: 8} }, ReasonInvalid},
+		{"negative event weight", Policy{}, func(o *Offer) { o.EventWeights = EventWeights{Click: -2, Purchase: 8} }, ReasonInvalid},
+		{"infinite event weight", Policy{}, func(o *Offer) { o.EventWeights = EventWeights{Cart: math.Inf(1)} }, ReasonInvalid},
 		{"over budget", Policy{Epsilon: 1}, func(*Offer) {}, ReasonBudget},
 		{"stricter app", Policy{MinCohort: 1000}, func(*Offer) {}, ReasonCohort},
 	}
@@ -1339,7 +1442,7 @@ func BenchmarkLocalStep(b *testing.B) {
 		b.Run(kind.String(), func(b *testing.B) {
 			c, rel := benchClient(b, kind, benchUser)
 			c.mu.Lock()
-			rs := ratingsFor(c.st.interactions, c.model.index, kind)
+			rs := ratingsFor(c.st.interactions, c.model.index, kind, DefaultEventWeights())
 			c.mu.Unlock()
 			if len(rs) != benchUser {
 				b.Fatalf("%d ratings, want %d", len(rs), benchUser)

@@ -100,9 +100,10 @@ const (
 // Limits on decoded values, so that untrusted bytes cannot ask for huge
 // allocations.
 const (
-	maxItemID = 256
-	maxRank   = 4096
-	maxItems  = 1 << 24
+	maxItemID     = 256
+	maxRank       = 4096
+	maxItems      = 1 << 24
+	maxEventKinds = 64
 )
 
 var magic = [6]byte{'F', 'E', 'D', 'R', 'E', 'C'}
@@ -1163,7 +1164,9 @@ func decodeRecord(b []byte) (record, error) {
 }
 
 // encodeRelease encodes a model release: version, kind, items, rank, the
-// parameters, then the item IDs.
+// parameters, the item IDs, then, only if they are set and not the
+// defaults (so that such a release keeps the first format's bytes), the
+// event weights: their count and each as a float64.
 func encodeRelease(r *Release) []byte {
 	m := r.Model
 	n := 8 + 1 + 2*binary.MaxVarintLen64 + 8*len(m.Params)
@@ -1181,6 +1184,12 @@ func encodeRelease(r *Release) []byte {
 	for _, id := range r.Items {
 		b = binary.AppendUvarint(b, uint64(len(id)))
 		b = append(b, id...)
+	}
+	if w := r.EventWeights; w != (EventWeights{}) && w != DefaultEventWeights() {
+		b = binary.AppendUvarint(b, 4)
+		for _, x := range [...]float64{w.View, w.Click, w.Cart, w.Purchase} {
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(x))
+		}
 	}
 	return b
 }
@@ -1210,6 +1219,20 @@ func decodeRelease(b []byte) (*Release, error) {
 		r.Items = make([]string, m.Items)
 		for i := range r.Items {
 			r.Items[i] = d.str(maxItemID, "item id")
+		}
+	}
+	if d.err == nil && len(d.b) > 0 {
+		// A later SDK may append kinds: this one reads the four it knows.
+		n := d.uvarint(maxEventKinds, "event weights")
+		if n < 4 || n > len(d.b)/8 {
+			d.fail("event weights")
+		}
+		w := make([]float64, n)
+		for i := range w {
+			w[i] = d.f64("event weight")
+		}
+		if d.err == nil {
+			r.EventWeights = EventWeights{View: w[0], Click: w[1], Cart: w[2], Purchase: w[3]}
 		}
 	}
 	if err := d.end(); err != nil {

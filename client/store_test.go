@@ -586,10 +586,67 @@ func FuzzDecodeSnapshot(f *testing.F) {
 	})
 }
 
+// A release's event weights are cached with it and come back after a
+// restart; a release with the default weights keeps the first format's
+// bytes; a cached file with bad weights is corrupt.
+func TestReleaseEventWeightsStored(t *testing.T) {
+	custom := EventWeights{View: 0.5, Click: 0, Cart: 3, Purchase: 10}
+	for _, tt := range []struct {
+		name string
+		w    EventWeights
+		want EventWeights // after a restart
+	}{
+		{"unset", EventWeights{}, EventWeights{}},
+		{"defaults", DefaultEventWeights(), EventWeights{}},
+		{"custom", custom, custom},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, _ := testConfig(t)
+			c := open(t, cfg)
+			rel := randomRelease(t, model.Implicit, 6, 2, 3)
+			rel.EventWeights = tt.w
+			if err := c.SetModel(t.Context(), rel); err != nil {
+				t.Fatal(err)
+			}
+			recordAll(t, c, Interaction{Item: rel.Items[0], Kind: Purchase})
+			c.Close()
+			c = open(t, cfg)
+			c.mu.Lock()
+			got := c.model.rel.EventWeights
+			c.mu.Unlock()
+			if got != tt.want {
+				t.Errorf("event weights after a restart = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+	rel := randomRelease(t, model.Implicit, 3, 1, 2)
+	plain := encodeRelease(&rel)
+	rel.EventWeights = DefaultEventWeights()
+	if !bytes.Equal(encodeRelease(&rel), plain) {
+		t.Error("a release with the default event weights is not encoded as one without them")
+	}
+	rel.EventWeights = custom
+	b := encodeRelease(&rel)
+	if r, err := decodeRelease(b); err != nil || r.EventWeights != custom {
+		t.Errorf("decodeRelease(encodeRelease(custom weights)) = %+v, %v", r, err)
+	}
+	// The last weight, purchase, made negative.
+	bad := slices.Clone(b)
+	binary.LittleEndian.PutUint64(bad[len(bad)-8:], math.Float64bits(-1))
+	if _, err := decodeRelease(bad); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("decodeRelease(negative weight) = %v, want ErrCorrupt", err)
+	}
+	if _, err := decodeRelease(b[:len(b)-3]); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("decodeRelease(truncated weights) = %v, want ErrCorrupt", err)
+	}
+}
+
 func FuzzDecodeRelease(f *testing.F) {
 	rel := handRelease(4)
 	f.Add(encodeRelease(&rel))
 	imp := randomRelease(f, model.Implicit, 3, 1, 2)
+	f.Add(encodeRelease(&imp))
+	imp.EventWeights = EventWeights{View: 0.5, Cart: 3, Purchase: 10}
 	f.Add(encodeRelease(&imp))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := decodeRelease(b)

@@ -51,7 +51,7 @@ const (
 	CodeBusy            = "busy"             // a round is already under way
 	CodeNoFederation    = "no_federation"    // no network side configured
 	CodeTimeout         = "timeout"          // the call ran out of time
-	CodeInvalid         = "invalid"          // a bad argument or option
+	CodeInvalid         = "invalid"          // a bad argument or option, or an interaction Record refuses
 	// The cluster refused the device's certificate (missing, expired,
 	// revoked, of another CA) or its ClientID: get a new certificate
 	// from the app's backend and make a new Client.
@@ -73,6 +73,7 @@ var codes = []struct {
 	{client.ErrNoRound, CodeNoRound},
 	{client.ErrBusy, CodeBusy},
 	{client.ErrNoFederation, CodeNoFederation},
+	{client.ErrInvalidInteraction, CodeInvalid},
 	{context.DeadlineExceeded, CodeTimeout},
 }
 
@@ -250,8 +251,9 @@ func (c *Client) ctx() (context.Context, context.CancelFunc) {
 }
 
 // Record stores an interaction: kind is one of View, Click, Cart, Purchase,
-// Rating; value is the rating for Rating, else a weight (0 means 1);
-// unixSeconds is when it happened (0 means now).
+// Rating; value is the rating for Rating (0 to 10, on the model's scale),
+// else a weight (0 means 1); unixSeconds is when it happened (0 means
+// now). An interaction it refuses fails with the code "invalid".
 func (c *Client) Record(item string, kind int, value float64, unixSeconds int64) error {
 	if kind < View || kind > Rating {
 		return wrap(fmt.Errorf("mobile: unknown kind %d", kind))

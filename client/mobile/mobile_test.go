@@ -127,6 +127,9 @@ func TestClient(t *testing.T) {
 	if err := c.Record("sku-1", 42, 0, 0); ErrorCode(errString(err)) != CodeInvalid {
 		t.Errorf("Record(bad kind) = %v, want code %s", err, CodeInvalid)
 	}
+	if err := c.Record("sku-1", Rating, 99, 0); ErrorCode(errString(err)) != CodeInvalid {
+		t.Errorf("Record(rating 99) = %v, want code %s", err, CodeInvalid)
+	}
 	if _, err := c.Recommend(5, false); ErrorCode(errString(err)) != CodeNoModel {
 		t.Errorf("Recommend without a model = %v, want code %s", err, CodeNoModel)
 	}
