@@ -2,7 +2,10 @@ package model
 
 import (
 	"container/heap"
+	"fmt"
 	"math"
+	"math/bits"
+	"slices"
 )
 
 // Metrics are sums over users, so that each client can compute its own and
@@ -11,20 +14,77 @@ type Metrics struct {
 	// SSE and SAE are the squared and absolute errors over N held-out ratings.
 	SSE, SAE float64
 	N        int
-	// RecallSum and NDCGSum add each ranked user's Recall@K and NDCG@K over
-	// RankedUsers users (users with at least one relevant held-out item).
+	// RankedUsers counts the users ranked: those with at least one relevant
+	// held-out item. Users without one are not counted anywhere.
+	RankedUsers int
+	// RecallSum and NDCGSum repeat Cutoffs[0]'s sums, the first cut-off,
+	// for callers that report a single K.
 	RecallSum, NDCGSum float64
-	RankedUsers        int
+	// Cutoffs holds the sums at each cut-off, in EvalConfig order; nil until
+	// a user is ranked.
+	Cutoffs []Cutoff
+	// Items is the catalogue size, the denominator of catalogue coverage.
+	Items int
 }
 
-// Add accumulates o into m.
+// Cutoff holds the ranking sums at one cut-off K.
+type Cutoff struct {
+	K int
+	// RecallSum and NDCGSum add each ranked user's Recall@K and NDCG@K.
+	RecallSum, NDCGSum float64
+	// HitUsers counts ranked users with a relevant item in their top K.
+	HitUsers int
+	// Shown has bit i set when item i is in some ranked user's top K; a
+	// bitset so that Add is a union. Nil means no item shown.
+	Shown []uint64
+}
+
+// Add accumulates o into m. Both must come from the same cut-offs and
+// catalogue (or one be free of ranking sums); anything else is a bug and
+// panics, leaving m as it was. m never shares o's slices afterwards, but a
+// copy of m shares m's: add into a zero Metrics to get a separate sum.
 func (m *Metrics) Add(o Metrics) {
+	if len(m.Cutoffs) > 0 && len(o.Cutoffs) > 0 {
+		if m.Items != o.Items || len(m.Cutoffs) != len(o.Cutoffs) {
+			panic(fmt.Sprintf("model: Metrics.Add: %d items at %d cut-offs plus %d items at %d", m.Items, len(m.Cutoffs), o.Items, len(o.Cutoffs)))
+		}
+		for j, c := range m.Cutoffs {
+			if c.K != o.Cutoffs[j].K {
+				panic(fmt.Sprintf("model: Metrics.Add: cut-off %d is @%d here and @%d in the addend", j, c.K, o.Cutoffs[j].K))
+			}
+		}
+	}
 	m.SSE += o.SSE
 	m.SAE += o.SAE
 	m.N += o.N
+	m.RankedUsers += o.RankedUsers
 	m.RecallSum += o.RecallSum
 	m.NDCGSum += o.NDCGSum
-	m.RankedUsers += o.RankedUsers
+	if len(o.Cutoffs) == 0 {
+		return
+	}
+	if len(m.Cutoffs) == 0 {
+		m.Items = o.Items
+		m.Cutoffs = make([]Cutoff, len(o.Cutoffs))
+		for j, c := range o.Cutoffs {
+			m.Cutoffs[j].K = c.K
+		}
+	}
+	for j := range m.Cutoffs {
+		c, oc := &m.Cutoffs[j], o.Cutoffs[j]
+		c.RecallSum += oc.RecallSum
+		c.NDCGSum += oc.NDCGSum
+		c.HitUsers += oc.HitUsers
+		if oc.Shown == nil {
+			continue
+		}
+		if c.Shown == nil {
+			c.Shown = make([]uint64, len(oc.Shown)) // never alias the addend's
+		}
+		for w, x := range oc.Shown {
+			c.Shown[w] |= x
+		}
+	}
 }
 
 // RMSE is the root mean squared error, NaN with no ratings.
@@ -33,11 +93,62 @@ func (m Metrics) RMSE() float64 { return math.Sqrt(ratio(m.SSE, m.N)) }
 // MAE is the mean absolute error, NaN with no ratings.
 func (m Metrics) MAE() float64 { return ratio(m.SAE, m.N) }
 
-// Recall is the mean Recall@K over ranked users.
+// Recall is the mean Recall at the first cut-off over ranked users.
 func (m Metrics) Recall() float64 { return ratio(m.RecallSum, m.RankedUsers) }
 
-// NDCG is the mean NDCG@K over ranked users.
+// NDCG is the mean NDCG at the first cut-off over ranked users.
 func (m Metrics) NDCG() float64 { return ratio(m.NDCGSum, m.RankedUsers) }
+
+// RecallAt is the mean Recall@k over ranked users: a user's hits in the top
+// k over min(k, relevant items), so that a perfect ranking scores 1. NaN
+// when k was not evaluated or no user was ranked.
+func (m Metrics) RecallAt(k int) float64 {
+	if c := m.cutoff(k); c != nil {
+		return ratio(c.RecallSum, m.RankedUsers)
+	}
+	return math.NaN()
+}
+
+// NDCGAt is the mean NDCG@k over ranked users, with binary relevance and the
+// ideal DCG over min(k, relevant items). NaN when undefined.
+func (m Metrics) NDCGAt(k int) float64 {
+	if c := m.cutoff(k); c != nil {
+		return ratio(c.NDCGSum, m.RankedUsers)
+	}
+	return math.NaN()
+}
+
+// UserCoverageAt is the share of ranked users with at least one relevant
+// item in their top k. NaN when undefined.
+func (m Metrics) UserCoverageAt(k int) float64 {
+	if c := m.cutoff(k); c != nil {
+		return ratio(float64(c.HitUsers), m.RankedUsers)
+	}
+	return math.NaN()
+}
+
+// CatalogueCoverageAt is the share of the catalogue's items that appear in
+// at least one ranked user's top k. NaN when undefined.
+func (m Metrics) CatalogueCoverageAt(k int) float64 {
+	c := m.cutoff(k)
+	if c == nil || m.RankedUsers == 0 {
+		return math.NaN()
+	}
+	var n int
+	for _, x := range c.Shown {
+		n += bits.OnesCount64(x)
+	}
+	return ratio(float64(n), m.Items)
+}
+
+func (m Metrics) cutoff(k int) *Cutoff {
+	for j := range m.Cutoffs {
+		if m.Cutoffs[j].K == k {
+			return &m.Cutoffs[j]
+		}
+	}
+	return nil
+}
 
 func ratio(a float64, n int) float64 {
 	if n == 0 {
@@ -46,9 +157,17 @@ func ratio(a float64, n int) float64 {
 	return a / float64(n)
 }
 
+// DefaultKs returns the cut-offs ranking is judged at unless told otherwise.
+func DefaultKs() []int { return []int{10, 20} }
+
 // EvalConfig says how a user's held-out data is judged.
 type EvalConfig struct {
-	// K is the cut-off of the ranking metrics; 0 skips them.
+	// Ks are the cut-offs of the ranking metrics; the first is the one
+	// Metrics.Recall and Metrics.NDCG report. Empty: see K.
+	Ks []int
+	// K, when Ks is empty, turns ranking on with K as the first cut-off,
+	// followed by those of DefaultKs that differ from it. With both empty
+	// (and zero) ranking is skipped, which saves scoring every item.
 	K int
 	// Relevant is the smallest held-out value that counts as relevant for
 	// ranking (for ratings, 4 stars by convention); 0 counts every item.
@@ -57,10 +176,47 @@ type EvalConfig struct {
 	Errors bool
 }
 
-// Evaluate judges u on its held-out ratings. Items in train are excluded
-// from the ranking, as a recommender would not show them again. scores is
+// Validate names the first bad field.
+func (c EvalConfig) Validate() error {
+	if c.K < 0 {
+		return fmt.Errorf("model: EvalConfig.K = %d, want >= 0", c.K)
+	}
+	for j, k := range c.Ks {
+		if k <= 0 {
+			return fmt.Errorf("model: EvalConfig.Ks[%d] = %d, want > 0", j, k)
+		}
+		if slices.Contains(c.Ks[:j], k) {
+			return fmt.Errorf("model: EvalConfig.Ks[%d] = %d repeats an earlier cut-off", j, k)
+		}
+	}
+	if math.IsNaN(c.Relevant) {
+		return fmt.Errorf("model: EvalConfig.Relevant is NaN")
+	}
+	return nil
+}
+
+// cutoffs returns the cut-offs to rank at, nil for none.
+func (c EvalConfig) cutoffs() []int {
+	if len(c.Ks) > 0 || c.K <= 0 {
+		return c.Ks
+	}
+	ks := []int{c.K}
+	for _, k := range DefaultKs() {
+		if k != c.K {
+			ks = append(ks, k)
+		}
+	}
+	return ks
+}
+
+// Evaluate judges u on its held-out ratings: errors from the model's
+// predictions, ranking by EvaluateScores over its scores, so that items in
+// train are excluded, as a recommender would not show them again. scores is
 // scratch of length Items (nil allocates).
 func (m *Model) Evaluate(u *User, train, test []Rating, cfg EvalConfig, scores []float64) Metrics {
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
 	var out Metrics
 	if cfg.Errors {
 		for _, x := range test {
@@ -70,40 +226,89 @@ func (m *Model) Evaluate(u *User, train, test []Rating, cfg EvalConfig, scores [
 			out.N++
 		}
 	}
-	if cfg.K <= 0 {
-		return out
-	}
-	relevant := make(map[int32]bool)
-	for _, x := range test {
-		if float64(x.Value) >= cfg.Relevant {
-			relevant[x.Item] = true
-		}
-	}
-	if len(relevant) == 0 {
+	// Scoring every item is the expensive part: skip it when nothing would
+	// be ranked.
+	ks := cfg.cutoffs()
+	if len(ks) == 0 || !slices.ContainsFunc(test, func(x Rating) bool { return float64(x.Value) >= cfg.Relevant }) {
 		return out
 	}
 	if len(scores) != m.Items {
 		scores = make([]float64, m.Items)
 	}
 	m.Scores(scores, u)
+	cfg.Ks = ks
+	cfg.Errors = false // counted above, without scoring every item
+	r := EvaluateScores(scores, train, test, cfg)
+	r.SSE, r.SAE, r.N = out.SSE, out.SAE, out.N
+	return r
+}
+
+// EvaluateScores judges one user of any scorer, given its scores for every
+// item of the catalogue: the ranking is full, over every item not in train,
+// with no sampled negatives. It overwrites the scores of train items with
+// -Inf. With cfg.Errors, scores are taken as predicted values of test.
+// An invalid cfg or an item out of range is a bug and panics.
+func EvaluateScores(scores []float64, train, test []Rating, cfg EvalConfig) Metrics {
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	var out Metrics
+	if cfg.Errors {
+		for _, x := range test {
+			e := float64(x.Value) - scores[x.Item]
+			out.SSE += e * e
+			out.SAE += math.Abs(e)
+			out.N++
+		}
+	}
+	ks := cfg.cutoffs()
+	if len(ks) == 0 {
+		return out
+	}
+	var relevant []int32
+	for _, x := range test {
+		if float64(x.Value) >= cfg.Relevant {
+			relevant = append(relevant, x.Item)
+		}
+	}
+	if len(relevant) == 0 {
+		return out
+	}
+	slices.Sort(relevant)
+	relevant = slices.Compact(relevant)
 	for _, x := range train {
 		scores[x.Item] = math.Inf(-1)
 	}
-	top := TopK(scores, cfg.K)
-	var hits int
-	var dcg, idcg float64
-	for rank, i := range top {
-		if relevant[int32(i)] {
-			hits++
-			dcg += 1 / math.Log2(float64(rank)+2)
+	top := TopK(scores, slices.Max(ks))
+	words := (len(scores) + 63) / 64
+	shown := make([]uint64, words*len(ks)) // one allocation for all cut-offs
+	out.RankedUsers = 1
+	out.Items = len(scores)
+	out.Cutoffs = make([]Cutoff, len(ks))
+	for j, k := range ks {
+		c := &out.Cutoffs[j]
+		c.K = k
+		c.Shown = shown[j*words : (j+1)*words : (j+1)*words]
+		var hits int
+		var dcg, idcg float64
+		for rank, i := range top[:min(k, len(top))] {
+			c.Shown[i/64] |= 1 << (i % 64)
+			if _, ok := slices.BinarySearch(relevant, int32(i)); ok {
+				hits++
+				dcg += 1 / math.Log2(float64(rank)+2)
+			}
+		}
+		for rank := range min(k, len(relevant)) {
+			idcg += 1 / math.Log2(float64(rank)+2)
+		}
+		c.RecallSum = float64(hits) / float64(min(k, len(relevant)))
+		c.NDCGSum = dcg / idcg
+		if hits > 0 {
+			c.HitUsers = 1
 		}
 	}
-	for rank := range min(cfg.K, len(relevant)) {
-		idcg += 1 / math.Log2(float64(rank)+2)
-	}
-	out.RecallSum = float64(hits) / float64(min(cfg.K, len(relevant)))
-	out.NDCGSum = dcg / idcg
-	out.RankedUsers = 1
+	out.RecallSum = out.Cutoffs[0].RecallSum
+	out.NDCGSum = out.Cutoffs[0].NDCGSum
 	return out
 }
 
