@@ -63,6 +63,7 @@ func TestParseEventWeights(t *testing.T) {
 		{"view=x", ""},
 		{"view=1,view=2", ""},
 		{"view=1,", ""},
+		{"view=0,click=0,cart=0,purchase=0", ""},
 	}
 	for _, tt := range tests {
 		w, err := ParseEventWeights(tt.in)

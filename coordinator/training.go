@@ -367,6 +367,10 @@ func ParseEventWeights(s string) (EventWeights, error) {
 		}
 		*w.fields()[i] = x
 	}
+	if w == (EventWeights{}) {
+		// The zero value would read as the defaults.
+		return EventWeights{}, fmt.Errorf("coordinator: event weights %q are all zero: no event would count", s)
+	}
 	return w, nil
 }
 

@@ -37,6 +37,7 @@ type nodeConfig struct {
 
 	// Training, used only by the bootstrapping node.
 	Dataset, DatasetsDir string
+	Objective            string // explicit or implicit: T.Kind
 	DP                   string // coordinator.ParseNoiseMode; "" picks by the noise multiplier
 	T                    coordinator.Training
 
@@ -62,6 +63,7 @@ var settings = []setting{
 	{flag: "bootstrap"}, {flag: "join"}, {flag: "certs"}, {flag: "cert-name"},
 	{flag: "admin-addr"}, {flag: "admin-token", secret: true}, {flag: "heartbeat"}, {flag: "log-level"},
 	{flag: "dataset", training: true}, {flag: "datasets-dir", training: true},
+	{flag: "objective", training: true, field: "Training.Kind"},
 	{flag: "items", training: true, field: "Training.Items"},
 	{flag: "mean", training: true, field: "Training.Mean"},
 	{flag: "rank", training: true, field: "Training.Rank"},
@@ -69,6 +71,8 @@ var settings = []setting{
 	{flag: "lr", training: true, field: "TrainConfig.LR"},
 	{flag: "reg", training: true, field: "TrainConfig.Reg"},
 	{flag: "local-epochs", training: true, field: "TrainConfig.Epochs"},
+	{flag: "alpha", training: true, field: "TrainConfig.Alpha"},
+	{flag: "event-weights", training: true, field: "Training.Events"},
 	{flag: "clip", training: true, field: "Training.Clip"},
 	{flag: "server-opt", training: true, field: "unknown server optimizer"},
 	{flag: "server-lr", training: true, field: "server LR"},
@@ -113,9 +117,9 @@ func settingByFlag(name string) (setting, bool) {
 func defaultNodeConfig() *nodeConfig {
 	return &nodeConfig{
 		RaftAddr: "127.0.0.1:8001", ClientAddr: "127.0.0.1:7001", Certs: "certs", LogLevel: "info",
-		DatasetsDir: "data",
+		DatasetsDir: "data", Objective: "explicit",
 		T: coordinator.Training{
-			Rank: 32, Seed: 1, Train: model.DefaultTrainConfig(),
+			Rank: 32, Seed: 1, Train: model.DefaultTrainConfig(), Events: coordinator.DefaultEventWeights(),
 			Optimizer:       aggregation.OptimizerConfig{Name: "fedadam", LR: 0.1},
 			ClientsPerRound: 100, OverSelect: 0.3, MinClients: 10,
 			CheckInWindow: 2 * time.Second, RoundTimeout: time.Minute, KeepModels: 5,
@@ -144,13 +148,16 @@ func bindConfig(fs *flag.FlagSet, c *nodeConfig) {
 	t := &c.T
 	fs.StringVar(&c.Dataset, "dataset", c.Dataset, "derive --items, --mean and --population from this data set (as 'fedrec sim --data'), e.g. ml-latest-small")
 	fs.StringVar(&c.DatasetsDir, "datasets-dir", c.DatasetsDir, "directory of the named data sets")
+	fs.StringVar(&c.Objective, "objective", c.Objective, "what the model learns from: explicit (ratings, predicted as ratings) or implicit (views, clicks, carts, purchases, weighted by --event-weights; scored as preferences)")
 	fs.IntVar(&t.Items, "items", t.Items, "number of items of the model (required unless --dataset)")
-	fs.Float64Var(&t.Mean, "mean", t.Mean, "global mean rating of the initial model")
+	fs.Float64Var(&t.Mean, "mean", t.Mean, "explicit objective: global mean rating of the initial model")
 	fs.IntVar(&t.Rank, "rank", t.Rank, "rank of the factorization")
 	fs.Uint64Var(&t.Seed, "seed", t.Seed, "seed of the initial model (and of --dataset's train/test split)")
 	fs.Float64Var(&t.Train.LR, "lr", t.Train.LR, "client learning rate")
 	fs.Float64Var(&t.Train.Reg, "reg", t.Train.Reg, "L2 regularization per observation")
 	fs.IntVar(&t.Train.Epochs, "local-epochs", t.Train.Epochs, "local SGD passes per round")
+	fs.Float64Var(&t.Train.Alpha, "alpha", t.Train.Alpha, "implicit objective: confidence scale, an item's confidence is 1 + alpha × its strength")
+	fs.Var(eventWeightsValue{&t.Events}, "event-weights", "implicit objective: comma-separated kind=weight `pairs`, kinds view, click, cart, purchase; a device gives an item the strength log2(1 + Σ the weights of its events); kinds not named keep their default")
 	fs.Float64Var(&t.Clip, "clip", t.Clip, "L2 clip norm of each update (0 = none)")
 	fs.StringVar(&t.Optimizer.Name, "server-opt", t.Optimizer.Name, "server optimizer: fedavg, fedadam, fedyogi")
 	fs.Float64Var(&t.Optimizer.LR, "server-lr", t.Optimizer.LR, "server learning rate")
@@ -169,6 +176,40 @@ func bindConfig(fs *flag.FlagSet, c *nodeConfig) {
 	fs.Float64Var(&t.ClipQuantile, "clip-quantile", t.ClipQuantile, "target fraction of unclipped updates with --adaptive-clip (0: 0.5)")
 	fs.Float64Var(&t.ClipLearningRate, "clip-lr", t.ClipLearningRate, "learning rate of the adaptive clip's geometric update (0: 0.2)")
 	fs.Float64Var(&t.ClipCountStddev, "clip-count-std", t.ClipCountStddev, "std of the noise on the count of unclipped updates under central noise (0: clients-per-round/20)")
+}
+
+// eventWeightsValue is the flag.Value of --event-weights:
+// "view=1,click=2,cart=4,purchase=8" (coordinator.ParseEventWeights).
+type eventWeightsValue struct{ w *coordinator.EventWeights }
+
+func (v eventWeightsValue) String() string {
+	if v.w == nil {
+		return "" // flag's zero-value probe
+	}
+	return v.w.String()
+}
+
+func (v eventWeightsValue) Set(s string) error {
+	w, err := coordinator.ParseEventWeights(s)
+	if err != nil {
+		return err
+	}
+	*v.w = w
+	return nil
+}
+
+// Get returns the flag's text, which is also how the file and 'fedrec
+// config' write it.
+func (v eventWeightsValue) Get() any { return v.String() }
+
+// parseObjective reads --objective.
+func parseObjective(s string) (model.Kind, error) {
+	for _, k := range []model.Kind{model.Explicit, model.Implicit} {
+		if s == k.String() {
+			return k, nil
+		}
+	}
+	return 0, fmt.Errorf("objective %q, want explicit or implicit", s)
 }
 
 // configFlags defines the flags of a command that takes the node's
@@ -230,6 +271,9 @@ func set(eff *flag.FlagSet, name, raw string) error {
 	f := eff.Lookup(name)
 	if err := f.Value.Set(raw); err != nil {
 		want := "a string"
+		if _, ok := f.Value.(eventWeightsValue); ok {
+			return fmt.Errorf("invalid value %q: want kind=weight pairs, kinds view, click, cart and purchase, such as view=1,click=2,cart=4,purchase=8", raw)
+		}
 		switch f.Value.(flag.Getter).Get().(type) {
 		case bool:
 			want = "true or false"
@@ -310,6 +354,17 @@ func readConfigFile(file string, eff *flag.FlagSet, src map[string]string) error
 				continue // "key:" with no value keeps the default
 			case v.Kind == yaml.ScalarNode:
 				raw = v.Value
+			case v.Kind == yaml.MappingNode && s.flag == "event-weights":
+				// {view: 1, purchase: 8} reads as view=1,purchase=8.
+				var pairs []string
+				for j := 0; j+1 < len(v.Content); j += 2 {
+					kind, w := v.Content[j], v.Content[j+1]
+					if kind.Kind != yaml.ScalarNode || w.Kind != yaml.ScalarNode {
+						return at(w, "%s: want kind: weight pairs", key)
+					}
+					pairs = append(pairs, kind.Value+"="+w.Value)
+				}
+				raw = strings.Join(pairs, ",")
 			case v.Kind == yaml.SequenceNode && s.flag == "join":
 				var items []string
 				for _, e := range v.Content {
@@ -347,7 +402,24 @@ func (c *nodeConfig) training() coordinator.Training {
 	if c.DP != "" {
 		t.Noise, _ = coordinator.ParseNoiseMode(c.DP) // checked by validate
 	}
+	t.Kind, _ = parseObjective(c.Objective) // checked by validate
+	if t.Kind != model.Implicit {
+		t.Events = coordinator.EventWeights{} // explicit models have none
+	}
 	return t
+}
+
+// given reports whether the user set a setting: by a flag or a variable,
+// or by the file to a value other than the default (the file 'fedrec
+// config' prints holds every setting, those that do not apply too).
+func (c *nodeConfig) given(flagName string, isDefault bool) bool {
+	switch src := c.source(flagName); {
+	case src == "default":
+		return false
+	case strings.HasPrefix(src, "flag ") || strings.HasPrefix(src, "env "):
+		return true
+	}
+	return !isDefault
 }
 
 // validate checks what 'fedrec coordinator' would refuse, naming the
@@ -379,8 +451,22 @@ func (c *nodeConfig) validate() error {
 	if _, err := coordinator.ParseNoiseMode(c.DP); c.DP != "" && err != nil {
 		return bad("dp", "%q, want off, central or distributed", c.DP)
 	}
+	kind, err := parseObjective(c.Objective)
+	if err != nil {
+		return bad("objective", "%q, want explicit or implicit", c.Objective)
+	}
 	if !c.Bootstrap {
 		return nil // training settings are the founder's
+	}
+	// Settings of the other objective would be silently ignored.
+	def := defaultNodeConfig().T
+	switch {
+	case kind == model.Explicit && c.given("event-weights", c.T.Events == def.Events):
+		return bad("event-weights", "%s with objective explicit: event weights apply only to --objective implicit (an explicit model learns from ratings)", c.T.Events)
+	case kind == model.Explicit && c.given("alpha", c.T.Train.Alpha == def.Train.Alpha):
+		return bad("alpha", "%v with objective explicit: the confidence scale applies only to --objective implicit", c.T.Train.Alpha)
+	case kind == model.Implicit && c.given("mean", c.T.Mean == def.Mean):
+		return bad("mean", "%v with objective implicit: an implicit model scores preferences and has no mean rating", c.T.Mean)
 	}
 	t := c.training()
 	if c.Dataset != "" {

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fedrec/fedrec/coordinator"
+	"github.com/fedrec/fedrec/model"
 )
 
 func writeFile(t *testing.T, body string) string {
@@ -75,6 +78,12 @@ training:
 		{"admin token from env", nil, map[string]string{"FEDREC_ADMIN_TOKEN": "s3cret"}, func(c *nodeConfig) any { return c.AdminToken }, "s3cret", "admin-token", "env FEDREC_ADMIN_TOKEN"},
 		{"env without file", nil, map[string]string{"FEDREC_RAFT_ADDR": "10.0.0.3:8001"}, func(c *nodeConfig) any { return c.RaftAddr }, "10.0.0.3:8001", "raft-addr", "env FEDREC_RAFT_ADDR"},
 		{"flag over FEDREC_CONFIG file", []string{"--id", "n9"}, map[string]string{"FEDREC_CONFIG": file}, func(c *nodeConfig) any { return c.ID }, "n9", "id", "flag --id"},
+		{"objective from env", nil, map[string]string{"FEDREC_OBJECTIVE": "implicit"}, func(c *nodeConfig) any { return c.training().Kind }, model.Implicit, "objective", "env FEDREC_OBJECTIVE"},
+		{"event weights flag", []string{"--event-weights", "cart=5,purchase=20"}, nil, func(c *nodeConfig) any { return c.T.Events },
+			coordinator.EventWeights{View: 1, Click: 2, Cart: 5, Purchase: 20}, "event-weights", "flag --event-weights"},
+		{"event weights as a mapping in the file", []string{"--config", writeFile(t, "training:\n  objective: implicit\n  event_weights: {view: 0.5, purchase: 20}\n")}, nil,
+			func(c *nodeConfig) any { return c.training().Events }, coordinator.EventWeights{View: 0.5, Click: 2, Cart: 4, Purchase: 20}, "event-weights", ""},
+		{"explicit has no event weights", nil, nil, func(c *nodeConfig) any { return c.training().Events }, coordinator.EventWeights{}, "event-weights", "default"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,7 +94,7 @@ training:
 			if got := tt.get(c); got != tt.want {
 				t.Errorf("value = %v, want %v", got, tt.want)
 			}
-			if got := c.source(tt.src); got != tt.from {
+			if got := c.source(tt.src); tt.from != "" && got != tt.from {
 				t.Errorf("source(%s) = %q, want %q", tt.src, got, tt.from)
 			}
 		})
@@ -111,6 +120,10 @@ func TestConfigErrors(t *testing.T) {
 		{"not yaml", "id: [\n", nil, nil, []string{"node.yaml", "yaml"}},
 		{"bad env", "", nil, map[string]string{"FEDREC_KEEP_MODELS": "x"}, []string{"FEDREC_KEEP_MODELS", "invalid value"}},
 		{"missing file", "", []string{"--config", "/nonexistent/fedrec.yaml"}, nil, []string{"/nonexistent/fedrec.yaml"}},
+		{"unknown event kind", "training:\n  event_weights: rating=5\n", nil, nil, []string{":2:", "training.event_weights", `invalid value "rating=5": want kind=weight pairs`}},
+		{"event weight not a number", "", nil, map[string]string{"FEDREC_EVENT_WEIGHTS": "view=lots"}, []string{"FEDREC_EVENT_WEIGHTS", "invalid value"}},
+		{"all event weights zero", "", nil, map[string]string{"FEDREC_EVENT_WEIGHTS": "view=0,click=0,cart=0,purchase=0"}, []string{"FEDREC_EVENT_WEIGHTS", "invalid value"}},
+		{"event weights mapping of lists", "training:\n  event_weights: {view: [1]}\n", nil, nil, []string{":2:", "want kind: weight pairs"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -162,6 +175,22 @@ func TestConfigValidation(t *testing.T) {
 		{"adaptive clip needs a clip", "", append(base, "--adaptive-clip"), nil, "training.clip"},
 		{"clip quantile without adaptive clip", "", append(base, "--clip-quantile", "0.3"), nil, "training.adaptive_clip"},
 		{"valid adaptive clip with central noise", "", append(base, "--adaptive-clip", "--clip", "1", "--noise-multiplier", "1", "--population", "1000", "--dp", "central"), nil, ""},
+		{"implicit", "", append(base, "--objective", "implicit"), nil, ""},
+		{"implicit with its settings", "", append(base, "--objective", "implicit", "--alpha", "40", "--event-weights", "view=1,click=2,cart=4,purchase=8"), nil, ""},
+		{"implicit from a data set", "", []string{"--id", "a", "--data-dir", "d", "--bootstrap", "--dataset", "ml-latest-small", "--objective", "implicit"}, nil, ""},
+		{"bad objective", "", append(base, "--objective", "ratings"), nil, `training.objective (--objective, FEDREC_OBJECTIVE; from flag --objective): "ratings", want explicit or implicit`},
+		{"bad objective on a follower", "", []string{"--id", "a", "--data-dir", "d", "--join", "x:1", "--objective", "both"}, nil, "training.objective"},
+		{"event weights with explicit", "", append(base, "--event-weights", "purchase=20"), nil,
+			"training.event_weights (--event-weights, FEDREC_EVENT_WEIGHTS; from flag --event-weights): view=1,click=2,cart=4,purchase=20 with objective explicit: event weights apply only to --objective implicit"},
+		{"default event weights flag with explicit", "", append(base, "--event-weights", "view=1,click=2,cart=4,purchase=8"), nil, "training.event_weights"},
+		{"event weights from env with explicit", "", base, map[string]string{"FEDREC_EVENT_WEIGHTS": "view=2"}, "training.event_weights (--event-weights, FEDREC_EVENT_WEIGHTS; from env FEDREC_EVENT_WEIGHTS)"},
+		{"event weights from the file with explicit", "training:\n  event_weights: view=2\n", base, nil, "training.event_weights"},
+		{"default settings of implicit in the file with explicit", "training:\n  objective: explicit\n  alpha: 10\n  event_weights: view=1,click=2,cart=4,purchase=8\n", base, nil, ""},
+		{"alpha with explicit", "", append(base, "--alpha", "40"), nil, "training.alpha (--alpha, FEDREC_ALPHA; from flag --alpha): 40 with objective explicit"},
+		{"mean with implicit", "", append(base, "--objective", "implicit", "--mean", "3.5"), nil, "training.mean (--mean, FEDREC_MEAN; from flag --mean): 3.5 with objective implicit"},
+		{"negative event weight", "", append(base, "--objective", "implicit", "--event-weights", "view=-1"), nil,
+			"training.event_weights (--event-weights, FEDREC_EVENT_WEIGHTS; from flag --event-weights): coordinator: Training.Events = view=-1,click=2,cart=4,purchase=8, want finite weights >= 0"},
+		{"negative alpha", "", append(base, "--objective", "implicit", "--alpha", "-1"), nil, "training.alpha (--alpha, FEDREC_ALPHA; from flag --alpha): model: TrainConfig.Alpha = -1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -213,6 +242,22 @@ func TestConfigCommand(t *testing.T) {
 	again.src, orig.src, again.file, orig.file = nil, nil, "", ""
 	if a, b := again.jsonValue(), orig.jsonValue(); !jsonEqual(a, b) {
 		t.Errorf("read back %v, want %v", a, b)
+	}
+
+	// So does an implicit configuration, its event weights as one value.
+	out.Reset()
+	if err := run(t.Context(), []string{"config", "--config", file, "--objective", "implicit", "--event-weights", "cart=5,purchase=20", "--alpha", "40"}, &out, &errb); err != nil {
+		t.Fatalf("fedrec config (implicit): %v\n%s", err, errb.String())
+	}
+	if y := out.String(); !strings.Contains(y, "event_weights: view=1,click=2,cart=5,purchase=20 # from flag --event-weights") || !strings.Contains(y, "objective: implicit # from flag --objective") {
+		t.Errorf("YAML lacks the implicit settings:\n%s", y)
+	}
+	imp, err := resolve(t, []string{"--config", writeFile(t, out.String())}, nil)
+	if err != nil || imp.validate() != nil {
+		t.Fatalf("the printed implicit YAML does not read back: %v, %v\n%s", err, imp.validate(), out.String())
+	}
+	if tr := imp.training(); tr.Kind != model.Implicit || tr.Train.Alpha != 40 || tr.Events != (coordinator.EventWeights{View: 1, Click: 2, Cart: 5, Purchase: 20}) {
+		t.Errorf("read back %v, alpha %v, events %v", tr.Kind, tr.Train.Alpha, tr.Events)
 	}
 
 	out.Reset()

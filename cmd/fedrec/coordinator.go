@@ -11,6 +11,7 @@ import (
 
 	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/model"
 	"github.com/fedrec/fedrec/sim"
 )
 
@@ -80,7 +81,10 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 			if err != nil {
 				return fmt.Errorf("coordinator: %w", err)
 			}
-			t.Items, t.Mean = items, mean
+			t.Items = items
+			if t.Kind == model.Explicit {
+				t.Mean = mean // an implicit model has none
+			}
 			if t.Population == 0 {
 				t.Population = pop
 			}
