@@ -161,5 +161,8 @@ func (e *env) evaluateRemote(ctx context.Context, m *model.Model) (Row, error) {
 	if m.Items != e.info.Items {
 		return Row{}, fmt.Errorf("sim: the cluster's model has %d items, the data set %d: start the coordinators with the same --data", m.Items, e.info.Items)
 	}
+	if m.Kind != e.kind {
+		return Row{}, fmt.Errorf("sim: the cluster trains a %s model and this run's objective is %s: pass --objective %s", m.Kind, e.kind, m.Kind)
+	}
 	return e.evaluate(ctx, m)
 }

@@ -17,7 +17,7 @@ import (
 // and against a real coordinator (QUIC on loopback, one Raft node) and
 // checks both reach a similar model.
 func TestRunRemoteMatchesInProcess(t *testing.T) {
-	c := Config{Users: 120, Items: 60, Rounds: 8, EvalEvery: 4, ClientsPerRound: 30, Rank: 4, Seed: 9, Baseline: Off}
+	c := Config{Objective: Explicit, Users: 120, Items: 60, Rounds: 8, EvalEvery: 4, ClientsPerRound: 30, Rank: 4, Seed: 9, Baseline: Off}
 	local, err := Run(t.Context(), c, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -69,11 +69,7 @@ func TestRunRemoteMatchesInProcess(t *testing.T) {
 
 func meanOf(t *testing.T, c Config) float64 {
 	t.Helper()
-	ds, err := loadData(c.Defaults())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := newEnv(c.Defaults(), ds)
+	e, err := load(c.Defaults())
 	if err != nil {
 		t.Fatal(err)
 	}

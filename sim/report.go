@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image/color"
 	"math"
 	"os"
 	"path/filepath"
@@ -21,7 +22,11 @@ import (
 )
 
 // MetricsHeader is the header of metrics.csv.
-var MetricsHeader = []string{"round", "clients", "train_loss", "rmse", "mae", "recall_at_10", "ndcg_at_10", "epsilon", "bytes_up", "bytes_down", "wall_s"}
+var MetricsHeader = []string{"round", "clients", "train_loss", "rmse", "mae",
+	"recall_at_10", "ndcg_at_10", "recall_at_20", "ndcg_at_20",
+	"user_coverage_at_10", "catalogue_coverage_at_10", "user_coverage_at_20", "catalogue_coverage_at_20",
+	"popular_recall_at_10", "popular_ndcg_at_10",
+	"epsilon", "bytes_up", "bytes_down", "wall_s"}
 
 // WriteOutputs writes metrics.csv, summary.json and a plot of the main
 // metric by round into dir, creating it.
@@ -29,7 +34,7 @@ func WriteOutputs(dir string, res *Result, mem Memory) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	if err := writeCSV(filepath.Join(dir, "metrics.csv"), res.Rows); err != nil {
+	if err := writeCSV(filepath.Join(dir, "metrics.csv"), res.Rows, res.Popular); err != nil {
 		return err
 	}
 	if err := writeJSON(filepath.Join(dir, "summary.json"), NewSummary(res, mem)); err != nil {
@@ -45,7 +50,13 @@ func fmtFloat(x float64) string {
 	return strconv.FormatFloat(x, 'g', 6, 64)
 }
 
-func writeCSV(path string, rows []Row) error {
+// writeCSV writes one row per evaluated round, with the most-popular
+// reference repeated on each so that every row says what it must beat.
+func writeCSV(path string, rows []Row, popular *Row) error {
+	pop := Row{Recall: math.NaN(), NDCG: math.NaN()}
+	if popular != nil {
+		pop = *popular
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -55,7 +66,9 @@ func writeCSV(path string, rows []Row) error {
 	for _, r := range rows {
 		_ = w.Write([]string{
 			strconv.Itoa(r.Round), strconv.Itoa(r.Clients), fmtFloat(r.TrainLoss),
-			fmtFloat(r.RMSE), fmtFloat(r.MAE), fmtFloat(r.Recall), fmtFloat(r.NDCG), fmtFloat(r.Epsilon),
+			fmtFloat(r.RMSE), fmtFloat(r.MAE), fmtFloat(r.Recall), fmtFloat(r.NDCG), fmtFloat(r.Recall20), fmtFloat(r.NDCG20),
+			fmtFloat(r.UserCov), fmtFloat(r.CatCov), fmtFloat(r.UserCov20), fmtFloat(r.CatCov20),
+			fmtFloat(pop.Recall), fmtFloat(pop.NDCG), fmtFloat(r.Epsilon),
 			strconv.FormatInt(r.BytesUp, 10), strconv.FormatInt(r.BytesDown, 10), strconv.FormatFloat(r.WallS, 'f', 3, 64),
 		})
 	}
@@ -69,6 +82,8 @@ type Summary struct {
 	Dataset   DatasetInfo `json:"dataset"`
 	Final     jsonRow     `json:"final"`
 	Baseline  *jsonRow    `json:"centralized_baseline,omitempty"`
+	Popular   *jsonRow    `json:"most_popular,omitempty"`
+	EASE      *jsonRow    `json:"ease,omitempty"`
 	Abandoned int         `json:"abandoned_rounds"`
 	WallS     float64     `json:"wall_s"`
 	Memory    Memory      `json:"memory"`
@@ -87,6 +102,9 @@ func toJSONRow(r Row) jsonRow {
 	return jsonRow{
 		"round": r.Round, "clients": r.Clients, "train_loss": opt(r.TrainLoss),
 		"rmse": opt(r.RMSE), "mae": opt(r.MAE), "recall_at_10": opt(r.Recall), "ndcg_at_10": opt(r.NDCG),
+		"recall_at_20": opt(r.Recall20), "ndcg_at_20": opt(r.NDCG20),
+		"user_coverage_at_10": opt(r.UserCov), "catalogue_coverage_at_10": opt(r.CatCov),
+		"user_coverage_at_20": opt(r.UserCov20), "catalogue_coverage_at_20": opt(r.CatCov20),
 		"epsilon": opt(r.Epsilon), "clip": r.Clip, "bytes_up": r.BytesUp, "bytes_down": r.BytesDown, "wall_s": r.WallS,
 	}
 }
@@ -94,10 +112,14 @@ func toJSONRow(r Row) jsonRow {
 // NewSummary assembles summary.json's content.
 func NewSummary(res *Result, mem Memory) Summary {
 	s := Summary{Config: res.Config, Dataset: res.Dataset, Final: toJSONRow(res.Final), Abandoned: res.Abandoned, WallS: res.Wall.Seconds(), Memory: mem}
-	if res.Baseline != nil {
-		b := toJSONRow(*res.Baseline)
-		s.Baseline = &b
+	ref := func(r *Row) *jsonRow {
+		if r == nil {
+			return nil
+		}
+		j := toJSONRow(*r)
+		return &j
 	}
+	s.Baseline, s.Popular, s.EASE = ref(res.Baseline), ref(res.Popular), ref(res.EASE)
 	return s
 }
 
@@ -109,11 +131,46 @@ func writeJSON(path string, v any) error {
 	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
-func writePlot(dir string, res *Result) error {
-	metric, name, get := "RMSE", "rmse.png", func(r Row) float64 { return r.RMSE }
+// PlotNames are the plots WriteOutputs draws for res (besides the
+// ε plots of a DP run).
+func PlotNames(res *Result) []string {
 	if res.Dataset.Implicit {
-		metric, name, get = fmt.Sprintf("NDCG@%d", res.Config.K), "ndcg_at_10.png", func(r Row) float64 { return r.NDCG }
+		return []string{"ndcg_at_10.png"}
 	}
+	return []string{"ndcg_at_10.png", "rmse.png"}
+}
+
+// writePlot draws NDCG@10 by round with every reference beside it, and
+// RMSE by round for explicit models; a DP run also gets each against ε.
+func writePlot(dir string, res *Result) error {
+	ndcg := func(r Row) float64 { return r.NDCG }
+	refs := []struct {
+		name string
+		row  *Row
+	}{{"centralized", res.Baseline}, {"EASE", res.EASE}, {"most popular", res.Popular}}
+	if err := plotByRound(filepath.Join(dir, "ndcg_at_10.png"), res, "NDCG@10", ndcg, refs); err != nil {
+		return err
+	}
+	if err := writeEpsilonPlot(dir, res, "Recall@10", func(r Row) float64 { return r.Recall }); err != nil {
+		return err
+	}
+	if res.Dataset.Implicit {
+		return nil
+	}
+	rmse := func(r Row) float64 { return r.RMSE }
+	if err := plotByRound(filepath.Join(dir, "rmse.png"), res, "RMSE", rmse, refs[:1]); err != nil {
+		return err
+	}
+	return writeEpsilonPlot(dir, res, "RMSE", rmse)
+}
+
+// referenceColors tell the dashed reference lines apart.
+var referenceColors = []color.Color{plotColor, color.RGBA{R: 40, G: 140, B: 60, A: 255}, color.RGBA{R: 120, G: 120, B: 120, A: 255}}
+
+func plotByRound(path string, res *Result, metric string, get func(Row) float64, refs []struct {
+	name string
+	row  *Row
+}) error {
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("%s on %s", metric, res.Dataset.Name)
 	p.X.Label.Text = "round"
@@ -133,22 +190,22 @@ func writePlot(dir string, res *Result) error {
 		p.Add(l)
 		p.Legend.Add("federated", l)
 	}
-	if res.Baseline != nil && len(pts) > 0 {
-		y := get(*res.Baseline)
+	for k, ref := range refs {
+		if ref.row == nil || len(pts) == 0 || math.IsNaN(get(*ref.row)) {
+			continue
+		}
+		y := get(*ref.row)
 		b, err := plotter.NewLine(plotter.XYs{{X: pts[0].X, Y: y}, {X: pts[len(pts)-1].X, Y: y}})
 		if err != nil {
 			return err
 		}
 		b.Dashes = []vg.Length{vg.Points(4), vg.Points(4)}
-		b.Color = plotColor
+		b.Color = referenceColors[k%len(referenceColors)]
 		p.Add(b)
-		p.Legend.Add("centralized", b)
+		p.Legend.Add(ref.name, b)
 	}
 	p.Legend.Top = true
-	if err := p.Save(6*vg.Inch, 4*vg.Inch, filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	return writeEpsilonPlot(dir, res, metric, get)
+	return p.Save(6*vg.Inch, 4*vg.Inch, path)
 }
 
 // writeEpsilonPlot draws the metric against the privacy spent so far, the

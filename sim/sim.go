@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,26 +21,38 @@ import (
 type Config struct {
 	Data    string // "synthetic" (default), "ml-100k", "ml-1m", "ml-latest-small" or a CSV path
 	DataDir string // where named sets live; default "./data"
+	// TrainFile and TestFile, both or neither, replace Data and the split:
+	// user,item,value CSVs split by another tool, so that results compare
+	// with other libraries on identical data.
+	TrainFile, TestFile string
+	// Split is how Data is divided into train and test: "random" (default;
+	// TestFrac of the interactions, uniformly) or "time" (each user's most
+	// recent TestFrac).
+	Split string
 	// Synthetic data only.
-	Users, Items int  // 0 = SyntheticConfig defaults
-	Implicit     bool // implicit-feedback variant of the synthetic set
+	Users, Items int // 0 = SyntheticConfig defaults
+
+	// Objective is what the model learns: "implicit" (default; every
+	// interaction is a positive with confidence 1 + Alpha·value, every
+	// other item a negative, Hu, Koren and Volinsky 2008), the objective
+	// of a recommender that ranks; or "explicit" (predict the rating).
+	Objective string
 
 	Rounds          int     // default 300
 	ClientsPerRound int     // default 100 (all clients if fewer)
-	Rank            int     // default 32
+	Rank            int     // default 64 (implicit) or 32 (explicit)
 	LocalEpochs     int     // default 1
 	LR              float64 // client SGD step, default 0.03
-	Reg             float64 // L2 per observation, default 0.12
-	Alpha           float64 // implicit confidence scale, default 10
+	Reg             float64 // L2 per observation, default 0.1 (implicit) or 0.12 (explicit)
+	Alpha           float64 // implicit confidence scale, default 1
 	Clip            float64 // per-client L2 clip of the update, 0 = none
 	ServerOpt       string  // fedavg, fedadam, fedyogi; default fedadam, or with DP (and no ServerLR) as privateServerOpt decides
-	ServerLR        float64 // default 0.1 (fedadam, fedyogi) or 1 (fedavg)
+	ServerLR        float64 // default 0.05 (implicit) or 0.1 (explicit) for fedadam and fedyogi, 1 for fedavg
 	Tau             float64 // adaptivity of fedadam/fedyogi, default 1e-3
 	Seed            uint64  // default 1
 	TestFrac        float64 // default 0.2
 	EvalEvery       int     // evaluate every N rounds, default 10
 	EvalUsers       int     // evaluate on at most this many users (seeded sample), default 5000
-	K               int     // cut-off of Recall@K and NDCG@K, default 10
 	Workers         int     // default GOMAXPROCS
 
 	// Dropout is the chance a selected client vanishes mid-round; Straggler
@@ -80,7 +93,28 @@ type Config struct {
 	Baseline Toggle
 	// BaselineIters is the number of ALS sweeps, default 15.
 	BaselineIters int
+	// EASE also trains EASE (Steck 2019), a strong centralized item-item
+	// recommender, as a reference; EASEAuto (the default) does so when
+	// its matrix inversion is affordable (easeAffordable).
+	EASE Toggle
+	// EASELambda is EASE's L2 penalty, default 500.
+	EASELambda float64
 }
+
+// Objectives.
+const (
+	Implicit = "implicit"
+	Explicit = "explicit"
+)
+
+// Splits.
+const (
+	SplitRandom = "random"
+	SplitTime   = "time"
+)
+
+// Cutoffs are the K of the ranking metrics every run reports.
+var Cutoffs = []int{10, 20}
 
 // defaultPrivateClip is the clip norm used with DP or secure aggregation
 // when none is given: about the median norm of a client's update early in
@@ -109,19 +143,33 @@ func (c Config) Defaults() Config {
 			*p = v
 		}
 	}
-	if c.Data == "" {
+	if c.Data == "" && c.TrainFile == "" && c.TestFile == "" {
 		c.Data = "synthetic"
 	}
 	if c.DataDir == "" {
 		c.DataDir = "data"
 	}
+	if c.Split == "" && c.TrainFile == "" {
+		c.Split = SplitRandom
+	}
+	if c.Objective == "" {
+		c.Objective = Implicit
+	}
 	def(&c.Rounds, 300)
 	def(&c.ClientsPerRound, 100)
-	def(&c.Rank, 32)
 	def(&c.LocalEpochs, 1)
 	deff(&c.LR, 0.03)
+	// Tuned on ml-latest-small (docs/ranking.md): the implicit model needs
+	// more rank and, with FedAdam, a smaller server step than the explicit.
+	serverLR := 0.1
+	if c.Objective == Implicit {
+		def(&c.Rank, 64)
+		deff(&c.Reg, 0.1)
+		deff(&c.Alpha, 1)
+		serverLR = 0.05
+	}
+	def(&c.Rank, 32)
 	deff(&c.Reg, 0.12)
-	deff(&c.Alpha, 10)
 	if c.DP == "" {
 		c.DP = DPOff
 	}
@@ -137,7 +185,7 @@ func (c Config) Defaults() Config {
 	if c.ServerOpt == "fedavg" {
 		deff(&c.ServerLR, 1)
 	}
-	deff(&c.ServerLR, 0.1)
+	deff(&c.ServerLR, serverLR)
 	deff(&c.Tau, 1e-3)
 	if c.Seed == 0 {
 		c.Seed = 1
@@ -145,10 +193,10 @@ func (c Config) Defaults() Config {
 	deff(&c.TestFrac, 0.2)
 	def(&c.EvalEvery, 10)
 	def(&c.EvalUsers, 5000)
-	def(&c.K, 10)
 	def(&c.Workers, runtime.GOMAXPROCS(0))
 	def(&c.MinClients, 1)
 	def(&c.BaselineIters, 15)
+	deff(&c.EASELambda, model.DefaultEASELambda)
 	deff(&c.Delta, 1e-5)
 	if (c.DP != DPOff || c.SecAgg || c.AdaptiveClip) && c.Clip == 0 {
 		c.Clip = defaultPrivateClip
@@ -200,6 +248,22 @@ func (c Config) Validate() error {
 		return bad("Delta", c.Delta, "in (0,1)")
 	case c.Users < 0 || c.Items < 0:
 		return bad("Users/Items", fmt.Sprint(c.Users, "/", c.Items), ">= 0")
+	case c.Objective != Implicit && c.Objective != Explicit:
+		return bad("Objective", c.Objective, "implicit or explicit")
+	case c.Objective == Explicit && c.Alpha != 0:
+		return errors.New("sim: Alpha (the implicit confidence scale) does not apply to the explicit objective")
+	case !finiteNonNeg(c.Alpha):
+		return bad("Alpha", c.Alpha, "finite >= 0")
+	case (c.TrainFile == "") != (c.TestFile == ""):
+		return errors.New("sim: TrainFile and TestFile go together: give both or neither")
+	case c.TrainFile != "" && c.Data != "":
+		return errors.New("sim: Data does not apply with TrainFile and TestFile (the files are the data)")
+	case c.TrainFile != "" && c.Split != "":
+		return errors.New("sim: Split does not apply with TrainFile and TestFile (the files are the split)")
+	case c.TrainFile == "" && c.Split != SplitRandom && c.Split != SplitTime:
+		return bad("Split", c.Split, "random or time")
+	case !finitePos(c.EASELambda):
+		return bad("EASELambda", c.EASELambda, "finite > 0")
 	}
 	return nil
 }
@@ -264,8 +328,17 @@ type Row struct {
 	TrainLoss float64 `json:"train_loss"`
 	RMSE      float64 `json:"rmse"`
 	MAE       float64 `json:"mae"`
-	Recall    float64 `json:"recall_at_k"`
-	NDCG      float64 `json:"ndcg_at_k"`
+	// Ranking over every item the user has not interacted with, at the
+	// Cutoffs 10 and 20: Recall@K, NDCG@K, the share of users with a hit
+	// in their top K and the share of the catalogue shown in any top K.
+	Recall    float64 `json:"recall_at_10"`
+	NDCG      float64 `json:"ndcg_at_10"`
+	Recall20  float64 `json:"recall_at_20"`
+	NDCG20    float64 `json:"ndcg_at_20"`
+	UserCov   float64 `json:"user_coverage_at_10"`
+	CatCov    float64 `json:"catalogue_coverage_at_10"`
+	UserCov20 float64 `json:"user_coverage_at_20"`
+	CatCov20  float64 `json:"catalogue_coverage_at_20"`
 	// Epsilon is the privacy spent so far; NaN while no privacy is applied.
 	Epsilon   float64 `json:"epsilon"`
 	BytesUp   int64   `json:"bytes_up"`   // cumulative, all clients
@@ -276,12 +349,17 @@ type Row struct {
 
 // Result is what a run produced.
 type Result struct {
-	Config    Config
-	Dataset   DatasetInfo
-	Rows      []Row // one per evaluated round
-	Final     Row
-	Baseline  *Row // centralized model on the same split, if trained
-	Abandoned int  // rounds with fewer than MinClients survivors
+	Config   Config
+	Dataset  DatasetInfo
+	Rows     []Row // one per evaluated round
+	Final    Row
+	Baseline *Row // centralized model on the same split, if trained
+	// Popular ranks items by how many training users interacted with
+	// them: the floor every recommender must clear.
+	Popular *Row
+	// EASE is the strong centralized reference, if trained.
+	EASE      *Row
+	Abandoned int // rounds with fewer than MinClients survivors
 	// NoiseMultiplier is the z the run used (calibrated from
 	// TargetEpsilon if that was set).
 	NoiseMultiplier float64
@@ -290,13 +368,17 @@ type Result struct {
 
 // DatasetInfo summarizes the data a run used.
 type DatasetInfo struct {
-	Name         string `json:"name"`
-	Users        int    `json:"users"`
-	Items        int    `json:"items"`
-	Train        int    `json:"train_interactions"`
-	Test         int    `json:"test_interactions"`
-	Implicit     bool   `json:"implicit"`
-	MeanPerRound int    `json:"-"`
+	Name     string `json:"name"`
+	Users    int    `json:"users"`
+	Items    int    `json:"items"`
+	Train    int    `json:"train_interactions"`
+	Test     int    `json:"test_interactions"`
+	Implicit bool   `json:"implicit"`
+	Split    string `json:"split"`
+	// Dropped counts test interactions of a TestFile that no model can
+	// score: unknown user or item, or also in training.
+	Dropped      int `json:"dropped_test_interactions,omitempty"`
+	MeanPerRound int `json:"-"`
 }
 
 // Observer hears about progress; all methods are called from Run's
@@ -334,12 +416,8 @@ func prepare(ctx context.Context, c Config, obs Observer) (*env, *Result, Observ
 		obs = nopObserver{}
 	}
 	start := time.Now()
-	obs.Phase("loading " + c.Data)
-	ds, err := loadData(c)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	env, err := newEnv(c, ds)
+	obs.Phase("loading " + cmp.Or(c.Data, c.TrainFile+" and "+c.TestFile))
+	env, err := load(c)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -351,6 +429,9 @@ func prepare(ctx context.Context, c Config, obs Observer) (*env, *Result, Observ
 		env.c = c
 	}
 	res := &Result{Config: c, Dataset: env.info}
+	if err := env.references(ctx, res, obs); err != nil {
+		return nil, nil, nil, err
+	}
 	if c.Centralized || c.Baseline == On || (c.Baseline == Auto && env.info.Train <= 2_000_000) {
 		obs.Phase(fmt.Sprintf("training the centralized baseline (ALS, %d sweeps)", c.BaselineIters))
 		row, err := env.centralized(ctx)
@@ -368,14 +449,56 @@ func prepare(ctx context.Context, c Config, obs Observer) (*env, *Result, Observ
 	return env, res, obs, nil
 }
 
-func loadData(c Config) (*Dataset, error) {
-	if c.Data == "synthetic" {
-		return Synthetic(SyntheticConfig{Users: c.Users, Items: c.Items, Implicit: c.Implicit, Seed: c.Seed})
-	}
-	if c.Users != 0 || c.Items != 0 {
+// load reads the data c names, splits it and prepares the run.
+func load(c Config) (*env, error) {
+	if c.Data != "synthetic" && (c.Users != 0 || c.Items != 0) {
 		return nil, errors.New("sim: --users and --items only apply to --data synthetic")
 	}
-	return Open(c.Data, c.DataDir)
+	var (
+		ds          *Dataset
+		train, test []Interaction
+		dropped     int
+		err         error
+	)
+	switch {
+	case c.TrainFile != "":
+		ds, train, test, dropped, err = LoadTrainTest(c.TrainFile, c.TestFile)
+	case c.Data == "synthetic":
+		ds, err = Synthetic(SyntheticConfig{Users: c.Users, Items: c.Items, Implicit: c.Objective == Implicit, Seed: c.Seed})
+	default:
+		ds, err = Open(c.Data, c.DataDir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if c.Objective == Implicit && !ds.Implicit {
+		// Ratings read as interactions: a rating is the interaction's
+		// strength, so a 5 weighs more than a 1 but both are positives.
+		for _, x := range ds.Interactions {
+			if x.Value < 0 {
+				return nil, fmt.Errorf("sim: %s: value %v: an implicit interaction's strength must be >= 0 (use --objective explicit for signed ratings)", ds.Name, x.Value)
+			}
+		}
+		ds = ds.AsImplicit()
+	}
+	if c.Objective == Explicit && ds.Implicit {
+		return nil, fmt.Errorf("sim: %s holds implicit feedback, not ratings: the explicit objective does not apply", ds.Name)
+	}
+	switch c.Split {
+	case SplitRandom:
+		train, test = ds.Split(c.TestFrac, c.Seed)
+	case SplitTime:
+		if train, test, err = ds.SplitByTime(c.TestFrac); err != nil {
+			return nil, err
+		}
+	}
+	e, err := newEnv(c, ds, train, test)
+	if err != nil {
+		return nil, err
+	}
+	e.info.Split = cmp.Or(c.Split, "files")
+	e.info.Dropped = dropped
+	return e, nil
 }
 
 // env is a run's prepared data and model.
@@ -393,8 +516,7 @@ type env struct {
 	userIDs     []string // the data set's own user IDs, by dense index
 }
 
-func newEnv(c Config, ds *Dataset) (*env, error) {
-	trainX, testX := ds.Split(c.TestFrac, c.Seed)
+func newEnv(c Config, ds *Dataset, trainX, testX []Interaction) (*env, error) {
 	e := &env{c: c, kind: model.Explicit, userIDs: ds.UserIDs}
 	if ds.Implicit {
 		e.kind = model.Implicit
@@ -433,7 +555,9 @@ func newEnv(c Config, ds *Dataset) (*env, error) {
 	}
 	e.evalUsers = withTest
 	e.tc = model.TrainConfig{Reg: c.Reg, LR: c.LR, Epochs: c.LocalEpochs, Alpha: c.Alpha}
-	e.ec = model.EvalConfig{K: c.K, Errors: !ds.Implicit}
+	// Every held-out interaction is relevant for implicit feedback; for
+	// ratings, those of 4 stars or more (the usual MovieLens convention).
+	e.ec = model.EvalConfig{Ks: Cutoffs, Errors: !ds.Implicit}
 	if !ds.Implicit {
 		e.ec.Relevant = 4
 	}
@@ -495,11 +619,76 @@ func (e *env) evaluate(ctx context.Context, m *model.Model) (Row, error) {
 	if err != nil {
 		return Row{}, err
 	}
+	return rowOf(parts), nil
+}
+
+// evaluateScores judges a centralized reference that scores every item
+// for a user from the user's training data.
+func (e *env) evaluateScores(ctx context.Context, scores func(dst []float64, train []model.Rating)) (Row, error) {
+	parts := make([]model.Metrics, e.c.Workers)
+	ec := e.ec
+	ec.Errors = false // references rank; their scores are not ratings
+	err := e.parallel(ctx, len(e.evalUsers), func(w, k int, scratch []float64) error {
+		u := e.evalUsers[k]
+		dst := scratch[:e.info.Items]
+		scores(dst, e.train[u])
+		parts[w].Add(model.EvaluateScores(dst, e.train[u], e.test[u], ec))
+		return nil
+	})
+	if err != nil {
+		return Row{}, err
+	}
+	return rowOf(parts), nil
+}
+
+func rowOf(parts []model.Metrics) Row {
 	var sum model.Metrics
 	for _, p := range parts {
 		sum.Add(p)
 	}
-	return Row{RMSE: sum.RMSE(), MAE: sum.MAE(), Recall: sum.Recall(), NDCG: sum.NDCG(), Epsilon: math.NaN()}, nil
+	k1, k2 := Cutoffs[0], Cutoffs[1]
+	return Row{
+		RMSE: sum.RMSE(), MAE: sum.MAE(),
+		Recall: sum.RecallAt(k1), NDCG: sum.NDCGAt(k1), Recall20: sum.RecallAt(k2), NDCG20: sum.NDCGAt(k2),
+		UserCov: sum.UserCoverageAt(k1), CatCov: sum.CatalogueCoverageAt(k1),
+		UserCov20: sum.UserCoverageAt(k2), CatCov20: sum.CatalogueCoverageAt(k2),
+		Epsilon: math.NaN(),
+	}
+}
+
+// easeAffordable says whether EASE's inversion, of an n×n matrix with n the
+// smaller of users and items, fits the default run: about a minute at
+// n = 5000 on two cores.
+func easeAffordable(users, items int) bool {
+	return items <= model.MaxEASEItems && min(users, items) <= 5000
+}
+
+// references trains the centralized references every run is compared with:
+// most popular always, EASE when asked for or affordable.
+func (e *env) references(ctx context.Context, res *Result, obs Observer) error {
+	pop, err := model.FitPopularity(e.train, e.info.Items)
+	if err != nil {
+		return fmt.Errorf("sim: most popular: %w", err)
+	}
+	popRow, err := e.evaluateScores(ctx, pop.Scores)
+	if err != nil {
+		return err
+	}
+	res.Popular = &popRow
+	if e.c.EASE == Off || (e.c.EASE == Auto && !easeAffordable(len(e.active), e.info.Items)) {
+		return nil
+	}
+	obs.Phase(fmt.Sprintf("training the EASE reference (λ = %g)", e.c.EASELambda))
+	ease, err := model.FitEASE(ctx, e.train, e.info.Items, e.c.EASELambda)
+	if err != nil {
+		return fmt.Errorf("sim: EASE reference: %w", err)
+	}
+	easeRow, err := e.evaluateScores(ctx, ease.Scores)
+	if err != nil {
+		return err
+	}
+	res.EASE = &easeRow
+	return nil
 }
 
 // parallel runs f(worker, k, scratch) for k in [0,n) on the configured

@@ -15,7 +15,10 @@ import (
 func itemMeanRMSE(t *testing.T, c Config) float64 {
 	t.Helper()
 	c = c.Defaults()
-	ds, err := loadData(c)
+	ds, err := Synthetic(SyntheticConfig{Users: c.Users, Items: c.Items, Seed: c.Seed})
+	if c.Data != "synthetic" {
+		ds, err = Open(c.Data, c.DataDir)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +45,7 @@ func itemMeanRMSE(t *testing.T, c Config) float64 {
 }
 
 func TestFederatedBeatsItemMean(t *testing.T) {
-	c := Config{Users: 300, Items: 150, Rounds: 60, ClientsPerRound: 50, Rank: 8, EvalEvery: 20, Seed: 3, Baseline: On}
+	c := Config{Objective: Explicit, Users: 300, Items: 150, Rounds: 60, ClientsPerRound: 50, Rank: 8, EvalEvery: 20, Seed: 3, Baseline: On}
 	res, err := Run(t.Context(), c, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -75,11 +78,13 @@ func TestFederatedBeatsItemMean(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(recs[0], ","); got != "round,clients,train_loss,rmse,mae,recall_at_10,ndcg_at_10,epsilon,bytes_up,bytes_down,wall_s" {
+	if got := strings.Join(recs[0], ","); got != "round,clients,train_loss,rmse,mae,recall_at_10,ndcg_at_10,recall_at_20,ndcg_at_20,"+
+		"user_coverage_at_10,catalogue_coverage_at_10,user_coverage_at_20,catalogue_coverage_at_20,popular_recall_at_10,popular_ndcg_at_10,"+
+		"epsilon,bytes_up,bytes_down,wall_s" {
 		t.Errorf("metrics.csv header = %q", got)
 	}
-	if len(recs) != 4 || recs[3][7] != "" {
-		t.Errorf("metrics.csv rows = %v, want 3 rows with an empty epsilon", recs[1:])
+	if len(recs) != 4 || recs[3][15] != "" || recs[3][13] == "" {
+		t.Errorf("metrics.csv rows = %v, want 3 rows with an empty epsilon and the most-popular reference", recs[1:])
 	}
 	var sum map[string]any
 	b, err := os.ReadFile(filepath.Join(dir, "summary.json"))
@@ -89,7 +94,7 @@ func TestFederatedBeatsItemMean(t *testing.T) {
 	if err := json.Unmarshal(b, &sum); err != nil {
 		t.Fatalf("summary.json: %v", err)
 	}
-	for _, k := range []string{"config", "final", "wall_s", "memory", "centralized_baseline"} {
+	for _, k := range []string{"config", "final", "wall_s", "memory", "centralized_baseline", "most_popular", "ease"} {
 		if _, ok := sum[k]; !ok {
 			t.Errorf("summary.json lacks %q", k)
 		}
@@ -100,13 +105,20 @@ func TestFederatedBeatsItemMean(t *testing.T) {
 }
 
 func TestImplicitRun(t *testing.T) {
-	c := Config{Users: 200, Items: 100, Implicit: true, Rounds: 20, ClientsPerRound: 40, Rank: 8, EvalEvery: 10, Seed: 2}
+	c := Config{Users: 200, Items: 100, Objective: Implicit, Rounds: 20, ClientsPerRound: 40, Rank: 8, EvalEvery: 10, Seed: 2}
 	res, err := Run(t.Context(), c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !math.IsNaN(res.Final.RMSE) || !(res.Final.Recall > 0) {
 		t.Errorf("implicit final row %+v: want no RMSE and a positive recall", res.Final)
+	}
+	// Each reference is its own model: the rows must not be one shared value.
+	if res.Popular == nil || res.EASE == nil || res.Popular == res.EASE || *res.Popular == *res.EASE {
+		t.Errorf("references most popular %+v, EASE %+v: want both, each its own", res.Popular, res.EASE)
+	}
+	if r := res.Final; !(r.Recall20 >= r.Recall*0.5) || !(r.CatCov > 0 && r.CatCov <= 1) || !(r.UserCov > 0 && r.UserCov <= 1) {
+		t.Errorf("final row %+v: want Recall@20 and coverages set", r)
 	}
 }
 
@@ -151,7 +163,7 @@ func TestMLLatestSmallQuality(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(path, "ml-latest-small", "ratings.csv")); err != nil {
 		t.Skip("ml-latest-small not available:", err)
 	}
-	res, err := Run(t.Context(), Config{Data: "ml-latest-small", DataDir: path, Rounds: 100, EvalEvery: 100}, nil)
+	res, err := Run(t.Context(), Config{Objective: Explicit, Data: "ml-latest-small", DataDir: path, Rounds: 100, EvalEvery: 100}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +178,7 @@ func TestMLLatestSmallQuality(t *testing.T) {
 }
 
 func TestPrivateRuns(t *testing.T) {
-	base := Config{Users: 200, Items: 80, Rounds: 12, ClientsPerRound: 40, Rank: 4, EvalEvery: 6, Seed: 5, Baseline: Off, Clip: 0.25}
+	base := Config{Objective: Explicit, Users: 200, Items: 80, Rounds: 12, ClientsPerRound: 40, Rank: 4, EvalEvery: 6, Seed: 5, Baseline: Off, Clip: 0.25}
 	plain, err := Run(t.Context(), base, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -237,12 +249,12 @@ func TestPrivateServerOpt(t *testing.T) {
 		wantLR float64
 	}{
 		// Noise on the mean ≈ 3.4·0.25/100: far above Tau.
-		{"ml-latest-small at ε = 4", Config{DP: DPCentral, TargetEpsilon: 4}, 610, "fedavg", 1},
+		{"ml-latest-small at ε = 4", Config{Objective: Explicit, DP: DPCentral, TargetEpsilon: 4}, 610, "fedavg", 1},
 		// ≈ 0.89·0.25/2000: well below Tau.
-		{"100,000 users at ε = 4", Config{DP: DPCentral, TargetEpsilon: 4, Delta: 1e-6, ClientsPerRound: 2000}, 100_000, "fedadam", 0.1},
-		{"fixed noise multiplier, loud", Config{DP: DPCentral, NoiseMultiplier: 1, ClientsPerRound: 100}, 10_000, "fedavg", 1},
-		{"fixed noise multiplier, quiet", Config{DP: DPCentral, NoiseMultiplier: 1, ClientsPerRound: 1000}, 10_000, "fedadam", 0.1},
-		{"no DP", Config{}, 100, "fedadam", 0.1},
+		{"100,000 users at ε = 4", Config{Objective: Explicit, DP: DPCentral, TargetEpsilon: 4, Delta: 1e-6, ClientsPerRound: 2000}, 100_000, "fedadam", 0.1},
+		{"fixed noise multiplier, loud", Config{Objective: Explicit, DP: DPCentral, NoiseMultiplier: 1, ClientsPerRound: 100}, 10_000, "fedavg", 1},
+		{"fixed noise multiplier, quiet", Config{Objective: Explicit, DP: DPCentral, NoiseMultiplier: 1, ClientsPerRound: 1000}, 10_000, "fedadam", 0.1},
+		{"no DP", Config{Objective: Explicit}, 100, "fedadam", 0.1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -260,7 +272,7 @@ func TestPrivateServerOpt(t *testing.T) {
 // A private run picks its server optimizer from the noise only when it was
 // given neither an optimizer nor a server learning rate.
 func TestRunPicksPrivateServerOpt(t *testing.T) {
-	base := Config{Users: 2000, Items: 200, Rounds: 1, ClientsPerRound: 500, Rank: 4, Baseline: Off, DP: DPCentral, NoiseMultiplier: 1}
+	base := Config{Objective: Explicit, Users: 2000, Items: 200, Rounds: 1, ClientsPerRound: 500, Rank: 4, Baseline: Off, DP: DPCentral, NoiseMultiplier: 1}
 	tests := []struct {
 		name         string
 		opt          string

@@ -276,7 +276,7 @@ func TestClusterEndToEnd(t *testing.T) {
 		t.Fatalf("client output %q: %v", cl.read(cl.out), err)
 	}
 	rounds := int(res.Version) - 1
-	simRes, err := sim.Run(ctx, sim.Config{Data: "ml-latest-small", DataDir: dataDir, Rounds: rounds, EvalEvery: rounds, Baseline: sim.Off}.Defaults(), nil)
+	simRes, err := sim.Run(ctx, sim.Config{Objective: sim.Explicit, Data: "ml-latest-small", DataDir: dataDir, Rounds: rounds, EvalEvery: rounds, Baseline: sim.Off}.Defaults(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

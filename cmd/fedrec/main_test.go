@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,7 +28,7 @@ func TestSimCommand(t *testing.T) {
 	if err := run(t.Context(), append([]string{"sim"}, args...), &out, &errb); err != nil {
 		t.Fatalf("fedrec sim: %v\n%s", err, errb.String())
 	}
-	for _, want := range []string{"federated (round 6)", "centralized:", "peak heap"} {
+	for _, want := range []string{"federated (round 6)", "centralized iALS", "EASE", "most popular", "Recall@20", "catalogue@10", "× most popular's", "peak heap"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
@@ -35,7 +36,7 @@ func TestSimCommand(t *testing.T) {
 	if !strings.Contains(errb.String(), "round 3/6") {
 		t.Errorf("progress lacks plain round lines:\n%s", errb.String())
 	}
-	for _, f := range []string{"metrics.csv", "summary.json", "rmse.png"} {
+	for _, f := range []string{"metrics.csv", "summary.json", "ndcg_at_10.png"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Error(err)
 		}
@@ -43,6 +44,70 @@ func TestSimCommand(t *testing.T) {
 	err := run(t.Context(), []string{"sim", "--data", "ml-1m", "--data-dir", t.TempDir()}, &out, &errb)
 	if err == nil || !strings.Contains(err.Error(), "ratings.dat") {
 		t.Errorf("sim on a missing ml-1m = %v, want a message naming ratings.dat", err)
+	}
+}
+
+// Flags that do not apply are refused, never ignored.
+func TestSimRefusesMeaninglessFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--objective", "explicit", "--alpha", "2"}, "Alpha"},
+		{[]string{"--implicit", "--objective", "explicit"}, "contradicts"},
+		{[]string{"--objective", "ranking"}, "Objective"},
+		{[]string{"--train", "a.csv"}, "both or neither"},
+		{[]string{"--train", "a.csv", "--test", "b.csv", "--data", "ml-latest-small"}, "--data does not apply"},
+		{[]string{"--train", "a.csv", "--test", "b.csv", "--split", "time"}, "--split does not apply"},
+		{[]string{"--split", "time"}, "timestamps"},
+		{[]string{"--split", "sideways"}, "Split"},
+		{[]string{"--ease", "off", "--ease-lambda", "100"}, "--ease-lambda"},
+		{[]string{"--ease", "maybe"}, "--ease"},
+		{[]string{"--data", "ml-latest-small", "--users", "10"}, "only apply to --data synthetic"},
+		{[]string{"--coordinators", "127.0.0.1:1", "--split", "time"}, "--coordinators"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var out, errb bytes.Buffer
+			err := run(t.Context(), append([]string{"sim", "--quiet", "--rounds", "1"}, tt.args...), &out, &errb)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("fedrec sim %v = %v, want an error mentioning %q", tt.args, err, tt.want)
+			}
+		})
+	}
+}
+
+// fedrec sim --train --test evaluates on a split made elsewhere and says
+// how many test rows it could not score.
+func TestSimTrainTestFiles(t *testing.T) {
+	dir := t.TempDir()
+	var train, test strings.Builder
+	train.WriteString("user,item,rating\n")
+	for u := range 40 {
+		for i := range 12 {
+			if (u+i)%3 != 0 {
+				fmt.Fprintf(&train, "u%d,i%d,%d\n", u, (u/4+i)%20, 1+i%5)
+			}
+		}
+		fmt.Fprintf(&test, "u%d,i%d,5\n", u, (u/4+13)%20)
+	}
+	test.WriteString("stranger,i1,5\nu1,unknown-item,4\n")
+	trainPath, testPath := filepath.Join(dir, "train.csv"), filepath.Join(dir, "test.csv")
+	if err := os.WriteFile(trainPath, []byte(train.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(testPath, []byte(test.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	args := []string{"sim", "--quiet", "--train", trainPath, "--test", testPath, "--rounds", "4", "--eval-every", "2", "--clients-per-round", "10", "--rank", "4"}
+	if err := run(t.Context(), args, &out, &errb); err != nil {
+		t.Fatalf("fedrec sim --train --test: %v\n%s", err, errb.String())
+	}
+	for _, want := range []string{"data: train (implicit feedback), 40 users", "files split", "dropped", "federated (round 4)", "most popular"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
 	}
 }
 

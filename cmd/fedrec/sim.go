@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"golang.org/x/term"
@@ -21,20 +23,25 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.SetOutput(stderr)
 	var c sim.Config
 	d := c.Defaults()
-	fs.StringVar(&c.Data, "data", d.Data, "data set: synthetic, ml-100k, ml-1m, ml-latest-small, or a path to a user,item,rating[,timestamp] CSV")
+	fs.StringVar(&c.Data, "data", d.Data, "data set: synthetic, ml-100k, ml-1m, ml-latest-small, or a path to a user,item,value[,timestamp] CSV")
+	fs.StringVar(&c.TrainFile, "train", "", "with --test: a user,item,value[,timestamp] CSV of training interactions split by another tool (instead of --data)")
+	fs.StringVar(&c.TestFile, "test", "", "with --train: the held-out interactions (rows with users or items unknown to --train are dropped and counted)")
+	fs.StringVar(&c.Split, "split", "random", "train/test split of --data: random (20% of interactions) or time (each user's latest 20%)")
+	fs.StringVar(&c.Objective, "objective", d.Objective, "implicit (rank items: every interaction a positive, confidence 1 + alpha·value) or explicit (predict ratings)")
 	fs.StringVar(&c.DataDir, "data-dir", d.DataDir, "directory holding the named MovieLens sets (ml-100k/u.data, ml-1m/ratings.dat, ml-latest-small/ratings.csv)")
 	fs.IntVar(&c.Users, "users", 0, "synthetic data: number of users (default 2000)")
 	fs.IntVar(&c.Items, "items", 0, "synthetic data: number of items (default 1000)")
-	fs.BoolVar(&c.Implicit, "implicit", false, "synthetic data: implicit feedback (clicks) instead of ratings")
+	implicit := fs.Bool("implicit", false, "same as --objective implicit")
 	fs.IntVar(&c.Rounds, "rounds", d.Rounds, "training rounds")
 	fs.IntVar(&c.ClientsPerRound, "clients-per-round", d.ClientsPerRound, "clients sampled per round")
-	fs.IntVar(&c.Rank, "rank", d.Rank, "rank of the factorization")
+	fs.IntVar(&c.Rank, "rank", 0, "rank of the factorization (default 64 implicit, 32 explicit)")
 	fs.IntVar(&c.LocalEpochs, "local-epochs", d.LocalEpochs, "local SGD passes per client per round")
 	fs.Float64Var(&c.LR, "lr", d.LR, "client learning rate")
-	fs.Float64Var(&c.Reg, "reg", d.Reg, "L2 regularization per observation")
+	fs.Float64Var(&c.Reg, "reg", 0, "L2 regularization per observation (default 0.1 implicit, 0.12 explicit)")
+	fs.Float64Var(&c.Alpha, "alpha", 0, "implicit: confidence of an interaction of strength v is 1 + alpha·v (default 1)")
 	fs.Float64Var(&c.Clip, "clip", 0, "L2 clip norm of each client's update (0 = none; 0.25 with --dp or --secagg)")
 	fs.StringVar(&c.ServerOpt, "server-opt", "", "server optimizer: fedavg, fedadam, fedyogi (default fedadam; with --dp and no --server-lr, fedavg if the noise on the mean update exceeds fedadam's τ = 1e-3)")
-	fs.Float64Var(&c.ServerLR, "server-lr", 0, "server learning rate (default 0.1 for fedadam/fedyogi, 1 for fedavg)")
+	fs.Float64Var(&c.ServerLR, "server-lr", 0, "server learning rate (default for fedadam/fedyogi 0.05 implicit, 0.1 explicit; 1 for fedavg)")
 	fs.Uint64Var(&c.Seed, "seed", d.Seed, "random seed (data split, sampling, initialization)")
 	fs.IntVar(&c.EvalEvery, "eval-every", d.EvalEvery, "evaluate every N rounds")
 	fs.IntVar(&c.EvalUsers, "eval-users", d.EvalUsers, "evaluate on at most N users")
@@ -52,6 +59,8 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.BoolVar(&c.SecAgg, "secagg", false, "sum updates by secure aggregation (the server sees only masked vectors)")
 	fs.BoolVar(&c.Centralized, "centralized", false, "train the same model on pooled data (the baseline) instead of federating")
 	baseline := fs.String("baseline", "auto", "also train the centralized baseline for comparison: auto (data up to 2M interactions), on, off")
+	ease := fs.String("ease", "auto", "also train the EASE reference: auto (when min(users, items) <= 5000), on, off")
+	fs.Float64Var(&c.EASELambda, "ease-lambda", d.EASELambda, "EASE's L2 penalty")
 	coords := fs.String("coordinators", "", "run the clients against this real cluster (comma-separated client addresses) instead of in process")
 	certs := fs.String("certs", "certs", "with --coordinators: directory holding the cluster's ca.pem and the device CA's key (or device-ID.pem files)")
 	out := fs.String("out", "", "write metrics.csv, summary.json and a plot to this directory")
@@ -62,14 +71,38 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if fs.NArg() > 0 {
 		return fmt.Errorf("sim: unexpected argument %q", fs.Arg(0))
 	}
-	switch *baseline {
-	case "auto":
-	case "on":
-		c.Baseline = sim.On
-	case "off":
-		c.Baseline = sim.Off
-	default:
-		return fmt.Errorf("sim: --baseline %q: want auto, on or off", *baseline)
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	if c.Baseline, err = toggle("baseline", *baseline); err != nil {
+		return err
+	}
+	if c.EASE, err = toggle("ease", *ease); err != nil {
+		return err
+	}
+	if *implicit {
+		if set["objective"] && c.Objective != sim.Implicit {
+			return fmt.Errorf("sim: --implicit contradicts --objective %s", c.Objective)
+		}
+		c.Objective = sim.Implicit
+	}
+	if c.TrainFile != "" || c.TestFile != "" {
+		for _, f := range []string{"data", "split", "users", "items"} {
+			if set[f] {
+				return fmt.Errorf("sim: --%s does not apply with --train and --test (the files are the data and the split)", f)
+			}
+		}
+		c.Data, c.Split = "", ""
+	}
+	if set["ease-lambda"] && c.EASE == sim.Off {
+		return errors.New("sim: --ease-lambda does not apply with --ease off")
+	}
+	if *coords != "" {
+		for _, f := range []string{"split", "train", "test"} {
+			if set[f] {
+				return fmt.Errorf("sim: --%s does not apply with --coordinators (the cluster trains on --data)", f)
+			}
+		}
 	}
 	var obs sim.Observer = newProgress(stderr)
 	if *quiet {
@@ -77,7 +110,6 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	mem := sim.StartMemorySampler(50 * time.Millisecond)
 	var res *sim.Result
-	var err error
 	if *coords != "" {
 		devices, perr := pki.Devices(*certs, 24*time.Hour)
 		if perr != nil {
@@ -100,39 +132,77 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if err := sim.WriteOutputs(*out, res, m); err != nil {
 			return fmt.Errorf("sim: writing results: %w", err)
 		}
-		fmt.Fprintf(stdout, "wrote %s/{metrics.csv,summary.json,%s}\n", *out, plotName(res))
+		fmt.Fprintf(stdout, "wrote %s/{metrics.csv,summary.json,%s}\n", *out, strings.Join(sim.PlotNames(res), ","))
 	}
 	return nil
 }
 
-func plotName(res *sim.Result) string {
-	if res.Dataset.Implicit {
-		return "ndcg_at_10.png"
+func toggle(flag, v string) (sim.Toggle, error) {
+	switch v {
+	case "auto":
+		return sim.Auto, nil
+	case "on":
+		return sim.On, nil
+	case "off":
+		return sim.Off, nil
 	}
-	return "rmse.png"
+	return 0, fmt.Errorf("sim: --%s %q: want auto, on or off", flag, v)
 }
 
 func printResult(w io.Writer, res *sim.Result, m sim.Memory) {
 	ds := res.Dataset
-	fmt.Fprintf(w, "data: %s, %d users, %d items, %d train / %d test interactions\n", ds.Name, ds.Users, ds.Items, ds.Train, ds.Test)
-	line := func(name string, r sim.Row) {
-		var parts []string
-		if !math.IsNaN(r.RMSE) {
-			parts = append(parts, fmt.Sprintf("RMSE %.4f  MAE %.4f", r.RMSE, r.MAE))
+	split := ds.Split + " split"
+	if ds.Dropped > 0 {
+		split += fmt.Sprintf(", %d test interactions dropped (user or item not in training, or also in training)", ds.Dropped)
+	}
+	kind := "implicit feedback"
+	if !ds.Implicit {
+		kind = "ratings"
+	}
+	fmt.Fprintf(w, "data: %s (%s), %d users, %d items, %d train / %d test interactions (%s)\n", ds.Name, kind, ds.Users, ds.Items, ds.Train, ds.Test, split)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	explicit := !ds.Implicit
+	head := "\tRecall@10\tNDCG@10\tRecall@20\tNDCG@20\tusers hit@10\tcatalogue@10\t"
+	if explicit {
+		head += "RMSE\tMAE\t"
+	}
+	fmt.Fprintln(tw, head)
+	line := func(name string, r *sim.Row) {
+		if r == nil {
+			return
 		}
-		parts = append(parts, fmt.Sprintf("Recall@%d %.4f  NDCG@%d %.4f", res.Config.K, r.Recall, res.Config.K, r.NDCG))
-		if !math.IsNaN(r.Epsilon) {
-			parts = append(parts, fmt.Sprintf("ε %.3g", r.Epsilon))
+		f := func(x float64) string {
+			if math.IsNaN(x) {
+				return "-"
+			}
+			return fmt.Sprintf("%.4f", x)
 		}
-		fmt.Fprintf(w, "%-12s %s\n", name+":", strings.Join(parts, "  "))
+		s := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t", name, f(r.Recall), f(r.NDCG), f(r.Recall20), f(r.NDCG20), f(r.UserCov), f(r.CatCov))
+		if explicit {
+			s += f(r.RMSE) + "\t" + f(r.MAE) + "\t"
+		}
+		fmt.Fprintln(tw, s)
 	}
 	if !res.Config.Centralized {
-		line(fmt.Sprintf("federated (round %d)", res.Final.Round), res.Final)
+		line(fmt.Sprintf("federated (round %d)", res.Final.Round), &res.Final)
 	}
-	if res.Baseline != nil {
-		line("centralized", *res.Baseline)
-		if !res.Config.Centralized && !math.IsNaN(res.Final.RMSE) {
-			fmt.Fprintf(w, "federated RMSE is %+.2f%% of centralized\n", 100*(res.Final.RMSE/res.Baseline.RMSE-1))
+	line("centralized "+map[bool]string{true: "ALS", false: "iALS"}[explicit], res.Baseline)
+	line("EASE", res.EASE)
+	line("most popular", res.Popular)
+	tw.Flush()
+	if !res.Config.Centralized {
+		if b := res.Baseline; b != nil {
+			if explicit {
+				fmt.Fprintf(w, "federated RMSE is %+.2f%% of centralized\n", 100*(res.Final.RMSE/b.RMSE-1))
+			} else {
+				fmt.Fprintf(w, "federated Recall@20 is %+.1f%% of centralized iALS\n", 100*(res.Final.Recall20/b.Recall20-1))
+			}
+		}
+		if e := res.EASE; e != nil {
+			fmt.Fprintf(w, "federated Recall@10 is %.2f × EASE's, NDCG@10 %.2f ×\n", res.Final.Recall/e.Recall, res.Final.NDCG/e.NDCG)
+		}
+		if p := res.Popular; p != nil {
+			fmt.Fprintf(w, "federated Recall@10 is %.2f × most popular's\n", res.Final.Recall/p.Recall)
 		}
 	}
 	if c := res.Config; c.DP != "off" {
@@ -192,7 +262,7 @@ func rowText(r *sim.Row) string {
 	if !math.IsNaN(r.RMSE) {
 		return fmt.Sprintf("rmse %.4f", r.RMSE)
 	}
-	return fmt.Sprintf("ndcg@10 %.4f", r.NDCG)
+	return fmt.Sprintf("recall@10 %.4f  ndcg@10 %.4f", r.Recall, r.NDCG)
 }
 
 func (p *progress) clear() {
