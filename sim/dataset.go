@@ -306,11 +306,13 @@ func openData(path string) (*os.File, *bufio.Reader, int64, error) {
 	return f, br, size, nil
 }
 
-// LoadCSV loads a comma-separated file of user,item,rating[,timestamp] rows.
-// IDs are arbitrary non-empty strings (quoted per RFC 4180 if they contain
-// commas or quotes) with surrounding spaces trimmed; a missing or empty
-// timestamp is 0. The first row is a header, and skipped, if its rating field
-// is not a number. Blank lines are skipped. Malformed rows are reported as a
+// LoadCSV loads a comma-separated file of user,item,rating[,timestamp] rows,
+// or of bare user,item rows: interactions of strength 1, and the data set is
+// then implicit feedback. IDs are arbitrary non-empty strings (quoted per
+// RFC 4180 if they contain commas or quotes) with surrounding spaces
+// trimmed; a missing or empty timestamp is 0. The first row is a header, and
+// skipped, if its rating field is not a number (two columns: if its first
+// field contains "user"). Blank lines are skipped. Malformed rows are reported as a
 // *ParseError naming the file and line. A repeated (user, item) pair keeps
 // only its latest rating (see Dedup).
 func LoadCSV(path string) (*Dataset, error) {
@@ -334,9 +336,13 @@ func (b *builder) readCSV(path string) error {
 	r.FieldsPerRecord = -1
 	r.ReuseRecord = true
 	r.TrimLeadingSpace = true
+	fields := 0 // of the first data row: every row must have as many (2, or 3 and 4)
 	for first := true; ; first = false {
 		rec, err := r.Read()
 		if err == io.EOF {
+			if fields == 2 {
+				b.d.Implicit = true
+			}
 			return nil
 		}
 		if err != nil {
@@ -346,20 +352,37 @@ func (b *builder) readCSV(path string) error {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 		line, _ := r.FieldPos(0)
-		if len(rec) != 3 && len(rec) != 4 {
+		if len(rec) < 2 || len(rec) > 4 {
 			return &ParseError{Path: path, Line: line,
-				Err: fmt.Errorf("want 3 or 4 fields (user,item,rating[,timestamp]), got %d", len(rec))}
+				Err: fmt.Errorf("want 2 to 4 fields (user,item[,value[,timestamp]]), got %d", len(rec))}
 		}
-		ratingField := strings.TrimSpace(rec[2])
-		if first {
-			if _, err := strconv.ParseFloat(ratingField, 64); err != nil {
-				continue // header
-			}
+		if first && isHeader(rec) {
+			continue
 		}
-		if err := csvRow(b, rec, ratingField); err != nil {
+		if n := min(len(rec), 3); fields == 0 {
+			fields = n
+		} else if n != fields {
+			return &ParseError{Path: path, Line: line,
+				Err: fmt.Errorf("%d fields after rows of %d: a file is either user,item (interactions) or user,item,value[,timestamp]", len(rec), fields)}
+		}
+		if len(rec) == 2 {
+			// A bare user,item row is one interaction of strength 1.
+			rec = append(rec, "1")
+		}
+		if err := csvRow(b, rec, strings.TrimSpace(rec[2])); err != nil {
 			return &ParseError{Path: path, Line: line, Err: err}
 		}
 	}
+}
+
+// isHeader reports whether a first row names its columns: its value is not
+// a number or, in a two-column user,item file, its first field says "user".
+func isHeader(rec []string) bool {
+	if len(rec) == 2 {
+		return strings.Contains(strings.ToLower(rec[0]), "user")
+	}
+	_, err := strconv.ParseFloat(strings.TrimSpace(rec[2]), 64)
+	return err != nil
 }
 
 func csvRow(b *builder, rec []string, ratingField string) error {

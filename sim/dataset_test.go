@@ -147,7 +147,24 @@ func TestLoadCSV(t *testing.T) {
 		name, content string
 		users, items  []string
 		xs            []Interaction
+		implicit      bool
 	}{
+		{
+			name:     "user,item interactions with a header",
+			content:  "user_id,item_id\nalice,sku-1\nbob,sku-2\nalice,sku-2\n",
+			users:    []string{"alice", "bob"},
+			items:    []string{"sku-1", "sku-2"},
+			xs:       []Interaction{{0, 0, 1, 0}, {1, 1, 1, 0}, {0, 1, 1, 0}},
+			implicit: true,
+		},
+		{
+			name:     "user,item interactions without a header",
+			content:  "7,x\n8,x\n",
+			users:    []string{"7", "8"},
+			items:    []string{"x"},
+			xs:       []Interaction{{0, 0, 1, 0}, {1, 0, 1, 0}},
+			implicit: true,
+		},
 		{
 			name:    "header",
 			content: "user,item,rating,timestamp\nalice,matrix,4.5,100\nbob,matrix,3,200\nalice,up,1,300\n",
@@ -189,8 +206,8 @@ func TestLoadCSV(t *testing.T) {
 			if !reflect.DeepEqual(d.Interactions, tc.xs) {
 				t.Errorf("LoadCSV interactions = %v, want %v", d.Interactions, tc.xs)
 			}
-			if d.Name != "data" || d.Implicit {
-				t.Errorf("LoadCSV Name, Implicit = %q, %v, want \"data\", false", d.Name, d.Implicit)
+			if d.Name != "data" || d.Implicit != tc.implicit {
+				t.Errorf("LoadCSV Name, Implicit = %q, %v, want \"data\", %v", d.Name, d.Implicit, tc.implicit)
 			}
 		})
 	}
@@ -226,8 +243,10 @@ func TestLoadCSVErrors(t *testing.T) {
 		{"float32 overflow", "a,b,1e39\n", 1, `rating "1e39": value out of range`},
 		{"empty user", "a,b,1\r\n ,b,1\r\n", 2, "empty user id"},
 		{"empty item", "a,b,1\na,,1\n", 2, "empty item id"},
-		{"too few fields", "a,b,1\n\na,b\n", 3, "want 3 or 4 fields (user,item,rating[,timestamp]), got 2"},
-		{"too many fields", "a,b,1,2,3\n", 1, "want 3 or 4 fields (user,item,rating[,timestamp]), got 5"},
+		{"two fields after three", "a,b,1\n\na,b\n", 3, "2 fields after rows of 3: a file is either user,item (interactions) or user,item,value[,timestamp]"},
+		{"three fields after two", "a,b\na,c,1\n", 2, "3 fields after rows of 2: a file is either user,item (interactions) or user,item,value[,timestamp]"},
+		{"one field", "a\n", 1, "want 2 to 4 fields (user,item[,value[,timestamp]]), got 1"},
+		{"too many fields", "a,b,1,2,3\n", 1, "want 2 to 4 fields (user,item[,value[,timestamp]]), got 5"},
 		{"bad timestamp", "a,b,1,2\na,c,1,yesterday\n", 2, `timestamp "yesterday": invalid syntax`},
 		{"long field", "a,b,1\na,b," + strings.Repeat("x", 100) + "\n", 2, `rating "` + strings.Repeat("x", 64) + `...": invalid syntax`},
 		{"bare quote", "a,b,1\na,b\"c,1\n", 2, `bare " in non-quoted-field`},

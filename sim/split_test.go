@@ -246,7 +246,7 @@ func TestLoadTrainTestErrors(t *testing.T) {
 			checkParseError(t, err, testPath, 2, `rating "oops": invalid syntax`)
 		}},
 		{"bad train row", "a,x,1\na,x\n", "a,x,2\n", func(t *testing.T, err error, trainPath, _ string) {
-			checkParseError(t, err, trainPath, 2, "want 3 or 4 fields (user,item,rating[,timestamp]), got 2")
+			checkParseError(t, err, trainPath, 2, "2 fields after rows of 3: a file is either user,item (interactions) or user,item,value[,timestamp]")
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
