@@ -198,3 +198,17 @@ func BenchmarkAggregationStep(b *testing.B) {
 		}
 	}
 }
+
+func TestCosineDecay(t *testing.T) {
+	tests := []struct {
+		t, n int
+		want float64
+	}{
+		{1, 5, 1}, {3, 5, 0.525}, {5, 5, 0.05}, {9, 5, 0.05}, {0, 5, 1}, {1, 1, 1},
+	}
+	for _, tt := range tests {
+		if got := CosineDecay(1, 0.05, tt.t, tt.n); math.Abs(got-tt.want) > 1e-12 {
+			t.Errorf("CosineDecay(1, 0.05, %d, %d) = %v, want %v", tt.t, tt.n, got, tt.want)
+		}
+	}
+}

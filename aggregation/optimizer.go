@@ -111,3 +111,21 @@ func (o *Adaptive) Step(params, delta []float64) error {
 	}
 	return nil
 }
+
+// SetLR changes the step for the following rounds (a schedule's hook).
+func (o *FedAvg) SetLR(lr float64) { o.LR = lr }
+
+// SetLR changes the step for the following rounds (a schedule's hook).
+func (o *Adaptive) SetLR(lr float64) { o.LR = lr }
+
+// CosineDecay is the step of round t (1-based) of n under a half-cosine
+// schedule: lr at the first round, falling to floor·lr at the last.
+// Adaptive optimizers keep a constant step's worth of jitter once the model
+// has converged; decaying the step removes it.
+func CosineDecay(lr, floor float64, t, n int) float64 {
+	if n <= 1 {
+		return lr
+	}
+	frac := float64(min(max(t, 1), n)-1) / float64(n-1)
+	return lr * (floor + (1-floor)*0.5*(1+math.Cos(math.Pi*frac)))
+}

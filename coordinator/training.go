@@ -21,7 +21,7 @@ type Training struct {
 	Items   int        // required
 	Rank    int        // default 32
 	Mean    float64    // the global mean of the initial model
-	InitStd float64    // std of the initial item factors, default 0.1
+	InitStd float64    // std of the initial item factors, default model.Defaults(Kind).InitStd
 	Seed    uint64     // seeds the initial model, default 1
 
 	Train model.TrainConfig // default model.DefaultTrainConfig()
@@ -90,17 +90,18 @@ func (t Training) withDefaults() Training {
 	if t.Kind == 0 {
 		t.Kind = model.Explicit
 	}
+	h := model.Defaults(t.Kind)
 	if t.Rank == 0 {
-		t.Rank = 32
+		t.Rank = h.Rank
 	}
 	if t.InitStd == 0 {
-		t.InitStd = 0.1
+		t.InitStd = h.InitStd
 	}
 	if t.Seed == 0 {
 		t.Seed = 1
 	}
 	if t.Train == (model.TrainConfig{}) {
-		t.Train = model.DefaultTrainConfig()
+		t.Train = h.Train
 	}
 	if t.Kind == model.Implicit && t.Events == (EventWeights{}) {
 		t.Events = DefaultEventWeights()
@@ -109,7 +110,7 @@ func (t Training) withDefaults() Training {
 		t.Optimizer.Name = "fedadam"
 	}
 	if t.Optimizer.LR == 0 {
-		t.Optimizer.LR = 0.1
+		t.Optimizer.LR = h.ServerLR
 	}
 	if t.Optimizer.Tau == 0 {
 		t.Optimizer.Tau = 1e-3

@@ -15,6 +15,12 @@ import (
 // packed little-endian float64.
 const bytesPerParam = 8
 
+// cosineFloor is where the cosine schedule ends, as a share of ServerLR.
+const cosineFloor = 0.05
+
+// lrSetter is a server optimizer whose step a schedule can change.
+type lrSetter interface{ SetLR(lr float64) }
+
 // federate runs the rounds: sample a cohort, let each surviving client train
 // locally on its own data, aggregate, step the server optimizer.
 func (e *env) federate(ctx context.Context, start time.Time, res *Result, obs Observer) error {
@@ -103,6 +109,9 @@ func (e *env) federate(ctx context.Context, start time.Time, res *Result, obs Ob
 			}
 			if err := plan.endRound(len(survivors), serverRand); err != nil {
 				return fmt.Errorf("sim: round %d: %w", round, err)
+			}
+			if c.ServerDecay == DecayCosine {
+				opt.(lrSetter).SetLR(aggregation.CosineDecay(c.ServerLR, cosineFloor, round, c.Rounds))
 			}
 			if err := opt.Step(m.Params, delta); err != nil {
 				return fmt.Errorf("sim: round %d: %w", round, err)

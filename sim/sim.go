@@ -38,22 +38,28 @@ type Config struct {
 	// of a recommender that ranks; or "explicit" (predict the rating).
 	Objective string
 
-	Rounds          int     // default 300
+	Rounds          int     // default 200 (implicit) or 300 (explicit)
 	ClientsPerRound int     // default 100 (all clients if fewer)
-	Rank            int     // default 64 (implicit) or 32 (explicit)
+	Rank            int     // default model.Defaults: 96 (implicit) or 32 (explicit)
 	LocalEpochs     int     // default 1
 	LR              float64 // client SGD step, default 0.03
-	Reg             float64 // L2 per observation, default 0.1 (implicit) or 0.12 (explicit)
-	Alpha           float64 // implicit confidence scale, default 1
+	Reg             float64 // L2 per observation, default 0.15 (implicit) or 0.12 (explicit)
+	Alpha           float64 // implicit confidence scale, default 0.7
 	Clip            float64 // per-client L2 clip of the update, 0 = none
 	ServerOpt       string  // fedavg, fedadam, fedyogi; default fedadam, or with DP (and no ServerLR) as privateServerOpt decides
 	ServerLR        float64 // default 0.05 (implicit) or 0.1 (explicit) for fedadam and fedyogi, 1 for fedavg
 	Tau             float64 // adaptivity of fedadam/fedyogi, default 1e-3
-	Seed            uint64  // default 1
-	TestFrac        float64 // default 0.2
-	EvalEvery       int     // evaluate every N rounds, default 10
-	EvalUsers       int     // evaluate on at most this many users (seeded sample), default 5000
-	Workers         int     // default GOMAXPROCS
+	// ServerDecay schedules the server learning rate over the Rounds:
+	// "cosine" (default for implicit) lowers it along a half cosine to 5 %
+	// of ServerLR at the last round, so that the model stops jittering
+	// around its optimum once it has converged; "none" (default for
+	// explicit) keeps it.
+	ServerDecay string
+	Seed        uint64  // default 1
+	TestFrac    float64 // default 0.2
+	EvalEvery   int     // evaluate every N rounds, default 10
+	EvalUsers   int     // evaluate on at most this many users (seeded sample), default 5000
+	Workers     int     // default GOMAXPROCS
 
 	// Dropout is the chance a selected client vanishes mid-round; Straggler
 	// the chance it answers after the deadline (its update is discarded).
@@ -107,6 +113,12 @@ const (
 	Explicit = "explicit"
 )
 
+// Server learning-rate schedules.
+const (
+	DecayNone   = "none"
+	DecayCosine = "cosine"
+)
+
 // Splits.
 const (
 	SplitRandom = "random"
@@ -155,21 +167,30 @@ func (c Config) Defaults() Config {
 	if c.Objective == "" {
 		c.Objective = Implicit
 	}
-	def(&c.Rounds, 300)
 	def(&c.ClientsPerRound, 100)
-	def(&c.LocalEpochs, 1)
-	deff(&c.LR, 0.03)
-	// Tuned on ml-latest-small (docs/ranking.md): the implicit model needs
-	// more rank and, with FedAdam, a smaller server step than the explicit.
-	serverLR := 0.1
+	kind := model.Explicit
 	if c.Objective == Implicit {
-		def(&c.Rank, 64)
-		deff(&c.Reg, 0.1)
-		deff(&c.Alpha, 1)
-		serverLR = 0.05
+		kind = model.Implicit
+		// Implicit runs converge in fewer rounds (docs/ranking.md) and
+		// then gain from a decaying server step.
+		def(&c.Rounds, 200)
+		if c.ServerDecay == "" {
+			c.ServerDecay = DecayCosine
+		}
 	}
-	def(&c.Rank, 32)
-	deff(&c.Reg, 0.12)
+	h := model.Defaults(kind)
+	def(&c.Rank, h.Rank)
+	deff(&c.Reg, h.Train.Reg)
+	if kind == model.Implicit {
+		deff(&c.Alpha, h.Train.Alpha)
+	}
+	if c.ServerDecay == "" {
+		c.ServerDecay = DecayNone
+	}
+	serverLR := h.ServerLR
+	def(&c.Rounds, 300)
+	def(&c.LocalEpochs, h.Train.Epochs)
+	deff(&c.LR, h.Train.LR)
 	if c.DP == "" {
 		c.DP = DPOff
 	}
@@ -262,6 +283,8 @@ func (c Config) Validate() error {
 		return errors.New("sim: Split does not apply with TrainFile and TestFile (the files are the split)")
 	case c.TrainFile == "" && c.Split != SplitRandom && c.Split != SplitTime:
 		return bad("Split", c.Split, "random or time")
+	case c.ServerDecay != DecayNone && c.ServerDecay != DecayCosine:
+		return bad("ServerDecay", c.ServerDecay, "none or cosine")
 	case !finitePos(c.EASELambda):
 		return bad("EASELambda", c.EASELambda, "finite > 0")
 	}
@@ -585,7 +608,7 @@ func Ratings(by [][]Interaction) [][]model.Rating {
 
 func (e *env) newModel() (*model.Model, error) {
 	r := rand.New(rand.NewPCG(e.c.Seed, 0x30de1))
-	return model.New(e.kind, e.info.Items, e.c.Rank, e.mean, 0.1, r)
+	return model.New(e.kind, e.info.Items, e.c.Rank, e.mean, model.Defaults(e.kind).InitStd, r)
 }
 
 func (e *env) centralized(ctx context.Context) (Row, error) {

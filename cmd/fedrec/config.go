@@ -405,6 +405,22 @@ func (c *nodeConfig) training() coordinator.Training {
 	t.Kind, _ = parseObjective(c.Objective) // checked by validate
 	if t.Kind != model.Implicit {
 		t.Events = coordinator.EventWeights{} // explicit models have none
+		return t
+	}
+	// The flags' defaults are the explicit model's; an implicit cluster
+	// starts from the implicit ones (model.Defaults) where not set.
+	def, h := defaultNodeConfig().T, model.Defaults(model.Implicit)
+	if !c.given("rank", t.Rank == def.Rank) {
+		t.Rank = h.Rank
+	}
+	if !c.given("reg", t.Train.Reg == def.Train.Reg) {
+		t.Train.Reg = h.Train.Reg
+	}
+	if !c.given("alpha", t.Train.Alpha == def.Train.Alpha) {
+		t.Train.Alpha = h.Train.Alpha
+	}
+	if !c.given("server-lr", t.Optimizer.LR == def.Optimizer.LR) {
+		t.Optimizer.LR = h.ServerLR
 	}
 	return t
 }
