@@ -134,8 +134,8 @@ func Example_shop() {
 	err = c.Record(ctx, client.Interaction{Item: "stove", Kind: client.Rating, Value: 99})
 	fmt.Println(errors.Is(err, client.ErrInvalidInteraction))
 	// Output:
-	// stove 0.98
-	// mascara 0.89
+	// stove 0.83
+	// mascara 0.55
 	// true
 }
 

@@ -127,7 +127,7 @@ func (c *Client) userLocked() (*model.User, []int32, error) {
 	if ms.user == nil {
 		rs := ratingsFor(c.st.interactions, ms.index, ms.rel.Model.Kind, ms.rel.EventWeights.orDefault())
 		if ms.trainer == nil {
-			t, err := model.NewTrainer(ms.rel.Model, c.cfg.Train)
+			t, err := model.NewTrainer(ms.rel.Model, c.cfg.trainFor(ms.rel.Model.Kind))
 			if err != nil {
 				return nil, nil, fmt.Errorf("client: %w", err)
 			}

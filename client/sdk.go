@@ -46,7 +46,9 @@ type Config struct {
 	// Default DefaultMaxInteractions.
 	MaxInteractions int
 	// Train holds the local training settings used when a round does
-	// not set its own. Zero means model.DefaultTrainConfig().
+	// not set its own, and to fit the user for recommendations. Zero means
+	// model.Defaults of the model's kind, what a cluster trains with
+	// unless its operator changed it.
 	Train model.TrainConfig
 	// Federation is the network side: nil means the Client never takes
 	// part in rounds and never fetches models (Participate and Sync
@@ -74,9 +76,6 @@ func (c Config) withDefaults() Config {
 	if c.MaxInteractions == 0 {
 		c.MaxInteractions = DefaultMaxInteractions
 	}
-	if c.Train == (model.TrainConfig{}) {
-		c.Train = model.DefaultTrainConfig()
-	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -103,8 +102,10 @@ func (c Config) validate() error {
 	case c.MaxInteractions < 0:
 		return fmt.Errorf("client: Config.MaxInteractions = %d, want >= 0", c.MaxInteractions)
 	}
-	if err := c.Train.Validate(); err != nil {
-		return fmt.Errorf("client: Config.Train: %w", err)
+	if c.Train != (model.TrainConfig{}) {
+		if err := c.Train.Validate(); err != nil {
+			return fmt.Errorf("client: Config.Train: %w", err)
+		}
 	}
 	return c.Policy.validate()
 }
@@ -877,7 +878,7 @@ func (k *Contribution) Update(ctx context.Context, rel *Release) (Payload, error
 
 	tc := o.Train
 	if tc == (model.TrainConfig{}) {
-		tc = c.cfg.Train
+		tc = c.cfg.trainFor(rel.Model.Kind)
 	}
 	ch := k.chargeFor(*o)
 	// The device adds Gaussian noise here; Skellam noise is added to the
@@ -970,4 +971,14 @@ func (k *Contribution) Sent(bytes int64) {
 	if !k.finished {
 		k.sent = bytes
 	}
+}
+
+// trainFor is the local training the app set, or the defaults for a model
+// of kind k: the settings the device's recommendations are fitted with
+// should be those the model was trained with.
+func (c *Config) trainFor(k model.Kind) model.TrainConfig {
+	if c.Train != (model.TrainConfig{}) {
+		return c.Train
+	}
+	return model.Defaults(k).Train
 }

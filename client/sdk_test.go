@@ -172,8 +172,10 @@ func TestZeroConfigDefaults(t *testing.T) {
 	if cfg.Retention != DefaultRetention || cfg.MaxInteractions != DefaultMaxInteractions {
 		t.Errorf("Retention, MaxInteractions = %v, %d", cfg.Retention, cfg.MaxInteractions)
 	}
-	if cfg.Train != model.DefaultTrainConfig() {
-		t.Errorf("Train = %+v, want defaults", cfg.Train)
+	for _, k := range []model.Kind{model.Explicit, model.Implicit} {
+		if got := cfg.trainFor(k); got != model.Defaults(k).Train {
+			t.Errorf("trainFor(%v) = %+v, want model.Defaults' %+v", k, got, model.Defaults(k).Train)
+		}
 	}
 }
 
