@@ -204,7 +204,9 @@ func plotByRound(path string, res *Result, metric string, get func(Row) float64,
 		p.Add(b)
 		p.Legend.Add(ref.name, b)
 	}
-	p.Legend.Top = true
+	// Bottom right: the curves rise to the references at the top.
+	p.Legend.Top = false
+	p.Legend.YOffs = vg.Points(24)
 	return p.Save(6*vg.Inch, 4*vg.Inch, path)
 }
 

@@ -3,6 +3,7 @@ package sim
 import (
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -296,5 +297,32 @@ func TestRunPicksPrivateServerOpt(t *testing.T) {
 				t.Errorf("ServerOpt, ServerLR = %s, %g; want %s, %g", got.ServerOpt, got.ServerLR, tt.want, tt.wantServerLR)
 			}
 		})
+	}
+}
+
+// A time split holds out each user's latest interactions, and a run on it
+// works end to end on any CSV with timestamps.
+func TestRunTimeSplit(t *testing.T) {
+	var b strings.Builder
+	for u := range 60 {
+		for k := range 10 {
+			fmt.Fprintf(&b, "u%d,i%d,%d,%d\n", u, (u*7+k*3)%40, 1+k%5, 1000+k)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "events.csv")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := Config{Data: path, Split: SplitTime, Rounds: 4, EvalEvery: 2, ClientsPerRound: 20, Rank: 4, Baseline: Off, EASE: Off}
+	res, err := Run(t.Context(), c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// round(0.2·10) = 2 latest of each user's 10.
+	if res.Dataset.Split != SplitTime || res.Dataset.Test != 120 || res.Dataset.Train != 480 {
+		t.Errorf("dataset %+v, want a time split of 480 train / 120 test", res.Dataset)
+	}
+	if !(res.Final.Recall >= 0) || res.Popular == nil {
+		t.Errorf("final %+v, popular %v: want ranking metrics and the most-popular reference", res.Final, res.Popular)
 	}
 }
