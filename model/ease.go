@@ -108,22 +108,8 @@ func fitEASE(ctx context.Context, users [][]Rating, items int, lambda float64, r
 
 // easePrimal writes B into b (items×items) by inverting G = XᵀX + λI.
 func easePrimal(ctx context.Context, b []float64, rows [][]int32, n int, lambda float64) error {
-	// Upper triangle of XᵀX: each user adds the pairs of its items.
-	for _, row := range rows {
-		for p, i := range row {
-			g := b[int(i)*n : int(i)*n+n]
-			for _, j := range row[p:] {
-				g[j]++
-			}
-		}
-	}
-	for i := range n {
-		b[i*n+i] += lambda
-	}
-	if err := invertSPD(ctx, b, n); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
+	// P = (XᵀX + λI)⁻¹: each user adds the pairs of its items.
+	if err := invertGram(ctx, b, rows, n, lambda); err != nil {
 		return err
 	}
 	// B_ij = -P_ij / P_jj, B_jj = 0.
@@ -141,6 +127,28 @@ func easePrimal(ctx context.Context, b []float64, rows [][]int32, n int, lambda 
 	return nil
 }
 
+// invertGram writes into dst (n×n, zero) the inverse of G + λI, where G
+// counts, for each pair of indices, the groups holding both: XᵀX when the
+// groups (each ascending) are users' items, XXᵀ when they are items' users. Only G's upper
+// triangle is built; invertSPD reads no more.
+func invertGram(ctx context.Context, dst []float64, groups [][]int32, n int, lambda float64) error {
+	for _, g := range groups {
+		for p, i := range g {
+			r := dst[int(i)*n : int(i)*n+n]
+			for _, j := range g[p:] {
+				r[j]++
+			}
+		}
+	}
+	for i := range n {
+		dst[i*n+i] += lambda
+	}
+	if err := invertSPD(ctx, dst, n); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
 // easeDual writes B into b by the Woodbury identity
 // (XᵀX + λI)⁻¹ = (I - XᵀKX)/λ with K = (XXᵀ + λI)⁻¹, so that only a
 // users×users matrix is inverted. With M = XᵀKX, B_ij = M_ij / (1 - M_jj).
@@ -152,23 +160,9 @@ func easeDual(ctx context.Context, b []float64, rows [][]int32, n int, lambda fl
 			byItem[i] = append(byItem[i], int32(u))
 		}
 	}
-	// K = (XXᵀ + λI)⁻¹: upper triangle of XXᵀ from each item's user pairs.
+	// K = (XXᵀ + λI)⁻¹: each item adds the pairs of its users.
 	k := make([]float64, m*m)
-	for _, us := range byItem {
-		for p, u := range us {
-			r := k[int(u)*m : int(u)*m+m]
-			for _, v := range us[p:] {
-				r[v]++
-			}
-		}
-	}
-	for u := range m {
-		k[u*m+u] += lambda
-	}
-	if err := invertSPD(ctx, k, m); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
+	if err := invertGram(ctx, k, byItem, m, lambda); err != nil {
 		return err
 	}
 	// Y = KX (users×items), then M = XᵀY row by row into b.

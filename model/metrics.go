@@ -17,9 +17,6 @@ type Metrics struct {
 	// RankedUsers counts the users ranked: those with at least one relevant
 	// held-out item. Users without one are not counted anywhere.
 	RankedUsers int
-	// RecallSum and NDCGSum repeat Cutoffs[0]'s sums, the first cut-off,
-	// for callers that report a single K.
-	RecallSum, NDCGSum float64
 	// Cutoffs holds the sums at each cut-off, in EvalConfig order; nil until
 	// a user is ranked.
 	Cutoffs []Cutoff
@@ -58,8 +55,6 @@ func (m *Metrics) Add(o Metrics) {
 	m.SAE += o.SAE
 	m.N += o.N
 	m.RankedUsers += o.RankedUsers
-	m.RecallSum += o.RecallSum
-	m.NDCGSum += o.NDCGSum
 	if len(o.Cutoffs) == 0 {
 		return
 	}
@@ -94,10 +89,18 @@ func (m Metrics) RMSE() float64 { return math.Sqrt(ratio(m.SSE, m.N)) }
 func (m Metrics) MAE() float64 { return ratio(m.SAE, m.N) }
 
 // Recall is the mean Recall at the first cut-off over ranked users.
-func (m Metrics) Recall() float64 { return ratio(m.RecallSum, m.RankedUsers) }
+func (m Metrics) Recall() float64 { return m.RecallAt(m.firstK()) }
 
 // NDCG is the mean NDCG at the first cut-off over ranked users.
-func (m Metrics) NDCG() float64 { return ratio(m.NDCGSum, m.RankedUsers) }
+func (m Metrics) NDCG() float64 { return m.NDCGAt(m.firstK()) }
+
+// firstK is the first cut-off evaluated, 0 if none.
+func (m Metrics) firstK() int {
+	if len(m.Cutoffs) == 0 {
+		return 0
+	}
+	return m.Cutoffs[0].K
+}
 
 // RecallAt is the mean Recall@k over ranked users: a user's hits in the top
 // k over min(k, relevant items), so that a perfect ranking scores 1. NaN
@@ -307,8 +310,6 @@ func EvaluateScores(scores []float64, train, test []Rating, cfg EvalConfig) Metr
 			c.HitUsers = 1
 		}
 	}
-	out.RecallSum = out.Cutoffs[0].RecallSum
-	out.NDCGSum = out.Cutoffs[0].NDCGSum
 	return out
 }
 

@@ -260,12 +260,12 @@ func TestEvaluateRankingMetrics(t *testing.T) {
 	m := &Model{Kind: Implicit, Items: 3, Rank: 1, Params: []float64{0, 0.1, 0, 0.9, 0, 0.5, 0}}
 	u := &User{Factor: []float64{0}}
 	got := m.Evaluate(u, []Rating{{Item: 2, Value: 1}}, []Rating{{Item: 0, Value: 1}}, EvalConfig{K: 1}, nil)
-	if got.RankedUsers != 1 || got.RecallSum != 0 || got.NDCGSum != 0 {
+	if got.RankedUsers != 1 || got.Cutoffs[0].RecallSum != 0 || got.Cutoffs[0].NDCGSum != 0 {
 		t.Errorf("Evaluate miss = %+v, want ranked 1 with zero recall and NDCG", got)
 	}
 	got = m.Evaluate(u, nil, []Rating{{Item: 2, Value: 1}}, EvalConfig{K: 2}, nil)
 	wantNDCG := (1 / math.Log2(3)) / 1
-	if got.RecallSum != 1 || math.Abs(got.NDCGSum-wantNDCG) > 1e-12 {
+	if got.Cutoffs[0].RecallSum != 1 || math.Abs(got.Cutoffs[0].NDCGSum-wantNDCG) > 1e-12 {
 		t.Errorf("Evaluate hit at rank 2 = %+v, want recall 1, NDCG %.4f", got, wantNDCG)
 	}
 }
