@@ -148,18 +148,6 @@ func dedup(xs []Interaction, numUsers, numItems, pinned int) (_ []Interaction, n
 	return xs[:n], nPinned
 }
 
-// AsImplicit returns a copy of d read as implicit feedback: every rated item is
-// an interaction and its rating, unchanged, is the strength that the implicit
-// model turns into a confidence. d is not modified.
-func (d *Dataset) AsImplicit() *Dataset {
-	c := *d
-	c.Implicit = true
-	c.UserIDs = slices.Clone(d.UserIDs)
-	c.ItemIDs = slices.Clone(d.ItemIDs)
-	c.Interactions = slices.Clone(d.Interactions)
-	return &c
-}
-
 // ErrNoData is returned (wrapped with the file name) by the loaders for a file
 // without any interactions.
 var ErrNoData = errors.New("sim: no interactions")

@@ -125,23 +125,6 @@ func TestLoadDuplicates(t *testing.T) {
 	}
 }
 
-func TestAsImplicit(t *testing.T) {
-	d := &Dataset{Name: "r", UserIDs: []string{"a"}, ItemIDs: []string{"x", "y"},
-		Interactions: []Interaction{{0, 0, 4.5, 10}, {0, 1, 1, 20}}}
-	orig := *d
-	orig.Interactions = slices.Clone(d.Interactions)
-	c := d.AsImplicit()
-	if !c.Implicit || c.Name != d.Name || !reflect.DeepEqual(c.Interactions, d.Interactions) ||
-		!reflect.DeepEqual(c.UserIDs, d.UserIDs) || !reflect.DeepEqual(c.ItemIDs, d.ItemIDs) {
-		t.Errorf("AsImplicit() = %+v, want %+v with Implicit set", c, d)
-	}
-	c.Interactions[0].Value = 0
-	c.ItemIDs[0] = "z"
-	if !reflect.DeepEqual(*d, orig) {
-		t.Errorf("changing AsImplicit's result changed the original: %+v, want %+v", d, orig)
-	}
-}
-
 func TestLoadCSV(t *testing.T) {
 	for _, tc := range []struct {
 		name, content string

@@ -125,9 +125,6 @@ const (
 	SplitTime   = "time"
 )
 
-// Cutoffs are the K of the ranking metrics every run reports.
-var Cutoffs = []int{10, 20}
-
 // defaultPrivateClip is the clip norm used with DP or secure aggregation
 // when none is given: about the median norm of a client's update early in
 // training on MovieLens.
@@ -168,27 +165,22 @@ func (c Config) Defaults() Config {
 		c.Objective = Implicit
 	}
 	def(&c.ClientsPerRound, 100)
-	kind := model.Explicit
+	kind, rounds, decay := model.Explicit, 300, DecayNone
 	if c.Objective == Implicit {
-		kind = model.Implicit
 		// Implicit runs converge in fewer rounds (docs/ranking.md) and
 		// then gain from a decaying server step.
-		def(&c.Rounds, 200)
-		if c.ServerDecay == "" {
-			c.ServerDecay = DecayCosine
-		}
+		kind, rounds, decay = model.Implicit, 200, DecayCosine
 	}
 	h := model.Defaults(kind)
+	def(&c.Rounds, rounds)
+	if c.ServerDecay == "" {
+		c.ServerDecay = decay
+	}
 	def(&c.Rank, h.Rank)
 	deff(&c.Reg, h.Train.Reg)
 	if kind == model.Implicit {
 		deff(&c.Alpha, h.Train.Alpha)
 	}
-	if c.ServerDecay == "" {
-		c.ServerDecay = DecayNone
-	}
-	serverLR := h.ServerLR
-	def(&c.Rounds, 300)
 	def(&c.LocalEpochs, h.Train.Epochs)
 	deff(&c.LR, h.Train.LR)
 	if c.DP == "" {
@@ -206,7 +198,7 @@ func (c Config) Defaults() Config {
 	if c.ServerOpt == "fedavg" {
 		deff(&c.ServerLR, 1)
 	}
-	deff(&c.ServerLR, serverLR)
+	deff(&c.ServerLR, h.ServerLR)
 	deff(&c.Tau, 1e-3)
 	if c.Seed == 0 {
 		c.Seed = 1
@@ -502,7 +494,7 @@ func load(c Config) (*env, error) {
 				return nil, fmt.Errorf("sim: %s: value %v: an implicit interaction's strength must be >= 0 (use --objective explicit for signed ratings)", ds.Name, x.Value)
 			}
 		}
-		ds = ds.AsImplicit()
+		ds.Implicit = true // this run's own copy, loaded above
 	}
 	if c.Objective == Explicit && ds.Implicit {
 		return nil, fmt.Errorf("sim: %s holds implicit feedback, not ratings: the explicit objective does not apply", ds.Name)
@@ -580,7 +572,7 @@ func newEnv(c Config, ds *Dataset, trainX, testX []Interaction) (*env, error) {
 	e.tc = model.TrainConfig{Reg: c.Reg, LR: c.LR, Epochs: c.LocalEpochs, Alpha: c.Alpha}
 	// Every held-out interaction is relevant for implicit feedback; for
 	// ratings, those of 4 stars or more (the usual MovieLens convention).
-	e.ec = model.EvalConfig{Ks: Cutoffs, Errors: !ds.Implicit}
+	e.ec = model.EvalConfig{Ks: model.DefaultKs(), Errors: !ds.Implicit}
 	if !ds.Implicit {
 		e.ec.Relevant = 4
 	}
@@ -647,7 +639,7 @@ func (e *env) evaluate(ctx context.Context, m *model.Model) (Row, error) {
 
 // evaluateScores judges a centralized reference that scores every item
 // for a user from the user's training data.
-func (e *env) evaluateScores(ctx context.Context, scores func(dst []float64, train []model.Rating)) (Row, error) {
+func (e *env) evaluateScores(ctx context.Context, scores func(dst []float64, train []model.Rating)) (*Row, error) {
 	parts := make([]model.Metrics, e.c.Workers)
 	ec := e.ec
 	ec.Errors = false // references rank; their scores are not ratings
@@ -659,9 +651,10 @@ func (e *env) evaluateScores(ctx context.Context, scores func(dst []float64, tra
 		return nil
 	})
 	if err != nil {
-		return Row{}, err
+		return nil, err
 	}
-	return rowOf(parts), nil
+	row := rowOf(parts)
+	return &row, nil
 }
 
 func rowOf(parts []model.Metrics) Row {
@@ -669,7 +662,9 @@ func rowOf(parts []model.Metrics) Row {
 	for _, p := range parts {
 		sum.Add(p)
 	}
-	k1, k2 := Cutoffs[0], Cutoffs[1]
+	// The Row's columns are the default cut-offs, 10 and 20.
+	ks := model.DefaultKs()
+	k1, k2 := ks[0], ks[1]
 	return Row{
 		RMSE: sum.RMSE(), MAE: sum.MAE(),
 		Recall: sum.RecallAt(k1), NDCG: sum.NDCGAt(k1), Recall20: sum.RecallAt(k2), NDCG20: sum.NDCGAt(k2),
@@ -693,11 +688,9 @@ func (e *env) references(ctx context.Context, res *Result, obs Observer) error {
 	if err != nil {
 		return fmt.Errorf("sim: most popular: %w", err)
 	}
-	popRow, err := e.evaluateScores(ctx, pop.Scores)
-	if err != nil {
+	if res.Popular, err = e.evaluateScores(ctx, pop.Scores); err != nil {
 		return err
 	}
-	res.Popular = &popRow
 	if e.c.EASE == Off || (e.c.EASE == Auto && !easeAffordable(len(e.active), e.info.Items)) {
 		return nil
 	}
@@ -706,12 +699,8 @@ func (e *env) references(ctx context.Context, res *Result, obs Observer) error {
 	if err != nil {
 		return fmt.Errorf("sim: EASE reference: %w", err)
 	}
-	easeRow, err := e.evaluateScores(ctx, ease.Scores)
-	if err != nil {
-		return err
-	}
-	res.EASE = &easeRow
-	return nil
+	res.EASE, err = e.evaluateScores(ctx, ease.Scores)
+	return err
 }
 
 // parallel runs f(worker, k, scratch) for k in [0,n) on the configured

@@ -187,7 +187,11 @@ func printResult(w io.Writer, res *sim.Result, m sim.Memory) {
 	if !res.Config.Centralized {
 		line(fmt.Sprintf("federated (round %d)", res.Final.Round), &res.Final)
 	}
-	line("centralized "+map[bool]string{true: "ALS", false: "iALS"}[explicit], res.Baseline)
+	twin := "centralized iALS"
+	if explicit {
+		twin = "centralized ALS"
+	}
+	line(twin, res.Baseline)
 	line("EASE", res.EASE)
 	line("most popular", res.Popular)
 	tw.Flush()
