@@ -521,13 +521,23 @@ func (n *Node) lead1(ctx context.Context) {
 		l.stop()
 		n.log.Info("no longer leading")
 	}()
-	if err := n.raft.Barrier(10 * time.Second).Error(); err != nil {
-		n.log.Warn("barrier failed", "err", err)
-		return
-	}
-	if err := n.prepare(); err != nil {
-		n.log.Warn("cannot run rounds", "err", err)
-		return
+	// A leader that stops trying here would stay Raft's leader without
+	// running rounds until the next election, which may never come: retry
+	// for as long as this term lasts.
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
+		err := n.raft.Barrier(10 * time.Second).Error()
+		if err == nil {
+			err = n.prepare()
+		}
+		if err == nil {
+			break
+		}
+		n.log.Warn("cannot run rounds yet, retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
 	}
 	l.run(ctx)
 }
