@@ -129,7 +129,7 @@ func (c *adminCluster) waitReady(ctx context.Context, n *Node) {
 }
 
 // runRounds trains with a crowd until every node holds version v.
-func (c *adminCluster) runRounds(ctx context.Context, v uint64) {
+func (c *testCluster) runRounds(ctx context.Context, v uint64) {
 	c.t.Helper()
 	crowdCtx, stop := context.WithCancel(ctx)
 	wg := c.crowd(crowdCtx, 6)

@@ -33,6 +33,7 @@ func commands() map[string]command {
 		"config":      {"print the configuration a coordinator would run with, and check it", runConfig},
 		"backup":      {"save a consistent snapshot of a cluster's replicated state to a file", runBackup},
 		"restore":     {"prepare a new node's data directory from a backup", runRestore},
+		"recover":     {"make one survivor the only voter when a majority is lost for good", runRecover},
 		"model":       {"export a committed model to a file a serving system reads, or verify one", runModel},
 	}
 }

@@ -1,0 +1,155 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/fedrec/fedrec/coordinator/wire"
+)
+
+// Recovered describes the state a node recovered by RecoverAlone holds.
+type Recovered struct {
+	Node         string `json:"node"`
+	RaftAddr     string `json:"raft_addr"`
+	Index        uint64 `json:"index"` // last log index applied to the recovered state
+	ModelVersion uint64 `json:"model_version"`
+	LastRound    uint64 `json:"last_round"`
+	LedgerRounds int    `json:"ledger_rounds"`
+	// Dropped lists the members of the old configuration that are no
+	// longer part of the cluster.
+	Dropped []string `json:"dropped,omitempty"`
+}
+
+// RecoverAlone is the way out when a cluster has lost a majority of its
+// voters for good and no backup is at hand (etcd's --force-new-cluster,
+// Consul's peers.json). It rewrites the data directory of one stopped
+// survivor so that a node started on it with id and raftAddr is the only
+// voter of a cluster holding everything in that directory; the other
+// nodes then join it with empty data directories.
+//
+// Everything in the survivor's log is kept, including entries the old
+// cluster had not yet committed: pick the survivor with the highest
+// applied index (fedrec status), so that no committed model or ledger
+// entry is lost. The directory must belong to a node that is not running;
+// a running node holds its log's lock and the call fails.
+func RecoverAlone(dataDir, id, raftAddr string) (Recovered, error) {
+	out := Recovered{Node: id, RaftAddr: raftAddr}
+	switch {
+	case id == "" || len(id) > wire.MaxIDLen:
+		return out, fmt.Errorf("coordinator: recover: node id %q, want 1..%d bytes", id, wire.MaxIDLen)
+	case raftAddr == "":
+		return out, errors.New("coordinator: recover: the node's Raft address is required")
+	case dataDir == "":
+		return out, errors.New("coordinator: recover: the data directory is required")
+	}
+	// openBoltStore would create an empty log: a mistyped directory must
+	// not look like a node without state.
+	if _, err := os.Stat(filepath.Join(dataDir, "raft.db")); err != nil {
+		return out, fmt.Errorf("coordinator: recover: %s holds no node state: %w", dataDir, err)
+	}
+	store, err := openBoltStore(filepath.Join(dataDir, "raft.db"))
+	if err != nil {
+		return out, fmt.Errorf("coordinator: recover: %w (is the node still running?)", err)
+	}
+	defer store.Close()
+	hlog := newHCLog(slog.New(slog.DiscardHandler), "recover")
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dataDir, 2, hlog)
+	if err != nil {
+		return out, fmt.Errorf("coordinator: recover: open snapshots: %w", err)
+	}
+	ok, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		return out, fmt.Errorf("coordinator: recover: %w", err)
+	}
+	if !ok {
+		return out, fmt.Errorf("coordinator: recover: %s holds no Raft state", dataDir)
+	}
+	old, err := lastConfiguration(store, snaps)
+	if err != nil {
+		return out, fmt.Errorf("coordinator: recover: %w", err)
+	}
+	for _, s := range old.Servers {
+		if string(s.ID) != id {
+			out.Dropped = append(out.Dropped, string(s.ID))
+		}
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(id)
+	rc.Logger = hlog
+	// The transport only encodes the legacy peer list (see RestoreBackup).
+	_, trans := raft.NewInmemTransport(raft.ServerAddress(raftAddr))
+	defer trans.Close()
+	f := newFSM()
+	conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(raftAddr)}}}
+	if err := recoverCluster(rc, f, store, snaps, trans, conf); err != nil {
+		return out, fmt.Errorf("coordinator: recover: %w", err)
+	}
+	out.Index, _ = store.LastIndex()
+	if ls, err := snaps.List(); err == nil && len(ls) > 0 {
+		out.Index = max(out.Index, ls[0].Index)
+	}
+	f.read(func(s *State) {
+		if v := s.Current(); v != nil {
+			out.ModelVersion = v.Version
+		}
+		out.LastRound = s.LastRound()
+		out.LedgerRounds = len(s.Ledger())
+	})
+	return out, nil
+}
+
+// recoverCluster is raft.RecoverCluster with its panics (an unreadable log
+// entry, a command this build cannot decode) turned into errors.
+func recoverCluster(rc *raft.Config, f raft.FSM, store *boltStore, snaps raft.SnapshotStore, trans raft.Transport, conf raft.Configuration) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("replay the log: %v", p)
+		}
+	}()
+	return raft.RecoverCluster(rc, f, store, store, snaps, trans, conf)
+}
+
+// lastConfiguration returns the newest membership in the log or, failing
+// that, in the newest snapshot.
+func lastConfiguration(logs raft.LogStore, snaps raft.SnapshotStore) (raft.Configuration, error) {
+	first, err := logs.FirstIndex()
+	if err != nil {
+		return raft.Configuration{}, err
+	}
+	last, err := logs.LastIndex()
+	if err != nil {
+		return raft.Configuration{}, err
+	}
+	for i := last; i >= first && i > 0; i-- {
+		var e raft.Log
+		if err := logs.GetLog(i, &e); err != nil {
+			return raft.Configuration{}, fmt.Errorf("read log entry %d: %w", i, err)
+		}
+		if e.Type == raft.LogConfiguration {
+			return decodeConfiguration(e.Data)
+		}
+	}
+	ls, err := snaps.List()
+	if err != nil {
+		return raft.Configuration{}, err
+	}
+	if len(ls) == 0 {
+		return raft.Configuration{}, nil
+	}
+	return ls[0].Configuration, nil
+}
+
+func decodeConfiguration(b []byte) (c raft.Configuration, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("decode a membership entry: %v", p)
+		}
+	}()
+	return raft.DecodeConfiguration(b), nil
+}
