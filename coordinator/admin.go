@@ -29,16 +29,17 @@ import (
 
 // The admin API: HTTPS on Config.AdminAddr with the node's certificate.
 // Every path but /healthz and /readyz needs the operator token as
-// "Authorization: Bearer TOKEN".
+// "Authorization: Bearer TOKEN"; the GETs marked (read) also accept the
+// read-only token (Config.ReadToken), which gets 403 elsewhere.
 //
 //	GET /healthz          200 while the process serves
 //	GET /readyz           200 when ready (see Node.Ready), else 503 and why
-//	GET /metrics          Prometheus text exposition
-//	GET /v1/status        Status as JSON
-//	GET /v1/rounds        RoundsPage as JSON; ?after=ROUND&limit=N
-//	GET /v1/model         ModelManifest as JSON; ?version=V for a retained
-//	                      version, ?format=raw for the parameters
-//	GET /v1/cluster       Cluster as JSON: the Raft configuration
+//	GET /metrics          (read) Prometheus text exposition
+//	GET /v1/status        (read) Status as JSON
+//	GET /v1/rounds        (read) RoundsPage as JSON; ?after=ROUND&limit=N
+//	GET /v1/model         (read) ModelManifest as JSON; ?version=V for a
+//	                      retained version, ?format=raw for the parameters
+//	GET /v1/cluster       (read) Cluster as JSON: the Raft configuration
 //	POST /v1/cluster/join?id=NODE&raft_addr=HOST:PORT[&client_addr=HOST:PORT]
 //	                      leader only: add NODE as a voter (idempotent)
 //	POST /v1/cluster/remove?id=NODE
@@ -160,6 +161,7 @@ const modelLayout = "item i's factor at [i*(rank+1), i*(rank+1)+rank), its bias 
 type admin struct {
 	n       *Node
 	token   [sha256.Size]byte
+	read    *[sha256.Size]byte // the read-only token's hash; nil: none
 	metrics *metrics
 	reg     *prometheus.Registry
 	srv     *http.Server
@@ -170,6 +172,10 @@ type admin struct {
 // goroutine belongs to n.wg and ends with admin.close.
 func (n *Node) startAdmin() error {
 	a := &admin{n: n, token: sha256.Sum256([]byte(n.cfg.AdminToken)), metrics: n.metrics, reg: prometheus.NewRegistry()}
+	if n.cfg.ReadToken != "" {
+		h := sha256.Sum256([]byte(n.cfg.ReadToken))
+		a.read = &h
+	}
 	a.reg.MustRegister(a.metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ln, err := net.Listen("tcp", n.cfg.AdminAddr)
 	if err != nil {
@@ -234,11 +240,11 @@ func (a *admin) handler() http.Handler {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	mux.Handle("GET /metrics", a.auth(promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg})))
-	mux.Handle("GET /v1/status", a.auth(http.HandlerFunc(a.status)))
-	mux.Handle("GET /v1/rounds", a.auth(http.HandlerFunc(a.rounds)))
-	mux.Handle("GET /v1/model", a.auth(http.HandlerFunc(a.model)))
-	mux.Handle("GET /v1/cluster", a.auth(http.HandlerFunc(a.cluster)))
+	mux.Handle("GET /metrics", a.reads(promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg})))
+	mux.Handle("GET /v1/status", a.reads(http.HandlerFunc(a.status)))
+	mux.Handle("GET /v1/rounds", a.reads(http.HandlerFunc(a.rounds)))
+	mux.Handle("GET /v1/model", a.reads(http.HandlerFunc(a.model)))
+	mux.Handle("GET /v1/cluster", a.reads(http.HandlerFunc(a.cluster)))
 	mux.Handle("POST /v1/cluster/join", a.auth(http.HandlerFunc(a.join)))
 	mux.Handle("POST /v1/cluster/remove", a.auth(http.HandlerFunc(a.remove)))
 	mux.Handle("POST /v1/cluster/transfer-leadership", a.auth(http.HandlerFunc(a.transfer)))
@@ -246,19 +252,30 @@ func (a *admin) handler() http.Handler {
 	return mux
 }
 
-// auth admits requests that carry the operator token.
-func (a *admin) auth(h http.Handler) http.Handler {
+// auth admits requests that carry the operator token; the read-only token
+// gets 403.
+func (a *admin) auth(h http.Handler) http.Handler { return a.admit(h, false) }
+
+// reads admits requests that carry the operator or the read-only token.
+func (a *admin) reads(h http.Handler) http.Handler { return a.admit(h, true) }
+
+func (a *admin) admit(h http.Handler, readOnly bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		const prefix = "Bearer "
 		got := r.Header.Get("Authorization")
 		scheme := len(got) > len(prefix) && got[:len(prefix)] == prefix
 		sum := sha256.Sum256([]byte(got[min(len(prefix), len(got)):]))
-		if subtle.ConstantTimeCompare(sum[:], a.token[:]) != 1 || !scheme {
+		isAdmin := subtle.ConstantTimeCompare(sum[:], a.token[:]) == 1
+		isRead := a.read != nil && subtle.ConstantTimeCompare(sum[:], a.read[:]) == 1
+		switch {
+		case scheme && (isAdmin || readOnly && isRead):
+			h.ServeHTTP(w, r)
+		case scheme && isRead:
+			http.Error(w, "the read-only token cannot do this: use the operator token", http.StatusForbidden)
+		default:
 			w.Header().Set("WWW-Authenticate", `Bearer realm="fedrec"`)
 			http.Error(w, "operator token required", http.StatusUnauthorized)
-			return
 		}
-		h.ServeHTTP(w, r)
 	})
 }
 

@@ -24,7 +24,10 @@ import (
 	"github.com/fedrec/fedrec/coordinator/pki"
 )
 
-const testToken = "s3cret-operator-token"
+const (
+	testToken     = "s3cret-operator-token"
+	testReadToken = "read-only-monitoring-token"
+)
 
 // adminCluster is a testCluster whose nodes serve the admin API on
 // 127.0.0.1, with an HTTPS client that trusts the cluster CA.
@@ -53,7 +56,7 @@ func newAdminCluster(t *testing.T, size int, tr Training) *adminCluster {
 		}
 		n, err := New(Config{
 			ID: fmt.Sprintf("n%d", i), InMemory: true, Transport: tt, AdvertiseClientAddr: fmt.Sprintf("client-%d", i),
-			TLS: b, AdminAddr: "127.0.0.1:0", AdminToken: testToken,
+			TLS: b, AdminAddr: "127.0.0.1:0", AdminToken: testToken, ReadToken: testReadToken,
 			Bootstrap: i == 0, Training: tr, Seed: uint64(i + 1),
 			Logger:           testLogger(t),
 			HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,

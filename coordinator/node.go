@@ -56,6 +56,11 @@ type Config struct {
 	// AdminToken is the operator token every admin call but /healthz and
 	// /readyz requires (Authorization: Bearer); required with AdminAddr.
 	AdminToken string
+	// ReadToken, if set, is a second token that admits only the admin
+	// API's reads (metrics, status, rounds, model, cluster): for
+	// monitoring, which should not be able to change membership or take
+	// a backup of the privacy ledger. It must differ from AdminToken.
+	ReadToken string
 	// Bootstrap makes this node found a new cluster (a no-op if it has
 	// Raft state already). Training is replicated from the founder.
 	Bootstrap bool
@@ -112,6 +117,8 @@ func (c *Config) validate() error {
 		return errors.New("coordinator: Config.TLS is required for the network transports")
 	case c.AdminAddr != "" && (c.TLS == nil || c.AdminToken == ""):
 		return errors.New("coordinator: Config.AdminAddr needs Config.TLS and Config.AdminToken")
+	case c.ReadToken != "" && c.ReadToken == c.AdminToken:
+		return errors.New("coordinator: Config.ReadToken must differ from Config.AdminToken")
 	case c.Bootstrap && len(c.Join) > 0:
 		return errors.New("coordinator: Config.Bootstrap and Config.Join exclude each other")
 	}

@@ -25,15 +25,15 @@ import (
 // file (--config or $FEDREC_CONFIG), its FEDREC_* environment variable,
 // its flag. docs/configuration.md lists every setting.
 type nodeConfig struct {
-	ID, DataDir                     string
-	RaftAddr, AdvertiseRaftAddr     string
-	ClientAddr, AdvertiseClientAddr string
-	Bootstrap                       bool
-	Join                            string // comma-separated
-	Certs, CertName                 string
-	AdminAddr, AdminToken           string
-	Heartbeat                       time.Duration
-	LogLevel                        string
+	ID, DataDir                      string
+	RaftAddr, AdvertiseRaftAddr      string
+	ClientAddr, AdvertiseClientAddr  string
+	Bootstrap                        bool
+	Join                             string // comma-separated
+	Certs, CertName                  string
+	AdminAddr, AdminToken, ReadToken string
+	Heartbeat                        time.Duration
+	LogLevel                         string
 
 	// Training, used only by the bootstrapping node.
 	Dataset, DatasetsDir string
@@ -61,7 +61,7 @@ type setting struct {
 var settings = []setting{
 	{flag: "id"}, {flag: "data-dir"}, {flag: "raft-addr"}, {flag: "advertise-raft-addr"}, {flag: "client-addr"}, {flag: "advertise-client-addr"},
 	{flag: "bootstrap"}, {flag: "join"}, {flag: "certs"}, {flag: "cert-name"},
-	{flag: "admin-addr"}, {flag: "admin-token", secret: true}, {flag: "heartbeat"}, {flag: "log-level"},
+	{flag: "admin-addr"}, {flag: "admin-token", secret: true}, {flag: "read-token", secret: true}, {flag: "heartbeat"}, {flag: "log-level"},
 	{flag: "dataset", training: true}, {flag: "datasets-dir", training: true},
 	{flag: "objective", training: true, field: "Training.Kind"},
 	{flag: "items", training: true, field: "Training.Items"},
@@ -142,6 +142,7 @@ func bindConfig(fs *flag.FlagSet, c *nodeConfig) {
 	fs.StringVar(&c.CertName, "cert-name", c.CertName, "certificate name in --certs (default: --id)")
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "TCP address of the HTTPS admin API (health, readiness, metrics, status); empty: off")
 	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "operator token for the admin API (prefer $FEDREC_ADMIN_TOKEN, which keeps it out of ps; never read from the config file)")
+	fs.StringVar(&c.ReadToken, "read-token", c.ReadToken, "read-only token for the admin API: metrics, status, rounds, model and cluster list, nothing that changes the cluster (prefer $FEDREC_READ_TOKEN; never read from the config file)")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", c.Heartbeat, "Raft heartbeat and election timeout (0: raft's default, 1s)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 
@@ -461,6 +462,10 @@ func (c *nodeConfig) validate() error {
 		return bad("heartbeat", "%v, want >= 0", c.Heartbeat)
 	case c.AdminAddr != "" && c.AdminToken == "":
 		return bad("admin-token", "required with admin_addr %s", c.AdminAddr)
+	case c.ReadToken != "" && c.AdminAddr == "":
+		return bad("read-token", "set without admin_addr: there is no admin API to read")
+	case c.ReadToken != "" && c.ReadToken == c.AdminToken:
+		return bad("read-token", "equals the admin token: a read-only token must be a different secret")
 	case c.Bootstrap && c.Join != "":
 		return bad("join", "%q with bootstrap: a node founds a cluster or joins one", c.Join)
 	}
@@ -593,6 +598,7 @@ func (c *nodeConfig) jsonValue() map[string]any {
 	}
 	out["training"] = train
 	out["admin_token_set"] = c.AdminToken != ""
+	out["read_token_set"] = c.ReadToken != ""
 	return out
 }
 
@@ -644,6 +650,9 @@ func (c *nodeConfig) writeYAML(w io.Writer) error {
 	tok := "not set"
 	if c.AdminToken != "" {
 		tok = "set, from " + c.source("admin-token")
+	}
+	if c.ReadToken != "" {
+		tok += "; read-only token: set, from " + c.source("read-token")
 	}
 	file := "none"
 	if c.file != "" {

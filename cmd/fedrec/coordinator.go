@@ -55,7 +55,7 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	cfg := coordinator.Config{
 		ID: c.ID, DataDir: c.DataDir, RaftAddr: c.RaftAddr, AdvertiseRaftAddr: c.AdvertiseRaftAddr,
 		ClientAddr: c.ClientAddr, AdvertiseClientAddr: c.AdvertiseClientAddr,
-		Bootstrap: c.Bootstrap, Join: splitList(c.Join), AdminAddr: c.AdminAddr, AdminToken: c.AdminToken,
+		Bootstrap: c.Bootstrap, Join: splitList(c.Join), AdminAddr: c.AdminAddr, AdminToken: c.AdminToken, ReadToken: c.ReadToken,
 		HeartbeatTimeout: c.Heartbeat, ElectionTimeout: c.Heartbeat,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}

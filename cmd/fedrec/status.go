@@ -84,13 +84,16 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // adminGet fetches path from a node's admin API.
-// adminToken is the operator token from its flag, else from
-// $FEDREC_ADMIN_TOKEN (which keeps it out of ps).
+// adminToken is the token from its flag, else $FEDREC_ADMIN_TOKEN (which
+// keeps it out of ps), else the read-only $FEDREC_READ_TOKEN, enough for
+// the commands that only read.
 func adminToken(flag string) string {
-	if flag != "" {
-		return flag
+	for _, t := range []string{flag, os.Getenv("FEDREC_ADMIN_TOKEN")} {
+		if t != "" {
+			return t
+		}
 	}
-	return os.Getenv("FEDREC_ADMIN_TOKEN")
+	return os.Getenv("FEDREC_READ_TOKEN")
 }
 
 // adminClient is an HTTPS client for the admin API that trusts the cluster
