@@ -47,6 +47,10 @@ import (
 //	POST /v1/cluster/transfer-leadership[?id=NODE]
 //	                      leader only: hand leadership to NODE or any voter
 //	GET /v1/backup        a backup file of this node's state (backup.go)
+//	GET /v1/training      (read) TrainingDoc: the settings and their changes
+//	POST /v1/training?KEY=VALUE…&reason=…[&operator=…]
+//	                      leader only: change the settings that may change
+//	                      from the next round on (training_change.go)
 //
 // A leader-only call on a follower answers 409 with a ClusterError that
 // names the leader.
@@ -249,6 +253,8 @@ func (a *admin) handler() http.Handler {
 	mux.Handle("POST /v1/cluster/remove", a.auth(http.HandlerFunc(a.remove)))
 	mux.Handle("POST /v1/cluster/transfer-leadership", a.auth(http.HandlerFunc(a.transfer)))
 	mux.Handle("GET /v1/backup", a.auth(http.HandlerFunc(a.backup)))
+	mux.Handle("GET /v1/training", a.reads(http.HandlerFunc(a.training)))
+	mux.Handle("POST /v1/training", a.auth(http.HandlerFunc(a.changeTraining)))
 	return mux
 }
 

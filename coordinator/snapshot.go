@@ -49,6 +49,9 @@ func (s *State) WriteSnapshot(w io.Writer) error {
 	if s.open != nil {
 		recs = append(recs, s.open.toWire())
 	}
+	for i := range s.changes {
+		recs = append(recs, &s.changes[i])
+	}
 	for _, r := range recs {
 		if err := sw.Write(r); err != nil {
 			return err
@@ -114,6 +117,8 @@ func ReadSnapshot(r io.Reader) (*State, error) {
 				return nil, bad("open round %d: digest of %d bytes", rec.Round, len(rec.Digest))
 			}
 			s.open = openFromWire(rec)
+		case *wire.TrainingChange:
+			s.changes = append(s.changes, *rec)
 		default:
 			return nil, bad("unexpected record %T", rec)
 		}

@@ -1,6 +1,8 @@
 package coordinator
 
 import (
+	"time"
+
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -137,6 +139,7 @@ type State struct {
 	ledger    []LedgerEntry
 	open      *OpenRound
 	lastRound uint64
+	changes   []wire.TrainingChange // the operators' changes, oldest first
 }
 
 // NewState returns an empty state.
@@ -230,6 +233,8 @@ func (s *State) Apply(c wire.Command) any {
 		res, err = s.commitRound(c)
 	case *wire.AbandonRound:
 		err = s.abandonRound(c)
+	case *wire.ChangeTraining:
+		err = s.changeTraining(c)
 	default:
 		err = fmt.Errorf("%w %T", errUnknownType, c)
 	}
@@ -248,6 +253,67 @@ func (s *State) setConfig(c *wire.SetConfig) error {
 		return fmt.Errorf("%w: %v", ErrBadCommand, err)
 	}
 	s.config = &t
+	return nil
+}
+
+// Changes returns the operators' changes of the training settings, oldest
+// first: the audit trail.
+func (s *State) Changes() []wire.TrainingChange { return s.changes }
+
+// Longest audit fields kept.
+const (
+	maxOperatorLen = 128
+	maxReasonLen   = 1024
+)
+
+// changeTraining applies an operator's change to the settings the next
+// rounds read. It refuses a change of nothing, one that turns noise on or
+// off (the devices and the ledger were told whether rounds are noised)
+// and one that leaves an invalid configuration.
+func (s *State) changeTraining(c *wire.ChangeTraining) error {
+	if s.config == nil {
+		return ErrNotReady
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: training change: "+format, append([]any{ErrBadCommand}, args...)...)
+	}
+	t := *s.config
+	switch {
+	case len(c.Operator) > maxOperatorLen || len(c.Reason) > maxReasonLen:
+		return bad("operator or reason too long (%d, %d bytes; at most %d, %d)", len(c.Operator), len(c.Reason), maxOperatorLen, maxReasonLen)
+	case c.ClientsPerRound < 0 || c.MinClients < 0 || c.CheckInWindowMs < 0 || c.RoundTimeoutMs < 0 || c.SecAggPhaseMs < 0 || !(c.NoiseMultiplier >= 0):
+		return bad("negative or not a number")
+	case *c == wire.ChangeTraining{Operator: c.Operator, Reason: c.Reason, TimeMs: c.TimeMs}:
+		return bad("changes nothing")
+	case c.NoiseMultiplier != 0 && t.noiseMode() == NoiseOff:
+		return bad("the cluster adds no noise: noise cannot be turned on after it was founded")
+	case c.SecAggPhaseMs != 0 && !t.SecAgg:
+		return bad("the cluster does not run secure aggregation: no phase deadline to change")
+	}
+	ms := func(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
+	if c.ClientsPerRound > 0 {
+		t.ClientsPerRound = c.ClientsPerRound
+	}
+	if c.MinClients > 0 {
+		t.MinClients = c.MinClients
+	}
+	if c.CheckInWindowMs > 0 {
+		t.CheckInWindow = ms(c.CheckInWindowMs)
+	}
+	if c.RoundTimeoutMs > 0 {
+		t.RoundTimeout = ms(c.RoundTimeoutMs)
+	}
+	if c.SecAggPhaseMs > 0 {
+		t.SecAggPhase = ms(c.SecAggPhaseMs)
+	}
+	if c.NoiseMultiplier > 0 {
+		t.NoiseMultiplier = c.NoiseMultiplier
+	}
+	if err := t.Validate(); err != nil {
+		return bad("%v", err)
+	}
+	s.config = &t
+	s.changes = append(s.changes, wire.TrainingChange{Change: *c, AfterRound: s.lastRound})
 	return nil
 }
 
@@ -388,5 +454,6 @@ func (s *State) clone() *State {
 	c.models = slices.Clone(s.models)
 	c.rounds = slices.Clip(s.rounds)
 	c.ledger = slices.Clip(s.ledger)
+	c.changes = slices.Clip(s.changes)
 	return &c
 }

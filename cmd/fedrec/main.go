@@ -34,6 +34,7 @@ func commands() map[string]command {
 		"backup":      {"save a consistent snapshot of a cluster's replicated state to a file", runBackup},
 		"restore":     {"prepare a new node's data directory from a backup", runRestore},
 		"recover":     {"make one survivor the only voter when a majority is lost for good", runRecover},
+		"training":    {"show the training settings and their changes; change those that may change", runTraining},
 		"model":       {"export a committed model to a file a serving system reads, or verify one", runModel},
 	}
 }

@@ -83,7 +83,6 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-// adminGet fetches path from a node's admin API.
 // adminToken is the token from its flag, else $FEDREC_ADMIN_TOKEN (which
 // keeps it out of ps), else the read-only $FEDREC_READ_TOKEN, enough for
 // the commands that only read.
@@ -106,6 +105,7 @@ func adminClient(certs string) (*http.Client, error) {
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: pki.ClientTLS(pool)}}, nil
 }
 
+// adminGet fetches path from a node's admin API.
 func adminGet(ctx context.Context, c *http.Client, addr, path, token string) ([]byte, error) {
 	code, body, err := adminDo(ctx, c, http.MethodGet, addr, path, token)
 	if err != nil {

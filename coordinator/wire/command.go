@@ -22,6 +22,9 @@ const (
 	CmdOpenRound    CommandType = 4 // a round's manifest, before it starts
 	CmdCommitRound  CommandType = 5 // a round's new model
 	CmdAbandonRound CommandType = 6 // a round ends without a model
+	// CmdChangeTraining: an operator changes the settings that may change
+	// while the cluster runs, from the next round on.
+	CmdChangeTraining CommandType = 7
 )
 
 func (t CommandType) String() string {
@@ -38,6 +41,8 @@ func (t CommandType) String() string {
 		return "CommitRound"
 	case CmdAbandonRound:
 		return "AbandonRound"
+	case CmdChangeTraining:
+		return "ChangeTraining"
 	}
 	return fmt.Sprintf("CommandType(%d)", uint8(t))
 }
@@ -149,12 +154,33 @@ type AbandonRound struct {
 	Reason    string `msgpack:"reason"`
 }
 
+// ChangeTraining changes, from the next round opened on, the training
+// settings that may change while a cluster runs; a zero field keeps its
+// value. What fixes the model or what devices were promised (kind, items,
+// rank, clip, population, noise mode, secure aggregation) cannot change.
+// Operator, Reason and TimeMs (the proposing leader's clock) are the audit
+// trail.
+type ChangeTraining struct {
+	ClientsPerRound int     `msgpack:"clients_per_round,omitempty"`
+	MinClients      int     `msgpack:"min_clients,omitempty"`
+	CheckInWindowMs int64   `msgpack:"checkin_window_ms,omitempty"`
+	RoundTimeoutMs  int64   `msgpack:"round_timeout_ms,omitempty"`
+	SecAggPhaseMs   int64   `msgpack:"secagg_phase_ms,omitempty"`
+	NoiseMultiplier float64 `msgpack:"noise,omitempty"`
+	Operator        string  `msgpack:"operator"`
+	Reason          string  `msgpack:"reason"`
+	TimeMs          int64   `msgpack:"time_ms"`
+}
+
 func (*SetConfig) CommandType() CommandType    { return CmdSetConfig }
 func (*InitModel) CommandType() CommandType    { return CmdInitModel }
 func (*RegisterNode) CommandType() CommandType { return CmdRegisterNode }
 func (*OpenRound) CommandType() CommandType    { return CmdOpenRound }
 func (*CommitRound) CommandType() CommandType  { return CmdCommitRound }
 func (*AbandonRound) CommandType() CommandType { return CmdAbandonRound }
+func (*ChangeTraining) CommandType() CommandType {
+	return CmdChangeTraining
+}
 
 func newCommand(t CommandType) Command {
 	switch t {
@@ -170,6 +196,8 @@ func newCommand(t CommandType) Command {
 		return new(CommitRound)
 	case CmdAbandonRound:
 		return new(AbandonRound)
+	case CmdChangeTraining:
+		return new(ChangeTraining)
 	}
 	return nil
 }

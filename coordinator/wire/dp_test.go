@@ -8,13 +8,24 @@ import (
 
 // TestSnapshotGoldenDP keeps the snapshot records with the appended
 // privacy fields readable; snapshot.golden keeps the older shape.
-func TestSnapshotGoldenDP(t *testing.T) {
+func TestSnapshotGoldenDP(t *testing.T) { snapshotGolden(t, "snapshot_dp.golden", sampleRecordsDP()) }
+
+// TestSnapshotGoldenChanges pins the audit trail of training changes.
+func TestSnapshotGoldenChanges(t *testing.T) {
+	snapshotGolden(t, "snapshot_changes.golden", []Record{
+		&TrainingChange{Change: ChangeTraining{MinClients: 5, Operator: "bob", Reason: "fewer devices at night", TimeMs: 1796601600000}, AfterRound: 6},
+		&TrainingChange{Change: ChangeTraining{NoiseMultiplier: 1.3, Operator: "alice", TimeMs: 1796601700000}, AfterRound: 9},
+		&Counters{LastRound: 9},
+	})
+}
+
+func snapshotGolden(t *testing.T, name string, recs []Record) {
+	t.Helper()
 	var buf bytes.Buffer
 	w, err := NewSnapshotWriter(&buf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs := sampleRecordsDP()
 	for _, r := range recs {
 		if err := w.Write(r); err != nil {
 			t.Fatal(err)
@@ -23,7 +34,7 @@ func TestSnapshotGoldenDP(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "snapshot_dp.golden", buf.Bytes())
+	golden(t, name, buf.Bytes())
 	if got := readSnapshot(t, buf.Bytes()); !reflect.DeepEqual(got, recs) {
 		t.Errorf("records = %+v, want %+v", got, recs)
 	}

@@ -120,6 +120,7 @@ func sampleCommands() map[string]Command {
 			c.Kind, c.Mean, c.Train = KindImplicit, 0, implicitTrain()
 			return c
 		}()},
+		"changetraining":   &ChangeTraining{ClientsPerRound: 200, RoundTimeoutMs: 90000, NoiseMultiplier: 1.3, Operator: "alice", Reason: "more devices", TimeMs: 1796601600000},
 		"setconfig_secagg": &SetConfig{Config: func() TrainingConfig { c := sampleConfig(); c.SecAgg, c.SecAggPhaseMs = true, 5000; return c }()},
 	}
 }

@@ -26,15 +26,16 @@ type RecordType uint8
 
 // Snapshot records.
 const (
-	RecConfig    RecordType = 1 // TrainingConfig
-	RecNode      RecordType = 2 // RegisterNode
-	RecModel     RecordType = 3 // ModelRecord, oldest first
-	RecOptimizer RecordType = 4 // OptimizerRecord
-	RecRound     RecordType = 5 // RoundRecord, oldest first
-	RecLedger    RecordType = 6 // LedgerEntry, oldest first
-	RecOpenRound RecordType = 7 // OpenRound
-	RecCounters  RecordType = 8 // Counters
-	RecEnd       RecordType = 9 // End, always last
+	RecConfig    RecordType = 1  // TrainingConfig
+	RecNode      RecordType = 2  // RegisterNode
+	RecModel     RecordType = 3  // ModelRecord, oldest first
+	RecOptimizer RecordType = 4  // OptimizerRecord
+	RecRound     RecordType = 5  // RoundRecord, oldest first
+	RecLedger    RecordType = 6  // LedgerEntry, oldest first
+	RecOpenRound RecordType = 7  // OpenRound
+	RecCounters  RecordType = 8  // Counters
+	RecEnd       RecordType = 9  // End, always last
+	RecChange    RecordType = 10 // TrainingChange, oldest first
 )
 
 // Record is a snapshot record.
@@ -98,6 +99,14 @@ type LedgerEntry struct {
 	L2        float64 `msgpack:"l2,omitempty"`
 }
 
+// TrainingChange is an applied ChangeTraining and the last round opened
+// before it: the audit trail of the configuration (whose record holds the
+// settings after every change).
+type TrainingChange struct {
+	Change     ChangeTraining `msgpack:"change"`
+	AfterRound uint64         `msgpack:"after_round"`
+}
+
 // Counters are the state's scalars.
 type Counters struct {
 	LastRound uint64 `msgpack:"last_round"`
@@ -117,6 +126,7 @@ func (*LedgerEntry) RecordType() RecordType     { return RecLedger }
 func (*OpenRound) RecordType() RecordType       { return RecOpenRound }
 func (*Counters) RecordType() RecordType        { return RecCounters }
 func (*End) RecordType() RecordType             { return RecEnd }
+func (*TrainingChange) RecordType() RecordType  { return RecChange }
 
 func newRecord(t RecordType) Record {
 	switch t {
@@ -138,6 +148,8 @@ func newRecord(t RecordType) Record {
 		return new(Counters)
 	case RecEnd:
 		return new(End)
+	case RecChange:
+		return new(TrainingChange)
 	}
 	return nil
 }

@@ -1,0 +1,170 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/fedrec/fedrec/coordinator/wire"
+)
+
+// ChangeTraining commits an operator's change of the settings that may
+// change while the cluster runs (see wire.ChangeTraining); the next round
+// opened uses them. Only the leader can; others return ErrNotLeader. The
+// change is refused, with ErrBadCommand, when it changes nothing, turns
+// noise on or off, or leaves an invalid configuration.
+func (n *Node) ChangeTraining(c wire.ChangeTraining) (Training, error) {
+	if !n.IsLeader() {
+		return Training{}, ErrNotLeader
+	}
+	c.TimeMs = time.Now().UnixMilli()
+	if _, err := n.apply(&c); err != nil {
+		return Training{}, err
+	}
+	var t Training
+	n.fsm.read(func(s *State) { t, _ = s.Config() })
+	n.log.Info("training settings changed", "operator", c.Operator, "reason", c.Reason, "clients_per_round", t.ClientsPerRound,
+		"min_clients", t.MinClients, "checkin_window", t.CheckInWindow, "round_timeout", t.RoundTimeout, "noise_multiplier", t.NoiseMultiplier)
+	return t, nil
+}
+
+// TrainingDoc is the answer of GET and POST /v1/training: the settings
+// rounds use now and every change operators made, oldest first.
+type TrainingDoc struct {
+	Settings TrainingSettings `json:"settings"`
+	Changes  []TrainingChange `json:"changes"`
+}
+
+// TrainingSettings are the replicated training settings; those marked
+// "may change" can be changed with POST /v1/training.
+type TrainingSettings struct {
+	Objective       string  `json:"objective"`
+	Items           int     `json:"items"`
+	Rank            int     `json:"rank"`
+	Clip            float64 `json:"clip"`
+	Population      int64   `json:"population"`
+	Noise           string  `json:"noise"` // off, central, distributed
+	SecAgg          bool    `json:"secagg"`
+	ClientsPerRound int     `json:"clients_per_round"`      // may change
+	MinClients      int     `json:"min_clients"`            // may change
+	CheckInWindow   string  `json:"checkin_window"`         // may change
+	RoundTimeout    string  `json:"round_timeout"`          // may change
+	SecAggPhase     string  `json:"secagg_phase,omitempty"` // may change, with secagg
+	NoiseMultiplier float64 `json:"noise_multiplier"`       // may change, unless noise is off
+}
+
+// TrainingChange is one change of the audit trail: who, when, why, after
+// which round, and the values it set.
+type TrainingChange struct {
+	AfterRound uint64         `json:"after_round"`
+	Time       time.Time      `json:"time"`
+	Operator   string         `json:"operator"`
+	Reason     string         `json:"reason"`
+	Set        map[string]any `json:"set"`
+}
+
+func settingsOf(t Training) TrainingSettings {
+	st := TrainingSettings{
+		Objective: t.Kind.String(), Items: t.Items, Rank: t.Rank, Clip: t.Clip, Population: t.Population,
+		Noise: t.noiseMode().String(), SecAgg: t.SecAgg,
+		ClientsPerRound: t.ClientsPerRound, MinClients: t.MinClients,
+		CheckInWindow: t.CheckInWindow.String(), RoundTimeout: t.RoundTimeout.String(), NoiseMultiplier: t.NoiseMultiplier,
+	}
+	if t.SecAgg {
+		st.SecAggPhase = t.SecAggPhase.String()
+	}
+	return st
+}
+
+func changeOf(c wire.TrainingChange) TrainingChange {
+	x := c.Change
+	set := map[string]any{}
+	ms := func(v int64) string { return (time.Duration(v) * time.Millisecond).String() }
+	for _, f := range []struct {
+		key string
+		on  bool
+		v   any
+	}{
+		{"clients_per_round", x.ClientsPerRound != 0, x.ClientsPerRound},
+		{"min_clients", x.MinClients != 0, x.MinClients},
+		{"checkin_window", x.CheckInWindowMs != 0, ms(x.CheckInWindowMs)},
+		{"round_timeout", x.RoundTimeoutMs != 0, ms(x.RoundTimeoutMs)},
+		{"secagg_phase", x.SecAggPhaseMs != 0, ms(x.SecAggPhaseMs)},
+		{"noise_multiplier", x.NoiseMultiplier != 0, x.NoiseMultiplier},
+	} {
+		if f.on {
+			set[f.key] = f.v
+		}
+	}
+	return TrainingChange{AfterRound: c.AfterRound, Time: time.UnixMilli(x.TimeMs).UTC(), Operator: x.Operator, Reason: x.Reason, Set: set}
+}
+
+func (n *Node) trainingDoc() TrainingDoc {
+	var doc TrainingDoc
+	n.fsm.read(func(s *State) {
+		t, _ := s.Config()
+		doc.Settings = settingsOf(t)
+		doc.Changes = []TrainingChange{}
+		for _, c := range s.Changes() {
+			doc.Changes = append(doc.Changes, changeOf(c))
+		}
+	})
+	return doc
+}
+
+func (a *admin) training(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, a.n.trainingDoc())
+}
+
+// changeTraining serves POST /v1/training?KEY=VALUE…&operator=…&reason=…
+// with the keys of TrainingSettings that may change; a reason is required.
+func (a *admin) changeTraining(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var c wire.ChangeTraining
+	var errs []error
+	for key := range q {
+		v := q.Get(key)
+		var err error
+		switch key {
+		case "clients_per_round":
+			c.ClientsPerRound, err = strconv.Atoi(v)
+		case "min_clients":
+			c.MinClients, err = strconv.Atoi(v)
+		case "checkin_window", "round_timeout", "secagg_phase":
+			var d time.Duration
+			if d, err = time.ParseDuration(v); err == nil && d < time.Millisecond {
+				err = errors.New("want at least 1ms")
+			}
+			*map[string]*int64{"checkin_window": &c.CheckInWindowMs, "round_timeout": &c.RoundTimeoutMs, "secagg_phase": &c.SecAggPhaseMs}[key] = d.Milliseconds()
+		case "noise_multiplier":
+			c.NoiseMultiplier, err = strconv.ParseFloat(v, 64)
+		case "operator":
+			c.Operator = v
+		case "reason":
+			c.Reason = v
+		default:
+			err = errors.New("not a setting that may change (clients_per_round, min_clients, checkin_window, round_timeout, secagg_phase, noise_multiplier)")
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %v", key, v, err))
+		}
+	}
+	if c.Reason == "" {
+		errs = append(errs, errors.New("reason: required (it goes into the audit trail)"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		a.clusterError(w, http.StatusBadRequest, err)
+		return
+	}
+	if _, err := a.n.ChangeTraining(c); err != nil {
+		code := 0
+		if errors.Is(err, ErrBadCommand) {
+			code = http.StatusBadRequest
+		}
+		a.clusterError(w, code, err)
+		return
+	}
+	writeJSON(w, a.n.trainingDoc())
+}
