@@ -152,10 +152,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "fedrec")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := fedrecBinary(t)
 	if out, err := exec.CommandContext(ctx, bin, "cert", "--dir", filepath.Join(dir, "certs"), "--nodes", "a,b,c").CombinedOutput(); err != nil {
 		t.Fatalf("fedrec cert: %v\n%s", err, out)
 	}

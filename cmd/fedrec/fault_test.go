@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -112,10 +111,7 @@ func newFaultCluster(t *testing.T, ctx context.Context) *faultCluster {
 		t.Skip("multi-process test")
 	}
 	dir := t.TempDir()
-	c := &faultCluster{t: t, dir: dir, bin: filepath.Join(dir, "fedrec"), ids: []string{"a", "b", "c"}, nodes: map[string]*faultNode{}, token: faultToken, items: 40}
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", c.bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	c := &faultCluster{t: t, dir: dir, bin: fedrecBinary(t), ids: []string{"a", "b", "c"}, nodes: map[string]*faultNode{}, token: faultToken, items: 40}
 	if err := pki.WriteDir(filepath.Join(dir, "certs"), c.ids, nil, time.Hour); err != nil {
 		t.Fatal(err)
 	}

@@ -64,10 +64,7 @@ func newOpsCluster(t *testing.T, ctx context.Context, ids, extra []string) *opsC
 		t.Skip("multi-process test")
 	}
 	dir := t.TempDir()
-	c := &opsCluster{t: t, ctx: ctx, dir: dir, bin: filepath.Join(dir, "fedrec"), data: filepath.Join(dir, "ratings.csv"), nodes: map[string]*opsNode{}, bootstrap: ids[0]}
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", c.bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	c := &opsCluster{t: t, ctx: ctx, dir: dir, bin: fedrecBinary(t), data: filepath.Join(dir, "ratings.csv"), nodes: map[string]*opsNode{}, bootstrap: ids[0]}
 	if out, err := exec.CommandContext(ctx, c.bin, "cert", "--dir", filepath.Join(dir, "certs"), "--nodes", strings.Join(append(slices.Clone(ids), extra...), ",")).CombinedOutput(); err != nil {
 		t.Fatalf("fedrec cert: %v\n%s", err, out)
 	}

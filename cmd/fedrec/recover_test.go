@@ -78,3 +78,4 @@ func TestRecoverCommand(t *testing.T) {
 		t.Errorf("recover a second time = %v:\n%s", err, out.String())
 	}
 }
+
