@@ -78,4 +78,3 @@ func TestRecoverCommand(t *testing.T) {
 		t.Errorf("recover a second time = %v:\n%s", err, out.String())
 	}
 }
-
