@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -182,25 +184,29 @@ func TestIntRange(t *testing.T) {
 	}
 }
 
-// TestShapeRefuses: what the shape check refuses before msgpack decodes.
+// TestShapeRefuses: what the shape check refuses before msgpack decodes
+// (its errors name the field), each body otherwise valid or decodable.
 func TestShapeRefuses(t *testing.T) {
+	client := []byte{0xa6, 'c', 'l', 'i', 'e', 'n', 't', 0xa1, 'c'}
 	tests := []struct {
 		name string
 		t    Type
 		body []byte
+		want string
 	}{
-		{"duplicate key", TypeCheckIn, []byte{0x82, 0xa1, 'v', 0x01, 0xa1, 'v', 0x01}},
-		{"struct as array", TypeCheckIn, []byte{0x92, 0x01, 0xa1, 'c'}},
-		{"array in a scalar field", TypeCheckIn, []byte{0x81, 0xa6, 'c', 'l', 'i', 'e', 'n', 't', 0x91, 0xa1, 'c'}},
-		{"map in a bin field", TypeUpload, []byte{0x81, 0xa6, 't', 'i', 'c', 'k', 'e', 't', 0x80}},
-		{"integer key", TypeCheckIn, []byte{0x81, 0x01, 0x01}},
-		{"array too long", TypeSecAggUnmaskRequest, append([]byte{0x81, 0xa9, 's', 'u', 'r', 'v', 'i', 'v', 'o', 'r', 's', 0xdc, 0x10, 0x01}, make([]byte, MaxSecAggPeers+1)...)},
-		{"element too short", TypeSecAggPeerKeys, []byte{0x81, 0xa5, 'p', 'e', 'e', 'r', 's', 0x91, 0xc0}},
-		{"map for an array", TypeSecAggPeerKeys, []byte{0x81, 0xa5, 'p', 'e', 'e', 'r', 's', 0x80}},
+		{"duplicate key", TypeCheckIn, slices.Concat([]byte{0x83, 0xa1, 'v', 0x01}, client, []byte{0xa1, 'v', 0x01}), `CheckIn: key "v" twice`},
+		{"struct as array", TypeCheckIn, []byte{0x92, 0x01, 0xa1, 'c'}, "CheckIn: an array"},
+		{"array in a scalar field", TypeCheckIn, []byte{0x81, 0xa6, 'c', 'l', 'i', 'e', 'n', 't', 0x91, 0xa1, 'c'}, "CheckIn.client: an array"},
+		{"map in a bin field", TypeUpload, []byte{0x81, 0xa6, 't', 'i', 'c', 'k', 'e', 't', 0x80}, "Upload.ticket: a map"},
+		{"integer key", TypeCheckIn, []byte{0x81, 0x01, 0x01}, "CheckIn: key at byte 1"},
+		{"array too long", TypeSecAggUnmaskRequest, append([]byte{0x81, 0xa9, 's', 'u', 'r', 'v', 'i', 'v', 'o', 'r', 's', 0xdc, 0x10, 0x01}, make([]byte, MaxSecAggPeers+1)...), "SecAggUnmaskRequest.survivors: 4097 elements, limit 4096"},
+		{"element too short", TypeSecAggPeerKeys, []byte{0x81, 0xa5, 'p', 'e', 'e', 'r', 's', 0x91, 0xc0}, "SecAggPeerKeys.peers: element of 1 bytes"},
+		{"map for an array", TypeSecAggPeerKeys, []byte{0x81, 0xa5, 'p', 'e', 'e', 'r', 's', 0x80}, "SecAggPeerKeys.peers: a map"},
 	}
 	for _, tc := range tests {
-		if _, err := Decode(tc.t, tc.body); CodeOf(err) != CodeMalformed {
-			t.Errorf("Decode(%s) = %v, want CodeMalformed", tc.name, err)
+		_, err := Decode(tc.t, tc.body)
+		if CodeOf(err) != CodeMalformed || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Decode(%s) = %v, want CodeMalformed: %s", tc.name, err, tc.want)
 		}
 	}
 	// Unknown keys may repeat and hold anything: they are skipped.
