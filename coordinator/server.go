@@ -297,9 +297,10 @@ func (n *Node) serveConn(conn *quic.Conn) {
 	}
 }
 
-// limits bounds requests: uploads may be as large as the model.
+// limits bounds requests: uploads may be as large as the model, and
+// replies are refused from their header.
 func (n *Node) limits() wire.Limits {
-	l := wire.Limits{MaxParams: 1}
+	l := wire.Limits{MaxParams: 1, Only: wire.Requests}
 	n.fsm.read(func(s *State) {
 		if t, ok := s.Config(); ok {
 			l.MaxParams = model.Dim(t.Items, t.Rank)

@@ -28,6 +28,10 @@ type Limits struct {
 	// MaxParams bounds the length of an Upload's delta; 0 means
 	// DefaultMaxParams.
 	MaxParams int
+	// Only, when set, is the one direction the reader accepts: Requests
+	// at a node, Replies at a client. A frame of another type is refused
+	// from its header (CodeUnknownType), before its body is read.
+	Only Direction
 }
 
 // MaxBody returns the largest body accepted for type t; 0 for an unknown
@@ -113,7 +117,8 @@ func ReadFrame(r io.Reader, l Limits) (Type, []byte, error) {
 
 // ReadHeader reads a frame header and checks the type and the declared
 // length against l, before anything of the body is read. Errors about the
-// frame are *Error (CodeUnknownType, CodeTooLarge, CodeMalformed for a
+// frame are *Error (CodeUnknownType for an unknown type or one of the
+// direction l does not accept, CodeTooLarge, CodeMalformed for a
 // truncated header); io.EOF means r ended cleanly before a frame began.
 func ReadHeader(r io.Reader, l Limits) (Type, int, error) {
 	var hdr [HeaderLen]byte
@@ -128,6 +133,9 @@ func ReadHeader(r io.Reader, l Limits) (Type, int, error) {
 	limit := l.MaxBody(t)
 	if limit == 0 {
 		return t, 0, Errorf(CodeUnknownType, "message type %d", t)
+	}
+	if l.Only != 0 && t.Direction() != l.Only {
+		return t, 0, Errorf(CodeUnknownType, "%s is not a %s", t, l.Only)
 	}
 	if n > int64(limit) {
 		return t, 0, Errorf(CodeTooLarge, "%s of %d bytes, limit %d", t, n, limit)

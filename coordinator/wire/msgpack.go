@@ -32,10 +32,15 @@ func marshalTo(buf *bytes.Buffer, v any) error {
 	return enc.Encode(v)
 }
 
-// unmarshal pre-checks b (Check) and decodes it into v. Unknown map keys
-// are skipped, so that fields can be appended to a message.
+// unmarshal pre-checks b against the shape of v's type (check) and
+// decodes it into v. Unknown map keys are skipped, so that fields can be
+// appended to a message.
 func unmarshal(b []byte, v any) error {
-	if err := Check(b); err != nil {
+	s, err := shapeFor(v)
+	if err != nil {
+		return err
+	}
+	if err := check(b, s); err != nil {
 		return err
 	}
 	dec := msgpack.NewDecoder(bytes.NewReader(b))
@@ -51,9 +56,13 @@ func unmarshal(b []byte, v any) error {
 // present, containers may nest at most MaxDepth deep, and extension types
 // (which we never send) are refused. Without it, a 5-byte message declaring
 // a 4-billion-element array makes the decoder allocate gigabytes
-// (vmihailenco/msgpack issue 401).
-func Check(b []byte) error {
-	n, err := skip(b, 0, 0)
+// (vmihailenco/msgpack issue 401). Decoding also checks the body against
+// its Go type's shape (see shape.go).
+func Check(b []byte) error { return check(b, nil) }
+
+// check is Check, and b's value must have shape s (nil: any shape).
+func check(b []byte, s *shape) error {
+	n, err := skip(b, 0, 0, s)
 	if err != nil {
 		return err
 	}
@@ -65,8 +74,9 @@ func Check(b []byte) error {
 
 func truncated(at int) error { return Errorf(CodeMalformed, "msgpack: truncated at byte %d", at) }
 
-// skip returns the offset just past the value that starts at b[i].
-func skip(b []byte, i, depth int) (int, error) {
+// skip returns the offset just past the value that starts at b[i], which
+// must have shape s (nil or shapeAny: whatever Check accepts).
+func skip(b []byte, i, depth int, s *shape) (int, error) {
 	if i >= len(b) {
 		return 0, truncated(i)
 	}
@@ -91,53 +101,74 @@ func skip(b []byte, i, depth int) (int, error) {
 		i += k
 		return n, nil
 	}
-	var elems uint64 // container elements (values) to skip
+	var n uint64   // array elements or map entries
+	var isMap bool // a map, else an array (when container)
+	scalar := func(end int, err error) (int, error) {
+		if err != nil || s == nil {
+			return end, err
+		}
+		switch s.kind {
+		case shapeStruct, shapeArray:
+			if c != 0xc0 { // nil is an empty struct or a nil slice
+				return 0, Errorf(CodeMalformed, "msgpack: %s: type byte 0x%02x at byte %d, want %s", s.name, c, i-1, s.kind)
+			}
+		case shapeInt:
+			if err := s.checkInt(b, i, c); err != nil {
+				return 0, err
+			}
+		}
+		return end, nil
+	}
 	switch {
 	case c <= 0x7f || c >= 0xe0: // fixint
-		return i, nil
+		return scalar(i, nil)
 	case c <= 0x8f: // fixmap
-		elems = 2 * uint64(c&0x0f)
+		n, isMap = uint64(c&0x0f), true
 	case c <= 0x9f: // fixarray
-		elems = uint64(c & 0x0f)
+		n = uint64(c & 0x0f)
 	case c <= 0xbf: // fixstr
-		return need(uint64(c & 0x1f))
+		return scalar(need(uint64(c & 0x1f)))
 	default:
 		switch c {
 		case 0xc0, 0xc2, 0xc3: // nil, false, true
-			return i, nil
+			return scalar(i, nil)
 		case 0xc4, 0xc5, 0xc6, 0xd9, 0xda, 0xdb: // bin, str
 			k := 1 << (c - 0xc4) // bin8, bin16, bin32
 			if c >= 0xd9 {
 				k = 1 << (c - 0xd9) // str8, str16, str32
 			}
-			n, err := size(int(k))
+			m, err := size(int(k))
 			if err != nil {
 				return 0, err
 			}
-			return need(n)
+			return scalar(need(m))
 		case 0xca, 0xd2, 0xce: // float32, int32, uint32
-			return need(4)
+			return scalar(need(4))
 		case 0xcb, 0xd3, 0xcf: // float64, int64, uint64
-			return need(8)
+			return scalar(need(8))
 		case 0xcc, 0xd0: // uint8, int8
-			return need(1)
+			return scalar(need(1))
 		case 0xcd, 0xd1: // uint16, int16
-			return need(2)
+			return scalar(need(2))
 		case 0xdc, 0xdd: // array16, array32
-			n, err := size(2 + 2*int(c-0xdc))
+			m, err := size(2 + 2*int(c-0xdc))
 			if err != nil {
 				return 0, err
 			}
-			elems = n
+			n = m
 		case 0xde, 0xdf: // map16, map32
-			n, err := size(2 + 2*int(c-0xde))
+			m, err := size(2 + 2*int(c-0xde))
 			if err != nil {
 				return 0, err
 			}
-			elems = 2 * n
+			n, isMap = m, true
 		default: // 0xc1 (never used) and the extension types
 			return 0, Errorf(CodeMalformed, "msgpack: type byte 0x%02x at byte %d not allowed", c, i-1)
 		}
+	}
+	elems := n
+	if isMap {
+		elems = 2 * n
 	}
 	// Every element takes at least one byte.
 	if _, err := need(elems); err != nil {
@@ -146,11 +177,83 @@ func skip(b []byte, i, depth int) (int, error) {
 	if elems > 0 && depth+1 > MaxDepth {
 		return 0, Errorf(CodeMalformed, "msgpack: nesting deeper than %d", MaxDepth)
 	}
-	for range elems {
+	if s == nil || s.kind == shapeAny {
+		for range elems {
+			var err error
+			if i, err = skip(b, i, depth+1, nil); err != nil {
+				return 0, err
+			}
+		}
+		return i, nil
+	}
+	switch {
+	case s.kind == shapeStruct && isMap:
+		return s.skipStruct(b, i, depth, n)
+	case s.kind == shapeArray && !isMap:
+		return s.skipArray(b, i, depth, n)
+	}
+	what := "an array"
+	if isMap {
+		what = "a map"
+	}
+	return 0, Errorf(CodeMalformed, "msgpack: %s: %s at byte %d, want %s", s.name, what, i-1, s.kind)
+}
+
+// skipStruct skips the n entries of a map decoded into a struct of shape
+// s: keys are strings, a known key appears at most once and its value has
+// its field's shape.
+func (s *shape) skipStruct(b []byte, i, depth int, n uint64) (int, error) {
+	var seen uint64
+	for range n {
+		if i >= len(b) {
+			return 0, truncated(i)
+		}
+		c := b[i]
+		var k, start int
+		switch {
+		case c >= 0xa0 && c <= 0xbf:
+			k, start = int(c&0x1f), i+1
+		case c == 0xd9 && i+1 < len(b):
+			k, start = int(b[i+1]), i+2
+		default: // our keys are short; msgpack would fail on others anyway
+			return 0, Errorf(CodeMalformed, "msgpack: %s: key at byte %d is not a short string", s.name, i)
+		}
+		if k > len(b)-start {
+			return 0, truncated(start)
+		}
+		f, known := s.fields[string(b[start:start+k])]
+		i = start + k
+		var fs *shape
+		if known {
+			if seen&(1<<f.index) != 0 {
+				return 0, Errorf(CodeMalformed, "msgpack: %s: key %q twice", s.name, b[start:start+k])
+			}
+			seen |= 1 << f.index
+			fs = f.shape
+		}
 		var err error
-		if i, err = skip(b, i, depth+1); err != nil {
+		if i, err = skip(b, i, depth+1, fs); err != nil {
 			return 0, err
 		}
+	}
+	return i, nil
+}
+
+// skipArray skips the n elements of an array of shape s: at most its
+// bound's max, each taking at least its minElem bytes.
+func (s *shape) skipArray(b []byte, i, depth int, n uint64) (int, error) {
+	if n > uint64(s.bound.max) {
+		return 0, Errorf(CodeMalformed, "msgpack: %s: %d elements, limit %d", s.name, n, s.bound.max)
+	}
+	for range n {
+		j, err := skip(b, i, depth+1, s.elem)
+		if err != nil {
+			return 0, err
+		}
+		if j-i < s.bound.minElem {
+			return 0, Errorf(CodeMalformed, "msgpack: %s: element of %d bytes at byte %d, minimum %d", s.name, j-i, i, s.bound.minElem)
+		}
+		i = j
 	}
 	return i, nil
 }

@@ -200,7 +200,7 @@ const (
 // writes req at once, closes the send side, and passes each reply to recv
 // until recv reports done. A reply Error is returned as an error (*Error)
 // and never passed to recv. Every read happens under ctx's deadline and
-// the limits l.
+// the limits l, which accept only Replies.
 func Exchange(ctx context.Context, conn *quic.Conn, req Message, l Limits, recv func(Message) (done bool, err error)) error {
 	b, err := Encode(req)
 	if err != nil {
@@ -223,6 +223,7 @@ func Exchange(ctx context.Context, conn *quic.Conn, req Message, l Limits, recv 
 	}
 	st.Close()
 	defer st.CancelRead(0)
+	l.Only = Replies
 	for {
 		msg, err := Read(st, l)
 		if err != nil {

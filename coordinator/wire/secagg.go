@@ -345,9 +345,11 @@ func (m *SecAggUnmask) Validate() error {
 	if len(m.SelfMaskShares)+len(m.MaskKeyShares) > MaxSecAggPeers {
 		return Errorf(CodeMalformed, "secagg unmask: %d shares", len(m.SelfMaskShares)+len(m.MaskKeyShares))
 	}
-	for _, s := range append(slices.Clip(m.SelfMaskShares), m.MaskKeyShares...) {
-		if len(s.Value) != secagg.ShareLen {
-			return Errorf(CodeMalformed, "secagg unmask: share of %d of %d elements", s.Peer, len(s.Value))
+	for _, shares := range [2][]Share{m.SelfMaskShares, m.MaskKeyShares} {
+		for _, s := range shares {
+			if len(s.Value) != secagg.ShareLen {
+				return Errorf(CodeMalformed, "secagg unmask: share of %d of %d elements", s.Peer, len(s.Value))
+			}
 		}
 	}
 	return nil

@@ -50,6 +50,47 @@ var typeNames = [...]string{
 	TypeSecAggUnmask: "SecAggUnmask",
 }
 
+// Direction is which way a message travels.
+type Direction uint8
+
+const (
+	// Requests travel from a client (a device, or a node joining) to a
+	// node.
+	Requests Direction = 1
+	// Replies travel from a node to a client.
+	Replies Direction = 2
+)
+
+func (d Direction) String() string {
+	switch d {
+	case Requests:
+		return "request"
+	case Replies:
+		return "reply"
+	}
+	return fmt.Sprintf("Direction(%d)", uint8(d))
+}
+
+// typeDirections says which way each type travels. A type without one is
+// refused by every reader that sets Limits.Only (and fails TestTypeTables).
+var typeDirections = [...]Direction{
+	TypeError: Replies, TypeCheckIn: Requests, TypeWait: Replies, TypePlan: Replies,
+	TypeGetModel: Requests, TypeModelHeader: Replies, TypeModelChunk: Replies,
+	TypeUpload: Requests, TypeUploadAck: Replies, TypeJoin: Requests, TypeJoinAck: Replies,
+	TypeSecAggAdvert: Requests, TypeSecAggPeerKeys: Replies, TypeSecAggShares: Requests,
+	TypeSecAggDelivery: Replies, TypeSecAggMasked: Requests, TypeSecAggUnmaskRequest: Replies,
+	TypeSecAggUnmask: Requests,
+}
+
+// Direction returns which way messages of type t travel; 0 for an unknown
+// type.
+func (t Type) Direction() Direction {
+	if int(t) < len(typeDirections) {
+		return typeDirections[t]
+	}
+	return 0
+}
+
 func (t Type) String() string {
 	if int(t) < len(typeNames) && typeNames[t] != "" {
 		return typeNames[t]
