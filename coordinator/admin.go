@@ -74,6 +74,11 @@ type Status struct {
 	Round       *StatusRound  `json:"open_round"`          // null when no round is open
 	LastRound   uint64        `json:"last_round"`          // highest round ever opened
 	Privacy     StatusPrivacy `json:"privacy"`
+	// InsecureDevices: the node serves devices without authenticating
+	// them (no device CA; development only).
+	InsecureDevices bool `json:"insecure_devices"`
+	// Build is the node's binary: version, commit, toolchain.
+	Build Build `json:"build"`
 }
 
 // StatusNode is a member of the Raft configuration.
@@ -170,7 +175,7 @@ type admin struct {
 // goroutine belongs to n.wg and ends with admin.close.
 func (n *Node) startAdmin() error {
 	a := &admin{n: n, token: sha256.Sum256([]byte(n.cfg.AdminToken)), metrics: n.metrics, reg: prometheus.NewRegistry()}
-	a.reg.MustRegister(a.metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.reg.MustRegister(a.metrics, newOpsMetrics(n), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ln, err := net.Listen("tcp", n.cfg.AdminAddr)
 	if err != nil {
 		return fmt.Errorf("coordinator: admin listen: %w", err)
@@ -323,6 +328,7 @@ func (n *Node) Status() Status {
 	st := Status{
 		Node: n.cfg.ID, State: lowerState(r.State()), Term: r.CurrentTerm(),
 		Commit: r.CommitIndex(), Applied: r.AppliedIndex(), Nodes: []StatusNode{},
+		InsecureDevices: n.insecureDevices(), Build: BuildInfo(),
 	}
 	if d := n.lastContact(); d == time.Duration(math.MaxInt64) {
 		st.LastContact = -1

@@ -66,6 +66,10 @@ type Config struct {
 	// when the node has no Raft state.
 	Join []string
 
+	// ReadyLag is how many entries the leader committed a ready node may
+	// not have applied yet (Node.Ready); 0: none.
+	ReadyLag uint64
+
 	// Raft timing; zero means hashicorp/raft's defaults (1 s heartbeat and
 	// election timeouts, 500 ms leader lease).
 	HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout time.Duration
@@ -150,7 +154,9 @@ type Node struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	closing  atomic.Bool
-	crashed  atomic.Bool // tests: Close without a leadership transfer
+	// joinFailures counts failed join attempts (fedrec_join_failures_total).
+	joinFailures atomic.Uint64
+	crashed      atomic.Bool // tests: Close without a leadership transfer
 }
 
 // New starts a node: opens its stores, starts Raft (bootstrapping or

@@ -31,9 +31,11 @@ type nodeConfig struct {
 	Bootstrap                       bool
 	Join                            string // comma-separated
 	Certs, CertName                 string
+	InsecureDevices                 bool
 	AdminAddr, AdminToken           string
 	Heartbeat                       time.Duration
-	LogLevel                        string
+	ReadyLag                        uint64
+	LogLevel, LogFormat             string
 
 	// Training, used only by the bootstrapping node.
 	Dataset, DatasetsDir string
@@ -60,8 +62,9 @@ type setting struct {
 
 var settings = []setting{
 	{flag: "id"}, {flag: "data-dir"}, {flag: "raft-addr"}, {flag: "advertise-raft-addr"}, {flag: "client-addr"}, {flag: "advertise-client-addr"},
-	{flag: "bootstrap"}, {flag: "join"}, {flag: "certs"}, {flag: "cert-name"},
-	{flag: "admin-addr"}, {flag: "admin-token", secret: true}, {flag: "heartbeat"}, {flag: "log-level"},
+	{flag: "bootstrap"}, {flag: "join"}, {flag: "certs"}, {flag: "cert-name"}, {flag: "insecure-devices"},
+	{flag: "admin-addr"}, {flag: "admin-token", secret: true}, {flag: "heartbeat"}, {flag: "ready-lag"},
+	{flag: "log-level"}, {flag: "log-format"},
 	{flag: "dataset", training: true}, {flag: "datasets-dir", training: true},
 	{flag: "objective", training: true, field: "Training.Kind"},
 	{flag: "items", training: true, field: "Training.Items"},
@@ -116,7 +119,8 @@ func settingByFlag(name string) (setting, bool) {
 // defaultNodeConfig holds every default; bindConfig's flags show them.
 func defaultNodeConfig() *nodeConfig {
 	return &nodeConfig{
-		RaftAddr: "127.0.0.1:8001", ClientAddr: "127.0.0.1:7001", Certs: "certs", LogLevel: "info",
+		RaftAddr: "127.0.0.1:8001", ClientAddr: "127.0.0.1:7001", Certs: "certs", LogLevel: "info", LogFormat: "text",
+		ReadyLag:    2,
 		DatasetsDir: "data", Objective: "explicit",
 		T: coordinator.Training{
 			Rank: 32, Seed: 1, Train: model.DefaultTrainConfig(), Events: coordinator.DefaultEventWeights(),
@@ -140,10 +144,13 @@ func bindConfig(fs *flag.FlagSet, c *nodeConfig) {
 	fs.StringVar(&c.Join, "join", c.Join, "comma-separated client addresses of existing nodes to join")
 	fs.StringVar(&c.Certs, "certs", c.Certs, "directory made by 'fedrec cert' (ca.pem, ID.pem, ID-key.pem)")
 	fs.StringVar(&c.CertName, "cert-name", c.CertName, "certificate name in --certs (default: --id)")
+	fs.BoolVar(&c.InsecureDevices, "insecure-devices", c.InsecureDevices, "development only: start without a device CA (--certs has no device-ca.pem) and serve any device under any client ID; without it such a node refuses to start")
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "TCP address of the HTTPS admin API (health, readiness, metrics, status); empty: off")
 	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "operator token for the admin API (prefer $FEDREC_ADMIN_TOKEN, which keeps it out of ps; never read from the config file)")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", c.Heartbeat, "Raft heartbeat and election timeout (0: raft's default, 1s)")
+	fs.Uint64Var(&c.ReadyLag, "ready-lag", c.ReadyLag, "ready (/readyz, 'fedrec status') only once the node has applied all but at most this many of the entries the leader committed")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text (logfmt) or json, one object a line")
 
 	t := &c.T
 	fs.StringVar(&c.Dataset, "dataset", c.Dataset, "derive --items, --mean and --population from this data set (as 'fedrec sim --data'), e.g. ml-latest-small")
@@ -457,6 +464,8 @@ func (c *nodeConfig) validate() error {
 		return bad("raft-addr", "required")
 	case level.UnmarshalText([]byte(c.LogLevel)) != nil:
 		return bad("log-level", "%q, want debug, info, warn or error", c.LogLevel)
+	case c.LogFormat != "text" && c.LogFormat != "json":
+		return bad("log-format", "%q, want text or json", c.LogFormat)
 	case c.Heartbeat < 0:
 		return bad("heartbeat", "%v, want >= 0", c.Heartbeat)
 	case c.AdminAddr != "" && c.AdminToken == "":

@@ -187,6 +187,12 @@ func printStatus(w io.Writer, st *coordinator.Status) {
 		eps = fmt.Sprintf("%.4g", *st.Privacy.Epsilon)
 	}
 	fmt.Fprintf(tw, "privacy\tε = %s at δ = %g over %d committed rounds\n", eps, st.Privacy.Delta, st.Privacy.Rounds)
+	if st.InsecureDevices {
+		fmt.Fprintln(tw, "devices\tNOT AUTHENTICATED: no device CA (--insecure-devices), anyone may check in under any client ID")
+	}
+	if st.Build.Version != "" {
+		fmt.Fprintf(tw, "version\t%s\n", st.Build)
+	}
 }
 
 func orDash(s string) string {
