@@ -134,6 +134,7 @@ type Node struct {
 	fsm   *fsm
 	raft  *raft.Raft
 	trans raft.Transport
+	tap   *commitTap // trans, noting the leader's commit index
 	close []func() error // closed in reverse order by Close
 
 	quic       *wire.Listener
@@ -229,6 +230,10 @@ func New(cfg Config) (*Node, error) {
 		n.close = append(n.close, nt.Close)
 		n.trans = nt
 	}
+
+	n.tap = newCommitTap(n.trans)
+	n.trans = n.tap
+	n.close = append(n.close, n.tap.Close)
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
