@@ -134,7 +134,7 @@ type Node struct {
 	fsm   *fsm
 	raft  *raft.Raft
 	trans raft.Transport
-	tap   *commitTap // trans, noting the leader's commit index
+	tap   *commitTap     // trans, noting the leader's commit index
 	close []func() error // closed in reverse order by Close
 
 	quic       *wire.Listener
