@@ -30,7 +30,9 @@ func TestClusterRemoveLeaderMovesBack(t *testing.T) {
 	}
 	var n2Leads atomic.Bool
 	var n2Calls, n1Calls atomic.Int32
-	node := func(id string) *coordinator.StatusNode { return &coordinator.StatusNode{ID: id, RaftAddr: id + ":8001"} }
+	node := func(id string) *coordinator.StatusNode {
+		return &coordinator.StatusNode{ID: id, RaftAddr: id + ":8001"}
+	}
 	answer := func(w http.ResponseWriter, code int, v any) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
