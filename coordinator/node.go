@@ -601,6 +601,11 @@ func (n *Node) prepare() error {
 }
 
 // joinLoop asks the configured nodes for membership until one answers.
+// The first failures are normal while the cluster elects its first leader
+// (INFO); from the third round of attempts on the node says so at WARN,
+// every tenth round, and fedrec_join_failures_total counts every failure:
+// a node that cannot join (another cluster CA, a wrong address) retries
+// for ever and serves nothing.
 func (n *Node) joinLoop() {
 	req := &wire.Join{Version: wire.Version, ID: n.cfg.ID, RaftAddr: n.RaftAddr(), ClientAddr: n.clientAddr}
 	backoff := 100 * time.Millisecond
@@ -613,12 +618,16 @@ func (n *Node) joinLoop() {
 					n.log.Info("joined the cluster", "via", target)
 					return
 				}
+				n.joinFailures.Add(1)
 				target = ""
 				if we := (*wire.Error)(nil); errors.As(err, &we) && we.Code == wire.CodeNotLeader {
 					target = we.Leader
 				}
-				if attempt%10 == 0 {
-					n.log.Info("join attempt failed", "via", addr, "err", err)
+				switch {
+				case attempt < 2:
+					n.log.Info("join attempt failed", "via", addr, "attempt", attempt+1, "err", err)
+				case attempt == 2 || attempt%10 == 0:
+					n.log.Warn("join failing", "via", addr, "attempt", attempt+1, "failures", n.joinFailures.Load(), "err", err)
 				}
 			}
 		}
