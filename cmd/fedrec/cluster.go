@@ -18,11 +18,14 @@ import (
 	"github.com/fedrec/fedrec/coordinator"
 )
 
-const clusterUsage = `usage: fedrec cluster <list|join ID --raft-addr HOST:PORT [--client-addr HOST:PORT]|remove ID|transfer-leadership [ID]> --admin HOST:PORT[,HOST:PORT…] [--token T] [--json]
+const clusterUsage = `usage: fedrec cluster <list|health|join ID --raft-addr HOST:PORT [--client-addr HOST:PORT]|remove ID|transfer-leadership [ID]> --admin HOST:PORT[,HOST:PORT…] [--token T] [--json]
 
 Changes and shows the Raft membership of a cluster through the admin API.
 
   list                     the members: id, suffrage, Raft and client addresses, leader
+  health                   ask every --admin address for its status: which voters
+                           answer, whether they agree on a leader, whether a quorum
+                           holds (exit 0 only if it does and every answer is ready)
   remove ID                take node ID out of the cluster (leader only; removing a
                            node that is not a member succeeds)
   transfer-leadership [ID] hand leadership to node ID, or to the most up-to-date voter
@@ -105,6 +108,10 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if len(pos) == 1 {
 			path += "?id=" + url.QueryEscape(pos[0])
 		}
+	case "health":
+		if len(pos) > 0 {
+			return usageErr(fmt.Sprintf("health: unexpected argument %q", pos[0]))
+		}
 	case "join":
 		if len(pos) != 1 || pos[0] == "" {
 			return usageErr("join: want one node id")
@@ -137,6 +144,9 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	defer c.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
+	if sub == "health" {
+		return clusterHealth(ctx, c, nodes, *token, *asJSON, stdout)
+	}
 
 	// Ask the nodes in order; go on to the next one only if this one is
 	// unreachable or, for a leader-only call, not the leader. Ask them all

@@ -34,6 +34,7 @@ func commands() map[string]command {
 		"backup":      {"save a consistent snapshot of a cluster's replicated state to a file", runBackup},
 		"restore":     {"prepare a new node's data directory from a backup", runRestore},
 		"model":       {"export a committed model to a file a serving system reads, or verify one", runModel},
+		"version":     {"print the version of this binary (nodes report theirs in status and fedrec_build_info)", runVersion},
 	}
 }
 
