@@ -11,11 +11,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/fedrec/fedrec/coordinator/pki"
 	"github.com/fedrec/fedrec/coordinator/wire"
@@ -24,6 +26,31 @@ import (
 
 // ErrNotLeader is returned by leader-only operations on a follower.
 var ErrNotLeader = errors.New("coordinator: not the leader")
+
+// ErrDataDirInUse is returned by New when another process holds the data
+// directory's log.
+var ErrDataDirInUse = errors.New("data directory in use")
+
+// nodeIDFile, in the data directory, names the node whose state it holds.
+const nodeIDFile = "node-id"
+
+// claimDataDir refuses a data directory that holds another node's state
+// (started with another Config.ID, it would join Raft under the wrong
+// name), and records id in one that names none yet.
+func claimDataDir(dir, id string) error {
+	path := filepath.Join(dir, nodeIDFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil && strings.TrimSpace(string(b)) != id:
+		return fmt.Errorf("coordinator: data directory %s holds the state of node %q, not %q: start it with --id %s, or give node %s an empty data directory",
+			dir, strings.TrimSpace(string(b)), id, strings.TrimSpace(string(b)), id)
+	case err == nil:
+		return nil
+	case !errors.Is(err, os.ErrNotExist):
+		return err
+	}
+	return os.WriteFile(path, []byte(id+"\n"), 0o600)
+}
 
 // Config configures a node. Zero fields mean the documented defaults.
 type Config struct {
@@ -203,10 +230,16 @@ func New(cfg Config) (*Node, error) {
 			return nil, err
 		}
 		store, err := openBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("coordinator: data directory %s is in use by another process (its raft.db is locked): %w", cfg.DataDir, ErrDataDirInUse)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("coordinator: open log: %w", err)
 		}
 		n.close = append(n.close, store.Close)
+		if err := claimDataDir(cfg.DataDir, cfg.ID); err != nil {
+			return nil, err
+		}
 		logs, stable = store, store
 		if snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog.Named("snapshots")); err != nil {
 			return nil, fmt.Errorf("coordinator: open snapshots: %w", err)
