@@ -552,6 +552,9 @@ func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.Usage()
 		return errUsage
 	}
+	if err := checkEnvNames(os.Environ()); err != nil {
+		return err
+	}
 	c, err := resolveConfig(fs, *file, os.LookupEnv)
 	if err != nil {
 		return err
@@ -665,4 +668,54 @@ func (c *nodeConfig) writeYAML(w io.Writer) error {
 		return err
 	}
 	return enc.Close()
+}
+
+// otherEnv are FEDREC_ variables that are not settings: the configuration
+// file, the systemd example's flags, and the test suites' knobs, which
+// reach the nodes the tests start.
+var otherEnv = []string{"FEDREC_CONFIG", "FEDREC_ARGS", "FEDREC_TEST_LOG", "FEDREC_FAULT_KILLS", "FEDREC_FAULT_PROC_KILLS", "FEDREC_SYNCTEST_SEEDS", "FEDREC_IDLE_NODE_DIR"}
+
+// checkEnvNames refuses a FEDREC_ variable that is no setting: a typo
+// (FEDREC_NOISE_MULTIPLER) would otherwise be ignored silently.
+func checkEnvNames(environ []string) error {
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "FEDREC_") || slices.Contains(otherEnv, name) ||
+			slices.ContainsFunc(settings, func(s setting) bool { return s.env() == name }) {
+			continue
+		}
+		best, dist := "", 4
+		for _, s := range settings {
+			if d := editDistance(name, s.env()); d < dist {
+				best, dist = s.env(), d
+			}
+		}
+		hint := ""
+		if best != "" {
+			hint = fmt.Sprintf(" (did you mean %s?)", best)
+		}
+		return fmt.Errorf("config: unknown environment variable %s%s; docs/configuration.md lists the FEDREC_* variables", name, hint)
+	}
+	return nil
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }

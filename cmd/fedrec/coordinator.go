@@ -44,6 +44,9 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 		fs.Usage()
 		return errUsage
 	}
+	if err := checkEnvNames(os.Environ()); err != nil {
+		return err
+	}
 	c, err := resolveConfig(fs, *file, os.LookupEnv)
 	if err != nil {
 		return err
