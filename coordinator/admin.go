@@ -68,6 +68,9 @@ type Status struct {
 	Commit uint64 `json:"commit_index"`
 	// Applied is the Raft index last applied to this node's state.
 	Applied uint64 `json:"applied_index"`
+	// LeaderCommit is the leader's commit index as this node last heard
+	// it (its own on the leader; 0 before it heard one).
+	LeaderCommit uint64 `json:"leader_commit_index"`
 	// LastContact is the time since this follower last heard from the
 	// leader, in seconds; 0 on the leader, -1 if never.
 	LastContact float64       `json:"last_contact_seconds"`
@@ -79,6 +82,11 @@ type Status struct {
 	Round       *StatusRound  `json:"open_round"`          // null when no round is open
 	LastRound   uint64        `json:"last_round"`          // highest round ever opened
 	Privacy     StatusPrivacy `json:"privacy"`
+	// InsecureDevices: the node serves devices without authenticating
+	// them (no device CA; development only).
+	InsecureDevices bool `json:"insecure_devices"`
+	// Build is the node's binary: version, commit, toolchain.
+	Build Build `json:"build"`
 }
 
 // StatusNode is a member of the Raft configuration.
@@ -180,7 +188,7 @@ func (n *Node) startAdmin() error {
 		h := sha256.Sum256([]byte(n.cfg.ReadToken))
 		a.read = &h
 	}
-	a.reg.MustRegister(a.metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.reg.MustRegister(a.metrics, newOpsMetrics(n), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ln, err := net.Listen("tcp", n.cfg.AdminAddr)
 	if err != nil {
 		return fmt.Errorf("coordinator: admin listen: %w", err)
@@ -288,8 +296,10 @@ func (a *admin) admit(h http.Handler, readOnly bool) http.Handler {
 var errNotMember = errors.New("not a member of a cluster")
 
 // Ready returns nil when the node is a member of a cluster that has a
-// known leader and it has applied every entry it knows to be committed;
-// otherwise an error that says which condition fails.
+// known leader and it has applied all but at most Config.ReadyLag of the
+// entries the leader committed (a follower learns the leader's commit
+// index from its AppendEntries: a restarted node is not ready until it
+// has caught up); otherwise an error that says which condition fails.
 func (n *Node) Ready() error {
 	if n.raft.State() == raft.Shutdown {
 		return errors.New("raft is shut down")
@@ -300,10 +310,17 @@ func (n *Node) Ready() error {
 	if _, id := n.raft.LeaderWithID(); id == "" {
 		return errors.New("no known leader")
 	}
-	if c, a := n.raft.CommitIndex(), n.raft.AppliedIndex(); a < c {
-		return fmt.Errorf("applied index %d behind commit index %d", a, c)
+	tapTerm, tapCommit := n.leaderCommit()
+	return readiness(n.raft.State() == raft.Leader, n.raft.CurrentTerm(), n.raft.CommitIndex(), n.raft.AppliedIndex(), tapTerm, tapCommit, n.cfg.ReadyLag)
+}
+
+// leaderCommit returns the newest commit index this node heard from a
+// leader, and that leader's term; the leader's own on the leader.
+func (n *Node) leaderCommit() (term, commit uint64) {
+	if n.raft.State() == raft.Leader {
+		return n.raft.CurrentTerm(), n.raft.CommitIndex()
 	}
-	return nil
+	return n.tap.leaderCommit()
 }
 
 // member reports whether this node is in the latest Raft configuration.
@@ -346,7 +363,9 @@ func (n *Node) Status() Status {
 	st := Status{
 		Node: n.cfg.ID, State: lowerState(r.State()), Term: r.CurrentTerm(),
 		Commit: r.CommitIndex(), Applied: r.AppliedIndex(), Nodes: []StatusNode{},
+		InsecureDevices: n.insecureDevices(), Build: BuildInfo(),
 	}
+	_, st.LeaderCommit = n.leaderCommit()
 	if d := n.lastContact(); d == time.Duration(math.MaxInt64) {
 		st.LastContact = -1
 	} else {

@@ -2,11 +2,17 @@ package coordinator
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
+	"net"
+	"strings"
+	"syscall"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 )
 
 // hclogAdapter lets hashicorp/raft log through a *slog.Logger.
@@ -22,16 +28,82 @@ func newHCLog(l *slog.Logger, name string) hclog.Logger {
 
 func (h *hclogAdapter) log(level slog.Level, msg string, args ...any) {
 	ctx := context.Background()
+	level, note := relevel(level, msg, args)
 	if !h.l.Enabled(ctx, level) {
 		return
 	}
-	all := make([]any, 0, len(h.args)+len(args)+2)
+	all := make([]any, 0, len(h.args)+len(args)+4)
 	if h.name != "" {
 		all = append(all, "component", h.name)
 	}
 	all = append(all, h.args...)
-	all = append(all, args...)
+	for _, a := range args {
+		all = append(all, hclogValue(a))
+	}
+	if note != "" {
+		all = append(all, "note", note)
+	}
 	h.l.Log(ctx, level, msg, all...)
+}
+
+// hclogValue renders hclog's formatting wrappers as hclog would, so that
+// hclog.Fmt("%0.2f%%", pct) logs "12.50%", not "[%0.2f%% 12.5]".
+func hclogValue(a any) any {
+	switch v := a.(type) {
+	case hclog.Format:
+		if len(v) == 0 {
+			return ""
+		}
+		if f, ok := v[0].(string); ok {
+			return fmt.Sprintf(f, v[1:]...)
+		}
+		return fmt.Sprint(v...)
+	case hclog.Hex:
+		return fmt.Sprintf("0x%x", int(v))
+	case hclog.Octal:
+		return fmt.Sprintf("0%o", int(v))
+	case hclog.Binary:
+		return fmt.Sprintf("0b%b", int(v))
+	case hclog.Quote:
+		return string(v)
+	}
+	return a
+}
+
+// relevel lowers Raft's ERROR lines for what happens in a healthy cluster
+// and says why: a peer closing its connection as it stops, and a leader
+// finding that a joining or lagging follower needs entries it has already
+// compacted into a snapshot (it sends the snapshot instead).
+func relevel(level slog.Level, msg string, args []any) (slog.Level, string) {
+	if level < slog.LevelError {
+		return level, ""
+	}
+	var err error
+	for i := 0; i+1 < len(args); i += 2 {
+		if e, ok := args[i+1].(error); ok {
+			err = e
+		}
+	}
+	if err == nil {
+		return level, ""
+	}
+	switch {
+	case msg == "failed to decode incoming command" && closedConn(err):
+		return slog.LevelDebug, "the peer closed the connection"
+	case msg == "failed to get log" && errors.Is(err, raft.ErrLogNotFound):
+		return slog.LevelInfo, "the entry is compacted into a snapshot: a follower that needs it gets the snapshot"
+	}
+	return level, ""
+}
+
+// closedConn reports whether err is a connection closing under a read:
+// the decoder does not always wrap the error, so its text is checked too.
+func closedConn(err error) bool {
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	s := err.Error()
+	return strings.Contains(s, "use of closed network connection") || strings.Contains(s, "connection reset by peer")
 }
 
 func toSlog(l hclog.Level) slog.Level {

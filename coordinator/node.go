@@ -11,11 +11,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/fedrec/fedrec/coordinator/pki"
 	"github.com/fedrec/fedrec/coordinator/wire"
@@ -24,6 +26,31 @@ import (
 
 // ErrNotLeader is returned by leader-only operations on a follower.
 var ErrNotLeader = errors.New("coordinator: not the leader")
+
+// ErrDataDirInUse is returned by New when another process holds the data
+// directory's log.
+var ErrDataDirInUse = errors.New("data directory in use")
+
+// nodeIDFile, in the data directory, names the node whose state it holds.
+const nodeIDFile = "node-id"
+
+// claimDataDir refuses a data directory that holds another node's state
+// (started with another Config.ID, it would join Raft under the wrong
+// name), and records id in one that names none yet.
+func claimDataDir(dir, id string) error {
+	path := filepath.Join(dir, nodeIDFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil && strings.TrimSpace(string(b)) != id:
+		return fmt.Errorf("coordinator: data directory %s holds the state of node %q, not %q: start it with --id %s, or give node %s an empty data directory",
+			dir, strings.TrimSpace(string(b)), id, strings.TrimSpace(string(b)), id)
+	case err == nil:
+		return nil
+	case !errors.Is(err, os.ErrNotExist):
+		return err
+	}
+	return os.WriteFile(path, []byte(id+"\n"), 0o600)
+}
 
 // Config configures a node. Zero fields mean the documented defaults.
 type Config struct {
@@ -70,6 +97,10 @@ type Config struct {
 	// Join lists client addresses of existing nodes to ask for membership
 	// when the node has no Raft state.
 	Join []string
+
+	// ReadyLag is how many entries the leader committed a ready node may
+	// not have applied yet (Node.Ready); 0: none.
+	ReadyLag uint64
 
 	// Raft timing; zero means hashicorp/raft's defaults (1 s heartbeat and
 	// election timeouts, 500 ms leader lease).
@@ -137,6 +168,7 @@ type Node struct {
 	fsm   *fsm
 	raft  *raft.Raft
 	trans raft.Transport
+	tap   *commitTap     // trans, noting the leader's commit index
 	close []func() error // closed in reverse order by Close
 
 	quic       *wire.Listener
@@ -157,7 +189,9 @@ type Node struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	closing  atomic.Bool
-	crashed  atomic.Bool // tests: Close without a leadership transfer
+	// joinFailures counts failed join attempts (fedrec_join_failures_total).
+	joinFailures atomic.Uint64
+	crashed      atomic.Bool // tests: Close without a leadership transfer
 }
 
 // New starts a node: opens its stores, starts Raft (bootstrapping or
@@ -203,10 +237,16 @@ func New(cfg Config) (*Node, error) {
 			return nil, err
 		}
 		store, err := openBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("coordinator: data directory %s is in use by another process (its raft.db is locked): %w", cfg.DataDir, ErrDataDirInUse)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("coordinator: open log: %w", err)
 		}
 		n.close = append(n.close, store.Close)
+		if err := claimDataDir(cfg.DataDir, cfg.ID); err != nil {
+			return nil, err
+		}
 		logs, stable = store, store
 		if snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog.Named("snapshots")); err != nil {
 			return nil, fmt.Errorf("coordinator: open snapshots: %w", err)
@@ -230,6 +270,10 @@ func New(cfg Config) (*Node, error) {
 		n.close = append(n.close, nt.Close)
 		n.trans = nt
 	}
+
+	n.tap = newCommitTap(n.trans)
+	n.trans = n.tap
+	n.close = append(n.close, n.tap.Close)
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
@@ -597,6 +641,11 @@ func (n *Node) prepare() error {
 }
 
 // joinLoop asks the configured nodes for membership until one answers.
+// The first failures are normal while the cluster elects its first leader
+// (INFO); from the third round of attempts on the node says so at WARN,
+// every tenth round, and fedrec_join_failures_total counts every failure:
+// a node that cannot join (another cluster CA, a wrong address) retries
+// for ever and serves nothing.
 func (n *Node) joinLoop() {
 	req := &wire.Join{Version: wire.Version, ID: n.cfg.ID, RaftAddr: n.RaftAddr(), ClientAddr: n.clientAddr}
 	backoff := 100 * time.Millisecond
@@ -609,12 +658,16 @@ func (n *Node) joinLoop() {
 					n.log.Info("joined the cluster", "via", target)
 					return
 				}
+				n.joinFailures.Add(1)
 				target = ""
 				if we := (*wire.Error)(nil); errors.As(err, &we) && we.Code == wire.CodeNotLeader {
 					target = we.Leader
 				}
-				if attempt%10 == 0 {
-					n.log.Info("join attempt failed", "via", addr, "err", err)
+				switch {
+				case attempt < 2:
+					n.log.Info("join attempt failed", "via", addr, "attempt", attempt+1, "err", err)
+				case attempt == 2 || attempt%10 == 0:
+					n.log.Warn("join failing", "via", addr, "attempt", attempt+1, "failures", n.joinFailures.Load(), "err", err)
 				}
 			}
 		}

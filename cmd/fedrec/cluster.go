@@ -7,8 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,11 +18,14 @@ import (
 	"github.com/fedrec/fedrec/coordinator"
 )
 
-const clusterUsage = `usage: fedrec cluster <list|join ID --raft-addr HOST:PORT [--client-addr HOST:PORT]|remove ID|transfer-leadership [ID]> --admin HOST:PORT[,HOST:PORT…] [--token T] [--json]
+const clusterUsage = `usage: fedrec cluster <list|health|join ID --raft-addr HOST:PORT [--client-addr HOST:PORT]|remove ID|transfer-leadership [ID]> --admin HOST:PORT[,HOST:PORT…] [--token T] [--json]
 
 Changes and shows the Raft membership of a cluster through the admin API.
 
   list                     the members: id, suffrage, Raft and client addresses, leader
+  health                   ask every --admin address for its status: which voters
+                           answer, whether they agree on a leader, whether a quorum
+                           holds (exit 0 only if it does and every answer is ready)
   remove ID                take node ID out of the cluster (leader only; removing a
                            node that is not a member succeeds)
   transfer-leadership [ID] hand leadership to node ID, or to the most up-to-date voter
@@ -34,6 +39,8 @@ Changes and shows the Raft membership of a cluster through the admin API.
 --admin takes one node or a comma-separated list. A leader-only command
 tries them in order and stops at the leader; a follower answers with the
 leader's id, so give the leader's admin address if it is not in the list.
+While the nodes know no leader, or leadership moves as they are asked, it
+asks them all again until --timeout.
 
 Exit status: 0 done, 1 failed or not reachable, 2 usage error.
 
@@ -101,6 +108,10 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if len(pos) == 1 {
 			path += "?id=" + url.QueryEscape(pos[0])
 		}
+	case "health":
+		if len(pos) > 0 {
+			return usageErr(fmt.Sprintf("health: unexpected argument %q", pos[0]))
+		}
 	case "join":
 		if len(pos) != 1 || pos[0] == "" {
 			return usageErr("join: want one node id")
@@ -133,14 +144,22 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	defer c.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
+	if sub == "health" {
+		return clusterHealth(ctx, c, nodes, *token, *asJSON, stdout)
+	}
 
 	// Ask the nodes in order; go on to the next one only if this one is
-	// unreachable or, for a leader-only call, not the leader. While the
-	// cluster elects a leader (every node that answers knows none), ask
-	// again until the timeout.
+	// unreachable or, for a leader-only call, not the leader. Ask them all
+	// again, until the timeout, while the nodes that answer know no leader
+	// (an election), or while leadership moves: the new leader may be a
+	// node asked before it took over (the leader asked to remove itself
+	// hands leadership over and names its successor). Only a leader that
+	// every node names and none of them is ends the search early.
+	var lastLeaders string
 	for {
 		var errs []error
-		electing := false
+		retry := false
+		leaders := map[string]bool{}
 		for _, addr := range nodes {
 			code, body, err := adminDo(ctx, c, method, addr, path, *token)
 			if err != nil {
@@ -182,8 +201,9 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			if code == http.StatusConflict {
 				hint := "leader unknown"
 				if ce.Leader == nil {
-					electing = true
+					retry = true // an election
 				} else {
+					leaders[ce.Leader.ID] = true
 					hint = "the leader is " + ce.Leader.ID
 					if ce.Leader.RaftAddr != "" {
 						hint += " (raft " + ce.Leader.RaftAddr + ")"
@@ -195,7 +215,12 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			}
 			return fmt.Errorf("cluster %s: %s: %d %s: %s", sub, addr, code, http.StatusText(code), ce.Error)
 		}
-		if !electing || ctx.Err() != nil {
+		named := strings.Join(slices.Sorted(maps.Keys(leaders)), ",")
+		if len(leaders) > 1 || (lastLeaders != "" && named != lastLeaders) {
+			retry = true // leadership moved while we asked
+		}
+		lastLeaders = named
+		if !retry || ctx.Err() != nil {
 			return fmt.Errorf("cluster %s: %w", sub, errors.Join(errs...))
 		}
 		select {

@@ -31,9 +31,11 @@ type nodeConfig struct {
 	Bootstrap                        bool
 	Join                             string // comma-separated
 	Certs, CertName                  string
+	InsecureDevices                  bool
 	AdminAddr, AdminToken, ReadToken string
 	Heartbeat                        time.Duration
-	LogLevel                         string
+	ReadyLag                         uint64
+	LogLevel, LogFormat              string
 
 	// Training, used only by the bootstrapping node.
 	Dataset, DatasetsDir string
@@ -60,8 +62,9 @@ type setting struct {
 
 var settings = []setting{
 	{flag: "id"}, {flag: "data-dir"}, {flag: "raft-addr"}, {flag: "advertise-raft-addr"}, {flag: "client-addr"}, {flag: "advertise-client-addr"},
-	{flag: "bootstrap"}, {flag: "join"}, {flag: "certs"}, {flag: "cert-name"},
-	{flag: "admin-addr"}, {flag: "admin-token", secret: true}, {flag: "read-token", secret: true}, {flag: "heartbeat"}, {flag: "log-level"},
+	{flag: "bootstrap"}, {flag: "join"}, {flag: "certs"}, {flag: "cert-name"}, {flag: "insecure-devices"},
+	{flag: "admin-addr"}, {flag: "admin-token", secret: true}, {flag: "read-token", secret: true}, {flag: "heartbeat"}, {flag: "ready-lag"},
+	{flag: "log-level"}, {flag: "log-format"},
 	{flag: "dataset", training: true}, {flag: "datasets-dir", training: true},
 	{flag: "objective", training: true, field: "Training.Kind"},
 	{flag: "items", training: true, field: "Training.Items"},
@@ -116,7 +119,8 @@ func settingByFlag(name string) (setting, bool) {
 // defaultNodeConfig holds every default; bindConfig's flags show them.
 func defaultNodeConfig() *nodeConfig {
 	return &nodeConfig{
-		RaftAddr: "127.0.0.1:8001", ClientAddr: "127.0.0.1:7001", Certs: "certs", LogLevel: "info",
+		RaftAddr: "127.0.0.1:8001", ClientAddr: "127.0.0.1:7001", Certs: "certs", LogLevel: "info", LogFormat: "text",
+		ReadyLag:    2,
 		DatasetsDir: "data", Objective: "explicit",
 		T: coordinator.Training{
 			Rank: 32, Seed: 1, Train: model.DefaultTrainConfig(), Events: coordinator.DefaultEventWeights(),
@@ -140,11 +144,14 @@ func bindConfig(fs *flag.FlagSet, c *nodeConfig) {
 	fs.StringVar(&c.Join, "join", c.Join, "comma-separated client addresses of existing nodes to join")
 	fs.StringVar(&c.Certs, "certs", c.Certs, "directory made by 'fedrec cert' (ca.pem, ID.pem, ID-key.pem)")
 	fs.StringVar(&c.CertName, "cert-name", c.CertName, "certificate name in --certs (default: --id)")
+	fs.BoolVar(&c.InsecureDevices, "insecure-devices", c.InsecureDevices, "development only: start without a device CA (--certs has no device-ca.pem) and serve any device under any client ID; without it such a node refuses to start")
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "TCP address of the HTTPS admin API (health, readiness, metrics, status); empty: off")
 	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "operator token for the admin API (prefer $FEDREC_ADMIN_TOKEN, which keeps it out of ps; never read from the config file)")
 	fs.StringVar(&c.ReadToken, "read-token", c.ReadToken, "read-only token for the admin API: metrics, status, rounds, model and cluster list, nothing that changes the cluster (prefer $FEDREC_READ_TOKEN; never read from the config file)")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", c.Heartbeat, "Raft heartbeat and election timeout (0: raft's default, 1s)")
+	fs.Uint64Var(&c.ReadyLag, "ready-lag", c.ReadyLag, "ready (/readyz, 'fedrec status') only once the node has applied all but at most this many of the entries the leader committed")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text (logfmt) or json, one object a line")
 
 	t := &c.T
 	fs.StringVar(&c.Dataset, "dataset", c.Dataset, "derive --items, --mean and --population from this data set (as 'fedrec sim --data'), e.g. ml-latest-small")
@@ -458,6 +465,8 @@ func (c *nodeConfig) validate() error {
 		return bad("raft-addr", "required")
 	case level.UnmarshalText([]byte(c.LogLevel)) != nil:
 		return bad("log-level", "%q, want debug, info, warn or error", c.LogLevel)
+	case c.LogFormat != "text" && c.LogFormat != "json":
+		return bad("log-format", "%q, want text or json", c.LogFormat)
 	case c.Heartbeat < 0:
 		return bad("heartbeat", "%v, want >= 0", c.Heartbeat)
 	case c.AdminAddr != "" && c.AdminToken == "":
@@ -547,6 +556,9 @@ func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stderr, "fedrec config: unexpected argument %q\n\n", fs.Arg(0))
 		fs.Usage()
 		return errUsage
+	}
+	if err := checkEnvNames(os.Environ()); err != nil {
+		return err
 	}
 	c, err := resolveConfig(fs, *file, os.LookupEnv)
 	if err != nil {
@@ -665,4 +677,54 @@ func (c *nodeConfig) writeYAML(w io.Writer) error {
 		return err
 	}
 	return enc.Close()
+}
+
+// otherEnv are FEDREC_ variables that are not settings: the configuration
+// file, the systemd example's flags, and the test suites' knobs, which
+// reach the nodes the tests start.
+var otherEnv = []string{"FEDREC_CONFIG", "FEDREC_ARGS", "FEDREC_TEST_LOG", "FEDREC_FAULT_KILLS", "FEDREC_FAULT_PROC_KILLS", "FEDREC_SYNCTEST_SEEDS", "FEDREC_IDLE_NODE_DIR"}
+
+// checkEnvNames refuses a FEDREC_ variable that is no setting: a typo
+// (FEDREC_NOISE_MULTIPLER) would otherwise be ignored silently.
+func checkEnvNames(environ []string) error {
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "FEDREC_") || slices.Contains(otherEnv, name) ||
+			slices.ContainsFunc(settings, func(s setting) bool { return s.env() == name }) {
+			continue
+		}
+		best, dist := "", 4
+		for _, s := range settings {
+			if d := editDistance(name, s.env()); d < dist {
+				best, dist = s.env(), d
+			}
+		}
+		hint := ""
+		if best != "" {
+			hint = fmt.Sprintf(" (did you mean %s?)", best)
+		}
+		return fmt.Errorf("config: unknown environment variable %s%s; docs/configuration.md lists the FEDREC_* variables", name, hint)
+	}
+	return nil
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }

@@ -321,3 +321,20 @@ func TestConfigDocumented(t *testing.T) {
 		}
 	}
 }
+
+// A FEDREC_ variable that is no setting is refused, with the setting it
+// probably meant.
+func TestConfigUnknownEnv(t *testing.T) {
+	if err := checkEnvNames([]string{"FEDREC_MIN_CLIENTS=3", "FEDREC_CONFIG=x.yaml", "PATH=/bin", "FEDREC_ARGS=--id n1"}); err != nil {
+		t.Errorf("checkEnvNames(known) = %v", err)
+	}
+	err := checkEnvNames([]string{"FEDREC_NOISE_MULTIPLER=1"})
+	if err == nil || !strings.Contains(err.Error(), "FEDREC_NOISE_MULTIPLER") || !strings.Contains(err.Error(), "did you mean FEDREC_NOISE_MULTIPLIER?") {
+		t.Errorf("checkEnvNames(typo) = %v", err)
+	}
+	t.Setenv("FEDREC_MIN_CLENTS", "3")
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"config", "--id", "a", "--data-dir", "a"}, &out, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "FEDREC_MIN_CLENTS") {
+		t.Errorf("fedrec config with FEDREC_MIN_CLENTS set = %v", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/pki"
@@ -43,6 +44,9 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 		fs.Usage()
 		return errUsage
 	}
+	if err := checkEnvNames(os.Environ()); err != nil {
+		return err
+	}
 	c, err := resolveConfig(fs, *file, os.LookupEnv)
 	if err != nil {
 		return err
@@ -50,14 +54,12 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := c.validate(); err != nil {
 		return err
 	}
-	var level slog.Level
-	level.UnmarshalText([]byte(c.LogLevel)) // checked by validate
 	cfg := coordinator.Config{
 		ID: c.ID, DataDir: c.DataDir, RaftAddr: c.RaftAddr, AdvertiseRaftAddr: c.AdvertiseRaftAddr,
 		ClientAddr: c.ClientAddr, AdvertiseClientAddr: c.AdvertiseClientAddr,
 		Bootstrap: c.Bootstrap, Join: splitList(c.Join), AdminAddr: c.AdminAddr, AdminToken: c.AdminToken, ReadToken: c.ReadToken,
-		HeartbeatTimeout: c.Heartbeat, ElectionTimeout: c.Heartbeat,
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+		HeartbeatTimeout: c.Heartbeat, ElectionTimeout: c.Heartbeat, ReadyLag: c.ReadyLag,
+		Logger: c.logger(stderr),
 	}
 	if c.Heartbeat > 0 {
 		cfg.LeaderLeaseTimeout = c.Heartbeat / 2
@@ -72,6 +74,17 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	b, err := pki.Load(c.Certs, name)
 	if err != nil {
 		return fmt.Errorf("coordinator: certificates (make them with 'fedrec cert'): %w", err)
+	}
+	switch {
+	case b.Devices == nil && !c.InsecureDevices:
+		// Fail closed: without the device CA any device could check in
+		// under any client ID.
+		return fmt.Errorf("coordinator: no device CA: %s not found, so devices could not be authenticated (give the nodes the device CA certificate that 'fedrec cert' makes; --insecure-devices serves unauthenticated devices, for development only)",
+			filepath.Join(c.Certs, pki.DeviceCAFile))
+	case b.Devices == nil:
+		cfg.Logger.Warn("INSECURE: --insecure-devices: devices are not authenticated, anyone may check in under any client ID; development only")
+	case c.InsecureDevices:
+		cfg.Logger.Info("--insecure-devices has no effect: the device CA authenticates devices", "device_ca", filepath.Join(c.Certs, pki.DeviceCAFile))
 	}
 	cfg.TLS = b
 	if c.Bootstrap {
@@ -106,6 +119,18 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	<-ctx.Done()
 	cfg.Logger.Info("shutting down")
 	return n.Close()
+}
+
+// logger is the node's logger: --log-format's handler at --log-level
+// (both checked by validate).
+func (c *nodeConfig) logger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // datasetShape computes what the initial model needs from a data set the

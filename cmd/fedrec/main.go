@@ -36,6 +36,7 @@ func commands() map[string]command {
 		"recover":     {"make one survivor the only voter when a majority is lost for good", runRecover},
 		"training":    {"show the training settings and their changes; change those that may change", runTraining},
 		"model":       {"export a committed model to a file a serving system reads, or verify one", runModel},
+		"version":     {"print the version of this binary (nodes report theirs in status and fedrec_build_info)", runVersion},
 	}
 }
 

@@ -28,9 +28,10 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	token := fs.String("token", "", "operator token (default: $FEDREC_ADMIN_TOKEN)")
 	certs := fs.String("certs", "certs", "directory with the cluster CA (ca.pem), as made by 'fedrec cert'")
 	asJSON := fs.Bool("json", false, "print the node's /v1/status JSON instead of text")
-	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
+	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long (with --wait: waiting included)")
+	wait := fs.Bool("wait", false, "ask again until the node is ready (or --timeout passes), then print its status: for scripts, e.g. between the nodes of a rolling restart")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: fedrec status --admin HOST:PORT [--token T] [--json]\n\nShows a node's view of its cluster: Raft state, leader, members, model, open round, privacy spent.\nExit status: 0 if the node is ready, 1 if it is not or cannot be asked, 2 on a usage error.\n\nflags:")
+		fmt.Fprintln(stderr, "usage: fedrec status --admin HOST:PORT [--token T] [--json] [--wait [--timeout D]]\n\nShows a node's view of its cluster: Raft state, leader, members, model, open round, privacy spent.\nExit status: 0 if the node is ready, 1 if it is not (with --wait: not within --timeout) or cannot be asked, 2 on a usage error.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -60,13 +61,24 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer c.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	body, err := adminGet(ctx, c, *addr, "/v1/status", *token)
+	st, err := getStatus(ctx, c, *addr, *token)
+	// --wait: not ready yet, or not answering yet (a node starting): ask
+	// again until the timeout, then report the last answer.
+wait:
+	for *wait && (err != nil || !st.Ready) {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-time.After(250 * time.Millisecond):
+		}
+		next, nerr := getStatus(ctx, c, *addr, *token)
+		if nerr != nil && ctx.Err() != nil {
+			break // timed out during the request: keep the last answer
+		}
+		st, err = next, nerr
+	}
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
-	}
-	var st coordinator.Status
-	if err := json.Unmarshal(body, &st); err != nil {
-		return fmt.Errorf("status: %s answered: %w", *addr, err)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -81,6 +93,19 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("status: node %s %w: %s", st.Node, errNotReady, st.NotReady)
 	}
 	return nil
+}
+
+// getStatus asks a node for its /v1/status.
+func getStatus(ctx context.Context, c *http.Client, addr, token string) (coordinator.Status, error) {
+	var st coordinator.Status
+	body, err := adminGet(ctx, c, addr, "/v1/status", token)
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		return st, fmt.Errorf("%s answered: %w", addr, err)
+	}
+	return st, nil
 }
 
 // adminToken is the token from its flag, else $FEDREC_ADMIN_TOKEN (which
@@ -151,6 +176,9 @@ func printStatus(w io.Writer, st *coordinator.Status) {
 	fmt.Fprintf(tw, "node\t%s (%s, term %d)\n", st.Node, st.State, st.Term)
 	fmt.Fprintf(tw, "ready\t%s\n", ready)
 	fmt.Fprintf(tw, "raft\tcommit %d, applied %d", st.Commit, st.Applied)
+	if st.State != "leader" {
+		fmt.Fprintf(tw, ", leader's commit %d", st.LeaderCommit)
+	}
 	switch {
 	case st.State == "leader":
 	case st.LastContact < 0:
@@ -190,6 +218,12 @@ func printStatus(w io.Writer, st *coordinator.Status) {
 		eps = fmt.Sprintf("%.4g", *st.Privacy.Epsilon)
 	}
 	fmt.Fprintf(tw, "privacy\tε = %s at δ = %g over %d committed rounds\n", eps, st.Privacy.Delta, st.Privacy.Rounds)
+	if st.InsecureDevices {
+		fmt.Fprintln(tw, "devices\tNOT AUTHENTICATED: no device CA (--insecure-devices), anyone may check in under any client ID")
+	}
+	if st.Build.Version != "" {
+		fmt.Fprintf(tw, "version\t%s\n", st.Build)
+	}
 }
 
 func orDash(s string) string {

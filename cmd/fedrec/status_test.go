@@ -93,3 +93,44 @@ func TestStatusCommand(t *testing.T) {
 		t.Errorf("status without a token = %v, want errUsage", err)
 	}
 }
+
+// fedrec status --wait asks until the node answers and is ready: started
+// before the node, it exits 0 once the node is up; given a node that never
+// comes, it fails at --timeout.
+func TestStatusWait(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "certs")
+	if err := pki.WriteDir(dir, []string{"a"}, nil, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	b, err := pki.Load(dir, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const token = "tok"
+	admin := freeAddr(t)
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(t.Context(), []string{"status", "--wait", "--timeout", "2m", "--admin", admin, "--certs", dir, "--token", token}, &out, &bytes.Buffer{})
+	}()
+	n, err := coordinator.New(coordinator.Config{
+		ID: "a", InMemory: true, RaftAddr: "127.0.0.1:0", TLS: b, Bootstrap: true,
+		AdminAddr: admin, AdminToken: token,
+		Training:         coordinator.Training{Items: 3, Rank: 2, Population: 100},
+		HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	if err := <-done; err != nil {
+		t.Fatalf("fedrec status --wait = %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "ready    yes") {
+		t.Errorf("fedrec status --wait printed:\n%s", out.String())
+	}
+	err = run(t.Context(), []string{"status", "--wait", "--timeout", "1s", "--admin", freeAddr(t), "--certs", dir, "--token", token}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil {
+		t.Error("fedrec status --wait on a node that never starts = nil, want an error")
+	}
+}
