@@ -21,8 +21,8 @@ import (
 // every body must arrive at MinUploadRate or better.
 const (
 	// DefaultMemoryBudget bounds the bytes of device traffic a node holds
-	// (Config.MemoryBudget): ten concurrent uploads of the largest model
-	// (wire.DefaultMaxParams, 32 MiB each) at uploadFactor.
+	// (Config.MemoryBudget): eight concurrent uploads of the largest
+	// model (wire.DefaultMaxParams, 32 MiB each) at uploadFactor.
 	DefaultMemoryBudget = 1 << 30
 	// DefaultMaxUploadsPerDevice bounds one device's uploads read at once
 	// (Config.MaxUploadsPerDevice): an honest device uploads once a round;
@@ -37,11 +37,12 @@ const (
 	// within it, and a body of n bytes within RateGrace + n/MinUploadRate.
 	DefaultRateGrace = 10 * time.Second
 
-	// uploadFactor is what an upload (or a masked input) holds per byte
-	// of its body, from its header to its answer: the body buffer (1.5×
-	// while it doubles, 1× once read) and the decoded vector (1×); the
-	// aggregator adds it in place. BenchmarkReadUpload measures it.
-	uploadFactor = 3
+	// uploadFactor is what an upload (or a masked input) allocates per
+	// byte of its body, from its header to its answer: the body buffer
+	// as it doubles (2× in all, 1.5× live at once), msgpack's copy of the
+	// bin and the decoded vector (1× each); the aggregator adds it in
+	// place. BenchmarkReadUpload measures 4.0.
+	uploadFactor = 4
 	// smallFactor is what any other request holds per byte of its body:
 	// the body and its decoded message, which coordinator/wire's
 	// pre-check bounds by a small multiple of the frame (wire/DESIGN.md,

@@ -231,3 +231,78 @@ func TestQUICStreamSlowDeviceDelaysNoOne(t *testing.T) {
 		t.Error("no upload of mallory's refused over the per-device limit")
 	}
 }
+
+// Uploads beyond the memory budget wait for it rather than grow the
+// node's memory, and are then served: six devices upload at once, each
+// over about a second, to a node whose budget holds two uploads.
+func TestQUICStreamMemoryBudget(t *testing.T) {
+	tr := admissionTraining()
+	body := int64(len(uploadFrame(t, "x", tr)) - wire.HeaderLen)
+	const perByte = 4 // coordinator's uploadFactor
+	budget := 2*perByte*body + perByte*body/2
+	c := newQUICClusterConf(t, 1, tr, func(cfg *coordinator.Config) { cfg.MemoryBudget = budget })
+	n := c.nodes[0]
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	var peak int64
+	var pmu sync.Mutex
+	sctx, stopSampling := context.WithCancel(ctx)
+	var sampler sync.WaitGroup
+	sampler.Go(func() {
+		for sctx.Err() == nil {
+			s := n.AdmissionStats()
+			pmu.Lock()
+			peak = max(peak, s.InUse)
+			pmu.Unlock()
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	var wg sync.WaitGroup
+	codes := make([]wire.Code, 6)
+	for i := range codes {
+		id := string(rune('a' + i))
+		conn := dialAs(t, ctx, c.addrs[0], c.device(t, id))
+		frame := uploadFrame(t, id, tr)
+		wg.Go(func() {
+			st, err := send(ctx, conn, frame[:wire.HeaderLen])
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			rest := frame[wire.HeaderLen:]
+			for len(rest) > 0 { // about 1 s
+				k := min(len(rest), len(frame)/20)
+				if _, err := st.Write(rest[:k]); err != nil {
+					t.Error(err)
+					return
+				}
+				rest = rest[k:]
+				time.Sleep(50 * time.Millisecond)
+			}
+			st.Close()
+			msg, err := reply(st, 45*time.Second)
+			if e, ok := msg.(*wire.Error); err == nil && ok {
+				codes[i] = e.Code
+			}
+		})
+	}
+	wg.Wait()
+	stopSampling()
+	sampler.Wait()
+	for i, c := range codes {
+		if c != wire.CodeNoRound {
+			t.Errorf("upload %d: code %v, want %v (read and decoded)", i, c, wire.CodeNoRound)
+		}
+	}
+	s := n.AdmissionStats()
+	t.Logf("budget %d bytes (2.5 uploads): peak reserved %d, %d requests delayed, %d refused", budget, peak, s.Delayed, s.Busy)
+	if peak > budget || peak < 2*perByte*body {
+		t.Errorf("peak reserved %d bytes, want 2 uploads' %d (budget %d)", peak, 2*perByte*body, budget)
+	}
+	if s.Delayed == 0 {
+		t.Error("no upload waited for the budget")
+	}
+	if s.InUse != 0 {
+		t.Errorf("%d bytes still reserved after every request was answered", s.InUse)
+	}
+}

@@ -88,7 +88,7 @@ type Config struct {
 	// MemoryBudget bounds the bytes of device traffic the node holds at
 	// once, over all connections: every request reserves, from its
 	// header and before its body is read, what its body and decoded
-	// message may take (3 bytes a body byte for uploads, 8 for the
+	// message may take (4 bytes a body byte for uploads, 8 for the
 	// others), and waits (at most wire.ReadTimeout, then
 	// CodeUnavailable) while the budget is spent. A request that alone
 	// needs more is refused (CodeTooLarge). Default DefaultMemoryBudget
