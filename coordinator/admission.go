@@ -201,7 +201,7 @@ func (n *Node) admit(st *quic.Stream, t wire.Type, size int, peer Peer) (freeSlo
 			case n.uploads <- struct{}{}:
 			case <-ctx.Done():
 				free()
-				return nil, nil, n.busy(t, "an upload slot")
+				return nil, nil, n.busy(st, t, "an upload slot")
 			}
 		}
 		freeSlots = func() { <-n.uploads; free() }
@@ -212,18 +212,22 @@ func (n *Node) admit(st *quic.Stream, t wire.Type, size int, peer Peer) (freeSlo
 	}
 	if err != nil {
 		freeSlots()
-		return nil, nil, n.busy(t, "memory")
+		return nil, nil, n.busy(st, t, "memory")
 	}
 	var once sync.Once
 	return freeSlots, func() { once.Do(func() { n.budget.release(cost) }) }, nil
 }
 
-// busy is the refusal of a request that waited admitWait for what.
-func (n *Node) busy(t wire.Type, what string) *wire.Error {
-	n.metrics.refused.WithLabelValues("busy").Inc()
-	if n.ctx.Err() != nil {
+// busy is the refusal of a request on st that waited for what until the
+// node closed, the client went away or admitWait passed.
+func (n *Node) busy(st *quic.Stream, t wire.Type, what string) error {
+	switch {
+	case n.ctx.Err() != nil:
 		return wire.Errorf(wire.CodeUnavailable, "shutting down")
+	case st.Context().Err() != nil:
+		return st.Context().Err()
 	}
+	n.metrics.refused.WithLabelValues("busy").Inc()
 	return &wire.Error{Code: wire.CodeUnavailable, Message: fmt.Sprintf("node busy: waited %v for %s to read a %s", admitWait, what, t), RetryAfterMs: 2000}
 }
 
