@@ -34,6 +34,10 @@ type nodeConfig struct {
 	AdminAddr, AdminToken           string
 	Heartbeat                       time.Duration
 	LogLevel                        string
+	// Admission of device traffic (coordinator.Config).
+	MemoryBudget        int64
+	MaxUploadsPerDevice int
+	MinUploadRate       int64
 
 	// Training, used only by the bootstrapping node.
 	Dataset, DatasetsDir string
@@ -62,6 +66,8 @@ var settings = []setting{
 	{flag: "id"}, {flag: "data-dir"}, {flag: "raft-addr"}, {flag: "advertise-raft-addr"}, {flag: "client-addr"}, {flag: "advertise-client-addr"},
 	{flag: "bootstrap"}, {flag: "join"}, {flag: "certs"}, {flag: "cert-name"},
 	{flag: "admin-addr"}, {flag: "admin-token", secret: true}, {flag: "heartbeat"}, {flag: "log-level"},
+	{flag: "memory-budget", field: "Config.MemoryBudget"}, {flag: "max-uploads-per-device", field: "Config.MaxUploadsPerDevice"},
+	{flag: "min-upload-rate", field: "Config.MinUploadRate"},
 	{flag: "dataset", training: true}, {flag: "datasets-dir", training: true},
 	{flag: "objective", training: true, field: "Training.Kind"},
 	{flag: "items", training: true, field: "Training.Items"},
@@ -117,7 +123,9 @@ func settingByFlag(name string) (setting, bool) {
 func defaultNodeConfig() *nodeConfig {
 	return &nodeConfig{
 		RaftAddr: "127.0.0.1:8001", ClientAddr: "127.0.0.1:7001", Certs: "certs", LogLevel: "info",
-		DatasetsDir: "data", Objective: "explicit",
+		MemoryBudget: coordinator.DefaultMemoryBudget, MaxUploadsPerDevice: coordinator.DefaultMaxUploadsPerDevice,
+		MinUploadRate: coordinator.DefaultMinUploadRate,
+		DatasetsDir:   "data", Objective: "explicit",
 		T: coordinator.Training{
 			Rank: 32, Seed: 1, Train: model.DefaultTrainConfig(), Events: coordinator.DefaultEventWeights(),
 			Optimizer:       aggregation.OptimizerConfig{Name: "fedadam", LR: 0.1},
@@ -144,6 +152,9 @@ func bindConfig(fs *flag.FlagSet, c *nodeConfig) {
 	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "operator token for the admin API (prefer $FEDREC_ADMIN_TOKEN, which keeps it out of ps; never read from the config file)")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", c.Heartbeat, "Raft heartbeat and election timeout (0: raft's default, 1s)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.Int64Var(&c.MemoryBudget, "memory-budget", c.MemoryBudget, "bytes of device traffic (request bodies and decoded messages) the node holds at once; requests beyond it wait, then get CodeUnavailable")
+	fs.IntVar(&c.MaxUploadsPerDevice, "max-uploads-per-device", c.MaxUploadsPerDevice, "uploads one device certificate may have read at once")
+	fs.Int64Var(&c.MinUploadRate, "min-upload-rate", c.MinUploadRate, "bytes per second below which a request's body is cut off (CodeTooSlow), after a 10 s grace period")
 
 	t := &c.T
 	fs.StringVar(&c.Dataset, "dataset", c.Dataset, "derive --items, --mean and --population from this data set (as 'fedrec sim --data'), e.g. ml-latest-small")
@@ -459,6 +470,12 @@ func (c *nodeConfig) validate() error {
 		return bad("log-level", "%q, want debug, info, warn or error", c.LogLevel)
 	case c.Heartbeat < 0:
 		return bad("heartbeat", "%v, want >= 0", c.Heartbeat)
+	case c.MemoryBudget <= 0:
+		return bad("memory-budget", "%d, want > 0 bytes", c.MemoryBudget)
+	case c.MaxUploadsPerDevice <= 0:
+		return bad("max-uploads-per-device", "%d, want > 0", c.MaxUploadsPerDevice)
+	case c.MinUploadRate <= 0:
+		return bad("min-upload-rate", "%d, want > 0 bytes per second", c.MinUploadRate)
 	case c.AdminAddr != "" && c.AdminToken == "":
 		return bad("admin-token", "required with admin_addr %s", c.AdminAddr)
 	case c.Bootstrap && c.Join != "":

@@ -57,6 +57,7 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 		ClientAddr: c.ClientAddr, AdvertiseClientAddr: c.AdvertiseClientAddr,
 		Bootstrap: c.Bootstrap, Join: splitList(c.Join), AdminAddr: c.AdminAddr, AdminToken: c.AdminToken,
 		HeartbeatTimeout: c.Heartbeat, ElectionTimeout: c.Heartbeat,
+		MemoryBudget: c.MemoryBudget, MaxUploadsPerDevice: c.MaxUploadsPerDevice, MinUploadRate: c.MinUploadRate,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
 	if c.Heartbeat > 0 {
