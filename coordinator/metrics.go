@@ -37,7 +37,11 @@ type metrics struct {
 	snapSize, snapPersist      prometheus.Histogram
 	snapLast                   prometheus.Gauge
 	snapFailures, snapRestores prometheus.Counter
-	snapRestoreFailures        prometheus.Counter
+	// Admission of device traffic (admission.go).
+	memory, memoryBudget prometheus.GaugeFunc
+	delayed, slow        prometheus.Counter
+	refused              *prometheus.CounterVec
+	snapRestoreFailures  prometheus.Counter
 
 	raftState, raftTerm, raftCommit, raftApplied, raftLastContact, raftPeers *prometheus.Desc
 	modelVersion, roundOpen, epsilon, delta                                  *prometheus.Desc
@@ -70,6 +74,9 @@ func newMetrics(n *Node) *metrics {
 	// see zeros rather than nothing.
 	for _, o := range []string{"committed", "abandoned"} {
 		m.duration.WithLabelValues(o)
+	}
+	for _, r := range []string{"busy", "device_uploads", "too_large"} {
+		m.refused.WithLabelValues(r)
 	}
 	for _, p := range []phase{phaseGathering, phaseSelected, phaseCollecting, phaseAdvertising, phaseSharing, phaseMasking, phaseUnmasking, phaseAggregating, phaseCommitting} {
 		m.phases.WithLabelValues(phaseLabel(p))
@@ -120,9 +127,20 @@ func defineMetrics(n *Node) *metrics {
 			Help:    "Time to write a Raft snapshot of the state.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9), // 1 ms … 65 s
 		}),
-		snapLast:            gauge("snapshot_last_size_bytes", "Size of the last Raft snapshot this node wrote (0 before the first)."),
-		snapFailures:        counter("snapshot_persist_failures_total", "Raft snapshots that could not be written."),
-		snapRestores:        counter("snapshot_restores_total", "Raft snapshots restored into this node's state (at start, or sent by the leader)."),
+		snapLast:     gauge("snapshot_last_size_bytes", "Size of the last Raft snapshot this node wrote (0 before the first)."),
+		snapFailures: counter("snapshot_persist_failures_total", "Raft snapshots that could not be written."),
+		snapRestores: counter("snapshot_restores_total", "Raft snapshots restored into this node's state (at start, or sent by the leader)."),
+		memory: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "fedrec", Name: "device_memory_bytes",
+			Help: "Bytes of the memory budget reserved by device requests being read, decoded or answered (Config.MemoryBudget)."},
+			func() float64 { return float64(n.budget.inUse()) }),
+		memoryBudget: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "fedrec", Name: "device_memory_budget_bytes",
+			Help: "The memory budget for device traffic (Config.MemoryBudget)."},
+			func() float64 { return float64(n.budget.size) }),
+		delayed: counter("admission_delayed_total", "Requests that waited for an upload slot or for the memory budget before their body was read."),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "fedrec", Name: "admission_refused_total",
+			Help: "Requests refused before their body was read, by reason: busy (waited too long for an upload slot or the memory budget), device_uploads (the device has MaxUploadsPerDevice uploads in flight), too_large (needs more than the whole budget)."},
+			[]string{"reason"}),
+		slow:                counter("slow_senders_total", "Requests cut off because their bytes arrived below the minimum transfer rate (CodeTooSlow)."),
 		snapRestoreFailures: counter("snapshot_restore_failures_total", "Raft snapshots that could not be restored."),
 		conns:               desc("client_connections", "QUIC connections of the client protocol open on this node (clients, and nodes asking to join)."),
 		bytesIn:             desc("client_received_bytes_total", "Bytes received on the client protocol's QUIC connections (QUIC packets, without UDP and IP headers)."),
@@ -154,7 +172,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 
 func (m *metrics) owned() []prometheus.Collector {
 	return []prometheus.Collector{m.started, m.committed, m.abandoned, m.cohort, m.survivors, m.lastCohort, m.lastSurvivors, m.duration,
-		m.phases, m.snapSize, m.snapPersist, m.snapLast, m.snapFailures, m.snapRestores, m.snapRestoreFailures}
+		m.phases, m.snapSize, m.snapPersist, m.snapLast, m.snapFailures, m.snapRestores, m.snapRestoreFailures,
+		m.memory, m.memoryBudget, m.delayed, m.refused, m.slow}
 }
 
 var raftStates = []raft.RaftState{raft.Follower, raft.Candidate, raft.Leader, raft.Shutdown}

@@ -121,6 +121,27 @@ type Config struct {
 	// MaxUploads bounds the uploads read and decoded at once (each holds
 	// about three times the model's size); default 32.
 	MaxUploads int
+	// MemoryBudget bounds the bytes of device traffic the node holds at
+	// once, over all connections: every request reserves, from its
+	// header and before its body is read, what its body and decoded
+	// message may take (4 bytes a body byte for uploads, 8 for the
+	// others), and waits (at most wire.ReadTimeout, then
+	// CodeUnavailable) while the budget is spent. A request that alone
+	// needs more is refused (CodeTooLarge). Default DefaultMemoryBudget
+	// (1 GiB); docs/security.md has the worst case.
+	MemoryBudget int64
+	// MaxUploadsPerDevice bounds the uploads (and masked inputs) one
+	// device certificate has read at once; one more is refused
+	// (CodeUnavailable). Default DefaultMaxUploadsPerDevice (2).
+	MaxUploadsPerDevice int
+	// MinUploadRate, in bytes per second, and RateGrace bound how long a
+	// request's bytes may take: its header must arrive within RateGrace
+	// of its stream, its n-byte body within RateGrace + n/MinUploadRate,
+	// each byte in time for that pace; a slower sender is cut off
+	// (CodeTooSlow). Defaults DefaultMinUploadRate (16 KiB/s) and
+	// DefaultRateGrace (10 s).
+	MinUploadRate int64
+	RateGrace     time.Duration
 	// MaxConns bounds the client protocol's connections and handshakes
 	// in flight (default wire.DefaultMaxConns); an eighth of it may be
 	// peers without a valid certificate when devices must authenticate.
@@ -152,6 +173,14 @@ func (c *Config) validate() error {
 		return errors.New("coordinator: Config.ReadToken must differ from Config.AdminToken")
 	case c.Bootstrap && len(c.Join) > 0:
 		return errors.New("coordinator: Config.Bootstrap and Config.Join exclude each other")
+	case c.MemoryBudget < 0:
+		return fmt.Errorf("coordinator: Config.MemoryBudget = %d, want >= 0 (0: default)", c.MemoryBudget)
+	case c.MaxUploadsPerDevice < 0:
+		return fmt.Errorf("coordinator: Config.MaxUploadsPerDevice = %d, want >= 0 (0: default)", c.MaxUploadsPerDevice)
+	case c.MinUploadRate < 0:
+		return fmt.Errorf("coordinator: Config.MinUploadRate = %d, want >= 0 (0: default)", c.MinUploadRate)
+	case c.RateGrace < 0:
+		return fmt.Errorf("coordinator: Config.RateGrace = %v, want >= 0 (0: default)", c.RateGrace)
 	}
 	if c.Bootstrap {
 		if err := c.Training.withDefaults().Validate(); err != nil {
@@ -176,10 +205,12 @@ type Node struct {
 	admin      *admin   // nil when the admin API is off
 	metrics    *metrics // kept up to date by observedFSM
 
-	lead    atomic.Pointer[leader] // non-nil while this node runs rounds
-	auth    *auth                  // nil without a QUIC server: Handle's callers are trusted
-	conns   *connTable             // the QUIC server's connections by peer
-	uploads chan struct{}          // semaphore of MaxUploads
+	lead       atomic.Pointer[leader] // non-nil while this node runs rounds
+	auth       *auth                  // nil without a QUIC server: Handle's callers are trusted
+	conns      *connTable             // the QUIC server's connections by peer
+	uploads    chan struct{}          // semaphore of MaxUploads
+	budget     *budget                // MemoryBudget
+	devUploads *deviceUploads         // MaxUploadsPerDevice
 
 	framesMu sync.Mutex
 	frames   map[uint64]encodedModel // encoded model versions, for downloads
@@ -209,6 +240,18 @@ func New(cfg Config) (*Node, error) {
 	if cfg.MaxUploads <= 0 {
 		cfg.MaxUploads = 32
 	}
+	if cfg.MemoryBudget == 0 {
+		cfg.MemoryBudget = DefaultMemoryBudget
+	}
+	if cfg.MaxUploadsPerDevice == 0 {
+		cfg.MaxUploadsPerDevice = DefaultMaxUploadsPerDevice
+	}
+	if cfg.MinUploadRate == 0 {
+		cfg.MinUploadRate = DefaultMinUploadRate
+	}
+	if cfg.RateGrace == 0 {
+		cfg.RateGrace = DefaultRateGrace
+	}
 	seed := cfg.Seed
 	if seed == 0 {
 		var b [8]byte
@@ -216,7 +259,8 @@ func New(cfg Config) (*Node, error) {
 		seed = binary.LittleEndian.Uint64(b[:])
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), fsm: newFSM(), rng: rand.New(rand.NewPCG(seed, 0x5e1ec7)), uploads: make(chan struct{}, cfg.MaxUploads), ctx: ctx, cancel: cancel}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), fsm: newFSM(), rng: rand.New(rand.NewPCG(seed, 0x5e1ec7)), uploads: make(chan struct{}, cfg.MaxUploads), ctx: ctx, cancel: cancel,
+		budget: newBudget(cfg.MemoryBudget), devUploads: &deviceUploads{max: cfg.MaxUploadsPerDevice, n: map[string]int{}}}
 	n.metrics = newMetrics(n)
 	started := false
 	defer func() {

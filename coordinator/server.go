@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -309,26 +310,40 @@ func (n *Node) limits() wire.Limits {
 	return l
 }
 
-// serveStream reads one request under a deadline and size limit, answers
-// it and closes the stream. A bad request gets an Error and costs the node
-// nothing else.
+// serveStream reads one request under deadlines that fit its size, within
+// the node's memory budget, answers it and closes the stream. A bad
+// request gets an Error and costs the node nothing else.
 func (n *Node) serveStream(st *quic.Stream, peer Peer) {
 	defer st.Close()
-	st.SetReadDeadline(time.Now().Add(wire.ReadTimeout))
-	req, err := n.readRequest(st, peer)
+	// The header is there when the stream is accepted (a stream is
+	// accepted when its first bytes arrive).
+	st.SetReadDeadline(time.Now().Add(n.cfg.RateGrace))
+	req, free, err := n.readRequest(st, peer)
+	// One request per stream: whatever follows it is not read, and the
+	// stream's slot is released only once its receive side is done
+	// (quic-go counts a stream until both sides are).
+	st.CancelRead(streamDone)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return
 		}
-		st.CancelRead(0)
+		if errors.Is(err, os.ErrDeadlineExceeded) { // the header, late
+			err = tooSlow(0, wire.HeaderLen, n.cfg.RateGrace, n.cfg.MinUploadRate)
+		}
+		if wire.CodeOf(err) == wire.CodeTooSlow {
+			n.metrics.slow.Inc()
+		}
 		st.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		e := wire.AsError(err)
 		if wire.CodeOf(err) == 0 {
 			e = wire.Errorf(wire.CodeMalformed, "%v", err)
 		}
-		wire.Write(st, e)
+		if wire.Write(st, e) != nil {
+			st.CancelWrite(streamDone)
+		}
 		return
 	}
+	defer free() // the decoded request is held until answered
 	ctx, cancel := context.WithCancel(n.ctx)
 	defer cancel()
 	// A client that goes away cancels its held check-in.
@@ -339,37 +354,51 @@ func (n *Node) serveStream(st *quic.Stream, peer Peer) {
 		case <-ctx.Done():
 		}
 	}()
-	n.Handle(ctx, req, peer, func(m wire.Message) error {
+	err = n.Handle(ctx, req, peer, func(m wire.Message) error {
 		st.SetWriteDeadline(time.Now().Add(wire.ReadTimeout))
 		return wire.Write(st, m)
 	})
+	if err != nil {
+		// A reply the client does not read would keep the stream (and
+		// its frames) until the connection ends.
+		st.CancelWrite(streamDone)
+	}
 }
 
-// readRequest reads one request. Uploads, the only large requests, are
-// read MaxUploads at a time: the rest wait (QUIC flow control holds their
-// bytes at the client) so that memory stays bounded however many clients
-// upload at once.
-func (n *Node) readRequest(st *quic.Stream, peer Peer) (wire.Message, error) {
+// streamDone is the QUIC stream error code with which a node stops
+// reading after a request, or abandons a reply the client does not read.
+const streamDone quic.StreamErrorCode = 0
+
+// readRequest reads one request and returns it with the function that
+// releases its share of the memory budget. Before the body is read, the
+// request is admitted (Node.admit): its cost reserved from the budget
+// and, for the large requests (uploads, masked inputs), an upload slot of
+// the node and of the device taken until it is decoded; meanwhile QUIC
+// flow control holds its bytes at the client. The body must then arrive
+// at MinUploadRate after RateGrace.
+func (n *Node) readRequest(st *quic.Stream, peer Peer) (wire.Message, func(), error) {
 	t, size, err := wire.ReadHeader(st, n.limits())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if e := n.auth.early(t, peer); e != nil {
-		return nil, e // the body is never read
+		return nil, nil, e // the body is never read
 	}
-	if t == wire.TypeUpload || t == wire.TypeSecAggMasked {
-		select {
-		case n.uploads <- struct{}{}:
-			defer func() { <-n.uploads }()
-		case <-st.Context().Done():
-			return nil, st.Context().Err()
-		case <-n.ctx.Done():
-			return nil, n.ctx.Err()
-		}
-	}
-	body, err := wire.ReadBody(st, t, size)
+	freeSlots, free, err := n.admit(st, t, size, peer)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return wire.Decode(t, body)
+	defer freeSlots()
+	r := &pacedReader{st: st, start: time.Now(), grace: n.cfg.RateGrace, rate: n.cfg.MinUploadRate, size: size}
+	body, err := wire.ReadBody(r, t, size)
+	if err != nil {
+		free()
+		return nil, nil, err
+	}
+	msg, err := wire.Decode(t, body)
+	if err != nil {
+		free()
+		return nil, nil, err
+	}
+	return msg, free, nil
 }

@@ -36,6 +36,10 @@ type nodeConfig struct {
 	Heartbeat                        time.Duration
 	ReadyLag                         uint64
 	LogLevel, LogFormat              string
+	// Admission of device traffic (coordinator.Config).
+	MemoryBudget        int64
+	MaxUploadsPerDevice int
+	MinUploadRate       int64
 
 	// Training, used only by the bootstrapping node.
 	Dataset, DatasetsDir string
@@ -65,6 +69,8 @@ var settings = []setting{
 	{flag: "bootstrap"}, {flag: "join"}, {flag: "certs"}, {flag: "cert-name"}, {flag: "insecure-devices"},
 	{flag: "admin-addr"}, {flag: "admin-token", secret: true}, {flag: "read-token", secret: true}, {flag: "heartbeat"}, {flag: "ready-lag"},
 	{flag: "log-level"}, {flag: "log-format"},
+	{flag: "memory-budget", field: "Config.MemoryBudget"}, {flag: "max-uploads-per-device", field: "Config.MaxUploadsPerDevice"},
+	{flag: "min-upload-rate", field: "Config.MinUploadRate"},
 	{flag: "dataset", training: true}, {flag: "datasets-dir", training: true},
 	{flag: "objective", training: true, field: "Training.Kind"},
 	{flag: "items", training: true, field: "Training.Items"},
@@ -120,8 +126,10 @@ func settingByFlag(name string) (setting, bool) {
 func defaultNodeConfig() *nodeConfig {
 	return &nodeConfig{
 		RaftAddr: "127.0.0.1:8001", ClientAddr: "127.0.0.1:7001", Certs: "certs", LogLevel: "info", LogFormat: "text",
-		ReadyLag:    2,
-		DatasetsDir: "data", Objective: "explicit",
+		ReadyLag:     2,
+		MemoryBudget: coordinator.DefaultMemoryBudget, MaxUploadsPerDevice: coordinator.DefaultMaxUploadsPerDevice,
+		MinUploadRate: coordinator.DefaultMinUploadRate,
+		DatasetsDir:   "data", Objective: "explicit",
 		T: coordinator.Training{
 			Rank: 32, Seed: 1, Train: model.DefaultTrainConfig(), Events: coordinator.DefaultEventWeights(),
 			Optimizer:       aggregation.OptimizerConfig{Name: "fedadam", LR: 0.1},
@@ -152,6 +160,9 @@ func bindConfig(fs *flag.FlagSet, c *nodeConfig) {
 	fs.Uint64Var(&c.ReadyLag, "ready-lag", c.ReadyLag, "ready (/readyz, 'fedrec status') only once the node has applied all but at most this many of the entries the leader committed")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text (logfmt) or json, one object a line")
+	fs.Int64Var(&c.MemoryBudget, "memory-budget", c.MemoryBudget, "bytes of device traffic (request bodies and decoded messages) the node holds at once; requests beyond it wait, then get CodeUnavailable")
+	fs.IntVar(&c.MaxUploadsPerDevice, "max-uploads-per-device", c.MaxUploadsPerDevice, "uploads one device certificate may have read at once")
+	fs.Int64Var(&c.MinUploadRate, "min-upload-rate", c.MinUploadRate, "bytes per second below which a request's body is cut off (CodeTooSlow), after a 10 s grace period")
 
 	t := &c.T
 	fs.StringVar(&c.Dataset, "dataset", c.Dataset, "derive --items, --mean and --population from this data set (as 'fedrec sim --data'), e.g. ml-latest-small")
@@ -469,6 +480,12 @@ func (c *nodeConfig) validate() error {
 		return bad("log-format", "%q, want text or json", c.LogFormat)
 	case c.Heartbeat < 0:
 		return bad("heartbeat", "%v, want >= 0", c.Heartbeat)
+	case c.MemoryBudget <= 0:
+		return bad("memory-budget", "%d, want > 0 bytes", c.MemoryBudget)
+	case c.MaxUploadsPerDevice <= 0:
+		return bad("max-uploads-per-device", "%d, want > 0", c.MaxUploadsPerDevice)
+	case c.MinUploadRate <= 0:
+		return bad("min-upload-rate", "%d, want > 0 bytes per second", c.MinUploadRate)
 	case c.AdminAddr != "" && c.AdminToken == "":
 		return bad("admin-token", "required with admin_addr %s", c.AdminAddr)
 	case c.ReadToken != "" && c.AdminAddr == "":

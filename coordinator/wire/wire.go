@@ -123,6 +123,10 @@ const (
 	// the peer presented none, or one that is expired, revoked or not
 	// signed by the device CA. Get a new certificate; do not retry as is.
 	CodeUnauthenticated Code = 16
+	// CodeTooSlow: the request's bytes arrived below the node's minimum
+	// transfer rate, and the node stopped reading it. Retry on a better
+	// network.
+	CodeTooSlow Code = 17
 )
 
 var codeNames = [...]string{
@@ -133,7 +137,7 @@ var codeNames = [...]string{
 	CodeShape: "wrong dimension", CodeNotFinite: "not finite",
 	CodeStaleModel: "stale model", CodeUnknownModel: "unknown model version",
 	CodeUnavailable: "unavailable", CodeForbidden: "forbidden",
-	CodeUnauthenticated: "unauthenticated",
+	CodeUnauthenticated: "unauthenticated", CodeTooSlow: "too slow",
 }
 
 func (c Code) String() string {

@@ -1,0 +1,261 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/fedrec/fedrec/coordinator/wire"
+)
+
+// Admission of device traffic (docs/security.md, "Memory and upload
+// capacity"): every request reserves what it may hold in memory from the
+// node's budget before its body is read, uploads also take one of
+// MaxUploads slots and one of their device's MaxUploadsPerDevice, and
+// every body must arrive at MinUploadRate or better.
+const (
+	// DefaultMemoryBudget bounds the bytes of device traffic a node holds
+	// (Config.MemoryBudget): eight concurrent uploads of the largest
+	// model (wire.DefaultMaxParams, 32 MiB each) at uploadFactor.
+	DefaultMemoryBudget = 1 << 30
+	// DefaultMaxUploadsPerDevice bounds one device's uploads read at once
+	// (Config.MaxUploadsPerDevice): an honest device uploads once a round;
+	// the second covers a retry while the first is being cut off.
+	DefaultMaxUploadsPerDevice = 2
+	// DefaultMinUploadRate is the slowest a request's body may arrive, in
+	// bytes per second, after DefaultRateGrace (Config.MinUploadRate):
+	// 128 kbit/s, below any network a phone trains on.
+	DefaultMinUploadRate = 16 << 10
+	// DefaultRateGrace is how long a request may take before the
+	// minimum rate applies (Config.RateGrace): its header must arrive
+	// within it, and a body of n bytes within RateGrace + n/MinUploadRate.
+	DefaultRateGrace = 10 * time.Second
+
+	// uploadFactor is what an upload (or a masked input) allocates per
+	// byte of its body, from its header to its answer: the body buffer
+	// as it doubles (2× in all, 1.5× live at once), msgpack's copy of the
+	// bin and the decoded vector (1× each); the aggregator adds it in
+	// place. BenchmarkReadUpload measures 4.0.
+	uploadFactor = 4
+	// smallFactor is what any other request holds per byte of its body:
+	// the body and its decoded message, which coordinator/wire's
+	// pre-check bounds by a small multiple of the frame (wire/DESIGN.md,
+	// invariant 4); at most 16 KiB or 1 MiB (SecAgg) a body.
+	smallFactor = 8
+	// admitWait bounds how long a request waits for an upload slot or
+	// for budget before it is refused with CodeUnavailable; QUIC flow
+	// control holds its bytes at the sender meanwhile.
+	admitWait = wire.ReadTimeout
+)
+
+// requestCost returns the bytes a request of type t with an n-byte body
+// reserves from the budget.
+func requestCost(t wire.Type, n int) int64 {
+	if isUpload(t) {
+		return uploadFactor * int64(n)
+	}
+	return smallFactor*int64(n) + 1 // never free: even an empty body decodes to a message
+}
+
+func isUpload(t wire.Type) bool { return t == wire.TypeUpload || t == wire.TypeSecAggMasked }
+
+// budget is a FIFO semaphore of bytes: a request waits until its cost
+// fits, behind those that came before it, so that a large upload is not
+// starved by a stream of small ones.
+type budget struct {
+	mu      sync.Mutex
+	size    int64
+	used    int64
+	waiters []*budgetWaiter
+}
+
+type budgetWaiter struct {
+	n     int64
+	ready chan struct{}
+}
+
+func newBudget(size int64) *budget { return &budget{size: size} }
+
+// acquire reserves n bytes, waiting until they fit or ctx ends; waited
+// reports whether it had to queue. n must not exceed the budget's size.
+func (b *budget) acquire(ctx context.Context, n int64) (waited bool, err error) {
+	b.mu.Lock()
+	if len(b.waiters) == 0 && b.used+n <= b.size {
+		b.used += n
+		b.mu.Unlock()
+		return false, nil
+	}
+	w := &budgetWaiter{n: n, ready: make(chan struct{})}
+	b.waiters = append(b.waiters, w)
+	b.mu.Unlock()
+	select {
+	case <-w.ready:
+		return true, nil
+	case <-ctx.Done():
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	select {
+	case <-w.ready: // granted as ctx ended: give it back
+		b.used -= n
+	default:
+		b.waiters = slices.DeleteFunc(b.waiters, func(x *budgetWaiter) bool { return x == w })
+	}
+	b.grantLocked() // those behind w may fit now
+	return true, ctx.Err()
+}
+
+// release returns n bytes.
+func (b *budget) release(n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.used -= n
+	b.grantLocked()
+}
+
+func (b *budget) grantLocked() {
+	for len(b.waiters) > 0 && b.used+b.waiters[0].n <= b.size {
+		w := b.waiters[0]
+		b.waiters = b.waiters[1:]
+		b.used += w.n
+		close(w.ready)
+	}
+}
+
+// inUse returns the bytes reserved.
+func (b *budget) inUse() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used
+}
+
+// deviceUploads counts the uploads each device has being read.
+type deviceUploads struct {
+	mu  sync.Mutex
+	max int
+	n   map[string]int
+}
+
+// take counts one more upload of device, or reports false when it has
+// max already.
+func (d *deviceUploads) take(device string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.n[device] >= d.max {
+		return false
+	}
+	d.n[device]++
+	return true
+}
+
+func (d *deviceUploads) put(device string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.n[device]--; d.n[device] <= 0 {
+		delete(d.n, device)
+	}
+}
+
+// admit reserves what a request of type t with an n-byte body needs
+// before its body is read: for an upload, a slot of its device (refused
+// at once when the device has MaxUploadsPerDevice) and one of
+// MaxUploads; for every request, its cost from the memory budget. Slots
+// and budget are waited for, at most admitWait. It returns the functions
+// that free the upload slots (once the body is decoded) and the budget
+// (once the request is answered).
+func (n *Node) admit(st *quic.Stream, t wire.Type, size int, peer Peer) (freeSlots, freeBudget func(), err error) {
+	cost := requestCost(t, size)
+	if cost > n.budget.size {
+		n.metrics.refused.WithLabelValues("too_large").Inc()
+		return nil, nil, wire.Errorf(wire.CodeTooLarge, "%s of %d bytes needs %d bytes of this node's memory budget of %d", t, size, cost, n.budget.size)
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, admitWait)
+	defer cancel()
+	stop := context.AfterFunc(st.Context(), cancel) // the client went away
+	defer stop()
+
+	freeSlots = func() {}
+	if isUpload(t) {
+		if peer.Device != "" {
+			if !n.devUploads.take(peer.Device) {
+				n.metrics.refused.WithLabelValues("device_uploads").Inc()
+				return nil, nil, &wire.Error{Code: wire.CodeUnavailable, Message: fmt.Sprintf("this device has %d uploads in flight already", n.devUploads.max), RetryAfterMs: 1000}
+			}
+		}
+		free := func() {
+			if peer.Device != "" {
+				n.devUploads.put(peer.Device)
+			}
+		}
+		select {
+		case n.uploads <- struct{}{}:
+		default:
+			n.metrics.delayed.Inc()
+			select {
+			case n.uploads <- struct{}{}:
+			case <-ctx.Done():
+				free()
+				return nil, nil, n.busy(st, t, "an upload slot")
+			}
+		}
+		freeSlots = func() { <-n.uploads; free() }
+	}
+	waited, err := n.budget.acquire(ctx, cost)
+	if waited {
+		n.metrics.delayed.Inc()
+	}
+	if err != nil {
+		freeSlots()
+		return nil, nil, n.busy(st, t, "memory")
+	}
+	var once sync.Once
+	return freeSlots, func() { once.Do(func() { n.budget.release(cost) }) }, nil
+}
+
+// busy is the refusal of a request on st that waited for what until the
+// node closed, the client went away or admitWait passed.
+func (n *Node) busy(st *quic.Stream, t wire.Type, what string) error {
+	switch {
+	case n.ctx.Err() != nil:
+		return wire.Errorf(wire.CodeUnavailable, "shutting down")
+	case st.Context().Err() != nil:
+		return st.Context().Err()
+	}
+	n.metrics.refused.WithLabelValues("busy").Inc()
+	return &wire.Error{Code: wire.CodeUnavailable, Message: fmt.Sprintf("node busy: waited %v for %s to read a %s", admitWait, what, t), RetryAfterMs: 2000}
+}
+
+// pacedReader reads a request's body from a stream under a deadline that
+// moves with the bytes received: after n bytes, the next must arrive by
+// start + grace + n/rate. A body of size bytes therefore has grace +
+// size/rate in all, however it is paced, and a sender that falls below
+// rate for longer than its head start is cut off with CodeTooSlow.
+type pacedReader struct {
+	st    *quic.Stream
+	start time.Time
+	grace time.Duration
+	rate  int64 // bytes per second
+	n     int64 // bytes read
+	size  int   // the body's declared size, for the error message
+}
+
+func (p *pacedReader) Read(b []byte) (int, error) {
+	due := p.start.Add(p.grace + time.Duration(float64(p.n)/float64(p.rate)*float64(time.Second)))
+	p.st.SetReadDeadline(due)
+	k, err := p.st.Read(b)
+	p.n += int64(k)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		return k, tooSlow(p.n, p.size, time.Since(p.start), p.rate)
+	}
+	return k, err
+}
+
+func tooSlow(got int64, size int, took time.Duration, rate int64) *wire.Error {
+	return wire.Errorf(wire.CodeTooSlow, "%d of %d bytes in %v, below the minimum rate of %d bytes/s", got, size, took.Round(time.Millisecond), rate)
+}

@@ -1,0 +1,117 @@
+package coordinator
+
+import (
+	"bytes"
+	"context"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/fedrec/fedrec/coordinator/wire"
+)
+
+// The budget grants in arrival order: a request that does not fit waits,
+// and those behind it wait too, until releases make room; one that gives
+// up lets those behind it through.
+func TestBudgetFIFO(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	b := newBudget(10)
+	if waited, err := b.acquire(ctx, 6); waited || err != nil {
+		t.Fatalf("acquire(6) of 10 = %v, %v; want at once", waited, err)
+	}
+	big := make(chan error, 1)
+	go func() { _, err := b.acquire(ctx, 8); big <- err }()
+	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiters) == 1 })
+	// 3 would fit beside 6, but 8 came first.
+	small := make(chan error, 1)
+	go func() { _, err := b.acquire(ctx, 3); small <- err }()
+	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiters) == 2 })
+	if got := b.inUse(); got != 6 {
+		t.Errorf("inUse() = %d, want 6", got)
+	}
+	b.release(6)
+	if err := <-big; err != nil {
+		t.Fatal(err)
+	}
+	b.release(8)
+	if err := <-small; err != nil {
+		t.Fatal(err)
+	}
+	// A waiter that gives up lets the one behind it through.
+	gctx, gcancel := context.WithCancel(ctx)
+	gave := make(chan error, 1)
+	go func() { _, err := b.acquire(gctx, 9); gave <- err }()
+	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiters) == 1 })
+	after := make(chan error, 1)
+	go func() { _, err := b.acquire(ctx, 7); after <- err }()
+	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiters) == 2 })
+	gcancel()
+	if err := <-gave; err == nil {
+		t.Error("acquire after its context ended = nil error")
+	}
+	if err := <-after; err != nil {
+		t.Fatal(err)
+	}
+	if got := b.inUse(); got != 10 {
+		t.Errorf("inUse() = %d, want 10", got)
+	}
+}
+
+func TestDeviceUploads(t *testing.T) {
+	d := &deviceUploads{max: 2, n: map[string]int{}}
+	if !d.take("a") || !d.take("a") || d.take("a") {
+		t.Error("device a: want 2 uploads, the third refused")
+	}
+	if !d.take("b") {
+		t.Error("device b refused for a's uploads")
+	}
+	d.put("a")
+	if !d.take("a") {
+		t.Error("device a refused after one of its uploads ended")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for range 1000 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("condition not reached in 10 s")
+}
+
+// BenchmarkReadUpload reads and decodes a 1 Mi-parameter upload as the
+// node does (wire.ReadBody, wire.Decode), reporting the bytes allocated
+// and the live heap at the end per body byte: what uploadFactor must
+// cover.
+func BenchmarkReadUpload(b *testing.B) {
+	frame, err := wire.Encode(&wire.Upload{Version: wire.Version, Round: 1, ClientID: "c", Ticket: make([]byte, wire.TicketLen), Model: 1, Delta: make(wire.Vec, 1<<20)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := len(frame) - wire.HeaderLen
+	b.SetBytes(int64(body))
+	b.ReportAllocs()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for b.Loop() {
+		r := bytes.NewReader(frame)
+		t, n, err := wire.ReadHeader(r, wire.Limits{MaxParams: 1 << 20})
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf, err := wire.ReadBody(r, t, n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := wire.Decode(t, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/float64(b.N)/float64(body), "alloc/body-byte")
+}

@@ -1,0 +1,27 @@
+package coordinator
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// AdmissionStats are a node's admission figures, for coordinator_test.
+type AdmissionStats struct {
+	InUse, Budget                 int64 // bytes of the memory budget reserved, and its size
+	Delayed, Slow                 int   // requests that waited; cut off below the minimum rate
+	Busy, DeviceUploads, TooLarge int   // requests refused, by reason
+	Uploading                     int   // upload slots taken (of MaxUploads)
+}
+
+// AdmissionStats returns n's admission figures.
+func (n *Node) AdmissionStats() AdmissionStats {
+	m := n.metrics
+	v := func(c prometheus.Collector) int { return int(testutil.ToFloat64(c)) }
+	return AdmissionStats{
+		InUse: n.budget.inUse(), Budget: n.budget.size,
+		Delayed: v(m.delayed), Slow: v(m.slow),
+		Busy: v(m.refused.WithLabelValues("busy")), DeviceUploads: v(m.refused.WithLabelValues("device_uploads")),
+		TooLarge:  v(m.refused.WithLabelValues("too_large")),
+		Uploading: len(n.uploads),
+	}
+}
