@@ -94,17 +94,17 @@ func (c Config) withDefaults() Config {
 func (c Config) validate() error {
 	switch {
 	case c.Dir == "":
-		return errors.New("client: Config.Dir is empty")
+		return fmt.Errorf("%w: Config.Dir is empty", ErrInvalidArgument)
 	case len(c.Key) != KeySize:
-		return fmt.Errorf("client: Config.Key has %d bytes, want %d", len(c.Key), KeySize)
+		return fmt.Errorf("%w: Config.Key has %d bytes, want %d", ErrInvalidArgument, len(c.Key), KeySize)
 	case c.Retention < 0:
-		return fmt.Errorf("client: Config.Retention = %v, want >= 0", c.Retention)
+		return fmt.Errorf("%w: Config.Retention = %v, want >= 0", ErrInvalidArgument, c.Retention)
 	case c.MaxInteractions < 0:
-		return fmt.Errorf("client: Config.MaxInteractions = %d, want >= 0", c.MaxInteractions)
+		return fmt.Errorf("%w: Config.MaxInteractions = %d, want >= 0", ErrInvalidArgument, c.MaxInteractions)
 	}
 	if c.Train != (model.TrainConfig{}) {
 		if err := c.Train.Validate(); err != nil {
-			return fmt.Errorf("client: Config.Train: %w", err)
+			return fmt.Errorf("%w: Config.Train: %v", ErrInvalidArgument, err)
 		}
 	}
 	return c.Policy.validate()
@@ -238,7 +238,7 @@ func (r *Release) index() (map[string]int32, error) {
 			return nil, fmt.Errorf("client: release %d: item %d: %w", r.Version, i, err)
 		}
 		if _, dup := ix[id]; dup {
-			return nil, fmt.Errorf("client: release %d: item ID %q appears twice", r.Version, id)
+			return nil, fmt.Errorf("client: release %d: item ID %s appears twice", r.Version, quote(id))
 		}
 		ix[id] = int32(i)
 	}
@@ -247,7 +247,7 @@ func (r *Release) index() (map[string]int32, error) {
 
 func checkItemID(id string) error {
 	if id == "" || len(id) > maxItemID || !utf8.ValidString(id) {
-		return fmt.Errorf("item ID %q: want 1 to %d bytes of UTF-8", id, maxItemID)
+		return fmt.Errorf("item ID %s: want 1 to %d bytes of UTF-8", quote(id), maxItemID)
 	}
 	return nil
 }
