@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -287,6 +288,8 @@ type Client struct {
 	log *slog.Logger
 	fed Federation
 
+	lock *dirLock // Config.Dir's, until Close
+
 	mu      sync.Mutex
 	closed  bool
 	st      *state
@@ -325,6 +328,24 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("client: store: %w", err)
+	}
+	lock, err := lockDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	c, err := openClient(cfg)
+	if err != nil {
+		lock.unlock()
+		return nil, err
+	}
+	c.lock = lock
+	return c, nil
+}
+
+// openClient is New once the directory is locked.
+func openClient(cfg Config) (*Client, error) {
 	key := append([]byte(nil), cfg.Key...)
 	cfg.Key = nil
 	s, st, err := openStore(cfg.Dir, key, cfg.random, cfg.Logger)
@@ -630,7 +651,8 @@ func (c *Client) Close() error {
 	if u := c.model.user; u != nil {
 		clear(u.Factor)
 	}
-	return c.store.close()
+	err := c.store.close()
+	return errors.Join(err, c.lock.unlock())
 }
 
 // Participate takes part in one federated round, if the user opted in, the

@@ -224,7 +224,9 @@ func storeFiles(dir string) ([]string, error) {
 	}
 	var out []string
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), filePrefix) && e.Type().IsRegular() {
+		// The Dialer's state (DialerConfig.StateDir) is not the store's:
+		// it says nothing about the user and outlives a deletion.
+		if strings.HasPrefix(e.Name(), filePrefix) && !strings.HasPrefix(e.Name(), dialerStateFile) && e.Type().IsRegular() {
 			out = append(out, e.Name())
 		}
 	}
