@@ -52,20 +52,26 @@ func NewNetwork(cfg NetworkConfig) (Federation, error) {
 }
 
 func (n *network) release(version uint64, digest []byte, ctx context.Context) (*Release, error) {
-	m, events, err := n.models.get(ctx, n.cfg.Dialer, version, digest)
+	m, h, err := n.models.get(ctx, n.cfg.Dialer, version, digest)
 	if err != nil {
 		return nil, err
 	}
-	return n.releaseOf(version, m, events)
+	return releaseOf(version, m, h, n.cfg.Items)
 }
 
 // releaseOf pairs a model from the cluster, and the event weights its
-// download carried, with the app's catalogue.
-func (n *network) releaseOf(version uint64, m *model.Model, events *wire.EventWeights) (*Release, error) {
-	if m.Items != len(n.cfg.Items) {
-		return nil, fmt.Errorf("%w: the cluster's model %d has %d items, the app's catalogue %d", ErrCatalogueMismatch, version, m.Items, len(n.cfg.Items))
+// download carried, with the app's catalogue, which must match the
+// model's: its length, and its digest when the header carries one.
+func releaseOf(version uint64, m *model.Model, h *wire.ModelHeader, items []string) (*Release, error) {
+	if m.Items != len(items) {
+		return nil, fmt.Errorf("%w: the cluster's model %d has %d items, the app's catalogue %d", ErrCatalogueMismatch, version, m.Items, len(items))
 	}
-	return &Release{Version: version, Model: m, Items: n.cfg.Items, EventWeights: eventWeightsOf(events)}, nil
+	if h.Catalogue != nil {
+		if d := wire.CatalogueDigest(items); string(d[:]) != string(h.Catalogue) {
+			return nil, fmt.Errorf("%w: the app's catalogue of %d items is not the one model %d was trained on (another order or other IDs)", ErrCatalogueMismatch, len(items), version)
+		}
+	}
+	return &Release{Version: version, Model: m, Items: items, EventWeights: eventWeightsOf(h.Events)}, nil
 }
 
 // Close closes the Dialer.
@@ -80,7 +86,7 @@ func (n *network) Latest(ctx context.Context, have uint64) (*Release, error) {
 	if h.Model <= have {
 		return nil, nil
 	}
-	return n.releaseOf(h.Model, m, h.Events)
+	return releaseOf(h.Model, m, h, n.cfg.Items)
 }
 
 // Join implements Federation. The device tells the cluster nothing about

@@ -606,7 +606,7 @@ type cacheEntry struct {
 	digest string
 	ready  chan struct{}
 	m      *model.Model
-	events *wire.EventWeights // the header's
+	hdr    *wire.ModelHeader
 	err    error
 }
 
@@ -615,10 +615,10 @@ func NewModelCache() *ModelCache {
 	return &ModelCache{entries: map[uint64]*cacheEntry{}, uploads: make(chan struct{}, maxUploads)}
 }
 
-// get returns model version with the given digest and the event weights
-// its header carried, downloading it through d once however many callers
-// ask at the same time.
-func (c *ModelCache) get(ctx context.Context, d *Dialer, version uint64, digest []byte) (*model.Model, *wire.EventWeights, error) {
+// get returns model version with the given digest and its header (event
+// weights, catalogue digest), downloading it through d once however many
+// callers ask at the same time.
+func (c *ModelCache) get(ctx context.Context, d *Dialer, version uint64, digest []byte) (*model.Model, *wire.ModelHeader, error) {
 	c.mu.Lock()
 	e := c.entries[version]
 	if e != nil && e.digest != string(digest) {
@@ -633,7 +633,7 @@ func (c *ModelCache) get(ctx context.Context, d *Dialer, version uint64, digest 
 			}
 		}
 		c.mu.Unlock()
-		e.m, e.events, e.err = fetch(ctx, d, version, digest)
+		e.m, e.hdr, e.err = fetch(ctx, d, version, digest)
 		close(e.ready)
 		if e.err != nil {
 			c.mu.Lock()
@@ -642,12 +642,12 @@ func (c *ModelCache) get(ctx context.Context, d *Dialer, version uint64, digest 
 			}
 			c.mu.Unlock()
 		}
-		return e.m, e.events, e.err
+		return e.m, e.hdr, e.err
 	}
 	c.mu.Unlock()
 	select {
 	case <-e.ready:
-		return e.m, e.events, e.err
+		return e.m, e.hdr, e.err
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
 	}
@@ -678,8 +678,8 @@ func (c *ModelCache) uploadSlot(ctx context.Context) (func(), error) {
 }
 
 // fetch downloads a model and checks its digest against the plan's; it
-// returns the model and its header's event weights.
-func fetch(ctx context.Context, d *Dialer, version uint64, digest []byte) (*model.Model, *wire.EventWeights, error) {
+// returns the model and its header.
+func fetch(ctx context.Context, d *Dialer, version uint64, digest []byte) (*model.Model, *wire.ModelHeader, error) {
 	m, h, err := d.model(ctx, version)
 	if err != nil {
 		return nil, nil, err
@@ -687,7 +687,7 @@ func fetch(ctx context.Context, d *Dialer, version uint64, digest []byte) (*mode
 	if got := wire.Digest(m); string(got[:]) != string(digest) {
 		return nil, nil, fmt.Errorf("client: model %d does not match the round's digest", version)
 	}
-	return m, h.Events, nil
+	return m, h, nil
 }
 
 // backoff returns the wait before retry attempt (0-based): exponential

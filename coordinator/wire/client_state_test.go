@@ -94,3 +94,23 @@ func FuzzClientFiles(f *testing.F) {
 		}
 	})
 }
+
+// A catalogue's digest depends on its IDs, their order and where each one
+// ends.
+func TestCatalogueDigest(t *testing.T) {
+	base := CatalogueDigest([]string{"ab", "c", "d"})
+	for name, other := range map[string][]string{
+		"reordered":     {"c", "ab", "d"},
+		"boundary":      {"a", "bc", "d"},
+		"shorter":       {"ab", "c"},
+		"another item":  {"ab", "c", "e"},
+		"empty ID last": {"ab", "c", "d", ""},
+	} {
+		if CatalogueDigest(other) == base {
+			t.Errorf("CatalogueDigest(%s %q) = CatalogueDigest(%q)", name, other, []string{"ab", "c", "d"})
+		}
+	}
+	if CatalogueDigest([]string{"ab", "c", "d"}) != base {
+		t.Error("CatalogueDigest is not deterministic")
+	}
+}
