@@ -55,6 +55,11 @@ type Config struct {
 	// part in rounds and never fetches models (Participate and Sync
 	// return ErrNoFederation); the app installs models with SetModel.
 	Federation Federation
+	// Anchor keeps a record of the store outside Dir, so that a
+	// directory restored from an older copy (ErrRolledBack) or emptied
+	// (ErrMissing) is refused rather than used, and the privacy spent is
+	// never given back; nil means no such check (see Anchor).
+	Anchor Anchor
 	// Logger receives the SDK's logs; nil means none.
 	Logger *slog.Logger
 	// Clock returns the current time; nil means time.Now.
@@ -288,7 +293,8 @@ type Client struct {
 	log *slog.Logger
 	fed Federation
 
-	lock *dirLock // Config.Dir's, until Close
+	lock   *dirLock     // Config.Dir's, until Close
+	anchor *anchorState // nil without Config.Anchor
 
 	mu      sync.Mutex
 	closed  bool
@@ -354,6 +360,20 @@ func openClient(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger, fed: cfg.Federation, st: st, store: s, ledger: newLedger(cfg.Policy.Delta)}
+	if cfg.Anchor != nil {
+		sa, err := loadAnchor(cfg.Anchor)
+		if err == nil {
+			c.ledger.carried, err = checkAnchor(sa, s, st)
+		}
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		c.anchor = &anchorState{a: cfg.Anchor}
+		if sa != nil {
+			c.anchor.saved = *sa
+		}
+	}
 	rel, err := s.loadModel()
 	if err != nil {
 		s.close()
@@ -376,6 +396,10 @@ func openClient(cfg Config) (*Client, error) {
 			return nil, err
 		}
 		c.log.Debug("client: dropped expired interactions", "dropped", n)
+	}
+	if err := c.syncAnchor(); err != nil {
+		s.close()
+		return nil, err
 	}
 	return c, nil
 }
@@ -419,6 +443,15 @@ func (c *Client) persist(recs ...record) error {
 		if err := c.store.compact(c.st); err != nil {
 			c.log.Warn("client: store compaction failed", "err", err)
 		}
+	}
+	if err := c.syncAnchor(); err != nil {
+		// A charge must reach the anchor before the update leaves.
+		for _, r := range recs {
+			if _, ok := r.(charge); ok {
+				return err
+			}
+		}
+		c.log.Warn("client: saving the store's anchor failed", "err", err)
 	}
 	return nil
 }
@@ -629,6 +662,13 @@ func (c *Client) DeleteMyData(ctx context.Context) error {
 	c.ledger.reset()
 	if err := c.store.wipe(); err != nil {
 		return fmt.Errorf("client: delete my data: %w", err)
+	}
+	if c.anchor != nil {
+		// The ledger is the user's data too: it goes, carried ε included.
+		c.anchor.saved.Carried = 0
+		if err := c.syncAnchor(); err != nil {
+			return fmt.Errorf("client: delete my data: %w", err)
+		}
 	}
 	c.log.Info("client: deleted the user's data")
 	return nil
