@@ -23,8 +23,8 @@ type ledger struct {
 	// rollback or a removal, kept by the Anchor): it is added to what the
 	// charges compose to (basic composition: the total holds at 2δ).
 	carried float64
-	acct  *privacy.Accountant
-	n     int // charges folded into acct
+	acct    *privacy.Accountant
+	n       int // charges folded into acct
 }
 
 func newLedger(delta float64) *ledger { return &ledger{delta: delta} }

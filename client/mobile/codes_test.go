@@ -186,3 +186,37 @@ func TestCancel(t *testing.T) {
 		t.Errorf("Record after Cancel = %v", err)
 	}
 }
+
+type memAnchor struct{ b []byte }
+
+func (a *memAnchor) Load() ([]byte, error) { return a.b, nil }
+func (a *memAnchor) Save(b []byte) error   { a.b = append([]byte(nil), b...); return nil }
+
+// An emptied directory is "missing" with an anchor; ResetStore starts over.
+func TestAnchorCodes(t *testing.T) {
+	o := &Options{Dir: t.TempDir(), Key: bytes.Repeat([]byte{3}, 32)}
+	a := &memAnchor{}
+	c, err := NewWithAnchor(o, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Record("a", View, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	ents, _ := os.ReadDir(o.Dir)
+	for _, e := range ents {
+		os.Remove(filepath.Join(o.Dir, e.Name()))
+	}
+	if _, err := NewWithAnchor(o, a); ErrorCode(errString(err)) != CodeMissing {
+		t.Fatalf("NewWithAnchor on an emptied directory = %v, want code %s", err, CodeMissing)
+	}
+	if err := ResetStore(o.Dir, a); err != nil {
+		t.Fatal(err)
+	}
+	c, err = NewWithAnchor(o, a)
+	if err != nil {
+		t.Fatalf("NewWithAnchor after ResetStore = %v", err)
+	}
+	c.Close()
+}

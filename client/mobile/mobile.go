@@ -192,6 +192,8 @@ type Options struct {
 	// keystore; renew the certificate before it expires (a new Client).
 	DeviceCertPEM []byte
 	DeviceKeyPEM  []byte
+
+	anchor client.Anchor // set by NewWithAnchor
 }
 
 // federation builds the network side from o, or nil when it is not set.
@@ -260,6 +262,52 @@ type Logger interface {
 	Log(level int, msg string, attrs string)
 }
 
+// Anchor is the place outside Options.Dir where the SDK keeps its record
+// of the store (client.Anchor): an EncryptedSharedPreferences entry
+// excluded from backup on Android, a Keychain item "ThisDeviceOnly" on
+// iOS. Load returns nil (an empty array) when nothing was saved.
+type Anchor interface {
+	Load() ([]byte, error)
+	Save(b []byte) error
+}
+
+// anchor adapts an app's Anchor: gomobile hands an empty array for nil.
+type anchor struct{ a Anchor }
+
+func (a anchor) Load() ([]byte, error) {
+	b, err := a.a.Load()
+	if len(b) == 0 {
+		b = nil
+	}
+	return b, err
+}
+
+func (a anchor) Save(b []byte) error { return a.a.Save(b) }
+
+// NewWithAnchor is New with an Anchor, so that a directory restored from
+// a backup ("rolled_back") or emptied ("missing") is refused, and the
+// privacy spent survives ResetStore. Apps should use it.
+func NewWithAnchor(o *Options, a Anchor) (*Client, error) {
+	if o == nil {
+		return nil, wrap(fmt.Errorf("%w: nil Options", errInvalid))
+	}
+	o2 := *o
+	if a != nil {
+		o2.anchor = anchor{a}
+	}
+	return New(&o2)
+}
+
+// ResetStore starts the store in dir over after "missing", "rolled_back"
+// or "corrupt", keeping in a (which may be nil) the privacy spent.
+func ResetStore(dir string, a Anchor) error {
+	var ca client.Anchor
+	if a != nil {
+		ca = anchor{a}
+	}
+	return wrap(client.Reset(dir, ca))
+}
+
 // New opens the SDK's store in o.Dir.
 func New(o *Options) (*Client, error) {
 	if o == nil {
@@ -280,6 +328,7 @@ func newClient(o *Options, fed client.Federation, h *logHandler) (*Client, error
 	}
 	cfg := client.Config{
 		Logger: slog.New(h),
+		Anchor: o.anchor,
 		Dir:    o.Dir,
 		Key:    o.Key,
 		Policy: client.Policy{
