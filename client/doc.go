@@ -46,5 +46,17 @@
 // at the two points where the device decides: Accept (may I join this
 // round?) and Update (train and release the update).
 //
+// A Dialer reaches the cluster: it races the configured coordinators,
+// remembers which failed (DialerConfig.StateDir) and fails a call with
+// ErrUnavailable once its budget is spent.
+//
+// # Integrity
+//
+// One Client per directory (ErrLocked). A store whose files were removed
+// is refused (ErrMissing), and with an Anchor kept outside the directory
+// so is one restored from an older copy (ErrRolledBack), whose ledger
+// would give back privacy already spent; Reset starts over, keeping it.
+// Apps exclude Config.Dir from OS backups (docs/sdk.md).
+//
 // Package client/mobile wraps the SDK for gomobile bind.
 package client

@@ -3,6 +3,9 @@ package client
 import (
 	"errors"
 	"fmt"
+	"unicode/utf8"
+
+	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 // Errors callers branch on with errors.Is.
@@ -42,7 +45,99 @@ var (
 	// kind, a value that is not finite, a negative weight, or a rating
 	// outside [MinRating, MaxRating]. The error says which.
 	ErrInvalidInteraction = errors.New("client: invalid interaction")
+	// ErrInvalidArgument: a Config, NetworkConfig, DialerConfig or an
+	// argument is invalid; the error names the field. Fix the call.
+	ErrInvalidArgument = errors.New("client: invalid argument")
+	// ErrUnavailable: no coordinator could be reached within the call's
+	// budget (DialerConfig.Budget) or they all said they were not ready
+	// (down, partitioned, restarting). Nothing was shared. Retry later,
+	// from the next background job.
+	ErrUnavailable = errors.New("client: coordinators unavailable")
+	// ErrUnauthenticated: the cluster refused the device's certificate
+	// (missing, expired, revoked, of another CA) or its client ID. Get a
+	// new certificate from the app's backend and make a new Dialer; do
+	// not retry as is.
+	ErrUnauthenticated = errors.New("client: refused by the cluster: unauthenticated")
+	// ErrCatalogueMismatch: the app's item catalogue (NetworkConfig.Items)
+	// does not match the cluster's model: another length, or another
+	// order or content than the catalogue digest the model carries. The
+	// model is not installed (it would label recommendations with the
+	// wrong items). Fetch the catalogue again from the app's backend.
+	ErrCatalogueMismatch = errors.New("client: item catalogue does not match the model")
+	// ErrClientIDMismatch: NetworkConfig.ClientID is not the ID of the
+	// device certificate the Dialer presents.
+	ErrClientIDMismatch = errors.New("client: client ID does not match the device certificate")
+	// ErrLocked: another Client (in this process or another) has the
+	// directory open. Close it first; one Client per directory.
+	ErrLocked = errors.New("client: directory in use by another Client")
+	// ErrMissing: files of the store were removed: the directory is
+	// empty or partial while its anchor (Config.Anchor) or its own files
+	// say it held data. Nothing is used; the app decides: restore the
+	// files, or start over with Reset (the privacy spent is kept).
+	ErrMissing = errors.New("client: local store files are missing")
+	// ErrRolledBack: the directory holds an older copy of the store than
+	// its anchor (Config.Anchor) recorded, or another store: restored
+	// from a backup or copied. It is not used, since its ledger would
+	// give back privacy budget already spent. Start over with Reset (the
+	// privacy spent is kept) or put the newer files back.
+	ErrRolledBack = errors.New("client: local store was rolled back")
 )
+
+// unavailableError is a failure to reach any coordinator: it matches
+// ErrUnavailable and whatever its cause matches (a *wire.Error with
+// wire.CodeOf, context errors).
+type unavailableError struct{ err error }
+
+func (e *unavailableError) Error() string { return fmt.Sprintf("%v: %v", ErrUnavailable, e.err) }
+
+func (e *unavailableError) Unwrap() []error { return []error{ErrUnavailable, e.err} }
+
+// netError is an error of the cluster's that an app branches on: it
+// matches its sentinel and keeps the *wire.Error for wire.CodeOf.
+type netError struct {
+	sentinel error
+	err      error
+}
+
+func (e *netError) Error() string { return e.err.Error() }
+
+func (e *netError) Unwrap() []error { return []error{e.sentinel, e.err} }
+
+// classify gives a network error its sentinel: ErrUnauthenticated for a
+// refused certificate or client ID, ErrUnavailable for a node that is not
+// ready.
+func classify(err error) error {
+	var s error
+	switch wire.CodeOf(err) {
+	case wire.CodeUnauthenticated, wire.CodeForbidden:
+		s = ErrUnauthenticated
+	case wire.CodeUnavailable:
+		s = ErrUnavailable
+	default:
+		return err
+	}
+	if errors.Is(err, s) {
+		return err
+	}
+	return &netError{sentinel: s, err: err}
+}
+
+// maxQuoted bounds what an error message quotes of an untrusted or
+// app-supplied string (an item ID).
+const maxQuoted = 64
+
+// quote returns s quoted for an error message, cut to maxQuoted bytes
+// with its full length said.
+func quote(s string) string {
+	if len(s) <= maxQuoted {
+		return fmt.Sprintf("%q", s)
+	}
+	cut := s[:maxQuoted]
+	for !utf8.ValidString(cut) && len(cut) > maxQuoted-4 {
+		cut = cut[:len(cut)-1]
+	}
+	return fmt.Sprintf("%q... (%d bytes)", cut, len(s))
+}
 
 // Reason says why a device declined a round. Values start at 1 and are
 // only ever appended: they are stored in the ledger.

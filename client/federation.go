@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	crand "crypto/rand"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -40,33 +39,39 @@ type network struct {
 func NewNetwork(cfg NetworkConfig) (Federation, error) {
 	switch {
 	case cfg.ClientID == "" || len(cfg.ClientID) > wire.MaxIDLen:
-		return nil, fmt.Errorf("client: NetworkConfig.ClientID = %q, want 1..%d bytes", cfg.ClientID, wire.MaxIDLen)
+		return nil, fmt.Errorf("%w: NetworkConfig.ClientID = %s, want 1..%d bytes", ErrInvalidArgument, quote(cfg.ClientID), wire.MaxIDLen)
 	case cfg.Dialer == nil:
-		return nil, errors.New("client: NetworkConfig.Dialer is required")
+		return nil, fmt.Errorf("%w: NetworkConfig.Dialer is required", ErrInvalidArgument)
 	case cfg.Dialer.DeviceID() != "" && cfg.Dialer.DeviceID() != cfg.ClientID:
-		return nil, fmt.Errorf("client: NetworkConfig.ClientID = %q, but the device certificate is %q's", cfg.ClientID, cfg.Dialer.DeviceID())
+		return nil, fmt.Errorf("%w: NetworkConfig.ClientID = %s, but the device certificate is %s's", ErrClientIDMismatch, quote(cfg.ClientID), quote(cfg.Dialer.DeviceID()))
 	case len(cfg.Items) == 0:
-		return nil, errors.New("client: NetworkConfig.Items (the item catalogue) is required")
+		return nil, fmt.Errorf("%w: NetworkConfig.Items (the item catalogue) is required", ErrInvalidArgument)
 	}
 	cfg.Items = slices.Clone(cfg.Items)
 	return &network{cfg: cfg, models: NewModelCache()}, nil
 }
 
 func (n *network) release(version uint64, digest []byte, ctx context.Context) (*Release, error) {
-	m, events, err := n.models.get(ctx, n.cfg.Dialer, version, digest)
+	m, h, err := n.models.get(ctx, n.cfg.Dialer, version, digest)
 	if err != nil {
 		return nil, err
 	}
-	return n.releaseOf(version, m, events)
+	return releaseOf(version, m, h, n.cfg.Items)
 }
 
 // releaseOf pairs a model from the cluster, and the event weights its
-// download carried, with the app's catalogue.
-func (n *network) releaseOf(version uint64, m *model.Model, events *wire.EventWeights) (*Release, error) {
-	if m.Items != len(n.cfg.Items) {
-		return nil, fmt.Errorf("client: the cluster's model %d has %d items, the app's catalogue %d", version, m.Items, len(n.cfg.Items))
+// download carried, with the app's catalogue, which must match the
+// model's: its length, and its digest when the header carries one.
+func releaseOf(version uint64, m *model.Model, h *wire.ModelHeader, items []string) (*Release, error) {
+	if m.Items != len(items) {
+		return nil, fmt.Errorf("%w: the cluster's model %d has %d items, the app's catalogue %d", ErrCatalogueMismatch, version, m.Items, len(items))
 	}
-	return &Release{Version: version, Model: m, Items: n.cfg.Items, EventWeights: eventWeightsOf(events)}, nil
+	if h.Catalogue != nil {
+		if d := wire.CatalogueDigest(items); string(d[:]) != string(h.Catalogue) {
+			return nil, fmt.Errorf("%w: the app's catalogue of %d items is not the one model %d was trained on (another order or other IDs)", ErrCatalogueMismatch, len(items), version)
+		}
+	}
+	return &Release{Version: version, Model: m, Items: items, EventWeights: eventWeightsOf(h.Events)}, nil
 }
 
 // Close closes the Dialer.
@@ -76,18 +81,22 @@ func (n *network) Close() error { return n.cfg.Dialer.Close() }
 func (n *network) Latest(ctx context.Context, have uint64) (*Release, error) {
 	m, h, err := n.cfg.Dialer.model(ctx, 0)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	if h.Model <= have {
 		return nil, nil
 	}
-	return n.releaseOf(h.Model, m, h.Events)
+	return releaseOf(h.Model, m, h, n.cfg.Items)
 }
 
 // Join implements Federation. The device tells the cluster nothing about
 // its data when it checks in (Examples is 0): the policy check comes
 // first, and the count would say how active the user is.
 func (n *network) Join(ctx context.Context, k *Contribution) error {
+	return classify(n.join(ctx, k))
+}
+
+func (n *network) join(ctx context.Context, k *Contribution) error {
 	d := n.cfg.Dialer
 	cctx, cancel := context.WithTimeout(ctx, checkInTimeout)
 	rep, err := d.checkIn(cctx, &wire.CheckIn{Version: wire.Version, ClientID: n.cfg.ClientID, Have: k.Have()})

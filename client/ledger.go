@@ -19,8 +19,12 @@ import (
 // privacy is spent. A crash can only make the ledger over-count.
 type ledger struct {
 	delta float64
-	acct  *privacy.Accountant
-	n     int // charges folded into acct
+	// carried is the ε spent by stores that were lost (Reset after a
+	// rollback or a removal, kept by the Anchor): it is added to what the
+	// charges compose to (basic composition: the total holds at 2δ).
+	carried float64
+	acct    *privacy.Accountant
+	n       int // charges folded into acct
 }
 
 func newLedger(delta float64) *ledger { return &ledger{delta: delta} }
@@ -46,7 +50,7 @@ func (l *ledger) sync(charges []charge) error {
 // spent returns ε at the policy's δ of the charges so far.
 func (l *ledger) spent(charges []charge) (float64, error) {
 	if len(charges) == 0 {
-		return 0, nil
+		return l.carried, nil
 	}
 	if err := l.sync(charges); err != nil {
 		return 0, err
@@ -55,7 +59,7 @@ func (l *ledger) spent(charges []charge) (float64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("client: ledger: %w", err)
 	}
-	return eps, nil
+	return l.carried + eps, nil
 }
 
 // after returns ε at δ if c were charged on top of charges.
@@ -74,7 +78,7 @@ func (l *ledger) after(charges []charge, c charge) (float64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("client: ledger: %w", err)
 	}
-	return eps, nil
+	return l.carried + eps, nil
 }
 
 // admit returns a decline if charging c would take the ledger over budget.
@@ -90,7 +94,7 @@ func (l *ledger) admit(charges []charge, c charge, budget float64) (*DeclineErro
 	return nil, nil
 }
 
-// cumulative returns ε at δ after each charge in turn.
+// cumulative returns ε at δ after each charge in turn, without carried.
 func (l *ledger) cumulative(charges []charge) ([]float64, error) {
 	a, err := privacy.NewAccountant(privacy.Config{})
 	if err != nil {
@@ -109,7 +113,7 @@ func (l *ledger) cumulative(charges []charge) ([]float64, error) {
 }
 
 // reset forgets everything (after DeleteMyData).
-func (l *ledger) reset() { l.acct, l.n = nil, 0 }
+func (l *ledger) reset() { l.acct, l.n, l.carried = nil, 0, 0 }
 
 // entry is c's line in the accountant, as the coordinator's ledger has it
 // (coordinator.LedgerEntry.Entry): a Gaussian of c's noise multiplier, or

@@ -1,12 +1,18 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,12 +24,21 @@ import (
 
 // Dialer is the client's connection to a coordinator cluster: it holds one
 // QUIC connection at a time, to the node it last found useful, and moves
-// to the leader when a node answers with a leader hint or to the next
-// address when a node is unreachable. It is safe for concurrent use, but a
-// held check-in occupies one of the connection's few streams
-// (wire.MaxStreams): give each participant its own Dialer, as each device
-// has its own connection.
+// to the leader when a node answers with a leader hint. It is safe for
+// concurrent use, but a held check-in occupies one of the connection's few
+// streams (wire.MaxStreams): give each participant its own Dialer, as each
+// device has its own connection.
+//
+// To connect, it races the cluster's addresses: it dials the address that
+// answered last (or the leader a node named), and if that has not answered
+// within DialerConfig.Stagger, the next one as well, and so on; the first
+// handshake to complete wins and the others are cancelled. Addresses that
+// failed go last, for a time that doubles with each failure, and with
+// DialerConfig.StateDir this is remembered between process starts. A call
+// tries every address, more than once if its budget allows, before it
+// fails with ErrUnavailable.
 type Dialer struct {
+	cfg   DialerConfig
 	addrs []string
 	tls   *tls.Config
 
@@ -31,24 +46,182 @@ type Dialer struct {
 	conn   *quic.Conn
 	at     string // address of conn
 	prefer string // leader hint, or the address that last worked
-	next   int    // next address to try
+	health map[string]addrHealth
 	closed bool
 }
 
-// ErrClosedDialer is returned by a closed Dialer.
-var ErrClosedDialer = errors.New("client: dialer closed")
+// addrHealth is an address's record of failures since it last answered.
+type addrHealth struct {
+	fails   uint32
+	retryAt time.Time // until then the address goes after the others
+}
 
-// NewDialer returns a Dialer for the cluster's client addresses. tlsConf
-// must trust the cluster's CA and, for a cluster that authenticates
-// devices, hold the device's certificate (see DeviceTLS); it is cloned.
+// Defaults of DialerConfig.
+const (
+	DefaultDialTimeout = 3 * time.Second
+	DefaultStagger     = 250 * time.Millisecond
+	DefaultBudget      = 10 * time.Second
+	// An address that failed n times in a row goes last for
+	// min(backoffBase·2^(n-1), backoffMax).
+	backoffBase = time.Second
+	backoffMax  = 10 * time.Minute
+	// dialerStateFile is the file of DialerConfig.StateDir.
+	dialerStateFile = "fedrec.net"
+)
+
+// DialerConfig configures a Dialer. The zero value of every field but
+// Addrs and TLS means its documented default.
+type DialerConfig struct {
+	// Addrs are the cluster's client addresses ("host:port"); required.
+	Addrs []string
+	// TLS must trust the cluster's CA and, for a cluster that
+	// authenticates devices, hold the device's certificate (see
+	// DeviceTLS); it is cloned. Required.
+	TLS *tls.Config
+	// DialTimeout bounds one address's handshake. Default
+	// DefaultDialTimeout; at most wire.HandshakeTimeout counts.
+	DialTimeout time.Duration
+	// Stagger is how long the Dialer waits for an address to answer
+	// before it dials the next one too. Default DefaultStagger.
+	Stagger time.Duration
+	// Budget bounds the time one call spends reaching the cluster,
+	// across all addresses and retries; then the call fails with
+	// ErrUnavailable. The call's context may end it sooner. It does not
+	// bound the request itself once a node answers (a check-in may be
+	// held for wire.MaxHold). Default DefaultBudget.
+	Budget time.Duration
+	// StateDir is the directory where the Dialer remembers, between
+	// process starts, which address answered last and which failed (the
+	// file fedrec.net, which says nothing about the user); "" means
+	// memory only. Apps pass Config.Dir.
+	StateDir string
+	// Logger receives the Dialer's logs; nil means none.
+	Logger *slog.Logger
+	// Clock returns the current time, for the addresses' backoff; nil
+	// means time.Now.
+	Clock func() time.Time
+}
+
+// ErrClosedDialer is returned by a closed Dialer. It matches ErrClosed.
+var ErrClosedDialer = fmt.Errorf("%w (dialer)", ErrClosed)
+
+// NewDialer returns a Dialer for the cluster's client addresses with the
+// defaults of DialerConfig. tlsConf must trust the cluster's CA and, for a
+// cluster that authenticates devices, hold the device's certificate (see
+// DeviceTLS); it is cloned.
 func NewDialer(addrs []string, tlsConf *tls.Config) (*Dialer, error) {
-	if len(addrs) == 0 {
-		return nil, errors.New("client: no coordinator addresses")
+	return NewDialerConfig(DialerConfig{Addrs: addrs, TLS: tlsConf})
+}
+
+// NewDialerConfig returns a Dialer configured by cfg.
+func NewDialerConfig(cfg DialerConfig) (*Dialer, error) {
+	switch {
+	case len(cfg.Addrs) == 0:
+		return nil, fmt.Errorf("%w: no coordinator addresses", ErrInvalidArgument)
+	case len(cfg.Addrs) > wire.MaxStateAddrs:
+		return nil, fmt.Errorf("%w: %d coordinator addresses, at most %d", ErrInvalidArgument, len(cfg.Addrs), wire.MaxStateAddrs)
+	case cfg.TLS == nil:
+		return nil, fmt.Errorf("%w: no TLS configuration", ErrInvalidArgument)
+	case cfg.DialTimeout < 0 || cfg.Stagger < 0 || cfg.Budget < 0:
+		return nil, fmt.Errorf("%w: DialerConfig.DialTimeout %v, Stagger %v, Budget %v: want >= 0", ErrInvalidArgument, cfg.DialTimeout, cfg.Stagger, cfg.Budget)
 	}
-	if tlsConf == nil {
-		return nil, errors.New("client: no TLS configuration")
+	for _, a := range cfg.Addrs {
+		if a == "" || len(a) > wire.MaxAddrLen {
+			return nil, fmt.Errorf("%w: coordinator address of %d bytes", ErrInvalidArgument, len(a))
+		}
 	}
-	return &Dialer{addrs: append([]string(nil), addrs...), tls: tlsConf.Clone(), prefer: addrs[0]}, nil
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	if cfg.Stagger == 0 {
+		cfg.Stagger = DefaultStagger
+	}
+	if cfg.Budget == 0 {
+		cfg.Budget = DefaultBudget
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	cfg.Addrs = slices.Clone(cfg.Addrs)
+	d := &Dialer{cfg: cfg, addrs: cfg.Addrs, tls: cfg.TLS.Clone(), prefer: cfg.Addrs[0], health: map[string]addrHealth{}}
+	cfg.TLS = nil
+	d.load()
+	return d, nil
+}
+
+// load reads what the Dialer remembered in StateDir; a missing or
+// unreadable file means starting afresh.
+func (d *Dialer) load() {
+	if d.cfg.StateDir == "" {
+		return
+	}
+	b, err := os.ReadFile(filepath.Join(d.cfg.StateDir, dialerStateFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	var s *wire.ClientState
+	if err == nil {
+		s, err = wire.DecodeClientState(b)
+	}
+	if err != nil {
+		d.cfg.Logger.Warn("client: dialer state unreadable; starting afresh", "err", err)
+		return
+	}
+	if slices.Contains(d.addrs, s.Preferred) {
+		d.prefer = s.Preferred
+	}
+	for _, a := range s.Addrs {
+		if slices.Contains(d.addrs, a.Addr) {
+			d.health[a.Addr] = addrHealth{fails: a.Failures, retryAt: time.UnixMilli(a.RetryAtMs)}
+		}
+	}
+}
+
+// saveLocked writes what the Dialer remembers to StateDir. The caller
+// holds mu.
+func (d *Dialer) saveLocked() {
+	if d.cfg.StateDir == "" {
+		return
+	}
+	s := &wire.ClientState{}
+	if slices.Contains(d.addrs, d.prefer) {
+		s.Preferred = d.prefer
+	}
+	for _, a := range d.addrs {
+		if h, ok := d.health[a]; ok {
+			s.Addrs = append(s.Addrs, wire.AddrState{Addr: a, Failures: h.fails, RetryAtMs: max(h.retryAt.UnixMilli(), 0)})
+		}
+	}
+	b, err := wire.EncodeClientState(s)
+	if err == nil {
+		err = writeFileAtomic(d.cfg.StateDir, dialerStateFile, b)
+	}
+	if err != nil {
+		d.cfg.Logger.Warn("client: saving the dialer state failed", "err", err)
+	}
+}
+
+// writeFileAtomic replaces dir/name with b through a fresh temporary file
+// and a rename, so that a reader sees the old bytes or the new.
+func writeFileAtomic(dir, name string, b []byte) error {
+	f, err := os.CreateTemp(dir, name+".*"+tmpSuffix)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), filepath.Join(dir, name))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }
 
 // DeviceTLS returns the TLS configuration of a device: it trusts the
@@ -64,11 +237,11 @@ func DeviceID(cert tls.Certificate) (string, error) {
 	leaf := cert.Leaf
 	if leaf == nil {
 		if len(cert.Certificate) == 0 {
-			return "", errors.New("client: empty device certificate")
+			return "", fmt.Errorf("%w: empty device certificate", ErrInvalidArgument)
 		}
 		var err error
 		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
-			return "", fmt.Errorf("client: device certificate: %w", err)
+			return "", fmt.Errorf("%w: device certificate: %v", ErrInvalidArgument, err)
 		}
 	}
 	return wire.DeviceID(leaf), nil
@@ -96,57 +269,175 @@ func (d *Dialer) Close() error {
 	return nil
 }
 
-// connect returns a live connection, dialing the preferred address or, if
-// that fails, the next one.
-func (d *Dialer) connect(ctx context.Context) (*quic.Conn, string, error) {
-	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
-		return nil, "", ErrClosedDialer
+// order returns the addresses in the order to dial them: the preferred
+// one, then the configured ones in their order, except that the addresses
+// still backing off go last, those that may be retried soonest first. The
+// caller holds mu.
+func (d *Dialer) orderLocked(now time.Time) []string {
+	out := make([]string, 0, len(d.addrs)+1)
+	if d.prefer != "" {
+		out = append(out, d.prefer)
 	}
-	if d.conn != nil && d.conn.Context().Err() == nil && d.at == d.prefer {
-		c, at := d.conn, d.at
-		d.mu.Unlock()
-		return c, at, nil
+	for _, a := range d.addrs {
+		if a != d.prefer {
+			out = append(out, a)
+		}
 	}
-	addr := d.prefer
-	d.mu.Unlock()
-
-	conn, err := wire.Dial(ctx, addr, d.tls)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err != nil {
-		// Try another node next time.
-		d.prefer = d.addrs[d.next%len(d.addrs)]
-		d.next++
-		return nil, "", fmt.Errorf("dial %s: %w", addr, err)
+	wait := func(a string) time.Duration {
+		if h, ok := d.health[a]; ok && h.retryAt.After(now) {
+			return h.retryAt.Sub(now)
+		}
+		return 0
 	}
-	if d.closed {
-		conn.CloseWithError(0, "")
-		return nil, "", ErrClosedDialer
-	}
-	if d.conn != nil {
-		d.conn.CloseWithError(0, "")
-	}
-	d.conn, d.at = conn, addr
-	return conn, addr, nil
+	slices.SortStableFunc(out, func(a, b string) int { return cmp.Compare(wait(a), wait(b)) })
+	return out
 }
 
-// drop forgets a connection that failed and moves on to another address.
-func (d *Dialer) drop(conn *quic.Conn) {
+// failedLocked records a failure of addr. The caller holds mu.
+func (d *Dialer) failedLocked(addr string, now time.Time) {
+	h := d.health[addr]
+	h.fails++
+	h.retryAt = now.Add(min(backoffBase<<min(h.fails-1, 30), backoffMax))
+	d.health[addr] = h
+	if d.prefer == addr {
+		d.prefer = ""
+	}
+}
+
+// connect returns a live connection: the one it holds if it is to the
+// preferred address, or a new one from racing the addresses until one
+// answers or ctx is done.
+func (d *Dialer) connect(ctx context.Context) (*quic.Conn, string, error) {
+	var errs []error
+	for attempt := 0; ; attempt++ {
+		d.mu.Lock()
+		if d.closed {
+			d.mu.Unlock()
+			return nil, "", ErrClosedDialer
+		}
+		if d.conn != nil && d.conn.Context().Err() == nil && (d.at == d.prefer || d.prefer == "") {
+			c, at := d.conn, d.at
+			d.mu.Unlock()
+			return c, at, nil
+		}
+		order := d.orderLocked(d.cfg.Clock())
+		d.mu.Unlock()
+
+		conn, addr, failed := d.race(ctx, order)
+
+		d.mu.Lock()
+		now := d.cfg.Clock()
+		for a, err := range failed {
+			d.failedLocked(a, now)
+			errs = append(errs, fmt.Errorf("dial %s: %w", a, err))
+		}
+		if conn != nil {
+			delete(d.health, addr)
+			d.prefer = addr
+		}
+		d.saveLocked()
+		switch {
+		case d.closed:
+			if conn != nil {
+				conn.CloseWithError(0, "")
+			}
+			d.mu.Unlock()
+			return nil, "", ErrClosedDialer
+		case conn != nil:
+			if d.conn != nil {
+				d.conn.CloseWithError(0, "")
+			}
+			d.conn, d.at = conn, addr
+			d.mu.Unlock()
+			return conn, addr, nil
+		}
+		d.mu.Unlock()
+		d.cfg.Logger.Debug("client: no coordinator answered", "attempt", attempt, "addrs", len(order))
+		// Every address failed: try them all again after a pause, until
+		// the budget is spent.
+		if err := sleep(ctx, min(DefaultStagger<<min(attempt, 4), 2*time.Second)); err != nil {
+			errs = append(errs, err)
+			return nil, "", errors.Join(errs...)
+		}
+	}
+}
+
+// race dials the addresses in order, starting the next one whenever the
+// last one started has not answered within the stagger or has failed. The
+// first connection wins; the other dials are cancelled (and any other
+// connection closed) before race returns. failed holds the addresses that
+// failed on their own, not by cancellation.
+func (d *Dialer) race(ctx context.Context, order []string) (win *quic.Conn, at string, failed map[string]error) {
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		i    int
+		conn *quic.Conn
+		err  error
+	}
+	results := make(chan result, len(order))
+	started, pending := 0, 0
+	start := func() {
+		i := started
+		started++
+		pending++
+		go func() {
+			dctx, dcancel := context.WithTimeout(rctx, d.cfg.DialTimeout)
+			defer dcancel()
+			c, err := wire.Dial(dctx, order[i], d.tls)
+			if err != nil && rctx.Err() == nil && dctx.Err() != nil {
+				err = fmt.Errorf("no answer within %v: %w", d.cfg.DialTimeout, err)
+			}
+			results <- result{i, c, err}
+		}()
+	}
+	failed = map[string]error{}
+	start()
+	stagger := time.NewTimer(d.cfg.Stagger)
+	defer stagger.Stop()
+	for pending > 0 {
+		select {
+		case r := <-results:
+			pending--
+			switch {
+			case r.err == nil && win == nil:
+				win, at = r.conn, order[r.i]
+				cancel()
+			case r.err == nil:
+				r.conn.CloseWithError(0, "")
+			case win == nil && ctx.Err() == nil:
+				failed[order[r.i]] = r.err
+				if started < len(order) {
+					start()
+					stagger.Reset(d.cfg.Stagger)
+				}
+			}
+		case <-stagger.C:
+			if win == nil && started < len(order) {
+				start()
+				stagger.Reset(d.cfg.Stagger)
+			}
+		}
+	}
+	return win, at, failed
+}
+
+// drop forgets a connection that failed and records the failure of its
+// address.
+func (d *Dialer) drop(conn *quic.Conn, addr string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.conn == conn {
 		d.conn.CloseWithError(0, "")
 		d.conn = nil
-		d.prefer = d.addrs[d.next%len(d.addrs)]
-		d.next++
 	}
+	d.failedLocked(addr, d.cfg.Clock())
+	d.saveLocked()
 }
 
 // follow makes the next request go to the leader the cluster named.
 func (d *Dialer) follow(leader string) {
-	if leader == "" {
+	if leader == "" || len(leader) > wire.MaxAddrLen {
 		return
 	}
 	d.mu.Lock()
@@ -154,21 +445,33 @@ func (d *Dialer) follow(leader string) {
 	d.mu.Unlock()
 }
 
-// exchange runs one request, following up to three leader hints. A
-// connection failure drops the connection; the caller retries.
+// exchange runs one request, following up to three leader hints. A node
+// that cannot be reached, or whose connection fails, or that answers
+// CodeUnavailable, is left for another within the Dialer's budget; when
+// none answers, the error matches ErrUnavailable.
 func (d *Dialer) exchange(ctx context.Context, req wire.Message, recv func(wire.Message) (bool, error)) error {
-	for hop := 0; ; hop++ {
-		conn, addr, err := d.connect(ctx)
+	bctx, cancel := context.WithTimeout(ctx, d.cfg.Budget)
+	defer cancel()
+	var errs []error
+	for hop := 0; ; {
+		conn, addr, err := d.connect(bctx)
 		if err != nil {
-			return err
+			if errors.Is(err, ErrClosedDialer) {
+				return err
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("%w (%v)", ctx.Err(), errors.Join(append(errs, err)...))
+			}
+			return &unavailableError{errors.Join(append(errs, err)...)}
 		}
 		err = wire.Exchange(ctx, conn, req, wire.Limits{}, recv)
 		var we *wire.Error
 		switch {
 		case err == nil:
 			return nil
-		case errors.As(err, &we):
+		case errors.As(err, &we) && we.Code != wire.CodeUnavailable:
 			if (we.Code == wire.CodeNotLeader || we.Code == wire.CodeUnknownModel) && we.Leader != "" && we.Leader != addr && hop < 3 {
+				hop++
 				d.follow(we.Leader)
 				continue
 			}
@@ -176,9 +479,12 @@ func (d *Dialer) exchange(ctx context.Context, req wire.Message, recv func(wire.
 		case ctx.Err() != nil:
 			return err
 		}
-		// Transport failure: the node may be dead.
-		d.drop(conn)
-		return fmt.Errorf("%s: %w", addr, err)
+		// Transport failure or an unavailable node: try another.
+		d.drop(conn, addr)
+		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+		if bctx.Err() != nil || len(errs) >= 2*len(d.addrs) {
+			return &unavailableError{errors.Join(errs...)}
+		}
 	}
 }
 
@@ -300,7 +606,7 @@ type cacheEntry struct {
 	digest string
 	ready  chan struct{}
 	m      *model.Model
-	events *wire.EventWeights // the header's
+	hdr    *wire.ModelHeader
 	err    error
 }
 
@@ -309,10 +615,10 @@ func NewModelCache() *ModelCache {
 	return &ModelCache{entries: map[uint64]*cacheEntry{}, uploads: make(chan struct{}, maxUploads)}
 }
 
-// get returns model version with the given digest and the event weights
-// its header carried, downloading it through d once however many callers
-// ask at the same time.
-func (c *ModelCache) get(ctx context.Context, d *Dialer, version uint64, digest []byte) (*model.Model, *wire.EventWeights, error) {
+// get returns model version with the given digest and its header (event
+// weights, catalogue digest), downloading it through d once however many
+// callers ask at the same time.
+func (c *ModelCache) get(ctx context.Context, d *Dialer, version uint64, digest []byte) (*model.Model, *wire.ModelHeader, error) {
 	c.mu.Lock()
 	e := c.entries[version]
 	if e != nil && e.digest != string(digest) {
@@ -327,7 +633,7 @@ func (c *ModelCache) get(ctx context.Context, d *Dialer, version uint64, digest 
 			}
 		}
 		c.mu.Unlock()
-		e.m, e.events, e.err = fetch(ctx, d, version, digest)
+		e.m, e.hdr, e.err = fetch(ctx, d, version, digest)
 		close(e.ready)
 		if e.err != nil {
 			c.mu.Lock()
@@ -336,12 +642,12 @@ func (c *ModelCache) get(ctx context.Context, d *Dialer, version uint64, digest 
 			}
 			c.mu.Unlock()
 		}
-		return e.m, e.events, e.err
+		return e.m, e.hdr, e.err
 	}
 	c.mu.Unlock()
 	select {
 	case <-e.ready:
-		return e.m, e.events, e.err
+		return e.m, e.hdr, e.err
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
 	}
@@ -372,8 +678,8 @@ func (c *ModelCache) uploadSlot(ctx context.Context) (func(), error) {
 }
 
 // fetch downloads a model and checks its digest against the plan's; it
-// returns the model and its header's event weights.
-func fetch(ctx context.Context, d *Dialer, version uint64, digest []byte) (*model.Model, *wire.EventWeights, error) {
+// returns the model and its header.
+func fetch(ctx context.Context, d *Dialer, version uint64, digest []byte) (*model.Model, *wire.ModelHeader, error) {
 	m, h, err := d.model(ctx, version)
 	if err != nil {
 		return nil, nil, err
@@ -381,7 +687,7 @@ func fetch(ctx context.Context, d *Dialer, version uint64, digest []byte) (*mode
 	if got := wire.Digest(m); string(got[:]) != string(digest) {
 		return nil, nil, fmt.Errorf("client: model %d does not match the round's digest", version)
 	}
-	return m, h.Events, nil
+	return m, h, nil
 }
 
 // backoff returns the wait before retry attempt (0-based): exponential

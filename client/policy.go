@@ -71,7 +71,7 @@ func (p Policy) withDefaults() Policy {
 // validate names the first bad field of a defaulted policy.
 func (p Policy) validate() error {
 	bad := func(field string, v any, want string) error {
-		return fmt.Errorf("client: Config.Policy.%s = %v, want %s", field, v, want)
+		return fmt.Errorf("%w: Config.Policy.%s = %v, want %s", ErrInvalidArgument, field, v, want)
 	}
 	switch {
 	case p.MinCohort < 1:

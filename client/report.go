@@ -125,6 +125,9 @@ type Totals struct {
 	Budget    float64 `json:"epsilon_budget"`
 	Remaining float64 `json:"epsilon_remaining"`
 	Declined  int     `json:"declined"`
+	// Carried is the privacy spent by a store that was lost and reset
+	// (see Reset), part of Epsilon; absent when none.
+	Carried float64 `json:"epsilon_carried,omitempty"`
 }
 
 // Report returns the transparency report.
@@ -147,14 +150,17 @@ func (c *Client) Report() (Report, error) {
 		Declined:      make([]DeclinedRound, len(c.st.declines)),
 		Totals:        Totals{Delta: p.Delta, Budget: p.Epsilon, Remaining: p.Epsilon, Declined: len(c.st.declines)},
 	}
+	carried := c.ledger.carried
+	r.Totals.Carried, r.Totals.Epsilon = carried, carried
+	r.Totals.Remaining = max(p.Epsilon-carried, 0)
 	for i, ch := range c.st.charges {
-		r.Rounds[i] = roundReport(ch, eps, i)
+		r.Rounds[i] = roundReport(ch, eps, i, carried)
 		r.Totals.Rounds++
 		r.Totals.BytesSent += ch.Bytes
 	}
 	if n := len(eps); n > 0 {
-		r.Totals.Epsilon = eps[n-1]
-		r.Totals.Remaining = max(p.Epsilon-eps[n-1], 0)
+		r.Totals.Epsilon = carried + eps[n-1]
+		r.Totals.Remaining = max(p.Epsilon-r.Totals.Epsilon, 0)
 	}
 	for i, d := range c.st.declines {
 		r.Declined[i] = DeclinedRound{Round: d.Round, ModelVersion: d.ModelVersion, Time: time.Unix(d.Time, 0).UTC(), Reason: d.Reason}
@@ -162,12 +168,14 @@ func (c *Client) Report() (Report, error) {
 	return r, nil
 }
 
-func roundReport(ch charge, eps []float64, i int) RoundReport {
+// roundReport reports charge i; carried is the ledger's ε from lost
+// stores, part of every total.
+func roundReport(ch charge, eps []float64, i int, carried float64) RoundReport {
 	r := RoundReport{
 		Round: ch.Round, ModelVersion: ch.ModelVersion, Time: time.Unix(ch.Time, 0).UTC(),
 		BytesSent: ch.Bytes, Params: ch.Params, ClipNorm: ch.ClipNorm,
 		NoiseMultiplier: ch.NoiseMultiplier, DeviceNoiseStd: ch.DeviceNoiseStd, SamplingRate: ch.SamplingRate,
-		EpsilonTotal: eps[i], Acknowledged: ch.Acked, Mechanism: ch.Mechanism,
+		EpsilonTotal: carried + eps[i], Acknowledged: ch.Acked, Mechanism: ch.Mechanism,
 	}
 	r.Epsilon = eps[i]
 	if i > 0 {
@@ -186,7 +194,7 @@ func (c *Client) roundReportLocked(round uint64) RoundReport {
 	}
 	for i := len(c.st.charges) - 1; i >= 0; i-- {
 		if c.st.charges[i].Round == round {
-			return roundReport(c.st.charges[i], eps, i)
+			return roundReport(c.st.charges[i], eps, i, c.ledger.carried)
 		}
 	}
 	return RoundReport{}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -54,6 +55,11 @@ type Config struct {
 	// part in rounds and never fetches models (Participate and Sync
 	// return ErrNoFederation); the app installs models with SetModel.
 	Federation Federation
+	// Anchor keeps a record of the store outside Dir, so that a
+	// directory restored from an older copy (ErrRolledBack) or emptied
+	// (ErrMissing) is refused rather than used, and the privacy spent is
+	// never given back; nil means no such check (see Anchor).
+	Anchor Anchor
 	// Logger receives the SDK's logs; nil means none.
 	Logger *slog.Logger
 	// Clock returns the current time; nil means time.Now.
@@ -94,17 +100,17 @@ func (c Config) withDefaults() Config {
 func (c Config) validate() error {
 	switch {
 	case c.Dir == "":
-		return errors.New("client: Config.Dir is empty")
+		return fmt.Errorf("%w: Config.Dir is empty", ErrInvalidArgument)
 	case len(c.Key) != KeySize:
-		return fmt.Errorf("client: Config.Key has %d bytes, want %d", len(c.Key), KeySize)
+		return fmt.Errorf("%w: Config.Key has %d bytes, want %d", ErrInvalidArgument, len(c.Key), KeySize)
 	case c.Retention < 0:
-		return fmt.Errorf("client: Config.Retention = %v, want >= 0", c.Retention)
+		return fmt.Errorf("%w: Config.Retention = %v, want >= 0", ErrInvalidArgument, c.Retention)
 	case c.MaxInteractions < 0:
-		return fmt.Errorf("client: Config.MaxInteractions = %d, want >= 0", c.MaxInteractions)
+		return fmt.Errorf("%w: Config.MaxInteractions = %d, want >= 0", ErrInvalidArgument, c.MaxInteractions)
 	}
 	if c.Train != (model.TrainConfig{}) {
 		if err := c.Train.Validate(); err != nil {
-			return fmt.Errorf("client: Config.Train: %w", err)
+			return fmt.Errorf("%w: Config.Train: %v", ErrInvalidArgument, err)
 		}
 	}
 	return c.Policy.validate()
@@ -238,7 +244,7 @@ func (r *Release) index() (map[string]int32, error) {
 			return nil, fmt.Errorf("client: release %d: item %d: %w", r.Version, i, err)
 		}
 		if _, dup := ix[id]; dup {
-			return nil, fmt.Errorf("client: release %d: item ID %q appears twice", r.Version, id)
+			return nil, fmt.Errorf("client: release %d: item ID %s appears twice", r.Version, quote(id))
 		}
 		ix[id] = int32(i)
 	}
@@ -247,7 +253,7 @@ func (r *Release) index() (map[string]int32, error) {
 
 func checkItemID(id string) error {
 	if id == "" || len(id) > maxItemID || !utf8.ValidString(id) {
-		return fmt.Errorf("item ID %q: want 1 to %d bytes of UTF-8", id, maxItemID)
+		return fmt.Errorf("item ID %s: want 1 to %d bytes of UTF-8", quote(id), maxItemID)
 	}
 	return nil
 }
@@ -287,6 +293,9 @@ type Client struct {
 	log *slog.Logger
 	fed Federation
 
+	lock   *dirLock     // Config.Dir's, until Close
+	anchor *anchorState // nil without Config.Anchor
+
 	mu      sync.Mutex
 	closed  bool
 	st      *state
@@ -325,6 +334,24 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("client: store: %w", err)
+	}
+	lock, err := lockDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	c, err := openClient(cfg)
+	if err != nil {
+		lock.unlock()
+		return nil, err
+	}
+	c.lock = lock
+	return c, nil
+}
+
+// openClient is New once the directory is locked.
+func openClient(cfg Config) (*Client, error) {
 	key := append([]byte(nil), cfg.Key...)
 	cfg.Key = nil
 	s, st, err := openStore(cfg.Dir, key, cfg.random, cfg.Logger)
@@ -333,6 +360,20 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger, fed: cfg.Federation, st: st, store: s, ledger: newLedger(cfg.Policy.Delta)}
+	if cfg.Anchor != nil {
+		sa, err := loadAnchor(cfg.Anchor)
+		if err == nil {
+			c.ledger.carried, err = checkAnchor(sa, s, st)
+		}
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		c.anchor = &anchorState{a: cfg.Anchor}
+		if sa != nil {
+			c.anchor.saved = *sa
+		}
+	}
 	rel, err := s.loadModel()
 	if err != nil {
 		s.close()
@@ -355,6 +396,10 @@ func New(cfg Config) (*Client, error) {
 			return nil, err
 		}
 		c.log.Debug("client: dropped expired interactions", "dropped", n)
+	}
+	if err := c.syncAnchor(); err != nil {
+		s.close()
+		return nil, err
 	}
 	return c, nil
 }
@@ -398,6 +443,15 @@ func (c *Client) persist(recs ...record) error {
 		if err := c.store.compact(c.st); err != nil {
 			c.log.Warn("client: store compaction failed", "err", err)
 		}
+	}
+	if err := c.syncAnchor(); err != nil {
+		// A charge must reach the anchor before the update leaves.
+		for _, r := range recs {
+			if _, ok := r.(charge); ok {
+				return err
+			}
+		}
+		c.log.Warn("client: saving the store's anchor failed", "err", err)
 	}
 	return nil
 }
@@ -609,6 +663,13 @@ func (c *Client) DeleteMyData(ctx context.Context) error {
 	if err := c.store.wipe(); err != nil {
 		return fmt.Errorf("client: delete my data: %w", err)
 	}
+	if c.anchor != nil {
+		// The ledger is the user's data too: it goes, carried ε included.
+		c.anchor.saved.Carried = 0
+		if err := c.syncAnchor(); err != nil {
+			return fmt.Errorf("client: delete my data: %w", err)
+		}
+	}
 	c.log.Info("client: deleted the user's data")
 	return nil
 }
@@ -630,7 +691,8 @@ func (c *Client) Close() error {
 	if u := c.model.user; u != nil {
 		clear(u.Factor)
 	}
-	return c.store.close()
+	err := c.store.close()
+	return errors.Join(err, c.lock.unlock())
 }
 
 // Participate takes part in one federated round, if the user opted in, the

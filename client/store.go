@@ -224,7 +224,9 @@ func storeFiles(dir string) ([]string, error) {
 	}
 	var out []string
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), filePrefix) && e.Type().IsRegular() {
+		// The Dialer's state (DialerConfig.StateDir) is not the store's:
+		// it says nothing about the user and outlives a deletion.
+		if strings.HasPrefix(e.Name(), filePrefix) && !strings.HasPrefix(e.Name(), dialerStateFile) && e.Type().IsRegular() {
 			out = append(out, e.Name())
 		}
 	}
@@ -490,9 +492,10 @@ func (s *store) openLog(st *state) error {
 	if errors.Is(err, fs.ErrNotExist) {
 		if s.gen > 0 {
 			// Compaction renames the new log in right after the
-			// snapshot; a missing log means the directory was tampered
-			// with, but everything up to the snapshot is intact.
-			s.log.Warn("client: store log missing; starting a new one", "generation", s.gen)
+			// snapshot: a missing log was removed, and with it what
+			// was recorded since the snapshot (ledger charges among
+			// it, perhaps). Never carry on without it.
+			return fmt.Errorf("%w: %s of generation %d", ErrMissing, logFile, s.gen)
 		}
 		return s.resetLog()
 	}
@@ -548,7 +551,7 @@ func (s *store) readLog(st *state, b []byte) (good int64, seq uint64, stale bool
 		// A crash after the snapshot's rename and before the log's.
 		return 0, 0, true, nil
 	case gen > s.gen:
-		return 0, 0, false, corruptf("%s: generation %d is ahead of snapshot %d (snapshot lost)", logFile, gen, s.gen)
+		return 0, 0, false, fmt.Errorf("%w: %s of generation %d, ahead of the snapshot's %d (snapshot removed)", ErrMissing, logFile, gen, s.gen)
 	}
 	good, seq, err = s.replay(st, b)
 	return good, seq, false, err

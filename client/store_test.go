@@ -233,7 +233,10 @@ func TestStoreCorrupt(t *testing.T) {
 		{"snapshot checksum", edit(snapFile, flip(fromEnd(2))), ErrCorrupt},
 		{"snapshot truncated", edit(snapFile, truncate(fromEnd(1))), ErrCorrupt},
 		{"snapshot halved", edit(snapFile, truncate(middle)), ErrCorrupt},
-		{"snapshot deleted", func(t testing.TB, dir string) { os.Remove(filepath.Join(dir, snapFile)) }, ErrCorrupt},
+		// Removed files are missing, not corrupt, and never silently
+		// replaced by an empty store.
+		{"snapshot deleted", func(t testing.TB, dir string) { os.Remove(filepath.Join(dir, snapFile)) }, ErrMissing},
+		{"log deleted", func(t testing.TB, dir string) { os.Remove(filepath.Join(dir, logFile)) }, ErrMissing},
 		{"log header", edit(logFile, flip(at(3))), ErrCorrupt},
 		{"log generation", edit(logFile, flip(at(8))), ErrCorrupt},
 		{"log header truncated", edit(logFile, truncate(at(logHeaderLen-1))), ErrCorrupt},

@@ -13,6 +13,7 @@
 package mobile
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -20,8 +21,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fedrec/fedrec/client"
@@ -51,7 +55,27 @@ const (
 	CodeBusy            = "busy"             // a round is already under way
 	CodeNoFederation    = "no_federation"    // no network side configured
 	CodeTimeout         = "timeout"          // the call ran out of time
+	CodeCancelled       = "cancelled"        // Cancel stopped the call
 	CodeInvalid         = "invalid"          // a bad argument or option, or an interaction Record refuses
+	// No coordinator answered within the call's time (the cluster is
+	// down or the network is): retry from the next background job.
+	CodeUnavailable = "unavailable"
+	// The app's catalogue does not match the cluster's model (another
+	// length or order): fetch it again from the app's backend.
+	CodeCatalogueMismatch = "catalogue_mismatch"
+	// ClientID is not the device certificate's ID.
+	CodeClientIDMismatch = "client_id_mismatch"
+	// Another Client has the directory open (in this process or
+	// another): close it first.
+	CodeLocked = "locked"
+	// The store's files were removed while its anchor says it held data:
+	// restore them or call ResetStore.
+	CodeMissing = "missing"
+	// The directory holds an older copy of the store than its anchor
+	// recorded (restored from a backup): call ResetStore.
+	CodeRolledBack = "rolled_back"
+	// CodeInternal: an error the SDK did not expect (a bug: report it).
+	CodeInternal = "internal"
 	// The cluster refused the device's certificate (missing, expired,
 	// revoked, of another CA) or its ClientID: get a new certificate
 	// from the app's backend and make a new Client.
@@ -74,15 +98,31 @@ var codes = []struct {
 	{client.ErrBusy, CodeBusy},
 	{client.ErrNoFederation, CodeNoFederation},
 	{client.ErrInvalidInteraction, CodeInvalid},
+	{client.ErrInvalidArgument, CodeInvalid},
+	{errInvalid, CodeInvalid},
+	{client.ErrUnauthenticated, CodeUnauthenticated},
+	{client.ErrClientIDMismatch, CodeClientIDMismatch},
+	{client.ErrCatalogueMismatch, CodeCatalogueMismatch},
+	{client.ErrLocked, CodeLocked},
+	{client.ErrMissing, CodeMissing},
+	{client.ErrRolledBack, CodeRolledBack},
+	{client.ErrUnavailable, CodeUnavailable}, // before the timeout: the budget ran out
+	{errCancelled, CodeCancelled},
 	{context.DeadlineExceeded, CodeTimeout},
 }
+
+// errInvalid marks this package's own argument errors.
+var errInvalid = errors.New("mobile: invalid argument")
+
+// errCancelled is the cause of a call that Cancel stopped.
+var errCancelled = errors.New("mobile: cancelled")
 
 // wrap gives err its code prefix.
 func wrap(err error) error {
 	if err == nil {
 		return nil
 	}
-	code := CodeInvalid
+	code := CodeInternal
 	if c := wire.CodeOf(err); c == wire.CodeUnauthenticated || c == wire.CodeForbidden {
 		return fmt.Errorf("fedrec/%s: %w", CodeUnauthenticated, err)
 	}
@@ -129,6 +169,10 @@ type Options struct {
 	// TimeoutMillis bounds each blocking call that talks to the network
 	// or waits for a round to stop; default 60,000.
 	TimeoutMillis int64
+	// BudgetMillis bounds the time a call spends finding a coordinator
+	// that answers, across all of Coordinators; then it fails with the
+	// code "unavailable". Default 10,000 (client.DefaultBudget).
+	BudgetMillis int64
 
 	// The network side; all empty means the device never takes part in
 	// rounds (recommendations still work with a model set by the app).
@@ -148,16 +192,18 @@ type Options struct {
 	// keystore; renew the certificate before it expires (a new Client).
 	DeviceCertPEM []byte
 	DeviceKeyPEM  []byte
+
+	anchor client.Anchor // set by NewWithAnchor
 }
 
 // federation builds the network side from o, or nil when it is not set.
-func (o *Options) federation() (client.Federation, error) {
+func (o *Options) federation(log *slog.Logger) (client.Federation, error) {
 	if o.Coordinators == "" {
 		return nil, nil
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(o.CACertPEM) {
-		return nil, errors.New("mobile: CACertPEM holds no certificate")
+		return nil, fmt.Errorf("%w: CACertPEM holds no certificate", errInvalid)
 	}
 	var addrs []string
 	for _, a := range strings.Split(o.Coordinators, ",") {
@@ -170,7 +216,7 @@ func (o *Options) federation() (client.Federation, error) {
 	if len(o.DeviceCertPEM) > 0 || len(o.DeviceKeyPEM) > 0 {
 		cert, err := tls.X509KeyPair(o.DeviceCertPEM, o.DeviceKeyPEM)
 		if err != nil {
-			return nil, fmt.Errorf("mobile: DeviceCertPEM, DeviceKeyPEM: %w", err)
+			return nil, fmt.Errorf("%w: DeviceCertPEM, DeviceKeyPEM: %v", errInvalid, err)
 		}
 		certID, err := client.DeviceID(cert)
 		if err != nil {
@@ -179,18 +225,19 @@ func (o *Options) federation() (client.Federation, error) {
 		if id == "" {
 			id = certID
 		} else if id != certID {
-			return nil, fmt.Errorf("mobile: ClientID %q, but the device certificate is %q's", id, certID)
+			return nil, fmt.Errorf("%w: ClientID %q, but the device certificate is %q's", client.ErrClientIDMismatch, id, certID)
 		}
 		conf = client.DeviceTLS(pool, cert)
 	}
-	d, err := client.NewDialer(addrs, conf)
+	// The Dialer remembers which coordinators failed in the SDK's
+	// directory, so that the next background job starts with one that
+	// answered.
+	d, err := client.NewDialerConfig(client.DialerConfig{Addrs: addrs, TLS: conf, StateDir: o.Dir,
+		Budget: time.Duration(o.BudgetMillis) * time.Millisecond, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	items := strings.Split(strings.TrimRight(o.Catalogue, "\n"), "\n")
-	if o.Catalogue == "" {
-		items = nil
-	}
+	items := splitLines(o.Catalogue)
 	return client.NewNetwork(client.NetworkConfig{ClientID: id, Dialer: d, Items: items})
 }
 
@@ -200,32 +247,90 @@ type Client struct {
 	c       *client.Client
 	timeout time.Duration
 	fed     client.Federation // closed with the Client if it is an io.Closer
+	log     *logHandler
 
 	mu     sync.Mutex
-	base   context.Context // cancelled by Close
-	cancel context.CancelFunc
+	closed bool
+	base   context.Context // cancelled by Close and Cancel
+	cancel context.CancelCauseFunc
+}
+
+// Logger receives the SDK's log lines: level is -4 debug, 0 info, 4 warn,
+// 8 error (log/slog's levels), msg the message and attrs its key=value
+// pairs. Implement it in Kotlin/Swift and pass it to SetLogger.
+type Logger interface {
+	Log(level int, msg string, attrs string)
+}
+
+// Anchor is the place outside Options.Dir where the SDK keeps its record
+// of the store (client.Anchor): an EncryptedSharedPreferences entry
+// excluded from backup on Android, a Keychain item "ThisDeviceOnly" on
+// iOS. Load returns nil (an empty array) when nothing was saved.
+type Anchor interface {
+	Load() ([]byte, error)
+	Save(b []byte) error
+}
+
+// anchor adapts an app's Anchor: gomobile hands an empty array for nil.
+type anchor struct{ a Anchor }
+
+func (a anchor) Load() ([]byte, error) {
+	b, err := a.a.Load()
+	if len(b) == 0 {
+		b = nil
+	}
+	return b, err
+}
+
+func (a anchor) Save(b []byte) error { return a.a.Save(b) }
+
+// NewWithAnchor is New with an Anchor, so that a directory restored from
+// a backup ("rolled_back") or emptied ("missing") is refused, and the
+// privacy spent survives ResetStore. Apps should use it.
+func NewWithAnchor(o *Options, a Anchor) (*Client, error) {
+	if o == nil {
+		return nil, wrap(fmt.Errorf("%w: nil Options", errInvalid))
+	}
+	o2 := *o
+	if a != nil {
+		o2.anchor = anchor{a}
+	}
+	return New(&o2)
+}
+
+// ResetStore starts the store in dir over after "missing", "rolled_back"
+// or "corrupt", keeping in a (which may be nil) the privacy spent.
+func ResetStore(dir string, a Anchor) error {
+	var ca client.Anchor
+	if a != nil {
+		ca = anchor{a}
+	}
+	return wrap(client.Reset(dir, ca))
 }
 
 // New opens the SDK's store in o.Dir.
 func New(o *Options) (*Client, error) {
 	if o == nil {
-		return nil, wrap(errors.New("mobile: nil Options"))
+		return nil, wrap(fmt.Errorf("%w: nil Options", errInvalid))
 	}
-	fed, err := o.federation()
+	h := newLogHandler()
+	fed, err := o.federation(slog.New(h))
 	if err != nil {
 		return nil, wrap(err)
 	}
-	return newClient(o, fed)
+	return newClient(o, fed, h)
 }
 
 // newClient is New with a Federation; the network side plugs in here.
-func newClient(o *Options, fed client.Federation) (*Client, error) {
-	if o.RetentionDays < 0 || o.TimeoutMillis < 0 {
-		return nil, wrap(fmt.Errorf("mobile: RetentionDays %d and TimeoutMillis %d must be >= 0", o.RetentionDays, o.TimeoutMillis))
+func newClient(o *Options, fed client.Federation, h *logHandler) (*Client, error) {
+	if o.RetentionDays < 0 || o.TimeoutMillis < 0 || o.BudgetMillis < 0 {
+		return nil, wrap(fmt.Errorf("%w: RetentionDays %d, TimeoutMillis %d and BudgetMillis %d must be >= 0", errInvalid, o.RetentionDays, o.TimeoutMillis, o.BudgetMillis))
 	}
 	cfg := client.Config{
-		Dir: o.Dir,
-		Key: o.Key,
+		Logger: slog.New(h),
+		Anchor: o.anchor,
+		Dir:    o.Dir,
+		Key:    o.Key,
 		Policy: client.Policy{
 			MinCohort: o.MinCohort, MinNoiseMultiplier: o.MinNoiseMultiplier, MaxClipNorm: o.MaxClipNorm,
 			Epsilon: o.Epsilon, Delta: o.Delta, TrustSamplingRate: o.TrustSamplingRate,
@@ -242,12 +347,80 @@ func newClient(o *Options, fed client.Federation) (*Client, error) {
 	if timeout == 0 {
 		timeout = time.Minute
 	}
-	base, cancel := context.WithCancel(context.Background())
-	return &Client{c: c, timeout: timeout, base: base, cancel: cancel, fed: fed}, nil
+	base, cancel := context.WithCancelCause(context.Background())
+	return &Client{c: c, timeout: timeout, base: base, cancel: cancel, fed: fed, log: h}, nil
 }
 
-func (c *Client) ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(c.base, c.timeout)
+// ctx returns the context of one call: bounded by the timeout, ended by
+// Cancel and Close. It fails with the code "closed" after Close.
+func (c *Client) ctx() (context.Context, context.CancelFunc, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, nil, client.ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(c.base, c.timeout)
+	return ctx, cancel, nil
+}
+
+// Cancel stops the calls under way (they fail with the code "cancelled");
+// later calls run as usual. Call it when the app leaves the screen or the
+// OS ends the background job.
+func (c *Client) Cancel() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	c.cancel(errCancelled)
+	c.base, c.cancel = context.WithCancelCause(context.Background())
+}
+
+// SetLogger sends the SDK's logs to l (nil: none). The SDK logs nothing
+// about the user's data.
+func (c *Client) SetLogger(l Logger) { c.log.set(l) }
+
+// ModelVersion returns the version of the installed model, 0 for none.
+func (c *Client) ModelVersion() int64 { return int64(c.c.ModelVersion()) }
+
+// SetModel installs a model bundled with the app, for recommendations
+// before the first Sync (cold start): model holds the model as the
+// cluster sends it (wire frames: a ModelHeader and its ModelChunks, as
+// "fedrec model export" writes them), catalogue the item IDs in the
+// model's order, one per line. A model no newer than the installed one is
+// ignored.
+func (c *Client) SetModel(model []byte, catalogue string) error {
+	rel, err := client.ReadRelease(bytes.NewReader(model), splitLines(catalogue))
+	if err != nil {
+		return wrap(err)
+	}
+	ctx, cancel, err := c.ctx()
+	if err != nil {
+		return wrap(err)
+	}
+	defer cancel()
+	return c.wrapCtx(ctx, c.c.SetModel(ctx, *rel))
+}
+
+// wrapCtx is wrap for a call under ctx: an error caused by Cancel or
+// Close gets their code.
+func (c *Client) wrapCtx(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if cause := context.Cause(ctx); errors.Is(cause, errCancelled) || errors.Is(cause, client.ErrClosed) {
+		if !errors.Is(err, cause) {
+			err = fmt.Errorf("%w (%v)", cause, err)
+		}
+	}
+	return wrap(err)
+}
+
+func splitLines(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(strings.TrimRight(s, "\n"), "\n")
 }
 
 // Record stores an interaction: kind is one of View, Click, Cart, Purchase,
@@ -256,55 +429,84 @@ func (c *Client) ctx() (context.Context, context.CancelFunc) {
 // now). An interaction it refuses fails with the code "invalid".
 func (c *Client) Record(item string, kind int, value float64, unixSeconds int64) error {
 	if kind < View || kind > Rating {
-		return wrap(fmt.Errorf("mobile: unknown kind %d", kind))
+		return wrap(fmt.Errorf("%w: unknown kind %d", errInvalid, kind))
 	}
 	var t time.Time
 	if unixSeconds != 0 {
 		t = time.Unix(unixSeconds, 0)
 	}
-	ctx, cancel := c.ctx()
+	ctx, cancel, err := c.ctx()
+	if err != nil {
+		return wrap(err)
+	}
 	defer cancel()
-	return wrap(c.c.Record(ctx, client.Interaction{Item: item, Kind: client.Kind(kind), Value: value, Time: t}))
+	return c.wrapCtx(ctx, c.c.Record(ctx, client.Interaction{Item: item, Kind: client.Kind(kind), Value: value, Time: t}))
 }
 
 // Recommendations is a ranked list of items.
 type Recommendations struct{ recs []client.Recommendation }
 
 // Len returns the number of items.
-func (r *Recommendations) Len() int { return len(r.recs) }
+func (r *Recommendations) Len() int {
+	if r == nil {
+		return 0
+	}
+	return len(r.recs)
+}
 
-// Item returns the ID of the i-th item, best first.
-func (r *Recommendations) Item(i int) string { return r.recs[i].Item }
+// Item returns the ID of the i-th item, best first; "" if i is out of
+// range [0, Len()).
+func (r *Recommendations) Item(i int) string {
+	if r == nil || i < 0 || i >= len(r.recs) {
+		return ""
+	}
+	return r.recs[i].Item
+}
 
-// Score returns the model's score of the i-th item.
-func (r *Recommendations) Score(i int) float64 { return r.recs[i].Score }
+// Score returns the model's score of the i-th item; 0 if i is out of
+// range [0, Len()).
+func (r *Recommendations) Score(i int) float64 {
+	if r == nil || i < 0 || i >= len(r.recs) {
+		return 0
+	}
+	return r.recs[i].Score
+}
 
 // Recommend returns the k best items for the user, computed on the device.
 func (c *Client) Recommend(k int, includeSeen bool) (*Recommendations, error) {
-	ctx, cancel := c.ctx()
+	ctx, cancel, err := c.ctx()
+	if err != nil {
+		return nil, wrap(err)
+	}
 	defer cancel()
 	recs, err := c.c.Recommend(ctx, k, client.Filter{IncludeSeen: includeSeen})
 	if err != nil {
-		return nil, wrap(err)
+		return nil, c.wrapCtx(ctx, err)
 	}
 	return &Recommendations{recs: recs}, nil
 }
 
 // Sync fetches a newer model if there is one; it reports whether it did.
 func (c *Client) Sync() (bool, error) {
-	ctx, cancel := c.ctx()
+	ctx, cancel, err := c.ctx()
+	if err != nil {
+		return false, wrap(err)
+	}
 	defer cancel()
 	ok, err := c.c.Sync(ctx)
-	return ok, wrap(err)
+	return ok, c.wrapCtx(ctx, err)
 }
 
 // Participate takes part in one round if the user opted in and the round
 // meets the policy. Run it from a background job.
 func (c *Client) Participate() error {
-	ctx, cancel := c.ctx()
+	ctx, cancel, err := c.ctx()
+	if err != nil {
+		return wrap(err)
+	}
 	defer cancel()
-	_, err := c.c.Participate(ctx)
-	return wrap(err)
+	_, err = c.c.Participate(ctx)
+	return c.wrapCtx(ctx, err)
 }
 
 // OptIn records the user's consent to take part in training.
@@ -312,9 +514,12 @@ func (c *Client) OptIn() error { return wrap(c.c.OptIn()) }
 
 // OptOut withdraws consent at once and abandons a round under way.
 func (c *Client) OptOut() error {
-	ctx, cancel := c.ctx()
+	ctx, cancel, err := c.ctx()
+	if err != nil {
+		return wrap(err)
+	}
 	defer cancel()
-	return wrap(c.c.OptOut(ctx))
+	return c.wrapCtx(ctx, c.c.OptOut(ctx))
 }
 
 // OptedIn reports whether the user takes part in training.
@@ -323,9 +528,12 @@ func (c *Client) OptedIn() bool { return c.c.OptedIn() }
 // DeleteMyData wipes the user's data, factor, ledger and keys from the
 // device; the Client stays usable, empty and opted out.
 func (c *Client) DeleteMyData() error {
-	ctx, cancel := c.ctx()
+	ctx, cancel, err := c.ctx()
+	if err != nil {
+		return wrap(err)
+	}
 	defer cancel()
-	return wrap(c.c.DeleteMyData(ctx))
+	return c.wrapCtx(ctx, c.c.DeleteMyData(ctx))
 }
 
 // ReportJSON returns the transparency report as JSON (see client.Report).
@@ -344,7 +552,12 @@ func (c *Client) ReportJSON() (string, error) {
 // Close abandons a round under way and releases the store.
 func (c *Client) Close() error {
 	c.mu.Lock()
-	c.cancel()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.cancel(client.ErrClosed)
 	c.mu.Unlock()
 	err := c.c.Close()
 	if cl, ok := c.fed.(io.Closer); ok {
@@ -356,3 +569,49 @@ func (c *Client) Close() error {
 // Remove deletes the SDK's files from dir, for starting over after a
 // "corrupt" or "wrong_key" error.
 func Remove(dir string) error { return wrap(client.Remove(dir)) }
+
+// logHandler is the slog.Handler that passes the SDK's logs to the app's
+// Logger, if it set one. Handlers derived by WithAttrs share its sink.
+type logHandler struct {
+	sink  *atomic.Pointer[Logger]
+	attrs []slog.Attr
+}
+
+func newLogHandler() *logHandler { return &logHandler{sink: new(atomic.Pointer[Logger])} }
+
+func (h *logHandler) set(l Logger) {
+	if l == nil {
+		h.sink.Store(nil)
+		return
+	}
+	h.sink.Store(&l)
+}
+
+func (h *logHandler) Enabled(context.Context, slog.Level) bool { return h.sink.Load() != nil }
+
+func (h *logHandler) Handle(_ context.Context, r slog.Record) error {
+	lp := h.sink.Load()
+	if lp == nil {
+		return nil
+	}
+	var b strings.Builder
+	add := func(a slog.Attr) bool {
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%v", a.Key, a.Value)
+		return true
+	}
+	for _, a := range h.attrs {
+		add(a)
+	}
+	r.Attrs(add)
+	(*lp).Log(int(r.Level), r.Message, b.String())
+	return nil
+}
+
+func (h *logHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &logHandler{sink: h.sink, attrs: append(slices.Clip(h.attrs), as...)}
+}
+
+func (h *logHandler) WithGroup(string) slog.Handler { return h }

@@ -87,6 +87,9 @@ func TestBindableSurface(t *testing.T) {
 					if s, isStar := recv.(*ast.StarExpr); isStar {
 						recv = s.X
 					}
+					if !recv.(*ast.Ident).IsExported() {
+						continue // gomobile binds no unexported type
+					}
 					name = recv.(*ast.Ident).Name + "." + name
 				}
 				checkFunc(name, d.Type)
@@ -94,6 +97,18 @@ func TestBindableSurface(t *testing.T) {
 				for _, s := range d.Specs {
 					ts, isType := s.(*ast.TypeSpec)
 					if !isType || !ts.Name.IsExported() {
+						continue
+					}
+					if it, isIface := ts.Type.(*ast.InterfaceType); isIface {
+						// An interface the app implements (a callback).
+						for _, m := range it.Methods.List {
+							ft, isFunc := m.Type.(*ast.FuncType)
+							if !isFunc || len(m.Names) != 1 {
+								t.Errorf("interface %s: embeds %s", ts.Name.Name, types.ExprString(m.Type))
+								continue
+							}
+							checkFunc(ts.Name.Name+"."+m.Names[0].Name, ft)
+						}
 						continue
 					}
 					st, isStruct := ts.Type.(*ast.StructType)

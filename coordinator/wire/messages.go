@@ -279,6 +279,12 @@ type ModelHeader struct {
 	// scores its user as the devices that train do; nil means
 	// DefaultEventWeights. Not covered by Digest.
 	Events *EventWeights `msgpack:"events,omitempty"`
+	// Catalogue is the CatalogueDigest of the item catalogue the model
+	// was trained on (item i of the model is the catalogue's i-th ID), so
+	// that a device refuses a catalogue of the same length in another
+	// order; nil when the cluster was not given one. Not covered by
+	// Digest.
+	Catalogue []byte `msgpack:"catalogue,omitempty"`
 }
 
 func (*ModelHeader) Type() Type { return TypeModelHeader }
@@ -298,6 +304,9 @@ func (m *ModelHeader) Validate() error {
 		if p := m.Events.problem(); p != "" {
 			return Errorf(CodeMalformed, "model header: %s", p)
 		}
+	}
+	if m.Catalogue != nil && len(m.Catalogue) != sha256.Size {
+		return Errorf(CodeMalformed, "model header: catalogue digest of %d bytes", len(m.Catalogue))
 	}
 	return nil
 }

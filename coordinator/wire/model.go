@@ -75,6 +75,22 @@ func Digest(m *model.Model) [sha256.Size]byte {
 	return d
 }
 
+// CatalogueDigest is the SHA-256 of an item catalogue, the app's IDs of
+// the model's items in order: a domain string, then each ID as a uvarint
+// length and its bytes. ModelHeader.Catalogue carries it.
+func CatalogueDigest(items []string) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write([]byte("fedrec catalogue v1\n"))
+	var n [binary.MaxVarintLen64]byte
+	for _, id := range items {
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(id)))])
+		h.Write([]byte(id))
+	}
+	var d [sha256.Size]byte
+	h.Sum(d[:0])
+	return d
+}
+
 // SplitModel returns the frames that send m as committed version version,
 // produced by round round. The chunks alias m.Params.
 func SplitModel(m *model.Model, version, round uint64) (*ModelHeader, []*ModelChunk) {
