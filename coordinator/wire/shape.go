@@ -54,6 +54,9 @@ var arrayBounds = map[string]arrayBound{
 	// configuration, and a committed command that does not decode stops
 	// the node, so the count bound is generous.
 	"OpenRound.cohort": {1 << 24, 2},
+	// A device's remembered coordinators: an AddrState is 40 bytes in Go
+	// and takes at least one byte (an empty map) in its file.
+	"ClientState.addrs": {MaxStateAddrs, 1},
 }
 
 // shapeKind is what a shape accepts.
@@ -190,7 +193,8 @@ func decodedTypes() []any {
 			out = append(out, r)
 		}
 	}
-	return out
+	// The files a device keeps (client_state.go).
+	return append(out, new(ClientState), new(StoreAnchor))
 }
 
 type shapeResult struct {
