@@ -60,7 +60,7 @@ func TestBudgetFIFO(t *testing.T) {
 
 func TestDeviceUploads(t *testing.T) {
 	d := &deviceUploads{max: 2, n: map[string]int{}}
-	if !d.take("a") || !d.take("a") || d.take("a") {
+	if first, second, third := d.take("a"), d.take("a"), d.take("a"); !first || !second || third {
 		t.Error("device a: want 2 uploads, the third refused")
 	}
 	if !d.take("b") {

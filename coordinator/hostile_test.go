@@ -148,7 +148,7 @@ func (h *hostileDevice) run(ctx context.Context, wg *sync.WaitGroup) {
 			return err
 		}
 		h.sent.Add(64 << 10)
-		msg, err := reply(st, 40*time.Second) // cut off
+		msg, _ := reply(st, 40*time.Second) // cut off
 		h.count(msg)
 		st.CancelWrite(0)
 		if st, err = send(ctx, conn, append(header(wire.TypeCheckIn, 16<<10), "0123456789"...)); err != nil {
