@@ -38,7 +38,7 @@ type Config struct {
 	// of a recommender that ranks; or "explicit" (predict the rating).
 	Objective string
 
-	Rounds          int     // default 200 (implicit) or 300 (explicit)
+	Rounds          int     // default 300 explicit; implicit: 200 to 300 by the population (implicitRounds)
 	ClientsPerRound int     // default 100 (all clients if fewer)
 	Rank            int     // default model.Defaults: 96 (implicit) or 32 (explicit)
 	LocalEpochs     int     // default 1
@@ -404,6 +404,20 @@ type Observer interface {
 }
 
 // Run loads the data, trains, and evaluates, as c describes.
+// implicitRounds is the default number of rounds of an implicit run:
+// enough for the cohorts to visit each user about five times, at least 200
+// and at most 300. 200 suffice on ml-latest-small's 610 users; the
+// federated model falls 3 % behind its centralized twin at 6,040 users
+// after 200 rounds (about three visits each) and is level after 300
+// (docs/ranking.md).
+func implicitRounds(users, perRound int) int {
+	const visits, least, most = 5, 200, 300
+	if perRound < 1 {
+		return least
+	}
+	return min(most, max(least, (visits*users+perRound-1)/perRound))
+}
+
 func Run(ctx context.Context, c Config, obs Observer) (*Result, error) {
 	env, res, obs, err := prepare(ctx, c, obs)
 	if err != nil || res.Config.Centralized {
@@ -423,6 +437,7 @@ func Run(ctx context.Context, c Config, obs Observer) (*Result, error) {
 // whole run with Centralized).
 func prepare(ctx context.Context, c Config, obs Observer) (*env, *Result, Observer, error) {
 	autoOpt := c.ServerOpt == "" && c.ServerLR == 0
+	autoRounds := c.Rounds == 0
 	c = c.Defaults()
 	if err := c.Validate(); err != nil {
 		return nil, nil, nil, err
@@ -437,6 +452,10 @@ func prepare(ctx context.Context, c Config, obs Observer) (*env, *Result, Observ
 		return nil, nil, nil, err
 	}
 	env.start = start
+	if autoRounds && c.Objective == Implicit {
+		c.Rounds = implicitRounds(len(env.active), c.ClientsPerRound)
+		env.c = c
+	}
 	if autoOpt {
 		if c, err = c.privateServerOpt(len(env.active)); err != nil {
 			return nil, nil, nil, err

@@ -32,7 +32,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.IntVar(&c.Users, "users", 0, "synthetic data: number of users (default 2000)")
 	fs.IntVar(&c.Items, "items", 0, "synthetic data: number of items (default 1000)")
 	implicit := fs.Bool("implicit", false, "same as --objective implicit")
-	fs.IntVar(&c.Rounds, "rounds", 0, "training rounds (default 200 implicit, 300 explicit)")
+	fs.IntVar(&c.Rounds, "rounds", 0, "training rounds (default: explicit 300; implicit enough to visit each user about 5 times, 200 to 300)")
 	fs.IntVar(&c.ClientsPerRound, "clients-per-round", d.ClientsPerRound, "clients sampled per round")
 	fs.IntVar(&c.Rank, "rank", 0, "rank of the factorization (default 96 implicit, 32 explicit)")
 	fs.IntVar(&c.LocalEpochs, "local-epochs", d.LocalEpochs, "local SGD passes per client per round")
