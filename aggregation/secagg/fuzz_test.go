@@ -11,6 +11,7 @@ var sentinels = []error{
 	ErrNotNeighbour, ErrDropped, ErrDuplicate, ErrBadLength, ErrOutOfRange,
 	ErrMalformed, ErrBadKey, ErrDecrypt, ErrConflictingReveal,
 	ErrTooFewSurvivors, ErrDisconnected, ErrReconstruct, ErrAborted,
+	ErrBadSignature, ErrTooFewSignatures, ErrInconsistent,
 }
 
 func isSentinel(err error) bool {
@@ -190,6 +191,16 @@ func step(srv *Server, c *Client) error {
 			return err
 		}
 		return srv.HandleMaskedInput(m)
+	case PhaseConsistencyCheck:
+		in, err := srv.ConsistencyRequest(c.ID())
+		if err != nil {
+			return err
+		}
+		m, err := c.ConsistencyCheck(in)
+		if err != nil {
+			return err
+		}
+		return srv.HandleConsistencyResponse(m)
 	case PhaseUnmask:
 		in, err := srv.UnmaskRequest(c.ID())
 		if err != nil {
