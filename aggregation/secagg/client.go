@@ -43,7 +43,7 @@ type Client struct {
 }
 
 type peer struct {
-	credential    []byte // verifies the peer's signatures, signed rounds only
+	credential    []byte   // verifies the peer's signatures, signed rounds only
 	recvKey       [32]byte // decrypts the shares this peer sent us
 	maskKey       *ecdh.PublicKey
 	maskKeyShare  [ShareLen]uint64
