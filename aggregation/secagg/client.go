@@ -22,7 +22,8 @@ type Client struct {
 	idx    int
 	nbrs   []int // indices, ascending
 	rand   io.Reader
-	next   Phase // the phase whose method is expected next
+	next   Phase    // the phase whose method is expected next
+	ident  Identity // nil in an unsigned round
 
 	cipherKey, maskKey *ecdh.PrivateKey
 	selfSeed           [secretLen]byte
@@ -35,9 +36,14 @@ type Client struct {
 	delivered []uint32
 	// revealed records which share of each peer has been revealed.
 	revealed map[uint32]reveal
+	// From ConsistencyCheck, in a signed round: the survivor set the client
+	// signed, ascending, and its hash.
+	checked     []uint32
+	checkedHash [32]byte
 }
 
 type peer struct {
+	credential    []byte   // verifies the peer's signatures, signed rounds only
 	recvKey       [32]byte // decrypts the shares this peer sent us
 	maskKey       *ecdh.PublicKey
 	maskKeyShare  [ShareLen]uint64
@@ -55,6 +61,27 @@ const (
 // Randomness for keys, self-mask seed and shares is read from r; nil means
 // crypto/rand.Reader.
 func NewClient(cfg Config, id uint32, r io.Reader) (*Client, error) {
+	if cfg.Signed {
+		return nil, configErr("Signed is true: a signed round needs an Identity (NewSignedClient)")
+	}
+	return newClient(cfg, id, nil, r)
+}
+
+// NewSignedClient returns the state machine of client id for the signed
+// round cfg (Config.Signed must be true): it signs its messages with ident
+// and verifies its neighbours' signatures with it. Randomness is read from
+// r as in NewClient.
+func NewSignedClient(cfg Config, id uint32, ident Identity, r io.Reader) (*Client, error) {
+	if !cfg.Signed {
+		return nil, configErr("Signed is false: an Identity needs a signed round")
+	}
+	if ident == nil {
+		return nil, configErr("nil Identity")
+	}
+	return newClient(cfg, id, ident, r)
+}
+
+func newClient(cfg Config, id uint32, ident Identity, r io.Reader) (*Client, error) {
 	nc, err := cfg.normalize()
 	if err != nil {
 		return nil, err
@@ -76,6 +103,7 @@ func NewClient(cfg Config, id uint32, r io.Reader) (*Client, error) {
 		nbrs:   g.neighbours(idx, nil),
 		rand:   r,
 		next:   PhaseAdvertiseKeys,
+		ident:  ident,
 	}, nil
 }
 
@@ -113,16 +141,29 @@ func (c *Client) AdvertiseKeys() (KeyAdvert, error) {
 	if err != nil {
 		return KeyAdvert{}, err
 	}
-	c.cipherKey, c.maskKey = ck, sk
-	c.selfSeed = [secretLen]byte(buf[64:])
-	c.next = PhaseShareKeys
-	return KeyAdvert{
+	m := KeyAdvert{
 		Round:        c.cfg.Round,
 		Client:       c.id,
 		ConfigDigest: bytes.Clone(c.digest[:]),
 		CipherKey:    ck.PublicKey().Bytes(),
 		MaskKey:      sk.PublicKey().Bytes(),
-	}, nil
+	}
+	if c.ident != nil {
+		m.Credential = bytes.Clone(c.ident.Credential())
+		if len(m.Credential) == 0 || len(m.Credential) > MaxCredentialLen {
+			return KeyAdvert{}, fmt.Errorf("%w: credential has %d bytes, want 1 to %d", ErrBadLength, len(m.Credential), MaxCredentialLen)
+		}
+		if m.Signature, err = c.ident.Sign(advertMessage(&c.digest, c.id, m.CipherKey, m.MaskKey)); err != nil {
+			return KeyAdvert{}, fmt.Errorf("secagg: sign key advert: %w", err)
+		}
+		if len(m.Signature) == 0 || len(m.Signature) > MaxSignatureLen {
+			return KeyAdvert{}, fmt.Errorf("%w: signature has %d bytes, want 1 to %d", ErrBadLength, len(m.Signature), MaxSignatureLen)
+		}
+	}
+	c.cipherKey, c.maskKey = ck, sk
+	c.selfSeed = [secretLen]byte(buf[64:])
+	c.next = PhaseShareKeys
+	return m, nil
 }
 
 // checkNeighbour reports whether id is a neighbour of the client, with
@@ -167,6 +208,14 @@ func (c *Client) ShareKeys(m PeerKeys) (ShareUpload, error) {
 		if len(a.CipherKey) != 32 || len(a.MaskKey) != 32 {
 			return ShareUpload{}, fmt.Errorf("%w: keys of %d", ErrBadLength, a.Client)
 		}
+		if c.ident != nil {
+			// Before the keys are used: a substituted key would let the
+			// server read the shares sent to it.
+			msg := advertMessage(&c.digest, a.Client, a.CipherKey, a.MaskKey)
+			if err := verifySignature(c.ident, a.Client, a.Credential, msg, a.Signature); err != nil {
+				return ShareUpload{}, fmt.Errorf("key advert: %w", err)
+			}
+		}
 		for _, k := range [][]byte{a.CipherKey, a.MaskKey} {
 			if seen[[32]byte(k)] {
 				return ShareUpload{}, fmt.Errorf("%w: key of %d repeats another key", ErrBadKey, a.Client)
@@ -188,6 +237,9 @@ func (c *Client) ShareKeys(m PeerKeys) (ShareUpload, error) {
 		peers[a.Client] = &peer{
 			recvKey: deriveKey(shared, labelShareKey, &c.digest, []uint32{a.Client, c.id}),
 			maskKey: spk,
+		}
+		if c.ident != nil {
+			peers[a.Client].credential = bytes.Clone(a.Credential)
 		}
 		sendKeys[i] = deriveKey(shared, labelShareKey, &c.digest, []uint32{c.id, a.Client})
 		xs[i] = holderX(a.Client)
@@ -273,7 +325,92 @@ func (c *Client) MaskedInput(m ShareDelivery, x []uint64) (MaskedInput, error) {
 	c.delivered = delivered
 	c.revealed = make(map[uint32]reveal, len(delivered))
 	c.next = PhaseUnmask
+	if c.ident != nil {
+		c.next = PhaseConsistencyCheck
+	}
 	return MaskedInput{Round: c.cfg.Round, From: c.id, Values: y}, nil
+}
+
+// ConsistencyCheck signs the survivor set U3 of a signed round, after
+// checking it against what the client saw: ascending ids of the cohort,
+// the client itself among them, at least MinSurvivors of them, and every
+// neighbour in it one that delivered shares to the client, with at least
+// Threshold such neighbours. A client signs one set per round: once it has
+// answered, the phase is over for it.
+func (c *Client) ConsistencyCheck(m ConsistencyRequest) (ConsistencyResponse, error) {
+	if err := c.expect(PhaseConsistencyCheck, m.Round, m.To); err != nil {
+		return ConsistencyResponse{}, err
+	}
+	set := m.Survivors
+	self, nbrs := false, 0
+	for i, id := range set {
+		if i > 0 && id <= set[i-1] {
+			return ConsistencyResponse{}, fmt.Errorf("%w: survivors not strictly ascending at %d", ErrMalformed, id)
+		}
+		j, ok := c.g.index(id)
+		switch {
+		case !ok:
+			return ConsistencyResponse{}, fmt.Errorf("%w: survivor %d", ErrUnknownClient, id)
+		case j == c.idx:
+			self = true
+		case c.g.adjacent(c.idx, j):
+			if _, ok := slices.BinarySearch(c.delivered, id); !ok {
+				return ConsistencyResponse{}, fmt.Errorf("%w: neighbour %d survived but delivered no shares", ErrInconsistent, id)
+			}
+			nbrs++
+		}
+	}
+	if !self {
+		return ConsistencyResponse{}, fmt.Errorf("%w: survivors leave out %d, which sent its masked input", ErrInconsistent, c.id)
+	}
+	if len(set) < c.cfg.MinSurvivors {
+		return ConsistencyResponse{}, fmt.Errorf("%w: %d survivors, need %d", ErrTooFewSurvivors, len(set), c.cfg.MinSurvivors)
+	}
+	if nbrs < c.cfg.Threshold {
+		return ConsistencyResponse{}, fmt.Errorf("%w: %d neighbours survived, threshold %d", ErrTooFewSurvivors, nbrs, c.cfg.Threshold)
+	}
+	h := survivorSetHash(set)
+	sig, err := c.ident.Sign(consistencyMessage(&c.digest, &h))
+	if err != nil {
+		return ConsistencyResponse{}, fmt.Errorf("secagg: sign survivor set: %w", err)
+	}
+	if len(sig) == 0 || len(sig) > MaxSignatureLen {
+		return ConsistencyResponse{}, fmt.Errorf("%w: signature has %d bytes, want 1 to %d", ErrBadLength, len(sig), MaxSignatureLen)
+	}
+	c.checked, c.checkedHash = slices.Clone(set), h
+	c.next = PhaseUnmask
+	return ConsistencyResponse{Round: c.cfg.Round, From: c.id, Signature: sig}, nil
+}
+
+// checkSignatures counts the valid consistency signatures in sigs from
+// distinct neighbours in the signed survivor set and refuses with
+// ErrTooFewSignatures if there are fewer than Threshold. Invalid
+// signatures are not counted, so a neighbour that signs garbage cannot
+// stall the round alone.
+func (c *Client) checkSignatures(sigs []PeerSignature) error {
+	msg := consistencyMessage(&c.digest, &c.checkedHash)
+	valid, bad := 0, 0
+	for i, ps := range sigs {
+		if i > 0 && ps.Client <= sigs[i-1].Client {
+			return fmt.Errorf("%w: signers not strictly ascending at %d", ErrMalformed, ps.Client)
+		}
+		if err := c.checkNeighbour(ps.Client); err != nil {
+			return err
+		}
+		if _, ok := slices.BinarySearch(c.checked, ps.Client); !ok {
+			return fmt.Errorf("%w: %d signed but is not in the survivor set", ErrInconsistent, ps.Client)
+		}
+		p := c.peers[ps.Client] // in the set, so it delivered shares
+		if err := verifySignature(c.ident, ps.Client, p.credential, msg, ps.Signature); err != nil {
+			bad++
+			continue
+		}
+		valid++
+	}
+	if valid < c.cfg.Threshold {
+		return fmt.Errorf("%w: %d valid signatures of the survivor set (%d invalid), threshold %d", ErrTooFewSignatures, valid, bad, c.cfg.Threshold)
+	}
+	return nil
 }
 
 // Unmask returns the shares the server needs to remove the masks (phase 4):
@@ -281,7 +418,11 @@ func (c *Client) MaskedInput(m ShareDelivery, x []uint64) (MaskedInput, error) {
 // every dropped neighbour. It refuses, with ErrConflictingReveal, to reveal
 // both shares of one peer, in this request or together with an earlier
 // one; repeating a request returns the same shares. It refuses with
-// ErrTooFewSurvivors when fewer than Threshold neighbours survived.
+// ErrTooFewSurvivors when fewer than Threshold neighbours survived. In a
+// signed round it also refuses, with ErrInconsistent, a request whose
+// survivors and dropped neighbours differ from the survivor set it signed,
+// and with ErrTooFewSignatures unless at least Threshold of its neighbours
+// in that set validly signed exactly that set.
 func (c *Client) Unmask(m UnmaskRequest) (UnmaskResponse, error) {
 	if err := c.expect(PhaseUnmask, m.Round, m.To); err != nil {
 		return UnmaskResponse{}, err
@@ -309,6 +450,22 @@ func (c *Client) Unmask(m UnmaskRequest) (UnmaskResponse, error) {
 	}
 	if len(kind) != len(c.delivered) {
 		return UnmaskResponse{}, fmt.Errorf("%w: %d of %d neighbours classified", ErrMalformed, len(kind), len(c.delivered))
+	}
+	if c.ident != nil {
+		// The request must say what the signed set says about every
+		// neighbour: this is what stops the server from telling different
+		// neighbours different stories about one client.
+		for _, id := range c.delivered {
+			k := kind[id]
+			if _, in := slices.BinarySearch(c.checked, id); in != (k == revealSelfSeed) {
+				return UnmaskResponse{}, fmt.Errorf("%w: request says %d %s, the signed survivor set does not", ErrInconsistent, id, map[bool]string{true: "survived", false: "dropped"}[k == revealSelfSeed])
+			}
+		}
+		if err := c.checkSignatures(m.Signatures); err != nil {
+			return UnmaskResponse{}, err
+		}
+	} else if len(m.Signatures) > 0 {
+		return UnmaskResponse{}, fmt.Errorf("%w: signatures in an unsigned round", ErrMalformed)
 	}
 	if len(m.Survivors) < c.cfg.Threshold {
 		return UnmaskResponse{}, fmt.Errorf("%w: %d neighbours survived, threshold %d", ErrTooFewSurvivors, len(m.Survivors), c.cfg.Threshold)

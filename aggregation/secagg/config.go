@@ -14,8 +14,12 @@ const (
 	MaxVectorLen = 1 << 28
 	// MinSeedLen is the shortest Seed accepted when the graph is sparse.
 	MinSeedLen = 16
-	// MaxSignatureLen bounds KeyAdvert.Signature.
+	// MaxSignatureLen bounds KeyAdvert.Signature and
+	// ConsistencyResponse.Signature.
 	MaxSignatureLen = 1024
+	// MaxCredentialLen bounds KeyAdvert.Credential (a device certificate,
+	// or a short chain of them).
+	MaxCredentialLen = 8192
 )
 
 // Config describes one round. The server and every client must be given
@@ -59,6 +63,16 @@ type Config struct {
 	// will sum; below it, at any phase, the round aborts. Zero means
 	// Threshold; otherwise it must be between Threshold and len(Clients).
 	MinSurvivors int
+	// Signed makes the round resist a server that actively lies (Bonawitz
+	// et al. 2017, section 4, the malicious model): clients sign their key
+	// adverts with a long-term Identity and verify their neighbours'
+	// (NewSignedClient), and a consistency-check phase between the masked
+	// inputs and unmasking makes every client sign the survivor set and
+	// reveal nothing until Threshold of its neighbours signed the same set.
+	// It is bound into the config digest only when true, so the digests of
+	// unsigned rounds are those of earlier versions. See ActiveThreshold
+	// for the threshold it needs.
+	Signed bool
 }
 
 // Validate reports whether c describes a valid round. The error wraps
@@ -150,6 +164,11 @@ func (c *Config) digest() [32]byte {
 	for _, id := range c.Clients {
 		binary.BigEndian.PutUint32(b[:4], id)
 		h.Write(b[:4])
+	}
+	if c.Signed {
+		// Appended, not a field in every digest: unsigned rounds keep the
+		// digests (and golden files) of the versions before signing.
+		h.Write([]byte("signed\x00"))
 	}
 	var d [32]byte
 	h.Sum(d[:0])

@@ -62,6 +62,35 @@
 // by PRG(b_u), whose shares the honest neighbours refuse to give out once
 // they have revealed shares of s_u.
 //
+// # Signed rounds: an actively malicious server
+//
+// With Config.Signed the round follows the malicious-model variant of
+// Bonawitz et al. (section 4). Each client has a long-term Identity (the
+// device certificate), supplied to NewSignedClient:
+//
+//   - Its KeyAdvert carries a signature of (config digest, client id,
+//     C_u, S_u) and the credential that verifies it. Every client verifies
+//     every neighbour's advert in ShareKeys and refuses the round on a
+//     missing or bad one (ErrBadSignature): the server can no longer
+//     substitute keys or invent clients.
+//   - A consistency check (PhaseConsistencyCheck) runs between the masked
+//     inputs and unmasking: the server sends every client in U3 the set
+//     U3 (ConsistencyRequest); the client checks it (itself in it, every
+//     neighbour in it one that delivered shares, at least t such
+//     neighbours) and signs (config digest, U3) (ConsistencyResponse). It
+//     signs one set per round. The UnmaskRequest then carries the
+//     neighbours' signatures, and the client reveals nothing unless at
+//     least t neighbours in its set validly signed exactly that set
+//     (ErrTooFewSignatures) and the request's survivors and dropped
+//     neighbours are those of that set (ErrInconsistent).
+//
+// With t > (k + c)/2 (ActiveThreshold), no server colluding with c clients
+// per neighbourhood can learn an honest client's input; Config.CheckActive
+// and ActiveTolerance let a device's policy check a round against that.
+// Phase values are append-only, so PhaseConsistencyCheck (7) is
+// numerically after PhaseDone; compare phases by the protocol's order, not
+// by value. An unsigned round is unchanged, digest included.
+//
 // # Driving it
 //
 // The driver owns the clock. It opens a round with NewServer and, on each

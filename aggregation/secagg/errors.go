@@ -43,6 +43,20 @@ var (
 	// one request or across requests. Revealing both would unmask that
 	// peer's input.
 	ErrConflictingReveal = errors.New("secagg: refusing to reveal both shares of a peer")
+	// ErrBadSignature reports, in a signed round, a key advert whose
+	// signature is missing or does not verify under the peer's identity: the
+	// server, or whoever relayed it, may have substituted the keys.
+	ErrBadSignature = errors.New("secagg: missing or invalid signature")
+	// ErrTooFewSignatures is returned by Client.Unmask in a signed round
+	// when fewer than Threshold neighbours validly signed the survivor set
+	// the client signed. The client reveals nothing.
+	ErrTooFewSignatures = errors.New("secagg: too few consistency signatures")
+	// ErrInconsistent reports, in a signed round, a survivor set or an
+	// unmask request that contradicts what the client saw or signed: a
+	// neighbour claimed to survive that delivered it no shares, the client
+	// itself left out, or survivors and dropped clients that differ from the
+	// signed set.
+	ErrInconsistent = errors.New("secagg: inconsistent view of the round")
 
 	// ErrTooFewSurvivors reports that fewer clients than the threshold
 	// survived a phase, overall or in some neighbourhood. The round aborts.

@@ -11,6 +11,7 @@ var sentinels = []error{
 	ErrNotNeighbour, ErrDropped, ErrDuplicate, ErrBadLength, ErrOutOfRange,
 	ErrMalformed, ErrBadKey, ErrDecrypt, ErrConflictingReveal,
 	ErrTooFewSurvivors, ErrDisconnected, ErrReconstruct, ErrAborted,
+	ErrBadSignature, ErrTooFewSignatures, ErrInconsistent,
 }
 
 func isSentinel(err error) bool {
@@ -190,6 +191,16 @@ func step(srv *Server, c *Client) error {
 			return err
 		}
 		return srv.HandleMaskedInput(m)
+	case PhaseConsistencyCheck:
+		in, err := srv.ConsistencyRequest(c.ID())
+		if err != nil {
+			return err
+		}
+		m, err := c.ConsistencyCheck(in)
+		if err != nil {
+			return err
+		}
+		return srv.HandleConsistencyResponse(m)
 	case PhaseUnmask:
 		in, err := srv.UnmaskRequest(c.ID())
 		if err != nil {
@@ -202,4 +213,88 @@ func step(srv *Server, c *Client) error {
 		return srv.HandleUnmaskResponse(m)
 	}
 	return nil
+}
+
+// FuzzSignedMessages mutates the messages of a signed round, those that
+// only signed rounds have (consistency request and response, signatures in
+// the unmask request) and the signed key adverts, and checks that the
+// receiver neither panics nor returns anything but a sentinel error, and
+// that the round still finishes or aborts cleanly.
+func FuzzSignedMessages(f *testing.F) {
+	for w := range 8 {
+		f.Add(uint8(w), []byte{})
+		f.Add(uint8(w), []byte{0, 0, 0})
+		f.Add(uint8(w), []byte{3, 1, 0, 5, 2, 7})
+		f.Add(uint8(w), []byte{9, 2, 1, 1, 3, 0})
+		f.Add(uint8(w), []byte{4, 0, 200})
+	}
+	cfg := signedConfig(5, 3, 8, 0, 0)
+	ca := newTestCA()
+	idents := map[uint32]*testIdentity{}
+	for _, id := range cfg.Clients {
+		idents[id] = ca.issue(id)
+	}
+	f.Fuzz(func(t *testing.T, which uint8, ops []byte) {
+		srv, err := NewServer(cfg, ServerOptions{Workers: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients := map[uint32]*Client{}
+		for _, id := range cfg.Clients {
+			if clients[id], err = NewSignedClient(cfg, id, idents[id], clientRand(1, id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		order := []Phase{PhaseAdvertiseKeys, PhaseShareKeys, PhaseConsistencyCheck, PhaseUnmask}
+		phase := order[which%4]
+		toServer := which&4 == 0
+		for srv.Phase() != phase {
+			advance(t, srv, clients, nil)
+		}
+		id := cfg.Clients[0]
+		c := clients[id]
+		switch phase {
+		case PhaseAdvertiseKeys:
+			m, _ := c.AdvertiseKeys()
+			mutate(reflect.ValueOf(&m), ops)
+			err = srv.HandleKeyAdvert(m)
+		case PhaseShareKeys:
+			in, _ := srv.PeerKeys(id)
+			mutate(reflect.ValueOf(&in), ops)
+			var up ShareUpload
+			if up, err = c.ShareKeys(in); err == nil {
+				err = srv.HandleShareUpload(up)
+			}
+		case PhaseConsistencyCheck:
+			in, _ := srv.ConsistencyRequest(id)
+			if toServer {
+				m, _ := c.ConsistencyCheck(in)
+				mutate(reflect.ValueOf(&m), ops)
+				err = srv.HandleConsistencyResponse(m)
+			} else {
+				mutate(reflect.ValueOf(&in), ops)
+				_, err = c.ConsistencyCheck(in)
+			}
+		case PhaseUnmask:
+			in, _ := srv.UnmaskRequest(id)
+			mutate(reflect.ValueOf(&in), ops)
+			_, err = c.Unmask(in)
+		}
+		if err != nil && !isSentinel(err) {
+			t.Fatalf("phase %v: error %v wraps no sentinel", phase, err)
+		}
+		for p := srv.Phase(); p != PhaseDone && p != PhaseAborted; p = srv.Phase() {
+			for _, id := range srv.Awaiting() {
+				if err := step(srv, clients[id]); err != nil && !isSentinel(err) {
+					t.Fatalf("phase %v, client %d: %v wraps no sentinel", p, id, err)
+				}
+			}
+			if err := srv.ClosePhase(); err != nil {
+				if !isSentinel(err) {
+					t.Fatalf("ClosePhase: %v wraps no sentinel", err)
+				}
+				return
+			}
+		}
+	})
 }

@@ -19,9 +19,16 @@ type KeyAdvert struct {
 	CipherKey []byte
 	// MaskKey is s_pk, the X25519 public key used to agree pairwise masks.
 	MaskKey []byte
-	// Signature is reserved for signing the keys once clients have
-	// long-term identities. It is relayed as is and not verified.
+	// Signature signs the advert with the client's long-term identity in a
+	// signed round (Config.Signed): Identity.Sign of the domain-separated
+	// message binding the config digest, the client id and both keys. The
+	// server relays it; every neighbour verifies it. Empty in an unsigned
+	// round, where it is relayed as is and not verified.
 	Signature []byte
+	// Credential is what a peer's Identity needs to verify Signature and to
+	// tie it to Client (for the SDK: the device certificate, DER), opaque to
+	// this package. Empty in an unsigned round.
+	Credential []byte
 }
 
 // PeerKeys gives a client the keys of its neighbours that advertised keys
@@ -63,13 +70,41 @@ type MaskedInput struct {
 	Values []uint64
 }
 
-// UnmaskRequest tells a client which of its neighbours from ShareDelivery
-// sent a masked input and which dropped (phase 4, server to client).
-type UnmaskRequest struct {
+// ConsistencyRequest gives a client that sent its masked input the set U3
+// of all the clients whose masked input the server accepted, ascending
+// (consistency-check phase of a signed round, server to client).
+type ConsistencyRequest struct {
 	Round     uint64
 	To        uint32
 	Survivors []uint32
-	Dropped   []uint32
+}
+
+// ConsistencyResponse is a client's signature of the round's config digest
+// and the survivor set it was sent (consistency-check phase, client to
+// server). A client signs one set per round.
+type ConsistencyResponse struct {
+	Round     uint64
+	From      uint32
+	Signature []byte
+}
+
+// PeerSignature is a neighbour's consistency signature, relayed by the
+// server in an UnmaskRequest.
+type PeerSignature struct {
+	Client    uint32
+	Signature []byte
+}
+
+// UnmaskRequest tells a client which of its neighbours from ShareDelivery
+// sent a masked input and which dropped (phase 4, server to client). In a
+// signed round it also carries the consistency signatures of the client's
+// neighbours that completed the consistency check, ascending by Client.
+type UnmaskRequest struct {
+	Round      uint64
+	To         uint32
+	Survivors  []uint32
+	Dropped    []uint32
+	Signatures []PeerSignature
 }
 
 // Share is a plaintext Shamir share of a peer's secret: ShareLen field
@@ -90,7 +125,9 @@ type UnmaskResponse struct {
 }
 
 // Phase is a step of the protocol. Values start at 1 and are only ever
-// appended.
+// appended, so their numeric order is not the order of the protocol: a
+// signed round runs PhaseConsistencyCheck between PhaseMaskedInput and
+// PhaseUnmask.
 type Phase uint8
 
 const (
@@ -100,6 +137,9 @@ const (
 	PhaseUnmask        Phase = 4
 	PhaseDone          Phase = 5
 	PhaseAborted       Phase = 6
+	// PhaseConsistencyCheck runs only in signed rounds, after
+	// PhaseMaskedInput and before PhaseUnmask.
+	PhaseConsistencyCheck Phase = 7
 )
 
 func (p Phase) String() string {
@@ -116,6 +156,8 @@ func (p Phase) String() string {
 		return "done"
 	case PhaseAborted:
 		return "aborted"
+	case PhaseConsistencyCheck:
+		return "consistency-check"
 	}
 	return "invalid"
 }

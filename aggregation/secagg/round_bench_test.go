@@ -172,3 +172,40 @@ func BenchmarkShamir(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSignedRound compares a signed round (Config.Signed: ECDSA P-256
+// identities as the device certificates give, signed adverts verified by
+// every neighbour, the consistency check) with the same round unsigned, at
+// the same threshold (a majority, as a signed round needs). Client and
+// server CPU as in BenchmarkRound; creating the identities is not timed.
+func BenchmarkSignedRound(b *testing.B) {
+	for _, c := range []struct{ n, d int }{{100, 118_592}, {500, 118_592}} {
+		k, _ := benchDegree(c.n)
+		for _, signed := range []bool{false, true} {
+			clock, clockName := wallClock, "wall"
+			if haveThreadCPU {
+				clock, clockName = threadCPU, "cpu"
+			}
+			b.Run(fmt.Sprintf("n=%d/d=%d/k=%d/signed=%v/clock=%s", c.n, c.d, k, signed, clockName), func(b *testing.B) {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				cfg := testConfig(c.n, c.d, 32, k, 0)
+				cfg.Signed = signed
+				sim := simulation{cfg: cfg, seed: 1, workers: 1, clock: clock}
+				b.ReportAllocs()
+				var ct, st time.Duration
+				for b.Loop() {
+					out, err := sim.run()
+					if err != nil {
+						b.Fatal(err)
+					}
+					ct += out.clientTime / time.Duration(c.n)
+					st += out.serverTime
+				}
+				per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N) }
+				b.ReportMetric(per(ct), "client-ns")
+				b.ReportMetric(per(st), "server-ns")
+			})
+		}
+	}
+}

@@ -33,21 +33,77 @@ type Server struct {
 	g       *graph
 	workers int
 
-	phase Phase
+	stage stage // the open phase, or stDone or stAborted
 	err   error // wraps ErrAborted and the cause once the round aborted
 
 	// level[i] is the last phase client i survived: 0 for none, p for U_p.
-	level []Phase
+	level []stage
 	got   []bool // client i's message for the current phase has arrived
 
-	adverts  []KeyAdvert       // phase 1, by client index
-	keys     map[[32]byte]bool // every public key advertised
-	uploads  [][]SealedShare   // phase 2, by sender index, ascending by Peer
-	sum      []uint64          // phase 3, Σ y_u mod 2^64
-	selfSeed [][]heldShare     // phase 4, shares of b_u, by owner index
-	maskKey  [][]heldShare     // phase 4, shares of s_u^SK, by owner index
+	adverts   []KeyAdvert       // phase 1, by client index
+	keys      map[[32]byte]bool // every public key advertised
+	uploads   [][]SealedShare   // phase 2, by sender index, ascending by Peer
+	sum       []uint64          // phase 3, Σ y_u mod 2^64
+	survivors []uint32          // consistency check, U3 ascending
+	checkSigs [][]byte          // consistency check, by client index
+	selfSeed  [][]heldShare     // phase 4, shares of b_u, by owner index
+	maskKey   [][]heldShare     // phase 4, shares of s_u^SK, by owner index
 
 	result Result
+}
+
+// stage is a phase in protocol order. Phase values are append-only, so the
+// consistency check, added later, has a larger value than the phases
+// around it; the server orders phases by stage instead. A client's level
+// is the stage of the last phase it completed.
+type stage uint8
+
+const (
+	stNone      stage = iota
+	stAdvertise       // U1
+	stShare           // U2
+	stMasked          // U3
+	stCheck           // U4 of a signed round: signed the survivor set
+	stUnmask          // answered the unmask request
+	stDone
+	stAborted
+)
+
+var stagePhases = [...]Phase{
+	stAdvertise: PhaseAdvertiseKeys,
+	stShare:     PhaseShareKeys,
+	stMasked:    PhaseMaskedInput,
+	stCheck:     PhaseConsistencyCheck,
+	stUnmask:    PhaseUnmask,
+	stDone:      PhaseDone,
+	stAborted:   PhaseAborted,
+}
+
+func (st stage) phase() Phase { return stagePhases[st] }
+
+func stageOf(p Phase) stage {
+	for st, q := range stagePhases {
+		if q == p && p != 0 {
+			return stage(st)
+		}
+	}
+	panic(fmt.Sprintf("secagg: no stage for phase %d", p))
+}
+
+// prev is the phase before st in this round: unsigned rounds skip the
+// consistency check.
+func (s *Server) prev(st stage) stage {
+	if st == stUnmask && !s.cfg.Signed {
+		return stMasked
+	}
+	return st - 1
+}
+
+func (s *Server) next(st stage) stage {
+	if st == stMasked && !s.cfg.Signed {
+		return stUnmask
+	}
+	return st + 1
 }
 
 type heldShare struct {
@@ -86,8 +142,8 @@ func NewServer(cfg Config, opts ServerOptions) (*Server, error) {
 		digest:  nc.digest(),
 		g:       newGraph(&nc),
 		workers: w,
-		phase:   PhaseAdvertiseKeys,
-		level:   make([]Phase, n),
+		stage:   stAdvertise,
+		level:   make([]stage, n),
 		got:     make([]bool, n),
 		adverts: make([]KeyAdvert, n),
 		keys:    make(map[[32]byte]bool, 2*n),
@@ -98,7 +154,7 @@ func NewServer(cfg Config, opts ServerOptions) (*Server, error) {
 func (s *Server) Phase() Phase {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.phase
+	return s.stage.phase()
 }
 
 // Awaiting returns, ascending, the clients expected to send a message in
@@ -107,12 +163,13 @@ func (s *Server) Phase() Phase {
 func (s *Server) Awaiting() []uint32 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.phase > PhaseUnmask {
+	if s.stage > stUnmask {
 		return nil
 	}
 	var out []uint32
+	prev := s.prev(s.stage)
 	for i, l := range s.level {
-		if l == s.phase-1 && !s.got[i] {
+		if l == prev && !s.got[i] {
 			out = append(out, s.g.ids[i])
 		}
 	}
@@ -121,15 +178,17 @@ func (s *Server) Awaiting() []uint32 {
 
 // Survivors returns, ascending, the clients that survived the last closed
 // phase: U1 after advertise-keys, U2 after share-keys, U3 after
-// masked-input and U4 after unmask. Clients whose neighbourhood became
-// smaller than the threshold are pruned from U1 and U2.
+// masked-input, the clients that signed the survivor set after the
+// consistency check, and those that answered after unmask. Clients whose
+// neighbourhood became smaller than the threshold are pruned from U1 and
+// U2.
 func (s *Server) Survivors() []uint32 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	closed := s.phase - 1
-	if s.phase == PhaseAborted {
+	if s.stage == stAborted {
 		return nil
 	}
+	closed := s.prev(s.stage)
 	var out []uint32
 	for i, l := range s.level {
 		if closed > 0 && l >= closed {
@@ -146,8 +205,8 @@ func (s *Server) Result() (Result, error) {
 	if s.err != nil {
 		return Result{}, s.err
 	}
-	if s.phase != PhaseDone {
-		return Result{}, fmt.Errorf("%w: the round is in phase %v", ErrWrongPhase, s.phase)
+	if s.stage != stDone {
+		return Result{}, fmt.Errorf("%w: the round is in phase %v", ErrWrongPhase, s.stage.phase())
 	}
 	r := s.result
 	r.Sum = slices.Clone(r.Sum)
@@ -158,6 +217,7 @@ func (s *Server) Result() (Result, error) {
 // admit checks a message from client `from` for phase p and returns the
 // client's index.
 func (s *Server) admit(p Phase, round uint64, from uint32) (int, error) {
+	st := stageOf(p)
 	if s.err != nil {
 		return 0, s.err
 	}
@@ -169,12 +229,14 @@ func (s *Server) admit(p Phase, round uint64, from uint32) (int, error) {
 		return 0, fmt.Errorf("%w: %d", ErrUnknownClient, from)
 	}
 	switch {
-	case s.phase < p:
-		return 0, fmt.Errorf("%w: %v message from %d during %v", ErrWrongPhase, p, from, s.phase)
-	case s.phase > p:
+	case st == stCheck && !s.cfg.Signed:
+		return 0, fmt.Errorf("%w: %v message from %d in an unsigned round", ErrWrongPhase, p, from)
+	case s.stage < st:
+		return 0, fmt.Errorf("%w: %v message from %d during %v", ErrWrongPhase, p, from, s.stage.phase())
+	case s.stage > st:
 		return 0, fmt.Errorf("%w: %v message from %d", ErrPhaseClosed, p, from)
 	}
-	if s.level[i] < p-1 {
+	if s.level[i] < s.prev(st) {
 		return 0, fmt.Errorf("%w: %d", ErrDropped, from)
 	}
 	if s.got[i] {
@@ -184,8 +246,9 @@ func (s *Server) admit(p Phase, round uint64, from uint32) (int, error) {
 }
 
 // recipient checks a request for client `to`'s message in phase p, which
-// must be open; the client must have survived phase p-1.
+// must be open; the client must have survived the phase before.
 func (s *Server) recipient(p Phase, to uint32) (int, error) {
+	st := stageOf(p)
 	if s.err != nil {
 		return 0, s.err
 	}
@@ -194,12 +257,14 @@ func (s *Server) recipient(p Phase, to uint32) (int, error) {
 		return 0, fmt.Errorf("%w: %d", ErrUnknownClient, to)
 	}
 	switch {
-	case s.phase < p:
+	case st == stCheck && !s.cfg.Signed:
+		return 0, fmt.Errorf("%w: %v in an unsigned round", ErrWrongPhase, p)
+	case s.stage < st:
 		return 0, fmt.Errorf("%w: %v not open yet", ErrWrongPhase, p)
-	case s.phase > p:
+	case s.stage > st:
 		return 0, fmt.Errorf("%w: %v", ErrPhaseClosed, p)
 	}
-	if s.level[i] < p-1 {
+	if s.level[i] < s.prev(st) {
 		return 0, fmt.Errorf("%w: %d", ErrDropped, to)
 	}
 	return i, nil
@@ -222,6 +287,14 @@ func (s *Server) HandleKeyAdvert(m KeyAdvert) error {
 	if len(m.Signature) > MaxSignatureLen {
 		return fmt.Errorf("%w: signature of %d has %d bytes, more than %d", ErrBadLength, m.Client, len(m.Signature), MaxSignatureLen)
 	}
+	if len(m.Credential) > MaxCredentialLen {
+		return fmt.Errorf("%w: credential of %d has %d bytes, more than %d", ErrBadLength, m.Client, len(m.Credential), MaxCredentialLen)
+	}
+	if s.cfg.Signed && (len(m.Signature) == 0 || len(m.Credential) == 0) {
+		// The server cannot verify it (it holds no identities), but an
+		// advert without one would only make every neighbour refuse.
+		return fmt.Errorf("%w: keys of %d are not signed in a signed round", ErrBadSignature, m.Client)
+	}
 	ck, sk := [32]byte(m.CipherKey), [32]byte(m.MaskKey)
 	if ck == sk || s.keys[ck] || s.keys[sk] {
 		return fmt.Errorf("%w: keys of %d repeat a key", ErrBadKey, m.Client)
@@ -234,6 +307,7 @@ func (s *Server) HandleKeyAdvert(m KeyAdvert) error {
 		CipherKey:    ck[:],
 		MaskKey:      sk[:],
 		Signature:    bytes.Clone(m.Signature),
+		Credential:   bytes.Clone(m.Credential),
 	}
 	s.got[i] = true
 	return nil
@@ -252,10 +326,10 @@ func (s *Server) PeerKeys(to uint32) (PeerKeys, error) {
 	var peers []*KeyAdvert
 	size := 0
 	for _, j := range s.g.neighbours(i, nil) {
-		if s.level[j] >= PhaseAdvertiseKeys {
+		if s.level[j] >= stAdvertise {
 			a := &s.adverts[j]
 			peers = append(peers, a)
-			size += len(a.CipherKey) + len(a.MaskKey) + len(a.Signature) + len(a.ConfigDigest)
+			size += len(a.CipherKey) + len(a.MaskKey) + len(a.Signature) + len(a.Credential) + len(a.ConfigDigest)
 		}
 	}
 	if len(peers) > 0 {
@@ -268,6 +342,7 @@ func (s *Server) PeerKeys(to uint32) (PeerKeys, error) {
 			p.CipherKey, buf = appendCopy(buf, a.CipherKey)
 			p.MaskKey, buf = appendCopy(buf, a.MaskKey)
 			p.Signature, buf = appendCopy(buf, a.Signature)
+			p.Credential, buf = appendCopy(buf, a.Credential)
 			p.ConfigDigest, buf = appendCopy(buf, a.ConfigDigest)
 			m.Peers[k] = p
 		}
@@ -286,7 +361,7 @@ func (s *Server) HandleShareUpload(m ShareUpload) error {
 	}
 	k := 0
 	for _, j := range s.g.neighbours(i, nil) {
-		if s.level[j] < PhaseAdvertiseKeys {
+		if s.level[j] < stAdvertise {
 			continue
 		}
 		if k >= len(m.Shares) || m.Shares[k].Peer != s.g.ids[j] {
@@ -325,7 +400,7 @@ func (s *Server) ShareDelivery(to uint32) (ShareDelivery, error) {
 	nb := s.g.neighbours(i, nil)
 	var buf []byte // one copy of every ciphertext, in one allocation
 	for _, j := range nb {
-		if s.level[j] < PhaseShareKeys {
+		if s.level[j] < stShare {
 			continue
 		}
 		up := s.uploads[j]
@@ -377,8 +452,103 @@ func (s *Server) HandleMaskedInput(m MaskedInput) error {
 	return nil
 }
 
+// ConsistencyRequest returns the message for client `to` in the
+// consistency check of a signed round: the survivor set U3.
+func (s *Server) ConsistencyRequest(to uint32) (ConsistencyRequest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.recipient(PhaseConsistencyCheck, to); err != nil {
+		return ConsistencyRequest{}, err
+	}
+	return ConsistencyRequest{Round: s.cfg.Round, To: to, Survivors: slices.Clone(s.survivors)}, nil
+}
+
+// HandleConsistencyResponse accepts a client's signature of the survivor
+// set (consistency check of a signed round). The server cannot verify it;
+// the client's neighbours do.
+func (s *Server) HandleConsistencyResponse(m ConsistencyResponse) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, err := s.admit(PhaseConsistencyCheck, m.Round, m.From)
+	if err != nil {
+		return err
+	}
+	if len(m.Signature) == 0 {
+		return fmt.Errorf("%w: consistency response of %d is not signed", ErrBadSignature, m.From)
+	}
+	if len(m.Signature) > MaxSignatureLen {
+		return fmt.Errorf("%w: signature of %d has %d bytes, more than %d", ErrBadLength, m.From, len(m.Signature), MaxSignatureLen)
+	}
+	if s.checkSigs == nil {
+		s.checkSigs = make([][]byte, s.g.size())
+	}
+	s.checkSigs[i] = bytes.Clone(m.Signature)
+	s.got[i] = true
+	return nil
+}
+
+// checkSigned runs when the consistency check closes. A client that signed
+// will reveal shares only with Threshold signatures from its neighbours
+// that signed too, and every secret to be reconstructed needs Threshold
+// such clients among its owner's neighbours; otherwise the round aborts
+// before anyone is asked to reveal anything.
+func (s *Server) checkSigned() error {
+	t := s.cfg.Threshold
+	able := make([]bool, s.g.size())
+	var nb []int
+	n4 := s.count(stCheck)
+	for i, l := range s.level {
+		if l < stCheck {
+			continue
+		}
+		c := n4 - 1
+		if !s.g.complete {
+			c = 0
+			nb = s.g.neighbours(i, nb)
+			for _, j := range nb {
+				if s.level[j] >= stCheck {
+					c++
+				}
+			}
+		}
+		able[i] = c >= t
+	}
+	nAble := 0
+	for _, a := range able {
+		if a {
+			nAble++
+		}
+	}
+	for i, l := range s.level {
+		if l < stShare {
+			continue
+		}
+		needed, c := l >= stMasked, 0
+		if s.g.complete {
+			needed = needed || s.count(stMasked) > 0
+			c = nAble
+			if able[i] {
+				c--
+			}
+		} else {
+			nb = s.g.neighbours(i, nb)
+			for _, j := range nb {
+				needed = needed || s.level[j] >= stMasked
+				if able[j] {
+					c++
+				}
+			}
+		}
+		if needed && c < t {
+			return fmt.Errorf("%w: client %d has %d neighbours that signed the survivor set with enough signatures, threshold %d", ErrTooFewSurvivors, s.g.ids[i], c, t)
+		}
+	}
+	return nil
+}
+
 // UnmaskRequest returns the message for client `to` in phase 4: which of
-// its neighbours in U2 sent a masked input and which dropped.
+// its neighbours in U2 sent a masked input and which dropped, and in a
+// signed round the consistency signatures of its neighbours.
 func (s *Server) UnmaskRequest(to uint32) (UnmaskRequest, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -388,11 +558,14 @@ func (s *Server) UnmaskRequest(to uint32) (UnmaskRequest, error) {
 	}
 	m := UnmaskRequest{Round: s.cfg.Round, To: to}
 	for _, j := range s.g.neighbours(i, nil) {
-		switch s.level[j] {
-		case PhaseShareKeys:
+		switch l := s.level[j]; {
+		case l == stShare:
 			m.Dropped = append(m.Dropped, s.g.ids[j])
-		case PhaseMaskedInput:
+		case l >= stMasked:
 			m.Survivors = append(m.Survivors, s.g.ids[j])
+			if l >= stCheck && s.cfg.Signed {
+				m.Signatures = append(m.Signatures, PeerSignature{Client: s.g.ids[j], Signature: bytes.Clone(s.checkSigs[j])})
+			}
 		}
 	}
 	return m, nil
@@ -409,10 +582,10 @@ func (s *Server) HandleUnmaskResponse(m UnmaskResponse) error {
 	}
 	var self, key []int // owners, in the order of m
 	for _, j := range s.g.neighbours(i, nil) {
-		switch s.level[j] {
-		case PhaseShareKeys:
+		switch l := s.level[j]; {
+		case l == stShare:
 			key = append(key, j)
-		case PhaseMaskedInput:
+		case l >= stMasked:
 			self = append(self, j)
 		}
 	}
@@ -464,40 +637,50 @@ func (s *Server) ClosePhase() error {
 	if s.err != nil {
 		return s.err
 	}
-	p := s.phase
-	if p > PhaseUnmask {
+	p := s.stage
+	if p > stUnmask {
 		return fmt.Errorf("%w: the round is done", ErrWrongPhase)
 	}
+	prev := s.prev(p)
 	for i, l := range s.level {
-		if l == p-1 && s.got[i] {
+		if l == prev && s.got[i] {
 			s.level[i] = p
 		}
 	}
 	clear(s.got)
 	var err error
 	switch p {
-	case PhaseAdvertiseKeys, PhaseShareKeys:
+	case stAdvertise, stShare:
 		s.prune(p)
 		if c := s.count(p); c < s.cfg.MinSurvivors {
-			err = fmt.Errorf("%w: %d clients completed %v, need %d", ErrTooFewSurvivors, c, p, s.cfg.MinSurvivors)
+			err = fmt.Errorf("%w: %d clients completed %v, need %d", ErrTooFewSurvivors, c, p.phase(), s.cfg.MinSurvivors)
 		}
-	case PhaseMaskedInput:
+	case stMasked:
 		err = s.checkUnmaskable()
-	case PhaseUnmask:
+		if err == nil && s.cfg.Signed {
+			for i, l := range s.level {
+				if l >= stMasked {
+					s.survivors = append(s.survivors, s.g.ids[i])
+				}
+			}
+		}
+	case stCheck:
+		err = s.checkSigned()
+	case stUnmask:
 		err = s.unmask()
 	}
 	if err != nil {
 		return s.abort(err)
 	}
-	s.phase++
-	if s.phase == PhaseDone {
+	s.stage = s.next(p)
+	if s.stage == stDone {
 		s.release()
 	}
 	return nil
 }
 
 func (s *Server) abort(cause error) error {
-	s.phase = PhaseAborted
+	s.stage = stAborted
 	s.err = fmt.Errorf("%w: %w", ErrAborted, cause)
 	clear(s.sum)
 	s.release()
@@ -507,9 +690,10 @@ func (s *Server) abort(cause error) error {
 // release drops everything but the result.
 func (s *Server) release() {
 	s.sum, s.uploads, s.selfSeed, s.maskKey, s.adverts, s.keys = nil, nil, nil, nil, nil, nil
+	s.survivors, s.checkSigs = nil, nil
 }
 
-func (s *Server) count(p Phase) int {
+func (s *Server) count(p stage) int {
 	c := 0
 	for _, l := range s.level {
 		if l >= p {
@@ -523,7 +707,7 @@ func (s *Server) count(p Phase) int {
 // Threshold neighbours in U_p: its secrets could not be shared with, or
 // reconstructed by, enough neighbours. A pruned client is treated as having
 // dropped in phase p.
-func (s *Server) prune(p Phase) {
+func (s *Server) prune(p stage) {
 	t := s.cfg.Threshold
 	if s.g.complete {
 		if s.count(p)-1 < t {
@@ -576,30 +760,30 @@ func (s *Server) prune(p Phase) {
 // unmasked sum of each component would be learned separately).
 func (s *Server) checkUnmaskable() error {
 	t := s.cfg.Threshold
-	n3 := s.count(PhaseMaskedInput)
+	n3 := s.count(stMasked)
 	if n3 < s.cfg.MinSurvivors {
 		return fmt.Errorf("%w: %d masked inputs, need %d", ErrTooFewSurvivors, n3, s.cfg.MinSurvivors)
 	}
 	var nb []int
 	for i, l := range s.level {
-		if l < PhaseShareKeys {
+		if l < stShare {
 			continue
 		}
 		c := 0
 		if s.g.complete {
 			c = n3
-			if l >= PhaseMaskedInput {
+			if l >= stMasked {
 				c--
 			}
 		} else {
 			nb = s.g.neighbours(i, nb)
 			for _, j := range nb {
-				if s.level[j] >= PhaseMaskedInput {
+				if s.level[j] >= stMasked {
 					c++
 				}
 			}
 		}
-		if c < t && (l >= PhaseMaskedInput || c > 0) {
+		if c < t && (l >= stMasked || c > 0) {
 			return fmt.Errorf("%w: client %d has %d surviving neighbours, threshold %d", ErrTooFewSurvivors, s.g.ids[i], c, t)
 		}
 	}
@@ -610,7 +794,7 @@ func (s *Server) checkUnmaskable() error {
 	seen := make([]bool, s.g.size())
 	var queue []int
 	for i, l := range s.level {
-		if l >= PhaseMaskedInput {
+		if l >= stMasked {
 			seen[i] = true
 			queue = append(queue, i)
 			break
@@ -623,7 +807,7 @@ func (s *Server) checkUnmaskable() error {
 		reached++
 		nb = s.g.neighbours(i, nb)
 		for _, j := range nb {
-			if !seen[j] && s.level[j] >= PhaseMaskedInput {
+			if !seen[j] && s.level[j] >= stMasked {
 				seen[j] = true
 				queue = append(queue, j)
 			}
@@ -638,7 +822,7 @@ func (s *Server) checkUnmaskable() error {
 // unmask reconstructs the secrets and removes every mask from the sum.
 func (s *Server) unmask() error {
 	t := s.cfg.Threshold
-	if n4 := s.count(PhaseUnmask); n4 < t {
+	if n4 := s.count(stUnmask); n4 < t {
 		return fmt.Errorf("%w: %d clients answered the unmask request, threshold %d", ErrTooFewSurvivors, n4, t)
 	}
 	if s.selfSeed == nil { // no responses at all; unreachable after the check above
@@ -655,11 +839,11 @@ func (s *Server) unmask() error {
 	var nb []int
 	for i, l := range s.level {
 		switch {
-		case l >= PhaseMaskedInput:
+		case l >= stMasked:
 			tasks = append(tasks, task{i, true})
-		case l == PhaseShareKeys:
+		case l == stShare:
 			nb = s.g.neighbours(i, nb)
-			if slices.ContainsFunc(nb, func(j int) bool { return s.level[j] >= PhaseMaskedInput }) {
+			if slices.ContainsFunc(nb, func(j int) bool { return s.level[j] >= stMasked }) {
 				tasks = append(tasks, task{i, false})
 			}
 		}
@@ -704,7 +888,7 @@ func (s *Server) unmask() error {
 
 	var ids []uint32
 	for i, l := range s.level {
-		if l >= PhaseMaskedInput {
+		if l >= stMasked {
 			ids = append(ids, s.g.ids[i])
 		}
 	}
@@ -749,7 +933,7 @@ func (s *Server) recoverMasks(u int, self bool, nb *[]int) ([]maskJob, error) {
 	var jobs []maskJob
 	*nb = s.g.neighbours(u, *nb)
 	for _, v := range *nb {
-		if s.level[v] < PhaseMaskedInput {
+		if s.level[v] < stMasked {
 			continue
 		}
 		pk, err := ecdh.X25519().NewPublicKey(s.adverts[v].MaskKey)

@@ -173,8 +173,18 @@ func (s simulation) run() (out simResult, err error) {
 	}
 	r := rand.New(rand.NewPCG(s.seed, 0x5eca66))
 	clients := map[uint32]*Client{}
+	var ca *testCA
+	if s.cfg.Signed {
+		ca = newTestCA()
+	}
 	for _, id := range s.cfg.Clients {
-		c, err := NewClient(s.cfg, id, clientRand(s.seed, id))
+		var c *Client
+		var err error
+		if ca != nil {
+			c, err = NewSignedClient(s.cfg, id, ca.issue(id), clientRand(s.seed, id))
+		} else {
+			c, err = NewClient(s.cfg, id, clientRand(s.seed, id))
+		}
 		if err != nil {
 			return out, err
 		}
@@ -260,6 +270,27 @@ func (s simulation) run() (out simResult, err error) {
 	out.wantIDs = sortedKeys(accepted)
 	if err := closePhase(); err != nil {
 		return out, err
+	}
+
+	// The consistency check of a signed round: every survivor signs.
+	if s.cfg.Signed {
+		err = each(s.parallel, srv.Survivors(), func(id uint32) error {
+			var in ConsistencyRequest
+			var m ConsistencyResponse
+			if err := st.time(func() (err error) { in, err = srv.ConsistencyRequest(id); return }); err != nil {
+				return fmt.Errorf("server ConsistencyRequest(%d): %w", id, err)
+			}
+			if err := ct.time(func() (err error) { m, err = clients[id].ConsistencyCheck(in); return }); err != nil {
+				return fmt.Errorf("client %d ConsistencyCheck: %w", id, err)
+			}
+			return st.time(func() error { return srv.HandleConsistencyResponse(m) })
+		})
+		if err != nil {
+			return out, fmt.Errorf("consistency check: %w", err)
+		}
+		if err := closePhase(); err != nil {
+			return out, err
+		}
 	}
 
 	// Phase 4.

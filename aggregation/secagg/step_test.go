@@ -76,6 +76,15 @@ func play(t testing.TB, srv *Server, clients map[uint32]*Client, skip map[uint32
 					err = srv.HandleMaskedInput(m)
 				}
 			}
+		case PhaseConsistencyCheck:
+			var in ConsistencyRequest
+			var m ConsistencyResponse
+			if in, err = srv.ConsistencyRequest(id); err == nil {
+				if m, err = c.ConsistencyCheck(in); err == nil {
+					sent[id] = m
+					err = srv.HandleConsistencyResponse(m)
+				}
+			}
 		case PhaseUnmask:
 			var in UnmaskRequest
 			var m UnmaskResponse

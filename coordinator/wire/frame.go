@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/fedrec/fedrec/aggregation/secagg"
 )
 
 // A frame is [4-byte big-endian body length][type byte][msgpack body]. The
@@ -50,6 +52,8 @@ func (l Limits) MaxBody(t Type) int {
 		return 16*maxParams + smallBody
 	case TypeSecAggPeerKeys, TypeSecAggShares, TypeSecAggDelivery, TypeSecAggUnmaskRequest, TypeSecAggUnmask:
 		return secAggBody
+	case TypeSecAggCheckRequest: // up to secagg.MaxClients ids of at most 5 bytes
+		return 5*secagg.MaxClients + smallBody
 	}
 	if New(t) == nil {
 		return 0

@@ -453,6 +453,10 @@ func New(t Type) Message {
 		return new(SecAggUnmaskRequest)
 	case TypeSecAggUnmask:
 		return new(SecAggUnmask)
+	case TypeSecAggCheckRequest:
+		return new(SecAggCheckRequest)
+	case TypeSecAggCheck:
+		return new(SecAggCheck)
 	}
 	return nil
 }

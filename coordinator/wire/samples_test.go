@@ -45,6 +45,14 @@ func sampleMessages() map[string]Message {
 		"secagg_delivery":      &SecAggDelivery{Round: 7, To: 2, Shares: []SealedShare{{Peer: 1, Ciphertext: bytes.Repeat([]byte{8}, secagg.SealedShareLen)}}},
 		"secagg_masked":        &SecAggMasked{SecAggHeader: sampleHeader(), Width: 4, Values: []byte{1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff}},
 		"secagg_unmaskrequest": &SecAggUnmaskRequest{Round: 7, To: 2, Survivors: []uint32{0}, Dropped: []uint32{1}},
+		"secagg_unmaskrequest_signed": &SecAggUnmaskRequest{Round: 7, To: 2, Survivors: []uint32{0}, Dropped: []uint32{1},
+			Signatures: []PeerSignature{{Client: 0, Signature: bytes.Repeat([]byte{0x30}, 71)}}},
+		"secagg_checkrequest":    &SecAggCheckRequest{Round: 7, To: 2, Survivors: []uint32{0, 2}},
+		"secagg_check":           &SecAggCheck{SecAggHeader: sampleHeader(), Signature: bytes.Repeat([]byte{0x30}, 72)},
+		"secagg_advert_signed":   &SecAggAdvert{SecAggHeader: sampleHeader(), Keys: sampleSignedKeys(2)},
+		"secagg_peerkeys_signed": &SecAggPeerKeys{Round: 7, To: 2, Peers: []SecAggKeys{sampleSignedKeys(0), sampleSignedKeys(1)}},
+		"plan_secagg_signed": &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.5, TimeLeftMs: 30000, Ticket: ticket(),
+			SecAgg: func() *SecAggParams { p := sampleSecAgg(); p.Signed = true; return p }(), SecAggID: 2},
 		"plan_distributed": &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.5,
 			Privacy: PrivacyParams{NoiseMultiplier: 1.1, SamplingRate: 0.01, Mechanism: MechSkellam, NoiseClients: 2}, MinClients: 2, TimeLeftMs: 30000, Ticket: ticket(), SecAgg: sampleSecAgg(), SecAggID: 2},
 		"plan_adaptiveclip": &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.43,
@@ -77,6 +85,13 @@ func sampleHeader() SecAggHeader {
 
 func sampleKeys(id uint32) SecAggKeys {
 	return SecAggKeys{Client: id, ConfigDigest: digest32(byte(id)), CipherKey: digest32(byte(id) + 40), MaskKey: digest32(byte(id) + 80)}
+}
+
+func sampleSignedKeys(id uint32) SecAggKeys {
+	k := sampleKeys(id)
+	k.Signature = bytes.Repeat([]byte{0x30 + byte(id)}, 70)
+	k.Credential = bytes.Repeat([]byte{0x82}, 300)
+	return k
 }
 
 func sampleConfig() TrainingConfig {

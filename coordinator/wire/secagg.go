@@ -19,6 +19,13 @@ import (
 //	SecAggMasked  → (held until masked-input closes)   → SecAggUnmaskRequest
 //	SecAggUnmask  → UploadAck
 //
+// A signed round (SecAggParams.Signed) signs the adverts (SecAggKeys
+// carries the signature and the device certificate) and runs the
+// consistency check between the last two:
+//
+//	SecAggMasked  → (held until masked-input closes)   → SecAggCheckRequest
+//	SecAggCheck   → (held until the check closes)      → SecAggUnmaskRequest
+//
 // The leader holds each request until the phase closes, as it holds a
 // check-in, so the client never needs server push. A client that was
 // dropped from the protocol gets CodeNoRound.
@@ -56,6 +63,9 @@ type SecAggParams struct {
 	// the update's norm before clipping was at most Clip, else 0, so the
 	// leader learns only how many of the survivors were not clipped.
 	ClipBit bool `msgpack:"clip_bit,omitempty"`
+	// Signed makes the round resist an actively malicious leader
+	// (secagg.Config.Signed): signed adverts and the consistency check.
+	Signed bool `msgpack:"signed,omitempty"`
 }
 
 // DistributedConfig returns the encoder and noise configuration of the
@@ -127,7 +137,7 @@ func (p *SecAggParams) Config(round uint64, n int) secagg.Config {
 		ids[i] = uint32(i)
 	}
 	return secagg.Config{Round: round, Seed: slices.Clone(p.Seed), Clients: ids, VectorLen: n, Bits: p.Bits,
-		Degree: p.Degree, Threshold: p.Threshold, MinSurvivors: p.MinSurvivors}
+		Degree: p.Degree, Threshold: p.Threshold, MinSurvivors: p.MinSurvivors, Signed: p.Signed}
 }
 
 // SecAggKeys is a client's advertised public keys (secagg.KeyAdvert).
@@ -137,10 +147,13 @@ type SecAggKeys struct {
 	CipherKey    []byte `msgpack:"cipher_key"`
 	MaskKey      []byte `msgpack:"mask_key"`
 	Signature    []byte `msgpack:"sig"`
+	// Credential verifies Signature in a signed round: the device
+	// certificate, DER.
+	Credential []byte `msgpack:"credential,omitempty"`
 }
 
 func (k *SecAggKeys) validate() error {
-	if len(k.ConfigDigest) != sha256.Size || len(k.CipherKey) != keyLen || len(k.MaskKey) != keyLen || len(k.Signature) > secagg.MaxSignatureLen {
+	if len(k.ConfigDigest) != sha256.Size || len(k.CipherKey) != keyLen || len(k.MaskKey) != keyLen || len(k.Signature) > secagg.MaxSignatureLen || len(k.Credential) > secagg.MaxCredentialLen {
 		return Errorf(CodeMalformed, "secagg: keys of client %d have the wrong lengths", k.Client)
 	}
 	return nil
@@ -317,6 +330,16 @@ type SecAggUnmaskRequest struct {
 	To        uint32   `msgpack:"to"`
 	Survivors []uint32 `msgpack:"survivors"`
 	Dropped   []uint32 `msgpack:"dropped"`
+	// Signatures are the neighbours' consistency signatures in a signed
+	// round.
+	Signatures []PeerSignature `msgpack:"signatures,omitempty"`
+}
+
+// PeerSignature is a neighbour's consistency signature
+// (secagg.PeerSignature).
+type PeerSignature struct {
+	Client    uint32 `msgpack:"client"`
+	Signature []byte `msgpack:"sig"`
 }
 
 func (*SecAggUnmaskRequest) Type() Type { return TypeSecAggUnmaskRequest }
@@ -325,7 +348,90 @@ func (m *SecAggUnmaskRequest) Validate() error {
 	if len(m.Survivors)+len(m.Dropped) > MaxSecAggPeers {
 		return Errorf(CodeMalformed, "secagg unmask request: %d peers", len(m.Survivors)+len(m.Dropped))
 	}
+	if len(m.Signatures) > MaxSecAggPeers {
+		return Errorf(CodeMalformed, "secagg unmask request: %d signatures", len(m.Signatures))
+	}
+	for _, s := range m.Signatures {
+		if err := checkSignature("secagg unmask request", s.Signature); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+func checkSignature(what string, sig []byte) error {
+	if len(sig) == 0 || len(sig) > secagg.MaxSignatureLen {
+		return Errorf(CodeMalformed, "%s: signature of %d bytes", what, len(sig))
+	}
+	return nil
+}
+
+// SecAggCheckRequest gives a client of a signed round the survivor set to
+// sign (the consistency check), leader → client.
+type SecAggCheckRequest struct {
+	Round     uint64   `msgpack:"round"`
+	To        uint32   `msgpack:"to"`
+	Survivors []uint32 `msgpack:"survivors"`
+}
+
+func (*SecAggCheckRequest) Type() Type { return TypeSecAggCheckRequest }
+
+func (m *SecAggCheckRequest) Validate() error {
+	if len(m.Survivors) > secagg.MaxClients {
+		return Errorf(CodeMalformed, "secagg check request: %d survivors", len(m.Survivors))
+	}
+	return nil
+}
+
+// CheckRequestOf converts a secagg.ConsistencyRequest.
+func CheckRequestOf(m secagg.ConsistencyRequest) *SecAggCheckRequest {
+	return &SecAggCheckRequest{Round: m.Round, To: m.To, Survivors: m.Survivors}
+}
+
+// ConsistencyRequest converts to a secagg.ConsistencyRequest.
+func (m *SecAggCheckRequest) ConsistencyRequest() secagg.ConsistencyRequest {
+	return secagg.ConsistencyRequest{Round: m.Round, To: m.To, Survivors: m.Survivors}
+}
+
+// SecAggCheck is a client's signature of the survivor set (the consistency
+// check of a signed round), client → leader. The reply, once the check
+// closes, is SecAggUnmaskRequest.
+type SecAggCheck struct {
+	SecAggHeader `msgpack:",inline"`
+	Signature    []byte `msgpack:"sig"`
+}
+
+func (*SecAggCheck) Type() Type { return TypeSecAggCheck }
+
+func (m *SecAggCheck) Validate() error {
+	if err := m.check("secagg check"); err != nil {
+		return err
+	}
+	return checkSignature("secagg check", m.Signature)
+}
+
+// PeerSignaturesOf converts secagg.PeerSignatures.
+func PeerSignaturesOf(s []secagg.PeerSignature) []PeerSignature {
+	if len(s) == 0 {
+		return nil
+	}
+	out := make([]PeerSignature, len(s))
+	for i, x := range s {
+		out[i] = PeerSignature{Client: x.Client, Signature: x.Signature}
+	}
+	return out
+}
+
+// PeerSignatures converts to secagg.PeerSignatures.
+func PeerSignatures(s []PeerSignature) []secagg.PeerSignature {
+	if len(s) == 0 {
+		return nil
+	}
+	out := make([]secagg.PeerSignature, len(s))
+	for i, x := range s {
+		out[i] = secagg.PeerSignature{Client: x.Client, Signature: x.Signature}
+	}
+	return out
 }
 
 // SecAggUnmask is phase 4 (unmask), client → leader. The reply is
@@ -359,12 +465,12 @@ func (m *SecAggUnmask) Validate() error {
 
 // SecAggKeysOf converts a secagg.KeyAdvert.
 func SecAggKeysOf(k secagg.KeyAdvert) SecAggKeys {
-	return SecAggKeys{Client: k.Client, ConfigDigest: k.ConfigDigest, CipherKey: k.CipherKey, MaskKey: k.MaskKey, Signature: k.Signature}
+	return SecAggKeys{Client: k.Client, ConfigDigest: k.ConfigDigest, CipherKey: k.CipherKey, MaskKey: k.MaskKey, Signature: k.Signature, Credential: k.Credential}
 }
 
 // KeyAdvert converts to a secagg.KeyAdvert of round.
 func (k *SecAggKeys) KeyAdvert(round uint64) secagg.KeyAdvert {
-	return secagg.KeyAdvert{Round: round, Client: k.Client, ConfigDigest: k.ConfigDigest, CipherKey: k.CipherKey, MaskKey: k.MaskKey, Signature: k.Signature}
+	return secagg.KeyAdvert{Round: round, Client: k.Client, ConfigDigest: k.ConfigDigest, CipherKey: k.CipherKey, MaskKey: k.MaskKey, Signature: k.Signature, Credential: k.Credential}
 }
 
 // PeerKeysOf converts a secagg.PeerKeys.

@@ -1,9 +1,12 @@
 package wire
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/fedrec/fedrec/aggregation/secagg"
 )
 
 func TestPackWords(t *testing.T) {
@@ -60,5 +63,50 @@ func TestSecAggSeeds(t *testing.T) {
 	}
 	if !strings.Contains(TypeSecAggUnmask.String(), "SecAgg") {
 		t.Errorf("TypeSecAggUnmask.String() = %q", TypeSecAggUnmask.String())
+	}
+}
+
+// TestSecAggSignedValidate checks the bounds of the signed rounds' fields
+// and messages.
+func TestSecAggSignedValidate(t *testing.T) {
+	long := make([]byte, secagg.MaxSignatureLen+1)
+	sig := []byte{1}
+	for name, m := range map[string]Message{
+		"check without signature":   &SecAggCheck{SecAggHeader: sampleHeader()},
+		"check with long signature": &SecAggCheck{SecAggHeader: sampleHeader(), Signature: long},
+		"check without ticket":      &SecAggCheck{SecAggHeader: SecAggHeader{Version: Version, Round: 7, ClientID: "c"}, Signature: sig},
+		"check request too large":   &SecAggCheckRequest{Round: 7, To: 1, Survivors: make([]uint32, secagg.MaxClients+1)},
+		"unmask request empty sig":  &SecAggUnmaskRequest{Round: 7, To: 1, Signatures: []PeerSignature{{Client: 0}}},
+		"unmask request long sig":   &SecAggUnmaskRequest{Round: 7, To: 1, Signatures: []PeerSignature{{Client: 0, Signature: long}}},
+		"unmask request many sigs":  &SecAggUnmaskRequest{Round: 7, To: 1, Signatures: make([]PeerSignature, MaxSecAggPeers+1)},
+		"advert long credential": &SecAggAdvert{SecAggHeader: sampleHeader(), Keys: func() SecAggKeys {
+			k := sampleKeys(1)
+			k.Credential = make([]byte, secagg.MaxCredentialLen+1)
+			return k
+		}()},
+	} {
+		if err := m.Validate(); err == nil {
+			t.Errorf("%s: Validate() = nil, want an error", name)
+		}
+	}
+}
+
+// TestSecAggSignedConversions round-trips the signed fields through the
+// secagg types.
+func TestSecAggSignedConversions(t *testing.T) {
+	k := sampleSignedKeys(3)
+	if got := SecAggKeysOf(k.KeyAdvert(7)); !reflect.DeepEqual(got, k) {
+		t.Errorf("SecAggKeysOf(KeyAdvert(k)) = %+v, want %+v", got, k)
+	}
+	cr := &SecAggCheckRequest{Round: 7, To: 2, Survivors: []uint32{0, 2}}
+	if got := CheckRequestOf(cr.ConsistencyRequest()); !reflect.DeepEqual(got, cr) {
+		t.Errorf("CheckRequestOf(ConsistencyRequest()) = %+v, want %+v", got, cr)
+	}
+	ps := []PeerSignature{{Client: 1, Signature: []byte{9}}}
+	if got := PeerSignaturesOf(PeerSignatures(ps)); !reflect.DeepEqual(got, ps) {
+		t.Errorf("PeerSignaturesOf(PeerSignatures(s)) = %+v, want %+v", got, ps)
+	}
+	if p := (&SecAggParams{Signed: true, Clients: 3}).Config(7, 4); !p.Signed {
+		t.Error("SecAggParams.Config drops Signed")
 	}
 }

@@ -39,6 +39,9 @@ const (
 	TypeSecAggMasked        Type = 16 // client → leader: phase 3, the masked input
 	TypeSecAggUnmaskRequest Type = 17 // leader → client: who survived, who dropped
 	TypeSecAggUnmask        Type = 18 // client → leader: phase 4, shares for unmasking
+	// The consistency check of signed secure rounds (SecAggParams.Signed).
+	TypeSecAggCheckRequest Type = 19 // leader → client: the survivor set to sign
+	TypeSecAggCheck        Type = 20 // client → leader: the signature of the survivor set
 )
 
 var typeNames = [...]string{
@@ -47,7 +50,7 @@ var typeNames = [...]string{
 	TypeUpload: "Upload", TypeUploadAck: "UploadAck", TypeJoin: "Join", TypeJoinAck: "JoinAck",
 	TypeSecAggAdvert: "SecAggAdvert", TypeSecAggPeerKeys: "SecAggPeerKeys", TypeSecAggShares: "SecAggShares",
 	TypeSecAggDelivery: "SecAggDelivery", TypeSecAggMasked: "SecAggMasked", TypeSecAggUnmaskRequest: "SecAggUnmaskRequest",
-	TypeSecAggUnmask: "SecAggUnmask",
+	TypeSecAggUnmask: "SecAggUnmask", TypeSecAggCheckRequest: "SecAggCheckRequest", TypeSecAggCheck: "SecAggCheck",
 }
 
 // Direction is which way a message travels.
