@@ -49,6 +49,11 @@ var arrayBounds = map[string]arrayBound{
 	"SecAggUnmask.self_mask_shares": {MaxSecAggPeers, 19},
 	"SecAggUnmask.mask_key_shares":  {MaxSecAggPeers, 19},
 	"Share.value":                   {secagg.ShareLen, 1},
+	// A PeerSignature is 32 bytes in Go; a valid one takes at least 16
+	// ({"client": 0, "sig": one byte}).
+	"SecAggUnmaskRequest.signatures": {MaxSecAggPeers, 16},
+	// The survivor set to sign: ids of 4 bytes in Go, 1 on the wire.
+	"SecAggCheckRequest.survivors": {secagg.MaxClients, 1},
 	// A cohort's client ids: 16-byte string headers, each id at least one
 	// byte (checkID), so two on the wire. Cohorts are only bounded by the
 	// configuration, and a committed command that does not decode stops

@@ -82,7 +82,7 @@ var typeDirections = [...]Direction{
 	TypeUpload: Requests, TypeUploadAck: Replies, TypeJoin: Requests, TypeJoinAck: Replies,
 	TypeSecAggAdvert: Requests, TypeSecAggPeerKeys: Replies, TypeSecAggShares: Requests,
 	TypeSecAggDelivery: Replies, TypeSecAggMasked: Requests, TypeSecAggUnmaskRequest: Replies,
-	TypeSecAggUnmask: Requests,
+	TypeSecAggUnmask: Requests, TypeSecAggCheckRequest: Replies, TypeSecAggCheck: Requests,
 }
 
 // Direction returns which way messages of type t travel; 0 for an unknown
