@@ -69,12 +69,7 @@ func newAdminCluster(t *testing.T, size int, tr Training) *adminCluster {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	l := c.leader(ctx)
-	for _, n := range c.nodes[1:] {
-		if err := l.Join(n.ID(), n.RaftAddr(), n.ClientAddr()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c.joinAll(ctx)
 	c.waitAll(ctx, func(s *State) bool { return s.Current() != nil })
 	tr2 := &http.Transport{TLSClientConfig: pki.ClientTLS(ca.Pool())}
 	t.Cleanup(tr2.CloseIdleConnections)

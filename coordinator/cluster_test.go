@@ -62,14 +62,29 @@ func newTestClusterWith(t *testing.T, size int, tr Training, opt func(i int, cfg
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	l := c.leader(ctx)
-	for _, n := range c.nodes[1:] {
-		if err := l.Join(n.ID(), n.RaftAddr(), n.ClientAddr()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c.joinAll(ctx)
 	c.waitAll(ctx, func(s *State) bool { return s.Current() != nil })
 	return c
+}
+
+// joinAll adds every node but the first as a voter. On a loaded machine
+// the founder can lose leadership while it adds one: joinAll then asks
+// whoever leads next (Join is idempotent).
+func (c *testCluster) joinAll(ctx context.Context) {
+	c.t.Helper()
+	for _, n := range c.nodes[1:] {
+		for {
+			err := c.leader(ctx).Join(n.ID(), n.RaftAddr(), n.ClientAddr())
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				c.t.Fatalf("add %s: %v", n.ID(), err)
+			}
+			c.t.Logf("add %s: %v; retrying", n.ID(), err)
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 }
 
 // leader waits for a node that runs rounds; it fails the test if none

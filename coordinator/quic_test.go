@@ -96,8 +96,18 @@ func newQUICClusterConf(t *testing.T, size int, tr coordinator.Training, mod fun
 	defer cancel()
 	l := c.leader(t, ctx)
 	for _, n := range c.nodes[1:] {
-		if err := l.Join(n.ID(), n.RaftAddr(), n.ClientAddr()); err != nil {
-			t.Fatal(err)
+		// The founder can lose leadership on a loaded machine while it
+		// adds a voter: ask whoever leads next (Join is idempotent).
+		for {
+			err := l.Join(n.ID(), n.RaftAddr(), n.ClientAddr())
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("add %s: %v", n.ID(), err)
+			}
+			time.Sleep(50 * time.Millisecond)
+			l = c.leader(t, ctx)
 		}
 	}
 	for _, n := range c.nodes {
