@@ -5,7 +5,8 @@ go 1.26.0
 require (
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/raft v1.8.0
-	github.com/quic-go/quic-go v0.65.0
+	github.com/quic-go/quic-go v0.64.1
+	github.com/quic-go/webtransport-go v0.13.0
 	github.com/vmihailenco/msgpack/v5 v5.4.1
 	go.etcd.io/bbolt v1.4.3
 	go.uber.org/goleak v1.3.0
@@ -14,7 +15,11 @@ require (
 	gonum.org/v1/plot v0.17.0
 )
 
-require github.com/kr/text v0.1.0 // indirect
+require (
+	github.com/dunglas/httpsfv v1.1.1 // indirect
+	github.com/kr/text v0.1.0 // indirect
+	github.com/quic-go/qpack v0.6.0 // indirect
+)
 
 require (
 	codeberg.org/go-fonts/liberation v0.5.0 // indirect

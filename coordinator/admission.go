@@ -9,8 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quic-go/quic-go"
-
 	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
@@ -169,7 +167,7 @@ func (d *deviceUploads) put(device string) {
 // and budget are waited for, at most admitWait. It returns the functions
 // that free the upload slots (once the body is decoded) and the budget
 // (once the request is answered).
-func (n *Node) admit(st *quic.Stream, t wire.Type, size int, peer Peer) (freeSlots, freeBudget func(), err error) {
+func (n *Node) admit(st requestStream, t wire.Type, size int, peer Peer) (freeSlots, freeBudget func(), err error) {
 	cost := requestCost(t, size)
 	if cost > n.budget.size {
 		n.metrics.refused.WithLabelValues("too_large").Inc()
@@ -220,7 +218,7 @@ func (n *Node) admit(st *quic.Stream, t wire.Type, size int, peer Peer) (freeSlo
 
 // busy is the refusal of a request on st that waited for what until the
 // node closed, the client went away or admitWait passed.
-func (n *Node) busy(st *quic.Stream, t wire.Type, what string) error {
+func (n *Node) busy(st requestStream, t wire.Type, what string) error {
 	switch {
 	case n.ctx.Err() != nil:
 		return wire.Errorf(wire.CodeUnavailable, "shutting down")
@@ -237,7 +235,7 @@ func (n *Node) busy(st *quic.Stream, t wire.Type, what string) error {
 // size/rate in all, however it is paced, and a sender that falls below
 // rate for longer than its head start is cut off with CodeTooSlow.
 type pacedReader struct {
-	st    *quic.Stream
+	st    requestStream
 	start time.Time
 	grace time.Duration
 	rate  int64 // bytes per second

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -28,6 +29,10 @@ type Peer struct {
 	// cert is the device certificate, checked again on every request
 	// (expiry, deny-list).
 	cert *x509.Certificate
+	// tokenExpires, for a device authenticated by a device token (a
+	// WebTransport session), is the token's expiry, checked again on
+	// every request with the deny-list.
+	tokenExpires time.Time
 	// why says why the peer is not authenticated, for its error message.
 	why string
 }
@@ -38,8 +43,9 @@ type Peer struct {
 // With no device CA, devices are not authenticated (development only).
 type auth struct {
 	nodes   *x509.CertPool
-	devices *x509.CertPool // nil: devices are not authenticated
-	path    string         // deny-list; "" means none
+	devices *x509.CertPool      // nil: devices are not authenticated
+	tokens  []ed25519.PublicKey // verify device tokens (webtransport.go)
+	path    string              // deny-list; "" means none
 	log     *slog.Logger
 	every   time.Duration // deny-list check period
 
@@ -55,7 +61,7 @@ type fileStamp struct {
 }
 
 func newAuth(b *pki.Bundle, log *slog.Logger) *auth {
-	a := &auth{nodes: b.CA, devices: b.Devices, path: b.Revoked, log: log, every: time.Second}
+	a := &auth{nodes: b.CA, devices: b.Devices, tokens: b.TokenKeys, path: b.Revoked, log: log, every: time.Second}
 	if a.devices == nil {
 		log.Warn("devices are not authenticated: no device CA (anyone may check in under any client ID)")
 	}
@@ -120,6 +126,14 @@ func (a *auth) check(p Peer) *wire.Error {
 		}
 		if a.deny(now).Has(p.cert, p.Device) {
 			return wire.Errorf(wire.CodeUnauthenticated, "device certificate of %q is revoked", p.Device)
+		}
+	}
+	if !p.tokenExpires.IsZero() {
+		if !now.Before(p.tokenExpires) {
+			return wire.Errorf(wire.CodeUnauthenticated, "device token of %q expired at %s", p.Device, p.tokenExpires.UTC().Format(time.RFC3339))
+		}
+		if a.deny(now).HasDevice(p.Device) {
+			return wire.Errorf(wire.CodeUnauthenticated, "device %q is revoked", p.Device)
 		}
 	}
 	return nil

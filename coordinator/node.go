@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	crand "crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -73,6 +74,17 @@ type Config struct {
 	// AdvertiseClientAddr is the client address other nodes hand out in
 	// leader hints; default: the address ClientAddr listens on.
 	AdvertiseClientAddr string
+	// WebTransportAddr is the UDP address of the client protocol over
+	// HTTP/3 and WebTransport, for browsers; empty means none. Devices
+	// authenticate there with a device token (TLS.TokenKeys verify it)
+	// rather than a certificate.
+	WebTransportAddr string
+	// WebTransportCert, if set, is the certificate the WebTransport
+	// listener presents instead of the node's: one of a public CA for
+	// browsers, or (development) a self-signed ECDSA certificate valid
+	// for less than 14 days that pages pin by its hash
+	// (serverCertificateHashes).
+	WebTransportCert *tls.Certificate
 	// TLS holds the node's certificate and the cluster CA. Required for
 	// the Raft TLS transport and the QUIC server.
 	TLS *pki.Bundle
@@ -165,7 +177,7 @@ func (c *Config) validate() error {
 		return errors.New("coordinator: Config.DataDir is required")
 	case c.Transport == nil && c.RaftAddr == "":
 		return errors.New("coordinator: Config.RaftAddr is required")
-	case (c.Transport == nil || c.ClientAddr != "") && c.TLS == nil:
+	case (c.Transport == nil || c.ClientAddr != "" || c.WebTransportAddr != "") && c.TLS == nil:
 		return errors.New("coordinator: Config.TLS is required for the network transports")
 	case c.AdminAddr != "" && (c.TLS == nil || c.AdminToken == ""):
 		return errors.New("coordinator: Config.AdminAddr needs Config.TLS and Config.AdminToken")
@@ -201,6 +213,7 @@ type Node struct {
 	close []func() error // closed in reverse order by Close
 
 	quic       *wire.Listener
+	wt         *webTransportServer // nil without WebTransportAddr
 	clientAddr string
 	admin      *admin   // nil when the admin API is off
 	metrics    *metrics // kept up to date by observedFSM
@@ -376,6 +389,11 @@ func New(cfg Config) (*Node, error) {
 		}()
 	} else {
 		n.clientAddr = cfg.AdvertiseClientAddr
+	}
+	if cfg.WebTransportAddr != "" {
+		if err := n.startWebTransport(cfg.WebTransportAddr); err != nil {
+			return nil, fmt.Errorf("coordinator: webtransport listen: %w", err)
+		}
 	}
 
 	if cfg.AdminAddr != "" {
@@ -555,6 +573,9 @@ func (n *Node) Close() error {
 	}
 	if n.quic != nil {
 		errs = append(errs, n.quic.Close())
+	}
+	if n.wt != nil {
+		errs = append(errs, n.wt.close())
 	}
 	if n.raft != nil {
 		errs = append(errs, n.raft.Shutdown().Error())

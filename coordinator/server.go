@@ -293,7 +293,7 @@ func (n *Node) serveConn(conn *quic.Conn) {
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			n.serveStream(st, peer)
+			n.serveStream(quicStream{st}, peer)
 		}()
 	}
 }
@@ -313,7 +313,7 @@ func (n *Node) limits() wire.Limits {
 // serveStream reads one request under deadlines that fit its size, within
 // the node's memory budget, answers it and closes the stream. A bad
 // request gets an Error and costs the node nothing else.
-func (n *Node) serveStream(st *quic.Stream, peer Peer) {
+func (n *Node) serveStream(st requestStream, peer Peer) {
 	defer st.Close()
 	// The header is there when the stream is accepted (a stream is
 	// accepted when its first bytes arrive).
@@ -322,7 +322,7 @@ func (n *Node) serveStream(st *quic.Stream, peer Peer) {
 	// One request per stream: whatever follows it is not read, and the
 	// stream's slot is released only once its receive side is done
 	// (quic-go counts a stream until both sides are).
-	st.CancelRead(streamDone)
+	st.CancelRead()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return
@@ -339,7 +339,7 @@ func (n *Node) serveStream(st *quic.Stream, peer Peer) {
 			e = wire.Errorf(wire.CodeMalformed, "%v", err)
 		}
 		if wire.Write(st, e) != nil {
-			st.CancelWrite(streamDone)
+			st.CancelWrite()
 		}
 		return
 	}
@@ -361,13 +361,35 @@ func (n *Node) serveStream(st *quic.Stream, peer Peer) {
 	if err != nil {
 		// A reply the client does not read would keep the stream (and
 		// its frames) until the connection ends.
-		st.CancelWrite(streamDone)
+		st.CancelWrite()
 	}
 }
 
-// streamDone is the QUIC stream error code with which a node stops
-// reading after a request, or abandons a reply the client does not read.
-const streamDone quic.StreamErrorCode = 0
+// streamDone is the stream error code with which a node stops reading
+// after a request, or abandons a reply the client does not read.
+const streamDone = 0
+
+// requestStream is the stream of one request, whatever carries it: a QUIC
+// stream of the client protocol's listener, or a WebTransport stream of a
+// browser's session (webtransport.go). Both go through serveStream.
+type requestStream interface {
+	io.Reader
+	io.Writer
+	Close() error
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+	// Context ends when the stream is done or the peer went away.
+	Context() context.Context
+	// CancelRead and CancelWrite cancel a side with streamDone.
+	CancelRead()
+	CancelWrite()
+}
+
+// quicStream is a stream of the QUIC listener.
+type quicStream struct{ *quic.Stream }
+
+func (s quicStream) CancelRead()  { s.Stream.CancelRead(streamDone) }
+func (s quicStream) CancelWrite() { s.Stream.CancelWrite(streamDone) }
 
 // readRequest reads one request and returns it with the function that
 // releases its share of the memory budget. Before the body is read, the
@@ -376,7 +398,7 @@ const streamDone quic.StreamErrorCode = 0
 // the node and of the device taken until it is decoded; meanwhile QUIC
 // flow control holds its bytes at the client. The body must then arrive
 // at MinUploadRate after RateGrace.
-func (n *Node) readRequest(st *quic.Stream, peer Peer) (wire.Message, func(), error) {
+func (n *Node) readRequest(st requestStream, peer Peer) (wire.Message, func(), error) {
 	t, size, err := wire.ReadHeader(st, n.limits())
 	if err != nil {
 		return nil, nil, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"flag"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 func runCert(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -20,6 +22,8 @@ func runCert(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return runCertDevice(args[1:], stdout, stderr)
 		case "revoke":
 			return runCertRevoke(args[1:], stdout, stderr)
+		case "token":
+			return runCertToken(args[1:], stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("cert", flag.ContinueOnError)
@@ -29,7 +33,7 @@ func runCert(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	hosts := fs.String("hosts", "", "comma-separated extra host names or IP addresses for every node certificate (127.0.0.1, ::1 and localhost are always included)")
 	days := fs.Int("days", 365, "validity in days")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: fedrec cert [flags]\n       fedrec cert device --id ID [flags]\n       fedrec cert revoke --id ID | --serial HEX [flags]\n\nMakes a development cluster CA (ECDSA P-256) and node certificates, valid for server and client authentication, so that a cluster runs with TLS without openssl, and a device CA (device-ca.pem) whose certificates devices must present: nodes load it from their --certs directory. Existing CAs in --dir are reused. In production the device CA's key belongs to the app's backend, which issues short-lived device certificates ('fedrec cert device' does the same for tests); 'fedrec cert revoke' adds to revoked.txt, which nodes reload within seconds.\n\nflags:")
+		fmt.Fprintln(stderr, "usage: fedrec cert [flags]\n       fedrec cert device --id ID [flags]\n       fedrec cert token --device ID [--ttl 1h] [flags]\n       fedrec cert revoke --id ID | --serial HEX [flags]\n\nMakes a development cluster CA (ECDSA P-256) and node certificates, valid for server and client authentication, so that a cluster runs with TLS without openssl, and a device CA (device-ca.pem) whose certificates devices must present: nodes load it from their --certs directory. Existing CAs in --dir are reused. In production the device CA's key belongs to the app's backend, which issues short-lived device certificates ('fedrec cert device' does the same for tests); 'fedrec cert revoke' adds to revoked.txt, which nodes reload within seconds. It also makes a device token key (device-token-key.pem, the backend's, and device-token.pem, the public keys nodes accept) for browsers, which present a device token instead of a certificate; 'fedrec cert token' issues one.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -57,6 +61,11 @@ func runCert(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if err := pki.WriteDir(*dir, names, splitList(*hosts), time.Duration(*days)*24*time.Hour); err != nil {
 		return fmt.Errorf("cert: %w", err)
+	}
+	if ok, err := pki.MakeTokenKey(*dir); err != nil {
+		return fmt.Errorf("cert: %w", err)
+	} else if ok {
+		made = append(made, filepath.Join(*dir, pki.DeviceTokenKeyFile))
 	}
 	if len(made) > 0 {
 		fmt.Fprintf(stdout, "wrote %s (new CA)\n", strings.Join(made, ", "))
@@ -131,4 +140,30 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// runCertToken issues a device token with the token key, for a browser
+// (WebTransport), and prints its text form.
+func runCertToken(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cert token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", "certs", "directory holding device-token-key.pem")
+	device := fs.String("device", "", "the device's client ID; required")
+	ttl := fs.Duration("ttl", time.Hour, fmt.Sprintf("lifetime, at most %v: keep it short, the shop's backend issues a new one per session", wire.MaxTokenTTL))
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 || *device == "" {
+		return fmt.Errorf("cert token: want --device ID")
+	}
+	key, err := pki.LoadTokenKey(*dir)
+	if err != nil {
+		return fmt.Errorf("cert token: %w", err)
+	}
+	tok, err := wire.IssueToken(key, *device, time.Now(), *ttl, rand.Reader)
+	if err != nil {
+		return fmt.Errorf("cert token: %w", err)
+	}
+	fmt.Fprintln(stdout, wire.TokenText(tok))
+	return nil
 }

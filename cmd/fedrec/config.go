@@ -28,6 +28,7 @@ type nodeConfig struct {
 	ID, DataDir                      string
 	RaftAddr, AdvertiseRaftAddr      string
 	ClientAddr, AdvertiseClientAddr  string
+	WebTransportAddr                 string
 	Bootstrap                        bool
 	Join                             string // comma-separated
 	Certs, CertName                  string
@@ -65,7 +66,7 @@ type setting struct {
 }
 
 var settings = []setting{
-	{flag: "id"}, {flag: "data-dir"}, {flag: "raft-addr"}, {flag: "advertise-raft-addr"}, {flag: "client-addr"}, {flag: "advertise-client-addr"},
+	{flag: "id"}, {flag: "data-dir"}, {flag: "raft-addr"}, {flag: "advertise-raft-addr"}, {flag: "client-addr"}, {flag: "advertise-client-addr"}, {flag: "webtransport-addr"},
 	{flag: "bootstrap"}, {flag: "join"}, {flag: "certs"}, {flag: "cert-name"}, {flag: "insecure-devices"},
 	{flag: "admin-addr"}, {flag: "admin-token", secret: true}, {flag: "read-token", secret: true}, {flag: "heartbeat"}, {flag: "ready-lag"},
 	{flag: "log-level"}, {flag: "log-format"},
@@ -148,6 +149,7 @@ func bindConfig(fs *flag.FlagSet, c *nodeConfig) {
 	fs.StringVar(&c.AdvertiseRaftAddr, "advertise-raft-addr", c.AdvertiseRaftAddr, "Raft address other nodes dial, e.g. a stable DNS name (default: --raft-addr)")
 	fs.StringVar(&c.ClientAddr, "client-addr", c.ClientAddr, "UDP address of the QUIC client protocol")
 	fs.StringVar(&c.AdvertiseClientAddr, "advertise-client-addr", c.AdvertiseClientAddr, "client address other nodes give clients (default: --client-addr)")
+	fs.StringVar(&c.WebTransportAddr, "webtransport-addr", c.WebTransportAddr, "UDP address of the client protocol over HTTP/3 WebTransport, for browsers (devices authenticate with device tokens verified by --certs' device-token.pem); empty: off")
 	fs.BoolVar(&c.Bootstrap, "bootstrap", c.Bootstrap, "found a new cluster with this node (ignored if it has state)")
 	fs.StringVar(&c.Join, "join", c.Join, "comma-separated client addresses of existing nodes to join")
 	fs.StringVar(&c.Certs, "certs", c.Certs, "directory made by 'fedrec cert' (ca.pem, ID.pem, ID-key.pem)")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
 	"github.com/fedrec/fedrec/sim"
 )
@@ -56,7 +57,7 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	cfg := coordinator.Config{
 		ID: c.ID, DataDir: c.DataDir, RaftAddr: c.RaftAddr, AdvertiseRaftAddr: c.AdvertiseRaftAddr,
-		ClientAddr: c.ClientAddr, AdvertiseClientAddr: c.AdvertiseClientAddr,
+		ClientAddr: c.ClientAddr, AdvertiseClientAddr: c.AdvertiseClientAddr, WebTransportAddr: c.WebTransportAddr,
 		Bootstrap: c.Bootstrap, Join: splitList(c.Join), AdminAddr: c.AdminAddr, AdminToken: c.AdminToken, ReadToken: c.ReadToken,
 		HeartbeatTimeout: c.Heartbeat, ElectionTimeout: c.Heartbeat, ReadyLag: c.ReadyLag,
 		MemoryBudget: c.MemoryBudget, MaxUploadsPerDevice: c.MaxUploadsPerDevice, MinUploadRate: c.MinUploadRate,
@@ -114,6 +115,9 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	fmt.Fprintf(stdout, "node %s: raft %s, clients %s\n", n.ID(), n.RaftAddr(), n.ClientAddr())
+	if a := n.WebTransportAddr(); a != "" {
+		fmt.Fprintf(stdout, "node %s: webtransport https://%s%s\n", n.ID(), a, wire.WebTransportPath)
+	}
 	if a := n.AdminAddr(); a != "" {
 		fmt.Fprintf(stdout, "node %s: admin https://%s\n", n.ID(), a)
 	}

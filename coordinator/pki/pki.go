@@ -2,6 +2,7 @@ package pki
 
 import (
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
@@ -181,6 +182,10 @@ type Bundle struct {
 	// Revoked is the path of the deny-list (RevokedFile); "" means none.
 	// A missing file is an empty list.
 	Revoked string
+	// TokenKeys verify device tokens (DeviceTokenPubFile), which devices
+	// without a certificate (browsers over WebTransport) present; none
+	// means such devices are refused when Devices is set.
+	TokenKeys []ed25519.PublicKey
 }
 
 // NodeBundle issues a node certificate and returns it with the CA pool.
@@ -383,6 +388,12 @@ func Load(dir, name string) (*Bundle, error) {
 			return nil, fmt.Errorf("pki: %s is the cluster CA; devices need a CA of their own", DeviceCAFile)
 		}
 		b.Devices, b.Revoked = dev, filepath.Join(dir, RevokedFile)
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, err
+	}
+	switch keys, err := LoadTokenPubs(dir); {
+	case err == nil:
+		b.TokenKeys = keys
 	case !errors.Is(err, os.ErrNotExist):
 		return nil, err
 	}

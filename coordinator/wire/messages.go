@@ -457,6 +457,10 @@ func New(t Type) Message {
 		return new(SecAggCheckRequest)
 	case TypeSecAggCheck:
 		return new(SecAggCheck)
+	case TypeAuthenticate:
+		return new(Authenticate)
+	case TypeAuthenticated:
+		return new(Authenticated)
 	}
 	return nil
 }

@@ -6,9 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"os"
 	"sync/atomic"
 	"time"
 
@@ -126,6 +124,12 @@ func Listen(addr string, tlsConf *tls.Config) (*Listener, error) {
 
 // ListenWith is Listen with connection limits.
 func ListenWith(addr string, tlsConf *tls.Config, lim ConnLimits) (*Listener, error) {
+	return listen(addr, TLSConfig(tlsConf), QUICConfig(), lim)
+}
+
+// listen listens on a UDP address with the TLS and QUIC configurations
+// given (used as they are) and the connection limits lim.
+func listen(addr string, tlsConf *tls.Config, quicConf *quic.Config, lim ConnLimits) (*Listener, error) {
 	if lim.MaxConns <= 0 {
 		lim.MaxConns = DefaultMaxConns
 	}
@@ -156,7 +160,7 @@ func ListenWith(addr string, tlsConf *tls.Config, lim ConnLimits) (*Listener, er
 			return ctx, nil
 		},
 	}
-	ln, err := l.tr.Listen(TLSConfig(tlsConf), QUICConfig())
+	ln, err := l.tr.Listen(tlsConf, quicConf)
 	if err != nil {
 		udp.Close()
 		return nil, err
@@ -196,62 +200,19 @@ const (
 	streamCancelled quic.StreamErrorCode = 1
 )
 
-// Exchange runs one request on its own bidirectional stream of conn: it
-// writes req at once, closes the send side, and passes each reply to recv
-// until recv reports done. A reply Error is returned as an error (*Error)
-// and never passed to recv. Every read happens under ctx's deadline and
-// the limits l, which accept only Replies.
+// Exchange runs one request on its own bidirectional stream of conn, as
+// ExchangeStream does.
 func Exchange(ctx context.Context, conn *quic.Conn, req Message, l Limits, recv func(Message) (done bool, err error)) error {
-	b, err := Encode(req)
-	if err != nil {
-		return err
-	}
 	st, err := conn.OpenStreamSync(ctx)
 	if err != nil {
 		return fmt.Errorf("open stream: %w", err)
 	}
-	stop := context.AfterFunc(ctx, func() {
-		st.CancelRead(streamCancelled)
-		st.CancelWrite(streamCancelled)
-	})
-	defer stop()
-	if d, ok := ctx.Deadline(); ok {
-		st.SetDeadline(d)
-	}
-	if _, err := st.Write(b); err != nil {
-		return ctxErr(ctx, fmt.Errorf("send %s: %w", req.Type(), err))
-	}
-	st.Close()
-	defer st.CancelRead(0)
-	l.Only = Replies
-	for {
-		msg, err := Read(st, l)
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return ctxErr(ctx, fmt.Errorf("%s reply: %w", req.Type(), err))
-		}
-		if e, ok := msg.(*Error); ok {
-			return e
-		}
-		done, err := recv(msg)
-		if err != nil || done {
-			return err
-		}
-	}
+	return ExchangeStream(ctx, &quicStream{st}, req, l, recv)
 }
 
-// ctxErr prefers the context's error when it caused err. The stream's
-// deadline is the context's, and its timer may fire before the context's:
-// a stream deadline is then the context's deadline too, so that callers
-// (and client/mobile's CodeTimeout) see context.DeadlineExceeded.
-func ctxErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("%w (%v)", ctx.Err(), err)
-	}
-	if _, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) {
-		return fmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
-	}
-	return err
-}
+// quicStream is a QUIC stream as a Stream. An abandoned request cancels
+// with streamCancelled; a finished one stops reading with 0.
+type quicStream struct{ *quic.Stream }
+
+func (s *quicStream) CancelRead()  { s.Stream.CancelRead(0) }
+func (s *quicStream) CancelWrite() { s.Stream.CancelWrite(streamCancelled) }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/fedrec/fedrec/aggregation/secagg"
 )
@@ -57,6 +58,8 @@ func sampleMessages() map[string]Message {
 			Privacy: PrivacyParams{NoiseMultiplier: 1.1, SamplingRate: 0.01, Mechanism: MechSkellam, NoiseClients: 2}, MinClients: 2, TimeLeftMs: 30000, Ticket: ticket(), SecAgg: sampleSecAgg(), SecAggID: 2},
 		"plan_adaptiveclip": &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.43,
 			Privacy: PrivacyParams{NoiseMultiplier: 1.1, SamplingRate: 0.01, CountStddev: 5}, MinClients: 2, TimeLeftMs: 30000, Ticket: ticket(), SecAgg: func() *SecAggParams { p := sampleSecAgg(); p.Clip, p.ClipBit = 0.43, true; return p }(), SecAggID: 2},
+		"authenticate":     &Authenticate{Version: Version, Token: sampleToken()},
+		"authenticated":    &Authenticated{Device: "user-42", ExpiresMs: sampleTokenTime.Add(time.Hour).UnixMilli()},
 		"upload_belowclip": &Upload{Version: Version, Round: 7, ClientID: "user-42", Ticket: ticket(), Model: 6, Loss: 12.5, N: 17, Delta: Vec{0.01, -0.02, 0, 0, 0, 0, 0, 0, 0.5, 0}, BelowClip: true},
 		"plan_implicit": &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindImplicit, Items: 3, Rank: 2, Train: implicitTrain(), Clip: 0.5,
 			Privacy: PrivacyParams{NoiseMultiplier: 1.1, SamplingRate: 0.01}, MinClients: 2, TimeLeftMs: 30000, Ticket: ticket()},

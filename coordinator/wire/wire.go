@@ -42,6 +42,9 @@ const (
 	// The consistency check of signed secure rounds (SecAggParams.Signed).
 	TypeSecAggCheckRequest Type = 19 // leader → client: the survivor set to sign
 	TypeSecAggCheck        Type = 20 // client → leader: the signature of the survivor set
+	// Device tokens, the first request of a WebTransport session (token.go).
+	TypeAuthenticate  Type = 21 // device → node: its device token
+	TypeAuthenticated Type = 22 // node → device: the token is accepted
 )
 
 var typeNames = [...]string{
@@ -51,6 +54,7 @@ var typeNames = [...]string{
 	TypeSecAggAdvert: "SecAggAdvert", TypeSecAggPeerKeys: "SecAggPeerKeys", TypeSecAggShares: "SecAggShares",
 	TypeSecAggDelivery: "SecAggDelivery", TypeSecAggMasked: "SecAggMasked", TypeSecAggUnmaskRequest: "SecAggUnmaskRequest",
 	TypeSecAggUnmask: "SecAggUnmask", TypeSecAggCheckRequest: "SecAggCheckRequest", TypeSecAggCheck: "SecAggCheck",
+	TypeAuthenticate: "Authenticate", TypeAuthenticated: "Authenticated",
 }
 
 // Direction is which way a message travels.
@@ -83,6 +87,7 @@ var typeDirections = [...]Direction{
 	TypeSecAggAdvert: Requests, TypeSecAggPeerKeys: Replies, TypeSecAggShares: Requests,
 	TypeSecAggDelivery: Replies, TypeSecAggMasked: Requests, TypeSecAggUnmaskRequest: Replies,
 	TypeSecAggUnmask: Requests, TypeSecAggCheckRequest: Replies, TypeSecAggCheck: Requests,
+	TypeAuthenticate: Requests, TypeAuthenticated: Replies,
 }
 
 // Direction returns which way messages of type t travel; 0 for an unknown

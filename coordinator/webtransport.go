@@ -1,0 +1,249 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+	"github.com/quic-go/webtransport-go"
+
+	"github.com/fedrec/fedrec/coordinator/wire"
+)
+
+// The client protocol over WebTransport, for browsers (docs/security.md,
+// "Browsers"). An HTTP/3 listener beside the QUIC one, with the same
+// connection limits, serves WebTransport sessions at wire.WebTransportPath.
+// A session's first stream must carry wire.Authenticate, the device's
+// token; every later stream is one request, served by serveStream as on
+// QUIC: the same limits, admission, memory budget and checks, the peer
+// being the token's device.
+
+// webTransportServer is a node's HTTP/3 listener and WebTransport server.
+type webTransportServer struct {
+	ln *wire.Listener
+	wt *webtransport.Server
+}
+
+// quicConnKey keys a request's QUIC connection in its context.
+type quicConnKey struct{}
+
+// startWebTransport listens for HTTP/3 on addr and serves sessions until
+// the node closes.
+func (n *Node) startWebTransport(addr string) error {
+	if n.auth == nil {
+		n.auth = newAuth(n.cfg.TLS, n.log)
+	}
+	if n.conns == nil {
+		n.conns = newConnTable(max(1, n.maxConns()/8))
+	}
+	if n.auth.required() && len(n.auth.tokens) == 0 {
+		return errors.New("coordinator: Config.WebTransportAddr needs device token keys (Config.TLS.TokenKeys, the certs directory's device-token.pem) when devices must authenticate")
+	}
+	tlsConf := &tls.Config{Certificates: []tls.Certificate{n.cfg.TLS.Cert}}
+	if n.cfg.WebTransportCert != nil {
+		tlsConf.Certificates = []tls.Certificate{*n.cfg.WebTransportCert}
+	}
+	ln, err := wire.ListenWebTransport(addr, tlsConf, wire.ConnLimits{MaxConns: n.maxConns()})
+	if err != nil {
+		return err
+	}
+	s := &webTransportServer{ln: ln}
+	mux := http.NewServeMux()
+	mux.HandleFunc(wire.WebTransportPath, func(w http.ResponseWriter, r *http.Request) {
+		conn, _ := r.Context().Value(quicConnKey{}).(*quic.Conn)
+		sess, err := s.wt.Upgrade(w, r)
+		if err != nil || conn == nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		n.wg.Add(1)
+		defer n.wg.Done()
+		n.serveSession(sess, conn)
+	})
+	s.wt = &webtransport.Server{
+		H3: &http3.Server{
+			Handler:         mux,
+			MaxHeaderBytes:  8 << 10,
+			IdleTimeout:     wire.IdleTimeout,
+			EnableDatagrams: true,
+			ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
+				return context.WithValue(ctx, quicConnKey{}, c)
+			},
+		},
+		// A session carries no ambient credential (no cookie, no client
+		// certificate): its device token is sent by the page itself, so
+		// any origin (the shop's pages) may open one.
+		CheckOrigin:       func(*http.Request) bool { return true },
+		ReorderingTimeout: wire.HandshakeTimeout,
+	}
+	webtransport.ConfigureHTTP3Server(s.wt.H3)
+	n.wt = s
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		for {
+			conn, err := ln.Accept(n.ctx)
+			if err != nil {
+				return
+			}
+			n.wg.Add(1)
+			go func() {
+				defer n.wg.Done()
+				s.wt.ServeQUICConn(conn)
+			}()
+		}
+	}()
+	return nil
+}
+
+// WebTransportAddr returns the UDP address the WebTransport listener
+// listens on, "" without one.
+func (n *Node) WebTransportAddr() string {
+	if n.wt == nil {
+		return ""
+	}
+	return n.wt.ln.Addr().String()
+}
+
+func (s *webTransportServer) close() error {
+	err := s.wt.Close()
+	s.ln.Close()
+	return err
+}
+
+func (n *Node) maxConns() int {
+	if n.cfg.MaxConns > 0 {
+		return n.cfg.MaxConns
+	}
+	return wire.DefaultMaxConns
+}
+
+// serveSession authenticates a session by its first stream, then serves
+// its streams as serveConn does a QUIC connection's. While it is not
+// authenticated, it holds one of the connection table's slots for
+// unauthenticated peers, for at most anonLifetime.
+func (n *Node) serveSession(sess *webtransport.Session, conn *quic.Conn) {
+	defer n.metrics.connected(conn)()
+	defer sess.CloseWithError(0, "")
+	stop := context.AfterFunc(n.ctx, func() { sess.CloseWithError(0, "shutting down") })
+	defer stop()
+	forget := func() {}
+	if n.auth.required() {
+		var ok bool
+		if forget, ok = n.conns.admit(conn, Peer{}); !ok {
+			conn.CloseWithError(connClosedBusy, "too many unauthenticated connections")
+			return
+		}
+	}
+	t := time.AfterFunc(anonLifetime, func() {
+		sess.CloseWithError(webtransport.SessionErrorCode(connClosedAnon), "unauthenticated")
+	})
+	peer, err := n.authenticateSession(sess)
+	t.Stop()
+	forget()
+	if err != nil {
+		n.log.Debug("webtransport session refused", "remote", conn.RemoteAddr().String(), "err", err)
+		// The refusal was written; let the device read it.
+		select {
+		case <-sess.Context().Done():
+		case <-time.After(time.Second):
+		}
+		return
+	}
+	if n.auth.required() {
+		forget, _ := n.conns.admit(conn, peer)
+		defer forget()
+	}
+	for {
+		st, err := sess.AcceptStream(n.ctx)
+		if err != nil {
+			return
+		}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.serveStream(webTransportStream{st}, peer)
+		}()
+	}
+}
+
+// authenticateSession reads the session's first stream, which must carry
+// Authenticate, and answers it: Authenticated with the peer it makes, or
+// an Error (CodeUnauthenticated), which it also returns.
+func (n *Node) authenticateSession(sess *webtransport.Session) (Peer, error) {
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RateGrace)
+	defer cancel()
+	st, err := sess.AcceptStream(ctx)
+	if err != nil {
+		return Peer{}, err
+	}
+	defer st.Close()
+	st.SetReadDeadline(time.Now().Add(n.cfg.RateGrace))
+	peer, e := n.readAuthenticate(st)
+	st.CancelRead(streamDone)
+	st.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if e != nil {
+		wire.Write(st, e)
+		return Peer{}, e
+	}
+	return peer, wire.Write(st, &wire.Authenticated{Device: peer.Device, ExpiresMs: peer.tokenExpires.UnixMilli()})
+}
+
+// readAuthenticate reads a session's Authenticate and verifies its token.
+func (n *Node) readAuthenticate(st *webtransport.Stream) (Peer, *wire.Error) {
+	l := wire.Limits{Only: wire.Requests}
+	t, size, err := wire.ReadHeader(st, l)
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return Peer{}, wire.Errorf(wire.CodeUnauthenticated, "no device token within %v", n.cfg.RateGrace)
+	case err != nil:
+		return Peer{}, wire.Errorf(wire.CodeUnauthenticated, "no device token: %v", err)
+	case t != wire.TypeAuthenticate:
+		return Peer{}, wire.Errorf(wire.CodeUnauthenticated, "the first request of a WebTransport session must be Authenticate (a device token), not %s", t)
+	}
+	body, err := wire.ReadBody(st, t, size)
+	if err != nil {
+		return Peer{}, wire.Errorf(wire.CodeUnauthenticated, "device token: %v", err)
+	}
+	msg, err := wire.Decode(t, body)
+	if err != nil {
+		return Peer{}, wire.Errorf(wire.CodeUnauthenticated, "device token: %v", err)
+	}
+	return n.auth.token(msg.(*wire.Authenticate).Token, time.Now())
+}
+
+// token verifies a device token and returns the peer it makes. A node
+// that does not authenticate devices (development) and has no token keys
+// takes the token's device on its word.
+func (a *auth) token(b []byte, now time.Time) (Peer, *wire.Error) {
+	var c *wire.TokenClaims
+	var err error
+	if len(a.tokens) == 0 && !a.required() {
+		c, err = wire.ParseToken(b)
+	} else {
+		c, err = wire.VerifyToken(b, a.tokens, now)
+	}
+	if err != nil {
+		e := wire.AsError(err)
+		e.Code = wire.CodeUnauthenticated
+		return Peer{}, e
+	}
+	p := Peer{Device: c.Device, tokenExpires: c.Expires()}
+	if a.required() {
+		if e := a.check(p); e != nil {
+			return Peer{}, e
+		}
+	}
+	return p, nil
+}
+
+// webTransportStream is a stream of a WebTransport session.
+type webTransportStream struct{ *webtransport.Stream }
+
+func (s webTransportStream) CancelRead()  { s.Stream.CancelRead(streamDone) }
+func (s webTransportStream) CancelWrite() { s.Stream.CancelWrite(streamDone) }

@@ -1,0 +1,84 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// Stream is one bidirectional stream of the client protocol, whatever
+// carries it: a QUIC stream (Exchange), a WebTransport stream over
+// HTTP/3 (native or in a browser).
+type Stream interface {
+	io.Reader
+	io.Writer
+	// Close closes the send side: the request is complete.
+	Close() error
+	// SetDeadline bounds every read and write.
+	SetDeadline(t time.Time) error
+	// CancelRead stops reading: the replies wanted have arrived, or the
+	// request was abandoned.
+	CancelRead()
+	// CancelWrite abandons the request's bytes not yet sent.
+	CancelWrite()
+}
+
+// ExchangeStream runs one request on st, a new stream: it writes req at
+// once, closes the send side, and passes each reply to recv until recv
+// reports done. A reply Error is returned as an error (*Error) and never
+// passed to recv. Every read happens under ctx's deadline and the limits
+// l, which accept only Replies. It is Exchange's protocol for any
+// transport.
+func ExchangeStream(ctx context.Context, st Stream, req Message, l Limits, recv func(Message) (done bool, err error)) error {
+	b, err := Encode(req)
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() {
+		st.CancelRead()
+		st.CancelWrite()
+	})
+	defer stop()
+	if d, ok := ctx.Deadline(); ok {
+		st.SetDeadline(d)
+	}
+	if _, err := st.Write(b); err != nil {
+		return ctxErr(ctx, fmt.Errorf("send %s: %w", req.Type(), err))
+	}
+	st.Close()
+	defer st.CancelRead()
+	l.Only = Replies
+	for {
+		msg, err := Read(st, l)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return ctxErr(ctx, fmt.Errorf("%s reply: %w", req.Type(), err))
+		}
+		if e, ok := msg.(*Error); ok {
+			return e
+		}
+		done, err := recv(msg)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// ctxErr prefers the context's error when it caused err. The stream's
+// deadline is the context's, and its timer may fire before the context's:
+// a stream deadline is then the context's deadline too, so that callers
+// (and client/mobile's CodeTimeout) see context.DeadlineExceeded.
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	if _, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
+	}
+	return err
+}
