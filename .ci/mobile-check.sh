@@ -32,6 +32,15 @@ run GOOS=ios GOARCH=arm64 CGO_ENABLED=1 go vet $pkgs
 run GOOS=ios GOARCH=arm64 CGO_ENABLED=0 go build $pkgs
 run GOOS=ios GOARCH=amd64 CGO_ENABLED=1 go vet $pkgs
 
+# Browsers: the SDK builds for WebAssembly, reaching nodes over the
+# WebTransport API (client/transport_js.go), without quic-go. Only built:
+# vet would also build the tests, which run real QUIC listeners.
+run GOOS=js GOARCH=wasm go build $pkgs
+if GOOS=js GOARCH=wasm go list -deps ./client/... | grep -q '^github.com/quic-go/'; then
+	echo "mobile-check: the js/wasm SDK links quic-go" >&2
+	exit 1
+fi
+
 # The binding's exported surface keeps to types gomobile accepts.
 run go test -run TestBindableSurface ./client/mobile/
 

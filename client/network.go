@@ -16,8 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quic-go/quic-go"
-
 	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
 )
@@ -43,7 +41,7 @@ type Dialer struct {
 	tls   *tls.Config
 
 	mu     sync.Mutex
-	conn   *quic.Conn
+	conn   *transportConn
 	at     string // address of conn
 	prefer string // leader hint, or the address that last worked
 	health map[string]addrHealth
@@ -100,6 +98,9 @@ type DialerConfig struct {
 	// Clock returns the current time, for the addresses' backoff; nil
 	// means time.Now.
 	Clock func() time.Time
+	// Web configures the WebTransport transport of browser builds
+	// (js/wasm); native builds dial QUIC and ignore it.
+	Web *WebOptions
 }
 
 // ErrClosedDialer is returned by a closed Dialer. It matches ErrClosed.
@@ -307,7 +308,7 @@ func (d *Dialer) failedLocked(addr string, now time.Time) {
 // connect returns a live connection: the one it holds if it is to the
 // preferred address, or a new one from racing the addresses until one
 // answers or ctx is done.
-func (d *Dialer) connect(ctx context.Context) (*quic.Conn, string, error) {
+func (d *Dialer) connect(ctx context.Context) (*transportConn, string, error) {
 	var errs []error
 	for attempt := 0; ; attempt++ {
 		d.mu.Lock()
@@ -367,12 +368,12 @@ func (d *Dialer) connect(ctx context.Context) (*quic.Conn, string, error) {
 // first connection wins; the other dials are cancelled (and any other
 // connection closed) before race returns. failed holds the addresses that
 // failed on their own, not by cancellation.
-func (d *Dialer) race(ctx context.Context, order []string) (win *quic.Conn, at string, failed map[string]error) {
+func (d *Dialer) race(ctx context.Context, order []string) (win *transportConn, at string, failed map[string]error) {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
 		i    int
-		conn *quic.Conn
+		conn *transportConn
 		err  error
 	}
 	results := make(chan result, len(order))
@@ -384,7 +385,7 @@ func (d *Dialer) race(ctx context.Context, order []string) (win *quic.Conn, at s
 		go func() {
 			dctx, dcancel := context.WithTimeout(rctx, d.cfg.DialTimeout)
 			defer dcancel()
-			c, err := wire.Dial(dctx, order[i], d.tls)
+			c, err := d.dial(dctx, order[i])
 			if err != nil && rctx.Err() == nil && dctx.Err() != nil {
 				err = fmt.Errorf("no answer within %v: %w", d.cfg.DialTimeout, err)
 			}
@@ -424,7 +425,7 @@ func (d *Dialer) race(ctx context.Context, order []string) (win *quic.Conn, at s
 
 // drop forgets a connection that failed and records the failure of its
 // address.
-func (d *Dialer) drop(conn *quic.Conn, addr string) {
+func (d *Dialer) drop(conn *transportConn, addr string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.conn == conn {
@@ -464,7 +465,7 @@ func (d *Dialer) exchange(ctx context.Context, req wire.Message, recv func(wire.
 			}
 			return &unavailableError{errors.Join(append(errs, err)...)}
 		}
-		err = wire.Exchange(ctx, conn, req, wire.Limits{}, recv)
+		err = exchangeOn(ctx, conn, req, wire.Limits{}, recv)
 		var we *wire.Error
 		switch {
 		case err == nil:

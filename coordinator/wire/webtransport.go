@@ -1,3 +1,5 @@
+//go:build !js
+
 package wire
 
 import (
@@ -16,9 +18,6 @@ import (
 // request per bidirectional stream, framed as on QUIC. The same limits
 // hold, and the QUIC settings are QUICConfig's but for what HTTP/3 needs.
 const (
-	// WebTransportPath is the path of the session's CONNECT request; its
-	// suffix is the protocol's major version, as the ALPN's.
-	WebTransportPath = "/fedrec/1"
 	// webTransportUniStreams are the unidirectional streams HTTP/3
 	// opens (control, QPACK encoder and decoder); WebTransport's own
 	// unidirectional streams are not used.
