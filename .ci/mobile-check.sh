@@ -36,6 +36,12 @@ run GOOS=ios GOARCH=amd64 CGO_ENABLED=1 go vet $pkgs
 # WebTransport API (client/transport_js.go), without quic-go. Only built:
 # vet would also build the tests, which run real QUIC listeners.
 run GOOS=js GOARCH=wasm go build $pkgs
+run GOOS=js GOARCH=wasm go vet ./client/web
+wasm=$(mktemp)
+run GOOS=js GOARCH=wasm go build -o "$wasm" ./client/web
+echo "mobile-check: client/web is $(gzip -9 -c "$wasm" | wc -c) bytes gzipped (target: 3 MB)" >&2
+[ "$(gzip -9 -c "$wasm" | wc -c)" -le 3145728 ] || { echo "mobile-check: the WebAssembly module exceeds 3 MB gzipped" >&2; rm -f "$wasm"; exit 1; }
+rm -f "$wasm"
 if GOOS=js GOARCH=wasm go list -deps ./client/... | grep -q '^github.com/quic-go/'; then
 	echo "mobile-check: the js/wasm SDK links quic-go" >&2
 	exit 1

@@ -1,6 +1,11 @@
 package client
 
-import "context"
+import (
+	"context"
+	"crypto/tls"
+
+	"github.com/fedrec/fedrec/coordinator/wire"
+)
 
 // WebOptions configure how a browser build (GOOS=js GOARCH=wasm) reaches
 // the cluster: over the browser's WebTransport API, to each address's
@@ -17,3 +22,11 @@ type WebOptions struct {
 	// nodes' certificates against its public CAs.
 	CertHashes [][32]byte
 }
+
+// BrowserTLS is DialerConfig.TLS in a browser, which does TLS itself
+// (DialerConfig.Web.CertHashes, or its public CAs).
+func BrowserTLS() *tls.Config { return &tls.Config{MinVersion: tls.VersionTLS13} }
+
+// ParseDeviceToken returns the bytes of a device token's text form
+// (base64url, what 'fedrec cert token' and the shop's backend hand out).
+func ParseDeviceToken(s string) ([]byte, error) { return wire.ParseTokenText(s) }
