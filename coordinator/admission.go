@@ -41,9 +41,9 @@ const (
 	// certificate reserves at once (Config.MaxDeviceMemory): with the
 	// 19 MiB its 4 connections' QUIC windows and 32 streams may hold
 	// beside it, one device stays under 64 MiB (docs/security.md). It
-	// holds two uploads of a model of 1 M parameters, or two
-	// secure-aggregation messages of 1 MiB; it is raised to one upload
-	// of the model and 1 MiB when that is more.
+	// holds an upload of a model of 1 M parameters (32 bytes a
+	// parameter) or two secure-aggregation messages of 1 MiB; it is
+	// raised to one upload of the model and 1 MiB when that is more.
 	DefaultMaxDeviceMemory = 32 << 20
 
 	// uploadFactor is what an upload (or a masked input) allocates per
@@ -224,12 +224,12 @@ func (n *Node) deviceMax() int64 {
 }
 
 // admit reserves what a request of type t with an n-byte body needs
-// before its body is read: its cost from its device's share of the memory budget
-// (refused at once when the device would hold more than deviceMax);
-// for an upload, a slot of its device (refused at once when the device
-// has MaxUploadsPerDevice) and one of MaxUploads; for every request,
-// its cost from the memory budget. Slots and budget are waited for, at
-// most admitWait. It returns the functions that free the upload slots
+// before its body is read: for an upload, a slot of its device (refused
+// at once when the device has MaxUploadsPerDevice); its cost from its
+// device's share of the memory budget (refused at once when the device
+// would hold more than deviceMax); for an upload, one of MaxUploads;
+// for every request, its cost from the memory budget. Slots and budget
+// are waited for, at most admitWait. It returns the functions that free the upload slots
 // (once the body is decoded) and the budget (once the request is
 // answered).
 func (n *Node) admit(st *quic.Stream, t wire.Type, size int, peer Peer) (freeSlots, freeBudget func(), err error) {
@@ -238,33 +238,31 @@ func (n *Node) admit(st *quic.Stream, t wire.Type, size int, peer Peer) (freeSlo
 		n.metrics.refused.WithLabelValues("too_large").Inc()
 		return nil, nil, wire.Errorf(wire.CodeTooLarge, "%s of %d bytes needs %d bytes of this node's memory budget of %d", t, size, cost, n.budget.size)
 	}
-	freeDevice := func() {}
-	if peer.Device != "" {
-		if dmax := n.deviceMax(); !n.devBytes.take(peer.Device, cost, dmax) {
-			n.metrics.refused.WithLabelValues("device_memory").Inc()
-			return nil, nil, &wire.Error{Code: wire.CodeUnavailable, Message: fmt.Sprintf("%s of %d bytes would take this device over its %d bytes of the node's memory", t, size, dmax), RetryAfterMs: 1000}
-		}
-		freeDevice = func() { n.devBytes.put(peer.Device, cost) }
-	}
 	ctx, cancel := context.WithTimeout(n.ctx, admitWait)
 	defer cancel()
 	stop := context.AfterFunc(st.Context(), cancel) // the client went away
 	defer stop()
 
 	freeSlots = func() {}
+	if isUpload(t) && peer.Device != "" && !n.devUploads.take(peer.Device) {
+		n.metrics.refused.WithLabelValues("device_uploads").Inc()
+		return nil, nil, &wire.Error{Code: wire.CodeUnavailable, Message: fmt.Sprintf("this device has %d uploads in flight already", n.devUploads.max), RetryAfterMs: 1000}
+	}
+	freeDevUpload := func() {
+		if isUpload(t) && peer.Device != "" {
+			n.devUploads.put(peer.Device)
+		}
+	}
+	freeDevice := func() {}
+	if peer.Device != "" {
+		if dmax := n.deviceMax(); !n.devBytes.take(peer.Device, cost, dmax) {
+			freeDevUpload()
+			n.metrics.refused.WithLabelValues("device_memory").Inc()
+			return nil, nil, &wire.Error{Code: wire.CodeUnavailable, Message: fmt.Sprintf("%s of %d bytes would take this device over its %d bytes of the node's memory", t, size, dmax), RetryAfterMs: 1000}
+		}
+		freeDevice = func() { n.devBytes.put(peer.Device, cost) }
+	}
 	if isUpload(t) {
-		if peer.Device != "" {
-			if !n.devUploads.take(peer.Device) {
-				freeDevice()
-				n.metrics.refused.WithLabelValues("device_uploads").Inc()
-				return nil, nil, &wire.Error{Code: wire.CodeUnavailable, Message: fmt.Sprintf("this device has %d uploads in flight already", n.devUploads.max), RetryAfterMs: 1000}
-			}
-		}
-		free := func() {
-			if peer.Device != "" {
-				n.devUploads.put(peer.Device)
-			}
-		}
 		select {
 		case n.uploads <- struct{}{}:
 		default:
@@ -272,12 +270,12 @@ func (n *Node) admit(st *quic.Stream, t wire.Type, size int, peer Peer) (freeSlo
 			select {
 			case n.uploads <- struct{}{}:
 			case <-ctx.Done():
-				free()
+				freeDevUpload()
 				freeDevice()
 				return nil, nil, n.busy(st, t, "an upload slot")
 			}
 		}
-		freeSlots = func() { <-n.uploads; free() }
+		freeSlots = func() { <-n.uploads; freeDevUpload() }
 	}
 	waited, err := n.budget.acquire(ctx, cost)
 	if waited {
