@@ -12,6 +12,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/fedrec/fedrec/coordinator/wire"
+	"github.com/fedrec/fedrec/model"
 )
 
 // Admission of device traffic (docs/security.md, "Memory and upload
@@ -36,18 +37,33 @@ const (
 	// minimum rate applies (Config.RateGrace): its header must arrive
 	// within it, and a body of n bytes within RateGrace + n/MinUploadRate.
 	DefaultRateGrace = 10 * time.Second
+	// DefaultMaxDeviceMemory bounds the bytes of the budget one device
+	// certificate reserves at once (Config.MaxDeviceMemory): with the
+	// 19 MiB its 4 connections' QUIC windows and 32 streams may hold
+	// beside it, one device stays under 64 MiB (docs/security.md). It
+	// holds an upload of a model of 1 M parameters (32 bytes a
+	// parameter) or two secure-aggregation messages of 1 MiB; it is
+	// raised to one upload of the model and 1 MiB when that is more.
+	DefaultMaxDeviceMemory = 32 << 20
 
 	// uploadFactor is what an upload (or a masked input) allocates per
 	// byte of its body, from its header to its answer: the body buffer
-	// as it doubles (2× in all, 1.5× live at once), msgpack's copy of the
-	// bin and the decoded vector (1× each); the aggregator adds it in
-	// place. BenchmarkReadUpload measures 4.0.
-	uploadFactor = 4
-	// smallFactor is what any other request holds per byte of its body:
-	// the body and its decoded message, which coordinator/wire's
-	// pre-check bounds by a small multiple of the frame (wire/DESIGN.md,
-	// invariant 4); at most 16 KiB or 1 MiB (SecAgg) a body.
-	smallFactor = 8
+	// as it doubles (2× in all), and its decode, which wire bounds for
+	// these types by wire.VectorAllocPerByte (2: msgpack's copy of the
+	// bin and the decoded vector; wire/DESIGN.md, invariant 4,
+	// TestDecodeAllocBound); the aggregator adds it in place.
+	// BenchmarkReadUpload measures 4.0.
+	uploadFactor = 2 + wire.VectorAllocPerByte
+	// smallFactor is what any other request allocates per byte of its
+	// body: the body buffer (2×) and its decode, which wire bounds by
+	// wire.AllocPerByte (12) for every type (the worst, SecAggUnmask's
+	// minimal shares, measures 10.1×); at most 16 KiB or 1 MiB (SecAgg)
+	// a body.
+	smallFactor = 2 + wire.AllocPerByte
+	// requestSlack is a request's fixed cost: its decode's
+	// (wire.RequestAllocSlack, which TestDecodeAllocBound checks for
+	// every request type) and its 5-byte header at either factor.
+	requestSlack = wire.RequestAllocSlack + smallFactor*wire.HeaderLen
 	// admitWait bounds how long a request waits for an upload slot or
 	// for budget before it is refused with CodeUnavailable; QUIC flow
 	// control holds its bytes at the sender meanwhile.
@@ -58,9 +74,9 @@ const (
 // reserves from the budget.
 func requestCost(t wire.Type, n int) int64 {
 	if isUpload(t) {
-		return uploadFactor * int64(n)
+		return uploadFactor*int64(n) + requestSlack
 	}
-	return smallFactor*int64(n) + 1 // never free: even an empty body decodes to a message
+	return smallFactor*int64(n) + requestSlack
 }
 
 func isUpload(t wire.Type) bool { return t == wire.TypeUpload || t == wire.TypeSecAggMasked }
@@ -162,13 +178,60 @@ func (d *deviceUploads) put(device string) {
 	}
 }
 
+// deviceBytes counts the bytes of the budget each device has reserved.
+type deviceBytes struct {
+	mu  sync.Mutex
+	max int64
+	n   map[string]int64
+}
+
+// take counts n more bytes of device, or reports false when they would
+// take it over max.
+func (d *deviceBytes) take(device string, n, max int64) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.n[device]+n > max {
+		return false
+	}
+	d.n[device] += n
+	return true
+}
+
+func (d *deviceBytes) put(device string, n int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.n[device] -= n; d.n[device] <= 0 {
+		delete(d.n, device)
+	}
+}
+
+// deviceMax returns the most bytes one device may reserve: the
+// configured cap, or the largest upload (a masked input in secure
+// rounds) of the configured model and 1 MiB when that is more, so that
+// an honest device's upload is never refused for its size.
+func (n *Node) deviceMax() int64 {
+	l, secure := wire.Limits{MaxParams: 1}, false
+	n.fsm.read(func(s *State) {
+		if t, ok := s.Config(); ok {
+			l.MaxParams, secure = model.Dim(t.Items, t.Rank), t.SecAgg
+		}
+	})
+	t := wire.TypeUpload
+	if secure {
+		t = wire.TypeSecAggMasked
+	}
+	return max(n.devBytes.max, requestCost(t, l.MaxBody(t))+1<<20)
+}
+
 // admit reserves what a request of type t with an n-byte body needs
 // before its body is read: for an upload, a slot of its device (refused
-// at once when the device has MaxUploadsPerDevice) and one of
-// MaxUploads; for every request, its cost from the memory budget. Slots
-// and budget are waited for, at most admitWait. It returns the functions
-// that free the upload slots (once the body is decoded) and the budget
-// (once the request is answered).
+// at once when the device has MaxUploadsPerDevice); its cost from its
+// device's share of the memory budget (refused at once when the device
+// would hold more than deviceMax); for an upload, one of MaxUploads;
+// for every request, its cost from the memory budget. Slots and budget
+// are waited for, at most admitWait. It returns the functions that free the upload slots
+// (once the body is decoded) and the budget (once the request is
+// answered).
 func (n *Node) admit(st *quic.Stream, t wire.Type, size int, peer Peer) (freeSlots, freeBudget func(), err error) {
 	cost := requestCost(t, size)
 	if cost > n.budget.size {
@@ -181,18 +244,25 @@ func (n *Node) admit(st *quic.Stream, t wire.Type, size int, peer Peer) (freeSlo
 	defer stop()
 
 	freeSlots = func() {}
+	if isUpload(t) && peer.Device != "" && !n.devUploads.take(peer.Device) {
+		n.metrics.refused.WithLabelValues("device_uploads").Inc()
+		return nil, nil, &wire.Error{Code: wire.CodeUnavailable, Message: fmt.Sprintf("this device has %d uploads in flight already", n.devUploads.max), RetryAfterMs: 1000}
+	}
+	freeDevUpload := func() {
+		if isUpload(t) && peer.Device != "" {
+			n.devUploads.put(peer.Device)
+		}
+	}
+	freeDevice := func() {}
+	if peer.Device != "" {
+		if dmax := n.deviceMax(); !n.devBytes.take(peer.Device, cost, dmax) {
+			freeDevUpload()
+			n.metrics.refused.WithLabelValues("device_memory").Inc()
+			return nil, nil, &wire.Error{Code: wire.CodeUnavailable, Message: fmt.Sprintf("%s of %d bytes would take this device over its %d bytes of the node's memory", t, size, dmax), RetryAfterMs: 1000}
+		}
+		freeDevice = func() { n.devBytes.put(peer.Device, cost) }
+	}
 	if isUpload(t) {
-		if peer.Device != "" {
-			if !n.devUploads.take(peer.Device) {
-				n.metrics.refused.WithLabelValues("device_uploads").Inc()
-				return nil, nil, &wire.Error{Code: wire.CodeUnavailable, Message: fmt.Sprintf("this device has %d uploads in flight already", n.devUploads.max), RetryAfterMs: 1000}
-			}
-		}
-		free := func() {
-			if peer.Device != "" {
-				n.devUploads.put(peer.Device)
-			}
-		}
 		select {
 		case n.uploads <- struct{}{}:
 		default:
@@ -200,11 +270,12 @@ func (n *Node) admit(st *quic.Stream, t wire.Type, size int, peer Peer) (freeSlo
 			select {
 			case n.uploads <- struct{}{}:
 			case <-ctx.Done():
-				free()
+				freeDevUpload()
+				freeDevice()
 				return nil, nil, n.busy(st, t, "an upload slot")
 			}
 		}
-		freeSlots = func() { <-n.uploads; free() }
+		freeSlots = func() { <-n.uploads; freeDevUpload() }
 	}
 	waited, err := n.budget.acquire(ctx, cost)
 	if waited {
@@ -212,10 +283,11 @@ func (n *Node) admit(st *quic.Stream, t wire.Type, size int, peer Peer) (freeSlo
 	}
 	if err != nil {
 		freeSlots()
+		freeDevice()
 		return nil, nil, n.busy(st, t, "memory")
 	}
 	var once sync.Once
-	return freeSlots, func() { once.Do(func() { n.budget.release(cost) }) }, nil
+	return freeSlots, func() { once.Do(func() { n.budget.release(cost); freeDevice() }) }, nil
 }
 
 // busy is the refusal of a request on st that waited for what until the

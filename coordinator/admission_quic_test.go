@@ -306,3 +306,64 @@ func TestQUICStreamMemoryBudget(t *testing.T) {
 		t.Errorf("%d bytes still reserved after every request was answered", s.InUse)
 	}
 }
+
+// One device's reservations stay within its share of the memory budget
+// (Config.MaxDeviceMemory): its check-ins that declare 16 KiB and send
+// nothing take its share, the next are refused at once, and another
+// device is served meanwhile.
+func TestQUICStreamDeviceMemory(t *testing.T) {
+	tr := admissionTraining()
+	c := newQUICClusterConf(t, 1, tr, func(cfg *coordinator.Config) {
+		cfg.MaxDeviceMemory, cfg.RateGrace = 1<<20, 20*time.Second
+	})
+	n := c.nodes[0]
+	// The 1 MiB cap is raised to the largest upload and 1 MiB: about
+	// 1.3 MiB here, five such check-ins.
+	deviceMax := n.DeviceMax()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	var refused int
+	var streams []*quic.Stream
+	for range 2 {
+		conn := dialAs(t, ctx, c.addrs[0], c.device(t, "mallory"))
+		for range wire.MaxStreams {
+			st, err := send(ctx, conn, append(header(wire.TypeCheckIn, 16<<10), 0x80))
+			if err != nil {
+				t.Fatal(err)
+			}
+			streams = append(streams, st)
+		}
+	}
+	defer func() {
+		for _, st := range streams {
+			st.CancelWrite(0)
+			st.CancelRead(0)
+		}
+	}()
+	var peak int64
+	err := waitUntil(ctx, 20*time.Second, func() bool {
+		s := n.AdmissionStats()
+		peak = max(peak, s.InUse)
+		refused = s.DeviceMemory
+		return int64(2*wire.MaxStreams-refused)*int64(14*(16<<10)) <= s.InUse && refused > 0
+	})
+	if err != nil {
+		t.Fatalf("mallory's check-ins: %d reserved bytes, %d refused over the device's share (%v)", n.AdmissionStats().InUse, refused, err)
+	}
+	// Another device is served.
+	alice := dialAs(t, ctx, c.addrs[0], c.device(t, "alice"))
+	st, err := send(ctx, alice, mustEncode(t, &wire.GetModel{Version: wire.Version}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if msg, err := reply(st, 20*time.Second); err != nil || msg.Type() != wire.TypeModelHeader {
+		t.Errorf("alice's download beside mallory: %v, %v; want a model header", msg, err)
+	}
+	s := n.AdmissionStats()
+	peak = max(peak, s.InUse)
+	t.Logf("mallory's %d check-ins of 16 KiB: %d refused over its share of %d bytes; %d bytes reserved at most", 2*wire.MaxStreams, refused, deviceMax, peak)
+	if peak > deviceMax+64<<10 { // alice's download
+		t.Errorf("one device reserved %d bytes, over its share of %d", peak, deviceMax)
+	}
+}

@@ -72,6 +72,44 @@ func TestDeviceUploads(t *testing.T) {
 	}
 }
 
+func TestDeviceBytes(t *testing.T) {
+	d := &deviceBytes{n: map[string]int64{}}
+	if !d.take("a", 6, 10) || d.take("a", 5, 10) || !d.take("a", 4, 10) {
+		t.Error("device a: want 6 and 4 of 10, 5 more refused")
+	}
+	if !d.take("b", 10, 10) {
+		t.Error("device b refused for a's bytes")
+	}
+	d.put("a", 6)
+	if !d.take("a", 5, 10) {
+		t.Error("device a refused after 6 of its bytes were freed")
+	}
+	d.put("a", 9)
+	d.put("b", 10)
+	if len(d.n) != 0 {
+		t.Errorf("after every put: %v, want empty", d.n)
+	}
+}
+
+// A request's cost covers its body and what wire lets its decode
+// allocate: the bound of invariant 4 for the small requests, the vector
+// bound for uploads.
+func TestRequestCost(t *testing.T) {
+	for _, tc := range []struct {
+		t    wire.Type
+		n    int
+		want int64
+	}{
+		{wire.TypeCheckIn, 16 << 10, (2+wire.AllocPerByte)*(16<<10+wire.HeaderLen) + wire.RequestAllocSlack},
+		{wire.TypeSecAggUnmask, 1 << 20, (2+wire.AllocPerByte)*(1<<20+wire.HeaderLen) + wire.RequestAllocSlack},
+		{wire.TypeUpload, 1 << 20, (2+wire.VectorAllocPerByte)*(1<<20) + wire.RequestAllocSlack},
+	} {
+		if got := requestCost(tc.t, tc.n); got < tc.want {
+			t.Errorf("requestCost(%v, %d) = %d, want >= %d", tc.t, tc.n, got, tc.want)
+		}
+	}
+}
+
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	for range 1000 {

@@ -124,8 +124,8 @@ type Config struct {
 	// MemoryBudget bounds the bytes of device traffic the node holds at
 	// once, over all connections: every request reserves, from its
 	// header and before its body is read, what its body and decoded
-	// message may take (4 bytes a body byte for uploads, 8 for the
-	// others), and waits (at most wire.ReadTimeout, then
+	// message may take (4 bytes a body byte for uploads, 14 for the
+	// others, and 4 KiB), and waits (at most wire.ReadTimeout, then
 	// CodeUnavailable) while the budget is spent. A request that alone
 	// needs more is refused (CodeTooLarge). Default DefaultMemoryBudget
 	// (1 GiB); docs/security.md has the worst case.
@@ -134,6 +134,12 @@ type Config struct {
 	// device certificate has read at once; one more is refused
 	// (CodeUnavailable). Default DefaultMaxUploadsPerDevice (2).
 	MaxUploadsPerDevice int
+	// MaxDeviceMemory bounds the bytes of MemoryBudget one device
+	// certificate reserves at once; a request that would take it over
+	// is refused at once (CodeUnavailable). It is raised to one upload
+	// of the model and 1 MiB when that is more. Default
+	// DefaultMaxDeviceMemory (32 MiB).
+	MaxDeviceMemory int64
 	// MinUploadRate, in bytes per second, and RateGrace bound how long a
 	// request's bytes may take: its header must arrive within RateGrace
 	// of its stream, its n-byte body within RateGrace + n/MinUploadRate,
@@ -175,6 +181,8 @@ func (c *Config) validate() error {
 		return errors.New("coordinator: Config.Bootstrap and Config.Join exclude each other")
 	case c.MemoryBudget < 0:
 		return fmt.Errorf("coordinator: Config.MemoryBudget = %d, want >= 0 (0: default)", c.MemoryBudget)
+	case c.MaxDeviceMemory < 0:
+		return fmt.Errorf("coordinator: Config.MaxDeviceMemory = %d, want >= 0 (0: default)", c.MaxDeviceMemory)
 	case c.MaxUploadsPerDevice < 0:
 		return fmt.Errorf("coordinator: Config.MaxUploadsPerDevice = %d, want >= 0 (0: default)", c.MaxUploadsPerDevice)
 	case c.MinUploadRate < 0:
@@ -211,6 +219,7 @@ type Node struct {
 	uploads    chan struct{}          // semaphore of MaxUploads
 	budget     *budget                // MemoryBudget
 	devUploads *deviceUploads         // MaxUploadsPerDevice
+	devBytes   *deviceBytes           // MaxDeviceMemory
 
 	framesMu sync.Mutex
 	frames   map[uint64]encodedModel // encoded model versions, for downloads
@@ -243,6 +252,9 @@ func New(cfg Config) (*Node, error) {
 	if cfg.MemoryBudget == 0 {
 		cfg.MemoryBudget = DefaultMemoryBudget
 	}
+	if cfg.MaxDeviceMemory == 0 {
+		cfg.MaxDeviceMemory = DefaultMaxDeviceMemory
+	}
 	if cfg.MaxUploadsPerDevice == 0 {
 		cfg.MaxUploadsPerDevice = DefaultMaxUploadsPerDevice
 	}
@@ -260,7 +272,8 @@ func New(cfg Config) (*Node, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), fsm: newFSM(), rng: rand.New(rand.NewPCG(seed, 0x5e1ec7)), uploads: make(chan struct{}, cfg.MaxUploads), ctx: ctx, cancel: cancel,
-		budget: newBudget(cfg.MemoryBudget), devUploads: &deviceUploads{max: cfg.MaxUploadsPerDevice, n: map[string]int{}}}
+		budget: newBudget(cfg.MemoryBudget), devUploads: &deviceUploads{max: cfg.MaxUploadsPerDevice, n: map[string]int{}},
+		devBytes: &deviceBytes{max: cfg.MaxDeviceMemory, n: map[string]int64{}}}
 	n.metrics = newMetrics(n)
 	started := false
 	defer func() {

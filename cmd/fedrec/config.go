@@ -39,6 +39,7 @@ type nodeConfig struct {
 	// Admission of device traffic (coordinator.Config).
 	MemoryBudget        int64
 	MaxUploadsPerDevice int
+	MaxDeviceMemory     int64
 	MinUploadRate       int64
 
 	// Training, used only by the bootstrapping node.
@@ -70,6 +71,7 @@ var settings = []setting{
 	{flag: "admin-addr"}, {flag: "admin-token", secret: true}, {flag: "read-token", secret: true}, {flag: "heartbeat"}, {flag: "ready-lag"},
 	{flag: "log-level"}, {flag: "log-format"},
 	{flag: "memory-budget", field: "Config.MemoryBudget"}, {flag: "max-uploads-per-device", field: "Config.MaxUploadsPerDevice"},
+	{flag: "max-device-memory", field: "Config.MaxDeviceMemory"},
 	{flag: "min-upload-rate", field: "Config.MinUploadRate"},
 	{flag: "dataset", training: true}, {flag: "datasets-dir", training: true},
 	{flag: "objective", training: true, field: "Training.Kind"},
@@ -128,8 +130,8 @@ func defaultNodeConfig() *nodeConfig {
 		RaftAddr: "127.0.0.1:8001", ClientAddr: "127.0.0.1:7001", Certs: "certs", LogLevel: "info", LogFormat: "text",
 		ReadyLag:     2,
 		MemoryBudget: coordinator.DefaultMemoryBudget, MaxUploadsPerDevice: coordinator.DefaultMaxUploadsPerDevice,
-		MinUploadRate: coordinator.DefaultMinUploadRate,
-		DatasetsDir:   "data", Objective: "explicit",
+		MinUploadRate: coordinator.DefaultMinUploadRate, MaxDeviceMemory: coordinator.DefaultMaxDeviceMemory,
+		DatasetsDir: "data", Objective: "explicit",
 		T: coordinator.Training{
 			Rank: 32, Seed: 1, Train: model.DefaultTrainConfig(), Events: coordinator.DefaultEventWeights(),
 			Optimizer:       aggregation.OptimizerConfig{Name: "fedadam", LR: 0.1},
@@ -162,6 +164,7 @@ func bindConfig(fs *flag.FlagSet, c *nodeConfig) {
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text (logfmt) or json, one object a line")
 	fs.Int64Var(&c.MemoryBudget, "memory-budget", c.MemoryBudget, "bytes of device traffic (request bodies and decoded messages) the node holds at once; requests beyond it wait, then get CodeUnavailable")
 	fs.IntVar(&c.MaxUploadsPerDevice, "max-uploads-per-device", c.MaxUploadsPerDevice, "uploads one device certificate may have read at once")
+	fs.Int64Var(&c.MaxDeviceMemory, "max-device-memory", c.MaxDeviceMemory, "bytes of --memory-budget one device certificate may hold at once; a request beyond it gets CodeUnavailable at once (raised to one upload of the model and 1 MiB when that is more)")
 	fs.Int64Var(&c.MinUploadRate, "min-upload-rate", c.MinUploadRate, "bytes per second below which a request's body is cut off (CodeTooSlow), after a 10 s grace period")
 
 	t := &c.T
@@ -484,6 +487,8 @@ func (c *nodeConfig) validate() error {
 		return bad("memory-budget", "%d, want > 0 bytes", c.MemoryBudget)
 	case c.MaxUploadsPerDevice <= 0:
 		return bad("max-uploads-per-device", "%d, want > 0", c.MaxUploadsPerDevice)
+	case c.MaxDeviceMemory <= 0:
+		return bad("max-device-memory", "%d, want > 0 bytes", c.MaxDeviceMemory)
 	case c.MinUploadRate <= 0:
 		return bad("min-upload-rate", "%d, want > 0 bytes per second", c.MinUploadRate)
 	case c.AdminAddr != "" && c.AdminToken == "":

@@ -59,7 +59,7 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 		ClientAddr: c.ClientAddr, AdvertiseClientAddr: c.AdvertiseClientAddr,
 		Bootstrap: c.Bootstrap, Join: splitList(c.Join), AdminAddr: c.AdminAddr, AdminToken: c.AdminToken, ReadToken: c.ReadToken,
 		HeartbeatTimeout: c.Heartbeat, ElectionTimeout: c.Heartbeat, ReadyLag: c.ReadyLag,
-		MemoryBudget: c.MemoryBudget, MaxUploadsPerDevice: c.MaxUploadsPerDevice, MinUploadRate: c.MinUploadRate,
+		MemoryBudget: c.MemoryBudget, MaxUploadsPerDevice: c.MaxUploadsPerDevice, MaxDeviceMemory: c.MaxDeviceMemory, MinUploadRate: c.MinUploadRate,
 		Logger: c.logger(stderr),
 	}
 	if c.Heartbeat > 0 {
