@@ -52,9 +52,9 @@ func sampleMessages() map[string]Message {
 		"upload_belowclip": &Upload{Version: Version, Round: 7, ClientID: "user-42", Ticket: ticket(), Model: 6, Loss: 12.5, N: 17, Delta: Vec{0.01, -0.02, 0, 0, 0, 0, 0, 0, 0.5, 0}, BelowClip: true},
 		"plan_implicit": &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindImplicit, Items: 3, Rank: 2, Train: implicitTrain(), Clip: 0.5,
 			Privacy: PrivacyParams{NoiseMultiplier: 1.1, SamplingRate: 0.01}, MinClients: 2, TimeLeftMs: 30000, Ticket: ticket()},
-		"modelheader_implicit": &ModelHeader{Model: 6, Round: 5, Digest: digest32(2), Kind: KindImplicit, Items: 3, Rank: 2, Chunks: 1, Events: sampleEvents()},
+		"modelheader_implicit":  &ModelHeader{Model: 6, Round: 5, Digest: digest32(2), Kind: KindImplicit, Items: 3, Rank: 2, Chunks: 1, Events: sampleEvents()},
 		"modelheader_catalogue": &ModelHeader{Model: 6, Round: 5, Digest: digest32(2), Kind: KindExplicit, Items: 3, Rank: 2, Chunks: 1, Catalogue: digest32(3)},
-		"secagg_unmask":        &SecAggUnmask{SecAggHeader: sampleHeader(), SelfMaskShares: []Share{{Peer: 0, Value: []uint64{1, 2, 3, 4, 5}}}, MaskKeyShares: []Share{{Peer: 1, Value: []uint64{6, 7, 8, 9, 10}}}},
+		"secagg_unmask":         &SecAggUnmask{SecAggHeader: sampleHeader(), SelfMaskShares: []Share{{Peer: 0, Value: []uint64{1, 2, 3, 4, 5}}}, MaskKeyShares: []Share{{Peer: 1, Value: []uint64{6, 7, 8, 9, 10}}}},
 	}
 }
 
@@ -121,8 +121,9 @@ func sampleCommands() map[string]Command {
 			c.Kind, c.Mean, c.Train = KindImplicit, 0, implicitTrain()
 			return c
 		}()},
-		"changetraining":   &ChangeTraining{ClientsPerRound: 200, RoundTimeoutMs: 90000, NoiseMultiplier: 1.3, Operator: "alice", Reason: "more devices", TimeMs: 1796601600000},
-		"setconfig_secagg": &SetConfig{Config: func() TrainingConfig { c := sampleConfig(); c.SecAgg, c.SecAggPhaseMs = true, 5000; return c }()},
+		"changetraining":      &ChangeTraining{ClientsPerRound: 200, RoundTimeoutMs: 90000, NoiseMultiplier: 1.3, Operator: "alice", Reason: "more devices", TimeMs: 1796601600000},
+		"setconfig_catalogue": &SetConfig{Config: func() TrainingConfig { c := sampleConfig(); c.Catalogue = digest32(4); return c }()},
+		"setconfig_secagg":    &SetConfig{Config: func() TrainingConfig { c := sampleConfig(); c.SecAgg, c.SecAggPhaseMs = true, 5000; return c }()},
 	}
 }
 
