@@ -317,3 +317,35 @@ func TestSDKCatalogueFromCluster(t *testing.T) {
 		t.Errorf("Sync with the cluster's catalogue = %v", err)
 	}
 }
+
+// TestSDKRoundSizes: a real node announces each round's download and
+// upload sizes, so that a device whose policy allows fewer bytes declines
+// the round (ReasonTooLarge) before downloading the model, and one that
+// allows them takes part. The bound sits above what the model's shape
+// alone implies (12 bytes a parameter), so only the node's announcement
+// (the model's frames, the framed update) exceeds it.
+func TestSDKRoundSizes(t *testing.T) {
+	const items, rank = 20, 4
+	n, ca := startNode(t, coordinator.Training{Items: items, Rank: rank, Mean: 3.5, ClientsPerRound: 1, MinClients: 1, Clip: 0.5,
+		NoiseMultiplier: 1.2, Population: 1000, CheckInWindow: 100 * time.Millisecond, RoundTimeout: 2 * time.Second})
+	catalogue := catalogueOf(items)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	dim := int64(model.Dim(items, rank))
+
+	tight := permissive
+	tight.MaxRoundBytes = 12*dim + 64
+	c := newDevice(t, n, ca, catalogue, tight)
+	_, err := participate(ctx, c)
+	var d *client.DeclineError
+	if !errors.As(err, &d) || d.Reason != client.ReasonTooLarge {
+		t.Fatalf("Participate with MaxRoundBytes %d = %v, want a round_too_large decline", tight.MaxRoundBytes, err)
+	}
+	t.Logf("declined: %v", d)
+
+	roomy := permissive
+	roomy.MaxRoundBytes = 64 * dim
+	if _, err := participate(ctx, newDevice(t, n, ca, catalogue, roomy)); err != nil {
+		t.Fatalf("Participate with MaxRoundBytes %d = %v", roomy.MaxRoundBytes, err)
+	}
+}
