@@ -122,6 +122,7 @@ func (n *network) join(ctx context.Context, k *Contribution) error {
 	}
 	offer.Train.LR, offer.Train.Reg, offer.Train.Epochs, offer.Train.Alpha = plan.Train.LR, plan.Train.Reg, plan.Train.Epochs, plan.Train.Alpha
 	offer.EventWeights = eventWeightsOf(plan.Train.Events)
+	offer.DownloadBytes, offer.UploadBytes = roundSizes(plan, k.Have())
 	if err := k.Accept(offer); err != nil {
 		return err
 	}
@@ -160,4 +161,16 @@ func (n *network) join(ctx context.Context, k *Contribution) error {
 	}
 	k.Sent(int64(8 * len(p.Delta)))
 	return nil
+}
+
+// roundSizes are the bytes plan costs a device that holds model version
+// have: the sizes the plan announces, but never less than the model's
+// shape implies (8 bytes a parameter down, 4 up), whatever a coordinator
+// (or an older one, which announces none) says.
+func roundSizes(plan *wire.Plan, have uint64) (down, up int64) {
+	dim := int64(model.Dim(plan.Items, plan.Rank))
+	if have != plan.Model {
+		down = max(plan.DownloadBytes, 8*dim)
+	}
+	return down, max(plan.UploadBytes, 4*dim)
 }

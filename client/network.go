@@ -435,6 +435,17 @@ func (d *Dialer) drop(conn *quic.Conn, addr string) {
 	d.saveLocked()
 }
 
+// forget closes conn, if it is the Dialer's, without counting a failure
+// of its address: the next request dials it again.
+func (d *Dialer) forget(conn *quic.Conn) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conn == conn {
+		d.conn.CloseWithError(0, "")
+		d.conn = nil
+	}
+}
+
 // follow makes the next request go to the leader the cluster named.
 func (d *Dialer) follow(leader string) {
 	if leader == "" || len(leader) > wire.MaxAddrLen {
@@ -469,6 +480,16 @@ func (d *Dialer) exchange(ctx context.Context, req wire.Message, recv func(wire.
 		switch {
 		case err == nil:
 			return nil
+		case errors.Is(err, wire.ErrNoStream) && ctx.Err() == nil:
+			// The node answers but the connection lost its stream
+			// slots: a new connection, to the same node, has them all.
+			d.cfg.Logger.Warn("client: no stream free on the connection; dialing again", "addr", addr)
+			d.forget(conn)
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+			if bctx.Err() != nil || len(errs) >= 2*len(d.addrs)+1 {
+				return &unavailableError{errors.Join(errs...)}
+			}
+			continue
 		case errors.As(err, &we) && we.Code != wire.CodeUnavailable:
 			if (we.Code == wire.CodeNotLeader || we.Code == wire.CodeUnknownModel) && we.Leader != "" && we.Leader != addr && hop < 3 {
 				hop++

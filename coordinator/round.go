@@ -335,9 +335,11 @@ func (l *leader) round(ctx context.Context) error {
 	r.mu.Unlock()
 	l.mu.Unlock()
 	n.enter(r.id, phaseSelected)
+	down, up := n.roundSizes(base, cfg, r.sec)
 	started := time.Now()
 	for i, w := range cohort {
 		w.reply <- &wire.Plan{
+			DownloadBytes: down, UploadBytes: up,
 			Round: r.id, Model: base.Version, Digest: base.Digest[:], Kind: wire.KindOf(base.Model.Kind),
 			Items: base.Model.Items, Rank: base.Model.Rank,
 			Train: cfg.trainParams(),
@@ -554,4 +556,20 @@ func (r *round) admit(m *wire.Upload) *wire.Error {
 	r.uploaded[m.ClientID] = true
 	r.inflight.Add(1)
 	return nil
+}
+
+// roundSizes are the sizes a round's plans announce: the bytes of the
+// model's download (its frames, as GetModel sends them) and the most a
+// device sends: its update, framed, or in a secure round its encoded
+// masked input and its keys and shares for every peer.
+func (n *Node) roundSizes(base *Version, cfg Training, sec *secureRound) (down, up int64) {
+	if frames, err := n.modelFrames(base, cfg.wireEvents(), cfg.wireCatalogue()); err == nil {
+		for _, f := range frames {
+			down += int64(f.Len())
+		}
+	}
+	if sec == nil {
+		return down, wire.UploadBytes(len(base.Model.Params))
+	}
+	return down, wire.SecAggBytes(sec.params, sec.enc.PaddedDim())
 }

@@ -111,7 +111,7 @@ func (n *Node) sendModel(m *wire.GetModel, send func(wire.Message) error) error 
 		e.Message = "model version not held here"
 		return send(e)
 	}
-	frames, err := n.modelFrames(v, cfg.wireEvents())
+	frames, err := n.modelFrames(v, cfg.wireEvents(), cfg.wireCatalogue())
 	if err != nil {
 		return send(wire.AsError(err))
 	}
@@ -124,17 +124,17 @@ func (n *Node) sendModel(m *wire.GetModel, send func(wire.Message) error) error 
 }
 
 // modelFrames returns the encoded header and chunks of a model version,
-// its header carrying the cluster's event weights (set once, with the
-// configuration), encoding them on first use. It keeps the three newest
-// versions.
-func (n *Node) modelFrames(v *Version, events *wire.EventWeights) ([]*wire.Frame, error) {
+// its header carrying the cluster's event weights and catalogue digest
+// (set once, with the configuration), encoding them on first use. It
+// keeps the three newest versions.
+func (n *Node) modelFrames(v *Version, events *wire.EventWeights, catalogue []byte) ([]*wire.Frame, error) {
 	n.framesMu.Lock()
 	defer n.framesMu.Unlock()
 	if f, ok := n.frames[v.Version]; ok && f.digest == v.Digest {
 		return f.frames, nil
 	}
 	h, chunks := wire.SplitModel(v.Model, v.Version, v.Round)
-	h.Events = events
+	h.Events, h.Catalogue = events, catalogue
 	msgs := []wire.Message{h}
 	for _, c := range chunks {
 		msgs = append(msgs, c)

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"math"
 	"slices"
@@ -80,6 +81,27 @@ type Training struct {
 	// SecAggPhase is the deadline of each secure-aggregation phase after
 	// the first (whose deadline is RoundTimeout), default 10s with SecAgg.
 	SecAggPhase time.Duration
+
+	// Catalogue is the wire.CatalogueDigest of the app's item IDs in the
+	// model's order (item i of the model is the i-th ID), which every
+	// model download carries so that a device whose catalogue differs
+	// (another order, other IDs) refuses the model rather than label
+	// its recommendations with the wrong items. The zero value means the
+	// cluster does not know its catalogue; devices then check its length
+	// only. Set it with CatalogueOf.
+	Catalogue [sha256.Size]byte
+}
+
+// CatalogueOf returns the Training.Catalogue of the item IDs items, in the
+// model's order.
+func CatalogueOf(items []string) [sha256.Size]byte { return wire.CatalogueDigest(items) }
+
+// wireCatalogue is t's catalogue digest on the wire: nil when unknown.
+func (t Training) wireCatalogue() []byte {
+	if t.Catalogue == ([sha256.Size]byte{}) {
+		return nil
+	}
+	return t.Catalogue[:]
 }
 
 // WithDefaults returns t with its zero fields set to the documented
@@ -268,6 +290,7 @@ func (t Training) toWire() wire.TrainingConfig {
 		KeepModels: t.KeepModels, NoiseMultiplier: t.NoiseMultiplier, Population: t.Population,
 		SecAgg: t.SecAgg, SecAggPhaseMs: t.SecAggPhase.Milliseconds(),
 		NoiseMode: uint8(t.Noise), AdaptiveClip: t.AdaptiveClip, ClipQuantile: t.ClipQuantile, ClipLearningRate: t.ClipLearningRate, ClipCountStddev: t.ClipCountStddev,
+		Catalogue: t.wireCatalogue(),
 	}
 }
 
@@ -287,6 +310,13 @@ func trainingFromWire(w *wire.TrainingConfig) (Training, error) {
 		KeepModels: w.KeepModels, NoiseMultiplier: w.NoiseMultiplier, Population: w.Population,
 		SecAgg: w.SecAgg, SecAggPhase: time.Duration(w.SecAggPhaseMs) * time.Millisecond,
 		Noise: NoiseMode(w.NoiseMode), AdaptiveClip: w.AdaptiveClip, ClipQuantile: w.ClipQuantile, ClipLearningRate: w.ClipLearningRate, ClipCountStddev: w.ClipCountStddev,
+	}
+	switch len(w.Catalogue) {
+	case 0:
+	case sha256.Size:
+		t.Catalogue = [sha256.Size]byte(w.Catalogue)
+	default:
+		return Training{}, fmt.Errorf("coordinator: Training.Catalogue: a digest of %d bytes, want %d", len(w.Catalogue), sha256.Size)
 	}
 	return t, t.Validate()
 }

@@ -44,6 +44,7 @@ type nodeConfig struct {
 
 	// Training, used only by the bootstrapping node.
 	Dataset, DatasetsDir string
+	Catalogue            string // file of the item IDs, one a line, in the model's order
 	Objective            string // explicit or implicit: T.Kind
 	DP                   string // coordinator.ParseNoiseMode; "" picks by the noise multiplier
 	T                    coordinator.Training
@@ -73,7 +74,7 @@ var settings = []setting{
 	{flag: "memory-budget", field: "Config.MemoryBudget"}, {flag: "max-uploads-per-device", field: "Config.MaxUploadsPerDevice"},
 	{flag: "max-device-memory", field: "Config.MaxDeviceMemory"},
 	{flag: "min-upload-rate", field: "Config.MinUploadRate"},
-	{flag: "dataset", training: true}, {flag: "datasets-dir", training: true},
+	{flag: "dataset", training: true}, {flag: "datasets-dir", training: true}, {flag: "catalogue", training: true},
 	{flag: "objective", training: true, field: "Training.Kind"},
 	{flag: "items", training: true, field: "Training.Items"},
 	{flag: "mean", training: true, field: "Training.Mean"},
@@ -170,6 +171,7 @@ func bindConfig(fs *flag.FlagSet, c *nodeConfig) {
 	t := &c.T
 	fs.StringVar(&c.Dataset, "dataset", c.Dataset, "derive --items, --mean and --population from this data set (as 'fedrec sim --data'), e.g. ml-latest-small")
 	fs.StringVar(&c.DatasetsDir, "datasets-dir", c.DatasetsDir, "directory of the named data sets")
+	fs.StringVar(&c.Catalogue, "catalogue", c.Catalogue, "file of the app's item IDs, one a line, in the model's order (sets --items): every model download carries its digest, so that a device with another catalogue refuses the model; --dataset gives the data set's")
 	fs.StringVar(&c.Objective, "objective", c.Objective, "what the model learns from: explicit (ratings, predicted as ratings) or implicit (views, clicks, carts, purchases, weighted by --event-weights; scored as preferences)")
 	fs.IntVar(&t.Items, "items", t.Items, "number of items of the model (required unless --dataset)")
 	fs.Float64Var(&t.Mean, "mean", t.Mean, "explicit objective: global mean rating of the initial model")
@@ -521,8 +523,9 @@ func (c *nodeConfig) validate() error {
 		return bad("mean", "%v with objective implicit: an implicit model scores preferences and has no mean rating", c.T.Mean)
 	}
 	t := c.training()
-	if c.Dataset != "" {
-		// Stand-ins for what the data set gives at start (checked then).
+	if c.Dataset != "" || c.Catalogue != "" {
+		// Stand-ins for what the data set or catalogue gives at start
+		// (checked then).
 		t.Items = max(t.Items, 1)
 		if t.Population == 0 {
 			t.Population = 1

@@ -89,6 +89,11 @@ type TrainingConfig struct {
 	ClipQuantile     float64 `msgpack:"clip_quantile,omitempty"`
 	ClipLearningRate float64 `msgpack:"clip_lr,omitempty"`
 	ClipCountStddev  float64 `msgpack:"clip_count_std,omitempty"`
+	// Catalogue is the CatalogueDigest of the item IDs in the model's
+	// order, which every ModelHeader carries so that a device refuses
+	// another catalogue; nil when the cluster was not given one.
+	// Appended.
+	Catalogue []byte `msgpack:"catalogue,omitempty"`
 }
 
 // SetConfig sets the training configuration.

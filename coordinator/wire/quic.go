@@ -196,6 +196,17 @@ const (
 	streamCancelled quic.StreamErrorCode = 1
 )
 
+// StreamWait bounds how long Exchange waits for the peer to let it open a
+// stream. A node gives each connection MaxStreams, and a device uses at
+// most three at once; a connection with none free for this long has lost
+// its slots (streams the peer never released), and waiting longer would
+// hang the device on it for good.
+const StreamWait = 5 * time.Second
+
+// ErrNoStream reports a connection on which no stream could be opened
+// within StreamWait: the caller should close it and dial again.
+var ErrNoStream = errors.New("wire: no stream free on the connection")
+
 // Exchange runs one request on its own bidirectional stream of conn: it
 // writes req at once, closes the send side, and passes each reply to recv
 // until recv reports done. A reply Error is returned as an error (*Error)
@@ -206,10 +217,28 @@ func Exchange(ctx context.Context, conn *quic.Conn, req Message, l Limits, recv 
 	if err != nil {
 		return err
 	}
-	st, err := conn.OpenStreamSync(ctx)
+	octx, cancel := context.WithTimeout(ctx, StreamWait)
+	st, err := conn.OpenStreamSync(octx)
+	cancel()
 	if err != nil {
+		if ctx.Err() == nil && octx.Err() != nil {
+			return fmt.Errorf("open stream: %w (waited %v)", ErrNoStream, StreamWait)
+		}
 		return fmt.Errorf("open stream: %w", err)
 	}
+	// The peer counts the stream against the connection's MaxStreams
+	// until both directions are done: on every path out, the send side
+	// is closed (FIN) or reset, and the receive side read to its end or
+	// cancelled. A path that leaves either open (a write that failed on
+	// the stream's deadline before ctx's timer fired used to) costs the
+	// connection a slot for good.
+	sent := false
+	defer func() {
+		if !sent {
+			st.CancelWrite(streamCancelled)
+		}
+		st.CancelRead(0)
+	}()
 	stop := context.AfterFunc(ctx, func() {
 		st.CancelRead(streamCancelled)
 		st.CancelWrite(streamCancelled)
@@ -222,7 +251,7 @@ func Exchange(ctx context.Context, conn *quic.Conn, req Message, l Limits, recv 
 		return ctxErr(ctx, fmt.Errorf("send %s: %w", req.Type(), err))
 	}
 	st.Close()
-	defer st.CancelRead(0)
+	sent = true
 	l.Only = Replies
 	for {
 		msg, err := Read(st, l)

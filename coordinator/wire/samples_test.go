@@ -38,6 +38,7 @@ func sampleMessages() map[string]Message {
 		"uploadack":            &UploadAck{Round: 7},
 		"join":                 &Join{Version: Version, ID: "b", RaftAddr: "127.0.0.1:8002", ClientAddr: "127.0.0.1:7002"},
 		"joinack":              &JoinAck{Leader: "a"},
+		"plan_sizes":           &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.5, Privacy: PrivacyParams{NoiseMultiplier: 1.1, SamplingRate: 0.01}, TimeLeftMs: 30000, Ticket: ticket(), DownloadBytes: 301, UploadBytes: 1109},
 		"plan_secagg":          &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.5, TimeLeftMs: 30000, Ticket: ticket(), SecAgg: sampleSecAgg(), SecAggID: 2},
 		"secagg_advert":        &SecAggAdvert{SecAggHeader: sampleHeader(), Keys: sampleKeys(2)},
 		"secagg_peerkeys":      &SecAggPeerKeys{Round: 7, To: 2, Peers: []SecAggKeys{sampleKeys(0), sampleKeys(1)}},
@@ -136,8 +137,9 @@ func sampleCommands() map[string]Command {
 			c.Kind, c.Mean, c.Train = KindImplicit, 0, implicitTrain()
 			return c
 		}()},
-		"changetraining":   &ChangeTraining{ClientsPerRound: 200, RoundTimeoutMs: 90000, NoiseMultiplier: 1.3, Operator: "alice", Reason: "more devices", TimeMs: 1796601600000},
-		"setconfig_secagg": &SetConfig{Config: func() TrainingConfig { c := sampleConfig(); c.SecAgg, c.SecAggPhaseMs = true, 5000; return c }()},
+		"changetraining":      &ChangeTraining{ClientsPerRound: 200, RoundTimeoutMs: 90000, NoiseMultiplier: 1.3, Operator: "alice", Reason: "more devices", TimeMs: 1796601600000},
+		"setconfig_catalogue": &SetConfig{Config: func() TrainingConfig { c := sampleConfig(); c.Catalogue = digest32(4); return c }()},
+		"setconfig_secagg":    &SetConfig{Config: func() TrainingConfig { c := sampleConfig(); c.SecAgg, c.SecAggPhaseMs = true, 5000; return c }()},
 	}
 }
 
