@@ -87,6 +87,19 @@ type Status struct {
 	InsecureDevices bool `json:"insecure_devices"`
 	// Build is the node's binary: version, commit, toolchain.
 	Build Build `json:"build"`
+	// Certs is when the certificates the node serves with expire; null
+	// without TLS.
+	Certs *StatusCerts `json:"certificates"`
+}
+
+// StatusCerts says when the node's certificates expire: its own, the
+// cluster CA's and the device CA's (the earliest of a file holding
+// several, as during a rotation); a zero time is omitted.
+type StatusCerts struct {
+	Node       time.Time  `json:"node"`
+	NodeSerial string     `json:"node_serial"` // hex
+	CA         time.Time  `json:"ca"`
+	DeviceCA   *time.Time `json:"device_ca,omitempty"` // absent without a device CA
 }
 
 // StatusNode is a member of the Raft configuration.
@@ -193,9 +206,9 @@ func (n *Node) startAdmin() error {
 	if err != nil {
 		return fmt.Errorf("coordinator: admin listen: %w", err)
 	}
-	tc := n.cfg.TLS.ServerTLS()
-	tc.ClientAuth = tls.NoClientCert // operators authenticate with the token
-	tc.ClientCAs = nil
+	// Operators authenticate with the token; each handshake serves the
+	// current certificate.
+	tc := &tls.Config{MinVersion: tls.VersionTLS13, ClientAuth: tls.NoClientCert, GetCertificate: n.certs.getCertificate}
 	a.ln = ln
 	a.srv = &http.Server{
 		Handler:           a.handler(),
@@ -366,6 +379,14 @@ func (n *Node) Status() Status {
 		InsecureDevices: n.insecureDevices(), Build: BuildInfo(),
 	}
 	_, st.LeaderCommit = n.leaderCommit()
+	if b := n.certs.bundle(); b != nil && b.Cert.Leaf != nil {
+		node, ca, dev := n.certs.expiry()
+		st.Certs = &StatusCerts{Node: node.UTC(), NodeSerial: b.Cert.Leaf.SerialNumber.Text(16), CA: ca.UTC()}
+		if !dev.IsZero() {
+			dev = dev.UTC()
+			st.Certs.DeviceCA = &dev
+		}
+	}
 	if d := n.lastContact(); d == time.Duration(math.MaxInt64) {
 		st.LastContact = -1
 	} else {

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"cmp"
 	"context"
 	crand "crypto/rand"
 	"encoding/binary"
@@ -74,8 +75,15 @@ type Config struct {
 	// leader hints; default: the address ClientAddr listens on.
 	AdvertiseClientAddr string
 	// TLS holds the node's certificate and the cluster CA. Required for
-	// the Raft TLS transport and the QUIC server.
+	// the Raft TLS transport and the QUIC server. A bundle that pki.Load
+	// read from files is reloaded when they change (CertReloadInterval)
+	// and on Node.ReloadCerts.
 	TLS *pki.Bundle
+	// CertReloadInterval is how often the node compares its certificate
+	// files' contents with those it loaded (default
+	// DefaultCertReloadInterval; negative: never, only ReloadCerts). A
+	// change is loaded once it has stayed the same for one interval.
+	CertReloadInterval time.Duration
 	// AdminAddr is the TCP address of the admin API (HTTPS with the
 	// node's certificate: health, readiness, metrics, status, rounds,
 	// models); empty means off.
@@ -206,6 +214,7 @@ type Node struct {
 	metrics    *metrics // kept up to date by observedFSM
 
 	lead       atomic.Pointer[leader] // non-nil while this node runs rounds
+	certs      *certStore             // the current TLS bundle (nil inside when Config.TLS is)
 	auth       *auth                  // nil without a QUIC server: Handle's callers are trusted
 	conns      *connTable             // the QUIC server's connections by peer
 	uploads    chan struct{}          // semaphore of MaxUploads
@@ -262,6 +271,7 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), fsm: newFSM(), rng: rand.New(rand.NewPCG(seed, 0x5e1ec7)), uploads: make(chan struct{}, cfg.MaxUploads), ctx: ctx, cancel: cancel,
 		budget: newBudget(cfg.MemoryBudget), devUploads: &deviceUploads{max: cfg.MaxUploadsPerDevice, n: map[string]int{}}}
 	n.metrics = newMetrics(n)
+	n.certs = newCertStore(cfg.TLS, n.log)
 	started := false
 	defer func() {
 		if !started {
@@ -303,7 +313,7 @@ func New(cfg Config) (*Node, error) {
 
 	n.trans = cfg.Transport
 	if n.trans == nil {
-		sl, err := newTLSStreamLayer(cfg.RaftAddr, cfg.TLS.PeerTLS())
+		sl, err := newTLSStreamLayer(cfg.RaftAddr, n.certs)
 		if err != nil {
 			return nil, fmt.Errorf("coordinator: raft listen: %w", err)
 		}
@@ -389,6 +399,13 @@ func New(cfg Config) (*Node, error) {
 		defer n.wg.Done()
 		n.watchLeadership(notify)
 	}()
+	if every := cmp.Or(cfg.CertReloadInterval, DefaultCertReloadInterval); every > 0 && n.certs.fromFiles() {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.watchCerts(every)
+		}()
+	}
 	if len(cfg.Join) > 0 && !existing {
 		n.wg.Add(1)
 		go func() {
@@ -727,7 +744,7 @@ func (n *Node) joinLoop() {
 func (n *Node) sendJoin(addr string, req *wire.Join) error {
 	ctx, cancel := context.WithTimeout(n.ctx, 15*time.Second)
 	defer cancel()
-	conn, err := wire.Dial(ctx, addr, n.cfg.TLS.PeerTLS())
+	conn, err := wire.Dial(ctx, addr, n.certs.peerTLS())
 	if err != nil {
 		return err
 	}
