@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"strings"
@@ -250,7 +251,7 @@ func printCerts(w io.Writer, c *coordinator.StatusCerts, now time.Time) {
 			continue
 		}
 		left := x.t.Sub(now)
-		in := fmt.Sprintf("in %d days", int(left.Hours()/24))
+		in := fmt.Sprintf("in %d days", int(math.Round(left.Hours()/24)))
 		switch {
 		case left <= 0:
 			in = "EXPIRED"
