@@ -40,7 +40,7 @@ import (
 //	GET /v1/model         (read) ModelManifest as JSON; ?version=V for a
 //	                      retained version, ?format=raw for the parameters
 //	GET /v1/cluster       (read) Cluster as JSON: the Raft configuration
-//	POST /v1/cluster/join?id=NODE&raft_addr=HOST:PORT[&client_addr=HOST:PORT]
+//	POST /v1/cluster/join?id=NODE&raft_addr=HOST:PORT[&client_addr=HOST:PORT][&admin_addr=HOST:PORT]
 //	                      leader only: add NODE as a voter (idempotent)
 //	POST /v1/cluster/remove?id=NODE
 //	                      leader only: remove NODE (absent is success)
@@ -107,8 +107,11 @@ type StatusNode struct {
 	ID         string `json:"id"`
 	RaftAddr   string `json:"raft_addr"`
 	ClientAddr string `json:"client_addr"` // empty until the node registered it
-	Suffrage   string `json:"suffrage"`    // voter, nonvoter, staging
-	Leader     bool   `json:"leader"`
+	// AdminAddr is the node's admin API address, as it registered it
+	// (through the replicated membership); empty if unknown.
+	AdminAddr string `json:"admin_addr,omitempty"`
+	Suffrage  string `json:"suffrage"` // voter, nonvoter, staging
+	Leader    bool   `json:"leader"`
 }
 
 // StatusModel is the newest committed model.
@@ -426,14 +429,15 @@ func members(s *State, servers []raft.Server, lid raft.ServerID) (nodes []Status
 	slices.SortFunc(servers, func(a, b raft.Server) int { return strings.Compare(string(a.ID), string(b.ID)) })
 	nodes = []StatusNode{}
 	for _, srv := range servers {
-		sn := StatusNode{ID: string(srv.ID), RaftAddr: string(srv.Address), ClientAddr: s.NodeAddr(string(srv.ID)), Suffrage: suffrage(srv.Suffrage), Leader: srv.ID == lid}
+		sn := StatusNode{ID: string(srv.ID), RaftAddr: string(srv.Address), ClientAddr: s.NodeAddr(string(srv.ID)), AdminAddr: s.AdminAddr(string(srv.ID)),
+			Suffrage: suffrage(srv.Suffrage), Leader: srv.ID == lid}
 		nodes = append(nodes, sn)
 		if sn.Leader {
 			leader = &sn
 		}
 	}
 	if leader == nil && lid != "" {
-		leader = &StatusNode{ID: string(lid), ClientAddr: s.NodeAddr(string(lid)), Leader: true}
+		leader = &StatusNode{ID: string(lid), ClientAddr: s.NodeAddr(string(lid)), AdminAddr: s.AdminAddr(string(lid)), Leader: true}
 	}
 	return nodes, leader
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -496,6 +497,12 @@ func (n *Node) WaitFor(ctx context.Context, cond func(s *State) bool) error {
 // idempotent: joining again with the same addresses changes nothing, and
 // joining with a new Raft address replaces the old one.
 func (n *Node) Join(id, raftAddr, clientAddr string) error {
+	return n.join(id, raftAddr, clientAddr, "")
+}
+
+// join is Join that also records the node's admin API address ("" keeps
+// the one recorded, if any).
+func (n *Node) join(id, raftAddr, clientAddr, adminAddr string) error {
 	if !n.IsLeader() {
 		return ErrNotLeader
 	}
@@ -518,14 +525,14 @@ func (n *Node) Join(id, raftAddr, clientAddr string) error {
 			return fmt.Errorf("add voter %s: %w", id, err)
 		}
 	}
-	var have string
-	n.fsm.read(func(s *State) { have = s.NodeAddr(id) })
-	if have != clientAddr {
-		if _, err := n.apply(&wire.RegisterNode{ID: id, ClientAddr: clientAddr}); err != nil {
+	var have, haveAdmin string
+	n.fsm.read(func(s *State) { have, haveAdmin = s.NodeAddr(id), s.AdminAddr(id) })
+	if have != clientAddr || (adminAddr != "" && haveAdmin != adminAddr) {
+		if _, err := n.apply(&wire.RegisterNode{ID: id, ClientAddr: clientAddr, AdminAddr: adminAddr}); err != nil {
 			return err
 		}
 	}
-	n.log.Info("node joined", "peer", id, "raft_addr", raftAddr, "client_addr", clientAddr)
+	n.log.Info("node joined", "peer", id, "raft_addr", raftAddr, "client_addr", clientAddr, "admin_addr", adminAddr)
 	return nil
 }
 
@@ -654,21 +661,40 @@ func (n *Node) lead1(ctx context.Context) {
 	l.run(ctx)
 }
 
+// advertisedAdmin is the admin API address this node registers for the
+// others (operators' commands given one node find the rest with it): the
+// address it listens on, with the advertised client address's host when
+// it listens on all interfaces; "" without an admin API.
+func (n *Node) advertisedAdmin() string {
+	a := n.AdminAddr()
+	if a == "" {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(a)
+	if ip := net.ParseIP(host); err == nil && ip != nil && ip.IsUnspecified() {
+		if chost, _, err := net.SplitHostPort(n.clientAddr); err == nil && chost != "" {
+			return net.JoinHostPort(chost, port)
+		}
+	}
+	return a
+}
+
 // prepare registers this node's client address, founds the training
 // configuration and initial model if this node bootstraps, and abandons a
 // round a previous leader left open.
 func (n *Node) prepare() error {
-	var have string
+	var have, haveAdmin string
 	var cfgSet, hasModel bool
 	var open *OpenRound
+	admin := n.advertisedAdmin()
 	n.fsm.read(func(s *State) {
-		have = s.NodeAddr(n.cfg.ID)
+		have, haveAdmin = s.NodeAddr(n.cfg.ID), s.AdminAddr(n.cfg.ID)
 		_, cfgSet = s.Config()
 		hasModel = s.Current() != nil
 		open = s.Open()
 	})
-	if have != n.clientAddr && n.clientAddr != "" {
-		if _, err := n.apply(&wire.RegisterNode{ID: n.cfg.ID, ClientAddr: n.clientAddr}); err != nil {
+	if (have != n.clientAddr || haveAdmin != admin) && n.clientAddr != "" {
+		if _, err := n.apply(&wire.RegisterNode{ID: n.cfg.ID, ClientAddr: n.clientAddr, AdminAddr: admin}); err != nil {
 			return err
 		}
 	}
@@ -708,7 +734,7 @@ func (n *Node) prepare() error {
 // a node that cannot join (another cluster CA, a wrong address) retries
 // for ever and serves nothing.
 func (n *Node) joinLoop() {
-	req := &wire.Join{Version: wire.Version, ID: n.cfg.ID, RaftAddr: n.RaftAddr(), ClientAddr: n.clientAddr}
+	req := &wire.Join{Version: wire.Version, ID: n.cfg.ID, RaftAddr: n.RaftAddr(), ClientAddr: n.clientAddr, AdminAddr: n.advertisedAdmin()}
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		for _, addr := range n.cfg.Join {
