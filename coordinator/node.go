@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"cmp"
 	"context"
 	crand "crypto/rand"
 	"encoding/binary"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,8 +76,15 @@ type Config struct {
 	// leader hints; default: the address ClientAddr listens on.
 	AdvertiseClientAddr string
 	// TLS holds the node's certificate and the cluster CA. Required for
-	// the Raft TLS transport and the QUIC server.
+	// the Raft TLS transport and the QUIC server. A bundle that pki.Load
+	// read from files is reloaded when they change (CertReloadInterval)
+	// and on Node.ReloadCerts.
 	TLS *pki.Bundle
+	// CertReloadInterval is how often the node compares its certificate
+	// files' contents with those it loaded (default
+	// DefaultCertReloadInterval; negative: never, only ReloadCerts). A
+	// change is loaded once it has stayed the same for one interval.
+	CertReloadInterval time.Duration
 	// AdminAddr is the TCP address of the admin API (HTTPS with the
 	// node's certificate: health, readiness, metrics, status, rounds,
 	// models); empty means off.
@@ -214,6 +223,7 @@ type Node struct {
 	metrics    *metrics // kept up to date by observedFSM
 
 	lead       atomic.Pointer[leader] // non-nil while this node runs rounds
+	certs      *certStore             // the current TLS bundle (nil inside when Config.TLS is)
 	auth       *auth                  // nil without a QUIC server: Handle's callers are trusted
 	conns      *connTable             // the QUIC server's connections by peer
 	uploads    chan struct{}          // semaphore of MaxUploads
@@ -275,6 +285,7 @@ func New(cfg Config) (*Node, error) {
 		budget: newBudget(cfg.MemoryBudget), devUploads: &deviceUploads{max: cfg.MaxUploadsPerDevice, n: map[string]int{}},
 		devBytes: &deviceBytes{max: cfg.MaxDeviceMemory, n: map[string]int64{}}}
 	n.metrics = newMetrics(n)
+	n.certs = newCertStore(cfg.TLS, n.log)
 	started := false
 	defer func() {
 		if !started {
@@ -316,7 +327,7 @@ func New(cfg Config) (*Node, error) {
 
 	n.trans = cfg.Transport
 	if n.trans == nil {
-		sl, err := newTLSStreamLayer(cfg.RaftAddr, cfg.TLS.PeerTLS())
+		sl, err := newTLSStreamLayer(cfg.RaftAddr, n.certs)
 		if err != nil {
 			return nil, fmt.Errorf("coordinator: raft listen: %w", err)
 		}
@@ -402,6 +413,13 @@ func New(cfg Config) (*Node, error) {
 		defer n.wg.Done()
 		n.watchLeadership(notify)
 	}()
+	if every := cmp.Or(cfg.CertReloadInterval, DefaultCertReloadInterval); every > 0 && n.certs.fromFiles() {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.watchCerts(every)
+		}()
+	}
 	if len(cfg.Join) > 0 && !existing {
 		n.wg.Add(1)
 		go func() {
@@ -492,6 +510,12 @@ func (n *Node) WaitFor(ctx context.Context, cond func(s *State) bool) error {
 // idempotent: joining again with the same addresses changes nothing, and
 // joining with a new Raft address replaces the old one.
 func (n *Node) Join(id, raftAddr, clientAddr string) error {
+	return n.join(id, raftAddr, clientAddr, "")
+}
+
+// join is Join that also records the node's admin API address ("" keeps
+// the one recorded, if any).
+func (n *Node) join(id, raftAddr, clientAddr, adminAddr string) error {
 	if !n.IsLeader() {
 		return ErrNotLeader
 	}
@@ -514,14 +538,14 @@ func (n *Node) Join(id, raftAddr, clientAddr string) error {
 			return fmt.Errorf("add voter %s: %w", id, err)
 		}
 	}
-	var have string
-	n.fsm.read(func(s *State) { have = s.NodeAddr(id) })
-	if have != clientAddr {
-		if _, err := n.apply(&wire.RegisterNode{ID: id, ClientAddr: clientAddr}); err != nil {
+	var have, haveAdmin string
+	n.fsm.read(func(s *State) { have, haveAdmin = s.NodeAddr(id), s.AdminAddr(id) })
+	if have != clientAddr || (adminAddr != "" && haveAdmin != adminAddr) {
+		if _, err := n.apply(&wire.RegisterNode{ID: id, ClientAddr: clientAddr, AdminAddr: adminAddr}); err != nil {
 			return err
 		}
 	}
-	n.log.Info("node joined", "peer", id, "raft_addr", raftAddr, "client_addr", clientAddr)
+	n.log.Info("node joined", "peer", id, "raft_addr", raftAddr, "client_addr", clientAddr, "admin_addr", adminAddr)
 	return nil
 }
 
@@ -650,21 +674,40 @@ func (n *Node) lead1(ctx context.Context) {
 	l.run(ctx)
 }
 
+// advertisedAdmin is the admin API address this node registers for the
+// others (operators' commands given one node find the rest with it): the
+// address it listens on, with the advertised client address's host when
+// it listens on all interfaces; "" without an admin API.
+func (n *Node) advertisedAdmin() string {
+	a := n.AdminAddr()
+	if a == "" {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(a)
+	if ip := net.ParseIP(host); err == nil && ip != nil && ip.IsUnspecified() {
+		if chost, _, err := net.SplitHostPort(n.clientAddr); err == nil && chost != "" {
+			return net.JoinHostPort(chost, port)
+		}
+	}
+	return a
+}
+
 // prepare registers this node's client address, founds the training
 // configuration and initial model if this node bootstraps, and abandons a
 // round a previous leader left open.
 func (n *Node) prepare() error {
-	var have string
+	var have, haveAdmin string
 	var cfgSet, hasModel bool
 	var open *OpenRound
+	admin := n.advertisedAdmin()
 	n.fsm.read(func(s *State) {
-		have = s.NodeAddr(n.cfg.ID)
+		have, haveAdmin = s.NodeAddr(n.cfg.ID), s.AdminAddr(n.cfg.ID)
 		_, cfgSet = s.Config()
 		hasModel = s.Current() != nil
 		open = s.Open()
 	})
-	if have != n.clientAddr && n.clientAddr != "" {
-		if _, err := n.apply(&wire.RegisterNode{ID: n.cfg.ID, ClientAddr: n.clientAddr}); err != nil {
+	if (have != n.clientAddr || haveAdmin != admin) && n.clientAddr != "" {
+		if _, err := n.apply(&wire.RegisterNode{ID: n.cfg.ID, ClientAddr: n.clientAddr, AdminAddr: admin}); err != nil {
 			return err
 		}
 	}
@@ -704,7 +747,7 @@ func (n *Node) prepare() error {
 // a node that cannot join (another cluster CA, a wrong address) retries
 // for ever and serves nothing.
 func (n *Node) joinLoop() {
-	req := &wire.Join{Version: wire.Version, ID: n.cfg.ID, RaftAddr: n.RaftAddr(), ClientAddr: n.clientAddr}
+	req := &wire.Join{Version: wire.Version, ID: n.cfg.ID, RaftAddr: n.RaftAddr(), ClientAddr: n.clientAddr, AdminAddr: n.advertisedAdmin()}
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		for _, addr := range n.cfg.Join {
@@ -740,7 +783,7 @@ func (n *Node) joinLoop() {
 func (n *Node) sendJoin(addr string, req *wire.Join) error {
 	ctx, cancel := context.WithTimeout(n.ctx, 15*time.Second)
 	defer cancel()
-	conn, err := wire.Dial(ctx, addr, n.cfg.TLS.PeerTLS())
+	conn, err := wire.Dial(ctx, addr, n.certs.peerTLS())
 	if err != nil {
 		return err
 	}

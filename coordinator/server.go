@@ -49,7 +49,7 @@ func (n *Node) Handle(ctx context.Context, req wire.Message, peer Peer, send fun
 		if !n.IsLeader() {
 			return send(n.notLeader())
 		}
-		if err := n.Join(m.ID, m.RaftAddr, m.ClientAddr); err != nil {
+		if err := n.join(m.ID, m.RaftAddr, m.ClientAddr, m.AdminAddr); err != nil {
 			if errors.Is(err, ErrNotLeader) {
 				return send(n.notLeader())
 			}
@@ -167,13 +167,13 @@ type encodedModel struct {
 // listen starts the client protocol's QUIC listener, with the node's
 // authentication of peers and its connection limits.
 func (n *Node) listen(addr string) (*wire.Listener, error) {
-	n.auth = newAuth(n.cfg.TLS, n.log)
+	n.auth = newAuth(n.certs, n.log)
 	maxConns := n.cfg.MaxConns
 	if maxConns <= 0 {
 		maxConns = wire.DefaultMaxConns
 	}
 	n.conns = newConnTable(max(1, maxConns/8))
-	return wire.ListenWith(addr, serverTLS(n.cfg.TLS), wire.ConnLimits{MaxConns: maxConns})
+	return wire.ListenWith(addr, serverTLS(n.certs), wire.ConnLimits{MaxConns: maxConns})
 }
 
 // Connection limits beyond the listener's (wire.ConnLimits), when devices

@@ -170,8 +170,8 @@ func TestBackupRestoreCommands(t *testing.T) {
 	if err := run(ctx, []string{"model", "export", "--admin", admin, "--certs", certs, "--out", model, "--json"}, &out, &errb); err != nil {
 		t.Fatalf("fedrec model export: %v\n%s", err, errb.String())
 	}
-	var man modelManifest
-	if err := json.Unmarshal(out.Bytes(), &man); err != nil || man.Digest != want || man.Version != "1" {
+	var man modelJSON
+	if err := json.Unmarshal(out.Bytes(), &man); err != nil || man.Digest != want || man.Version != 1 {
 		t.Errorf("restored node exports %+v, %v; want version 1, digest %s", man, err, want)
 	}
 	var st coordinator.Status
@@ -235,6 +235,24 @@ func TestModelExportRoundTrip(t *testing.T) {
 	out.Reset()
 	if err := run(t.Context(), []string{"model", "verify", "--in", file}, &out, &errb); err != nil || !strings.Contains(out.String(), "(verified)") {
 		t.Errorf("model verify = %v\n%s", err, out.String())
+	}
+	// --json prints the manifest's numbers as JSON numbers, though the
+	// file's metadata holds them as strings.
+	out.Reset()
+	if err := run(t.Context(), []string{"model", "verify", "--in", file, "--json"}, &out, &errb); err != nil {
+		t.Fatalf("model verify --json = %v\n%s", err, errb.String())
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(out.Bytes(), &raw); err != nil {
+		t.Fatalf("model verify --json: %v\n%s", err, out.String())
+	}
+	for _, k := range []string{"format_version", "model_version", "round", "kind_code", "items", "rank", "params"} {
+		if _, ok := raw[k].(float64); !ok {
+			t.Errorf("model verify --json: %s = %#v, want a JSON number", k, raw[k])
+		}
+	}
+	if raw["items"] != float64(cur.Model.Items) || raw["digest"] != man.Digest {
+		t.Errorf("model verify --json = %s", out.String())
 	}
 
 	damaged := map[string][]byte{
@@ -398,7 +416,7 @@ func TestBackupMidTrainingCommands(t *testing.T) {
 	if err := run(ctx, []string{"model", "export", "--admin", bAdmin, "--certs", certs, "--out", model, "--version", strconv.FormatUint(h.ModelVersion, 10), "--json"}, &out, &errb); err != nil {
 		t.Fatalf("fedrec model export: %v\n%s", err, errb.String())
 	}
-	var man modelManifest
+	var man modelJSON
 	if err := json.Unmarshal(out.Bytes(), &man); err != nil || man.Digest != h.ModelDigest {
 		t.Fatalf("restored node's model version %d: %+v, %v; backup digest %s", h.ModelVersion, man, err, h.ModelDigest)
 	}

@@ -8,8 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/pki"
@@ -131,7 +133,19 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	if a := n.AdminAddr(); a != "" {
 		fmt.Fprintf(stdout, "node %s: admin https://%s\n", n.ID(), a)
 	}
-	<-ctx.Done()
+	// SIGHUP reloads the certificates (the node also notices changed
+	// files by itself within seconds).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-hup:
+			cfg.Logger.Info("SIGHUP: reloading the certificates", "dir", c.Certs)
+			n.ReloadCerts() // logs its outcome
+		}
+	}
 	cfg.Logger.Info("shutting down")
 	return n.Close()
 }

@@ -134,3 +134,30 @@ func TestStatusWait(t *testing.T) {
 		t.Error("fedrec status --wait on a node that never starts = nil, want an error")
 	}
 }
+
+// The status's certs line says when each certificate expires and warns
+// for those within two weeks.
+func TestStatusCerts(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	dev := now.Add(3 * 24 * time.Hour)
+	st := &coordinator.Status{Node: "n1", Certs: &coordinator.StatusCerts{Node: now.Add(300 * 24 * time.Hour), NodeSerial: "ab12", CA: now.Add(3000 * 24 * time.Hour), DeviceCA: &dev}}
+	var b strings.Builder
+	printCerts(&b, st.Certs, now)
+	out := b.String()
+	for _, want := range []string{"node 2030-10-28 (in 300 days, serial ab12)", "ca 2038-03-20 (in 3000 days)", "device-ca 2030-01-04 (in 3 days)", "WARNING: device-ca expire(s) within 14 days"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("printCerts = %q, want %q in it", out, want)
+		}
+	}
+	st.Certs.DeviceCA = nil
+	b.Reset()
+	printCerts(&b, st.Certs, now)
+	if strings.Contains(b.String(), "WARNING") || strings.Contains(b.String(), "device-ca") {
+		t.Errorf("printCerts without a device CA, nothing near expiry = %q", b.String())
+	}
+	b.Reset()
+	printStatus(&b, st)
+	if !strings.Contains(b.String(), "certs    expire: node 2030-10-28") {
+		t.Errorf("printStatus has no certs line:\n%s", b.String())
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -110,7 +111,8 @@ func runTraining(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		method, path = http.MethodPost, path+"?"+q.Encode()
 	}
 	var errs []error
-	for _, addr := range nodes {
+	for i := 0; i < len(nodes); i++ {
+		addr := nodes[i]
 		code, body, err := adminDo(ctx, c, method, addr, path, *token)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
@@ -135,6 +137,11 @@ func runTraining(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		if code == http.StatusConflict {
 			errs = append(errs, fmt.Errorf("%s is not the leader", addr))
+			// Ask next the leader it names, at the admin address the
+			// leader registered through the membership.
+			if ce.Leader != nil && ce.Leader.AdminAddr != "" && !slices.Contains(nodes, ce.Leader.AdminAddr) {
+				nodes = append(nodes, ce.Leader.AdminAddr)
+			}
 			continue
 		}
 		return fmt.Errorf("training: %s: %d %s: %s", addr, code, http.StatusText(code), ce.Error)

@@ -111,10 +111,14 @@ type InitModel struct {
 }
 
 // RegisterNode records the client (QUIC) address of a node, so that any
-// node can point clients at the leader.
+// node can point clients at the leader, and its admin API address, so
+// that an operator's command given one node finds the others. An empty
+// ClientAddr forgets the node; an empty AdminAddr (an older node's
+// command) keeps the admin address recorded before.
 type RegisterNode struct {
 	ID         string `msgpack:"id"`
 	ClientAddr string `msgpack:"client_addr"`
+	AdminAddr  string `msgpack:"admin_addr,omitempty"`
 }
 
 // OpenRound is a round's manifest, committed before any client is told

@@ -398,6 +398,9 @@ type Join struct {
 	ID         string `msgpack:"id"`
 	RaftAddr   string `msgpack:"raft_addr"`
 	ClientAddr string `msgpack:"client_addr"`
+	// AdminAddr is the joining node's admin API address, "" if it has
+	// none (or is older).
+	AdminAddr string `msgpack:"admin_addr,omitempty"`
 }
 
 func (*Join) Type() Type { return TypeJoin }
@@ -411,6 +414,11 @@ func (m *Join) Validate() error {
 	}
 	if err := checkID("raft address", m.RaftAddr); err != nil {
 		return err
+	}
+	if m.AdminAddr != "" {
+		if err := checkID("admin address", m.AdminAddr); err != nil {
+			return err
+		}
 	}
 	return checkID("client address", m.ClientAddr)
 }
