@@ -463,7 +463,7 @@ func (d *Dialer) follow(leader string) {
 // Dialer's budget; when none answers, the error matches ErrUnavailable.
 // An app has no need of it: NewNetwork speaks the protocol. It serves
 // packages that take part in rounds themselves, such as client/crowd.
-func (d *Dialer) Exchange(ctx context.Context, req wire.Message, recv func(wire.Message) (bool, error)) error {
+func (d *Dialer) Exchange(ctx context.Context, req wire.Message, recv func(wire.Message) (done bool, err error)) error {
 	bctx, cancel := context.WithTimeout(ctx, d.cfg.Budget)
 	defer cancel()
 	var errs []error
