@@ -9,6 +9,8 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/fedrec/fedrec/client/internal/fakenode"
+	"github.com/fedrec/fedrec/client/internal/round"
 	"github.com/fedrec/fedrec/coordinator/pki"
 	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
@@ -35,7 +37,7 @@ func TestStreamSlotsLost(t *testing.T) {
 	}
 	m, _ := model.New(model.Explicit, 6, 2, 3.5, 0.1, rand.New(rand.NewPCG(1, 2)))
 	var conns atomic.Int64
-	done := serveConns(ln, func(*quic.Conn) func(*quic.Stream) {
+	done := fakenode.ServeConns(ln, func(*quic.Conn) func(*quic.Stream) {
 		conns.Add(1)
 		return func(st *quic.Stream) {
 			// The header only: the body and the FIN are never read, and
@@ -48,7 +50,7 @@ func TestStreamSlotsLost(t *testing.T) {
 				wire.Write(st, &wire.Error{Code: wire.CodeUnknownModel, Message: "not here"})
 				return
 			}
-			writeModel(st, m, nil)
+			fakenode.WriteModel(st, m, nil)
 		}
 	})
 	t.Cleanup(func() {
@@ -62,7 +64,7 @@ func TestStreamSlotsLost(t *testing.T) {
 	defer d.Close()
 	for i := range 2 * wire.MaxStreams {
 		// A held check-in's time: a device that hangs fails here.
-		ctx, cancel := context.WithTimeout(t.Context(), checkInTimeout)
+		ctx, cancel := context.WithTimeout(t.Context(), round.CheckInTimeout)
 		_, _, err := d.Model(ctx, 0)
 		cancel()
 		if code := wire.CodeOf(err); err != nil && code != wire.CodeUnknownModel {
