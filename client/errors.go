@@ -167,6 +167,11 @@ const (
 	// ReasonTooLarge: the round would cost the device more bytes than
 	// Policy.MaxRoundBytes.
 	ReasonTooLarge
+	// ReasonSecAgg: the round does not protect the update from a
+	// malicious coordinator as the policy requires: not a signed secure
+	// round, or one whose threshold resists fewer colluding devices than
+	// Policy.MinSecAggColluders.
+	ReasonSecAgg
 )
 
 func (r Reason) String() string {
@@ -187,6 +192,8 @@ func (r Reason) String() string {
 		return "device_conditions"
 	case ReasonTooLarge:
 		return "round_too_large"
+	case ReasonSecAgg:
+		return "secagg_too_weak"
 	}
 	return fmt.Sprintf("Reason(%d)", uint8(r))
 }

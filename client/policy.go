@@ -55,6 +55,20 @@ type Policy struct {
 	// round is declined (ReasonTooLarge) before anything is downloaded.
 	// 0 means no bound.
 	MaxRoundBytes int64
+	// RequireSignedSecAgg declines every round that is not a signed
+	// secure round (ReasonSecAgg): one in which the device's update is
+	// masked, the key adverts and the survivor set are signed with the
+	// devices' certificates, and the device reveals no share unless a
+	// threshold of its neighbours signed the same survivors, so that a
+	// coordinator that lies learns nothing about one device's update
+	// (docs/threat-model.md).
+	RequireSignedSecAgg bool
+	// MinSecAggColluders is, with RequireSignedSecAgg, how many devices
+	// in any one neighbourhood may collude with the coordinator: rounds
+	// whose threshold resists fewer (Offer.SecAggColluders, from
+	// secagg.Config.ActiveTolerance) are declined. Default 0: a lying
+	// coordinator alone.
+	MinSecAggColluders int
 }
 
 // Conditions are the device's state that a Policy may require before
@@ -141,6 +155,10 @@ func (p Policy) validate() error {
 		return bad("Delta", p.Delta, "in (0, 1)")
 	case p.MaxRoundBytes < 0:
 		return bad("MaxRoundBytes", p.MaxRoundBytes, ">= 0 (0: no bound)")
+	case p.MinSecAggColluders < 0:
+		return bad("MinSecAggColluders", p.MinSecAggColluders, ">= 0")
+	case p.MinSecAggColluders > 0 && !p.RequireSignedSecAgg:
+		return bad("MinSecAggColluders", p.MinSecAggColluders, "0 without RequireSignedSecAgg")
 	}
 	return nil
 }
@@ -195,6 +213,13 @@ type Offer struct {
 	// on the network: the model's download (0 when the device holds the
 	// model) and at most the update's upload, with their framing.
 	DownloadBytes, UploadBytes int64
+	// SignedSecAgg says the round is a signed secure round (the plan's
+	// SecAggParams.Signed), and SecAggColluders how many colluding devices
+	// per neighbourhood its threshold resists (secagg.Config.
+	// ActiveTolerance of the round's configuration); -1 when it resists
+	// none.
+	SignedSecAgg    bool
+	SecAggColluders int
 }
 
 // check returns why the policy declines o, or nil. It does not look at the
@@ -222,6 +247,10 @@ func (p Policy) check(o Offer) *DeclineError {
 		return no(ReasonInvalid, "round sizes %d down, %d up", o.DownloadBytes, o.UploadBytes)
 	case p.MaxRoundBytes > 0 && o.DownloadBytes+o.UploadBytes > p.MaxRoundBytes:
 		return no(ReasonTooLarge, "%d bytes down and %d up > %d", o.DownloadBytes, o.UploadBytes, p.MaxRoundBytes)
+	case p.RequireSignedSecAgg && !o.SignedSecAgg:
+		return no(ReasonSecAgg, "not a signed secure round: the coordinator could learn the update")
+	case p.RequireSignedSecAgg && o.SecAggColluders < p.MinSecAggColluders:
+		return no(ReasonSecAgg, "the round resists %d colluding devices per neighbourhood < %d", o.SecAggColluders, p.MinSecAggColluders)
 	case o.CohortSize < p.MinCohort:
 		return no(ReasonCohort, "cohort of %d < %d", o.CohortSize, p.MinCohort)
 	case o.NoiseMultiplier < p.MinNoiseMultiplier:

@@ -158,7 +158,7 @@ func (a *auth) authorize(req wire.Message, p Peer) *wire.Error {
 		id = m.ClientID
 	case *wire.Upload:
 		id = m.ClientID
-	case *wire.SecAggAdvert, *wire.SecAggShares, *wire.SecAggMasked, *wire.SecAggUnmask:
+	case *wire.SecAggAdvert, *wire.SecAggShares, *wire.SecAggMasked, *wire.SecAggCheck, *wire.SecAggUnmask:
 		id = secAggHeader(m).ClientID
 	default:
 		return nil

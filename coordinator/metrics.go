@@ -78,7 +78,7 @@ func newMetrics(n *Node) *metrics {
 	for _, r := range []string{"busy", "device_uploads", "device_memory", "too_large"} {
 		m.refused.WithLabelValues(r)
 	}
-	for _, p := range []phase{phaseGathering, phaseSelected, phaseCollecting, phaseAdvertising, phaseSharing, phaseMasking, phaseUnmasking, phaseAggregating, phaseCommitting} {
+	for _, p := range []phase{phaseGathering, phaseSelected, phaseCollecting, phaseAdvertising, phaseSharing, phaseMasking, phaseChecking, phaseUnmasking, phaseAggregating, phaseCommitting} {
 		m.phases.WithLabelValues(phaseLabel(p))
 	}
 	return m

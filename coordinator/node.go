@@ -242,6 +242,10 @@ type Node struct {
 	// joinFailures counts failed join attempts (fedrec_join_failures_total).
 	joinFailures atomic.Uint64
 	crashed      atomic.Bool // tests: Close without a leadership transfer
+	// secAggLie, set by tests before the round, lets the leader lie in
+	// secure rounds: it may alter each ConsistencyRequest and
+	// UnmaskRequest (m) before it is sent to client `to`.
+	secAggLie func(to uint32, m any)
 }
 
 // New starts a node: opens its stores, starts Raft (bootstrapping or

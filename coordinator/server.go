@@ -34,12 +34,12 @@ func (n *Node) Handle(ctx context.Context, req wire.Message, peer Peer, send fun
 			return send(n.notLeader())
 		}
 		return send(l.upload(m))
-	case *wire.SecAggAdvert, *wire.SecAggShares, *wire.SecAggMasked, *wire.SecAggUnmask:
+	case *wire.SecAggAdvert, *wire.SecAggShares, *wire.SecAggMasked, *wire.SecAggCheck, *wire.SecAggUnmask:
 		l := n.leaderOrNil()
 		if l == nil {
 			return send(n.notLeader())
 		}
-		return send(l.secure(ctx, secAggHeader(m), m))
+		return send(l.secure(ctx, secAggHeader(m), m, peer))
 	case *wire.GetModel:
 		return n.sendModel(m, send)
 	case *wire.Join:
@@ -69,6 +69,8 @@ func secAggHeader(m wire.Message) *wire.SecAggHeader {
 	case *wire.SecAggShares:
 		return &m.SecAggHeader
 	case *wire.SecAggMasked:
+		return &m.SecAggHeader
+	case *wire.SecAggCheck:
 		return &m.SecAggHeader
 	case *wire.SecAggUnmask:
 		return &m.SecAggHeader

@@ -94,6 +94,11 @@ type TrainingConfig struct {
 	// another catalogue; nil when the cluster was not given one.
 	// Appended.
 	Catalogue []byte `msgpack:"catalogue,omitempty"`
+	// SecAggSigned makes secure rounds signed (SecAggParams.Signed), with
+	// a threshold that resists SecAggColluders colluding devices in any
+	// one neighbourhood (secagg.ActiveThreshold). Appended.
+	SecAggSigned    bool `msgpack:"secagg_signed,omitempty"`
+	SecAggColluders int  `msgpack:"secagg_colluders,omitempty"`
 }
 
 // SetConfig sets the training configuration.

@@ -142,6 +142,11 @@ func sampleCommands() map[string]Command {
 		"changetraining":      &ChangeTraining{ClientsPerRound: 200, RoundTimeoutMs: 90000, NoiseMultiplier: 1.3, Operator: "alice", Reason: "more devices", TimeMs: 1796601600000},
 		"setconfig_catalogue": &SetConfig{Config: func() TrainingConfig { c := sampleConfig(); c.Catalogue = digest32(4); return c }()},
 		"setconfig_secagg":    &SetConfig{Config: func() TrainingConfig { c := sampleConfig(); c.SecAgg, c.SecAggPhaseMs = true, 5000; return c }()},
+		"setconfig_secagg_signed": &SetConfig{Config: func() TrainingConfig {
+			c := sampleConfig()
+			c.SecAgg, c.SecAggPhaseMs, c.SecAggSigned, c.SecAggColluders = true, 5000, true, 2
+			return c
+		}()},
 	}
 }
 
