@@ -106,7 +106,7 @@ func (sh *docShell) run(words []string) string {
 		if err := os.WriteFile(filepath.Join(sh.dir, words[len(words)-1]), all, 0o600); err != nil {
 			t.Fatalf("%s: %v", line, err)
 		}
-	case words[0] == "kill" && len(words) >= 2 && words[1] == "-HUP" && strings.Contains(line, "fedrec coordinator --id n1"):
+	case words[0] == "kill" && len(words) == 3 && words[1] == "-HUP" && words[2] == "%1": // n1's job
 		if err := sh.node.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			t.Fatalf("%s: %v", line, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -76,5 +77,23 @@ func TestTrainingCommand(t *testing.T) {
 	}
 	if err := run(ctx, append([]string{"training", "set", "--min-clients", "2", "--reason", "x"}, admin...), &out, &errb); err == nil || !strings.Contains(err.Error(), "403") {
 		t.Errorf("training set with the read-only token = %v, want 403", err)
+	}
+}
+
+// Without $USER (a container's shell, cron) the audit trail still names
+// the operator: the account's login name.
+func TestTrainingDefaultOperatorWithoutUSER(t *testing.T) {
+	t.Setenv("USER", "")
+	t.Setenv("LOGNAME", "")
+	u, err := user.Current()
+	if err != nil || u.Username == "" {
+		t.Skipf("no account name here: %v", err)
+	}
+	if got := defaultOperator(); got != u.Username {
+		t.Fatalf("defaultOperator() = %q, want %q", got, u.Username)
+	}
+	t.Setenv("USER", "alice")
+	if got := defaultOperator(); got != "alice" {
+		t.Fatalf("defaultOperator() with USER=alice = %q", got)
 	}
 }
