@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"bufio"
 	"bytes"
 	"context"
@@ -46,21 +47,32 @@ func freeAddr(t *testing.T) string { return freePort(t, "tcp") }
 // waits for its initial model.
 func startAdminNode(t *testing.T, certs, id, token string) *coordinator.Node {
 	t.Helper()
-	b, err := pki.Load(certs, id)
+	return startLoneNode(t, certs, coordinator.Config{ID: id, AdminAddr: "127.0.0.1:0", AdminToken: token,
+		Training: coordinator.Training{Items: 7, Rank: 3, Mean: 3.5, Population: 100}})
+}
+
+// startLoneNode starts cfg as a lone bootstrapped node, in memory unless
+// cfg.DataDir is set, with its certificate from certs, short Raft
+// timeouts and a small model unless cfg says otherwise, and waits for its
+// initial model. The node is closed when the test ends.
+func startLoneNode(t *testing.T, certs string, cfg coordinator.Config) *coordinator.Node {
+	t.Helper()
+	b, err := pki.Load(certs, cfg.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := coordinator.New(coordinator.Config{
-		ID: id, InMemory: true, RaftAddr: "127.0.0.1:0", TLS: b, Bootstrap: true,
-		AdminAddr: "127.0.0.1:0", AdminToken: token,
-		Training:         coordinator.Training{Items: 7, Rank: 3, Mean: 3.5, Population: 100},
-		HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
-	})
+	cfg.TLS, cfg.Bootstrap, cfg.InMemory = b, true, cfg.DataDir == ""
+	cfg.RaftAddr = cmp.Or(cfg.RaftAddr, "127.0.0.1:0")
+	if cfg.Training.Items == 0 {
+		cfg.Training = coordinator.Training{Items: 3, Rank: 2, Population: 100}
+	}
+	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond
+	n, err := coordinator.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	if err := n.WaitFor(ctx, func(s *coordinator.State) bool { return s.Current() != nil }); err != nil {
 		t.Fatal(err)

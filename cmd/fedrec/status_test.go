@@ -19,26 +19,11 @@ func TestStatusCommand(t *testing.T) {
 	if err := pki.WriteDir(dir, []string{"a"}, nil, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	b, err := pki.Load(dir, "a")
-	if err != nil {
-		t.Fatal(err)
-	}
 	const token = "tok"
-	n, err := coordinator.New(coordinator.Config{
-		ID: "a", InMemory: true, RaftAddr: "127.0.0.1:0", TLS: b, Bootstrap: true,
-		AdminAddr: "127.0.0.1:0", AdminToken: token,
-		Training:         coordinator.Training{Items: 3, Rank: 2, NoiseMultiplier: 1, Clip: 1, Population: 100},
-		HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
+	n := startLoneNode(t, dir, coordinator.Config{ID: "a", AdminAddr: "127.0.0.1:0", AdminToken: token,
+		Training: coordinator.Training{Items: 3, Rank: 2, NoiseMultiplier: 1, Clip: 1, Population: 100}})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	if err := n.WaitFor(ctx, func(s *coordinator.State) bool { return s.Current() != nil }); err != nil {
-		t.Fatal(err)
-	}
 	for n.Ready() != nil {
 		select {
 		case <-ctx.Done():

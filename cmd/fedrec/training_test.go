@@ -21,25 +21,10 @@ func TestTrainingCommand(t *testing.T) {
 	if err := pki.WriteDir(certs, []string{"a"}, nil, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	b, err := pki.Load(certs, "a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := coordinator.New(coordinator.Config{
-		ID: "a", InMemory: true, RaftAddr: "127.0.0.1:0", TLS: b, Bootstrap: true,
-		AdminAddr: "127.0.0.1:0", AdminToken: "operator", ReadToken: "monitoring",
-		Training:         coordinator.Training{Items: 7, Rank: 3, Mean: 3.5, Population: 100, NoiseMultiplier: 1, Clip: 0.5},
-		HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
+	n := startLoneNode(t, certs, coordinator.Config{ID: "a", AdminAddr: "127.0.0.1:0", AdminToken: "operator", ReadToken: "monitoring",
+		Training: coordinator.Training{Items: 7, Rank: 3, Mean: 3.5, Population: 100, NoiseMultiplier: 1, Clip: 0.5}})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	if err := n.WaitFor(ctx, func(s *coordinator.State) bool { return s.Current() != nil }); err != nil {
-		t.Fatal(err)
-	}
 	t.Setenv("FEDREC_ADMIN_TOKEN", "operator")
 	admin := []string{"--admin", n.AdminAddr(), "--certs", certs}
 	var out, errb bytes.Buffer
