@@ -2,7 +2,6 @@ package coordinator_test
 
 import (
 	"context"
-	"encoding/binary"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/wire"
+	"github.com/fedrec/fedrec/internal/hostile"
 	"github.com/fedrec/fedrec/model"
 )
 
@@ -21,10 +21,12 @@ func admissionTraining() coordinator.Training {
 	return tr
 }
 
-// header returns a frame header of type t declaring an n-byte body.
-func header(t wire.Type, n int) []byte {
-	return append(binary.BigEndian.AppendUint32(nil, uint32(n)), byte(t))
-}
+// The hostile harness's frame helpers.
+var (
+	header = hostile.Header
+	send   = hostile.Send
+	reply  = hostile.Reply
+)
 
 // upload returns the frame of an upload by id of a zero update of the
 // model of tr, for a round that is not open: the node reads and decodes
@@ -33,25 +35,6 @@ func uploadFrame(t *testing.T, id string, tr coordinator.Training) []byte {
 	t.Helper()
 	return mustEncode(t, &wire.Upload{Version: wire.Version, Round: 1 << 40, ClientID: id, Ticket: make([]byte, wire.TicketLen), Model: 1,
 		Delta: make(wire.Vec, model.Dim(tr.Items, tr.Rank))})
-}
-
-// send writes b on a new stream of conn and returns the stream.
-func send(ctx context.Context, conn *quic.Conn, b []byte) (*quic.Stream, error) {
-	st, err := conn.OpenStreamSync(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := st.Write(b); err != nil {
-		return nil, err
-	}
-	return st, nil
-}
-
-// reply reads one reply from st within d.
-func reply(st *quic.Stream, d time.Duration) (wire.Message, error) {
-	st.SetReadDeadline(time.Now().Add(d))
-	defer st.CancelRead(0)
-	return wire.Read(st, wire.Limits{})
 }
 
 // A request followed by more bytes on its stream is answered, and its
