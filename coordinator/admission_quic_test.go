@@ -350,3 +350,63 @@ func TestQUICStreamDeviceMemory(t *testing.T) {
 		t.Errorf("one device reserved %d bytes, over its share of %d", peak, deviceMax)
 	}
 }
+
+// A device that sends requests faster than its rate, after its burst,
+// has them refused from the header with CodeUnavailable and the time
+// until its next token, and served again after that time; another
+// device is served meanwhile.
+func TestQUICDeviceRequestRate(t *testing.T) {
+	const rate, burst = 2, 5
+	c := newQUICClusterConf(t, 1, training(), func(cfg *coordinator.Config) {
+		cfg.DeviceRequestRate, cfg.DeviceRequestBurst = rate, burst
+	})
+	n := c.nodes[0]
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	junk := append(header(wire.TypeCheckIn, 2), 0xc1, 0xc1) // answered CodeMalformed
+	ask := func(conn *quic.Conn) *wire.Error {
+		t.Helper()
+		st, err := send(ctx, conn, junk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Close()
+		msg, err := reply(st, 10*time.Second)
+		e, ok := msg.(*wire.Error)
+		if err != nil || !ok {
+			t.Fatalf("reply = %v, %v; want an error", msg, err)
+		}
+		return e
+	}
+	fast := dialAs(t, ctx, c.addrs[0], c.device(t, "fast"))
+	other := dialAs(t, ctx, c.addrs[0], c.device(t, "other"))
+	start := time.Now()
+	var served int
+	var refused *wire.Error
+	for range 3 * burst {
+		switch e := ask(fast); e.Code {
+		case wire.CodeMalformed:
+			served++
+		case wire.CodeUnavailable:
+			refused = e
+		default:
+			t.Fatalf("reply %v, want CodeMalformed or CodeUnavailable", e)
+		}
+	}
+	if most := burst + int(time.Since(start).Seconds()*rate) + 1; refused == nil || served > most {
+		t.Fatalf("%d of %d requests in %v served, want at most %d, the rest refused (CodeUnavailable)", served, 3*burst, time.Since(start).Round(time.Millisecond), most)
+	}
+	if refused.RetryAfterMs <= 0 || refused.RetryAfterMs > 1000/rate+1 {
+		t.Errorf("refusal's RetryAfterMs = %d, want in (0, %d]", refused.RetryAfterMs, 1000/rate+1)
+	}
+	if e := ask(other); e.Code != wire.CodeMalformed {
+		t.Errorf("another device's request: %v, want served (CodeMalformed)", e)
+	}
+	time.Sleep(time.Duration(refused.RetryAfterMs) * time.Millisecond)
+	if e := ask(fast); e.Code != wire.CodeMalformed {
+		t.Errorf("after RetryAfterMs: %v, want served (CodeMalformed)", e)
+	}
+	if s := n.AdmissionStats(); s.DeviceRate == 0 {
+		t.Errorf("no refusal counted for the device's rate (fedrec_admission_refused_total{reason=\"device_rate\"})")
+	}
+}

@@ -157,8 +157,8 @@ func hostileDevices(t *testing.T, nHostile int, budget, deviceMem int64) {
 		mib(baseHeap), mib(topHeap), (float64(topHeap)-float64(baseHeap))/(1<<20),
 		mib(baseRSS), mib(topRSS), (float64(topRSS)-float64(baseRSS))/(1<<20))
 	t.Logf("honest: %d rounds committed and %d round results during the attack; hostile: %.1f MiB sent, replies by code %v", v1-v0, r1-r0, float64(sent)/(1<<20), codes)
-	t.Logf("node: %d requests delayed, refused %d busy, %d over the per-device upload limit, %d over the device's memory share, %d too large; %d slow senders cut off; %d bytes still reserved",
-		s.Delayed, s.Busy, s.DeviceUploads, s.DeviceMemory, s.TooLarge, s.Slow, s.InUse)
+	t.Logf("node: %d requests delayed, refused %d busy, %d over the per-device upload limit, %d over the device's memory share, %d over its request rate, %d too large; %d slow senders cut off; %d bytes still reserved",
+		s.Delayed, s.Busy, s.DeviceUploads, s.DeviceMemory, s.DeviceRate, s.TooLarge, s.Slow, s.InUse)
 	if grew > bound {
 		t.Errorf("live heap and stacks grew by %.1f MiB under %d hostile devices, bound %.1f MiB", float64(grew)/(1<<20), nHostile, float64(bound)/(1<<20))
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -114,6 +113,22 @@ func TestHostileDevicesProcess(t *testing.T) {
 		}
 		return st.Model.Version
 	}
+	// metrics scrapes the node: samples keyed by the text before the value.
+	metrics := func() map[string]float64 {
+		b, err := get("/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]float64{}
+		for l := range strings.Lines(string(b)) {
+			if l = strings.TrimSpace(l); l == "" || l[0] == '#' {
+				continue
+			}
+			i := strings.LastIndexByte(l, ' ')
+			out[l[:i]], _ = strconv.ParseFloat(l[i+1:], 64)
+		}
+		return out
+	}
 	waitFor(t, ctx, "the node to serve a model", func() bool {
 		select {
 		case <-p.done:
@@ -166,6 +181,9 @@ func TestHostileDevicesProcess(t *testing.T) {
 	base := peak()
 	_, baseHWM := procMem(pid)
 	t.Logf("honest devices alone: peak resident %.1f MiB (VmHWM %.1f MiB)", mib(base), mib(baseHWM))
+	if k := `fedrec_admission_refused_total{reason="device_rate"}`; metrics()[k] != 0 {
+		t.Errorf("honest devices alone: %s = %v, want 0: the default request rate is too low for them", k, metrics()[k])
+	}
 
 	dim := model.Dim(items, rank)
 	deviceMax := int64(coordinator.DefaultMaxDeviceMemory) // more than an upload of the model and 1 MiB
@@ -217,20 +235,15 @@ func TestHostileDevicesProcess(t *testing.T) {
 			t.Errorf("%d hostile devices: honest devices committed no round during %v of attack", n, took.Round(time.Second))
 		}
 	}
-	b, err := get("/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(strings.NewReader(string(b)))
-	var refused []string
-	for sc.Scan() {
-		if l := sc.Text(); strings.HasPrefix(l, "fedrec_admission_") || strings.HasPrefix(l, "fedrec_slow_senders_total") {
-			refused = append(refused, l)
+	m := metrics()
+	t.Logf("node: requests refused: %v over a device's memory share, %v over its uploads, %v over its request rate, %v busy; %v delayed; %v slow senders cut off",
+		m[`fedrec_admission_refused_total{reason="device_memory"}`], m[`fedrec_admission_refused_total{reason="device_uploads"}`],
+		m[`fedrec_admission_refused_total{reason="device_rate"}`], m[`fedrec_admission_refused_total{reason="busy"}`],
+		m["fedrec_admission_delayed_total"], m["fedrec_slow_senders_total"])
+	for _, r := range []string{"device_memory", "device_rate"} {
+		if k := `fedrec_admission_refused_total{reason="` + r + `"}`; !(m[k] > 0) {
+			t.Errorf("the attack was not felt: %s = %v", k, m[k])
 		}
-	}
-	t.Logf("node: %s", strings.Join(refused, "; "))
-	if !strings.Contains(string(b), `fedrec_admission_refused_total{reason="device_memory"}`) {
-		t.Errorf("the attack was not felt: no request refused over a device's memory share")
 	}
 }
 
