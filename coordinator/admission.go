@@ -45,6 +45,17 @@ const (
 	// parameter) or two secure-aggregation messages of 1 MiB; it is
 	// raised to one upload of the model and 1 MiB when that is more.
 	DefaultMaxDeviceMemory = 32 << 20
+	// DefaultDeviceRequestRate and DefaultDeviceRequestBurst bound the
+	// requests one device certificate sends (Config.DeviceRequestRate,
+	// Config.DeviceRequestBurst): a token bucket of 100 refilled at 20 a
+	// second. An honest device sends a handful a round (a check-in, a
+	// model download, an upload; some more in secure rounds), and rounds
+	// last seconds; a hostile one would send them as fast as the node
+	// answers. The burst is large because a loaded device or network
+	// bunches an honest device's requests (TestHostileDevicesProcess's
+	// honest devices, running rounds every 150 ms, met a burst of 40).
+	DefaultDeviceRequestRate  = 20
+	DefaultDeviceRequestBurst = 100
 
 	// uploadFactor is what an upload (or a masked input) allocates per
 	// byte of its body, from its header to its answer: the body buffer
@@ -203,6 +214,80 @@ func (d *deviceBytes) put(device string, n int64) {
 	if d.n[device] -= n; d.n[device] <= 0 {
 		delete(d.n, device)
 	}
+}
+
+// deviceRate is a token bucket of requests for each device: a device
+// may send burst requests at once and rate a second after that.
+type deviceRate struct {
+	mu    sync.Mutex
+	rate  float64 // tokens a second
+	burst float64
+	n     map[string]*bucket
+	swept time.Time
+}
+
+type bucket struct {
+	tokens float64
+	at     time.Time // when tokens was counted
+}
+
+func newDeviceRate(rate float64, burst int) *deviceRate {
+	return &deviceRate{rate: rate, burst: float64(burst), n: map[string]*bucket{}}
+}
+
+// take takes one of device's tokens at now, or returns how long until it
+// has one.
+func (d *deviceRate) take(device string, now time.Time) (wait time.Duration, ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.n) > 1024 && now.Sub(d.swept) > time.Second {
+		d.sweepLocked(now)
+	}
+	b := d.n[device]
+	if b == nil {
+		b = &bucket{tokens: d.burst, at: now}
+		d.n[device] = b
+	}
+	b.refill(now, d.rate, d.burst)
+	if b.tokens < 1 {
+		return time.Duration((1 - b.tokens) / d.rate * float64(time.Second)), false
+	}
+	b.tokens--
+	return 0, true
+}
+
+func (b *bucket) refill(now time.Time, rate, burst float64) {
+	if dt := now.Sub(b.at); dt > 0 {
+		b.tokens = min(burst, b.tokens+dt.Seconds()*rate)
+		b.at = now
+	}
+}
+
+// sweepLocked forgets the devices whose buckets are full again: they are
+// as if new.
+func (d *deviceRate) sweepLocked(now time.Time) {
+	d.swept = now
+	for k, b := range d.n {
+		if b.refill(now, d.rate, d.burst); b.tokens >= d.burst {
+			delete(d.n, k)
+		}
+	}
+}
+
+// limitRate refuses a request of device over its request rate, from its
+// header, with the time until its next token; a peer without a device
+// certificate is not limited.
+func (n *Node) limitRate(t wire.Type, device string) error {
+	if device == "" {
+		return nil
+	}
+	wait, ok := n.devRate.take(device, time.Now())
+	if ok {
+		return nil
+	}
+	n.metrics.refused.WithLabelValues("device_rate").Inc()
+	return &wire.Error{Code: wire.CodeUnavailable, Message: fmt.Sprintf("%s refused: this device sends more than %g requests a second", t, n.devRate.rate),
+		RetryAfterMs: wait.Milliseconds() + 1}
 }
 
 // deviceMax returns the most bytes one device may reserve: the

@@ -153,3 +153,37 @@ func BenchmarkReadUpload(b *testing.B) {
 	runtime.ReadMemStats(&after)
 	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/float64(b.N)/float64(body), "alloc/body-byte")
 }
+
+// A device's requests are a token bucket: burst at once, then rate a
+// second; a refusal says how long until the next token; devices are
+// counted apart, and the buckets of those that have been quiet long
+// enough to be full again are forgotten.
+func TestDeviceRate(t *testing.T) {
+	const rate, burst = 4, 3
+	d := newDeviceRate(rate, burst)
+	now := time.Unix(1e9, 0)
+	for i := range burst {
+		if _, ok := d.take("a", now); !ok {
+			t.Fatalf("take(a) #%d at once refused, want %d allowed", i+1, burst)
+		}
+	}
+	if wait, ok := d.take("a", now); ok || wait != time.Second/rate {
+		t.Fatalf("take(a) after %d = %v, %v; want refused, wait %v", burst, wait, ok, time.Second/rate)
+	}
+	if _, ok := d.take("b", now); !ok {
+		t.Fatal("take(b) refused: b has its own bucket")
+	}
+	if wait, ok := d.take("a", now.Add(100*time.Millisecond)); ok || wait != 150*time.Millisecond {
+		t.Fatalf("take(a) 100 ms later = %v, %v; want refused, wait 150ms", wait, ok)
+	}
+	if _, ok := d.take("a", now.Add(250*time.Millisecond)); !ok {
+		t.Fatal("take(a) 250 ms later refused, want its token")
+	}
+	for i := range 2000 {
+		d.take(string(rune('A'+i)), now)
+	}
+	d.take("c", now.Add(time.Hour)) // sweeps: every bucket is full
+	if len(d.n) != 1 {
+		t.Errorf("%d buckets after an hour's quiet, want 1", len(d.n))
+	}
+}

@@ -11,6 +11,7 @@ type AdmissionStats struct {
 	Delayed, Slow                 int   // requests that waited; cut off below the minimum rate
 	Busy, DeviceUploads, TooLarge int   // requests refused, by reason
 	DeviceMemory                  int   // ... over the device's share of the budget
+	DeviceRate                    int   // ... over the device's request rate
 	Uploading                     int   // upload slots taken (of MaxUploads)
 }
 
@@ -24,6 +25,7 @@ func (n *Node) AdmissionStats() AdmissionStats {
 		Busy: v(m.refused.WithLabelValues("busy")), DeviceUploads: v(m.refused.WithLabelValues("device_uploads")),
 		TooLarge:     v(m.refused.WithLabelValues("too_large")),
 		DeviceMemory: v(m.refused.WithLabelValues("device_memory")),
+		DeviceRate:   v(m.refused.WithLabelValues("device_rate")),
 		Uploading:    len(n.uploads),
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -157,6 +158,14 @@ type Config struct {
 	// DefaultRateGrace (10 s).
 	MinUploadRate int64
 	RateGrace     time.Duration
+	// DeviceRequestRate (requests a second) and DeviceRequestBurst bound
+	// the requests one device certificate sends: a token bucket of
+	// DeviceRequestBurst refilled at DeviceRequestRate; a request beyond
+	// it is refused from its header (CodeUnavailable, with RetryAfterMs
+	// the time until its next token). Defaults DefaultDeviceRequestRate
+	// (20) and DefaultDeviceRequestBurst (100).
+	DeviceRequestRate  float64
+	DeviceRequestBurst int
 	// MaxConns bounds the client protocol's connections and handshakes
 	// in flight (default wire.DefaultMaxConns); an eighth of it may be
 	// peers without a valid certificate when devices must authenticate.
@@ -198,6 +207,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("coordinator: Config.MinUploadRate = %d, want >= 0 (0: default)", c.MinUploadRate)
 	case c.RateGrace < 0:
 		return fmt.Errorf("coordinator: Config.RateGrace = %v, want >= 0 (0: default)", c.RateGrace)
+	case c.DeviceRequestRate < 0 || math.IsNaN(c.DeviceRequestRate) || math.IsInf(c.DeviceRequestRate, 0):
+		return fmt.Errorf("coordinator: Config.DeviceRequestRate = %v, want >= 0 requests a second (0: default)", c.DeviceRequestRate)
+	case c.DeviceRequestBurst < 0:
+		return fmt.Errorf("coordinator: Config.DeviceRequestBurst = %d, want >= 0 (0: default)", c.DeviceRequestBurst)
 	}
 	if c.Bootstrap {
 		if err := c.Training.withDefaults().Validate(); err != nil {
@@ -230,6 +243,7 @@ type Node struct {
 	budget     *budget                // MemoryBudget
 	devUploads *deviceUploads         // MaxUploadsPerDevice
 	devBytes   *deviceBytes           // MaxDeviceMemory
+	devRate    *deviceRate            // DeviceRequestRate, DeviceRequestBurst
 
 	framesMu sync.Mutex
 	frames   map[uint64]encodedModel // encoded model versions, for downloads
@@ -278,6 +292,12 @@ func New(cfg Config) (*Node, error) {
 	if cfg.RateGrace == 0 {
 		cfg.RateGrace = DefaultRateGrace
 	}
+	if cfg.DeviceRequestRate == 0 {
+		cfg.DeviceRequestRate = DefaultDeviceRequestRate
+	}
+	if cfg.DeviceRequestBurst == 0 {
+		cfg.DeviceRequestBurst = DefaultDeviceRequestBurst
+	}
 	seed := cfg.Seed
 	if seed == 0 {
 		var b [8]byte
@@ -287,7 +307,7 @@ func New(cfg Config) (*Node, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), fsm: newFSM(), rng: rand.New(rand.NewPCG(seed, 0x5e1ec7)), uploads: make(chan struct{}, cfg.MaxUploads), ctx: ctx, cancel: cancel,
 		budget: newBudget(cfg.MemoryBudget), devUploads: &deviceUploads{max: cfg.MaxUploadsPerDevice, n: map[string]int{}},
-		devBytes: &deviceBytes{max: cfg.MaxDeviceMemory, n: map[string]int64{}}}
+		devBytes: &deviceBytes{max: cfg.MaxDeviceMemory, n: map[string]int64{}}, devRate: newDeviceRate(cfg.DeviceRequestRate, cfg.DeviceRequestBurst)}
 	n.metrics = newMetrics(n)
 	n.certs = newCertStore(cfg.TLS, n.log)
 	started := false

@@ -386,6 +386,9 @@ func (n *Node) readRequest(st *quic.Stream, peer Peer) (wire.Message, func(), er
 	if e := n.auth.early(t, peer); e != nil {
 		return nil, nil, e // the body is never read
 	}
+	if err := n.limitRate(t, peer.Device); err != nil {
+		return nil, nil, err
+	}
 	freeSlots, free, err := n.admit(st, t, size, peer)
 	if err != nil {
 		return nil, nil, err

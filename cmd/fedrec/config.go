@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -41,6 +42,8 @@ type nodeConfig struct {
 	MaxUploadsPerDevice int
 	MaxDeviceMemory     int64
 	MinUploadRate       int64
+	DeviceRequestRate   float64
+	DeviceRequestBurst  int
 
 	// Training, used only by the bootstrapping node.
 	Dataset, DatasetsDir string
@@ -74,6 +77,7 @@ var settings = []setting{
 	{flag: "memory-budget", field: "Config.MemoryBudget"}, {flag: "max-uploads-per-device", field: "Config.MaxUploadsPerDevice"},
 	{flag: "max-device-memory", field: "Config.MaxDeviceMemory"},
 	{flag: "min-upload-rate", field: "Config.MinUploadRate"},
+	{flag: "device-request-rate", field: "Config.DeviceRequestRate"}, {flag: "device-request-burst", field: "Config.DeviceRequestBurst"},
 	{flag: "dataset", training: true}, {flag: "datasets-dir", training: true}, {flag: "catalogue", training: true},
 	{flag: "objective", training: true, field: "Training.Kind"},
 	{flag: "items", training: true, field: "Training.Items"},
@@ -132,6 +136,7 @@ func defaultNodeConfig() *nodeConfig {
 		ReadyLag:     2,
 		MemoryBudget: coordinator.DefaultMemoryBudget, MaxUploadsPerDevice: coordinator.DefaultMaxUploadsPerDevice,
 		MinUploadRate: coordinator.DefaultMinUploadRate, MaxDeviceMemory: coordinator.DefaultMaxDeviceMemory,
+		DeviceRequestRate: coordinator.DefaultDeviceRequestRate, DeviceRequestBurst: coordinator.DefaultDeviceRequestBurst,
 		DatasetsDir: "data", Objective: "explicit",
 		T: coordinator.Training{
 			Rank: 32, Seed: 1, Train: model.DefaultTrainConfig(), Events: coordinator.DefaultEventWeights(),
@@ -167,6 +172,8 @@ func bindConfig(fs *flag.FlagSet, c *nodeConfig) {
 	fs.IntVar(&c.MaxUploadsPerDevice, "max-uploads-per-device", c.MaxUploadsPerDevice, "uploads one device certificate may have read at once")
 	fs.Int64Var(&c.MaxDeviceMemory, "max-device-memory", c.MaxDeviceMemory, "bytes of --memory-budget one device certificate may hold at once; a request beyond it gets CodeUnavailable at once (raised to one upload of the model and 1 MiB when that is more)")
 	fs.Int64Var(&c.MinUploadRate, "min-upload-rate", c.MinUploadRate, "bytes per second below which a request's body is cut off (CodeTooSlow), after a 10 s grace period")
+	fs.Float64Var(&c.DeviceRequestRate, "device-request-rate", c.DeviceRequestRate, "requests a second one device certificate may send, after --device-request-burst; one more gets CodeUnavailable with the time until the next")
+	fs.IntVar(&c.DeviceRequestBurst, "device-request-burst", c.DeviceRequestBurst, "requests one device certificate may send at once before --device-request-rate applies")
 
 	t := &c.T
 	fs.StringVar(&c.Dataset, "dataset", c.Dataset, "derive --items, --mean and --population from this data set (as 'fedrec sim --data'), e.g. ml-latest-small")
@@ -493,6 +500,10 @@ func (c *nodeConfig) validate() error {
 		return bad("max-device-memory", "%d, want > 0 bytes", c.MaxDeviceMemory)
 	case c.MinUploadRate <= 0:
 		return bad("min-upload-rate", "%d, want > 0 bytes per second", c.MinUploadRate)
+	case !(c.DeviceRequestRate > 0) || math.IsInf(c.DeviceRequestRate, 0):
+		return bad("device-request-rate", "%v, want > 0 requests a second", c.DeviceRequestRate)
+	case c.DeviceRequestBurst <= 0:
+		return bad("device-request-burst", "%d, want > 0", c.DeviceRequestBurst)
 	case c.AdminAddr != "" && c.AdminToken == "":
 		return bad("admin-token", "required with admin_addr %s", c.AdminAddr)
 	case c.ReadToken != "" && c.AdminAddr == "":

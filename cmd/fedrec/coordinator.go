@@ -63,6 +63,7 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 		Bootstrap: c.Bootstrap, Join: splitList(c.Join), AdminAddr: c.AdminAddr, AdminToken: c.AdminToken, ReadToken: c.ReadToken,
 		HeartbeatTimeout: c.Heartbeat, ElectionTimeout: c.Heartbeat, ReadyLag: c.ReadyLag,
 		MemoryBudget: c.MemoryBudget, MaxUploadsPerDevice: c.MaxUploadsPerDevice, MaxDeviceMemory: c.MaxDeviceMemory, MinUploadRate: c.MinUploadRate,
+		DeviceRequestRate: c.DeviceRequestRate, DeviceRequestBurst: c.DeviceRequestBurst,
 		Logger: c.logger(stderr),
 	}
 	if c.Heartbeat > 0 {
