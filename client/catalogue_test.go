@@ -11,6 +11,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/fedrec/fedrec/client/internal/fakenode"
 	"github.com/fedrec/fedrec/coordinator/pki"
 	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
@@ -29,7 +30,7 @@ func TestCatalogueDigestChecked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := serveStreams(ln, func(st *quic.Stream) {
+	done := fakenode.ServeStreams(ln, func(st *quic.Stream) {
 		if req, _ := wire.Read(st, wire.Limits{}); req != nil {
 			h, chunks := wire.SplitModel(m, 2, 1)
 			h.Catalogue = cd[:]

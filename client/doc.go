@@ -58,5 +58,7 @@
 // would give back privacy already spent; Reset starts over, keeping it.
 // Apps exclude Config.Dir from OS backups (docs/sdk.md).
 //
-// Package client/mobile wraps the SDK for gomobile bind.
+// Package client/mobile wraps the SDK for gomobile bind. Package
+// client/crowd runs simulated devices (fedrec client, the remote
+// simulator, the coordinator's tests) over a Dialer; apps do not use it.
 package client

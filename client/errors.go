@@ -161,6 +161,17 @@ const (
 	// ReasonNoData: the device has nothing the round's model can learn
 	// from.
 	ReasonNoData
+	// ReasonConditions: the device is not in the conditions the policy
+	// requires (Policy.RequireUnmetered, RequireCharging, RequireIdle).
+	ReasonConditions
+	// ReasonTooLarge: the round would cost the device more bytes than
+	// Policy.MaxRoundBytes.
+	ReasonTooLarge
+	// ReasonSecAgg: the round does not protect the update from a
+	// malicious coordinator as the policy requires: not a signed secure
+	// round, or one whose threshold resists fewer colluding devices than
+	// Policy.MinSecAggColluders.
+	ReasonSecAgg
 )
 
 func (r Reason) String() string {
@@ -177,6 +188,12 @@ func (r Reason) String() string {
 		return "invalid_offer"
 	case ReasonNoData:
 		return "no_data"
+	case ReasonConditions:
+		return "device_conditions"
+	case ReasonTooLarge:
+		return "round_too_large"
+	case ReasonSecAgg:
+		return "secagg_too_weak"
 	}
 	return fmt.Sprintf("Reason(%d)", uint8(r))
 }
@@ -186,7 +203,7 @@ func (r Reason) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
 
 // UnmarshalText reads what MarshalText writes.
 func (r *Reason) UnmarshalText(b []byte) error {
-	for x := ReasonCohort; x <= ReasonNoData; x++ {
+	for x := ReasonCohort; x <= ReasonTooLarge; x++ {
 		if x.String() == string(b) {
 			*r = x
 			return nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/fedrec/fedrec/client/internal/fakenode"
 	"github.com/fedrec/fedrec/coordinator/pki"
 	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
@@ -55,9 +56,9 @@ func liveNode(t *testing.T) (string, *pki.CA) {
 		t.Fatal(err)
 	}
 	m, _ := model.New(model.Explicit, 6, 2, 3.5, 0.1, rand.New(rand.NewPCG(1, 2)))
-	done := serveStreams(ln, func(st *quic.Stream) {
+	done := fakenode.ServeStreams(ln, func(st *quic.Stream) {
 		if req, _ := wire.Read(st, wire.Limits{}); req != nil {
-			writeModel(st, m, nil)
+			fakenode.WriteModel(st, m, nil)
 		}
 	})
 	t.Cleanup(func() {

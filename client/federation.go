@@ -3,11 +3,15 @@ package client
 import (
 	"context"
 	crand "crypto/rand"
+	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"time"
 
+	"github.com/fedrec/fedrec/aggregation/privacy"
+	"github.com/fedrec/fedrec/client/internal/round"
 	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
 )
@@ -30,8 +34,6 @@ type NetworkConfig struct {
 // leader, download the round's model, upload the update.
 type network struct {
 	cfg NetworkConfig
-	// models caches downloads by version.
-	models *ModelCache
 }
 
 // NewNetwork returns the Federation that talks to a coordinator cluster,
@@ -48,11 +50,11 @@ func NewNetwork(cfg NetworkConfig) (Federation, error) {
 		return nil, fmt.Errorf("%w: NetworkConfig.Items (the item catalogue) is required", ErrInvalidArgument)
 	}
 	cfg.Items = slices.Clone(cfg.Items)
-	return &network{cfg: cfg, models: NewModelCache()}, nil
+	return &network{cfg: cfg}, nil
 }
 
 func (n *network) release(version uint64, digest []byte, ctx context.Context) (*Release, error) {
-	m, h, err := n.models.get(ctx, n.cfg.Dialer, version, digest)
+	m, h, err := round.Fetch(ctx, n.cfg.Dialer, version, digest)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +81,7 @@ func (n *network) Close() error { return n.cfg.Dialer.Close() }
 
 // Latest implements Federation: any node serves committed models.
 func (n *network) Latest(ctx context.Context, have uint64) (*Release, error) {
-	m, h, err := n.cfg.Dialer.model(ctx, 0)
+	m, h, err := round.Model(ctx, n.cfg.Dialer, 0)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -98,8 +100,8 @@ func (n *network) Join(ctx context.Context, k *Contribution) error {
 
 func (n *network) join(ctx context.Context, k *Contribution) error {
 	d := n.cfg.Dialer
-	cctx, cancel := context.WithTimeout(ctx, checkInTimeout)
-	rep, err := d.checkIn(cctx, &wire.CheckIn{Version: wire.Version, ClientID: n.cfg.ClientID, Have: k.Have()})
+	cctx, cancel := context.WithTimeout(ctx, round.CheckInTimeout)
+	rep, err := round.CheckIn(cctx, d, &wire.CheckIn{Version: wire.Version, ClientID: n.cfg.ClientID, Have: k.Have()})
 	cancel()
 	if err != nil {
 		return fmt.Errorf("client: check in: %w", err)
@@ -122,6 +124,7 @@ func (n *network) join(ctx context.Context, k *Contribution) error {
 	}
 	offer.Train.LR, offer.Train.Reg, offer.Train.Epochs, offer.Train.Alpha = plan.Train.LR, plan.Train.Reg, plan.Train.Epochs, plan.Train.Alpha
 	offer.EventWeights = eventWeightsOf(plan.Train.Events)
+	offer.DownloadBytes, offer.UploadBytes = roundSizes(plan, k.Have())
 	if err := k.Accept(offer); err != nil {
 		return err
 	}
@@ -146,7 +149,7 @@ func (n *network) join(ctx context.Context, k *Contribution) error {
 		if _, err := crand.Read(seed[:]); err != nil {
 			return err
 		}
-		_, sent, err := secureRound(rctx, d, n.cfg.ClientID, plan, p.Delta, true, rand.New(rand.NewChaCha8(seed)))
+		_, sent, err := round.Secure(rctx, d, n.cfg.ClientID, plan, p.Delta, true, rand.New(rand.NewChaCha8(seed)))
 		if err != nil {
 			return fmt.Errorf("client: round %d: secure aggregation: %w", plan.Round, err)
 		}
@@ -154,10 +157,51 @@ func (n *network) join(ctx context.Context, k *Contribution) error {
 		return nil
 	}
 	req := &wire.Upload{Version: wire.Version, Round: plan.Round, ClientID: n.cfg.ClientID, Ticket: plan.Ticket, Model: plan.Model, Loss: p.Loss, N: int64(p.N), Delta: p.Delta,
-		BelowClip: belowClip(norm(p.Delta), plan.Clip, true)}
-	if err := d.upload(rctx, req); err != nil {
+		BelowClip: round.BelowClip(norm(p.Delta), plan.Clip, true)}
+	if err := round.Upload(rctx, d, req); err != nil {
 		return fmt.Errorf("client: round %d: upload: %w", plan.Round, err)
 	}
 	k.Sent(int64(8 * len(p.Delta)))
 	return nil
+}
+
+// roundSizes are the bytes plan costs a device that holds model version
+// have: the sizes the plan announces, but never less than the model's
+// shape implies (8 bytes a parameter down, 4 up), whatever a coordinator
+// (or an older one, which announces none) says.
+func roundSizes(plan *wire.Plan, have uint64) (down, up int64) {
+	dim := int64(model.Dim(plan.Items, plan.Rank))
+	if have != plan.Model {
+		down = max(plan.DownloadBytes, 8*dim)
+	}
+	return down, max(plan.UploadBytes, 4*dim)
+}
+
+// norm is the L2 norm of x.
+func norm(x []float64) float64 {
+	var s float64
+	for _, v := range x {
+		s += v * v
+	}
+	return math.Sqrt(s)
+}
+
+// announcedNoise is the noise of a distributed-DP round as a device can
+// verify it from the plan alone: the Skellam plan of the fewest survivors
+// the secure round accepts, less the device's own share, whose
+// NoiseMultiplier() is the effective multiplier over the integer-domain
+// sensitivity (privacy.SkellamPlan), and the encoder's scale.
+func announcedNoise(plan *wire.Plan) (privacy.SkellamPlan, float64, error) {
+	sp := plan.SecAgg
+	if sp == nil || plan.Privacy.Mechanism != wire.MechSkellam {
+		return privacy.SkellamPlan{}, 0, errors.New("not a distributed-DP round")
+	}
+	if plan.Privacy.NoiseClients > sp.MinSurvivors {
+		return privacy.SkellamPlan{}, 0, fmt.Errorf("noise split into %d shares, the round sums as few as %d", plan.Privacy.NoiseClients, sp.MinSurvivors)
+	}
+	dist, err := privacy.NewDistributed(sp.DistributedConfig(plan.Privacy, model.Dim(plan.Items, plan.Rank)))
+	if err != nil {
+		return privacy.SkellamPlan{}, 0, err
+	}
+	return dist.Survivors(sp.MinSurvivors), dist.Encoder.Params().Scale, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -274,5 +275,77 @@ func participate(ctx context.Context, c *client.Client) (client.RoundReport, err
 			return rr, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// TestSDKCatalogueFromCluster: a cluster founded with its catalogue sends
+// the catalogue's digest with every model, so that a device whose
+// catalogue has the same items in another order refuses the model
+// (ErrCatalogueMismatch) rather than label its recommendations with the
+// wrong items; the right catalogue syncs.
+func TestSDKCatalogueFromCluster(t *testing.T) {
+	const items = 20
+	catalogue := catalogueOf(items)
+	n, ca := startNode(t, coordinator.Training{Items: items, Rank: 4, Mean: 3.5, ClientsPerRound: 1, MinClients: 1,
+		Catalogue: coordinator.CatalogueOf(catalogue)})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	sync := func(items []string) error {
+		d, err := client.NewDialer([]string{n.ClientAddr()}, pki.ClientTLS(ca.Pool()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		fed, err := client.NewNetwork(client.NetworkConfig{ClientID: fmt.Sprintf("%s-%d", t.Name(), deviceSeq.Add(1)), Dialer: d, Items: items})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := client.New(client.Config{Dir: t.TempDir(), Key: make([]byte, 32), Federation: fed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		_, err = c.Sync(ctx)
+		return err
+	}
+	reordered := slices.Clone(catalogue)
+	reordered[3], reordered[4] = reordered[4], reordered[3]
+	if err := sync(reordered); !errors.Is(err, client.ErrCatalogueMismatch) {
+		t.Errorf("Sync with a reordered catalogue = %v, want ErrCatalogueMismatch", err)
+	}
+	if err := sync(catalogue); err != nil {
+		t.Errorf("Sync with the cluster's catalogue = %v", err)
+	}
+}
+
+// TestSDKRoundSizes: a real node announces each round's download and
+// upload sizes, so that a device whose policy allows fewer bytes declines
+// the round (ReasonTooLarge) before downloading the model, and one that
+// allows them takes part. The bound sits above what the model's shape
+// alone implies (12 bytes a parameter), so only the node's announcement
+// (the model's frames, the framed update) exceeds it.
+func TestSDKRoundSizes(t *testing.T) {
+	const items, rank = 20, 4
+	n, ca := startNode(t, coordinator.Training{Items: items, Rank: rank, Mean: 3.5, ClientsPerRound: 1, MinClients: 1, Clip: 0.5,
+		NoiseMultiplier: 1.2, Population: 1000, CheckInWindow: 100 * time.Millisecond, RoundTimeout: 2 * time.Second})
+	catalogue := catalogueOf(items)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	dim := int64(model.Dim(items, rank))
+
+	tight := permissive
+	tight.MaxRoundBytes = 12*dim + 64
+	c := newDevice(t, n, ca, catalogue, tight)
+	_, err := participate(ctx, c)
+	var d *client.DeclineError
+	if !errors.As(err, &d) || d.Reason != client.ReasonTooLarge {
+		t.Fatalf("Participate with MaxRoundBytes %d = %v, want a round_too_large decline", tight.MaxRoundBytes, err)
+	}
+	t.Logf("declined: %v", d)
+
+	roomy := permissive
+	roomy.MaxRoundBytes = 64 * dim
+	if _, err := participate(ctx, newDevice(t, n, ca, catalogue, roomy)); err != nil {
+		t.Fatalf("Participate with MaxRoundBytes %d = %v", roomy.MaxRoundBytes, err)
 	}
 }

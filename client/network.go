@@ -9,13 +9,13 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/fedrec/fedrec/client/internal/round"
 	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
 )
@@ -356,7 +356,7 @@ func (d *Dialer) connect(ctx context.Context) (*transportConn, string, error) {
 		d.cfg.Logger.Debug("client: no coordinator answered", "attempt", attempt, "addrs", len(order))
 		// Every address failed: try them all again after a pause, until
 		// the budget is spent.
-		if err := sleep(ctx, min(DefaultStagger<<min(attempt, 4), 2*time.Second)); err != nil {
+		if err := round.Sleep(ctx, min(DefaultStagger<<min(attempt, 4), 2*time.Second)); err != nil {
 			errs = append(errs, err)
 			return nil, "", errors.Join(errs...)
 		}
@@ -436,6 +436,17 @@ func (d *Dialer) drop(conn *transportConn, addr string) {
 	d.saveLocked()
 }
 
+// forget closes conn, if it is the Dialer's, without counting a failure
+// of its address: the next request dials it again.
+func (d *Dialer) forget(conn *transportConn) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conn == conn {
+		d.conn.CloseWithError(0, "")
+		d.conn = nil
+	}
+}
+
 // follow makes the next request go to the leader the cluster named.
 func (d *Dialer) follow(leader string) {
 	if leader == "" || len(leader) > wire.MaxAddrLen {
@@ -446,11 +457,14 @@ func (d *Dialer) follow(leader string) {
 	d.mu.Unlock()
 }
 
-// exchange runs one request, following up to three leader hints. A node
-// that cannot be reached, or whose connection fails, or that answers
-// CodeUnavailable, is left for another within the Dialer's budget; when
-// none answers, the error matches ErrUnavailable.
-func (d *Dialer) exchange(ctx context.Context, req wire.Message, recv func(wire.Message) (bool, error)) error {
+// Exchange runs one request of the wire protocol: it sends req and passes
+// each reply to recv until recv is done or fails, following up to three
+// leader hints. A node that cannot be reached, or whose connection fails,
+// or that answers CodeUnavailable, is left for another within the
+// Dialer's budget; when none answers, the error matches ErrUnavailable.
+// An app has no need of it: NewNetwork speaks the protocol. It serves
+// packages that take part in rounds themselves, such as client/crowd.
+func (d *Dialer) Exchange(ctx context.Context, req wire.Message, recv func(wire.Message) (done bool, err error)) error {
 	bctx, cancel := context.WithTimeout(ctx, d.cfg.Budget)
 	defer cancel()
 	var errs []error
@@ -470,6 +484,16 @@ func (d *Dialer) exchange(ctx context.Context, req wire.Message, recv func(wire.
 		switch {
 		case err == nil:
 			return nil
+		case errors.Is(err, wire.ErrNoStream) && ctx.Err() == nil:
+			// The node answers but the connection lost its stream
+			// slots: a new connection, to the same node, has them all.
+			d.cfg.Logger.Warn("client: no stream free on the connection; dialing again", "addr", addr)
+			d.forget(conn)
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+			if bctx.Err() != nil || len(errs) >= 2*len(d.addrs)+1 {
+				return &unavailableError{errors.Join(errs...)}
+			}
+			continue
 		case errors.As(err, &we) && we.Code != wire.CodeUnavailable:
 			if (we.Code == wire.CodeNotLeader || we.Code == wire.CodeUnknownModel) && we.Leader != "" && we.Leader != addr && hop < 3 {
 				hop++
@@ -489,226 +513,13 @@ func (d *Dialer) exchange(ctx context.Context, req wire.Message, recv func(wire.
 	}
 }
 
-// checkIn checks in and returns the Plan or Wait the leader answers with.
-func (d *Dialer) checkIn(ctx context.Context, req *wire.CheckIn) (wire.Message, error) {
-	var out wire.Message
-	err := d.exchange(ctx, req, func(m wire.Message) (bool, error) {
-		switch m.(type) {
-		case *wire.Plan, *wire.Wait:
-			out = m
-			return true, nil
-		}
-		return true, wire.Errorf(wire.CodeUnknownType, "unexpected %s after CheckIn", m.Type())
-	})
-	return out, err
-}
-
-// upload sends an update and waits for the acknowledgement.
-func (d *Dialer) upload(ctx context.Context, req *wire.Upload) error {
-	return d.exchange(ctx, req, func(m wire.Message) (bool, error) {
-		if _, ok := m.(*wire.UploadAck); !ok {
-			return true, wire.Errorf(wire.CodeUnknownType, "unexpected %s after Upload", m.Type())
-		}
-		return true, nil
-	})
-}
-
-// secAgg sends one phase's message of a secure round and returns the
-// leader's reply, which must be of type want. The leader holds the request
-// until the phase closes.
-func (d *Dialer) secAgg(ctx context.Context, req wire.Message, want wire.Type) (wire.Message, error) {
-	var out wire.Message
-	err := d.exchange(ctx, req, func(m wire.Message) (bool, error) {
-		if m.Type() != want {
-			return true, wire.Errorf(wire.CodeUnknownType, "unexpected %s after %s", m.Type(), req.Type())
-		}
-		out = m
-		return true, nil
-	})
-	return out, err
-}
-
 // Model downloads a committed model (version 0: the newest) from whichever
 // node the Dialer is connected to, checking it against its digest. It
 // returns the model and its version.
 func (d *Dialer) Model(ctx context.Context, version uint64) (*model.Model, uint64, error) {
-	m, h, err := d.model(ctx, version)
+	m, h, err := round.Model(ctx, d, version)
 	if err != nil {
 		return nil, 0, err
 	}
 	return m, h.Model, nil
-}
-
-// model downloads a committed model as Model does and returns it with its
-// header, which carries the cluster's event weights.
-func (d *Dialer) model(ctx context.Context, version uint64) (*model.Model, *wire.ModelHeader, error) {
-	var b *wire.ModelBuilder
-	var hdr *wire.ModelHeader
-	err := d.exchange(ctx, &wire.GetModel{Version: wire.Version, Model: version}, func(m wire.Message) (bool, error) {
-		switch m := m.(type) {
-		case *wire.ModelHeader:
-			if b != nil {
-				return true, wire.Errorf(wire.CodeMalformed, "second model header")
-			}
-			if version != 0 && m.Model != version {
-				return true, wire.Errorf(wire.CodeMalformed, "asked for model %d, got %d", version, m.Model)
-			}
-			var err error
-			b, err = wire.NewModelBuilder(m)
-			hdr = m
-			return false, err
-		case *wire.ModelChunk:
-			if b == nil {
-				return true, wire.Errorf(wire.CodeMalformed, "model chunk before its header")
-			}
-			if err := b.Add(m); err != nil {
-				return true, err
-			}
-			return b.Done(), nil
-		}
-		return true, wire.Errorf(wire.CodeUnknownType, "unexpected %s in a model transfer", m.Type())
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	m, err := b.Model()
-	if err != nil {
-		return nil, nil, err
-	}
-	return m, hdr, nil
-}
-
-// ModelCache shares downloaded models among participants (many virtual
-// clients in one process download each version once). It keeps the two
-// newest versions. It also lends the participants their update buffers
-// and bounds how many of them train and upload at once.
-type ModelCache struct {
-	mu      sync.Mutex
-	entries map[uint64]*cacheEntry
-	// updates holds update buffers (*[]float64) between rounds: a buffer
-	// is model-sized (2.5 MB for ml-latest-small) and needed only while a
-	// participant trains and uploads, and most virtual clients sit idle
-	// between their rounds.
-	updates sync.Pool
-	// uploads is a semaphore of maxUploads slots.
-	uploads chan struct{}
-}
-
-// maxUploads bounds the participants sharing a ModelCache that train and
-// upload a plain (not secure) round's update at once. Each holds its
-// update and the encoded upload, twice the model's size, until the leader
-// has read it: with ml-latest-small, a cohort of 100 virtual clients
-// uploading together made 1.1 GB of fedrec client's 1.5 GB peak RSS.
-// Training takes milliseconds and the leader paces the uploads, so rounds
-// take no longer for the bound.
-const maxUploads = 16
-
-type cacheEntry struct {
-	digest string
-	ready  chan struct{}
-	m      *model.Model
-	hdr    *wire.ModelHeader
-	err    error
-}
-
-// NewModelCache returns an empty cache.
-func NewModelCache() *ModelCache {
-	return &ModelCache{entries: map[uint64]*cacheEntry{}, uploads: make(chan struct{}, maxUploads)}
-}
-
-// get returns model version with the given digest and its header (event
-// weights, catalogue digest), downloading it through d once however many
-// callers ask at the same time.
-func (c *ModelCache) get(ctx context.Context, d *Dialer, version uint64, digest []byte) (*model.Model, *wire.ModelHeader, error) {
-	c.mu.Lock()
-	e := c.entries[version]
-	if e != nil && e.digest != string(digest) {
-		e = nil // a different model under the same version: never trust it
-	}
-	if e == nil {
-		e = &cacheEntry{digest: string(digest), ready: make(chan struct{})}
-		c.entries[version] = e
-		for v := range c.entries {
-			if v+1 < version {
-				delete(c.entries, v) // keep the newest two
-			}
-		}
-		c.mu.Unlock()
-		e.m, e.hdr, e.err = fetch(ctx, d, version, digest)
-		close(e.ready)
-		if e.err != nil {
-			c.mu.Lock()
-			if c.entries[version] == e {
-				delete(c.entries, version)
-			}
-			c.mu.Unlock()
-		}
-		return e.m, e.hdr, e.err
-	}
-	c.mu.Unlock()
-	select {
-	case <-e.ready:
-		return e.m, e.hdr, e.err
-	case <-ctx.Done():
-		return nil, nil, ctx.Err()
-	}
-}
-
-// update returns a buffer of n entries for a round's update, of any
-// content; give it back with release when the round is over.
-func (c *ModelCache) update(n int) *[]float64 {
-	if b, _ := c.updates.Get().(*[]float64); b != nil && len(*b) == n {
-		return b
-	}
-	b := make([]float64, n)
-	return &b
-}
-
-// release returns an update buffer once nothing refers to it.
-func (c *ModelCache) release(b *[]float64) { c.updates.Put(b) }
-
-// uploadSlot waits for one of the maxUploads slots and returns the func
-// that frees it.
-func (c *ModelCache) uploadSlot(ctx context.Context) (func(), error) {
-	select {
-	case c.uploads <- struct{}{}:
-		return func() { <-c.uploads }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// fetch downloads a model and checks its digest against the plan's; it
-// returns the model and its header.
-func fetch(ctx context.Context, d *Dialer, version uint64, digest []byte) (*model.Model, *wire.ModelHeader, error) {
-	m, h, err := d.model(ctx, version)
-	if err != nil {
-		return nil, nil, err
-	}
-	if got := wire.Digest(m); string(got[:]) != string(digest) {
-		return nil, nil, fmt.Errorf("client: model %d does not match the round's digest", version)
-	}
-	return m, h, nil
-}
-
-// backoff returns the wait before retry attempt (0-based): exponential
-// from lo to hi with full jitter.
-func backoff(r *rand.Rand, attempt int, lo, hi time.Duration) time.Duration {
-	d := lo << min(attempt, 20)
-	if d > hi || d <= 0 {
-		d = hi
-	}
-	return lo/2 + time.Duration(r.Int64N(int64(d)))
-}
-
-// sleep waits for d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

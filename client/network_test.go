@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -10,89 +11,35 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
-	"gonum.org/v1/gonum/floats"
 
+	"github.com/fedrec/fedrec/client/internal/fakenode"
+	"github.com/fedrec/fedrec/client/internal/round"
 	"github.com/fedrec/fedrec/coordinator/pki"
 	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
 )
 
-// modelNode is a fake node that plans a round on the model with digest
-// planned and serves served (its header's digest replaced by header when
-// set), counting uploads.
-func modelNode(t *testing.T, planned [32]byte, served *model.Model, header []byte) (string, *pki.CA, *atomic.Int32, *atomic.Uint64) {
-	t.Helper()
+func TestNewDialerValidates(t *testing.T) {
+	if _, err := NewDialer(nil, &tls.Config{}); err == nil {
+		t.Error("NewDialer(no addresses) = nil error")
+	}
+}
+
+// A check-in at a follower is redirected to the leader it names.
+func TestDialerFollowsLeaderHint(t *testing.T) {
 	ca, _ := pki.NewCA("test", time.Hour)
-	b, _ := ca.NodeBundle("fake")
-	ln, err := wire.Listen("127.0.0.1:0", b.ServerTLS())
+	leader, leaderHits := fakenode.Answering(t, ca, func(wire.Message) wire.Message { return &wire.Wait{RetryAfterMs: 7} })
+	follower, _ := fakenode.Answering(t, ca, func(wire.Message) wire.Message {
+		return &wire.Error{Code: wire.CodeNotLeader, Leader: leader}
+	})
+	d, _ := NewDialer([]string{follower}, pki.ClientTLS(ca.Pool()))
+	defer d.Close()
+	rep, err := round.CheckIn(t.Context(), d, &wire.CheckIn{Version: wire.Version, ClientID: "u"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var uploads atomic.Int32
-	var norm atomic.Uint64 // of the last upload, math.Float64bits
-	plan := fakePlan(served, planned[:], 10_000)
-	plan.Clip = planClip
-	done := serveStreams(ln, func(st *quic.Stream) {
-		switch req, _ := wire.Read(st, wire.Limits{}); req := req.(type) {
-		case *wire.CheckIn:
-			wire.Write(st, plan)
-		case *wire.GetModel:
-			writeModel(st, served, header)
-		case *wire.Upload:
-			uploads.Add(1)
-			norm.Store(math.Float64bits(floats.Norm(req.Delta, 2)))
-			wire.Write(st, &wire.UploadAck{Round: 1})
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-	})
-	return ln.Addr().String(), ca, &uploads, &norm
-}
-
-// planClip is the clip norm of modelNode's plans: far below an update's
-// norm, so that an unclipped update shows.
-const planClip = 1e-6
-
-// A client trains only on the model its round's plan names by digest: a
-// node serving another model, with its own digest or under the plan's, is
-// refused and nothing is uploaded. The update it does upload is clipped to
-// the plan's norm.
-func TestParticipantKeepsToPlan(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
-	planned, _ := model.New(model.Explicit, 10, 2, 3.5, 0.1, r)
-	other, _ := model.New(model.Explicit, 10, 2, 3.5, 0.1, r)
-	pd, od := wire.Digest(planned), wire.Digest(other)
-	tests := []struct {
-		name   string
-		served *model.Model
-		header []byte
-		ok     bool
-	}{
-		{"the planned model", planned, nil, true},
-		{"another model", other, nil, false},
-		{"another model under the plan's digest", other, pd[:], false},
-		{"the planned model under another digest", planned, od[:], false},
-	}
-	for _, tc := range tests {
-		addr, ca, uploads, norm := modelNode(t, pd, tc.served, tc.header)
-		d, _ := NewDialer([]string{addr}, pki.ClientTLS(ca.Pool()))
-		p, _ := NewParticipant(ParticipantConfig{ID: "u", Dialer: d, Ratings: []model.Rating{{Item: 1, Value: 4}, {Item: 3, Value: 2}}})
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		_, err := p.RunRound(ctx)
-		cancel()
-		d.Close()
-		if tc.ok && (err != nil || uploads.Load() != 1) {
-			t.Errorf("%s: RunRound = %v with %d uploads, want one upload", tc.name, err, uploads.Load())
-		}
-		// The update leaves the client clipped to the plan's norm.
-		if n := math.Float64frombits(norm.Load()); tc.ok && (n > planClip*(1+1e-9) || n == 0) {
-			t.Errorf("%s: uploaded update of norm %g, want in (0, %g]", tc.name, n, planClip)
-		}
-		if !tc.ok && (err == nil || !strings.Contains(err.Error(), "digest") || uploads.Load() != 0) {
-			t.Errorf("%s: RunRound = %v with %d uploads, want a digest error and none", tc.name, err, uploads.Load())
-		}
+	if w, ok := rep.(*wire.Wait); !ok || w.RetryAfterMs != 7 || leaderHits.Load() != 1 {
+		t.Errorf("CheckIn = %+v (leader hit %d times), want a Wait of 7ms from the leader", rep, leaderHits.Load())
 	}
 }
 
@@ -107,10 +54,10 @@ func eventNode(t *testing.T, m *model.Model, w *wire.EventWeights) (*Dialer, *at
 		t.Fatal(err)
 	}
 	d := wire.Digest(m)
-	plan := fakePlan(m, d[:], 10_000)
+	plan := fakenode.Plan(m, d[:], 10_000)
 	plan.Clip, plan.Privacy.NoiseMultiplier, plan.Train.Events = 0.5, 2, w
 	var downloads, uploads atomic.Int32
-	done := serveStreams(ln, func(st *quic.Stream) {
+	done := fakenode.ServeStreams(ln, func(st *quic.Stream) {
 		switch req, _ := wire.Read(st, wire.Limits{}); req.(type) {
 		case *wire.CheckIn:
 			wire.Write(st, plan)

@@ -3,6 +3,7 @@ package client
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/fedrec/fedrec/aggregation/privacy"
 	"github.com/fedrec/fedrec/model"
@@ -41,6 +42,74 @@ type Policy struct {
 	// holds even against a coordinator that picks it every time, at the
 	// cost of far fewer rounds per budget.
 	TrustSamplingRate bool
+	// RequireUnmetered, RequireCharging and RequireIdle let the device
+	// take part in a round only while it is on an unmetered network,
+	// charging, or idle, as Config.Device reports (which they need):
+	// otherwise Participate declines with ReasonConditions before it
+	// contacts the coordinator, and again if the conditions end while a
+	// check-in is held.
+	RequireUnmetered, RequireCharging, RequireIdle bool
+	// MaxRoundBytes bounds what one round may cost the device on the
+	// network: the model's download (unless it holds the model) and the
+	// update's upload, as the round's offer announces them. A bigger
+	// round is declined (ReasonTooLarge) before anything is downloaded.
+	// 0 means no bound.
+	MaxRoundBytes int64
+	// RequireSignedSecAgg declines every round that is not a signed
+	// secure round (ReasonSecAgg): one in which the device's update is
+	// masked, the key adverts and the survivor set are signed with the
+	// devices' certificates, and the device reveals no share unless a
+	// threshold of its neighbours signed the same survivors, so that a
+	// coordinator that lies learns nothing about one device's update
+	// (docs/threat-model.md).
+	RequireSignedSecAgg bool
+	// MinSecAggColluders is, with RequireSignedSecAgg, how many devices
+	// in any one neighbourhood may collude with the coordinator: rounds
+	// whose threshold resists fewer (Offer.SecAggColluders, from
+	// secagg.Config.ActiveTolerance) are declined. Default 0: a lying
+	// coordinator alone.
+	MinSecAggColluders int
+}
+
+// Conditions are the device's state that a Policy may require before
+// the device takes part in a round.
+type Conditions struct {
+	Unmetered bool // on an unmetered network (Wi-Fi, ethernet; not mobile data)
+	Charging  bool // plugged in
+	Idle      bool // not in use by the user
+}
+
+// Device reports the device's conditions; the app implements it with the
+// platform's APIs (Android ConnectivityManager, BatteryManager,
+// PowerManager; iOS NWPathMonitor, UIDevice) and passes it as
+// Config.Device. The SDK calls it before each round, never while holding
+// its own lock.
+type Device interface {
+	Conditions() Conditions
+}
+
+// requiresConditions reports whether p requires any device condition.
+func (p Policy) requiresConditions() bool {
+	return p.RequireUnmetered || p.RequireCharging || p.RequireIdle
+}
+
+// checkConditions returns why the policy declines round (0: before a
+// check-in) on a device in conditions c, or nil.
+func (p Policy) checkConditions(c Conditions, round uint64) *DeclineError {
+	var missing []string
+	if p.RequireUnmetered && !c.Unmetered {
+		missing = append(missing, "metered network")
+	}
+	if p.RequireCharging && !c.Charging {
+		missing = append(missing, "not charging")
+	}
+	if p.RequireIdle && !c.Idle {
+		missing = append(missing, "in use")
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return &DeclineError{Round: round, Reason: ReasonConditions, Detail: strings.Join(missing, ", ")}
 }
 
 // DefaultPolicy returns the policy a zero Policy stands for.
@@ -84,6 +153,12 @@ func (p Policy) validate() error {
 		return bad("Epsilon", p.Epsilon, "finite > 0")
 	case !(p.Delta > 0 && p.Delta < 1):
 		return bad("Delta", p.Delta, "in (0, 1)")
+	case p.MaxRoundBytes < 0:
+		return bad("MaxRoundBytes", p.MaxRoundBytes, ">= 0 (0: no bound)")
+	case p.MinSecAggColluders < 0:
+		return bad("MinSecAggColluders", p.MinSecAggColluders, ">= 0")
+	case p.MinSecAggColluders > 0 && !p.RequireSignedSecAgg:
+		return bad("MinSecAggColluders", p.MinSecAggColluders, "0 without RequireSignedSecAgg")
 	}
 	return nil
 }
@@ -134,6 +209,17 @@ type Offer struct {
 	// EventWeights are, for an implicit model, the weights the round
 	// trains with (the cluster's); the zero value means the release's.
 	EventWeights EventWeights
+	// DownloadBytes and UploadBytes are what the round costs the device
+	// on the network: the model's download (0 when the device holds the
+	// model) and at most the update's upload, with their framing.
+	DownloadBytes, UploadBytes int64
+	// SignedSecAgg says the round is a signed secure round (the plan's
+	// SecAggParams.Signed), and SecAggColluders how many colluding devices
+	// per neighbourhood its threshold resists (secagg.Config.
+	// ActiveTolerance of the round's configuration); -1 when it resists
+	// none.
+	SignedSecAgg    bool
+	SecAggColluders int
 }
 
 // check returns why the policy declines o, or nil. It does not look at the
@@ -157,6 +243,14 @@ func (p Policy) check(o Offer) *DeclineError {
 		return no(ReasonInvalid, "%v", o.Train.Validate())
 	case o.EventWeights.validate() != nil:
 		return no(ReasonInvalid, "%v", o.EventWeights.validate())
+	case o.DownloadBytes < 0 || o.UploadBytes < 0:
+		return no(ReasonInvalid, "round sizes %d down, %d up", o.DownloadBytes, o.UploadBytes)
+	case p.MaxRoundBytes > 0 && o.DownloadBytes+o.UploadBytes > p.MaxRoundBytes:
+		return no(ReasonTooLarge, "%d bytes down and %d up > %d", o.DownloadBytes, o.UploadBytes, p.MaxRoundBytes)
+	case p.RequireSignedSecAgg && !o.SignedSecAgg:
+		return no(ReasonSecAgg, "not a signed secure round: the coordinator could learn the update")
+	case p.RequireSignedSecAgg && o.SecAggColluders < p.MinSecAggColluders:
+		return no(ReasonSecAgg, "the round resists %d colluding devices per neighbourhood < %d", o.SecAggColluders, p.MinSecAggColluders)
 	case o.CohortSize < p.MinCohort:
 		return no(ReasonCohort, "cohort of %d < %d", o.CohortSize, p.MinCohort)
 	case o.NoiseMultiplier < p.MinNoiseMultiplier:

@@ -51,6 +51,11 @@ type Config struct {
 	// model.Defaults of the model's kind, what a cluster trains with
 	// unless its operator changed it.
 	Train model.TrainConfig
+	// Device reports the device's conditions (network, charging, idle),
+	// which Policy.RequireUnmetered, RequireCharging and RequireIdle
+	// need; nil means none is reported, and a policy requiring one is
+	// refused.
+	Device Device
 	// Federation is the network side: nil means the Client never takes
 	// part in rounds and never fetches models (Participate and Sync
 	// return ErrNoFederation); the app installs models with SetModel.
@@ -107,6 +112,9 @@ func (c Config) validate() error {
 		return fmt.Errorf("%w: Config.Retention = %v, want >= 0", ErrInvalidArgument, c.Retention)
 	case c.MaxInteractions < 0:
 		return fmt.Errorf("%w: Config.MaxInteractions = %d, want >= 0", ErrInvalidArgument, c.MaxInteractions)
+	}
+	if c.Policy.requiresConditions() && c.Device == nil {
+		return fmt.Errorf("%w: Config.Policy requires device conditions, and Config.Device is nil", ErrInvalidArgument)
 	}
 	if c.Train != (model.TrainConfig{}) {
 		if err := c.Train.Validate(); err != nil {
@@ -735,7 +743,14 @@ func (c *Client) Participate(ctx context.Context) (RoundReport, error) {
 	c.mu.Unlock()
 
 	k := &Contribution{c: c, ctx: rctx, have: c.ModelVersion()}
-	jerr := c.fed.Join(rctx, k)
+	var jerr error
+	// The device checks in only in the conditions its policy requires
+	// (asked outside the lock: it is the app's code).
+	if d := c.conditions(0); d != nil {
+		k.decline, jerr = d, d
+	} else {
+		jerr = c.fed.Join(rctx, k)
+	}
 
 	c.mu.Lock()
 	k.finished = true
@@ -778,6 +793,16 @@ func (c *Client) Participate(ctx context.Context) (RoundReport, error) {
 	return rep, fmt.Errorf("client: round: %w", jerr)
 }
 
+// conditions returns why the device's conditions keep it from round
+// (0: before a check-in), or nil. The caller does not hold mu.
+func (c *Client) conditions(round uint64) *DeclineError {
+	p := c.cfg.Policy
+	if !p.requiresConditions() {
+		return nil
+	}
+	return p.checkConditions(c.cfg.Device.Conditions(), round)
+}
+
 // Contribution is the device's part in one round, handed by Participate to
 // the Federation's Join. The Federation calls Accept, then Update, then
 // optionally Sent, from one goroutine.
@@ -814,6 +839,9 @@ func (k *Contribution) Have() uint64 { return k.have }
 // ErrOptedOut.
 func (k *Contribution) Accept(o Offer) error {
 	c := k.c
+	// A check-in may be held for seconds: the conditions are checked
+	// again, outside the lock (the app's code).
+	cond := c.conditions(o.Round)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
@@ -828,7 +856,10 @@ func (k *Contribution) Accept(o Offer) error {
 	case k.ctx.Err() != nil:
 		return context.Cause(k.ctx)
 	}
-	d := c.cfg.Policy.check(o)
+	d := cond
+	if d == nil {
+		d = c.cfg.Policy.check(o)
+	}
 	if d == nil {
 		d = checkNoise(o)
 	}

@@ -96,15 +96,19 @@ func (d *Dialer) dial(ctx context.Context, addr string) (*transportConn, error) 
 	return c, nil
 }
 
-// exchangeOn runs one request on a new bidirectional stream of conn.
+// exchangeOn runs one request on a new bidirectional stream of conn,
+// waiting at most wire.StreamWait for it (then wire.ErrNoStream: the
+// Dialer dials again).
 func exchangeOn(ctx context.Context, conn *transportConn, req wire.Message, l wire.Limits, recv func(wire.Message) (bool, error)) error {
-	var p js.Value
-	if err := catchJS(func() { p = conn.wt.Call("createBidirectionalStream") }); err != nil {
-		return err
-	}
-	bs, err := await(ctx, p)
+	bs, err := wire.OpenStream(ctx, func(ctx context.Context) (js.Value, error) {
+		var p js.Value
+		if err := catchJS(func() { p = conn.wt.Call("createBidirectionalStream") }); err != nil {
+			return js.Value{}, err
+		}
+		return await(ctx, p)
+	})
 	if err != nil {
-		return fmt.Errorf("open stream: %w", err)
+		return err
 	}
 	st := &jsStream{reader: bs.Get("readable").Call("getReader"), writer: bs.Get("writable").Call("getWriter")}
 	return wire.ExchangeStream(ctx, st, req, l, recv)

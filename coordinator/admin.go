@@ -40,7 +40,7 @@ import (
 //	GET /v1/model         (read) ModelManifest as JSON; ?version=V for a
 //	                      retained version, ?format=raw for the parameters
 //	GET /v1/cluster       (read) Cluster as JSON: the Raft configuration
-//	POST /v1/cluster/join?id=NODE&raft_addr=HOST:PORT[&client_addr=HOST:PORT]
+//	POST /v1/cluster/join?id=NODE&raft_addr=HOST:PORT[&client_addr=HOST:PORT][&admin_addr=HOST:PORT]
 //	                      leader only: add NODE as a voter (idempotent)
 //	POST /v1/cluster/remove?id=NODE
 //	                      leader only: remove NODE (absent is success)
@@ -87,6 +87,19 @@ type Status struct {
 	InsecureDevices bool `json:"insecure_devices"`
 	// Build is the node's binary: version, commit, toolchain.
 	Build Build `json:"build"`
+	// Certs is when the certificates the node serves with expire; null
+	// without TLS.
+	Certs *StatusCerts `json:"certificates"`
+}
+
+// StatusCerts says when the node's certificates expire: its own, the
+// cluster CA's and the device CA's (the earliest of a file holding
+// several, as during a rotation); a zero time is omitted.
+type StatusCerts struct {
+	Node       time.Time  `json:"node"`
+	NodeSerial string     `json:"node_serial"` // hex
+	CA         time.Time  `json:"ca"`
+	DeviceCA   *time.Time `json:"device_ca,omitempty"` // absent without a device CA
 }
 
 // StatusNode is a member of the Raft configuration.
@@ -94,8 +107,11 @@ type StatusNode struct {
 	ID         string `json:"id"`
 	RaftAddr   string `json:"raft_addr"`
 	ClientAddr string `json:"client_addr"` // empty until the node registered it
-	Suffrage   string `json:"suffrage"`    // voter, nonvoter, staging
-	Leader     bool   `json:"leader"`
+	// AdminAddr is the node's admin API address, as it registered it
+	// (through the replicated membership); empty if unknown.
+	AdminAddr string `json:"admin_addr,omitempty"`
+	Suffrage  string `json:"suffrage"` // voter, nonvoter, staging
+	Leader    bool   `json:"leader"`
 }
 
 // StatusModel is the newest committed model.
@@ -193,9 +209,9 @@ func (n *Node) startAdmin() error {
 	if err != nil {
 		return fmt.Errorf("coordinator: admin listen: %w", err)
 	}
-	tc := n.cfg.TLS.ServerTLS()
-	tc.ClientAuth = tls.NoClientCert // operators authenticate with the token
-	tc.ClientCAs = nil
+	// Operators authenticate with the token; each handshake serves the
+	// current certificate.
+	tc := &tls.Config{MinVersion: tls.VersionTLS13, ClientAuth: tls.NoClientCert, GetCertificate: n.certs.getCertificate}
 	a.ln = ln
 	a.srv = &http.Server{
 		Handler:           a.handler(),
@@ -366,6 +382,14 @@ func (n *Node) Status() Status {
 		InsecureDevices: n.insecureDevices(), Build: BuildInfo(),
 	}
 	_, st.LeaderCommit = n.leaderCommit()
+	if b := n.certs.bundle(); b != nil && b.Cert.Leaf != nil {
+		node, ca, dev := n.certs.expiry()
+		st.Certs = &StatusCerts{Node: node.UTC(), NodeSerial: b.Cert.Leaf.SerialNumber.Text(16), CA: ca.UTC()}
+		if !dev.IsZero() {
+			dev = dev.UTC()
+			st.Certs.DeviceCA = &dev
+		}
+	}
 	if d := n.lastContact(); d == time.Duration(math.MaxInt64) {
 		st.LastContact = -1
 	} else {
@@ -405,14 +429,15 @@ func members(s *State, servers []raft.Server, lid raft.ServerID) (nodes []Status
 	slices.SortFunc(servers, func(a, b raft.Server) int { return strings.Compare(string(a.ID), string(b.ID)) })
 	nodes = []StatusNode{}
 	for _, srv := range servers {
-		sn := StatusNode{ID: string(srv.ID), RaftAddr: string(srv.Address), ClientAddr: s.NodeAddr(string(srv.ID)), Suffrage: suffrage(srv.Suffrage), Leader: srv.ID == lid}
+		sn := StatusNode{ID: string(srv.ID), RaftAddr: string(srv.Address), ClientAddr: s.NodeAddr(string(srv.ID)), AdminAddr: s.AdminAddr(string(srv.ID)),
+			Suffrage: suffrage(srv.Suffrage), Leader: srv.ID == lid}
 		nodes = append(nodes, sn)
 		if sn.Leader {
 			leader = &sn
 		}
 	}
 	if leader == nil && lid != "" {
-		leader = &StatusNode{ID: string(lid), ClientAddr: s.NodeAddr(string(lid)), Leader: true}
+		leader = &StatusNode{ID: string(lid), ClientAddr: s.NodeAddr(string(lid)), AdminAddr: s.AdminAddr(string(lid)), Leader: true}
 	}
 	return nodes, leader
 }

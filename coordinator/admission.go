@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fedrec/fedrec/coordinator/wire"
+	"github.com/fedrec/fedrec/model"
 )
 
 // Admission of device traffic (docs/security.md, "Memory and upload
@@ -34,18 +35,44 @@ const (
 	// minimum rate applies (Config.RateGrace): its header must arrive
 	// within it, and a body of n bytes within RateGrace + n/MinUploadRate.
 	DefaultRateGrace = 10 * time.Second
+	// DefaultMaxDeviceMemory bounds the bytes of the budget one device
+	// certificate reserves at once (Config.MaxDeviceMemory): with the
+	// 19 MiB its 4 connections' QUIC windows and 32 streams may hold
+	// beside it, one device stays under 64 MiB (docs/security.md). It
+	// holds an upload of a model of 1 M parameters (32 bytes a
+	// parameter) or two secure-aggregation messages of 1 MiB; it is
+	// raised to one upload of the model and 1 MiB when that is more.
+	DefaultMaxDeviceMemory = 32 << 20
+	// DefaultDeviceRequestRate and DefaultDeviceRequestBurst bound the
+	// requests one device certificate sends (Config.DeviceRequestRate,
+	// Config.DeviceRequestBurst): a token bucket of 100 refilled at 20 a
+	// second. An honest device sends a handful a round (a check-in, a
+	// model download, an upload; some more in secure rounds), and rounds
+	// last seconds; a hostile one would send them as fast as the node
+	// answers. The burst is large because a loaded device or network
+	// bunches an honest device's requests (TestHostileDevicesProcess's
+	// honest devices, running rounds every 150 ms, met a burst of 40).
+	DefaultDeviceRequestRate  = 20
+	DefaultDeviceRequestBurst = 100
 
 	// uploadFactor is what an upload (or a masked input) allocates per
 	// byte of its body, from its header to its answer: the body buffer
-	// as it doubles (2× in all, 1.5× live at once), msgpack's copy of the
-	// bin and the decoded vector (1× each); the aggregator adds it in
-	// place. BenchmarkReadUpload measures 4.0.
-	uploadFactor = 4
-	// smallFactor is what any other request holds per byte of its body:
-	// the body and its decoded message, which coordinator/wire's
-	// pre-check bounds by a small multiple of the frame (wire/DESIGN.md,
-	// invariant 4); at most 16 KiB or 1 MiB (SecAgg) a body.
-	smallFactor = 8
+	// as it doubles (2× in all), and its decode, which wire bounds for
+	// these types by wire.VectorAllocPerByte (2: msgpack's copy of the
+	// bin and the decoded vector; wire/DESIGN.md, invariant 4,
+	// TestDecodeAllocBound); the aggregator adds it in place.
+	// BenchmarkReadUpload measures 4.0.
+	uploadFactor = 2 + wire.VectorAllocPerByte
+	// smallFactor is what any other request allocates per byte of its
+	// body: the body buffer (2×) and its decode, which wire bounds by
+	// wire.AllocPerByte (12) for every type (the worst, SecAggUnmask's
+	// minimal shares, measures 10.1×); at most 16 KiB or 1 MiB (SecAgg)
+	// a body.
+	smallFactor = 2 + wire.AllocPerByte
+	// requestSlack is a request's fixed cost: its decode's
+	// (wire.RequestAllocSlack, which TestDecodeAllocBound checks for
+	// every request type) and its 5-byte header at either factor.
+	requestSlack = wire.RequestAllocSlack + smallFactor*wire.HeaderLen
 	// admitWait bounds how long a request waits for an upload slot or
 	// for budget before it is refused with CodeUnavailable; QUIC flow
 	// control holds its bytes at the sender meanwhile.
@@ -56,9 +83,9 @@ const (
 // reserves from the budget.
 func requestCost(t wire.Type, n int) int64 {
 	if isUpload(t) {
-		return uploadFactor * int64(n)
+		return uploadFactor*int64(n) + requestSlack
 	}
-	return smallFactor*int64(n) + 1 // never free: even an empty body decodes to a message
+	return smallFactor*int64(n) + requestSlack
 }
 
 func isUpload(t wire.Type) bool { return t == wire.TypeUpload || t == wire.TypeSecAggMasked }
@@ -160,13 +187,134 @@ func (d *deviceUploads) put(device string) {
 	}
 }
 
+// deviceBytes counts the bytes of the budget each device has reserved.
+type deviceBytes struct {
+	mu  sync.Mutex
+	max int64
+	n   map[string]int64
+}
+
+// take counts n more bytes of device, or reports false when they would
+// take it over max.
+func (d *deviceBytes) take(device string, n, max int64) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.n[device]+n > max {
+		return false
+	}
+	d.n[device] += n
+	return true
+}
+
+func (d *deviceBytes) put(device string, n int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.n[device] -= n; d.n[device] <= 0 {
+		delete(d.n, device)
+	}
+}
+
+// deviceRate is a token bucket of requests for each device: a device
+// may send burst requests at once and rate a second after that.
+type deviceRate struct {
+	mu    sync.Mutex
+	rate  float64 // tokens a second
+	burst float64
+	n     map[string]*bucket
+	swept time.Time
+}
+
+type bucket struct {
+	tokens float64
+	at     time.Time // when tokens was counted
+}
+
+func newDeviceRate(rate float64, burst int) *deviceRate {
+	return &deviceRate{rate: rate, burst: float64(burst), n: map[string]*bucket{}}
+}
+
+// take takes one of device's tokens at now, or returns how long until it
+// has one.
+func (d *deviceRate) take(device string, now time.Time) (wait time.Duration, ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.n) > 1024 && now.Sub(d.swept) > time.Second {
+		d.sweepLocked(now)
+	}
+	b := d.n[device]
+	if b == nil {
+		b = &bucket{tokens: d.burst, at: now}
+		d.n[device] = b
+	}
+	b.refill(now, d.rate, d.burst)
+	if b.tokens < 1 {
+		return time.Duration((1 - b.tokens) / d.rate * float64(time.Second)), false
+	}
+	b.tokens--
+	return 0, true
+}
+
+func (b *bucket) refill(now time.Time, rate, burst float64) {
+	if dt := now.Sub(b.at); dt > 0 {
+		b.tokens = min(burst, b.tokens+dt.Seconds()*rate)
+		b.at = now
+	}
+}
+
+// sweepLocked forgets the devices whose buckets are full again: they are
+// as if new.
+func (d *deviceRate) sweepLocked(now time.Time) {
+	d.swept = now
+	for k, b := range d.n {
+		if b.refill(now, d.rate, d.burst); b.tokens >= d.burst {
+			delete(d.n, k)
+		}
+	}
+}
+
+// limitRate refuses a request of device over its request rate, from its
+// header, with the time until its next token; a peer without a device
+// certificate is not limited.
+func (n *Node) limitRate(t wire.Type, device string) error {
+	if device == "" {
+		return nil
+	}
+	wait, ok := n.devRate.take(device, time.Now())
+	if ok {
+		return nil
+	}
+	n.metrics.refused.WithLabelValues("device_rate").Inc()
+	return &wire.Error{Code: wire.CodeUnavailable, Message: fmt.Sprintf("%s refused: this device sends more than %g requests a second", t, n.devRate.rate),
+		RetryAfterMs: wait.Milliseconds() + 1}
+}
+
+// deviceMax returns the most bytes one device may reserve: the
+// configured cap, or the largest upload (a masked input in secure
+// rounds) of the configured model and 1 MiB when that is more, so that
+// an honest device's upload is never refused for its size.
+func (n *Node) deviceMax() int64 {
+	l, secure := wire.Limits{MaxParams: 1}, false
+	n.fsm.read(func(s *State) {
+		if t, ok := s.Config(); ok {
+			l.MaxParams, secure = model.Dim(t.Items, t.Rank), t.SecAgg
+		}
+	})
+	t := wire.TypeUpload
+	if secure {
+		t = wire.TypeSecAggMasked
+	}
+	return max(n.devBytes.max, requestCost(t, l.MaxBody(t))+1<<20)
+}
+
 // admit reserves what a request of type t with an n-byte body needs
 // before its body is read: for an upload, a slot of its device (refused
-// at once when the device has MaxUploadsPerDevice) and one of
-// MaxUploads; for every request, its cost from the memory budget. Slots
-// and budget are waited for, at most admitWait. It returns the functions
-// that free the upload slots (once the body is decoded) and the budget
-// (once the request is answered).
+// at once when the device has MaxUploadsPerDevice); its cost from its
+// device's share of the memory budget (refused at once when the device
+// would hold more than deviceMax); for an upload, one of MaxUploads;
+// for every request, its cost from the memory budget. Slots and budget
+// are waited for, at most admitWait. It returns the functions that free
+// the upload slots (once the body is decoded) and the budget (once the
+// request is answered).
 func (n *Node) admit(st requestStream, t wire.Type, size int, peer Peer) (freeSlots, freeBudget func(), err error) {
 	cost := requestCost(t, size)
 	if cost > n.budget.size {
@@ -179,18 +327,25 @@ func (n *Node) admit(st requestStream, t wire.Type, size int, peer Peer) (freeSl
 	defer stop()
 
 	freeSlots = func() {}
+	if isUpload(t) && peer.Device != "" && !n.devUploads.take(peer.Device) {
+		n.metrics.refused.WithLabelValues("device_uploads").Inc()
+		return nil, nil, &wire.Error{Code: wire.CodeUnavailable, Message: fmt.Sprintf("this device has %d uploads in flight already", n.devUploads.max), RetryAfterMs: 1000}
+	}
+	freeDevUpload := func() {
+		if isUpload(t) && peer.Device != "" {
+			n.devUploads.put(peer.Device)
+		}
+	}
+	freeDevice := func() {}
+	if peer.Device != "" {
+		if dmax := n.deviceMax(); !n.devBytes.take(peer.Device, cost, dmax) {
+			freeDevUpload()
+			n.metrics.refused.WithLabelValues("device_memory").Inc()
+			return nil, nil, &wire.Error{Code: wire.CodeUnavailable, Message: fmt.Sprintf("%s of %d bytes would take this device over its %d bytes of the node's memory", t, size, dmax), RetryAfterMs: 1000}
+		}
+		freeDevice = func() { n.devBytes.put(peer.Device, cost) }
+	}
 	if isUpload(t) {
-		if peer.Device != "" {
-			if !n.devUploads.take(peer.Device) {
-				n.metrics.refused.WithLabelValues("device_uploads").Inc()
-				return nil, nil, &wire.Error{Code: wire.CodeUnavailable, Message: fmt.Sprintf("this device has %d uploads in flight already", n.devUploads.max), RetryAfterMs: 1000}
-			}
-		}
-		free := func() {
-			if peer.Device != "" {
-				n.devUploads.put(peer.Device)
-			}
-		}
 		select {
 		case n.uploads <- struct{}{}:
 		default:
@@ -198,11 +353,12 @@ func (n *Node) admit(st requestStream, t wire.Type, size int, peer Peer) (freeSl
 			select {
 			case n.uploads <- struct{}{}:
 			case <-ctx.Done():
-				free()
+				freeDevUpload()
+				freeDevice()
 				return nil, nil, n.busy(st, t, "an upload slot")
 			}
 		}
-		freeSlots = func() { <-n.uploads; free() }
+		freeSlots = func() { <-n.uploads; freeDevUpload() }
 	}
 	waited, err := n.budget.acquire(ctx, cost)
 	if waited {
@@ -210,10 +366,11 @@ func (n *Node) admit(st requestStream, t wire.Type, size int, peer Peer) (freeSl
 	}
 	if err != nil {
 		freeSlots()
+		freeDevice()
 		return nil, nil, n.busy(st, t, "memory")
 	}
 	var once sync.Once
-	return freeSlots, func() { once.Do(func() { n.budget.release(cost) }) }, nil
+	return freeSlots, func() { once.Do(func() { n.budget.release(cost); freeDevice() }) }, nil
 }
 
 // busy is the refusal of a request on st that waited for what until the

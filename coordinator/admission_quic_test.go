@@ -2,7 +2,6 @@ package coordinator_test
 
 import (
 	"context"
-	"encoding/binary"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/wire"
+	"github.com/fedrec/fedrec/internal/hostile"
 	"github.com/fedrec/fedrec/model"
 )
 
@@ -21,10 +21,12 @@ func admissionTraining() coordinator.Training {
 	return tr
 }
 
-// header returns a frame header of type t declaring an n-byte body.
-func header(t wire.Type, n int) []byte {
-	return append(binary.BigEndian.AppendUint32(nil, uint32(n)), byte(t))
-}
+// The hostile harness's frame helpers.
+var (
+	header = hostile.Header
+	send   = hostile.Send
+	reply  = hostile.Reply
+)
 
 // upload returns the frame of an upload by id of a zero update of the
 // model of tr, for a round that is not open: the node reads and decodes
@@ -33,25 +35,6 @@ func uploadFrame(t *testing.T, id string, tr coordinator.Training) []byte {
 	t.Helper()
 	return mustEncode(t, &wire.Upload{Version: wire.Version, Round: 1 << 40, ClientID: id, Ticket: make([]byte, wire.TicketLen), Model: 1,
 		Delta: make(wire.Vec, model.Dim(tr.Items, tr.Rank))})
-}
-
-// send writes b on a new stream of conn and returns the stream.
-func send(ctx context.Context, conn *quic.Conn, b []byte) (*quic.Stream, error) {
-	st, err := conn.OpenStreamSync(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := st.Write(b); err != nil {
-		return nil, err
-	}
-	return st, nil
-}
-
-// reply reads one reply from st within d.
-func reply(st *quic.Stream, d time.Duration) (wire.Message, error) {
-	st.SetReadDeadline(time.Now().Add(d))
-	defer st.CancelRead(0)
-	return wire.Read(st, wire.Limits{})
 }
 
 // A request followed by more bytes on its stream is answered, and its
@@ -304,5 +287,126 @@ func TestQUICStreamMemoryBudget(t *testing.T) {
 	}
 	if s.InUse != 0 {
 		t.Errorf("%d bytes still reserved after every request was answered", s.InUse)
+	}
+}
+
+// One device's reservations stay within its share of the memory budget
+// (Config.MaxDeviceMemory): its check-ins that declare 16 KiB and send
+// nothing take its share, the next are refused at once, and another
+// device is served meanwhile.
+func TestQUICStreamDeviceMemory(t *testing.T) {
+	tr := admissionTraining()
+	c := newQUICClusterConf(t, 1, tr, func(cfg *coordinator.Config) {
+		cfg.MaxDeviceMemory, cfg.RateGrace = 1<<20, 20*time.Second
+	})
+	n := c.nodes[0]
+	// The 1 MiB cap is raised to the largest upload and 1 MiB: about
+	// 1.3 MiB here, five such check-ins.
+	deviceMax := n.DeviceMax()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	var refused int
+	var streams []*quic.Stream
+	for range 2 {
+		conn := dialAs(t, ctx, c.addrs[0], c.device(t, "mallory"))
+		for range wire.MaxStreams {
+			st, err := send(ctx, conn, append(header(wire.TypeCheckIn, 16<<10), 0x80))
+			if err != nil {
+				t.Fatal(err)
+			}
+			streams = append(streams, st)
+		}
+	}
+	defer func() {
+		for _, st := range streams {
+			st.CancelWrite(0)
+			st.CancelRead(0)
+		}
+	}()
+	var peak int64
+	err := waitUntil(ctx, 20*time.Second, func() bool {
+		s := n.AdmissionStats()
+		peak = max(peak, s.InUse)
+		refused = s.DeviceMemory
+		return int64(2*wire.MaxStreams-refused)*int64(14*(16<<10)) <= s.InUse && refused > 0
+	})
+	if err != nil {
+		t.Fatalf("mallory's check-ins: %d reserved bytes, %d refused over the device's share (%v)", n.AdmissionStats().InUse, refused, err)
+	}
+	// Another device is served.
+	alice := dialAs(t, ctx, c.addrs[0], c.device(t, "alice"))
+	st, err := send(ctx, alice, mustEncode(t, &wire.GetModel{Version: wire.Version}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if msg, err := reply(st, 20*time.Second); err != nil || msg.Type() != wire.TypeModelHeader {
+		t.Errorf("alice's download beside mallory: %v, %v; want a model header", msg, err)
+	}
+	s := n.AdmissionStats()
+	peak = max(peak, s.InUse)
+	t.Logf("mallory's %d check-ins of 16 KiB: %d refused over its share of %d bytes; %d bytes reserved at most", 2*wire.MaxStreams, refused, deviceMax, peak)
+	if peak > deviceMax+64<<10 { // alice's download
+		t.Errorf("one device reserved %d bytes, over its share of %d", peak, deviceMax)
+	}
+}
+
+// A device that sends requests faster than its rate, after its burst,
+// has them refused from the header with CodeUnavailable and the time
+// until its next token, and served again after that time; another
+// device is served meanwhile.
+func TestQUICDeviceRequestRate(t *testing.T) {
+	const rate, burst = 2, 5
+	c := newQUICClusterConf(t, 1, training(), func(cfg *coordinator.Config) {
+		cfg.DeviceRequestRate, cfg.DeviceRequestBurst = rate, burst
+	})
+	n := c.nodes[0]
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	junk := append(header(wire.TypeCheckIn, 2), 0xc1, 0xc1) // answered CodeMalformed
+	ask := func(conn *quic.Conn) *wire.Error {
+		t.Helper()
+		st, err := send(ctx, conn, junk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Close()
+		msg, err := reply(st, 10*time.Second)
+		e, ok := msg.(*wire.Error)
+		if err != nil || !ok {
+			t.Fatalf("reply = %v, %v; want an error", msg, err)
+		}
+		return e
+	}
+	fast := dialAs(t, ctx, c.addrs[0], c.device(t, "fast"))
+	other := dialAs(t, ctx, c.addrs[0], c.device(t, "other"))
+	start := time.Now()
+	var served int
+	var refused *wire.Error
+	for range 3 * burst {
+		switch e := ask(fast); e.Code {
+		case wire.CodeMalformed:
+			served++
+		case wire.CodeUnavailable:
+			refused = e
+		default:
+			t.Fatalf("reply %v, want CodeMalformed or CodeUnavailable", e)
+		}
+	}
+	if most := burst + int(time.Since(start).Seconds()*rate) + 1; refused == nil || served > most {
+		t.Fatalf("%d of %d requests in %v served, want at most %d, the rest refused (CodeUnavailable)", served, 3*burst, time.Since(start).Round(time.Millisecond), most)
+	}
+	if refused.RetryAfterMs <= 0 || refused.RetryAfterMs > 1000/rate+1 {
+		t.Errorf("refusal's RetryAfterMs = %d, want in (0, %d]", refused.RetryAfterMs, 1000/rate+1)
+	}
+	if e := ask(other); e.Code != wire.CodeMalformed {
+		t.Errorf("another device's request: %v, want served (CodeMalformed)", e)
+	}
+	time.Sleep(time.Duration(refused.RetryAfterMs) * time.Millisecond)
+	if e := ask(fast); e.Code != wire.CodeMalformed {
+		t.Errorf("after RetryAfterMs: %v, want served (CodeMalformed)", e)
+	}
+	if s := n.AdmissionStats(); s.DeviceRate == 0 {
+		t.Errorf("no refusal counted for the device's rate (fedrec_admission_refused_total{reason=\"device_rate\"})")
 	}
 }

@@ -72,6 +72,44 @@ func TestDeviceUploads(t *testing.T) {
 	}
 }
 
+func TestDeviceBytes(t *testing.T) {
+	d := &deviceBytes{n: map[string]int64{}}
+	if !d.take("a", 6, 10) || d.take("a", 5, 10) || !d.take("a", 4, 10) {
+		t.Error("device a: want 6 and 4 of 10, 5 more refused")
+	}
+	if !d.take("b", 10, 10) {
+		t.Error("device b refused for a's bytes")
+	}
+	d.put("a", 6)
+	if !d.take("a", 5, 10) {
+		t.Error("device a refused after 6 of its bytes were freed")
+	}
+	d.put("a", 9)
+	d.put("b", 10)
+	if len(d.n) != 0 {
+		t.Errorf("after every put: %v, want empty", d.n)
+	}
+}
+
+// A request's cost covers its body and what wire lets its decode
+// allocate: the bound of invariant 4 for the small requests, the vector
+// bound for uploads.
+func TestRequestCost(t *testing.T) {
+	for _, tc := range []struct {
+		t    wire.Type
+		n    int
+		want int64
+	}{
+		{wire.TypeCheckIn, 16 << 10, (2+wire.AllocPerByte)*(16<<10+wire.HeaderLen) + wire.RequestAllocSlack},
+		{wire.TypeSecAggUnmask, 1 << 20, (2+wire.AllocPerByte)*(1<<20+wire.HeaderLen) + wire.RequestAllocSlack},
+		{wire.TypeUpload, 1 << 20, (2+wire.VectorAllocPerByte)*(1<<20) + wire.RequestAllocSlack},
+	} {
+		if got := requestCost(tc.t, tc.n); got < tc.want {
+			t.Errorf("requestCost(%v, %d) = %d, want >= %d", tc.t, tc.n, got, tc.want)
+		}
+	}
+}
+
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	for range 1000 {
@@ -114,4 +152,38 @@ func BenchmarkReadUpload(b *testing.B) {
 	}
 	runtime.ReadMemStats(&after)
 	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/float64(b.N)/float64(body), "alloc/body-byte")
+}
+
+// A device's requests are a token bucket: burst at once, then rate a
+// second; a refusal says how long until the next token; devices are
+// counted apart, and the buckets of those that have been quiet long
+// enough to be full again are forgotten.
+func TestDeviceRate(t *testing.T) {
+	const rate, burst = 4, 3
+	d := newDeviceRate(rate, burst)
+	now := time.Unix(1e9, 0)
+	for i := range burst {
+		if _, ok := d.take("a", now); !ok {
+			t.Fatalf("take(a) #%d at once refused, want %d allowed", i+1, burst)
+		}
+	}
+	if wait, ok := d.take("a", now); ok || wait != time.Second/rate {
+		t.Fatalf("take(a) after %d = %v, %v; want refused, wait %v", burst, wait, ok, time.Second/rate)
+	}
+	if _, ok := d.take("b", now); !ok {
+		t.Fatal("take(b) refused: b has its own bucket")
+	}
+	if wait, ok := d.take("a", now.Add(100*time.Millisecond)); ok || wait != 150*time.Millisecond {
+		t.Fatalf("take(a) 100 ms later = %v, %v; want refused, wait 150ms", wait, ok)
+	}
+	if _, ok := d.take("a", now.Add(250*time.Millisecond)); !ok {
+		t.Fatal("take(a) 250 ms later refused, want its token")
+	}
+	for i := range 2000 {
+		d.take(string(rune('A'+i)), now)
+	}
+	d.take("c", now.Add(time.Hour)) // sweeps: every bucket is full
+	if len(d.n) != 1 {
+		t.Errorf("%d buckets after an hour's quiet, want 1", len(d.n))
+	}
 }

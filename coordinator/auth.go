@@ -42,12 +42,14 @@ type Peer struct {
 // refuses revoked devices (the deny-list file, reloaded when it changes).
 // With no device CA, devices are not authenticated (development only).
 type auth struct {
-	nodes   *x509.CertPool
-	devices *x509.CertPool      // nil: devices are not authenticated
-	tokens  []ed25519.PublicKey // verify device tokens (webtransport.go)
-	path    string              // deny-list; "" means none
-	log     *slog.Logger
-	every   time.Duration // deny-list check period
+	// certs holds the cluster CA, the device CA pools (nil: devices
+	// are not authenticated) and the device token keys, read at each
+	// peer: a reload takes effect at the next connection (certificates)
+	// or session (tokens).
+	certs *certStore
+	path  string // deny-list; "" means none
+	log   *slog.Logger
+	every time.Duration // deny-list check period
 
 	mu      sync.Mutex
 	checked time.Time
@@ -60,9 +62,10 @@ type fileStamp struct {
 	size int64
 }
 
-func newAuth(b *pki.Bundle, log *slog.Logger) *auth {
-	a := &auth{nodes: b.CA, devices: b.Devices, tokens: b.TokenKeys, path: b.Revoked, log: log, every: time.Second}
-	if a.devices == nil {
+func newAuth(certs *certStore, log *slog.Logger) *auth {
+	b := certs.bundle()
+	a := &auth{certs: certs, path: b.Revoked, log: log, every: time.Second}
+	if b.Devices == nil {
 		log.Warn("devices are not authenticated: no device CA (anyone may check in under any client ID)")
 	}
 	a.reload(time.Now())
@@ -70,17 +73,21 @@ func newAuth(b *pki.Bundle, log *slog.Logger) *auth {
 }
 
 // required reports whether devices must authenticate.
-func (a *auth) required() bool { return a != nil && a.devices != nil }
+// A reload never adds nor removes the device CA (pki.Bundle.Reload).
+func (a *auth) required() bool { return a != nil && a.certs.bundle().Devices != nil }
+
+// tokens returns the keys that verify device tokens (webtransport.go),
+// from the current bundle: a reload that changed device-token.pem takes
+// effect at the next session.
+func (a *auth) tokens() []ed25519.PublicKey { return a.certs.bundle().TokenKeys }
 
 // serverTLS is the client protocol's TLS configuration: the node's
 // certificate, and a client certificate requested but verified here
 // (peer), so that a refused one gets a clear error code rather than a
 // failed handshake. TLS 1.3 still proves the peer holds its key.
-func serverTLS(b *pki.Bundle) *tls.Config {
-	c := b.ServerTLS()
-	c.ClientAuth = tls.RequestClientCert
-	c.ClientCAs = nil
-	return c
+// Each handshake serves the current certificate.
+func serverTLS(certs *certStore) *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS13, ClientAuth: tls.RequestClientCert, GetCertificate: certs.getCertificate}
 }
 
 // peer classifies the peer of a connection by its certificate.
@@ -89,18 +96,19 @@ func (a *auth) peer(cs tls.ConnectionState) Peer {
 		return Peer{why: "no client certificate (a device certificate of the device CA is required)"}
 	}
 	leaf := cs.PeerCertificates[0]
+	b := a.certs.bundle()
 	inter := x509.NewCertPool()
 	for _, c := range cs.PeerCertificates[1:] {
 		inter.AddCert(c)
 	}
 	usage := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: a.nodes, Intermediates: inter, KeyUsages: usage}); err == nil {
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: b.CA, Intermediates: inter, KeyUsages: usage}); err == nil {
 		return Peer{Node: true}
 	}
-	if a.devices == nil {
+	if b.Devices == nil {
 		return Peer{why: "no device CA configured"}
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: a.devices, Intermediates: inter, KeyUsages: usage}); err != nil {
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: b.Devices, Intermediates: inter, KeyUsages: usage}); err != nil {
 		return Peer{why: fmt.Sprintf("device certificate refused: %v", err)}
 	}
 	id := wire.DeviceID(leaf)
@@ -169,7 +177,7 @@ func (a *auth) authorize(req wire.Message, p Peer) *wire.Error {
 		id = m.ClientID
 	case *wire.Upload:
 		id = m.ClientID
-	case *wire.SecAggAdvert, *wire.SecAggShares, *wire.SecAggMasked, *wire.SecAggUnmask:
+	case *wire.SecAggAdvert, *wire.SecAggShares, *wire.SecAggMasked, *wire.SecAggCheck, *wire.SecAggUnmask:
 		id = secAggHeader(m).ClientID
 	default:
 		return nil

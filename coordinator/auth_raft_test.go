@@ -22,7 +22,7 @@ func TestRaftNeedsClusterCertificate(t *testing.T) {
 	srv, _ := ca.NodeBundle("n0")
 	peer, _ := ca.NodeBundle("n1")
 	dev, _ := devCA.IssueDevice("phone", time.Hour)
-	sl, err := newTLSStreamLayer("127.0.0.1:0", srv.PeerTLS())
+	sl, err := newTLSStreamLayer("127.0.0.1:0", newCertStore(srv, slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestAuthCheckPerRequest(t *testing.T) {
 	devCA, _ := pki.NewCA("devices", time.Hour)
 	ca, _ := pki.NewCA("cluster", time.Hour)
 	path := filepath.Join(t.TempDir(), pki.RevokedFile)
-	a := newAuth(&pki.Bundle{CA: ca.Pool(), Devices: devCA.Pool(), Revoked: path}, slog.New(slog.DiscardHandler))
+	a := newAuth(newCertStore(&pki.Bundle{CA: ca.Pool(), Devices: devCA.Pool(), Revoked: path}, slog.New(slog.DiscardHandler)), slog.New(slog.DiscardHandler))
 	a.every = 0
 	c, _ := devCA.IssueDevice("phone", time.Hour)
 	p := a.peer(tls.ConnectionState{PeerCertificates: []*x509.Certificate{c.Leaf}})

@@ -74,7 +74,7 @@ func (t Training) clipper(clip float64) (*privacy.QuantileClipper, error) {
 
 // distributed returns the encoder and noise plan of a secure round: the
 // same privacy.NewDistributed that every client of the round builds from
-// its Plan (client/participant.go).
+// its Plan (client/internal/round/round.go).
 func distributed(p *wire.SecAggParams, priv wire.PrivacyParams, dim int) (*privacy.Distributed, error) {
 	return privacy.NewDistributed(p.DistributedConfig(priv, dim))
 }

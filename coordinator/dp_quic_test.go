@@ -12,27 +12,28 @@ import (
 	"github.com/fedrec/fedrec/aggregation"
 	"github.com/fedrec/fedrec/aggregation/privacy"
 	"github.com/fedrec/fedrec/client"
+	"github.com/fedrec/fedrec/client/crowd"
 	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 // quicRound runs k participants over QUIC until each took part in one
 // round, and returns their results and the leader.
-func quicRound(t *testing.T, tr coordinator.Training, k int) ([]client.RoundResult, *coordinator.Node) {
+func quicRound(t *testing.T, tr coordinator.Training, k int) ([]crowd.RoundResult, *coordinator.Node) {
 	t.Helper()
 	c := newQUICClusterWith(t, 2, tr)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	cache := client.NewModelCache()
+	cache := crowd.NewModelCache()
 	var wg sync.WaitGroup
 	errs := make([]error, k)
-	res := make([]client.RoundResult, k)
+	res := make([]crowd.RoundResult, k)
 	for i := range k {
 		d, err := client.NewDialer(c.addrs, c.device(t, fmt.Sprintf("u%d", i)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := client.NewParticipant(client.ParticipantConfig{
+		p, err := crowd.NewParticipant(crowd.ParticipantConfig{
 			ID: fmt.Sprintf("u%d", i), Ratings: ratings(rand.New(rand.NewPCG(uint64(i), 2)), 20, 8),
 			Dialer: d, Models: cache, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 		})

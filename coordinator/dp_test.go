@@ -74,7 +74,7 @@ func TestDistributedLedger(t *testing.T) {
 		}
 	}
 	open := openFor(f.st, 1)
-	open.SecAgg = secAggParams(tr, 1, open.Digest, len(open.Cohort), tr.Clip)
+	open.SecAgg = secAggParams(tr, 1, open.Digest, open.Cohort, tr.Clip)
 	open.Privacy = tr.privacy(len(open.Cohort), open.SecAgg)
 	if p := open.Privacy; p.Mechanism != wire.MechSkellam || p.NoiseClients != open.SecAgg.MinSurvivors {
 		t.Fatalf("manifest privacy %+v, want Skellam split into %d shares", p, open.SecAgg.MinSurvivors)

@@ -10,6 +10,8 @@ type AdmissionStats struct {
 	InUse, Budget                 int64 // bytes of the memory budget reserved, and its size
 	Delayed, Slow                 int   // requests that waited; cut off below the minimum rate
 	Busy, DeviceUploads, TooLarge int   // requests refused, by reason
+	DeviceMemory                  int   // ... over the device's share of the budget
+	DeviceRate                    int   // ... over the device's request rate
 	Uploading                     int   // upload slots taken (of MaxUploads)
 }
 
@@ -21,7 +23,13 @@ func (n *Node) AdmissionStats() AdmissionStats {
 		InUse: n.budget.inUse(), Budget: n.budget.size,
 		Delayed: v(m.delayed), Slow: v(m.slow),
 		Busy: v(m.refused.WithLabelValues("busy")), DeviceUploads: v(m.refused.WithLabelValues("device_uploads")),
-		TooLarge:  v(m.refused.WithLabelValues("too_large")),
-		Uploading: len(n.uploads),
+		TooLarge:     v(m.refused.WithLabelValues("too_large")),
+		DeviceMemory: v(m.refused.WithLabelValues("device_memory")),
+		DeviceRate:   v(m.refused.WithLabelValues("device_rate")),
+		Uploading:    len(n.uploads),
 	}
 }
+
+// DeviceMax returns the most bytes of the memory budget one device may
+// reserve on n.
+func (n *Node) DeviceMax() int64 { return n.deviceMax() }

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/fedrec/fedrec/client"
+	"github.com/fedrec/fedrec/client/crowd"
 	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/netfault"
 	"github.com/fedrec/fedrec/coordinator/wire"
@@ -63,7 +64,7 @@ func TestFaultLossyClients(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := client.NewParticipant(client.ParticipantConfig{
+		p, err := crowd.NewParticipant(crowd.ParticipantConfig{
 			ID: id, Ratings: ratings(rand.New(rand.NewPCG(uint64(i), 2)), 20, 8),
 			Dialer: d, MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
 		})

@@ -74,8 +74,16 @@ func hclogValue(a any) any {
 // and says why: a peer closing its connection as it stops, and a leader
 // finding that a joining or lagging follower needs entries it has already
 // compacted into a snapshot (it sends the snapshot instead).
+//
+// Likewise two WARN lines of every join and of a restarted follower
+// catching up, which need no attention: the follower that lacks the
+// leader's previous entry ("failed to get previous log", the entry not in
+// its log yet) and the leader that answers by sending older entries.
 func relevel(level slog.Level, msg string, args []any) (slog.Level, string) {
-	if level < slog.LevelError {
+	if level == slog.LevelWarn && msg == "appendEntries rejected, sending older logs" {
+		return slog.LevelInfo, "the follower is behind (joining or restarted): it gets the entries it lacks"
+	}
+	if level < slog.LevelWarn {
 		return level, ""
 	}
 	var err error
@@ -85,6 +93,12 @@ func relevel(level slog.Level, msg string, args []any) (slog.Level, string) {
 		}
 	}
 	if err == nil {
+		return level, ""
+	}
+	if level < slog.LevelError {
+		if msg == "failed to get previous log" && errors.Is(err, raft.ErrLogNotFound) {
+			return slog.LevelInfo, "this node is behind the leader (joining or restarted): the leader sends what it lacks"
+		}
 		return level, ""
 	}
 	switch {

@@ -49,6 +49,10 @@ func TestHCLogAdapter(t *testing.T) {
 	h.Error("failed to get log", "index", 7, "error", raft.ErrLogNotFound)
 	h.Info("snapshot network transfer progress", "read-bytes", 100, "percent-complete", hclog.Fmt("%0.2f%%", 12.5))
 	h.Named("transport").Error("failed to appendEntries to", "peer", "n2", "error", errors.New("dial tcp: connection refused"))
+	// A join or a restarted follower catching up: not WARN.
+	h.Warn("failed to get previous log", "previous-index", 7, "last-index", 0, "error", raft.ErrLogNotFound)
+	h.Warn("appendEntries rejected, sending older logs", "peer", "n2", "next", 1)
+	h.Warn("previous log term mis-match", "ours", 2, "remote", 3)
 
 	var lines []map[string]any
 	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
@@ -58,8 +62,13 @@ func TestHCLogAdapter(t *testing.T) {
 		}
 		lines = append(lines, m)
 	}
-	if len(lines) != 3 {
-		t.Fatalf("%d lines, want 3 (closed connections at debug):\n%s", len(lines), buf.String())
+	if len(lines) != 6 {
+		t.Fatalf("%d lines, want 6 (closed connections at debug):\n%s", len(lines), buf.String())
+	}
+	for i, want := range []string{"INFO", "INFO", "WARN"} {
+		if l := lines[3+i]; l["level"] != want {
+			t.Errorf("%v logged at %v, want %s", l["msg"], l["level"], want)
+		}
 	}
 	if lines[0]["msg"] != "failed to get log" || lines[0]["level"] != "INFO" {
 		t.Errorf("compacted entry logged as %v %v, want INFO", lines[0]["level"], lines[0]["msg"])

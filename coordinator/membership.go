@@ -140,7 +140,7 @@ func (a *admin) cluster(w http.ResponseWriter, r *http.Request) {
 // address for the leader itself.
 func (a *admin) join(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	id, raftAddr, clientAddr := q.Get("id"), q.Get("raft_addr"), q.Get("client_addr")
+	id, raftAddr, clientAddr, adminAddr := q.Get("id"), q.Get("raft_addr"), q.Get("client_addr"), q.Get("admin_addr")
 	if id == "" || len(id) > wire.MaxIDLen {
 		a.clusterError(w, http.StatusBadRequest, fmt.Errorf("id: want a node id of 1..%d bytes", wire.MaxIDLen))
 		return
@@ -149,9 +149,12 @@ func (a *admin) join(w http.ResponseWriter, r *http.Request) {
 		a.clusterError(w, http.StatusBadRequest, fmt.Errorf("raft_addr: want HOST:PORT: %v", err))
 		return
 	}
-	if clientAddr != "" {
-		if _, _, err := net.SplitHostPort(clientAddr); err != nil {
-			a.clusterError(w, http.StatusBadRequest, fmt.Errorf("client_addr: want HOST:PORT: %v", err))
+	for k, v := range map[string]string{"client_addr": clientAddr, "admin_addr": adminAddr} {
+		if v == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(v); err != nil || len(v) > wire.MaxIDLen {
+			a.clusterError(w, http.StatusBadRequest, fmt.Errorf("%s: want HOST:PORT: %v", k, err))
 			return
 		}
 	}
@@ -172,7 +175,7 @@ func (a *admin) join(w http.ResponseWriter, r *http.Request) {
 	if clientAddr == "" { // keep the address the node registered, if any
 		a.n.fsm.read(func(s *State) { clientAddr = s.NodeAddr(id) })
 	}
-	if err := a.n.Join(id, raftAddr, clientAddr); err != nil {
+	if err := a.n.join(id, raftAddr, clientAddr, adminAddr); err != nil {
 		a.clusterError(w, 0, err)
 		return
 	}

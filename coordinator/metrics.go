@@ -75,10 +75,10 @@ func newMetrics(n *Node) *metrics {
 	for _, o := range []string{"committed", "abandoned"} {
 		m.duration.WithLabelValues(o)
 	}
-	for _, r := range []string{"busy", "device_uploads", "too_large"} {
+	for _, r := range []string{"busy", "device_uploads", "device_memory", "device_rate", "too_large"} {
 		m.refused.WithLabelValues(r)
 	}
-	for _, p := range []phase{phaseGathering, phaseSelected, phaseCollecting, phaseAdvertising, phaseSharing, phaseMasking, phaseUnmasking, phaseAggregating, phaseCommitting} {
+	for _, p := range []phase{phaseGathering, phaseSelected, phaseCollecting, phaseAdvertising, phaseSharing, phaseMasking, phaseChecking, phaseUnmasking, phaseAggregating, phaseCommitting} {
 		m.phases.WithLabelValues(phaseLabel(p))
 	}
 	return m
@@ -138,7 +138,7 @@ func defineMetrics(n *Node) *metrics {
 			func() float64 { return float64(n.budget.size) }),
 		delayed: counter("admission_delayed_total", "Requests that waited for an upload slot or for the memory budget before their body was read."),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "fedrec", Name: "admission_refused_total",
-			Help: "Requests refused before their body was read, by reason: busy (waited too long for an upload slot or the memory budget), device_uploads (the device has MaxUploadsPerDevice uploads in flight), too_large (needs more than the whole budget)."},
+			Help: "Requests refused before their body was read, by reason: busy (waited too long for an upload slot or the memory budget), device_uploads (the device has MaxUploadsPerDevice uploads in flight), device_memory (the device would hold more than MaxDeviceMemory of the budget), device_rate (the device sent more than DeviceRequestRate requests a second, after DeviceRequestBurst), too_large (needs more than the whole budget)."},
 			[]string{"reason"}),
 		slow:                counter("slow_senders_total", "Requests cut off because their bytes arrived below the minimum transfer rate (CodeTooSlow)."),
 		snapRestoreFailures: counter("snapshot_restore_failures_total", "Raft snapshots that could not be restored."),

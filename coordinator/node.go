@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"cmp"
 	"context"
 	crand "crypto/rand"
 	"crypto/tls"
@@ -9,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,8 +89,15 @@ type Config struct {
 	// (serverCertificateHashes).
 	WebTransportCert *tls.Certificate
 	// TLS holds the node's certificate and the cluster CA. Required for
-	// the Raft TLS transport and the QUIC server.
+	// the Raft TLS transport and the QUIC server. A bundle that pki.Load
+	// read from files is reloaded when they change (CertReloadInterval)
+	// and on Node.ReloadCerts.
 	TLS *pki.Bundle
+	// CertReloadInterval is how often the node compares its certificate
+	// files' contents with those it loaded (default
+	// DefaultCertReloadInterval; negative: never, only ReloadCerts). A
+	// change is loaded once it has stayed the same for one interval.
+	CertReloadInterval time.Duration
 	// AdminAddr is the TCP address of the admin API (HTTPS with the
 	// node's certificate: health, readiness, metrics, status, rounds,
 	// models); empty means off.
@@ -136,8 +146,8 @@ type Config struct {
 	// MemoryBudget bounds the bytes of device traffic the node holds at
 	// once, over all connections: every request reserves, from its
 	// header and before its body is read, what its body and decoded
-	// message may take (4 bytes a body byte for uploads, 8 for the
-	// others), and waits (at most wire.ReadTimeout, then
+	// message may take (4 bytes a body byte for uploads, 14 for the
+	// others, and 4 KiB), and waits (at most wire.ReadTimeout, then
 	// CodeUnavailable) while the budget is spent. A request that alone
 	// needs more is refused (CodeTooLarge). Default DefaultMemoryBudget
 	// (1 GiB); docs/security.md has the worst case.
@@ -146,6 +156,12 @@ type Config struct {
 	// device certificate has read at once; one more is refused
 	// (CodeUnavailable). Default DefaultMaxUploadsPerDevice (2).
 	MaxUploadsPerDevice int
+	// MaxDeviceMemory bounds the bytes of MemoryBudget one device
+	// certificate reserves at once; a request that would take it over
+	// is refused at once (CodeUnavailable). It is raised to one upload
+	// of the model and 1 MiB when that is more. Default
+	// DefaultMaxDeviceMemory (32 MiB).
+	MaxDeviceMemory int64
 	// MinUploadRate, in bytes per second, and RateGrace bound how long a
 	// request's bytes may take: its header must arrive within RateGrace
 	// of its stream, its n-byte body within RateGrace + n/MinUploadRate,
@@ -154,6 +170,14 @@ type Config struct {
 	// DefaultRateGrace (10 s).
 	MinUploadRate int64
 	RateGrace     time.Duration
+	// DeviceRequestRate (requests a second) and DeviceRequestBurst bound
+	// the requests one device certificate sends: a token bucket of
+	// DeviceRequestBurst refilled at DeviceRequestRate; a request beyond
+	// it is refused from its header (CodeUnavailable, with RetryAfterMs
+	// the time until its next token). Defaults DefaultDeviceRequestRate
+	// (20) and DefaultDeviceRequestBurst (100).
+	DeviceRequestRate  float64
+	DeviceRequestBurst int
 	// MaxConns bounds the client protocol's connections and handshakes
 	// in flight (default wire.DefaultMaxConns); an eighth of it may be
 	// peers without a valid certificate when devices must authenticate.
@@ -187,12 +211,18 @@ func (c *Config) validate() error {
 		return errors.New("coordinator: Config.Bootstrap and Config.Join exclude each other")
 	case c.MemoryBudget < 0:
 		return fmt.Errorf("coordinator: Config.MemoryBudget = %d, want >= 0 (0: default)", c.MemoryBudget)
+	case c.MaxDeviceMemory < 0:
+		return fmt.Errorf("coordinator: Config.MaxDeviceMemory = %d, want >= 0 (0: default)", c.MaxDeviceMemory)
 	case c.MaxUploadsPerDevice < 0:
 		return fmt.Errorf("coordinator: Config.MaxUploadsPerDevice = %d, want >= 0 (0: default)", c.MaxUploadsPerDevice)
 	case c.MinUploadRate < 0:
 		return fmt.Errorf("coordinator: Config.MinUploadRate = %d, want >= 0 (0: default)", c.MinUploadRate)
 	case c.RateGrace < 0:
 		return fmt.Errorf("coordinator: Config.RateGrace = %v, want >= 0 (0: default)", c.RateGrace)
+	case c.DeviceRequestRate < 0 || math.IsNaN(c.DeviceRequestRate) || math.IsInf(c.DeviceRequestRate, 0):
+		return fmt.Errorf("coordinator: Config.DeviceRequestRate = %v, want >= 0 requests a second (0: default)", c.DeviceRequestRate)
+	case c.DeviceRequestBurst < 0:
+		return fmt.Errorf("coordinator: Config.DeviceRequestBurst = %d, want >= 0 (0: default)", c.DeviceRequestBurst)
 	}
 	if c.Bootstrap {
 		if err := c.Training.withDefaults().Validate(); err != nil {
@@ -219,11 +249,14 @@ type Node struct {
 	metrics    *metrics // kept up to date by observedFSM
 
 	lead       atomic.Pointer[leader] // non-nil while this node runs rounds
+	certs      *certStore             // the current TLS bundle (nil inside when Config.TLS is)
 	auth       *auth                  // nil without a QUIC server: Handle's callers are trusted
 	conns      *connTable             // the QUIC server's connections by peer
 	uploads    chan struct{}          // semaphore of MaxUploads
 	budget     *budget                // MemoryBudget
 	devUploads *deviceUploads         // MaxUploadsPerDevice
+	devBytes   *deviceBytes           // MaxDeviceMemory
+	devRate    *deviceRate            // DeviceRequestRate, DeviceRequestBurst
 
 	framesMu sync.Mutex
 	frames   map[uint64]encodedModel // encoded model versions, for downloads
@@ -236,6 +269,10 @@ type Node struct {
 	// joinFailures counts failed join attempts (fedrec_join_failures_total).
 	joinFailures atomic.Uint64
 	crashed      atomic.Bool // tests: Close without a leadership transfer
+	// secAggLie, set by tests before the round, lets the leader lie in
+	// secure rounds: it may alter each ConsistencyRequest and
+	// UnmaskRequest (m) before it is sent to client `to`.
+	secAggLie func(to uint32, m any)
 }
 
 // New starts a node: opens its stores, starts Raft (bootstrapping or
@@ -256,6 +293,9 @@ func New(cfg Config) (*Node, error) {
 	if cfg.MemoryBudget == 0 {
 		cfg.MemoryBudget = DefaultMemoryBudget
 	}
+	if cfg.MaxDeviceMemory == 0 {
+		cfg.MaxDeviceMemory = DefaultMaxDeviceMemory
+	}
 	if cfg.MaxUploadsPerDevice == 0 {
 		cfg.MaxUploadsPerDevice = DefaultMaxUploadsPerDevice
 	}
@@ -265,6 +305,12 @@ func New(cfg Config) (*Node, error) {
 	if cfg.RateGrace == 0 {
 		cfg.RateGrace = DefaultRateGrace
 	}
+	if cfg.DeviceRequestRate == 0 {
+		cfg.DeviceRequestRate = DefaultDeviceRequestRate
+	}
+	if cfg.DeviceRequestBurst == 0 {
+		cfg.DeviceRequestBurst = DefaultDeviceRequestBurst
+	}
 	seed := cfg.Seed
 	if seed == 0 {
 		var b [8]byte
@@ -273,8 +319,10 @@ func New(cfg Config) (*Node, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), fsm: newFSM(), rng: rand.New(rand.NewPCG(seed, 0x5e1ec7)), uploads: make(chan struct{}, cfg.MaxUploads), ctx: ctx, cancel: cancel,
-		budget: newBudget(cfg.MemoryBudget), devUploads: &deviceUploads{max: cfg.MaxUploadsPerDevice, n: map[string]int{}}}
+		budget: newBudget(cfg.MemoryBudget), devUploads: &deviceUploads{max: cfg.MaxUploadsPerDevice, n: map[string]int{}},
+		devBytes: &deviceBytes{max: cfg.MaxDeviceMemory, n: map[string]int64{}}, devRate: newDeviceRate(cfg.DeviceRequestRate, cfg.DeviceRequestBurst)}
 	n.metrics = newMetrics(n)
+	n.certs = newCertStore(cfg.TLS, n.log)
 	started := false
 	defer func() {
 		if !started {
@@ -316,7 +364,7 @@ func New(cfg Config) (*Node, error) {
 
 	n.trans = cfg.Transport
 	if n.trans == nil {
-		sl, err := newTLSStreamLayer(cfg.RaftAddr, cfg.TLS.PeerTLS())
+		sl, err := newTLSStreamLayer(cfg.RaftAddr, n.certs)
 		if err != nil {
 			return nil, fmt.Errorf("coordinator: raft listen: %w", err)
 		}
@@ -407,6 +455,13 @@ func New(cfg Config) (*Node, error) {
 		defer n.wg.Done()
 		n.watchLeadership(notify)
 	}()
+	if every := cmp.Or(cfg.CertReloadInterval, DefaultCertReloadInterval); every > 0 && n.certs.fromFiles() {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.watchCerts(every)
+		}()
+	}
 	if len(cfg.Join) > 0 && !existing {
 		n.wg.Add(1)
 		go func() {
@@ -497,6 +552,12 @@ func (n *Node) WaitFor(ctx context.Context, cond func(s *State) bool) error {
 // idempotent: joining again with the same addresses changes nothing, and
 // joining with a new Raft address replaces the old one.
 func (n *Node) Join(id, raftAddr, clientAddr string) error {
+	return n.join(id, raftAddr, clientAddr, "")
+}
+
+// join is Join that also records the node's admin API address ("" keeps
+// the one recorded, if any).
+func (n *Node) join(id, raftAddr, clientAddr, adminAddr string) error {
 	if !n.IsLeader() {
 		return ErrNotLeader
 	}
@@ -519,14 +580,14 @@ func (n *Node) Join(id, raftAddr, clientAddr string) error {
 			return fmt.Errorf("add voter %s: %w", id, err)
 		}
 	}
-	var have string
-	n.fsm.read(func(s *State) { have = s.NodeAddr(id) })
-	if have != clientAddr {
-		if _, err := n.apply(&wire.RegisterNode{ID: id, ClientAddr: clientAddr}); err != nil {
+	var have, haveAdmin string
+	n.fsm.read(func(s *State) { have, haveAdmin = s.NodeAddr(id), s.AdminAddr(id) })
+	if have != clientAddr || (adminAddr != "" && haveAdmin != adminAddr) {
+		if _, err := n.apply(&wire.RegisterNode{ID: id, ClientAddr: clientAddr, AdminAddr: adminAddr}); err != nil {
 			return err
 		}
 	}
-	n.log.Info("node joined", "peer", id, "raft_addr", raftAddr, "client_addr", clientAddr)
+	n.log.Info("node joined", "peer", id, "raft_addr", raftAddr, "client_addr", clientAddr, "admin_addr", adminAddr)
 	return nil
 }
 
@@ -658,21 +719,40 @@ func (n *Node) lead1(ctx context.Context) {
 	l.run(ctx)
 }
 
+// advertisedAdmin is the admin API address this node registers for the
+// others (operators' commands given one node find the rest with it): the
+// address it listens on, with the advertised client address's host when
+// it listens on all interfaces; "" without an admin API.
+func (n *Node) advertisedAdmin() string {
+	a := n.AdminAddr()
+	if a == "" {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(a)
+	if ip := net.ParseIP(host); err == nil && ip != nil && ip.IsUnspecified() {
+		if chost, _, err := net.SplitHostPort(n.clientAddr); err == nil && chost != "" {
+			return net.JoinHostPort(chost, port)
+		}
+	}
+	return a
+}
+
 // prepare registers this node's client address, founds the training
 // configuration and initial model if this node bootstraps, and abandons a
 // round a previous leader left open.
 func (n *Node) prepare() error {
-	var have string
+	var have, haveAdmin string
 	var cfgSet, hasModel bool
 	var open *OpenRound
+	admin := n.advertisedAdmin()
 	n.fsm.read(func(s *State) {
-		have = s.NodeAddr(n.cfg.ID)
+		have, haveAdmin = s.NodeAddr(n.cfg.ID), s.AdminAddr(n.cfg.ID)
 		_, cfgSet = s.Config()
 		hasModel = s.Current() != nil
 		open = s.Open()
 	})
-	if have != n.clientAddr && n.clientAddr != "" {
-		if _, err := n.apply(&wire.RegisterNode{ID: n.cfg.ID, ClientAddr: n.clientAddr}); err != nil {
+	if (have != n.clientAddr || haveAdmin != admin) && n.clientAddr != "" {
+		if _, err := n.apply(&wire.RegisterNode{ID: n.cfg.ID, ClientAddr: n.clientAddr, AdminAddr: admin}); err != nil {
 			return err
 		}
 	}
@@ -712,7 +792,7 @@ func (n *Node) prepare() error {
 // a node that cannot join (another cluster CA, a wrong address) retries
 // for ever and serves nothing.
 func (n *Node) joinLoop() {
-	req := &wire.Join{Version: wire.Version, ID: n.cfg.ID, RaftAddr: n.RaftAddr(), ClientAddr: n.clientAddr}
+	req := &wire.Join{Version: wire.Version, ID: n.cfg.ID, RaftAddr: n.RaftAddr(), ClientAddr: n.clientAddr, AdminAddr: n.advertisedAdmin()}
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		for _, addr := range n.cfg.Join {
@@ -748,7 +828,7 @@ func (n *Node) joinLoop() {
 func (n *Node) sendJoin(addr string, req *wire.Join) error {
 	ctx, cancel := context.WithTimeout(n.ctx, 15*time.Second)
 	defer cancel()
-	conn, err := wire.Dial(ctx, addr, n.cfg.TLS.PeerTLS())
+	conn, err := wire.Dial(ctx, addr, n.certs.peerTLS())
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,8 @@
 package coordinator
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -11,6 +13,7 @@ type opsMetrics struct {
 	n                              *Node
 	build                          Build
 	buildInfo, insecure, joinFails *prometheus.Desc
+	certExpiry, reloads, reloadErr *prometheus.Desc
 }
 
 func newOpsMetrics(n *Node) *opsMetrics {
@@ -20,6 +23,10 @@ func newOpsMetrics(n *Node) *opsMetrics {
 		buildInfo: prometheus.NewDesc("fedrec_build_info", "Always 1; the labels say which build of fedrec this node runs.", []string{"version", "revision", "goversion"}, nil),
 		insecure:  prometheus.NewDesc("fedrec_devices_unauthenticated", "1 if this node serves devices without authenticating them (started with --insecure-devices and no device CA), else 0.", nil, nil),
 		joinFails: prometheus.NewDesc("fedrec_join_failures_total", "Attempts of this node to join a cluster (--join) that failed.", nil, nil),
+		certExpiry: prometheus.NewDesc("fedrec_cert_expiry_timestamp_seconds",
+			"When a certificate the node uses expires, in Unix seconds: cert=node (its own), ca (the cluster CA), device-ca (the device CA); the earliest of a file holding several.", []string{"cert"}, nil),
+		reloads:   prometheus.NewDesc("fedrec_cert_reloads_total", "Reloads of the node's certificates (changed files or SIGHUP) that took effect.", nil, nil),
+		reloadErr: prometheus.NewDesc("fedrec_cert_reload_failures_total", "Reloads of the node's certificates that failed: the node kept the previous ones.", nil, nil),
 	}
 }
 
@@ -28,6 +35,9 @@ func (m *opsMetrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.buildInfo
 	ch <- m.insecure
 	ch <- m.joinFails
+	ch <- m.certExpiry
+	ch <- m.reloads
+	ch <- m.reloadErr
 }
 
 // insecureDevices reports whether the node serves devices without
@@ -43,4 +53,15 @@ func (m *opsMetrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(m.insecure, prometheus.GaugeValue, insecure)
 	ch <- prometheus.MustNewConstMetric(m.joinFails, prometheus.CounterValue, float64(m.n.joinFailures.Load()))
+	node, ca, dev := m.n.certs.expiry()
+	for _, c := range []struct {
+		label string
+		t     time.Time
+	}{{"node", node}, {"ca", ca}, {"device-ca", dev}} {
+		if !c.t.IsZero() {
+			ch <- prometheus.MustNewConstMetric(m.certExpiry, prometheus.GaugeValue, float64(c.t.Unix()), c.label)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(m.reloads, prometheus.CounterValue, float64(m.n.certs.reloads.Load()))
+	ch <- prometheus.MustNewConstMetric(m.reloadErr, prometheus.CounterValue, float64(m.n.certs.fails.Load()))
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/fedrec/fedrec/client"
+	"github.com/fedrec/fedrec/client/crowd"
 	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/pki"
 	"github.com/fedrec/fedrec/coordinator/wire"
@@ -163,14 +164,14 @@ func ratings(r *rand.Rand, items, n int) []model.Rating {
 func runClients(t *testing.T, ctx context.Context, c *quicCluster, k int) (*sync.WaitGroup, *countingResults) {
 	var wg sync.WaitGroup
 	res := &countingResults{}
-	cache := client.NewModelCache()
+	cache := crowd.NewModelCache()
 	for i := range k {
 		addrs := append(append([]string(nil), c.addrs[1:]...), c.addrs[0])
 		d, err := client.NewDialer(addrs, c.device(t, fmt.Sprintf("u%d", i)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := client.NewParticipant(client.ParticipantConfig{
+		p, err := crowd.NewParticipant(crowd.ParticipantConfig{
 			ID: fmt.Sprintf("u%d", i), Ratings: ratings(rand.New(rand.NewPCG(uint64(i), 1)), 20, 8),
 			Dialer: d, Models: cache, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 		})
@@ -179,7 +180,7 @@ func runClients(t *testing.T, ctx context.Context, c *quicCluster, k int) (*sync
 		}
 		wg.Go(func() {
 			defer d.Close()
-			p.Run(ctx, func(r client.RoundResult) error { res.add(); return nil })
+			p.Run(ctx, func(r crowd.RoundResult) error { res.add(); return nil })
 		})
 	}
 	return &wg, res

@@ -19,7 +19,9 @@ import (
 // phase is a step of a round on the leader. A round moves forward only,
 // along the edges of next; in a secure round, secure aggregation's four
 // phases (advertise keys, share keys, masked input, unmask) sit between
-// phaseSelected and phaseAggregating in place of phaseCollecting.
+// phaseSelected and phaseAggregating in place of phaseCollecting, and a
+// signed round checks consistency (phaseChecking) between masked input and
+// unmasking.
 type phase uint8
 
 const (
@@ -34,11 +36,13 @@ const (
 	phaseSharing                      // secure: clients share their secrets
 	phaseMasking                      // secure: clients send masked inputs
 	phaseUnmasking                    // secure: clients send shares to unmask the sum
+	phaseChecking                     // secure, signed: clients sign the survivor set
 )
 
 var phaseNames = [...]string{phaseGathering: "gathering", phaseSelected: "selected", phaseCollecting: "collecting",
 	phaseAggregating: "aggregating", phaseCommitting: "committing", phaseCommitted: "committed", phaseAbandoned: "abandoned",
-	phaseAdvertising: "advertising keys", phaseSharing: "sharing keys", phaseMasking: "masked input", phaseUnmasking: "unmasking"}
+	phaseAdvertising: "advertising keys", phaseSharing: "sharing keys", phaseMasking: "masked input", phaseUnmasking: "unmasking",
+	phaseChecking: "consistency check"}
 
 func (p phase) String() string { return phaseNames[p] }
 
@@ -48,7 +52,8 @@ var next = map[phase][]phase{
 	phaseSelected:    {phaseCollecting, phaseAdvertising, phaseAbandoned},
 	phaseAdvertising: {phaseSharing, phaseAbandoned},
 	phaseSharing:     {phaseMasking, phaseAbandoned},
-	phaseMasking:     {phaseUnmasking, phaseAbandoned},
+	phaseMasking:     {phaseUnmasking, phaseChecking, phaseAbandoned},
+	phaseChecking:    {phaseUnmasking, phaseAbandoned},
 	phaseUnmasking:   {phaseAggregating, phaseAbandoned},
 	phaseCollecting:  {phaseAggregating, phaseAbandoned},
 	phaseAggregating: {phaseCommitting, phaseAbandoned},
@@ -296,7 +301,7 @@ func (l *leader) round(ctx context.Context) error {
 	}
 	open := &wire.OpenRound{Round: r.id, Model: base.Version, Digest: base.Digest[:], Cohort: ids, Clip: clip, Leader: n.cfg.ID}
 	if cfg.SecAgg {
-		open.SecAgg = secAggParams(cfg, r.id, base.Digest[:], len(cohort), clip)
+		open.SecAgg = secAggParams(cfg, r.id, base.Digest[:], ids, clip)
 	}
 	privacy := cfg.privacy(len(cohort), open.SecAgg)
 	open.Privacy = privacy
@@ -308,7 +313,7 @@ func (l *leader) round(ctx context.Context) error {
 	}
 	var err error
 	if open.SecAgg != nil {
-		if r.sec, err = newSecureRound(r.id, open.SecAgg, privacy, ids, len(base.Model.Params)); err != nil {
+		if r.sec, err = newSecureRound(r.id, open.SecAgg, privacy, ids, len(base.Model.Params), n.secAggLie); err != nil {
 			return l.abandon(r, 0, err.Error(), err)
 		}
 	} else {
@@ -319,7 +324,7 @@ func (l *leader) round(ctx context.Context) error {
 	deadline := time.Now().Add(cfg.RoundTimeout)
 	timeLeft := cfg.RoundTimeout
 	if r.sec != nil {
-		timeLeft += 3 * cfg.SecAggPhase
+		timeLeft += time.Duration(len(r.sec.order)-1) * cfg.SecAggPhase
 	}
 	l.mu.Lock()
 	r.mu.Lock()
@@ -335,9 +340,11 @@ func (l *leader) round(ctx context.Context) error {
 	r.mu.Unlock()
 	l.mu.Unlock()
 	n.enter(r.id, phaseSelected)
+	down, up := n.roundSizes(base, cfg, r.sec)
 	started := time.Now()
 	for i, w := range cohort {
 		w.reply <- &wire.Plan{
+			DownloadBytes: down, UploadBytes: up,
 			Round: r.id, Model: base.Version, Digest: base.Digest[:], Kind: wire.KindOf(base.Model.Kind),
 			Items: base.Model.Items, Rank: base.Model.Rank,
 			Train: cfg.trainParams(),
@@ -554,4 +561,20 @@ func (r *round) admit(m *wire.Upload) *wire.Error {
 	r.uploaded[m.ClientID] = true
 	r.inflight.Add(1)
 	return nil
+}
+
+// roundSizes are the sizes a round's plans announce: the bytes of the
+// model's download (its frames, as GetModel sends them) and the most a
+// device sends: its update, framed, or in a secure round its encoded
+// masked input and its keys and shares for every peer.
+func (n *Node) roundSizes(base *Version, cfg Training, sec *secureRound) (down, up int64) {
+	if frames, err := n.modelFrames(base, cfg.wireEvents(), cfg.wireCatalogue()); err == nil {
+		for _, f := range frames {
+			down += int64(f.Len())
+		}
+	}
+	if sec == nil {
+		return down, wire.UploadBytes(len(base.Model.Params))
+	}
+	return down, wire.SecAggBytes(sec.params, sec.enc.PaddedDim())
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/fedrec/fedrec/aggregation/fixedpoint"
@@ -17,19 +18,37 @@ import (
 // cohorts of thousands at a resolution far below the model's noise.
 const secAggBits = 32
 
-// secAggParams are the parameters of a secure round with a cohort of n
-// and clip norm clip, committed in its manifest.
-func secAggParams(cfg Training, round uint64, digest []byte, n int, clip float64) *wire.SecAggParams {
+// secAggParams are the parameters of a secure round with the cohort ids
+// (in selection order) and clip norm clip, committed in its manifest. A
+// signed round (Training.SecAggSigned) takes the threshold that resists
+// Training.SecAggColluders colluding devices per neighbourhood
+// (secagg.ActiveThreshold), on a degree of at least SecAggColluders+4,
+// and binds the cohort into its graph seed (wire.SecAggSignedSeed).
+func secAggParams(cfg Training, round uint64, digest []byte, ids []string, clip float64) *wire.SecAggParams {
+	n := len(ids)
 	deg := secAggDegree(n)
+	if cfg.SecAggSigned && deg != 0 && deg < cfg.SecAggColluders+4 {
+		deg = cfg.SecAggColluders + 4 + cfg.SecAggColluders%2 // even
+		if deg >= n-1 {
+			deg = 0
+		}
+	}
 	eff := deg
 	if eff == 0 {
 		eff = n - 1
 	}
 	t := eff/2 + 1
 	graph, rot := wire.SecAggSeeds(round, digest)
+	if cfg.SecAggSigned {
+		// Training.Validate keeps SecAggColluders <= MinClients-3, so t
+		// stays below the degree of any cohort the leader selects.
+		t = secagg.ActiveThreshold(eff, cfg.SecAggColluders)
+		graph = wire.SecAggSignedSeed(round, digest, ids)
+	}
 	return &wire.SecAggParams{
 		Clients: n, Threshold: t, Degree: deg, MinSurvivors: min(n, max(t, cfg.MinClients)), Bits: secAggBits,
 		Clip: clip, Seed: graph[:], RotationSeed: rot[:], PhaseMs: cfg.SecAggPhase.Milliseconds(), ClipBit: cfg.AdaptiveClip,
+		Signed: cfg.SecAggSigned,
 	}
 }
 
@@ -54,12 +73,24 @@ type secureRound struct {
 	dist   *privacy.Distributed
 	enc    *fixedpoint.Encoder
 	ids    map[string]uint32 // client id → protocol id (its cohort index)
-	closed [secagg.PhaseUnmask + 1]chan struct{}
-	done   chan struct{} // closed when the driver returns
-	news   chan struct{} // a message arrived (buffered 1)
+	// order lists the round's phases in protocol order. Phase values are
+	// append-only, so a signed round's consistency check (7) comes
+	// between masked input (3) and unmask (4): never step through
+	// phases by value.
+	order  []secagg.Phase
+	closed map[secagg.Phase]chan struct{} // never written after newSecureRound
+	done   chan struct{}                  // closed when the driver returns
+	news   chan struct{}                  // a message arrived (buffered 1)
+	lie    func(to uint32, m any)         // tests: Node.secAggLie
 }
 
-func newSecureRound(round uint64, p *wire.SecAggParams, priv wire.PrivacyParams, cohort []string, dim int) (*secureRound, error) {
+// roundPhases maps secure aggregation's phases to the round's.
+var roundPhases = map[secagg.Phase]phase{
+	secagg.PhaseAdvertiseKeys: phaseAdvertising, secagg.PhaseShareKeys: phaseSharing,
+	secagg.PhaseMaskedInput: phaseMasking, secagg.PhaseConsistencyCheck: phaseChecking, secagg.PhaseUnmask: phaseUnmasking,
+}
+
+func newSecureRound(round uint64, p *wire.SecAggParams, priv wire.PrivacyParams, cohort []string, dim int, lie func(uint32, any)) (*secureRound, error) {
 	d, err := distributed(p, priv, dim)
 	if err != nil {
 		return nil, err
@@ -70,26 +101,30 @@ func newSecureRound(round uint64, p *wire.SecAggParams, priv wire.PrivacyParams,
 		return nil, err
 	}
 	s := &secureRound{params: p, srv: srv, dist: d, enc: enc, ids: make(map[string]uint32, len(cohort)),
-		done: make(chan struct{}), news: make(chan struct{}, 1)}
+		done: make(chan struct{}), news: make(chan struct{}, 1), lie: lie}
 	for i, id := range cohort {
 		s.ids[id] = uint32(i)
 	}
-	for i := range s.closed {
-		s.closed[i] = make(chan struct{})
+	s.order = []secagg.Phase{secagg.PhaseAdvertiseKeys, secagg.PhaseShareKeys, secagg.PhaseMaskedInput, secagg.PhaseUnmask}
+	if p.Signed {
+		s.order = slices.Insert(s.order, 3, secagg.PhaseConsistencyCheck)
+	}
+	s.closed = make(map[secagg.Phase]chan struct{}, len(s.order))
+	for _, p := range s.order {
+		s.closed[p] = make(chan struct{})
 	}
 	return s, nil
 }
 
-// secureRound drives the four phases of secure aggregation, each until its
-// deadline or until every expected client answered, then decodes the sum
-// and commits the round; or abandons it when secagg aborts.
+// secureRound drives the phases of secure aggregation in protocol order,
+// each until its deadline or until every expected client answered, then
+// decodes the sum and commits the round; or abandons it when secagg
+// aborts.
 func (l *leader) secureRound(ctx context.Context, r *round, deadline time.Time, cohort int, privacy wire.PrivacyParams, start time.Time) error {
 	s := r.sec
 	defer close(s.done)
-	phases := [...]phase{secagg.PhaseAdvertiseKeys: phaseAdvertising, secagg.PhaseShareKeys: phaseSharing,
-		secagg.PhaseMaskedInput: phaseMasking, secagg.PhaseUnmask: phaseUnmasking}
-	for p := secagg.PhaseAdvertiseKeys; p <= secagg.PhaseUnmask; p++ {
-		if p > secagg.PhaseAdvertiseKeys {
+	for i, p := range s.order {
+		if i > 0 {
 			deadline = time.Now().Add(r.cfg.SecAggPhase)
 		}
 		timer := time.NewTimer(time.Until(deadline))
@@ -113,8 +148,8 @@ func (l *leader) secureRound(ctx context.Context, r *round, deadline time.Time, 
 			return l.abandon(r, survivors, fmt.Sprintf("secure aggregation, %v: %v", p, err), nil)
 		}
 		to := phaseAggregating
-		if p < secagg.PhaseUnmask {
-			to = phases[p+1]
+		if i+1 < len(s.order) {
+			to = roundPhases[s.order[i+1]]
 		}
 		if !r.step(to) {
 			return ErrNotLeader
@@ -167,8 +202,12 @@ func secAggError(err error) *wire.Error {
 
 // secure handles a client's message for a phase of a secure round: it
 // hands it to the secagg server, holds the request until the phase
-// closes, and answers with the client's message for the next phase.
-func (l *leader) secure(ctx context.Context, h *wire.SecAggHeader, req wire.Message) wire.Message {
+// closes, and answers with the client's message for the next phase. In a
+// signed round the credential relayed with a device's keys is the
+// certificate of the connection the keys came on (peer), not anything
+// the device wrote: no device can advertise keys under another's
+// identity.
+func (l *leader) secure(ctx context.Context, h *wire.SecAggHeader, req wire.Message, peer Peer) wire.Message {
 	l.mu.Lock()
 	r := l.cur
 	l.mu.Unlock()
@@ -191,13 +230,23 @@ func (l *leader) secure(ctx context.Context, h *wire.SecAggHeader, req wire.Mess
 		if m.Keys.Client != id {
 			return wire.Errorf(wire.CodeMalformed, "keys of client %d sent by client %d", m.Keys.Client, id)
 		}
-		err = s.srv.HandleKeyAdvert(m.Keys.KeyAdvert(r.id))
+		adv := m.Keys.KeyAdvert(r.id)
+		if s.params.Signed {
+			if peer.cert == nil || peer.Device != h.ClientID {
+				return wire.Errorf(wire.CodeUnauthenticated, "a signed secure round needs the device certificate of %q on the connection", h.ClientID)
+			}
+			adv.Credential = peer.cert.Raw
+		}
+		err = s.srv.HandleKeyAdvert(adv)
 	case *wire.SecAggShares:
 		p = secagg.PhaseShareKeys
 		err = s.srv.HandleShareUpload(secagg.ShareUpload{Round: r.id, From: id, Shares: wire.Sealed(m.Shares)})
 	case *wire.SecAggMasked:
 		p = secagg.PhaseMaskedInput
 		err = s.srv.HandleMaskedInput(secagg.MaskedInput{Round: r.id, From: id, Values: m.Words()})
+	case *wire.SecAggCheck:
+		p = secagg.PhaseConsistencyCheck
+		err = s.srv.HandleConsistencyResponse(secagg.ConsistencyResponse{Round: r.id, From: id, Signature: m.Signature})
 	case *wire.SecAggUnmask:
 		p = secagg.PhaseUnmask
 		err = s.srv.HandleUnmaskResponse(secagg.UnmaskResponse{Round: r.id, From: id, SelfMaskShares: wire.Shares(m.SelfMaskShares), MaskKeyShares: wire.Shares(m.MaskKeyShares)})
@@ -223,24 +272,36 @@ func (l *leader) secure(ctx context.Context, h *wire.SecAggHeader, req wire.Mess
 	default:
 		return wire.Errorf(wire.CodeNoRound, "round %d ended", r.id)
 	}
-	switch p {
-	case secagg.PhaseAdvertiseKeys:
+	switch next := s.order[slices.Index(s.order, p)+1]; next {
+	case secagg.PhaseShareKeys:
 		pk, err := s.srv.PeerKeys(id)
 		if err != nil {
 			return secAggError(err)
 		}
 		return wire.PeerKeysOf(pk)
-	case secagg.PhaseShareKeys:
+	case secagg.PhaseMaskedInput:
 		sd, err := s.srv.ShareDelivery(id)
 		if err != nil {
 			return secAggError(err)
 		}
 		return &wire.SecAggDelivery{Round: sd.Round, To: sd.To, Shares: wire.SealedOf(sd.Shares)}
+	case secagg.PhaseConsistencyCheck:
+		cr, err := s.srv.ConsistencyRequest(id)
+		if err != nil {
+			return secAggError(err)
+		}
+		if s.lie != nil {
+			s.lie(id, &cr)
+		}
+		return wire.CheckRequestOf(cr)
 	default:
 		ur, err := s.srv.UnmaskRequest(id)
 		if err != nil {
 			return secAggError(err)
 		}
-		return &wire.SecAggUnmaskRequest{Round: ur.Round, To: ur.To, Survivors: ur.Survivors, Dropped: ur.Dropped}
+		if s.lie != nil {
+			s.lie(id, &ur)
+		}
+		return &wire.SecAggUnmaskRequest{Round: ur.Round, To: ur.To, Survivors: ur.Survivors, Dropped: ur.Dropped, Signatures: wire.PeerSignaturesOf(ur.Signatures)}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fedrec/fedrec/client"
+	"github.com/fedrec/fedrec/client/crowd"
 	"github.com/fedrec/fedrec/coordinator"
 )
 
@@ -23,7 +24,7 @@ func oneRound(t *testing.T, tr coordinator.Training, k int) []float64 {
 	c := newQUICClusterWith(t, 1, tr)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	cache := client.NewModelCache()
+	cache := crowd.NewModelCache()
 	var wg sync.WaitGroup
 	errs := make([]error, k)
 	for i := range k {
@@ -31,7 +32,7 @@ func oneRound(t *testing.T, tr coordinator.Training, k int) []float64 {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := client.NewParticipant(client.ParticipantConfig{
+		p, err := crowd.NewParticipant(crowd.ParticipantConfig{
 			ID: fmt.Sprintf("u%d", i), Ratings: ratings(rand.New(rand.NewPCG(uint64(i), 1)), 20, 8),
 			Dialer: d, Models: cache, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 		})

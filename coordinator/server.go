@@ -34,12 +34,12 @@ func (n *Node) Handle(ctx context.Context, req wire.Message, peer Peer, send fun
 			return send(n.notLeader())
 		}
 		return send(l.upload(m))
-	case *wire.SecAggAdvert, *wire.SecAggShares, *wire.SecAggMasked, *wire.SecAggUnmask:
+	case *wire.SecAggAdvert, *wire.SecAggShares, *wire.SecAggMasked, *wire.SecAggCheck, *wire.SecAggUnmask:
 		l := n.leaderOrNil()
 		if l == nil {
 			return send(n.notLeader())
 		}
-		return send(l.secure(ctx, secAggHeader(m), m))
+		return send(l.secure(ctx, secAggHeader(m), m, peer))
 	case *wire.GetModel:
 		return n.sendModel(m, send)
 	case *wire.Join:
@@ -49,7 +49,7 @@ func (n *Node) Handle(ctx context.Context, req wire.Message, peer Peer, send fun
 		if !n.IsLeader() {
 			return send(n.notLeader())
 		}
-		if err := n.Join(m.ID, m.RaftAddr, m.ClientAddr); err != nil {
+		if err := n.join(m.ID, m.RaftAddr, m.ClientAddr, m.AdminAddr); err != nil {
 			if errors.Is(err, ErrNotLeader) {
 				return send(n.notLeader())
 			}
@@ -69,6 +69,8 @@ func secAggHeader(m wire.Message) *wire.SecAggHeader {
 	case *wire.SecAggShares:
 		return &m.SecAggHeader
 	case *wire.SecAggMasked:
+		return &m.SecAggHeader
+	case *wire.SecAggCheck:
 		return &m.SecAggHeader
 	case *wire.SecAggUnmask:
 		return &m.SecAggHeader
@@ -111,7 +113,7 @@ func (n *Node) sendModel(m *wire.GetModel, send func(wire.Message) error) error 
 		e.Message = "model version not held here"
 		return send(e)
 	}
-	frames, err := n.modelFrames(v, cfg.wireEvents())
+	frames, err := n.modelFrames(v, cfg.wireEvents(), cfg.wireCatalogue())
 	if err != nil {
 		return send(wire.AsError(err))
 	}
@@ -124,17 +126,17 @@ func (n *Node) sendModel(m *wire.GetModel, send func(wire.Message) error) error 
 }
 
 // modelFrames returns the encoded header and chunks of a model version,
-// its header carrying the cluster's event weights (set once, with the
-// configuration), encoding them on first use. It keeps the three newest
-// versions.
-func (n *Node) modelFrames(v *Version, events *wire.EventWeights) ([]*wire.Frame, error) {
+// its header carrying the cluster's event weights and catalogue digest
+// (set once, with the configuration), encoding them on first use. It
+// keeps the three newest versions.
+func (n *Node) modelFrames(v *Version, events *wire.EventWeights, catalogue []byte) ([]*wire.Frame, error) {
 	n.framesMu.Lock()
 	defer n.framesMu.Unlock()
 	if f, ok := n.frames[v.Version]; ok && f.digest == v.Digest {
 		return f.frames, nil
 	}
 	h, chunks := wire.SplitModel(v.Model, v.Version, v.Round)
-	h.Events = events
+	h.Events, h.Catalogue = events, catalogue
 	msgs := []wire.Message{h}
 	for _, c := range chunks {
 		msgs = append(msgs, c)
@@ -167,13 +169,13 @@ type encodedModel struct {
 // listen starts the client protocol's QUIC listener, with the node's
 // authentication of peers and its connection limits.
 func (n *Node) listen(addr string) (*wire.Listener, error) {
-	n.auth = newAuth(n.cfg.TLS, n.log)
+	n.auth = newAuth(n.certs, n.log)
 	maxConns := n.cfg.MaxConns
 	if maxConns <= 0 {
 		maxConns = wire.DefaultMaxConns
 	}
 	n.conns = newConnTable(max(1, maxConns/8))
-	return wire.ListenWith(addr, serverTLS(n.cfg.TLS), wire.ConnLimits{MaxConns: maxConns})
+	return wire.ListenWith(addr, serverTLS(n.certs), wire.ConnLimits{MaxConns: maxConns})
 }
 
 // Connection limits beyond the listener's (wire.ConnLimits), when devices
@@ -405,6 +407,9 @@ func (n *Node) readRequest(st requestStream, peer Peer) (wire.Message, func(), e
 	}
 	if e := n.auth.early(t, peer); e != nil {
 		return nil, nil, e // the body is never read
+	}
+	if err := n.limitRate(t, peer.Device); err != nil {
+		return nil, nil, err
 	}
 	freeSlots, free, err := n.admit(st, t, size, peer)
 	if err != nil {

@@ -31,7 +31,7 @@ func (s *State) WriteSnapshot(w io.Writer) error {
 			}
 		}
 	}) {
-		recs = append(recs, &wire.RegisterNode{ID: id, ClientAddr: s.nodes[id]})
+		recs = append(recs, &wire.RegisterNode{ID: id, ClientAddr: s.nodes[id], AdminAddr: s.admins[id]})
 	}
 	for _, v := range s.models {
 		m := v.Model
@@ -90,6 +90,9 @@ func ReadSnapshot(r io.Reader) (*State, error) {
 			s.config = &t
 		case *wire.RegisterNode:
 			s.nodes[rec.ID] = rec.ClientAddr
+			if rec.AdminAddr != "" {
+				s.admins[rec.ID] = rec.AdminAddr
+			}
 		case *wire.ModelRecord:
 			if s.config == nil {
 				return nil, bad("model before configuration")

@@ -132,6 +132,7 @@ func roundFromWire(w *wire.RoundRecord) RoundRecord {
 type State struct {
 	config    *Training
 	nodes     map[string]string // node id → client address
+	admins    map[string]string // node id → admin API address, of the nodes that have one
 	models    []*Version        // oldest first; the last is current
 	optM      []float64         // server optimizer moments, nil before the first commit
 	optV      []float64
@@ -143,7 +144,7 @@ type State struct {
 }
 
 // NewState returns an empty state.
-func NewState() *State { return &State{nodes: map[string]string{}} }
+func NewState() *State { return &State{nodes: map[string]string{}, admins: map[string]string{}} }
 
 // Config returns the training configuration, or false before it is set.
 func (s *State) Config() (Training, bool) {
@@ -213,6 +214,9 @@ func (s *State) LastRound() uint64 { return s.lastRound }
 
 // NodeAddr returns a node's client address.
 func (s *State) NodeAddr(id string) string { return s.nodes[id] }
+
+// AdminAddr returns a node's admin API address, "" if it registered none.
+func (s *State) AdminAddr(id string) string { return s.admins[id] }
 
 // Apply applies a committed command. It returns nil or the new model
 // version on success, and an error wrapping one of the Err* rejections
@@ -356,8 +360,12 @@ func (s *State) registerNode(c *wire.RegisterNode) error {
 	}
 	if c.ClientAddr == "" {
 		delete(s.nodes, c.ID)
-	} else {
-		s.nodes[c.ID] = c.ClientAddr
+		delete(s.admins, c.ID)
+		return nil
+	}
+	s.nodes[c.ID] = c.ClientAddr
+	if c.AdminAddr != "" {
+		s.admins[c.ID] = c.AdminAddr
 	}
 	return nil
 }
@@ -451,6 +459,7 @@ func (s *State) abandonRound(c *wire.AbandonRound) error {
 func (s *State) clone() *State {
 	c := *s
 	c.nodes = maps.Clone(s.nodes)
+	c.admins = maps.Clone(s.admins)
 	c.models = slices.Clone(s.models)
 	c.rounds = slices.Clip(s.rounds)
 	c.ledger = slices.Clip(s.ledger)

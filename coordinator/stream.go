@@ -11,10 +11,11 @@ import (
 )
 
 // tlsStreamLayer carries Raft's traffic over mutual TLS: both ends present
-// a node certificate of the cluster CA and require the other's.
+// a node certificate of the cluster CA and require the other's, each
+// handshake with the node's current certificates (certStore).
 type tlsStreamLayer struct {
 	net.Listener
-	conf      *tls.Config
+	certs     *certStore
 	advertise net.Addr
 
 	mu     sync.Mutex
@@ -22,18 +23,15 @@ type tlsStreamLayer struct {
 	closed bool
 }
 
-func newTLSStreamLayer(addr string, conf *tls.Config) (*tlsStreamLayer, error) {
-	if conf == nil || len(conf.Certificates) == 0 || conf.ClientCAs == nil || conf.RootCAs == nil {
+func newTLSStreamLayer(addr string, certs *certStore) (*tlsStreamLayer, error) {
+	if b := certs.bundle(); b == nil || len(b.Cert.Certificate) == 0 || b.CA == nil {
 		return nil, errors.New("coordinator: Raft needs mutual TLS: a node certificate and the cluster CA")
 	}
-	conf = conf.Clone()
-	conf.ClientAuth = tls.RequireAndVerifyClientCert
-	conf.MinVersion = tls.VersionTLS13
-	ln, err := tls.Listen("tcp", addr, conf)
+	ln, err := tls.Listen("tcp", addr, certs.peerServerTLS())
 	if err != nil {
 		return nil, err
 	}
-	return &tlsStreamLayer{Listener: ln, conf: conf, advertise: ln.Addr(), conns: map[*acceptedConn]struct{}{}}, nil
+	return &tlsStreamLayer{Listener: ln, certs: certs, advertise: ln.Addr(), conns: map[*acceptedConn]struct{}{}}, nil
 }
 
 // Accept implements net.Listener and keeps the connection for Close:
@@ -83,7 +81,7 @@ func (c *acceptedConn) Close() error {
 // Dial implements raft.StreamLayer.
 func (s *tlsStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	d := &net.Dialer{Timeout: timeout}
-	c, err := tls.DialWithDialer(d, "tcp", string(addr), s.conf.Clone())
+	c, err := tls.DialWithDialer(d, "tcp", string(addr), s.certs.peerTLS())
 	if err != nil {
 		return nil, err
 	}

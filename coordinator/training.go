@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"math"
 	"slices"
@@ -80,6 +81,41 @@ type Training struct {
 	// SecAggPhase is the deadline of each secure-aggregation phase after
 	// the first (whose deadline is RoundTimeout), default 10s with SecAgg.
 	SecAggPhase time.Duration
+	// SecAggSigned makes secure rounds resist an actively malicious
+	// leader (aggregation/secagg signed rounds): devices sign their key
+	// adverts with their device certificate's key and verify their
+	// neighbours', and sign the survivor set before they reveal any share.
+	// The node relays each device's certificate from its TLS connection,
+	// so devices need device certificates (a device CA). It needs SecAgg.
+	SecAggSigned bool
+	// SecAggColluders is, with SecAggSigned, how many devices in any one
+	// neighbourhood may collude with a malicious leader without it
+	// learning an honest device's input: the manifest's threshold is
+	// secagg.ActiveThreshold(degree, SecAggColluders), and the degree is
+	// raised to at least SecAggColluders+4 so that some neighbours may
+	// still drop. At most MinClients-3. Default 0 (a lying leader alone).
+	SecAggColluders int
+
+	// Catalogue is the wire.CatalogueDigest of the app's item IDs in the
+	// model's order (item i of the model is the i-th ID), which every
+	// model download carries so that a device whose catalogue differs
+	// (another order, other IDs) refuses the model rather than label
+	// its recommendations with the wrong items. The zero value means the
+	// cluster does not know its catalogue; devices then check its length
+	// only. Set it with CatalogueOf.
+	Catalogue [sha256.Size]byte
+}
+
+// CatalogueOf returns the Training.Catalogue of the item IDs items, in the
+// model's order.
+func CatalogueOf(items []string) [sha256.Size]byte { return wire.CatalogueDigest(items) }
+
+// wireCatalogue is t's catalogue digest on the wire: nil when unknown.
+func (t Training) wireCatalogue() []byte {
+	if t.Catalogue == ([sha256.Size]byte{}) {
+		return nil
+	}
+	return t.Catalogue[:]
 }
 
 // WithDefaults returns t with its zero fields set to the documented
@@ -217,6 +253,12 @@ func (t Training) Validate() error {
 		return bad("SecAggPhase", t.SecAggPhase, ">= 1ms with SecAgg")
 	case !t.SecAgg && t.SecAggPhase != 0:
 		return bad("SecAggPhase", t.SecAggPhase, "0 without SecAgg")
+	case t.SecAggSigned && !t.SecAgg:
+		return bad("SecAggSigned", t.SecAggSigned, "false without SecAgg")
+	case t.SecAggColluders != 0 && !t.SecAggSigned:
+		return bad("SecAggColluders", t.SecAggColluders, "0 without SecAggSigned")
+	case t.SecAggColluders < 0 || (t.SecAggSigned && t.SecAggColluders > t.MinClients-3):
+		return bad("SecAggColluders", t.SecAggColluders, fmt.Sprintf("0..MinClients-3 (%d): a threshold above the smallest cohort's degree could never be met", t.MinClients-3))
 	}
 	if t.AdaptiveClip {
 		if _, err := t.clipper(t.Clip); err != nil {
@@ -268,6 +310,8 @@ func (t Training) toWire() wire.TrainingConfig {
 		KeepModels: t.KeepModels, NoiseMultiplier: t.NoiseMultiplier, Population: t.Population,
 		SecAgg: t.SecAgg, SecAggPhaseMs: t.SecAggPhase.Milliseconds(),
 		NoiseMode: uint8(t.Noise), AdaptiveClip: t.AdaptiveClip, ClipQuantile: t.ClipQuantile, ClipLearningRate: t.ClipLearningRate, ClipCountStddev: t.ClipCountStddev,
+		Catalogue:    t.wireCatalogue(),
+		SecAggSigned: t.SecAggSigned, SecAggColluders: t.SecAggColluders,
 	}
 }
 
@@ -287,6 +331,14 @@ func trainingFromWire(w *wire.TrainingConfig) (Training, error) {
 		KeepModels: w.KeepModels, NoiseMultiplier: w.NoiseMultiplier, Population: w.Population,
 		SecAgg: w.SecAgg, SecAggPhase: time.Duration(w.SecAggPhaseMs) * time.Millisecond,
 		Noise: NoiseMode(w.NoiseMode), AdaptiveClip: w.AdaptiveClip, ClipQuantile: w.ClipQuantile, ClipLearningRate: w.ClipLearningRate, ClipCountStddev: w.ClipCountStddev,
+		SecAggSigned: w.SecAggSigned, SecAggColluders: w.SecAggColluders,
+	}
+	switch len(w.Catalogue) {
+	case 0:
+	case sha256.Size:
+		t.Catalogue = [sha256.Size]byte(w.Catalogue)
+	default:
+		return Training{}, fmt.Errorf("coordinator: Training.Catalogue: a digest of %d bytes, want %d", len(w.Catalogue), sha256.Size)
 	}
 	return t, t.Validate()
 }

@@ -36,17 +36,20 @@ type quicConnKey struct{}
 // the node closes.
 func (n *Node) startWebTransport(addr string) error {
 	if n.auth == nil {
-		n.auth = newAuth(n.cfg.TLS, n.log)
+		n.auth = newAuth(n.certs, n.log)
 	}
 	if n.conns == nil {
 		n.conns = newConnTable(max(1, n.maxConns()/8))
 	}
-	if n.auth.required() && len(n.auth.tokens) == 0 {
+	if n.auth.required() && len(n.auth.tokens()) == 0 {
 		return errors.New("coordinator: Config.WebTransportAddr needs device token keys (Config.TLS.TokenKeys, the certs directory's device-token.pem) when devices must authenticate")
 	}
-	tlsConf := &tls.Config{Certificates: []tls.Certificate{n.cfg.TLS.Cert}}
+	// The node's certificate, the current one at each handshake (a
+	// reload takes effect at the next session), unless a certificate of
+	// its own serves browsers.
+	tlsConf := &tls.Config{GetCertificate: n.certs.getCertificate}
 	if n.cfg.WebTransportCert != nil {
-		tlsConf.Certificates = []tls.Certificate{*n.cfg.WebTransportCert}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{*n.cfg.WebTransportCert}}
 	}
 	ln, err := wire.ListenWebTransport(addr, tlsConf, wire.ConnLimits{MaxConns: n.maxConns()})
 	if err != nil {
@@ -223,10 +226,10 @@ func (n *Node) readAuthenticate(st *webtransport.Stream) (Peer, *wire.Error) {
 func (a *auth) token(b []byte, now time.Time) (Peer, *wire.Error) {
 	var c *wire.TokenClaims
 	var err error
-	if len(a.tokens) == 0 && !a.required() {
+	if len(a.tokens()) == 0 && !a.required() {
 		c, err = wire.ParseToken(b)
 	} else {
-		c, err = wire.VerifyToken(b, a.tokens, now)
+		c, err = wire.VerifyToken(b, a.tokens(), now)
 	}
 	if err != nil {
 		e := wire.AsError(err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fedrec/fedrec/client"
+	"github.com/fedrec/fedrec/client/crowd"
 	"github.com/fedrec/fedrec/model"
 )
 
@@ -29,8 +30,8 @@ type Remote struct {
 }
 
 // RunRemote runs the same experiment as Run, but the rounds happen in a
-// real cluster: every user of the data set becomes a client.Participant
-// (the SDK's network client) that checks in, trains on its own ratings and
+// real cluster: every user of the data set becomes a crowd.Participant
+// (over the SDK's Dialer) that checks in, trains on its own ratings and
 // uploads over QUIC; the cluster samples cohorts, aggregates and commits.
 // The simulator evaluates each committed model version on the held-out
 // data, as Run does, and stops after c.Rounds new versions. The cluster's
@@ -60,7 +61,7 @@ func RunRemote(ctx context.Context, c Config, r Remote, obs Observer) (*Result, 
 	defer stop()
 	var up, down atomic.Int64
 	var clients atomic.Int64 // uploads since the last evaluation
-	cache := client.NewModelCache()
+	cache := crowd.NewModelCache()
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
 	for k, u := range e.active {
@@ -74,7 +75,7 @@ func RunRemote(ctx context.Context, c Config, r Remote, obs Observer) (*Result, 
 		if err != nil {
 			return nil, err
 		}
-		p, err := client.NewParticipant(client.ParticipantConfig{
+		p, err := crowd.NewParticipant(crowd.ParticipantConfig{
 			ID: id, Ratings: e.train[u], Dialer: d, Models: cache,
 			Seed: c.Seed<<20 ^ uint64(u+1), Logger: r.Logger,
 		})
@@ -84,7 +85,7 @@ func RunRemote(ctx context.Context, c Config, r Remote, obs Observer) (*Result, 
 		}
 		wg.Go(func() {
 			defer d.Close()
-			err := p.Run(runCtx, func(rr client.RoundResult) error {
+			err := p.Run(runCtx, func(rr crowd.RoundResult) error {
 				up.Add(int64(rr.Bytes))
 				down.Add(int64(rr.Bytes))
 				clients.Add(1)

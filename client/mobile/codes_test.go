@@ -220,3 +220,49 @@ func TestAnchorCodes(t *testing.T) {
 	}
 	c.Close()
 }
+
+type phone struct{ unmetered, charging, idle bool }
+
+func (p phone) Unmetered() bool { return p.unmetered }
+func (p phone) Charging() bool  { return p.charging }
+func (p phone) Idle() bool      { return p.idle }
+
+// A device outside the conditions its Options require declines with the
+// code "declined" without contacting the cluster; in them, it checks in
+// (here: to a coordinator that never answers, so "unavailable").
+func TestDeviceConditions(t *testing.T) {
+	dir := t.TempDir()
+	if err := pki.WriteDir(dir, nil, nil, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := os.ReadFile(filepath.Join(dir, pki.CAFile))
+	dead, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	o := &Options{Dir: filepath.Join(dir, "sdk"), Key: make([]byte, 32), Coordinators: dead.LocalAddr().String(), CACertPEM: ca,
+		ClientID: "device-1", Catalogue: "a\nb\n", BudgetMillis: 300, RequireUnmetered: true, RequireCharging: true}
+	c, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Record("a", View, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	c.OptIn()
+	for _, tc := range []struct {
+		dev  Device
+		code string
+	}{
+		{nil, CodeDeclined},
+		{phone{unmetered: true}, CodeDeclined},
+		{phone{unmetered: true, charging: true}, CodeUnavailable},
+	} {
+		c.SetDevice(tc.dev)
+		if err := c.Participate(); ErrorCode(errString(err)) != tc.code {
+			t.Errorf("Participate on %+v = %v, want code %s", tc.dev, err, tc.code)
+		}
+	}
+}

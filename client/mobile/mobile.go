@@ -162,6 +162,16 @@ type Options struct {
 	Epsilon            float64
 	Delta              float64
 	TrustSamplingRate  bool
+	// Participation constraints (client.Policy): take part in rounds
+	// only on an unmetered network, while charging, while idle, as the
+	// Device set with SetDevice reports (until one is set, none of the
+	// conditions holds); and in rounds costing at most MaxRoundBytes on
+	// the network (0: no bound). A round declined for them fails with
+	// the code "declined".
+	RequireUnmetered bool
+	RequireCharging  bool
+	RequireIdle      bool
+	MaxRoundBytes    int64
 
 	RetentionDays   int // default 90
 	MaxInteractions int // default 10,000
@@ -248,6 +258,7 @@ type Client struct {
 	timeout time.Duration
 	fed     client.Federation // closed with the Client if it is an io.Closer
 	log     *logHandler
+	dev     *device
 
 	mu     sync.Mutex
 	closed bool
@@ -326,6 +337,7 @@ func newClient(o *Options, fed client.Federation, h *logHandler) (*Client, error
 	if o.RetentionDays < 0 || o.TimeoutMillis < 0 || o.BudgetMillis < 0 {
 		return nil, wrap(fmt.Errorf("%w: RetentionDays %d, TimeoutMillis %d and BudgetMillis %d must be >= 0", errInvalid, o.RetentionDays, o.TimeoutMillis, o.BudgetMillis))
 	}
+	dev := &device{}
 	cfg := client.Config{
 		Logger: slog.New(h),
 		Anchor: o.anchor,
@@ -334,7 +346,10 @@ func newClient(o *Options, fed client.Federation, h *logHandler) (*Client, error
 		Policy: client.Policy{
 			MinCohort: o.MinCohort, MinNoiseMultiplier: o.MinNoiseMultiplier, MaxClipNorm: o.MaxClipNorm,
 			Epsilon: o.Epsilon, Delta: o.Delta, TrustSamplingRate: o.TrustSamplingRate,
+			RequireUnmetered: o.RequireUnmetered, RequireCharging: o.RequireCharging, RequireIdle: o.RequireIdle,
+			MaxRoundBytes: o.MaxRoundBytes,
 		},
+		Device:          dev,
 		Retention:       time.Duration(o.RetentionDays) * 24 * time.Hour,
 		MaxInteractions: o.MaxInteractions,
 		Federation:      fed,
@@ -348,7 +363,42 @@ func newClient(o *Options, fed client.Federation, h *logHandler) (*Client, error
 		timeout = time.Minute
 	}
 	base, cancel := context.WithCancelCause(context.Background())
-	return &Client{c: c, timeout: timeout, base: base, cancel: cancel, fed: fed, log: h}, nil
+	return &Client{c: c, timeout: timeout, base: base, cancel: cancel, fed: fed, log: h, dev: dev}, nil
+}
+
+// Device reports the device's conditions, which the Options'
+// RequireUnmetered, RequireCharging and RequireIdle need: implement it in
+// Kotlin (ConnectivityManager.isActiveNetworkMetered, BatteryManager,
+// PowerManager.isDeviceIdleMode) or Swift (NWPathMonitor, UIDevice) and
+// pass it to SetDevice. The SDK calls it before each round.
+type Device interface {
+	Unmetered() bool
+	Charging() bool
+	Idle() bool
+}
+
+// SetDevice sets the Device whose conditions rounds check (nil: none,
+// and no required condition holds).
+func (c *Client) SetDevice(d Device) { c.dev.set(d) }
+
+// device adapts the app's Device to client.Device.
+type device struct{ d atomic.Pointer[Device] }
+
+func (v *device) set(d Device) {
+	if d == nil {
+		v.d.Store(nil)
+		return
+	}
+	v.d.Store(&d)
+}
+
+func (v *device) Conditions() client.Conditions {
+	p := v.d.Load()
+	if p == nil {
+		return client.Conditions{}
+	}
+	d := *p
+	return client.Conditions{Unmetered: d.Unmetered(), Charging: d.Charging(), Idle: d.Idle()}
 }
 
 // ctx returns the context of one call: bounded by the timeout, ended by

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -46,21 +47,32 @@ func freeAddr(t *testing.T) string { return freePort(t, "tcp") }
 // waits for its initial model.
 func startAdminNode(t *testing.T, certs, id, token string) *coordinator.Node {
 	t.Helper()
-	b, err := pki.Load(certs, id)
+	return startLoneNode(t, certs, coordinator.Config{ID: id, AdminAddr: "127.0.0.1:0", AdminToken: token,
+		Training: coordinator.Training{Items: 7, Rank: 3, Mean: 3.5, Population: 100}})
+}
+
+// startLoneNode starts cfg as a lone bootstrapped node, in memory unless
+// cfg.DataDir is set, with its certificate from certs, short Raft
+// timeouts and a small model unless cfg says otherwise, and waits for its
+// initial model. The node is closed when the test ends.
+func startLoneNode(t *testing.T, certs string, cfg coordinator.Config) *coordinator.Node {
+	t.Helper()
+	b, err := pki.Load(certs, cfg.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := coordinator.New(coordinator.Config{
-		ID: id, InMemory: true, RaftAddr: "127.0.0.1:0", TLS: b, Bootstrap: true,
-		AdminAddr: "127.0.0.1:0", AdminToken: token,
-		Training:         coordinator.Training{Items: 7, Rank: 3, Mean: 3.5, Population: 100},
-		HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
-	})
+	cfg.TLS, cfg.Bootstrap, cfg.InMemory = b, true, cfg.DataDir == ""
+	cfg.RaftAddr = cmp.Or(cfg.RaftAddr, "127.0.0.1:0")
+	if cfg.Training.Items == 0 {
+		cfg.Training = coordinator.Training{Items: 3, Rank: 2, Population: 100}
+	}
+	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond
+	n, err := coordinator.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	if err := n.WaitFor(ctx, func(s *coordinator.State) bool { return s.Current() != nil }); err != nil {
 		t.Fatal(err)
@@ -170,8 +182,8 @@ func TestBackupRestoreCommands(t *testing.T) {
 	if err := run(ctx, []string{"model", "export", "--admin", admin, "--certs", certs, "--out", model, "--json"}, &out, &errb); err != nil {
 		t.Fatalf("fedrec model export: %v\n%s", err, errb.String())
 	}
-	var man modelManifest
-	if err := json.Unmarshal(out.Bytes(), &man); err != nil || man.Digest != want || man.Version != "1" {
+	var man modelJSON
+	if err := json.Unmarshal(out.Bytes(), &man); err != nil || man.Digest != want || man.Version != 1 {
 		t.Errorf("restored node exports %+v, %v; want version 1, digest %s", man, err, want)
 	}
 	var st coordinator.Status
@@ -235,6 +247,24 @@ func TestModelExportRoundTrip(t *testing.T) {
 	out.Reset()
 	if err := run(t.Context(), []string{"model", "verify", "--in", file}, &out, &errb); err != nil || !strings.Contains(out.String(), "(verified)") {
 		t.Errorf("model verify = %v\n%s", err, out.String())
+	}
+	// --json prints the manifest's numbers as JSON numbers, though the
+	// file's metadata holds them as strings.
+	out.Reset()
+	if err := run(t.Context(), []string{"model", "verify", "--in", file, "--json"}, &out, &errb); err != nil {
+		t.Fatalf("model verify --json = %v\n%s", err, errb.String())
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(out.Bytes(), &raw); err != nil {
+		t.Fatalf("model verify --json: %v\n%s", err, out.String())
+	}
+	for _, k := range []string{"format_version", "model_version", "round", "kind_code", "items", "rank", "params"} {
+		if _, ok := raw[k].(float64); !ok {
+			t.Errorf("model verify --json: %s = %#v, want a JSON number", k, raw[k])
+		}
+	}
+	if raw["items"] != float64(cur.Model.Items) || raw["digest"] != man.Digest {
+		t.Errorf("model verify --json = %s", out.String())
 	}
 
 	damaged := map[string][]byte{
@@ -398,7 +428,7 @@ func TestBackupMidTrainingCommands(t *testing.T) {
 	if err := run(ctx, []string{"model", "export", "--admin", bAdmin, "--certs", certs, "--out", model, "--version", strconv.FormatUint(h.ModelVersion, 10), "--json"}, &out, &errb); err != nil {
 		t.Fatalf("fedrec model export: %v\n%s", err, errb.String())
 	}
-	var man modelManifest
+	var man modelJSON
 	if err := json.Unmarshal(out.Bytes(), &man); err != nil || man.Digest != h.ModelDigest {
 		t.Fatalf("restored node's model version %d: %+v, %v; backup digest %s", h.ModelVersion, man, err, h.ModelDigest)
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/fedrec/fedrec/client"
+	"github.com/fedrec/fedrec/client/crowd"
 	"github.com/fedrec/fedrec/coordinator/pki"
 	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
@@ -205,7 +206,7 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 		if err != nil {
 			return res, err
 		}
-		p, err := client.NewParticipant(client.ParticipantConfig{ID: id, Ratings: rs, Dialer: d})
+		p, err := crowd.NewParticipant(crowd.ParticipantConfig{ID: id, Ratings: rs, Dialer: d})
 		if err != nil {
 			return res, err
 		}

@@ -22,6 +22,8 @@ func runCert(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return runCertDevice(args[1:], stdout, stderr)
 		case "revoke":
 			return runCertRevoke(args[1:], stdout, stderr)
+		case "device-ca":
+			return runCertDeviceCA(args[1:], stdout, stderr)
 		case "token":
 			return runCertToken(args[1:], stdout, stderr)
 		}
@@ -32,8 +34,9 @@ func runCert(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	nodes := fs.String("nodes", "a,b,c", "comma-separated node names to issue certificates for")
 	hosts := fs.String("hosts", "", "comma-separated extra host names or IP addresses for every node certificate (127.0.0.1, ::1 and localhost are always included)")
 	days := fs.Int("days", 365, "validity in days")
+	out := fs.String("out", "", "renew: write the node certificates into this directory instead, signed by the existing CA in --dir (which must hold ca.pem and ca-key.pem); copy them over the nodes' old ones, which reload them (docs/operations.md, Rotating certificates)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: fedrec cert [flags]\n       fedrec cert device --id ID [flags]\n       fedrec cert token --device ID [--ttl 1h] [flags]\n       fedrec cert revoke --id ID | --serial HEX [flags]\n\nMakes a development cluster CA (ECDSA P-256) and node certificates, valid for server and client authentication, so that a cluster runs with TLS without openssl, and a device CA (device-ca.pem) whose certificates devices must present: nodes load it from their --certs directory. Existing CAs in --dir are reused. In production the device CA's key belongs to the app's backend, which issues short-lived device certificates ('fedrec cert device' does the same for tests); 'fedrec cert revoke' adds to revoked.txt, which nodes reload within seconds. It also makes a device token key (device-token-key.pem, the backend's, and device-token.pem, the public keys nodes accept) for browsers, which present a device token instead of a certificate; 'fedrec cert token' issues one.\n\nflags:")
+		fmt.Fprintln(stderr, "usage: fedrec cert [flags]\n       fedrec cert --dir DIR --nodes NAMES --out NEWDIR   (renew node certificates)\n       fedrec cert device --id ID [flags]\n       fedrec cert device-ca --dir NEWDIR [--days N]   (a new device CA, for its rotation)\n       fedrec cert token --device ID [--ttl 1h] [flags]\n       fedrec cert revoke --id ID | --serial HEX [flags]\n\nMakes a development cluster CA (ECDSA P-256) and node certificates, valid for server and client authentication, so that a cluster runs with TLS without openssl, and a device CA (device-ca.pem) whose certificates devices must present: nodes load it from their --certs directory. Existing CAs in --dir are reused. In production the device CA's key belongs to the app's backend, which issues short-lived device certificates ('fedrec cert device' does the same for tests); 'fedrec cert revoke' adds to revoked.txt, which nodes reload within seconds. It also makes a device token key (device-token-key.pem, the backend's, and device-token.pem, the public keys nodes accept, reloaded with the certificates) for browsers, which present a device token instead of a certificate; 'fedrec cert token' issues one.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -48,6 +51,13 @@ func runCert(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	names := splitList(*nodes)
 	if len(names) == 0 {
 		return fmt.Errorf("cert: --nodes is empty")
+	}
+	if *out != "" {
+		if err := pki.WriteNodes(*dir, *out, names, splitList(*hosts), time.Duration(*days)*24*time.Hour); err != nil {
+			return fmt.Errorf("cert: %w", err)
+		}
+		fmt.Fprintf(stdout, "wrote renewed certificates for %s in %s (signed by %s)\n", strings.Join(names, ", "), *out, filepath.Join(*dir, pki.CAFile))
+		return nil
 	}
 	// Say which CAs were reused: an operator adding a node must not
 	// wonder whether the cluster's CA was just replaced.
@@ -101,6 +111,31 @@ func runCertDevice(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("cert device: %w", err)
 	}
 	fmt.Fprintf(stdout, "wrote %s/%s and %s\n", *out, pki.DeviceCertFile(*id), pki.DeviceKeyFile(*id))
+	return nil
+}
+
+// runCertDeviceCA makes a new device CA in a directory of its own: the
+// first step of the device CA's rotation.
+func runCertDeviceCA(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cert device-ca", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", "", "new directory for device-ca.pem and device-ca-key.pem (required; must not hold a device CA)")
+	days := fs.Int("days", 365, "validity in days")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("cert device-ca: unexpected argument %q", fs.Arg(0))
+	case *dir == "":
+		return fmt.Errorf("cert device-ca: --dir is required")
+	case *days < 1:
+		return fmt.Errorf("cert device-ca: --days %d, want >= 1", *days)
+	}
+	if err := pki.WriteDeviceCA(*dir, time.Duration(*days)*24*time.Hour); err != nil {
+		return fmt.Errorf("cert device-ca: %w", err)
+	}
+	fmt.Fprintf(stdout, "wrote %s and %s (new device CA)\n", filepath.Join(*dir, pki.DeviceCAFile), filepath.Join(*dir, pki.DeviceCAKeyFile))
 	return nil
 }
 

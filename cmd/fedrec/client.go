@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fedrec/fedrec/client"
+	"github.com/fedrec/fedrec/client/crowd"
 	"github.com/fedrec/fedrec/coordinator/pki"
 	"github.com/fedrec/fedrec/model"
 	"github.com/fedrec/fedrec/sim"
@@ -72,7 +73,7 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	var rounds atomic.Int64
-	cache := client.NewModelCache()
+	cache := crowd.NewModelCache()
 	var wg sync.WaitGroup
 	errc := make(chan error, len(users))
 	for _, u := range users {
@@ -85,7 +86,7 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return err
 		}
-		p, err := client.NewParticipant(client.ParticipantConfig{
+		p, err := crowd.NewParticipant(crowd.ParticipantConfig{
 			ID: id, Ratings: train[u], Dialer: d, Models: cache,
 			Seed: *seed<<20 ^ uint64(u+1), Logger: log,
 		})
@@ -94,7 +95,7 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		wg.Go(func() {
 			defer d.Close()
-			err := p.Run(runCtx, func(client.RoundResult) error { rounds.Add(1); return nil })
+			err := p.Run(runCtx, func(crowd.RoundResult) error { rounds.Add(1); return nil })
 			if err != nil && !errors.Is(err, context.Canceled) {
 				errc <- err
 			}

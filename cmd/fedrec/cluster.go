@@ -38,7 +38,9 @@ Changes and shows the Raft membership of a cluster through the admin API.
 
 --admin takes one node or a comma-separated list. A leader-only command
 tries them in order and stops at the leader; a follower answers with the
-leader's id, so give the leader's admin address if it is not in the list.
+leader's id and admin address (registered through the membership), which
+is asked next, so one address of any member is enough. health also asks
+the members the answers name.
 While the nodes know no leader, or leadership moves as they are asked, it
 asks them all again until --timeout.
 
@@ -160,7 +162,8 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		var errs []error
 		retry := false
 		leaders := map[string]bool{}
-		for _, addr := range nodes {
+		for i := 0; i < len(nodes); i++ {
+			addr := nodes[i]
 			code, body, err := adminDo(ctx, c, method, addr, path, *token)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", addr, err))
@@ -208,7 +211,16 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 					if ce.Leader.RaftAddr != "" {
 						hint += " (raft " + ce.Leader.RaftAddr + ")"
 					}
-					hint += ": ask its admin address"
+					if a := ce.Leader.AdminAddr; a != "" {
+						// The leader registered its admin address: ask it
+						// next, in this round.
+						hint += ", admin " + a
+						if !slices.Contains(nodes, a) {
+							nodes = append(nodes, a)
+						}
+					} else {
+						hint += ": ask its admin address"
+					}
 				}
 				errs = append(errs, fmt.Errorf("%s is not the leader; %s", addr, hint))
 				continue
@@ -234,12 +246,12 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 func printCluster(w io.Writer, cl *coordinator.Cluster) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	defer tw.Flush()
-	fmt.Fprintln(tw, "ID\tSUFFRAGE\tLEADER\tRAFT\tCLIENTS")
+	fmt.Fprintln(tw, "ID\tSUFFRAGE\tLEADER\tRAFT\tCLIENTS\tADMIN")
 	for _, n := range cl.Nodes {
 		mark := ""
 		if n.Leader {
 			mark = "*"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.ID, n.Suffrage, mark, n.RaftAddr, orDash(n.ClientAddr))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.ID, n.Suffrage, mark, n.RaftAddr, orDash(n.ClientAddr), orDash(n.AdminAddr))
 	}
 }

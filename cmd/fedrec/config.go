@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -40,10 +41,14 @@ type nodeConfig struct {
 	// Admission of device traffic (coordinator.Config).
 	MemoryBudget        int64
 	MaxUploadsPerDevice int
+	MaxDeviceMemory     int64
 	MinUploadRate       int64
+	DeviceRequestRate   float64
+	DeviceRequestBurst  int
 
 	// Training, used only by the bootstrapping node.
 	Dataset, DatasetsDir string
+	Catalogue            string // file of the item IDs, one a line, in the model's order
 	Objective            string // explicit or implicit: T.Kind
 	DP                   string // coordinator.ParseNoiseMode; "" picks by the noise multiplier
 	T                    coordinator.Training
@@ -71,8 +76,10 @@ var settings = []setting{
 	{flag: "admin-addr"}, {flag: "admin-token", secret: true}, {flag: "read-token", secret: true}, {flag: "heartbeat"}, {flag: "ready-lag"},
 	{flag: "log-level"}, {flag: "log-format"},
 	{flag: "memory-budget", field: "Config.MemoryBudget"}, {flag: "max-uploads-per-device", field: "Config.MaxUploadsPerDevice"},
+	{flag: "max-device-memory", field: "Config.MaxDeviceMemory"},
 	{flag: "min-upload-rate", field: "Config.MinUploadRate"},
-	{flag: "dataset", training: true}, {flag: "datasets-dir", training: true},
+	{flag: "device-request-rate", field: "Config.DeviceRequestRate"}, {flag: "device-request-burst", field: "Config.DeviceRequestBurst"},
+	{flag: "dataset", training: true}, {flag: "datasets-dir", training: true}, {flag: "catalogue", training: true},
 	{flag: "objective", training: true, field: "Training.Kind"},
 	{flag: "items", training: true, field: "Training.Items"},
 	{flag: "mean", training: true, field: "Training.Mean"},
@@ -129,8 +136,9 @@ func defaultNodeConfig() *nodeConfig {
 		RaftAddr: "127.0.0.1:8001", ClientAddr: "127.0.0.1:7001", Certs: "certs", LogLevel: "info", LogFormat: "text",
 		ReadyLag:     2,
 		MemoryBudget: coordinator.DefaultMemoryBudget, MaxUploadsPerDevice: coordinator.DefaultMaxUploadsPerDevice,
-		MinUploadRate: coordinator.DefaultMinUploadRate,
-		DatasetsDir:   "data", Objective: "explicit",
+		MinUploadRate: coordinator.DefaultMinUploadRate, MaxDeviceMemory: coordinator.DefaultMaxDeviceMemory,
+		DeviceRequestRate: coordinator.DefaultDeviceRequestRate, DeviceRequestBurst: coordinator.DefaultDeviceRequestBurst,
+		DatasetsDir: "data", Objective: "explicit",
 		T: coordinator.Training{
 			Rank: 32, Seed: 1, Train: model.DefaultTrainConfig(), Events: coordinator.DefaultEventWeights(),
 			Optimizer:       aggregation.OptimizerConfig{Name: "fedadam", LR: 0.1},
@@ -164,11 +172,15 @@ func bindConfig(fs *flag.FlagSet, c *nodeConfig) {
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text (logfmt) or json, one object a line")
 	fs.Int64Var(&c.MemoryBudget, "memory-budget", c.MemoryBudget, "bytes of device traffic (request bodies and decoded messages) the node holds at once; requests beyond it wait, then get CodeUnavailable")
 	fs.IntVar(&c.MaxUploadsPerDevice, "max-uploads-per-device", c.MaxUploadsPerDevice, "uploads one device certificate may have read at once")
+	fs.Int64Var(&c.MaxDeviceMemory, "max-device-memory", c.MaxDeviceMemory, "bytes of --memory-budget one device certificate may hold at once; a request beyond it gets CodeUnavailable at once (raised to one upload of the model and 1 MiB when that is more)")
 	fs.Int64Var(&c.MinUploadRate, "min-upload-rate", c.MinUploadRate, "bytes per second below which a request's body is cut off (CodeTooSlow), after a 10 s grace period")
+	fs.Float64Var(&c.DeviceRequestRate, "device-request-rate", c.DeviceRequestRate, "requests a second one device certificate may send, after --device-request-burst; one more gets CodeUnavailable with the time until the next")
+	fs.IntVar(&c.DeviceRequestBurst, "device-request-burst", c.DeviceRequestBurst, "requests one device certificate may send at once before --device-request-rate applies")
 
 	t := &c.T
 	fs.StringVar(&c.Dataset, "dataset", c.Dataset, "derive --items, --mean and --population from this data set (as 'fedrec sim --data'), e.g. ml-latest-small")
 	fs.StringVar(&c.DatasetsDir, "datasets-dir", c.DatasetsDir, "directory of the named data sets")
+	fs.StringVar(&c.Catalogue, "catalogue", c.Catalogue, "file of the app's item IDs, one a line, in the model's order (sets --items): every model download carries its digest, so that a device with another catalogue refuses the model; --dataset gives the data set's")
 	fs.StringVar(&c.Objective, "objective", c.Objective, "what the model learns from: explicit (ratings, predicted as ratings) or implicit (views, clicks, carts, purchases, weighted by --event-weights; scored as preferences)")
 	fs.IntVar(&t.Items, "items", t.Items, "number of items of the model (required unless --dataset)")
 	fs.Float64Var(&t.Mean, "mean", t.Mean, "explicit objective: global mean rating of the initial model")
@@ -486,8 +498,14 @@ func (c *nodeConfig) validate() error {
 		return bad("memory-budget", "%d, want > 0 bytes", c.MemoryBudget)
 	case c.MaxUploadsPerDevice <= 0:
 		return bad("max-uploads-per-device", "%d, want > 0", c.MaxUploadsPerDevice)
+	case c.MaxDeviceMemory <= 0:
+		return bad("max-device-memory", "%d, want > 0 bytes", c.MaxDeviceMemory)
 	case c.MinUploadRate <= 0:
 		return bad("min-upload-rate", "%d, want > 0 bytes per second", c.MinUploadRate)
+	case !(c.DeviceRequestRate > 0) || math.IsInf(c.DeviceRequestRate, 0):
+		return bad("device-request-rate", "%v, want > 0 requests a second", c.DeviceRequestRate)
+	case c.DeviceRequestBurst <= 0:
+		return bad("device-request-burst", "%d, want > 0", c.DeviceRequestBurst)
 	case c.AdminAddr != "" && c.AdminToken == "":
 		return bad("admin-token", "required with admin_addr %s", c.AdminAddr)
 	case c.ReadToken != "" && c.AdminAddr == "":
@@ -518,8 +536,9 @@ func (c *nodeConfig) validate() error {
 		return bad("mean", "%v with objective implicit: an implicit model scores preferences and has no mean rating", c.T.Mean)
 	}
 	t := c.training()
-	if c.Dataset != "" {
-		// Stand-ins for what the data set gives at start (checked then).
+	if c.Dataset != "" || c.Catalogue != "" {
+		// Stand-ins for what the data set or catalogue gives at start
+		// (checked then).
 		t.Items = max(t.Items, 1)
 		if t.Population == 0 {
 			t.Population = 1

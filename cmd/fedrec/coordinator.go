@@ -8,7 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"strings"
+	"syscall"
 
 	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/pki"
@@ -60,7 +63,8 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 		ClientAddr: c.ClientAddr, AdvertiseClientAddr: c.AdvertiseClientAddr, WebTransportAddr: c.WebTransportAddr,
 		Bootstrap: c.Bootstrap, Join: splitList(c.Join), AdminAddr: c.AdminAddr, AdminToken: c.AdminToken, ReadToken: c.ReadToken,
 		HeartbeatTimeout: c.Heartbeat, ElectionTimeout: c.Heartbeat, ReadyLag: c.ReadyLag,
-		MemoryBudget: c.MemoryBudget, MaxUploadsPerDevice: c.MaxUploadsPerDevice, MinUploadRate: c.MinUploadRate,
+		MemoryBudget: c.MemoryBudget, MaxUploadsPerDevice: c.MaxUploadsPerDevice, MaxDeviceMemory: c.MaxDeviceMemory, MinUploadRate: c.MinUploadRate,
+		DeviceRequestRate: c.DeviceRequestRate, DeviceRequestBurst: c.DeviceRequestBurst,
 		Logger: c.logger(stderr),
 	}
 	if c.Heartbeat > 0 {
@@ -91,12 +95,25 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	cfg.TLS = b
 	if c.Bootstrap {
 		t := c.training()
+		if c.Catalogue != "" {
+			ids, err := readCatalogue(c.Catalogue)
+			if err != nil {
+				return fmt.Errorf("coordinator: --catalogue: %w", err)
+			}
+			if c.given("items", t.Items == defaultNodeConfig().T.Items) && t.Items != len(ids) {
+				return fmt.Errorf("coordinator: --items %d, but the catalogue %s has %d items", t.Items, c.Catalogue, len(ids))
+			}
+			t.Items, t.Catalogue = len(ids), coordinator.CatalogueOf(ids)
+		}
 		if c.Dataset != "" {
-			items, mean, pop, err := datasetShape(c.Dataset, c.DatasetsDir, t.Seed)
+			items, ids, mean, pop, err := datasetShape(c.Dataset, c.DatasetsDir, t.Seed)
 			if err != nil {
 				return fmt.Errorf("coordinator: %w", err)
 			}
-			t.Items = items
+			if c.Catalogue != "" && t.Catalogue != coordinator.CatalogueOf(ids) {
+				return fmt.Errorf("coordinator: the catalogue %s is not %s's item IDs in its order", c.Catalogue, c.Dataset)
+			}
+			t.Items, t.Catalogue = items, coordinator.CatalogueOf(ids)
 			if t.Kind == model.Explicit {
 				t.Mean = mean // an implicit model has none
 			}
@@ -121,7 +138,19 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	if a := n.AdminAddr(); a != "" {
 		fmt.Fprintf(stdout, "node %s: admin https://%s\n", n.ID(), a)
 	}
-	<-ctx.Done()
+	// SIGHUP reloads the certificates (the node also notices changed
+	// files by itself within seconds).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-hup:
+			cfg.Logger.Info("SIGHUP: reloading the certificates", "dir", c.Certs)
+			n.ReloadCerts() // logs its outcome
+		}
+	}
 	cfg.Logger.Info("shutting down")
 	return n.Close()
 }
@@ -139,16 +168,17 @@ func (c *nodeConfig) logger(w io.Writer) *slog.Logger {
 }
 
 // datasetShape computes what the initial model needs from a data set the
-// way the simulator does: the item count, the mean of the training split's
-// ratings, and the number of users with training data.
-func datasetShape(name, dir string, seed uint64) (items int, mean float64, users int64, err error) {
+// way the simulator does: the item count and the item IDs in the model's
+// order (its catalogue), the mean of the training split's ratings, and the
+// number of users with training data.
+func datasetShape(name, dir string, seed uint64) (items int, ids []string, mean float64, users int64, err error) {
 	ds, err := openDataset(name, dir, seed)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, nil, 0, 0, err
 	}
 	train, _ := ds.Split(0.2, seed)
 	if len(train) == 0 {
-		return 0, 0, 0, fmt.Errorf("%s has no training data", name)
+		return 0, nil, 0, 0, fmt.Errorf("%s has no training data", name)
 	}
 	var sum float64
 	seen := make(map[int32]bool)
@@ -157,9 +187,35 @@ func datasetShape(name, dir string, seed uint64) (items int, mean float64, users
 		seen[x.User] = true
 	}
 	if ds.Implicit {
-		return ds.NumItems(), 0, int64(len(seen)), nil
+		return ds.NumItems(), ds.ItemIDs, 0, int64(len(seen)), nil
 	}
-	return ds.NumItems(), sum / float64(len(train)), int64(len(seen)), nil
+	return ds.NumItems(), ds.ItemIDs, sum / float64(len(train)), int64(len(seen)), nil
+}
+
+// readCatalogue reads a catalogue file: the item IDs, one a line, in the
+// model's order; blank lines and surrounding spaces are ignored.
+func readCatalogue(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	seen := map[string]bool{}
+	for line := range strings.Lines(string(b)) {
+		id := strings.TrimSpace(line)
+		if id == "" {
+			continue
+		}
+		if seen[id] {
+			return nil, fmt.Errorf("%s: item ID %q appears twice", path, id)
+		}
+		seen[id] = true
+		ids = append(ids, id)
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("%s holds no item IDs", path)
+	}
+	return ids, nil
 }
 
 // openDataset opens a data set named as 'fedrec sim --data' names it:

@@ -302,23 +302,7 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	if err := pki.WriteDir(dir, []string{"a"}, nil, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	b, err := pki.Load(dir, "a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := coordinator.New(coordinator.Config{
-		ID: "a", InMemory: true, RaftAddr: "127.0.0.1:0", ClientAddr: "127.0.0.1:0", TLS: b, Bootstrap: true,
-		AdminAddr: "127.0.0.1:0", AdminToken: "tok",
-		Training:         coordinator.Training{Items: 3, Rank: 2, Population: 100},
-		HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	if err := n.WaitFor(t.Context(), func(s *coordinator.State) bool { return s.Current() != nil }); err != nil {
-		t.Fatal(err)
-	}
+	n := startLoneNode(t, dir, coordinator.Config{ID: "a", ClientAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", AdminToken: "tok"})
 	c, err := adminClient(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/fedrec/fedrec/client"
+	"github.com/fedrec/fedrec/client/crowd"
 	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/netfault"
 	"github.com/fedrec/fedrec/coordinator/pki"
@@ -353,7 +354,7 @@ func (c *faultCluster) clients(ctx context.Context, k int) *sync.WaitGroup {
 		if err != nil {
 			c.t.Fatal(err)
 		}
-		p, err := client.NewParticipant(client.ParticipantConfig{ID: id, Ratings: rs, Dialer: d,
+		p, err := crowd.NewParticipant(crowd.ParticipantConfig{ID: id, Ratings: rs, Dialer: d,
 			MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
 		if err != nil {
 			c.t.Fatal(err)

@@ -40,28 +40,31 @@ type NodeHealth struct {
 	Error    string `json:"error,omitempty"` // unreachable, wrong token …
 }
 
-// clusterHealth asks every node at once and decides.
+// clusterHealth asks every node at once, then the members the answers
+// name (by the admin addresses they registered) that were not asked, and
+// decides.
 func clusterHealth(ctx context.Context, c *http.Client, addrs []string, token string, asJSON bool, stdout io.Writer) error {
-	h := Health{Nodes: make([]NodeHealth, len(addrs))}
-	statuses := make([]*coordinator.Status, len(addrs))
-	var wg sync.WaitGroup
-	for i, addr := range addrs {
-		wg.Go(func() {
-			st, err := getStatus(ctx, c, addr, token)
-			nh := NodeHealth{Admin: addr}
-			if err != nil {
-				nh.Error = err.Error()
-			} else {
-				statuses[i] = &st
-				nh.Node, nh.State, nh.Term, nh.Ready, nh.NotReady, nh.Version = st.Node, st.State, st.Term, st.Ready, st.NotReady, st.Build.Version
-				if st.Leader != nil {
-					nh.Leader = st.Leader.ID
-				}
-			}
-			h.Nodes[i] = nh
-		})
+	var h Health
+	var statuses []*coordinator.Status
+	h.Nodes, statuses = askStatus(ctx, c, addrs, token)
+	answered := map[string]bool{}
+	for _, st := range statuses {
+		if st != nil {
+			answered[st.Node] = true
+		}
 	}
-	wg.Wait()
+	var more []string
+	for _, st := range statuses {
+		for _, n := range statusNodes(st) {
+			if n.AdminAddr != "" && !answered[n.ID] && !slices.Contains(addrs, n.AdminAddr) && !slices.Contains(more, n.AdminAddr) {
+				more = append(more, n.AdminAddr)
+			}
+		}
+	}
+	if len(more) > 0 {
+		nodes, sts := askStatus(ctx, c, more, token)
+		h.Nodes, statuses = append(h.Nodes, nodes...), append(statuses, sts...)
+	}
 	h.decide(statuses)
 	if asJSON {
 		enc := json.NewEncoder(stdout)
@@ -79,6 +82,31 @@ func clusterHealth(ctx context.Context, c *http.Client, addrs []string, token st
 		return errors.New("cluster health: quorum holds, but not every node answered ready")
 	}
 	return nil
+}
+
+// askStatus asks every address for its status at once.
+func askStatus(ctx context.Context, c *http.Client, addrs []string, token string) ([]NodeHealth, []*coordinator.Status) {
+	nodes := make([]NodeHealth, len(addrs))
+	statuses := make([]*coordinator.Status, len(addrs))
+	var wg sync.WaitGroup
+	for i, addr := range addrs {
+		wg.Go(func() {
+			st, err := getStatus(ctx, c, addr, token)
+			nh := NodeHealth{Admin: addr}
+			if err != nil {
+				nh.Error = err.Error()
+			} else {
+				statuses[i] = &st
+				nh.Node, nh.State, nh.Term, nh.Ready, nh.NotReady, nh.Version = st.Node, st.State, st.Term, st.Ready, st.NotReady, st.Build.Version
+				if st.Leader != nil {
+					nh.Leader = st.Leader.ID
+				}
+			}
+			nodes[i] = nh
+		})
+	}
+	wg.Wait()
+	return nodes, statuses
 }
 
 // decide fills the verdict from the answers: the configuration of the
@@ -138,4 +166,12 @@ func (h *Health) print(w io.Writer) {
 		verdict = "quorum holds, leader " + h.Leader
 	}
 	fmt.Fprintf(w, "\n%d of %d voters reachable: %s\n", len(h.Reachable), len(h.Voters), verdict)
+}
+
+// statusNodes returns the members a status names; none for nil.
+func statusNodes(st *coordinator.Status) []coordinator.StatusNode {
+	if st == nil {
+		return nil
+	}
+	return st.Nodes
 }

@@ -62,6 +62,43 @@ type modelManifest struct {
 	Source        string `json:"source"`   // the node asked
 }
 
+// modelJSON is a manifest as 'fedrec model export|verify --json' prints
+// it: the same keys as modelManifest, with numbers as JSON numbers.
+type modelJSON struct {
+	Format        string `json:"format"`
+	FormatVersion int    `json:"format_version"`
+	Version       uint64 `json:"model_version"`
+	Round         uint64 `json:"round"`
+	Kind          string `json:"kind"`
+	KindCode      uint8  `json:"kind_code"`
+	Items         int    `json:"items"`
+	Rank          int    `json:"rank"`
+	Params        int    `json:"params"`
+	Digest        string `json:"digest"`
+	DigestOf      string `json:"digest_of"`
+	Layout        string `json:"layout"`
+	Exported      string `json:"exported"`
+	Source        string `json:"source"`
+}
+
+// json converts a manifest that readModelFile or manifestOf made (its
+// numbers are well formed) for printing.
+func (m *modelManifest) json() (*modelJSON, error) {
+	j := &modelJSON{Format: m.Format, Kind: m.Kind, Digest: m.Digest, DigestOf: m.DigestOf, Layout: m.Layout, Exported: m.Exported, Source: m.Source}
+	fv, err1 := strconv.Atoi(m.FormatVersion)
+	v, err2 := strconv.ParseUint(m.Version, 10, 64)
+	r, err3 := strconv.ParseUint(m.Round, 10, 64)
+	k, err4 := strconv.ParseUint(m.KindCode, 10, 8)
+	items, err5 := strconv.Atoi(m.Items)
+	rank, err6 := strconv.Atoi(m.Rank)
+	params, err7 := strconv.Atoi(m.Params)
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7); err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	j.FormatVersion, j.Version, j.Round, j.KindCode, j.Items, j.Rank, j.Params = fv, v, r, uint8(k), items, rank, params
+	return j, nil
+}
+
 const digestOf = "sha256(uint32be(kind_code) || uint32be(items) || uint32be(rank) || data)"
 
 const modelUsage = `usage: fedrec model export --admin HOST:PORT --out FILE [--version N] [--token T] [--json]
@@ -119,7 +156,11 @@ func runModel(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	show := func(man *modelManifest, file string) error {
 		if *asJSON {
-			return printJSON(stdout, man)
+			j, err := man.json()
+			if err != nil {
+				return err
+			}
+			return printJSON(stdout, j)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintf(tw, "file\t%s (safetensors, %s v%s)\n", file, man.Format, man.FormatVersion)

@@ -23,24 +23,10 @@ func TestRecoverCommand(t *testing.T) {
 	if err := pki.WriteDir(certs, []string{"a"}, nil, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	b, err := pki.Load(certs, "a")
-	if err != nil {
-		t.Fatal(err)
-	}
 	data := filepath.Join(dir, "a")
-	n, err := coordinator.New(coordinator.Config{
-		ID: "a", DataDir: data, RaftAddr: "127.0.0.1:0", TLS: b, Bootstrap: true,
-		Training:         coordinator.Training{Items: 7, Rank: 3, Mean: 3.5, Population: 100},
-		HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := startLoneNode(t, certs, coordinator.Config{ID: "a", DataDir: data, Training: coordinator.Training{Items: 7, Rank: 3, Mean: 3.5, Population: 100}})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	if err := n.WaitFor(ctx, func(s *coordinator.State) bool { return s.Current() != nil }); err != nil {
-		t.Fatal(err)
-	}
 	var out, errb bytes.Buffer
 	if err := run(ctx, []string{"recover", "--data-dir", data, "--id", "a", "--raft-addr", "127.0.0.1:7001"}, &out, &errb); err == nil {
 		t.Error("recover on a running node's directory succeeded")

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"strings"
@@ -223,6 +224,52 @@ func printStatus(w io.Writer, st *coordinator.Status) {
 	}
 	if st.Build.Version != "" {
 		fmt.Fprintf(tw, "version\t%s\n", st.Build)
+	}
+	if st.Certs != nil {
+		printCerts(tw, st.Certs, time.Now())
+	}
+}
+
+// certWarning is how close to its expiry a certificate gets a warning in
+// 'fedrec status' (and FedrecCertificateExpiring in the alert rules).
+const certWarning = 14 * 24 * time.Hour
+
+// printCerts prints the certs line: when each certificate expires, and a
+// warning for those that expire within certWarning.
+func printCerts(w io.Writer, c *coordinator.StatusCerts, now time.Time) {
+	type cert struct {
+		name string
+		t    time.Time
+	}
+	certs := []cert{{"node", c.Node}, {"ca", c.CA}}
+	if c.DeviceCA != nil {
+		certs = append(certs, cert{"device-ca", *c.DeviceCA})
+	}
+	var parts, soon []string
+	for _, x := range certs {
+		if x.t.IsZero() {
+			continue
+		}
+		left := x.t.Sub(now)
+		in := fmt.Sprintf("in %d days", int(math.Round(left.Hours()/24)))
+		switch {
+		case left <= 0:
+			in = "EXPIRED"
+		case left < 48*time.Hour:
+			in = "in " + left.Round(time.Minute).String()
+		}
+		p := fmt.Sprintf("%s %s (%s", x.name, x.t.UTC().Format(time.DateOnly), in)
+		if x.name == "node" && c.NodeSerial != "" {
+			p += ", serial " + c.NodeSerial
+		}
+		parts = append(parts, p+")")
+		if left < certWarning {
+			soon = append(soon, x.name)
+		}
+	}
+	fmt.Fprintf(w, "certs\texpire: %s\n", strings.Join(parts, ", "))
+	if len(soon) > 0 {
+		fmt.Fprintf(w, "\tWARNING: %s expire(s) within %d days: rotate (docs/operations.md, Rotating certificates)\n", strings.Join(soon, ", "), int(certWarning.Hours()/24))
 	}
 }
 

@@ -19,26 +19,11 @@ func TestStatusCommand(t *testing.T) {
 	if err := pki.WriteDir(dir, []string{"a"}, nil, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	b, err := pki.Load(dir, "a")
-	if err != nil {
-		t.Fatal(err)
-	}
 	const token = "tok"
-	n, err := coordinator.New(coordinator.Config{
-		ID: "a", InMemory: true, RaftAddr: "127.0.0.1:0", TLS: b, Bootstrap: true,
-		AdminAddr: "127.0.0.1:0", AdminToken: token,
-		Training:         coordinator.Training{Items: 3, Rank: 2, NoiseMultiplier: 1, Clip: 1, Population: 100},
-		HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
+	n := startLoneNode(t, dir, coordinator.Config{ID: "a", AdminAddr: "127.0.0.1:0", AdminToken: token,
+		Training: coordinator.Training{Items: 3, Rank: 2, NoiseMultiplier: 1, Clip: 1, Population: 100}})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	if err := n.WaitFor(ctx, func(s *coordinator.State) bool { return s.Current() != nil }); err != nil {
-		t.Fatal(err)
-	}
 	for n.Ready() != nil {
 		select {
 		case <-ctx.Done():
@@ -132,5 +117,32 @@ func TestStatusWait(t *testing.T) {
 	err = run(t.Context(), []string{"status", "--wait", "--timeout", "1s", "--admin", freeAddr(t), "--certs", dir, "--token", token}, &bytes.Buffer{}, &bytes.Buffer{})
 	if err == nil {
 		t.Error("fedrec status --wait on a node that never starts = nil, want an error")
+	}
+}
+
+// The status's certs line says when each certificate expires and warns
+// for those within two weeks.
+func TestStatusCerts(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	dev := now.Add(3 * 24 * time.Hour)
+	st := &coordinator.Status{Node: "n1", Certs: &coordinator.StatusCerts{Node: now.Add(300 * 24 * time.Hour), NodeSerial: "ab12", CA: now.Add(3000 * 24 * time.Hour), DeviceCA: &dev}}
+	var b strings.Builder
+	printCerts(&b, st.Certs, now)
+	out := b.String()
+	for _, want := range []string{"node 2030-10-28 (in 300 days, serial ab12)", "ca 2038-03-20 (in 3000 days)", "device-ca 2030-01-04 (in 3 days)", "WARNING: device-ca expire(s) within 14 days"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("printCerts = %q, want %q in it", out, want)
+		}
+	}
+	st.Certs.DeviceCA = nil
+	b.Reset()
+	printCerts(&b, st.Certs, now)
+	if strings.Contains(b.String(), "WARNING") || strings.Contains(b.String(), "device-ca") {
+		t.Errorf("printCerts without a device CA, nothing near expiry = %q", b.String())
+	}
+	b.Reset()
+	printStatus(&b, st)
+	if !strings.Contains(b.String(), "certs    expire: node 2030-10-28") {
+		t.Errorf("printStatus has no certs line:\n%s", b.String())
 	}
 }

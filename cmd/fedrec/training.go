@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/user"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,6 +37,21 @@ Exit status: 0 done, 1 refused or failed, 2 usage error.
 
 flags:`
 
+// defaultOperator names who runs the command for the audit trail: $USER,
+// else $LOGNAME, else the account's name (a shell in a container, cron or
+// a systemd unit often has neither variable).
+func defaultOperator() string {
+	for _, v := range []string{"USER", "LOGNAME"} {
+		if s := os.Getenv(v); s != "" {
+			return s
+		}
+	}
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return ""
+}
+
 func runTraining(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	set := len(args) > 0 && args[0] == "set"
 	if set {
@@ -48,7 +65,7 @@ func runTraining(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	asJSON := fs.Bool("json", false, "print the /v1/training JSON")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	reason := fs.String("reason", "", "set: why (required; kept in the audit trail)")
-	operator := fs.String("operator", os.Getenv("USER"), "set: who (kept in the audit trail)")
+	operator := fs.String("operator", defaultOperator(), "set: who (kept in the audit trail; default $USER, else the login name)")
 	clients := fs.Int("clients-per-round", 0, "set: survivors wanted per round")
 	minClients := fs.Int("min-clients", 0, "set: abandon a round with fewer survivors")
 	window := fs.Duration("checkin-window", 0, "set: how long the leader gathers check-ins")
@@ -110,7 +127,8 @@ func runTraining(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		method, path = http.MethodPost, path+"?"+q.Encode()
 	}
 	var errs []error
-	for _, addr := range nodes {
+	for i := 0; i < len(nodes); i++ {
+		addr := nodes[i]
 		code, body, err := adminDo(ctx, c, method, addr, path, *token)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
@@ -135,6 +153,11 @@ func runTraining(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		if code == http.StatusConflict {
 			errs = append(errs, fmt.Errorf("%s is not the leader", addr))
+			// Ask next the leader it names, at the admin address the
+			// leader registered through the membership.
+			if ce.Leader != nil && ce.Leader.AdminAddr != "" && !slices.Contains(nodes, ce.Leader.AdminAddr) {
+				nodes = append(nodes, ce.Leader.AdminAddr)
+			}
 			continue
 		}
 		return fmt.Errorf("training: %s: %d %s: %s", addr, code, http.StatusText(code), ce.Error)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,25 +21,10 @@ func TestTrainingCommand(t *testing.T) {
 	if err := pki.WriteDir(certs, []string{"a"}, nil, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	b, err := pki.Load(certs, "a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := coordinator.New(coordinator.Config{
-		ID: "a", InMemory: true, RaftAddr: "127.0.0.1:0", TLS: b, Bootstrap: true,
-		AdminAddr: "127.0.0.1:0", AdminToken: "operator", ReadToken: "monitoring",
-		Training:         coordinator.Training{Items: 7, Rank: 3, Mean: 3.5, Population: 100, NoiseMultiplier: 1, Clip: 0.5},
-		HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
+	n := startLoneNode(t, certs, coordinator.Config{ID: "a", AdminAddr: "127.0.0.1:0", AdminToken: "operator", ReadToken: "monitoring",
+		Training: coordinator.Training{Items: 7, Rank: 3, Mean: 3.5, Population: 100, NoiseMultiplier: 1, Clip: 0.5}})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	if err := n.WaitFor(ctx, func(s *coordinator.State) bool { return s.Current() != nil }); err != nil {
-		t.Fatal(err)
-	}
 	t.Setenv("FEDREC_ADMIN_TOKEN", "operator")
 	admin := []string{"--admin", n.AdminAddr(), "--certs", certs}
 	var out, errb bytes.Buffer
@@ -76,5 +62,23 @@ func TestTrainingCommand(t *testing.T) {
 	}
 	if err := run(ctx, append([]string{"training", "set", "--min-clients", "2", "--reason", "x"}, admin...), &out, &errb); err == nil || !strings.Contains(err.Error(), "403") {
 		t.Errorf("training set with the read-only token = %v, want 403", err)
+	}
+}
+
+// Without $USER (a container's shell, cron) the audit trail still names
+// the operator: the account's login name.
+func TestTrainingDefaultOperatorWithoutUSER(t *testing.T) {
+	t.Setenv("USER", "")
+	t.Setenv("LOGNAME", "")
+	u, err := user.Current()
+	if err != nil || u.Username == "" {
+		t.Skipf("no account name here: %v", err)
+	}
+	if got := defaultOperator(); got != u.Username {
+		t.Fatalf("defaultOperator() = %q, want %q", got, u.Username)
+	}
+	t.Setenv("USER", "alice")
+	if got := defaultOperator(); got != "alice" {
+		t.Fatalf("defaultOperator() with USER=alice = %q", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -15,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -186,6 +188,88 @@ type Bundle struct {
 	// without a certificate (browsers over WebTransport) present; none
 	// means such devices are refused when Devices is set.
 	TokenKeys []ed25519.PublicKey
+	// CACerts and DeviceCACerts are the certificates in CA and Devices
+	// (for their expiry); Load and NodeBundle set them.
+	CACerts, DeviceCACerts []*x509.Certificate
+	// Dir and Name are where Load read the bundle (Reload reads them
+	// again); "" for a bundle made in memory.
+	Dir, Name string
+}
+
+// Files returns the paths of the files a loaded bundle comes from: the
+// node's certificate and key, the cluster CA, the device CA and the
+// device token keys (which may be absent); nil for a bundle made in
+// memory.
+func (b *Bundle) Files() []string {
+	if b.Dir == "" {
+		return nil
+	}
+	return []string{filepath.Join(b.Dir, CertFile(b.Name)), filepath.Join(b.Dir, KeyFile(b.Name)),
+		filepath.Join(b.Dir, CAFile), filepath.Join(b.Dir, DeviceCAFile), filepath.Join(b.Dir, DeviceTokenPubFile)}
+}
+
+// Sum returns the SHA-256 of the contents of Files (a missing file
+// counts as one that is empty and marked missing): it changes when any
+// of them does.
+func (b *Bundle) Sum() ([sha256.Size]byte, error) {
+	h := sha256.New()
+	for _, f := range b.Files() {
+		c, err := os.ReadFile(f)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			fmt.Fprintf(h, "%s missing\n", f)
+			continue
+		case err != nil:
+			return [sha256.Size]byte{}, err
+		}
+		fmt.Fprintf(h, "%s %d\n", f, len(c))
+		h.Write(c)
+	}
+	return [sha256.Size]byte(h.Sum(nil)), nil
+}
+
+// Reload loads a loaded bundle's files again and checks that the result
+// can serve: the node's certificate is valid now and verifies against the
+// cluster CA for server and client authentication, and the device CA is
+// still there if it was (a node never falls back to serving
+// unauthenticated devices).
+func (b *Bundle) Reload(now time.Time) (*Bundle, error) {
+	if b.Dir == "" {
+		return nil, errors.New("pki: the bundle was not loaded from files")
+	}
+	nb, err := Load(b.Dir, b.Name)
+	if err != nil {
+		return nil, err
+	}
+	leaf := nb.Cert.Leaf
+	if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
+		return nil, fmt.Errorf("pki: %s is valid from %s to %s, not now", CertFile(b.Name), leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	for _, u := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: nb.CA, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{u}}); err != nil {
+			return nil, fmt.Errorf("pki: %s does not verify against %s: %w", CertFile(b.Name), CAFile, err)
+		}
+	}
+	if b.Devices != nil && nb.Devices == nil {
+		return nil, fmt.Errorf("pki: %s is gone: a node that authenticates devices keeps doing so (restart it to change that)", DeviceCAFile)
+	}
+	if b.Devices == nil && nb.Devices != nil {
+		return nil, fmt.Errorf("pki: %s appeared: restart the node to authenticate devices", DeviceCAFile)
+	}
+	return nb, nil
+}
+
+// Expiry returns the earliest NotAfter of certs (the zero time for none):
+// a file holding several certificates expires, as far as an operator
+// must act, with its first.
+func Expiry(certs []*x509.Certificate) time.Time {
+	var t time.Time
+	for _, c := range certs {
+		if t.IsZero() || c.NotAfter.Before(t) {
+			t = c.NotAfter
+		}
+	}
+	return t
 }
 
 // NodeBundle issues a node certificate and returns it with the CA pool.
@@ -194,7 +278,7 @@ func (ca *CA) NodeBundle(name string, hosts ...string) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Bundle{Cert: c, CA: ca.Pool()}, nil
+	return &Bundle{Cert: c, CA: ca.Pool(), CACerts: []*x509.Certificate{ca.Cert}}, nil
 }
 
 // PeerTLS is mutual TLS between nodes: each side presents its certificate
@@ -261,6 +345,47 @@ func WriteDir(dir string, names, hosts []string, validFor time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// WriteNodes issues a certificate for each node name with the cluster
+// CA in dir, like WriteDir, but into outDir (created with mode 0700),
+// whose existing files are never overwritten: the renewal of node
+// certificates, which are then copied over the old ones (see
+// docs/operations.md, "Rotating certificates").
+func WriteNodes(dir, outDir string, names, hosts []string, validFor time.Duration) error {
+	ca, err := LoadCA(dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(outDir, 0o700); err != nil {
+		return err
+	}
+	for _, name := range names {
+		c, err := ca.Issue(name, hosts, validFor)
+		if err != nil {
+			return err
+		}
+		if err := writePair(outDir, CertFile(name), KeyFile(name), c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteDeviceCA makes a new device CA in dir (created with mode 0700):
+// device-ca.pem and device-ca-key.pem, which must not exist yet. A
+// rotation of the device CA starts here (docs/operations.md).
+func WriteDeviceCA(dir string, validFor time.Duration) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for _, f := range []string{DeviceCAFile, DeviceCAKeyFile} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return fmt.Errorf("pki: %s exists: a new device CA goes into a directory of its own", filepath.Join(dir, f))
+		}
+	}
+	_, err := loadOrMakeCA(dir, DeviceCAFile, DeviceCAKeyFile, "fedrec device CA", validFor)
+	return err
 }
 
 // WriteDevice issues a device certificate for id with the device CA in
@@ -349,24 +474,48 @@ func loadCA(dir, certFile, keyFile string) (*CA, error) {
 	return &CA{Cert: c.Leaf, Key: key}, nil
 }
 
-// LoadPool loads the CA certificate from dir as a pool.
-func LoadPool(dir string) (*x509.CertPool, error) { return loadPool(dir, CAFile) }
+// LoadPool loads the CA certificate(s) from dir as a pool.
+func LoadPool(dir string) (*x509.CertPool, error) {
+	p, _, err := loadPool(dir, CAFile)
+	return p, err
+}
 
 // LoadDevicePool loads the device CA certificate(s) from dir as a pool.
 // The file may hold several certificates: during a rotation of the
 // device CA, the old one and the new one.
-func LoadDevicePool(dir string) (*x509.CertPool, error) { return loadPool(dir, DeviceCAFile) }
+func LoadDevicePool(dir string) (*x509.CertPool, error) {
+	p, _, err := loadPool(dir, DeviceCAFile)
+	return p, err
+}
 
-func loadPool(dir, file string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(filepath.Join(dir, file))
+// loadPool reads the PEM certificates of a file as a pool and a list.
+func loadPool(dir, file string) (*x509.CertPool, []*x509.Certificate, error) {
+	path := filepath.Join(dir, file)
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	p := x509.NewCertPool()
-	if !p.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("pki: no certificate in %s", filepath.Join(dir, file))
+	var certs []*x509.Certificate
+	for {
+		var blk *pem.Block
+		if blk, b = pem.Decode(b); blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" || len(blk.Headers) != 0 {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, nil, fmt.Errorf("pki: %s: %w", path, err)
+		}
+		p.AddCert(c)
+		certs = append(certs, c)
 	}
-	return p, nil
+	if len(certs) == 0 {
+		return nil, nil, fmt.Errorf("pki: no certificate in %s", path)
+	}
+	return p, certs, nil
 }
 
 // Load loads node name's certificate and the CA pool from dir, and the
@@ -376,18 +525,20 @@ func Load(dir, name string) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	pool, err := LoadPool(dir)
+	pool, caCerts, err := loadPool(dir, CAFile)
 	if err != nil {
 		return nil, err
 	}
-	b := &Bundle{Cert: c, CA: pool}
-	switch dev, err := LoadDevicePool(dir); {
+	b := &Bundle{Cert: c, CA: pool, CACerts: caCerts, Dir: dir, Name: name}
+	switch dev, devCerts, err := loadPool(dir, DeviceCAFile); {
 	case err == nil:
-		if dev.Equal(pool) {
-			// A device certificate would pass as a node's.
-			return nil, fmt.Errorf("pki: %s is the cluster CA; devices need a CA of their own", DeviceCAFile)
+		for _, d := range devCerts {
+			if slices.ContainsFunc(caCerts, d.Equal) {
+				// A device certificate would pass as a node's.
+				return nil, fmt.Errorf("pki: %s holds the cluster CA; devices need a CA of their own", DeviceCAFile)
+			}
 		}
-		b.Devices, b.Revoked = dev, filepath.Join(dir, RevokedFile)
+		b.Devices, b.DeviceCACerts, b.Revoked = dev, devCerts, filepath.Join(dir, RevokedFile)
 	case !errors.Is(err, os.ErrNotExist):
 		return nil, err
 	}

@@ -18,9 +18,18 @@ import (
 // bytes on the wire (the smallest valid one), about 190 in Go, because
 // msgpack allocates each slice twice and reflect a header for each.
 const (
-	allocPerByte = 12
-	allocSlack   = 64 << 10
+	allocPerByte = AllocPerByte
+	allocSlack   = AllocSlack
 )
+
+// requestBound is the tighter bound of a request type, which a node
+// reserves from its memory budget before reading the body.
+func requestBound(typ Type, frame int) int {
+	if typ == TypeUpload || typ == TypeSecAggMasked {
+		return VectorAllocPerByte*frame + RequestAllocSlack
+	}
+	return AllocPerByte*frame + RequestAllocSlack
+}
 
 // TestDecodeAllocBound decodes the worst bodies of every message type
 // (adversarialBodies) and fails when one allocates more than the bound.
@@ -40,6 +49,15 @@ func TestDecodeAllocBound(t *testing.T) {
 			t.Errorf("%v %s: a %d-byte frame allocated %d bytes (%.1f×), bound %d× + %d", typ, b.name, frame, alloc, float64(alloc)/float64(frame), allocPerByte, allocSlack)
 		})
 		t.Logf("%-20v %3d bodies; worst: %-44s %8d-byte frame, %9d bytes allocated, %5.2f×", typ, len(bodies), worst.name, worst.frame, worst.alloc, worst.ratio)
+		if typ.Direction() != Requests {
+			continue
+		}
+		for _, b := range bodies {
+			frame := HeaderLen + len(b.body)
+			if a := decodeAlloc(typ, b.body); a > requestBound(typ, frame) {
+				t.Errorf("%v %s: a %d-byte frame allocated %d bytes, over the request bound %d", typ, b.name, frame, a, requestBound(typ, frame))
+			}
+		}
 	}
 }
 

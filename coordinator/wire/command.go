@@ -89,6 +89,16 @@ type TrainingConfig struct {
 	ClipQuantile     float64 `msgpack:"clip_quantile,omitempty"`
 	ClipLearningRate float64 `msgpack:"clip_lr,omitempty"`
 	ClipCountStddev  float64 `msgpack:"clip_count_std,omitempty"`
+	// Catalogue is the CatalogueDigest of the item IDs in the model's
+	// order, which every ModelHeader carries so that a device refuses
+	// another catalogue; nil when the cluster was not given one.
+	// Appended.
+	Catalogue []byte `msgpack:"catalogue,omitempty"`
+	// SecAggSigned makes secure rounds signed (SecAggParams.Signed), with
+	// a threshold that resists SecAggColluders colluding devices in any
+	// one neighbourhood (secagg.ActiveThreshold). Appended.
+	SecAggSigned    bool `msgpack:"secagg_signed,omitempty"`
+	SecAggColluders int  `msgpack:"secagg_colluders,omitempty"`
 }
 
 // SetConfig sets the training configuration.
@@ -106,10 +116,14 @@ type InitModel struct {
 }
 
 // RegisterNode records the client (QUIC) address of a node, so that any
-// node can point clients at the leader.
+// node can point clients at the leader, and its admin API address, so
+// that an operator's command given one node finds the others. An empty
+// ClientAddr forgets the node; an empty AdminAddr (an older node's
+// command) keeps the admin address recorded before.
 type RegisterNode struct {
 	ID         string `msgpack:"id"`
 	ClientAddr string `msgpack:"client_addr"`
+	AdminAddr  string `msgpack:"admin_addr,omitempty"`
 }
 
 // OpenRound is a round's manifest, committed before any client is told

@@ -26,6 +26,33 @@ type Stream interface {
 	CancelWrite()
 }
 
+// StreamWait bounds how long Exchange waits for the peer to let it open a
+// stream. A node gives each connection MaxStreams, and a device uses at
+// most three at once; a connection with none free for this long has lost
+// its slots (streams the peer never released), and waiting longer would
+// hang the device on it for good.
+const StreamWait = 5 * time.Second
+
+// ErrNoStream reports a connection on which no stream could be opened
+// within StreamWait: the caller should close it and dial again.
+var ErrNoStream = errors.New("wire: no stream free on the connection")
+
+// OpenStream opens a stream with open (a connection's or a session's
+// OpenStreamSync, or a browser's createBidirectionalStream), waiting at
+// most StreamWait within ctx: past it, the error is ErrNoStream.
+func OpenStream[S any](ctx context.Context, open func(context.Context) (S, error)) (S, error) {
+	octx, cancel := context.WithTimeout(ctx, StreamWait)
+	st, err := open(octx)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil && octx.Err() != nil {
+			return st, fmt.Errorf("open stream: %w (waited %v)", ErrNoStream, StreamWait)
+		}
+		return st, fmt.Errorf("open stream: %w", err)
+	}
+	return st, nil
+}
+
 // ExchangeStream runs one request on st, a new stream: it writes req at
 // once, closes the send side, and passes each reply to recv until recv
 // reports done. A reply Error is returned as an error (*Error) and never
@@ -37,6 +64,19 @@ func ExchangeStream(ctx context.Context, st Stream, req Message, l Limits, recv 
 	if err != nil {
 		return err
 	}
+	// The peer counts the stream against the connection's MaxStreams
+	// until both directions are done: on every path out, the send side
+	// is closed (FIN) or reset, and the receive side read to its end or
+	// cancelled. A path that leaves either open (a write that failed on
+	// the stream's deadline before ctx's timer fired used to) costs the
+	// connection a slot for good.
+	sent := false
+	defer func() {
+		if !sent {
+			st.CancelWrite()
+		}
+		st.CancelRead()
+	}()
 	stop := context.AfterFunc(ctx, func() {
 		st.CancelRead()
 		st.CancelWrite()
@@ -49,7 +89,7 @@ func ExchangeStream(ctx context.Context, st Stream, req Message, l Limits, recv 
 		return ctxErr(ctx, fmt.Errorf("send %s: %w", req.Type(), err))
 	}
 	st.Close()
-	defer st.CancelRead()
+	sent = true
 	l.Only = Replies
 	for {
 		msg, err := Read(st, l)

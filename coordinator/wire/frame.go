@@ -25,6 +25,23 @@ const (
 	smallBody = 16 << 10
 )
 
+// Bounds of what Decode allocates (DESIGN.md, invariant 4), enforced by
+// the shape pre-check and measured by TestDecodeAllocBound on each type's
+// worst bodies. A node reserves them from its memory budget before it
+// reads a request's body.
+const (
+	// AllocPerByte bounds Decode's allocation per byte of the frame, for
+	// every type.
+	AllocPerByte = 12
+	// VectorAllocPerByte bounds it for the requests that carry a vector
+	// (Upload, SecAggMasked): the body's bin copied once, decoded once.
+	VectorAllocPerByte = 2
+	// AllocSlack is the bound's fixed part; RequestAllocSlack, for
+	// request types (a node's reservation), is smaller.
+	AllocSlack        = 64 << 10
+	RequestAllocSlack = 8 << 10
+)
+
 // Limits bounds what a reader accepts. The zero value means the defaults.
 type Limits struct {
 	// MaxParams bounds the length of an Upload's delta; 0 means

@@ -215,6 +215,14 @@ type Plan struct {
 	// secure aggregation as client SecAggID instead of uploading it.
 	SecAgg   *SecAggParams `msgpack:"secagg,omitempty"`
 	SecAggID uint32        `msgpack:"secagg_id,omitempty"`
+	// DownloadBytes is the size of the model's download (the frames of
+	// a GetModel answer), and UploadBytes the most a device sends in the
+	// round (its update, framed, or all its secure-aggregation
+	// messages), so that a device can decline a round too big for it
+	// before it downloads anything; 0 when not announced (an older
+	// node). Appended.
+	DownloadBytes int64 `msgpack:"download_bytes,omitempty"`
+	UploadBytes   int64 `msgpack:"upload_bytes,omitempty"`
 }
 
 func (*Plan) Type() Type { return TypePlan }
@@ -239,6 +247,8 @@ func (m *Plan) Validate() error {
 		return Errorf(CodeMalformed, "plan: distributed noise without secure aggregation")
 	case m.TimeLeftMs <= 0:
 		return Errorf(CodeMalformed, "plan: time_left_ms %d", m.TimeLeftMs)
+	case m.DownloadBytes < 0 || m.UploadBytes < 0:
+		return Errorf(CodeMalformed, "plan: sizes %d down, %d up", m.DownloadBytes, m.UploadBytes)
 	}
 	if m.SecAgg != nil {
 		if err := m.SecAgg.Validate(); err != nil {
@@ -388,6 +398,9 @@ type Join struct {
 	ID         string `msgpack:"id"`
 	RaftAddr   string `msgpack:"raft_addr"`
 	ClientAddr string `msgpack:"client_addr"`
+	// AdminAddr is the joining node's admin API address, "" if it has
+	// none (or is older).
+	AdminAddr string `msgpack:"admin_addr,omitempty"`
 }
 
 func (*Join) Type() Type { return TypeJoin }
@@ -401,6 +414,11 @@ func (m *Join) Validate() error {
 	}
 	if err := checkID("raft address", m.RaftAddr); err != nil {
 		return err
+	}
+	if m.AdminAddr != "" {
+		if err := checkID("admin address", m.AdminAddr); err != nil {
+			return err
+		}
 	}
 	return checkID("client address", m.ClientAddr)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"math"
 
+	"github.com/fedrec/fedrec/aggregation/secagg"
 	"github.com/fedrec/fedrec/model"
 )
 
@@ -164,4 +165,26 @@ func (m *Upload) CheckUpdate(dim int) error {
 		return Errorf(CodeShape, "update of %d params, model has %d", len(m.Delta), dim)
 	}
 	return nil
+}
+
+// frameSlack bounds what a message adds to its payload: the frame header,
+// msgpack keys and lengths, and its scalar fields, IDs and tickets
+// included (an ID is at most MaxIDLen bytes).
+const frameSlack = 1024
+
+// UploadBytes is the most an Upload of an update of dim parameters takes
+// on the wire, as Plan.UploadBytes announces it.
+func UploadBytes(dim int) int64 { return int64(8*dim + frameSlack) }
+
+// SecAggBytes is the most a device sends in a secure round of parameters
+// p whose encoder pads the update to paddedDim: its masked input (in
+// words of 4 or 8 bytes, see PackWords) and, to each peer, a sealed share
+// and the shares of its unmasking, with the four messages' framing.
+func SecAggBytes(p *SecAggParams, paddedDim int) int64 {
+	width := 8
+	if p.Bits <= 32 {
+		width = 4
+	}
+	perPeer := secagg.SealedShareLen + 2*(8*secagg.ShareLen+16)
+	return int64(width*p.InputLen(paddedDim) + p.Clients*perPeer + 4*frameSlack)
 }

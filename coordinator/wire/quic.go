@@ -135,11 +135,12 @@ const (
 )
 
 // Exchange runs one request on its own bidirectional stream of conn, as
-// ExchangeStream does.
+// ExchangeStream does. It waits at most StreamWait for the stream (see
+// OpenStream).
 func Exchange(ctx context.Context, conn *quic.Conn, req Message, l Limits, recv func(Message) (done bool, err error)) error {
-	st, err := conn.OpenStreamSync(ctx)
+	st, err := OpenStream(ctx, conn.OpenStreamSync)
 	if err != nil {
-		return fmt.Errorf("open stream: %w", err)
+		return err
 	}
 	return ExchangeStream(ctx, &quicStream{st}, req, l, recv)
 }

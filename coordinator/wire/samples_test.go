@@ -38,7 +38,9 @@ func sampleMessages() map[string]Message {
 		"upload":               &Upload{Version: Version, Round: 7, ClientID: "user-42", Ticket: ticket(), Model: 6, Loss: 12.5, N: 17, Delta: Vec{0.01, -0.02, 0, 0, 0, 0, 0, 0, 0.5, math.SmallestNonzeroFloat64}},
 		"uploadack":            &UploadAck{Round: 7},
 		"join":                 &Join{Version: Version, ID: "b", RaftAddr: "127.0.0.1:8002", ClientAddr: "127.0.0.1:7002"},
+		"join_admin":           &Join{Version: Version, ID: "b", RaftAddr: "127.0.0.1:8002", ClientAddr: "127.0.0.1:7002", AdminAddr: "127.0.0.1:9002"},
 		"joinack":              &JoinAck{Leader: "a"},
+		"plan_sizes":           &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.5, Privacy: PrivacyParams{NoiseMultiplier: 1.1, SamplingRate: 0.01}, TimeLeftMs: 30000, Ticket: ticket(), DownloadBytes: 301, UploadBytes: 1109},
 		"plan_secagg":          &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.5, TimeLeftMs: 30000, Ticket: ticket(), SecAgg: sampleSecAgg(), SecAggID: 2},
 		"secagg_advert":        &SecAggAdvert{SecAggHeader: sampleHeader(), Keys: sampleKeys(2)},
 		"secagg_peerkeys":      &SecAggPeerKeys{Round: 7, To: 2, Peers: []SecAggKeys{sampleKeys(0), sampleKeys(1)}},
@@ -111,13 +113,14 @@ func sampleCommands() map[string]Command {
 	cfg := sampleConfig()
 	params := Vec{0.1, -0.2, 0.3, 0, 1, 2, 3, 4, 5, 3.5}
 	return map[string]Command{
-		"setconfig":        &SetConfig{Config: cfg},
-		"initmodel":        &InitModel{Kind: KindExplicit, Items: 3, Rank: 2, Params: params, Digest: digest32(3)},
-		"registernode":     &RegisterNode{ID: "a", ClientAddr: "127.0.0.1:7001"},
-		"openround":        &OpenRound{Round: 7, Model: 6, Digest: digest32(4), Cohort: []string{"u1", "u2"}, Clip: 1, Privacy: PrivacyParams{SamplingRate: 0.1}, Leader: "a"},
-		"commitround":      &CommitRound{Round: 7, Model: 6, Params: params, Digest: digest32(5), OptM: make(Vec, 10), OptV: make(Vec, 10), Cohort: 2, Survivors: 2, Loss: 3, N: 30, Privacy: PrivacyParams{SamplingRate: 0.1}},
-		"abandonround":     &AbandonRound{Round: 8, Survivors: 1, Reason: "too few survivors"},
-		"openround_secagg": &OpenRound{Round: 7, Model: 6, Digest: digest32(4), Cohort: []string{"u1", "u2", "u3"}, Clip: 0.5, Leader: "a", SecAgg: sampleSecAgg()},
+		"setconfig":          &SetConfig{Config: cfg},
+		"initmodel":          &InitModel{Kind: KindExplicit, Items: 3, Rank: 2, Params: params, Digest: digest32(3)},
+		"registernode":       &RegisterNode{ID: "a", ClientAddr: "127.0.0.1:7001"},
+		"registernode_admin": &RegisterNode{ID: "a", ClientAddr: "127.0.0.1:7001", AdminAddr: "127.0.0.1:9001"},
+		"openround":          &OpenRound{Round: 7, Model: 6, Digest: digest32(4), Cohort: []string{"u1", "u2"}, Clip: 1, Privacy: PrivacyParams{SamplingRate: 0.1}, Leader: "a"},
+		"commitround":        &CommitRound{Round: 7, Model: 6, Params: params, Digest: digest32(5), OptM: make(Vec, 10), OptV: make(Vec, 10), Cohort: 2, Survivors: 2, Loss: 3, N: 30, Privacy: PrivacyParams{SamplingRate: 0.1}},
+		"abandonround":       &AbandonRound{Round: 8, Survivors: 1, Reason: "too few survivors"},
+		"openround_secagg":   &OpenRound{Round: 7, Model: 6, Digest: digest32(4), Cohort: []string{"u1", "u2", "u3"}, Clip: 0.5, Leader: "a", SecAgg: sampleSecAgg()},
 		"openround_distributed": &OpenRound{Round: 7, Model: 6, Digest: digest32(4), Cohort: []string{"u1", "u2", "u3"}, Clip: 0.5, Leader: "a", SecAgg: sampleSecAgg(),
 			Privacy: PrivacyParams{NoiseMultiplier: 1.1, SamplingRate: 0.1, Mechanism: MechSkellam, NoiseClients: 2}},
 		"commitround_distributed": &CommitRound{Round: 7, Model: 6, Params: params, Digest: digest32(5), OptM: make(Vec, 10), OptV: make(Vec, 10), Cohort: 3, Survivors: 3,
@@ -139,8 +142,14 @@ func sampleCommands() map[string]Command {
 			c.Kind, c.Mean, c.Train = KindImplicit, 0, implicitTrain()
 			return c
 		}()},
-		"changetraining":   &ChangeTraining{ClientsPerRound: 200, RoundTimeoutMs: 90000, NoiseMultiplier: 1.3, Operator: "alice", Reason: "more devices", TimeMs: 1796601600000},
-		"setconfig_secagg": &SetConfig{Config: func() TrainingConfig { c := sampleConfig(); c.SecAgg, c.SecAggPhaseMs = true, 5000; return c }()},
+		"changetraining":      &ChangeTraining{ClientsPerRound: 200, RoundTimeoutMs: 90000, NoiseMultiplier: 1.3, Operator: "alice", Reason: "more devices", TimeMs: 1796601600000},
+		"setconfig_catalogue": &SetConfig{Config: func() TrainingConfig { c := sampleConfig(); c.Catalogue = digest32(4); return c }()},
+		"setconfig_secagg":    &SetConfig{Config: func() TrainingConfig { c := sampleConfig(); c.SecAgg, c.SecAggPhaseMs = true, 5000; return c }()},
+		"setconfig_secagg_signed": &SetConfig{Config: func() TrainingConfig {
+			c := sampleConfig()
+			c.SecAgg, c.SecAggPhaseMs, c.SecAggSigned, c.SecAggColluders = true, 5000, true, 2
+			return c
+		}()},
 	}
 }
 

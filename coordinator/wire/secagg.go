@@ -107,6 +107,28 @@ func SecAggSeeds(round uint64, digest []byte) (graph, rotation [seedLen]byte) {
 	return h("fedrec/secagg graph\x00"), h("fedrec/secagg rotation\x00")
 }
 
+// SecAggSignedSeed is the graph seed of a signed round: the graph seed of
+// SecAggSeeds bound to the cohort's client ids in selection order (the
+// manifest's Cohort, whose index i is protocol id i). The seed is part of
+// the secagg config digest that every signature binds, so devices that
+// were told different cohorts cannot verify each other: a leader cannot
+// show one device's index as one certificate to some devices and as
+// another to others.
+func SecAggSignedSeed(round uint64, digest []byte, cohort []string) [seedLen]byte {
+	graph, _ := SecAggSeeds(round, digest)
+	s := sha256.New()
+	s.Write([]byte("fedrec/secagg signed graph\x00"))
+	s.Write(graph[:])
+	s.Write(binary.BigEndian.AppendUint64(nil, uint64(len(cohort))))
+	for _, id := range cohort {
+		s.Write(binary.BigEndian.AppendUint32(nil, uint32(len(id))))
+		s.Write([]byte(id))
+	}
+	var out [seedLen]byte
+	s.Sum(out[:0])
+	return out
+}
+
 // Validate checks the parameters' ranges.
 func (p *SecAggParams) Validate() error {
 	switch {

@@ -87,11 +87,12 @@ func DialWebTransport(ctx context.Context, url string, tlsConf *tls.Config, toke
 }
 
 // ExchangeSession runs one request on its own bidirectional stream of a
-// WebTransport session, as ExchangeStream does.
+// WebTransport session, as ExchangeStream does, waiting at most
+// StreamWait for the stream as Exchange does.
 func ExchangeSession(ctx context.Context, sess *webtransport.Session, req Message, l Limits, recv func(Message) (done bool, err error)) error {
-	st, err := sess.OpenStreamSync(ctx)
+	st, err := OpenStream(ctx, sess.OpenStreamSync)
 	if err != nil {
-		return fmt.Errorf("open stream: %w", err)
+		return err
 	}
 	return ExchangeStream(ctx, &webTransportStream{st}, req, l, recv)
 }

@@ -1,4 +1,4 @@
-package client
+package crowd
 
 import (
 	"bufio"
@@ -17,6 +17,8 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/fedrec/fedrec/client"
+	"github.com/fedrec/fedrec/client/internal/fakenode"
 	"github.com/fedrec/fedrec/coordinator/pki"
 	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
@@ -65,8 +67,8 @@ func TestIdleNodeProcess(t *testing.T) {
 		_, _ = bufio.NewReader(os.Stdin).ReadByte()
 		ln.Close()
 	}()
-	plan := fakePlan(m, digest[:], 60_000)
-	<-serveConns(ln, func(conn *quic.Conn) func(*quic.Stream) {
+	plan := fakenode.Plan(m, digest[:], 60_000)
+	<-fakenode.ServeConns(ln, func(conn *quic.Conn) func(*quic.Stream) {
 		var planned atomic.Bool
 		return func(st *quic.Stream) {
 			switch req, _ := wire.Read(st, wire.Limits{}); req.(type) {
@@ -78,7 +80,7 @@ func TestIdleNodeProcess(t *testing.T) {
 				}
 				wire.Write(st, plan)
 			case *wire.GetModel:
-				writeModel(st, m, nil)
+				fakenode.WriteModel(st, m, nil)
 			case *wire.Upload:
 				wire.Write(st, &wire.UploadAck{Round: 1})
 			}
@@ -147,8 +149,8 @@ func BenchmarkIdleParticipants(b *testing.B) {
 	for i := range ratings {
 		ratings[i] = model.Rating{Item: int32(i * 97 % idleItems), Value: 4}
 	}
-	newParticipant := func(id string, cache *ModelCache) (*Participant, *Dialer) {
-		d, err := NewDialer([]string{addr}, conf)
+	newParticipant := func(id string, cache *ModelCache) (*Participant, *client.Dialer) {
+		d, err := client.NewDialer([]string{addr}, conf)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -172,7 +174,7 @@ func BenchmarkIdleParticipants(b *testing.B) {
 
 		ctx, cancel := context.WithCancel(b.Context())
 		var trained, wg sync.WaitGroup
-		dialers := make([]*Dialer, n)
+		dialers := make([]*client.Dialer, n)
 		errs := make(chan error, n)
 		for k := range n {
 			p, d := newParticipant(fmt.Sprintf("u%d", k), cache)
@@ -224,13 +226,13 @@ func TestUploadsBounded(t *testing.T) {
 	}
 	t.Cleanup(func() { ln.Close() })
 	var inflight, most, uploads atomic.Int32
-	plan := fakePlan(m, digest[:], 30_000)
-	serveStreams(ln, func(st *quic.Stream) {
+	plan := fakenode.Plan(m, digest[:], 30_000)
+	fakenode.ServeStreams(ln, func(st *quic.Stream) {
 		switch req, _ := wire.Read(st, wire.Limits{}); req.(type) {
 		case *wire.CheckIn:
 			wire.Write(st, plan)
 		case *wire.GetModel:
-			writeModel(st, m, nil)
+			fakenode.WriteModel(st, m, nil)
 		case *wire.Upload:
 			n := inflight.Add(1)
 			for {
@@ -250,7 +252,7 @@ func TestUploadsBounded(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for k := range n {
-		d, _ := NewDialer([]string{ln.Addr().String()}, pki.ClientTLS(ca.Pool()))
+		d, _ := client.NewDialer([]string{ln.Addr().String()}, pki.ClientTLS(ca.Pool()))
 		t.Cleanup(func() { d.Close() })
 		p, err := NewParticipant(ParticipantConfig{ID: fmt.Sprintf("u%d", k), Dialer: d, Models: cache, Ratings: []model.Rating{{Item: 1, Value: 4}}})
 		if err != nil {

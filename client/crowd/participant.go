@@ -1,18 +1,16 @@
-package client
+package crowd
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"time"
 
 	"github.com/fedrec/fedrec/aggregation"
-	"github.com/fedrec/fedrec/aggregation/privacy"
-	"github.com/fedrec/fedrec/aggregation/secagg"
+	"github.com/fedrec/fedrec/client"
+	"github.com/fedrec/fedrec/client/internal/round"
 	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
 )
@@ -26,7 +24,7 @@ type ParticipantConfig struct {
 	// the cluster's model.
 	Ratings []model.Rating
 	// Dialer connects to the cluster; required, one per participant.
-	Dialer *Dialer
+	Dialer *client.Dialer
 	// Models caches downloaded models and lends update buffers; nil gives
 	// the participant its own. Virtual clients in one process should share
 	// one: a client then holds no model-sized memory between its rounds,
@@ -77,11 +75,11 @@ type RoundResult struct {
 func NewParticipant(cfg ParticipantConfig) (*Participant, error) {
 	switch {
 	case cfg.ID == "" || len(cfg.ID) > wire.MaxIDLen:
-		return nil, fmt.Errorf("client: ParticipantConfig.ID = %q, want 1..%d bytes", cfg.ID, wire.MaxIDLen)
+		return nil, fmt.Errorf("crowd: ParticipantConfig.ID = %q, want 1..%d bytes", cfg.ID, wire.MaxIDLen)
 	case cfg.Dialer == nil:
-		return nil, errors.New("client: ParticipantConfig.Dialer is required")
+		return nil, errors.New("crowd: ParticipantConfig.Dialer is required")
 	case cfg.MinBackoff < 0 || cfg.MaxBackoff < 0:
-		return nil, errors.New("client: negative backoff")
+		return nil, errors.New("crowd: negative backoff")
 	}
 	if cfg.Models == nil {
 		cfg.Models = NewModelCache()
@@ -105,18 +103,15 @@ func NewParticipant(cfg ParticipantConfig) (*Participant, error) {
 	return &Participant{cfg: cfg, log: cfg.Logger.With("client", cfg.ID), rng: rand.New(rand.NewPCG(seed, 0xc1e27))}, nil
 }
 
-// Timeouts of the client's requests.
-const (
-	checkInTimeout  = wire.MaxHold + 5*time.Second
-	downloadTimeout = 2 * time.Minute
-)
+// downloadTimeout bounds a model's download.
+const downloadTimeout = 2 * time.Minute
 
 // RunRound checks in once and, if selected, takes part in the round. It
 // returns the first error; wire errors are *wire.Error (see wire.CodeOf).
 func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 	d := p.cfg.Dialer
-	cctx, cancel := context.WithTimeout(ctx, checkInTimeout)
-	rep, err := d.checkIn(cctx, &wire.CheckIn{Version: wire.Version, ClientID: p.cfg.ID, Examples: int64(len(p.cfg.Ratings)), Have: p.have})
+	cctx, cancel := context.WithTimeout(ctx, round.CheckInTimeout)
+	rep, err := round.CheckIn(cctx, d, &wire.CheckIn{Version: wire.Version, ClientID: p.cfg.ID, Examples: int64(len(p.cfg.Ratings)), Have: p.have})
 	cancel()
 	if err != nil {
 		return RoundResult{}, fmt.Errorf("check in: %w", err)
@@ -165,7 +160,7 @@ func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 	}
 	res.Loss, res.N = up.Loss, up.N
 	if plan.SecAgg != nil {
-		res.Norm, res.Bytes, err = secureRound(rctx, p.cfg.Dialer, p.cfg.ID, plan, scr, false, p.rng)
+		res.Norm, res.Bytes, err = round.Secure(rctx, p.cfg.Dialer, p.cfg.ID, plan, scr, false, p.rng)
 		if err != nil {
 			return res, fmt.Errorf("round %d: secure aggregation: %w", plan.Round, err)
 		}
@@ -178,11 +173,11 @@ func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 	// Retry the upload on transport failures until the deadline; a wire
 	// error is final for this round.
 	for attempt := 0; ; attempt++ {
-		err = d.upload(rctx, req)
+		err = round.Upload(rctx, d, req)
 		if err == nil || wire.CodeOf(err) != 0 || rctx.Err() != nil {
 			break
 		}
-		if sleep(rctx, backoff(p.rng, attempt, p.cfg.MinBackoff, p.cfg.MaxBackoff)) != nil {
+		if round.Sleep(rctx, backoff(p.rng, attempt, p.cfg.MinBackoff, p.cfg.MaxBackoff)) != nil {
 			break
 		}
 	}
@@ -190,86 +185,6 @@ func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 		return res, fmt.Errorf("round %d: upload: %w", plan.Round, err)
 	}
 	return res, nil
-}
-
-// secureRound takes part in a secure round with update x: it checks the
-// round's announced parameters, encodes x with privacy.NewDistributed
-// (clipping it; r drives the randomized rounding), adds its share of the
-// round's Skellam noise with distributed DP, appends the adaptive-clipping
-// bit if asked, and runs the four phases of secure aggregation with the
-// leader. preClipped says that x was clipped to the round's clip already
-// (the adaptive-clipping bit is then inferred from its norm). It returns
-// the update's norm before clipping and the bytes sent.
-func secureRound(ctx context.Context, d *Dialer, id string, plan *wire.Plan, x []float64, preClipped bool, r *rand.Rand) (float64, int, error) {
-	sp := plan.SecAgg
-	graph, rot := wire.SecAggSeeds(plan.Round, plan.Digest)
-	switch {
-	case !bytes.Equal(sp.Seed, graph[:]) || !bytes.Equal(sp.RotationSeed, rot[:]):
-		return 0, 0, errors.New("the round's seeds are not derived from its manifest")
-	case sp.Clip != plan.Clip:
-		return 0, 0, fmt.Errorf("secure clip %v differs from the plan's %v", sp.Clip, plan.Clip)
-	case sp.MinSurvivors < plan.MinClients:
-		return 0, 0, fmt.Errorf("secure round sums as few as %d inputs, the plan promises %d", sp.MinSurvivors, plan.MinClients)
-	case plan.Privacy.Mechanism == wire.MechSkellam && plan.Privacy.NoiseClients > sp.MinSurvivors:
-		// Fewer survivors than shares would carry less noise than announced.
-		return 0, 0, fmt.Errorf("noise split into %d shares, the round sums as few as %d", plan.Privacy.NoiseClients, sp.MinSurvivors)
-	}
-	dist, err := privacy.NewDistributed(sp.DistributedConfig(plan.Privacy, len(x)))
-	if err != nil {
-		return 0, 0, err
-	}
-	if dist.Skellam.ClientVariance > 0 {
-		// The noise must be secret to the client: a seeded generator
-		// would let the coordinator subtract it.
-		r = privacy.NewSecureRand()
-	}
-	pad := dist.Encoder.PaddedDim()
-	in := make([]uint64, sp.InputLen(pad))
-	norm, err := dist.Encode(in[:pad], x, r)
-	if err != nil {
-		return 0, 0, err
-	}
-	if sp.ClipBit && belowClip(norm, sp.Clip, preClipped) {
-		in[pad] = 1 // adaptive clipping: only the cohort's count is revealed
-	}
-	c, err := secagg.NewClient(sp.Config(plan.Round, len(in)), plan.SecAggID, nil)
-	if err != nil {
-		return norm, 0, err
-	}
-	hdr := wire.SecAggHeader{Version: wire.Version, Round: plan.Round, ClientID: id, Ticket: plan.Ticket}
-	adv, err := c.AdvertiseKeys()
-	if err != nil {
-		return norm, 0, err
-	}
-	rep, err := d.secAgg(ctx, &wire.SecAggAdvert{SecAggHeader: hdr, Keys: wire.SecAggKeysOf(adv)}, wire.TypeSecAggPeerKeys)
-	if err != nil {
-		return norm, 0, fmt.Errorf("advertise keys: %w", err)
-	}
-	up, err := c.ShareKeys(rep.(*wire.SecAggPeerKeys).PeerKeys())
-	if err != nil {
-		return norm, 0, err
-	}
-	if rep, err = d.secAgg(ctx, &wire.SecAggShares{SecAggHeader: hdr, Shares: wire.SealedOf(up.Shares)}, wire.TypeSecAggDelivery); err != nil {
-		return norm, 0, fmt.Errorf("share keys: %w", err)
-	}
-	dl := rep.(*wire.SecAggDelivery)
-	mi, err := c.MaskedInput(secagg.ShareDelivery{Round: dl.Round, To: dl.To, Shares: wire.Sealed(dl.Shares)}, in)
-	if err != nil {
-		return norm, 0, err
-	}
-	width, vals := wire.PackWords(mi.Values, sp.Bits)
-	if rep, err = d.secAgg(ctx, &wire.SecAggMasked{SecAggHeader: hdr, Width: width, Values: vals}, wire.TypeSecAggUnmaskRequest); err != nil {
-		return norm, len(vals), fmt.Errorf("masked input: %w", err)
-	}
-	ur := rep.(*wire.SecAggUnmaskRequest)
-	um, err := c.Unmask(secagg.UnmaskRequest{Round: ur.Round, To: ur.To, Survivors: ur.Survivors, Dropped: ur.Dropped})
-	if err != nil {
-		return norm, len(vals), err
-	}
-	if _, err := d.secAgg(ctx, &wire.SecAggUnmask{SecAggHeader: hdr, SelfMaskShares: wire.SharesOf(um.SelfMaskShares), MaskKeyShares: wire.SharesOf(um.MaskKeyShares)}, wire.TypeUploadAck); err != nil {
-		return norm, len(vals), fmt.Errorf("unmask: %w", err)
-	}
-	return norm, len(vals), nil
 }
 
 // Run takes part in rounds until ctx ends, retrying with exponential
@@ -292,7 +207,7 @@ func (p *Participant) Run(ctx context.Context, done func(RoundResult) error) err
 					return err
 				}
 			}
-			if err := sleep(ctx, res.Wait); err != nil {
+			if err := round.Sleep(ctx, res.Wait); err != nil {
 				return err
 			}
 			continue
@@ -302,48 +217,18 @@ func (p *Participant) Run(ctx context.Context, done func(RoundResult) error) err
 		p.fails++
 		wait := backoff(p.rng, p.fails-1, p.cfg.MinBackoff, p.cfg.MaxBackoff)
 		p.log.Debug("round failed", "err", err, "retry_in", wait)
-		if err := sleep(ctx, wait); err != nil {
+		if err := round.Sleep(ctx, wait); err != nil {
 			return err
 		}
 	}
 }
 
-// belowClip is the adaptive-clipping bit of an update of L2 norm norm: it
-// was at most the clip. An update clipped already has norm clip when it
-// was clipped, so the bit is then its norm being strictly, beyond rounding,
-// below the clip.
-func belowClip(norm, clip float64, preClipped bool) bool {
-	if preClipped {
-		return norm < clip*(1-1e-9)
+// backoff returns the wait before retry attempt (0-based): exponential
+// from lo to hi with full jitter.
+func backoff(r *rand.Rand, attempt int, lo, hi time.Duration) time.Duration {
+	d := lo << min(attempt, 20)
+	if d > hi || d <= 0 {
+		d = hi
 	}
-	return norm <= clip
-}
-
-// norm is the L2 norm of x.
-func norm(x []float64) float64 {
-	var s float64
-	for _, v := range x {
-		s += v * v
-	}
-	return math.Sqrt(s)
-}
-
-// announcedNoise is the noise of a distributed-DP round as a device can
-// verify it from the plan alone: the Skellam plan of the fewest survivors
-// the secure round accepts, less the device's own share, whose
-// NoiseMultiplier() is the effective multiplier over the integer-domain
-// sensitivity (privacy.SkellamPlan), and the encoder's scale.
-func announcedNoise(plan *wire.Plan) (privacy.SkellamPlan, float64, error) {
-	sp := plan.SecAgg
-	if sp == nil || plan.Privacy.Mechanism != wire.MechSkellam {
-		return privacy.SkellamPlan{}, 0, errors.New("not a distributed-DP round")
-	}
-	if plan.Privacy.NoiseClients > sp.MinSurvivors {
-		return privacy.SkellamPlan{}, 0, fmt.Errorf("noise split into %d shares, the round sums as few as %d", plan.Privacy.NoiseClients, sp.MinSurvivors)
-	}
-	dist, err := privacy.NewDistributed(sp.DistributedConfig(plan.Privacy, model.Dim(plan.Items, plan.Rank)))
-	if err != nil {
-		return privacy.SkellamPlan{}, 0, err
-	}
-	return dist.Survivors(sp.MinSurvivors), dist.Encoder.Params().Scale, nil
+	return lo/2 + time.Duration(r.Int64N(int64(d)))
 }

@@ -1,0 +1,221 @@
+package round
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/fedrec/fedrec/aggregation/privacy"
+	"github.com/fedrec/fedrec/aggregation/secagg"
+	"github.com/fedrec/fedrec/coordinator/wire"
+	"github.com/fedrec/fedrec/model"
+)
+
+// Exchanger runs one request of the wire protocol, passing each reply to
+// recv until recv is done or fails: a *client.Dialer.
+type Exchanger interface {
+	Exchange(ctx context.Context, req wire.Message, recv func(wire.Message) (done bool, err error)) error
+}
+
+// CheckInTimeout bounds a check-in, which the leader may hold for
+// wire.MaxHold.
+const CheckInTimeout = wire.MaxHold + 5*time.Second
+
+// CheckIn checks in and returns the Plan or Wait the leader answers with.
+func CheckIn(ctx context.Context, d Exchanger, req *wire.CheckIn) (wire.Message, error) {
+	var out wire.Message
+	err := d.Exchange(ctx, req, func(m wire.Message) (bool, error) {
+		switch m.(type) {
+		case *wire.Plan, *wire.Wait:
+			out = m
+			return true, nil
+		}
+		return true, wire.Errorf(wire.CodeUnknownType, "unexpected %s after CheckIn", m.Type())
+	})
+	return out, err
+}
+
+// Upload sends an update and waits for the acknowledgement.
+func Upload(ctx context.Context, d Exchanger, req *wire.Upload) error {
+	return d.Exchange(ctx, req, func(m wire.Message) (bool, error) {
+		if _, ok := m.(*wire.UploadAck); !ok {
+			return true, wire.Errorf(wire.CodeUnknownType, "unexpected %s after Upload", m.Type())
+		}
+		return true, nil
+	})
+}
+
+// secAgg sends one phase's message of a secure round and returns the
+// leader's reply, which must be of type want. The leader holds the request
+// until the phase closes.
+func secAgg(ctx context.Context, d Exchanger, req wire.Message, want wire.Type) (wire.Message, error) {
+	var out wire.Message
+	err := d.Exchange(ctx, req, func(m wire.Message) (bool, error) {
+		if m.Type() != want {
+			return true, wire.Errorf(wire.CodeUnknownType, "unexpected %s after %s", m.Type(), req.Type())
+		}
+		out = m
+		return true, nil
+	})
+	return out, err
+}
+
+// Model downloads a committed model (version 0: the newest) from whichever
+// node d is connected to, checking it against the digest its header
+// announces, and returns it with its header, which carries the cluster's
+// event weights and catalogue digest.
+func Model(ctx context.Context, d Exchanger, version uint64) (*model.Model, *wire.ModelHeader, error) {
+	var b *wire.ModelBuilder
+	var hdr *wire.ModelHeader
+	err := d.Exchange(ctx, &wire.GetModel{Version: wire.Version, Model: version}, func(m wire.Message) (bool, error) {
+		switch m := m.(type) {
+		case *wire.ModelHeader:
+			if b != nil {
+				return true, wire.Errorf(wire.CodeMalformed, "second model header")
+			}
+			if version != 0 && m.Model != version {
+				return true, wire.Errorf(wire.CodeMalformed, "asked for model %d, got %d", version, m.Model)
+			}
+			var err error
+			b, err = wire.NewModelBuilder(m)
+			hdr = m
+			return false, err
+		case *wire.ModelChunk:
+			if b == nil {
+				return true, wire.Errorf(wire.CodeMalformed, "model chunk before its header")
+			}
+			if err := b.Add(m); err != nil {
+				return true, err
+			}
+			return b.Done(), nil
+		}
+		return true, wire.Errorf(wire.CodeUnknownType, "unexpected %s in a model transfer", m.Type())
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := b.Model()
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, hdr, nil
+}
+
+// Fetch downloads a model and checks its digest against the plan's; it
+// returns the model and its header.
+func Fetch(ctx context.Context, d Exchanger, version uint64, digest []byte) (*model.Model, *wire.ModelHeader, error) {
+	m, h, err := Model(ctx, d, version)
+	if err != nil {
+		return nil, nil, err
+	}
+	if got := wire.Digest(m); string(got[:]) != string(digest) {
+		return nil, nil, fmt.Errorf("client: model %d does not match the round's digest", version)
+	}
+	return m, h, nil
+}
+
+// Secure takes part in a secure round with update x: it checks the
+// round's announced parameters, encodes x with privacy.NewDistributed
+// (clipping it; r drives the randomized rounding), adds its share of the
+// round's Skellam noise with distributed DP, appends the adaptive-clipping
+// bit if asked, and runs the four phases of secure aggregation with the
+// leader. preClipped says that x was clipped to the round's clip already
+// (the adaptive-clipping bit is then inferred from its norm). It returns
+// the update's norm before clipping and the bytes sent.
+func Secure(ctx context.Context, d Exchanger, id string, plan *wire.Plan, x []float64, preClipped bool, r *rand.Rand) (float64, int, error) {
+	sp := plan.SecAgg
+	graph, rot := wire.SecAggSeeds(plan.Round, plan.Digest)
+	switch {
+	case !bytes.Equal(sp.Seed, graph[:]) || !bytes.Equal(sp.RotationSeed, rot[:]):
+		return 0, 0, errors.New("the round's seeds are not derived from its manifest")
+	case sp.Clip != plan.Clip:
+		return 0, 0, fmt.Errorf("secure clip %v differs from the plan's %v", sp.Clip, plan.Clip)
+	case sp.MinSurvivors < plan.MinClients:
+		return 0, 0, fmt.Errorf("secure round sums as few as %d inputs, the plan promises %d", sp.MinSurvivors, plan.MinClients)
+	case plan.Privacy.Mechanism == wire.MechSkellam && plan.Privacy.NoiseClients > sp.MinSurvivors:
+		// Fewer survivors than shares would carry less noise than announced.
+		return 0, 0, fmt.Errorf("noise split into %d shares, the round sums as few as %d", plan.Privacy.NoiseClients, sp.MinSurvivors)
+	}
+	dist, err := privacy.NewDistributed(sp.DistributedConfig(plan.Privacy, len(x)))
+	if err != nil {
+		return 0, 0, err
+	}
+	if dist.Skellam.ClientVariance > 0 {
+		// The noise must be secret to the client: a seeded generator
+		// would let the coordinator subtract it.
+		r = privacy.NewSecureRand()
+	}
+	pad := dist.Encoder.PaddedDim()
+	in := make([]uint64, sp.InputLen(pad))
+	norm, err := dist.Encode(in[:pad], x, r)
+	if err != nil {
+		return 0, 0, err
+	}
+	if sp.ClipBit && BelowClip(norm, sp.Clip, preClipped) {
+		in[pad] = 1 // adaptive clipping: only the cohort's count is revealed
+	}
+	c, err := secagg.NewClient(sp.Config(plan.Round, len(in)), plan.SecAggID, nil)
+	if err != nil {
+		return norm, 0, err
+	}
+	hdr := wire.SecAggHeader{Version: wire.Version, Round: plan.Round, ClientID: id, Ticket: plan.Ticket}
+	adv, err := c.AdvertiseKeys()
+	if err != nil {
+		return norm, 0, err
+	}
+	rep, err := secAgg(ctx, d, &wire.SecAggAdvert{SecAggHeader: hdr, Keys: wire.SecAggKeysOf(adv)}, wire.TypeSecAggPeerKeys)
+	if err != nil {
+		return norm, 0, fmt.Errorf("advertise keys: %w", err)
+	}
+	up, err := c.ShareKeys(rep.(*wire.SecAggPeerKeys).PeerKeys())
+	if err != nil {
+		return norm, 0, err
+	}
+	if rep, err = secAgg(ctx, d, &wire.SecAggShares{SecAggHeader: hdr, Shares: wire.SealedOf(up.Shares)}, wire.TypeSecAggDelivery); err != nil {
+		return norm, 0, fmt.Errorf("share keys: %w", err)
+	}
+	dl := rep.(*wire.SecAggDelivery)
+	mi, err := c.MaskedInput(secagg.ShareDelivery{Round: dl.Round, To: dl.To, Shares: wire.Sealed(dl.Shares)}, in)
+	if err != nil {
+		return norm, 0, err
+	}
+	width, vals := wire.PackWords(mi.Values, sp.Bits)
+	if rep, err = secAgg(ctx, d, &wire.SecAggMasked{SecAggHeader: hdr, Width: width, Values: vals}, wire.TypeSecAggUnmaskRequest); err != nil {
+		return norm, len(vals), fmt.Errorf("masked input: %w", err)
+	}
+	ur := rep.(*wire.SecAggUnmaskRequest)
+	um, err := c.Unmask(secagg.UnmaskRequest{Round: ur.Round, To: ur.To, Survivors: ur.Survivors, Dropped: ur.Dropped})
+	if err != nil {
+		return norm, len(vals), err
+	}
+	if _, err := secAgg(ctx, d, &wire.SecAggUnmask{SecAggHeader: hdr, SelfMaskShares: wire.SharesOf(um.SelfMaskShares), MaskKeyShares: wire.SharesOf(um.MaskKeyShares)}, wire.TypeUploadAck); err != nil {
+		return norm, len(vals), fmt.Errorf("unmask: %w", err)
+	}
+	return norm, len(vals), nil
+}
+
+// BelowClip is the adaptive-clipping bit of an update of L2 norm norm: it
+// was at most the clip. An update clipped already has norm clip when it
+// was clipped, so the bit is then its norm being strictly, beyond rounding,
+// below the clip.
+func BelowClip(norm, clip float64, preClipped bool) bool {
+	if preClipped {
+		return norm < clip*(1-1e-9)
+	}
+	return norm <= clip
+}
+
+// Sleep waits for d or until ctx ends.
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,92 @@
+package coordinator_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fedrec/fedrec/aggregation/secagg"
+	"github.com/fedrec/fedrec/coordinator"
+	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/coordinator/wire"
+)
+
+// A signed secure round over QUIC with device certificates: the node
+// relays each device's certificate from its TLS connection, every device
+// verifies its neighbours' adverts and survivor-set signatures against the
+// device CA and the manifest's cohort, and the round commits with a device
+// that dropped out after its masked input.
+func TestQUICSignedSecureRound(t *testing.T) {
+	const k = 5
+	tr := training()
+	tr.ClientsPerRound, tr.OverSelect, tr.MinClients, tr.Clip = k, 0, 3, 1
+	tr.CheckInWindow = 5 * time.Second // select when all k have checked in
+	tr.SecAgg, tr.SecAggPhase, tr.SecAggSigned = true, 2*time.Second, true
+	c := newQUICClusterWith(t, 1, tr)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	l := c.leader(t, ctx)
+	dim := tr.Items*(tr.Rank+1) + 1
+	var wg sync.WaitGroup
+	errs := make([]error, k)
+	for i := range k {
+		id := fmt.Sprintf("q%d", i)
+		cert, err := c.devCA.IssueDevice(id, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := wire.Dial(ctx, c.addrs[0], pki.DeviceTLS(c.ca.Pool(), cert))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.CloseWithError(0, "") })
+		exchange := func(req wire.Message) (wire.Message, error) {
+			var rep wire.Message
+			err := wire.Exchange(ctx, conn, req, wire.Limits{Only: wire.Replies}, func(m wire.Message) (bool, error) { rep = m; return true, nil })
+			return rep, err
+		}
+		last := secagg.PhaseUnmask
+		if i == k-1 {
+			last = secagg.PhaseMaskedInput
+		}
+		wg.Go(func() {
+			var plan *wire.Plan
+			for plan == nil && ctx.Err() == nil {
+				rep, _ := exchange(&wire.CheckIn{Version: wire.Version, ClientID: id})
+				plan, _ = rep.(*wire.Plan)
+			}
+			if plan == nil {
+				errs[i] = ctx.Err()
+				return
+			}
+			// The manifest's cohort, which the plan does not carry yet.
+			var cohort []string
+			l.View(func(s *coordinator.State) {
+				if o := s.Open(); o != nil && o.Round == plan.Round {
+					cohort = o.Cohort
+				}
+			})
+			x := make([]float64, dim)
+			for j := range x {
+				x[j] = 0.01 * float64(i+1)
+			}
+			_, errs[i] = coordinator.SignedDevice(plan, cohort, cert, c.devCA.Pool(), 0, x, last, exchange)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("device q%d: %v", i, err)
+		}
+	}
+	if err := l.WaitFor(ctx, func(s *coordinator.State) bool { return len(s.Rounds()) >= 1 }); err != nil {
+		t.Fatal(err)
+	}
+	l.View(func(s *coordinator.State) {
+		if r := s.Rounds()[0]; r.Outcome != coordinator.Committed || r.Survivors != k {
+			t.Errorf("round %+v, want committed with %d survivors (one dropped after its masked input)", r, k)
+		}
+	})
+}
