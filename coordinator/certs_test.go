@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -32,11 +34,17 @@ type certNode struct {
 	devCA *pki.CA
 }
 
-func newCertNode(t *testing.T, reload time.Duration) *certNode {
+func newCertNode(t *testing.T, reload time.Duration, opts ...func(dir string, cfg *coordinator.Config)) *certNode {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "certs")
 	if err := pki.WriteDir(dir, []string{"n0"}, nil, 24*time.Hour); err != nil {
 		t.Fatal(err)
+	}
+	if len(opts) > 0 {
+		// Options may need a device token key: make it before Load.
+		if _, err := pki.MakeTokenKey(dir); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ca, err := pki.LoadCA(dir)
 	if err != nil {
@@ -50,11 +58,15 @@ func newCertNode(t *testing.T, reload time.Duration) *certNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := coordinator.New(coordinator.Config{
+	cfg := coordinator.Config{
 		ID: "n0", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", ClientAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 		AdminToken: "tok", TLS: b, Bootstrap: true, Training: training(), CertReloadInterval: reload,
 		HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
-	})
+	}
+	for _, o := range opts {
+		o(dir, &cfg)
+	}
+	n, err := coordinator.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,5 +321,60 @@ func TestCertReloadPoll(t *testing.T) {
 	// have failed once; the next one loaded both.)
 	if m := c.metrics(t); m["fedrec_cert_reloads_total"] < 1 {
 		t.Errorf("reloads %v, want >= 1", m["fedrec_cert_reloads_total"])
+	}
+}
+
+// The device token keys come from the certificates directory and are
+// reloaded with it: after a rotation (device-token.pem replaced by the
+// new key, the backend switched to it), the WebTransport listener accepts
+// tokens of the new key and refuses those of the old one, without a
+// restart, and serves the node's renewed certificate.
+func TestCertReloadTokenKeys(t *testing.T) {
+	c := newCertNode(t, -1, func(dir string, cfg *coordinator.Config) { cfg.WebTransportAddr = "127.0.0.1:0" })
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	url := "https://" + c.n.WebTransportAddr() + wire.WebTransportPath
+	oldKey, err := pki.LoadTokenKey(c.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func(key ed25519.PrivateKey, device string) (*big.Int, error) {
+		tok, err := wire.IssueToken(key, device, time.Now(), time.Hour, rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sess, _, err := wire.DialWebTransport(ctx, url, pki.ClientTLS(c.ca.Pool()), tok)
+		if err != nil {
+			return nil, err
+		}
+		defer sess.CloseWithError(0, "")
+		return sess.SessionState().ConnectionState.TLS.PeerCertificates[0].SerialNumber, nil
+	}
+	if _, err := dial(oldKey, "browser-1"); err != nil {
+		t.Fatalf("token of the key in the files: %v", err)
+	}
+
+	pub, newKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePEMs(t, c.dir, pki.DeviceTokenPubFile, &pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	serial := c.renew(t, 60*24*time.Hour)
+	if err := c.n.ReloadCerts(); err != nil {
+		t.Fatalf("ReloadCerts: %v", err)
+	}
+	got, err := dial(newKey, "browser-2")
+	if err != nil {
+		t.Fatalf("token of the new key after the reload: %v", err)
+	}
+	if got.Cmp(serial) != 0 {
+		t.Errorf("WebTransport serves certificate %x after the reload, want %x", got, serial)
+	}
+	if _, err := dial(oldKey, "browser-3"); wire.CodeOf(err) != wire.CodeUnauthenticated {
+		t.Errorf("token of the removed key after the reload: %v, want %v", err, wire.CodeUnauthenticated)
 	}
 }
