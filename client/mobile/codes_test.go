@@ -30,6 +30,10 @@ func bundle(t *testing.T) ([]byte, string) {
 	return buf.Bytes(), strings.Join(items, "\n")
 }
 
+type filterFunc func(string) bool
+
+func (f filterFunc) Allow(item string) bool { return f(item) }
+
 type logLines struct {
 	mu    sync.Mutex
 	lines []string
@@ -76,6 +80,20 @@ func TestBindingNeverPanics(t *testing.T) {
 		if item, score := recs.Item(i), recs.Score(i); item != "" || score != 0 {
 			t.Errorf("Item(%d), Score(%d) = %q, %v; want \"\", 0", i, i, item, score)
 		}
+	}
+	// The app's filter and exclusions: never "b" nor "c", nor anything
+	// the filter refuses; the list holds what is left.
+	noD := filterFunc(func(item string) bool { return item != "d" })
+	got, err := c.RecommendFiltered(6, false, "b\nc", noD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var items []string
+	for i := range got.Len() {
+		items = append(items, got.Item(i))
+	}
+	if strings.Join(items, ",") == "" || strings.ContainsAny(strings.Join(items, ","), "abcd") || len(items) != 2 {
+		t.Errorf("RecommendFiltered excluding a (seen), b, c and d = %v, want e and f", items)
 	}
 	var none *Recommendations
 	if none.Len() != 0 || none.Item(0) != "" {

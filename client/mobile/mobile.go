@@ -524,12 +524,30 @@ func (r *Recommendations) Score(i int) float64 {
 
 // Recommend returns the k best items for the user, computed on the device.
 func (c *Client) Recommend(k int, includeSeen bool) (*Recommendations, error) {
+	return c.RecommendFiltered(k, includeSeen, "", nil)
+}
+
+// ItemFilter is the app's say over what Recommend returns (in stock,
+// age-appropriate, not already in the basket…): implement it in Kotlin or
+// Swift. Allow is asked about candidates in order of score until k are
+// allowed; it must not call back into the Client.
+type ItemFilter interface {
+	Allow(item string) bool
+}
+
+// RecommendFiltered is Recommend that never returns the items listed in
+// exclude (one ID a line) nor those filter refuses (nil: no filter).
+func (c *Client) RecommendFiltered(k int, includeSeen bool, exclude string, filter ItemFilter) (*Recommendations, error) {
 	ctx, cancel, err := c.ctx()
 	if err != nil {
 		return nil, wrap(err)
 	}
 	defer cancel()
-	recs, err := c.c.Recommend(ctx, k, client.Filter{IncludeSeen: includeSeen})
+	f := client.Filter{IncludeSeen: includeSeen, Exclude: splitLines(exclude)}
+	if filter != nil {
+		f.Allow = filter.Allow
+	}
+	recs, err := c.c.Recommend(ctx, k, f)
 	if err != nil {
 		return nil, c.wrapCtx(ctx, err)
 	}
