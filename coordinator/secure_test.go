@@ -23,7 +23,10 @@ func secureTraining(cohort int) Training {
 	// A phase waits this long only for the clients that drop out; honest
 	// ones must make it on a loaded machine under the race detector.
 	tr.Clip, tr.SecAgg, tr.SecAggPhase = 1, true, 1500*time.Millisecond
-	tr.CheckInWindow = 2 * time.Second
+	// The first phase's deadline is RoundTimeout: every client answers
+	// it, so a long one costs nothing but keeps a loaded machine's slow
+	// clients in the round.
+	tr.CheckInWindow, tr.RoundTimeout = 2*time.Second, 10*time.Second
 	return tr
 }
 
