@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -34,27 +33,15 @@ flags:`
 
 func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	addr := fs.String("admin", "", "admin address of a node (host:port of its --admin-addr; required)")
 	out := fs.String("out", "", "file to write (required; replaced atomically)")
 	token := fs.String("token", "", "operator token (default: $FEDREC_ADMIN_TOKEN)")
 	certs := fs.String("certs", "certs", "directory with the cluster CA (ca.pem), as made by 'fedrec cert'")
 	asJSON := fs.Bool("json", false, "print the backup's header as JSON instead of text")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, backupUsage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
-	}
-	usageErr := func(msg string) error {
-		fmt.Fprintf(stderr, "fedrec backup: %s\n\n", msg)
-		fs.Usage()
-		return errUsage
+	usageErr, err := parseFlags(fs, backupUsage, args, stderr)
+	if err != nil {
+		return err
 	}
 	switch {
 	case fs.NArg() > 0:

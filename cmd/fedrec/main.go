@@ -88,3 +88,25 @@ func usage(w io.Writer, cmds map[string]command) {
 	}
 	fmt.Fprintln(w, "\nRun 'fedrec <command> -h' for a command's flags.")
 }
+
+// parseFlags gives fs the usage text (followed by the flags), parses args
+// and returns the function that reports a usage error: "fedrec NAME: msg",
+// the usage, and errUsage. Asked for help, it returns flag.ErrHelp.
+func parseFlags(fs *flag.FlagSet, usage string, args []string, stderr io.Writer) (usageErr func(msg string) error, err error) {
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, errUsage
+	}
+	return func(msg string) error {
+		fmt.Fprintf(stderr, "fedrec %s: %s\n\n", fs.Name(), msg)
+		fs.Usage()
+		return errUsage
+	}, nil
+}

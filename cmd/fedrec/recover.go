@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -35,24 +34,12 @@ flags:`
 
 func runRecover(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("recover", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var nd nodeDir
 	nd.flags(fs, "the stopped survivor's data directory")
 	asJSON := fs.Bool("json", false, "print what was recovered as JSON")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, recoverUsage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
-	}
-	usageErr := func(msg string) error {
-		fmt.Fprintf(stderr, "fedrec recover: %s\n\n", msg)
-		fs.Usage()
-		return errUsage
+	usageErr, err := parseFlags(fs, recoverUsage, args, stderr)
+	if err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usageErr(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))

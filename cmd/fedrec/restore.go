@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -35,25 +34,13 @@ flags:`
 
 func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	in := fs.String("in", "", "backup file made by 'fedrec backup' (required)")
 	var nd nodeDir
 	nd.flags(fs, "the node's new data directory")
 	asJSON := fs.Bool("json", false, "print the backup's header as JSON instead of text")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, restoreUsage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
-	}
-	usageErr := func(msg string) error {
-		fmt.Fprintf(stderr, "fedrec restore: %s\n\n", msg)
-		fs.Usage()
-		return errUsage
+	usageErr, err := parseFlags(fs, restoreUsage, args, stderr)
+	if err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usageErr(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))

@@ -24,27 +24,15 @@ var errNotReady = errors.New("not ready")
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	addr := fs.String("admin", "", "admin address of a node (host:port of its --admin-addr; required)")
 	token := fs.String("token", "", "operator token (default: $FEDREC_ADMIN_TOKEN)")
 	certs := fs.String("certs", "certs", "directory with the cluster CA (ca.pem), as made by 'fedrec cert'")
 	asJSON := fs.Bool("json", false, "print the node's /v1/status JSON instead of text")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long (with --wait: waiting included)")
 	wait := fs.Bool("wait", false, "ask again until the node is ready (or --timeout passes), then print its status: for scripts, e.g. between the nodes of a rolling restart")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: fedrec status --admin HOST:PORT [--token T] [--json] [--wait [--timeout D]]\n\nShows a node's view of its cluster: Raft state, leader, members, model, open round, privacy spent.\nExit status: 0 if the node is ready, 1 if it is not (with --wait: not within --timeout) or cannot be asked, 2 on a usage error.\n\nflags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
-	}
-	usageErr := func(msg string) error {
-		fmt.Fprintf(stderr, "fedrec status: %s\n\n", msg)
-		fs.Usage()
-		return errUsage
+	usageErr, err := parseFlags(fs, "usage: fedrec status --admin HOST:PORT [--token T] [--json] [--wait [--timeout D]]\n\nShows a node's view of its cluster: Raft state, leader, members, model, open round, privacy spent.\nExit status: 0 if the node is ready, 1 if it is not (with --wait: not within --timeout) or cannot be asked, 2 on a usage error.\n\nflags:", args, stderr)
+	if err != nil {
+		return err
 	}
 	switch {
 	case fs.NArg() > 0:

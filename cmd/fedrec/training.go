@@ -58,7 +58,6 @@ func runTraining(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		args = args[1:]
 	}
 	fs := flag.NewFlagSet("training", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	addrs := fs.String("admin", "", "comma-separated admin addresses of the nodes (required)")
 	token := fs.String("token", "", "operator token (default: $FEDREC_ADMIN_TOKEN; $FEDREC_READ_TOKEN is enough to show)")
 	certs := fs.String("certs", "certs", "directory with the cluster CA (ca.pem)")
@@ -72,20 +71,9 @@ func runTraining(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	roundTimeout := fs.Duration("round-timeout", 0, "set: deadline for uploads after selection")
 	phase := fs.Duration("secagg-phase", 0, "set: deadline of each secure-aggregation phase after the first")
 	noise := fs.Float64("noise-multiplier", 0, "set: noise multiplier of the rounds from now on")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, trainingUsage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
-	}
-	usageErr := func(msg string) error {
-		fmt.Fprintf(stderr, "fedrec training: %s\n\n", msg)
-		fs.Usage()
-		return errUsage
+	usageErr, err := parseFlags(fs, trainingUsage, args, stderr)
+	if err != nil {
+		return err
 	}
 	q := url.Values{}
 	fs.Visit(func(f *flag.Flag) {
