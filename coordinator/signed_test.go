@@ -173,17 +173,17 @@ func (c *testCluster) signedParticipate(ctx context.Context, d *devices, id stri
 		rep, _ := exchange(&wire.CheckIn{Version: wire.Version, ClientID: id})
 		plan, _ = rep.(*wire.Plan)
 	}
-	// The manifest's cohort, which the plan does not carry yet.
-	var cohort []string
+	// The plan carries the manifest's cohort.
+	var manifest []string
 	l.View(func(s *State) {
 		if o := s.Open(); o != nil && o.Round == plan.Round {
-			cohort = o.Cohort
+			manifest = o.Cohort
 		}
 	})
-	if cohort == nil {
-		return nil, fmt.Errorf("round %d has no manifest", plan.Round)
+	if !slices.Equal(plan.Cohort, manifest) {
+		return nil, fmt.Errorf("round %d: the plan's cohort %q, the manifest's %q", plan.Round, plan.Cohort, manifest)
 	}
-	return SignedDevice(plan, cohort, d.certs[id], d.ca.Pool(), colluders, x, last, exchange)
+	return SignedDevice(plan, plan.Cohort, d.certs[id], d.ca.Pool(), colluders, x, last, exchange)
 }
 
 // runSigned runs a cohort of n devices s0..s{n-1} through a signed round,
