@@ -36,8 +36,8 @@ func signedTraining(cohort, colluders int) Training {
 // manifest's, index i is protocol id i) and that its threshold resists
 // colluders, then runs the phases through exchange, which sends one
 // request and returns the reply. It returns the last reply, or the
-// error with which the device refused to go on. The SDK will run the
-// same steps once its secure round is wired to client.Identity.
+// error with which the device refused to go on. The SDK runs the same
+// steps (client/internal/round.Secure with a client.Identity).
 func SignedDevice(plan *wire.Plan, cohort []string, cert tls.Certificate, deviceCA *x509.CertPool, colluders int, x []float64, last secagg.Phase, exchange func(wire.Message) (wire.Message, error)) (wire.Message, error) {
 	// Phase values are append-only: compare them in protocol order.
 	order := []secagg.Phase{secagg.PhaseAdvertiseKeys, secagg.PhaseShareKeys, secagg.PhaseMaskedInput, secagg.PhaseConsistencyCheck, secagg.PhaseUnmask}
