@@ -125,6 +125,13 @@ func (n *network) join(ctx context.Context, k *Contribution) error {
 	offer.Train.LR, offer.Train.Reg, offer.Train.Epochs, offer.Train.Alpha = plan.Train.LR, plan.Train.Reg, plan.Train.Epochs, plan.Train.Alpha
 	offer.EventWeights = eventWeightsOf(plan.Train.Events)
 	offer.DownloadBytes, offer.UploadBytes = roundSizes(plan, k.Have())
+	offer.SecAggColluders = -1
+	if plan.SecAgg != nil && plan.SecAgg.Signed {
+		offer.SignedSecAgg = true
+		if offer.SecAggColluders, err = plan.SecAgg.Config(plan.Round, 1).ActiveTolerance(); err != nil {
+			return &DeclineError{Round: plan.Round, Reason: ReasonInvalid, Detail: err.Error()}
+		}
+	}
 	if err := k.Accept(offer); err != nil {
 		return err
 	}
@@ -149,7 +156,7 @@ func (n *network) join(ctx context.Context, k *Contribution) error {
 		if _, err := crand.Read(seed[:]); err != nil {
 			return err
 		}
-		_, sent, err := round.Secure(rctx, d, n.cfg.ClientID, plan, p.Delta, true, rand.New(rand.NewChaCha8(seed)))
+		_, sent, err := round.Secure(rctx, d, n.cfg.ClientID, plan, p.Delta, true, rand.New(rand.NewChaCha8(seed)), d.signing(k.c.cfg.Policy.MinSecAggColluders))
 		if err != nil {
 			return fmt.Errorf("client: round %d: secure aggregation: %w", plan.Round, err)
 		}

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fedrec/fedrec/aggregation/secagg"
 	"github.com/fedrec/fedrec/client/internal/round"
 	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
@@ -101,6 +102,10 @@ type DialerConfig struct {
 	// Web configures the WebTransport transport of browser builds
 	// (js/wasm); native builds dial QUIC and ignore it.
 	Web *WebOptions
+	// DeviceCA holds the device CA's certificate, against which the
+	// device checks its peers' certificates in a signed secure round
+	// (Identity). nil: the device takes no part in signed rounds.
+	DeviceCA *x509.CertPool
 }
 
 // ErrClosedDialer is returned by a closed Dialer. It matches ErrClosed.
@@ -246,6 +251,26 @@ func DeviceID(cert tls.Certificate) (string, error) {
 		}
 	}
 	return wire.DeviceID(leaf), nil
+}
+
+// Identity returns the device's identity in a signed secure round of
+// cohort: the Dialer's device certificate (the first of its TLS
+// certificates) checked against DialerConfig.DeviceCA.
+func (d *Dialer) Identity(cohort []string) (*Identity, error) {
+	if len(d.tls.Certificates) == 0 {
+		return nil, fmt.Errorf("%w: no device certificate", ErrIdentity)
+	}
+	return NewIdentity(d.tls.Certificates[0], d.cfg.DeviceCA, cohort)
+}
+
+// signing is what the Dialer's device brings to a signed secure round
+// that must resist colluders colluding devices per neighbourhood.
+func (d *Dialer) signing(colluders int) round.Signing {
+	return round.Signing{Identity: d.secAggIdentity, Colluders: colluders}
+}
+
+func (d *Dialer) secAggIdentity(cohort []string) (secagg.Identity, error) {
+	return d.Identity(cohort)
 }
 
 // DeviceID returns the client ID of the Dialer's device certificate, ""

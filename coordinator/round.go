@@ -342,8 +342,13 @@ func (l *leader) round(ctx context.Context) error {
 	n.enter(r.id, phaseSelected)
 	down, up := n.roundSizes(base, cfg, r.sec)
 	started := time.Now()
+	var planCohort []string // a signed round's devices check their peers against it
+	if open.SecAgg != nil && open.SecAgg.Signed {
+		planCohort = ids
+	}
 	for i, w := range cohort {
 		w.reply <- &wire.Plan{
+			Cohort:        planCohort,
 			DownloadBytes: down, UploadBytes: up,
 			Round: r.id, Model: base.Version, Digest: base.Digest[:], Kind: wire.KindOf(base.Model.Kind),
 			Items: base.Model.Items, Rank: base.Model.Rank,

@@ -3,6 +3,7 @@ package coordinator_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -61,13 +62,18 @@ func TestQUICSignedSecureRound(t *testing.T) {
 				errs[i] = ctx.Err()
 				return
 			}
-			// The manifest's cohort, which the plan does not carry yet.
-			var cohort []string
+			// The plan carries the manifest's cohort.
+			var manifest []string
 			l.View(func(s *coordinator.State) {
 				if o := s.Open(); o != nil && o.Round == plan.Round {
-					cohort = o.Cohort
+					manifest = o.Cohort
 				}
 			})
+			if !slices.Equal(plan.Cohort, manifest) {
+				errs[i] = fmt.Errorf("the plan's cohort %q, the manifest's %q", plan.Cohort, manifest)
+				return
+			}
+			cohort := plan.Cohort
 			x := make([]float64, dim)
 			for j := range x {
 				x[j] = 0.01 * float64(i+1)

@@ -36,8 +36,8 @@ func signedTraining(cohort, colluders int) Training {
 // manifest's, index i is protocol id i) and that its threshold resists
 // colluders, then runs the phases through exchange, which sends one
 // request and returns the reply. It returns the last reply, or the
-// error with which the device refused to go on. The SDK will run the
-// same steps once its secure round is wired to client.Identity.
+// error with which the device refused to go on. The SDK runs the same
+// steps (client/internal/round.Secure with a client.Identity).
 func SignedDevice(plan *wire.Plan, cohort []string, cert tls.Certificate, deviceCA *x509.CertPool, colluders int, x []float64, last secagg.Phase, exchange func(wire.Message) (wire.Message, error)) (wire.Message, error) {
 	// Phase values are append-only: compare them in protocol order.
 	order := []secagg.Phase{secagg.PhaseAdvertiseKeys, secagg.PhaseShareKeys, secagg.PhaseMaskedInput, secagg.PhaseConsistencyCheck, secagg.PhaseUnmask}
@@ -173,17 +173,17 @@ func (c *testCluster) signedParticipate(ctx context.Context, d *devices, id stri
 		rep, _ := exchange(&wire.CheckIn{Version: wire.Version, ClientID: id})
 		plan, _ = rep.(*wire.Plan)
 	}
-	// The manifest's cohort, which the plan does not carry yet.
-	var cohort []string
+	// The plan carries the manifest's cohort.
+	var manifest []string
 	l.View(func(s *State) {
 		if o := s.Open(); o != nil && o.Round == plan.Round {
-			cohort = o.Cohort
+			manifest = o.Cohort
 		}
 	})
-	if cohort == nil {
-		return nil, fmt.Errorf("round %d has no manifest", plan.Round)
+	if !slices.Equal(plan.Cohort, manifest) {
+		return nil, fmt.Errorf("round %d: the plan's cohort %q, the manifest's %q", plan.Round, plan.Cohort, manifest)
 	}
-	return SignedDevice(plan, cohort, d.certs[id], d.ca.Pool(), colluders, x, last, exchange)
+	return SignedDevice(plan, plan.Cohort, d.certs[id], d.ca.Pool(), colluders, x, last, exchange)
 }
 
 // runSigned runs a cohort of n devices s0..s{n-1} through a signed round,

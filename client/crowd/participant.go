@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fedrec/fedrec/aggregation"
+	"github.com/fedrec/fedrec/aggregation/secagg"
 	"github.com/fedrec/fedrec/client"
 	"github.com/fedrec/fedrec/client/internal/round"
 	"github.com/fedrec/fedrec/coordinator/wire"
@@ -160,7 +161,7 @@ func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 	}
 	res.Loss, res.N = up.Loss, up.N
 	if plan.SecAgg != nil {
-		res.Norm, res.Bytes, err = round.Secure(rctx, p.cfg.Dialer, p.cfg.ID, plan, scr, false, p.rng)
+		res.Norm, res.Bytes, err = round.Secure(rctx, p.cfg.Dialer, p.cfg.ID, plan, scr, false, p.rng, round.Signing{Identity: p.identity})
 		if err != nil {
 			return res, fmt.Errorf("round %d: secure aggregation: %w", plan.Round, err)
 		}
@@ -231,4 +232,10 @@ func backoff(r *rand.Rand, attempt int, lo, hi time.Duration) time.Duration {
 		d = hi
 	}
 	return lo/2 + time.Duration(r.Int64N(int64(d)))
+}
+
+// identity is the participant's identity in a signed secure round: its
+// Dialer's device certificate, checked against the Dialer's DeviceCA.
+func (p *Participant) identity(cohort []string) (secagg.Identity, error) {
+	return p.cfg.Dialer.Identity(cohort)
 }

@@ -12,7 +12,8 @@ import (
 )
 
 // The device certificate's ID is the client ID: taken from it when
-// ClientID is empty, refused when ClientID names another device.
+// ClientID is empty, refused when ClientID names another device. The
+// device CA for signed secure rounds must parse.
 func TestDeviceCertificateOptions(t *testing.T) {
 	dir := t.TempDir()
 	if err := pki.WriteDir(dir, nil, nil, time.Hour); err != nil {
@@ -40,6 +41,11 @@ func TestDeviceCertificateOptions(t *testing.T) {
 		{"another ID", func(o *Options) { o.ClientID = "device-2" }, false},
 		{"no key", func(o *Options) { o.DeviceKeyPEM = nil }, false},
 		{"key of another certificate", func(o *Options) { o.DeviceKeyPEM = read(pki.CAKeyFile) }, false},
+		{"device CA for signed rounds", func(o *Options) {
+			o.DeviceCACertPEM, o.RequireSignedSecAgg, o.MinSecAggColluders = read(pki.DeviceCAFile), true, 1
+		}, true},
+		{"bad device CA", func(o *Options) { o.DeviceCACertPEM = []byte("not a certificate") }, false},
+		{"colluders without signed rounds", func(o *Options) { o.MinSecAggColluders = 1 }, false},
 	}
 	for i, tt := range tests {
 		o := base

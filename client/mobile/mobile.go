@@ -172,6 +172,13 @@ type Options struct {
 	RequireCharging  bool
 	RequireIdle      bool
 	MaxRoundBytes    int64
+	// RequireSignedSecAgg and MinSecAggColluders (client.Policy): take
+	// part only in signed secure rounds, which resist a coordinator that
+	// lies, whose threshold resists MinSecAggColluders colluding devices
+	// per neighbourhood. They need DeviceCACertPEM and a device
+	// certificate.
+	RequireSignedSecAgg bool
+	MinSecAggColluders  int
 
 	RetentionDays   int // default 90
 	MaxInteractions int // default 10,000
@@ -202,6 +209,11 @@ type Options struct {
 	// keystore; renew the certificate before it expires (a new Client).
 	DeviceCertPEM []byte
 	DeviceKeyPEM  []byte
+	// DeviceCACertPEM is the PEM of the device CA, against which the
+	// device checks its peers' certificates in a signed secure round
+	// (client.DialerConfig.DeviceCA); empty: the device takes no part in
+	// signed rounds.
+	DeviceCACertPEM []byte
 
 	anchor client.Anchor // set by NewWithAnchor
 }
@@ -239,11 +251,18 @@ func (o *Options) federation(log *slog.Logger) (client.Federation, error) {
 		}
 		conf = client.DeviceTLS(pool, cert)
 	}
+	var deviceCA *x509.CertPool
+	if len(o.DeviceCACertPEM) > 0 {
+		deviceCA = x509.NewCertPool()
+		if !deviceCA.AppendCertsFromPEM(o.DeviceCACertPEM) {
+			return nil, fmt.Errorf("%w: DeviceCACertPEM holds no certificate", errInvalid)
+		}
+	}
 	// The Dialer remembers which coordinators failed in the SDK's
 	// directory, so that the next background job starts with one that
 	// answered.
 	d, err := client.NewDialerConfig(client.DialerConfig{Addrs: addrs, TLS: conf, StateDir: o.Dir,
-		Budget: time.Duration(o.BudgetMillis) * time.Millisecond, Logger: log})
+		Budget: time.Duration(o.BudgetMillis) * time.Millisecond, Logger: log, DeviceCA: deviceCA})
 	if err != nil {
 		return nil, err
 	}
@@ -347,7 +366,8 @@ func newClient(o *Options, fed client.Federation, h *logHandler) (*Client, error
 			MinCohort: o.MinCohort, MinNoiseMultiplier: o.MinNoiseMultiplier, MaxClipNorm: o.MaxClipNorm,
 			Epsilon: o.Epsilon, Delta: o.Delta, TrustSamplingRate: o.TrustSamplingRate,
 			RequireUnmetered: o.RequireUnmetered, RequireCharging: o.RequireCharging, RequireIdle: o.RequireIdle,
-			MaxRoundBytes: o.MaxRoundBytes,
+			MaxRoundBytes:       o.MaxRoundBytes,
+			RequireSignedSecAgg: o.RequireSignedSecAgg, MinSecAggColluders: o.MinSecAggColluders,
 		},
 		Device:          dev,
 		Retention:       time.Duration(o.RetentionDays) * 24 * time.Hour,

@@ -223,6 +223,11 @@ type Plan struct {
 	// node). Appended.
 	DownloadBytes int64 `msgpack:"download_bytes,omitempty"`
 	UploadBytes   int64 `msgpack:"upload_bytes,omitempty"`
+	// Cohort, in a signed secure round, lists the cohort's client IDs in
+	// selection order: protocol id i is Cohort[i]. The device checks it
+	// against SecAgg.Seed (SecAggSignedSeed) and its peers' certificates
+	// against it. Appended.
+	Cohort []string `msgpack:"cohort,omitempty"`
 }
 
 func (*Plan) Type() Type { return TypePlan }
@@ -256,6 +261,16 @@ func (m *Plan) Validate() error {
 		}
 		if int(m.SecAggID) >= m.SecAgg.Clients {
 			return Errorf(CodeMalformed, "plan: secagg id %d of %d clients", m.SecAggID, m.SecAgg.Clients)
+		}
+	}
+	if len(m.Cohort) > 0 {
+		if m.SecAgg == nil || !m.SecAgg.Signed || len(m.Cohort) != m.SecAgg.Clients {
+			return Errorf(CodeMalformed, "plan: a cohort of %d outside a signed secure round of its size", len(m.Cohort))
+		}
+		for _, id := range m.Cohort {
+			if err := checkID("plan: cohort id", id); err != nil {
+				return err
+			}
 		}
 	}
 	_, err := checkShape(m.Kind, m.Items, m.Rank, DefaultMaxParams)

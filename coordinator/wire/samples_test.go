@@ -56,6 +56,8 @@ func sampleMessages() map[string]Message {
 		"secagg_peerkeys_signed": &SecAggPeerKeys{Round: 7, To: 2, Peers: []SecAggKeys{sampleSignedKeys(0), sampleSignedKeys(1)}},
 		"plan_secagg_signed": &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.5, TimeLeftMs: 30000, Ticket: ticket(),
 			SecAgg: func() *SecAggParams { p := sampleSecAgg(); p.Signed = true; return p }(), SecAggID: 2},
+		"plan_secagg_cohort": &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.5, TimeLeftMs: 30000, Ticket: ticket(),
+			SecAgg: func() *SecAggParams { p := sampleSecAgg(); p.Signed = true; return p }(), SecAggID: 2, Cohort: []string{"user-40", "user-41", "user-42"}},
 		"plan_distributed": &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.5,
 			Privacy: PrivacyParams{NoiseMultiplier: 1.1, SamplingRate: 0.01, Mechanism: MechSkellam, NoiseClients: 2}, MinClients: 2, TimeLeftMs: 30000, Ticket: ticket(), SecAgg: sampleSecAgg(), SecAggID: 2},
 		"plan_adaptiveclip": &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.43,

@@ -125,10 +125,26 @@ func Fetch(ctx context.Context, d Exchanger, version uint64, digest []byte) (*mo
 // leader. preClipped says that x was clipped to the round's clip already
 // (the adaptive-clipping bit is then inferred from its norm). It returns
 // the update's norm before clipping and the bytes sent.
-func Secure(ctx context.Context, d Exchanger, id string, plan *wire.Plan, x []float64, preClipped bool, r *rand.Rand) (float64, int, error) {
+//
+// A signed round (SecAggParams.Signed) also needs sign.Identity: the
+// device checks that the round's graph seed binds the plan's cohort, with
+// itself at its index, and that the threshold resists sign.Colluders,
+// signs its key advert and the survivor set with its identity, and
+// reveals its shares only under enough of its neighbours' signatures of
+// that set.
+func Secure(ctx context.Context, d Exchanger, id string, plan *wire.Plan, x []float64, preClipped bool, r *rand.Rand, sign Signing) (float64, int, error) {
 	sp := plan.SecAgg
 	graph, rot := wire.SecAggSeeds(plan.Round, plan.Digest)
+	if sp.Signed {
+		graph = wire.SecAggSignedSeed(plan.Round, plan.Digest, plan.Cohort)
+	}
 	switch {
+	case sp.Signed && sign.Identity == nil:
+		return 0, 0, errors.New("a signed round, and the device has no identity to sign with")
+	case sp.Signed && len(plan.Cohort) != sp.Clients:
+		return 0, 0, fmt.Errorf("a signed round of %d clients, the plan lists a cohort of %d", sp.Clients, len(plan.Cohort))
+	case sp.Signed && plan.Cohort[plan.SecAggID] != id:
+		return 0, 0, fmt.Errorf("the plan's cohort has %q at this device's index %d", plan.Cohort[plan.SecAggID], plan.SecAggID)
 	case !bytes.Equal(sp.Seed, graph[:]) || !bytes.Equal(sp.RotationSeed, rot[:]):
 		return 0, 0, errors.New("the round's seeds are not derived from its manifest")
 	case sp.Clip != plan.Clip:
@@ -157,7 +173,20 @@ func Secure(ctx context.Context, d Exchanger, id string, plan *wire.Plan, x []fl
 	if sp.ClipBit && BelowClip(norm, sp.Clip, preClipped) {
 		in[pad] = 1 // adaptive clipping: only the cohort's count is revealed
 	}
-	c, err := secagg.NewClient(sp.Config(plan.Round, len(in)), plan.SecAggID, nil)
+	cfg := sp.Config(plan.Round, len(in))
+	var c *secagg.Client
+	if sp.Signed {
+		if err := cfg.CheckActive(sign.Colluders); err != nil {
+			return norm, 0, err
+		}
+		var ident secagg.Identity
+		if ident, err = sign.Identity(plan.Cohort); err != nil {
+			return norm, 0, err
+		}
+		c, err = secagg.NewSignedClient(cfg, plan.SecAggID, ident, nil)
+	} else {
+		c, err = secagg.NewClient(cfg, plan.SecAggID, nil)
+	}
 	if err != nil {
 		return norm, 0, err
 	}
@@ -183,11 +212,24 @@ func Secure(ctx context.Context, d Exchanger, id string, plan *wire.Plan, x []fl
 		return norm, 0, err
 	}
 	width, vals := wire.PackWords(mi.Values, sp.Bits)
-	if rep, err = secAgg(ctx, d, &wire.SecAggMasked{SecAggHeader: hdr, Width: width, Values: vals}, wire.TypeSecAggUnmaskRequest); err != nil {
-		return norm, len(vals), fmt.Errorf("masked input: %w", err)
+	if !sp.Signed {
+		if rep, err = secAgg(ctx, d, &wire.SecAggMasked{SecAggHeader: hdr, Width: width, Values: vals}, wire.TypeSecAggUnmaskRequest); err != nil {
+			return norm, len(vals), fmt.Errorf("masked input: %w", err)
+		}
+	} else {
+		if rep, err = secAgg(ctx, d, &wire.SecAggMasked{SecAggHeader: hdr, Width: width, Values: vals}, wire.TypeSecAggCheckRequest); err != nil {
+			return norm, len(vals), fmt.Errorf("masked input: %w", err)
+		}
+		cs, err := c.ConsistencyCheck(rep.(*wire.SecAggCheckRequest).ConsistencyRequest())
+		if err != nil {
+			return norm, len(vals), err
+		}
+		if rep, err = secAgg(ctx, d, &wire.SecAggCheck{SecAggHeader: hdr, Signature: cs.Signature}, wire.TypeSecAggUnmaskRequest); err != nil {
+			return norm, len(vals), fmt.Errorf("consistency check: %w", err)
+		}
 	}
 	ur := rep.(*wire.SecAggUnmaskRequest)
-	um, err := c.Unmask(secagg.UnmaskRequest{Round: ur.Round, To: ur.To, Survivors: ur.Survivors, Dropped: ur.Dropped})
+	um, err := c.Unmask(secagg.UnmaskRequest{Round: ur.Round, To: ur.To, Survivors: ur.Survivors, Dropped: ur.Dropped, Signatures: wire.PeerSignatures(ur.Signatures)})
 	if err != nil {
 		return norm, len(vals), err
 	}
@@ -195,6 +237,18 @@ func Secure(ctx context.Context, d Exchanger, id string, plan *wire.Plan, x []fl
 		return norm, len(vals), fmt.Errorf("unmask: %w", err)
 	}
 	return norm, len(vals), nil
+}
+
+// Signing is what a device brings to a signed secure round.
+type Signing struct {
+	// Identity returns the device's identity in a round of cohort (a
+	// client.Identity); nil: the device has none and refuses signed
+	// rounds.
+	Identity func(cohort []string) (secagg.Identity, error)
+	// Colluders is how many devices per neighbourhood may collude with
+	// the coordinator: a signed round whose threshold resists fewer is
+	// refused (Policy.MinSecAggColluders).
+	Colluders int
 }
 
 // BelowClip is the adaptive-clipping bit of an update of L2 norm norm: it

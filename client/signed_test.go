@@ -1,0 +1,160 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/fedrec/fedrec/client"
+	"github.com/fedrec/fedrec/coordinator"
+	"github.com/fedrec/fedrec/coordinator/pki"
+)
+
+// startDeviceNode starts a one-node cluster whose client protocol on QUIC
+// authenticates devices with certificates of a device CA, which it
+// returns with the cluster's CA.
+func startDeviceNode(t *testing.T, tr coordinator.Training) (n *coordinator.Node, ca, devCA *pki.CA) {
+	t.Helper()
+	ca, err := pki.NewCA("test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if devCA, err = pki.NewCA("test device CA", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	b, err := ca.NodeBundle("n0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Devices, b.Revoked = devCA.Pool(), filepath.Join(t.TempDir(), pki.RevokedFile)
+	_, trans := raft.NewInmemTransport("raft-0")
+	n, err = coordinator.New(coordinator.Config{
+		ID: "n0", InMemory: true, Transport: trans, ClientAddr: "127.0.0.1:0", TLS: b, Bootstrap: true, Seed: 1,
+		HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
+		Training: tr,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	wctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := n.WaitFor(wctx, func(s *coordinator.State) bool { return s.Current() != nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n, ca, devCA
+}
+
+// certifiedDevice is an app's SDK on a device with a certificate of devCA
+// for client ID id, which checks its peers against devCA, with the
+// cluster's model and a few ratings, opted in.
+func certifiedDevice(t *testing.T, n *coordinator.Node, ca, devCA *pki.CA, id string, catalogue []string, p client.Policy) *client.Client {
+	t.Helper()
+	cert, err := devCA.IssueDevice(id, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := client.NewDialerConfig(client.DialerConfig{Addrs: []string{n.ClientAddr()}, TLS: client.DeviceTLS(ca.Pool(), cert), DeviceCA: devCA.Pool()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	fed, err := client.NewNetwork(client.NetworkConfig{ClientID: id, Dialer: d, Items: catalogue})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(client.Config{Dir: t.TempDir(), Key: make([]byte, 32), Policy: p, Federation: fed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if _, err := c.Sync(ctx); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	for i := range 8 {
+		if err := c.Record(ctx, client.Interaction{Item: catalogue[i], Kind: client.Rating, Value: float64(1 + i%5)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.OptIn()
+	return c
+}
+
+func secureTraining(items int, signed bool) coordinator.Training {
+	return coordinator.Training{Items: items, Rank: 4, Mean: 3.5, ClientsPerRound: 3, MinClients: 3, Clip: 0.5,
+		NoiseMultiplier: 1.2, Population: 1000, CheckInWindow: 2 * time.Second, RoundTimeout: 10 * time.Second,
+		SecAgg: true, SecAggPhase: 5 * time.Second, SecAggSigned: signed}
+}
+
+// SDK devices with device certificates take part in a signed secure
+// round over QUIC: each signs its key advert and the survivor set and
+// checks its peers' against the device CA and the plan's cohort, and the
+// round commits. A device whose policy requires signed rounds joins it.
+func TestSDKSignedSecureRound(t *testing.T) {
+	const items = 20
+	n, ca, devCA := startDeviceNode(t, secureTraining(items, true))
+	catalogue := catalogueOf(items)
+	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
+	defer cancel()
+	strict := permissive
+	strict.RequireSignedSecAgg = true
+	errs := make(chan error, 3)
+	for i := range 3 {
+		p := permissive
+		if i == 0 {
+			p = strict
+		}
+		c := certifiedDevice(t, n, ca, devCA, fmt.Sprintf("signed-%d", i), catalogue, p)
+		go func() {
+			rr, err := participate(ctx, c)
+			if err == nil && rr.BytesSent == 0 {
+				err = fmt.Errorf("device %d sent nothing", i)
+			}
+			errs <- err
+		}()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Errorf("Participate: %v", err)
+		}
+	}
+	if err := n.WaitFor(ctx, func(s *coordinator.State) bool { return s.Current() != nil && s.Current().Version >= 2 }); err != nil {
+		t.Errorf("no model committed from the signed secure round: %v", err)
+	}
+}
+
+// A device whose policy requires signed secure rounds declines a secure
+// round that is not signed (ReasonSecAgg), before it sends anything.
+func TestSDKRequireSignedSecAggDeclines(t *testing.T) {
+	const items = 20
+	n, ca, devCA := startDeviceNode(t, secureTraining(items, false))
+	catalogue := catalogueOf(items)
+	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
+	defer cancel()
+	strict := permissive
+	strict.RequireSignedSecAgg = true
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel() // the others' round cannot commit without the strict device
+	for i := 1; i < 3; i++ {
+		c := certifiedDevice(t, n, ca, devCA, fmt.Sprintf("plain-%d", i), catalogue, permissive)
+		wg.Go(func() { participate(ctx, c) })
+	}
+	c := certifiedDevice(t, n, ca, devCA, "plain-0", catalogue, strict)
+	rr, err := participate(ctx, c)
+	var de *client.DeclineError
+	if !errors.As(err, &de) || de.Reason != client.ReasonSecAgg {
+		t.Fatalf("Participate() = %v, want a DeclineError with ReasonSecAgg", err)
+	}
+	if rr.BytesSent != 0 {
+		t.Errorf("the declining device sent %d bytes", rr.BytesSent)
+	}
+}
