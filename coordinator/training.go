@@ -255,6 +255,8 @@ func (t Training) Validate() error {
 		return bad("SecAggPhase", t.SecAggPhase, "0 without SecAgg")
 	case t.SecAggSigned && !t.SecAgg:
 		return bad("SecAggSigned", t.SecAggSigned, "false without SecAgg")
+	case t.SecAggSigned && float64(t.ClientsPerRound)*(1+t.OverSelect) > wire.MaxSignedCohort:
+		return bad("ClientsPerRound", t.ClientsPerRound, fmt.Sprintf("a signed round's cohort (with OverSelect) of at most %d", wire.MaxSignedCohort))
 	case t.SecAggColluders != 0 && !t.SecAggSigned:
 		return bad("SecAggColluders", t.SecAggColluders, "0 without SecAggSigned")
 	case t.SecAggColluders < 0 || (t.SecAggSigned && t.SecAggColluders > t.MinClients-3):

@@ -71,8 +71,8 @@ func (l Limits) MaxBody(t Type) int {
 		return secAggBody
 	case TypeSecAggCheckRequest: // up to secagg.MaxClients ids of at most 5 bytes
 		return 5*secagg.MaxClients + smallBody
-	case TypePlan: // a signed round's cohort: up to secagg.MaxClients ids
-		return (MaxIDLen+5)*secagg.MaxClients + smallBody
+	case TypePlan: // a signed round's cohort: up to MaxSignedCohort ids
+		return (MaxIDLen+5)*MaxSignedCohort + smallBody
 	}
 	if New(t) == nil {
 		return 0

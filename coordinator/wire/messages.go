@@ -192,6 +192,11 @@ func (p *PrivacyParams) Validate() error {
 	return nil
 }
 
+// MaxSignedCohort bounds the cohort of a signed secure round, which every
+// device of the round receives in its Plan (up to about 2 MiB of client
+// IDs): a device never accepts more from a node.
+const MaxSignedCohort = 1 << 14
+
 // Plan tells a selected client what to do in a round: train on model
 // version Model (whose SHA-256 digest is Digest), clip its update to L2
 // norm Clip (0 = none) and upload it with Ticket within TimeLeftMs.
@@ -264,7 +269,7 @@ func (m *Plan) Validate() error {
 		}
 	}
 	if len(m.Cohort) > 0 {
-		if m.SecAgg == nil || !m.SecAgg.Signed || len(m.Cohort) != m.SecAgg.Clients {
+		if m.SecAgg == nil || !m.SecAgg.Signed || len(m.Cohort) != m.SecAgg.Clients || len(m.Cohort) > MaxSignedCohort {
 			return Errorf(CodeMalformed, "plan: a cohort of %d outside a signed secure round of its size", len(m.Cohort))
 		}
 		for _, id := range m.Cohort {

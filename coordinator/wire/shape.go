@@ -61,7 +61,7 @@ var arrayBounds = map[string]arrayBound{
 	"OpenRound.cohort": {1 << 24, 2},
 	// A signed round's cohort in its Plan: one id per secure-aggregation
 	// client.
-	"Plan.cohort": {secagg.MaxClients, 2},
+	"Plan.cohort": {MaxSignedCohort, 2},
 	// A device's remembered coordinators: an AddrState is 40 bytes in Go
 	// and takes at least one byte (an empty map) in its file.
 	"ClientState.addrs": {MaxStateAddrs, 1},
