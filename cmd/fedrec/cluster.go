@@ -150,13 +150,47 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return clusterHealth(ctx, c, nodes, *token, *asJSON, stdout)
 	}
 
-	// Ask the nodes in order; go on to the next one only if this one is
-	// unreachable or, for a leader-only call, not the leader. Ask them all
-	// again, until the timeout, while the nodes that answer know no leader
-	// (an election), or while leadership moves: the new leader may be a
-	// node asked before it took over (the leader asked to remove itself
-	// hands leadership over and names its successor). Only a leader that
-	// every node names and none of them is ends the search early.
+	addr, body, err := askLeader(ctx, c, nodes, method, path, *token)
+	if err != nil {
+		return fmt.Errorf("cluster %s: %w", sub, err)
+	}
+	var cl coordinator.Cluster
+	if err := json.Unmarshal(body, &cl); err != nil {
+		return fmt.Errorf("cluster %s: %s answered: %w", sub, addr, err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(cl)
+	}
+	switch sub {
+	case "join":
+		fmt.Fprintf(stdout, "joined %s\n", pos[0])
+	case "remove":
+		fmt.Fprintf(stdout, "removed %s\n", pos[0])
+	case "transfer-leadership":
+		if cl.Leader != nil {
+			fmt.Fprintf(stdout, "leadership transferred to %s\n", cl.Leader.ID)
+		} else {
+			fmt.Fprintln(stdout, "leadership transferred; new leader not known yet")
+		}
+	}
+	printCluster(stdout, &cl)
+	return nil
+}
+
+// askLeader sends a request without a body to the nodes' admin APIs and
+// returns the address that answered 200 and its body. It asks the nodes in
+// order and goes on to the next one only if this one is unreachable or,
+// for a leader-only call, not the leader (409), whose registered admin
+// address it then asks in the same round. It asks them all again, until
+// ctx ends, while the nodes that answer know no leader (an election), or
+// while leadership moves: the new leader may be a node asked before it
+// took over (the leader asked to remove itself hands leadership over and
+// names its successor). Only a leader that every node names and none of
+// them is ends the search early. Any other answer is an error naming it.
+func askLeader(ctx context.Context, c *http.Client, nodes []string, method, path, token string) (string, []byte, error) {
+	nodes = slices.Clone(nodes)
 	var lastLeaders string
 	for {
 		var errs []error
@@ -164,7 +198,7 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		leaders := map[string]bool{}
 		for i := 0; i < len(nodes); i++ {
 			addr := nodes[i]
-			code, body, err := adminDo(ctx, c, method, addr, path, *token)
+			code, body, err := adminDo(ctx, c, method, addr, path, token)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 				if ctx.Err() != nil {
@@ -173,59 +207,36 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 				continue
 			}
 			if code == http.StatusOK {
-				var cl coordinator.Cluster
-				if err := json.Unmarshal(body, &cl); err != nil {
-					return fmt.Errorf("cluster %s: %s answered: %w", sub, addr, err)
-				}
-				if *asJSON {
-					enc := json.NewEncoder(stdout)
-					enc.SetIndent("", "  ")
-					return enc.Encode(cl)
-				}
-				switch sub {
-				case "join":
-					fmt.Fprintf(stdout, "joined %s\n", pos[0])
-				case "remove":
-					fmt.Fprintf(stdout, "removed %s\n", pos[0])
-				case "transfer-leadership":
-					if cl.Leader != nil {
-						fmt.Fprintf(stdout, "leadership transferred to %s\n", cl.Leader.ID)
-					} else {
-						fmt.Fprintln(stdout, "leadership transferred; new leader not known yet")
-					}
-				}
-				printCluster(stdout, &cl)
-				return nil
+				return addr, body, nil
 			}
 			var ce coordinator.ClusterError
 			if json.Unmarshal(body, &ce) != nil || ce.Error == "" {
 				ce.Error = strings.TrimSpace(string(body))
 			}
-			if code == http.StatusConflict {
-				hint := "leader unknown"
-				if ce.Leader == nil {
-					retry = true // an election
-				} else {
-					leaders[ce.Leader.ID] = true
-					hint = "the leader is " + ce.Leader.ID
-					if ce.Leader.RaftAddr != "" {
-						hint += " (raft " + ce.Leader.RaftAddr + ")"
-					}
-					if a := ce.Leader.AdminAddr; a != "" {
-						// The leader registered its admin address: ask it
-						// next, in this round.
-						hint += ", admin " + a
-						if !slices.Contains(nodes, a) {
-							nodes = append(nodes, a)
-						}
-					} else {
-						hint += ": ask its admin address"
-					}
-				}
-				errs = append(errs, fmt.Errorf("%s is not the leader; %s", addr, hint))
-				continue
+			if code != http.StatusConflict {
+				return "", nil, fmt.Errorf("%s: %d %s: %s", addr, code, http.StatusText(code), ce.Error)
 			}
-			return fmt.Errorf("cluster %s: %s: %d %s: %s", sub, addr, code, http.StatusText(code), ce.Error)
+			hint := "leader unknown"
+			if ce.Leader == nil {
+				retry = true // an election
+			} else {
+				leaders[ce.Leader.ID] = true
+				hint = "the leader is " + ce.Leader.ID
+				if ce.Leader.RaftAddr != "" {
+					hint += " (raft " + ce.Leader.RaftAddr + ")"
+				}
+				if a := ce.Leader.AdminAddr; a != "" {
+					// The leader registered its admin address: ask it
+					// next, in this round.
+					hint += ", admin " + a
+					if !slices.Contains(nodes, a) {
+						nodes = append(nodes, a)
+					}
+				} else {
+					hint += ": ask its admin address"
+				}
+			}
+			errs = append(errs, fmt.Errorf("%s is not the leader; %s", addr, hint))
 		}
 		named := strings.Join(slices.Sorted(maps.Keys(leaders)), ",")
 		if len(leaders) > 1 || (lastLeaders != "" && named != lastLeaders) {
@@ -233,11 +244,11 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		lastLeaders = named
 		if !retry || ctx.Err() != nil {
-			return fmt.Errorf("cluster %s: %w", sub, errors.Join(errs...))
+			return "", nil, errors.Join(errs...)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("cluster %s: %w", sub, errors.Join(errs...))
+			return "", nil, errors.Join(errs...)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"os/user"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -114,43 +112,21 @@ func runTraining(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		q.Set("operator", *operator)
 		method, path = http.MethodPost, path+"?"+q.Encode()
 	}
-	var errs []error
-	for i := 0; i < len(nodes); i++ {
-		addr := nodes[i]
-		code, body, err := adminDo(ctx, c, method, addr, path, *token)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
-			continue
-		}
-		if code == http.StatusOK {
-			var doc coordinator.TrainingDoc
-			if err := json.Unmarshal(body, &doc); err != nil {
-				return fmt.Errorf("training: %s answered: %w", addr, err)
-			}
-			if *asJSON {
-				return printJSON(stdout, doc)
-			}
-			if set {
-				fmt.Fprintln(stdout, "changed; the next round uses the new settings")
-			}
-			return printTraining(stdout, &doc)
-		}
-		var ce coordinator.ClusterError
-		if json.Unmarshal(body, &ce) != nil || ce.Error == "" {
-			ce.Error = strings.TrimSpace(string(body))
-		}
-		if code == http.StatusConflict {
-			errs = append(errs, fmt.Errorf("%s is not the leader", addr))
-			// Ask next the leader it names, at the admin address the
-			// leader registered through the membership.
-			if ce.Leader != nil && ce.Leader.AdminAddr != "" && !slices.Contains(nodes, ce.Leader.AdminAddr) {
-				nodes = append(nodes, ce.Leader.AdminAddr)
-			}
-			continue
-		}
-		return fmt.Errorf("training: %s: %d %s: %s", addr, code, http.StatusText(code), ce.Error)
+	addr, body, err := askLeader(ctx, c, nodes, method, path, *token)
+	if err != nil {
+		return fmt.Errorf("training: %w", err)
 	}
-	return fmt.Errorf("training: %w", errors.Join(errs...))
+	var doc coordinator.TrainingDoc
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return fmt.Errorf("training: %s answered: %w", addr, err)
+	}
+	if *asJSON {
+		return printJSON(stdout, doc)
+	}
+	if set {
+		fmt.Fprintln(stdout, "changed; the next round uses the new settings")
+	}
+	return printTraining(stdout, &doc)
 }
 
 func printTraining(w io.Writer, doc *coordinator.TrainingDoc) error {
