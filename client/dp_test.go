@@ -27,24 +27,17 @@ func TestSDKDistributedNoise(t *testing.T) {
 	run := func(t *testing.T, p client.Policy) []error {
 		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 		defer cancel()
-		errs := make(chan error, 3)
-		reports := make(chan client.RoundReport, 3)
+		var devices []*client.Client
 		for range 3 {
-			c := newDevice(t, n, ca, catalogue, p)
-			go func() {
-				rr, err := participate(ctx, c)
-				reports <- rr
-				errs <- err
-			}()
+			devices = append(devices, newDevice(t, n, ca, catalogue, p))
 		}
-		var out []error
-		for range 3 {
-			out = append(out, <-errs)
-			if rr := <-reports; rr.Round != 0 && math.Abs(rr.NoiseMultiplier/effective-1) > 0.01 {
+		reports, errs := participateAll(ctx, devices)
+		for _, rr := range reports {
+			if rr.Round != 0 && math.Abs(rr.NoiseMultiplier/effective-1) > 0.01 {
 				t.Errorf("report noise multiplier %v, want the effective %v", rr.NoiseMultiplier, effective)
 			}
 		}
-		return out
+		return errs
 	}
 	t.Run("declines less noise than it wants", func(t *testing.T) {
 		strict := permissive

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -66,19 +67,16 @@ func TestSDKSecureRound(t *testing.T) {
 	catalogue := catalogueOf(items)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	errs := make(chan error, 3)
-	for i := range 3 {
-		c := newDevice(t, n, ca, catalogue, permissive)
-		go func() {
-			rr, err := participate(ctx, c)
-			if err == nil && rr.BytesSent == 0 {
-				err = fmt.Errorf("device %d sent nothing", i)
-			}
-			errs <- err
-		}()
-	}
+	var devices []*client.Client
 	for range 3 {
-		if err := <-errs; err != nil {
+		devices = append(devices, newDevice(t, n, ca, catalogue, permissive))
+	}
+	reports, errs := participateAll(ctx, devices)
+	for i, err := range errs {
+		if err == nil && reports[i].BytesSent == 0 {
+			err = fmt.Errorf("device %d sent nothing", i)
+		}
+		if err != nil {
 			t.Errorf("Participate: %v", err)
 		}
 	}
@@ -134,18 +132,12 @@ func TestSDKImplicitShop(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 		defer cancel()
-		errs := make(chan error, len(devices))
-		for _, c := range devices {
-			go func() {
-				rr, err := participate(ctx, c)
-				if err == nil && (rr.BytesSent == 0 || rr.ModelVersion != 1) {
-					err = fmt.Errorf("round report %+v, want bytes sent for model 1", rr)
-				}
-				errs <- err
-			}()
-		}
-		for range devices {
-			if err := <-errs; err != nil {
+		reports, errs := participateAll(ctx, devices)
+		for i, err := range errs {
+			if rr := reports[i]; err == nil && (rr.BytesSent == 0 || rr.ModelVersion != 1) {
+				err = fmt.Errorf("round report %+v, want bytes sent for model 1", rr)
+			}
+			if err != nil {
 				t.Fatalf("Participate: %v", err)
 			}
 		}
@@ -264,6 +256,18 @@ func deviceWith(t *testing.T, n *coordinator.Node, ca *pki.CA, catalogue []strin
 }
 
 // participate retries while the coordinator has no round open yet.
+// participateAll has every device take part at once, as participate, and
+// returns their reports and errors in the devices' order.
+func participateAll(ctx context.Context, devices []*client.Client) ([]client.RoundReport, []error) {
+	reports, errs := make([]client.RoundReport, len(devices)), make([]error, len(devices))
+	var wg sync.WaitGroup
+	for i, c := range devices {
+		wg.Go(func() { reports[i], errs[i] = participate(ctx, c) })
+	}
+	wg.Wait()
+	return reports, errs
+}
+
 func participate(ctx context.Context, c *client.Client) (client.RoundReport, error) {
 	for {
 		rr, err := c.Participate(ctx)

@@ -106,23 +106,20 @@ func TestSDKSignedSecureRound(t *testing.T) {
 	defer cancel()
 	strict := permissive
 	strict.RequireSignedSecAgg = true
-	errs := make(chan error, 3)
+	var devices []*client.Client
 	for i := range 3 {
 		p := permissive
 		if i == 0 {
 			p = strict
 		}
-		c := certifiedDevice(t, n, ca, devCA, fmt.Sprintf("signed-%d", i), catalogue, p)
-		go func() {
-			rr, err := participate(ctx, c)
-			if err == nil && rr.BytesSent == 0 {
-				err = fmt.Errorf("device %d sent nothing", i)
-			}
-			errs <- err
-		}()
+		devices = append(devices, certifiedDevice(t, n, ca, devCA, fmt.Sprintf("signed-%d", i), catalogue, p))
 	}
-	for range 3 {
-		if err := <-errs; err != nil {
+	reports, errs := participateAll(ctx, devices)
+	for i, err := range errs {
+		if err == nil && reports[i].BytesSent == 0 {
+			err = fmt.Errorf("device %d sent nothing", i)
+		}
+		if err != nil {
 			t.Errorf("Participate: %v", err)
 		}
 	}
