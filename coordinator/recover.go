@@ -69,7 +69,13 @@ func RecoverAlone(dataDir, id, raftAddr string) (Recovered, error) {
 	if !ok {
 		return out, fmt.Errorf("coordinator: recover: %s holds no Raft state", dataDir)
 	}
-	old, err := lastConfiguration(store, snaps)
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(id)
+	rc.Logger = hlog
+	// The transport only encodes the legacy peer list (see RestoreBackup).
+	_, trans := raft.NewInmemTransport(raft.ServerAddress(raftAddr))
+	defer trans.Close()
+	old, err := persistedConfiguration(*rc, store, snaps, trans)
 	if err != nil {
 		return out, fmt.Errorf("coordinator: recover: %w", err)
 	}
@@ -79,12 +85,6 @@ func RecoverAlone(dataDir, id, raftAddr string) (Recovered, error) {
 		}
 	}
 
-	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(id)
-	rc.Logger = hlog
-	// The transport only encodes the legacy peer list (see RestoreBackup).
-	_, trans := raft.NewInmemTransport(raft.ServerAddress(raftAddr))
-	defer trans.Close()
 	f := newFSM()
 	conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(raftAddr)}}}
 	if err := recoverCluster(rc, f, store, snaps, trans, conf); err != nil {
@@ -115,41 +115,14 @@ func recoverCluster(rc *raft.Config, f raft.FSM, store *boltStore, snaps raft.Sn
 	return raft.RecoverCluster(rc, f, store, store, snaps, trans, conf)
 }
 
-// lastConfiguration returns the newest membership in the log or, failing
-// that, in the newest snapshot.
-func lastConfiguration(logs raft.LogStore, snaps raft.SnapshotStore) (raft.Configuration, error) {
-	first, err := logs.FirstIndex()
-	if err != nil {
-		return raft.Configuration{}, err
-	}
-	last, err := logs.LastIndex()
-	if err != nil {
-		return raft.Configuration{}, err
-	}
-	for i := last; i >= first && i > 0; i-- {
-		var e raft.Log
-		if err := logs.GetLog(i, &e); err != nil {
-			return raft.Configuration{}, fmt.Errorf("read log entry %d: %w", i, err)
-		}
-		if e.Type == raft.LogConfiguration {
-			return decodeConfiguration(e.Data)
-		}
-	}
-	ls, err := snaps.List()
-	if err != nil {
-		return raft.Configuration{}, err
-	}
-	if len(ls) == 0 {
-		return raft.Configuration{}, nil
-	}
-	return ls[0].Configuration, nil
-}
-
-func decodeConfiguration(b []byte) (c raft.Configuration, err error) {
+// persistedConfiguration is raft.GetConfiguration (the membership the
+// stores hold, read without starting Raft) with its panics turned into
+// errors, as newRaft does.
+func persistedConfiguration(rc raft.Config, store *boltStore, snaps raft.SnapshotStore, trans raft.Transport) (c raft.Configuration, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("decode a membership entry: %v", p)
+			err = fmt.Errorf("read the log: %v", p)
 		}
 	}()
-	return raft.DecodeConfiguration(b), nil
+	return raft.GetConfiguration(&rc, newFSM(), store, store, snaps, trans)
 }
