@@ -36,13 +36,65 @@ type Identity struct {
 	cohort []string
 	now    func() time.Time
 
-	mu   sync.Mutex
-	keys map[uint32]verified // peer index → its verified certificate
+	mu    sync.Mutex
+	keys  map[uint32]verified // peer index → its verified certificate
+	certs *certCache          // shared by the rounds of one Dialer
 }
 
 type verified struct {
 	der []byte
 	key *ecdsa.PublicKey
+}
+
+// certCache remembers the device certificates that passed the chain check
+// against one device CA, so that a long-lived device does not verify again,
+// round after round, the certificate of a peer it has met before: the
+// chain check is as costly as verifying the peer's advert. An entry is the
+// certificate's SHA-256 digest, so only the very same bytes hit it, and it
+// serves only within the certificate's validity. What depends on the round
+// (the client ID at the peer's index) is checked every time.
+type certCache struct {
+	mu sync.Mutex
+	m  map[[32]byte]checkedCert
+}
+
+type checkedCert struct {
+	id                  string // wire.DeviceID
+	key                 *ecdsa.PublicKey
+	notBefore, notAfter time.Time
+}
+
+// maxCachedCerts bounds a certCache: past it, expired entries go, then
+// the whole cache if still full (a device meets that many peers rarely;
+// starting over costs one chain check per peer).
+const maxCachedCerts = 4096
+
+func newCertCache() *certCache { return &certCache{m: map[[32]byte]checkedCert{}} }
+
+func (c *certCache) get(sum [32]byte, now time.Time) (checkedCert, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[sum]
+	if !ok || now.Before(v.notBefore) || now.After(v.notAfter) {
+		return checkedCert{}, false
+	}
+	return v, true
+}
+
+func (c *certCache) put(sum [32]byte, v checkedCert, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= maxCachedCerts {
+		for k, e := range c.m {
+			if now.After(e.notAfter) {
+				delete(c.m, k)
+			}
+		}
+		if len(c.m) >= maxCachedCerts {
+			clear(c.m)
+		}
+	}
+	c.m[sum] = v
 }
 
 // ErrIdentity is wrapped by the errors of Identity.Verify and NewIdentity.
@@ -54,6 +106,12 @@ var ErrIdentity = errors.New("client: device identity")
 // certificate. cohort must not repeat an ID: one certificate may fill one
 // place in a cohort.
 func NewIdentity(cert tls.Certificate, deviceCA *x509.CertPool, cohort []string) (*Identity, error) {
+	return newIdentity(cert, deviceCA, cohort, newCertCache())
+}
+
+// newIdentity is NewIdentity with the cache of certificates already
+// checked against deviceCA, which the Dialer keeps across rounds.
+func newIdentity(cert tls.Certificate, deviceCA *x509.CertPool, cohort []string, certs *certCache) (*Identity, error) {
 	if len(cert.Certificate) == 0 {
 		return nil, fmt.Errorf("%w: no certificate", ErrIdentity)
 	}
@@ -76,7 +134,7 @@ func NewIdentity(cert tls.Certificate, deviceCA *x509.CertPool, cohort []string)
 	}
 	return &Identity{
 		cert: bytes.Clone(cert.Certificate[0]), key: key, roots: deviceCA,
-		cohort: cohort, now: time.Now, keys: map[uint32]verified{},
+		cohort: cohort, now: time.Now, keys: map[uint32]verified{}, certs: certs,
 	}, nil
 }
 
@@ -114,26 +172,41 @@ func (d *Identity) peerKey(peer uint32, der []byte) (*ecdsa.PublicKey, error) {
 	if int64(peer) >= int64(len(d.cohort)) {
 		return nil, fmt.Errorf("%w: peer %d outside a cohort of %d", ErrIdentity, peer, len(d.cohort))
 	}
+	now, sum := d.now(), sha256.Sum256(der)
+	c, ok := d.certs.get(sum, now)
+	if !ok {
+		var err error
+		if c, err = d.checkCert(peer, der, now); err != nil {
+			return nil, err
+		}
+		d.certs.put(sum, c, now)
+	}
+	if want := d.cohort[peer]; c.id != want {
+		return nil, fmt.Errorf("%w: certificate of %q at index %d, the cohort has %q there", ErrIdentity, c.id, peer, want)
+	}
+	d.keys[peer] = verified{der: bytes.Clone(der), key: c.key}
+	return c.key, nil
+}
+
+// checkCert checks that der is a device certificate of the device CA,
+// valid at now, with an ECDSA P-256 key.
+func (d *Identity) checkCert(peer uint32, der []byte, now time.Time) (checkedCert, error) {
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("%w: certificate of %d: %v", ErrIdentity, peer, err)
+		return checkedCert{}, fmt.Errorf("%w: certificate of %d: %v", ErrIdentity, peer, err)
 	}
-	opts := x509.VerifyOptions{Roots: d.roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, CurrentTime: d.now()}
+	opts := x509.VerifyOptions{Roots: d.roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, CurrentTime: now}
 	if _, err := cert.Verify(opts); err != nil {
-		return nil, fmt.Errorf("%w: certificate of %d: %v", ErrIdentity, peer, err)
+		return checkedCert{}, fmt.Errorf("%w: certificate of %d: %v", ErrIdentity, peer, err)
 	}
 	if !hasUsage(cert, x509.ExtKeyUsageClientAuth) || cert.IsCA {
-		return nil, fmt.Errorf("%w: certificate of %d is not a device certificate", ErrIdentity, peer)
-	}
-	if got, want := wire.DeviceID(cert), d.cohort[peer]; got != want {
-		return nil, fmt.Errorf("%w: certificate of %q at index %d, the cohort has %q there", ErrIdentity, got, peer, want)
+		return checkedCert{}, fmt.Errorf("%w: certificate of %d is not a device certificate", ErrIdentity, peer)
 	}
 	key, ok := cert.PublicKey.(*ecdsa.PublicKey)
 	if !ok || key.Curve != elliptic.P256() {
-		return nil, fmt.Errorf("%w: certificate of %d has no ECDSA P-256 key", ErrIdentity, peer)
+		return checkedCert{}, fmt.Errorf("%w: certificate of %d has no ECDSA P-256 key", ErrIdentity, peer)
 	}
-	d.keys[peer] = verified{der: bytes.Clone(der), key: key}
-	return key, nil
+	return checkedCert{id: wire.DeviceID(cert), key: key, notBefore: cert.NotBefore, notAfter: cert.NotAfter}, nil
 }
 
 func hasUsage(c *x509.Certificate, u x509.ExtKeyUsage) bool {

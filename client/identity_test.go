@@ -48,7 +48,7 @@ func TestIdentity(t *testing.T) {
 	if err := ia.Verify(1, ib.Credential(), msg, sig); err != nil {
 		t.Fatalf("Verify(b's signature) = %v", err)
 	}
-	later := &Identity{cert: ia.cert, key: ia.key, roots: ia.roots, cohort: cohort, now: func() time.Time { return time.Now().Add(2 * time.Hour) }, keys: map[uint32]verified{}}
+	later := &Identity{cert: ia.cert, key: ia.key, roots: ia.roots, cohort: cohort, now: func() time.Time { return time.Now().Add(2 * time.Hour) }, keys: map[uint32]verified{}, certs: ia.certs}
 	for name, tc := range map[string]struct {
 		id        *Identity
 		peer      uint32
@@ -73,7 +73,7 @@ func TestIdentity(t *testing.T) {
 	}
 }
 
-func mustSign(t *testing.T, id *Identity, msg []byte) []byte {
+func mustSign(t testing.TB, id *Identity, msg []byte) []byte {
 	sig, err := id.Sign(msg)
 	if err != nil {
 		t.Fatal(err)
@@ -105,5 +105,113 @@ func TestPolicySignedSecAgg(t *testing.T) {
 	}
 	if err := (Policy{MinSecAggColluders: 1}).withDefaults().validate(); err == nil {
 		t.Error("validate(MinSecAggColluders without RequireSignedSecAgg) = nil")
+	}
+}
+
+// A certificate checked in one round serves the next rounds of the same
+// Dialer without a second chain check, but only for the client ID it
+// names, at that client's index in the new cohort, and only within its
+// validity.
+func TestIdentityCertCache(t *testing.T) {
+	ca, err := pki.NewCA("device CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := ca.IssueDevice("a", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ca.IssueDevice("b", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs := newCertCache()
+	ib, err := NewIdentity(b, ca.Pool(), []string{"a", "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte("advert")
+	sig := mustSign(t, ib, msg)
+	round1, err := newIdentity(a, ca.Pool(), []string{"a", "b"}, certs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := round1.Verify(1, ib.Credential(), msg, sig); err != nil {
+		t.Fatalf("round 1: Verify = %v", err)
+	}
+	if len(certs.m) != 1 {
+		t.Fatalf("cache holds %d certificates after one check, want 1", len(certs.m))
+	}
+	// Round 2, another cohort: b's cached certificate is good at b's index
+	// only.
+	round2, err := newIdentity(a, ca.Pool(), []string{"b", "c", "a"}, certs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := round2.Verify(0, ib.Credential(), msg, sig); err != nil {
+		t.Errorf("round 2, b at index 0: Verify = %v", err)
+	}
+	if err := round2.Verify(1, ib.Credential(), msg, sig); !errors.Is(err, ErrIdentity) {
+		t.Errorf("round 2, b's certificate at c's index: Verify = %v, want ErrIdentity", err)
+	}
+	// After the certificate expires the cache does not vouch for it.
+	round3, err := newIdentity(a, ca.Pool(), []string{"a", "b"}, certs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	round3.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	if err := round3.Verify(1, ib.Credential(), msg, sig); !errors.Is(err, ErrIdentity) {
+		t.Errorf("expired certificate, cached: Verify = %v, want ErrIdentity", err)
+	}
+	// Bounded: a full cache starts over rather than grow.
+	for i := range maxCachedCerts + 10 {
+		certs.put([32]byte{byte(i), byte(i >> 8), 1}, checkedCert{notAfter: time.Now().Add(time.Hour)}, time.Now())
+	}
+	if len(certs.m) > maxCachedCerts {
+		t.Errorf("cache holds %d certificates, more than %d", len(certs.m), maxCachedCerts)
+	}
+}
+
+// BenchmarkIdentityVerify is the cost to a device of checking one peer's
+// advert signature in a signed round: cold, the peer's certificate is new
+// (parse, chain to the device CA, then the signature); warm, a later round
+// of the same Dialer met the certificate before (the signature only).
+func BenchmarkIdentityVerify(b *testing.B) {
+	ca, err := pki.NewCA("device CA", time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, err := ca.IssueDevice("a", time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := ca.IssueDevice("b", time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ip, err := NewIdentity(p, ca.Pool(), []string{"a", "b"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := []byte("advert")
+	sig := mustSign(b, ip, msg)
+	pool := ca.Pool()
+	for _, warm := range []bool{false, true} {
+		b.Run(map[bool]string{false: "cold", true: "warm"}[warm], func(b *testing.B) {
+			certs := newCertCache()
+			b.ReportAllocs()
+			for b.Loop() {
+				if !warm {
+					certs = newCertCache()
+				}
+				id, err := newIdentity(a, pool, []string{"a", "b"}, certs)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := id.Verify(1, ip.Credential(), msg, sig); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

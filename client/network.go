@@ -47,6 +47,10 @@ type Dialer struct {
 	prefer string // leader hint, or the address that last worked
 	health map[string]addrHealth
 	closed bool
+
+	// certs remembers the peers' device certificates checked in earlier
+	// signed rounds (Identity).
+	certs *certCache
 }
 
 // addrHealth is an address's record of failures since it last answered.
@@ -152,7 +156,7 @@ func NewDialerConfig(cfg DialerConfig) (*Dialer, error) {
 		cfg.Clock = time.Now
 	}
 	cfg.Addrs = slices.Clone(cfg.Addrs)
-	d := &Dialer{cfg: cfg, addrs: cfg.Addrs, tls: cfg.TLS.Clone(), prefer: cfg.Addrs[0], health: map[string]addrHealth{}}
+	d := &Dialer{cfg: cfg, addrs: cfg.Addrs, tls: cfg.TLS.Clone(), prefer: cfg.Addrs[0], health: map[string]addrHealth{}, certs: newCertCache()}
 	cfg.TLS = nil
 	d.load()
 	return d, nil
@@ -260,7 +264,7 @@ func (d *Dialer) Identity(cohort []string) (*Identity, error) {
 	if len(d.tls.Certificates) == 0 {
 		return nil, fmt.Errorf("%w: no device certificate", ErrIdentity)
 	}
-	return NewIdentity(d.tls.Certificates[0], d.cfg.DeviceCA, cohort)
+	return newIdentity(d.tls.Certificates[0], d.cfg.DeviceCA, cohort, d.certs)
 }
 
 // signing is what the Dialer's device brings to a signed secure round

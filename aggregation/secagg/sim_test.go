@@ -40,6 +40,18 @@ type simulation struct {
 
 	// input writes client id's input into dst; nil means seeded random.
 	input func(id uint32, dst []uint64)
+
+	// idents, in a signed round, keeps the clients' identities from one
+	// run to the next, with the credentials they have already checked, as
+	// a long-lived device keeps them (client.Identity's certificate
+	// cache); nil: each run issues new identities.
+	idents *simIdentities
+}
+
+// simIdentities are identities that outlive a simulated round.
+type simIdentities struct {
+	ca *testCA
+	m  map[uint32]*testIdentity
 }
 
 // simResult is what a simulated round produced and what it should have.
@@ -173,15 +185,21 @@ func (s simulation) run() (out simResult, err error) {
 	}
 	r := rand.New(rand.NewPCG(s.seed, 0x5eca66))
 	clients := map[uint32]*Client{}
-	var ca *testCA
-	if s.cfg.Signed {
-		ca = newTestCA()
+	idents := s.idents
+	if s.cfg.Signed && idents == nil {
+		idents = &simIdentities{}
+	}
+	if idents != nil && idents.ca == nil {
+		idents.ca, idents.m = newTestCA(), map[uint32]*testIdentity{}
 	}
 	for _, id := range s.cfg.Clients {
 		var c *Client
 		var err error
-		if ca != nil {
-			c, err = NewSignedClient(s.cfg, id, ca.issue(id), clientRand(s.seed, id))
+		if idents != nil {
+			if idents.m[id] == nil {
+				idents.m[id] = idents.ca.issue(id)
+			}
+			c, err = NewSignedClient(s.cfg, id, idents.m[id], clientRand(s.seed, id))
 		} else {
 			c, err = NewClient(s.cfg, id, clientRand(s.seed, id))
 		}
