@@ -2,11 +2,15 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
+	mrand "math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,8 +41,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	kill := fs.Bool("kill", true, "then SIGKILL the leader mid-round and time the next commit")
 	window := fs.Duration("checkin-window", 3*time.Second, "the coordinators' check-in window")
 	secure := fs.Bool("secagg", false, "run the rounds as secure aggregation (clip 1), to compare with plaintext rounds")
+	signed := fs.Bool("signed", false, "with --secagg, run each setting twice, unsigned and signed secure rounds (--secagg-signed), and compare their costs")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *signed && !*secure {
+		return fmt.Errorf("bench: --signed compares signed with unsigned secure rounds: it needs --secagg")
 	}
 	var ns []int
 	for _, s := range splitList(*clients) {
@@ -55,17 +63,52 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	dim := model.Dim(*items, *rank)
 	down, up := frameBytes(dim)
 	fmt.Fprintf(stdout, "model: %d items, rank %d, %d params; per client per round: %d B down, %d B up (payload frames)\n", *items, *rank, dim, down, up)
-	fmt.Fprintf(stdout, "%-8s %-14s %-18s %-12s %-14s %-14s\n", "clients", "median round", "selection→commit", "rounds/min", "kill→commit", "peak RSS/node")
+	fmt.Fprintf(stdout, "%-12s %-14s %-18s %-12s %-14s %-14s\n", "clients", "median round", "selection→commit", "rounds/min", "kill→commit", "peak RSS/node")
+	modes := []bool{false}
+	if *signed {
+		modes = append(modes, true)
+	}
+	var costs [][]benchResult // per n, per mode
 	for _, n := range ns {
-		r, err := benchOne(ctx, bin, n, *items, *rank, *rounds, *kill, *secure, *window, stderr)
-		if err != nil {
-			return fmt.Errorf("bench: %d clients: %w", n, err)
+		var rs []benchResult
+		for _, sig := range modes {
+			r, err := benchOne(ctx, bin, n, *items, *rank, *rounds, *kill, *secure, sig, *window, stderr)
+			if err != nil {
+				return fmt.Errorf("bench: %d clients: %w", n, err)
+			}
+			kc := "-"
+			if r.killToCommit > 0 {
+				kc = r.killToCommit.Round(10 * time.Millisecond).String()
+			}
+			name := strconv.Itoa(n)
+			if *signed {
+				name += map[bool]string{false: " unsigned", true: " signed"}[sig]
+			}
+			fmt.Fprintf(stdout, "%-12s %-14s %-18s %-12.1f %-14s %-14s\n", name, r.median.Round(time.Millisecond), r.medianSel.Round(time.Millisecond), r.perMin, kc, fmt.Sprintf("%.0f MiB", float64(r.peakRSS)/(1<<20)))
+			rs = append(rs, r)
 		}
-		kc := "-"
-		if r.killToCommit > 0 {
-			kc = r.killToCommit.Round(10 * time.Millisecond).String()
+		costs = append(costs, rs)
+	}
+	if !*secure {
+		return nil
+	}
+	// The costs of the timed rounds: the CPU of this process, which runs
+	// every device, per device selected; the nodes' CPU per round; the
+	// QUIC bytes the nodes sent and received per device selected.
+	fmt.Fprintf(stdout, "\ncosts per round (%d params):\n%-18s %-14s %-14s %-14s\n", dim, "clients", "device CPU", "server CPU", "bytes/device")
+	for i, n := range ns {
+		for j, r := range costs[i] {
+			name := strconv.Itoa(n)
+			if *signed {
+				name += map[bool]string{false: " unsigned", true: " signed"}[modes[j]]
+			}
+			fmt.Fprintf(stdout, "%-18s %-14s %-14s %-14s\n", name, r.deviceCPU.Round(10*time.Microsecond), r.serverCPU.Round(time.Millisecond), fmt.Sprintf("%.0f KiB", r.deviceBytes/1024))
 		}
-		fmt.Fprintf(stdout, "%-8d %-14s %-18s %-12.1f %-14s %-14s\n", n, r.median.Round(time.Millisecond), r.medianSel.Round(time.Millisecond), r.perMin, kc, fmt.Sprintf("%.0f MiB", float64(r.peakRSS)/(1<<20)))
+		if *signed {
+			u, s := costs[i][0], costs[i][1]
+			fmt.Fprintf(stdout, "%-18s %-14s %-14s %-14s\n", strconv.Itoa(n)+" signed/unsigned",
+				fmt.Sprintf("%.2fx", float64(s.deviceCPU)/float64(u.deviceCPU)), fmt.Sprintf("%.2fx", float64(s.serverCPU)/float64(u.serverCPU)), fmt.Sprintf("%.2fx", s.deviceBytes/u.deviceBytes))
+		}
 	}
 	return nil
 }
@@ -89,10 +132,53 @@ type benchResult struct {
 	median, medianSel, killToCommit time.Duration
 	perMin                          float64
 	peakRSS                         int64
+
+	// Over the timed rounds: CPU of the devices' process per device
+	// selected, CPU of the three nodes per round, and client-protocol
+	// bytes (both ways, QUIC packets) per device selected.
+	deviceCPU, serverCPU time.Duration
+	deviceBytes          float64
 }
+
+// benchCosts is a reading of the counters the costs are computed from.
+type benchCosts struct {
+	self, nodes time.Duration
+	bytes       float64
+}
+
+// selfCPU is the CPU time (user and system) of this process so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// procCPU is the CPU time (user and system) of process pid so far, from
+// /proc on Linux (0 elsewhere), in clock ticks of 10 ms.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which may hold spaces: utime and
+	// stime are the 12th and 13th.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// benchMetric is a counter on a node's /metrics page.
+var benchMetric = regexp.MustCompile(`(?m)^fedrec_client_(?:received|sent)_bytes_total (\S+)$`)
 
 type benchNode struct {
 	id, clientAddr string
+	adminAddr      string
 	cmd            *exec.Cmd
 	log            string
 	done           chan struct{}
@@ -104,7 +190,7 @@ var (
 	benchCommitted = regexp.MustCompile(`time=(\S+) level=INFO msg="round committed" node=(\S+) round=(\d+) model=\d+ survivors=(\d+) cohort=(\d+) duration_ms=(\d+)`)
 )
 
-func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill, secure bool, window time.Duration, stderr io.Writer) (benchResult, error) {
+func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill, secure, signed bool, window time.Duration, stderr io.Writer) (benchResult, error) {
 	var res benchResult
 	dir, err := os.MkdirTemp("", "fedrec-bench-")
 	if err != nil {
@@ -128,11 +214,22 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 			}
 		}
 	}()
+	// The admin API, for the nodes' byte counters.
+	token := rand.Text()
+	admin, err := adminClient(filepath.Join(dir, "certs"))
+	if err != nil {
+		return res, err
+	}
+	defer admin.CloseIdleConnections()
 	startNode := func(id string, extra ...string) (*benchNode, error) {
 		nd := &benchNode{id: id, log: filepath.Join(dir, id+".log"), done: make(chan struct{})}
+		if nd.adminAddr, err = freeTCPAddr(); err != nil {
+			return nil, err
+		}
 		args := append([]string{"coordinator", "--id", id, "--data-dir", filepath.Join(dir, id), "--certs", filepath.Join(dir, "certs"),
-			"--raft-addr", "127.0.0.1:0", "--client-addr", "127.0.0.1:0"}, extra...)
+			"--raft-addr", "127.0.0.1:0", "--client-addr", "127.0.0.1:0", "--admin-addr", nd.adminAddr}, extra...)
 		nd.cmd = exec.Command(bin, args...)
+		nd.cmd.Env = append(os.Environ(), "FEDREC_ADMIN_TOKEN="+token)
 		lf, err := os.Create(nd.log)
 		if err != nil {
 			return nil, err
@@ -166,6 +263,9 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 		// Secure aggregation needs a clip bound and at least 3 survivors.
 		boot = append(boot, "--secagg", "--clip", "1", "--min-clients", strconv.Itoa(max(3, n/2)))
 	}
+	if signed {
+		boot = append(boot, "--secagg-signed")
+	}
 	a, err := startNode("a", boot...)
 	if err != nil {
 		return res, err
@@ -183,6 +283,14 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 	if err != nil {
 		return res, err
 	}
+	var deviceCA *x509.CertPool
+	if signed {
+		ca, err := pki.LoadDeviceCA(filepath.Join(dir, "certs"))
+		if err != nil {
+			return res, err
+		}
+		deviceCA = ca.Pool()
+	}
 
 	// Clients: 1.3 n of them, so that over-selection has someone to pick.
 	cctx, stop := context.WithCancel(ctx)
@@ -192,7 +300,7 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 	defer stop()
 	pop := n + n*3/10 + 1
 	for i := range pop {
-		r := rand.New(rand.NewPCG(uint64(i), 7))
+		r := mrand.New(mrand.NewPCG(uint64(i), 7))
 		rs := make([]model.Rating, 0, 20)
 		for _, it := range r.Perm(items)[:min(20, items)] {
 			rs = append(rs, model.Rating{Item: int32(it), Value: float32(1 + r.IntN(5))})
@@ -202,7 +310,7 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 		if err != nil {
 			return res, err
 		}
-		d, err := client.NewDialer(rotate(addrs, i), conf)
+		d, err := client.NewDialerConfig(client.DialerConfig{Addrs: rotate(addrs, i), TLS: conf, DeviceCA: deviceCA})
 		if err != nil {
 			return res, err
 		}
@@ -238,12 +346,43 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 		}
 		return nil
 	}
+	readCosts := func() benchCosts {
+		c := benchCosts{self: selfCPU()}
+		for _, nd := range nodes {
+			c.nodes += procCPU(nd.cmd.Process.Pid)
+			b, err := adminGet(ctx, admin, nd.adminAddr, "/metrics", token)
+			if err != nil {
+				fmt.Fprintf(stderr, "bench: node %s metrics: %v\n", nd.id, err)
+				continue
+			}
+			for _, m := range benchMetric.FindAllStringSubmatch(string(b), -1) {
+				v, _ := strconv.ParseFloat(m[1], 64)
+				c.bytes += v
+			}
+		}
+		return c
+	}
 	// The first round warms up (connections, first download): time the
 	// rounds after it.
+	if err := wait("the first round", func() bool { return len(commits()) >= 1 }); err != nil {
+		return res, err
+	}
+	c0 := readCosts()
 	if err := wait(fmt.Sprintf("%d rounds", rounds+1), func() bool { return len(commits()) >= rounds+1 }); err != nil {
 		return res, err
 	}
+	c1 := readCosts()
 	cs := commits()[1 : rounds+1]
+	var selected int
+	for _, c := range cs {
+		k, _ := strconv.Atoi(c[5])
+		selected += k
+	}
+	// The counters are read when a commit is seen, up to a poll later:
+	// the last round's tail and the next round's start are included.
+	res.deviceCPU = (c1.self - c0.self) / time.Duration(max(selected, 1))
+	res.serverCPU = (c1.nodes - c0.nodes) / time.Duration(rounds)
+	res.deviceBytes = (c1.bytes - c0.bytes) / float64(max(selected, 1))
 	started := map[string]time.Time{}
 	for _, nd := range nodes {
 		b, _ := os.ReadFile(nd.log)
@@ -260,7 +399,7 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 			t1, _ := time.Parse(time.RFC3339Nano, c[1])
 			sel = append(sel, t1.Sub(t0))
 		}
-		fmt.Fprintf(stderr, "bench: %d clients: round %s: %s survivors of %s selected, %d ms from gathering to commit\n", n, c[3], c[4], c[5], ms)
+		fmt.Fprintf(stderr, "bench: %d clients (signed %v): round %s: %s survivors of %s selected, %d ms from gathering to commit\n", n, signed, c[3], c[4], c[5], ms)
 	}
 	slices.Sort(durs)
 	slices.Sort(sel)
@@ -332,4 +471,14 @@ func peakRSS(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// freeTCPAddr returns a loopback address with a port free a moment ago.
+func freeTCPAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }

@@ -149,3 +149,13 @@ func TestPrivacyCommand(t *testing.T) {
 		}
 	}
 }
+
+// fedrec bench --signed compares signed with unsigned secure rounds, so it
+// is refused without --secagg.
+func TestBenchSignedNeedsSecAgg(t *testing.T) {
+	var out, errb bytes.Buffer
+	err := run(t.Context(), []string{"bench", "--signed", "--clients", "3"}, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "--secagg") {
+		t.Errorf("fedrec bench --signed = %v, want an error naming --secagg", err)
+	}
+}
