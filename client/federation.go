@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	crand "crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math"
@@ -126,6 +127,12 @@ func (n *network) join(ctx context.Context, k *Contribution) error {
 	offer.EventWeights = eventWeightsOf(plan.Train.Events)
 	offer.DownloadBytes, offer.UploadBytes = roundSizes(plan, k.Have())
 	offer.SecAggColluders = -1
+	if b, err := wire.Encode(plan); err == nil {
+		offer.PlanDigest = sha256.Sum256(b)
+	}
+	if plan.SecAgg != nil {
+		offer.SecAgg, offer.SecAggClients, offer.SecAggThreshold = true, plan.SecAgg.Clients, plan.SecAgg.Threshold
+	}
 	if plan.SecAgg != nil && plan.SecAgg.Signed {
 		offer.SignedSecAgg = true
 		if offer.SecAggColluders, err = plan.SecAgg.Config(plan.Round, 1).ActiveTolerance(); err != nil {

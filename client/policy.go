@@ -220,6 +220,15 @@ type Offer struct {
 	// none.
 	SignedSecAgg    bool
 	SecAggColluders int
+	// SecAgg says the update goes through secure aggregation among
+	// SecAggClients devices with threshold SecAggThreshold (the plan's
+	// SecAggParams); the device's record of the round keeps them.
+	SecAgg                         bool
+	SecAggClients, SecAggThreshold int
+	// PlanDigest is the SHA-256 of the coordinator's plan the offer was
+	// read from (its wire encoding), kept in the device's record of the
+	// round; zero when there is no plan.
+	PlanDigest [32]byte
 }
 
 // check returns why the policy declines o, or nil. It does not look at the

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"encoding/hex"
 	"fmt"
 	"time"
 )
@@ -60,6 +61,26 @@ type RoundReport struct {
 	// (central noise, or the devices' Gaussian shares) or MechSkellam
 	// (distributed DP).
 	Mechanism Mechanism `json:"mechanism"`
+	// The round's terms as the device checked them against its policy
+	// before it sent anything; absent for rounds recorded by an SDK that
+	// did not keep them. PlanDigest is the SHA-256 (hex) of the
+	// coordinator's plan they were read from, MinCohort the fewest
+	// devices aggregated together. Secure: the update went through
+	// secure aggregation among SecAggClients devices with threshold
+	// SecAggThreshold; Signed: a signed secure round, which resists
+	// SecAggColluders colluding devices per neighbourhood.
+	Terms *RoundTerms `json:"terms,omitempty"`
+}
+
+// RoundTerms are the terms of a round in a RoundReport.
+type RoundTerms struct {
+	PlanDigest      string `json:"plan_digest,omitempty"`
+	MinCohort       int64  `json:"min_cohort"`
+	Secure          bool   `json:"secure"`
+	Signed          bool   `json:"signed"`
+	SecAggClients   int64  `json:"secagg_clients,omitempty"`
+	SecAggThreshold int64  `json:"secagg_threshold,omitempty"`
+	SecAggColluders int64  `json:"secagg_colluders"`
 }
 
 // Mechanism is the noise mechanism the ledger charges a round as. Values
@@ -176,6 +197,13 @@ func roundReport(ch charge, eps []float64, i int, carried float64) RoundReport {
 		BytesSent: ch.Bytes, Params: ch.Params, ClipNorm: ch.ClipNorm,
 		NoiseMultiplier: ch.NoiseMultiplier, DeviceNoiseStd: ch.DeviceNoiseStd, SamplingRate: ch.SamplingRate,
 		EpsilonTotal: carried + eps[i], Acknowledged: ch.Acked, Mechanism: ch.Mechanism,
+	}
+	if t := ch.Terms; t != (roundTerms{}) {
+		r.Terms = &RoundTerms{MinCohort: t.MinCohort, Secure: t.Secure, Signed: t.Signed,
+			SecAggClients: t.SecAggClients, SecAggThreshold: t.SecAggThreshold, SecAggColluders: t.SecAggColluders}
+		if t.PlanDigest != ([32]byte{}) {
+			r.Terms.PlanDigest = hex.EncodeToString(t.PlanDigest[:])
+		}
 	}
 	r.Epsilon = eps[i]
 	if i > 0 {

@@ -891,6 +891,17 @@ func (k *Contribution) chargeFor(o Offer) charge {
 		Round: o.Round, ModelVersion: o.ModelVersion, Time: k.c.cfg.Clock().Unix(),
 		SamplingRate: p.accountedRate(o), NoiseMultiplier: o.NoiseMultiplier,
 		ClipNorm: o.ClipNorm, DeviceNoiseStd: deviceNoiseStd(o), Mechanism: MechGaussian,
+		Terms: roundTerms{
+			PlanDigest: o.PlanDigest, MinCohort: int64(o.CohortSize),
+			Secure: o.SecAgg, Signed: o.SignedSecAgg && o.SecAgg,
+			SecAggClients: int64(o.SecAggClients), SecAggThreshold: int64(o.SecAggThreshold), SecAggColluders: int64(o.SecAggColluders),
+		},
+	}
+	if !o.SecAgg {
+		ch.Terms.SecAggClients, ch.Terms.SecAggThreshold = 0, 0
+	}
+	if !ch.Terms.Signed {
+		ch.Terms.SecAggColluders = -1
 	}
 	if o.DistributedNoise {
 		s := o.Skellam
@@ -998,7 +1009,8 @@ func (k *Contribution) Update(ctx context.Context, rel *Release) (Payload, error
 		k.decline = d
 		return Payload{}, d
 	}
-	recs := []record{ch}
+	// The round's terms go with the charge, in the same append.
+	recs := []record{ch, termsRec{Round: ch.Round, Terms: ch.Terms}}
 	var user *userRec
 	if c.model.rel != nil && c.model.rel.Version == rel.Version {
 		user = &userRec{Version: rel.Version, User: *u}

@@ -589,9 +589,13 @@ func TestParticipate(t *testing.T) {
 	want := RoundReport{Round: 1, ModelVersion: 1, Time: t0.Truncate(time.Second), BytesSent: 4 * 19, Params: 19,
 		ClipNorm: 0.5, NoiseMultiplier: 2, SamplingRate: 1, Acknowledged: true, Mechanism: MechGaussian}
 	got := rep
-	got.Epsilon, got.EpsilonTotal = 0, 0
+	got.Epsilon, got.EpsilonTotal, got.Terms = 0, 0, nil
 	if got != want {
 		t.Errorf("Participate = %+v\nwant %+v", got, want)
+	}
+	// The terms the device checked: a cohort of 100, not secure.
+	if wt := (RoundTerms{MinCohort: 100, SecAggColluders: -1}); rep.Terms == nil || *rep.Terms != wt {
+		t.Errorf("Participate terms = %+v, want %+v", rep.Terms, wt)
 	}
 	if math.Abs(rep.Epsilon-2.419) > 0.01 || rep.Epsilon != rep.EpsilonTotal {
 		t.Errorf("ε = %v (total %v), want ≈ 2.419 (one Gaussian round at z = 2, no sampling, δ = 1e-6)", rep.Epsilon, rep.EpsilonTotal)

@@ -126,6 +126,18 @@ func TestSDKSignedSecureRound(t *testing.T) {
 	if err := n.WaitFor(ctx, func(s *coordinator.State) bool { return s.Current() != nil && s.Current().Version >= 2 }); err != nil {
 		t.Errorf("no model committed from the signed secure round: %v", err)
 	}
+	// Each device's record of the round holds the terms it checked: the
+	// plan's digest, a signed secure round of the cohort of 3.
+	for i, d := range devices {
+		rep, err := d.Report()
+		if err != nil || len(rep.Rounds) != 1 {
+			t.Fatalf("device %d: Report = %+v, %v, want one round", i, rep.Rounds, err)
+		}
+		tm := rep.Rounds[0].Terms
+		if tm == nil || len(tm.PlanDigest) != 64 || !tm.Secure || !tm.Signed || tm.SecAggClients != 3 || tm.SecAggThreshold < 2 || tm.SecAggColluders < 0 || tm.MinCohort != 3 {
+			t.Errorf("device %d: round terms = %+v, want a signed secure round of 3 with the plan's digest", i, tm)
+		}
+	}
 }
 
 // A device whose policy requires signed secure rounds declines a secure

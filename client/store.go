@@ -806,6 +806,34 @@ type charge struct {
 	Mechanism Mechanism
 	Variance  float64
 	L1, L2    float64
+	// Terms are the round's terms as the device checked them against its
+	// policy (a recTerms record after the charge); zero in charges of
+	// stores written before they were recorded.
+	Terms roundTerms
+}
+
+// roundTerms are the terms of a round the device took part in, kept with
+// its charge: the digest of the plan it checked them in (the manifest) and
+// the terms of its secure aggregation, if any. Clip, noise and what the
+// device sent are in the charge.
+type roundTerms struct {
+	// PlanDigest is the SHA-256 of the round's plan as the device received
+	// it (its wire encoding); zero when the federation has no plan.
+	PlanDigest [32]byte
+	// MinCohort is the fewest devices the round aggregates together.
+	MinCohort int64
+	// Secure: the update went through secure aggregation, among
+	// SecAggClients devices with threshold SecAggThreshold. Signed: a
+	// signed round, resisting SecAggColluders colluding devices per
+	// neighbourhood (-1: none).
+	Secure, Signed                                  bool
+	SecAggClients, SecAggThreshold, SecAggColluders int64
+}
+
+// termsRec records the terms of the latest charge of Round.
+type termsRec struct {
+	Round uint64
+	Terms roundTerms
 }
 
 // ackRec marks the charge of a round as acknowledged by the coordinator.
@@ -839,6 +867,8 @@ const (
 	// the fields of recCharge, the mechanism and its parameters. Gaussian
 	// charges stay recCharge, as the first SDK wrote them.
 	recChargeMech
+	// recTerms follows a charge: the round's terms (termsRec).
+	recTerms
 )
 
 type record any // one of the types decodeRecord returns
@@ -869,6 +899,13 @@ func (st *state) apply(r record) {
 				break
 			}
 		}
+	case termsRec:
+		for i := range slices.Backward(st.charges) {
+			if st.charges[i].Round == r.Round {
+				st.charges[i].Terms = r.Terms
+				break
+			}
+		}
 	case decline:
 		if len(st.declines) >= maxDeclines {
 			st.declines = slices.Delete(st.declines, 0, len(st.declines)-maxDeclines+1)
@@ -894,6 +931,9 @@ func (st *state) records() func(yield func(record) bool) {
 		}
 		for _, c := range st.charges {
 			if !yield(c) {
+				return
+			}
+			if c.Terms != (roundTerms{}) && !yield(termsRec{Round: c.Round, Terms: c.Terms}) {
 				return
 			}
 		}
@@ -971,6 +1011,15 @@ func appendRecord(b []byte, r record) []byte {
 			b = f64(b, r.L1)
 			b = f64(b, r.L2)
 		}
+	case termsRec:
+		b = append(b, byte(recTerms))
+		b = u64(b, r.Round)
+		b = append(b, r.Terms.PlanDigest[:]...)
+		b = append(b, boolByte(r.Terms.Secure), boolByte(r.Terms.Signed))
+		b = i64(b, r.Terms.MinCohort)
+		b = i64(b, r.Terms.SecAggClients)
+		b = i64(b, r.Terms.SecAggThreshold)
+		b = i64(b, r.Terms.SecAggColluders)
 	case ackRec:
 		b = append(b, byte(recAck))
 		b = u64(b, r.Round)
@@ -1145,6 +1194,22 @@ func decodeRecord(b []byte) (record, error) {
 			d.fail("charge")
 		}
 		r = c
+	case recTerms:
+		x := termsRec{Round: d.u64("round")}
+		for i := range x.Terms.PlanDigest {
+			x.Terms.PlanDigest[i] = d.u8("plan digest")
+		}
+		x.Terms.Secure, x.Terms.Signed = d.bool("secure"), d.bool("signed")
+		x.Terms.MinCohort = d.i64("min cohort")
+		x.Terms.SecAggClients = d.i64("secagg clients")
+		x.Terms.SecAggThreshold = d.i64("secagg threshold")
+		x.Terms.SecAggColluders = d.i64("secagg colluders")
+		t := x.Terms
+		if d.err == nil && (t.MinCohort < 0 || t.SecAggClients < 0 || t.SecAggThreshold < 0 || t.SecAggColluders < -1 ||
+			(t.Signed && !t.Secure) || (!t.Secure && (t.SecAggClients != 0 || t.SecAggThreshold != 0))) {
+			d.fail("round terms")
+		}
+		r = x
 	case recAck:
 		r = ackRec{Round: d.u64("round")}
 	case recBytes:

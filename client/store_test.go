@@ -23,9 +23,21 @@ import (
 	"github.com/fedrec/fedrec/model"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden store in testdata/store-v1")
+var update = flag.Bool("update", false, "rewrite the golden store in testdata/store-v1-terms")
 
-const goldenDir = "testdata/store-v1"
+// Golden stores: store-v1 as the first SDK wrote it (frozen: stores of
+// older SDKs must still open), store-v1-terms with the records since then
+// (the rounds' terms), which -update rewrites.
+const (
+	goldenDir      = "testdata/store-v1-terms"
+	goldenFirstDir = "testdata/store-v1"
+)
+
+// goldenTerms are the terms of the round buildStore takes part in.
+var goldenTerms = roundTerms{
+	PlanDigest: [32]byte{0xfe, 0xd, 0xec, 31: 1}, MinCohort: 100,
+	Secure: true, Signed: true, SecAggClients: 120, SecAggThreshold: 61, SecAggColluders: 1,
+}
 
 // buildStore writes a store holding every record type to dir,
 // deterministically: interactions, consent, a round (charge, user factor,
@@ -36,6 +48,9 @@ func buildStore(t testing.TB, dir string) Config {
 	clk := &fakeClock{t: t0}
 	rel := handRelease(1)
 	fed := &fakeFed{offer: goodOffer(1), release: &rel}
+	t1 := goldenTerms
+	fed.offer.PlanDigest, fed.offer.SecAgg, fed.offer.SignedSecAgg = t1.PlanDigest, t1.Secure, t1.Signed
+	fed.offer.SecAggClients, fed.offer.SecAggThreshold, fed.offer.SecAggColluders = int(t1.SecAggClients), int(t1.SecAggThreshold), int(t1.SecAggColluders)
 	cfg := Config{
 		Dir: dir, Key: testKey(7), Clock: clk.Now, Federation: fed,
 		Rand:   rand.New(rand.NewPCG(1, 2)),
@@ -59,6 +74,7 @@ func buildStore(t testing.TB, dir string) Config {
 	}
 	fed.offer = goodOffer(2)
 	fed.offer.NoiseMultiplier = 0.5
+	fed.offer.SecAggColluders = -1
 	if _, err := c.Participate(ctx); !errors.Is(err, ErrDeclined) {
 		t.Fatalf("Participate = %v, want a decline", err)
 	}
@@ -73,8 +89,9 @@ func buildStore(t testing.TB, dir string) Config {
 	return cfg
 }
 
-// goldenState is what buildStore leaves, as read back.
-func checkBuiltState(t *testing.T, c *Client) {
+// checkBuiltState checks what buildStore leaves, as read back; terms are
+// the round's terms it should find (zero for a store of the first SDK).
+func checkBuiltState(t *testing.T, c *Client, terms roundTerms) {
 	t.Helper()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -94,7 +111,7 @@ func checkBuiltState(t *testing.T, c *Client) {
 		t.Fatalf("charges = %+v, want 1", st.charges)
 	}
 	ch := st.charges[0]
-	wantCh := charge{Round: 1, ModelVersion: 1, Time: t0.Unix(), SamplingRate: 1, NoiseMultiplier: 2, ClipNorm: 0.5, Params: 19, Bytes: 76, Acked: true, Mechanism: MechGaussian}
+	wantCh := charge{Round: 1, ModelVersion: 1, Time: t0.Unix(), SamplingRate: 1, NoiseMultiplier: 2, ClipNorm: 0.5, Params: 19, Bytes: 76, Acked: true, Mechanism: MechGaussian, Terms: terms}
 	if ch != wantCh {
 		t.Errorf("charge = %+v\nwant %+v", ch, wantCh)
 	}
@@ -119,19 +136,26 @@ func TestGoldenStore(t *testing.T) {
 			}
 		}
 	}
-	dir := t.TempDir()
-	copyDir(t, goldenDir, dir)
-	cfg, _ := testConfig(t)
-	cfg.Dir = dir
-	c := open(t, cfg)
-	checkBuiltState(t, c)
+	for _, g := range []struct {
+		dir   string
+		terms roundTerms
+	}{{goldenFirstDir, roundTerms{}}, {goldenDir, goldenTerms}} {
+		t.Run(filepath.Base(g.dir), func(t *testing.T) {
+			dir := t.TempDir()
+			copyDir(t, g.dir, dir)
+			cfg, _ := testConfig(t)
+			cfg.Dir = dir
+			c := open(t, cfg)
+			checkBuiltState(t, c, g.terms)
+		})
+	}
 }
 
 func TestBuiltStoreReadsBack(t *testing.T) {
 	cfg := buildStore(t, t.TempDir())
 	cfg.Clock = (&fakeClock{t: t0}).Now
 	c := open(t, cfg)
-	checkBuiltState(t, c)
+	checkBuiltState(t, c, goldenTerms)
 	// Encrypted at rest: no item ID is visible in any file.
 	names, _ := storeFiles(cfg.Dir)
 	for _, n := range names {
@@ -390,7 +414,7 @@ func TestCompactionCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	c = open(t, cfg)
-	checkBuiltState(t, c) // nothing applied twice
+	checkBuiltState(t, c, goldenTerms) // nothing applied twice
 	recordAll(t, c, rate(4, 1))
 	c.Close()
 	c = open(t, cfg)
@@ -468,7 +492,7 @@ func TestStaleTempFile(t *testing.T) {
 	os.WriteFile(tmp, []byte("half a snapshot"), 0o600)
 	cfg, _ := testConfig(t)
 	cfg.Dir = dir
-	checkBuiltState(t, open(t, cfg))
+	checkBuiltState(t, open(t, cfg), goldenTerms)
 	if _, err := os.Stat(tmp); !os.IsNotExist(err) {
 		t.Errorf("stale temporary file kept: %v", err)
 	}
@@ -548,6 +572,8 @@ func recordSeeds() [][]byte {
 		ackRec{Round: 9},
 		bytesRec{Round: 9, Bytes: 1000},
 		decline{Round: 10, ModelVersion: 2, Time: 6, Reason: ReasonNoise},
+		termsRec{Round: 9, Terms: goldenTerms},
+		termsRec{Round: 9, Terms: roundTerms{MinCohort: 3, SecAggColluders: -1}},
 	}
 	var out [][]byte
 	for _, r := range recs {
@@ -706,4 +732,19 @@ func FuzzReadLog(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A terms record that contradicts itself is corrupt.
+func TestDecodeTermsRefuses(t *testing.T) {
+	for name, tt := range map[string]roundTerms{
+		"signed, not secure":  {Signed: true, SecAggColluders: 1},
+		"clients, not secure": {SecAggClients: 5, SecAggColluders: -1},
+		"negative cohort":     {MinCohort: -1, SecAggColluders: -1},
+		"colluders below -1":  {Secure: true, SecAggClients: 5, SecAggThreshold: 3, SecAggColluders: -2},
+		"negative threshold":  {Secure: true, SecAggClients: 5, SecAggThreshold: -3, SecAggColluders: -1},
+	} {
+		if _, err := decodeRecord(appendRecord(nil, termsRec{Round: 1, Terms: tt})); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: decodeRecord = %v, want ErrCorrupt", name, err)
+		}
+	}
 }
