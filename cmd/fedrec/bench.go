@@ -285,11 +285,9 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 	}
 	var deviceCA *x509.CertPool
 	if signed {
-		ca, err := pki.LoadDeviceCA(filepath.Join(dir, "certs"))
-		if err != nil {
+		if deviceCA, err = pki.LoadDevicePool(filepath.Join(dir, "certs")); err != nil {
 			return res, err
 		}
-		deviceCA = ca.Pool()
 	}
 
 	// Clients: 1.3 n of them, so that over-selection has someone to pick.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -33,6 +34,7 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	until := fs.Uint64("until-version", 0, "stop when the cluster has committed this model version (0 = run until interrupted)")
 	eval := fs.Bool("eval", true, "evaluate the newest model on the test split when stopping")
 	jsonOut := fs.Bool("json", false, "print the result as JSON")
+	deviceCA := fs.String("device-ca", "", "PEM file of the device CA (device-ca.pem of the certs directory): the clients take part in signed secure rounds (--secagg-signed), checking their peers' device certificates against it; empty: they cannot")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -50,6 +52,21 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("client: %w", err)
 	}
 	addrs := splitList(*coords)
+	var peers *x509.CertPool
+	if *deviceCA != "" {
+		if peers, err = pki.LoadPoolFile(*deviceCA); err != nil {
+			return fmt.Errorf("client: --device-ca: %w", err)
+		}
+		// A device signs with its own device certificate: without one the
+		// flag cannot apply.
+		conf, err := devices.TLS("fedrec-client-check")
+		if err != nil {
+			return fmt.Errorf("client: %w", err)
+		}
+		if len(conf.Certificates) == 0 {
+			return fmt.Errorf("client: --device-ca: %s gives the clients no device certificates (no device CA key, no device-ID.pem files) to sign with", *certs)
+		}
+	}
 
 	ds, err := openDataset(*data, *dataDir, *seed)
 	if err != nil {
@@ -82,7 +99,7 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return fmt.Errorf("client: %w", err)
 		}
-		d, err := client.NewDialer(rotate(addrs, u), conf)
+		d, err := client.NewDialerConfig(client.DialerConfig{Addrs: rotate(addrs, u), TLS: conf, DeviceCA: peers})
 		if err != nil {
 			return err
 		}

@@ -488,6 +488,13 @@ func LoadDevicePool(dir string) (*x509.CertPool, error) {
 	return p, err
 }
 
+// LoadPoolFile loads the PEM certificate(s) of a file as a pool, such as
+// a copy of the device CA's certificate given to devices.
+func LoadPoolFile(path string) (*x509.CertPool, error) {
+	p, _, err := loadPool(filepath.Dir(path), filepath.Base(path))
+	return p, err
+}
+
 // loadPool reads the PEM certificates of a file as a pool and a list.
 func loadPool(dir, file string) (*x509.CertPool, []*x509.Certificate, error) {
 	path := filepath.Join(dir, file)
