@@ -9,24 +9,28 @@ import (
 	"github.com/fedrec/fedrec/coordinator/pki"
 )
 
-func TestIdentity(t *testing.T) {
+// deviceCA returns a new device CA and a device certificate of it for
+// each of ids.
+func deviceCA(tb testing.TB, ids ...string) (*pki.CA, []tls.Certificate) {
+	tb.Helper()
 	ca, err := pki.NewCA("device CA", time.Hour)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	other, err := pki.NewCA("another device CA", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	issue := func(ca *pki.CA, id string) tls.Certificate {
-		c, err := ca.IssueDevice(id, time.Hour)
-		if err != nil {
-			t.Fatal(err)
+	certs := make([]tls.Certificate, len(ids))
+	for i, id := range ids {
+		if certs[i], err = ca.IssueDevice(id, time.Hour); err != nil {
+			tb.Fatal(err)
 		}
-		return c
 	}
+	return ca, certs
+}
+
+func TestIdentity(t *testing.T) {
+	ca, ab := deviceCA(t, "a", "b")
+	other, ob := deviceCA(t, "b")
 	cohort := []string{"a", "b", "c"}
-	a, b, forged := issue(ca, "a"), issue(ca, "b"), issue(other, "b")
+	a, b, forged := ab[0], ab[1], ob[0]
 	ia, err := NewIdentity(a, ca.Pool(), cohort)
 	if err != nil {
 		t.Fatal(err)
@@ -113,18 +117,8 @@ func TestPolicySignedSecAgg(t *testing.T) {
 // names, at that client's index in the new cohort, and only within its
 // validity.
 func TestIdentityCertCache(t *testing.T) {
-	ca, err := pki.NewCA("device CA", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := ca.IssueDevice("a", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := ca.IssueDevice("b", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, ab := deviceCA(t, "a", "b")
+	a, b := ab[0], ab[1]
 	certs := newCertCache()
 	ib, err := NewIdentity(b, ca.Pool(), []string{"a", "b"})
 	if err != nil {
@@ -177,18 +171,8 @@ func TestIdentityCertCache(t *testing.T) {
 // (parse, chain to the device CA, then the signature); warm, a later round
 // of the same Dialer met the certificate before (the signature only).
 func BenchmarkIdentityVerify(b *testing.B) {
-	ca, err := pki.NewCA("device CA", time.Hour)
-	if err != nil {
-		b.Fatal(err)
-	}
-	a, err := ca.IssueDevice("a", time.Hour)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := ca.IssueDevice("b", time.Hour)
-	if err != nil {
-		b.Fatal(err)
-	}
+	ca, ap := deviceCA(b, "a", "b")
+	a, p := ap[0], ap[1]
 	ip, err := NewIdentity(p, ca.Pool(), []string{"a", "b"})
 	if err != nil {
 		b.Fatal(err)
