@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	crand "crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math"
@@ -127,9 +126,7 @@ func (n *network) join(ctx context.Context, k *Contribution) error {
 	offer.EventWeights = eventWeightsOf(plan.Train.Events)
 	offer.DownloadBytes, offer.UploadBytes = roundSizes(plan, k.Have())
 	offer.SecAggColluders = -1
-	if b, err := wire.Encode(plan); err == nil {
-		offer.PlanDigest = sha256.Sum256(b)
-	}
+	offer.TermsDigest = plan.TermsDigest()
 	if plan.SecAgg != nil {
 		offer.SecAgg, offer.SecAggClients, offer.SecAggThreshold = true, plan.SecAgg.Clients, plan.SecAgg.Threshold
 	}

@@ -225,10 +225,11 @@ type Offer struct {
 	// SecAggParams); the device's record of the round keeps them.
 	SecAgg                         bool
 	SecAggClients, SecAggThreshold int
-	// PlanDigest is the SHA-256 of the coordinator's plan the offer was
-	// read from (its wire encoding), kept in the device's record of the
-	// round; zero when there is no plan.
-	PlanDigest [32]byte
+	// TermsDigest is the digest of the round's terms as the plan
+	// announced them (wire.Plan.TermsDigest: the same for every device of
+	// the round, and the committed manifest's), kept in the device's
+	// record of the round; zero when there is no plan.
+	TermsDigest [32]byte
 }
 
 // check returns why the policy declines o, or nil. It does not look at the

@@ -63,18 +63,19 @@ type RoundReport struct {
 	Mechanism Mechanism `json:"mechanism"`
 	// The round's terms as the device checked them against its policy
 	// before it sent anything; absent for rounds recorded by an SDK that
-	// did not keep them. PlanDigest is the SHA-256 (hex) of the
-	// coordinator's plan they were read from, MinCohort the fewest
-	// devices aggregated together. Secure: the update went through
+	// did not keep them. TermsDigest (hex) is wire.Plan.TermsDigest of the
+	// plan they were read from, which every device of the round records
+	// alike and the round's committed manifest gives too; MinCohort the
+	// fewest devices aggregated together. Secure: the update went through
 	// secure aggregation among SecAggClients devices with threshold
 	// SecAggThreshold; Signed: a signed secure round, which resists
-	// SecAggColluders colluding devices per neighbourhood.
+	// SecAggColluders colluding devices per neighbourhood (-1: none).
 	Terms *RoundTerms `json:"terms,omitempty"`
 }
 
 // RoundTerms are the terms of a round in a RoundReport.
 type RoundTerms struct {
-	PlanDigest      string `json:"plan_digest,omitempty"`
+	TermsDigest     string `json:"terms_digest,omitempty"`
 	MinCohort       int64  `json:"min_cohort"`
 	Secure          bool   `json:"secure"`
 	Signed          bool   `json:"signed"`
@@ -201,8 +202,8 @@ func roundReport(ch charge, eps []float64, i int, carried float64) RoundReport {
 	if t := ch.Terms; t != (roundTerms{}) {
 		r.Terms = &RoundTerms{MinCohort: t.MinCohort, Secure: t.Secure, Signed: t.Signed,
 			SecAggClients: t.SecAggClients, SecAggThreshold: t.SecAggThreshold, SecAggColluders: t.SecAggColluders}
-		if t.PlanDigest != ([32]byte{}) {
-			r.Terms.PlanDigest = hex.EncodeToString(t.PlanDigest[:])
+		if t.TermsDigest != ([32]byte{}) {
+			r.Terms.TermsDigest = hex.EncodeToString(t.TermsDigest[:])
 		}
 	}
 	r.Epsilon = eps[i]

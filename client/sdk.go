@@ -892,7 +892,7 @@ func (k *Contribution) chargeFor(o Offer) charge {
 		SamplingRate: p.accountedRate(o), NoiseMultiplier: o.NoiseMultiplier,
 		ClipNorm: o.ClipNorm, DeviceNoiseStd: deviceNoiseStd(o), Mechanism: MechGaussian,
 		Terms: roundTerms{
-			PlanDigest: o.PlanDigest, MinCohort: int64(o.CohortSize),
+			TermsDigest: o.TermsDigest, MinCohort: int64(o.CohortSize),
 			Secure: o.SecAgg, Signed: o.SignedSecAgg && o.SecAgg,
 			SecAggClients: int64(o.SecAggClients), SecAggThreshold: int64(o.SecAggThreshold), SecAggColluders: int64(o.SecAggColluders),
 		},

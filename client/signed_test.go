@@ -134,7 +134,7 @@ func TestSDKSignedSecureRound(t *testing.T) {
 			t.Fatalf("device %d: Report = %+v, %v, want one round", i, rep.Rounds, err)
 		}
 		tm := rep.Rounds[0].Terms
-		if tm == nil || len(tm.PlanDigest) != 64 || !tm.Secure || !tm.Signed || tm.SecAggClients != 3 || tm.SecAggThreshold < 2 || tm.SecAggColluders < 0 || tm.MinCohort != 3 {
+		if tm == nil || len(tm.TermsDigest) != 64 || !tm.Secure || !tm.Signed || tm.SecAggClients != 3 || tm.SecAggThreshold < 2 || tm.SecAggColluders < 0 || tm.MinCohort != 3 {
 			t.Errorf("device %d: round terms = %+v, want a signed secure round of 3 with the plan's digest", i, tm)
 		}
 	}

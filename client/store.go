@@ -813,13 +813,14 @@ type charge struct {
 }
 
 // roundTerms are the terms of a round the device took part in, kept with
-// its charge: the digest of the plan it checked them in (the manifest) and
+// its charge: the digest of the terms its plan announced (the manifest's) and
 // the terms of its secure aggregation, if any. Clip, noise and what the
 // device sent are in the charge.
 type roundTerms struct {
-	// PlanDigest is the SHA-256 of the round's plan as the device received
-	// it (its wire encoding); zero when the federation has no plan.
-	PlanDigest [32]byte
+	// TermsDigest is the digest of the round's terms in the plan
+	// (wire.Plan.TermsDigest, which the committed manifest gives too);
+	// zero when the federation has no plan.
+	TermsDigest [32]byte
 	// MinCohort is the fewest devices the round aggregates together.
 	MinCohort int64
 	// Secure: the update went through secure aggregation, among
@@ -1014,7 +1015,7 @@ func appendRecord(b []byte, r record) []byte {
 	case termsRec:
 		b = append(b, byte(recTerms))
 		b = u64(b, r.Round)
-		b = append(b, r.Terms.PlanDigest[:]...)
+		b = append(b, r.Terms.TermsDigest[:]...)
 		b = append(b, boolByte(r.Terms.Secure), boolByte(r.Terms.Signed))
 		b = i64(b, r.Terms.MinCohort)
 		b = i64(b, r.Terms.SecAggClients)
@@ -1196,8 +1197,8 @@ func decodeRecord(b []byte) (record, error) {
 		r = c
 	case recTerms:
 		x := termsRec{Round: d.u64("round")}
-		for i := range x.Terms.PlanDigest {
-			x.Terms.PlanDigest[i] = d.u8("plan digest")
+		for i := range x.Terms.TermsDigest {
+			x.Terms.TermsDigest[i] = d.u8("terms digest")
 		}
 		x.Terms.Secure, x.Terms.Signed = d.bool("secure"), d.bool("signed")
 		x.Terms.MinCohort = d.i64("min cohort")

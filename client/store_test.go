@@ -35,7 +35,7 @@ const (
 
 // goldenTerms are the terms of the round buildStore takes part in.
 var goldenTerms = roundTerms{
-	PlanDigest: [32]byte{0xfe, 0xd, 0xec, 31: 1}, MinCohort: 100,
+	TermsDigest: [32]byte{0xfe, 0xd, 0xec, 31: 1}, MinCohort: 100,
 	Secure: true, Signed: true, SecAggClients: 120, SecAggThreshold: 61, SecAggColluders: 1,
 }
 
@@ -49,7 +49,7 @@ func buildStore(t testing.TB, dir string) Config {
 	rel := handRelease(1)
 	fed := &fakeFed{offer: goodOffer(1), release: &rel}
 	t1 := goldenTerms
-	fed.offer.PlanDigest, fed.offer.SecAgg, fed.offer.SignedSecAgg = t1.PlanDigest, t1.Secure, t1.Signed
+	fed.offer.TermsDigest, fed.offer.SecAgg, fed.offer.SignedSecAgg = t1.TermsDigest, t1.Secure, t1.Signed
 	fed.offer.SecAggClients, fed.offer.SecAggThreshold, fed.offer.SecAggColluders = int(t1.SecAggClients), int(t1.SecAggThreshold), int(t1.SecAggColluders)
 	cfg := Config{
 		Dir: dir, Key: testKey(7), Clock: clk.Now, Federation: fed,

@@ -62,15 +62,22 @@ func TestQUICSignedSecureRound(t *testing.T) {
 				errs[i] = ctx.Err()
 				return
 			}
-			// The plan carries the manifest's cohort.
+			// The plan carries the manifest's cohort, and its terms digest
+			// (which the device records) is the manifest's.
 			var manifest []string
+			var terms [32]byte
 			l.View(func(s *coordinator.State) {
 				if o := s.Open(); o != nil && o.Round == plan.Round {
 					manifest = o.Cohort
+					terms = (&wire.OpenRound{Round: o.Round, Model: o.Model, Digest: o.Digest[:], Clip: o.Clip, Privacy: o.Privacy, SecAgg: o.SecAgg}).TermsDigest()
 				}
 			})
 			if !slices.Equal(plan.Cohort, manifest) {
 				errs[i] = fmt.Errorf("the plan's cohort %q, the manifest's %q", plan.Cohort, manifest)
+				return
+			}
+			if plan.TermsDigest() != terms {
+				errs[i] = fmt.Errorf("the plan's terms digest %x, the manifest's %x", plan.TermsDigest(), terms)
 				return
 			}
 			cohort := plan.Cohort
