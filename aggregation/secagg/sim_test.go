@@ -54,6 +54,17 @@ type simIdentities struct {
 	m  map[uint32]*testIdentity
 }
 
+// ops sums the identities' counts: signatures made, credentials checked,
+// signatures checked.
+func (s *simIdentities) ops() (n [3]int) {
+	for _, i := range s.m {
+		n[0] += i.signs
+		n[1] += i.credChecks
+		n[2] += i.sigChecks
+	}
+	return n
+}
+
 // simResult is what a simulated round produced and what it should have.
 type simResult struct {
 	res     Result
