@@ -49,7 +49,8 @@ type verified struct {
 // certCache remembers the device certificates that passed the chain check
 // against one device CA, so that a long-lived device does not verify again,
 // round after round, the certificate of a peer it has met before: the
-// chain check is as costly as verifying the peer's advert. An entry is the
+// chain check costs more than verifying the peer's advert
+// (BenchmarkIdentityVerify). An entry is the
 // certificate's SHA-256 digest, so only the very same bytes hit it, and it
 // serves only within the certificate's validity. What depends on the round
 // (the client ID at the peer's index) is checked every time.

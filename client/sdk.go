@@ -893,11 +893,11 @@ func (k *Contribution) chargeFor(o Offer) charge {
 		ClipNorm: o.ClipNorm, DeviceNoiseStd: deviceNoiseStd(o), Mechanism: MechGaussian,
 		Terms: roundTerms{
 			TermsDigest: o.TermsDigest, MinCohort: int64(o.CohortSize),
-			Secure: o.SecAgg, Signed: o.SignedSecAgg && o.SecAgg,
+			Secure: o.SecAgg || o.SignedSecAgg, Signed: o.SignedSecAgg,
 			SecAggClients: int64(o.SecAggClients), SecAggThreshold: int64(o.SecAggThreshold), SecAggColluders: int64(o.SecAggColluders),
 		},
 	}
-	if !o.SecAgg {
+	if !ch.Terms.Secure {
 		ch.Terms.SecAggClients, ch.Terms.SecAggThreshold = 0, 0
 	}
 	if !ch.Terms.Signed {
