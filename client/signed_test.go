@@ -1,7 +1,9 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -127,7 +129,9 @@ func TestSDKSignedSecureRound(t *testing.T) {
 		t.Errorf("no model committed from the signed secure round: %v", err)
 	}
 	// Each device's record of the round holds the terms it checked: the
-	// plan's digest, a signed secure round of the cohort of 3.
+	// terms digest, the same for every device, and a signed secure round
+	// of the cohort of 3.
+	var first string
 	for i, d := range devices {
 		rep, err := d.Report()
 		if err != nil || len(rep.Rounds) != 1 {
@@ -136,6 +140,18 @@ func TestSDKSignedSecureRound(t *testing.T) {
 		tm := rep.Rounds[0].Terms
 		if tm == nil || len(tm.TermsDigest) != 64 || !tm.Secure || !tm.Signed || tm.SecAggClients != 3 || tm.SecAggThreshold < 2 || tm.SecAggColluders < 0 || tm.MinCohort != 3 {
 			t.Errorf("device %d: round terms = %+v, want a signed secure round of 3 with the plan's digest", i, tm)
+		}
+		if tm != nil && tm.TermsDigest != first {
+			if i == 0 {
+				first = tm.TermsDigest
+			} else {
+				t.Errorf("device %d: terms digest %s, device 0's %s: the round's terms differ", i, tm.TermsDigest, first)
+			}
+		}
+		// The JSON a dashboard (and the mobile binding's ReportJSON) shows.
+		b, err := json.Marshal(rep)
+		if err != nil || !bytes.Contains(b, []byte(`"terms_digest":"`+first+`"`)) || !bytes.Contains(b, []byte(`"signed":true`)) {
+			t.Errorf("device %d: report JSON %s (%v) lacks the round's terms", i, b, err)
 		}
 	}
 }
