@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -1300,7 +1299,7 @@ func TestRetention(t *testing.T) {
 // loadRaw reads the store in cfg.Dir without pruning.
 func loadRaw(t *testing.T, cfg Config) *state {
 	t.Helper()
-	s, st, err := openStore(cfg.Dir, cfg.Key, nil, slog.New(slog.DiscardHandler))
+	s, st, err := openDirStore(cfg.Dir, cfg.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
