@@ -1185,11 +1185,18 @@ func TestDeleteMyData(t *testing.T) {
 	if err := os.WriteFile(other, []byte("{}"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if n, err := c.StoredBytes(); err != nil || n == 0 {
+		t.Errorf("StoredBytes before DeleteMyData = %d, %v, want > 0", n, err)
+	}
 	if err := c.DeleteMyData(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if names, _ := storeFiles(cfg.Dir); len(names) != 0 {
 		t.Errorf("files left after DeleteMyData: %v", names)
+	}
+	// The app's own file is not the store's.
+	if n, err := c.StoredBytes(); err != nil || n != 0 {
+		t.Errorf("StoredBytes after DeleteMyData = %d, %v, want 0", n, err)
 	}
 	if _, err := os.Stat(other); err != nil {
 		t.Errorf("DeleteMyData removed the app's own file: %v", err)
