@@ -10,8 +10,12 @@ import (
 
 // dirLock, where flock is not available, locks a directory against other
 // Clients of this process only. In a browser it locks a database name
-// against other Clients of the page: pages in other tabs are not kept out.
-type dirLock struct{ dir string }
+// against other Clients of the page, and through the Web Locks API against
+// the pages of the same site in other tabs (pageLock).
+type dirLock struct {
+	dir    string
+	unpage func() // releases pageLock's lock
+}
 
 var locked sync.Map // absolute directory (database name) → struct{}
 
@@ -26,11 +30,17 @@ func lockDir(dir string) (*dirLock, error) {
 	if _, busy := locked.LoadOrStore(abs, struct{}{}); busy {
 		return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
 	}
-	return &dirLock{dir: abs}, nil
+	unpage, err := pageLock(abs)
+	if err != nil {
+		locked.Delete(abs)
+		return nil, err
+	}
+	return &dirLock{dir: abs, unpage: unpage}, nil
 }
 
 func (l *dirLock) unlock() error {
 	if l != nil && l.dir != "" {
+		l.unpage()
 		locked.Delete(l.dir)
 		l.dir = ""
 	}
