@@ -55,6 +55,13 @@ export async function open(o) {
   return new Device(d);
 }
 
+// remove deletes the store in a database that open refuses with the code
+// "corrupt" or "wrong_key", to start over; no device may have it open.
+export async function remove(o) {
+  const fedrec = await load(o?.wasmURL);
+  return fedrec.remove(o?.db ?? "fedrec");
+}
+
 class Device {
   #d;
   constructor(d) { this.#d = d; }
