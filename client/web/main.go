@@ -245,8 +245,10 @@ func (d *device) methods() map[string]any {
 			if cl, ok := d.fed.(io.Closer); ok {
 				err = errors.Join(err, cl.Close())
 			}
+			// fedrec.js calls none of them after close (its Device
+			// rejects with "closed"); this call's promise is its own.
 			for _, fn := range funcs {
-				defer fn.Release() // after this call's own promise settles
+				fn.Release()
 			}
 		})
 		return nil, err
