@@ -968,7 +968,20 @@ func (k *Contribution) Update(ctx context.Context, rel *Release) (Payload, error
 		w = rel.EventWeights.orDefault()
 	}
 	rs := ratingsFor(c.st.interactions, ix, rel.Model.Kind, w)
+	tc := o.Train
+	if tc == (model.TrainConfig{}) {
+		tc = c.cfg.trainFor(rel.Model.Kind)
+	}
+	var t *model.Trainer
+	if len(rs) > 0 && c.model.rel != nil && c.model.rel.Version == rel.Version && tc == c.cfg.trainFor(rel.Model.Kind) {
+		// The installed model's trainer serves the round too: its
+		// Gramian is computed once per model, not again each round.
+		t, err = c.trainerLocked()
+	}
 	c.mu.Unlock()
+	if err != nil {
+		return Payload{}, err
+	}
 	if len(rs) == 0 {
 		d := &DeclineError{Round: o.Round, Reason: ReasonNoData, Detail: "no interaction with the model's items"}
 		c.mu.Lock()
@@ -977,14 +990,15 @@ func (k *Contribution) Update(ctx context.Context, rel *Release) (Payload, error
 		return Payload{}, d
 	}
 
-	tc := o.Train
-	if tc == (model.TrainConfig{}) {
-		tc = c.cfg.trainFor(rel.Model.Kind)
+	if t == nil {
+		if t, err = model.NewTrainer(rel.Model, tc); err != nil {
+			return Payload{}, fmt.Errorf("client: round %d: %w", o.Round, err)
+		}
 	}
 	ch := k.chargeFor(*o)
 	// The device adds Gaussian noise here; Skellam noise is added to the
 	// encoded update by the Federation (secure aggregation).
-	p, u, err := localStep(rel.Model, rs, tc, o.ClipNorm, deviceNoiseStd(*o), c.cfg.Rand)
+	p, u, err := localStep(t, rs, o.ClipNorm, deviceNoiseStd(*o), c.cfg.Rand)
 	if err != nil {
 		return Payload{}, fmt.Errorf("client: round %d: %w", o.Round, err)
 	}
@@ -1020,14 +1034,11 @@ func (k *Contribution) Update(ctx context.Context, rel *Release) (Payload, error
 }
 
 // localStep is the device's training step in a round: fit the user and
-// take the local passes over its ratings against m, then clip the change
-// to the parameters to norm clip and add N(0, std²) to each coordinate.
-func localStep(m *model.Model, rs []model.Rating, tc model.TrainConfig, clip, std float64, r *rand.Rand) (Payload, *model.User, error) {
-	t, err := model.NewTrainer(m, tc)
-	if err != nil {
-		return Payload{}, nil, err
-	}
-	delta := make([]float64, len(m.Params))
+// take the local passes over its ratings against t's model, then clip the
+// change to the parameters to norm clip and add N(0, std²) to each
+// coordinate.
+func localStep(t *model.Trainer, rs []model.Rating, clip, std float64, r *rand.Rand) (Payload, *model.User, error) {
+	delta := make([]float64, len(t.Model().Params))
 	up, err := t.LocalUpdate(delta, rs, r)
 	if err != nil {
 		return Payload{}, nil, err

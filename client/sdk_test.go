@@ -1459,7 +1459,37 @@ func BenchmarkLocalStep(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(8 * len(rel.Model.Params)))
 			for b.Loop() {
-				if _, _, err := localStep(rel.Model, rs, model.DefaultTrainConfig(), 1, 0.01, r); err != nil {
+				t, err := model.NewTrainer(rel.Model, model.DefaultTrainConfig())
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := localStep(t, rs, 1, 0.01, r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkLocalStepInstalled is the step of a round of the model the
+// device has installed (and recommends from): the model's trainer, and
+// its Gramian, are there already.
+func BenchmarkLocalStepInstalled(b *testing.B) {
+	for _, kind := range []model.Kind{model.Explicit, model.Implicit} {
+		b.Run(kind.String(), func(b *testing.B) {
+			c, rel := benchClient(b, kind, benchUser)
+			c.mu.Lock()
+			rs := ratingsFor(c.st.interactions, c.model.index, kind, DefaultEventWeights())
+			t, err := c.trainerLocked()
+			c.mu.Unlock()
+			if err != nil {
+				b.Fatal(err)
+			}
+			r := rand.New(rand.NewPCG(5, 6))
+			b.ReportAllocs()
+			b.SetBytes(int64(8 * len(rel.Model.Params)))
+			for b.Loop() {
+				if _, _, err := localStep(t, rs, 1, 0.01, r); err != nil {
 					b.Fatal(err)
 				}
 			}
