@@ -126,14 +126,11 @@ func (c *Client) userLocked() (*model.User, []int32, error) {
 	seen = slices.Clip(slices.Compact(seen))
 	if ms.user == nil {
 		rs := ratingsFor(c.st.interactions, ms.index, ms.rel.Model.Kind, ms.rel.EventWeights.orDefault())
-		if ms.trainer == nil {
-			t, err := model.NewTrainer(ms.rel.Model, c.cfg.trainFor(ms.rel.Model.Kind))
-			if err != nil {
-				return nil, nil, fmt.Errorf("client: %w", err)
-			}
-			ms.trainer = t
+		t, err := c.trainerLocked()
+		if err != nil {
+			return nil, nil, err
 		}
-		u, err := ms.trainer.FitUser(rs)
+		u, err := t.FitUser(rs)
 		if err != nil {
 			return nil, nil, fmt.Errorf("client: refresh user: %w", err)
 		}
@@ -143,6 +140,23 @@ func (c *Client) userLocked() (*model.User, []int32, error) {
 	}
 	ms.seen = seen
 	return ms.user, ms.seen, nil
+}
+
+// trainerLocked returns the installed model's trainer, with the app's
+// training settings, building it on first use: it holds what every fit
+// against the model shares (the implicit Gramian), for Recommend and for
+// a round of the same model. The caller holds mu and has checked that a
+// model is installed.
+func (c *Client) trainerLocked() (*model.Trainer, error) {
+	ms := &c.model
+	if ms.trainer == nil {
+		t, err := model.NewTrainer(ms.rel.Model, c.cfg.trainFor(ms.rel.Model.Kind))
+		if err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
+		ms.trainer = t
+	}
+	return ms.trainer, nil
 }
 
 // EventWeights say how much one event of each kind adds to an item's

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"os"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -32,11 +31,14 @@ const KeySize = 32
 // means its documented default.
 type Config struct {
 	// Dir is the directory the SDK keeps the user's data in, created if
-	// missing. The SDK owns the files named "fedrec.*" in it.
+	// missing. The SDK owns the files named "fedrec.*" in it. In a
+	// browser (js/wasm) it names the IndexedDB database instead.
 	Dir string
 	// Key encrypts the data at rest: 32 random bytes the app keeps in the
 	// platform's key store (Android Keystore, iOS Keychain). New copies
-	// it.
+	// it. In a browser it may be empty: the SDK then keeps a
+	// non-extractable WebCrypto key in the database, which seals the
+	// data key as Key would.
 	Key []byte
 	// Policy is what the device accepts from a round.
 	Policy Policy
@@ -106,7 +108,7 @@ func (c Config) validate() error {
 	switch {
 	case c.Dir == "":
 		return fmt.Errorf("%w: Config.Dir is empty", ErrInvalidArgument)
-	case len(c.Key) != KeySize:
+	case len(c.Key) != KeySize && (len(c.Key) != 0 || !browser):
 		return fmt.Errorf("%w: Config.Key has %d bytes, want %d", ErrInvalidArgument, len(c.Key), KeySize)
 	case c.Retention < 0:
 		return fmt.Errorf("%w: Config.Retention = %v, want >= 0", ErrInvalidArgument, c.Retention)
@@ -302,6 +304,7 @@ type Client struct {
 	fed Federation
 
 	lock   *dirLock     // Config.Dir's, until Close
+	files  storage      // Config.Dir's, until Close
 	anchor *anchorState // nil without Config.Anchor
 
 	mu      sync.Mutex
@@ -342,28 +345,33 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("client: store: %w", err)
+	files, err := openStorage(cfg.Dir, true)
+	if err != nil {
+		return nil, err
 	}
 	lock, err := lockDir(cfg.Dir)
 	if err != nil {
+		files.close()
 		return nil, err
 	}
-	c, err := openClient(cfg)
+	c, err := openClient(cfg, files)
 	if err != nil {
+		files.close()
 		lock.unlock()
 		return nil, err
 	}
-	c.lock = lock
+	c.lock, c.files = lock, files
 	return c, nil
 }
 
 // openClient is New once the directory is locked.
-func openClient(cfg Config) (*Client, error) {
-	key := append([]byte(nil), cfg.Key...)
+func openClient(cfg Config, files storage) (*Client, error) {
+	kek, err := keySealerOf(cfg.Key, files)
 	cfg.Key = nil
-	s, st, err := openStore(cfg.Dir, key, cfg.random, cfg.Logger)
-	clear(key)
+	if err != nil {
+		return nil, err
+	}
+	s, st, err := openStore(files, kek, cfg.random, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -700,7 +708,7 @@ func (c *Client) Close() error {
 		clear(u.Factor)
 	}
 	err := c.store.close()
-	return errors.Join(err, c.lock.unlock())
+	return errors.Join(err, c.files.close(), c.lock.unlock())
 }
 
 // Participate takes part in one federated round, if the user opted in, the
@@ -971,7 +979,20 @@ func (k *Contribution) Update(ctx context.Context, rel *Release) (Payload, error
 		w = rel.EventWeights.orDefault()
 	}
 	rs := ratingsFor(c.st.interactions, ix, rel.Model.Kind, w)
+	tc := o.Train
+	if tc == (model.TrainConfig{}) {
+		tc = c.cfg.trainFor(rel.Model.Kind)
+	}
+	var t *model.Trainer
+	if len(rs) > 0 && c.model.rel != nil && c.model.rel.Version == rel.Version && tc == c.cfg.trainFor(rel.Model.Kind) {
+		// The installed model's trainer serves the round too: its
+		// Gramian is computed once per model, not again each round.
+		t, err = c.trainerLocked()
+	}
 	c.mu.Unlock()
+	if err != nil {
+		return Payload{}, err
+	}
 	if len(rs) == 0 {
 		d := &DeclineError{Round: o.Round, Reason: ReasonNoData, Detail: "no interaction with the model's items"}
 		c.mu.Lock()
@@ -980,14 +1001,15 @@ func (k *Contribution) Update(ctx context.Context, rel *Release) (Payload, error
 		return Payload{}, d
 	}
 
-	tc := o.Train
-	if tc == (model.TrainConfig{}) {
-		tc = c.cfg.trainFor(rel.Model.Kind)
+	if t == nil {
+		if t, err = model.NewTrainer(rel.Model, tc); err != nil {
+			return Payload{}, fmt.Errorf("client: round %d: %w", o.Round, err)
+		}
 	}
 	ch := k.chargeFor(*o)
 	// The device adds Gaussian noise here; Skellam noise is added to the
 	// encoded update by the Federation (secure aggregation).
-	p, u, err := localStep(rel.Model, rs, tc, o.ClipNorm, deviceNoiseStd(*o), c.cfg.Rand)
+	p, u, err := localStep(t, rs, o.ClipNorm, deviceNoiseStd(*o), c.cfg.Rand)
 	if err != nil {
 		return Payload{}, fmt.Errorf("client: round %d: %w", o.Round, err)
 	}
@@ -1024,14 +1046,11 @@ func (k *Contribution) Update(ctx context.Context, rel *Release) (Payload, error
 }
 
 // localStep is the device's training step in a round: fit the user and
-// take the local passes over its ratings against m, then clip the change
-// to the parameters to norm clip and add N(0, std²) to each coordinate.
-func localStep(m *model.Model, rs []model.Rating, tc model.TrainConfig, clip, std float64, r *rand.Rand) (Payload, *model.User, error) {
-	t, err := model.NewTrainer(m, tc)
-	if err != nil {
-		return Payload{}, nil, err
-	}
-	delta := make([]float64, len(m.Params))
+// take the local passes over its ratings against t's model, then clip the
+// change to the parameters to norm clip and add N(0, std²) to each
+// coordinate.
+func localStep(t *model.Trainer, rs []model.Rating, clip, std float64, r *rand.Rand) (Payload, *model.User, error) {
+	delta := make([]float64, len(t.Model().Params))
 	up, err := t.LocalUpdate(delta, rs, r)
 	if err != nil {
 		return Payload{}, nil, err

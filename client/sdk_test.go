@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -1190,11 +1189,18 @@ func TestDeleteMyData(t *testing.T) {
 	if err := os.WriteFile(other, []byte("{}"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if n, err := c.StoredBytes(); err != nil || n == 0 {
+		t.Errorf("StoredBytes before DeleteMyData = %d, %v, want > 0", n, err)
+	}
 	if err := c.DeleteMyData(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if names, _ := storeFiles(cfg.Dir); len(names) != 0 {
 		t.Errorf("files left after DeleteMyData: %v", names)
+	}
+	// The app's own file is not the store's.
+	if n, err := c.StoredBytes(); err != nil || n != 0 {
+		t.Errorf("StoredBytes after DeleteMyData = %d, %v, want 0", n, err)
 	}
 	if _, err := os.Stat(other); err != nil {
 		t.Errorf("DeleteMyData removed the app's own file: %v", err)
@@ -1304,7 +1310,7 @@ func TestRetention(t *testing.T) {
 // loadRaw reads the store in cfg.Dir without pruning.
 func loadRaw(t *testing.T, cfg Config) *state {
 	t.Helper()
-	s, st, err := openStore(cfg.Dir, cfg.Key, nil, slog.New(slog.DiscardHandler))
+	s, st, err := openDirStore(cfg.Dir, cfg.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1457,7 +1463,37 @@ func BenchmarkLocalStep(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(8 * len(rel.Model.Params)))
 			for b.Loop() {
-				if _, _, err := localStep(rel.Model, rs, model.DefaultTrainConfig(), 1, 0.01, r); err != nil {
+				t, err := model.NewTrainer(rel.Model, model.DefaultTrainConfig())
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := localStep(t, rs, 1, 0.01, r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkLocalStepInstalled is the step of a round of the model the
+// device has installed (and recommends from): the model's trainer, and
+// its Gramian, are there already.
+func BenchmarkLocalStepInstalled(b *testing.B) {
+	for _, kind := range []model.Kind{model.Explicit, model.Implicit} {
+		b.Run(kind.String(), func(b *testing.B) {
+			c, rel := benchClient(b, kind, benchUser)
+			c.mu.Lock()
+			rs := ratingsFor(c.st.interactions, c.model.index, kind, DefaultEventWeights())
+			t, err := c.trainerLocked()
+			c.mu.Unlock()
+			if err != nil {
+				b.Fatal(err)
+			}
+			r := rand.New(rand.NewPCG(5, 6))
+			b.ReportAllocs()
+			b.SetBytes(int64(8 * len(rel.Model.Params)))
+			for b.Loop() {
+				if _, _, err := localStep(t, rs, 1, 0.01, r); err != nil {
 					b.Fatal(err)
 				}
 			}
