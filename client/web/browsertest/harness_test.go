@@ -1,0 +1,448 @@
+package browsertest
+
+import (
+	"bytes"
+	"context"
+	crand "crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"go.uber.org/goleak"
+
+	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/coordinator/wire"
+	"github.com/fedrec/fedrec/sim"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// built holds the fedrec binary and the WebAssembly module, built once
+// for all the tests.
+var built struct {
+	once sync.Once
+	dir  string // fedrec, fedrec.wasm, wasm_exec.js
+	err  error
+}
+
+// webDir is client/web: fedrec.js and the example pages.
+var webDir = func() string { wd, _ := os.Getwd(); return filepath.Dir(wd) }()
+
+// build builds fedrec and the WebAssembly module into one directory.
+func build(t *testing.T) string {
+	t.Helper()
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "fedrec-browser-"); built.err != nil {
+			return
+		}
+		steps := []struct {
+			env  []string
+			args []string
+		}{
+			{nil, []string{"build", "-o", filepath.Join(built.dir, "fedrec"), "github.com/fedrec/fedrec/cmd/fedrec"}},
+			{[]string{"GOOS=js", "GOARCH=wasm"}, []string{"build", "-o", filepath.Join(built.dir, "fedrec.wasm"), "github.com/fedrec/fedrec/client/web"}},
+		}
+		for _, s := range steps {
+			cmd := exec.Command("go", s.args...)
+			cmd.Env = append(os.Environ(), s.env...)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				built.err = fmt.Errorf("go %s: %v\n%s", strings.Join(s.args, " "), err, out)
+				return
+			}
+		}
+		b, err := os.ReadFile(filepath.Join(runtime.GOROOT(), "lib", "wasm", "wasm_exec.js"))
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.err = os.WriteFile(filepath.Join(built.dir, "wasm_exec.js"), b, 0o644)
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.dir
+}
+
+// chromiumPath finds Chromium, or skips the test (fails it when
+// FEDREC_REQUIRE_BROWSER=1).
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("FEDREC_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("FEDREC_REQUIRE_BROWSER") == "1" {
+		t.Fatal("FEDREC_REQUIRE_BROWSER=1 but no Chromium found (apt-get install chromium, or set FEDREC_CHROMIUM)")
+	}
+	t.Skip("no Chromium found (apt-get install chromium, or set FEDREC_CHROMIUM); FEDREC_REQUIRE_BROWSER=1 makes this a failure")
+	return ""
+}
+
+// proc is a fedrec process whose output goes to files.
+type proc struct {
+	name     string
+	cmd      *exec.Cmd
+	out, log string
+	done     chan struct{}
+}
+
+// start runs fedrec with args in dir until the test ends.
+func start(t *testing.T, bin, dir, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, out: filepath.Join(dir, name+".out"), log: filepath.Join(dir, name+".log"), done: make(chan struct{})}
+	o, err := os.Create(p.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := os.Create(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Dir = dir
+	p.cmd.Stdout, p.cmd.Stderr = o, l
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.cmd.Wait()
+		o.Close()
+		l.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("%s log tail:\n%s", p.name, tail(p.read(p.log), 4000))
+		}
+	})
+	return p
+}
+
+func (p *proc) read(file string) string {
+	b, _ := os.ReadFile(file)
+	return string(b)
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// waitFor polls cond until it holds or ctx ends.
+func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+var (
+	reWebTransport = regexp.MustCompile(`webtransport https://([^/\s]+)/`)
+	reClients      = regexp.MustCompile(`raft \S+, clients (\S+)`)
+	reCommitted    = regexp.MustCompile(`msg="round committed" node=\S+ round=(\d+) model=(\d+) survivors=(\d+)`)
+)
+
+// shopConfig is what a shop's pages need to reach the cluster; the test
+// serves it as /config.json, as a shop's backend would.
+type shopConfig struct {
+	Addrs      []string `json:"addrs"`
+	CertHashes []string `json:"certHashes"`
+	Items      []string `json:"items"`
+}
+
+// env is a coordinator node process serving WebTransport, the shop's web
+// server (pages, module, config, device tokens) and a headless Chromium.
+type env struct {
+	t      *testing.T
+	ctx    context.Context // the test's deadline
+	dir    string
+	bin    string
+	node   *proc
+	quic   string // the node's QUIC client address
+	items  []string // the shop's catalogue
+	web    *httptest.Server
+	config shopConfig
+	tokens int // device tokens issued, guarded by mu
+	mu     sync.Mutex
+	tab    context.Context // a chromedp tab
+}
+
+// envConfig shapes the cluster.
+type envConfig struct {
+	items   int      // catalogue size
+	users   int      // native devices' data set users
+	flags   []string // extra coordinator flags
+}
+
+// newEnv starts a node with an implicit model over a shop catalogue of
+// cfg.items items, secure aggregation and central noise, serving
+// WebTransport with a certificate browsers accept by its hash; the shop's
+// server; and Chromium.
+func newEnv(t *testing.T, cfg envConfig) *env {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("browser test: builds fedrec and the WebAssembly module, runs a node and Chromium")
+	}
+	chrome := chromiumPath(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	t.Cleanup(cancel)
+	bdir := build(t)
+	e := &env{t: t, ctx: ctx, dir: t.TempDir(), bin: filepath.Join(bdir, "fedrec")}
+
+	// Node certificates valid for less than 14 days: browsers then
+	// accept them by hash (serverCertificateHashes), as in development.
+	e.run("cert", "--dir", "certs", "--nodes", "a", "--days", "10")
+	e.config.CertHashes = []string{e.certHash("a")}
+
+	// The shop's data: users' purchases of catalogue items, two columns
+	// (user,item), so an implicit data set.
+	e.items = make([]string, cfg.items)
+	for i := range e.items {
+		e.items[i] = fmt.Sprintf("sku-%05d", i+1)
+	}
+	var csv bytes.Buffer
+	// Every item appears in the data set, so that its catalogue is the
+	// shop's.
+	for i, it := range e.items {
+		fmt.Fprintf(&csv, "u%d,%s\n", i%cfg.users, it)
+	}
+	r := rand.New(rand.NewPCG(7, 15))
+	for u := range cfg.users {
+		for range 12 {
+			fmt.Fprintf(&csv, "u%d,%s\n", u, e.items[r.IntN(len(e.items))])
+		}
+	}
+	data := filepath.Join(e.dir, "shop.csv")
+	if err := os.WriteFile(data, csv.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The model's items are in the data set's order.
+	ds, err := sim.LoadCSV(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.config.Items = ds.ItemIDs
+
+	args := append([]string{"coordinator", "--id", "a", "--data-dir", "a", "--certs", "certs", "--bootstrap",
+		"--raft-addr", "127.0.0.1:0", "--client-addr", "127.0.0.1:0", "--webtransport-addr", "127.0.0.1:0",
+		"--heartbeat", "200ms", "--log-level", "info",
+		"--dataset", "shop.csv", "--objective", "implicit", "--rank", "8",
+		"--secagg", "--clip", "1", "--noise-multiplier", "1", "--population", "1000",
+		"--min-clients", "3", "--over-select", "0", "--checkin-window", "1s", "--round-timeout", "60s", "--secagg-phase", "30s"},
+		cfg.flags...)
+	e.node = start(t, e.bin, e.dir, "node-a", args...)
+	waitFor(t, ctx, "the node's addresses", func() bool {
+		select {
+		case <-e.node.done:
+			t.Fatalf("the node exited:\n%s", tail(e.node.read(e.node.log), 3000))
+		default:
+		}
+		out := e.node.read(e.node.out)
+		w, q := reWebTransport.FindStringSubmatch(out), reClients.FindStringSubmatch(out)
+		if w == nil || q == nil {
+			return false
+		}
+		e.config.Addrs, e.quic = []string{w[1]}, q[1]
+		return true
+	})
+
+	e.serve()
+	e.browser(chrome)
+	return e
+}
+
+// run runs a fedrec command in the test's directory and returns its
+// output.
+func (e *env) run(args ...string) string {
+	e.t.Helper()
+	cmd := exec.CommandContext(e.ctx, e.bin, args...)
+	cmd.Dir = e.dir
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := errors.AsType[*exec.ExitError](err); ok {
+			stderr = ee.Stderr
+		}
+		e.t.Fatalf("fedrec %s: %v\n%s", strings.Join(args, " "), err, stderr)
+	}
+	return string(out)
+}
+
+// certHash is the SHA-256 of node name's certificate, in hex, as a page
+// passes it in certHashes.
+func (e *env) certHash(name string) string {
+	e.t.Helper()
+	b, err := os.ReadFile(filepath.Join(e.dir, "certs", pki.CertFile(name)))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		e.t.Fatalf("%s: no PEM block", pki.CertFile(name))
+	}
+	h := sha256.Sum256(blk.Bytes)
+	return hex.EncodeToString(h[:])
+}
+
+// serve starts the shop's web server: client/web (fedrec.js, the example
+// pages), the built module, /config.json and /token, which issues a
+// device token for the device in its query (?device=ID, default
+// "browser-1") the way a shop's backend would after logging the shopper
+// in.
+func (e *env) serve() {
+	key, err := pki.LoadTokenKey(filepath.Join(e.dir, "certs"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	for _, f := range []string{"fedrec.wasm", "wasm_exec.js"} {
+		mux.HandleFunc("/"+f, func(w http.ResponseWriter, r *http.Request) {
+			http.ServeFile(w, r, filepath.Join(built.dir, f))
+		})
+	}
+	mux.HandleFunc("/config.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(e.config)
+	})
+	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
+		device := r.URL.Query().Get("device")
+		if device == "" {
+			device = "browser-1"
+		}
+		tok, err := wire.IssueToken(key, device, time.Now(), time.Hour, crand.Reader)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		e.mu.Lock()
+		e.tokens++
+		e.mu.Unlock()
+		fmt.Fprint(w, wire.TokenText(tok))
+	})
+	mux.Handle("/", http.FileServer(http.Dir(webDir)))
+	e.web = httptest.NewServer(mux)
+	e.t.Cleanup(e.web.Close)
+}
+
+// browser starts headless Chromium with one tab.
+func (e *env) browser(path string) {
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.Flag("headless", "new"),
+		chromedp.UserDataDir(filepath.Join(e.dir, "chromium")),
+		chromedp.WindowSize(1200, 900),
+	)
+	if os.Geteuid() == 0 {
+		opts = append(opts, chromedp.NoSandbox) // Chromium refuses to sandbox as root
+	}
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	e.t.Cleanup(cancel)
+	tab, cancelTab := chromedp.NewContext(actx, chromedp.WithLogf(e.t.Logf))
+	e.t.Cleanup(cancelTab)
+	// The first Run starts the browser, which lives as long as tab.
+	if err := chromedp.Do(tab); err != nil {
+		e.t.Fatalf("start Chromium: %v", err)
+	}
+	e.tab = tab
+}
+
+// eval evaluates a JavaScript expression in the tab, awaiting a promise,
+// and decodes its value into T.
+func eval[T any](e *env, expr string) T {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(e.tab, time.Until(deadline(e.ctx)))
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		e.t.Fatalf("%s: %v", firstLine(expr), err)
+	}
+	return v
+}
+
+// do runs chromedp actions in the tab under the test's deadline.
+func (e *env) do(steps ...chromedp.Action[chromedp.Void]) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(e.tab, time.Until(deadline(e.ctx)))
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func deadline(ctx context.Context) time.Time {
+	d, _ := ctx.Deadline()
+	return d
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i] + " …"
+	}
+	return s
+}
+
+// committed returns the node's committed rounds: round → survivors.
+func (e *env) committed() map[uint64]int {
+	out := map[uint64]int{}
+	for _, m := range reCommitted.FindAllStringSubmatch(e.node.read(e.node.log), -1) {
+		r, _ := strconv.ParseUint(m[1], 10, 64)
+		n, _ := strconv.Atoi(m[3])
+		out[r] = n
+	}
+	return out
+}
+
+// natives starts n native devices (fedrec client, over QUIC with device
+// certificates) training on the shop's data set.
+func (e *env) natives(n int) *proc {
+	return start(e.t, e.bin, e.dir, "natives", "client", "--data", "shop.csv", "--clients", strconv.Itoa(n),
+		"--coordinators", e.quic, "--certs", "certs", "--eval=false", "--log-level", "warn")
+}
