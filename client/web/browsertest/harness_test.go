@@ -1,8 +1,11 @@
+//go:build !js
+
 package browsertest
 
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	crand "crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -189,36 +192,45 @@ var (
 	reCommitted    = regexp.MustCompile(`msg="round committed" node=\S+ round=(\d+) model=(\d+) survivors=(\d+)`)
 )
 
-// shopConfig is what a shop's pages need to reach the cluster; the test
-// serves it as /config.json, as a shop's backend would.
+// shopConfig is what the example pages need (client/web/example/device.js);
+// the test serves it as example/config.json, as a shop's backend would.
 type shopConfig struct {
-	Addrs      []string `json:"addrs"`
-	CertHashes []string `json:"certHashes"`
-	Items      []string `json:"items"`
+	Addrs      []string       `json:"addrs"`
+	CertHashes []string       `json:"certHashes"`
+	Items      []string       `json:"items"`
+	Policy     map[string]any `json:"policy,omitempty"`
+	Products   []product      `json:"products,omitempty"`
+}
+
+type product struct {
+	Item  string `json:"item"`
+	Name  string `json:"name"`
+	Price int    `json:"price"`
 }
 
 // env is a coordinator node process serving WebTransport, the shop's web
 // server (pages, module, config, device tokens) and a headless Chromium.
 type env struct {
-	t      *testing.T
-	ctx    context.Context // the test's deadline
-	dir    string
-	bin    string
-	node   *proc
-	quic   string // the node's QUIC client address
-	items  []string // the shop's catalogue
-	web    *httptest.Server
-	config shopConfig
-	tokens int // device tokens issued, guarded by mu
-	mu     sync.Mutex
-	tab    context.Context // a chromedp tab
+	t    *testing.T
+	ctx  context.Context // the test's deadline
+	dir  string
+	bin  string
+	node *proc
+	quic string // the node's QUIC client address
+	web  *httptest.Server
+	mux  *http.ServeMux
+	tab  context.Context // a chromedp tab
+
+	mu       sync.Mutex
+	config   shopConfig         // guarded by mu
+	tokenKey ed25519.PrivateKey // the shop backend's; guarded by mu
 }
 
 // envConfig shapes the cluster.
 type envConfig struct {
-	items   int      // catalogue size
-	users   int      // native devices' data set users
-	flags   []string // extra coordinator flags
+	items int      // catalogue size
+	users int      // users of the native devices' data set
+	flags []string // extra coordinator flags
 }
 
 // newEnv starts a node with an implicit model over a shop catalogue of
@@ -227,36 +239,24 @@ type envConfig struct {
 // server; and Chromium.
 func newEnv(t *testing.T, cfg envConfig) *env {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("browser test: builds fedrec and the WebAssembly module, runs a node and Chromium")
-	}
-	chrome := chromiumPath(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
-	t.Cleanup(cancel)
-	bdir := build(t)
-	e := &env{t: t, ctx: ctx, dir: t.TempDir(), bin: filepath.Join(bdir, "fedrec")}
+	e := newBrowser(t)
 
 	// Node certificates valid for less than 14 days: browsers then
 	// accept them by hash (serverCertificateHashes), as in development.
 	e.run("cert", "--dir", "certs", "--nodes", "a", "--days", "10")
-	e.config.CertHashes = []string{e.certHash("a")}
+	sc := shopConfig{CertHashes: []string{e.certHash("a")}, Policy: map[string]any{"minCohort": 3}}
 
 	// The shop's data: users' purchases of catalogue items, two columns
-	// (user,item), so an implicit data set.
-	e.items = make([]string, cfg.items)
-	for i := range e.items {
-		e.items[i] = fmt.Sprintf("sku-%05d", i+1)
-	}
+	// (user,item), so an implicit data set. Every item appears, so that
+	// the data set's catalogue is the shop's.
 	var csv bytes.Buffer
-	// Every item appears in the data set, so that its catalogue is the
-	// shop's.
-	for i, it := range e.items {
-		fmt.Fprintf(&csv, "u%d,%s\n", i%cfg.users, it)
+	for i := range cfg.items {
+		fmt.Fprintf(&csv, "u%d,sku-%05d\n", i%cfg.users, i+1)
 	}
 	r := rand.New(rand.NewPCG(7, 15))
 	for u := range cfg.users {
 		for range 12 {
-			fmt.Fprintf(&csv, "u%d,%s\n", u, e.items[r.IntN(len(e.items))])
+			fmt.Fprintf(&csv, "u%d,sku-%05d\n", u, 1+r.IntN(cfg.items))
 		}
 	}
 	data := filepath.Join(e.dir, "shop.csv")
@@ -268,7 +268,8 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.config.Items = ds.ItemIDs
+	sc.Items = ds.ItemIDs
+	sc.Products = products(sc.Items[:min(12, len(sc.Items))])
 
 	args := append([]string{"coordinator", "--id", "a", "--data-dir", "a", "--certs", "certs", "--bootstrap",
 		"--raft-addr", "127.0.0.1:0", "--client-addr", "127.0.0.1:0", "--webtransport-addr", "127.0.0.1:0",
@@ -278,7 +279,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 		"--min-clients", "3", "--over-select", "0", "--checkin-window", "1s", "--round-timeout", "60s", "--secagg-phase", "30s"},
 		cfg.flags...)
 	e.node = start(t, e.bin, e.dir, "node-a", args...)
-	waitFor(t, ctx, "the node's addresses", func() bool {
+	waitFor(t, e.ctx, "the node's addresses", func() bool {
 		select {
 		case <-e.node.done:
 			t.Fatalf("the node exited:\n%s", tail(e.node.read(e.node.log), 3000))
@@ -289,10 +290,42 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 		if w == nil || q == nil {
 			return false
 		}
-		e.config.Addrs, e.quic = []string{w[1]}, q[1]
+		sc.Addrs, e.quic = []string{w[1]}, q[1]
 		return true
 	})
 
+	key, err := pki.LoadTokenKey(filepath.Join(e.dir, "certs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.mu.Lock()
+	e.config, e.tokenKey = sc, key
+	e.mu.Unlock()
+	return e
+}
+
+// products names items as a shop would, for the pages and screenshots.
+func products(items []string) []product {
+	adj := []string{"Linen", "Oak", "Blue", "Wool", "Copper", "Stone", "Cotton", "Walnut"}
+	noun := []string{"mug", "scarf", "lamp", "bowl", "throw", "vase", "tote", "tray", "candle"}
+	out := make([]product, len(items))
+	for i, it := range items {
+		out[i] = product{Item: it, Name: adj[i%len(adj)] + " " + noun[i%len(noun)], Price: 8 + (i*13)%60}
+	}
+	return out
+}
+
+// newBrowser starts the shop's web server and Chromium, without a node.
+func newBrowser(t *testing.T) *env {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("browser test: builds fedrec and the WebAssembly module, runs a node and Chromium")
+	}
+	chrome := chromiumPath(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	t.Cleanup(cancel)
+	bdir := build(t)
+	e := &env{t: t, ctx: ctx, dir: t.TempDir(), bin: filepath.Join(bdir, "fedrec")}
 	e.serve()
 	e.browser(chrome)
 	return e
@@ -332,43 +365,52 @@ func (e *env) certHash(name string) string {
 }
 
 // serve starts the shop's web server: client/web (fedrec.js, the example
-// pages), the built module, /config.json and /token, which issues a
-// device token for the device in its query (?device=ID, default
-// "browser-1") the way a shop's backend would after logging the shopper
-// in.
+// pages), the built module, and beside the pages config.json and token,
+// which issues a device token for the device in its query (?device=ID,
+// default "browser-1") the way a shop's backend would after logging the
+// shopper in.
 func (e *env) serve() {
-	key, err := pki.LoadTokenKey(filepath.Join(e.dir, "certs"))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	mux := http.NewServeMux()
+	e.mux = http.NewServeMux()
+	mux := e.mux
 	for _, f := range []string{"fedrec.wasm", "wasm_exec.js"} {
 		mux.HandleFunc("/"+f, func(w http.ResponseWriter, r *http.Request) {
 			http.ServeFile(w, r, filepath.Join(built.dir, f))
 		})
 	}
-	mux.HandleFunc("/config.json", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/example/config.json", func(w http.ResponseWriter, r *http.Request) {
+		e.mu.Lock()
+		c := e.config
+		e.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(e.config)
+		json.NewEncoder(w).Encode(c)
 	})
-	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/example/token", func(w http.ResponseWriter, r *http.Request) {
 		device := r.URL.Query().Get("device")
 		if device == "" {
 			device = "browser-1"
+		}
+		e.mu.Lock()
+		key := e.tokenKey
+		e.mu.Unlock()
+		if key == nil {
+			http.Error(w, "no node", http.StatusNotFound)
+			return
 		}
 		tok, err := wire.IssueToken(key, device, time.Now(), time.Hour, crand.Reader)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		e.mu.Lock()
-		e.tokens++
-		e.mu.Unlock()
 		fmt.Fprint(w, wire.TokenText(tok))
 	})
 	mux.Handle("/", http.FileServer(http.Dir(webDir)))
 	e.web = httptest.NewServer(mux)
 	e.t.Cleanup(e.web.Close)
+}
+
+// serveFile serves file at path on the shop's server.
+func (e *env) serveFile(path, file string) {
+	e.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, file) })
 }
 
 // browser starts headless Chromium with one tab.

@@ -1,3 +1,5 @@
+//go:build !js
+
 package browsertest
 
 import (
@@ -16,8 +18,8 @@ func TestBrowserModel(t *testing.T) {
 	const go = new Go();
 	const r = await WebAssembly.instantiateStreaming(fetch("/fedrec.wasm"), go.importObject);
 	go.run(r.instance);
-	const cfg = await (await fetch("/config.json")).json();
-	const c = await fedrec.connect({addrs: cfg.addrs, certHashes: cfg.certHashes, token: async () => (await fetch("/token")).text()});
+	const cfg = await (await fetch("/example/config.json")).json();
+	const c = await fedrec.connect({addrs: cfg.addrs, certHashes: cfg.certHashes, token: async () => (await fetch("/example/token")).text()});
 	const m = await c.model();
 	c.close();
 	return {version: m.version, items: m.items};

@@ -1,0 +1,85 @@
+//go:build !js
+
+package browsertest
+
+import (
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// The measurements of the issue's targets, logged, never asserted: run
+//
+//	go test -count=1 -run 'TestLocalStepInBrowser|TestFirstRecommendation' -v ./client/web/browsertest -measure
+//
+// (without -race, which slows the native side).
+var measure = flag.Bool("measure", false, "run the browser measurements and log them")
+
+// TestLocalStepInBrowser runs BenchmarkLocalStep compiled to WebAssembly
+// in Chromium and natively in this process, interleaved, and logs both.
+func TestLocalStepInBrowser(t *testing.T) {
+	if !*measure {
+		t.Skip("a measurement: run with -measure")
+	}
+	e := newBrowser(t)
+	wasm := filepath.Join(e.dir, "bench.wasm")
+	cmd := exec.CommandContext(e.ctx, "go", "test", "-c", "-o", wasm, ".")
+	cmd.Env = append(os.Environ(), "GOOS=js", "GOARCH=wasm")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go test -c for js/wasm: %v\n%s", err, out)
+	}
+	e.serveFile("/bench.wasm", wasm)
+	e.do(chromedp.Navigate(e.web.URL + "/example/"))
+	const rounds = 5
+	var browser, native []float64
+	for range rounds {
+		out := eval[string](e, `(async () => {
+	if (!globalThis.Go) await new Promise((res, rej) => { const s = document.createElement("script"); s.src = "/wasm_exec.js"; s.onload = res; s.onerror = rej; document.head.appendChild(s); });
+	const lines = [], log = console.log;
+	console.log = (...a) => lines.push(a.join(" "));
+	try {
+		const go = new Go();
+		go.argv = ["browsertest.test", "-test.run=^$", "-test.bench=^BenchmarkLocalStep$", "-test.benchtime=20x"];
+		const r = await WebAssembly.instantiateStreaming(fetch("/bench.wasm"), go.importObject);
+		await go.run(r.instance);
+	} finally { console.log = log; }
+	return lines.join("\n");
+})()`)
+		ns, ok := nsPerOp(out)
+		if !ok {
+			t.Fatalf("no benchmark result in the browser's output:\n%s", out)
+		}
+		browser = append(browser, ns)
+		res := testing.Benchmark(BenchmarkLocalStep)
+		native = append(native, float64(res.NsPerOp()))
+	}
+	b, n := median(browser), median(native)
+	t.Logf("local step, 200 interactions, 10,000 items at rank 32: browser (Chromium, WebAssembly) %v, native %v, ratio %.2f (medians of %d; target ≤ 3)",
+		time.Duration(b).Round(time.Microsecond), time.Duration(n).Round(time.Microsecond), b/n, rounds)
+}
+
+var reNsPerOp = regexp.MustCompile(`BenchmarkLocalStep\S*\s+\d+\s+(\d+(?:\.\d+)?) ns/op`)
+
+func nsPerOp(out string) (float64, bool) {
+	m := reNsPerOp.FindStringSubmatch(out)
+	if m == nil {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	return v, err == nil
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
