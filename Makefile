@@ -2,13 +2,17 @@
 GO ?= go
 BIN := fedrec
 
-.PHONY: help build test bench bench-cluster sim sim-ml fuzz fault-soak vet clean
+.PHONY: help build web test bench bench-cluster sim sim-ml fuzz fault-soak vet clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 build: ## build the fedrec binary
 	$(GO) build -o $(BIN) ./cmd/fedrec
+
+web: ## build the browser SDK into client/web: fedrec.wasm and the Go release's wasm_exec.js, beside fedrec.js
+	GOOS=js GOARCH=wasm $(GO) build -trimpath -o client/web/fedrec.wasm ./client/web
+	cp "$$($(GO) env GOROOT)/lib/wasm/wasm_exec.js" client/web/wasm_exec.js
 
 test: ## run the test suite (what CI runs)
 	bash .ci/run
@@ -42,4 +46,4 @@ fault-soak: ## the fault tests' soak: 50 leader crashes in-process and 50 SIGKIL
 	  -run '^TestFaultKillLeaderProcess$$' ./cmd/fedrec/
 
 clean: ## remove build outputs
-	rm -rf $(BIN) out
+	rm -rf $(BIN) out client/web/fedrec.wasm client/web/wasm_exec.js

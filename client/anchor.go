@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/fedrec/fedrec/coordinator/wire"
 )
@@ -116,9 +115,11 @@ func (c *Client) syncAnchor() error {
 // keeping the privacy the device spent: the next Client's ledger starts
 // from it. No Client may have dir open (ErrLocked).
 func Reset(dir string, anchor Anchor) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	files, err := openStorage(dir, true)
+	if err != nil {
 		return fmt.Errorf("client: reset: %w", err)
 	}
+	defer files.close()
 	lock, err := lockDir(dir)
 	if err != nil {
 		return err
@@ -135,7 +136,7 @@ func Reset(dir string, anchor Anchor) error {
 			next.Epsilon = next.Carried
 		}
 	}
-	if err := Remove(dir); err != nil {
+	if _, err := removeFiles(files); err != nil {
 		return err
 	}
 	if anchor == nil {

@@ -1,7 +1,9 @@
 package client
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"time"
 )
 
@@ -198,4 +200,28 @@ func (c *Client) roundReportLocked(round uint64) RoundReport {
 		}
 	}
 	return RoundReport{}
+}
+
+// StoredBytes returns the size of what the store keeps on the device, in
+// Config.Dir or the browser's database, for a privacy dashboard: 0 before
+// anything is recorded and after DeleteMyData.
+func (c *Client) StoredBytes() (int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return 0, ErrClosed
+	}
+	names, err := c.files.list()
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, name := range names {
+		b, err := c.files.read(name)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return 0, fmt.Errorf("client: store: %w", err)
+		}
+		n += int64(len(b))
+	}
+	return n, nil
 }

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"os"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -32,11 +31,14 @@ const KeySize = 32
 // means its documented default.
 type Config struct {
 	// Dir is the directory the SDK keeps the user's data in, created if
-	// missing. The SDK owns the files named "fedrec.*" in it.
+	// missing. The SDK owns the files named "fedrec.*" in it. In a
+	// browser (js/wasm) it names the IndexedDB database instead.
 	Dir string
 	// Key encrypts the data at rest: 32 random bytes the app keeps in the
 	// platform's key store (Android Keystore, iOS Keychain). New copies
-	// it.
+	// it. In a browser it may be empty: the SDK then keeps a
+	// non-extractable WebCrypto key in the database, which seals the
+	// data key as Key would.
 	Key []byte
 	// Policy is what the device accepts from a round.
 	Policy Policy
@@ -106,7 +108,7 @@ func (c Config) validate() error {
 	switch {
 	case c.Dir == "":
 		return fmt.Errorf("%w: Config.Dir is empty", ErrInvalidArgument)
-	case len(c.Key) != KeySize:
+	case len(c.Key) != KeySize && (len(c.Key) != 0 || !browser):
 		return fmt.Errorf("%w: Config.Key has %d bytes, want %d", ErrInvalidArgument, len(c.Key), KeySize)
 	case c.Retention < 0:
 		return fmt.Errorf("%w: Config.Retention = %v, want >= 0", ErrInvalidArgument, c.Retention)
@@ -302,6 +304,7 @@ type Client struct {
 	fed Federation
 
 	lock   *dirLock     // Config.Dir's, until Close
+	files  storage      // Config.Dir's, until Close
 	anchor *anchorState // nil without Config.Anchor
 
 	mu      sync.Mutex
@@ -342,28 +345,33 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("client: store: %w", err)
+	files, err := openStorage(cfg.Dir, true)
+	if err != nil {
+		return nil, err
 	}
 	lock, err := lockDir(cfg.Dir)
 	if err != nil {
+		files.close()
 		return nil, err
 	}
-	c, err := openClient(cfg)
+	c, err := openClient(cfg, files)
 	if err != nil {
+		files.close()
 		lock.unlock()
 		return nil, err
 	}
-	c.lock = lock
+	c.lock, c.files = lock, files
 	return c, nil
 }
 
 // openClient is New once the directory is locked.
-func openClient(cfg Config) (*Client, error) {
-	key := append([]byte(nil), cfg.Key...)
+func openClient(cfg Config, files storage) (*Client, error) {
+	kek, err := keySealerOf(cfg.Key, files)
 	cfg.Key = nil
-	s, st, err := openStore(cfg.Dir, key, cfg.random, cfg.Logger)
-	clear(key)
+	if err != nil {
+		return nil, err
+	}
+	s, st, err := openStore(files, kek, cfg.random, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -700,7 +708,7 @@ func (c *Client) Close() error {
 		clear(u.Factor)
 	}
 	err := c.store.close()
-	return errors.Join(err, c.lock.unlock())
+	return errors.Join(err, c.files.close(), c.lock.unlock())
 }
 
 // Participate takes part in one federated round, if the user opted in, the

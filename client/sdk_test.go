@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -1186,11 +1185,18 @@ func TestDeleteMyData(t *testing.T) {
 	if err := os.WriteFile(other, []byte("{}"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if n, err := c.StoredBytes(); err != nil || n == 0 {
+		t.Errorf("StoredBytes before DeleteMyData = %d, %v, want > 0", n, err)
+	}
 	if err := c.DeleteMyData(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if names, _ := storeFiles(cfg.Dir); len(names) != 0 {
 		t.Errorf("files left after DeleteMyData: %v", names)
+	}
+	// The app's own file is not the store's.
+	if n, err := c.StoredBytes(); err != nil || n != 0 {
+		t.Errorf("StoredBytes after DeleteMyData = %d, %v, want 0", n, err)
 	}
 	if _, err := os.Stat(other); err != nil {
 		t.Errorf("DeleteMyData removed the app's own file: %v", err)
@@ -1300,7 +1306,7 @@ func TestRetention(t *testing.T) {
 // loadRaw reads the store in cfg.Dir without pruning.
 func loadRaw(t *testing.T, cfg Config) *state {
 	t.Helper()
-	s, st, err := openStore(cfg.Dir, cfg.Key, nil, slog.New(slog.DiscardHandler))
+	s, st, err := openDirStore(cfg.Dir, cfg.Key)
 	if err != nil {
 		t.Fatal(err)
 	}

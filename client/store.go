@@ -1,7 +1,8 @@
 package client
 
 // The local store: everything the SDK keeps about the user, encrypted at
-// rest, in Config.Dir.
+// rest, in Config.Dir (a directory, or in a browser an IndexedDB database:
+// see storage).
 //
 //	fedrec.key    the data key (DEK), sealed with the app's key, and the
 //	              store's random ID
@@ -29,6 +30,8 @@ package client
 // of generation g+1. A crash between the two leaves a log of generation g,
 // which is recognised as already folded into the snapshot and replaced.
 //
+// In a browser, an IndexedDB transaction stands for each fsync and rename.
+//
 // Deletion removes the key file first: once it is gone, whatever remains is
 // ciphertext under a key that no longer exists, and the next open finishes
 // the removal.
@@ -45,8 +48,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"math"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -135,10 +136,10 @@ func checkHeader(b []byte, typ byte, name string) error {
 // store persists a state. It is not safe for concurrent use; the Client
 // serialises calls.
 type store struct {
-	dir  string
-	kek  cipher.AEAD // the app's key
-	rand io.Reader   // store IDs, DEKs and nonces
-	log  *slog.Logger
+	files storage
+	kek   keySealer // the app's key, or the browser's
+	rand  io.Reader // store IDs, DEKs and nonces
+	log   *slog.Logger
 
 	// Zero until the store exists on disk; it is created at the first
 	// write, so a Client that never records leaves no file behind.
@@ -147,8 +148,8 @@ type store struct {
 	id   [idLen]byte
 	gen  uint64
 
-	f      *os.File // the log, positioned at its end
-	seq    uint64   // records in the log
+	f      appendFile // the log
+	seq    uint64     // records in the log
 	size   int64
 	broken error // a failed append left the log in an unknown state
 }
@@ -165,30 +166,27 @@ func newAEAD(key []byte) cipher.AEAD {
 	return a
 }
 
-// openStore opens or prepares the store in dir and loads its state. The
+// openStore opens or prepares the store in files and loads its state. The
 // model file is loaded separately (loadModel).
-func openStore(dir string, key []byte, rnd io.Reader, log *slog.Logger) (*store, *state, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("client: store: %w", err)
-	}
-	s := &store{dir: dir, kek: newAEAD(key), rand: rnd, log: log}
-	names, err := storeFiles(dir)
+func openStore(files storage, kek keySealer, rnd io.Reader, log *slog.Logger) (*store, *state, error) {
+	s := &store{files: files, kek: kek, rand: rnd, log: log}
+	names, err := files.list()
 	if err != nil {
 		return nil, nil, err
 	}
 	for _, n := range names {
 		if strings.HasSuffix(n, tmpSuffix) {
 			// Left by a crash before a rename: never part of the store.
-			if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := files.remove(n); err != nil {
 				return nil, nil, fmt.Errorf("client: store: %w", err)
 			}
 		}
 	}
-	kb, err := os.ReadFile(filepath.Join(dir, keyFile))
+	kb, err := files.read(keyFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		// No key: nothing, or the remains of an interrupted deletion,
 		// unreadable without the key. Finish it.
-		if n, err := removeFiles(dir); err != nil {
+		if n, err := removeFiles(files); err != nil {
 			return nil, nil, err
 		} else if n > 0 {
 			log.Warn("client: removed files left by an interrupted deletion", "files", n)
@@ -213,37 +211,21 @@ func openStore(dir string, key []byte, rnd io.Reader, log *slog.Logger) (*store,
 	return s, st, nil
 }
 
-// storeFiles lists the names in dir that belong to the store.
-func storeFiles(dir string) ([]string, error) {
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("client: store: %w", err)
-	}
-	var out []string
-	for _, e := range ents {
-		// The Dialer's state (DialerConfig.StateDir) is not the store's:
-		// it says nothing about the user and outlives a deletion.
-		if strings.HasPrefix(e.Name(), filePrefix) && !strings.HasPrefix(e.Name(), dialerStateFile) && e.Type().IsRegular() {
-			out = append(out, e.Name())
-		}
-	}
-	return out, nil
-}
-
 // Remove deletes every file of a local store from dir (the key file first,
 // so that what a crash might leave behind is unreadable). Apps use it to
 // start over when New reports ErrCorrupt; a Client's DeleteMyData does the
 // same for an open store. Other files in dir are left alone.
 func Remove(dir string) error {
-	_, err := removeFiles(dir)
-	return err
+	files, err := openStorage(dir, false)
+	if err != nil {
+		return err
+	}
+	_, err = removeFiles(files)
+	return errors.Join(err, files.close())
 }
 
-func removeFiles(dir string) (int, error) {
-	names, err := storeFiles(dir)
+func removeFiles(files storage) (int, error) {
+	names, err := files.list()
 	if err != nil {
 		return 0, err
 	}
@@ -258,58 +240,21 @@ func removeFiles(dir string) (int, error) {
 		return strings.Compare(a, b)
 	})
 	for i, n := range names {
-		if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := files.remove(n); err != nil {
 			return 0, fmt.Errorf("client: remove store: %w", err)
 		}
 		if i == 0 && n == keyFile {
-			if err := syncDir(dir); err != nil {
+			if err := files.sync(); err != nil {
 				return 0, err
 			}
 		}
 	}
 	if len(names) > 0 {
-		if err := syncDir(dir); err != nil {
+		if err := files.sync(); err != nil {
 			return 0, err
 		}
 	}
 	return len(names), nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("client: store: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("client: store: sync dir: %w", err)
-	}
-	return nil
-}
-
-// writeFile atomically replaces dir/name with b: write a temporary file,
-// fsync it, rename it over name, fsync the directory.
-func writeFile(dir, name string, b []byte) error {
-	tmp := filepath.Join(dir, name+tmpSuffix)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("client: store: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, name))
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("client: store: write %s: %w", name, err)
-	}
-	return syncDir(dir)
 }
 
 // exists reports whether the store has been created on disk.
@@ -332,9 +277,13 @@ func (s *store) create() error {
 		return err
 	}
 	b = append(b, nonce...)
-	b = s.kek.Seal(b, nonce, dek, b[:headerLen+idLen])
+	sealed, err := s.kek.sealKey(nonce, dek, b[:headerLen+idLen])
+	if err != nil {
+		return fmt.Errorf("client: store: seal the data key: %w", err)
+	}
+	b = append(b, sealed...)
 	b = binary.LittleEndian.AppendUint32(b, crc(b))
-	if err := writeFile(s.dir, keyFile, b); err != nil {
+	if err := s.files.write(keyFile, b); err != nil {
 		return err
 	}
 	s.id, s.dek, s.aead, s.gen = id, dek, newAEAD(dek), 0
@@ -362,10 +311,11 @@ func (s *store) unsealKey(b []byte) error {
 	}
 	aad := body[:headerLen+idLen]
 	nonce := body[headerLen+idLen : headerLen+idLen+nonceLen]
-	dek, err := s.kek.Open(nil, nonce, body[headerLen+idLen+nonceLen:], aad)
+	// The checksum holds, so the bytes are as written: a failure to open
+	// is another key.
+	dek, err := s.kek.openKey(nonce, body[headerLen+idLen+nonceLen:], aad)
 	if err != nil {
-		// The checksum holds, so the bytes are as written: another key.
-		return ErrWrongKey
+		return err
 	}
 	copy(s.id[:], body[headerLen:])
 	s.dek, s.aead = dek, newAEAD(dek)
@@ -419,7 +369,7 @@ func (s *store) openBlob(b []byte, typ byte, name string) (gen uint64, body []by
 // readSnapshot applies the snapshot, if any, to st and returns its
 // generation (0 without one).
 func (s *store) readSnapshot(st *state) (uint64, error) {
-	b, err := os.ReadFile(filepath.Join(s.dir, snapFile))
+	b, err := s.files.read(snapFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
 	}
@@ -466,19 +416,15 @@ func (s *store) logHeader(gen uint64) []byte {
 // and opens it for appending.
 func (s *store) resetLog() error {
 	if s.f != nil {
-		s.f.Close()
+		s.f.close()
 		s.f = nil
 	}
 	h := s.logHeader(s.gen)
-	if err := writeFile(s.dir, logFile, h); err != nil {
+	if err := s.files.write(logFile, h); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(s.dir, logFile), os.O_RDWR, 0)
+	f, err := s.files.openAppend(logFile)
 	if err != nil {
-		return fmt.Errorf("client: store: %w", err)
-	}
-	if _, err := f.Seek(0, io.SeekEnd); err != nil {
-		f.Close()
 		return fmt.Errorf("client: store: %w", err)
 	}
 	s.f, s.seq, s.size, s.broken = f, 0, int64(len(h)), nil
@@ -487,8 +433,7 @@ func (s *store) resetLog() error {
 
 // openLog replays the log into st and opens it for appending.
 func (s *store) openLog(st *state) error {
-	path := filepath.Join(s.dir, logFile)
-	b, err := os.ReadFile(path)
+	b, err := s.files.read(logFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		if s.gen > 0 {
 			// Compaction renames the new log in right after the
@@ -509,25 +454,17 @@ func (s *store) openLog(st *state) error {
 	if stale {
 		return s.resetLog()
 	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := s.files.openAppend(logFile)
 	if err != nil {
 		return fmt.Errorf("client: store: %w", err)
 	}
 	if good < int64(len(b)) {
 		s.log.Warn("client: dropped an incomplete record at the end of the store log (crash during a write)",
 			"offset", good, "bytes", int64(len(b))-good)
-		err = f.Truncate(good)
-		if err == nil {
-			err = f.Sync()
-		}
-		if err != nil {
-			f.Close()
+		if err := f.truncate(good); err != nil {
+			f.close()
 			return fmt.Errorf("client: store: truncate log: %w", err)
 		}
-	}
-	if _, err := f.Seek(good, io.SeekStart); err != nil {
-		f.Close()
-		return fmt.Errorf("client: store: %w", err)
 	}
 	s.f, s.seq, s.size = f, seq, good
 	return nil
@@ -644,16 +581,10 @@ func (s *store) append(recs ...record) error {
 		binary.LittleEndian.PutUint32(buf[start+4:], crc(buf[start:start+4]))
 		binary.LittleEndian.PutUint32(buf[start+8:], crc(payload))
 	}
-	_, err := s.f.Write(buf)
-	if err == nil {
-		err = s.f.Sync()
-	}
-	if err != nil {
+	if err := s.f.append(buf); err != nil {
 		// Put the log back as it was; if that fails too, refuse further
 		// writes: the next open recovers the tail.
-		if terr := s.f.Truncate(s.size); terr != nil {
-			s.broken = fmt.Errorf("client: store: log unusable after failed write: %w", err)
-		} else if _, serr := s.f.Seek(s.size, io.SeekStart); serr != nil {
+		if terr := s.f.truncate(s.size); terr != nil {
 			s.broken = fmt.Errorf("client: store: log unusable after failed write: %w", err)
 		}
 		return fmt.Errorf("client: store: append: %w", err)
@@ -682,7 +613,7 @@ func (s *store) compact(st *state) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFile(s.dir, snapFile, b); err != nil {
+	if err := s.files.write(snapFile, b); err != nil {
 		return err
 	}
 	s.gen++
@@ -700,7 +631,7 @@ func (s *store) saveModel(r *Release) error {
 	if err != nil {
 		return err
 	}
-	return writeFile(s.dir, modelFile, b)
+	return s.files.write(modelFile, b)
 }
 
 // loadModel returns the cached release, or nil if there is none.
@@ -708,7 +639,7 @@ func (s *store) loadModel() (*Release, error) {
 	if !s.exists() {
 		return nil, nil
 	}
-	b, err := os.ReadFile(filepath.Join(s.dir, modelFile))
+	b, err := s.files.read(modelFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -729,11 +660,12 @@ func (s *store) loadModel() (*Release, error) {
 	return r, nil
 }
 
-// close releases the log file and forgets the keys.
+// close releases the log file and forgets the keys. The storage stays
+// open: the Client that opened it closes it.
 func (s *store) close() error {
 	var err error
 	if s.f != nil {
-		err = s.f.Close()
+		err = s.f.close()
 		s.f = nil
 	}
 	clear(s.dek)
@@ -745,7 +677,7 @@ func (s *store) close() error {
 // again afterwards, with a new ID and DEK.
 func (s *store) wipe() error {
 	cerr := s.close()
-	if _, err := removeFiles(s.dir); err != nil {
+	if _, err := removeFiles(s.files); err != nil {
 		return err
 	}
 	return cerr

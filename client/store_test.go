@@ -678,7 +678,7 @@ func FuzzReadLog(f *testing.F) {
 	f.Add(golden[:logHeaderLen])
 	dir := f.TempDir()
 	copyDir(f, goldenDir, dir)
-	s, _, err := openStore(dir, testKey(7), nil, slog.New(slog.DiscardHandler))
+	s, _, err := openDirStore(dir, testKey(7))
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -58,9 +58,7 @@ func (d *Dialer) dial(ctx context.Context, addr string) (*transportConn, error) 
 	if len(web.CertHashes) > 0 {
 		hs := make([]any, len(web.CertHashes))
 		for i, h := range web.CertHashes {
-			u := js.Global().Get("Uint8Array").New(len(h))
-			js.CopyBytesToJS(u, h[:])
-			hs[i] = map[string]any{"algorithm": "sha-256", "value": u}
+			hs[i] = map[string]any{"algorithm": "sha-256", "value": jsBytes(h[:])}
 		}
 		opts["serverCertificateHashes"] = hs
 	}
@@ -174,8 +172,7 @@ func (s *jsStream) Read(b []byte) (int, error) {
 func (s *jsStream) Write(b []byte) (int, error) {
 	ctx, cancel := s.opCtx()
 	defer cancel()
-	u := js.Global().Get("Uint8Array").New(len(b))
-	js.CopyBytesToJS(u, b)
+	u := jsBytes(b)
 	var p js.Value
 	if err := catchJS(func() { p = s.writer.Call("write", u) }); err != nil {
 		return 0, err
@@ -208,67 +205,4 @@ func deadlineErr(err error) error {
 		return os.ErrDeadlineExceeded
 	}
 	return err
-}
-
-// await waits for a promise to settle or ctx to end. Its callbacks
-// release themselves when the promise settles, even after ctx ended.
-func await(ctx context.Context, p js.Value) (js.Value, error) {
-	type result struct {
-		v   js.Value
-		err error
-	}
-	ch := make(chan result, 1)
-	var then, catch js.Func
-	var once sync.Once
-	release := func() { once.Do(func() { then.Release(); catch.Release() }) }
-	then = js.FuncOf(func(_ js.Value, args []js.Value) any {
-		ch <- result{v: arg0(args)}
-		release()
-		return nil
-	})
-	catch = js.FuncOf(func(_ js.Value, args []js.Value) any {
-		ch <- result{err: jsError(arg0(args))}
-		release()
-		return nil
-	})
-	if err := catchJS(func() { p.Call("then", then, catch) }); err != nil {
-		release()
-		return js.Undefined(), err
-	}
-	select {
-	case r := <-ch:
-		return r.v, r.err
-	case <-ctx.Done():
-		return js.Undefined(), ctx.Err()
-	}
-}
-
-func arg0(args []js.Value) js.Value {
-	if len(args) == 0 {
-		return js.Undefined()
-	}
-	return args[0]
-}
-
-// jsError turns a rejection's reason into an error.
-func jsError(v js.Value) error {
-	if v.Type() == js.TypeObject && !v.Get("message").IsUndefined() {
-		return fmt.Errorf("webtransport: %s", v.Get("message").String())
-	}
-	return fmt.Errorf("webtransport: %s", v.String())
-}
-
-// catchJS runs f, turning a JavaScript exception into an error.
-func catchJS(f func()) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			if e, ok := r.(js.Error); ok {
-				err = fmt.Errorf("webtransport: %s", e.Error())
-				return
-			}
-			panic(r)
-		}
-	}()
-	f()
-	return nil
 }

@@ -284,3 +284,20 @@ func TestDeviceConditions(t *testing.T) {
 		}
 	}
 }
+
+// Code gives an SDK error the code its message would carry.
+func TestCode(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want string
+	}{
+		{nil, ""},
+		{client.ErrNotOptedIn, CodeNotOptedIn},
+		{fmt.Errorf("sync: %w", client.ErrUnavailable), CodeUnavailable},
+		{os.ErrNotExist, CodeInternal},
+	} {
+		if got := Code(tt.err); got != tt.want {
+			t.Errorf("Code(%v) = %q, want %q", tt.err, got, tt.want)
+		}
+	}
+}

@@ -135,6 +135,16 @@ func wrap(err error) error {
 	return fmt.Errorf("fedrec/%s: %w", code, err)
 }
 
+// Code returns the code of err, as the SDK's errors carry it across a
+// language boundary ("" for nil): for Go callers that hand errors to
+// another language themselves, such as the browser build (client/web).
+func Code(err error) string {
+	if err == nil {
+		return ""
+	}
+	return ErrorCode(wrap(err).Error())
+}
+
 // ErrorCode returns the code of an error message from this package ("" if
 // it has none), for apps that receive the message as a string.
 func ErrorCode(message string) string {
