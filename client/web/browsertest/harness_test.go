@@ -439,7 +439,7 @@ func (e *env) browser(path string) {
 // and decodes its value into T.
 func eval[T any](e *env, expr string) T {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(e.tab, time.Until(deadline(e.ctx)))
+	ctx, cancel := e.tabCtx()
 	defer cancel()
 	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
 	if err != nil {
@@ -451,16 +451,17 @@ func eval[T any](e *env, expr string) T {
 // do runs chromedp actions in the tab under the test's deadline.
 func (e *env) do(steps ...chromedp.Action[chromedp.Void]) {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(e.tab, time.Until(deadline(e.ctx)))
+	ctx, cancel := e.tabCtx()
 	defer cancel()
 	if err := chromedp.Do(ctx, steps...); err != nil {
 		e.t.Fatal(err)
 	}
 }
 
-func deadline(ctx context.Context) time.Time {
-	d, _ := ctx.Deadline()
-	return d
+// tabCtx is the tab under the test's deadline.
+func (e *env) tabCtx() (context.Context, context.CancelFunc) {
+	d, _ := e.ctx.Deadline()
+	return context.WithDeadline(e.tab, d)
 }
 
 func firstLine(s string) string {

@@ -1,7 +1,8 @@
 // The privacy dashboard: what the device keeps and what it shared, from
 // device.report() and device.storedBytes(), with working opt-out and
-// delete-my-data buttons. It sets data-ready on <body> once shown and
-// again after each button's effect (data-ready counts the renders).
+// delete-my-data buttons. For tests it sets on <body> data-ready (the
+// number of renders: 1 once shown, one more after each button's effect),
+// data-report (the report's JSON) and data-stored-bytes.
 import { config, openDevice, showError } from "./device.js";
 
 const $ = (id) => document.getElementById(id);
@@ -37,12 +38,14 @@ async function render() {
 	$("spent").textContent = `ε = ${t.epsilon.toFixed(3)} of ${t.epsilon_budget}`;
 	$("left").textContent = `ε = ${t.epsilon_remaining.toFixed(3)}`;
 	$("budget").value = t.epsilon_budget > 0 ? t.epsilon / t.epsilon_budget : 0;
-	const rows = r.rounds.map((x) => row([
+	const rows = (r.rounds ?? []).map((x) => row([
 		x.round, x.model_version, new Date(x.time).toLocaleString(), `${(x.bytes_sent / 1024).toFixed(1)} KiB`,
 		x.clip_norm, x.noise_multiplier.toFixed(2), x.device_noise_std.toPrecision(3), x.epsilon.toFixed(3), x.acknowledged ? "yes" : "not confirmed",
 	]));
 	$("rounds").replaceChildren(...(rows.length ? rows : [row(["None yet"], 9)]));
 	$("declined").textContent = t.declined ? `${t.declined} round(s) declined: their privacy terms fell short of this device's policy.` : "";
+	document.body.dataset.report = JSON.stringify(r);
+	document.body.dataset.storedBytes = String(bytes);
 	document.body.dataset.ready = String(++renders);
 }
 
