@@ -269,7 +269,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 		t.Fatal(err)
 	}
 	sc.Items = ds.ItemIDs
-	sc.Products = products(sc.Items[:min(12, len(sc.Items))])
+	sc.Products = products(sc.Items)
 
 	args := append([]string{"coordinator", "--id", "a", "--data-dir", "a", "--certs", "certs", "--bootstrap",
 		"--raft-addr", "127.0.0.1:0", "--client-addr", "127.0.0.1:0", "--webtransport-addr", "127.0.0.1:0",
@@ -310,7 +310,7 @@ func products(items []string) []product {
 	noun := []string{"mug", "scarf", "lamp", "bowl", "throw", "vase", "tote", "tray", "candle"}
 	out := make([]product, len(items))
 	for i, it := range items {
-		out[i] = product{Item: it, Name: adj[i%len(adj)] + " " + noun[i%len(noun)], Price: 8 + (i*13)%60}
+		out[i] = product{Item: it, Name: adj[i%len(adj)] + " " + noun[(i/len(adj))%len(noun)], Price: 8 + (i*13)%60}
 	}
 	return out
 }

@@ -29,10 +29,9 @@ export function openDevice(cfg) {
 }
 
 // products are what the shop sells: cfg.products ({item, name, price}) or,
-// without them, the first items of the catalogue.
+// without them, the catalogue's items by ID.
 export function products(cfg) {
-	if (cfg.products) return cfg.products;
-	return cfg.items.slice(0, 12).map((item, i) => ({ item, name: item, price: 5 + (i * 7) % 40 }));
+	return cfg.products ?? cfg.items.map((item, i) => ({ item, name: item, price: 5 + (i * 7) % 40 }));
 }
 
 // showError puts an error where the shopper (and a test) sees it.

@@ -8,7 +8,8 @@
 // data-ready once the first recommendations show, data-first-rec-ms (page
 // start to first recommendation, performance.now()), data-model-version,
 // data-rounds (rounds this page's device gave an update to) and
-// data-recorded (events recorded).
+// data-recorded (events recorded); performance marks "shop:config",
+// "shop:open", "shop:sync" and "shop:recommend" time the start.
 import { config, openDevice, products, showError } from "./device.js";
 
 const $ = (id) => document.getElementById(id);
@@ -18,12 +19,16 @@ async function main() {
 	const cfg = await config();
 	const ps = products(cfg);
 	names = new Map(ps.map((p) => [p.item, p.name]));
+	performance.mark("shop:config");
 	device = await openDevice(cfg);
+	performance.mark("shop:open");
 	document.body.dataset.modelVersion = String((await device.sync()).version);
+	performance.mark("shop:sync");
 	await refresh();
+	performance.mark("shop:recommend");
 	document.body.dataset.firstRecMs = performance.now().toFixed(1);
 	document.body.dataset.ready = "1";
-	renderProducts(ps);
+	renderProducts(ps.slice(0, 12));
 	const optin = $("optin");
 	optin.checked = (await device.report()).opted_in;
 	optin.disabled = false;
