@@ -244,7 +244,9 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	// Node certificates valid for less than 14 days: browsers then
 	// accept them by hash (serverCertificateHashes), as in development.
 	e.run("cert", "--dir", "certs", "--nodes", "a", "--days", "10")
-	sc := shopConfig{CertHashes: []string{e.certHash("a")}, Policy: map[string]any{"minCohort": 3}}
+	// The device policy accepts the test's small cohorts, and a budget for
+	// several rounds charged at sampling rate 1 (about ε 5 each).
+	sc := shopConfig{CertHashes: []string{e.certHash("a")}, Policy: map[string]any{"minCohort": 3, "epsilon": 50}}
 
 	// The shop's data: users' purchases of catalogue items, two columns
 	// (user,item), so an implicit data set. Every item appears, so that
@@ -310,7 +312,7 @@ func products(items []string) []product {
 	noun := []string{"mug", "scarf", "lamp", "bowl", "throw", "vase", "tote", "tray", "candle"}
 	out := make([]product, len(items))
 	for i, it := range items {
-		out[i] = product{Item: it, Name: adj[i%len(adj)] + " " + noun[(i/len(adj))%len(noun)], Price: 8 + (i*13)%60}
+		out[i] = product{Item: it, Name: adj[i%len(adj)] + " " + noun[i%len(noun)], Price: 8 + (i*13)%60}
 	}
 	return out
 }
