@@ -18,7 +18,10 @@
 // the app's key. Writes are crash-safe (an append-only log with per-record
 // checksums, folded into atomically renamed snapshots). The store keeps at
 // most Config.MaxInteractions interactions for at most Config.Retention.
-// A damaged store is reported with ErrCorrupt and never used.
+// A damaged store is reported with ErrCorrupt and never used. Compiled for
+// a browser (GOOS=js GOARCH=wasm), the same store keeps the same bytes in
+// an IndexedDB database named by Config.Dir, its data key sealed by a
+// non-extractable WebCrypto key unless the page passes Config.Key.
 //
 // # Recommendations
 //
@@ -58,7 +61,8 @@
 // would give back privacy already spent; Reset starts over, keeping it.
 // Apps exclude Config.Dir from OS backups (docs/sdk.md).
 //
-// Package client/mobile wraps the SDK for gomobile bind. Package
+// Package client/mobile wraps the SDK for gomobile bind, and client/web
+// for a web page (fedrec.js, over WebTransport). Package
 // client/crowd runs simulated devices (fedrec client, the remote
 // simulator, the coordinator's tests) over a Dialer; apps do not use it.
 package client

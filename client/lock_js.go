@@ -4,27 +4,45 @@ package client
 
 import (
 	"fmt"
-	"sync"
+	"syscall/js"
 )
 
-// dirLock, in a browser, locks a database against other Clients of this
-// page (the WebAssembly module's instance). Pages in other tabs are not
-// kept out: a shop opens the SDK from one page at a time.
-type dirLock struct{ name string }
-
-var locked sync.Map // database name → struct{}
-
-func lockDir(name string) (*dirLock, error) {
-	if _, busy := locked.LoadOrStore(name, struct{}{}); busy {
-		return nil, fmt.Errorf("%w: %s", ErrLocked, name)
+// pageLock takes the Web Lock "fedrec:<name>" if no other page of the
+// site holds it (a second tab of the shop): two pages appending to one
+// database's log would overwrite each other's records. The browser
+// releases it when the page goes; the returned func releases it sooner.
+// Without the Web Locks API, only the page's own Clients are kept out.
+func pageLock(name string) (func(), error) {
+	locks := js.Global().Get("navigator").Get("locks")
+	if locks.IsUndefined() {
+		return func() {}, nil
 	}
-	return &dirLock{name: name}, nil
-}
-
-func (l *dirLock) unlock() error {
-	if l != nil && l.name != "" {
-		locked.Delete(l.name)
-		l.name = ""
+	got := make(chan js.Value, 1) // the lock's release, or null if taken
+	var cb js.Func
+	cb = js.FuncOf(func(_ js.Value, args []js.Value) any {
+		cb.Release()
+		if arg0(args).IsNull() {
+			got <- js.Null()
+			return nil
+		}
+		// The lock is held until this promise resolves.
+		var exec js.Func
+		exec = js.FuncOf(func(_ js.Value, a []js.Value) any {
+			exec.Release()
+			got <- a[0]
+			return nil
+		})
+		return js.Global().Get("Promise").New(exec)
+	})
+	if err := catchJS(func() {
+		locks.Call("request", "fedrec:"+name, map[string]any{"ifAvailable": true}, cb)
+	}); err != nil {
+		cb.Release()
+		return nil, fmt.Errorf("client: lock %s: %w", name, err)
 	}
-	return nil
+	release := <-got
+	if release.IsNull() {
+		return nil, fmt.Errorf("%w: %s (open in another tab)", ErrLocked, name)
+	}
+	return func() { release.Invoke() }, nil
 }

@@ -101,6 +101,9 @@ export interface Report {
 
 export function open(o: OpenOptions): Promise<Device>;
 
+/** Deletes the store in a database that open refuses ("corrupt", "wrong_key"), to start over; fails with "locked" while a device has it open. */
+export function remove(o?: { db?: string; wasmURL?: string }): Promise<void>;
+
 export interface Device {
   record(item: string, kind: EventKind, time?: Date): Promise<void>;
   recommend(n: number, opts?: { exclude?: string[] }): Promise<Recommendation[]>;

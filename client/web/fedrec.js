@@ -55,21 +55,44 @@ export async function open(o) {
   return new Device(d);
 }
 
+// remove deletes the store in a database that open refuses with the code
+// "corrupt" or "wrong_key", to start over; no device may have it open.
+export async function remove(o) {
+  const fedrec = await load(o?.wasmURL);
+  return fedrec.remove(o?.db ?? "fedrec");
+}
+
+function closed() {
+  const e = new Error("fedrec: the device is closed");
+  e.code = "closed";
+  return e;
+}
+
 class Device {
   #d;
   constructor(d) { this.#d = d; }
 
+  // call runs a method of the module's device; after close, whose
+  // functions the module released, it rejects with the code "closed".
+  #call(name, ...args) {
+    return this.#d ? this.#d[name](...args) : Promise.reject(closed());
+  }
+
   record(item, kind, time) {
     if (!kinds.has(kind)) return Promise.reject(invalid(`record: kind ${kind}, want view, click, cart or purchase`));
-    return this.#d.record(String(item), kind, time instanceof Date ? time.getTime() : undefined);
+    return this.#call("record", String(item), kind, time instanceof Date ? time.getTime() : undefined);
   }
-  recommend(n, opts) { return this.#d.recommend(n, opts?.exclude); }
-  sync() { return this.#d.sync(); }
-  optIn() { return this.#d.optIn(); }
-  optOut() { return this.#d.optOut(); }
-  deleteMyData() { return this.#d.deleteMyData(); }
-  report() { return this.#d.report(); }
-  participate(o) { return this.#d.participate(o?.rounds ?? 1, o?.signal); }
-  storedBytes() { return this.#d.storedBytes(); }
-  close() { return this.#d.close(); }
+  recommend(n, opts) { return this.#call("recommend", n, opts?.exclude); }
+  sync() { return this.#call("sync"); }
+  optIn() { return this.#call("optIn"); }
+  optOut() { return this.#call("optOut"); }
+  deleteMyData() { return this.#call("deleteMyData"); }
+  report() { return this.#call("report"); }
+  participate(o) { return this.#call("participate", o?.rounds ?? 1, o?.signal); }
+  storedBytes() { return this.#call("storedBytes"); }
+  close() {
+    const d = this.#d;
+    this.#d = null;
+    return d ? d.close() : Promise.resolve();
+  }
 }

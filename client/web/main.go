@@ -30,7 +30,7 @@ import (
 )
 
 func main() {
-	js.Global().Set("fedrec", map[string]any{"open": js.FuncOf(open)})
+	js.Global().Set("fedrec", map[string]any{"open": js.FuncOf(open), "remove": js.FuncOf(remove)})
 	select {} // serve calls from the page
 }
 
@@ -58,6 +58,17 @@ func open(_ js.Value, args []js.Value) any {
 			return nil, err
 		}
 		return d.methods(), nil
+	})
+}
+
+// remove(db) deletes a store that open refuses ("corrupt", "wrong_key"),
+// to start over: client.Reset, which refuses a database a device has open.
+func remove(_ js.Value, args []js.Value) any {
+	return promise(func() (any, error) {
+		if len(args) != 1 || args[0].Type() != js.TypeString {
+			return nil, fmt.Errorf("%w: fedrec.remove: want the database name", client.ErrInvalidArgument)
+		}
+		return nil, client.Reset(args[0].String(), nil)
 	})
 }
 
@@ -234,8 +245,10 @@ func (d *device) methods() map[string]any {
 			if cl, ok := d.fed.(io.Closer); ok {
 				err = errors.Join(err, cl.Close())
 			}
+			// fedrec.js calls none of them after close (its Device
+			// rejects with "closed"); this call's promise is its own.
 			for _, fn := range funcs {
-				defer fn.Release() // after this call's own promise settles
+				fn.Release()
 			}
 		})
 		return nil, err
