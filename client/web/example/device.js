@@ -13,9 +13,13 @@ export async function config() {
 	return r.json();
 }
 
-// openDevice opens this browser's device with the shop's configuration.
-export function openDevice(cfg) {
-	return open({
+// openDevice opens this browser's device with the shop's configuration,
+// and closes it when the shopper leaves the page. One page holds the
+// device at a time (a Web Lock): the page the shopper just left may still
+// hold it for a moment, so a "locked" open is tried again for a few
+// seconds; a second tab of the shop keeps getting "locked".
+export async function openDevice(cfg) {
+	const o = {
 		addrs: cfg.addrs,
 		certHashes: cfg.certHashes,
 		items: cfg.items,
@@ -25,7 +29,17 @@ export function openDevice(cfg) {
 			if (!r.ok) throw new Error(`token: ${r.status} ${r.statusText}`);
 			return (await r.text()).trim();
 		},
-	});
+	};
+	for (let wait = 50; ; wait *= 2) {
+		try {
+			const device = await open(o);
+			addEventListener("pagehide", () => device.close(), { once: true });
+			return device;
+		} catch (err) {
+			if (err.code !== "locked" || wait > 2000) throw err;
+			await new Promise((res) => setTimeout(res, wait));
+		}
+	}
 }
 
 // products are what the shop sells: cfg.products ({item, name, price}) or,
