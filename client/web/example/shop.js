@@ -9,7 +9,9 @@
 // start to first recommendation, performance.now()), data-model-version,
 // data-rounds (rounds this page's device gave an update to) and
 // data-recorded (events recorded); performance marks "shop:config",
-// "shop:open", "shop:sync" and "shop:recommend" time the start.
+// "shop:open", "shop:recommend" and "shop:sync" (the model download,
+// before the first recommendations on a first visit, after them later)
+// time the start.
 import { config, openDevice, products, showError } from "./device.js";
 
 const $ = (id) => document.getElementById(id);
@@ -22,9 +24,19 @@ async function main() {
 	performance.mark("shop:config");
 	device = await openDevice(cfg);
 	performance.mark("shop:open");
-	document.body.dataset.modelVersion = String((await device.sync()).version);
-	performance.mark("shop:sync");
-	await refresh();
+	// Show what the model kept on the device recommends at once; only a
+	// first visit, with none, waits for the download. A newer model
+	// replaces it in the background.
+	let synced = false;
+	try {
+		await refresh();
+	} catch (err) {
+		if (err.code !== "no_model") throw err;
+		document.body.dataset.modelVersion = String((await device.sync()).version);
+		performance.mark("shop:sync");
+		synced = true;
+		await refresh();
+	}
 	performance.mark("shop:recommend");
 	document.body.dataset.firstRecMs = performance.now().toFixed(1);
 	document.body.dataset.ready = "1";
@@ -34,6 +46,12 @@ async function main() {
 	optin.disabled = false;
 	optin.addEventListener("change", () => setOptIn(optin.checked).catch(showError));
 	if (optin.checked) participate();
+	if (!synced) {
+		const { version } = await device.sync();
+		document.body.dataset.modelVersion = String(version);
+		await refresh();
+		performance.mark("shop:sync");
+	}
 }
 
 function renderProducts(ps) {
