@@ -24,7 +24,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -33,6 +32,7 @@ import (
 
 	"github.com/fedrec/fedrec/coordinator/pki"
 	"github.com/fedrec/fedrec/coordinator/wire"
+	"github.com/fedrec/fedrec/internal/proctest"
 	"github.com/fedrec/fedrec/sim"
 )
 
@@ -115,75 +115,9 @@ func chromiumPath(t *testing.T) string {
 	return ""
 }
 
-// proc is a fedrec process whose output goes to files.
-type proc struct {
-	name     string
-	cmd      *exec.Cmd
-	out, log string
-	done     chan struct{}
-}
-
-// start runs fedrec with args in dir until the test ends.
-func start(t *testing.T, bin, dir, name string, args ...string) *proc {
-	t.Helper()
-	p := &proc{name: name, out: filepath.Join(dir, name+".out"), log: filepath.Join(dir, name+".log"), done: make(chan struct{})}
-	o, err := os.Create(p.out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := os.Create(p.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Dir = dir
-	p.cmd.Stdout, p.cmd.Stderr = o, l
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.cmd.Wait()
-		o.Close()
-		l.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("%s log tail:\n%s", p.name, tail(p.read(p.log), 4000))
-		}
-	})
-	return p
-}
-
-func (p *proc) read(file string) string {
-	b, _ := os.ReadFile(file)
-	return string(b)
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
-
-// waitFor polls cond until it holds or ctx ends.
 func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 	t.Helper()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	proctest.WaitFor(t, ctx, what, cond)
 }
 
 var (
@@ -215,7 +149,7 @@ type env struct {
 	ctx  context.Context // the test's deadline
 	dir  string
 	bin  string
-	node *proc
+	node *proctest.Proc
 	quic string // the node's QUIC client address
 	web  *httptest.Server
 	mux  *http.ServeMux
@@ -280,14 +214,14 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 		"--secagg", "--clip", "1", "--noise-multiplier", "1", "--population", "1000",
 		"--min-clients", "3", "--over-select", "0", "--checkin-window", "1s", "--round-timeout", "60s", "--secagg-phase", "30s"},
 		cfg.flags...)
-	e.node = start(t, e.bin, e.dir, "node-a", args...)
+	e.node = proctest.Start(t, e.bin, e.dir, "node-a", args...)
 	waitFor(t, e.ctx, "the node's addresses", func() bool {
 		select {
-		case <-e.node.done:
-			t.Fatalf("the node exited:\n%s", tail(e.node.read(e.node.log), 3000))
+		case <-e.node.Done:
+			t.Fatalf("the node exited:\n%s", proctest.Tail(proctest.Read(e.node.Log), 3000))
 		default:
 		}
-		out := e.node.read(e.node.out)
+		out := proctest.Read(e.node.Out)
 		w, q := reWebTransport.FindStringSubmatch(out), reClients.FindStringSubmatch(out)
 		if w == nil || q == nil {
 			return false
@@ -477,7 +411,7 @@ func firstLine(s string) string {
 // committed returns the node's committed rounds: round → survivors.
 func (e *env) committed() map[uint64]int {
 	out := map[uint64]int{}
-	for _, m := range reCommitted.FindAllStringSubmatch(e.node.read(e.node.log), -1) {
+	for _, m := range reCommitted.FindAllStringSubmatch(proctest.Read(e.node.Log), -1) {
 		r, _ := strconv.ParseUint(m[1], 10, 64)
 		n, _ := strconv.Atoi(m[3])
 		out[r] = n
@@ -487,7 +421,7 @@ func (e *env) committed() map[uint64]int {
 
 // natives starts n native devices (fedrec client, over QUIC with device
 // certificates) training on the shop's data set.
-func (e *env) natives(n int) *proc {
-	return start(e.t, e.bin, e.dir, "natives", "client", "--data", "shop.csv", "--clients", strconv.Itoa(n),
+func (e *env) natives(n int) *proctest.Proc {
+	return proctest.Start(e.t, e.bin, e.dir, "natives", "client", "--data", "shop.csv", "--clients", strconv.Itoa(n),
 		"--coordinators", e.quic, "--certs", "certs", "--eval=false", "--log-level", "warn")
 }
