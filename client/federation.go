@@ -81,11 +81,11 @@ func (n *network) Close() error { return n.cfg.Dialer.Close() }
 
 // Latest implements Federation: any node serves committed models.
 func (n *network) Latest(ctx context.Context, have uint64) (*Release, error) {
-	m, h, err := round.Model(ctx, n.cfg.Dialer, 0)
+	m, h, err := round.Newer(ctx, n.cfg.Dialer, have)
 	if err != nil {
 		return nil, classify(err)
 	}
-	if h.Model <= have {
+	if m == nil {
 		return nil, nil
 	}
 	return releaseOf(h.Model, m, h, n.cfg.Items)

@@ -3,28 +3,28 @@
 package client
 
 import (
+	"errors"
 	"fmt"
 	"syscall/js"
+	"time"
 )
 
-// pageLock takes the Web Lock "fedrec:<name>" if no other page of the
-// site holds it (a second tab of the shop): two pages appending to one
-// database's log would overwrite each other's records. The browser
-// releases it when the page goes; the returned func releases it sooner.
-// Without the Web Locks API, only the page's own Clients are kept out.
+// pageLock takes the Web Lock "fedrec:<name>", which one page of the site
+// holds at a time: two pages appending to one database's log would
+// overwrite each other's records. The browser releases it when the page
+// goes (the page before a navigation may still hold it for a moment, so
+// pageLock waits up to pageLockWait for it); the returned func releases it
+// sooner. Without the Web Locks API, only the page's own Clients are kept
+// out.
 func pageLock(name string) (func(), error) {
 	locks := js.Global().Get("navigator").Get("locks")
 	if locks.IsUndefined() {
 		return func() {}, nil
 	}
-	got := make(chan js.Value, 1) // the lock's release, or null if taken
-	var cb js.Func
-	cb = js.FuncOf(func(_ js.Value, args []js.Value) any {
-		cb.Release()
-		if arg0(args).IsNull() {
-			got <- js.Null()
-			return nil
-		}
+	got := make(chan js.Value, 1) // the lock's release
+	failed := make(chan error, 1)
+	var cb, catch js.Func
+	cb = js.FuncOf(func(js.Value, []js.Value) any {
 		// The lock is held until this promise resolves.
 		var exec js.Func
 		exec = js.FuncOf(func(_ js.Value, a []js.Value) any {
@@ -34,15 +34,37 @@ func pageLock(name string) (func(), error) {
 		})
 		return js.Global().Get("Promise").New(exec)
 	})
-	if err := catchJS(func() {
-		locks.Call("request", "fedrec:"+name, map[string]any{"ifAvailable": true}, cb)
-	}); err != nil {
+	catch = js.FuncOf(func(_ js.Value, a []js.Value) any {
+		failed <- jsError(arg0(a))
+		return nil
+	})
+	err := catchJS(func() {
+		opts := map[string]any{"signal": js.Global().Get("AbortSignal").Call("timeout", pageLockWait.Milliseconds())}
+		locks.Call("request", "fedrec:"+name, opts, cb).Call("catch", catch)
+	})
+	if err != nil {
 		cb.Release()
+		catch.Release()
 		return nil, fmt.Errorf("client: lock %s: %w", name, err)
 	}
-	release := <-got
-	if release.IsNull() {
-		return nil, fmt.Errorf("%w: %s (open in another tab)", ErrLocked, name)
+	select {
+	case release := <-got:
+		return func() {
+			release.Invoke()
+			cb.Release()
+			catch.Release()
+		}, nil
+	case err := <-failed:
+		cb.Release()
+		catch.Release()
+		var de *domError
+		if errors.As(err, &de) && (de.name == "TimeoutError" || de.name == "AbortError") {
+			return nil, fmt.Errorf("%w: %s (open in another tab)", ErrLocked, name)
+		}
+		return nil, fmt.Errorf("client: lock %s: %w", name, err)
 	}
-	return func() { release.Invoke() }, nil
 }
+
+// pageLockWait bounds how long New waits for another page to release the
+// database.
+const pageLockWait = 3 * time.Second

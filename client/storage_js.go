@@ -23,7 +23,8 @@ import (
 // stands for the directory backend's fsync and rename: a write replaces
 // all of a file's chunks at once, an append adds its chunk whole or not
 // at all. Removing the key file removes the WebCrypto key in the same
-// transaction.
+// transaction. Errors name IndexedDB; those of write and list start with
+// "client: store", as the directory backend's do.
 type idbStorage struct{ db js.Value }
 
 const (
@@ -126,11 +127,11 @@ func (d *idbStorage) read(name string) ([]byte, error) {
 		req = tx.Call("objectStore", idbFiles).Call("getAll", chunks(name))
 	})
 	if err != nil {
-		return nil, fmt.Errorf("client: store: read %s: %w", name, err)
+		return nil, fmt.Errorf("indexeddb: read %s: %w", name, err)
 	}
 	cs := req.Get("result")
 	if cs.Length() == 0 {
-		return nil, fmt.Errorf("client: store: %s: %w", name, fs.ErrNotExist)
+		return nil, fmt.Errorf("indexeddb: %s: %w", name, fs.ErrNotExist)
 	}
 	var b []byte
 	for i := range cs.Length() {
@@ -146,7 +147,7 @@ func (d *idbStorage) write(name string, b []byte) error {
 		s.Call("put", jsBytes(b), []any{name, 0})
 	})
 	if err != nil {
-		return fmt.Errorf("client: store: write %s: %w", name, err)
+		return fmt.Errorf("client: store: write %s: indexeddb: %w", name, err)
 	}
 	return nil
 }
@@ -164,7 +165,7 @@ func (d *idbStorage) remove(name string) error {
 		}
 	})
 	if err != nil {
-		return fmt.Errorf("client: store: remove %s: %w", name, err)
+		return fmt.Errorf("indexeddb: remove %s: %w", name, err)
 	}
 	return nil
 }
@@ -178,7 +179,7 @@ func (d *idbStorage) list() ([]string, error) {
 		req = tx.Call("objectStore", idbFiles).Call("getAllKeys")
 	})
 	if err != nil {
-		return nil, fmt.Errorf("client: store: list: %w", err)
+		return nil, fmt.Errorf("client: store: list: indexeddb: %w", err)
 	}
 	keys := req.Get("result")
 	var names []string
@@ -216,7 +217,7 @@ func (l *idbLog) append(b []byte) error {
 		tx.Call("objectStore", idbFiles).Call("put", jsBytes(b), []any{l.name, l.size})
 	})
 	if err != nil {
-		return fmt.Errorf("client: store: append to %s: %w", l.name, err)
+		return fmt.Errorf("indexeddb: append to %s: %w", l.name, err)
 	}
 	l.size += int64(len(b))
 	return nil
@@ -230,7 +231,7 @@ func (l *idbLog) truncate(size int64) error {
 		return err
 	}
 	if size > int64(len(b)) {
-		return fmt.Errorf("client: store: truncate %s to %d bytes: it has %d", l.name, size, len(b))
+		return fmt.Errorf("indexeddb: truncate %s to %d bytes: it has %d", l.name, size, len(b))
 	}
 	if err := l.d.write(l.name, b[:size]); err != nil {
 		return err

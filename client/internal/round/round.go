@@ -68,6 +68,20 @@ func secAgg(ctx context.Context, d Exchanger, req wire.Message, want wire.Type) 
 // announces, and returns it with its header, which carries the cluster's
 // event weights and catalogue digest.
 func Model(ctx context.Context, d Exchanger, version uint64) (*model.Model, *wire.ModelHeader, error) {
+	return download(ctx, d, version, false, 0)
+}
+
+// Newer downloads the newest committed model if it is newer than have;
+// otherwise it stops after the header and returns a nil model with it, so
+// that a device holding the newest model (a page reloaded) does not fetch
+// it again to find out.
+func Newer(ctx context.Context, d Exchanger, have uint64) (*model.Model, *wire.ModelHeader, error) {
+	return download(ctx, d, 0, true, have)
+}
+
+// download is Model and Newer: with newer, it stops after the header of a
+// model no newer than have.
+func download(ctx context.Context, d Exchanger, version uint64, newer bool, have uint64) (*model.Model, *wire.ModelHeader, error) {
 	var b *wire.ModelBuilder
 	var hdr *wire.ModelHeader
 	err := d.Exchange(ctx, &wire.GetModel{Version: wire.Version, Model: version}, func(m wire.Message) (bool, error) {
@@ -79,9 +93,12 @@ func Model(ctx context.Context, d Exchanger, version uint64) (*model.Model, *wir
 			if version != 0 && m.Model != version {
 				return true, wire.Errorf(wire.CodeMalformed, "asked for model %d, got %d", version, m.Model)
 			}
+			hdr = m
+			if newer && m.Model <= have {
+				return true, nil
+			}
 			var err error
 			b, err = wire.NewModelBuilder(m)
-			hdr = m
 			return false, err
 		case *wire.ModelChunk:
 			if b == nil {
@@ -96,6 +113,9 @@ func Model(ctx context.Context, d Exchanger, version uint64) (*model.Model, *wir
 	})
 	if err != nil {
 		return nil, nil, err
+	}
+	if b == nil {
+		return nil, hdr, nil // no newer than have
 	}
 	m, err := b.Model()
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fedrec/fedrec/aggregation/secagg"
 	"github.com/fedrec/fedrec/coordinator/wire"
+	"github.com/fedrec/fedrec/model"
 )
 
 // refuse is an Exchanger that fails the test if anything is sent.
@@ -58,5 +59,58 @@ func TestSecureSignedRefusals(t *testing.T) {
 				t.Errorf("Secure() = %v, want an error with %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// models is an Exchanger that serves a model as a node does: its header,
+// then its chunks while recv asks for more. It counts the chunks taken.
+type models struct {
+	hdr    *wire.ModelHeader
+	chunks []*wire.ModelChunk
+	taken  int
+}
+
+func (s *models) Exchange(_ context.Context, _ wire.Message, recv func(wire.Message) (bool, error)) error {
+	if done, err := recv(s.hdr); done || err != nil {
+		return err
+	}
+	for _, c := range s.chunks {
+		s.taken++
+		if done, err := recv(c); done || err != nil {
+			return err
+		}
+	}
+	return errors.New("the model ended early")
+}
+
+// Newer downloads only a model newer than the device's: for one it holds
+// already it reads the header and no chunk.
+func TestNewer(t *testing.T) {
+	m, err := model.New(model.Implicit, 20_000, 8, 0, 0.1, rand.New(rand.NewPCG(1, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr, chunks := wire.SplitModel(m, 7, 0)
+	if len(chunks) < 2 {
+		t.Fatalf("%d chunks, want several", len(chunks))
+	}
+	for _, tt := range []struct {
+		have      uint64
+		wantModel bool
+	}{{0, true}, {6, true}, {7, false}, {8, false}} {
+		s := &models{hdr: hdr, chunks: chunks}
+		got, h, err := Newer(t.Context(), s, tt.have)
+		switch {
+		case err != nil:
+			t.Fatalf("Newer(have %d): %v", tt.have, err)
+		case h == nil || h.Model != 7:
+			t.Errorf("Newer(have %d): header %+v, want model 7's", tt.have, h)
+		case (got != nil) != tt.wantModel:
+			t.Errorf("Newer(have %d) returned a model: %v, want %v", tt.have, got != nil, tt.wantModel)
+		case tt.wantModel && s.taken != len(chunks):
+			t.Errorf("Newer(have %d) read %d of %d chunks", tt.have, s.taken, len(chunks))
+		case !tt.wantModel && s.taken != 0:
+			t.Errorf("Newer(have %d) read %d chunks of a model it holds, want 0", tt.have, s.taken)
+		}
 	}
 }
