@@ -14,12 +14,11 @@ export async function config() {
 }
 
 // openDevice opens this browser's device with the shop's configuration,
-// and closes it when the shopper leaves the page. One page holds the
-// device at a time (a Web Lock): the page the shopper just left may still
-// hold it for a moment, so a "locked" open is tried again for a few
-// seconds; a second tab of the shop keeps getting "locked".
+// and closes it when the shopper leaves the page, so that the next page
+// gets the device's Web Lock at once (one page holds the device at a
+// time; a second tab of the shop gets "locked").
 export async function openDevice(cfg) {
-	const o = {
+	const device = await open({
 		addrs: cfg.addrs,
 		certHashes: cfg.certHashes,
 		items: cfg.items,
@@ -29,17 +28,9 @@ export async function openDevice(cfg) {
 			if (!r.ok) throw new Error(`token: ${r.status} ${r.statusText}`);
 			return (await r.text()).trim();
 		},
-	};
-	for (let wait = 50; ; wait *= 2) {
-		try {
-			const device = await open(o);
-			addEventListener("pagehide", () => device.close(), { once: true });
-			return device;
-		} catch (err) {
-			if (err.code !== "locked" || wait > 2000) throw err;
-			await new Promise((res) => setTimeout(res, wait));
-		}
-	}
+	});
+	addEventListener("pagehide", () => device.close(), { once: true });
+	return device;
 }
 
 // products are what the shop sells: cfg.products ({item, name, price}) or,
