@@ -2,7 +2,7 @@
 GO ?= go
 BIN := fedrec
 
-.PHONY: help build web test bench bench-cluster sim sim-ml fuzz fault-soak vet clean
+.PHONY: help build web browser browser-measure test bench bench-cluster sim sim-ml fuzz fault-soak vet clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -13,6 +13,12 @@ build: ## build the fedrec binary
 web: ## build the browser SDK into client/web: fedrec.wasm and the Go release's wasm_exec.js, beside fedrec.js
 	GOOS=js GOARCH=wasm $(GO) build -trimpath -o client/web/fedrec.wasm ./client/web
 	cp "$$($(GO) env GOROOT)/lib/wasm/wasm_exec.js" client/web/wasm_exec.js
+
+browser: ## the browser tests: the example shop and dashboard in headless Chromium against a node process
+	$(GO) test -count=1 -run TestShopAndDashboard -v ./client/web/browsertest
+
+browser-measure: ## in Chromium: page start to first recommendation (10,000 items), the local step vs native
+	$(GO) test -count=1 -run 'TestFirstRecommendation|TestLocalStepInBrowser' -v ./client/web/browsertest -measure
 
 test: ## run the test suite (what CI runs)
 	bash .ci/run

@@ -17,6 +17,7 @@ import (
 
 	"github.com/fedrec/fedrec/coordinator/pki"
 	"github.com/fedrec/fedrec/coordinator/wire"
+	"github.com/fedrec/fedrec/internal/proctest"
 	"github.com/fedrec/fedrec/sim"
 )
 
@@ -35,65 +36,26 @@ func TestCertCommand(t *testing.T) {
 	}
 }
 
-// proc is a fedrec process whose output goes to files.
+// proc is a fedrec process whose output goes to files (proctest.Proc).
 type proc struct {
 	name     string
 	cmd      *exec.Cmd
 	out, log string
-	done     chan struct{}
+	done     <-chan struct{}
 }
 
 func start(t *testing.T, bin, dir, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, out: filepath.Join(dir, name+".out"), log: filepath.Join(dir, name+".log"), done: make(chan struct{})}
-	o, _ := os.Create(p.out)
-	l, _ := os.Create(p.log)
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Dir = dir
-	p.cmd.Stdout, p.cmd.Stderr = o, l
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.cmd.Wait()
-		o.Close()
-		l.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(p.log)
-			if len(b) > 4000 {
-				b = b[len(b)-4000:]
-			}
-			t.Logf("%s log tail:\n%s", p.name, b)
-		}
-	})
-	return p
+	p := proctest.Start(t, bin, dir, name, args...)
+	return &proc{name: p.Name, cmd: p.Cmd, out: p.Out, log: p.Log, done: p.Done}
 }
 
-func (p *proc) read(file string) string {
-	b, _ := os.ReadFile(file)
-	return string(b)
-}
+func (p *proc) read(file string) string { return proctest.Read(file) }
 
 // waitFor polls until cond returns true.
 func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 	t.Helper()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	proctest.WaitFor(t, ctx, what, cond)
 }
 
 var (

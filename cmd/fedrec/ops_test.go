@@ -26,6 +26,7 @@ import (
 
 	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/internal/proctest"
 	"github.com/fedrec/fedrec/sim"
 )
 
@@ -159,12 +160,7 @@ func (c *opsCluster) stop(id string) {
 	}
 }
 
-func tail(s string) string {
-	if len(s) > 3000 {
-		return s[len(s)-3000:]
-	}
-	return s
-}
+func tail(s string) string { return proctest.Tail(s, 3000) }
 
 // get fetches path from node id's admin API; ok is false if it did not
 // answer 200.

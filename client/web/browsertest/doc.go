@@ -1,0 +1,7 @@
+// Package browsertest drives the SDK's WebAssembly module in a real
+// headless Chromium: the example shop and the privacy dashboard
+// (client/web/example) against a coordinator node process on loopback
+// serving WebTransport, in secure rounds with native devices. It holds
+// only tests; they skip when no Chromium is installed unless
+// FEDREC_REQUIRE_BROWSER=1, which CI sets.
+package browsertest
