@@ -3,5 +3,5 @@
 // (client/web/example) against a coordinator node process on loopback
 // serving WebTransport, in secure rounds with native devices. It holds
 // only tests; they skip when no Chromium is installed unless
-// FEDREC_REQUIRE_BROWSER=1, which CI sets.
+// REQUIRE_BROWSER_TESTS=1, which CI sets.
 package browsertest

@@ -97,10 +97,10 @@ func build(t *testing.T) string {
 }
 
 // chromiumPath finds Chromium, or skips the test (fails it when
-// FEDREC_REQUIRE_BROWSER=1).
+// REQUIRE_BROWSER_TESTS=1).
 func chromiumPath(t *testing.T) string {
 	t.Helper()
-	if p := os.Getenv("FEDREC_CHROMIUM"); p != "" {
+	if p := os.Getenv("CHROMIUM_BIN"); p != "" {
 		return p
 	}
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
@@ -108,10 +108,10 @@ func chromiumPath(t *testing.T) string {
 			return p
 		}
 	}
-	if os.Getenv("FEDREC_REQUIRE_BROWSER") == "1" {
-		t.Fatal("FEDREC_REQUIRE_BROWSER=1 but no Chromium found (apt-get install chromium, or set FEDREC_CHROMIUM)")
+	if os.Getenv("REQUIRE_BROWSER_TESTS") == "1" {
+		t.Fatal("REQUIRE_BROWSER_TESTS=1 but no Chromium found (apt-get install chromium, or set CHROMIUM_BIN)")
 	}
-	t.Skip("no Chromium found (apt-get install chromium, or set FEDREC_CHROMIUM); FEDREC_REQUIRE_BROWSER=1 makes this a failure")
+	t.Skip("no Chromium found (apt-get install chromium, or set CHROMIUM_BIN); REQUIRE_BROWSER_TESTS=1 makes this a failure")
 	return ""
 }
 
