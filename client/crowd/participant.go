@@ -58,7 +58,8 @@ type Participant struct {
 // RoundResult reports one attempt at a round.
 type RoundResult struct {
 	// Selected is false when the leader had no place for the client; it
-	// should check in again after Wait.
+	// should check in again after Wait: the leader's retry time, with the
+	// participant's own jitter (Run waits so).
 	Selected bool
 	Wait     time.Duration
 	// Round and Model identify the round and the model it trained.
@@ -119,8 +120,7 @@ func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 	}
 	plan, ok := rep.(*wire.Plan)
 	if !ok {
-		w := rep.(*wire.Wait)
-		return RoundResult{Wait: time.Duration(w.RetryAfterMs) * time.Millisecond}, nil
+		return RoundResult{Wait: round.RetryAfter(rep.(*wire.Wait), p.rng)}, nil
 	}
 	deadline := time.Now().Add(time.Duration(plan.TimeLeftMs) * time.Millisecond)
 	rctx, cancel := context.WithDeadline(ctx, deadline)
