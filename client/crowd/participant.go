@@ -188,9 +188,11 @@ func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 	return res, nil
 }
 
-// Run takes part in rounds until ctx ends, retrying with exponential
-// backoff and jitter after failures (a dead node, a leader change, a round
-// abandoned). It returns ctx's error, or the first error no retry can fix
+// Run takes part in rounds until ctx ends, checking in again when the
+// leader said (RoundResult.Wait), and retrying with exponential backoff
+// and jitter after failures (a dead node, a leader change, a round
+// abandoned). While it waits a second or more it holds no connection
+// (Dialer.Release). It returns ctx's error, or the first error no retry can fix
 // (an unsupported protocol version, a forbidden request). After each
 // round, done (if not nil) is called with its result; a non-nil return
 // stops Run with that error.
@@ -208,7 +210,7 @@ func (p *Participant) Run(ctx context.Context, done func(RoundResult) error) err
 					return err
 				}
 			}
-			if err := round.Sleep(ctx, res.Wait); err != nil {
+			if err := p.idle(ctx, res.Wait); err != nil {
 				return err
 			}
 			continue
@@ -218,10 +220,23 @@ func (p *Participant) Run(ctx context.Context, done func(RoundResult) error) err
 		p.fails++
 		wait := backoff(p.rng, p.fails-1, p.cfg.MinBackoff, p.cfg.MaxBackoff)
 		p.log.Debug("round failed", "err", err, "retry_in", wait)
-		if err := round.Sleep(ctx, wait); err != nil {
+		if err := p.idle(ctx, wait); err != nil {
 			return err
 		}
 	}
+}
+
+// releaseAfter is the shortest wait before which a participant releases
+// its connection: a shorter one keeps it, as a new handshake would cost
+// more than the idle connection.
+const releaseAfter = time.Second
+
+// idle waits d, holding no connection if d is long.
+func (p *Participant) idle(ctx context.Context, d time.Duration) error {
+	if d >= releaseAfter {
+		p.cfg.Dialer.Release()
+	}
+	return round.Sleep(ctx, d)
 }
 
 // backoff returns the wait before retry attempt (0-based): exponential
