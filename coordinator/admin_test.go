@@ -22,6 +22,8 @@ import (
 
 	"github.com/fedrec/fedrec/aggregation/privacy"
 	"github.com/fedrec/fedrec/coordinator/pki"
+
+	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 const (
@@ -197,7 +199,7 @@ func TestAdminNotReadyOutsideCluster(t *testing.T) {
 	if code, body := c.get(n, "/readyz", ""); code != http.StatusServiceUnavailable || !strings.Contains(string(body), "not a member") {
 		t.Errorf("/readyz = %d %q, want 503 not a member", code, body)
 	}
-	var st Status
+	var st wire.Status
 	c.getJSON(n, "/v1/status", &st)
 	if st.Ready || st.Leader != nil || st.Model != nil || st.LastContact != -1 {
 		t.Errorf("status = %+v, want not ready, no leader, no model, never contacted", st)
@@ -395,7 +397,7 @@ func TestAdminStatusRoundsModel(t *testing.T) {
 				t.Errorf("%s: status lacks %q: %v", n.ID(), k, raw)
 			}
 		}
-		var st Status
+		var st wire.Status
 		c.getJSON(n, "/v1/status", &st)
 		wantState := "follower"
 		if n == l {
@@ -427,7 +429,7 @@ func TestAdminStatusRoundsModel(t *testing.T) {
 		if pages > len(history) {
 			t.Fatal("paging does not end")
 		}
-		var p RoundsPage
+		var p wire.RoundsPage
 		c.getJSON(l, "/v1/rounds?limit=2"+after, &p)
 		if len(p.Rounds) > 2 {
 			t.Fatalf("page of %d rounds, limit 2", len(p.Rounds))
@@ -449,7 +451,7 @@ func TestAdminStatusRoundsModel(t *testing.T) {
 			break
 		}
 	}
-	var p RoundsPage
+	var p wire.RoundsPage
 	c.getJSON(l, fmt.Sprintf("/v1/rounds?after=%d", history[len(history)-1].Round), &p)
 	if len(p.Rounds) != 0 || p.Next != nil {
 		t.Errorf("rounds after the last = %+v, want none", p)
@@ -465,7 +467,7 @@ func TestAdminStatusRoundsModel(t *testing.T) {
 	}
 
 	// The model: manifest, and raw parameters that hash to its digest.
-	var man ModelManifest
+	var man wire.ModelManifest
 	c.getJSON(l, "/v1/model", &man)
 	if man.Version != cur.Version || man.Digest != hex.EncodeToString(cur.Digest[:]) || man.Params != len(cur.Model.Params) || man.Items != tr.Items || man.Rank != tr.Rank {
 		t.Errorf("manifest = %+v, want version %d", man, cur.Version)

@@ -16,6 +16,8 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/fedrec/fedrec/coordinator/pki"
+
+	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 // A backup taken from a training cluster restores into a fresh data
@@ -119,12 +121,12 @@ func TestBackupRestoreMidTraining(t *testing.T) {
 	tr := &http.Transport{TLSClientConfig: pki.ClientTLS(ca.Pool())}
 	t.Cleanup(tr.CloseIdleConnections)
 	ac := &adminCluster{testCluster: rc, client: &http.Client{Transport: tr, Timeout: 10 * time.Second}}
-	var man ModelManifest
+	var man wire.ModelManifest
 	ac.getJSON(r0, "/v1/model", &man)
 	if man.Digest != h.ModelDigest || man.Version != h.ModelVersion {
 		t.Fatalf("restored node serves model %d %s, backup holds %d %s", man.Version, man.Digest, h.ModelVersion, h.ModelDigest)
 	}
-	var st Status
+	var st wire.Status
 	ac.getJSON(r0, "/v1/status", &st)
 	if len(st.Nodes) != 1 || st.Nodes[0].ID != "r0" || st.Nodes[0].RaftAddr != "restored-0" {
 		t.Errorf("restored cluster = %+v, want r0 alone", st.Nodes)

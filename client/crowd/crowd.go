@@ -37,6 +37,9 @@ type Member struct {
 // done, if not nil, is called after every round a member took part in, from
 // the members' goroutines at once.
 func Run(ctx context.Context, members []Member, log *slog.Logger, done func(RoundResult)) error {
+	if len(members) == 0 {
+		return errors.New("crowd: no members")
+	}
 	tr, err := client.NewTransport()
 	if err != nil {
 		return err

@@ -84,7 +84,6 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	go func() {
 		errc <- crowd.Run(runCtx, members, log, func(crowd.RoundResult) { rounds.Add(1) })
 	}()
-	members = nil // the crowd holds them
 
 	// Watch the cluster's newest model.
 	monConf, err := devices.TLS("fedrec-client-monitor")

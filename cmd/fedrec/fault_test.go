@@ -21,10 +21,11 @@ import (
 
 	"github.com/fedrec/fedrec/client"
 	"github.com/fedrec/fedrec/client/crowd"
-	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/netfault"
 	"github.com/fedrec/fedrec/coordinator/pki"
 	"github.com/fedrec/fedrec/model"
+
+	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 // Process-level fault tests: three fedrec coordinators on loopback with
@@ -196,27 +197,27 @@ func (c *faultCluster) serving(ctx context.Context, id string) {
 	})
 }
 
-func (c *faultCluster) status(ctx context.Context, id string) (*coordinator.Status, error) {
+func (c *faultCluster) status(ctx context.Context, id string) (*wire.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	b, err := adminGet(ctx, c.http, c.nodes[id].admin, "/v1/status", c.token)
 	if err != nil {
 		return nil, err
 	}
-	var st coordinator.Status
+	var st wire.Status
 	return &st, json.Unmarshal(b, &st)
 }
 
 // rounds reads a node's whole round history.
-func (c *faultCluster) rounds(ctx context.Context, id string) ([]coordinator.RoundJSON, error) {
-	var all []coordinator.RoundJSON
+func (c *faultCluster) rounds(ctx context.Context, id string) ([]wire.RoundJSON, error) {
+	var all []wire.RoundJSON
 	after := uint64(0)
 	for {
 		b, err := adminGet(ctx, c.http, c.nodes[id].admin, fmt.Sprintf("/v1/rounds?after=%d&limit=1000", after), c.token)
 		if err != nil {
 			return nil, err
 		}
-		var page coordinator.RoundsPage
+		var page wire.RoundsPage
 		if err := json.Unmarshal(b, &page); err != nil {
 			return nil, err
 		}
@@ -437,11 +438,11 @@ func (c *faultCluster) converged(ctx context.Context) int {
 				return false
 			}
 			b, _ := json.Marshal(struct {
-				Model   *coordinator.StatusModel
+				Model   *wire.StatusModel
 				Last    uint64
 				Ledger  int
 				Epsilon *float64
-				Rounds  []coordinator.RoundJSON
+				Rounds  []wire.RoundJSON
 			}{st.Model, st.LastRound, st.Privacy.Rounds, st.Privacy.Epsilon, rs})
 			if ref == nil {
 				ref, n = b, len(rs)

@@ -24,9 +24,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/pki"
 	"github.com/fedrec/fedrec/sim"
+
+	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 const opsToken = "ops-test-token"
@@ -221,8 +222,8 @@ func (c *opsCluster) metrics(id string) map[string]float64 {
 }
 
 // status returns node id's /v1/status, or nil if it does not answer.
-func (c *opsCluster) status(id string) *coordinator.Status {
-	var st coordinator.Status
+func (c *opsCluster) status(id string) *wire.Status {
+	var st wire.Status
 	if !c.getJSON(id, "/v1/status", &st) {
 		return nil
 	}
@@ -271,12 +272,12 @@ func (c *opsCluster) clients(k int, nodes ...string) *proc {
 }
 
 // history returns node id's round history.
-func (c *opsCluster) history(id string) []coordinator.RoundJSON {
+func (c *opsCluster) history(id string) []wire.RoundJSON {
 	c.t.Helper()
-	var all []coordinator.RoundJSON
+	var all []wire.RoundJSON
 	var after uint64
 	for {
-		var p coordinator.RoundsPage
+		var p wire.RoundsPage
 		if !c.getJSON(id, fmt.Sprintf("/v1/rounds?limit=1000&after=%d", after), &p) {
 			c.t.Fatalf("%s: /v1/rounds failed", id)
 		}
@@ -294,7 +295,7 @@ func (c *opsCluster) digests(id string) map[uint64]string {
 	c.t.Helper()
 	out := map[uint64]string{}
 	for v := uint64(1); v <= c.version(id); v++ {
-		var man coordinator.ModelManifest
+		var man wire.ModelManifest
 		if !c.getJSON(id, fmt.Sprintf("/v1/model?version=%d", v), &man) {
 			c.t.Fatalf("%s: model version %d not retained", id, v)
 		}
