@@ -44,35 +44,13 @@ func newAdminCluster(t *testing.T, size int, tr Training) *adminCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &testCluster{t: t, cfg: tr}
-	for i := range size {
-		addr, tt := raft.NewInmemTransport(raft.ServerAddress(fmt.Sprintf("raft-%d", i)))
-		for _, o := range c.trans {
-			tt.Connect(o.LocalAddr(), o)
-			o.Connect(addr, tt)
-		}
-		c.trans = append(c.trans, tt)
-		b, err := ca.NodeBundle(fmt.Sprintf("n%d", i))
+	c := newTestClusterWith(t, size, tr, func(i int, cfg *Config) {
+		b, err := ca.NodeBundle(cfg.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		n, err := New(Config{
-			ID: fmt.Sprintf("n%d", i), InMemory: true, Transport: tt, AdvertiseClientAddr: fmt.Sprintf("client-%d", i),
-			TLS: b, AdminAddr: "127.0.0.1:0", AdminToken: testToken, ReadToken: testReadToken,
-			Bootstrap: i == 0, Training: tr, Seed: uint64(i + 1),
-			Logger:           testLogger(t),
-			HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.nodes = append(c.nodes, n)
-		t.Cleanup(func() { n.Close() })
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	c.joinAll(ctx)
-	c.waitAll(ctx, func(s *State) bool { return s.Current() != nil })
+		cfg.TLS, cfg.AdminAddr, cfg.AdminToken, cfg.ReadToken = b, "127.0.0.1:0", testToken, testReadToken
+	})
 	tr2 := &http.Transport{TLSClientConfig: pki.ClientTLS(ca.Pool())}
 	t.Cleanup(tr2.CloseIdleConnections)
 	return &adminCluster{testCluster: c, client: &http.Client{Transport: tr2, Timeout: 10 * time.Second}}

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
 
 	"github.com/fedrec/fedrec/coordinator/pki"
 
@@ -85,35 +84,19 @@ func TestBackupRestoreMidTraining(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc := &testCluster{t: t, cfg: c.cfg}
-	for i := range 3 {
-		addr, tt := raft.NewInmemTransport(raft.ServerAddress(fmt.Sprintf("restored-%d", i)))
-		for _, o := range rc.trans {
-			tt.Connect(o.LocalAddr(), o)
-			o.Connect(addr, tt)
-		}
-		rc.trans = append(rc.trans, tt)
+	rc := startNodes(t, "restored-", 3, Training{}, func(i int, cfg *Config) {
 		bundle, err := ca.NodeBundle(fmt.Sprintf("r%d", i))
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg := Config{
-			ID: fmt.Sprintf("r%d", i), Transport: tt, AdvertiseClientAddr: fmt.Sprintf("rclient-%d", i), Seed: uint64(i + 10),
-			TLS: bundle, AdminAddr: "127.0.0.1:0", AdminToken: testToken, Logger: testLogger(t),
-			HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
-		}
+		cfg.ID, cfg.AdvertiseClientAddr, cfg.Seed = fmt.Sprintf("r%d", i), fmt.Sprintf("rclient-%d", i), uint64(i+10)
+		cfg.TLS, cfg.AdminAddr, cfg.AdminToken = bundle, "127.0.0.1:0", testToken
+		cfg.Bootstrap, cfg.Training = false, Training{}
 		if i == 0 {
-			cfg.DataDir = dir // the restored one
-		} else {
-			cfg.InMemory = true
+			cfg.DataDir, cfg.InMemory = dir, false // the restored one
 		}
-		n, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rc.nodes = append(rc.nodes, n)
-		t.Cleanup(func() { n.Close() })
-	}
+	})
+	rc.cfg = c.cfg
 	r0 := rc.leader(ctx)
 	if r0 != rc.nodes[0] {
 		t.Fatalf("leader of the restored cluster is %s, want r0", r0.ID())
