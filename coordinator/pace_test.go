@@ -2,10 +2,17 @@ package coordinator
 
 import (
 	"container/heap"
+	"context"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 // checkIns is a min-heap of devices' next check-in times.
@@ -155,4 +162,66 @@ func TestPaceBounds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPaceNode: a leader under a population of 8 cohorts, whose devices
+// come back when told, sees about one to two cohorts waiting at each
+// selection rather than the whole population, and estimates the
+// population. It runs in a synctest bubble: the clock is the bubble's.
+func TestPaceNode(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k, n = 5, 40
+		tr := testTraining()
+		tr.ClientsPerRound, tr.MinClients, tr.OverSelect, tr.Population = k, k, 0, n
+		c := newTestClusterWith(t, 1, tr, nil)
+		t.Cleanup(func() { c.nodes[0].crashed.Store(true) })
+		l := c.nodes[0]
+		ctx, cancel := context.WithTimeout(t.Context(), time.Hour)
+		defer cancel()
+		var mu sync.Mutex
+		waiting := map[uint64]int{} // devices answered at each round's selection
+		var wg sync.WaitGroup
+		for i := range n {
+			id := fmt.Sprintf("d%d", i)
+			wg.Go(func() {
+				for ctx.Err() == nil {
+					var round uint64
+					var wait time.Duration
+					switch m := call(ctx, l, &wire.CheckIn{Version: wire.Version, ClientID: id})[0].(type) {
+					case *wire.Plan:
+						round = m.Round
+						call(ctx, l, &wire.Upload{Version: wire.Version, Round: m.Round, ClientID: id, Ticket: m.Ticket, Model: m.Model, N: 1, Delta: constDelta(c.dim(), 0.01)})
+					case *wire.Wait:
+						round, wait = m.Round, time.Duration(m.RetryAfterMs)*time.Millisecond
+					}
+					mu.Lock()
+					waiting[round]++
+					mu.Unlock()
+					select {
+					case <-ctx.Done():
+					case <-time.After(max(wait, 10*time.Millisecond)):
+					}
+				}
+			})
+		}
+		c.waitAll(ctx, func(s *State) bool { return s.Current().Version >= 60 })
+		pop := int(testutil.ToFloat64(l.metrics.pacePopulation))
+		cancel()
+		wg.Wait()
+		var rounds, sum int
+		for r, w := range waiting {
+			if r > 20 && r <= 60 { // after the herd of the start
+				rounds++
+				sum += w
+			}
+		}
+		mean := float64(sum) / float64(rounds)
+		t.Logf("devices waiting at a selection: %.1f over %d rounds; population estimate %d", mean, rounds, pop)
+		if mean < k || mean > 2.5*k {
+			t.Errorf("devices waiting at a selection = %.1f, want in [%d, %.1f] (the population is %d)", mean, k, 2.5*k, n)
+		}
+		if pop < n*9/10 || pop > n {
+			t.Errorf("population estimate %d, want within 10%% below %d", pop, n)
+		}
+	})
 }
