@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/fedrec/fedrec/coordinator/pki"
 
 	"github.com/fedrec/fedrec/coordinator/wire"
