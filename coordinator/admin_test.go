@@ -22,7 +22,6 @@ import (
 
 	"github.com/fedrec/fedrec/aggregation/privacy"
 	"github.com/fedrec/fedrec/coordinator/pki"
-
 	"github.com/fedrec/fedrec/coordinator/wire"
 )
 

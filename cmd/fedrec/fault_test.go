@@ -23,9 +23,8 @@ import (
 	"github.com/fedrec/fedrec/client/crowd"
 	"github.com/fedrec/fedrec/coordinator/netfault"
 	"github.com/fedrec/fedrec/coordinator/pki"
-	"github.com/fedrec/fedrec/model"
-
 	"github.com/fedrec/fedrec/coordinator/wire"
+	"github.com/fedrec/fedrec/model"
 )
 
 // Process-level fault tests: three fedrec coordinators on loopback with

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/fedrec/fedrec/coordinator/pki"
-
 	"github.com/fedrec/fedrec/coordinator/wire"
 )
 

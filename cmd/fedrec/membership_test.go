@@ -13,7 +13,6 @@ import (
 
 	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/pki"
-
 	"github.com/fedrec/fedrec/coordinator/wire"
 )
 

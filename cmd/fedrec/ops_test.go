@@ -25,9 +25,8 @@ import (
 	"time"
 
 	"github.com/fedrec/fedrec/coordinator/pki"
-	"github.com/fedrec/fedrec/sim"
-
 	"github.com/fedrec/fedrec/coordinator/wire"
+	"github.com/fedrec/fedrec/sim"
 )
 
 const opsToken = "ops-test-token"

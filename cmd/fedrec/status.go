@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/fedrec/fedrec/coordinator/pki"
-
 	"github.com/fedrec/fedrec/coordinator/wire"
 )
 

@@ -12,7 +12,6 @@ import (
 
 	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/pki"
-
 	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
