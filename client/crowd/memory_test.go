@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -190,8 +191,8 @@ const idleBatch = 250
 // first take part in a round on a model of ml-latest-small's shape, then
 // all are told to come back in an hour. Once every participant waits and
 // every connection is closed, it reports the live heap and stacks per
-// waiting participant (the shared model excluded) and what 10,000 would
-// take.
+// waiting participant (the shared model excluded), what 10,000 would
+// take, and the whole test process's resident memory (MiB-rss).
 func BenchmarkIdleParticipants(b *testing.B) {
 	n := *idleN
 	b.ReportAllocs()
@@ -249,6 +250,10 @@ func BenchmarkIdleParticipants(b *testing.B) {
 		}
 		node.await(b, n, true)
 		perClient = float64(liveBytes()-base) / float64(n)
+		// What the idle crowd keeps resident once the runtime has
+		// returned the memory of the start's rounds to the OS, as its
+		// scavenger does over a few minutes.
+		debug.FreeOSMemory()
 		rss = residentMiB()
 		goroutines = float64(runtime.NumGoroutine()-g0) / float64(n)
 		cancel()
