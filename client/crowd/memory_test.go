@@ -179,7 +179,7 @@ func liveBytes() uint64 {
 
 // idleN is how many participants BenchmarkIdleParticipants runs; the
 // issue's target is 10,000 within 200 MiB.
-var idleN = flag.Int("idle.n", 1000, "participants of BenchmarkIdleParticipants")
+var idleN = flag.Int("idle.n", 500, "participants of BenchmarkIdleParticipants")
 
 // idleBatch participants start at once.
 const idleBatch = 250
@@ -218,11 +218,12 @@ func BenchmarkIdleParticipants(b *testing.B) {
 		return p, d
 	}
 	var perClient, goroutines, rss float64
-	for b.Loop() {
+	for iter := 0; b.Loop(); iter++ { // iter names this loop's clients apart from the last's
+
 		cache := NewModelCache()
 		// Download the model into the cache first, so that it is not
 		// counted.
-		warm, wd := newParticipant(fmt.Sprintf("r-warm-%d", b.N), cache)
+		warm, wd := newParticipant(fmt.Sprintf("r-warm-%d", iter), cache)
 		if _, err := warm.RunRound(b.Context()); err != nil {
 			b.Fatal(err)
 		}
@@ -235,7 +236,7 @@ func BenchmarkIdleParticipants(b *testing.B) {
 		var wg sync.WaitGroup
 		dialers := make([]*client.Dialer, n)
 		for k := range n {
-			id := fmt.Sprintf("u%d-%d", k, b.N)
+			id := fmt.Sprintf("u%d-%d", k, iter)
 			if k < 50 {
 				id = "r" + id
 			}
