@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -116,7 +117,9 @@ watch:
 			continue
 		}
 		if v != lastV {
-			fmt.Fprintf(stderr, "client: model version %d, %d client rounds done\n", v, rounds.Load())
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			fmt.Fprintf(stderr, "client: model version %d, %d client rounds done, %.0f MiB heap and stacks\n", v, rounds.Load(), float64(ms.HeapAlloc+ms.StackInuse)/(1<<20))
 		}
 		last, lastV = m, v
 		if *until > 0 && v >= *until {
