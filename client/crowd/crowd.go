@@ -3,6 +3,7 @@ package crowd
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +25,9 @@ type Member struct {
 	Addrs []string
 	// TLS trusts the cluster's CA and presents the device's certificate.
 	TLS *tls.Config
+	// DeviceCA, if set, lets it take part in signed secure rounds
+	// (client.DialerConfig.DeviceCA).
+	DeviceCA *x509.CertPool
 	// Seed seeds its training and jitter; 0 derives one from ID.
 	Seed uint64
 }
@@ -48,7 +52,7 @@ func Run(ctx context.Context, members []Member, log *slog.Logger, done func(Roun
 	cache := NewModelCache()
 	ps := make([]*Participant, len(members))
 	for i, m := range members {
-		d, err := client.NewDialerConfig(client.DialerConfig{Addrs: m.Addrs, TLS: m.TLS, Transport: tr})
+		d, err := client.NewDialerConfig(client.DialerConfig{Addrs: m.Addrs, TLS: m.TLS, DeviceCA: m.DeviceCA, Transport: tr})
 		if err != nil {
 			return fmt.Errorf("crowd: %s: %w", m.ID, err)
 		}
