@@ -3,6 +3,7 @@ package client
 import (
 	"errors"
 	"fmt"
+	"time"
 	"unicode/utf8"
 
 	"github.com/fedrec/fedrec/coordinator/wire"
@@ -36,7 +37,8 @@ var (
 	// *DeclineError saying why.
 	ErrDeclined = errors.New("client: round declined")
 	// ErrNoRound: the coordinator has no round for this device now. A
-	// Federation returns it from Join.
+	// Federation returns it from Join; the network's is a *NoRoundError
+	// that says when to check in again.
 	ErrNoRound = errors.New("client: no round offered")
 	// ErrBusy: a round is already under way on this Client.
 	ErrBusy = errors.New("client: a round is already under way")
@@ -238,3 +240,18 @@ func (e *DeclineError) Unwrap() []error {
 func corruptf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
 }
+
+// NoRoundError is the ErrNoRound of a coordinator that did not select the
+// device: RetryAfter is when to check in again, the coordinator's pace
+// (spread over the population so that devices do not all come back at
+// once) with the device's own jitter. An app that schedules its own
+// background jobs should not run the next Participate sooner.
+type NoRoundError struct {
+	RetryAfter time.Duration
+}
+
+func (e *NoRoundError) Error() string {
+	return fmt.Sprintf("%v: check in again in %v", ErrNoRound, e.RetryAfter)
+}
+
+func (e *NoRoundError) Unwrap() error { return ErrNoRound }

@@ -108,7 +108,9 @@ func (n *network) join(ctx context.Context, k *Contribution) error {
 	}
 	plan, ok := rep.(*wire.Plan)
 	if !ok {
-		return ErrNoRound
+		var seed [32]byte
+		crand.Read(seed[:])
+		return &NoRoundError{RetryAfter: round.RetryAfter(rep.(*wire.Wait), rand.New(rand.NewChaCha8(seed)))}
 	}
 	offer := Offer{
 		Round: plan.Round, ModelVersion: plan.Model, CohortSize: plan.MinClients,

@@ -106,6 +106,10 @@ type DialerConfig struct {
 	// Web configures the WebTransport transport of browser builds
 	// (js/wasm); native builds dial QUIC and ignore it.
 	Web *WebOptions
+	// Transport, if set, is the UDP socket the Dialer dials over, shared
+	// with other Dialers (NewTransport); nil: each connection has its own
+	// socket. Browser builds have none.
+	Transport *Transport
 	// DeviceCA holds the device CA's certificate, against which the
 	// device checks its peers' certificates in a signed secure round
 	// (Identity). nil: the device takes no part in signed rounds.
@@ -297,6 +301,19 @@ func (d *Dialer) Close() error {
 		d.conn = nil
 	}
 	return nil
+}
+
+// Release closes the connection the Dialer holds, if any, without
+// counting a failure of its node: the next request dials again. A device
+// that will not talk to the cluster for a while (told to check in again
+// later) releases it so as to hold no connection meanwhile.
+func (d *Dialer) Release() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conn != nil {
+		d.conn.CloseWithError(0, "")
+		d.conn = nil
+	}
 }
 
 // order returns the addresses in the order to dial them: the preferred

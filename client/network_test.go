@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -143,5 +144,65 @@ func TestNetworkEventWeights(t *testing.T) {
 				t.Errorf("installed release's event weights = %+v, want %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+// Dialers sharing a Transport dial from its one socket; a Dialer that
+// released its connection dials again for its next request.
+func TestDialersShareTransport(t *testing.T) {
+	ca, _ := pki.NewCA("test", time.Hour)
+	b, _ := ca.NodeBundle("fake")
+	ln, err := wire.Listen("127.0.0.1:0", b.ServerTLS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	from := map[string]int{} // connections by the client's address
+	done := fakenode.ServeConns(ln, func(conn *quic.Conn) func(*quic.Stream) {
+		mu.Lock()
+		from[conn.RemoteAddr().String()]++
+		mu.Unlock()
+		return func(st *quic.Stream) {
+			if _, err := wire.Read(st, wire.Limits{}); err == nil {
+				wire.Write(st, &wire.Wait{RetryAfterMs: 1000})
+			}
+		}
+	})
+	t.Cleanup(func() { ln.Close(); <-done })
+	tr, err := NewTransport()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	var ds []*Dialer
+	for range 3 {
+		d, err := NewDialerConfig(DialerConfig{Addrs: []string{ln.Addr().String()}, TLS: pki.ClientTLS(ca.Pool()), Transport: tr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		ds = append(ds, d)
+	}
+	checkIn := func(d *Dialer) {
+		t.Helper()
+		if _, err := round.CheckIn(t.Context(), d, &wire.CheckIn{Version: wire.Version, ClientID: "u"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range ds {
+		checkIn(d)
+		checkIn(d) // on the same connection
+	}
+	ds[0].Release()
+	checkIn(ds[0]) // dials again
+	mu.Lock()
+	defer mu.Unlock()
+	if len(from) != 1 {
+		t.Errorf("connections from %d addresses %v, want 1 (the shared socket)", len(from), from)
+	}
+	for a, n := range from {
+		if n != 4 {
+			t.Errorf("%d connections from %s, want 4 (one per Dialer, one after Release)", n, a)
+		}
 	}
 }

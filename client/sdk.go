@@ -714,7 +714,8 @@ func (c *Client) Close() error {
 // Participate takes part in one federated round, if the user opted in, the
 // budget allows and the Federation offers one whose terms meet the policy.
 // It returns what the device shared in the round. Errors: ErrNotOptedIn,
-// ErrBudgetExhausted, ErrNoRound, a *DeclineError (ErrDeclined), ErrOptedOut
+// ErrBudgetExhausted, ErrNoRound (a *NoRoundError from the network, which
+// says when to try again), a *DeclineError (ErrDeclined), ErrOptedOut
 // if the user opted out mid-round, ErrBusy, ErrNoFederation, or the
 // Federation's own error.
 func (c *Client) Participate(ctx context.Context) (RoundReport, error) {
@@ -796,7 +797,7 @@ func (c *Client) Participate(ctx context.Context) (RoundReport, error) {
 	case jerr == nil:
 		return rep, fmt.Errorf("client: the federation ended the round without an update: %w", ErrNoRound)
 	case errors.Is(jerr, ErrNoRound):
-		return rep, ErrNoRound
+		return rep, jerr // a *NoRoundError says when to come back
 	}
 	return rep, fmt.Errorf("client: round: %w", jerr)
 }

@@ -43,6 +43,18 @@ func (c *transportConn) CloseWithError(code uint64, reason string) error {
 	return nil
 }
 
+// Transport is, in native builds, a UDP socket that Dialers share; a
+// browser has none (NewTransport fails).
+type Transport struct{}
+
+// NewTransport fails in a browser: its sessions are the browser's.
+func NewTransport() (*Transport, error) {
+	return nil, fmt.Errorf("%w: no shared transport in a browser", ErrInvalidArgument)
+}
+
+// Close does nothing.
+func (*Transport) Close() error { return nil }
+
 // dial opens a WebTransport session to addr's WebTransport listener and
 // authenticates it with a fresh device token.
 func (d *Dialer) dial(ctx context.Context, addr string) (*transportConn, error) {

@@ -30,16 +30,17 @@ import (
 // The admin API: HTTPS on Config.AdminAddr with the node's certificate.
 // Every path but /healthz and /readyz needs the operator token as
 // "Authorization: Bearer TOKEN"; the GETs marked (read) also accept the
-// read-only token (Config.ReadToken), which gets 403 elsewhere.
+// read-only token (Config.ReadToken), which gets 403 elsewhere. The JSON
+// bodies are wire's (coordinator/wire/admin.go).
 //
 //	GET /healthz          200 while the process serves
 //	GET /readyz           200 when ready (see Node.Ready), else 503 and why
 //	GET /metrics          (read) Prometheus text exposition
-//	GET /v1/status        (read) Status as JSON
-//	GET /v1/rounds        (read) RoundsPage as JSON; ?after=ROUND&limit=N
-//	GET /v1/model         (read) ModelManifest as JSON; ?version=V for a
+//	GET /v1/status        (read) wire.Status
+//	GET /v1/rounds        (read) wire.RoundsPage; ?after=ROUND&limit=N
+//	GET /v1/model         (read) wire.ModelManifest; ?version=V for a
 //	                      retained version, ?format=raw for the parameters
-//	GET /v1/cluster       (read) Cluster as JSON: the Raft configuration
+//	GET /v1/cluster       (read) wire.Cluster: the Raft configuration
 //	POST /v1/cluster/join?id=NODE&raft_addr=HOST:PORT[&client_addr=HOST:PORT][&admin_addr=HOST:PORT]
 //	                      leader only: add NODE as a voter (idempotent)
 //	POST /v1/cluster/remove?id=NODE
@@ -47,141 +48,18 @@ import (
 //	POST /v1/cluster/transfer-leadership[?id=NODE]
 //	                      leader only: hand leadership to NODE or any voter
 //	GET /v1/backup        a backup file of this node's state (backup.go)
-//	GET /v1/training      (read) TrainingDoc: the settings and their changes
+//	GET /v1/training      (read) wire.TrainingDoc: the settings and their changes
 //	POST /v1/training?KEY=VALUE…&reason=…[&operator=…]
 //	                      leader only: change the settings that may change
 //	                      from the next round on (training_change.go)
 //
-// A leader-only call on a follower answers 409 with a ClusterError that
+// A leader-only call on a follower answers 409 with a wire.ClusterError that
 // names the leader.
 const (
 	// DefaultRoundsLimit and MaxRoundsLimit bound a page of /v1/rounds.
 	DefaultRoundsLimit = 100
 	MaxRoundsLimit     = 1000
 )
-
-// Status is the answer of GET /v1/status.
-type Status struct {
-	Node   string `json:"node"`
-	State  string `json:"raft_state"` // follower, candidate, leader, shutdown
-	Term   uint64 `json:"term"`
-	Commit uint64 `json:"commit_index"`
-	// Applied is the Raft index last applied to this node's state.
-	Applied uint64 `json:"applied_index"`
-	// LeaderCommit is the leader's commit index as this node last heard
-	// it (its own on the leader; 0 before it heard one).
-	LeaderCommit uint64 `json:"leader_commit_index"`
-	// LastContact is the time since this follower last heard from the
-	// leader, in seconds; 0 on the leader, -1 if never.
-	LastContact float64       `json:"last_contact_seconds"`
-	Ready       bool          `json:"ready"`
-	NotReady    string        `json:"not_ready,omitempty"` // why not, when not ready
-	Leader      *StatusNode   `json:"leader"`              // null when unknown
-	Nodes       []StatusNode  `json:"nodes"`               // the Raft configuration, by id
-	Model       *StatusModel  `json:"model"`               // null before the initial model
-	Round       *StatusRound  `json:"open_round"`          // null when no round is open
-	LastRound   uint64        `json:"last_round"`          // highest round ever opened
-	Privacy     StatusPrivacy `json:"privacy"`
-	// InsecureDevices: the node serves devices without authenticating
-	// them (no device CA; development only).
-	InsecureDevices bool `json:"insecure_devices"`
-	// Build is the node's binary: version, commit, toolchain.
-	Build Build `json:"build"`
-	// Certs is when the certificates the node serves with expire; null
-	// without TLS.
-	Certs *StatusCerts `json:"certificates"`
-}
-
-// StatusCerts says when the node's certificates expire: its own, the
-// cluster CA's and the device CA's (the earliest of a file holding
-// several, as during a rotation); a zero time is omitted.
-type StatusCerts struct {
-	Node       time.Time  `json:"node"`
-	NodeSerial string     `json:"node_serial"` // hex
-	CA         time.Time  `json:"ca"`
-	DeviceCA   *time.Time `json:"device_ca,omitempty"` // absent without a device CA
-}
-
-// StatusNode is a member of the Raft configuration.
-type StatusNode struct {
-	ID         string `json:"id"`
-	RaftAddr   string `json:"raft_addr"`
-	ClientAddr string `json:"client_addr"` // empty until the node registered it
-	// AdminAddr is the node's admin API address, as it registered it
-	// (through the replicated membership); empty if unknown.
-	AdminAddr string `json:"admin_addr,omitempty"`
-	Suffrage  string `json:"suffrage"` // voter, nonvoter, staging
-	Leader    bool   `json:"leader"`
-}
-
-// StatusModel is the newest committed model.
-type StatusModel struct {
-	Version uint64 `json:"version"`
-	Round   uint64 `json:"round"`  // the round that produced it, 0 for the initial model
-	Digest  string `json:"digest"` // hex SHA-256, see ModelManifest
-}
-
-// StatusRound is the open round's manifest.
-type StatusRound struct {
-	Round  uint64 `json:"round"`
-	Model  uint64 `json:"model"` // the version clients train
-	Cohort int    `json:"cohort"`
-	Leader string `json:"leader"`
-}
-
-// StatusPrivacy is the privacy spent by the committed rounds.
-type StatusPrivacy struct {
-	// Epsilon is ε at Delta; null when unbounded (a round without noise)
-	// or when the ledger cannot be accounted.
-	Epsilon *float64 `json:"epsilon"`
-	Delta   float64  `json:"delta"`
-	Rounds  int      `json:"rounds"` // ledger entries
-}
-
-// RoundsPage is the answer of GET /v1/rounds: the rounds after the
-// query's round id, oldest first. When more follow, Next is the value of
-// ?after= for the next page.
-type RoundsPage struct {
-	Rounds []RoundJSON `json:"rounds"`
-	Next   *uint64     `json:"next,omitempty"`
-}
-
-// RoundJSON is a round of the history.
-type RoundJSON struct {
-	Round     uint64  `json:"round"`
-	Outcome   string  `json:"outcome"` // committed or abandoned
-	Model     uint64  `json:"model"`
-	NewModel  uint64  `json:"new_model,omitempty"`
-	Cohort    int     `json:"cohort"`
-	Survivors int     `json:"survivors"`
-	Clipped   int     `json:"clipped"`
-	Loss      float64 `json:"loss"`
-	N         int64   `json:"n"`
-	Reason    string  `json:"reason,omitempty"`
-	// LossUnknown: a secure round, whose leader saw only the sum; loss, n
-	// and clipped were not collected (they read 0).
-	LossUnknown bool `json:"loss_unknown,omitempty"`
-	// Clip and NextClip are the round's and the next round's clip norms
-	// with adaptive clipping.
-	Clip     float64 `json:"clip,omitempty"`
-	NextClip float64 `json:"next_clip,omitempty"`
-}
-
-// ModelManifest is the answer of GET /v1/model. The raw form
-// (?format=raw) is the Params little-endian float64 values, in the order of
-// model.Model.Params; Digest is the hex SHA-256 of the big-endian uint32s
-// kind code, items and rank followed by those raw bytes.
-type ModelManifest struct {
-	Version  uint64 `json:"version"`
-	Round    uint64 `json:"round"`
-	Kind     string `json:"kind"` // explicit or implicit
-	KindCode uint8  `json:"kind_code"`
-	Items    int    `json:"items"`
-	Rank     int    `json:"rank"`
-	Params   int    `json:"params"` // items×(rank+1)+1
-	Digest   string `json:"digest"`
-	Layout   string `json:"layout"`
-}
 
 const modelLayout = "item i's factor at [i*(rank+1), i*(rank+1)+rank), its bias at i*(rank+1)+rank, the global mean last"
 
@@ -269,16 +147,16 @@ func (a *admin) handler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("GET /metrics", a.reads(promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg})))
-	mux.Handle("GET /v1/status", a.reads(http.HandlerFunc(a.status)))
-	mux.Handle("GET /v1/rounds", a.reads(http.HandlerFunc(a.rounds)))
-	mux.Handle("GET /v1/model", a.reads(http.HandlerFunc(a.model)))
-	mux.Handle("GET /v1/cluster", a.reads(http.HandlerFunc(a.cluster)))
-	mux.Handle("POST /v1/cluster/join", a.auth(http.HandlerFunc(a.join)))
-	mux.Handle("POST /v1/cluster/remove", a.auth(http.HandlerFunc(a.remove)))
-	mux.Handle("POST /v1/cluster/transfer-leadership", a.auth(http.HandlerFunc(a.transfer)))
-	mux.Handle("GET /v1/backup", a.auth(http.HandlerFunc(a.backup)))
-	mux.Handle("GET /v1/training", a.reads(http.HandlerFunc(a.training)))
-	mux.Handle("POST /v1/training", a.auth(http.HandlerFunc(a.changeTraining)))
+	mux.Handle("GET "+wire.PathStatus, a.reads(http.HandlerFunc(a.status)))
+	mux.Handle("GET "+wire.PathRounds, a.reads(http.HandlerFunc(a.rounds)))
+	mux.Handle("GET "+wire.PathModel, a.reads(http.HandlerFunc(a.model)))
+	mux.Handle("GET "+wire.PathCluster, a.reads(http.HandlerFunc(a.cluster)))
+	mux.Handle("POST "+wire.PathJoin, a.auth(http.HandlerFunc(a.join)))
+	mux.Handle("POST "+wire.PathRemove, a.auth(http.HandlerFunc(a.remove)))
+	mux.Handle("POST "+wire.PathTransfer, a.auth(http.HandlerFunc(a.transfer)))
+	mux.Handle("GET "+wire.PathBackup, a.auth(http.HandlerFunc(a.backup)))
+	mux.Handle("GET "+wire.PathTraining, a.reads(http.HandlerFunc(a.training)))
+	mux.Handle("POST "+wire.PathTraining, a.auth(http.HandlerFunc(a.changeTraining)))
 	return mux
 }
 
@@ -374,17 +252,17 @@ func (n *Node) lastContact() time.Duration {
 }
 
 // Status returns the node's view of the cluster.
-func (n *Node) Status() Status {
+func (n *Node) Status() wire.Status {
 	r := n.raft
-	st := Status{
+	st := wire.Status{
 		Node: n.cfg.ID, State: lowerState(r.State()), Term: r.CurrentTerm(),
-		Commit: r.CommitIndex(), Applied: r.AppliedIndex(), Nodes: []StatusNode{},
+		Commit: r.CommitIndex(), Applied: r.AppliedIndex(), Nodes: []wire.StatusNode{},
 		InsecureDevices: n.insecureDevices(), Build: BuildInfo(),
 	}
 	_, st.LeaderCommit = n.leaderCommit()
 	if b := n.certs.bundle(); b != nil && b.Cert.Leaf != nil {
 		node, ca, dev := n.certs.expiry()
-		st.Certs = &StatusCerts{Node: node.UTC(), NodeSerial: b.Cert.Leaf.SerialNumber.Text(16), CA: ca.UTC()}
+		st.Certs = &wire.StatusCerts{Node: node.UTC(), NodeSerial: b.Cert.Leaf.SerialNumber.Text(16), CA: ca.UTC()}
 		if !dev.IsZero() {
 			dev = dev.UTC()
 			st.Certs.DeviceCA = &dev
@@ -405,10 +283,10 @@ func (n *Node) Status() Status {
 	n.fsm.read(func(s *State) {
 		st.Nodes, st.Leader = members(s, servers, lid)
 		if v := s.Current(); v != nil {
-			st.Model = &StatusModel{Version: v.Version, Round: v.Round, Digest: hex.EncodeToString(v.Digest[:])}
+			st.Model = &wire.StatusModel{Version: v.Version, Round: v.Round, Digest: hex.EncodeToString(v.Digest[:])}
 		}
 		if o := s.Open(); o != nil {
-			st.Round = &StatusRound{Round: o.Round, Model: o.Model, Cohort: len(o.Cohort), Leader: o.Leader}
+			st.Round = &wire.StatusRound{Round: o.Round, Model: o.Model, Cohort: len(o.Cohort), Leader: o.Leader}
 		}
 		st.LastRound = s.LastRound()
 		st.Privacy.Rounds = len(s.Ledger())
@@ -424,12 +302,12 @@ func (n *Node) Status() Status {
 // members describes the servers of a Raft configuration, by id, with the
 // client addresses s holds, and the leader lid; the leader is nil when
 // unknown.
-func members(s *State, servers []raft.Server, lid raft.ServerID) (nodes []StatusNode, leader *StatusNode) {
+func members(s *State, servers []raft.Server, lid raft.ServerID) (nodes []wire.StatusNode, leader *wire.StatusNode) {
 	servers = slices.Clone(servers)
 	slices.SortFunc(servers, func(a, b raft.Server) int { return strings.Compare(string(a.ID), string(b.ID)) })
-	nodes = []StatusNode{}
+	nodes = []wire.StatusNode{}
 	for _, srv := range servers {
-		sn := StatusNode{ID: string(srv.ID), RaftAddr: string(srv.Address), ClientAddr: s.NodeAddr(string(srv.ID)), AdminAddr: s.AdminAddr(string(srv.ID)),
+		sn := wire.StatusNode{ID: string(srv.ID), RaftAddr: string(srv.Address), ClientAddr: s.NodeAddr(string(srv.ID)), AdminAddr: s.AdminAddr(string(srv.ID)),
 			Suffrage: suffrage(srv.Suffrage), Leader: srv.ID == lid}
 		nodes = append(nodes, sn)
 		if sn.Leader {
@@ -437,7 +315,7 @@ func members(s *State, servers []raft.Server, lid raft.ServerID) (nodes []Status
 		}
 	}
 	if leader == nil && lid != "" {
-		leader = &StatusNode{ID: string(lid), ClientAddr: s.NodeAddr(string(lid)), AdminAddr: s.AdminAddr(string(lid)), Leader: true}
+		leader = &wire.StatusNode{ID: string(lid), ClientAddr: s.NodeAddr(string(lid)), AdminAddr: s.AdminAddr(string(lid)), Leader: true}
 	}
 	return nodes, leader
 }
@@ -476,7 +354,7 @@ func (a *admin) rounds(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = v
 	}
-	page := RoundsPage{Rounds: []RoundJSON{}}
+	page := wire.RoundsPage{Rounds: []wire.RoundJSON{}}
 	a.n.fsm.read(func(s *State) {
 		rs := s.Rounds()
 		// The history is in round order: find the first round after.
@@ -507,12 +385,12 @@ func binarySearchRound(rs []RoundRecord, after uint64) (int, bool) {
 	return lo, lo < len(rs)
 }
 
-func roundJSON(r *RoundRecord) RoundJSON {
+func roundJSON(r *RoundRecord) wire.RoundJSON {
 	o := "committed"
 	if r.Outcome != Committed {
 		o = "abandoned"
 	}
-	return RoundJSON{Round: r.Round, Outcome: o, Model: r.Model, NewModel: r.NewModel, Cohort: r.Cohort,
+	return wire.RoundJSON{Round: r.Round, Outcome: o, Model: r.Model, NewModel: r.NewModel, Cohort: r.Cohort,
 		Survivors: r.Survivors, Clipped: r.Clipped, Loss: r.Loss, N: r.N, Reason: r.Reason,
 		LossUnknown: r.LossUnknown, Clip: r.Clip, NextClip: r.NextClip}
 }
@@ -541,7 +419,7 @@ func (a *admin) model(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m := v.Model
-	man := ModelManifest{Version: v.Version, Round: v.Round, Kind: m.Kind.String(), KindCode: wire.KindOf(m.Kind),
+	man := wire.ModelManifest{Version: v.Version, Round: v.Round, Kind: m.Kind.String(), KindCode: wire.KindOf(m.Kind),
 		Items: m.Items, Rank: m.Rank, Params: len(m.Params), Digest: hex.EncodeToString(v.Digest[:]), Layout: modelLayout}
 	switch q.Get("format") {
 	case "", "json":

@@ -22,6 +22,7 @@ import (
 
 	"github.com/fedrec/fedrec/aggregation/privacy"
 	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 const (
@@ -42,35 +43,13 @@ func newAdminCluster(t *testing.T, size int, tr Training) *adminCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &testCluster{t: t, cfg: tr}
-	for i := range size {
-		addr, tt := raft.NewInmemTransport(raft.ServerAddress(fmt.Sprintf("raft-%d", i)))
-		for _, o := range c.trans {
-			tt.Connect(o.LocalAddr(), o)
-			o.Connect(addr, tt)
-		}
-		c.trans = append(c.trans, tt)
-		b, err := ca.NodeBundle(fmt.Sprintf("n%d", i))
+	c := newTestClusterWith(t, size, tr, func(i int, cfg *Config) {
+		b, err := ca.NodeBundle(cfg.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		n, err := New(Config{
-			ID: fmt.Sprintf("n%d", i), InMemory: true, Transport: tt, AdvertiseClientAddr: fmt.Sprintf("client-%d", i),
-			TLS: b, AdminAddr: "127.0.0.1:0", AdminToken: testToken, ReadToken: testReadToken,
-			Bootstrap: i == 0, Training: tr, Seed: uint64(i + 1),
-			Logger:           testLogger(t),
-			HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.nodes = append(c.nodes, n)
-		t.Cleanup(func() { n.Close() })
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	c.joinAll(ctx)
-	c.waitAll(ctx, func(s *State) bool { return s.Current() != nil })
+		cfg.TLS, cfg.AdminAddr, cfg.AdminToken, cfg.ReadToken = b, "127.0.0.1:0", testToken, testReadToken
+	})
 	tr2 := &http.Transport{TLSClientConfig: pki.ClientTLS(ca.Pool())}
 	t.Cleanup(tr2.CloseIdleConnections)
 	return &adminCluster{testCluster: c, client: &http.Client{Transport: tr2, Timeout: 10 * time.Second}}
@@ -197,7 +176,7 @@ func TestAdminNotReadyOutsideCluster(t *testing.T) {
 	if code, body := c.get(n, "/readyz", ""); code != http.StatusServiceUnavailable || !strings.Contains(string(body), "not a member") {
 		t.Errorf("/readyz = %d %q, want 503 not a member", code, body)
 	}
-	var st Status
+	var st wire.Status
 	c.getJSON(n, "/v1/status", &st)
 	if st.Ready || st.Leader != nil || st.Model != nil || st.LastContact != -1 {
 		t.Errorf("status = %+v, want not ready, no leader, no model, never contacted", st)
@@ -395,7 +374,7 @@ func TestAdminStatusRoundsModel(t *testing.T) {
 				t.Errorf("%s: status lacks %q: %v", n.ID(), k, raw)
 			}
 		}
-		var st Status
+		var st wire.Status
 		c.getJSON(n, "/v1/status", &st)
 		wantState := "follower"
 		if n == l {
@@ -427,7 +406,7 @@ func TestAdminStatusRoundsModel(t *testing.T) {
 		if pages > len(history) {
 			t.Fatal("paging does not end")
 		}
-		var p RoundsPage
+		var p wire.RoundsPage
 		c.getJSON(l, "/v1/rounds?limit=2"+after, &p)
 		if len(p.Rounds) > 2 {
 			t.Fatalf("page of %d rounds, limit 2", len(p.Rounds))
@@ -449,7 +428,7 @@ func TestAdminStatusRoundsModel(t *testing.T) {
 			break
 		}
 	}
-	var p RoundsPage
+	var p wire.RoundsPage
 	c.getJSON(l, fmt.Sprintf("/v1/rounds?after=%d", history[len(history)-1].Round), &p)
 	if len(p.Rounds) != 0 || p.Next != nil {
 		t.Errorf("rounds after the last = %+v, want none", p)
@@ -465,7 +444,7 @@ func TestAdminStatusRoundsModel(t *testing.T) {
 	}
 
 	// The model: manifest, and raw parameters that hash to its digest.
-	var man ModelManifest
+	var man wire.ModelManifest
 	c.getJSON(l, "/v1/model", &man)
 	if man.Version != cur.Version || man.Digest != hex.EncodeToString(cur.Digest[:]) || man.Params != len(cur.Model.Params) || man.Items != tr.Items || man.Rank != tr.Rank {
 		t.Errorf("manifest = %+v, want version %d", man, cur.Version)

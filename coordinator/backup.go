@@ -344,7 +344,7 @@ func (a *admin) backup(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusInternalServerError)
-		json.NewEncoder(w).Encode(ClusterError{Error: msg})
+		json.NewEncoder(w).Encode(wire.ClusterError{Error: msg})
 		return
 	}
 	hdr := w.Header()

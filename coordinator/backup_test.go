@@ -13,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 // A backup taken from a training cluster restores into a fresh data
@@ -83,35 +82,19 @@ func TestBackupRestoreMidTraining(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc := &testCluster{t: t, cfg: c.cfg}
-	for i := range 3 {
-		addr, tt := raft.NewInmemTransport(raft.ServerAddress(fmt.Sprintf("restored-%d", i)))
-		for _, o := range rc.trans {
-			tt.Connect(o.LocalAddr(), o)
-			o.Connect(addr, tt)
-		}
-		rc.trans = append(rc.trans, tt)
+	rc := startNodes(t, "restored-", 3, Training{}, func(i int, cfg *Config) {
 		bundle, err := ca.NodeBundle(fmt.Sprintf("r%d", i))
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg := Config{
-			ID: fmt.Sprintf("r%d", i), Transport: tt, AdvertiseClientAddr: fmt.Sprintf("rclient-%d", i), Seed: uint64(i + 10),
-			TLS: bundle, AdminAddr: "127.0.0.1:0", AdminToken: testToken, Logger: testLogger(t),
-			HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
-		}
+		cfg.ID, cfg.AdvertiseClientAddr, cfg.Seed = fmt.Sprintf("r%d", i), fmt.Sprintf("rclient-%d", i), uint64(i+10)
+		cfg.TLS, cfg.AdminAddr, cfg.AdminToken = bundle, "127.0.0.1:0", testToken
+		cfg.Bootstrap, cfg.Training = false, Training{}
 		if i == 0 {
-			cfg.DataDir = dir // the restored one
-		} else {
-			cfg.InMemory = true
+			cfg.DataDir, cfg.InMemory = dir, false // the restored one
 		}
-		n, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rc.nodes = append(rc.nodes, n)
-		t.Cleanup(func() { n.Close() })
-	}
+	})
+	rc.cfg = c.cfg
 	r0 := rc.leader(ctx)
 	if r0 != rc.nodes[0] {
 		t.Fatalf("leader of the restored cluster is %s, want r0", r0.ID())
@@ -119,12 +102,12 @@ func TestBackupRestoreMidTraining(t *testing.T) {
 	tr := &http.Transport{TLSClientConfig: pki.ClientTLS(ca.Pool())}
 	t.Cleanup(tr.CloseIdleConnections)
 	ac := &adminCluster{testCluster: rc, client: &http.Client{Transport: tr, Timeout: 10 * time.Second}}
-	var man ModelManifest
+	var man wire.ModelManifest
 	ac.getJSON(r0, "/v1/model", &man)
 	if man.Digest != h.ModelDigest || man.Version != h.ModelVersion {
 		t.Fatalf("restored node serves model %d %s, backup holds %d %s", man.Version, man.Digest, h.ModelVersion, h.ModelDigest)
 	}
-	var st Status
+	var st wire.Status
 	ac.getJSON(r0, "/v1/status", &st)
 	if len(st.Nodes) != 1 || st.Nodes[0].ID != "r0" || st.Nodes[0].RaftAddr != "restored-0" {
 		t.Errorf("restored cluster = %+v, want r0 alone", st.Nodes)

@@ -36,9 +36,25 @@ func newTestCluster(t *testing.T, size int, tr Training) *testCluster {
 // by opt (nil: none) before it starts.
 func newTestClusterWith(t *testing.T, size int, tr Training, opt func(i int, cfg *Config)) *testCluster {
 	t.Helper()
+	c := startNodes(t, "raft-", size, tr, opt)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	c.joinAll(ctx)
+	c.waitAll(ctx, func(s *State) bool { return s.Current() != nil })
+	return c
+}
+
+// startNodes starts size nodes over raft.InmemTransport, connected to each
+// other, whose Raft addresses are prefix and their index: node n0
+// bootstraps a cluster with tr, the others are not yet members. opt (nil:
+// none) adjusts each node's Config before it starts. This is the package's
+// one in-memory cluster: the QUIC, admin and backup tests start theirs
+// with it too.
+func startNodes(t *testing.T, prefix string, size int, tr Training, opt func(i int, cfg *Config)) *testCluster {
+	t.Helper()
 	c := &testCluster{t: t, cfg: tr}
 	for i := range size {
-		addr, tt := raft.NewInmemTransport(raft.ServerAddress(fmt.Sprintf("raft-%d", i)))
+		addr, tt := raft.NewInmemTransport(raft.ServerAddress(fmt.Sprintf("%s%d", prefix, i)))
 		for _, o := range c.trans {
 			tt.Connect(o.LocalAddr(), o)
 			o.Connect(addr, tt)
@@ -60,10 +76,6 @@ func newTestClusterWith(t *testing.T, size int, tr Training, opt func(i int, cfg
 		c.nodes = append(c.nodes, n)
 		t.Cleanup(func() { n.Close() })
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	c.joinAll(ctx)
-	c.waitAll(ctx, func(s *State) bool { return s.Current() != nil })
 	return c
 }
 

@@ -1,6 +1,9 @@
 package coordinator
 
 import (
+	"testing"
+
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -33,3 +36,13 @@ func (n *Node) AdmissionStats() AdmissionStats {
 // DeviceMax returns the most bytes of the memory budget one device may
 // reserve on n.
 func (n *Node) DeviceMax() int64 { return n.deviceMax() }
+
+// NewInmemCluster starts, for coordinator_test, the package's in-memory
+// cluster (newTestClusterWith): size nodes over raft.InmemTransport, all
+// voters and holding the initial model; opt adjusts each node's Config.
+// It returns the nodes and their transports, in order.
+func NewInmemCluster(t *testing.T, size int, tr Training, opt func(i int, cfg *Config)) ([]*Node, []*raft.InmemTransport) {
+	t.Helper()
+	c := newTestClusterWith(t, size, tr, opt)
+	return c.nodes, c.trans
+}

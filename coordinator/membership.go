@@ -17,27 +17,11 @@ import (
 // outside the Raft configuration.
 var ErrUnknownNode = errors.New("coordinator: no such node")
 
-// Cluster is the answer of GET /v1/cluster and of the membership calls:
-// the answering node's view of the Raft configuration.
-type Cluster struct {
-	Node   string       `json:"node"`   // the node that answered
-	Leader *StatusNode  `json:"leader"` // null when unknown
-	Nodes  []StatusNode `json:"nodes"`  // by id
-}
-
-// ClusterError is the JSON body of a failed membership call. On a
-// follower (409) Leader names the leader, when known: repeat the call on
-// that node's admin API.
-type ClusterError struct {
-	Error  string      `json:"error"`
-	Leader *StatusNode `json:"leader,omitempty"`
-}
-
 // Cluster returns the node's view of the Raft configuration.
-func (n *Node) Cluster() Cluster {
+func (n *Node) Cluster() wire.Cluster {
 	_, lid := n.raft.LeaderWithID()
 	servers := n.raft.GetConfiguration().Configuration().Servers
-	c := Cluster{Node: n.cfg.ID}
+	c := wire.Cluster{Node: n.cfg.ID}
 	n.fsm.read(func(s *State) { c.Nodes, c.Leader = members(s, servers, lid) })
 	return c
 }
@@ -211,7 +195,7 @@ func (a *admin) transfer(w http.ResponseWriter, r *http.Request) {
 // 0 picks it from err: 409 with the leader for ErrNotLeader, 404 for
 // ErrUnknownNode, 400 for a nonvoter target, else 500.
 func (a *admin) clusterError(w http.ResponseWriter, code int, err error) {
-	body := ClusterError{Error: err.Error()}
+	body := wire.ClusterError{Error: err.Error()}
 	switch {
 	case code != 0:
 	case errors.Is(err, ErrNotLeader):

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 // do sends method path to n's admin API with token (none if empty) and
@@ -47,7 +49,7 @@ func (c *adminCluster) waitLeader(ctx context.Context, want *Node) {
 	}
 }
 
-func voters(cl Cluster) int {
+func voters(cl wire.Cluster) int {
 	k := 0
 	for _, n := range cl.Nodes {
 		if n.Suffrage == "voter" {
@@ -96,7 +98,7 @@ func TestAdminMembership(t *testing.T) {
 		return true
 	})
 	for _, n := range c.nodes {
-		var cl Cluster
+		var cl wire.Cluster
 		c.getJSON(n, "/v1/cluster", &cl)
 		if cl.Node != n.ID() || len(cl.Nodes) != 3 || voters(cl) != 3 || cl.Leader == nil || cl.Leader.ID != l.ID() {
 			t.Errorf("%s: /v1/cluster = %+v, want 3 voters led by %s", n.ID(), cl, l.ID())
@@ -124,7 +126,7 @@ func TestAdminMembership(t *testing.T) {
 	for _, tt := range refusals {
 		t.Run(tt.name, func(t *testing.T) {
 			code, body := c.do(tt.n, "POST", tt.path, testToken)
-			var ce ClusterError
+			var ce wire.ClusterError
 			if err := json.Unmarshal(body, &ce); err != nil || code != tt.code || ce.Error == "" {
 				t.Fatalf("POST %s on %s = %d %s (%v), want %d with an error", tt.path, tt.n.ID(), code, body, err, tt.code)
 			}
@@ -135,7 +137,7 @@ func TestAdminMembership(t *testing.T) {
 	}
 
 	// transfer-leadership to a named node, then to any node.
-	var cl Cluster
+	var cl wire.Cluster
 	code, body := c.do(l, "POST", "/v1/cluster/transfer-leadership?id="+follower.ID(), testToken)
 	if err := json.Unmarshal(body, &cl); code != http.StatusOK || err != nil || cl.Leader == nil || cl.Leader.ID != follower.ID() {
 		t.Fatalf("transfer to %s = %d %s, want 200 naming it leader", follower.ID(), code, body)
@@ -224,7 +226,7 @@ func TestAdminRemoveLeaderDuringTraining(t *testing.T) {
 	c.leader(ctx).View(func(s *State) { v = s.Current().Version })
 	c.waitAll(ctx, func(s *State) bool { return s.Current().Version >= v+2 })
 	for _, n := range c.live() {
-		var cl Cluster
+		var cl wire.Cluster
 		c.getJSON(n, "/v1/cluster", &cl)
 		if len(cl.Nodes) != 2 || voters(cl) != 2 {
 			t.Errorf("%s: /v1/cluster = %+v, want 2 voters", n.ID(), cl)

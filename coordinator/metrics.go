@@ -42,6 +42,9 @@ type metrics struct {
 	delayed, slow        prometheus.Counter
 	refused              *prometheus.CounterVec
 	snapRestoreFailures  prometheus.Counter
+	// Pace steering (pace.go), set by the leader at each selection.
+	paceRetry                  prometheus.Histogram
+	pacePopulation, pacePeriod prometheus.Gauge
 
 	raftState, raftTerm, raftCommit, raftApplied, raftLastContact, raftPeers *prometheus.Desc
 	modelVersion, roundOpen, epsilon, delta                                  *prometheus.Desc
@@ -142,21 +145,28 @@ func defineMetrics(n *Node) *metrics {
 			[]string{"reason"}),
 		slow:                counter("slow_senders_total", "Requests cut off because their bytes arrived below the minimum transfer rate (CodeTooSlow)."),
 		snapRestoreFailures: counter("snapshot_restore_failures_total", "Raft snapshots that could not be restored."),
-		conns:               desc("client_connections", "QUIC connections of the client protocol open on this node (clients, and nodes asking to join)."),
-		bytesIn:             desc("client_received_bytes_total", "Bytes received on the client protocol's QUIC connections (QUIC packets, without UDP and IP headers)."),
-		bytesOut:            desc("client_sent_bytes_total", "Bytes sent on the client protocol's QUIC connections, retransmissions included (QUIC packets, without UDP and IP headers)."),
-		waiting:             desc("round_waiting_clients", "Check-ins the leader holds for the next selection; 0 on followers."),
-		live:                map[*quic.Conn]struct{}{},
-		raftState:           desc("raft_state", "Raft state of this node: 1 for the current state, 0 for the others.", "state"),
-		raftTerm:            desc("raft_term", "Current Raft term."),
-		raftCommit:          desc("raft_commit_index", "Raft commit index as known to this node."),
-		raftApplied:         desc("raft_applied_index", "Raft index last applied to this node's state."),
-		raftLastContact:     desc("raft_last_contact_seconds", "Seconds since this follower last heard from the leader; 0 on the leader, +Inf if never."),
-		raftPeers:           desc("raft_voters", "Voters in the Raft configuration."),
-		modelVersion:        desc("model_version", "Version of the newest committed model (1 is the initial model)."),
-		roundOpen:           desc("round_open", "1 while a round is open, else 0."),
-		epsilon:             desc("privacy_epsilon", "Differential-privacy ε spent by the committed rounds at δ = fedrec_privacy_delta (+Inf after a round without noise)."),
-		delta:               desc("privacy_delta", "The δ at which fedrec_privacy_epsilon is reported."),
+		paceRetry: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "fedrec", Name: "pace_retry_seconds",
+			Help:    "Retry times the leader gave devices it did not select (pace steering): about the estimated population times the round period over the cohort size, ±50 %, within --pace-min and --pace-max.",
+			Buckets: prometheus.ExponentialBuckets(0.1, 2, 14), // 0.1 s … 819 s
+		}),
+		pacePopulation:  gauge("pace_population_devices", "Devices the leader counts in the population for pace steering: those seen checking in that are not overdue."),
+		pacePeriod:      gauge("pace_round_period_seconds", "Moving average of the time between the leader's cohort selections (0 before the second)."),
+		conns:           desc("client_connections", "QUIC connections of the client protocol open on this node (clients, and nodes asking to join)."),
+		bytesIn:         desc("client_received_bytes_total", "Bytes received on the client protocol's QUIC connections (QUIC packets, without UDP and IP headers)."),
+		bytesOut:        desc("client_sent_bytes_total", "Bytes sent on the client protocol's QUIC connections, retransmissions included (QUIC packets, without UDP and IP headers)."),
+		waiting:         desc("round_waiting_clients", "Check-ins the leader holds for the next selection; 0 on followers."),
+		live:            map[*quic.Conn]struct{}{},
+		raftState:       desc("raft_state", "Raft state of this node: 1 for the current state, 0 for the others.", "state"),
+		raftTerm:        desc("raft_term", "Current Raft term."),
+		raftCommit:      desc("raft_commit_index", "Raft commit index as known to this node."),
+		raftApplied:     desc("raft_applied_index", "Raft index last applied to this node's state."),
+		raftLastContact: desc("raft_last_contact_seconds", "Seconds since this follower last heard from the leader; 0 on the leader, +Inf if never."),
+		raftPeers:       desc("raft_voters", "Voters in the Raft configuration."),
+		modelVersion:    desc("model_version", "Version of the newest committed model (1 is the initial model)."),
+		roundOpen:       desc("round_open", "1 while a round is open, else 0."),
+		epsilon:         desc("privacy_epsilon", "Differential-privacy ε spent by the committed rounds at δ = fedrec_privacy_delta (+Inf after a round without noise)."),
+		delta:           desc("privacy_delta", "The δ at which fedrec_privacy_epsilon is reported."),
 	}
 }
 
@@ -173,7 +183,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 func (m *metrics) owned() []prometheus.Collector {
 	return []prometheus.Collector{m.started, m.committed, m.abandoned, m.cohort, m.survivors, m.lastCohort, m.lastSurvivors, m.duration,
 		m.phases, m.snapSize, m.snapPersist, m.snapLast, m.snapFailures, m.snapRestores, m.snapRestoreFailures,
-		m.memory, m.memoryBudget, m.delayed, m.refused, m.slow}
+		m.memory, m.memoryBudget, m.delayed, m.refused, m.slow, m.paceRetry, m.pacePopulation, m.pacePeriod}
 }
 
 var raftStates = []raft.RaftState{raft.Follower, raft.Candidate, raft.Leader, raft.Shutdown}

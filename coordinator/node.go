@@ -182,7 +182,14 @@ type Config struct {
 	// in flight (default wire.DefaultMaxConns); an eighth of it may be
 	// peers without a valid certificate when devices must authenticate.
 	MaxConns int
-	// Seed seeds the leader's cohort sampling; 0 draws a random seed.
+	// PaceMin and PaceMax bound the retry time the leader gives a device
+	// it did not select (pace steering, pace.go): about the time the
+	// cluster takes to select every device once, the estimated population
+	// times the round period over the cohort size, jittered by ±50 %.
+	// Defaults 0 and DefaultPaceMax (10 min).
+	PaceMin, PaceMax time.Duration
+	// Seed seeds the leader's cohort sampling and retry times; 0 draws a
+	// random seed.
 	Seed uint64
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger
@@ -223,6 +230,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("coordinator: Config.DeviceRequestRate = %v, want >= 0 requests a second (0: default)", c.DeviceRequestRate)
 	case c.DeviceRequestBurst < 0:
 		return fmt.Errorf("coordinator: Config.DeviceRequestBurst = %d, want >= 0 (0: default)", c.DeviceRequestBurst)
+	case c.PaceMin < 0:
+		return fmt.Errorf("coordinator: Config.PaceMin = %v, want >= 0", c.PaceMin)
+	case c.PaceMax < 0 || (c.PaceMax > 0 && c.PaceMax < c.PaceMin):
+		return fmt.Errorf("coordinator: Config.PaceMax = %v, want >= Config.PaceMin (%v) (0: default)", c.PaceMax, c.PaceMin)
 	}
 	if c.Bootstrap {
 		if err := c.Training.withDefaults().Validate(); err != nil {
@@ -310,6 +321,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.DeviceRequestBurst == 0 {
 		cfg.DeviceRequestBurst = DefaultDeviceRequestBurst
+	}
+	if cfg.PaceMax == 0 {
+		cfg.PaceMax = max(DefaultPaceMax, cfg.PaceMin)
 	}
 	seed := cfg.Seed
 	if seed == 0 {

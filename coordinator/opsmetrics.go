@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 // opsMetrics are the node's operational metrics that are not about
@@ -11,7 +13,7 @@ import (
 // join goes. Read at scrape time.
 type opsMetrics struct {
 	n                              *Node
-	build                          Build
+	build                          wire.Build
 	buildInfo, insecure, joinFails *prometheus.Desc
 	certExpiry, reloads, reloadErr *prometheus.Desc
 }

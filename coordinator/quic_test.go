@@ -65,56 +65,24 @@ func newQUICClusterConf(t *testing.T, size int, tr coordinator.Training, mod fun
 		t.Fatal(err)
 	}
 	c := &quicCluster{ca: ca, devCA: devCA, revoked: filepath.Join(t.TempDir(), pki.RevokedFile)}
-	for i := range size {
-		addr, tt := raft.NewInmemTransport(raft.ServerAddress(fmt.Sprintf("raft-%d", i)))
-		for _, o := range c.trans {
-			tt.Connect(o.LocalAddr(), o)
-			o.Connect(addr, tt)
-		}
-		c.trans = append(c.trans, tt)
-		b, err := ca.NodeBundle(fmt.Sprintf("n%d", i))
+	c.nodes, c.trans = coordinator.NewInmemCluster(t, size, tr, func(i int, cfg *coordinator.Config) {
+		b, err := ca.NodeBundle(cfg.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
 		b.Devices, b.Revoked = devCA.Pool(), c.revoked
-		cfg := coordinator.Config{
-			ID: fmt.Sprintf("n%d", i), InMemory: true, Transport: tt, ClientAddr: "127.0.0.1:0", TLS: b,
-			Bootstrap: i == 0, Training: tr, Seed: uint64(i + 1),
-			HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
-		}
+		cfg.ClientAddr, cfg.AdvertiseClientAddr, cfg.TLS = "127.0.0.1:0", "", b
 		if mod != nil {
-			mod(&cfg)
+			mod(cfg)
 		}
-		n, err := coordinator.New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Close() })
-		c.nodes = append(c.nodes, n)
-		c.addrs = append(c.addrs, n.ClientAddr())
-	}
+	})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	l := c.leader(t, ctx)
-	for _, n := range c.nodes[1:] {
-		// The founder can lose leadership on a loaded machine while it
-		// adds a voter: ask whoever leads next (Join is idempotent).
-		for {
-			err := l.Join(n.ID(), n.RaftAddr(), n.ClientAddr())
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("add %s: %v", n.ID(), err)
-			}
-			time.Sleep(50 * time.Millisecond)
-			l = c.leader(t, ctx)
-		}
-	}
 	for _, n := range c.nodes {
-		if err := n.WaitFor(ctx, func(s *coordinator.State) bool {
-			return s.Current() != nil && s.NodeAddr(l.ID()) != ""
-		}); err != nil {
+		c.addrs = append(c.addrs, n.ClientAddr())
+		// Leader hints need the leader's client address.
+		if err := n.WaitFor(ctx, func(s *coordinator.State) bool { return s.NodeAddr(l.ID()) != "" }); err != nil {
 			t.Fatal(err)
 		}
 	}

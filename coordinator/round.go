@@ -7,6 +7,7 @@ import (
 	"fmt"
 	dp "github.com/fedrec/fedrec/aggregation/privacy"
 	"math"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -73,6 +74,7 @@ type leader struct {
 	arrived chan struct{} // closed and replaced on every check-in
 	cur     *round        // nil between rounds
 	stopped bool
+	pace    *pacer
 }
 
 type waiter struct {
@@ -81,7 +83,11 @@ type waiter struct {
 }
 
 func newLeader(n *Node) *leader {
-	return &leader{n: n, byID: map[string]*waiter{}, arrived: make(chan struct{})}
+	n.rngMu.Lock()
+	rng := rand.New(rand.NewPCG(n.rng.Uint64(), 0x9ace))
+	n.rngMu.Unlock()
+	return &leader{n: n, byID: map[string]*waiter{}, arrived: make(chan struct{}),
+		pace: newPacer(n.cfg.PaceMin, n.cfg.PaceMax, wire.MaxHold, rng)}
 }
 
 // stop answers everyone still waiting: this node no longer leads.
@@ -120,6 +126,7 @@ func (l *leader) checkIn(ctx context.Context, m *wire.CheckIn) wire.Message {
 	}
 	l.waiting = append(l.waiting, w)
 	l.byID[w.id] = w
+	l.pace.seen(w.id, time.Now().Add(wire.MaxHold))
 	close(l.arrived)
 	l.arrived = make(chan struct{})
 	l.mu.Unlock()
@@ -284,17 +291,27 @@ func (l *leader) round(ctx context.Context) error {
 	l.mu.Lock()
 	pool := l.waiting
 	l.waiting, l.byID = nil, map[string]*waiter{}
-	l.mu.Unlock()
 	n.shuffle(len(pool), func(i, j int) { pool[i], pool[j] = pool[j], pool[i] })
 	k := min(want, len(pool))
 	cohort, rest := pool[:k], pool[k:]
-	for _, w := range rest {
-		w.reply <- &wire.Wait{Round: r.id, Model: base.Version, RetryAfterMs: 0}
-	}
+	now := time.Now()
 	ids := make([]string, len(cohort))
-	r.tickets = make(map[string][]byte, len(cohort))
 	for i, w := range cohort {
 		ids[i] = w.id
+	}
+	// Pace steering (pace.go): the rest come back spread over the rounds
+	// it takes to select everyone once.
+	mean := l.pace.selected(now, ids, now.Add(cfg.RoundTimeout), want)
+	for _, w := range rest {
+		d := l.pace.retry(w.id, now, mean)
+		n.metrics.paceRetry.Observe(d.Seconds())
+		w.reply <- &wire.Wait{Round: r.id, Model: base.Version, RetryAfterMs: d.Milliseconds()}
+	}
+	n.metrics.pacePopulation.Set(float64(l.pace.population(now)))
+	n.metrics.pacePeriod.Set(l.pace.period.Seconds())
+	l.mu.Unlock()
+	r.tickets = make(map[string][]byte, len(cohort))
+	for _, w := range cohort {
 		t := make([]byte, wire.TicketLen)
 		crand.Read(t)
 		r.tickets[w.id] = t

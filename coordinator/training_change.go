@@ -30,43 +30,8 @@ func (n *Node) ChangeTraining(c wire.ChangeTraining) (Training, error) {
 	return t, nil
 }
 
-// TrainingDoc is the answer of GET and POST /v1/training: the settings
-// rounds use now and every change operators made, oldest first.
-type TrainingDoc struct {
-	Settings TrainingSettings `json:"settings"`
-	Changes  []TrainingChange `json:"changes"`
-}
-
-// TrainingSettings are the replicated training settings; those marked
-// "may change" can be changed with POST /v1/training.
-type TrainingSettings struct {
-	Objective       string  `json:"objective"`
-	Items           int     `json:"items"`
-	Rank            int     `json:"rank"`
-	Clip            float64 `json:"clip"`
-	Population      int64   `json:"population"`
-	Noise           string  `json:"noise"` // off, central, distributed
-	SecAgg          bool    `json:"secagg"`
-	ClientsPerRound int     `json:"clients_per_round"`      // may change
-	MinClients      int     `json:"min_clients"`            // may change
-	CheckInWindow   string  `json:"checkin_window"`         // may change
-	RoundTimeout    string  `json:"round_timeout"`          // may change
-	SecAggPhase     string  `json:"secagg_phase,omitempty"` // may change, with secagg
-	NoiseMultiplier float64 `json:"noise_multiplier"`       // may change, unless noise is off
-}
-
-// TrainingChange is one change of the audit trail: who, when, why, after
-// which round, and the values it set.
-type TrainingChange struct {
-	AfterRound uint64         `json:"after_round"`
-	Time       time.Time      `json:"time"`
-	Operator   string         `json:"operator"`
-	Reason     string         `json:"reason"`
-	Set        map[string]any `json:"set"`
-}
-
-func settingsOf(t Training) TrainingSettings {
-	st := TrainingSettings{
+func settingsOf(t Training) wire.TrainingSettings {
+	st := wire.TrainingSettings{
 		Objective: t.Kind.String(), Items: t.Items, Rank: t.Rank, Clip: t.Clip, Population: t.Population,
 		Noise: t.noiseMode().String(), SecAgg: t.SecAgg,
 		ClientsPerRound: t.ClientsPerRound, MinClients: t.MinClients,
@@ -78,7 +43,7 @@ func settingsOf(t Training) TrainingSettings {
 	return st
 }
 
-func changeOf(c wire.TrainingChange) TrainingChange {
+func changeOf(c wire.TrainingChange) wire.TrainingChangeJSON {
 	x := c.Change
 	set := map[string]any{}
 	ms := func(v int64) string { return (time.Duration(v) * time.Millisecond).String() }
@@ -98,15 +63,15 @@ func changeOf(c wire.TrainingChange) TrainingChange {
 			set[f.key] = f.v
 		}
 	}
-	return TrainingChange{AfterRound: c.AfterRound, Time: time.UnixMilli(x.TimeMs).UTC(), Operator: x.Operator, Reason: x.Reason, Set: set}
+	return wire.TrainingChangeJSON{AfterRound: c.AfterRound, Time: time.UnixMilli(x.TimeMs).UTC(), Operator: x.Operator, Reason: x.Reason, Set: set}
 }
 
-func (n *Node) trainingDoc() TrainingDoc {
-	var doc TrainingDoc
+func (n *Node) trainingDoc() wire.TrainingDoc {
+	var doc wire.TrainingDoc
 	n.fsm.read(func(s *State) {
 		t, _ := s.Config()
 		doc.Settings = settingsOf(t)
-		doc.Changes = []TrainingChange{}
+		doc.Changes = []wire.TrainingChangeJSON{}
 		for _, c := range s.Changes() {
 			doc.Changes = append(doc.Changes, changeOf(c))
 		}

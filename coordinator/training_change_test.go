@@ -116,7 +116,7 @@ func TestAdminChangeTraining(t *testing.T) {
 	}
 
 	code, body := post(l, url.Values{"clients_per_round": {"2"}, "round_timeout": {"3s"}, "operator": {"alice"}, "reason": {"fewer devices at night"}}, testToken)
-	var doc TrainingDoc
+	var doc wire.TrainingDoc
 	if err := json.Unmarshal(body, &doc); code != http.StatusOK || err != nil {
 		t.Fatalf("POST /v1/training = %d %s", code, body)
 	}
@@ -131,7 +131,7 @@ func TestAdminChangeTraining(t *testing.T) {
 	c.waitAll(ctx, func(s *State) bool { return len(s.Changes()) == 1 })
 	for _, n := range c.nodes {
 		code, body := c.do(n, "GET", "/v1/training", testReadToken)
-		var d TrainingDoc
+		var d wire.TrainingDoc
 		if err := json.Unmarshal(body, &d); code != http.StatusOK || err != nil || !reflect.DeepEqual(d, doc) {
 			t.Errorf("%s: GET /v1/training = %d %s, want %+v", n.ID(), code, body, doc)
 		}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -61,46 +60,27 @@ func RunRemote(ctx context.Context, c Config, r Remote, obs Observer) (*Result, 
 	defer stop()
 	var up, down atomic.Int64
 	var clients atomic.Int64 // uploads since the last evaluation
-	cache := crowd.NewModelCache()
-	var wg sync.WaitGroup
-	errc := make(chan error, 1)
+	members := make([]crowd.Member, len(e.active))
 	for k, u := range e.active {
-		addrs := append(append([]string(nil), r.Addrs[k%len(r.Addrs):]...), r.Addrs[:k%len(r.Addrs)]...)
 		id := fmt.Sprintf("%s-user-%s", e.info.Name, e.userIDs[u])
 		conf, err := r.Device(id)
 		if err != nil {
 			return nil, fmt.Errorf("sim: %w", err)
 		}
-		d, err := client.NewDialer(addrs, conf)
-		if err != nil {
-			return nil, err
-		}
-		p, err := crowd.NewParticipant(crowd.ParticipantConfig{
-			ID: id, Ratings: e.train[u], Dialer: d, Models: cache,
-			Seed: c.Seed<<20 ^ uint64(u+1), Logger: r.Logger,
-		})
-		if err != nil {
-			d.Close()
-			return nil, err
-		}
-		wg.Go(func() {
-			defer d.Close()
-			err := p.Run(runCtx, func(rr crowd.RoundResult) error {
-				up.Add(int64(rr.Bytes))
-				down.Add(int64(rr.Bytes))
-				clients.Add(1)
-				return nil
-			})
-			if err != nil && !errors.Is(err, context.Canceled) {
-				select {
-				case errc <- err:
-				default:
-				}
-			}
-		})
+		addrs := append(append([]string(nil), r.Addrs[k%len(r.Addrs):]...), r.Addrs[:k%len(r.Addrs)]...)
+		members[k] = crowd.Member{ID: id, Ratings: e.train[u], Addrs: addrs, TLS: conf, Seed: c.Seed<<20 ^ uint64(u+1)}
 	}
-	defer wg.Wait()
-	defer stop()
+	var crowdErr error
+	crowdDone := make(chan struct{})
+	go func() {
+		defer close(crowdDone)
+		crowdErr = crowd.Run(runCtx, members, r.Logger, func(rr crowd.RoundResult) {
+			up.Add(int64(rr.Bytes))
+			down.Add(int64(rr.Bytes))
+			clients.Add(1)
+		})
+	}()
+	defer func() { stop(); <-crowdDone }()
 
 	monConf, err := r.Device("fedrec-sim-monitor")
 	if err != nil {
@@ -118,8 +98,8 @@ func RunRemote(ctx context.Context, c Config, r Remote, obs Observer) (*Result, 
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case err := <-errc:
-			return nil, fmt.Errorf("sim: client: %w", err)
+		case <-crowdDone:
+			return nil, fmt.Errorf("sim: %w", crowdErr)
 		case <-tick.C:
 		}
 		mctx, cancel := context.WithTimeout(ctx, 30*time.Second)

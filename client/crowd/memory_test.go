@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,10 +43,12 @@ func idleModel() *model.Model {
 
 // TestIdleNodeProcess is the fake node of BenchmarkIdleParticipants, run
 // in its own process so that its connections do not count in the
-// benchmark's heap. Each connection's first check-in gets a plan, later
-// ones are held until the connection closes, as a leader holds check-ins
-// between rounds, and each one held prints a line. It serves the model
-// and acknowledges uploads.
+// benchmark's heap. The first check-in of a client whose ID starts with
+// "r" gets a plan; every other check-in is told to come back in an hour,
+// as a leader paces the devices it did not select, and prints "wait" and
+// the client's ID. Each connection prints "open" when accepted and
+// "closed" when it ends. It serves the model and
+// acknowledges uploads.
 func TestIdleNodeProcess(t *testing.T) {
 	dir := os.Getenv(idleNodeEnv)
 	if dir == "" {
@@ -54,7 +58,7 @@ func TestIdleNodeProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := wire.Listen("127.0.0.1:0", b.ServerTLS())
+	ln, err := wire.ListenWith("127.0.0.1:0", b.ServerTLS(), wire.ConnLimits{MaxConns: 1 << 16})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,17 +72,28 @@ func TestIdleNodeProcess(t *testing.T) {
 		ln.Close()
 	}()
 	plan := fakenode.Plan(m, digest[:], 60_000)
+	var planned sync.Map
+	var out sync.Mutex
+	say := func(s string) {
+		out.Lock()
+		defer out.Unlock()
+		fmt.Println(s)
+	}
 	<-fakenode.ServeConns(ln, func(conn *quic.Conn) func(*quic.Stream) {
-		var planned atomic.Bool
+		say("open")
+		go func() {
+			<-conn.Context().Done()
+			say("closed")
+		}()
 		return func(st *quic.Stream) {
-			switch req, _ := wire.Read(st, wire.Limits{}); req.(type) {
+			switch req, _ := wire.Read(st, wire.Limits{}); req := req.(type) {
 			case *wire.CheckIn:
-				if planned.Swap(true) {
-					fmt.Println("held")
-					<-conn.Context().Done()
+				if _, again := planned.LoadOrStore(req.ClientID, true); strings.HasPrefix(req.ClientID, "r") && !again {
+					wire.Write(st, plan)
 					return
 				}
-				wire.Write(st, plan)
+				wire.Write(st, &wire.Wait{RetryAfterMs: time.Hour.Milliseconds()})
+				say("wait " + req.ClientID)
 			case *wire.GetModel:
 				fakenode.WriteModel(st, m, nil)
 			case *wire.Upload:
@@ -125,6 +140,33 @@ func startIdleNode(b *testing.B) (string, *tls.Config, *bufio.Reader) {
 	return strings.TrimSpace(addr), pki.ClientTLS(pool), out
 }
 
+// nodeLog follows the fake node's lines: the clients it told to wait and
+// the connections it holds.
+type nodeLog struct {
+	r      *bufio.Reader
+	waited map[string]bool
+	open   int
+}
+
+// await reads lines until the node has told waits clients to wait and,
+// if closed, holds no connection.
+func (l *nodeLog) await(b *testing.B, waits int, closed bool) {
+	for len(l.waited) < waits || (closed && l.open > 0) {
+		line, err := l.r.ReadString('\n')
+		if err != nil {
+			b.Fatalf("fake node: %v", err)
+		}
+		switch line = strings.TrimSpace(line); {
+		case strings.HasPrefix(line, "wait "):
+			l.waited[line] = true
+		case line == "open":
+			l.open++
+		case line == "closed":
+			l.open--
+		}
+	}
+}
+
 // liveBytes returns the heap and goroutine stacks in use after a
 // collection.
 func liveBytes() uint64 {
@@ -135,22 +177,37 @@ func liveBytes() uint64 {
 	return ms.HeapAlloc + ms.StackInuse
 }
 
+// idleN is how many participants BenchmarkIdleParticipants runs; the
+// issue's target is 10,000 within 200 MiB.
+var idleN = flag.Int("idle.n", 500, "participants of BenchmarkIdleParticipants")
+
+// idleBatch participants start at once.
+const idleBatch = 250
+
 // BenchmarkIdleParticipants measures what a participant costs between
-// rounds, as in `fedrec client --clients 0` where most of 610 virtual
-// clients wait while a cohort of 100 trains: each of n participants takes
-// part in one round on a model of ml-latest-small's shape (sharing one
-// ModelCache), then waits in a held check-in. It reports the live heap and
-// stacks per waiting participant, the shared model excluded.
+// rounds, as in `fedrec client` where most virtual clients wait while a
+// cohort trains: idle.n participants, sharing one client.Transport and
+// one ModelCache, run Participant.Run against a fake node; 50 of them
+// first take part in a round on a model of ml-latest-small's shape, then
+// all are told to come back in an hour. Once every participant waits and
+// every connection is closed, it reports the live heap and stacks per
+// waiting participant (the shared model excluded), what 10,000 would
+// take, and the whole test process's resident memory (MiB-rss).
 func BenchmarkIdleParticipants(b *testing.B) {
-	const n = 50
+	n := *idleN
 	b.ReportAllocs()
-	addr, conf, node := startIdleNode(b)
+	addr, conf, out := startIdleNode(b)
 	ratings := make([]model.Rating, 100)
 	for i := range ratings {
 		ratings[i] = model.Rating{Item: int32(i * 97 % idleItems), Value: 4}
 	}
+	tr, err := client.NewTransport()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Close()
 	newParticipant := func(id string, cache *ModelCache) (*Participant, *client.Dialer) {
-		d, err := client.NewDialer([]string{addr}, conf)
+		d, err := client.NewDialerConfig(client.DialerConfig{Addrs: []string{addr}, TLS: conf, Transport: tr})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -160,49 +217,46 @@ func BenchmarkIdleParticipants(b *testing.B) {
 		}
 		return p, d
 	}
-	var perClient, goroutines float64
-	for b.Loop() {
+	var perClient, goroutines, rss float64
+	for iter := 0; b.Loop(); iter++ { // iter names this loop's clients apart from the last's
+
 		cache := NewModelCache()
 		// Download the model into the cache first, so that it is not
 		// counted.
-		warm, wd := newParticipant("warm", cache)
+		warm, wd := newParticipant(fmt.Sprintf("r-warm-%d", iter), cache)
 		if _, err := warm.RunRound(b.Context()); err != nil {
 			b.Fatal(err)
 		}
 		wd.Close()
+		node := &nodeLog{r: out, waited: map[string]bool{}}
+		node.await(b, 0, true)
 		g0, base := runtime.NumGoroutine(), liveBytes()
 
 		ctx, cancel := context.WithCancel(b.Context())
-		var trained, wg sync.WaitGroup
+		var wg sync.WaitGroup
 		dialers := make([]*client.Dialer, n)
-		errs := make(chan error, n)
 		for k := range n {
-			p, d := newParticipant(fmt.Sprintf("u%d", k), cache)
+			id := fmt.Sprintf("u%d-%d", k, iter)
+			if k < 50 {
+				id = "r" + id
+			}
+			p, d := newParticipant(id, cache)
 			dialers[k] = d
-			trained.Add(1)
-			wg.Go(func() {
-				_, err := p.RunRound(ctx)
-				trained.Done()
-				if err != nil {
-					errs <- err
-					return
-				}
-				p.RunRound(ctx) // held until cancelled
-			})
-		}
-		trained.Wait()
-		select {
-		case err := <-errs:
-			b.Fatal(err)
-		default:
-		}
-		for range n { // until the second check-ins are held
-			if _, err := node.ReadString('\n'); err != nil {
-				b.Fatalf("fake node: %v", err)
+			wg.Go(func() { p.Run(ctx, nil) })
+			if (k+1)%idleBatch == 0 {
+				// Arrivals spread out, as a leader's pacing spreads
+				// them, rather than all handshakes at once.
+				node.await(b, k+1-50, false)
 			}
 		}
-		perClient = float64(liveBytes()-base) / n
-		goroutines = float64(runtime.NumGoroutine()-g0) / n
+		node.await(b, n, true)
+		perClient = float64(liveBytes()-base) / float64(n)
+		// What the idle crowd keeps resident once the runtime has
+		// returned the memory of the start's rounds to the OS, as its
+		// scavenger does over a few minutes.
+		debug.FreeOSMemory()
+		rss = residentMiB()
+		goroutines = float64(runtime.NumGoroutine()-g0) / float64(n)
 		cancel()
 		wg.Wait()
 		for _, d := range dialers {
@@ -210,7 +264,27 @@ func BenchmarkIdleParticipants(b *testing.B) {
 		}
 	}
 	b.ReportMetric(perClient, "B/participant")
+	b.ReportMetric(perClient*10_000/(1<<20), "MiB/10k-participants")
 	b.ReportMetric(goroutines, "goroutines/participant")
+	if rss > 0 {
+		b.ReportMetric(rss, "MiB-rss")
+	}
+}
+
+// residentMiB is the process's resident memory (Linux), 0 if unknown.
+func residentMiB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if kb, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var n float64
+			fmt.Sscanf(strings.TrimSpace(kb), "%g", &n)
+			return n / 1024
+		}
+	}
+	return 0
 }
 
 // Participants sharing a ModelCache train and upload at most maxUploads

@@ -58,7 +58,8 @@ type Participant struct {
 // RoundResult reports one attempt at a round.
 type RoundResult struct {
 	// Selected is false when the leader had no place for the client; it
-	// should check in again after Wait.
+	// should check in again after Wait: the leader's retry time, with the
+	// participant's own jitter (Run waits so).
 	Selected bool
 	Wait     time.Duration
 	// Round and Model identify the round and the model it trained.
@@ -119,8 +120,7 @@ func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 	}
 	plan, ok := rep.(*wire.Plan)
 	if !ok {
-		w := rep.(*wire.Wait)
-		return RoundResult{Wait: time.Duration(w.RetryAfterMs) * time.Millisecond}, nil
+		return RoundResult{Wait: round.RetryAfter(rep.(*wire.Wait), p.rng)}, nil
 	}
 	deadline := time.Now().Add(time.Duration(plan.TimeLeftMs) * time.Millisecond)
 	rctx, cancel := context.WithDeadline(ctx, deadline)
@@ -188,9 +188,11 @@ func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 	return res, nil
 }
 
-// Run takes part in rounds until ctx ends, retrying with exponential
-// backoff and jitter after failures (a dead node, a leader change, a round
-// abandoned). It returns ctx's error, or the first error no retry can fix
+// Run takes part in rounds until ctx ends, checking in again when the
+// leader said (RoundResult.Wait), and retrying with exponential backoff
+// and jitter after failures (a dead node, a leader change, a round
+// abandoned). While it waits a second or more it holds no connection
+// (Dialer.Release). It returns ctx's error, or the first error no retry can fix
 // (an unsupported protocol version, a forbidden request). After each
 // round, done (if not nil) is called with its result; a non-nil return
 // stops Run with that error.
@@ -208,7 +210,7 @@ func (p *Participant) Run(ctx context.Context, done func(RoundResult) error) err
 					return err
 				}
 			}
-			if err := round.Sleep(ctx, res.Wait); err != nil {
+			if err := p.idle(ctx, res.Wait); err != nil {
 				return err
 			}
 			continue
@@ -218,10 +220,23 @@ func (p *Participant) Run(ctx context.Context, done func(RoundResult) error) err
 		p.fails++
 		wait := backoff(p.rng, p.fails-1, p.cfg.MinBackoff, p.cfg.MaxBackoff)
 		p.log.Debug("round failed", "err", err, "retry_in", wait)
-		if err := round.Sleep(ctx, wait); err != nil {
+		if err := p.idle(ctx, wait); err != nil {
 			return err
 		}
 	}
+}
+
+// releaseAfter is the shortest wait before which a participant releases
+// its connection: a shorter one keeps it, as a new handshake would cost
+// more than the idle connection.
+const releaseAfter = time.Second
+
+// idle waits d, holding no connection if d is long.
+func (p *Participant) idle(ctx context.Context, d time.Duration) error {
+	if d >= releaseAfter {
+		p.cfg.Dialer.Release()
+	}
+	return round.Sleep(ctx, d)
 }
 
 // backoff returns the wait before retry attempt (0-based): exponential

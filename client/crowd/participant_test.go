@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"go.uber.org/goleak"
 	"gonum.org/v1/gonum/floats"
 
 	"github.com/fedrec/fedrec/client"
@@ -90,6 +92,31 @@ func TestRunStopsOnVersionError(t *testing.T) {
 	defer cancel()
 	if err := p.Run(ctx, nil); wire.CodeOf(err) != wire.CodeVersion {
 		t.Errorf("Run = %v, want CodeVersion", err)
+	}
+}
+
+// Run stops the whole crowd at the first error no retry fixes, naming the
+// client, and leaves no goroutine behind.
+func TestCrowdRunStopsOnVersionError(t *testing.T) {
+	opts := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, opts) }) // after the node's cleanup
+	ca, _ := pki.NewCA("test", time.Hour)
+	var calls atomic.Int32
+	addr, _ := fakenode.Answering(t, ca, func(m wire.Message) wire.Message {
+		if calls.Add(1) < 5 {
+			return &wire.Wait{RetryAfterMs: 10}
+		}
+		return wire.Errorf(wire.CodeVersion, "old")
+	})
+	members := make([]Member, 3)
+	for i := range members {
+		members[i] = Member{ID: fmt.Sprintf("u%d", i), Addrs: []string{addr}, TLS: pki.ClientTLS(ca.Pool())}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	err := Run(ctx, members, nil, nil)
+	if wire.CodeOf(err) != wire.CodeVersion || !strings.Contains(err.Error(), "client u") {
+		t.Errorf("Run = %v, want CodeVersion from a named client", err)
 	}
 }
 

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/fedrec/fedrec/client"
+	"github.com/fedrec/fedrec/client/internal/fakenode"
 	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
 )
 
@@ -299,5 +301,39 @@ func TestCode(t *testing.T) {
 		if got := Code(tt.err); got != tt.want {
 			t.Errorf("Code(%v) = %q, want %q", tt.err, got, tt.want)
 		}
+	}
+}
+
+// A cluster that does not select the device answers no_round, and
+// RetryAfterMs says when it asked the device to come back (with the
+// device's own ±10 %).
+func TestNoRoundRetryAfter(t *testing.T) {
+	dir := t.TempDir()
+	if err := pki.WriteDir(dir, nil, nil, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(dir, pki.CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := pki.LoadCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := fakenode.Answering(t, ca, func(wire.Message) wire.Message { return &wire.Wait{Round: 3, Model: 2, RetryAfterMs: 60_000} })
+	c, err := New(&Options{Dir: filepath.Join(dir, "sdk"), Key: make([]byte, 32), Coordinators: addr, CACertPEM: caPEM,
+		ClientID: "device-1", Catalogue: "a\nb\n", TimeoutMillis: 30_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.OptIn(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Participate(); ErrorCode(errString(err)) != CodeNoRound {
+		t.Fatalf("Participate = %v, want code %s", err, CodeNoRound)
+	}
+	if ms := c.RetryAfterMs(); ms < 54_000 || ms > 66_000 {
+		t.Errorf("RetryAfterMs() = %d, want 60000 ± 10 %%", ms)
 	}
 }

@@ -293,6 +293,7 @@ type Client struct {
 	closed bool
 	base   context.Context // cancelled by Close and Cancel
 	cancel context.CancelCauseFunc
+	retry  time.Duration // the last no_round's wait (client.NoRoundError)
 }
 
 // Logger receives the SDK's log lines: level is -4 debug, 0 info, 4 warn,
@@ -596,7 +597,8 @@ func (c *Client) Sync() (bool, error) {
 }
 
 // Participate takes part in one round if the user opted in and the round
-// meets the policy. Run it from a background job.
+// meets the policy. Run it from a background job; after a no_round error,
+// schedule the next one no sooner than RetryAfterMs.
 func (c *Client) Participate() error {
 	ctx, cancel, err := c.ctx()
 	if err != nil {
@@ -604,7 +606,23 @@ func (c *Client) Participate() error {
 	}
 	defer cancel()
 	_, err = c.c.Participate(ctx)
+	var nr *client.NoRoundError
+	c.mu.Lock()
+	c.retry = 0
+	if errors.As(err, &nr) {
+		c.retry = nr.RetryAfter
+	}
+	c.mu.Unlock()
 	return c.wrapCtx(ctx, err)
+}
+
+// RetryAfterMs is, after Participate failed with no_round, how many
+// milliseconds the cluster asked the device to wait before it checks in
+// again (it spreads its devices' check-ins over time); 0 otherwise.
+func (c *Client) RetryAfterMs() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.retry.Milliseconds()
 }
 
 // OptIn records the user's consent to take part in training.

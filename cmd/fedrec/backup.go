@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fedrec/fedrec/coordinator"
+	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 const backupUsage = `usage: fedrec backup --admin HOST:PORT --out FILE [--token T] [--json]
@@ -62,7 +63,7 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 
-	res, err := adminStream(ctx, c, *addr, "/v1/backup", *token)
+	res, err := adminStream(ctx, c, *addr, wire.PathBackup, *token)
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}

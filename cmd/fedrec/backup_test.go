@@ -186,7 +186,7 @@ func TestBackupRestoreCommands(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &man); err != nil || man.Digest != want || man.Version != 1 {
 		t.Errorf("restored node exports %+v, %v; want version 1, digest %s", man, err, want)
 	}
-	var st coordinator.Status
+	var st wire.Status
 	o, _ := adminStatus(ctx, admin, certs, token)
 	if json.Unmarshal(o, &st) != nil || len(st.Nodes) != 2 || st.Nodes[0].ID != "b" || st.Nodes[0].RaftAddr != raftAddr || st.Nodes[1].ID != "c" || st.State != "leader" {
 		t.Errorf("restored cluster: %s", o)
@@ -301,7 +301,7 @@ func TestModelExportRoundTrip(t *testing.T) {
 // FuzzReadModelFile: model files come from disk and other people; no
 // bytes may panic the reader.
 func FuzzReadModelFile(f *testing.F) {
-	m := &coordinator.ModelManifest{Version: 3, Round: 2, Kind: "explicit", KindCode: 1, Items: 2, Rank: 1, Params: 5}
+	m := &wire.ModelManifest{Version: 3, Round: 2, Kind: "explicit", KindCode: 1, Items: 2, Rank: 1, Params: 5}
 	raw := make([]byte, 40)
 	h := modelDigest(1, 2, 1)
 	h.Write(raw)
@@ -372,8 +372,8 @@ func TestBackupMidTrainingCommands(t *testing.T) {
 		})
 		return clients, admin
 	}
-	status := func(admin string) coordinator.Status {
-		var st coordinator.Status
+	status := func(admin string) wire.Status {
+		var st wire.Status
 		b, err := adminStatus(ctx, admin, certs, token)
 		if err == nil {
 			json.Unmarshal(b, &st)

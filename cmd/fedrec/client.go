@@ -4,14 +4,13 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"sync"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -87,37 +86,22 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stderr, "client: %d clients from %s against %v\n", len(users), ds.Name, addrs)
 
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	var rounds atomic.Int64
-	cache := crowd.NewModelCache()
-	var wg sync.WaitGroup
-	errc := make(chan error, len(users))
-	for _, u := range users {
+	members := make([]crowd.Member, len(users))
+	for i, u := range users {
 		id := fmt.Sprintf("%s-user-%s", ds.Name, ds.UserIDs[u])
 		conf, err := devices.TLS(id)
 		if err != nil {
 			return fmt.Errorf("client: %w", err)
 		}
-		d, err := client.NewDialerConfig(client.DialerConfig{Addrs: rotate(addrs, u), TLS: conf, DeviceCA: peers})
-		if err != nil {
-			return err
-		}
-		p, err := crowd.NewParticipant(crowd.ParticipantConfig{
-			ID: id, Ratings: train[u], Dialer: d, Models: cache,
-			Seed: *seed<<20 ^ uint64(u+1), Logger: log,
-		})
-		if err != nil {
-			return err
-		}
-		wg.Go(func() {
-			defer d.Close()
-			err := p.Run(runCtx, func(crowd.RoundResult) error { rounds.Add(1); return nil })
-			if err != nil && !errors.Is(err, context.Canceled) {
-				errc <- err
-			}
-		})
+		members[i] = crowd.Member{ID: id, Ratings: train[u], Addrs: rotate(addrs, u), TLS: conf, DeviceCA: peers, Seed: *seed<<20 ^ uint64(u+1)}
 	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var rounds atomic.Int64
+	errc := make(chan error, 1)
+	go func() {
+		errc <- crowd.Run(runCtx, members, log, func(crowd.RoundResult) { rounds.Add(1) })
+	}()
 
 	// Watch the cluster's newest model.
 	monConf, err := devices.TLS("fedrec-client-monitor")
@@ -139,8 +123,6 @@ watch:
 		case <-ctx.Done():
 			break watch
 		case err := <-errc:
-			stop()
-			wg.Wait()
 			return fmt.Errorf("client: %w", err)
 		case <-tick.C:
 		}
@@ -152,7 +134,9 @@ watch:
 			continue
 		}
 		if v != lastV {
-			fmt.Fprintf(stderr, "client: model version %d, %d client rounds done\n", v, rounds.Load())
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			fmt.Fprintf(stderr, "client: model version %d, %d client rounds done, %.0f MiB heap and stacks\n", v, rounds.Load(), float64(ms.HeapAlloc+ms.StackInuse)/(1<<20))
 		}
 		last, lastV = m, v
 		if *until > 0 && v >= *until {
@@ -160,7 +144,7 @@ watch:
 		}
 	}
 	stop()
-	wg.Wait()
+	<-errc
 	if last == nil || !*eval {
 		return nil
 	}

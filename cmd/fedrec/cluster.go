@@ -15,7 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/fedrec/fedrec/coordinator"
+	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 const clusterUsage = `usage: fedrec cluster <list|health|join ID --raft-addr HOST:PORT [--client-addr HOST:PORT]|remove ID|transfer-leadership [ID]> --admin HOST:PORT[,HOST:PORT…] [--token T] [--json]
@@ -96,17 +96,17 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if len(pos) > 0 {
 			return usageErr(fmt.Sprintf("list: unexpected argument %q", pos[0]))
 		}
-		method, path = http.MethodGet, "/v1/cluster"
+		method, path = http.MethodGet, wire.PathCluster
 	case "remove":
 		if len(pos) != 1 || pos[0] == "" {
 			return usageErr("remove: want one node id")
 		}
-		method, path = http.MethodPost, "/v1/cluster/remove?id="+url.QueryEscape(pos[0])
+		method, path = http.MethodPost, wire.PathRemove+"?id="+url.QueryEscape(pos[0])
 	case "transfer-leadership":
 		if len(pos) > 1 {
 			return usageErr("transfer-leadership: want at most one node id")
 		}
-		method, path = http.MethodPost, "/v1/cluster/transfer-leadership"
+		method, path = http.MethodPost, wire.PathTransfer
 		if len(pos) == 1 {
 			path += "?id=" + url.QueryEscape(pos[0])
 		}
@@ -125,7 +125,7 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if *clientAddr != "" {
 			q.Set("client_addr", *clientAddr)
 		}
-		method, path = http.MethodPost, "/v1/cluster/join?"+q.Encode()
+		method, path = http.MethodPost, wire.PathJoin+"?"+q.Encode()
 	default:
 		return usageErr(fmt.Sprintf("unknown subcommand %q", sub))
 	}
@@ -154,8 +154,8 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return fmt.Errorf("cluster %s: %w", sub, err)
 	}
-	var cl coordinator.Cluster
-	if err := json.Unmarshal(body, &cl); err != nil {
+	cl, err := wire.DecodeAdmin[wire.Cluster](body)
+	if err != nil {
 		return fmt.Errorf("cluster %s: %s answered: %w", sub, addr, err)
 	}
 	if *asJSON {
@@ -175,7 +175,7 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			fmt.Fprintln(stdout, "leadership transferred; new leader not known yet")
 		}
 	}
-	printCluster(stdout, &cl)
+	printCluster(stdout, cl)
 	return nil
 }
 
@@ -209,9 +209,9 @@ func askLeader(ctx context.Context, c *http.Client, nodes []string, method, path
 			if code == http.StatusOK {
 				return addr, body, nil
 			}
-			var ce coordinator.ClusterError
-			if json.Unmarshal(body, &ce) != nil || ce.Error == "" {
-				ce.Error = strings.TrimSpace(string(body))
+			ce, err := wire.DecodeAdmin[wire.ClusterError](body)
+			if err != nil || ce.Error == "" {
+				ce = &wire.ClusterError{Error: strings.TrimSpace(string(body))}
 			}
 			if code != http.StatusConflict {
 				return "", nil, fmt.Errorf("%s: %d %s: %s", addr, code, http.StatusText(code), ce.Error)
@@ -254,7 +254,7 @@ func askLeader(ctx context.Context, c *http.Client, nodes []string, method, path
 	}
 }
 
-func printCluster(w io.Writer, cl *coordinator.Cluster) {
+func printCluster(w io.Writer, cl *wire.Cluster) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	defer tw.Flush()
 	fmt.Fprintln(tw, "ID\tSUFFRAGE\tLEADER\tRAFT\tCLIENTS\tADMIN")

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 // 'fedrec cluster remove' of the leader with --admin listing the new
@@ -30,8 +30,8 @@ func TestClusterRemoveLeaderMovesBack(t *testing.T) {
 	}
 	var n2Leads atomic.Bool
 	var n2Calls, n1Calls atomic.Int32
-	node := func(id string) *coordinator.StatusNode {
-		return &coordinator.StatusNode{ID: id, RaftAddr: id + ":8001"}
+	node := func(id string) *wire.StatusNode {
+		return &wire.StatusNode{ID: id, RaftAddr: id + ":8001"}
 	}
 	answer := func(w http.ResponseWriter, code int, v any) {
 		w.Header().Set("Content-Type", "application/json")
@@ -48,15 +48,15 @@ func TestClusterRemoveLeaderMovesBack(t *testing.T) {
 	n2 := serve(func(w http.ResponseWriter, r *http.Request) {
 		n2Calls.Add(1)
 		if !n2Leads.Load() {
-			answer(w, http.StatusConflict, coordinator.ClusterError{Error: "not leader", Leader: node("n1")})
+			answer(w, http.StatusConflict, wire.ClusterError{Error: "not leader", Leader: node("n1")})
 			return
 		}
-		answer(w, http.StatusOK, coordinator.Cluster{Node: "n2", Leader: node("n2"), Nodes: []coordinator.StatusNode{*node("n2"), *node("n3")}})
+		answer(w, http.StatusOK, wire.Cluster{Node: "n2", Leader: node("n2"), Nodes: []wire.StatusNode{*node("n2"), *node("n3")}})
 	})
 	n1 := serve(func(w http.ResponseWriter, r *http.Request) {
 		n1Calls.Add(1)
 		n2Leads.Store(true) // the leader hands over, then answers as a follower
-		answer(w, http.StatusConflict, coordinator.ClusterError{Error: "not leader", Leader: node("n2")})
+		answer(w, http.StatusConflict, wire.ClusterError{Error: "not leader", Leader: node("n2")})
 	})
 
 	var out, errb bytes.Buffer

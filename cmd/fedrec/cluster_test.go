@@ -113,36 +113,21 @@ func TestClusterEndToEnd(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	bin := fedrecBinary(t)
-	if out, err := exec.CommandContext(ctx, bin, "cert", "--dir", filepath.Join(dir, "certs"), "--nodes", "a,b,c").CombinedOutput(); err != nil {
-		t.Fatalf("fedrec cert: %v\n%s", err, out)
-	}
+	pc := newProcCluster(t, "e2e-token", "a", "b", "c")
+	dir := pc.dir
 	const target = 13 // model version to reach: 12 committed rounds
-	common := []string{"--certs", "certs", "--raft-addr", "127.0.0.1:0", "--client-addr", "127.0.0.1:0", "--heartbeat", "500ms"}
-	nodes := map[string]*proc{}
-	nodes["a"] = start(t, bin, dir, "a", append([]string{"coordinator", "--id", "a", "--data-dir", "a", "--bootstrap",
+	pc.start(ctx, "a", "--bootstrap", "--heartbeat", "500ms",
 		"--dataset", "ml-latest-small", "--datasets-dir", dataDir, "--keep-models", "50",
 		"--clients-per-round", "100", "--over-select", "0.3", "--min-clients", "50",
-		"--checkin-window", "1s", "--round-timeout", "20s"}, common...)...)
-	addrs := map[string]string{}
-	waitFor(t, ctx, "node a to listen", func() bool {
-		m := reAddrs.FindStringSubmatch(nodes["a"].read(nodes["a"].out))
-		if m != nil {
-			addrs["a"] = m[2]
-		}
-		return m != nil
-	})
+		"--checkin-window", "1s", "--round-timeout", "20s")
 	for _, id := range []string{"b", "c"} {
-		nodes[id] = start(t, bin, dir, id, append([]string{"coordinator", "--id", id, "--data-dir", id, "--join", addrs["a"]}, common...)...)
-		waitFor(t, ctx, "node "+id+" to listen", func() bool {
-			m := reAddrs.FindStringSubmatch(nodes[id].read(nodes[id].out))
-			if m != nil {
-				addrs[id] = m[2]
-			}
-			return m != nil
-		})
+		pc.start(ctx, id, "--join", pc.node("a").client, "--heartbeat", "500ms")
 	}
+	nodes, addrs := map[string]*proc{}, map[string]string{}
+	for _, id := range []string{"a", "b", "c"} {
+		nodes[id], addrs[id] = pc.node(id).cur(), pc.node(id).client
+	}
+	bin := pc.bin
 	cl := start(t, bin, dir, "client", "client", "--data", "ml-latest-small", "--data-dir", dataDir, "--clients", "0",
 		"--coordinators", addrs["a"]+","+addrs["b"]+","+addrs["c"], "--certs", "certs",
 		"--until-version", strconv.Itoa(target), "--json")

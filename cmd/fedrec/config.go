@@ -45,6 +45,8 @@ type nodeConfig struct {
 	MinUploadRate       int64
 	DeviceRequestRate   float64
 	DeviceRequestBurst  int
+	// Pace steering (coordinator.Config.PaceMin, PaceMax).
+	PaceMin, PaceMax time.Duration
 
 	// Training, used only by the bootstrapping node.
 	Dataset, DatasetsDir string
@@ -79,6 +81,7 @@ var settings = []setting{
 	{flag: "max-device-memory", field: "Config.MaxDeviceMemory"},
 	{flag: "min-upload-rate", field: "Config.MinUploadRate"},
 	{flag: "device-request-rate", field: "Config.DeviceRequestRate"}, {flag: "device-request-burst", field: "Config.DeviceRequestBurst"},
+	{flag: "pace-min", field: "Config.PaceMin"}, {flag: "pace-max", field: "Config.PaceMax"},
 	{flag: "dataset", training: true}, {flag: "datasets-dir", training: true}, {flag: "catalogue", training: true},
 	{flag: "objective", training: true, field: "Training.Kind"},
 	{flag: "items", training: true, field: "Training.Items"},
@@ -140,6 +143,7 @@ func defaultNodeConfig() *nodeConfig {
 		MemoryBudget: coordinator.DefaultMemoryBudget, MaxUploadsPerDevice: coordinator.DefaultMaxUploadsPerDevice,
 		MinUploadRate: coordinator.DefaultMinUploadRate, MaxDeviceMemory: coordinator.DefaultMaxDeviceMemory,
 		DeviceRequestRate: coordinator.DefaultDeviceRequestRate, DeviceRequestBurst: coordinator.DefaultDeviceRequestBurst,
+		PaceMax:     coordinator.DefaultPaceMax,
 		DatasetsDir: "data", Objective: "explicit",
 		T: coordinator.Training{
 			Rank: 32, Seed: 1, Train: model.DefaultTrainConfig(), Events: coordinator.DefaultEventWeights(),
@@ -178,6 +182,8 @@ func bindConfig(fs *flag.FlagSet, c *nodeConfig) {
 	fs.Int64Var(&c.MinUploadRate, "min-upload-rate", c.MinUploadRate, "bytes per second below which a request's body is cut off (CodeTooSlow), after a 10 s grace period")
 	fs.Float64Var(&c.DeviceRequestRate, "device-request-rate", c.DeviceRequestRate, "requests a second one device certificate may send, after --device-request-burst; one more gets CodeUnavailable with the time until the next")
 	fs.IntVar(&c.DeviceRequestBurst, "device-request-burst", c.DeviceRequestBurst, "requests one device certificate may send at once before --device-request-rate applies")
+	fs.DurationVar(&c.PaceMin, "pace-min", c.PaceMin, "shortest retry time the leader gives a device it did not select (pace steering: about population × round period / cohort, ±50 %)")
+	fs.DurationVar(&c.PaceMax, "pace-max", c.PaceMax, "longest retry time the leader gives a device it did not select")
 
 	t := &c.T
 	fs.StringVar(&c.Dataset, "dataset", c.Dataset, "derive --items, --mean and --population from this data set (as 'fedrec sim --data'), e.g. ml-latest-small")
@@ -510,6 +516,10 @@ func (c *nodeConfig) validate() error {
 		return bad("device-request-rate", "%v, want > 0 requests a second", c.DeviceRequestRate)
 	case c.DeviceRequestBurst <= 0:
 		return bad("device-request-burst", "%d, want > 0", c.DeviceRequestBurst)
+	case c.PaceMin < 0:
+		return bad("pace-min", "%v, want >= 0", c.PaceMin)
+	case c.PaceMax <= 0 || c.PaceMax < c.PaceMin:
+		return bad("pace-max", "%v, want > 0 and >= pace_min (%v)", c.PaceMax, c.PaceMin)
 	case c.AdminAddr != "" && c.AdminToken == "":
 		return bad("admin-token", "required with admin_addr %s", c.AdminAddr)
 	case c.ReadToken != "" && c.AdminAddr == "":

@@ -65,6 +65,7 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 		HeartbeatTimeout: c.Heartbeat, ElectionTimeout: c.Heartbeat, ReadyLag: c.ReadyLag,
 		MemoryBudget: c.MemoryBudget, MaxUploadsPerDevice: c.MaxUploadsPerDevice, MaxDeviceMemory: c.MaxDeviceMemory, MinUploadRate: c.MinUploadRate,
 		DeviceRequestRate: c.DeviceRequestRate, DeviceRequestBurst: c.DeviceRequestBurst,
+		PaceMin: c.PaceMin, PaceMax: c.PaceMax,
 		Logger: c.logger(stderr),
 	}
 	if c.Heartbeat > 0 {

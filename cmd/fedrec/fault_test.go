@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -21,9 +20,9 @@ import (
 
 	"github.com/fedrec/fedrec/client"
 	"github.com/fedrec/fedrec/client/crowd"
-	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/netfault"
 	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
 )
 
@@ -35,26 +34,11 @@ import (
 // FEDREC_FAULT_PROC_KILLS sets how many times TestFaultKillLeaderProcess
 // SIGKILLs the leader (default 2; the soak is 50).
 
-type faultNode struct {
-	proxy *netfault.Proxy // what clients dial (and leader hints name): 20 ms each way
-
-	id                  string
-	raft, client, admin string
-	p                   *proc
-	gen                 int
-	logOff              int64 // phase watching: bytes of the log already read
-}
-
 type faultCluster struct {
-	t     *testing.T
-	bin   string
-	dir   string
-	ids   []string
-	nodes map[string]*faultNode
-	http  *http.Client
-	token string
-	items int
-	mu    sync.Mutex // guards nodes[*].p and gen against the ledger watch
+	*procCluster
+	ids     []string
+	proxies map[string]*netfault.Proxy // what clients dial (and leader hints name): 20 ms each way
+	items   int
 }
 
 const faultToken = "fault-test-token"
@@ -108,33 +92,24 @@ func probePort(t *testing.T, network string) string {
 
 func newFaultCluster(t *testing.T, ctx context.Context) *faultCluster {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("multi-process test")
-	}
-	dir := t.TempDir()
-	c := &faultCluster{t: t, dir: dir, bin: fedrecBinary(t), ids: []string{"a", "b", "c"}, nodes: map[string]*faultNode{}, token: faultToken, items: 40}
-	if err := pki.WriteDir(filepath.Join(dir, "certs"), c.ids, nil, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	var err error
-	if c.http, err = adminClient(filepath.Join(dir, "certs")); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.http.CloseIdleConnections)
+	ids := []string{"a", "b", "c"}
+	c := &faultCluster{procCluster: newProcCluster(t, faultToken, ids...), ids: ids, proxies: map[string]*netfault.Proxy{}, items: 40}
 	for i, id := range c.ids {
-		n := &faultNode{id: id, raft: freePort(t, "tcp"), client: freePort(t, "udp"), admin: freePort(t, "tcp")}
+		n := c.node(id)
+		n.raft, n.client, n.admin = freePort(t, "tcp"), freePort(t, "udp"), freePort(t, "tcp")
 		// Clients reach the nodes through a proxy that adds 20 ms each
 		// way, so that a round's collecting phase lasts long enough to
 		// be caught.
-		if n.proxy, err = netfault.New("127.0.0.1:0", n.client, uint64(i)); err != nil {
+		proxy, err := netfault.New("127.0.0.1:0", n.client, uint64(i))
+		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { n.proxy.Close() })
-		n.proxy.Set(netfault.Link{Delay: 20 * time.Millisecond})
-		c.nodes[id] = n
+		t.Cleanup(func() { proxy.Close() })
+		proxy.Set(netfault.Link{Delay: 20 * time.Millisecond})
+		c.proxies[id], n.advertise = proxy, proxy.Addr()
 	}
 	for _, id := range c.ids {
-		c.start(id)
+		c.start(ctx, id)
 		if id == "a" {
 			waitFor(t, ctx, "node a to lead", func() bool {
 				st, err := c.status(ctx, "a")
@@ -154,31 +129,26 @@ func newFaultCluster(t *testing.T, ctx context.Context) *faultCluster {
 	return c
 }
 
-// start starts (or restarts) node id on its addresses and data directory.
-func (c *faultCluster) start(id string) {
-	n := c.nodes[id]
-	args := []string{"coordinator", "--id", id, "--data-dir", id, "--certs", "certs",
-		"--raft-addr", n.raft, "--client-addr", n.client, "--advertise-client-addr", n.proxy.Addr(), "--admin-addr", n.admin, "--admin-token", c.token,
-		"--heartbeat", "300ms", "--log-level", "debug"}
+// start starts (or restarts) node id on its fixed addresses and data
+// directory.
+func (c *faultCluster) start(ctx context.Context, id string) {
+	c.t.Helper()
+	args := []string{"--heartbeat", "300ms", "--log-level", "debug"}
 	if id == "a" {
 		args = append(args, "--bootstrap", "--items", strconv.Itoa(c.items), "--rank", "4", "--mean", "3.5",
 			"--clients-per-round", "6", "--over-select", "0.3", "--min-clients", "3",
 			"--checkin-window", "300ms", "--round-timeout", "3s", "--keep-models", "100", "--population", "1000")
 	} else {
-		args = append(args, "--join", c.nodes["a"].client)
+		args = append(args, "--join", c.node("a").client)
 	}
-	c.mu.Lock()
-	n.p = start(c.t, c.bin, c.dir, fmt.Sprintf("%s-%d", id, n.gen), args...)
-	n.gen++
-	n.logOff = 0
-	c.mu.Unlock()
+	c.procCluster.start(ctx, id, args...)
 }
 
 // serving waits until a (re)started node answers on its admin API; it
 // fails the test at once if the process exits instead.
 func (c *faultCluster) serving(ctx context.Context, id string) {
 	c.t.Helper()
-	p := c.nodes[id].p
+	p := c.node(id).cur()
 	waitFor(c.t, ctx, "node "+id+" to serve", func() bool {
 		select {
 		case <-p.done:
@@ -194,38 +164,6 @@ func (c *faultCluster) serving(ctx context.Context, id string) {
 		_, err := c.status(ctx, id)
 		return err == nil
 	})
-}
-
-func (c *faultCluster) status(ctx context.Context, id string) (*coordinator.Status, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	b, err := adminGet(ctx, c.http, c.nodes[id].admin, "/v1/status", c.token)
-	if err != nil {
-		return nil, err
-	}
-	var st coordinator.Status
-	return &st, json.Unmarshal(b, &st)
-}
-
-// rounds reads a node's whole round history.
-func (c *faultCluster) rounds(ctx context.Context, id string) ([]coordinator.RoundJSON, error) {
-	var all []coordinator.RoundJSON
-	after := uint64(0)
-	for {
-		b, err := adminGet(ctx, c.http, c.nodes[id].admin, fmt.Sprintf("/v1/rounds?after=%d&limit=1000", after), c.token)
-		if err != nil {
-			return nil, err
-		}
-		var page coordinator.RoundsPage
-		if err := json.Unmarshal(b, &page); err != nil {
-			return nil, err
-		}
-		all = append(all, page.Rounds...)
-		if page.Next == nil {
-			return all, nil
-		}
-		after = *page.Next
-	}
 }
 
 // leader waits for a node other than except that says it leads in the
@@ -259,7 +197,7 @@ func (c *faultCluster) commits(except string) int {
 	k := 0
 	for _, id := range c.ids {
 		if id != except {
-			k += len(committedRounds(c.nodes[id].p.read(c.nodes[id].p.log)))
+			k += len(committedRounds(c.node(id).cur().read(c.node(id).cur().log)))
 		}
 	}
 	return k
@@ -269,8 +207,8 @@ var rePhase = regexp.MustCompile(`msg="round phase" node=\S+ round=(\d+) phase=(
 
 // lastPhase reads what node n's log gained since the last call and
 // returns the newest round phase in it ("" if none).
-func (n *faultNode) lastPhase() (round, phase string) {
-	f, err := os.Open(n.p.log)
+func (n *procNode) lastPhase() (round, phase string) {
+	f, err := os.Open(n.cur().log)
 	if err != nil {
 		return "", ""
 	}
@@ -332,7 +270,7 @@ func freeze(pid int) error {
 func (c *faultCluster) clients(ctx context.Context, k int) *sync.WaitGroup {
 	var addrs []string
 	for _, id := range c.ids {
-		addrs = append(addrs, c.nodes[id].proxy.Addr())
+		addrs = append(addrs, c.proxies[id].Addr())
 	}
 	devices, err := pki.Devices(filepath.Join(c.dir, "certs"), time.Hour)
 	if err != nil {
@@ -387,7 +325,7 @@ func (c *faultCluster) watchLedgers(ctx context.Context) *ledgerWatch {
 		for ctx.Err() == nil {
 			for _, id := range c.ids {
 				c.mu.Lock()
-				key := fmt.Sprintf("%s-%d", id, c.nodes[id].gen)
+				key := fmt.Sprintf("%s-%d", id, len(c.nodes[id].procs))
 				c.mu.Unlock()
 				st, err := c.status(ctx, id)
 				if err != nil {
@@ -437,11 +375,11 @@ func (c *faultCluster) converged(ctx context.Context) int {
 				return false
 			}
 			b, _ := json.Marshal(struct {
-				Model   *coordinator.StatusModel
+				Model   *wire.StatusModel
 				Last    uint64
 				Ledger  int
 				Epsilon *float64
-				Rounds  []coordinator.RoundJSON
+				Rounds  []wire.RoundJSON
 			}{st.Model, st.LastRound, st.Privacy.Rounds, st.Privacy.Epsilon, rs})
 			if ref == nil {
 				ref, n = b, len(rs)
@@ -504,7 +442,7 @@ func TestFaultKillLeaderProcess(t *testing.T) {
 	for k := range kills {
 		want := phases[k%len(phases)]
 		var id, got string
-		var n *faultNode
+		var n *procNode
 		deadline := time.Now().Add(10 * time.Second) // a phase of microseconds (selected, committed) is rarely caught
 		var checked time.Time
 		for {
@@ -526,7 +464,7 @@ func TestFaultKillLeaderProcess(t *testing.T) {
 			}
 			// Freeze the leader to see where its round is: the log's last
 			// phase line is then where the kill lands.
-			if err := freeze(n.p.cmd.Process.Pid); err != nil {
+			if err := freeze(n.cur().cmd.Process.Pid); err != nil {
 				t.Fatal(err)
 			}
 			if _, p := n.lastPhase(); p != "" {
@@ -535,21 +473,21 @@ func TestFaultKillLeaderProcess(t *testing.T) {
 			if got == want || late {
 				break
 			}
-			n.p.cmd.Process.Signal(syscall.SIGCONT)
+			n.cur().cmd.Process.Signal(syscall.SIGCONT)
 			time.Sleep(time.Millisecond)
 		}
-		n.p.cmd.Process.Signal(syscall.SIGKILL)
+		n.cur().cmd.Process.Signal(syscall.SIGKILL)
 		killed := time.Now()
-		<-n.p.done
+		<-n.cur().done
 		hits[got]++
-		for _, r := range committedRounds(n.p.read(n.p.log)) {
+		for _, r := range committedRounds(n.cur().read(n.cur().log)) {
 			committed[r] = true
 		}
 		before := c.commits(id)
 		newLeader := c.leader(ctx, id)
 		failovers = append(failovers, time.Since(killed))
-		had := ledgers.seen(fmt.Sprintf("%s-%d", id, n.gen)) // the watch's key for the killed process
-		c.start(id)
+		had := ledgers.seen(fmt.Sprintf("%s-%d", id, len(n.procs))) // the watch's key for the killed process
+		c.start(ctx, id)
 		c.serving(ctx, id)
 		waitFor(t, ctx, "a commit after the kill", func() bool { return c.commits(id) > before })
 		waitFor(t, ctx, fmt.Sprintf("node %s to get back its %d ledger entries", id, had), func() bool {
@@ -563,7 +501,7 @@ func TestFaultKillLeaderProcess(t *testing.T) {
 	stopClients()
 	wg.Wait()
 	for _, id := range c.ids {
-		for _, r := range committedRounds(c.nodes[id].p.read(c.nodes[id].p.log)) {
+		for _, r := range committedRounds(c.node(id).cur().read(c.node(id).cur().log)) {
 			committed[r] = true
 		}
 	}
@@ -630,14 +568,14 @@ func TestFaultPausedLeaderProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.p.cmd.Process.Signal(syscall.SIGSTOP)
+	n.cur().cmd.Process.Signal(syscall.SIGSTOP)
 	paused := time.Now()
 	before := c.commits(id)
 	newLeader := c.leader(ctx, id)
 	failover := time.Since(paused)
 	waitFor(t, ctx, "a commit by the new leader", func() bool { return c.commits(id) > before })
 	resumed := time.Since(paused)
-	n.p.cmd.Process.Signal(syscall.SIGCONT)
+	n.cur().cmd.Process.Signal(syscall.SIGCONT)
 	waitFor(t, ctx, "the resumed node to follow", func() bool {
 		s, err := c.status(ctx, id)
 		return err == nil && s.State == "follower" && s.Term > st.Term
@@ -653,7 +591,7 @@ func TestFaultPausedLeaderProcess(t *testing.T) {
 			t.Errorf("term %d had leaders %v", term, ids)
 		}
 	}
-	if !bytes.Contains([]byte(n.p.read(n.p.log)), []byte("no longer leading")) {
+	if !bytes.Contains([]byte(n.cur().read(n.cur().log)), []byte("no longer leading")) {
 		t.Error("the resumed leader did not step down")
 	}
 	t.Logf("leader %s paused in term %d: %s led after %v, committed after %v; resumed, %s follows; %d terms seen, one leader each; %d rounds identical on 3 nodes",

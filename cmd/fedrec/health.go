@@ -11,7 +11,7 @@ import (
 	"sync"
 	"text/tabwriter"
 
-	"github.com/fedrec/fedrec/coordinator"
+	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 // Health is what 'fedrec cluster health' found: every asked node's answer,
@@ -45,7 +45,7 @@ type NodeHealth struct {
 // decides.
 func clusterHealth(ctx context.Context, c *http.Client, addrs []string, token string, asJSON bool, stdout io.Writer) error {
 	var h Health
-	var statuses []*coordinator.Status
+	var statuses []*wire.Status
 	h.Nodes, statuses = askStatus(ctx, c, addrs, token)
 	answered := map[string]bool{}
 	for _, st := range statuses {
@@ -85,9 +85,9 @@ func clusterHealth(ctx context.Context, c *http.Client, addrs []string, token st
 }
 
 // askStatus asks every address for its status at once.
-func askStatus(ctx context.Context, c *http.Client, addrs []string, token string) ([]NodeHealth, []*coordinator.Status) {
+func askStatus(ctx context.Context, c *http.Client, addrs []string, token string) ([]NodeHealth, []*wire.Status) {
 	nodes := make([]NodeHealth, len(addrs))
-	statuses := make([]*coordinator.Status, len(addrs))
+	statuses := make([]*wire.Status, len(addrs))
 	var wg sync.WaitGroup
 	for i, addr := range addrs {
 		wg.Go(func() {
@@ -112,8 +112,8 @@ func askStatus(ctx context.Context, c *http.Client, addrs []string, token string
 // decide fills the verdict from the answers: the configuration of the
 // answer with the highest term, the voters that answered, and whether a
 // majority of the voters agree on one leader.
-func (h *Health) decide(statuses []*coordinator.Status) {
-	var newest *coordinator.Status
+func (h *Health) decide(statuses []*wire.Status) {
+	var newest *wire.Status
 	for _, st := range statuses {
 		if st != nil && (newest == nil || st.Term > newest.Term) {
 			newest = st
@@ -169,7 +169,7 @@ func (h *Health) print(w io.Writer) {
 }
 
 // statusNodes returns the members a status names; none for nil.
-func statusNodes(st *coordinator.Status) []coordinator.StatusNode {
+func statusNodes(st *wire.Status) []wire.StatusNode {
 	if st == nil {
 		return nil
 	}

@@ -9,32 +9,32 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 func TestHealthDecide(t *testing.T) {
-	voters := []coordinator.StatusNode{{ID: "a", Suffrage: "voter"}, {ID: "b", Suffrage: "voter"}, {ID: "c", Suffrage: "voter"}}
-	st := func(id string, term uint64, leader string) *coordinator.Status {
-		s := &coordinator.Status{Node: id, Term: term, Nodes: voters, Ready: true}
+	voters := []wire.StatusNode{{ID: "a", Suffrage: "voter"}, {ID: "b", Suffrage: "voter"}, {ID: "c", Suffrage: "voter"}}
+	st := func(id string, term uint64, leader string) *wire.Status {
+		s := &wire.Status{Node: id, Term: term, Nodes: voters, Ready: true}
 		if leader != "" {
-			s.Leader = &coordinator.StatusNode{ID: leader}
+			s.Leader = &wire.StatusNode{ID: leader}
 		}
 		return s
 	}
 	tests := []struct {
 		name      string
-		statuses  []*coordinator.Status
+		statuses  []*wire.Status
 		reachable int
 		quorum    bool
 		leader    string
 	}{
-		{"all three", []*coordinator.Status{st("a", 2, "a"), st("b", 2, "a"), st("c", 2, "a")}, 3, true, "a"},
-		{"two of three", []*coordinator.Status{st("a", 2, "a"), nil, st("c", 2, "a")}, 2, true, "a"},
-		{"one of three", []*coordinator.Status{st("a", 2, "a"), nil, nil}, 1, false, ""},
-		{"two, no leader", []*coordinator.Status{st("a", 3, ""), st("b", 3, ""), nil}, 2, false, ""},
-		{"the same node twice", []*coordinator.Status{st("a", 2, "a"), st("a", 2, "a"), nil}, 1, false, ""},
-		{"none", []*coordinator.Status{nil, nil, nil}, 0, false, ""},
+		{"all three", []*wire.Status{st("a", 2, "a"), st("b", 2, "a"), st("c", 2, "a")}, 3, true, "a"},
+		{"two of three", []*wire.Status{st("a", 2, "a"), nil, st("c", 2, "a")}, 2, true, "a"},
+		{"one of three", []*wire.Status{st("a", 2, "a"), nil, nil}, 1, false, ""},
+		{"two, no leader", []*wire.Status{st("a", 3, ""), st("b", 3, ""), nil}, 2, false, ""},
+		{"the same node twice", []*wire.Status{st("a", 2, "a"), st("a", 2, "a"), nil}, 1, false, ""},
+		{"none", []*wire.Status{nil, nil, nil}, 0, false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,7 +85,7 @@ func TestClusterHealthAndVersion(t *testing.T) {
 	if err := run(t.Context(), []string{"version", "--json"}, &out, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
-	var b coordinator.Build
+	var b wire.Build
 	if err := json.Unmarshal(out.Bytes(), &b); err != nil || b.Version == "" || b.GoVersion == "" {
 		t.Errorf("fedrec version --json = %s, %v", out.String(), err)
 	}

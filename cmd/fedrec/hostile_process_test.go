@@ -123,7 +123,7 @@ func TestHostileDevicesProcess(t *testing.T) {
 	}
 	version := func() uint64 {
 		b, err := get("/v1/status")
-		var st coordinator.Status
+		var st wire.Status
 		if err != nil || json.Unmarshal(b, &st) != nil || st.Model == nil {
 			return 0
 		}

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 // A node whose certificates directory has no device CA refuses to start,
@@ -63,7 +63,7 @@ func TestCoordinatorRefusesNoDeviceCA(t *testing.T) {
 	defer c.CloseIdleConnections()
 	wctx, wcancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer wcancel()
-	var st coordinator.Status
+	var st wire.Status
 	waitFor(t, wctx, "the insecure node's status", func() bool {
 		body, err := adminGet(wctx, c, admin, "/v1/status", token)
 		return err == nil && json.Unmarshal(body, &st) == nil && st.Ready

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 func TestClusterCommand(t *testing.T) {
@@ -39,7 +40,7 @@ func TestClusterCommand(t *testing.T) {
 	if err := run(ctx, args, &out, &errb); err != nil {
 		t.Fatalf("fedrec cluster remove ghost: %v\n%s", err, errb.String())
 	}
-	var cl coordinator.Cluster
+	var cl wire.Cluster
 	if err := json.Unmarshal(out.Bytes(), &cl); err != nil || cl.Node != "a" || len(cl.Nodes) != 1 {
 		t.Errorf("cluster remove --json = %+v, %v\n%s", cl, err, out.String())
 	}
@@ -140,7 +141,7 @@ func TestClusterCommandFollower(t *testing.T) {
 	if err := run(ctx, append([]string{"cluster", "list", "--json", "--admin", b}, flags...), &out, &errb); err != nil {
 		t.Fatalf("list: %v\n%s", err, errb.String())
 	}
-	var before coordinator.Cluster
+	var before wire.Cluster
 	if err := json.Unmarshal(out.Bytes(), &before); err != nil || len(before.Nodes) != 2 || before.Nodes[0].AdminAddr != a || before.Nodes[1].AdminAddr != b {
 		t.Errorf("list --json = %+v, %v; want admin addresses %s, %s", before, err, a, b)
 	}
@@ -165,7 +166,7 @@ func TestClusterCommandFollower(t *testing.T) {
 	if err := run(ctx, append([]string{"cluster", "list", "--json", "--admin", a}, flags...), &out, &errb); err != nil {
 		t.Fatalf("list: %v\n%s", err, errb.String())
 	}
-	var cl coordinator.Cluster
+	var cl wire.Cluster
 	if err := json.Unmarshal(out.Bytes(), &cl); err != nil || len(cl.Nodes) != 2 || cl.Leader == nil || cl.Leader.ID != "b" {
 		t.Errorf("list --json = %+v, %v, want 2 nodes led by b", cl, err)
 	}

@@ -19,7 +19,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
@@ -203,7 +202,7 @@ func runModel(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer c.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	path := "/v1/model"
+	path := wire.PathModel
 	if *version > 0 {
 		path += "?version=" + strconv.FormatUint(*version, 10)
 	}
@@ -211,21 +210,21 @@ func runModel(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("model export: %w", err)
 	}
-	var m coordinator.ModelManifest
-	if err := json.Unmarshal(body, &m); err != nil {
+	m, err := wire.DecodeAdmin[wire.ModelManifest](body)
+	if err != nil {
 		return fmt.Errorf("model export: %s answered: %w", *addr, err)
 	}
 	// Ask for the raw parameters of exactly that version: the newest may
 	// move on between the two calls.
-	res, err := adminStream(ctx, c, *addr, fmt.Sprintf("/v1/model?version=%d&format=raw", m.Version), *token)
+	res, err := adminStream(ctx, c, *addr, fmt.Sprintf("%s?version=%d&format=raw", wire.PathModel, m.Version), *token)
 	if err != nil {
 		return fmt.Errorf("model export: %w", err)
 	}
 	defer res.Body.Close()
-	man := manifestOf(&m, *addr)
+	man := manifestOf(m, *addr)
 	if _, err := writeAtomic(*out, func(f *os.File) error {
 		w := bufio.NewWriterSize(f, 1<<20)
-		if err := writeModelFile(w, man, &m, res.Body); err != nil {
+		if err := writeModelFile(w, man, m, res.Body); err != nil {
 			return err
 		}
 		return w.Flush()
@@ -235,7 +234,7 @@ func runModel(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return show(man, *out)
 }
 
-func manifestOf(m *coordinator.ModelManifest, source string) *modelManifest {
+func manifestOf(m *wire.ModelManifest, source string) *modelManifest {
 	return &modelManifest{
 		Format: modelFormat, FormatVersion: modelFormatVersion,
 		Version: strconv.FormatUint(m.Version, 10), Round: strconv.FormatUint(m.Round, 10),
@@ -279,7 +278,7 @@ func modelHeader(man *modelManifest, items, rank int) ([]byte, error) {
 // writeModelFile writes a model file whose data is read from raw (the
 // node's ?format=raw answer), and fails if raw is not exactly the
 // manifest's params or does not hash to its digest.
-func writeModelFile(w io.Writer, man *modelManifest, m *coordinator.ModelManifest, raw io.Reader) error {
+func writeModelFile(w io.Writer, man *modelManifest, m *wire.ModelManifest, raw io.Reader) error {
 	if m.Params != m.Items*(m.Rank+1)+1 {
 		return fmt.Errorf("manifest of %d params for %d items at rank %d", m.Params, m.Items, m.Rank)
 	}

@@ -14,7 +14,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -24,8 +23,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fedrec/fedrec/coordinator"
-	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/internal/proctest"
 	"github.com/fedrec/fedrec/sim"
 )
@@ -34,25 +32,11 @@ const opsToken = "ops-test-token"
 
 var reAdmin = regexp.MustCompile(`admin https://(\S+)`)
 
-// opsNode is a coordinator process and the addresses it listens on; a
-// restart reuses them.
-type opsNode struct {
-	id                  string
-	raft, client, admin string
-	procs               []*proc // every incarnation, the current one last
-}
-
-func (n *opsNode) cur() *proc { return n.procs[len(n.procs)-1] }
-
-// opsCluster is a cluster of coordinator processes with clients, and an
-// admin client that trusts the cluster CA.
+// opsCluster is a cluster of coordinator processes with clients.
 type opsCluster struct {
-	t         *testing.T
+	*procCluster
 	ctx       context.Context
-	bin, dir  string
 	data      string // the data set, a CSV file
-	nodes     map[string]*opsNode
-	http      *http.Client
 	bootstrap string
 }
 
@@ -61,14 +45,8 @@ type opsCluster struct {
 // the others (joining it).
 func newOpsCluster(t *testing.T, ctx context.Context, ids, extra []string) *opsCluster {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("multi-process test")
-	}
-	dir := t.TempDir()
-	c := &opsCluster{t: t, ctx: ctx, dir: dir, bin: fedrecBinary(t), data: filepath.Join(dir, "ratings.csv"), nodes: map[string]*opsNode{}, bootstrap: ids[0]}
-	if out, err := exec.CommandContext(ctx, c.bin, "cert", "--dir", filepath.Join(dir, "certs"), "--nodes", strings.Join(append(slices.Clone(ids), extra...), ",")).CombinedOutput(); err != nil {
-		t.Fatalf("fedrec cert: %v\n%s", err, out)
-	}
+	c := &opsCluster{procCluster: newProcCluster(t, opsToken, append(slices.Clone(ids), extra...)...), ctx: ctx, bootstrap: ids[0]}
+	c.data = filepath.Join(c.dir, "ratings.csv")
 	ds, err := sim.Synthetic(sim.SyntheticConfig{Users: 60, Items: 80, Seed: 7})
 	if err != nil {
 		t.Fatal(err)
@@ -85,14 +63,6 @@ func newOpsCluster(t *testing.T, ctx context.Context, ids, extra []string) *opsC
 	if err := firstErr(w.Error(), f.Close()); err != nil {
 		t.Fatal(err)
 	}
-	pool, err := pki.LoadPool(filepath.Join(dir, "certs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &http.Transport{TLSClientConfig: pki.ClientTLS(pool)}
-	t.Cleanup(tr.CloseIdleConnections)
-	c.http = &http.Client{Transport: tr, Timeout: 10 * time.Second}
-
 	c.start(ids[0], "--bootstrap", "--dataset", c.data, "--rank", "4", "--keep-models", "1000",
 		"--clients-per-round", "12", "--over-select", "0", "--min-clients", "4",
 		"--checkin-window", "300ms", "--round-timeout", "5s", "--noise-multiplier", "0.5", "--clip", "1", "--population", "60")
@@ -116,33 +86,9 @@ func firstErr(errs ...error) error {
 
 // start starts node id with the common flags and extra, on loopback ports
 // of the system's choosing the first time and on the same ones after.
-func (c *opsCluster) start(id string, extra ...string) *opsNode {
+func (c *opsCluster) start(id string, extra ...string) *procNode {
 	c.t.Helper()
-	n := c.nodes[id]
-	if n == nil {
-		n = &opsNode{id: id, raft: "127.0.0.1:0", client: "127.0.0.1:0", admin: "127.0.0.1:0"}
-		c.nodes[id] = n
-	}
-	args := append([]string{"coordinator", "--id", id, "--data-dir", id, "--certs", "certs",
-		"--raft-addr", n.raft, "--client-addr", n.client, "--admin-addr", n.admin, "--admin-token", opsToken,
-		"--heartbeat", "500ms"}, extra...)
-	p := start(c.t, c.bin, c.dir, fmt.Sprintf("%s-%d", id, len(n.procs)+1), args...)
-	n.procs = append(n.procs, p)
-	waitFor(c.t, c.ctx, "node "+id+" to listen", func() bool {
-		select {
-		case <-p.done:
-			c.t.Fatalf("%s exited: %s", p.name, tail(p.read(p.log)))
-		default:
-		}
-		out := p.read(p.out)
-		m, a := reAddrs.FindStringSubmatch(out), reAdmin.FindStringSubmatch(out)
-		if m == nil || a == nil {
-			return false
-		}
-		n.raft, n.client, n.admin = m[1], m[2], a[1]
-		return true
-	})
-	return n
+	return c.procCluster.start(c.ctx, id, append([]string{"--heartbeat", "500ms"}, extra...)...)
 }
 
 // stop sends SIGTERM to node id and waits for it to exit with status 0.
@@ -169,7 +115,7 @@ func (c *opsCluster) get(id, path string) ([]byte, bool) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+opsToken)
+	req.Header.Set("Authorization", "Bearer "+c.token)
 	res, err := c.http.Do(req)
 	if err != nil {
 		return nil, false
@@ -217,12 +163,12 @@ func (c *opsCluster) metrics(id string) map[string]float64 {
 }
 
 // status returns node id's /v1/status, or nil if it does not answer.
-func (c *opsCluster) status(id string) *coordinator.Status {
-	var st coordinator.Status
-	if !c.getJSON(id, "/v1/status", &st) {
+func (c *opsCluster) status(id string) *wire.Status {
+	st, err := c.procCluster.status(c.ctx, id)
+	if err != nil {
 		return nil
 	}
-	return &st
+	return st
 }
 
 // leader waits until one of ids reports itself the leader, and returns it.
@@ -267,21 +213,13 @@ func (c *opsCluster) clients(k int, nodes ...string) *proc {
 }
 
 // history returns node id's round history.
-func (c *opsCluster) history(id string) []coordinator.RoundJSON {
+func (c *opsCluster) history(id string) []wire.RoundJSON {
 	c.t.Helper()
-	var all []coordinator.RoundJSON
-	var after uint64
-	for {
-		var p coordinator.RoundsPage
-		if !c.getJSON(id, fmt.Sprintf("/v1/rounds?limit=1000&after=%d", after), &p) {
-			c.t.Fatalf("%s: /v1/rounds failed", id)
-		}
-		all = append(all, p.Rounds...)
-		if p.Next == nil {
-			return all
-		}
-		after = *p.Next
+	all, err := c.rounds(c.ctx, id)
+	if err != nil {
+		c.t.Fatalf("%s: %s: %v", id, wire.PathRounds, err)
 	}
+	return all
 }
 
 // digests returns the digest of every model version node id serves, from
@@ -290,7 +228,7 @@ func (c *opsCluster) digests(id string) map[uint64]string {
 	c.t.Helper()
 	out := map[uint64]string{}
 	for v := uint64(1); v <= c.version(id); v++ {
-		var man coordinator.ModelManifest
+		var man wire.ModelManifest
 		if !c.getJSON(id, fmt.Sprintf("/v1/model?version=%d", v), &man) {
 			c.t.Fatalf("%s: model version %d not retained", id, v)
 		}

@@ -14,8 +14,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 // errNotReady is returned by status when the node answers but is not
@@ -85,16 +85,16 @@ wait:
 }
 
 // getStatus asks a node for its /v1/status.
-func getStatus(ctx context.Context, c *http.Client, addr, token string) (coordinator.Status, error) {
-	var st coordinator.Status
-	body, err := adminGet(ctx, c, addr, "/v1/status", token)
+func getStatus(ctx context.Context, c *http.Client, addr, token string) (wire.Status, error) {
+	body, err := adminGet(ctx, c, addr, wire.PathStatus, token)
 	if err != nil {
-		return st, err
+		return wire.Status{}, err
 	}
-	if err := json.Unmarshal(body, &st); err != nil {
-		return st, fmt.Errorf("%s answered: %w", addr, err)
+	st, err := wire.DecodeAdmin[wire.Status](body)
+	if err != nil {
+		return wire.Status{}, fmt.Errorf("%s answered: %w", addr, err)
 	}
-	return st, nil
+	return *st, nil
 }
 
 // adminToken is the token from its flag, else $FEDREC_ADMIN_TOKEN (which
@@ -155,7 +155,7 @@ func adminDo(ctx context.Context, c *http.Client, method, addr, path, token stri
 	return res.StatusCode, body, nil
 }
 
-func printStatus(w io.Writer, st *coordinator.Status) {
+func printStatus(w io.Writer, st *wire.Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	defer tw.Flush()
 	ready := "yes"
@@ -224,7 +224,7 @@ const certWarning = 14 * 24 * time.Hour
 
 // printCerts prints the certs line: when each certificate expires, and a
 // warning for those that expire within certWarning.
-func printCerts(w io.Writer, c *coordinator.StatusCerts, now time.Time) {
+func printCerts(w io.Writer, c *wire.StatusCerts, now time.Time) {
 	type cert struct {
 		name string
 		t    time.Time

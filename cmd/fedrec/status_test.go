@@ -12,6 +12,7 @@ import (
 
 	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 func TestStatusCommand(t *testing.T) {
@@ -48,7 +49,7 @@ func TestStatusCommand(t *testing.T) {
 	if err := run(ctx, append(base, "--json"), &out, &errb); err != nil {
 		t.Fatalf("fedrec status --json: %v\n%s", err, errb.String())
 	}
-	var st coordinator.Status
+	var st wire.Status
 	if err := json.Unmarshal(out.Bytes(), &st); err != nil || st.Node != "a" || !st.Ready || st.Leader == nil || st.Model == nil || st.Model.Version != 1 {
 		t.Errorf("status --json = %+v, %v\n%s", st, err, out.String())
 	}
@@ -125,7 +126,7 @@ func TestStatusWait(t *testing.T) {
 func TestStatusCerts(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	dev := now.Add(3 * 24 * time.Hour)
-	st := &coordinator.Status{Node: "n1", Certs: &coordinator.StatusCerts{Node: now.Add(300 * 24 * time.Hour), NodeSerial: "ab12", CA: now.Add(3000 * 24 * time.Hour), DeviceCA: &dev}}
+	st := &wire.Status{Node: "n1", Certs: &wire.StatusCerts{Node: now.Add(300 * 24 * time.Hour), NodeSerial: "ab12", CA: now.Add(3000 * 24 * time.Hour), DeviceCA: &dev}}
 	var b strings.Builder
 	printCerts(&b, st.Certs, now)
 	out := b.String()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -16,7 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/fedrec/fedrec/coordinator"
+	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 const trainingUsage = `usage: fedrec training --admin HOST:PORT[,HOST:PORT…] [--json]
@@ -106,7 +105,7 @@ func runTraining(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 
-	method, path := http.MethodGet, "/v1/training"
+	method, path := http.MethodGet, wire.PathTraining
 	if set {
 		q.Set("reason", *reason)
 		q.Set("operator", *operator)
@@ -116,8 +115,8 @@ func runTraining(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return fmt.Errorf("training: %w", err)
 	}
-	var doc coordinator.TrainingDoc
-	if err := json.Unmarshal(body, &doc); err != nil {
+	doc, err := wire.DecodeAdmin[wire.TrainingDoc](body)
+	if err != nil {
 		return fmt.Errorf("training: %s answered: %w", addr, err)
 	}
 	if *asJSON {
@@ -126,10 +125,10 @@ func runTraining(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if set {
 		fmt.Fprintln(stdout, "changed; the next round uses the new settings")
 	}
-	return printTraining(stdout, &doc)
+	return printTraining(stdout, doc)
 }
 
-func printTraining(w io.Writer, doc *coordinator.TrainingDoc) error {
+func printTraining(w io.Writer, doc *wire.TrainingDoc) error {
 	s := doc.Settings
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "model\t%s, %d items, rank %d\n", s.Objective, s.Items, s.Rank)

@@ -1,8 +1,8 @@
 // Package wire defines every byte that fedrec puts on the network or in its
 // Raft log: the protocol version and ALPN, the message types, the framing
 // with its per-type size limits, the error codes, the one msgpack
-// configuration, the Raft log command envelope, the snapshot records and the
-// QUIC and TLS settings both ends use.
+// configuration, the Raft log command envelope, the snapshot records, the
+// QUIC and TLS settings both ends use, and the admin API's JSON bodies.
 //
 // It is the only package that imports msgpack. Wire structs are not domain
 // structs: conversions to and from model.Model validate shapes, sizes and

@@ -59,7 +59,8 @@ func (m *CheckIn) Validate() error {
 }
 
 // Wait tells a client that checked in that it was not selected; it should
-// check in again after RetryAfterMs.
+// check in again after RetryAfterMs, which the leader spreads over the
+// population (pace steering) and the device jitters a little more.
 type Wait struct {
 	Round        uint64 `msgpack:"round"` // the round being run, 0 for none
 	Model        uint64 `msgpack:"model"` // the newest committed model version

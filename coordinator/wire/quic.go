@@ -114,11 +114,67 @@ func (l *Listener) Close() error {
 	return err
 }
 
-// Dial opens a QUIC connection to addr and checks the ALPN.
+// Dial opens a QUIC connection to addr, on a UDP socket of its own, and
+// checks the ALPN.
 func Dial(ctx context.Context, addr string, tlsConf *tls.Config) (*quic.Conn, error) {
+	return dial(ctx, addr, tlsConf, nil)
+}
+
+// clientConnIDLen is the length of the connection IDs of a ClientTransport,
+// which tell its connections apart on the one socket: 8 random bytes keep
+// collisions unlikely among millions.
+const clientConnIDLen = 8
+
+// ClientTransport is one UDP socket that many client connections share
+// (quic-go's Transport): a process that plays many devices dials them all
+// from it instead of holding a socket, its buffers and its reader per
+// connection. It is safe for concurrent use.
+type ClientTransport struct {
+	udp *net.UDPConn
+	tr  *quic.Transport
+}
+
+// NewClientTransport opens a UDP socket on an ephemeral port for Dial.
+func NewClientTransport() (*ClientTransport, error) {
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4zero})
+	if err != nil {
+		return nil, err
+	}
+	return &ClientTransport{udp: udp, tr: &quic.Transport{Conn: udp, ConnectionIDLength: clientConnIDLen}}, nil
+}
+
+// Dial opens a QUIC connection to addr over t and checks the ALPN.
+func (t *ClientTransport) Dial(ctx context.Context, addr string, tlsConf *tls.Config) (*quic.Conn, error) {
+	return dial(ctx, addr, tlsConf, t)
+}
+
+// Close closes every connection of t and its socket.
+func (t *ClientTransport) Close() error {
+	err := t.tr.Close()
+	t.udp.Close()
+	return err
+}
+
+// dial dials addr over t, or over a socket of its own if t is nil.
+func dial(ctx context.Context, addr string, tlsConf *tls.Config, t *ClientTransport) (*quic.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*HandshakeTimeout)
 	defer cancel()
-	conn, err := quic.DialAddr(ctx, addr, TLSConfig(tlsConf), QUICConfig())
+	var conn *quic.Conn
+	var err error
+	if t == nil {
+		conn, err = quic.DialAddr(ctx, addr, TLSConfig(tlsConf), QUICConfig())
+	} else {
+		var ua *net.UDPAddr
+		if ua, err = net.ResolveUDPAddr("udp", addr); err != nil {
+			return nil, err
+		}
+		c := TLSConfig(tlsConf)
+		if c.ServerName == "" {
+			// As quic.DialAddr does: verify the name dialled.
+			c.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		conn, err = t.tr.Dial(ctx, ua, c, QUICConfig())
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -38,6 +38,20 @@ func CheckIn(ctx context.Context, d Exchanger, req *wire.CheckIn) (wire.Message,
 	return out, err
 }
 
+// retryJitter is the half-width of the device's own jitter on the
+// leader's retry time.
+const retryJitter = 0.1
+
+// RetryAfter is how long a device not selected waits before it checks in
+// again: the leader's RetryAfterMs (already spread over the population,
+// pace steering) times the device's own uniform jitter in [0.9, 1.1), so
+// that devices told alike, or a leader that does not jitter, still do not
+// bring them back in step.
+func RetryAfter(w *wire.Wait, r *rand.Rand) time.Duration {
+	d := time.Duration(w.RetryAfterMs) * time.Millisecond
+	return time.Duration(float64(d) * (1 - retryJitter + 2*retryJitter*r.Float64()))
+}
+
 // Upload sends an update and waits for the acknowledgement.
 func Upload(ctx context.Context, d Exchanger, req *wire.Upload) error {
 	return d.Exchange(ctx, req, func(m wire.Message) (bool, error) {
