@@ -99,6 +99,9 @@ func quantSeed(seed [32]byte, window byte) [32]byte {
 // Dim returns the length of the updates and of their quantized vectors.
 func (q *Quantizer) Dim() int { return q.dim }
 
+// Clip returns the L2 norm updates are clipped to.
+func (q *Quantizer) Clip() float64 { return q.clip }
+
 // Step returns the float value of one integer unit.
 func (q *Quantizer) Step() float64 { return q.step }
 

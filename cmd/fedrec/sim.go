@@ -58,6 +58,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.BoolVar(&c.AdaptiveClip, "adaptive-clip", false, "adapt --clip each round to a quantile of the update norms (Andrew et al. 2021)")
 	fs.Float64Var(&c.ClipQuantile, "clip-quantile", 0.5, "target quantile of update norms for --adaptive-clip")
 	fs.BoolVar(&c.SecAgg, "secagg", false, "sum updates by secure aggregation (the server sees only masked vectors)")
+	fs.IntVar(&c.UploadBits, "upload-bits", 0, "bits per parameter of a plaintext upload: 8 (default: quantized at a step the clip fixes; --clip defaults to 4 implicit, 1.5 explicit) or 64 (packed float64)")
 	fs.BoolVar(&c.Centralized, "centralized", false, "train the same model on pooled data (the baseline) instead of federating")
 	baseline := fs.String("baseline", "auto", "also train the centralized baseline for comparison: auto (data up to 2M interactions), on, off")
 	ease := fs.String("ease", "auto", "also train the EASE reference: auto (when min(users, items) <= 5000), on, off")
@@ -99,7 +100,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return errors.New("sim: --ease-lambda does not apply with --ease off")
 	}
 	if *coords != "" {
-		for _, f := range []string{"split", "train", "test"} {
+		for _, f := range []string{"split", "train", "test", "upload-bits"} {
 			if set[f] {
 				return fmt.Errorf("sim: --%s does not apply with --coordinators (the cluster trains on --data)", f)
 			}
@@ -212,6 +213,15 @@ func printResult(w io.Writer, res *sim.Result, m sim.Memory) {
 	}
 	if c := res.Config; c.DP != "off" {
 		fmt.Fprintf(w, "privacy: %s DP, noise multiplier %.3g, clip %.3g, ε = %.3g at δ = %g\n", c.DP, res.NoiseMultiplier, res.Final.Clip, res.Final.Epsilon, c.Delta)
+	}
+	if !res.Config.Centralized && res.UpPerParam > 0 {
+		up := "64-bit"
+		if c := res.Config; c.UploadBits == 8 {
+			up = fmt.Sprintf("8-bit, clip %g, %.2g of coordinates saturated", c.Clip, res.Saturated)
+		} else if c.SecAgg || c.DP == sim.DPDistributed {
+			up = "encoded for secure aggregation"
+		}
+		fmt.Fprintf(w, "bytes per client per round, per parameter: upload %.3g (%s), download %.3g\n", res.UpPerParam, up, res.DownPerParam)
 	}
 	if res.Abandoned > 0 {
 		fmt.Fprintf(w, "abandoned rounds (too few survivors): %d\n", res.Abandoned)
