@@ -312,6 +312,68 @@ func (v *Vec) DecodeMsgpack(dec *msgpack.Decoder) error {
 	return nil
 }
 
+// Vec32 is a float32 vector on the wire: one msgpack bin field of packed
+// little-endian IEEE 754 singles, 4 bytes per element, as Vec.
+type Vec32 []float32
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (v Vec32) EncodeMsgpack(enc *msgpack.Encoder) error {
+	if err := enc.EncodeBytesLen(4 * len(v)); err != nil {
+		return err
+	}
+	var buf [4096]byte
+	for len(v) > 0 {
+		n := min(len(v), len(buf)/4)
+		for k, x := range v[:n] {
+			binary.LittleEndian.PutUint32(buf[4*k:], math.Float32bits(x))
+		}
+		if _, err := enc.Writer().Write(buf[:4*n]); err != nil {
+			return err
+		}
+		v = v[n:]
+	}
+	return nil
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (v *Vec32) DecodeMsgpack(dec *msgpack.Decoder) error {
+	n, err := dec.DecodeBytesLen()
+	if err != nil {
+		return err
+	}
+	if n < 0 { // nil
+		*v = nil
+		return nil
+	}
+	if n%4 != 0 {
+		return fmt.Errorf("vector of %d bytes is not a whole number of float32s", n)
+	}
+	out := make([]float32, n/4)
+	var buf [4096]byte
+	for k := 0; k < len(out); {
+		m := min(len(out)-k, len(buf)/4)
+		if err := dec.ReadFull(buf[:4*m]); err != nil {
+			return err
+		}
+		for j := range m {
+			out[k+j] = math.Float32frombits(binary.LittleEndian.Uint32(buf[4*j:]))
+		}
+		k += m
+	}
+	*v = out
+	return nil
+}
+
+// firstNonFinite32 is firstNonFinite of float32s.
+func firstNonFinite32(xs []float32) int {
+	for i, x := range xs {
+		if !finite(float64(x)) {
+			return i
+		}
+	}
+	return -1
+}
+
 // firstNonFinite returns the index of the first NaN or ±Inf in xs, or -1.
 func firstNonFinite(xs []float64) int {
 	for i, x := range xs {
