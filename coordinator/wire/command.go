@@ -99,6 +99,9 @@ type TrainingConfig struct {
 	// one neighbourhood (secagg.ActiveThreshold). Appended.
 	SecAggSigned    bool `msgpack:"secagg_signed,omitempty"`
 	SecAggColluders int  `msgpack:"secagg_colluders,omitempty"`
+	// UploadBits is Plan.UploadBits of plaintext rounds: 0, packed
+	// float64 (older configs); UploadBits8, quantized. Appended.
+	UploadBits uint8 `msgpack:"upload_bits,omitempty"`
 }
 
 // SetConfig sets the training configuration.

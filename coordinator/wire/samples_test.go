@@ -151,6 +151,7 @@ func sampleCommands() map[string]Command {
 			return c
 		}()},
 		"changetraining":      &ChangeTraining{ClientsPerRound: 200, RoundTimeoutMs: 90000, NoiseMultiplier: 1.3, Operator: "alice", Reason: "more devices", TimeMs: 1796601600000},
+		"setconfig_upload8":   &SetConfig{Config: func() TrainingConfig { c := sampleConfig(); c.UploadBits = UploadBits8; return c }()},
 		"setconfig_catalogue": &SetConfig{Config: func() TrainingConfig { c := sampleConfig(); c.Catalogue = digest32(4); return c }()},
 		"setconfig_secagg":    &SetConfig{Config: func() TrainingConfig { c := sampleConfig(); c.SecAgg, c.SecAggPhaseMs = true, 5000; return c }()},
 		"setconfig_secagg_signed": &SetConfig{Config: func() TrainingConfig {

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/fedrec/fedrec/aggregation/fixedpoint"
 	"github.com/fedrec/fedrec/aggregation/privacy"
 	"github.com/fedrec/fedrec/aggregation/secagg"
 	"github.com/fedrec/fedrec/coordinator/wire"
@@ -38,6 +39,30 @@ func CheckIn(ctx context.Context, d Exchanger, req *wire.CheckIn) (wire.Message,
 	return out, err
 }
 
+// NewUpload returns the upload of update x, already clipped to the plan's
+// clip, for plan: as float64, or in a round of 8-bit uploads quantized by
+// the round's fixedpoint.Quantizer (the model's dimension, the clip and
+// wire.UploadSeed), r driving the unbiased rounding. x is not modified.
+// It also returns how many coordinates saturated.
+func NewUpload(plan *wire.Plan, id string, loss float64, n int, x []float64, belowClip bool, r *rand.Rand) (*wire.Upload, int, error) {
+	up := &wire.Upload{Version: wire.Version, Round: plan.Round, ClientID: id, Ticket: plan.Ticket, Model: plan.Model, Loss: loss, N: int64(n), BelowClip: belowClip}
+	if plan.UploadBits != wire.UploadBits8 {
+		up.Delta = x
+		return up, 0, nil
+	}
+	q, err := fixedpoint.NewQuantizer(len(x), plan.Clip, wire.UploadSeed(plan.Round, plan.Digest))
+	if err != nil {
+		return nil, 0, err
+	}
+	v := make([]int8, len(x))
+	_, sat, err := q.Quantize(v, x, r)
+	if err != nil {
+		return nil, 0, err
+	}
+	up.Quantized, up.Step = wire.QuantizedOf(v), q.Step()
+	return up, sat, nil
+}
+
 // Upload sends an update and waits for the acknowledgement.
 func Upload(ctx context.Context, d Exchanger, req *wire.Upload) error {
 	return d.Exchange(ctx, req, func(m wire.Message) (bool, error) {
@@ -64,13 +89,14 @@ func secAgg(ctx context.Context, d Exchanger, req wire.Message, want wire.Type) 
 }
 
 // Model downloads a committed model (version 0: the newest) from whichever
-// node d is connected to, checking it against the digest its header
-// announces, and returns it with its header, which carries the cluster's
-// event weights and catalogue digest.
+// node d is connected to, as float32 (half the bytes; an older node sends
+// float64), checking it against the digest its header announces, and
+// returns it with its header, which carries the cluster's event weights
+// and catalogue digest and says which it sent.
 func Model(ctx context.Context, d Exchanger, version uint64) (*model.Model, *wire.ModelHeader, error) {
 	var b *wire.ModelBuilder
 	var hdr *wire.ModelHeader
-	err := d.Exchange(ctx, &wire.GetModel{Version: wire.Version, Model: version}, func(m wire.Message) (bool, error) {
+	err := d.Exchange(ctx, &wire.GetModel{Version: wire.Version, Model: version, Float32: true}, func(m wire.Message) (bool, error) {
 		switch m := m.(type) {
 		case *wire.ModelHeader:
 			if b != nil {
@@ -104,15 +130,20 @@ func Model(ctx context.Context, d Exchanger, version uint64) (*model.Model, *wir
 	return m, hdr, nil
 }
 
-// Fetch downloads a model and checks its digest against the plan's; it
-// returns the model and its header.
-func Fetch(ctx context.Context, d Exchanger, version uint64, digest []byte) (*model.Model, *wire.ModelHeader, error) {
-	m, h, err := Model(ctx, d, version)
+// Fetch downloads the model of plan and checks it against the plan's
+// digest of what it received: Digest32 for a float32 download, Digest for
+// a float64 one. It returns the model and its header.
+func Fetch(ctx context.Context, d Exchanger, plan *wire.Plan) (*model.Model, *wire.ModelHeader, error) {
+	m, h, err := Model(ctx, d, plan.Model)
 	if err != nil {
 		return nil, nil, err
 	}
-	if got := wire.Digest(m); string(got[:]) != string(digest) {
-		return nil, nil, fmt.Errorf("client: model %d does not match the round's digest", version)
+	got, want := wire.Digest(m), plan.Digest
+	if h.Float32 {
+		got, want = wire.Digest32(m), plan.Digest32
+	}
+	if string(got[:]) != string(want) {
+		return nil, nil, fmt.Errorf("client: model %d (float32 %v) does not match the round's digest", plan.Model, h.Float32)
 	}
 	return m, h, nil
 }
