@@ -192,11 +192,11 @@ type round struct {
 	phase    phase
 	tickets  map[string][]byte // selected client → ticket
 	uploaded map[string]bool
-	inflight sync.WaitGroup // uploads being added
+	inflight sync.WaitGroup         // uploads being added
 	agg      aggregation.Aggregator // *Plain, or *Quantized for 8-bit uploads
 	quant    *aggregation.Quantized // the 8-bit round's aggregator, nil for float64 uploads
 	q        *fixedpoint.Quantizer  // the 8-bit round's quantizer
-	count    int // uploads added
+	count    int                    // uploads added
 	loss     float64
 	n        int64
 	below    int           // uploads whose norm was at most clip (adaptive clipping)

@@ -582,7 +582,7 @@ type env struct {
 	tc          model.TrainConfig
 	ec          model.EvalConfig
 	start       time.Time
-	userIDs     []string // the data set's own user IDs, by dense index
+	userIDs     []string     // the data set's own user IDs, by dense index
 	saturated   atomic.Int64 // quantized coordinates clamped, whole run
 }
 
