@@ -79,13 +79,14 @@ func releaseOf(version uint64, m *model.Model, h *wire.ModelHeader, items []stri
 // Close closes the Dialer.
 func (n *network) Close() error { return n.cfg.Dialer.Close() }
 
-// Latest implements Federation: any node serves committed models.
+// Latest implements Federation: any node serves committed models; a
+// device that holds the newest downloads only its header.
 func (n *network) Latest(ctx context.Context, have uint64) (*Release, error) {
-	m, h, err := round.Model(ctx, n.cfg.Dialer, 0)
+	m, h, err := round.Model(ctx, n.cfg.Dialer, 0, have)
 	if err != nil {
 		return nil, classify(err)
 	}
-	if h.Model <= have {
+	if m == nil {
 		return nil, nil
 	}
 	return releaseOf(h.Model, m, h, n.cfg.Items)

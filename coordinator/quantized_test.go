@@ -105,3 +105,59 @@ func TestQuantizedUploads(t *testing.T) {
 		}
 	})
 }
+
+// A node sends a model as float64 to older devices, as float32 (about
+// half the bytes) to devices that ask, checked by its Digest32, and only
+// the header to a device that holds it already.
+func TestModelDownloads(t *testing.T) {
+	tr := testTraining()
+	tr.Items, tr.Rank = 3000, 8 // several chunks
+	c := newTestCluster(t, 1, tr)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	l := c.leader(ctx)
+	var cur *Version
+	l.View(func(s *State) { cur = s.Current() })
+	size := func(reps []wire.Message) (n int) {
+		for _, m := range reps {
+			n += m.(*wire.Frame).Len()
+		}
+		return n
+	}
+	f64 := call(ctx, l, &wire.GetModel{Version: wire.Version})
+	f32 := call(ctx, l, &wire.GetModel{Version: wire.Version, Float32: true})
+	have := call(ctx, l, &wire.GetModel{Version: wire.Version, Float32: true, Have: cur.Version})
+	dim := len(cur.Model.Params)
+	if per := float64(size(f32)) / float64(dim); per > 4.1 || len(f32) != len(f64) {
+		t.Errorf("float32 download: %.2f bytes a parameter in %d frames, want <= 4.1 in %d", per, len(f32), len(f64))
+	}
+	if per := float64(size(f64)) / float64(dim); per < 8 {
+		t.Errorf("float64 download: %.2f bytes a parameter, want >= 8", per)
+	}
+	for name, reps := range map[string][]wire.Message{"float64": f64, "float32": f32} {
+		h := decoded(t, reps[0]).(*wire.ModelHeader)
+		b, err := wire.NewModelBuilder(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range reps[1:] {
+			if err := b.Add(decoded(t, m).(*wire.ModelChunk)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m, err := b.Model()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got, want := wire.Digest(m), wire.Digest(cur.Model)
+		if h.Float32 {
+			got, want = wire.Digest32(m), wire.Digest32(cur.Model)
+		}
+		if got != want || string(h.Digest) != string(want[:]) {
+			t.Errorf("%s: received model does not match its digest", name)
+		}
+	}
+	if h, ok := decoded(t, have[0]).(*wire.ModelHeader); len(have) != 1 || !ok || !h.Current || h.Model != cur.Version {
+		t.Errorf("GetModel(have %d) = %d frames, header %+v; want the header alone, Current", cur.Version, len(have), h)
+	}
+}

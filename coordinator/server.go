@@ -118,7 +118,10 @@ func (n *Node) sendModel(m *wire.GetModel, send func(wire.Message) error) error 
 		return send(wire.AsError(err))
 	}
 	frames := em.frames
-	if m.Float32 {
+	switch {
+	case m.Have != 0 && m.Have >= v.Version:
+		frames = em.current // the device holds it: the header alone
+	case m.Float32:
 		frames = em.frames32
 	}
 	for _, f := range frames {
@@ -160,7 +163,13 @@ func (n *Node) modelFrames(v *Version, events *wire.EventWeights, catalogue []by
 	if em.frames, err = encode(wire.SplitModel(v.Model, v.Version, v.Round)); err != nil {
 		return encodedModel{}, err
 	}
-	if em.frames32, err = encode(wire.SplitModel32(v.Model, v.Version, v.Round)); err != nil {
+	h32, chunks32 := wire.SplitModel32(v.Model, v.Version, v.Round)
+	if em.frames32, err = encode(h32, chunks32); err != nil {
+		return encodedModel{}, err
+	}
+	current := *h32
+	current.Current = true
+	if em.current, err = encode(&current, nil); err != nil {
 		return encodedModel{}, err
 	}
 	if n.frames == nil {
@@ -180,6 +189,7 @@ type encodedModel struct {
 	digest, digest32 [32]byte
 	frames           []*wire.Frame // float64
 	frames32         []*wire.Frame // float32, Digest32
+	current          []*wire.Frame // the float32 header alone, Current set
 }
 
 // listen starts the client protocol's QUIC listener, with the node's

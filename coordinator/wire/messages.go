@@ -307,6 +307,11 @@ type GetModel struct {
 	// older node ignores it and sends float64 (ModelHeader.Float32 says
 	// which). Appended.
 	Float32 bool `msgpack:"f32,omitempty"`
+	// Have is the version the device holds, 0 for none: when the model
+	// asked for is not newer, the node sends its header alone, with
+	// Current set, and no chunks. An older node ignores it (the device
+	// then stops reading after the header). Appended.
+	Have uint64 `msgpack:"have,omitempty"`
 }
 
 func (*GetModel) Type() Type { return TypeGetModel }
@@ -337,6 +342,9 @@ type ModelHeader struct {
 	// Float32 says that the chunks carry float32 parameters
 	// (ModelChunk.Params32) and that Digest is their Digest32. Appended.
 	Float32 bool `msgpack:"f32,omitempty"`
+	// Current answers a GetModel whose Have is this version or newer: no
+	// chunks follow. Appended.
+	Current bool `msgpack:"current,omitempty"`
 }
 
 func (*ModelHeader) Type() Type { return TypeModelHeader }

@@ -92,22 +92,30 @@ func secAgg(ctx context.Context, d Exchanger, req wire.Message, want wire.Type) 
 // node d is connected to, as float32 (half the bytes; an older node sends
 // float64), checking it against the digest its header announces, and
 // returns it with its header, which carries the cluster's event weights
-// and catalogue digest and says which it sent.
-func Model(ctx context.Context, d Exchanger, version uint64) (*model.Model, *wire.ModelHeader, error) {
+// and catalogue digest and says which it sent. When the model is not
+// newer than have (0: none), it downloads only the header and returns a
+// nil model.
+func Model(ctx context.Context, d Exchanger, version, have uint64) (*model.Model, *wire.ModelHeader, error) {
 	var b *wire.ModelBuilder
 	var hdr *wire.ModelHeader
-	err := d.Exchange(ctx, &wire.GetModel{Version: wire.Version, Model: version, Float32: true}, func(m wire.Message) (bool, error) {
+	err := d.Exchange(ctx, &wire.GetModel{Version: wire.Version, Model: version, Float32: true, Have: have}, func(m wire.Message) (bool, error) {
 		switch m := m.(type) {
 		case *wire.ModelHeader:
-			if b != nil {
+			if hdr != nil {
 				return true, wire.Errorf(wire.CodeMalformed, "second model header")
 			}
 			if version != 0 && m.Model != version {
 				return true, wire.Errorf(wire.CodeMalformed, "asked for model %d, got %d", version, m.Model)
 			}
+			hdr = m
+			if have != 0 && m.Model <= have {
+				return true, nil // current: an older node sends chunks anyway
+			}
+			if m.Current {
+				return true, wire.Errorf(wire.CodeMalformed, "model %d sent as current to a device that holds %d", m.Model, have)
+			}
 			var err error
 			b, err = wire.NewModelBuilder(m)
-			hdr = m
 			return false, err
 		case *wire.ModelChunk:
 			if b == nil {
@@ -123,6 +131,9 @@ func Model(ctx context.Context, d Exchanger, version uint64) (*model.Model, *wir
 	if err != nil {
 		return nil, nil, err
 	}
+	if b == nil {
+		return nil, hdr, nil
+	}
 	m, err := b.Model()
 	if err != nil {
 		return nil, nil, err
@@ -134,7 +145,7 @@ func Model(ctx context.Context, d Exchanger, version uint64) (*model.Model, *wir
 // digest of what it received: Digest32 for a float32 download, Digest for
 // a float64 one. It returns the model and its header.
 func Fetch(ctx context.Context, d Exchanger, plan *wire.Plan) (*model.Model, *wire.ModelHeader, error) {
-	m, h, err := Model(ctx, d, plan.Model)
+	m, h, err := Model(ctx, d, plan.Model, 0)
 	if err != nil {
 		return nil, nil, err
 	}
