@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -37,8 +39,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	kill := fs.Bool("kill", true, "then SIGKILL the leader mid-round and time the next commit")
 	window := fs.Duration("checkin-window", 3*time.Second, "the coordinators' check-in window")
 	secure := fs.Bool("secagg", false, "run the rounds as secure aggregation (clip 1), to compare with plaintext rounds")
+	bits := fs.Int("upload-bits", 8, "plaintext rounds: devices upload 8-bit updates (clip 1) or 64-bit ones (no clip)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	switch {
+	case *bits != 8 && *bits != 64:
+		return fmt.Errorf("bench: --upload-bits %d, want 8 or 64", *bits)
+	case *secure && *bits != 8:
+		return errors.New("bench: --upload-bits does not apply with --secagg (secure rounds encode updates for their field)")
 	}
 	var ns []int
 	for _, s := range splitList(*clients) {
@@ -53,11 +62,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	dim := model.Dim(*items, *rank)
-	down, up := frameBytes(dim)
-	fmt.Fprintf(stdout, "model: %d items, rank %d, %d params; per client per round: %d B down, %d B up (payload frames)\n", *items, *rank, dim, down, up)
-	fmt.Fprintf(stdout, "%-8s %-14s %-18s %-12s %-14s %-14s\n", "clients", "median round", "selection→commit", "rounds/min", "kill→commit", "peak RSS/node")
+	down, current, up := frameBytes(dim, *bits)
+	per := func(b int) float64 { return float64(b) / float64(dim) }
+	fmt.Fprintf(stdout, "model: %d items, rank %d, %d params\n", *items, *rank, dim)
+	fmt.Fprintf(stdout, "bytes per client per round (frames): download %d B, %.3f B/param (float32; %d B for a device that holds the model); upload %d B, %.3f B/param (%d-bit)\n",
+		down, per(down), current, up, per(up), *bits)
+	fmt.Fprintf(stdout, "%-8s %-14s %-18s %-12s %-14s %-14s %-14s\n", "clients", "median round", "selection→commit", "rounds/min", "kill→commit", "peak RSS/node", "upload B/param")
 	for _, n := range ns {
-		r, err := benchOne(ctx, bin, n, *items, *rank, *rounds, *kill, *secure, *window, stderr)
+		r, err := benchOne(ctx, bin, n, *items, *rank, *rounds, *kill, *secure, *bits, *window, stderr)
 		if err != nil {
 			return fmt.Errorf("bench: %d clients: %w", n, err)
 		}
@@ -65,30 +77,39 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if r.killToCommit > 0 {
 			kc = r.killToCommit.Round(10 * time.Millisecond).String()
 		}
-		fmt.Fprintf(stdout, "%-8d %-14s %-18s %-12.1f %-14s %-14s\n", n, r.median.Round(time.Millisecond), r.medianSel.Round(time.Millisecond), r.perMin, kc, fmt.Sprintf("%.0f MiB", float64(r.peakRSS)/(1<<20)))
+		fmt.Fprintf(stdout, "%-8d %-14s %-18s %-12.1f %-14s %-14s %-14.3f\n", n, r.median.Round(time.Millisecond), r.medianSel.Round(time.Millisecond), r.perMin, kc, fmt.Sprintf("%.0f MiB", float64(r.peakRSS)/(1<<20)), r.upPerParam)
 	}
 	return nil
 }
 
-// frameBytes is what one client receives (header and chunks) and sends
-// (an upload) per round for a model of dim params.
-func frameBytes(dim int) (down, up int) {
+// frameBytes is what one client receives per round for a model of dim
+// params (header and float32 chunks, or the header alone when it holds
+// the model already) and sends (a plaintext upload of bits per param).
+func frameBytes(dim, bits int) (down, current, up int) {
 	m := &model.Model{Kind: model.Explicit, Items: 1, Rank: dim - 2, Params: make([]float64, dim)}
-	h, cs := wire.SplitModel(m, 1, 1)
+	h, cs := wire.SplitModel32(m, 1, 1)
 	b, _ := wire.Encode(h)
 	down = len(b)
 	for _, c := range cs {
 		b, _ := wire.Encode(c)
 		down += len(b)
 	}
-	b, _ = wire.Encode(&wire.Upload{Version: wire.Version, Round: 1, ClientID: "user-00000", Ticket: make([]byte, wire.TicketLen), Model: 1, Delta: make(wire.Vec, dim)})
-	return down, len(b)
+	h.Current = true
+	b, _ = wire.Encode(h)
+	current = len(b)
+	u := &wire.Upload{Version: wire.Version, Round: 1, ClientID: "user-00000", Ticket: make([]byte, wire.TicketLen), Model: 1, Delta: make(wire.Vec, dim)}
+	if bits == 8 {
+		u.Delta, u.Quantized, u.Step = nil, make([]byte, dim), 1
+	}
+	b, _ = wire.Encode(u)
+	return down, current, len(b)
 }
 
 type benchResult struct {
 	median, medianSel, killToCommit time.Duration
 	perMin                          float64
 	peakRSS                         int64
+	upPerParam                      float64 // the devices' update payloads, measured
 }
 
 type benchNode struct {
@@ -104,7 +125,7 @@ var (
 	benchCommitted = regexp.MustCompile(`time=(\S+) level=INFO msg="round committed" node=(\S+) round=(\d+) model=\d+ survivors=(\d+) cohort=(\d+) duration_ms=(\d+)`)
 )
 
-func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill, secure bool, window time.Duration, stderr io.Writer) (benchResult, error) {
+func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill, secure bool, bits int, window time.Duration, stderr io.Writer) (benchResult, error) {
 	var res benchResult
 	dir, err := os.MkdirTemp("", "fedrec-bench-")
 	if err != nil {
@@ -165,6 +186,11 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 	if secure {
 		// Secure aggregation needs a clip bound and at least 3 survivors.
 		boot = append(boot, "--secagg", "--clip", "1", "--min-clients", strconv.Itoa(max(3, n/2)))
+	} else {
+		boot = append(boot, "--upload-bits", strconv.Itoa(bits))
+		if bits == 8 {
+			boot = append(boot, "--clip", "1")
+		}
 	}
 	a, err := startNode("a", boot...)
 	if err != nil {
@@ -191,6 +217,7 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 	defer wg.Wait()
 	defer stop()
 	pop := n + n*3/10 + 1
+	var upBytes, uploads atomic.Int64
 	for i := range pop {
 		r := rand.New(rand.NewPCG(uint64(i), 7))
 		rs := make([]model.Rating, 0, 20)
@@ -212,7 +239,11 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 		}
 		wg.Go(func() {
 			defer d.Close()
-			p.Run(cctx, nil)
+			p.Run(cctx, func(r crowd.RoundResult) error {
+				upBytes.Add(int64(r.Bytes))
+				uploads.Add(1)
+				return nil
+			})
 		})
 	}
 
@@ -276,6 +307,7 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 	for _, nd := range nodes {
 		res.peakRSS = max(res.peakRSS, peakRSS(nd.cmd.Process.Pid))
 	}
+	res.upPerParam = float64(upBytes.Load()) / float64(max(1, uploads.Load())*int64(model.Dim(items, rank)))
 	if !kill {
 		return res, nil
 	}
