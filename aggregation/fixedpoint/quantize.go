@@ -16,9 +16,10 @@ const QuantMax = 127
 
 // QuantSigmas is the range of a quantized coordinate in standard
 // deviations of a rotated coordinate of an update at the clip norm: a
-// coordinate saturates with probability below 1e-6 (Gaussian tail;
-// Hoeffding's bound for the Rademacher sum is 7.5e-6).
-const QuantSigmas = 5
+// coordinate of an update at the clip saturates with probability about
+// 6e-5 (Gaussian tail), one well below it (most are) hardly ever; a
+// smaller range would be a finer step, a larger one rarer saturation.
+const QuantSigmas = 4
 
 // ErrQuantized reports a quantized vector that no honest client of the
 // round can have sent: the wrong length or a norm beyond the bound.

@@ -47,7 +47,8 @@ func TestQuantizeRoundTrip(t *testing.T) {
 			if err != nil || math.Abs(got-norm) > 1e-9 {
 				t.Fatalf("dim %d: Quantize = norm %v, %v, want %v", dim, got, err, norm)
 			}
-			if sat > 0 && dim >= 64 {
+			// About 6e-5 of the coordinates of an update at the clip.
+			if norm < 1 && sat > 0 || sat > 1+dim/1000 {
 				t.Errorf("dim %d norm %v: %d coordinates saturated", dim, norm, sat)
 			}
 			if err := q.Check(v); err != nil {
