@@ -614,7 +614,7 @@ func (n *Node) roundSizes(base *Version, cfg Training, sec *secureRound) (down, 
 	if sec == nil {
 		return down, wire.UploadBytes(len(base.Model.Params), cfg.planUploadBits()), digest32
 	}
-	return down, wire.SecAggBytes(sec.params, sec.enc.PaddedDim()), digest32
+	return down, wire.SecAggBytes(sec.params, sec.words), digest32
 }
 
 // uploadBits is Plan.UploadBits of r.

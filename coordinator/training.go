@@ -109,8 +109,11 @@ type Training struct {
 	// 0 (or 64), packed float64, 8 bytes a parameter; 8, quantized to a
 	// signed byte a parameter at a step the clip and the model's dimension
 	// fix (aggregation/fixedpoint.Quantizer), which the leader sums
-	// exactly. 8 needs Clip > 0 and no SecAgg. Devices that predate it
-	// send float64 still, and are counted as well.
+	// exactly; in secure rounds, the same bytes are the masked inputs, in
+	// a field just wide enough for the cohort's sum (2 bytes a parameter
+	// up to 258 devices). 8 needs Clip > 0 and no distributed noise.
+	// Devices that predate it send float64 in plaintext rounds still, and
+	// are counted as well; secure rounds need devices that know it.
 	UploadBits int
 }
 
@@ -272,8 +275,8 @@ func (t Training) Validate() error {
 		return bad("UploadBits", t.UploadBits, "8 or 64")
 	case t.UploadBits == 8 && !(t.Clip > 0):
 		return bad("Clip", t.Clip, "> 0 with UploadBits 8 (the clip fixes the quantization step)")
-	case t.UploadBits == 8 && t.SecAgg:
-		return bad("UploadBits", t.UploadBits, "64 with SecAgg (secure rounds encode updates for their field)")
+	case t.UploadBits == 8 && t.Noise == NoiseDistributed:
+		return bad("UploadBits", t.UploadBits, "64 with distributed noise (its Skellam shares need the wider encoding)")
 	case t.SecAggColluders != 0 && !t.SecAggSigned:
 		return bad("SecAggColluders", t.SecAggColluders, "0 without SecAggSigned")
 	case t.SecAggColluders < 0 || (t.SecAggSigned && t.SecAggColluders > t.MinClients-3):

@@ -211,3 +211,36 @@ func (q *Quantizer) Decode(dst []float64, sum []int64) error {
 	signScale(a, a, w, q.signsA)
 	return nil
 }
+
+// QuantFieldBits is the modulus exponent secure aggregation needs to sum
+// n quantized vectors without wrapping: the smallest b with
+// 2^(b-1) > QuantMax·n, so that the centered lift of the sum (Lift) is
+// exact. No headroom for rounding is needed: quantized values are
+// integers within ±QuantMax already.
+func QuantFieldBits(n int) uint {
+	b := uint(1)
+	for b < 64 && uint64(1)<<(b-1) <= uint64(QuantMax)*uint64(n) {
+		b++
+	}
+	return b
+}
+
+// WrapQuantized sets dst[i] = v[i] mod 2^bits (two's complement), a
+// quantized vector as a secure-aggregation input. len(dst) must be at
+// least len(v); bits in 8..64.
+func WrapQuantized(dst []uint64, v []int8, bits uint) {
+	m := uint64(math.MaxUint64) >> (64 - bits)
+	for i, x := range v {
+		dst[i] = uint64(int64(x)) & m
+	}
+}
+
+// Lift sets dst[i] to sum[i] mod 2^bits read as a signed integer in
+// [-2^(bits-1), 2^(bits-1)): the exact sum of wrapped quantized vectors
+// when bits is at least QuantFieldBits of their count.
+func Lift(dst []int64, sum []uint64, bits uint) {
+	sh := 64 - bits
+	for i, v := range sum {
+		dst[i] = int64(v<<sh) >> sh
+	}
+}

@@ -202,3 +202,28 @@ func TestQuantizedCheckRefuses(t *testing.T) {
 		t.Errorf("Quantize(Inf) = %v, want ErrNonFinite", err)
 	}
 }
+
+// TestQuantizedField: wrapped quantized vectors summed modulo
+// 2^QuantFieldBits(n) lift to their exact integer sum, even at the extremes.
+func TestQuantizedField(t *testing.T) {
+	for _, n := range []int{1, 3, 100, 129, 1000} {
+		bits := QuantFieldBits(n)
+		if lim := int64(1) << (bits - 1); lim <= int64(QuantMax*n) || (bits > 2 && lim/2 > int64(QuantMax*n)) {
+			t.Errorf("QuantFieldBits(%d) = %d, not the fewest bits above ±%d", n, bits, QuantMax*n)
+		}
+		for _, x := range []int8{QuantMax, -QuantMax, 1, -1} {
+			v := make([]int8, 3)
+			v[0], v[2] = x, -x
+			sum, w := make([]uint64, 3), make([]uint64, 3)
+			for range n {
+				WrapQuantized(w, v, bits)
+				_ = AddMod(sum, w, bits)
+			}
+			got := make([]int64, 3)
+			Lift(got, sum, bits)
+			if want := int64(x) * int64(n); got[0] != want || got[1] != 0 || got[2] != -want {
+				t.Errorf("n %d, bits %d: lifted %v, want [%d 0 %d]", n, bits, got, want, -want)
+			}
+		}
+	}
+}

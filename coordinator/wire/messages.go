@@ -266,6 +266,8 @@ func (m *Plan) Validate() error {
 		return Errorf(CodeMalformed, "plan: %v", m.Privacy.Validate())
 	case m.Privacy.Mechanism == MechSkellam && m.SecAgg == nil:
 		return Errorf(CodeMalformed, "plan: distributed noise without secure aggregation")
+	case m.Privacy.Mechanism == MechSkellam && m.SecAgg.Quantized:
+		return Errorf(CodeMalformed, "plan: distributed noise on 8-bit secure inputs")
 	case m.TimeLeftMs <= 0:
 		return Errorf(CodeMalformed, "plan: time_left_ms %d", m.TimeLeftMs)
 	case m.DownloadBytes < 0 || m.UploadBytes < 0:

@@ -239,14 +239,11 @@ func UploadBytes(dim int, bits uint8) int64 {
 }
 
 // SecAggBytes is the most a device sends in a secure round of parameters
-// p whose encoder pads the update to paddedDim: its masked input (in
-// words of 4 or 8 bytes, see PackWords) and, to each peer, a sealed share
-// and the shares of its unmasking, with the four messages' framing.
-func SecAggBytes(p *SecAggParams, paddedDim int) int64 {
-	width := 8
-	if p.Bits <= 32 {
-		width = 4
-	}
+// p whose encoding is encodedDim words long (the padded dimension, or the
+// dimension itself with Quantized): its masked input (in words of
+// WordWidth bytes, see PackWords) and, to each peer, a sealed share and
+// the shares of its unmasking, with the four messages' framing.
+func SecAggBytes(p *SecAggParams, encodedDim int) int64 {
 	perPeer := secagg.SealedShareLen + 2*(8*secagg.ShareLen+16)
-	return int64(width*p.InputLen(paddedDim) + p.Clients*perPeer + 4*frameSlack)
+	return int64(WordWidth(p.Bits)*p.InputLen(encodedDim) + p.Clients*perPeer + 4*frameSlack)
 }

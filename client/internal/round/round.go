@@ -197,23 +197,12 @@ func Secure(ctx context.Context, d Exchanger, id string, plan *wire.Plan, x []fl
 		// Fewer survivors than shares would carry less noise than announced.
 		return 0, 0, fmt.Errorf("noise split into %d shares, the round sums as few as %d", plan.Privacy.NoiseClients, sp.MinSurvivors)
 	}
-	dist, err := privacy.NewDistributed(sp.DistributedConfig(plan.Privacy, len(x)))
-	if err != nil {
-		return 0, 0, err
-	}
-	if dist.Skellam.ClientVariance > 0 {
-		// The noise must be secret to the client: a seeded generator
-		// would let the coordinator subtract it.
-		r = privacy.NewSecureRand()
-	}
-	pad := dist.Encoder.PaddedDim()
-	in := make([]uint64, sp.InputLen(pad))
-	norm, err := dist.Encode(in[:pad], x, r)
+	in, words, norm, err := secureInput(plan, x, r)
 	if err != nil {
 		return 0, 0, err
 	}
 	if sp.ClipBit && BelowClip(norm, sp.Clip, preClipped) {
-		in[pad] = 1 // adaptive clipping: only the cohort's count is revealed
+		in[words] = 1 // adaptive clipping: only the cohort's count is revealed
 	}
 	cfg := sp.Config(plan.Round, len(in))
 	var c *secagg.Client
@@ -279,6 +268,41 @@ func Secure(ctx context.Context, d Exchanger, id string, plan *wire.Plan, x []fl
 		return norm, len(vals), fmt.Errorf("unmask: %w", err)
 	}
 	return norm, len(vals), nil
+}
+
+// secureInput encodes update x for the secure round of plan: quantized to
+// 8 bits and wrapped into the field (SecAggParams.Quantized), or encoded by
+// privacy.NewDistributed with the round's Skellam noise share if any. It
+// returns the input, with room for the clip bit, the number of words the
+// update took and its norm before clipping.
+func secureInput(plan *wire.Plan, x []float64, r *rand.Rand) (in []uint64, words int, norm float64, err error) {
+	sp := plan.SecAgg
+	if sp.Quantized {
+		q, err := fixedpoint.NewQuantizer(len(x), sp.Clip, [32]byte(sp.RotationSeed))
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		v := make([]int8, len(x))
+		if norm, _, err = q.Quantize(v, x, r); err != nil {
+			return nil, 0, 0, err
+		}
+		in = make([]uint64, sp.InputLen(len(x)))
+		fixedpoint.WrapQuantized(in, v, uint(sp.Bits))
+		return in, len(x), norm, nil
+	}
+	dist, err := privacy.NewDistributed(sp.DistributedConfig(plan.Privacy, len(x)))
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	if dist.Skellam.ClientVariance > 0 {
+		// The noise must be secret to the client: a seeded generator
+		// would let the coordinator subtract it.
+		r = privacy.NewSecureRand()
+	}
+	pad := dist.Encoder.PaddedDim()
+	in = make([]uint64, sp.InputLen(pad))
+	norm, err = dist.Encode(in[:pad], x, r)
+	return in, pad, norm, err
 }
 
 // Signing is what a device brings to a signed secure round.
