@@ -79,7 +79,7 @@ type secureRound struct {
 	enc    *fixedpoint.Encoder   // unquantized rounds
 	quant  *fixedpoint.Quantizer // rounds of 8-bit inputs
 	words  int                   // the encoded update's length: the padded dimension, or the dimension
-	ids    map[string]uint32 // client id → protocol id (its cohort index)
+	ids    map[string]uint32     // client id → protocol id (its cohort index)
 	// order lists the round's phases in protocol order. Phase values are
 	// append-only, so a signed round's consistency check (7) comes
 	// between masked input (3) and unmask (4): never step through
