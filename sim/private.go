@@ -462,7 +462,7 @@ func (e *env) secureSum(round int) secureSum {
 				if err != nil {
 					return err
 				}
-				up.Add(int64(len(m.Values)) * int64(bits) / 8)
+				up.Add(int64(len(m.Values)) * int64((bits+7)/8)) // whole bytes a word, as on the wire
 				return srv.HandleMaskedInput(m)
 			},
 			func(c *secagg.Client) error {

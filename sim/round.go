@@ -164,17 +164,20 @@ func (e *env) federate(ctx context.Context, start time.Time, res *Result, obs Ob
 // one client uploads on it.
 func (e *env) newRoundAgg(plan *privacyPlan, dim, cohort, round int) (roundAgg, int64, error) {
 	c := e.c
-	if !c.SecAgg && c.DP != DPDistributed {
-		if c.UploadBits == 8 {
-			agg, err := newQuantAgg(plan, dim, roundSeed(c.Seed, round), &e.saturated)
-			return agg, int64(dim), err
-		}
-		agg, err := aggregation.NewPlain(dim, plan.clip)
-		return &plainAgg{p: plan, agg: agg}, int64(dim) * 8, err
-	}
 	var sum secureSum
 	if c.SecAgg {
 		sum = e.secureSum(round)
+	}
+	if c.UploadBits == 8 {
+		agg, err := newQuantAgg(plan, dim, max(cohort, 1), roundSeed(c.Seed, round), sum, &e.saturated)
+		if err != nil {
+			return nil, 0, err
+		}
+		return agg, int64(dim) * agg.bytesPerParam(), nil
+	}
+	if !c.SecAgg && c.DP != DPDistributed {
+		agg, err := aggregation.NewPlain(dim, plan.clip)
+		return &plainAgg{p: plan, agg: agg}, int64(dim) * 8, err
 	}
 	a, err := newEncodedAgg(plan, dim, max(cohort, 1), round, c.Seed, sum)
 	if err != nil {

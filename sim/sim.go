@@ -90,12 +90,13 @@ type Config struct {
 	// SecAgg sums the clients' updates by secure aggregation: the server
 	// sees only masked integer vectors.
 	SecAgg bool
-	// UploadBits is how a client's update travels in a plaintext round:
-	// 8 (the default), quantized to a signed byte per parameter at a step
-	// the clip and the dimension fix (fixedpoint.Quantizer, as devices
-	// send it), or 64, packed float64. 8-bit uploads need a clip: without
-	// one the run clips at defaultUploadClip. Secure rounds and
-	// distributed DP encode with aggregation/fixedpoint instead.
+	// UploadBits is how a client's update travels: 8 (the default),
+	// quantized to a signed byte per parameter at a step the clip and the
+	// dimension fix (fixedpoint.Quantizer, as devices send it; with
+	// SecAgg, masked in a field just wide enough for the cohort's sum),
+	// or 64, packed float64 (SecAgg: fixedpoint.Encoder's 32-bit field).
+	// 8-bit uploads need a clip: without one the run clips at
+	// defaultUploadClip. Distributed DP encodes with fixedpoint.Encoder.
 	UploadBits int
 
 	// Centralized trains the same model on pooled data (ALS) instead of
@@ -233,7 +234,7 @@ func (c Config) Defaults() Config {
 	if (c.DP != DPOff || c.SecAgg || c.AdaptiveClip) && c.Clip == 0 {
 		c.Clip = defaultPrivateClip
 	}
-	if c.UploadBits == 0 && !c.SecAgg && c.DP != DPDistributed {
+	if c.UploadBits == 0 && c.DP != DPDistributed {
 		c.UploadBits = 8
 	}
 	if c.UploadBits == 8 && c.Clip == 0 {
@@ -262,8 +263,8 @@ func (c Config) Validate() error {
 		return bad("Reg", c.Reg, "finite >= 0")
 	case !finiteNonNeg(c.Clip):
 		return bad("Clip", c.Clip, "finite >= 0")
-	case c.UploadBits != 0 && (c.SecAgg || c.DP == DPDistributed):
-		return errors.New("sim: UploadBits does not apply to secure aggregation or distributed DP (they encode updates with aggregation/fixedpoint)")
+	case c.UploadBits != 0 && c.DP == DPDistributed:
+		return errors.New("sim: UploadBits does not apply to distributed DP (its Skellam shares need aggregation/fixedpoint's wider encoding)")
 	case c.UploadBits != 0 && c.UploadBits != 8 && c.UploadBits != 64:
 		return bad("UploadBits", c.UploadBits, "8 or 64")
 	case !(c.TestFrac > 0 && c.TestFrac < 1):

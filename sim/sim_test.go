@@ -156,8 +156,17 @@ func TestUploadBits(t *testing.T) {
 	if res[8].Config.Clip != 1.5 || res[8].Saturated > 1e-6 {
 		t.Errorf("8-bit run: clip %v, %v of coordinates saturated; want the default 1.5 and hardly any", res[8].Config.Clip, res[8].Saturated)
 	}
-	if err := (Config{SecAgg: true, UploadBits: 8}).Defaults().Validate(); err == nil || !strings.Contains(err.Error(), "UploadBits") {
-		t.Errorf("Validate(SecAgg, UploadBits 8) = %v, want an error naming UploadBits", err)
+	if err := (Config{DP: DPDistributed, NoiseMultiplier: 1, UploadBits: 8}).Defaults().Validate(); err == nil || !strings.Contains(err.Error(), "UploadBits") {
+		t.Errorf("Validate(distributed DP, UploadBits 8) = %v, want an error naming UploadBits", err)
+	}
+	c.SecAgg, c.UploadBits = true, 0
+	r, err := Run(t.Context(), c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 50 clients' bytes sum within ±6350: 14 bits, 2 bytes a word.
+	if r.UpPerParam != 2 || math.Abs(r.Final.RMSE/res[64].Final.RMSE-1) > 0.01 {
+		t.Errorf("secure 8-bit run: %v B/param, RMSE %.4f; want 2 and within 1%% of %.4f", r.UpPerParam, r.Final.RMSE, res[64].Final.RMSE)
 	}
 }
 
