@@ -19,25 +19,9 @@ import (
 // one, and commits their mean.
 func TestQuantizedUploads(t *testing.T) {
 	tr := testTraining()
-	tr.ClientsPerRound, tr.OverSelect, tr.MinClients = 2, 0, 2
-	tr.CheckInWindow = time.Hour // select only when both are here
 	tr.Clip, tr.UploadBits = 1, 8
 	tr.Optimizer = aggregation.OptimizerConfig{Name: "fedavg", LR: 1}
-	c := newTestCluster(t, 1, tr)
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	l := c.leader(ctx)
-	plans := make(chan *wire.Plan, 2)
-	for _, id := range []string{"a", "b"} {
-		go func() {
-			p, _ := call(ctx, l, &wire.CheckIn{Version: wire.Version, ClientID: id})[0].(*wire.Plan)
-			plans <- p
-		}()
-	}
-	pa, pb := <-plans, <-plans
-	if pa == nil || pb == nil {
-		t.Fatal("not selected")
-	}
+	c, ctx, l, pa, pb := roundOfTwo(t, tr)
 	dim := c.dim()
 	if pa.UploadBits != wire.UploadBits8 || len(pa.Digest32) != 32 || pa.UploadBytes != wire.UploadBytes(dim, wire.UploadBits8) {
 		t.Fatalf("plan: upload bits %d, digest32 %x, upload bytes %d; want 8, a digest, %d", pa.UploadBits, pa.Digest32, pa.UploadBytes, wire.UploadBytes(dim, 8))

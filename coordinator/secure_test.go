@@ -141,6 +141,17 @@ func runSecure(t *testing.T, c *testCluster, n int, inputs func(i int) []float64
 	return r
 }
 
+// sinInput is the test input of client i: 0.02·sin of distinct angles.
+func sinInput(dim int) func(i int) []float64 {
+	return func(i int) []float64 {
+		x := make([]float64, dim)
+		for j := range x {
+			x[j] = 0.02 * math.Sin(float64(i*dim+j))
+		}
+		return x
+	}
+}
+
 // expectStep is the model after one server-optimizer step with delta.
 func expectStep(t *testing.T, c *testCluster, delta []float64) []float64 {
 	var base []float64
@@ -158,13 +169,7 @@ func expectStep(t *testing.T, c *testCluster, delta []float64) []float64 {
 func TestSecureRound(t *testing.T) {
 	const n = 10
 	dim := 0
-	input := func(i int) []float64 {
-		x := make([]float64, dim)
-		for j := range x {
-			x[j] = 0.02 * math.Sin(float64(i*dim+j))
-		}
-		return x
-	}
+	input := func(i int) []float64 { return sinInput(dim)(i) }
 	for _, tc := range []struct {
 		name      string
 		drops     int          // clients that drop out
@@ -230,13 +235,7 @@ func TestSecureRoundQuantized(t *testing.T) {
 	}
 	c := newTestCluster(t, 1, tr)
 	dim := c.dim()
-	input := func(i int) []float64 {
-		x := make([]float64, dim)
-		for j := range x {
-			x[j] = 0.02 * math.Sin(float64(i*dim+j))
-		}
-		return x
-	}
+	input := sinInput(dim)
 	last := func(i int) secagg.Phase {
 		if i >= n-2 {
 			return secagg.PhaseShareKeys // two drop out
