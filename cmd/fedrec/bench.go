@@ -65,9 +65,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	down, current, up := frameBytes(dim, *bits)
 	per := func(b int) float64 { return float64(b) / float64(dim) }
 	fmt.Fprintf(stdout, "model: %d items, rank %d, %d params\n", *items, *rank, dim)
-	fmt.Fprintf(stdout, "bytes per client per round (frames): download %d B, %.3f B/param (float32; %d B for a device that holds the model); upload %d B, %.3f B/param (%d-bit)\n",
-		down, per(down), current, up, per(up), *bits)
-	fmt.Fprintf(stdout, "%-8s %-14s %-18s %-12s %-14s %-14s %-14s\n", "clients", "median round", "selection→commit", "rounds/min", "kill→commit", "peak RSS/node", "upload B/param")
+	fmt.Fprintf(stdout, "bytes per client per round (frames): download %d B, %.3f B/param (float32; %d B for a device that holds the model)", down, per(down), current)
+	if !*secure {
+		fmt.Fprintf(stdout, "; upload %d B, %.3f B/param (%d-bit)", up, per(up), *bits)
+	}
+	fmt.Fprintln(stdout)
+	upCol := "upload B/param"
+	if *secure {
+		upCol = "masked B/param" // 8-bit inputs in a field of QuantFieldBits(cohort) bits
+	}
+	fmt.Fprintf(stdout, "%-8s %-14s %-18s %-12s %-14s %-14s %-14s\n", "clients", "median round", "selection→commit", "rounds/min", "kill→commit", "peak RSS/node", upCol)
 	for _, n := range ns {
 		r, err := benchOne(ctx, bin, n, *items, *rank, *rounds, *kill, *secure, *bits, *window, stderr)
 		if err != nil {
