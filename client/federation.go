@@ -82,7 +82,7 @@ func (n *network) Close() error { return n.cfg.Dialer.Close() }
 // Latest implements Federation: any node serves committed models; a
 // device that holds the newest downloads only its header.
 func (n *network) Latest(ctx context.Context, have uint64) (*Release, error) {
-	m, h, err := round.Model(ctx, n.cfg.Dialer, 0, have)
+	m, h, err := round.Newer(ctx, n.cfg.Dialer, have)
 	if err != nil {
 		return nil, classify(err)
 	}

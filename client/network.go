@@ -542,7 +542,7 @@ func (d *Dialer) Exchange(ctx context.Context, req wire.Message, recv func(wire.
 // node the Dialer is connected to, checking it against its digest. It
 // returns the model and its version.
 func (d *Dialer) Model(ctx context.Context, version uint64) (*model.Model, uint64, error) {
-	m, h, err := round.Model(ctx, d, version, 0)
+	m, h, err := round.Model(ctx, d, version)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -92,10 +92,22 @@ func secAgg(ctx context.Context, d Exchanger, req wire.Message, want wire.Type) 
 // node d is connected to, as float32 (half the bytes; an older node sends
 // float64), checking it against the digest its header announces, and
 // returns it with its header, which carries the cluster's event weights
-// and catalogue digest and says which it sent. When the model is not
-// newer than have (0: none), it downloads only the header and returns a
-// nil model.
-func Model(ctx context.Context, d Exchanger, version, have uint64) (*model.Model, *wire.ModelHeader, error) {
+// and catalogue digest and says which it sent.
+func Model(ctx context.Context, d Exchanger, version uint64) (*model.Model, *wire.ModelHeader, error) {
+	return download(ctx, d, version, 0)
+}
+
+// Newer downloads the newest committed model if it is newer than have;
+// otherwise it returns a nil model with the header, the only frame a node
+// sends a device that holds the newest model (GetModel.Have; an older
+// node sends the chunks too, which it stops reading).
+func Newer(ctx context.Context, d Exchanger, have uint64) (*model.Model, *wire.ModelHeader, error) {
+	return download(ctx, d, 0, have)
+}
+
+// download is Model and Newer: with have > 0, it stops after the header of
+// a model no newer than have.
+func download(ctx context.Context, d Exchanger, version, have uint64) (*model.Model, *wire.ModelHeader, error) {
 	var b *wire.ModelBuilder
 	var hdr *wire.ModelHeader
 	err := d.Exchange(ctx, &wire.GetModel{Version: wire.Version, Model: version, Float32: true, Have: have}, func(m wire.Message) (bool, error) {
@@ -132,7 +144,7 @@ func Model(ctx context.Context, d Exchanger, version, have uint64) (*model.Model
 		return nil, nil, err
 	}
 	if b == nil {
-		return nil, hdr, nil
+		return nil, hdr, nil // no newer than have
 	}
 	m, err := b.Model()
 	if err != nil {
@@ -145,7 +157,7 @@ func Model(ctx context.Context, d Exchanger, version, have uint64) (*model.Model
 // digest of what it received: Digest32 for a float32 download, Digest for
 // a float64 one. It returns the model and its header.
 func Fetch(ctx context.Context, d Exchanger, plan *wire.Plan) (*model.Model, *wire.ModelHeader, error) {
-	m, h, err := Model(ctx, d, plan.Model, 0)
+	m, h, err := Model(ctx, d, plan.Model)
 	if err != nil {
 		return nil, nil, err
 	}
