@@ -53,12 +53,12 @@ func NewNetwork(cfg NetworkConfig) (Federation, error) {
 	return &network{cfg: cfg}, nil
 }
 
-func (n *network) release(version uint64, digest []byte, ctx context.Context) (*Release, error) {
-	m, h, err := round.Fetch(ctx, n.cfg.Dialer, version, digest)
+func (n *network) release(plan *wire.Plan, ctx context.Context) (*Release, error) {
+	m, h, err := round.Fetch(ctx, n.cfg.Dialer, plan)
 	if err != nil {
 		return nil, err
 	}
-	return releaseOf(version, m, h, n.cfg.Items)
+	return releaseOf(plan.Model, m, h, n.cfg.Items)
 }
 
 // releaseOf pairs a model from the cluster, and the event weights its
@@ -79,7 +79,8 @@ func releaseOf(version uint64, m *model.Model, h *wire.ModelHeader, items []stri
 // Close closes the Dialer.
 func (n *network) Close() error { return n.cfg.Dialer.Close() }
 
-// Latest implements Federation: any node serves committed models.
+// Latest implements Federation: any node serves committed models; a
+// device that holds the newest downloads only its header.
 func (n *network) Latest(ctx context.Context, have uint64) (*Release, error) {
 	m, h, err := round.Newer(ctx, n.cfg.Dialer, have)
 	if err != nil {
@@ -145,7 +146,7 @@ func (n *network) join(ctx context.Context, k *Contribution) error {
 	defer cancel()
 	var rel *Release
 	if k.Have() != plan.Model {
-		if rel, err = n.release(plan.Model, plan.Digest, rctx); err != nil {
+		if rel, err = n.release(plan, rctx); err != nil {
 			return fmt.Errorf("client: round %d: download model %d: %w", plan.Round, plan.Model, err)
 		}
 	}
@@ -158,34 +159,54 @@ func (n *network) join(ctx context.Context, k *Contribution) error {
 	}
 	if plan.SecAgg != nil {
 		// The coordinator learns only the cohort's sum.
-		var seed [32]byte
-		if _, err := crand.Read(seed[:]); err != nil {
+		r, err := deviceRand()
+		if err != nil {
 			return err
 		}
-		_, sent, err := round.Secure(rctx, d, n.cfg.ClientID, plan, p.Delta, true, rand.New(rand.NewChaCha8(seed)), d.signing(k.c.cfg.Policy.MinSecAggColluders))
+		_, sent, err := round.Secure(rctx, d, n.cfg.ClientID, plan, p.Delta, true, r, d.signing(k.c.cfg.Policy.MinSecAggColluders))
 		if err != nil {
 			return fmt.Errorf("client: round %d: secure aggregation: %w", plan.Round, err)
 		}
 		k.Sent(int64(sent))
 		return nil
 	}
-	req := &wire.Upload{Version: wire.Version, Round: plan.Round, ClientID: n.cfg.ClientID, Ticket: plan.Ticket, Model: plan.Model, Loss: p.Loss, N: int64(p.N), Delta: p.Delta,
-		BelowClip: round.BelowClip(norm(p.Delta), plan.Clip, true)}
+	r, err := deviceRand()
+	if err != nil {
+		return err
+	}
+	req, _, err := round.NewUpload(plan, n.cfg.ClientID, p.Loss, p.N, p.Delta, round.BelowClip(norm(p.Delta), plan.Clip, true), r)
+	if err != nil {
+		return fmt.Errorf("client: round %d: quantize the update: %w", plan.Round, err)
+	}
 	if err := round.Upload(rctx, d, req); err != nil {
 		return fmt.Errorf("client: round %d: upload: %w", plan.Round, err)
 	}
-	k.Sent(int64(8 * len(p.Delta)))
+	k.Sent(int64(8*len(req.Delta) + len(req.Quantized)))
 	return nil
+}
+
+// deviceRand is the randomness of a device's rounding: a stream seeded
+// from crypto/rand, which the coordinator cannot predict.
+func deviceRand() (*rand.Rand, error) {
+	var seed [32]byte
+	if _, err := crand.Read(seed[:]); err != nil {
+		return nil, err
+	}
+	return rand.New(rand.NewChaCha8(seed)), nil
 }
 
 // roundSizes are the bytes plan costs a device that holds model version
 // have: the sizes the plan announces, but never less than the model's
-// shape implies (8 bytes a parameter down, 4 up), whatever a coordinator
-// (or an older one, which announces none) says.
+// shape implies (4 bytes a parameter down, as float32; 1 up in a round of
+// 8-bit uploads, else 4), whatever a coordinator (or an older one, which
+// announces none) says.
 func roundSizes(plan *wire.Plan, have uint64) (down, up int64) {
 	dim := int64(model.Dim(plan.Items, plan.Rank))
 	if have != plan.Model {
-		down = max(plan.DownloadBytes, 8*dim)
+		down = max(plan.DownloadBytes, 4*dim)
+	}
+	if plan.UploadBits == wire.UploadBits8 {
+		return down, max(plan.UploadBytes, dim)
 	}
 	return down, max(plan.UploadBytes, 4*dim)
 }

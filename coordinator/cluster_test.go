@@ -184,6 +184,31 @@ func (c *testCluster) participate(ctx context.Context, id string, makeDelta func
 	return nil, nil
 }
 
+// roundOfTwo starts a one-node cluster of tr whose rounds want exactly two
+// clients, checks clients a and b in at once and returns the plans of the
+// round it selects them for, in the order they arrive.
+func roundOfTwo(t *testing.T, tr Training) (*testCluster, context.Context, *Node, *wire.Plan, *wire.Plan) {
+	t.Helper()
+	tr.ClientsPerRound, tr.OverSelect, tr.MinClients = 2, 0, 2
+	tr.CheckInWindow = time.Hour // select only when both are here
+	c := newTestCluster(t, 1, tr)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	t.Cleanup(cancel)
+	l := c.leader(ctx)
+	plans := make(chan *wire.Plan, 2)
+	for _, id := range []string{"a", "b"} {
+		go func() {
+			p, _ := call(ctx, l, &wire.CheckIn{Version: wire.Version, ClientID: id})[0].(*wire.Plan)
+			plans <- p
+		}()
+	}
+	pa, pb := <-plans, <-plans
+	if pa == nil || pb == nil {
+		t.Fatal("not selected")
+	}
+	return c, ctx, l, pa, pb
+}
+
 func constDelta(dim int, x float64) []float64 {
 	d := make([]float64, dim)
 	for i := range d {
@@ -293,25 +318,7 @@ func TestFollowerHintsAndServesModels(t *testing.T) {
 // Bad uploads get clear codes, the node keeps serving, and the committed
 // state reflects only the good ones.
 func TestBadUploads(t *testing.T) {
-	tr := testTraining()
-	tr.ClientsPerRound, tr.OverSelect, tr.MinClients = 2, 0, 2
-	tr.CheckInWindow = time.Hour // select only when both are here
-	c := newTestCluster(t, 1, tr)
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	l := c.leader(ctx)
-	plans := make(chan *wire.Plan, 2)
-	for _, id := range []string{"a", "b"} {
-		go func() {
-			rep := call(ctx, l, &wire.CheckIn{Version: wire.Version, ClientID: id})
-			p, _ := rep[0].(*wire.Plan)
-			plans <- p
-		}()
-	}
-	pa, pb := <-plans, <-plans
-	if pa == nil || pb == nil {
-		t.Fatal("not selected")
-	}
+	c, ctx, l, pa, pb := roundOfTwo(t, testTraining())
 	dim := c.dim()
 	good := func(p *wire.Plan, id string) *wire.Upload {
 		return &wire.Upload{Version: wire.Version, Round: p.Round, ClientID: id, Ticket: p.Ticket, Model: p.Model, N: 1, Delta: constDelta(dim, 0.01)}

@@ -148,15 +148,18 @@ func runClients(t *testing.T, ctx context.Context, c *quicCluster, k int) (*sync
 		}
 		wg.Go(func() {
 			defer d.Close()
-			p.Run(ctx, func(r crowd.RoundResult) error { res.add(); return nil })
+			p.Run(ctx, func(r crowd.RoundResult) error { res.add(r); return nil })
 		})
 	}
 	return &wg, res
 }
 
-type countingResults struct{ n atomic.Int64 }
+type countingResults struct{ n, bytes atomic.Int64 }
 
-func (c *countingResults) add() { c.n.Add(1) }
+func (c *countingResults) add(r crowd.RoundResult) {
+	c.n.Add(1)
+	c.bytes.Add(int64(r.Bytes))
+}
 
 // Participants over real QUIC train, survive the leader's crash, and every
 // version committed before it is still on every live node.
@@ -202,6 +205,38 @@ func TestQUICRoundsAndFailover(t *testing.T) {
 	}
 	if res.n.Load() == 0 {
 		t.Error("no participant finished a round")
+	}
+}
+
+// Participants over real QUIC download float32 models and upload 8-bit
+// updates, one byte a parameter (two, masked, in a secure round of up to
+// 258 devices), which the cluster commits.
+func TestQUICQuantizedRounds(t *testing.T) {
+	for _, secure := range []bool{false, true} {
+		t.Run(fmt.Sprintf("secure=%v", secure), func(t *testing.T) {
+			tr := training()
+			tr.Clip, tr.UploadBits = 1, 8
+			width := int64(1)
+			if secure {
+				tr.SecAgg, tr.MinClients, tr.SecAggPhase, width = true, 3, 3*time.Second, 2
+			}
+			c := newQUICClusterWith(t, 3, tr)
+			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+			defer cancel()
+			cctx, stop := context.WithCancel(ctx)
+			wg, res := runClients(t, cctx, c, 8)
+			defer func() { stop(); wg.Wait() }()
+			l := c.leader(t, ctx)
+			if err := l.WaitFor(ctx, func(s *coordinator.State) bool { return s.Current().Version >= 3 }); err != nil {
+				t.Fatal(err)
+			}
+			stop()
+			wg.Wait()
+			n, dim := res.n.Load(), int64(model.Dim(tr.Items, tr.Rank))
+			if n == 0 || res.bytes.Load() != n*dim*width {
+				t.Errorf("%d rounds sent %d bytes of updates, want %d a round", n, res.bytes.Load(), dim*width)
+			}
+		})
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/fedrec/fedrec/aggregation"
+	"github.com/fedrec/fedrec/aggregation/fixedpoint"
 	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
@@ -198,9 +199,11 @@ type round struct {
 	phase    phase
 	tickets  map[string][]byte // selected client → ticket
 	uploaded map[string]bool
-	inflight sync.WaitGroup // uploads being added
-	agg      *aggregation.Plain
-	count    int // uploads added
+	inflight sync.WaitGroup         // uploads being added
+	agg      aggregation.Aggregator // *Plain, or *Quantized for 8-bit uploads
+	quant    *aggregation.Quantized // the 8-bit round's aggregator, nil for float64 uploads
+	q        *fixedpoint.Quantizer  // the 8-bit round's quantizer
+	count    int                    // uploads added
 	loss     float64
 	n        int64
 	below    int           // uploads whose norm was at most clip (adaptive clipping)
@@ -334,7 +337,14 @@ func (l *leader) round(ctx context.Context) error {
 			return l.abandon(r, 0, err.Error(), err)
 		}
 	} else {
-		if r.agg, err = aggregation.NewPlain(len(base.Model.Params), clip); err != nil {
+		if cfg.UploadBits == 8 {
+			q, err := fixedpoint.NewQuantizer(len(base.Model.Params), clip, wire.UploadSeed(r.id, base.Digest[:]))
+			if err != nil {
+				return l.abandon(r, 0, err.Error(), err)
+			}
+			r.quant, r.q = aggregation.NewQuantized(q), q
+			r.agg = r.quant
+		} else if r.agg, err = aggregation.NewPlain(len(base.Model.Params), clip); err != nil {
 			return err
 		}
 	}
@@ -357,7 +367,7 @@ func (l *leader) round(ctx context.Context) error {
 	r.mu.Unlock()
 	l.mu.Unlock()
 	n.enter(r.id, phaseSelected)
-	down, up := n.roundSizes(base, cfg, r.sec)
+	down, up, digest32 := n.roundSizes(base, cfg, r.sec)
 	started := time.Now()
 	var planCohort []string // a signed round's devices check their peers against it
 	if open.SecAgg != nil && open.SecAgg.Signed {
@@ -366,7 +376,7 @@ func (l *leader) round(ctx context.Context) error {
 	for i, w := range cohort {
 		w.reply <- &wire.Plan{
 			Cohort:        planCohort,
-			DownloadBytes: down, UploadBytes: up,
+			DownloadBytes: down, UploadBytes: up, Digest32: digest32[:], UploadBits: r.uploadBits(),
 			Round: r.id, Model: base.Version, Digest: base.Digest[:], Kind: wire.KindOf(base.Model.Kind),
 			Items: base.Model.Items, Rank: base.Model.Rank,
 			Train: cfg.trainParams(),
@@ -536,12 +546,20 @@ func (l *leader) upload(m *wire.Upload) wire.Message {
 	if r == nil || r.id != m.Round {
 		return wire.Errorf(wire.CodeNoRound, "round %d is not open", m.Round)
 	}
-	if e := r.admit(m); e != nil {
+	var v []int8
+	if len(m.Quantized) > 0 {
+		v = m.Int8s()
+	}
+	if e := r.admit(m, v); e != nil {
 		return e
 	}
 	defer r.inflight.Done()
 
-	if err := r.agg.Add(m.Delta, 1); err != nil {
+	if v != nil {
+		if err := r.quant.AddQuantized(v); err != nil {
+			return wire.Errorf(wire.CodeShape, "%v", err)
+		}
+	} else if err := r.agg.Add(m.Delta, 1); err != nil {
 		code := wire.CodeMalformed
 		if errors.Is(err, aggregation.ErrNotFinite) {
 			code = wire.CodeNotFinite
@@ -562,9 +580,10 @@ func (l *leader) upload(m *wire.Upload) wire.Message {
 	return &wire.UploadAck{Round: m.Round}
 }
 
-// admit checks an upload against the round and, if it may be counted,
-// reserves the client's slot and registers it as in flight.
-func (r *round) admit(m *wire.Upload) *wire.Error {
+// admit checks an upload, and its quantized update v (nil for float64),
+// against the round and, if it may be counted, reserves the client's slot
+// and registers it as in flight.
+func (r *round) admit(m *wire.Upload, v []int8) *wire.Error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch t := r.tickets[m.ClientID]; {
@@ -580,23 +599,45 @@ func (r *round) admit(m *wire.Upload) *wire.Error {
 	if err := m.CheckUpdate(len(r.base.Model.Params)); err != nil {
 		return wire.AsError(err)
 	}
+	if v != nil {
+		if r.q == nil {
+			return wire.Errorf(wire.CodeShape, "a quantized update in round %d, which takes float64 updates", m.Round)
+		}
+		if m.Step != r.q.Step() {
+			return wire.Errorf(wire.CodeShape, "an update quantized at step %g, round %d quantizes at %g", m.Step, m.Round, r.q.Step())
+		}
+		if err := r.q.Check(v); err != nil {
+			return wire.Errorf(wire.CodeShape, "%v", err)
+		}
+	}
 	r.uploaded[m.ClientID] = true
 	r.inflight.Add(1)
 	return nil
 }
 
 // roundSizes are the sizes a round's plans announce: the bytes of the
-// model's download (its frames, as GetModel sends them) and the most a
+// model's download (its float32 frames, as GetModel sends them to a
+// device that asks for float32, as every current one does) and the most a
 // device sends: its update, framed, or in a secure round its encoded
-// masked input and its keys and shares for every peer.
-func (n *Node) roundSizes(base *Version, cfg Training, sec *secureRound) (down, up int64) {
-	if frames, err := n.modelFrames(base, cfg.wireEvents(), cfg.wireCatalogue()); err == nil {
-		for _, f := range frames {
+// masked input and its keys and shares for every peer; and the digest of
+// the float32 download.
+func (n *Node) roundSizes(base *Version, cfg Training, sec *secureRound) (down, up int64, digest32 [32]byte) {
+	if em, err := n.modelFrames(base, cfg.wireEvents(), cfg.wireCatalogue()); err == nil {
+		for _, f := range em.frames32 {
 			down += int64(f.Len())
 		}
+		digest32 = em.digest32
 	}
 	if sec == nil {
-		return down, wire.UploadBytes(len(base.Model.Params))
+		return down, wire.UploadBytes(len(base.Model.Params), cfg.planUploadBits()), digest32
 	}
-	return down, wire.SecAggBytes(sec.params, sec.enc.PaddedDim())
+	return down, wire.SecAggBytes(sec.params, sec.words), digest32
+}
+
+// uploadBits is Plan.UploadBits of r.
+func (r *round) uploadBits() uint8 {
+	if r.quant != nil {
+		return wire.UploadBits8
+	}
+	return 0
 }

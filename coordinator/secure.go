@@ -45,11 +45,16 @@ func secAggParams(cfg Training, round uint64, digest []byte, ids []string, clip 
 		t = secagg.ActiveThreshold(eff, cfg.SecAggColluders)
 		graph = wire.SecAggSignedSeed(round, digest, ids)
 	}
-	return &wire.SecAggParams{
+	p := &wire.SecAggParams{
 		Clients: n, Threshold: t, Degree: deg, MinSurvivors: min(n, max(t, cfg.MinClients)), Bits: secAggBits,
 		Clip: clip, Seed: graph[:], RotationSeed: rot[:], PhaseMs: cfg.SecAggPhase.Milliseconds(), ClipBit: cfg.AdaptiveClip,
 		Signed: cfg.SecAggSigned,
 	}
+	if cfg.UploadBits == 8 {
+		// 8-bit inputs: the field holds the cohort's sum of bytes exactly.
+		p.Quantized, p.Bits = true, int(fixedpoint.QuantFieldBits(n))
+	}
+	return p
 }
 
 // secAggDegree is the SecAgg+ neighbourhood: about 2·log2(n) neighbours
@@ -70,9 +75,11 @@ func secAggDegree(n int) int {
 type secureRound struct {
 	params *wire.SecAggParams
 	srv    *secagg.Server
-	dist   *privacy.Distributed
-	enc    *fixedpoint.Encoder
-	ids    map[string]uint32 // client id → protocol id (its cohort index)
+	dist   *privacy.Distributed  // unquantized rounds
+	enc    *fixedpoint.Encoder   // unquantized rounds
+	quant  *fixedpoint.Quantizer // rounds of 8-bit inputs
+	words  int                   // the encoded update's length: the padded dimension, or the dimension
+	ids    map[string]uint32     // client id → protocol id (its cohort index)
 	// order lists the round's phases in protocol order. Phase values are
 	// append-only, so a signed round's consistency check (7) comes
 	// between masked input (3) and unmask (4): never step through
@@ -91,17 +98,23 @@ var roundPhases = map[secagg.Phase]phase{
 }
 
 func newSecureRound(round uint64, p *wire.SecAggParams, priv wire.PrivacyParams, cohort []string, dim int, lie func(uint32, any)) (*secureRound, error) {
-	d, err := distributed(p, priv, dim)
-	if err != nil {
-		return nil, err
-	}
-	enc := d.Encoder
-	srv, err := secagg.NewServer(p.Config(round, p.InputLen(enc.PaddedDim())), secagg.ServerOptions{})
-	if err != nil {
-		return nil, err
-	}
-	s := &secureRound{params: p, srv: srv, dist: d, enc: enc, ids: make(map[string]uint32, len(cohort)),
+	s := &secureRound{params: p, ids: make(map[string]uint32, len(cohort)),
 		done: make(chan struct{}), news: make(chan struct{}, 1), lie: lie}
+	var err error
+	if p.Quantized {
+		if s.quant, err = fixedpoint.NewQuantizer(dim, p.Clip, [32]byte(p.RotationSeed)); err != nil {
+			return nil, err
+		}
+		s.words = dim
+	} else {
+		if s.dist, err = distributed(p, priv, dim); err != nil {
+			return nil, err
+		}
+		s.enc, s.words = s.dist.Encoder, s.dist.Encoder.PaddedDim()
+	}
+	if s.srv, err = secagg.NewServer(p.Config(round, p.InputLen(s.words)), secagg.ServerOptions{}); err != nil {
+		return nil, err
+	}
 	for i, id := range cohort {
 		s.ids[id] = uint32(i)
 	}
@@ -160,8 +173,8 @@ func (l *leader) secureRound(ctx context.Context, r *round, deadline time.Time, 
 		return l.abandon(r, len(s.srv.Survivors()), err.Error(), err)
 	}
 	delta := make([]float64, len(r.base.Model.Params))
-	pad := s.enc.PaddedDim()
-	if err := s.enc.Decode(delta, res.Sum[:pad]); err != nil {
+	pad := s.words
+	if err := s.decode(delta, res.Sum[:pad]); err != nil {
 		return l.abandon(r, res.Count, err.Error(), err)
 	}
 	below := 0
@@ -186,6 +199,17 @@ func (l *leader) secureRound(ctx context.Context, r *round, deadline time.Time, 
 	// Loss, N and Clipped stay 0: the leader sees only the sum, and the
 	// round record says so (RoundRecord.LossUnknown).
 	return l.commit(r, delta, 0, res.Count, below, cohort, privacy, start)
+}
+
+// decode turns the field sum of the survivors' encoded updates into the
+// float sum.
+func (s *secureRound) decode(dst []float64, sum []uint64) error {
+	if s.quant == nil {
+		return s.enc.Decode(dst, sum)
+	}
+	ints := make([]int64, len(sum))
+	fixedpoint.Lift(ints, sum, uint(s.params.Bits))
+	return s.quant.Decode(dst, ints)
 }
 
 // secAggCodes maps secagg's rejections to wire codes.

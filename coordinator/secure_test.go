@@ -46,18 +46,8 @@ func (c *testCluster) secureParticipate(ctx context.Context, id string, x []floa
 	if sp == nil {
 		return plan, nil, fmt.Errorf("plan without secagg")
 	}
-	var rot [32]byte
-	copy(rot[:], sp.RotationSeed)
-	enc, err := fixedpoint.NewEncoder(fixedpoint.Params{Dim: len(x), Clip: sp.Clip, Bits: uint(sp.Bits), MaxClients: sp.Clients, Seed: rot})
+	in, err := secureEncode(sp, x, rand.New(rand.NewPCG(uint64(len(id)), uint64(id[len(id)-1]))))
 	if err != nil {
-		return plan, nil, err
-	}
-	xi := make([]int64, enc.PaddedDim())
-	if _, err := enc.Encode(xi, x, rand.New(rand.NewPCG(uint64(len(id)), uint64(id[len(id)-1])))); err != nil {
-		return plan, nil, err
-	}
-	in := make([]uint64, len(xi))
-	if err := enc.Wrap(in, xi); err != nil {
 		return plan, nil, err
 	}
 	sc, err := secagg.NewClient(sp.Config(plan.Round, len(in)), plan.SecAggID, nil)
@@ -97,6 +87,34 @@ func (c *testCluster) secureParticipate(ctx context.Context, id string, x []floa
 	return plan, call(ctx, l, &wire.SecAggUnmask{SecAggHeader: hdr, SelfMaskShares: wire.SharesOf(um.SelfMaskShares), MaskKeyShares: wire.SharesOf(um.MaskKeyShares)})[0], nil
 }
 
+// secureEncode is a device's input of update x to the secure round of sp.
+func secureEncode(sp *wire.SecAggParams, x []float64, r *rand.Rand) ([]uint64, error) {
+	rot := [32]byte(sp.RotationSeed)
+	if sp.Quantized {
+		q, err := fixedpoint.NewQuantizer(len(x), sp.Clip, rot)
+		if err != nil {
+			return nil, err
+		}
+		v := make([]int8, len(x))
+		if _, _, err := q.Quantize(v, x, r); err != nil {
+			return nil, err
+		}
+		in := make([]uint64, len(x))
+		fixedpoint.WrapQuantized(in, v, uint(sp.Bits))
+		return in, nil
+	}
+	enc, err := fixedpoint.NewEncoder(fixedpoint.Params{Dim: len(x), Clip: sp.Clip, Bits: uint(sp.Bits), MaxClients: sp.Clients, Seed: rot})
+	if err != nil {
+		return nil, err
+	}
+	xi := make([]int64, enc.PaddedDim())
+	if _, err := enc.Encode(xi, x, r); err != nil {
+		return nil, err
+	}
+	in := make([]uint64, len(xi))
+	return in, enc.Wrap(in, xi)
+}
+
 // runSecure runs a cohort of n clients, client i with input inputs(i) and
 // dropping out after phase last(i), and waits for the round's outcome.
 func runSecure(t *testing.T, c *testCluster, n int, inputs func(i int) []float64, last func(i int) secagg.Phase) RoundRecord {
@@ -123,6 +141,17 @@ func runSecure(t *testing.T, c *testCluster, n int, inputs func(i int) []float64
 	return r
 }
 
+// sinInput is the test input of client i: 0.02·sin of distinct angles.
+func sinInput(dim int) func(i int) []float64 {
+	return func(i int) []float64 {
+		x := make([]float64, dim)
+		for j := range x {
+			x[j] = 0.02 * math.Sin(float64(i*dim+j))
+		}
+		return x
+	}
+}
+
 // expectStep is the model after one server-optimizer step with delta.
 func expectStep(t *testing.T, c *testCluster, delta []float64) []float64 {
 	var base []float64
@@ -140,13 +169,7 @@ func expectStep(t *testing.T, c *testCluster, delta []float64) []float64 {
 func TestSecureRound(t *testing.T) {
 	const n = 10
 	dim := 0
-	input := func(i int) []float64 {
-		x := make([]float64, dim)
-		for j := range x {
-			x[j] = 0.02 * math.Sin(float64(i*dim+j))
-		}
-		return x
-	}
+	input := func(i int) []float64 { return sinInput(dim)(i) }
 	for _, tc := range []struct {
 		name      string
 		drops     int          // clients that drop out
@@ -197,6 +220,48 @@ func TestSecureRound(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A secure round of 8-bit inputs: the manifest's field is just wide
+// enough for the cohort's sum of bytes, and the committed step is the
+// plaintext mean within the quantization step.
+func TestSecureRoundQuantized(t *testing.T) {
+	const n = 10
+	tr := secureTraining(n)
+	tr.UploadBits = 8
+	tr.Optimizer = aggregation.OptimizerConfig{Name: "fedavg", LR: 1}
+	if p := secAggParams(tr.withDefaults(), 1, make([]byte, 32), make([]string, n), 1); !p.Quantized || p.Bits != 12 || p.Validate() != nil {
+		t.Fatalf("secAggParams of 10 devices: quantized %v, %d bits, %v; want 8-bit inputs in 12 bits", p.Quantized, p.Bits, p.Validate())
+	}
+	c := newTestCluster(t, 1, tr)
+	dim := c.dim()
+	input := sinInput(dim)
+	last := func(i int) secagg.Phase {
+		if i >= n-2 {
+			return secagg.PhaseShareKeys // two drop out
+		}
+		return secagg.PhaseUnmask
+	}
+	var base []float64
+	c.nodes[0].View(func(s *State) { base = append([]float64(nil), s.Current().Model.Params...) })
+	if r := runSecure(t, c, n, input, last); r.Outcome != Committed || r.Survivors != n-2 {
+		t.Fatalf("round %+v, want committed with %d", r, n-2)
+	}
+	q, err := fixedpoint.NewQuantizer(dim, 1, [32]byte{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.nodes[0].View(func(s *State) {
+		for j, got := range s.Current().Model.Params {
+			var mean float64
+			for i := range n - 2 {
+				mean += input(i)[j] / (n - 2)
+			}
+			if d := got - base[j]; math.Abs(d-mean) > q.Step() {
+				t.Errorf("param %d moved by %v, want the mean %v ± %v", j, d, mean, q.Step())
+			}
+		}
+	})
 }
 
 // The leader dies while clients are held in a secure round's share-keys

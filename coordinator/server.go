@@ -113,9 +113,16 @@ func (n *Node) sendModel(m *wire.GetModel, send func(wire.Message) error) error 
 		e.Message = "model version not held here"
 		return send(e)
 	}
-	frames, err := n.modelFrames(v, cfg.wireEvents(), cfg.wireCatalogue())
+	em, err := n.modelFrames(v, cfg.wireEvents(), cfg.wireCatalogue())
 	if err != nil {
 		return send(wire.AsError(err))
+	}
+	frames := em.frames
+	switch {
+	case m.Have != 0 && m.Have >= v.Version:
+		frames = em.current // the device holds it: the header alone
+	case m.Float32:
+		frames = em.frames32
 	}
 	for _, f := range frames {
 		if err := send(f); err != nil {
@@ -126,44 +133,63 @@ func (n *Node) sendModel(m *wire.GetModel, send func(wire.Message) error) error 
 }
 
 // modelFrames returns the encoded header and chunks of a model version,
-// its header carrying the cluster's event weights and catalogue digest
-// (set once, with the configuration), encoding them on first use. It
-// keeps the three newest versions.
-func (n *Node) modelFrames(v *Version, events *wire.EventWeights, catalogue []byte) ([]*wire.Frame, error) {
+// as float64 and as float32, its header carrying the cluster's event
+// weights and catalogue digest (set once, with the configuration),
+// encoding them on first use. It keeps the three newest versions.
+func (n *Node) modelFrames(v *Version, events *wire.EventWeights, catalogue []byte) (encodedModel, error) {
 	n.framesMu.Lock()
 	defer n.framesMu.Unlock()
 	if f, ok := n.frames[v.Version]; ok && f.digest == v.Digest {
-		return f.frames, nil
+		return f, nil
 	}
-	h, chunks := wire.SplitModel(v.Model, v.Version, v.Round)
-	h.Events, h.Catalogue = events, catalogue
-	msgs := []wire.Message{h}
-	for _, c := range chunks {
-		msgs = append(msgs, c)
-	}
-	frames := make([]*wire.Frame, len(msgs))
-	for i, m := range msgs {
-		f, err := wire.EncodeFrame(m)
-		if err != nil {
-			return nil, err
+	encode := func(h *wire.ModelHeader, chunks []*wire.ModelChunk) ([]*wire.Frame, error) {
+		h.Events, h.Catalogue = events, catalogue
+		msgs := []wire.Message{h}
+		for _, c := range chunks {
+			msgs = append(msgs, c)
 		}
-		frames[i] = f
+		frames := make([]*wire.Frame, len(msgs))
+		for i, m := range msgs {
+			f, err := wire.EncodeFrame(m)
+			if err != nil {
+				return nil, err
+			}
+			frames[i] = f
+		}
+		return frames, nil
+	}
+	em := encodedModel{digest: v.Digest, digest32: wire.Digest32(v.Model)}
+	var err error
+	if em.frames, err = encode(wire.SplitModel(v.Model, v.Version, v.Round)); err != nil {
+		return encodedModel{}, err
+	}
+	h32, chunks32 := wire.SplitModel32(v.Model, v.Version, v.Round)
+	if em.frames32, err = encode(h32, chunks32); err != nil {
+		return encodedModel{}, err
+	}
+	current := *h32
+	current.Current = true
+	if em.current, err = encode(&current, nil); err != nil {
+		return encodedModel{}, err
 	}
 	if n.frames == nil {
 		n.frames = map[uint64]encodedModel{}
 	}
-	n.frames[v.Version] = encodedModel{digest: v.Digest, frames: frames}
+	n.frames[v.Version] = em
 	for ver := range n.frames {
 		if ver+3 <= v.Version {
 			delete(n.frames, ver)
 		}
 	}
-	return frames, nil
+	return em, nil
 }
 
+// encodedModel is a model version's download, encoded once.
 type encodedModel struct {
-	digest [32]byte
-	frames []*wire.Frame
+	digest, digest32 [32]byte
+	frames           []*wire.Frame // float64
+	frames32         []*wire.Frame // float32, Digest32
+	current          []*wire.Frame // the float32 header alone, Current set
 }
 
 // listen starts the client protocol's QUIC listener, with the node's

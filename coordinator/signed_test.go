@@ -226,13 +226,7 @@ func TestSignedSecureRound(t *testing.T) {
 	c := newTestCluster(t, 1, signedTraining(n, colluders))
 	d := newDevices(t, deviceIDs(n)...)
 	dim := c.dim()
-	input := func(i int) []float64 {
-		x := make([]float64, dim)
-		for j := range x {
-			x[j] = 0.02 * math.Sin(float64(i*dim+j))
-		}
-		return x
-	}
+	input := sinInput(dim)
 	// s9 drops after sharing keys (its input is not summed), s8 after its
 	// masked input (summed: its self mask is removed with its
 	// neighbours' shares).

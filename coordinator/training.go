@@ -104,6 +104,17 @@ type Training struct {
 	// cluster does not know its catalogue; devices then check its length
 	// only. Set it with CatalogueOf.
 	Catalogue [sha256.Size]byte
+
+	// UploadBits is how devices send their updates in plaintext rounds:
+	// 0 (or 64), packed float64, 8 bytes a parameter; 8, quantized to a
+	// signed byte a parameter at a step the clip and the model's dimension
+	// fix (aggregation/fixedpoint.Quantizer), which the leader sums
+	// exactly; in secure rounds, the same bytes are the masked inputs, in
+	// a field just wide enough for the cohort's sum (2 bytes a parameter
+	// up to 258 devices). 8 needs Clip > 0 and no distributed noise.
+	// Devices that predate it send float64 in plaintext rounds still, and
+	// are counted as well; secure rounds need devices that know it.
+	UploadBits int
 }
 
 // CatalogueOf returns the Training.Catalogue of the item IDs items, in the
@@ -144,6 +155,9 @@ func (t Training) withDefaults() Training {
 	}
 	if t.Optimizer.Name == "" {
 		t.Optimizer.Name = "fedadam"
+	}
+	if t.UploadBits == 64 {
+		t.UploadBits = 0 // the default: what the bytes meant before the field
 	}
 	if t.Optimizer.LR == 0 {
 		t.Optimizer.LR = h.ServerLR
@@ -257,6 +271,12 @@ func (t Training) Validate() error {
 		return bad("SecAggSigned", t.SecAggSigned, "false without SecAgg")
 	case t.SecAggSigned && float64(t.ClientsPerRound)*(1+t.OverSelect) > wire.MaxSignedCohort:
 		return bad("ClientsPerRound", t.ClientsPerRound, fmt.Sprintf("a signed round's cohort (with OverSelect) of at most %d", wire.MaxSignedCohort))
+	case t.UploadBits != 0 && t.UploadBits != 8 && t.UploadBits != 64:
+		return bad("UploadBits", t.UploadBits, "8 or 64")
+	case t.UploadBits == 8 && !(t.Clip > 0):
+		return bad("Clip", t.Clip, "> 0 with UploadBits 8 (the clip fixes the quantization step)")
+	case t.UploadBits == 8 && t.Noise == NoiseDistributed:
+		return bad("UploadBits", t.UploadBits, "64 with distributed noise (its Skellam shares need the wider encoding)")
 	case t.SecAggColluders != 0 && !t.SecAggSigned:
 		return bad("SecAggColluders", t.SecAggColluders, "0 without SecAggSigned")
 	case t.SecAggColluders < 0 || (t.SecAggSigned && t.SecAggColluders > t.MinClients-3):
@@ -314,7 +334,16 @@ func (t Training) toWire() wire.TrainingConfig {
 		NoiseMode: uint8(t.Noise), AdaptiveClip: t.AdaptiveClip, ClipQuantile: t.ClipQuantile, ClipLearningRate: t.ClipLearningRate, ClipCountStddev: t.ClipCountStddev,
 		Catalogue:    t.wireCatalogue(),
 		SecAggSigned: t.SecAggSigned, SecAggColluders: t.SecAggColluders,
+		UploadBits: t.planUploadBits(),
 	}
+}
+
+// planUploadBits is Plan.UploadBits of t's plaintext rounds.
+func (t Training) planUploadBits() uint8 {
+	if t.UploadBits == 8 {
+		return wire.UploadBits8
+	}
+	return 0
 }
 
 func trainingFromWire(w *wire.TrainingConfig) (Training, error) {
@@ -334,6 +363,7 @@ func trainingFromWire(w *wire.TrainingConfig) (Training, error) {
 		SecAgg: w.SecAgg, SecAggPhase: time.Duration(w.SecAggPhaseMs) * time.Millisecond,
 		Noise: NoiseMode(w.NoiseMode), AdaptiveClip: w.AdaptiveClip, ClipQuantile: w.ClipQuantile, ClipLearningRate: w.ClipLearningRate, ClipCountStddev: w.ClipCountStddev,
 		SecAggSigned: w.SecAggSigned, SecAggColluders: w.SecAggColluders,
+		UploadBits: int(w.UploadBits),
 	}
 	switch len(w.Catalogue) {
 	case 0:

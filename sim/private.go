@@ -220,18 +220,24 @@ func (a *plainAgg) finish(dst []float64, _ int, r *rand.Rand) error {
 	if err != nil {
 		return err
 	}
-	if a.p.mode == DPOff {
-		return nil
-	}
-	// Result is the mean; the guarantee is about the sum.
-	for i := range dst {
-		dst[i] *= sm.Weight
-	}
-	privacy.AddGaussian(dst, a.p.noiseStd(), r)
-	for i := range dst {
-		dst[i] /= a.p.denom
-	}
+	a.p.noiseMean(dst, sm.Weight, r)
 	return nil
+}
+
+// noiseMean adds central noise, if the run has it, to dst, the mean of n
+// updates, and divides by the fixed denominator instead: the guarantee is
+// about the sum.
+func (p *privacyPlan) noiseMean(dst []float64, n float64, r *rand.Rand) {
+	if p.mode == DPOff {
+		return
+	}
+	for i := range dst {
+		dst[i] *= n
+	}
+	privacy.AddGaussian(dst, p.noiseStd(), r)
+	for i := range dst {
+		dst[i] /= p.denom
+	}
 }
 
 // encodedAgg is the integer path that secure aggregation needs: each client
@@ -260,11 +266,17 @@ type secureResult struct {
 	BytesUp   int64 // per client, all phases
 }
 
-func newEncodedAgg(p *privacyPlan, dim, maxClients, round int, seed uint64, sum secureSum) (*encodedAgg, error) {
+// roundSeed is the public seed of a round's rotation.
+func roundSeed(seed uint64, round int) [32]byte {
 	var rs [32]byte
 	h := sha256.New()
 	_ = binary.Write(h, binary.LittleEndian, [2]uint64{seed, uint64(round)})
 	copy(rs[:], h.Sum(nil))
+	return rs
+}
+
+func newEncodedAgg(p *privacyPlan, dim, maxClients, round int, seed uint64, sum secureSum) (*encodedAgg, error) {
+	rs := roundSeed(seed, round)
 	clip := p.clip
 	if clip == 0 {
 		return nil, errors.New("sim: the integer path needs --clip > 0")
@@ -450,7 +462,7 @@ func (e *env) secureSum(round int) secureSum {
 				if err != nil {
 					return err
 				}
-				up.Add(int64(len(m.Values)) * int64(bits) / 8)
+				up.Add(int64(len(m.Values)) * int64((bits+7)/8)) // whole bytes a word, as on the wire
 				return srv.HandleMaskedInput(m)
 			},
 			func(c *secagg.Client) error {

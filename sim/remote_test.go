@@ -47,6 +47,7 @@ func TestRunRemoteMatchesInProcess(t *testing.T) {
 			Train:           model.TrainConfig{Reg: d.Reg, LR: d.LR, Epochs: d.LocalEpochs, Alpha: d.Alpha},
 			Optimizer:       aggregation.OptimizerConfig{Name: d.ServerOpt, LR: d.ServerLR, Tau: d.Tau},
 			ClientsPerRound: d.ClientsPerRound, CheckInWindow: 300 * time.Millisecond, RoundTimeout: 20 * time.Second,
+			Clip: d.Clip, UploadBits: d.UploadBits, // 8-bit uploads, as in process
 		},
 	})
 	if err != nil {

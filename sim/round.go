@@ -11,9 +11,9 @@ import (
 	"github.com/fedrec/fedrec/model"
 )
 
-// bytesPerParam is what one parameter costs on the wire: vectors travel as
-// packed little-endian float64.
-const bytesPerParam = 8
+// downBytesPerParam is what one parameter of a model download costs:
+// devices receive models as packed float32 (and train on them).
+const downBytesPerParam = 4
 
 // cosineFloor is where the cosine schedule ends, as a share of ServerLR.
 const cosineFloor = 0.05
@@ -43,14 +43,25 @@ func (e *env) federate(ctx context.Context, start time.Time, res *Result, obs Ob
 	serverRand := rand.New(rand.NewPCG(c.Seed, 0x5e77e7))
 	delta := make([]float64, dim)
 	want := min(len(e.active), int(math.Ceil(float64(c.ClientsPerRound)*(1+c.OverSelect))))
-	var up, down int64
+	var up, down, uploads, downloads int64
+	defer func() {
+		// Bytes per client per round, per parameter.
+		res.UpPerParam = float64(up) / float64(max(1, uploads)*int64(dim))
+		res.DownPerParam = float64(down) / float64(max(1, downloads)*int64(dim))
+		res.Saturated = float64(e.saturated.Load()) / float64(max(1, uploads)*int64(dim))
+	}()
 	type part struct {
 		loss float64
 		n    int
 	}
 	parts := make([]part, c.Workers)
+	m32 := m.Clone()
 	for round := 1; round <= c.Rounds; round++ {
-		t, err := model.NewTrainer(m, e.tc)
+		// Clients train on the model as they download it, in float32.
+		for i, x := range m.Params {
+			m32.Params[i] = float64(float32(x))
+		}
+		t, err := model.NewTrainer(m32, e.tc)
 		if err != nil {
 			return err
 		}
@@ -69,7 +80,8 @@ func (e *env) federate(ctx context.Context, start time.Time, res *Result, obs Ob
 		}
 		// Every selected client downloads the model; those that drop out or
 		// straggle past the deadline never get their update counted.
-		down += int64(len(cohort)) * int64(dim) * bytesPerParam
+		down += int64(len(cohort)) * int64(dim) * downBytesPerParam
+		downloads += int64(len(cohort))
 		survivors := cohort[:0:0]
 		for _, u := range cohort {
 			if f := sampler.Float64(); f >= c.Dropout+c.Straggler {
@@ -101,6 +113,7 @@ func (e *env) federate(ctx context.Context, start time.Time, res *Result, obs Ob
 			res.Abandoned++
 		} else {
 			up += int64(len(survivors)) * upBytes
+			uploads += int64(len(survivors))
 			if err := agg.finish(delta, len(survivors), serverRand); err != nil {
 				return fmt.Errorf("sim: round %d: %w", round, err)
 			}
@@ -151,13 +164,20 @@ func (e *env) federate(ctx context.Context, start time.Time, res *Result, obs Ob
 // one client uploads on it.
 func (e *env) newRoundAgg(plan *privacyPlan, dim, cohort, round int) (roundAgg, int64, error) {
 	c := e.c
-	if !c.SecAgg && c.DP != DPDistributed {
-		agg, err := aggregation.NewPlain(dim, plan.clip)
-		return &plainAgg{p: plan, agg: agg}, int64(dim) * bytesPerParam, err
-	}
 	var sum secureSum
 	if c.SecAgg {
 		sum = e.secureSum(round)
+	}
+	if c.UploadBits == 8 {
+		agg, err := newQuantAgg(plan, dim, max(cohort, 1), roundSeed(c.Seed, round), sum, &e.saturated)
+		if err != nil {
+			return nil, 0, err
+		}
+		return agg, int64(dim) * agg.bytesPerParam(), nil
+	}
+	if !c.SecAgg && c.DP != DPDistributed {
+		agg, err := aggregation.NewPlain(dim, plan.clip)
+		return &plainAgg{p: plan, agg: agg}, int64(dim) * 8, err
 	}
 	a, err := newEncodedAgg(plan, dim, max(cohort, 1), round, c.Seed, sum)
 	if err != nil {

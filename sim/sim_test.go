@@ -134,6 +134,42 @@ func TestDropoutsAndAbandonedRounds(t *testing.T) {
 	}
 }
 
+// TestUploadBits: 8-bit uploads cost a byte a parameter and train as well
+// as float64 ones, and do not apply to secure aggregation.
+func TestUploadBits(t *testing.T) {
+	c := Config{Objective: Explicit, Users: 300, Items: 150, Rounds: 40, ClientsPerRound: 50, Rank: 8, EvalEvery: 40, Seed: 3, Baseline: Off, EASE: Off}
+	res := map[int]*Result{}
+	for _, bits := range []int{8, 64} {
+		c.UploadBits = bits
+		r, err := Run(t.Context(), c, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res[bits] = r
+		if want := float64(bits) / 8; r.UpPerParam != want || r.DownPerParam != 4 {
+			t.Errorf("%d-bit: %v B/param up, %v down; want %v and 4", bits, r.UpPerParam, r.DownPerParam, want)
+		}
+	}
+	if r8, r64 := res[8].Final.RMSE, res[64].Final.RMSE; math.Abs(r8/r64-1) > 0.005 {
+		t.Errorf("RMSE %.4f with 8-bit uploads, %.4f with float64: want within 0.5%%", r8, r64)
+	}
+	if res[8].Config.Clip != 1.5 || res[8].Saturated > 1e-6 {
+		t.Errorf("8-bit run: clip %v, %v of coordinates saturated; want the default 1.5 and hardly any", res[8].Config.Clip, res[8].Saturated)
+	}
+	if err := (Config{DP: DPDistributed, NoiseMultiplier: 1, UploadBits: 8}).Defaults().Validate(); err == nil || !strings.Contains(err.Error(), "UploadBits") {
+		t.Errorf("Validate(distributed DP, UploadBits 8) = %v, want an error naming UploadBits", err)
+	}
+	c.SecAgg, c.UploadBits = true, 0
+	r, err := Run(t.Context(), c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 50 clients' bytes sum within ±6350: 14 bits, 2 bytes a word.
+	if r.UpPerParam != 2 || math.Abs(r.Final.RMSE/res[64].Final.RMSE-1) > 0.01 {
+		t.Errorf("secure 8-bit run: %v B/param, RMSE %.4f; want 2 and within 1%% of %.4f", r.UpPerParam, r.Final.RMSE, res[64].Final.RMSE)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	tests := []struct {
 		c     Config

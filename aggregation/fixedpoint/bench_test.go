@@ -88,3 +88,43 @@ func BenchmarkFWHT(b *testing.B) {
 		})
 	}
 }
+
+func BenchmarkQuantize(b *testing.B) {
+	for _, dim := range benchDims {
+		b.Run(fmt.Sprintf("d=%d", dim), func(b *testing.B) {
+			q := newQuantizer(b, dim, 1)
+			r := rand.New(rand.NewPCG(1, 2))
+			x := vecWithNorm(r, dim, 0.5, false)
+			dst := make([]int8, dim)
+			b.SetBytes(int64(8 * dim))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := q.Quantize(dst, x, r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkQuantizedAdd(b *testing.B) {
+	for _, dim := range benchDims {
+		b.Run(fmt.Sprintf("d=%d", dim), func(b *testing.B) {
+			q := newQuantizer(b, dim, 1)
+			r := rand.New(rand.NewPCG(1, 2))
+			v := make([]int8, dim)
+			if _, _, err := q.Quantize(v, vecWithNorm(r, dim, 0.5, false), r); err != nil {
+				b.Fatal(err)
+			}
+			sum := make([]int64, dim)
+			b.SetBytes(int64(dim))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := q.Check(v); err != nil {
+					b.Fatal(err)
+				}
+				_ = q.Add(sum, v)
+			}
+		})
+	}
+}

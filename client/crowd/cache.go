@@ -51,7 +51,8 @@ func NewModelCache() *ModelCache {
 // get returns model version with the given digest and its header (event
 // weights, catalogue digest), downloading it through d once however many
 // callers ask at the same time.
-func (c *ModelCache) get(ctx context.Context, d *client.Dialer, version uint64, digest []byte) (*model.Model, *wire.ModelHeader, error) {
+func (c *ModelCache) get(ctx context.Context, d *client.Dialer, plan *wire.Plan) (*model.Model, *wire.ModelHeader, error) {
+	version, digest := plan.Model, plan.Digest
 	c.mu.Lock()
 	e := c.entries[version]
 	if e != nil && e.digest != string(digest) {
@@ -66,7 +67,7 @@ func (c *ModelCache) get(ctx context.Context, d *client.Dialer, version uint64, 
 			}
 		}
 		c.mu.Unlock()
-		e.m, e.hdr, e.err = round.Fetch(ctx, d, version, digest)
+		e.m, e.hdr, e.err = round.Fetch(ctx, d, plan)
 		close(e.ready)
 		if e.err != nil {
 			c.mu.Lock()

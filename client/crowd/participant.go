@@ -71,6 +71,9 @@ type RoundResult struct {
 	Norm float64
 	// Bytes counts the update's payload.
 	Bytes int
+	// Saturated counts the coordinates of an 8-bit upload that were
+	// clamped to its range.
+	Saturated int
 }
 
 // NewParticipant checks cfg and returns a Participant.
@@ -128,7 +131,7 @@ func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 	res := RoundResult{Selected: true, Round: plan.Round, Model: plan.Model}
 
 	dctx, dcancel := context.WithTimeout(rctx, downloadTimeout)
-	m, _, err := p.cfg.Models.get(dctx, d, plan.Model, plan.Digest)
+	m, _, err := p.cfg.Models.get(dctx, d, plan)
 	dcancel()
 	if err != nil {
 		return res, fmt.Errorf("round %d: download model %d: %w", plan.Round, plan.Model, err)
@@ -168,9 +171,12 @@ func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 		return res, nil
 	}
 	res.Norm = aggregation.Clip(scr, plan.Clip)
-	req := &wire.Upload{Version: wire.Version, Round: plan.Round, ClientID: p.cfg.ID, Ticket: plan.Ticket, Model: plan.Model, Loss: up.Loss, N: int64(up.N), Delta: scr,
-		BelowClip: plan.Clip > 0 && res.Norm <= plan.Clip}
-	res.Bytes = 8 * len(scr)
+	req, sat, err := round.NewUpload(plan, p.cfg.ID, up.Loss, up.N, scr, plan.Clip > 0 && res.Norm <= plan.Clip, p.rng)
+	if err != nil {
+		return res, fmt.Errorf("round %d: quantize the update: %w", plan.Round, err)
+	}
+	res.Saturated = sat
+	res.Bytes = 8*len(req.Delta) + len(req.Quantized)
 	// Retry the upload on transport failures until the deadline; a wire
 	// error is final for this round.
 	for attempt := 0; ; attempt++ {

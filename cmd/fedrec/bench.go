@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -42,11 +44,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	window := fs.Duration("checkin-window", 3*time.Second, "the coordinators' check-in window")
 	secure := fs.Bool("secagg", false, "run the rounds as secure aggregation (clip 1), to compare with plaintext rounds")
 	signed := fs.Bool("signed", false, "with --secagg, run each setting twice, unsigned and signed secure rounds (--secagg-signed), and compare their costs")
+	bits := fs.Int("upload-bits", 8, "devices upload 8-bit updates (clip 1; with --secagg, masked in a field just wide enough) or 64-bit ones (no clip)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *signed && !*secure {
+	switch {
+	case *signed && !*secure:
 		return fmt.Errorf("bench: --signed compares signed with unsigned secure rounds: it needs --secagg")
+	case *bits != 8 && *bits != 64:
+		return fmt.Errorf("bench: --upload-bits %d, want 8 or 64", *bits)
+	case *secure && *bits != 8:
+		return errors.New("bench: --upload-bits 64 does not apply with --secagg (secure rounds of float64 updates use a 32-bit field)")
 	}
 	var ns []int
 	for _, s := range splitList(*clients) {
@@ -61,9 +69,19 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	dim := model.Dim(*items, *rank)
-	down, up := frameBytes(dim)
-	fmt.Fprintf(stdout, "model: %d items, rank %d, %d params; per client per round: %d B down, %d B up (payload frames)\n", *items, *rank, dim, down, up)
-	fmt.Fprintf(stdout, "%-12s %-14s %-18s %-12s %-14s %-14s\n", "clients", "median round", "selection→commit", "rounds/min", "kill→commit", "peak RSS/node")
+	down, current, up := frameBytes(dim, *bits)
+	per := func(b int) float64 { return float64(b) / float64(dim) }
+	fmt.Fprintf(stdout, "model: %d items, rank %d, %d params\n", *items, *rank, dim)
+	fmt.Fprintf(stdout, "bytes per client per round (frames): download %d B, %.3f B/param (float32; %d B for a device that holds the model)", down, per(down), current)
+	if !*secure {
+		fmt.Fprintf(stdout, "; upload %d B, %.3f B/param (%d-bit)", up, per(up), *bits)
+	}
+	fmt.Fprintln(stdout)
+	upCol := "upload B/param"
+	if *secure {
+		upCol = "masked B/param" // 8-bit inputs in a field of QuantFieldBits(cohort) bits
+	}
+	fmt.Fprintf(stdout, "%-12s %-14s %-18s %-12s %-14s %-14s %-14s\n", "clients", "median round", "selection→commit", "rounds/min", "kill→commit", "peak RSS/node", upCol)
 	modes := []bool{false}
 	if *signed {
 		modes = append(modes, true)
@@ -72,7 +90,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, n := range ns {
 		var rs []benchResult
 		for _, sig := range modes {
-			r, err := benchOne(ctx, bin, n, *items, *rank, *rounds, *kill, *secure, sig, *window, stderr)
+			r, err := benchOne(ctx, bin, n, *items, *rank, *rounds, *kill, *secure, sig, *bits, *window, stderr)
 			if err != nil {
 				return fmt.Errorf("bench: %d clients: %w", n, err)
 			}
@@ -84,7 +102,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if *signed {
 				name += map[bool]string{false: " unsigned", true: " signed"}[sig]
 			}
-			fmt.Fprintf(stdout, "%-12s %-14s %-18s %-12.1f %-14s %-14s\n", name, r.median.Round(time.Millisecond), r.medianSel.Round(time.Millisecond), r.perMin, kc, fmt.Sprintf("%.0f MiB", float64(r.peakRSS)/(1<<20)))
+			fmt.Fprintf(stdout, "%-12s %-14s %-18s %-12.1f %-14s %-14s %-14.3f\n", name, r.median.Round(time.Millisecond), r.medianSel.Round(time.Millisecond), r.perMin, kc, fmt.Sprintf("%.0f MiB", float64(r.peakRSS)/(1<<20)), r.upPerParam)
 			rs = append(rs, r)
 		}
 		costs = append(costs, rs)
@@ -113,25 +131,34 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// frameBytes is what one client receives (header and chunks) and sends
-// (an upload) per round for a model of dim params.
-func frameBytes(dim int) (down, up int) {
+// frameBytes is what one client receives per round for a model of dim
+// params (header and float32 chunks, or the header alone when it holds
+// the model already) and sends (a plaintext upload of bits per param).
+func frameBytes(dim, bits int) (down, current, up int) {
 	m := &model.Model{Kind: model.Explicit, Items: 1, Rank: dim - 2, Params: make([]float64, dim)}
-	h, cs := wire.SplitModel(m, 1, 1)
+	h, cs := wire.SplitModel32(m, 1, 1)
 	b, _ := wire.Encode(h)
 	down = len(b)
 	for _, c := range cs {
 		b, _ := wire.Encode(c)
 		down += len(b)
 	}
-	b, _ = wire.Encode(&wire.Upload{Version: wire.Version, Round: 1, ClientID: "user-00000", Ticket: make([]byte, wire.TicketLen), Model: 1, Delta: make(wire.Vec, dim)})
-	return down, len(b)
+	h.Current = true
+	b, _ = wire.Encode(h)
+	current = len(b)
+	u := &wire.Upload{Version: wire.Version, Round: 1, ClientID: "user-00000", Ticket: make([]byte, wire.TicketLen), Model: 1, Delta: make(wire.Vec, dim)}
+	if bits == 8 {
+		u.Delta, u.Quantized, u.Step = nil, make([]byte, dim), 1
+	}
+	b, _ = wire.Encode(u)
+	return down, current, len(b)
 }
 
 type benchResult struct {
 	median, medianSel, killToCommit time.Duration
 	perMin                          float64
 	peakRSS                         int64
+	upPerParam                      float64 // the devices' update payloads, measured
 
 	// Over the timed rounds: CPU of the devices' process per device
 	// selected, CPU of the three nodes per round, and client-protocol
@@ -190,7 +217,7 @@ var (
 	benchCommitted = regexp.MustCompile(`time=(\S+) level=INFO msg="round committed" node=(\S+) round=(\d+) model=\d+ survivors=(\d+) cohort=(\d+) duration_ms=(\d+)`)
 )
 
-func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill, secure, signed bool, window time.Duration, stderr io.Writer) (benchResult, error) {
+func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill, secure, signed bool, bits int, window time.Duration, stderr io.Writer) (benchResult, error) {
 	var res benchResult
 	dir, err := os.MkdirTemp("", "fedrec-bench-")
 	if err != nil {
@@ -262,6 +289,11 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 	if secure {
 		// Secure aggregation needs a clip bound and at least 3 survivors.
 		boot = append(boot, "--secagg", "--clip", "1", "--min-clients", strconv.Itoa(max(3, n/2)))
+	} else {
+		boot = append(boot, "--upload-bits", strconv.Itoa(bits))
+		if bits == 8 {
+			boot = append(boot, "--clip", "1")
+		}
 	}
 	if signed {
 		boot = append(boot, "--secagg-signed")
@@ -297,6 +329,7 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 	defer wg.Wait()
 	defer stop()
 	pop := n + n*3/10 + 1
+	var upBytes, uploads atomic.Int64
 	for i := range pop {
 		r := mrand.New(mrand.NewPCG(uint64(i), 7))
 		rs := make([]model.Rating, 0, 20)
@@ -318,7 +351,11 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 		}
 		wg.Go(func() {
 			defer d.Close()
-			p.Run(cctx, nil)
+			p.Run(cctx, func(r crowd.RoundResult) error {
+				upBytes.Add(int64(r.Bytes))
+				uploads.Add(1)
+				return nil
+			})
 		})
 	}
 
@@ -413,6 +450,7 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 	for _, nd := range nodes {
 		res.peakRSS = max(res.peakRSS, peakRSS(nd.cmd.Process.Pid))
 	}
+	res.upPerParam = float64(upBytes.Load()) / float64(max(1, uploads.Load())*int64(model.Dim(items, rank)))
 	if !kill {
 		return res, nil
 	}

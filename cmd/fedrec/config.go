@@ -113,6 +113,7 @@ var settings = []setting{
 	{flag: "clip-quantile", training: true, field: "Training.ClipQuantile"},
 	{flag: "clip-lr", training: true, field: "Training.ClipLearningRate"},
 	{flag: "clip-count-std", training: true, field: "Training.ClipCountStddev"},
+	{flag: "upload-bits", training: true, field: "Training.UploadBits"},
 }
 
 func (s setting) key() string {
@@ -219,6 +220,7 @@ func bindConfig(fs *flag.FlagSet, c *nodeConfig) {
 	fs.Float64Var(&t.ClipQuantile, "clip-quantile", t.ClipQuantile, "target fraction of unclipped updates with --adaptive-clip (0: 0.5)")
 	fs.Float64Var(&t.ClipLearningRate, "clip-lr", t.ClipLearningRate, "learning rate of the adaptive clip's geometric update (0: 0.2)")
 	fs.Float64Var(&t.ClipCountStddev, "clip-count-std", t.ClipCountStddev, "std of the noise on the count of unclipped updates under central noise (0: clients-per-round/20)")
+	fs.IntVar(&t.UploadBits, "upload-bits", t.UploadBits, "how devices send their updates: 8 (a byte a parameter quantized at a step --clip fixes; with --secagg, in a field of about 2 bytes) or 64 (float64; secure rounds: a 32-bit field); 0: 8 with --clip and without --dp distributed, else 64")
 }
 
 // eventWeightsValue is the flag.Value of --event-weights:
@@ -446,6 +448,9 @@ func (c *nodeConfig) training() coordinator.Training {
 		t.Noise, _ = coordinator.ParseNoiseMode(c.DP) // checked by validate
 	}
 	t.Kind, _ = parseObjective(c.Objective) // checked by validate
+	if t.UploadBits == 0 && t.Clip > 0 && t.Noise != coordinator.NoiseDistributed {
+		t.UploadBits = 8
+	}
 	if t.Kind != model.Implicit {
 		t.Events = coordinator.EventWeights{} // explicit models have none
 		return t

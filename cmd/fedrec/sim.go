@@ -39,7 +39,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Float64Var(&c.LR, "lr", d.LR, "client learning rate")
 	fs.Float64Var(&c.Reg, "reg", 0, "L2 regularization per observation (default 0.15 implicit, 0.12 explicit)")
 	fs.Float64Var(&c.Alpha, "alpha", 0, "implicit: confidence of an interaction of strength v is 1 + alpha·v (default 0.7)")
-	fs.Float64Var(&c.Clip, "clip", 0, "L2 clip norm of each client's update (0 = none; 0.25 with --dp or --secagg)")
+	fs.Float64Var(&c.Clip, "clip", 0, "L2 clip norm of each client's update (0: 0.25 with --dp or --secagg, else 4 implicit or 1.5 explicit, the 8-bit uploads' range; none with --upload-bits 64)")
 	fs.StringVar(&c.ServerOpt, "server-opt", "", "server optimizer: fedavg, fedadam, fedyogi (default fedadam; with --dp and no --server-lr, fedavg if the noise on the mean update exceeds fedadam's τ = 1e-3)")
 	fs.Float64Var(&c.ServerLR, "server-lr", 0, "server learning rate (default for fedadam/fedyogi 0.05 implicit, 0.1 explicit; 1 for fedavg)")
 	fs.StringVar(&c.ServerDecay, "server-decay", "", "server learning-rate schedule over the rounds: cosine (down to 5%; default implicit) or none (default explicit)")
@@ -58,6 +58,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.BoolVar(&c.AdaptiveClip, "adaptive-clip", false, "adapt --clip each round to a quantile of the update norms (Andrew et al. 2021)")
 	fs.Float64Var(&c.ClipQuantile, "clip-quantile", 0.5, "target quantile of update norms for --adaptive-clip")
 	fs.BoolVar(&c.SecAgg, "secagg", false, "sum updates by secure aggregation (the server sees only masked vectors)")
+	fs.IntVar(&c.UploadBits, "upload-bits", 0, "bits per parameter of an update: 8 (default: quantized at a step the clip fixes; with --secagg, masked in a field just wide enough for the cohort's sum) or 64 (packed float64; with --secagg, a 32-bit field); not with --dp distributed")
 	fs.BoolVar(&c.Centralized, "centralized", false, "train the same model on pooled data (the baseline) instead of federating")
 	baseline := fs.String("baseline", "auto", "also train the centralized baseline for comparison: auto (data up to 2M interactions), on, off")
 	ease := fs.String("ease", "auto", "also train the EASE reference: auto (when min(users, items) <= 5000), on, off")
@@ -99,7 +100,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return errors.New("sim: --ease-lambda does not apply with --ease off")
 	}
 	if *coords != "" {
-		for _, f := range []string{"split", "train", "test"} {
+		for _, f := range []string{"split", "train", "test", "upload-bits"} {
 			if set[f] {
 				return fmt.Errorf("sim: --%s does not apply with --coordinators (the cluster trains on --data)", f)
 			}
@@ -212,6 +213,15 @@ func printResult(w io.Writer, res *sim.Result, m sim.Memory) {
 	}
 	if c := res.Config; c.DP != "off" {
 		fmt.Fprintf(w, "privacy: %s DP, noise multiplier %.3g, clip %.3g, ε = %.3g at δ = %g\n", c.DP, res.NoiseMultiplier, res.Final.Clip, res.Final.Epsilon, c.Delta)
+	}
+	if !res.Config.Centralized && res.UpPerParam > 0 {
+		up := "64-bit"
+		if c := res.Config; c.UploadBits == 8 {
+			up = fmt.Sprintf("8-bit, clip %g, %.2g of coordinates saturated", c.Clip, res.Saturated)
+		} else if c.SecAgg || c.DP == sim.DPDistributed {
+			up = "encoded for secure aggregation"
+		}
+		fmt.Fprintf(w, "bytes per client per round, per parameter: upload %.3g (%s), download %.3g\n", res.UpPerParam, up, res.DownPerParam)
 	}
 	if res.Abandoned > 0 {
 		fmt.Fprintf(w, "abandoned rounds (too few survivors): %d\n", res.Abandoned)

@@ -99,6 +99,10 @@ type TrainingConfig struct {
 	// one neighbourhood (secagg.ActiveThreshold). Appended.
 	SecAggSigned    bool `msgpack:"secagg_signed,omitempty"`
 	SecAggColluders int  `msgpack:"secagg_colluders,omitempty"`
+	// UploadBits is how devices send updates: 0, packed float64 (older
+	// configs) and secure inputs in a 32-bit field; UploadBits8,
+	// quantized (Plan.UploadBits, SecAggParams.Quantized). Appended.
+	UploadBits uint8 `msgpack:"upload_bits,omitempty"`
 }
 
 // SetConfig sets the training configuration.

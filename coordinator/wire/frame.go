@@ -99,9 +99,9 @@ func Encode(msg Message) ([]byte, error) {
 func sizeHint(msg Message) int {
 	switch m := msg.(type) {
 	case *Upload:
-		return 8*len(m.Delta) + 256
+		return 8*len(m.Delta) + len(m.Quantized) + 256
 	case *ModelChunk:
-		return 8*len(m.Params) + 64
+		return 8*len(m.Params) + 4*len(m.Params32) + 64
 	case *SecAggMasked:
 		return len(m.Values) + 256
 	}

@@ -234,7 +234,18 @@ type Plan struct {
 	// against SecAgg.Seed (SecAggSignedSeed) and its peers' certificates
 	// against it. Appended.
 	Cohort []string `msgpack:"cohort,omitempty"`
+	// UploadBits is how the device sends its update: 0, packed float64
+	// (Upload.Delta); UploadBits8, quantized by the fixedpoint.Quantizer of
+	// the model's dimension, the round's Clip and UploadSeed (Upload.
+	// Quantized), which the node sums exactly. Appended.
+	UploadBits uint8 `msgpack:"upload_bits,omitempty"`
+	// Digest32 is the Digest32 of the model, what a device that downloads
+	// it as float32 checks; nil from an older node. Appended.
+	Digest32 []byte `msgpack:"digest32,omitempty"`
 }
+
+// UploadBits8 is Plan.UploadBits of 8-bit uploads.
+const UploadBits8 = 8
 
 func (*Plan) Type() Type { return TypePlan }
 
@@ -256,10 +267,16 @@ func (m *Plan) Validate() error {
 		return Errorf(CodeMalformed, "plan: %v", m.Privacy.Validate())
 	case m.Privacy.Mechanism == MechSkellam && m.SecAgg == nil:
 		return Errorf(CodeMalformed, "plan: distributed noise without secure aggregation")
+	case m.Privacy.Mechanism == MechSkellam && m.SecAgg.Quantized:
+		return Errorf(CodeMalformed, "plan: distributed noise on 8-bit secure inputs")
 	case m.TimeLeftMs <= 0:
 		return Errorf(CodeMalformed, "plan: time_left_ms %d", m.TimeLeftMs)
 	case m.DownloadBytes < 0 || m.UploadBytes < 0:
 		return Errorf(CodeMalformed, "plan: sizes %d down, %d up", m.DownloadBytes, m.UploadBytes)
+	case m.UploadBits != 0 && (m.UploadBits != UploadBits8 || !(m.Clip > 0) || m.SecAgg != nil):
+		return Errorf(CodeMalformed, "plan: %d-bit uploads with clip %v (8-bit uploads need a clip and a plaintext round)", m.UploadBits, m.Clip)
+	case m.Digest32 != nil && len(m.Digest32) != sha256.Size:
+		return Errorf(CodeMalformed, "plan: float32 digest of %d bytes", len(m.Digest32))
 	}
 	if m.SecAgg != nil {
 		if err := m.SecAgg.Validate(); err != nil {
@@ -289,6 +306,15 @@ func (m *Plan) Validate() error {
 type GetModel struct {
 	Version uint16 `msgpack:"v"`
 	Model   uint64 `msgpack:"model"`
+	// Float32 asks for the parameters as float32, half the bytes; an
+	// older node ignores it and sends float64 (ModelHeader.Float32 says
+	// which). Appended.
+	Float32 bool `msgpack:"f32,omitempty"`
+	// Have is the version the device holds, 0 for none: when the model
+	// asked for is not newer, the node sends its header alone, with
+	// Current set, and no chunks. An older node ignores it (the device
+	// then stops reading after the header). Appended.
+	Have uint64 `msgpack:"have,omitempty"`
 }
 
 func (*GetModel) Type() Type { return TypeGetModel }
@@ -316,6 +342,12 @@ type ModelHeader struct {
 	// order; nil when the cluster was not given one. Not covered by
 	// Digest.
 	Catalogue []byte `msgpack:"catalogue,omitempty"`
+	// Float32 says that the chunks carry float32 parameters
+	// (ModelChunk.Params32) and that Digest is their Digest32. Appended.
+	Float32 bool `msgpack:"f32,omitempty"`
+	// Current answers a GetModel whose Have is this version or newer: no
+	// chunks follow. Appended.
+	Current bool `msgpack:"current,omitempty"`
 }
 
 func (*ModelHeader) Type() Type { return TypeModelHeader }
@@ -342,20 +374,29 @@ func (m *ModelHeader) Validate() error {
 	return nil
 }
 
-// ModelChunk carries params [Index*ChunkParams, ...) of a model transfer.
+// ModelChunk carries params [Index*ChunkParams, ...) of a model transfer,
+// as float64 (Params) or, after a header with Float32, as float32
+// (Params32): exactly one is set.
 type ModelChunk struct {
-	Index  int `msgpack:"i"`
-	Params Vec `msgpack:"params"`
+	Index    int   `msgpack:"i"`
+	Params   Vec   `msgpack:"params,omitempty"`
+	Params32 Vec32 `msgpack:"p32,omitempty"` // appended
 }
 
 func (*ModelChunk) Type() Type { return TypeModelChunk }
 
+// Len is the number of parameters the chunk carries.
+func (m *ModelChunk) Len() int { return len(m.Params) + len(m.Params32) }
+
 func (m *ModelChunk) Validate() error {
-	if m.Index < 0 || len(m.Params) == 0 || len(m.Params) > ChunkParams {
-		return Errorf(CodeMalformed, "model chunk %d of %d params", m.Index, len(m.Params))
+	if m.Index < 0 || m.Len() == 0 || m.Len() > ChunkParams || (len(m.Params) > 0 && len(m.Params32) > 0) {
+		return Errorf(CodeMalformed, "model chunk %d of %d float64 and %d float32 params", m.Index, len(m.Params), len(m.Params32))
 	}
 	if i := firstNonFinite(m.Params); i >= 0 {
 		return Errorf(CodeNotFinite, "model chunk %d: param %d is %v", m.Index, i, m.Params[i])
+	}
+	if i := firstNonFinite32(m.Params32); i >= 0 {
+		return Errorf(CodeNotFinite, "model chunk %d: param %d is %v", m.Index, i, m.Params32[i])
 	}
 	return nil
 }
@@ -376,6 +417,31 @@ type Upload struct {
 	// BelowClip is the adaptive-clipping bit: the update's norm before
 	// clipping was at most the round's clip.
 	BelowClip bool `msgpack:"below_clip,omitempty"`
+	// Quantized replaces Delta in a round of Plan.UploadBits 8: the
+	// update quantized to one signed byte per parameter (Int8s) by the
+	// round's fixedpoint.Quantizer, whose Step the device states so that
+	// a node refuses an upload made for another clip or dimension.
+	// Appended.
+	Quantized []byte  `msgpack:"q,omitempty"`
+	Step      float64 `msgpack:"step,omitempty"`
+}
+
+// QuantizedOf returns v as Upload.Quantized bytes (two's complement).
+func QuantizedOf(v []int8) []byte {
+	b := make([]byte, len(v))
+	for i, x := range v {
+		b[i] = byte(x)
+	}
+	return b
+}
+
+// Int8s returns Quantized as signed bytes.
+func (m *Upload) Int8s() []int8 {
+	v := make([]int8, len(m.Quantized))
+	for i, x := range m.Quantized {
+		v[i] = int8(x)
+	}
+	return v
 }
 
 func (*Upload) Type() Type { return TypeUpload }
@@ -394,8 +460,14 @@ func (m *Upload) Validate() error {
 		return Errorf(CodeMalformed, "upload: ticket of %d bytes", len(m.Ticket))
 	case m.N < 0 || !(m.Loss >= 0) || !finite(m.Loss):
 		return Errorf(CodeMalformed, "upload: loss %v over %d examples", m.Loss, m.N)
-	case len(m.Delta) == 0:
+	case len(m.Delta) == 0 && len(m.Quantized) == 0:
 		return Errorf(CodeShape, "upload: empty update")
+	case len(m.Delta) > 0 && len(m.Quantized) > 0:
+		return Errorf(CodeMalformed, "upload: both a float64 and a quantized update")
+	case len(m.Quantized) > 0 && (!(m.Step > 0) || !finite(m.Step)):
+		return Errorf(CodeMalformed, "upload: quantized at step %v", m.Step)
+	case len(m.Delta) > 0 && m.Step != 0:
+		return Errorf(CodeMalformed, "upload: a step for a float64 update")
 	}
 	if i := firstNonFinite(m.Delta); i >= 0 {
 		return Errorf(CodeNotFinite, "upload: delta[%d] is %v", i, m.Delta[i])

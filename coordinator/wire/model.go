@@ -54,8 +54,20 @@ func chunks(dim int) int { return (dim + ChunkParams - 1) / ChunkParams }
 // Digest is the SHA-256 of a model: its kind, items and rank as big-endian
 // uint32s, then its params as little-endian float64s. Clients check the
 // model they download against the digest in their Plan.
-func Digest(m *model.Model) [sha256.Size]byte {
+func Digest(m *model.Model) [sha256.Size]byte { return digest(m, false) }
+
+// Digest32 is the SHA-256 of a model as float32 downloads carry it: a
+// domain string, its kind, items and rank as in Digest, then its params
+// rounded to float32, little-endian. A device that downloads float32
+// checks it against Plan.Digest32, so the digest covers exactly the bytes
+// it received.
+func Digest32(m *model.Model) [sha256.Size]byte { return digest(m, true) }
+
+func digest(m *model.Model, f32 bool) [sha256.Size]byte {
 	h := sha256.New()
+	if f32 {
+		h.Write([]byte("fedrec model float32\x00"))
+	}
 	var hdr [12]byte
 	binary.BigEndian.PutUint32(hdr[0:], uint32(KindOf(m.Kind)))
 	binary.BigEndian.PutUint32(hdr[4:], uint32(m.Items))
@@ -63,6 +75,14 @@ func Digest(m *model.Model) [sha256.Size]byte {
 	h.Write(hdr[:])
 	var buf [4096]byte
 	p := m.Params
+	for len(p) > 0 && f32 {
+		n := min(len(p), len(buf)/4)
+		for k, x := range p[:n] {
+			binary.LittleEndian.PutUint32(buf[4*k:], math.Float32bits(float32(x)))
+		}
+		h.Write(buf[:4*n])
+		p = p[n:]
+	}
 	for len(p) > 0 {
 		n := min(len(p), len(buf)/8)
 		for k, x := range p[:n] {
@@ -106,6 +126,23 @@ func SplitModel(m *model.Model, version, round uint64) (*ModelHeader, []*ModelCh
 	return h, cs
 }
 
+// SplitModel32 is SplitModel for a float32 download: the header has
+// Float32 set and Digest32 as its digest, the chunks carry the params
+// rounded to float32 (a copy).
+func SplitModel32(m *model.Model, version, round uint64) (*ModelHeader, []*ModelChunk) {
+	h, cs := SplitModel(m, version, round)
+	d := Digest32(m)
+	h.Digest, h.Float32 = d[:], true
+	for _, c := range cs {
+		p := make(Vec32, len(c.Params))
+		for i, x := range c.Params {
+			p[i] = float32(x)
+		}
+		c.Params, c.Params32 = nil, p
+	}
+	return h, cs
+}
+
 // ModelBuilder reassembles a model from a header and its chunks, checking
 // order, sizes, finiteness and finally the digest.
 type ModelBuilder struct {
@@ -131,13 +168,20 @@ func (b *ModelBuilder) Add(c *ModelChunk) error {
 		return Errorf(CodeMalformed, "model chunk %d, want %d of %d", c.Index, b.next, b.h.Chunks)
 	}
 	want := min(ChunkParams, cap(b.m.Params)-len(b.m.Params))
-	if len(c.Params) != want {
-		return Errorf(CodeMalformed, "model chunk %d has %d params, want %d", c.Index, len(c.Params), want)
+	got := len(c.Params)
+	if b.h.Float32 {
+		got = len(c.Params32)
 	}
-	if i := firstNonFinite(c.Params); i >= 0 {
-		return Errorf(CodeNotFinite, "model chunk %d: param %d is %v", c.Index, i, c.Params[i])
+	if got != want || c.Len() != want {
+		return Errorf(CodeMalformed, "model chunk %d has %d params (float32 %v), want %d", c.Index, got, b.h.Float32, want)
+	}
+	if err := c.Validate(); err != nil {
+		return err
 	}
 	b.m.Params = append(b.m.Params, c.Params...)
+	for _, x := range c.Params32 {
+		b.m.Params = append(b.m.Params, float64(x))
+	}
 	b.next++
 	return nil
 }
@@ -153,7 +197,7 @@ func (b *ModelBuilder) Model() (*model.Model, error) {
 	if err := b.m.Validate(); err != nil {
 		return nil, Errorf(CodeMalformed, "%v", err)
 	}
-	if d := Digest(b.m); string(d[:]) != string(b.h.Digest) {
+	if d := digest(b.m, b.h.Float32); string(d[:]) != string(b.h.Digest) {
 		return nil, Errorf(CodeMalformed, "model %d does not match its digest", b.h.Model)
 	}
 	return b.m, nil
@@ -161,10 +205,22 @@ func (b *ModelBuilder) Model() (*model.Model, error) {
 
 // CheckUpdate checks an upload's delta against a model's dimension.
 func (m *Upload) CheckUpdate(dim int) error {
-	if len(m.Delta) != dim {
-		return Errorf(CodeShape, "update of %d params, model has %d", len(m.Delta), dim)
+	if n := len(m.Delta) + len(m.Quantized); n != dim {
+		return Errorf(CodeShape, "update of %d params, model has %d", n, dim)
 	}
 	return nil
+}
+
+// UploadSeed derives the public seed of the rotation of a round's 8-bit
+// uploads (fixedpoint.NewQuantizer) from its manifest, as SecAggSeeds.
+func UploadSeed(round uint64, digest []byte) [seedLen]byte {
+	s := sha256.New()
+	s.Write([]byte("fedrec/upload rotation\x00"))
+	s.Write(binary.BigEndian.AppendUint64(nil, round))
+	s.Write(digest)
+	var out [seedLen]byte
+	s.Sum(out[:0])
+	return out
 }
 
 // frameSlack bounds what a message adds to its payload: the frame header,
@@ -173,18 +229,21 @@ func (m *Upload) CheckUpdate(dim int) error {
 const frameSlack = 1024
 
 // UploadBytes is the most an Upload of an update of dim parameters takes
-// on the wire, as Plan.UploadBytes announces it.
-func UploadBytes(dim int) int64 { return int64(8*dim + frameSlack) }
+// on the wire, as Plan.UploadBytes announces it: 8 bytes a parameter, or
+// one with UploadBits8.
+func UploadBytes(dim int, bits uint8) int64 {
+	if bits == UploadBits8 {
+		return int64(dim + frameSlack)
+	}
+	return int64(8*dim + frameSlack)
+}
 
 // SecAggBytes is the most a device sends in a secure round of parameters
-// p whose encoder pads the update to paddedDim: its masked input (in
-// words of 4 or 8 bytes, see PackWords) and, to each peer, a sealed share
-// and the shares of its unmasking, with the four messages' framing.
-func SecAggBytes(p *SecAggParams, paddedDim int) int64 {
-	width := 8
-	if p.Bits <= 32 {
-		width = 4
-	}
+// p whose encoding is encodedDim words long (the padded dimension, or the
+// dimension itself with Quantized): its masked input (in words of
+// WordWidth bytes, see PackWords) and, to each peer, a sealed share and
+// the shares of its unmasking, with the four messages' framing.
+func SecAggBytes(p *SecAggParams, encodedDim int) int64 {
 	perPeer := secagg.SealedShareLen + 2*(8*secagg.ShareLen+16)
-	return int64(width*p.InputLen(paddedDim) + p.Clients*perPeer + 4*frameSlack)
+	return int64(WordWidth(p.Bits)*p.InputLen(encodedDim) + p.Clients*perPeer + 4*frameSlack)
 }

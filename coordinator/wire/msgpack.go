@@ -266,16 +266,43 @@ type Vec []float64
 
 // EncodeMsgpack implements msgpack.CustomEncoder.
 func (v Vec) EncodeMsgpack(enc *msgpack.Encoder) error {
-	if err := enc.EncodeBytesLen(8 * len(v)); err != nil {
+	return encodePacked(enc, v, 8, func(b []byte, x float64) { binary.LittleEndian.PutUint64(b, math.Float64bits(x)) })
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (v *Vec) DecodeMsgpack(dec *msgpack.Decoder) (err error) {
+	*v, err = decodePacked(dec, 8, "float64s", func(b []byte) float64 { return math.Float64frombits(binary.LittleEndian.Uint64(b)) })
+	return err
+}
+
+// Vec32 is a float32 vector on the wire: one msgpack bin field of packed
+// little-endian IEEE 754 singles, 4 bytes per element, as Vec.
+type Vec32 []float32
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (v Vec32) EncodeMsgpack(enc *msgpack.Encoder) error {
+	return encodePacked(enc, v, 4, func(b []byte, x float32) { binary.LittleEndian.PutUint32(b, math.Float32bits(x)) })
+}
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (v *Vec32) DecodeMsgpack(dec *msgpack.Decoder) (err error) {
+	*v, err = decodePacked(dec, 4, "float32s", func(b []byte) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(b)) })
+	return err
+}
+
+// encodePacked writes v as one bin of width bytes per element, through a
+// small buffer.
+func encodePacked[T any](enc *msgpack.Encoder, v []T, width int, put func([]byte, T)) error {
+	if err := enc.EncodeBytesLen(width * len(v)); err != nil {
 		return err
 	}
 	var buf [4096]byte
 	for len(v) > 0 {
-		n := min(len(v), len(buf)/8)
+		n := min(len(v), len(buf)/width)
 		for k, x := range v[:n] {
-			binary.LittleEndian.PutUint64(buf[8*k:], math.Float64bits(x))
+			put(buf[width*k:], x)
 		}
-		if _, err := enc.Writer().Write(buf[:8*n]); err != nil {
+		if _, err := enc.Writer().Write(buf[:width*n]); err != nil {
 			return err
 		}
 		v = v[n:]
@@ -283,33 +310,39 @@ func (v Vec) EncodeMsgpack(enc *msgpack.Encoder) error {
 	return nil
 }
 
-// DecodeMsgpack implements msgpack.CustomDecoder.
-func (v *Vec) DecodeMsgpack(dec *msgpack.Decoder) error {
+// decodePacked reads a bin of width bytes per element (nil for a nil bin),
+// refusing a length that is not a whole number of them.
+func decodePacked[T any](dec *msgpack.Decoder, width int, what string, get func([]byte) T) ([]T, error) {
 	n, err := dec.DecodeBytesLen()
-	if err != nil {
-		return err
+	if err != nil || n < 0 { // n < 0: nil
+		return nil, err
 	}
-	if n < 0 { // nil
-		*v = nil
-		return nil
+	if n%width != 0 {
+		return nil, fmt.Errorf("vector of %d bytes is not a whole number of %s", n, what)
 	}
-	if n%8 != 0 {
-		return fmt.Errorf("vector of %d bytes is not a whole number of float64s", n)
-	}
-	out := make([]float64, n/8)
+	out := make([]T, n/width)
 	var buf [4096]byte
 	for k := 0; k < len(out); {
-		m := min(len(out)-k, len(buf)/8)
-		if err := dec.ReadFull(buf[:8*m]); err != nil {
-			return err
+		m := min(len(out)-k, len(buf)/width)
+		if err := dec.ReadFull(buf[:width*m]); err != nil {
+			return nil, err
 		}
 		for j := range m {
-			out[k+j] = math.Float64frombits(binary.LittleEndian.Uint64(buf[8*j:]))
+			out[k+j] = get(buf[width*j:])
 		}
 		k += m
 	}
-	*v = out
-	return nil
+	return out, nil
+}
+
+// firstNonFinite32 is firstNonFinite of float32s.
+func firstNonFinite32(xs []float32) int {
+	for i, x := range xs {
+		if !finite(float64(x)) {
+			return i
+		}
+	}
+	return -1
 }
 
 // firstNonFinite returns the index of the first NaN or ±Inf in xs, or -1.

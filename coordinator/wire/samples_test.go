@@ -67,7 +67,18 @@ func sampleMessages() map[string]Message {
 		"upload_belowclip": &Upload{Version: Version, Round: 7, ClientID: "user-42", Ticket: ticket(), Model: 6, Loss: 12.5, N: 17, Delta: Vec{0.01, -0.02, 0, 0, 0, 0, 0, 0, 0.5, 0}, BelowClip: true},
 		"plan_implicit": &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindImplicit, Items: 3, Rank: 2, Train: implicitTrain(), Clip: 0.5,
 			Privacy: PrivacyParams{NoiseMultiplier: 1.1, SamplingRate: 0.01}, MinClients: 2, TimeLeftMs: 30000, Ticket: ticket()},
-		"modelheader_implicit":  &ModelHeader{Model: 6, Round: 5, Digest: digest32(2), Kind: KindImplicit, Items: 3, Rank: 2, Chunks: 1, Events: sampleEvents()},
+		"modelheader_implicit": &ModelHeader{Model: 6, Round: 5, Digest: digest32(2), Kind: KindImplicit, Items: 3, Rank: 2, Chunks: 1, Events: sampleEvents()},
+		"getmodel_f32":         &GetModel{Version: Version, Model: 6, Float32: true},
+		"getmodel_have":        &GetModel{Version: Version, Float32: true, Have: 6},
+		"modelheader_current":  &ModelHeader{Model: 6, Round: 5, Digest: digest32(2), Kind: KindExplicit, Items: 3, Rank: 2, Chunks: 1, Float32: true, Current: true},
+		"modelheader_f32":      &ModelHeader{Model: 6, Round: 5, Digest: digest32(2), Kind: KindExplicit, Items: 3, Rank: 2, Chunks: 1, Float32: true},
+		"modelchunk_f32":       &ModelChunk{Index: 0, Params32: Vec32{0.1, -0.2, 0.3, 0, 1, 2, 3, 4, 5, 3.5}},
+		"plan_upload8": &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.5,
+			TimeLeftMs: 30000, Ticket: ticket(), DownloadBytes: 201, UploadBytes: 1034, UploadBits: UploadBits8, Digest32: digest32(4)},
+		"plan_secagg_quantized": &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.5, TimeLeftMs: 30000, Ticket: ticket(),
+			SecAgg: func() *SecAggParams { p := sampleSecAgg(); p.Quantized, p.Bits = true, 10; return p }(), SecAggID: 2},
+		"secagg_masked_w2":      &SecAggMasked{SecAggHeader: sampleHeader(), Width: 2, Values: []byte{1, 0, 0xff, 0x03}},
+		"upload_quantized":      &Upload{Version: Version, Round: 7, ClientID: "user-42", Ticket: ticket(), Model: 6, Loss: 12.5, N: 17, Quantized: QuantizedOf([]int8{1, -2, 0, 0, 127, -127, 0, 0, 5, -1}), Step: 0.0125},
 		"modelheader_catalogue": &ModelHeader{Model: 6, Round: 5, Digest: digest32(2), Kind: KindExplicit, Items: 3, Rank: 2, Chunks: 1, Catalogue: digest32(3)},
 		"secagg_unmask":         &SecAggUnmask{SecAggHeader: sampleHeader(), SelfMaskShares: []Share{{Peer: 0, Value: []uint64{1, 2, 3, 4, 5}}}, MaskKeyShares: []Share{{Peer: 1, Value: []uint64{6, 7, 8, 9, 10}}}},
 	}
@@ -145,6 +156,7 @@ func sampleCommands() map[string]Command {
 			return c
 		}()},
 		"changetraining":      &ChangeTraining{ClientsPerRound: 200, RoundTimeoutMs: 90000, NoiseMultiplier: 1.3, Operator: "alice", Reason: "more devices", TimeMs: 1796601600000},
+		"setconfig_upload8":   &SetConfig{Config: func() TrainingConfig { c := sampleConfig(); c.UploadBits = UploadBits8; return c }()},
 		"setconfig_catalogue": &SetConfig{Config: func() TrainingConfig { c := sampleConfig(); c.Catalogue = digest32(4); return c }()},
 		"setconfig_secagg":    &SetConfig{Config: func() TrainingConfig { c := sampleConfig(); c.SecAgg, c.SecAggPhaseMs = true, 5000; return c }()},
 		"setconfig_secagg_signed": &SetConfig{Config: func() TrainingConfig {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"slices"
 
+	"github.com/fedrec/fedrec/aggregation/fixedpoint"
 	"github.com/fedrec/fedrec/aggregation/privacy"
 	"github.com/fedrec/fedrec/aggregation/secagg"
 )
@@ -66,6 +67,13 @@ type SecAggParams struct {
 	// Signed makes the round resist an actively malicious leader
 	// (secagg.Config.Signed): signed adverts and the consistency check.
 	Signed bool `msgpack:"signed,omitempty"`
+	// Quantized makes the inputs 8-bit uploads: the update quantized by
+	// the fixedpoint.Quantizer of the model's dimension, Clip and
+	// RotationSeed, wrapped modulo 2^Bits (fixedpoint.WrapQuantized),
+	// without padding; Bits is then fixedpoint.QuantFieldBits(Clients) or
+	// more, and the words are packed in (Bits+7)/8 bytes. Not with
+	// distributed noise. Appended.
+	Quantized bool `msgpack:"quantized,omitempty"`
 }
 
 // DistributedConfig returns the encoder and noise configuration of the
@@ -148,6 +156,10 @@ func (p *SecAggParams) Validate() error {
 		return Errorf(CodeMalformed, "secagg: seeds of %d and %d bytes", len(p.Seed), len(p.RotationSeed))
 	case p.PhaseMs <= 0:
 		return Errorf(CodeMalformed, "secagg: phase_ms %d", p.PhaseMs)
+	case p.Quantized && p.Bits < int(fixedpoint.QuantFieldBits(p.Clients)):
+		// The sum of the cohort's bytes would wrap: the decoded sum would
+		// be garbage.
+		return Errorf(CodeMalformed, "secagg: %d bits for the 8-bit inputs of %d clients, want >= %d", p.Bits, p.Clients, fixedpoint.QuantFieldBits(p.Clients))
 	}
 	return nil
 }
@@ -293,9 +305,9 @@ func (*SecAggDelivery) Type() Type { return TypeSecAggDelivery }
 func (m *SecAggDelivery) Validate() error { return checkSealed("secagg delivery", m.Shares) }
 
 // SecAggMasked is phase 3 (masked input), client → leader: the masked
-// vector, packed little-endian in Width bytes per value (4 when the
-// round's Bits <= 32, else 8). The reply, once the phase closes, is
-// SecAggUnmaskRequest.
+// vector, packed little-endian in Width bytes per value, (Bits+7)/8 for
+// the round's Bits (4 for the 32 of unquantized rounds). The reply, once
+// the phase closes, is SecAggUnmaskRequest.
 type SecAggMasked struct {
 	SecAggHeader `msgpack:",inline"`
 	Width        uint8  `msgpack:"width"`
@@ -308,39 +320,36 @@ func (m *SecAggMasked) Validate() error {
 	if err := m.check("secagg masked input"); err != nil {
 		return err
 	}
-	if (m.Width != 4 && m.Width != 8) || len(m.Values) == 0 || len(m.Values)%int(m.Width) != 0 {
+	if m.Width < 1 || m.Width > 8 || len(m.Values) == 0 || len(m.Values)%int(m.Width) != 0 {
 		return Errorf(CodeMalformed, "secagg masked input: %d bytes of width %d", len(m.Values), m.Width)
 	}
 	return nil
 }
 
+// WordWidth is the bytes per word of a masked vector of the round's bits.
+func WordWidth(bits int) int { return (bits + 7) / 8 }
+
 // PackWords packs v (values below 2^bits) into a SecAggMasked's Width and
-// Values.
+// Values: WordWidth(bits) little-endian bytes each.
 func PackWords(v []uint64, bits int) (uint8, []byte) {
-	if bits <= 32 {
-		b := make([]byte, 4*len(v))
-		for i, x := range v {
-			binary.LittleEndian.PutUint32(b[4*i:], uint32(x))
-		}
-		return 4, b
-	}
-	b := make([]byte, 8*len(v))
+	w := WordWidth(bits)
+	b := make([]byte, w*len(v))
+	var x8 [8]byte
 	for i, x := range v {
-		binary.LittleEndian.PutUint64(b[8*i:], x)
+		binary.LittleEndian.PutUint64(x8[:], x)
+		copy(b[w*i:], x8[:w])
 	}
-	return 8, b
+	return uint8(w), b
 }
 
 // Words unpacks the masked vector.
 func (m *SecAggMasked) Words() []uint64 {
 	w := int(m.Width)
 	out := make([]uint64, len(m.Values)/w)
+	var x8 [8]byte
 	for i := range out {
-		if w == 4 {
-			out[i] = uint64(binary.LittleEndian.Uint32(m.Values[4*i:]))
-		} else {
-			out[i] = binary.LittleEndian.Uint64(m.Values[8*i:])
-		}
+		copy(x8[:], m.Values[w*i:w*i+w])
+		out[i] = binary.LittleEndian.Uint64(x8[:])
 	}
 	return out
 }

@@ -10,15 +10,15 @@ import (
 )
 
 func TestPackWords(t *testing.T) {
-	for _, bits := range []int{8, 32, 33, 64} {
+	for _, bits := range []int{8, 10, 16, 17, 32, 33, 64} {
 		v := []uint64{0, 1, 1<<bits - 1, 12345 & (1<<bits - 1)}
 		if bits == 64 {
 			v[2] = ^uint64(0)
 		}
 		w, b := PackWords(v, bits)
 		m := &SecAggMasked{SecAggHeader: sampleHeader(), Width: w, Values: b}
-		if err := m.Validate(); err != nil {
-			t.Fatalf("bits %d: %v", bits, err)
+		if err := m.Validate(); err != nil || int(w) != (bits+7)/8 {
+			t.Fatalf("bits %d: width %d, %v; want %d", bits, w, err, (bits+7)/8)
 		}
 		if got := m.Words(); !slices.Equal(got, v) {
 			t.Errorf("Words(PackWords(%v, %d)) = %v", v, bits, got)
@@ -43,7 +43,7 @@ func TestSecAggValidate(t *testing.T) {
 		"unsigned cohort":  plan(func(p *Plan) { p.Cohort = []string{"a", "b", "c"} }),
 		"short cohort":     plan(func(p *Plan) { p.SecAgg.Signed, p.Cohort = true, []string{"a", "b"} }),
 		"empty cohort id":  plan(func(p *Plan) { p.SecAgg.Signed, p.Cohort = true, []string{"a", "", "c"} }),
-		"bad width":        &SecAggMasked{SecAggHeader: sampleHeader(), Width: 3, Values: []byte{1, 2, 3}},
+		"bad width":        &SecAggMasked{SecAggHeader: sampleHeader(), Width: 9, Values: make([]byte, 9)},
 		"ragged values":    &SecAggMasked{SecAggHeader: sampleHeader(), Width: 4, Values: []byte{1, 2, 3}},
 		"no ticket":        &SecAggAdvert{SecAggHeader: SecAggHeader{Version: Version, Round: 1, ClientID: "a"}, Keys: sampleKeys(0)},
 		"short key":        &SecAggAdvert{SecAggHeader: sampleHeader(), Keys: SecAggKeys{ConfigDigest: digest32(0), CipherKey: digest32(1)[:31], MaskKey: digest32(2)}},
@@ -111,5 +111,19 @@ func TestSecAggSignedConversions(t *testing.T) {
 	}
 	if p := (&SecAggParams{Signed: true, Clients: 3}).Config(7, 4); !p.Signed {
 		t.Error("SecAggParams.Config drops Signed")
+	}
+}
+
+// TestQuantizedSecAggBits: a quantized round's parameters need enough bits
+// for its cohort's sum.
+func TestQuantizedSecAggBits(t *testing.T) {
+	p := sampleSecAgg()
+	p.Quantized, p.Bits = true, 9 // 3 clients' bytes sum to ±381: 10 bits
+	if err := p.Validate(); CodeOf(err) != CodeMalformed {
+		t.Errorf("Validate(9 bits for 3 quantized clients) = %v, want CodeMalformed", err)
+	}
+	p.Bits = 10
+	if err := p.Validate(); err != nil {
+		t.Errorf("Validate(10 bits for 3 quantized clients) = %v", err)
 	}
 }

@@ -163,6 +163,12 @@ func TestReadBadFrames(t *testing.T) {
 		{"inf update", mustEncode(t, &Upload{Version: Version, Round: 1, ClientID: "c", Ticket: ticket(), Model: 1, Delta: Vec{math.Inf(-1)}}), CodeNotFinite},
 		{"ragged vector", frame(TypeModelChunk, []byte{0x82, 0xa1, 'i', 0x00, 0xa6, 'p', 'a', 'r', 'a', 'm', 's', 0xc4, 0x03, 1, 2, 3}), CodeMalformed},
 		{"short ticket", mustEncode(t, &Upload{Version: Version, Round: 1, ClientID: "c", Ticket: []byte{1}, Model: 1, Delta: Vec{1}}), CodeMalformed},
+		{"quantized without step", mustEncode(t, &Upload{Version: Version, Round: 1, ClientID: "c", Ticket: ticket(), Model: 1, Quantized: []byte{1, 2}}), CodeMalformed},
+		{"quantized at a NaN step", mustEncode(t, &Upload{Version: Version, Round: 1, ClientID: "c", Ticket: ticket(), Model: 1, Quantized: []byte{1, 2}, Step: math.NaN()}), CodeMalformed},
+		{"float and quantized", mustEncode(t, &Upload{Version: Version, Round: 1, ClientID: "c", Ticket: ticket(), Model: 1, Delta: Vec{1}, Quantized: []byte{1}, Step: 1}), CodeMalformed},
+		{"float32 chunk of NaN", mustEncode(t, &ModelChunk{Params32: Vec32{1, float32(math.NaN())}}), CodeNotFinite},
+		{"chunk of both", mustEncode(t, &ModelChunk{Params: Vec{1}, Params32: Vec32{1}}), CodeMalformed},
+		{"ragged float32 vector", frame(TypeModelChunk, []byte{0x82, 0xa1, 'i', 0x00, 0xa3, 'p', '3', '2', 0xc4, 0x03, 1, 2, 3}), CodeMalformed},
 	}
 	// The header of an oversized frame is rejected before the body is
 	// read: the reader need not hold it.
@@ -263,15 +269,31 @@ func TestModelTransfer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h, cs := SplitModel(m, 9, 8)
-		var buf bytes.Buffer
-		Write(&buf, h)
-		for _, c := range cs {
-			Write(&buf, c)
-		}
-		got := receiveModel(t, &buf)
-		if !reflect.DeepEqual(got, m) {
-			t.Errorf("items %d: model changed in transfer", items)
+		for _, f32 := range []bool{false, true} {
+			split, want := SplitModel, m
+			if f32 {
+				split, want = SplitModel32, m.Clone()
+				for i, x := range want.Params {
+					want.Params[i] = float64(float32(x))
+				}
+			}
+			h, cs := split(m, 9, 8)
+			var buf bytes.Buffer
+			Write(&buf, h)
+			for _, c := range cs {
+				Write(&buf, c)
+			}
+			n := buf.Len()
+			got := receiveModel(t, &buf)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("items %d, float32 %v: model changed in transfer", items, f32)
+			}
+			if d := Digest32(m); f32 && string(d[:]) != string(h.Digest) {
+				t.Errorf("items %d: float32 header's digest is not Digest32", items)
+			}
+			if per := float64(n) / float64(len(m.Params)); f32 && len(m.Params) > 10000 && per > 4.1 {
+				t.Errorf("items %d: float32 download of %.2f bytes a parameter, want <= 4.1", items, per)
+			}
 		}
 	}
 }
@@ -315,6 +337,36 @@ func TestModelBuilderRejects(t *testing.T) {
 		}
 		if _, err := b.Model(); err == nil {
 			t.Error("model with a wrong digest accepted")
+		}
+	})
+	t.Run("float32 digest", func(t *testing.T) {
+		h32, cs32 := SplitModel32(m, 1, 0)
+		bad := *cs32[0]
+		bad.Params32 = append(Vec32(nil), bad.Params32...)
+		bad.Params32[0] += 1e-3
+		b, _ := NewModelBuilder(h32)
+		if err := b.Add(&bad); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Model(); err == nil {
+			t.Error("float32 model with a wrong digest accepted")
+		}
+	})
+	t.Run("float64 chunk after a float32 header", func(t *testing.T) {
+		h32, _ := SplitModel32(m, 1, 0)
+		b, _ := NewModelBuilder(h32)
+		if err := b.Add(cs[0]); CodeOf(err) != CodeMalformed {
+			t.Errorf("Add(float64 chunk) = %v, want CodeMalformed", err)
+		}
+	})
+	t.Run("float32 header with the float64 digest", func(t *testing.T) {
+		// A node cannot pass float32 params off as the float64 model.
+		h32, cs32 := SplitModel32(m, 1, 0)
+		h32.Digest = h.Digest
+		b, _ := NewModelBuilder(h32)
+		_ = b.Add(cs32[0])
+		if _, err := b.Model(); err == nil {
+			t.Error("float32 transfer checked against the float64 digest")
 		}
 	})
 	t.Run("short chunk", func(t *testing.T) {

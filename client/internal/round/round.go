@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/fedrec/fedrec/aggregation/fixedpoint"
 	"github.com/fedrec/fedrec/aggregation/privacy"
 	"github.com/fedrec/fedrec/aggregation/secagg"
 	"github.com/fedrec/fedrec/coordinator/wire"
@@ -36,6 +37,30 @@ func CheckIn(ctx context.Context, d Exchanger, req *wire.CheckIn) (wire.Message,
 		return true, wire.Errorf(wire.CodeUnknownType, "unexpected %s after CheckIn", m.Type())
 	})
 	return out, err
+}
+
+// NewUpload returns the upload of update x, already clipped to the plan's
+// clip, for plan: as float64, or in a round of 8-bit uploads quantized by
+// the round's fixedpoint.Quantizer (the model's dimension, the clip and
+// wire.UploadSeed), r driving the unbiased rounding. x is not modified.
+// It also returns how many coordinates saturated.
+func NewUpload(plan *wire.Plan, id string, loss float64, n int, x []float64, belowClip bool, r *rand.Rand) (*wire.Upload, int, error) {
+	up := &wire.Upload{Version: wire.Version, Round: plan.Round, ClientID: id, Ticket: plan.Ticket, Model: plan.Model, Loss: loss, N: int64(n), BelowClip: belowClip}
+	if plan.UploadBits != wire.UploadBits8 {
+		up.Delta = x
+		return up, 0, nil
+	}
+	q, err := fixedpoint.NewQuantizer(len(x), plan.Clip, wire.UploadSeed(plan.Round, plan.Digest))
+	if err != nil {
+		return nil, 0, err
+	}
+	v := make([]int8, len(x))
+	_, sat, err := q.Quantize(v, x, r)
+	if err != nil {
+		return nil, 0, err
+	}
+	up.Quantized, up.Step = wire.QuantizedOf(v), q.Step()
+	return up, sat, nil
 }
 
 // retryJitter is the half-width of the device's own jitter on the
@@ -78,38 +103,42 @@ func secAgg(ctx context.Context, d Exchanger, req wire.Message, want wire.Type) 
 }
 
 // Model downloads a committed model (version 0: the newest) from whichever
-// node d is connected to, checking it against the digest its header
-// announces, and returns it with its header, which carries the cluster's
-// event weights and catalogue digest.
+// node d is connected to, as float32 (half the bytes; an older node sends
+// float64), checking it against the digest its header announces, and
+// returns it with its header, which carries the cluster's event weights
+// and catalogue digest and says which it sent.
 func Model(ctx context.Context, d Exchanger, version uint64) (*model.Model, *wire.ModelHeader, error) {
-	return download(ctx, d, version, false, 0)
+	return download(ctx, d, version, 0)
 }
 
 // Newer downloads the newest committed model if it is newer than have;
-// otherwise it stops after the header and returns a nil model with it, so
-// that a device holding the newest model (a page reloaded) does not fetch
-// it again to find out.
+// otherwise it returns a nil model with the header, the only frame a node
+// sends a device that holds the newest model (GetModel.Have; an older
+// node sends the chunks too, which it stops reading).
 func Newer(ctx context.Context, d Exchanger, have uint64) (*model.Model, *wire.ModelHeader, error) {
-	return download(ctx, d, 0, true, have)
+	return download(ctx, d, 0, have)
 }
 
-// download is Model and Newer: with newer, it stops after the header of a
-// model no newer than have.
-func download(ctx context.Context, d Exchanger, version uint64, newer bool, have uint64) (*model.Model, *wire.ModelHeader, error) {
+// download is Model and Newer: with have > 0, it stops after the header of
+// a model no newer than have.
+func download(ctx context.Context, d Exchanger, version, have uint64) (*model.Model, *wire.ModelHeader, error) {
 	var b *wire.ModelBuilder
 	var hdr *wire.ModelHeader
-	err := d.Exchange(ctx, &wire.GetModel{Version: wire.Version, Model: version}, func(m wire.Message) (bool, error) {
+	err := d.Exchange(ctx, &wire.GetModel{Version: wire.Version, Model: version, Float32: true, Have: have}, func(m wire.Message) (bool, error) {
 		switch m := m.(type) {
 		case *wire.ModelHeader:
-			if b != nil {
+			if hdr != nil {
 				return true, wire.Errorf(wire.CodeMalformed, "second model header")
 			}
 			if version != 0 && m.Model != version {
 				return true, wire.Errorf(wire.CodeMalformed, "asked for model %d, got %d", version, m.Model)
 			}
 			hdr = m
-			if newer && m.Model <= have {
-				return true, nil
+			if have != 0 && m.Model <= have {
+				return true, nil // current: an older node sends chunks anyway
+			}
+			if m.Current {
+				return true, wire.Errorf(wire.CodeMalformed, "model %d sent as current to a device that holds %d", m.Model, have)
 			}
 			var err error
 			b, err = wire.NewModelBuilder(m)
@@ -138,15 +167,20 @@ func download(ctx context.Context, d Exchanger, version uint64, newer bool, have
 	return m, hdr, nil
 }
 
-// Fetch downloads a model and checks its digest against the plan's; it
-// returns the model and its header.
-func Fetch(ctx context.Context, d Exchanger, version uint64, digest []byte) (*model.Model, *wire.ModelHeader, error) {
-	m, h, err := Model(ctx, d, version)
+// Fetch downloads the model of plan and checks it against the plan's
+// digest of what it received: Digest32 for a float32 download, Digest for
+// a float64 one. It returns the model and its header.
+func Fetch(ctx context.Context, d Exchanger, plan *wire.Plan) (*model.Model, *wire.ModelHeader, error) {
+	m, h, err := Model(ctx, d, plan.Model)
 	if err != nil {
 		return nil, nil, err
 	}
-	if got := wire.Digest(m); string(got[:]) != string(digest) {
-		return nil, nil, fmt.Errorf("client: model %d does not match the round's digest", version)
+	got, want := wire.Digest(m), plan.Digest
+	if h.Float32 {
+		got, want = wire.Digest32(m), plan.Digest32
+	}
+	if string(got[:]) != string(want) {
+		return nil, nil, fmt.Errorf("client: model %d (float32 %v) does not match the round's digest", plan.Model, h.Float32)
 	}
 	return m, h, nil
 }
@@ -189,23 +223,12 @@ func Secure(ctx context.Context, d Exchanger, id string, plan *wire.Plan, x []fl
 		// Fewer survivors than shares would carry less noise than announced.
 		return 0, 0, fmt.Errorf("noise split into %d shares, the round sums as few as %d", plan.Privacy.NoiseClients, sp.MinSurvivors)
 	}
-	dist, err := privacy.NewDistributed(sp.DistributedConfig(plan.Privacy, len(x)))
-	if err != nil {
-		return 0, 0, err
-	}
-	if dist.Skellam.ClientVariance > 0 {
-		// The noise must be secret to the client: a seeded generator
-		// would let the coordinator subtract it.
-		r = privacy.NewSecureRand()
-	}
-	pad := dist.Encoder.PaddedDim()
-	in := make([]uint64, sp.InputLen(pad))
-	norm, err := dist.Encode(in[:pad], x, r)
+	in, words, norm, err := secureInput(plan, x, r)
 	if err != nil {
 		return 0, 0, err
 	}
 	if sp.ClipBit && BelowClip(norm, sp.Clip, preClipped) {
-		in[pad] = 1 // adaptive clipping: only the cohort's count is revealed
+		in[words] = 1 // adaptive clipping: only the cohort's count is revealed
 	}
 	cfg := sp.Config(plan.Round, len(in))
 	var c *secagg.Client
@@ -271,6 +294,41 @@ func Secure(ctx context.Context, d Exchanger, id string, plan *wire.Plan, x []fl
 		return norm, len(vals), fmt.Errorf("unmask: %w", err)
 	}
 	return norm, len(vals), nil
+}
+
+// secureInput encodes update x for the secure round of plan: quantized to
+// 8 bits and wrapped into the field (SecAggParams.Quantized), or encoded by
+// privacy.NewDistributed with the round's Skellam noise share if any. It
+// returns the input, with room for the clip bit, the number of words the
+// update took and its norm before clipping.
+func secureInput(plan *wire.Plan, x []float64, r *rand.Rand) (in []uint64, words int, norm float64, err error) {
+	sp := plan.SecAgg
+	if sp.Quantized {
+		q, err := fixedpoint.NewQuantizer(len(x), sp.Clip, [32]byte(sp.RotationSeed))
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		v := make([]int8, len(x))
+		if norm, _, err = q.Quantize(v, x, r); err != nil {
+			return nil, 0, 0, err
+		}
+		in = make([]uint64, sp.InputLen(len(x)))
+		fixedpoint.WrapQuantized(in, v, uint(sp.Bits))
+		return in, len(x), norm, nil
+	}
+	dist, err := privacy.NewDistributed(sp.DistributedConfig(plan.Privacy, len(x)))
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	if dist.Skellam.ClientVariance > 0 {
+		// The noise must be secret to the client: a seeded generator
+		// would let the coordinator subtract it.
+		r = privacy.NewSecureRand()
+	}
+	pad := dist.Encoder.PaddedDim()
+	in = make([]uint64, sp.InputLen(pad))
+	norm, err = dist.Encode(in[:pad], x, r)
+	return in, pad, norm, err
 }
 
 // Signing is what a device brings to a signed secure round.

@@ -1,0 +1,246 @@
+package fixedpoint
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+)
+
+// QuantMax is the largest magnitude of a quantized coordinate: updates
+// travel as signed bytes in [-QuantMax, QuantMax], symmetric so that
+// saturation has no direction.
+const QuantMax = 127
+
+// QuantSigmas is the range of a quantized coordinate in standard
+// deviations of a rotated coordinate of an update at the clip norm: a
+// coordinate of an update at the clip saturates with probability about
+// 6e-5 (Gaussian tail), one well below it (most are) hardly ever; a
+// smaller range would be a finer step, a larger one rarer saturation.
+const QuantSigmas = 4
+
+// ErrQuantized reports a quantized vector that no honest client of the
+// round can have sent: the wrong length or a norm beyond the bound.
+var ErrQuantized = errors.New("fixedpoint: quantized vector out of bounds")
+
+// Quantizer turns an update of Dim floats into Dim signed bytes at a step
+// that only the clip norm and the dimension fix, so that a server sums the
+// bytes of many clients exactly, as integers, and multiplies by the step
+// once (Decode). It is the 8-bit upload of plaintext rounds and the
+// simulator's model of it.
+//
+// Quantize clips the update to L2 norm Clip and rotates it at random, like
+// Encoder, so that every coordinate is about Clip/sqrt(Dim) whatever the
+// update: a randomized Hadamard transform of the first W coordinates, then
+// another of the last W, W the largest power of two <= Dim. The two
+// windows overlap and cover every coordinate, so there is no padding (the
+// upload is exactly Dim bytes) and each coordinate is spread over at least
+// half of them. It then divides by the step, QuantSigmas·Clip/(QuantMax·
+// sqrt(W)), clamps to ±QuantMax (rare: a saturated coordinate is counted)
+// and rounds at random to a neighbouring integer, unbiasedly: E[q] = x up
+// to saturation, each coordinate off by at most one step with variance at
+// most step²/4.
+//
+// A Quantizer is immutable and safe for concurrent use.
+type Quantizer struct {
+	dim, win int
+	clip     float64
+	step     float64
+	signsA   []uint64
+	signsB   []uint64 // nil when Dim is a power of two: one window covers it
+	bound    float64  // L2 bound of a quantized vector, integer units
+	pool     sync.Pool
+}
+
+// NewQuantizer returns the Quantizer of updates of dim floats clipped to
+// L2 norm clip, with the rotation drawn from the public seed. Every
+// client of a round and its server must use the same three values.
+func NewQuantizer(dim int, clip float64, seed [32]byte) (*Quantizer, error) {
+	switch {
+	case dim < 1 || dim > MaxDim:
+		return nil, paramErr("Dim", dim, "want 1..%d", MaxDim)
+	case !(clip > 0) || math.IsInf(clip, 1):
+		return nil, paramErr("Clip", clip, "want > 0 and finite")
+	}
+	win := nextPow2(dim)
+	if win > dim {
+		win /= 2
+	}
+	q := &Quantizer{
+		dim: dim, win: win, clip: clip,
+		step:   QuantSigmas * clip / (QuantMax * math.Sqrt(float64(win))),
+		signsA: rotationSigns(quantSeed(seed, 'A'), win),
+	}
+	if win < dim {
+		q.signsB = rotationSigns(quantSeed(seed, 'B'), win)
+	}
+	// An honest vector is within one step of the rotated clipped update
+	// on every coordinate.
+	q.bound = clip/q.step + math.Sqrt(float64(dim))
+	q.pool.New = func() any {
+		b := make([]float64, dim)
+		return &b
+	}
+	return q, nil
+}
+
+// quantSeed derives the seed of one rotation window.
+func quantSeed(seed [32]byte, window byte) [32]byte {
+	h := sha256.New()
+	h.Write([]byte("fedrec/aggregation/fixedpoint: quantizer window\x00"))
+	h.Write([]byte{window})
+	h.Write(seed[:])
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// Dim returns the length of the updates and of their quantized vectors.
+func (q *Quantizer) Dim() int { return q.dim }
+
+// Clip returns the L2 norm updates are clipped to.
+func (q *Quantizer) Clip() float64 { return q.clip }
+
+// Step returns the float value of one integer unit.
+func (q *Quantizer) Step() float64 { return q.step }
+
+// NormBound returns the largest L2 norm, in integer units, of a vector
+// Quantize returns: Clip/Step + sqrt(Dim).
+func (q *Quantizer) NormBound() float64 { return q.bound }
+
+// Quantize clips x to L2 norm Clip, rotates it and rounds it at random to
+// signed bytes into dst (see Quantizer). len(x) and len(dst) must be Dim;
+// x is not modified; r supplies the rounding randomness. It returns the
+// norm of x before clipping and how many coordinates saturated, or an
+// error wrapping ErrLength or ErrNonFinite.
+func (q *Quantizer) Quantize(dst []int8, x []float64, r *rand.Rand) (norm float64, saturated int, err error) {
+	if len(x) != q.dim || len(dst) != q.dim {
+		return 0, 0, fmt.Errorf("%w: quantize len(x) = %d, len(dst) = %d, want %d", ErrLength, len(x), len(dst), q.dim)
+	}
+	if norm, err = norm2(x); err != nil {
+		return 0, 0, err
+	}
+	s := 1.0
+	if norm > q.clip {
+		s = q.clip / norm
+	}
+	bp := q.pool.Get().(*[]float64)
+	defer q.pool.Put(bp)
+	y := *bp
+	k := s / (q.step * math.Sqrt(float64(q.win)))
+	signScale(y, x[:q.win], k, q.signsA)
+	copy(y[q.win:], x[q.win:])
+	fwht(y[:q.win])
+	if q.signsB != nil {
+		// The tail not in the first window still needs the scale.
+		for i := q.win; i < q.dim; i++ {
+			y[i] *= s / q.step
+		}
+		b := y[q.dim-q.win:]
+		signScale(b, b, 1/math.Sqrt(float64(q.win)), q.signsB)
+		fwht(b)
+	}
+	for i, v := range y {
+		if v > QuantMax {
+			y[i] = QuantMax
+			saturated++
+		} else if v < -QuantMax {
+			y[i] = -QuantMax
+			saturated++
+		}
+	}
+	var buf [1024]int64
+	for lo := 0; lo < q.dim; lo += len(buf) {
+		hi := min(lo+len(buf), q.dim)
+		round(buf[:hi-lo], y[lo:hi], r)
+		for j, v := range buf[:hi-lo] {
+			dst[lo+j] = int8(v)
+		}
+	}
+	return norm, saturated, nil
+}
+
+// Check reports whether v can be an honest client's quantized update: Dim
+// long, within NormBound. A server checks every upload before it sums it,
+// since no clipping can happen after quantization.
+func (q *Quantizer) Check(v []int8) error {
+	if len(v) != q.dim {
+		return fmt.Errorf("%w: %d values, want %d", ErrQuantized, len(v), q.dim)
+	}
+	var ss int64
+	for _, x := range v {
+		ss += int64(x) * int64(x)
+	}
+	if n := math.Sqrt(float64(ss)); n > q.bound {
+		return fmt.Errorf("%w: norm %.1f steps, at most %.1f for clip %g", ErrQuantized, n, q.bound, q.clip)
+	}
+	return nil
+}
+
+// Add adds the quantized vector v to sum, exactly. Both must be Dim long.
+func (q *Quantizer) Add(sum []int64, v []int8) error {
+	if len(sum) != q.dim || len(v) != q.dim {
+		return fmt.Errorf("%w: add len(sum) = %d, len(v) = %d, want %d", ErrLength, len(sum), len(v), q.dim)
+	}
+	for i, x := range v {
+		sum[i] += int64(x)
+	}
+	return nil
+}
+
+// Decode sets dst to the float vector of sum, a sum of quantized vectors:
+// it multiplies by the step and undoes the rotation. Both must be Dim
+// long.
+func (q *Quantizer) Decode(dst []float64, sum []int64) error {
+	if len(sum) != q.dim || len(dst) != q.dim {
+		return fmt.Errorf("%w: decode len(dst) = %d, len(sum) = %d, want %d", ErrLength, len(dst), len(sum), q.dim)
+	}
+	for i, v := range sum {
+		dst[i] = float64(v) * q.step
+	}
+	w := 1 / math.Sqrt(float64(q.win))
+	if q.signsB != nil {
+		b := dst[q.dim-q.win:]
+		fwht(b)
+		signScale(b, b, w, q.signsB)
+	}
+	a := dst[:q.win]
+	fwht(a)
+	signScale(a, a, w, q.signsA)
+	return nil
+}
+
+// QuantFieldBits is the modulus exponent secure aggregation needs to sum
+// n quantized vectors without wrapping: the smallest b with
+// 2^(b-1) > QuantMax·n, so that the centered lift of the sum (Lift) is
+// exact. No headroom for rounding is needed: quantized values are
+// integers within ±QuantMax already.
+func QuantFieldBits(n int) uint {
+	b := uint(1)
+	for b < 64 && uint64(1)<<(b-1) <= uint64(QuantMax)*uint64(n) {
+		b++
+	}
+	return b
+}
+
+// WrapQuantized sets dst[i] = v[i] mod 2^bits (two's complement), a
+// quantized vector as a secure-aggregation input. len(dst) must be at
+// least len(v); bits in 8..64.
+func WrapQuantized(dst []uint64, v []int8, bits uint) {
+	m := uint64(math.MaxUint64) >> (64 - bits)
+	for i, x := range v {
+		dst[i] = uint64(int64(x)) & m
+	}
+}
+
+// Lift sets dst[i] to sum[i] mod 2^bits read as a signed integer in
+// [-2^(bits-1), 2^(bits-1)): the exact sum of wrapped quantized vectors
+// when bits is at least QuantFieldBits of their count.
+func Lift(dst []int64, sum []uint64, bits uint) {
+	sh := 64 - bits
+	for i, v := range sum {
+		dst[i] = int64(v<<sh) >> sh
+	}
+}

@@ -1,0 +1,229 @@
+package fixedpoint
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"gonum.org/v1/gonum/floats"
+)
+
+func newQuantizer(t testing.TB, dim int, clip float64) *Quantizer {
+	t.Helper()
+	q, err := NewQuantizer(dim, clip, [32]byte{7})
+	if err != nil {
+		t.Fatalf("NewQuantizer(%d, %v) = %v", dim, clip, err)
+	}
+	return q
+}
+
+func TestNewQuantizerRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		dim  int
+		clip float64
+	}{{0, 1}, {-1, 1}, {MaxDim + 1, 1}, {10, 0}, {10, -1}, {10, math.NaN()}, {10, math.Inf(1)}} {
+		if _, err := NewQuantizer(tc.dim, tc.clip, [32]byte{}); !errors.Is(err, ErrParams) {
+			t.Errorf("NewQuantizer(%d, %v) = %v, want ErrParams", tc.dim, tc.clip, err)
+		}
+	}
+}
+
+// TestQuantizeRoundTrip: one quantized vector decodes to the clipped
+// update within the rounding error, for dimensions with and without the
+// second window.
+func TestQuantizeRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, dim := range []int{1, 2, 3, 64, 100, 1000, 4096, 5000} {
+		q := newQuantizer(t, dim, 1)
+		for _, norm := range []float64{0.3, 1, 4} {
+			x := vecWithNorm(r, dim, norm, false)
+			want := append([]float64(nil), x...)
+			if norm > 1 {
+				floats.Scale(1/norm, want)
+			}
+			v := make([]int8, dim)
+			got, sat, err := q.Quantize(v, x, r)
+			if err != nil || math.Abs(got-norm) > 1e-9 {
+				t.Fatalf("dim %d: Quantize = norm %v, %v, want %v", dim, got, err, norm)
+			}
+			// About 6e-5 of the coordinates of an update at the clip.
+			if norm < 1 && sat > 0 || sat > 1+dim/1000 {
+				t.Errorf("dim %d norm %v: %d coordinates saturated", dim, norm, sat)
+			}
+			if err := q.Check(v); err != nil {
+				t.Fatalf("dim %d: Check(honest) = %v", dim, err)
+			}
+			sum := make([]int64, dim)
+			if err := q.Add(sum, v); err != nil {
+				t.Fatal(err)
+			}
+			dec := make([]float64, dim)
+			if err := q.Decode(dec, sum); err != nil {
+				t.Fatal(err)
+			}
+			// Each rotated coordinate is off by less than a step, and the
+			// rotation keeps lengths; saturation (tiny dims) adds more.
+			tol := q.Step() * math.Sqrt(float64(dim))
+			if dim < 64 {
+				tol += 1
+			}
+			if d := floats.Distance(dec, want, 2); d > tol {
+				t.Errorf("dim %d norm %v: decoded off by %v, want <= %v", dim, norm, d, tol)
+			}
+		}
+	}
+}
+
+// TestQuantizeUnbiased: the mean of many quantizations of one vector
+// converges to it (fixed seed: the bound is six standard errors).
+func TestQuantizeUnbiased(t *testing.T) {
+	const dim, n = 300, 4000
+	q := newQuantizer(t, dim, 1)
+	r := rand.New(rand.NewPCG(3, 4))
+	x := vecWithNorm(r, dim, 0.8, false)
+	sum := make([]int64, dim)
+	v := make([]int8, dim)
+	for range n {
+		if _, _, err := q.Quantize(v, x, r); err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Add(sum, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mean := make([]float64, dim)
+	if err := q.Decode(mean, sum); err != nil {
+		t.Fatal(err)
+	}
+	floats.Scale(1.0/n, mean)
+	// Each decoded coordinate is an orthogonal mix of rotated coordinates
+	// each of rounding variance <= step²/4: std error <= step/(2·sqrt(n)).
+	se := q.Step() / (2 * math.Sqrt(n))
+	for i := range x {
+		if d := math.Abs(mean[i] - x[i]); d > 6*se {
+			t.Errorf("mean[%d] = %v, want %v ± %v", i, mean[i], x[i], 6*se)
+		}
+	}
+}
+
+// TestQuantizeRange: every value is within ±QuantMax, a vector far beyond
+// the clip is clipped first, and one that the rotation maps onto a single
+// coordinate (an adversarial input: it must know the seed) saturates and
+// says so.
+func TestQuantizeRange(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	q := newQuantizer(t, 1000, 1)
+	e0 := make([]int64, 1000)
+	e0[0] = 1
+	spike := make([]float64, 1000)
+	if err := q.Decode(spike, e0); err != nil {
+		t.Fatal(err)
+	}
+	floats.Scale(1/floats.Norm(spike, 2), spike)
+	v := make([]int8, 1000)
+	if _, sat, err := q.Quantize(v, spike, r); err != nil || sat != 1 || v[0] != QuantMax {
+		t.Fatalf("Quantize(spike) = %d saturated, v[0] = %d, %v; want 1, %d", sat, v[0], err, QuantMax)
+	}
+	for _, x := range v {
+		if x < -QuantMax || x > QuantMax {
+			t.Fatalf("value %d beyond ±%d", x, QuantMax)
+		}
+	}
+	big := newQuantizer(t, 1000, 0.5)
+	w := make([]int8, 1000)
+	if norm, sat, err := big.Quantize(w, vecWithNorm(r, 1000, 50, true), r); err != nil || math.Abs(norm-50) > 1e-9 || sat != 0 {
+		t.Fatalf("Quantize(norm 50, clip 0.5) = %v, %d saturated, %v; want 50, 0, nil", norm, sat, err)
+	}
+	if err := big.Check(w); err != nil {
+		t.Fatalf("Check(clipped) = %v", err)
+	}
+}
+
+// TestQuantizeExactSum: the server's integer sum of many clients is the
+// sum of their vectors exactly, whatever the order, and decodes to the sum
+// of their clipped updates within the rounding error of n clients.
+func TestQuantizeExactSum(t *testing.T) {
+	const dim, n = 777, 50
+	q := newQuantizer(t, dim, 2)
+	r := rand.New(rand.NewPCG(7, 8))
+	vs := make([][]int8, n)
+	want := make([]float64, dim)
+	for i := range vs {
+		x := vecWithNorm(r, dim, 0.5+3*r.Float64(), false)
+		vs[i] = make([]int8, dim)
+		norm, _, err := q.Quantize(vs[i], x, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		floats.AddScaled(want, math.Min(1, 2/norm), x)
+	}
+	fwd, bwd := make([]int64, dim), make([]int64, dim)
+	for i := range vs {
+		_ = q.Add(fwd, vs[i])
+		_ = q.Add(bwd, vs[n-1-i])
+	}
+	for i := range fwd {
+		var s int64
+		for _, v := range vs {
+			s += int64(v[i])
+		}
+		if fwd[i] != s || bwd[i] != s {
+			t.Fatalf("sum[%d] = %d / %d, want %d", i, fwd[i], bwd[i], s)
+		}
+	}
+	got := make([]float64, dim)
+	if err := q.Decode(got, fwd); err != nil {
+		t.Fatal(err)
+	}
+	// Rounding noise of n clients: norm about step·sqrt(n·dim)/2; allow 2×.
+	if d, tol := floats.Distance(got, want, 2), q.Step()*math.Sqrt(n*dim); d > tol {
+		t.Errorf("decoded sum off by %v, want <= %v", d, tol)
+	}
+}
+
+func TestQuantizedCheckRefuses(t *testing.T) {
+	q := newQuantizer(t, 100, 1)
+	loud := make([]int8, 100)
+	for i := range loud {
+		loud[i] = QuantMax
+	}
+	for name, v := range map[string][]int8{"short": make([]int8, 99), "long": make([]int8, 101), "beyond the clip": loud} {
+		if err := q.Check(v); !errors.Is(err, ErrQuantized) {
+			t.Errorf("Check(%s) = %v, want ErrQuantized", name, err)
+		}
+	}
+	if _, _, err := q.Quantize(make([]int8, 100), []float64{math.NaN()}, rand.New(rand.NewPCG(1, 1))); !errors.Is(err, ErrLength) {
+		t.Errorf("Quantize(short x) = %v, want ErrLength", err)
+	}
+	x := make([]float64, 100)
+	x[3] = math.Inf(1)
+	if _, _, err := q.Quantize(make([]int8, 100), x, rand.New(rand.NewPCG(1, 1))); !errors.Is(err, ErrNonFinite) {
+		t.Errorf("Quantize(Inf) = %v, want ErrNonFinite", err)
+	}
+}
+
+// TestQuantizedField: wrapped quantized vectors summed modulo
+// 2^QuantFieldBits(n) lift to their exact integer sum, even at the extremes.
+func TestQuantizedField(t *testing.T) {
+	for _, n := range []int{1, 3, 100, 129, 1000} {
+		bits := QuantFieldBits(n)
+		if lim := int64(1) << (bits - 1); lim <= int64(QuantMax*n) || (bits > 2 && lim/2 > int64(QuantMax*n)) {
+			t.Errorf("QuantFieldBits(%d) = %d, not the fewest bits above ±%d", n, bits, QuantMax*n)
+		}
+		for _, x := range []int8{QuantMax, -QuantMax, 1, -1} {
+			v := make([]int8, 3)
+			v[0], v[2] = x, -x
+			sum, w := make([]uint64, 3), make([]uint64, 3)
+			for range n {
+				WrapQuantized(w, v, bits)
+				_ = AddMod(sum, w, bits)
+			}
+			got := make([]int64, 3)
+			Lift(got, sum, bits)
+			if want := int64(x) * int64(n); got[0] != want || got[1] != 0 || got[2] != -want {
+				t.Errorf("n %d, bits %d: lifted %v, want [%d 0 %d]", n, bits, got, want, -want)
+			}
+		}
+	}
+}
