@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"gonum.org/v1/gonum/mat"
@@ -325,5 +326,32 @@ func BenchmarkLocalUpdate(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func TestFirstNonFinite(t *testing.T) {
+	for _, n := range []int{0, 1, 63, 64, 65, 200} {
+		xs := make([]float64, n)
+		for i := range xs {
+			xs[i] = math.MaxFloat64 * float64(1-2*(i%2)) // finite, however large
+		}
+		if got := firstNonFinite(xs); got != -1 {
+			t.Errorf("firstNonFinite(%d finite) = %d, want -1", n, got)
+		}
+		for _, bad := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+			for _, at := range []int{0, 63, 64, n - 1} {
+				if at < 0 || at >= n {
+					continue
+				}
+				ys := slices.Clone(xs)
+				ys[at] = bad
+				if at+1 < n {
+					ys[n-1] = bad // a later one does not hide the first
+				}
+				if got := firstNonFinite(ys); got != at {
+					t.Errorf("firstNonFinite(%d values, %v at %d) = %d, want %d", n, bad, at, got, at)
+				}
+			}
+		}
 	}
 }
