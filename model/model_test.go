@@ -355,3 +355,22 @@ func TestFirstNonFinite(t *testing.T) {
 		}
 	}
 }
+
+// The two Gramian kernels (WebAssembly runs the blocked one) agree.
+func TestGramianKernels(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 9))
+	for _, sz := range []struct{ items, rank int }{{1, 1}, {3, 2}, {300, 3}, {257, 7}, {600, 32}} {
+		m, err := New(Implicit, sz.items, sz.rank, 0, 1, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range m.Items {
+			m.Params[i*(sz.rank+1)+sz.rank] = r.NormFloat64()
+		}
+		g0, qb0 := gramianRows(m)
+		g1, qb1 := gramianBlocked(m)
+		if !mat.EqualApprox(g0, g1, 1e-9) || !slices.EqualFunc(qb0, qb1, func(a, b float64) bool { return math.Abs(a-b) <= 1e-9 }) {
+			t.Errorf("%d items at rank %d: gramianBlocked = %v, %v, want %v, %v", sz.items, sz.rank, g1, qb1, g0, qb0)
+		}
+	}
+}

@@ -83,13 +83,43 @@ func NewTrainer(m *Model, cfg TrainConfig) (*Trainer, error) {
 // Model returns the model the trainer works on.
 func (t *Trainer) Model() *Model { return t.m }
 
-// gramian returns QᵀQ and Qᵀb over all items. It is the bulk of a fresh
-// Trainer's cost (Items·Rank²/2 multiply-adds), so it runs as a blocked
-// kernel: a block of items is transposed into rows (each factor, then the
-// biases) and the Gram matrix of those rows is accumulated two rows by two,
-// which loads each value once per four multiply-adds and keeps the sums in
-// registers; WebAssembly, without gonum's assembly, gains most from that.
+// gramian returns QᵀQ and Qᵀb over all items: Items·Rank²/2
+// multiply-adds, the bulk of a fresh Trainer's cost. Native code runs
+// gramianRows, which streams each item's outer product into the upper
+// triangle. WebAssembly pays for every load and store of that loop
+// (about 5× native); gramianBlocked loads each value once per four
+// multiply-adds and keeps the sums in registers, about 3× faster there
+// but a quarter slower natively for its padded blocks.
 func gramian(m *Model) (*mat.SymDense, []float64) {
+	if blockedGramian {
+		return gramianBlocked(m)
+	}
+	return gramianRows(m)
+}
+
+func gramianRows(m *Model) (*mat.SymDense, []float64) {
+	r := m.Rank
+	g := make([]float64, r*r)
+	qb := make([]float64, r)
+	for i := range m.Items {
+		q := m.Factor(i)
+		b := m.Bias(i)
+		for a := range r {
+			qa := q[a]
+			qb[a] += qa * b
+			row := g[a*r : a*r+r]
+			for c := a; c < r; c++ {
+				row[c] += qa * q[c]
+			}
+		}
+	}
+	return mat.NewSymDense(r, g), qb
+}
+
+// gramianBlocked transposes a block of items into rows (each factor, then
+// the biases) and accumulates the Gram matrix of those rows two rows by
+// four.
+func gramianBlocked(m *Model) (*mat.SymDense, []float64) {
 	r := m.Rank
 	s := r + 1
 	rows := (s + 3) &^ 3 // zero rows pad the last block
