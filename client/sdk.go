@@ -13,8 +13,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/fedrec/fedrec/aggregation"
 	"github.com/fedrec/fedrec/aggregation/privacy"
+	"github.com/fedrec/fedrec/client/internal/step"
 	"github.com/fedrec/fedrec/model"
 )
 
@@ -1051,14 +1051,9 @@ func (k *Contribution) Update(ctx context.Context, rel *Release) (Payload, error
 // change to the parameters to norm clip and add N(0, std²) to each
 // coordinate.
 func localStep(t *model.Trainer, rs []model.Rating, clip, std float64, r *rand.Rand) (Payload, *model.User, error) {
-	delta := make([]float64, len(t.Model().Params))
-	up, err := t.LocalUpdate(delta, rs, r)
+	delta, up, err := step.Run(t, rs, clip, std, r)
 	if err != nil {
 		return Payload{}, nil, err
-	}
-	aggregation.Clip(delta, clip)
-	if std > 0 {
-		privacy.AddGaussian(delta, std, r)
 	}
 	return Payload{Delta: delta, Loss: up.Loss, N: up.N}, up.User, nil
 }

@@ -20,6 +20,7 @@ import (
 	"gonum.org/v1/gonum/floats"
 
 	"github.com/fedrec/fedrec/aggregation/privacy"
+	"github.com/fedrec/fedrec/client/internal/step/steptest"
 	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
 )
@@ -1447,31 +1448,13 @@ func BenchmarkRefreshUser(b *testing.B) {
 	}
 }
 
-// BenchmarkLocalStep is the device's training step in a round: fit the
-// user, one local pass, clip, add its noise share.
+// BenchmarkLocalStep is the device's training step in a round, with a
+// fresh trainer: fit the user, one local pass, clip, add its noise share
+// (steptest.Benchmark, which client/web/browsertest's BenchmarkLocalStep
+// runs compiled to WebAssembly in Chromium).
 func BenchmarkLocalStep(b *testing.B) {
 	for _, kind := range []model.Kind{model.Explicit, model.Implicit} {
-		b.Run(kind.String(), func(b *testing.B) {
-			c, rel := benchClient(b, kind, benchUser)
-			c.mu.Lock()
-			rs := ratingsFor(c.st.interactions, c.model.index, kind, DefaultEventWeights())
-			c.mu.Unlock()
-			if len(rs) != benchUser {
-				b.Fatalf("%d ratings, want %d", len(rs), benchUser)
-			}
-			r := rand.New(rand.NewPCG(5, 6))
-			b.ReportAllocs()
-			b.SetBytes(int64(8 * len(rel.Model.Params)))
-			for b.Loop() {
-				t, err := model.NewTrainer(rel.Model, model.DefaultTrainConfig())
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, _, err := localStep(t, rs, 1, 0.01, r); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+		b.Run(kind.String(), func(b *testing.B) { steptest.Benchmark(b, kind) })
 	}
 }
 

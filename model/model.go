@@ -167,9 +167,28 @@ func dot(a, b []float64) float64 {
 func isFinite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 
 func firstNonFinite(xs []float64) int {
-	for i, x := range xs {
-		if !isFinite(x) {
-			return i
+	// x-x is 0 for a finite x and NaN otherwise, so a block's sum of x-x
+	// is 0 unless the block holds one: one branch a block, not two tests
+	// an element. Every fresh Trainer validates its whole model this way.
+	const block = 64
+	for lo := 0; lo < len(xs); lo += block {
+		b := xs[lo:min(lo+block, len(xs))]
+		var s0, s1 float64 // two sums: half the chain of dependent adds
+		i := 0
+		for ; i+1 < len(b); i += 2 {
+			s0 += b[i] - b[i]
+			s1 += b[i+1] - b[i+1]
+		}
+		for ; i < len(b); i++ {
+			s0 += b[i] - b[i]
+		}
+		if s0+s1 == 0 {
+			continue
+		}
+		for i, x := range b {
+			if !isFinite(x) {
+				return lo + i
+			}
 		}
 	}
 	return -1

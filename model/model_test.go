@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"gonum.org/v1/gonum/mat"
@@ -325,5 +326,51 @@ func BenchmarkLocalUpdate(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func TestFirstNonFinite(t *testing.T) {
+	for _, n := range []int{0, 1, 63, 64, 65, 200} {
+		xs := make([]float64, n)
+		for i := range xs {
+			xs[i] = math.MaxFloat64 * float64(1-2*(i%2)) // finite, however large
+		}
+		if got := firstNonFinite(xs); got != -1 {
+			t.Errorf("firstNonFinite(%d finite) = %d, want -1", n, got)
+		}
+		for _, bad := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+			for _, at := range []int{0, 63, 64, n - 1} {
+				if at < 0 || at >= n {
+					continue
+				}
+				ys := slices.Clone(xs)
+				ys[at] = bad
+				if at+1 < n {
+					ys[n-1] = bad // a later one does not hide the first
+				}
+				if got := firstNonFinite(ys); got != at {
+					t.Errorf("firstNonFinite(%d values, %v at %d) = %d, want %d", n, bad, at, got, at)
+				}
+			}
+		}
+	}
+}
+
+// The two Gramian kernels (WebAssembly runs the blocked one) agree.
+func TestGramianKernels(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 9))
+	for _, sz := range []struct{ items, rank int }{{1, 1}, {3, 2}, {300, 3}, {257, 7}, {600, 32}} {
+		m, err := New(Implicit, sz.items, sz.rank, 0, 1, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range m.Items {
+			m.Params[i*(sz.rank+1)+sz.rank] = r.NormFloat64()
+		}
+		g0, qb0 := gramianRows(m)
+		g1, qb1 := gramianBlocked(m)
+		if !mat.EqualApprox(g0, g1, 1e-9) || !slices.EqualFunc(qb0, qb1, func(a, b float64) bool { return math.Abs(a-b) <= 1e-9 }) {
+			t.Errorf("%d items at rank %d: gramianBlocked = %v, %v, want %v, %v", sz.items, sz.rank, g1, qb1, g0, qb0)
+		}
 	}
 }

@@ -1,9 +1,11 @@
 package model
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"gonum.org/v1/gonum/mat"
 )
@@ -81,7 +83,21 @@ func NewTrainer(m *Model, cfg TrainConfig) (*Trainer, error) {
 // Model returns the model the trainer works on.
 func (t *Trainer) Model() *Model { return t.m }
 
+// gramian returns QᵀQ and Qᵀb over all items: Items·Rank²/2
+// multiply-adds, the bulk of a fresh Trainer's cost. Native code runs
+// gramianRows, which streams each item's outer product into the upper
+// triangle. WebAssembly pays for every load and store of that loop
+// (about 5× native); gramianBlocked loads each value once per four
+// multiply-adds and keeps the sums in registers, about 3× faster there
+// but a quarter slower natively for its padded blocks.
 func gramian(m *Model) (*mat.SymDense, []float64) {
+	if blockedGramian {
+		return gramianBlocked(m)
+	}
+	return gramianRows(m)
+}
+
+func gramianRows(m *Model) (*mat.SymDense, []float64) {
 	r := m.Rank
 	g := make([]float64, r*r)
 	qb := make([]float64, r)
@@ -98,6 +114,64 @@ func gramian(m *Model) (*mat.SymDense, []float64) {
 		}
 	}
 	return mat.NewSymDense(r, g), qb
+}
+
+// gramianBlocked transposes a block of items into rows (each factor, then
+// the biases) and accumulates the Gram matrix of those rows two rows by
+// four.
+func gramianBlocked(m *Model) (*mat.SymDense, []float64) {
+	r := m.Rank
+	s := r + 1
+	rows := (s + 3) &^ 3 // zero rows pad the last block
+	const block = 256
+	qt := make([]float64, rows*block)
+	full := make([]float64, rows*rows) // [Q b]ᵀ[Q b], upper triangle and some
+	for lo := 0; lo < m.Items; lo += block {
+		n := min(block, m.Items-lo)
+		for k := range n {
+			for a, v := range m.Params[(lo+k)*s : (lo+k)*s+s] {
+				qt[a*block+k] = v
+			}
+		}
+		row := func(a int) []float64 { return qt[a*block : a*block+n] }
+		for a := 0; a < rows; a += 2 {
+			for c := a &^ 3; c < rows; c += 4 {
+				d := dot2x4(row(a), row(a+1), row(c), row(c+1), row(c+2), row(c+3))
+				for k := range 4 {
+					full[a*rows+c+k] += d[k]
+					full[(a+1)*rows+c+k] += d[4+k]
+				}
+			}
+		}
+	}
+	g := make([]float64, r*r)
+	qb := make([]float64, r)
+	for a := range r {
+		copy(g[a*r+a:a*r+r], full[a*rows+a:a*rows+r])
+		qb[a] = full[a*rows+r]
+	}
+	return mat.NewSymDense(r, g), qb
+}
+
+// dot2x4 returns the dot products of x0 with y0…y3, then of x1 with
+// y0…y3, all of len(x0).
+func dot2x4(x0, x1, y0, y1, y2, y3 []float64) [8]float64 {
+	n := len(x0)
+	x1, y0, y1, y2, y3 = x1[:n], y0[:n], y1[:n], y2[:n], y3[:n]
+	var s00, s01, s02, s03, s10, s11, s12, s13 float64
+	for i, a := range x0 {
+		b := x1[i]
+		c0, c1, c2, c3 := y0[i], y1[i], y2[i], y3[i]
+		s00 += a * c0
+		s01 += a * c1
+		s02 += a * c2
+		s03 += a * c3
+		s10 += b * c0
+		s11 += b * c1
+		s12 += b * c2
+		s13 += b * c3
+	}
+	return [8]float64{s00, s01, s02, s03, s10, s11, s12, s13}
 }
 
 func (t *Trainer) checkRatings(rs []Rating) error {
@@ -313,24 +387,37 @@ func (t *Trainer) gdImplicit(dst []float64, u *User, rs []Rating) (float64, int)
 	rank := m.Rank
 	s := rank + 1
 	lr, reg := t.cfg.LR, t.cfg.Reg
-	conf := make(map[int32]float64, len(rs))
-	for _, x := range rs {
-		conf[x.Item] = 1 + t.cfg.Alpha*float64(x.Value)
+	// The observed items in item order, walked beside the pass over all
+	// items (a map lookup per item costs more than the item's arithmetic).
+	type observed struct {
+		item int
+		conf float64
 	}
-	p := u.Factor
+	obs := make([]observed, len(rs))
+	for k, x := range rs {
+		obs[k] = observed{int(x.Item), 1 + t.cfg.Alpha*float64(x.Value)}
+	}
+	slices.SortFunc(obs, func(a, b observed) int { return cmp.Compare(a.item, b.item) })
+	p := u.Factor[:rank]
 	var loss float64
 	steps := max(t.cfg.Epochs, 1)
 	for step := range steps {
+		next := 0
 		for i := range m.Items {
 			g := m.Params[i*s : i*s+s]
 			d := dst[i*s : i*s+s]
+			gf, df := g[:rank], d[:rank]
 			x := g[rank] + d[rank]
-			for f := range rank {
-				x += (g[f] + d[f]) * p[f]
+			for f, q := range gf {
+				x += (q + df[f]) * p[f]
 			}
-			c, pref, obs := 1.0, 0.0, false
-			if cc, ok := conf[int32(i)]; ok {
-				c, pref, obs = cc, 1, true
+			c, pref, r := 1.0, 0.0, 0.0
+			for next < len(obs) && obs[next].item < i { // a repeated item
+				next++
+			}
+			if next < len(obs) && obs[next].item == i {
+				c, pref, r = obs[next].conf, 1, reg
+				next++
 			}
 			e := pref - x
 			if step == 0 {
@@ -340,12 +427,15 @@ func (t *Trainer) gdImplicit(dst []float64, u *User, rs []Rating) (float64, int)
 				continue
 			}
 			w := lr * c * e
-			r := 0.0
-			if obs {
-				r = reg
+			if r == 0 {
+				for f, pf := range p {
+					df[f] += w * pf
+				}
+				d[rank] += w
+				continue
 			}
-			for f := range rank {
-				d[f] += w*p[f] - lr*r*(g[f]+d[f])
+			for f, pf := range p {
+				df[f] += w*pf - lr*r*(gf[f]+df[f])
 			}
 			d[rank] += w - lr*r*(g[rank]+d[rank])
 		}

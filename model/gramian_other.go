@@ -1,0 +1,6 @@
+//go:build !wasm
+
+package model
+
+// blockedGramian: see gramian.
+const blockedGramian = false

@@ -1,0 +1,4 @@
+package model
+
+// blockedGramian: see gramian.
+const blockedGramian = true
