@@ -154,12 +154,17 @@ func federation(o js.Value, log *slog.Logger) (client.Federation, io.Closer, err
 	if tokenFn.Type() != js.TypeFunction {
 		return nil, nil, fmt.Errorf("%w: token: want a function returning the device token", client.ErrInvalidArgument)
 	}
-	token := func(ctx context.Context) ([]byte, error) {
-		v, err := awaitValue(ctx, tokenFn.Invoke())
+	tokenOf := func(v js.Value, err error) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("token: %w", err)
 		}
 		return client.ParseDeviceToken(v.String())
+	}
+	token := func(ctx context.Context) ([]byte, error) { return tokenOf(awaitValue(ctx, tokenFn.Invoke())) }
+	id := str(o.Get("clientID"), "")
+	var first js.Value // the token that names the device, on its way
+	if id == "" {
+		first = tokenFn.Invoke()
 	}
 	web := &client.WebOptions{Token: token}
 	if hs := o.Get("certHashes"); !hs.IsUndefined() {
@@ -182,10 +187,9 @@ func federation(o js.Value, log *slog.Logger) (client.Federation, io.Closer, err
 	if len(items) == 0 {
 		return nil, nil, fmt.Errorf("%w: items (the shop's catalogue, in the model's order) is required with addrs", client.ErrInvalidArgument)
 	}
-	id := str(o.Get("clientID"), "")
 	if id == "" {
 		// The node checks every request against the token's device.
-		b, err := token(context.Background())
+		b, err := tokenOf(awaitValue(context.Background(), first))
 		if err != nil {
 			return nil, nil, err
 		}
