@@ -126,13 +126,18 @@ func (c *Client) userLocked() (*model.User, []int32, error) {
 	seen = slices.Clip(slices.Compact(seen))
 	if ms.user == nil {
 		rs := ratingsFor(c.st.interactions, ms.index, ms.rel.Model.Kind, ms.rel.EventWeights.orDefault())
-		t, err := c.trainerLocked()
-		if err != nil {
-			return nil, nil, err
-		}
-		u, err := t.FitUser(rs)
-		if err != nil {
-			return nil, nil, fmt.Errorf("client: refresh user: %w", err)
+		// Without ratings the fit is the zero factor: no need to build
+		// the trainer (the implicit Gramian, a pass over every item)
+		// before a new visitor's first recommendations.
+		u := &model.User{Factor: make([]float64, ms.rel.Model.Rank)}
+		if len(rs) > 0 {
+			t, err := c.trainerLocked()
+			if err != nil {
+				return nil, nil, err
+			}
+			if u, err = t.FitUser(rs); err != nil {
+				return nil, nil, fmt.Errorf("client: refresh user: %w", err)
+			}
 		}
 		ms.user = u
 		c.st.user = &userRec{Version: ms.rel.Version, User: model.User{Factor: slices.Clone(u.Factor), Bias: u.Bias}}

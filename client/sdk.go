@@ -396,10 +396,13 @@ func openClient(cfg Config, files storage) (*Client, error) {
 		return nil, err
 	}
 	if rel != nil {
-		if err := c.install(rel); err != nil {
+		// loadModel validated it.
+		ix, err := rel.index()
+		if err != nil {
 			s.close()
 			return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, modelFile, err)
 		}
+		c.use(rel, ix)
 	}
 	if _, err := c.ledger.spent(st.charges); err != nil {
 		s.close()
@@ -420,20 +423,13 @@ func openClient(cfg Config, files storage) (*Client, error) {
 	return c, nil
 }
 
-// install makes rel the current model. The caller holds mu (or owns c).
-func (c *Client) install(rel *Release) error {
-	if err := rel.validate(); err != nil {
-		return err
-	}
-	ix, err := rel.index()
-	if err != nil {
-		return err
-	}
+// use makes rel, checked, with index ix, the current model. The caller
+// holds mu (or owns c).
+func (c *Client) use(rel *Release, ix map[string]int32) {
 	c.model = modelState{rel: rel, index: ix}
 	if u := c.st.user; u != nil && c.st.userFresh && u.Version == rel.Version && len(u.User.Factor) == rel.Model.Rank {
 		c.model.user = &model.User{Factor: append([]float64(nil), u.User.Factor...), Bias: u.User.Bias}
 	}
-	return nil
 }
 
 // persist appends records to the store and then applies them to the
@@ -537,15 +533,18 @@ func (c *Client) SetModel(ctx context.Context, r Release) error {
 		return err
 	}
 	rel := &Release{Version: r.Version, Model: r.Model.Clone(), Items: append([]string(nil), r.Items...), EventWeights: r.EventWeights}
-	if _, err := rel.index(); err != nil {
+	ix, err := rel.index()
+	if err != nil {
 		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.setModelLocked(rel)
+	return c.setModelLocked(rel, ix)
 }
 
-func (c *Client) setModelLocked(rel *Release) error {
+// setModelLocked installs rel, checked, with index ix. The caller holds
+// mu.
+func (c *Client) setModelLocked(rel *Release, ix map[string]int32) error {
 	if c.closed {
 		return ErrClosed
 	}
@@ -557,7 +556,8 @@ func (c *Client) setModelLocked(rel *Release) error {
 			return err
 		}
 	}
-	return c.install(rel)
+	c.use(rel, ix)
+	return nil
 }
 
 // ModelVersion returns the version of the installed model, 0 for none.
@@ -969,7 +969,7 @@ func (k *Contribution) Update(ctx context.Context, rel *Release) (Payload, error
 	c.mu.Lock()
 	if c.model.rel == nil || rel.Version > c.model.rel.Version {
 		own := &Release{Version: rel.Version, Model: rel.Model.Clone(), Items: append([]string(nil), rel.Items...), EventWeights: rel.EventWeights}
-		if err := c.setModelLocked(own); err != nil {
+		if err := c.setModelLocked(own, ix); err != nil {
 			c.log.Warn("client: installing the round's model failed", "model_version", rel.Version, "err", err)
 		}
 	}

@@ -668,6 +668,13 @@ func TestReleaseEventWeightsStored(t *testing.T) {
 	if _, err := decodeRelease(b[:len(b)-3]); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("decodeRelease(truncated weights) = %v, want ErrCorrupt", err)
 	}
+	// Each parameter checked as it is decoded: the last one made NaN
+	// (version, kind, items and rank take 8+1+1+1 bytes here).
+	nan := slices.Clone(b)
+	binary.LittleEndian.PutUint64(nan[11+8*(len(rel.Model.Params)-1):], math.Float64bits(math.NaN()))
+	if _, err := decodeRelease(nan); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("decodeRelease(NaN param) = %v, want ErrCorrupt", err)
+	}
 }
 
 func FuzzDecodeRelease(f *testing.F) {

@@ -173,7 +173,13 @@ func (s *jsStream) Read(b []byte) (int, error) {
 			return 0, io.EOF
 		}
 		chunk := v.Get("value")
-		s.buf = make([]byte, chunk.Get("byteLength").Int())
+		n := chunk.Get("byteLength").Int()
+		if n <= len(b) {
+			// Straight into the caller's buffer: a model arrives in
+			// chunks of tens of KiB, read into 512 KiB frames.
+			return js.CopyBytesToGo(b, chunk), nil
+		}
+		s.buf = make([]byte, n)
 		js.CopyBytesToGo(s.buf, chunk)
 	}
 	n := copy(b, s.buf)

@@ -101,6 +101,9 @@ export interface Report {
 
 export function open(o: OpenOptions): Promise<Device>;
 
+/** Starts downloading, compiling and starting fedrec.wasm without waiting: a page calls it first and overlaps it with fetching its configuration and token. Optional (open loads the module itself); a failure is reported by open. */
+export function preload(o?: { wasmURL?: string }): void;
+
 /** Deletes the store in a database that open refuses ("corrupt", "wrong_key"), to start over; fails with "locked" while a device has it open. */
 export function remove(o?: { db?: string; wasmURL?: string }): Promise<void>;
 

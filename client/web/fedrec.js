@@ -10,21 +10,35 @@ let loaded = null; // the module, loaded once per page
 function load(wasmURL) {
   if (!loaded) {
     loaded = (async () => {
+      // The download starts first; the Go runtime's glue comes meanwhile.
+      const wasm = fetch(wasmURL ?? new URL("./fedrec.wasm", import.meta.url).href);
+      wasm.catch(() => {}); // reported by instantiateStreaming below
       if (!globalThis.Go) {
         await import(new URL("./wasm_exec.js", import.meta.url).href);
       }
       const go = new globalThis.Go();
-      const url = wasmURL ?? new URL("./fedrec.wasm", import.meta.url).href;
-      const { instance } = await WebAssembly.instantiateStreaming(fetch(url), go.importObject);
+      // Compiles while it downloads (the server must send
+      // application/wasm); the browser may keep the compiled code for
+      // the next visit.
+      const { instance } = await WebAssembly.instantiateStreaming(wasm, go.importObject);
       go.run(instance); // runs main until it waits for calls; it never exits
       if (!globalThis.fedrec?.open) {
         throw new Error("fedrec: fedrec.wasm did not start");
       }
+      performance.mark("fedrec:wasm");
       return globalThis.fedrec;
     })();
     loaded.catch(() => { loaded = null; }); // let a later open try again
   }
   return loaded;
+}
+
+// preload starts downloading, compiling and starting fedrec.wasm, so that
+// a page can overlap it with its own start (fetching its configuration
+// and the device token) before it calls open. A failure is reported by
+// open.
+export function preload(o) {
+  load(o?.wasmURL).catch(() => {});
 }
 
 function invalid(message) {
@@ -46,12 +60,15 @@ export async function open(o) {
     addrs,
     token: o.token,
     certHashes: o.certHashes,
-    items: o.items,
+    // One string rather than an array: a catalogue of thousands of IDs
+    // crosses into the module in one call.
+    items: o.items === undefined ? undefined : JSON.stringify(o.items),
     clientID: o.clientID,
     key: o.key,
     policy: o.policy,
     debug: !!o.debug,
   });
+  performance.mark("fedrec:open");
   return new Device(d);
 }
 

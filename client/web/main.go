@@ -154,12 +154,17 @@ func federation(o js.Value, log *slog.Logger) (client.Federation, io.Closer, err
 	if tokenFn.Type() != js.TypeFunction {
 		return nil, nil, fmt.Errorf("%w: token: want a function returning the device token", client.ErrInvalidArgument)
 	}
-	token := func(ctx context.Context) ([]byte, error) {
-		v, err := awaitValue(ctx, tokenFn.Invoke())
+	tokenOf := func(v js.Value, err error) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("token: %w", err)
 		}
 		return client.ParseDeviceToken(v.String())
+	}
+	token := func(ctx context.Context) ([]byte, error) { return tokenOf(awaitValue(ctx, tokenFn.Invoke())) }
+	id := str(o.Get("clientID"), "")
+	var first js.Value // the token that names the device, on its way
+	if id == "" {
+		first = tokenFn.Invoke()
 	}
 	web := &client.WebOptions{Token: token}
 	if hs := o.Get("certHashes"); !hs.IsUndefined() {
@@ -171,14 +176,20 @@ func federation(o js.Value, log *slog.Logger) (client.Federation, io.Closer, err
 			web.CertHashes = append(web.CertHashes, [32]byte(b))
 		}
 	}
-	items := strs(o.Get("items"))
+	var items []string
+	if v := o.Get("items"); v.Type() == js.TypeString {
+		// fedrec.js passes the catalogue as JSON: one string to copy
+		// instead of a js.Value per item.
+		if err := json.Unmarshal([]byte(v.String()), &items); err != nil {
+			return nil, nil, fmt.Errorf("%w: items: want an array of item IDs: %v", client.ErrInvalidArgument, err)
+		}
+	}
 	if len(items) == 0 {
 		return nil, nil, fmt.Errorf("%w: items (the shop's catalogue, in the model's order) is required with addrs", client.ErrInvalidArgument)
 	}
-	id := str(o.Get("clientID"), "")
 	if id == "" {
 		// The node checks every request against the token's device.
-		b, err := token(context.Background())
+		b, err := tokenOf(awaitValue(context.Background(), first))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -187,6 +198,9 @@ func federation(o js.Value, log *slog.Logger) (client.Federation, io.Closer, err
 			return nil, nil, fmt.Errorf("%w: token: %v", client.ErrInvalidArgument, err)
 		}
 		id = claims.Device
+		// The first session, opened in the next moments to fetch the
+		// model, uses this token rather than asking the shop for another.
+		web.Token = firstThen(b, token)
 	}
 	d, err := client.NewDialerConfig(client.DialerConfig{Addrs: addrs, TLS: client.BrowserTLS(), Web: web, Logger: log})
 	if err != nil {
@@ -199,6 +213,27 @@ func federation(o js.Value, log *slog.Logger) (client.Federation, io.Closer, err
 	}
 	return fed, d, nil
 }
+
+// firstThen returns a token source that returns tok at its first call if
+// that comes within tokenReuse, and then calls next.
+func firstThen(tok []byte, next func(context.Context) ([]byte, error)) func(context.Context) ([]byte, error) {
+	var mu sync.Mutex
+	deadline := time.Now().Add(tokenReuse)
+	return func(ctx context.Context) ([]byte, error) {
+		mu.Lock()
+		t := tok
+		tok = nil
+		mu.Unlock()
+		if t != nil && time.Now().Before(deadline) {
+			return t, nil
+		}
+		return next(ctx)
+	}
+}
+
+// tokenReuse bounds the age of the token open fetched for the device ID
+// when the first session uses it: well within any token's lifetime.
+const tokenReuse = 30 * time.Second
 
 // methods are the device's methods for fedrec.js.
 func (d *device) methods() map[string]any {

@@ -115,7 +115,9 @@ func TestFirstRecommendation(t *testing.T) {
 		}
 		ms := eval[string](e, `document.body.dataset.firstRecMs`)
 		marks := eval[string](e, `performance.getEntriesByType("mark").map((m) => m.name + " " + m.startTime.toFixed(0)).join(", ")`)
-		res := eval[string](e, `performance.getEntriesByType("resource").filter((r) => /fedrec\.(js|wasm)$|config\.json$/.test(r.name)).map((r) => r.name.replace(/.*\//, "") + " " + r.startTime.toFixed(0) + "-" + r.responseEnd.toFixed(0)).join(", ")`)
+		// Each download's start and end, and its bytes over the network
+		// (0: from the browser's cache).
+		res := eval[string](e, `performance.getEntriesByType("resource").map((r) => r.name.replace(/.*\//, "") + " " + r.startTime.toFixed(0) + "-" + r.responseEnd.toFixed(0) + " (" + r.transferSize + " B)").join(", ")`)
 		t.Logf("10,000 items, rank 32, %s: page start to first recommendation %s ms (target ≤ 1000); ms since page start: %s; downloads: %s", load, ms, marks, res)
 	}
 }

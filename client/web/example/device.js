@@ -4,7 +4,11 @@
 // SHA-256 hashes of their certificates, the catalogue and the device
 // policy) and token (a short-lived device token for the shopper it has
 // logged in; see docs/security.md, "Browsers").
-import { open } from "../fedrec.js";
+import { open, preload } from "../fedrec.js";
+
+// The module downloads, compiles and starts while the page fetches its
+// configuration: whichever page imports this starts it at once.
+preload();
 
 // config fetches the shop's configuration.
 export async function config() {
