@@ -38,6 +38,10 @@ type NodeHealth struct {
 	NotReady string `json:"not_ready,omitempty"`
 	Version  string `json:"version,omitempty"`
 	Error    string `json:"error,omitempty"` // unreachable, wrong token …
+	// HTTPStatus is the node's answer when it answered with an error (401
+	// for a wrong token): reachable, but no status. 0 when it did not
+	// answer at all.
+	HTTPStatus int `json:"http_status,omitempty"`
 }
 
 // clusterHealth asks every node at once, then the members the answers
@@ -93,7 +97,9 @@ func askStatus(ctx context.Context, c *http.Client, addrs []string, token string
 		wg.Go(func() {
 			st, err := getStatus(ctx, c, addr, token)
 			nh := NodeHealth{Admin: addr}
-			if err != nil {
+			if ae := (*answerError)(nil); errors.As(err, &ae) {
+				nh.Error, nh.HTTPStatus = err.Error(), ae.Code
+			} else if err != nil {
 				nh.Error = err.Error()
 			} else {
 				statuses[i] = &st
@@ -150,6 +156,10 @@ func (h *Health) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ADMIN\tNODE\tSTATE\tTERM\tLEADER\tREADY\tVERSION")
 	for _, n := range h.Nodes {
+		if n.HTTPStatus != 0 {
+			fmt.Fprintf(tw, "%s\t-\trefused: %s\n", n.Admin, n.Error)
+			continue
+		}
 		if n.Error != "" {
 			fmt.Fprintf(tw, "%s\t-\tunreachable: %s\n", n.Admin, n.Error)
 			continue

@@ -80,6 +80,16 @@ func TestClusterHealthAndVersion(t *testing.T) {
 	if json.Unmarshal(out.Bytes(), &h) != nil || err == nil || !h.Quorum || h.Healthy || len(h.Nodes) != 2 || h.Nodes[1].Error == "" {
 		t.Errorf("cluster health with an unreachable address = %v, %+v", err, h)
 	}
+	// A wrong token: the node answered 401, which is not "unreachable".
+	out.Reset()
+	wrong := []string{"cluster", "health", "--certs", dir, "--token", "wrong", "--timeout", "30s", "--admin", n.AdminAddr()}
+	if err := run(t.Context(), wrong, &out, &bytes.Buffer{}); err == nil || !strings.Contains(out.String(), "refused: GET /v1/status: 401") || strings.Contains(out.String(), "unreachable:") {
+		t.Errorf("cluster health with a wrong token = %v, printed:\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := run(t.Context(), append(wrong, "--json"), &out, &bytes.Buffer{}); err == nil || json.Unmarshal(out.Bytes(), &h) != nil || len(h.Nodes) != 1 || h.Nodes[0].HTTPStatus != http.StatusUnauthorized {
+		t.Errorf("cluster health --json with a wrong token = %v, %s", err, out.String())
+	}
 
 	out.Reset()
 	if err := run(t.Context(), []string{"version", "--json"}, &out, &bytes.Buffer{}); err != nil {

@@ -126,9 +126,21 @@ func adminGet(ctx context.Context, c *http.Client, addr, path, token string) ([]
 		return nil, err
 	}
 	if code != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %d %s: %s", path, code, http.StatusText(code), strings.TrimSpace(string(body)))
+		return nil, &answerError{Path: path, Code: code, Body: strings.TrimSpace(string(body))}
 	}
 	return body, nil
+}
+
+// answerError is a node's answer other than 200: the node is reachable,
+// it refused (a wrong token is 401) or failed the request.
+type answerError struct {
+	Path string
+	Code int
+	Body string
+}
+
+func (e *answerError) Error() string {
+	return fmt.Sprintf("GET %s: %d %s: %s", e.Path, e.Code, http.StatusText(e.Code), e.Body)
 }
 
 // adminDo sends a request without a body to a node's admin API and returns
