@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"syscall/js"
 	"time"
@@ -176,13 +177,9 @@ func federation(o js.Value, log *slog.Logger) (client.Federation, io.Closer, err
 			web.CertHashes = append(web.CertHashes, [32]byte(b))
 		}
 	}
-	var items []string
-	if v := o.Get("items"); v.Type() == js.TypeString {
-		// fedrec.js passes the catalogue as JSON: one string to copy
-		// instead of a js.Value per item.
-		if err := json.Unmarshal([]byte(v.String()), &items); err != nil {
-			return nil, nil, fmt.Errorf("%w: items: want an array of item IDs: %v", client.ErrInvalidArgument, err)
-		}
+	items, err := catalogue(o.Get("items"))
+	if err != nil {
+		return nil, nil, err
 	}
 	if len(items) == 0 {
 		return nil, nil, fmt.Errorf("%w: items (the shop's catalogue, in the model's order) is required with addrs", client.ErrInvalidArgument)
@@ -212,6 +209,27 @@ func federation(o js.Value, log *slog.Logger) (client.Federation, io.Closer, err
 		return nil, nil, err
 	}
 	return fed, d, nil
+}
+
+// catalogue reads the catalogue as fedrec.js passes it: one string to
+// copy instead of a js.Value per item, {lines, n} (the IDs one a line) or
+// JSON (when an ID holds a line break).
+func catalogue(v js.Value) ([]string, error) {
+	switch v.Type() {
+	case js.TypeObject:
+		items := strings.Split(str(v.Get("lines"), ""), "\n")
+		if n := v.Get("n"); n.Type() != js.TypeNumber || n.Int() != len(items) {
+			return nil, fmt.Errorf("%w: items: %d lines, want %v", client.ErrInvalidArgument, len(items), n)
+		}
+		return items, nil
+	case js.TypeString:
+		var items []string
+		if err := json.Unmarshal([]byte(v.String()), &items); err != nil {
+			return nil, fmt.Errorf("%w: items: want an array of item IDs: %v", client.ErrInvalidArgument, err)
+		}
+		return items, nil
+	}
+	return nil, nil
 }
 
 // firstThen returns a token source that returns tok at its first call if
