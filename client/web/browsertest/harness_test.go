@@ -356,6 +356,13 @@ func (e *env) browser(path string) {
 		chromedp.Flag("headless", "new"),
 		chromedp.UserDataDir(filepath.Join(e.dir, "chromium")),
 		chromedp.WindowSize(1200, 900),
+		// A container's /dev/shm is often 64 MiB, too small for Chromium's
+		// shared memory; Debian's launcher adds this only when it can
+		// measure /dev/shm.
+		chromedp.Flag("disable-dev-shm-usage", true),
+		// A loaded CI machine can take longer than chromedp's default 20 s
+		// to start the browser.
+		chromedp.WSURLReadTimeout(2*time.Minute),
 	)
 	if os.Geteuid() == 0 {
 		opts = append(opts, chromedp.NoSandbox) // Chromium refuses to sandbox as root
