@@ -159,7 +159,12 @@ func federation(o js.Value, log *slog.Logger) (client.Federation, io.Closer, err
 		if err != nil {
 			return nil, fmt.Errorf("token: %w", err)
 		}
-		return client.ParseDeviceToken(v.String())
+		b, err := client.ParseDeviceToken(v.String())
+		if err != nil {
+			// The page's backend gave something that is not a device token.
+			return nil, fmt.Errorf("%w: token: %w", client.ErrInvalidArgument, err)
+		}
+		return b, nil
 	}
 	token := func(ctx context.Context) ([]byte, error) { return tokenOf(awaitValue(ctx, tokenFn.Invoke())) }
 	id := str(o.Get("clientID"), "")

@@ -166,8 +166,8 @@ func TestIndexedDBStore(t *testing.T) {
 
 // The catalogue crosses into the module as one string, its IDs one a
 // line, or as JSON when an ID holds a line break: both reach the token
-// check (which a made-up token fails), and an ID that is not a string is
-// refused with the code invalid first.
+// check (which a made-up token fails with the code invalid), and an ID
+// that is not a string is refused with the code invalid first.
 func TestCatalogueCrossing(t *testing.T) {
 	e := newBrowser(t)
 	e.do(chromedp.Navigate(e.web.URL + "/example/"))
@@ -175,7 +175,7 @@ func TestCatalogueCrossing(t *testing.T) {
 	const msg = async (p) => { try { (await p).close(); return ""; } catch (e) { return e.code + ": " + e.message; } };
 	const o = { db: "s5", addrs: ["127.0.0.1:1"], token: async () => "not a token" };
 	return [await msg(f.open({ ...o, items: ["a", "b"] })), await msg(f.open({ ...o, items: ["a\nb", "c"] })), await msg(f.open({ ...o, items: ["a", 2] }))];`)
-	for i, want := range []string{"token", "token", "invalid: fedrec: items"} {
+	for i, want := range []string{"invalid: client: invalid argument: token", "invalid: client: invalid argument: token", "invalid: fedrec: items"} {
 		if i >= len(got) || !strings.Contains(got[i], want) {
 			t.Errorf("open with catalogue %d: %q, want an error naming %q", i, got, want)
 		}
