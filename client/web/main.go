@@ -84,7 +84,11 @@ func openDevice(o js.Value) (*device, error) {
 	}
 	if k := o.Get("key"); k.Truthy() {
 		// The page's own 32-byte key (Uint8Array) instead of the
-		// WebCrypto key the SDK keeps.
+		// WebCrypto key the SDK keeps. CopyBytesToGo panics on anything
+		// else.
+		if !k.InstanceOf(js.Global().Get("Uint8Array")) {
+			return nil, fmt.Errorf("%w: key: want a Uint8Array", client.ErrInvalidArgument)
+		}
 		cfg.Key = make([]byte, k.Get("byteLength").Int())
 		js.CopyBytesToGo(cfg.Key, k)
 	}
@@ -117,27 +121,47 @@ func policy(v js.Value) (client.Policy, error) {
 	for i := range keys.Length() {
 		k := keys.Index(i).String()
 		x := v.Get(k)
+		// syscall/js panics on a value of another type, which would stop
+		// the module: a setting of the wrong type is refused instead.
+		want := ""
+		num := func() float64 {
+			if x.Type() != js.TypeNumber {
+				want = "a number"
+				return 0
+			}
+			return x.Float()
+		}
+		flag := func() bool {
+			if x.Type() != js.TypeBoolean {
+				want = "true or false"
+				return false
+			}
+			return x.Bool()
+		}
 		switch k {
 		case "minCohort":
-			p.MinCohort = x.Int()
+			p.MinCohort = int(num())
 		case "minNoiseMultiplier":
-			p.MinNoiseMultiplier = x.Float()
+			p.MinNoiseMultiplier = num()
 		case "maxClipNorm":
-			p.MaxClipNorm = x.Float()
+			p.MaxClipNorm = num()
 		case "epsilon":
-			p.Epsilon = x.Float()
+			p.Epsilon = num()
 		case "delta":
-			p.Delta = x.Float()
+			p.Delta = num()
 		case "requireDistributedNoise":
-			p.RequireDistributedNoise = x.Bool()
+			p.RequireDistributedNoise = flag()
 		case "trustSamplingRate":
-			p.TrustSamplingRate = x.Bool()
+			p.TrustSamplingRate = flag()
 		case "maxRoundBytes":
-			p.MaxRoundBytes = int64(x.Float())
+			p.MaxRoundBytes = int64(num())
 		case "requireSignedSecAgg", "requireUnmetered", "requireCharging", "requireIdle":
 			return p, fmt.Errorf("%w: policy.%s does not apply in a browser (no device certificate, no device conditions)", client.ErrInvalidArgument, k)
 		default:
 			return p, fmt.Errorf("%w: policy.%s is not a policy setting", client.ErrInvalidArgument, k)
+		}
+		if want != "" {
+			return p, fmt.Errorf("%w: policy.%s: want %s", client.ErrInvalidArgument, k, want)
 		}
 	}
 	return p, nil
@@ -363,7 +387,7 @@ func (d *device) participate(args []js.Value) (any, error) {
 	defer cancel(nil)
 	if len(args) > 1 && args[1].Type() == js.TypeObject {
 		sig := args[1]
-		if sig.Get("aborted").Bool() {
+		if sig.Get("aborted").Truthy() {
 			return nil, fmt.Errorf("participate: %w", errAborted)
 		}
 		abort := js.FuncOf(func(js.Value, []js.Value) any { cancel(errAborted); return nil })

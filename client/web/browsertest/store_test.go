@@ -181,3 +181,22 @@ func TestCatalogueCrossing(t *testing.T) {
 		}
 	}
 }
+
+// Options of the wrong type are refused with the code invalid; syscall/js
+// would otherwise panic reading them and stop the module, so the module
+// still answers afterwards.
+func TestOptionsOfWrongType(t *testing.T) {
+	e := newBrowser(t)
+	e.do(chromedp.Navigate(e.web.URL + "/example/"))
+	got := storeEval[[]string](e, `
+	const msg = async (p) => { try { (await p).close(); return "opened"; } catch (e) { return e.code + ": " + e.message; } };
+	const o = { db: "s6", items: ["a", "b"] };
+	return [await msg(f.open({ ...o, policy: { minCohort: "5" } })), await msg(f.open({ ...o, policy: { trustSamplingRate: 1 } })),
+		await msg(f.open({ ...o, key: "not a key" })), await msg(f.open(o))];`)
+	for i, want := range []string{"invalid: client: invalid argument: policy.minCohort: want a number", "invalid: client: invalid argument: policy.trustSamplingRate: want true or false",
+		"invalid: client: invalid argument: key: want a Uint8Array", "opened"} {
+		if i >= len(got) || !strings.Contains(got[i], want) {
+			t.Errorf("open %d: %q, want %q", i, got, want)
+		}
+	}
+}
