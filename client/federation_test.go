@@ -183,6 +183,13 @@ var permissive = client.Policy{MinCohort: 1, MinNoiseMultiplier: 1, MaxClipNorm:
 // startNode starts a one-node cluster with the client protocol on QUIC.
 func startNode(t *testing.T, tr coordinator.Training) (*coordinator.Node, *pki.CA) {
 	t.Helper()
+	return startNodeWith(t, tr, nil)
+}
+
+// startNodeWith is startNode with the node's TLS bundle shaped by bundle
+// (nil: as made).
+func startNodeWith(t *testing.T, tr coordinator.Training, bundle func(*pki.Bundle)) (*coordinator.Node, *pki.CA) {
+	t.Helper()
 	ca, err := pki.NewCA("test CA", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -190,6 +197,9 @@ func startNode(t *testing.T, tr coordinator.Training) (*coordinator.Node, *pki.C
 	b, err := ca.NodeBundle("n0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if bundle != nil {
+		bundle(b)
 	}
 	_, trans := raft.NewInmemTransport("raft-0")
 	n, err := coordinator.New(coordinator.Config{

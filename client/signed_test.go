@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/fedrec/fedrec/client"
 	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/pki"
@@ -23,33 +21,13 @@ import (
 // returns with the cluster's CA.
 func startDeviceNode(t *testing.T, tr coordinator.Training) (n *coordinator.Node, ca, devCA *pki.CA) {
 	t.Helper()
-	ca, err := pki.NewCA("test CA", time.Hour)
+	devCA, err := pki.NewCA("test device CA", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if devCA, err = pki.NewCA("test device CA", time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	b, err := ca.NodeBundle("n0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.Devices, b.Revoked = devCA.Pool(), filepath.Join(t.TempDir(), pki.RevokedFile)
-	_, trans := raft.NewInmemTransport("raft-0")
-	n, err = coordinator.New(coordinator.Config{
-		ID: "n0", InMemory: true, Transport: trans, ClientAddr: "127.0.0.1:0", TLS: b, Bootstrap: true, Seed: 1,
-		HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
-		Training: tr,
+	n, ca = startNodeWith(t, tr, func(b *pki.Bundle) {
+		b.Devices, b.Revoked = devCA.Pool(), filepath.Join(t.TempDir(), pki.RevokedFile)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	wctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if err := n.WaitFor(wctx, func(s *coordinator.State) bool { return s.Current() != nil }); err != nil {
-		t.Fatal(err)
-	}
 	return n, ca, devCA
 }
 
