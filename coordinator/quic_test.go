@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"path/filepath"
 	"sync"
@@ -244,6 +245,19 @@ func TestQUICQuantizedRounds(t *testing.T) {
 func rawExchange(t *testing.T, ctx context.Context, conn *quic.Conn, b []byte) (wire.Message, error) {
 	t.Helper()
 	st, err := conn.OpenStreamSync(ctx)
+	return rawOn(t, st, err, b)
+}
+
+// rawStream is a QUIC or WebTransport stream.
+type rawStream interface {
+	io.ReadWriteCloser
+	SetDeadline(time.Time) error
+}
+
+// rawOn writes raw bytes on st, just opened (err: its opening's), and
+// reads one reply.
+func rawOn(t *testing.T, st rawStream, err error, b []byte) (wire.Message, error) {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}

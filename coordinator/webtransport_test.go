@@ -93,13 +93,7 @@ func wtExchange(ctx context.Context, sess *webtransport.Session, req wire.Messag
 func wtRaw(t *testing.T, ctx context.Context, sess *webtransport.Session, b []byte) (wire.Message, error) {
 	t.Helper()
 	st, err := sess.OpenStreamSync(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.SetDeadline(time.Now().Add(5 * time.Second))
-	st.Write(b)
-	st.Close()
-	return wire.Read(st, wire.Limits{})
+	return rawOn(t, st, err, b)
 }
 
 // A browser-like device over WebTransport, authenticated by its device
