@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -160,7 +161,10 @@ func NewDialerConfig(cfg DialerConfig) (*Dialer, error) {
 		cfg.Clock = time.Now
 	}
 	cfg.Addrs = slices.Clone(cfg.Addrs)
-	d := &Dialer{cfg: cfg, addrs: cfg.Addrs, tls: cfg.TLS.Clone(), prefer: cfg.Addrs[0], health: map[string]addrHealth{}, certs: newCertCache()}
+	// A new device starts at a random node, so that a population spreads
+	// over the cluster (every node serves devices); it stays with the one
+	// that answers.
+	d := &Dialer{cfg: cfg, addrs: cfg.Addrs, tls: cfg.TLS.Clone(), prefer: cfg.Addrs[rand.IntN(len(cfg.Addrs))], health: map[string]addrHealth{}, certs: newCertCache()}
 	cfg.TLS = nil
 	d.load()
 	return d, nil

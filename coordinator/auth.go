@@ -150,13 +150,25 @@ func (a *auth) check(p Peer) *wire.Error {
 // early refuses, from the frame header alone, a request the peer may not
 // make whatever its body: before the body is read.
 func (a *auth) early(t wire.Type, p Peer) *wire.Error {
-	if !a.required() || p.Node {
+	if p.Node {
+		return nil
+	}
+	if nodeOnly(t) { // a partial sum is as large as three uploads
+		return wire.Errorf(wire.CodeForbidden, "%s needs a node certificate of the cluster CA", t)
+	}
+	if !a.required() {
 		return nil
 	}
 	if t == wire.TypeJoin {
 		return nil // Handle answers CodeForbidden
 	}
 	return a.check(p)
+}
+
+// nodeOnly reports whether only the cluster's nodes may send requests of
+// type t.
+func nodeOnly(t wire.Type) bool {
+	return t == wire.TypeLobby || t == wire.TypeSelect || t == wire.TypePartial
 }
 
 // authorize checks a decoded request against its peer.

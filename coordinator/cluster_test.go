@@ -66,6 +66,8 @@ func startNodes(t *testing.T, prefix string, size int, tr Training, opt func(i i
 			Logger:           testLogger(t),
 			HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
 		}
+		// The nodes' channel to each other, in memory like their Raft.
+		cfg.call = c.call
 		if opt != nil {
 			opt(i, &cfg)
 		}
@@ -77,6 +79,23 @@ func startNodes(t *testing.T, prefix string, size int, tr Training, opt func(i i
 		t.Cleanup(func() { n.Close() })
 	}
 	return c
+}
+
+// call is the in-memory channel between the cluster's nodes: req is
+// handled by the node whose client address is addr, as from a node.
+func (c *testCluster) call(ctx context.Context, addr string, req wire.Message) (wire.Message, error) {
+	for _, n := range c.list() {
+		if n.ClientAddr() != addr || n.closing.Load() {
+			continue
+		}
+		var reply wire.Message
+		err := n.Handle(ctx, req, Peer{Node: true}, func(m wire.Message) error {
+			reply = m
+			return nil
+		})
+		return reply, err
+	}
+	return nil, fmt.Errorf("node %s: not reachable", addr)
 }
 
 // joinAll adds every node but the first as a voter. On a loaded machine
@@ -289,28 +308,83 @@ func TestLeadershipTransferOnClose(t *testing.T) {
 	}
 }
 
-func TestFollowerHintsAndServesModels(t *testing.T) {
-	c := newTestCluster(t, 3, testTraining())
+// Every node serves devices: devices check in and upload at their own
+// node, each node selects its share of the cohort, and the leader commits
+// the sum of the nodes' partial sums. Every node serves committed models.
+func TestEveryNodeServesDevices(t *testing.T) {
+	tr := testTraining()
+	tr.ClientsPerRound, tr.OverSelect, tr.MinClients = 6, 0, 6
+	tr.CheckInWindow = time.Hour // select only when all six wait
+	tr.RoundTimeout = time.Minute
+	c := newTestCluster(t, 3, tr)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	l := c.leader(ctx)
+	nodes := c.list()
+	type result struct {
+		node  int
+		plan  *wire.Plan
+		reply wire.Message
+	}
+	results := make(chan result, 6)
+	for i := range 6 {
+		n := nodes[i%3]
+		go func() {
+			id := fmt.Sprintf("d%d", i)
+			p, _ := call(ctx, n, &wire.CheckIn{Version: wire.Version, ClientID: id})[0].(*wire.Plan)
+			if p == nil {
+				results <- result{node: i % 3}
+				return
+			}
+			up := &wire.Upload{Version: wire.Version, Round: p.Round, ClientID: id, Ticket: p.Ticket, Model: p.Model, N: 1, Delta: constDelta(c.dim(), 0.01)}
+			results <- result{i % 3, p, call(ctx, n, up)[0]}
+		}()
+	}
+	var round uint64
+	for range 6 {
+		r := <-results
+		if r.plan == nil {
+			t.Fatalf("a device of node %d was not selected", r.node)
+		}
+		if _, ok := r.reply.(*wire.UploadAck); !ok {
+			t.Fatalf("upload at node %d: %+v", r.node, r.reply)
+		}
+		round = r.plan.Round
+	}
+	c.waitAll(ctx, func(s *State) bool { return s.Current().Version == 2 })
+	l.View(func(s *State) {
+		rec := s.Rounds()[len(s.Rounds())-1]
+		if rec.Round != round || rec.Outcome != Committed || rec.Survivors != 6 || rec.Cohort != 6 {
+			t.Errorf("round record %+v, want round %d committed with 6 of 6", rec, round)
+		}
+	})
+	for _, n := range nodes {
+		rep := call(ctx, n, &wire.GetModel{Version: wire.Version})
+		h, ok := decoded(t, rep[0]).(*wire.ModelHeader)
+		if !ok || h.Model != 2 || len(rep) != 1+h.Chunks {
+			t.Errorf("GetModel at %s = %v", n.ID(), rep)
+		}
+		rep = call(ctx, n, &wire.GetModel{Version: wire.Version, Model: 99})
+		if e, ok := rep[0].(*wire.Error); !ok || e.Code != wire.CodeUnknownModel {
+			t.Errorf("GetModel(99) at %s = %+v, want CodeUnknownModel", n.ID(), rep[0])
+		}
+	}
+}
+
+// In a secure cluster, secure aggregation runs on the leader: followers
+// point devices at it.
+func TestSecureFollowerHints(t *testing.T) {
+	c := newTestCluster(t, 3, secureTraining(3))
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	l := c.leader(ctx)
-	for _, n := range c.nodes {
+	for _, n := range c.list() {
 		if n == l {
 			continue
 		}
 		rep := call(ctx, n, &wire.CheckIn{Version: wire.Version, ClientID: "x"})
-		e, ok := rep[0].(*wire.Error)
-		if !ok || e.Code != wire.CodeNotLeader || e.Leader != l.ClientAddr() {
+		if e, ok := rep[0].(*wire.Error); !ok || e.Code != wire.CodeNotLeader || e.Leader != l.ClientAddr() {
 			t.Errorf("CheckIn at follower %s = %+v, want NotLeader with hint %q", n.ID(), rep[0], l.ClientAddr())
-		}
-		rep = call(ctx, n, &wire.GetModel{Version: wire.Version})
-		h, ok := decoded(t, rep[0]).(*wire.ModelHeader)
-		if !ok || h.Model != 1 || len(rep) != 1+h.Chunks {
-			t.Errorf("GetModel at follower %s = %v", n.ID(), rep)
-		}
-		rep = call(ctx, n, &wire.GetModel{Version: wire.Version, Model: 99})
-		if e, ok := rep[0].(*wire.Error); !ok || e.Code != wire.CodeUnknownModel {
-			t.Errorf("GetModel(99) = %+v, want CodeUnknownModel", rep[0])
 		}
 	}
 }

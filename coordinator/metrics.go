@@ -226,12 +226,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.conns, prometheus.GaugeValue, float64(conns))
 	ch <- prometheus.MustNewConstMetric(m.bytesIn, prometheus.CounterValue, float64(in))
 	ch <- prometheus.MustNewConstMetric(m.bytesOut, prometheus.CounterValue, float64(out))
-	waiting := 0
-	if l := m.n.lead.Load(); l != nil {
-		l.mu.Lock()
-		waiting = len(l.waiting)
-		l.mu.Unlock()
-	}
+	waiting, _ := m.n.lobby.count()
 	ch <- prometheus.MustNewConstMetric(m.waiting, prometheus.GaugeValue, float64(waiting))
 }
 

@@ -194,6 +194,10 @@ type Config struct {
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger
 
+	// call, set by in-package tests of in-memory clusters (no QUIC),
+	// replaces the channel between nodes.
+	call func(ctx context.Context, addr string, req wire.Message) (wire.Message, error)
+
 	// onPhase, set by in-package fault tests, is called on the leader's
 	// round goroutine, outside every lock, as a round enters a phase; it
 	// may block to hold the round there.
@@ -260,6 +264,9 @@ type Node struct {
 	metrics    *metrics // kept up to date by observedFSM
 
 	lead       atomic.Pointer[leader] // non-nil while this node runs rounds
+	lobby      *lobby                 // this node's devices waiting for a round
+	part       atomic.Pointer[round]  // this node's part of the current round, or the last one
+	caller     nodeCaller             // the channel to the other nodes
 	certs      *certStore             // the current TLS bundle (nil inside when Config.TLS is)
 	auth       *auth                  // nil without a QUIC server: Handle's callers are trusted
 	conns      *connTable             // the QUIC server's connections by peer
@@ -337,6 +344,7 @@ func New(cfg Config) (*Node, error) {
 		devBytes: &deviceBytes{max: cfg.MaxDeviceMemory, n: map[string]int64{}}, devRate: newDeviceRate(cfg.DeviceRequestRate, cfg.DeviceRequestBurst)}
 	n.metrics = newMetrics(n)
 	n.certs = newCertStore(cfg.TLS, n.log)
+	n.lobby = newLobby(n)
 	started := false
 	defer func() {
 		if !started {
@@ -464,10 +472,26 @@ func New(cfg Config) (*Node, error) {
 		}
 	}
 
-	n.wg.Add(1)
+	switch {
+	case cfg.call != nil:
+		n.caller = funcCaller(cfg.call)
+	case n.quic != nil:
+		qc := &quicCaller{n: n}
+		n.caller = qc
+		n.close = append(n.close, qc.close)
+	}
+	n.wg.Add(3)
 	go func() {
 		defer n.wg.Done()
 		n.watchLeadership(notify)
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.followRounds()
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.reportLobby()
 	}()
 	if every := cmp.Or(cfg.CertReloadInterval, DefaultCertReloadInterval); every > 0 && n.certs.fromFiles() {
 		n.wg.Add(1)
@@ -643,6 +667,7 @@ func (n *Node) Close() error {
 		}
 	}
 	n.cancel()
+	n.lobby.close()
 	if n.admin != nil {
 		errs = append(errs, n.admin.close())
 	}
@@ -862,6 +887,14 @@ func (n *Node) enter(round uint64, p phase) {
 	if n.cfg.onPhase != nil {
 		n.cfg.onPhase(round, p)
 	}
+}
+
+// newRand returns a source seeded from the node's (stream tells uses
+// apart).
+func (n *Node) newRand(stream uint64) *rand.Rand {
+	n.rngMu.Lock()
+	defer n.rngMu.Unlock()
+	return rand.New(rand.NewPCG(n.rng.Uint64(), stream))
 }
 
 // shuffle permutes with the node's seeded source (cohort sampling).

@@ -1,15 +1,17 @@
 package coordinator
 
 import (
+	"cmp"
 	"context"
-	crand "crypto/rand"
 	"errors"
 	"fmt"
-	dp "github.com/fedrec/fedrec/aggregation/privacy"
+	"maps"
 	"math"
-	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
+
+	dp "github.com/fedrec/fedrec/aggregation/privacy"
 
 	"github.com/hashicorp/raft"
 
@@ -62,45 +64,42 @@ var next = map[phase][]phase{
 	phaseCommitting:  {phaseCommitted, phaseAbandoned},
 }
 
-// maxWaiting bounds the check-ins a leader holds open.
-const maxWaiting = 100_000
-
-// leader is the round scheduler of one term of leadership.
+// leader is the round owner of one term of leadership: it gathers the
+// nodes' counts of waiting devices, asks each node for its share of the
+// cohort, commits the manifest, adds the nodes' partial sums and commits
+// the new model. Devices talk to their own node (lobby.go, part.go).
 type leader struct {
 	n *Node
 
 	mu      sync.Mutex
-	waiting []*waiter
-	byID    map[string]*waiter
-	arrived chan struct{} // closed and replaced on every check-in
-	cur     *round        // nil between rounds
+	owned   *round // the round being run; nil between rounds
 	stopped bool
-	pace    *pacer
+	// reports holds the other nodes' counts of waiting devices; reported
+	// is closed and replaced on every report.
+	reports  map[string]lobbyReport
+	reported chan struct{}
+	// partials holds the owned round's partial sums by node; partialIn
+	// is closed and replaced on every one.
+	partials  map[string]*wire.Partial
+	partialIn chan struct{}
 }
 
-type waiter struct {
-	id    string
-	reply chan wire.Message // buffered 1; exactly one reply is sent
+// lobbyReport is a node's count of waiting devices, as of at.
+type lobbyReport struct {
+	waiting int
+	at      time.Time
 }
 
 func newLeader(n *Node) *leader {
-	n.rngMu.Lock()
-	rng := rand.New(rand.NewPCG(n.rng.Uint64(), 0x9ace))
-	n.rngMu.Unlock()
-	return &leader{n: n, byID: map[string]*waiter{}, arrived: make(chan struct{}),
-		pace: newPacer(n.cfg.PaceMin, n.cfg.PaceMax, wire.MaxHold, rng)}
+	return &leader{n: n, reports: map[string]lobbyReport{}, reported: make(chan struct{}), partialIn: make(chan struct{})}
 }
 
-// stop answers everyone still waiting: this node no longer leads.
+// stop ends the term: the round it runs is abandoned.
 func (l *leader) stop() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.stopped = true
-	for _, w := range l.waiting {
-		w.reply <- &wire.Error{Code: wire.CodeNotLeader, Message: "leadership changed"}
-	}
-	l.waiting, l.byID = nil, nil
-	if r := l.cur; r != nil {
+	if r := l.owned; r != nil {
 		r.mu.Lock()
 		if r.phase != phaseCommitted {
 			r.phase = phaseAbandoned
@@ -109,60 +108,167 @@ func (l *leader) stop() {
 	}
 }
 
-// checkIn holds a client until the next selection.
-func (l *leader) checkIn(ctx context.Context, m *wire.CheckIn) wire.Message {
-	w := &waiter{id: m.ClientID, reply: make(chan wire.Message, 1)}
-	l.mu.Lock()
-	if l.stopped {
-		l.mu.Unlock()
-		return &wire.Error{Code: wire.CodeNotLeader, Message: "leadership changed"}
-	}
-	if len(l.waiting) >= maxWaiting {
-		l.mu.Unlock()
-		return &wire.Wait{RetryAfterMs: 5000}
-	}
-	if old := l.byID[w.id]; old != nil {
-		old.reply <- &wire.Wait{RetryAfterMs: 0}
-		l.remove(old)
-	}
-	l.waiting = append(l.waiting, w)
-	l.byID[w.id] = w
-	l.pace.seen(w.id, time.Now().Add(wire.MaxHold))
-	close(l.arrived)
-	l.arrived = make(chan struct{})
-	l.mu.Unlock()
-
-	t := time.NewTimer(wire.MaxHold)
-	defer t.Stop()
-	select {
-	case r := <-w.reply:
-		return r
-	case <-ctx.Done():
-	case <-t.C:
-	}
+// lobby records a node's count of waiting devices.
+func (l *leader) lobby(m *wire.Lobby) wire.Message {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	select {
-	case r := <-w.reply: // answered meanwhile
-		return r
-	default:
+	if l.stopped {
+		return &wire.Error{Code: wire.CodeNotLeader, Message: "leadership changed"}
 	}
-	l.remove(w)
-	return &wire.Wait{RetryAfterMs: 0}
+	l.reports[m.Node] = lobbyReport{waiting: m.Waiting, at: time.Now()}
+	close(l.reported)
+	l.reported = make(chan struct{})
+	var id uint64
+	if l.owned != nil {
+		id = l.owned.id
+	}
+	return &wire.NodeAck{Round: id}
 }
 
-// remove drops w from the waiting list; l.mu is held.
-func (l *leader) remove(w *waiter) {
-	if l.byID[w.id] == w {
-		delete(l.byID, w.id)
+// partial records a node's partial sum of the owned round.
+func (l *leader) partial(m *wire.Partial) wire.Message {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.owned
+	switch {
+	case r == nil || r.id != m.Round || r.phase != phaseCollecting:
+		return wire.Errorf(wire.CodeNoRound, "round %d is not collecting", m.Round)
+	case !r.groups[m.Node]:
+		return wire.Errorf(wire.CodeNotSelected, "node %q has no group in round %d", m.Node, m.Round)
+	case l.partials[m.Node] != nil:
+		return wire.Errorf(wire.CodeDuplicate, "node %q already sent its sum of round %d", m.Node, m.Round)
 	}
-	for i, x := range l.waiting {
-		if x == w {
-			l.waiting = append(l.waiting[:i], l.waiting[i+1:]...)
-			return
+	l.partials[m.Node] = m
+	close(l.partialIn)
+	l.partialIn = make(chan struct{})
+	return &wire.NodeAck{Round: m.Round}
+}
+
+// counts returns how many devices wait at each node (this one's own
+// lobby, the others' reports not older than lobbyStale), and a channel
+// closed when a count may have changed. In a secure round only this
+// node's devices count: secure aggregation runs on the leader.
+func (l *leader) counts(secure bool) (map[string]int, []<-chan struct{}) {
+	own, arrived := l.n.lobby.count()
+	out := map[string]int{l.n.cfg.ID: own}
+	if secure {
+		return out, []<-chan struct{}{arrived}
+	}
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.n.fsm.read(func(s *State) {
+		for id, r := range l.reports {
+			if s.NodeAddr(id) != "" && id != l.n.cfg.ID && now.Sub(r.at) < lobbyStale {
+				out[id] = r.waiting
+			}
+		}
+	})
+	return out, []<-chan struct{}{arrived, l.reported}
+}
+
+// quotas splits want among the nodes in proportion to their waiting
+// devices (largest remainders), none beyond what it has.
+func quotas(want int, counts map[string]int) map[string]int {
+	total := 0
+	for _, c := range counts {
+		total += c
+	}
+	out := make(map[string]int, len(counts))
+	if total <= want {
+		maps.Copy(out, counts)
+		return out
+	}
+	ids := slices.Sorted(maps.Keys(counts))
+	rem := make(map[string]float64, len(ids))
+	given := 0
+	for _, id := range ids {
+		x := float64(want) * float64(counts[id]) / float64(total)
+		out[id] = int(x)
+		rem[id] = x - float64(out[id])
+		given += out[id]
+	}
+	slices.SortStableFunc(ids, func(a, b string) int { return cmp.Compare(rem[b], rem[a]) })
+	for _, id := range ids {
+		if given >= want {
+			break
+		}
+		if out[id] < counts[id] {
+			out[id]++
+			given++
 		}
 	}
+	return out
 }
+
+// selection asks every node with a quota for its share of round r's
+// cohort, concurrently, this node's from its own lobby. It returns the
+// cohort and its groups, in node id order; a node that does not answer
+// within selectTimeout is left out.
+func (l *leader) selection(ctx context.Context, r *round, q map[string]int, roundEnd time.Time, want int) ([]string, []wire.RoundGroup) {
+	n := l.n
+	ids := slices.Sorted(maps.Keys(q))
+	picked := make([][]string, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		if q[id] <= 0 {
+			continue
+		}
+		if id == n.cfg.ID {
+			picked[i] = n.lobby.selectFor(r.id, r.base.Version, q[id], roundEnd, want)
+			continue
+		}
+		var addr string
+		n.fsm.read(func(s *State) { addr = s.NodeAddr(id) })
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, selectTimeout)
+			defer cancel()
+			m, err := n.callNode(cctx, addr, &wire.Select{Version: wire.Version, Round: r.id, Model: r.base.Version, Quota: q[id]})
+			sel, ok := m.(*wire.Selected)
+			switch {
+			case err != nil:
+				n.log.Warn("node did not select", "node", id, "round", r.id, "err", err)
+			case !ok || sel.Round != r.id || len(sel.Clients) > q[id]:
+				n.log.Warn("node selected wrongly", "node", id, "round", r.id)
+			default:
+				picked[i] = sel.Clients
+			}
+		}()
+	}
+	wg.Wait()
+	var cohort []string
+	var groups []wire.RoundGroup
+	seen := map[string]bool{}
+	for i, id := range ids {
+		var g []string
+		for _, c := range picked[i] {
+			if !seen[c] { // a device that moved between nodes counts once
+				seen[c] = true
+				g = append(g, c)
+			}
+		}
+		if len(g) == 0 {
+			continue
+		}
+		cohort = append(cohort, g...)
+		groups = append(groups, wire.RoundGroup{Node: id, Size: len(g)})
+	}
+	// Each group closes early once its share of ClientsPerRound arrived.
+	for i := range groups {
+		g := &groups[i]
+		g.Want = min(g.Size, (r.cfg.ClientsPerRound*g.Size+len(cohort)-1)/max(1, len(cohort)))
+	}
+	return cohort, groups
+}
+
+// selectTimeout bounds a node's answer to Select; partialGrace is how long
+// past a round's deadline the leader waits for the nodes' partial sums.
+const (
+	selectTimeout = 2 * time.Second
+	partialGrace  = 2 * time.Second
+)
 
 // run runs rounds until ctx ends.
 func (l *leader) run(ctx context.Context) {
@@ -200,18 +306,20 @@ type round struct {
 	tickets  map[string][]byte // selected client → ticket
 	uploaded map[string]bool
 	inflight sync.WaitGroup         // uploads being added
-	agg      aggregation.Aggregator // *Plain, or *Quantized for 8-bit uploads
+	agg      partialAggregator      // *Plain, or *Quantized for 8-bit uploads
 	quant    *aggregation.Quantized // the 8-bit round's aggregator, nil for float64 uploads
 	q        *fixedpoint.Quantizer  // the 8-bit round's quantizer
 	count    int                    // uploads added
 	loss     float64
 	n        int64
-	below    int           // uploads whose norm was at most clip (adaptive clipping)
-	clip     float64       // the round's clip norm
-	enough   chan struct{} // closed when every wanted upload arrived
-	sec      *secureRound  // nil for a plaintext round
-	m        *metrics      // times the phases (observe); nil: not timed
-	since    time.Time     // when the round entered its phase
+	below    int             // uploads whose norm was at most clip (adaptive clipping)
+	clip     float64         // the round's clip norm
+	enough   chan struct{}   // closed when every wanted upload arrived
+	want     int             // uploads that close collection early
+	groups   map[string]bool // owner: the nodes with a group, whose partial sums it waits for
+	sec      *secureRound    // nil for a plaintext round
+	m        *metrics        // times the phases (observe); nil: not timed
+	since    time.Time       // when the round entered its phase
 }
 
 // step moves r to phase to unless it was abandoned meanwhile (the leader
@@ -267,148 +375,119 @@ func (l *leader) round(ctx context.Context) error {
 	start := time.Now()
 	n.enter(r.id, phaseGathering)
 
-	// Gathering: wait for a full cohort, or for the window to pass with
-	// at least MinClients waiting.
+	// Gathering: wait for a full cohort over the nodes, or for the
+	// window to pass with at least MinClients waiting.
 	want := cfg.cohortSize()
 	window := time.NewTimer(cfg.CheckInWindow)
 	defer window.Stop()
 	windowDone := false
+	var counts map[string]int
 	for {
-		l.mu.Lock()
-		have, arrived := len(l.waiting), l.arrived
-		l.mu.Unlock()
+		var changed []<-chan struct{}
+		counts, changed = l.counts(cfg.SecAgg)
+		have := 0
+		for _, c := range counts {
+			have += c
+		}
 		if have >= want || (windowDone && have >= cfg.MinClients) {
 			break
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-arrived:
+		case <-changed[0]:
+		case <-last(changed):
 		case <-window.C:
 			windowDone = true
 		}
 	}
 
-	// Selection: sample the cohort from everyone waiting; the rest are
-	// told to come back.
-	l.mu.Lock()
-	pool := l.waiting
-	l.waiting, l.byID = nil, map[string]*waiter{}
-	n.shuffle(len(pool), func(i, j int) { pool[i], pool[j] = pool[j], pool[i] })
-	k := min(want, len(pool))
-	cohort, rest := pool[:k], pool[k:]
-	now := time.Now()
-	ids := make([]string, len(cohort))
-	for i, w := range cohort {
-		ids[i] = w.id
+	// Selection: each node samples its share of the cohort from its own
+	// waiting devices and tells the rest when to come back.
+	cohort, groups := l.selection(ctx, r, quotas(want, counts), time.Now().Add(cfg.RoundTimeout), want)
+	if len(cohort) < cfg.MinClients {
+		// The counts were stale (devices left meanwhile): the nodes'
+		// holds expire, and gathering starts again.
+		n.lobby.release(r.id)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		return nil
 	}
-	// Pace steering (pace.go): the rest come back spread over the rounds
-	// it takes to select everyone once.
-	mean := l.pace.selected(now, ids, now.Add(cfg.RoundTimeout), want)
-	for _, w := range rest {
-		d := l.pace.retry(w.id, now, mean)
-		n.metrics.paceRetry.Observe(d.Seconds())
-		w.reply <- &wire.Wait{Round: r.id, Model: base.Version, RetryAfterMs: d.Milliseconds()}
-	}
-	n.metrics.pacePopulation.Set(float64(l.pace.population(now)))
-	n.metrics.pacePeriod.Set(l.pace.period.Seconds())
-	l.mu.Unlock()
-	r.tickets = make(map[string][]byte, len(cohort))
-	for _, w := range cohort {
-		t := make([]byte, wire.TicketLen)
-		crand.Read(t)
-		r.tickets[w.id] = t
-	}
-	open := &wire.OpenRound{Round: r.id, Model: base.Version, Digest: base.Digest[:], Cohort: ids, Clip: clip, Leader: n.cfg.ID}
+	open := &wire.OpenRound{Round: r.id, Model: base.Version, Digest: base.Digest[:], Cohort: cohort, Clip: clip, Leader: n.cfg.ID}
 	if cfg.SecAgg {
-		open.SecAgg = secAggParams(cfg, r.id, base.Digest[:], ids, clip)
+		open.SecAgg = secAggParams(cfg, r.id, base.Digest[:], cohort, clip)
+	} else {
+		open.Groups = groups
 	}
 	privacy := cfg.privacy(len(cohort), open.SecAgg)
 	open.Privacy = privacy
 	if _, err := n.apply(open); err != nil {
-		for _, w := range cohort {
-			w.reply <- &wire.Error{Code: wire.CodeUnavailable, Message: "round could not start", RetryAfterMs: 500}
-		}
+		n.lobby.release(r.id)
 		return fmt.Errorf("open round %d: %w", r.id, err)
 	}
-	var err error
 	if open.SecAgg != nil {
-		if r.sec, err = newSecureRound(r.id, open.SecAgg, privacy, ids, len(base.Model.Params), n.secAggLie); err != nil {
-			return l.abandon(r, 0, err.Error(), err)
-		}
-	} else {
-		if cfg.UploadBits == 8 {
-			q, err := fixedpoint.NewQuantizer(len(base.Model.Params), clip, wire.UploadSeed(r.id, base.Digest[:]))
-			if err != nil {
-				return l.abandon(r, 0, err.Error(), err)
-			}
-			r.quant, r.q = aggregation.NewQuantized(q), q
-			r.agg = r.quant
-		} else if r.agg, err = aggregation.NewPlain(len(base.Model.Params), clip); err != nil {
-			return err
-		}
+		return l.secureRound(ctx, r, open, start)
 	}
-	deadline := time.Now().Add(cfg.RoundTimeout)
-	timeLeft := cfg.RoundTimeout
-	if r.sec != nil {
-		timeLeft += time.Duration(len(r.sec.order)-1) * cfg.SecAggPhase
+	var err error
+	if r.agg, r.quant, r.q, err = newAggregator(cfg, r.id, base, clip); err != nil {
+		return l.abandon(r, 0, err.Error(), err)
+	}
+	r.groups = map[string]bool{}
+	for _, g := range groups {
+		r.groups[g.Node] = true
 	}
 	l.mu.Lock()
 	r.mu.Lock()
 	r.advance(phaseSelected)
-	// Rounds collect at once; the state must be ready before the first
-	// plan goes out, as its upload may arrive at once.
-	if r.sec != nil {
-		r.advance(phaseAdvertising)
-	} else {
-		r.advance(phaseCollecting)
-	}
-	l.cur = r
+	r.advance(phaseCollecting)
 	r.mu.Unlock()
+	l.owned, l.partials = r, map[string]*wire.Partial{}
 	l.mu.Unlock()
 	n.enter(r.id, phaseSelected)
-	down, up, digest32 := n.roundSizes(base, cfg, r.sec)
-	started := time.Now()
-	var planCohort []string // a signed round's devices check their peers against it
-	if open.SecAgg != nil && open.SecAgg.Signed {
-		planCohort = ids
-	}
-	for i, w := range cohort {
-		w.reply <- &wire.Plan{
-			Cohort:        planCohort,
-			DownloadBytes: down, UploadBytes: up, Digest32: digest32[:], UploadBits: r.uploadBits(),
-			Round: r.id, Model: base.Version, Digest: base.Digest[:], Kind: wire.KindOf(base.Model.Kind),
-			Items: base.Model.Items, Rank: base.Model.Rank,
-			Train: cfg.trainParams(),
-			Clip:  clip, Privacy: privacy, MinClients: cfg.MinClients, TimeLeftMs: (timeLeft - time.Since(started)).Milliseconds(), Ticket: r.tickets[w.id],
-			SecAgg: open.SecAgg, SecAggID: uint32(i),
-		}
-	}
-	n.log.Info("round started", "round", r.id, "model", base.Version, "cohort", len(cohort), "secagg", r.sec != nil)
-	if r.sec == nil {
-		n.enter(r.id, phaseCollecting)
-	}
-	if r.sec != nil {
-		return l.secureRound(ctx, r, deadline, len(cohort), privacy, start)
-	}
+	n.log.Info("round started", "round", r.id, "model", base.Version, "cohort", len(cohort), "nodes", len(groups))
+	n.enter(r.id, phaseCollecting)
 
-	// Collecting: plaintext uploads until the deadline or until enough.
-	timer := time.NewTimer(time.Until(deadline))
+	// Collecting: every node sends the plans of its group, collects their
+	// uploads and sends its partial sum (part.go); the leader waits for
+	// every group's, or for the deadline.
+	timer := time.NewTimer(cfg.RoundTimeout + partialGrace)
 	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-	case <-timer.C:
-	case <-r.enough:
+	for {
+		l.mu.Lock()
+		got, in := len(l.partials), l.partialIn
+		l.mu.Unlock()
+		if got == len(groups) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+		case <-in:
+			continue
+		}
+		break
 	}
+	l.mu.Lock()
 	r.mu.Lock()
 	if r.phase == phaseAbandoned || ctx.Err() != nil {
 		r.mu.Unlock()
+		l.mu.Unlock()
 		return ctx.Err()
 	}
 	r.advance(phaseAggregating)
 	r.mu.Unlock()
+	partials := l.partials
+	l.mu.Unlock()
 	n.enter(r.id, phaseAggregating)
-	r.inflight.Wait()
+	for node, p := range partials {
+		if err := r.merge(p); err != nil {
+			n.log.Warn("partial sum refused", "node", node, "round", r.id, "err", err)
+		}
+	}
 
 	survivors := r.count
 	if survivors < cfg.MinClients {
@@ -421,6 +500,52 @@ func (l *leader) round(ctx context.Context) error {
 		return l.abandon(r, survivors, err.Error(), err)
 	}
 	return l.commit(r, delta, sum.Clipped, survivors, r.below, len(cohort), privacy, start)
+}
+
+// last returns the last channel of cs.
+func last(cs []<-chan struct{}) <-chan struct{} { return cs[len(cs)-1] }
+
+// newAggregator returns the aggregator of a round's updates: 8-bit
+// quantized ones (with their quantizer) when the training asks for them,
+// float ones otherwise.
+func newAggregator(cfg Training, round uint64, base *Version, clip float64) (partialAggregator, *aggregation.Quantized, *fixedpoint.Quantizer, error) {
+	if cfg.UploadBits == 8 {
+		q, err := fixedpoint.NewQuantizer(len(base.Model.Params), clip, wire.UploadSeed(round, base.Digest[:]))
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		a := aggregation.NewQuantized(q)
+		return a, a, q, nil
+	}
+	a, err := aggregation.NewPlain(len(base.Model.Params), clip)
+	return a, nil, nil, err
+}
+
+// partialAggregator is an aggregator whose sums another can merge: a
+// node's of its devices' updates, merged by the leader.
+type partialAggregator interface {
+	aggregation.Aggregator
+	Partial() aggregation.Partial
+	Merge(aggregation.Partial) error
+}
+
+// merge adds a node's partial sum to the owner's round.
+func (r *round) merge(p *wire.Partial) error {
+	x := aggregation.Partial{Summary: aggregation.Summary{Clients: p.Clients, Weight: float64(p.Clients), Clipped: p.Clipped},
+		Sum: p.Sum, QClients: p.QClients}
+	if len(p.QSum) > 0 {
+		x.QSum = p.Int64s()
+	}
+	if err := r.agg.Merge(x); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.count += p.Clients
+	r.loss += p.Loss
+	r.n += p.N
+	r.below += p.Below
+	return nil
 }
 
 // abandon ends r without a model, committing AbandonRound with reason. It
@@ -538,11 +663,10 @@ func (l *leader) aggregate(r *round, delta []float64, clipped, survivors, cohort
 	return c, nil
 }
 
-// upload counts a selected client's update in the current round.
-func (l *leader) upload(m *wire.Upload) wire.Message {
-	l.mu.Lock()
-	r := l.cur
-	l.mu.Unlock()
+// upload counts a selected client's update in this node's part of the
+// current round.
+func (n *Node) upload(m *wire.Upload) wire.Message {
+	r := n.part.Load()
 	if r == nil || r.id != m.Round {
 		return wire.Errorf(wire.CodeNoRound, "round %d is not open", m.Round)
 	}
@@ -573,7 +697,7 @@ func (l *leader) upload(m *wire.Upload) wire.Message {
 	if m.BelowClip {
 		r.below++
 	}
-	if r.count == min(r.cfg.ClientsPerRound, len(r.tickets)) {
+	if r.count == min(r.want, len(r.tickets)) {
 		close(r.enough)
 	}
 	r.mu.Unlock()

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"math"
@@ -133,7 +134,43 @@ func newSecureRound(round uint64, p *wire.SecAggParams, priv wire.PrivacyParams,
 // each until its deadline or until every expected client answered, then
 // decodes the sum and commits the round; or abandons it when secagg
 // aborts.
-func (l *leader) secureRound(ctx context.Context, r *round, deadline time.Time, cohort int, privacy wire.PrivacyParams, start time.Time) error {
+func (l *leader) secureRound(ctx context.Context, r *round, open *wire.OpenRound, start time.Time) error {
+	n := l.n
+	cohort := len(open.Cohort)
+	privacy := open.Privacy
+	members := n.lobby.take(r.id, open.Cohort)
+	var err error
+	if r.sec, err = newSecureRound(r.id, open.SecAgg, privacy, open.Cohort, len(r.base.Model.Params), n.secAggLie); err != nil {
+		return l.abandon(r, 0, err.Error(), err)
+	}
+	r.tickets = make(map[string][]byte, cohort)
+	for _, w := range members {
+		if w != nil {
+			t := make([]byte, wire.TicketLen)
+			crand.Read(t)
+			r.tickets[w.id] = t
+		}
+	}
+	deadline := time.Now().Add(r.cfg.RoundTimeout)
+	timeLeft := r.cfg.RoundTimeout + time.Duration(len(r.sec.order)-1)*r.cfg.SecAggPhase
+	l.mu.Lock()
+	r.mu.Lock()
+	r.advance(phaseSelected)
+	// The state must be ready before the first plan goes out, as its
+	// answer may arrive at once.
+	r.advance(phaseAdvertising)
+	l.owned = r
+	r.mu.Unlock()
+	l.mu.Unlock()
+	n.part.Store(r)
+	n.enter(r.id, phaseSelected)
+	var planCohort []string // a signed round's devices check their peers against it
+	if open.SecAgg.Signed {
+		planCohort = open.Cohort
+	}
+	n.sendPlans(r, openFromWire(open), members, planCohort, timeLeft)
+	n.log.Info("round started", "round", r.id, "model", r.base.Version, "cohort", cohort, "secagg", true)
+
 	s := r.sec
 	defer close(s.done)
 	for i, p := range s.order {
@@ -231,10 +268,8 @@ func secAggError(err error) *wire.Error {
 // certificate of the connection the keys came on (peer), not anything
 // the device wrote: no device can advertise keys under another's
 // identity.
-func (l *leader) secure(ctx context.Context, h *wire.SecAggHeader, req wire.Message, peer Peer) wire.Message {
-	l.mu.Lock()
-	r := l.cur
-	l.mu.Unlock()
+func (n *Node) secure(ctx context.Context, h *wire.SecAggHeader, req wire.Message, peer Peer) wire.Message {
+	r := n.part.Load()
 	if r == nil || r.id != h.Round || r.sec == nil {
 		return wire.Errorf(wire.CodeNoRound, "secure round %d is not open", h.Round)
 	}

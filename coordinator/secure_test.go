@@ -294,7 +294,7 @@ func TestSecureRoundFailover(t *testing.T) {
 		}
 		if l := old.lead.Load(); l != nil {
 			l.mu.Lock()
-			r := l.cur
+			r := l.owned
 			l.mu.Unlock()
 			if r != nil && r.sec != nil {
 				r.mu.Lock()

@@ -23,23 +23,25 @@ func (n *Node) Handle(ctx context.Context, req wire.Message, peer Peer, send fun
 	}
 	switch m := req.(type) {
 	case *wire.CheckIn:
-		l := n.leaderOrNil()
-		if l == nil {
-			return send(n.notLeader())
+		if n.closing.Load() {
+			return send(&wire.Error{Code: wire.CodeUnavailable, Message: "node shutting down", RetryAfterMs: 200})
 		}
-		return send(l.checkIn(ctx, m))
+		if n.secureOnly() && n.leaderOrNil() == nil {
+			return send(n.notLeader()) // secure aggregation runs on the leader
+		}
+		return send(n.lobby.checkIn(ctx, m))
 	case *wire.Upload:
-		l := n.leaderOrNil()
-		if l == nil {
-			return send(n.notLeader())
-		}
-		return send(l.upload(m))
+		return send(n.upload(m))
 	case *wire.SecAggAdvert, *wire.SecAggShares, *wire.SecAggMasked, *wire.SecAggCheck, *wire.SecAggUnmask:
-		l := n.leaderOrNil()
-		if l == nil {
+		if n.leaderOrNil() == nil {
 			return send(n.notLeader())
 		}
-		return send(l.secure(ctx, secAggHeader(m), m, peer))
+		return send(n.secure(ctx, secAggHeader(m), m, peer))
+	case *wire.Lobby, *wire.Select, *wire.Partial:
+		if !peer.Node && n.auth != nil {
+			return send(n.auth.early(req.Type(), peer))
+		}
+		return send(n.handleNode(m))
 	case *wire.GetModel:
 		return n.sendModel(m, send)
 	case *wire.Join:
@@ -59,6 +61,38 @@ func (n *Node) Handle(ctx context.Context, req wire.Message, peer Peer, send fun
 		return send(&wire.JoinAck{Leader: id})
 	}
 	return send(wire.Errorf(wire.CodeUnknownType, "%s is not a request", req.Type()))
+}
+
+// handleNode answers a request of another node of the cluster.
+func (n *Node) handleNode(req wire.Message) wire.Message {
+	if s, ok := req.(*wire.Select); ok {
+		var cfg Training
+		n.fsm.read(func(st *State) { cfg, _ = st.Config() })
+		ids := n.lobby.selectFor(s.Round, s.Model, s.Quota, time.Now().Add(cfg.RoundTimeout), cfg.cohortSize())
+		return &wire.Selected{Round: s.Round, Clients: ids}
+	}
+	l := n.leaderOrNil()
+	if l == nil {
+		return n.notLeader()
+	}
+	switch m := req.(type) {
+	case *wire.Lobby:
+		return l.lobby(m)
+	case *wire.Partial:
+		return l.partial(m)
+	}
+	return wire.Errorf(wire.CodeUnknownType, "%s is not a request", req.Type())
+}
+
+// secureOnly reports whether the cluster runs secure rounds, whose
+// devices all check in at the leader.
+func (n *Node) secureOnly() bool {
+	var secure bool
+	n.fsm.read(func(s *State) {
+		t, _ := s.Config()
+		secure = t.SecAgg
+	})
+	return secure
 }
 
 // secAggHeader returns the identity of a secure-round request.

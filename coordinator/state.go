@@ -95,10 +95,29 @@ type OpenRound struct {
 	Leader  string // id of the node that runs it
 	// SecAgg holds a secure round's parameters, nil for a plaintext round.
 	SecAgg *wire.SecAggParams
+	// Groups splits Cohort among the nodes that hold its members (empty:
+	// all are the leader's).
+	Groups []wire.RoundGroup
+}
+
+// Group returns the ids of node's share of the cohort and how many
+// updates it waits for; ok is false when the node has none.
+func (o *OpenRound) Group(node string) (ids []string, want int, ok bool) {
+	if len(o.Groups) == 0 {
+		return o.Cohort, len(o.Cohort), node == o.Leader
+	}
+	at := 0
+	for _, g := range o.Groups {
+		if g.Node == node {
+			return o.Cohort[at : at+g.Size], g.Want, true
+		}
+		at += g.Size
+	}
+	return nil, 0, false
 }
 
 func openFromWire(c *wire.OpenRound) *OpenRound {
-	o := &OpenRound{Round: c.Round, Model: c.Model, Cohort: slices.Clone(c.Cohort), Clip: c.Clip, Privacy: c.Privacy, Leader: c.Leader}
+	o := &OpenRound{Round: c.Round, Model: c.Model, Cohort: slices.Clone(c.Cohort), Clip: c.Clip, Privacy: c.Privacy, Leader: c.Leader, Groups: slices.Clone(c.Groups)}
 	copy(o.Digest[:], c.Digest)
 	if c.SecAgg != nil {
 		sa := *c.SecAgg
@@ -109,7 +128,7 @@ func openFromWire(c *wire.OpenRound) *OpenRound {
 }
 
 func (o *OpenRound) toWire() *wire.OpenRound {
-	return &wire.OpenRound{Round: o.Round, Model: o.Model, Digest: o.Digest[:], Cohort: o.Cohort, Clip: o.Clip, Privacy: o.Privacy, Leader: o.Leader, SecAgg: o.SecAgg}
+	return &wire.OpenRound{Round: o.Round, Model: o.Model, Digest: o.Digest[:], Cohort: o.Cohort, Clip: o.Clip, Privacy: o.Privacy, Leader: o.Leader, SecAgg: o.SecAgg, Groups: o.Groups}
 }
 
 func (r *RoundRecord) toWire() *wire.RoundRecord {
@@ -382,8 +401,32 @@ func (s *State) openRound(c *wire.OpenRound) error {
 	case c.Model != cur.Version || len(c.Digest) != sha256.Size || string(c.Digest) != string(cur.Digest[:]):
 		return fmt.Errorf("%w: round on version %d, current is %d", ErrStaleModel, c.Model, cur.Version)
 	}
+	if err := checkGroups(c); err != nil {
+		return err
+	}
 	s.open = openFromWire(c)
 	s.lastRound = c.Round
+	return nil
+}
+
+// checkGroups checks that a manifest's groups split its cohort, each
+// node at most once.
+func checkGroups(c *wire.OpenRound) error {
+	if len(c.Groups) == 0 {
+		return nil
+	}
+	total := 0
+	seen := map[string]bool{}
+	for _, g := range c.Groups {
+		if g.Node == "" || seen[g.Node] || g.Size < 0 || g.Want < 0 || g.Want > g.Size {
+			return fmt.Errorf("%w: group of node %q, %d members, %d wanted", ErrBadCommand, g.Node, g.Size, g.Want)
+		}
+		seen[g.Node] = true
+		total += g.Size
+	}
+	if total != len(c.Cohort) {
+		return fmt.Errorf("%w: groups of %d members, cohort of %d", ErrBadCommand, total, len(c.Cohort))
+	}
 	return nil
 }
 

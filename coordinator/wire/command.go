@@ -142,6 +142,21 @@ type OpenRound struct {
 	Leader  string        `msgpack:"leader"` // id of the node running the round
 	// SecAgg holds a secure round's parameters; nil for a plaintext round.
 	SecAgg *SecAggParams `msgpack:"secagg,omitempty"`
+	// Groups splits Cohort, in order, among the nodes that selected its
+	// members from their own devices: each node sends its group their
+	// plans, collects their uploads and sends the leader one Partial.
+	// Empty (rounds before the split): the whole cohort is the leader's.
+	// Appended.
+	Groups []RoundGroup `msgpack:"groups,omitempty"`
+}
+
+// RoundGroup is one node's share of a round's cohort.
+type RoundGroup struct {
+	Node string `msgpack:"node"`
+	Size int    `msgpack:"size"` // members, the next Size ids of the cohort
+	// Want is how many of its members' updates the node waits for before
+	// it closes its part early (it closes at the deadline otherwise).
+	Want int `msgpack:"want"`
 }
 
 // CommitRound ends a round with a new model (version = the base version +

@@ -71,6 +71,10 @@ func (l Limits) MaxBody(t Type) int {
 		return secAggBody
 	case TypeSecAggCheckRequest: // up to secagg.MaxClients ids of at most 5 bytes
 		return 5*secagg.MaxClients + smallBody
+	case TypePartial: // a float64 and an int32 sum of the model's size
+		return 12*maxParams + smallBody
+	case TypeSelected:
+		return (MaxIDLen+5)*MaxSelect + smallBody
 	case TypePlan: // a signed round's cohort: up to MaxSignedCohort ids
 		return (MaxIDLen+5)*MaxSignedCohort + smallBody
 	}

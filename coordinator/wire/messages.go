@@ -572,6 +572,16 @@ func New(t Type) Message {
 		return new(Authenticate)
 	case TypeAuthenticated:
 		return new(Authenticated)
+	case TypeLobby:
+		return new(Lobby)
+	case TypeNodeAck:
+		return new(NodeAck)
+	case TypeSelect:
+		return new(Select)
+	case TypeSelected:
+		return new(Selected)
+	case TypePartial:
+		return new(Partial)
 	}
 	return nil
 }

@@ -62,6 +62,11 @@ var arrayBounds = map[string]arrayBound{
 	// A signed round's cohort in its Plan: one id per secure-aggregation
 	// client.
 	"Plan.cohort": {MaxSignedCohort, 2},
+	// The devices a node holds for a round, and each node's share of a
+	// round's cohort in its manifest (a RoundGroup is 40 bytes in Go and
+	// takes at least 16 on the wire: three keys and a one-byte id).
+	"Selected.clients": {MaxSelect, 2},
+	"OpenRound.groups": {1 << 12, 16},
 	// A device's remembered coordinators: an AddrState is 40 bytes in Go
 	// and takes at least one byte (an empty map) in its file.
 	"ClientState.addrs": {MaxStateAddrs, 1},

@@ -45,6 +45,12 @@ const (
 	// Device tokens, the first request of a WebTransport session (token.go).
 	TypeAuthenticate  Type = 21 // device → node: its device token
 	TypeAuthenticated Type = 22 // node → device: the token is accepted
+	// Between the nodes of a cluster (nodes.go).
+	TypeLobby    Type = 23 // node → leader: devices waiting here
+	TypeNodeAck  Type = 24 // leader → node: Lobby or Partial received
+	TypeSelect   Type = 25 // leader → node: hold your share of the cohort
+	TypeSelected Type = 26 // node → leader: the devices held
+	TypePartial  Type = 27 // node → leader: the sum of its devices' updates
 )
 
 var typeNames = [...]string{
@@ -55,6 +61,7 @@ var typeNames = [...]string{
 	TypeSecAggDelivery: "SecAggDelivery", TypeSecAggMasked: "SecAggMasked", TypeSecAggUnmaskRequest: "SecAggUnmaskRequest",
 	TypeSecAggUnmask: "SecAggUnmask", TypeSecAggCheckRequest: "SecAggCheckRequest", TypeSecAggCheck: "SecAggCheck",
 	TypeAuthenticate: "Authenticate", TypeAuthenticated: "Authenticated",
+	TypeLobby: "Lobby", TypeNodeAck: "NodeAck", TypeSelect: "Select", TypeSelected: "Selected", TypePartial: "Partial",
 }
 
 // Direction is which way a message travels.
@@ -88,6 +95,7 @@ var typeDirections = [...]Direction{
 	TypeSecAggDelivery: Replies, TypeSecAggMasked: Requests, TypeSecAggUnmaskRequest: Replies,
 	TypeSecAggUnmask: Requests, TypeSecAggCheckRequest: Replies, TypeSecAggCheck: Requests,
 	TypeAuthenticate: Requests, TypeAuthenticated: Replies,
+	TypeLobby: Requests, TypeNodeAck: Replies, TypeSelect: Requests, TypeSelected: Replies, TypePartial: Requests,
 }
 
 // Direction returns which way messages of type t travel; 0 for an unknown
