@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"sync"
 
 	"gonum.org/v1/gonum/floats"
 )
@@ -124,7 +123,6 @@ type Encoder struct {
 	normBound float64 // L2 bound on every rounded vector
 	sumBound  float64 // B(γ): bound on every coordinate of the sum, with noise headroom
 	condSq    float64 // squared conditional-rounding bound, +Inf if off
-	pool      sync.Pool
 }
 
 // NewEncoder validates p, fills in Bits or Scale, and precomputes the
@@ -208,10 +206,6 @@ func NewEncoder(p Params) (*Encoder, error) {
 			e.condSq = sq
 		}
 	}
-	e.pool.New = func() any {
-		b := make([]float64, dpad)
-		return &b
-	}
 	return e, nil
 }
 
@@ -251,8 +245,8 @@ func (e *Encoder) Encode(dst []int64, x []float64, r *rand.Rand) (norm float64, 
 	if norm > e.p.Clip {
 		s = e.p.Clip / norm
 	}
-	bp := e.pool.Get().(*[]float64)
-	defer e.pool.Put(bp)
+	bp := scratch(e.dpad)
+	defer scratchPools.put(bp)
 	y := *bp
 	// y = γ·(1/sqrt(dpad))·H·D·(s·x), the scalars folded into one multiply.
 	signScale(y, x, s*e.p.Scale/math.Sqrt(float64(e.dpad)), e.signs)
@@ -348,8 +342,8 @@ func (e *Encoder) Decode(dst []float64, sum []uint64) error {
 	if len(sum) != e.dpad {
 		return fmt.Errorf("%w: len(sum) = %d, want %d", ErrLength, len(sum), e.dpad)
 	}
-	bp := e.pool.Get().(*[]float64)
-	defer e.pool.Put(bp)
+	bp := scratch(e.dpad)
+	defer scratchPools.put(bp)
 	y := *bp
 	// R⁻¹ = D·H/sqrt(dpad): lift and scale, transform, then apply the signs.
 	k := 1 / (e.p.Scale * math.Sqrt(float64(e.dpad)))

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"sync"
 )
 
 // QuantMax is the largest magnitude of a quantized coordinate: updates
@@ -51,7 +50,6 @@ type Quantizer struct {
 	signsA   []uint64
 	signsB   []uint64 // nil when Dim is a power of two: one window covers it
 	bound    float64  // L2 bound of a quantized vector, integer units
-	pool     sync.Pool
 }
 
 // NewQuantizer returns the Quantizer of updates of dim floats clipped to
@@ -79,10 +77,6 @@ func NewQuantizer(dim int, clip float64, seed [32]byte) (*Quantizer, error) {
 	// An honest vector is within one step of the rotated clipped update
 	// on every coordinate.
 	q.bound = clip/q.step + math.Sqrt(float64(dim))
-	q.pool.New = func() any {
-		b := make([]float64, dim)
-		return &b
-	}
 	return q, nil
 }
 
@@ -126,8 +120,8 @@ func (q *Quantizer) Quantize(dst []int8, x []float64, r *rand.Rand) (norm float6
 	if norm > q.clip {
 		s = q.clip / norm
 	}
-	bp := q.pool.Get().(*[]float64)
-	defer q.pool.Put(bp)
+	bp := scratch(q.dim)
+	defer scratchPools.put(bp)
 	y := *bp
 	k := s / (q.step * math.Sqrt(float64(q.win)))
 	signScale(y, x[:q.win], k, q.signsA)

@@ -120,6 +120,29 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		costs = append(costs, rs)
 	}
+	// Where the devices are: every node serves its own.
+	fmt.Fprintf(stdout, "\n%-18s %-26s %-12s %-14s\n", "clients", "connections per node", "spread", "leader's bytes")
+	for i, n := range ns {
+		for j, r := range costs[i] {
+			name := strconv.Itoa(n)
+			if *signed {
+				name += map[bool]string{false: " unsigned", true: " signed"}[modes[j]]
+			}
+			var parts []string
+			total, lo, hi := 0, int(^uint(0)>>1), 0
+			for k, id := range r.nodeIDs {
+				parts = append(parts, fmt.Sprintf("%s %d", id, r.conns[k]))
+				total += r.conns[k]
+				lo, hi = min(lo, r.conns[k]), max(hi, r.conns[k])
+			}
+			spread := "-"
+			if total > 0 {
+				mean := float64(total) / float64(len(r.conns))
+				spread = fmt.Sprintf("%+.0f%%/%+.0f%%", 100*(float64(lo)/mean-1), 100*(float64(hi)/mean-1))
+			}
+			fmt.Fprintf(stdout, "%-18s %-26s %-12s %-14s\n", name, strings.Join(parts, ", "), spread, fmt.Sprintf("%.0f%%", 100*r.leaderShare))
+		}
+	}
 	if !*secure {
 		return nil
 	}
@@ -178,12 +201,23 @@ type benchResult struct {
 	// bytes (both ways, QUIC packets) per device selected.
 	deviceCPU, serverCPU time.Duration
 	deviceBytes          float64
+
+	// conns is each node's open client-protocol connections after the
+	// timed rounds, in node order; leaderShare the leader's share of the
+	// client-protocol bytes of the timed rounds.
+	nodeIDs     []string
+	conns       []int
+	leaderShare float64
 }
 
 // benchCosts is a reading of the counters the costs are computed from.
 type benchCosts struct {
 	self, nodes time.Duration
 	bytes       float64
+	// nodeBytes and conns are each node's client-protocol bytes and open
+	// connections, by node id.
+	nodeBytes map[string]float64
+	conns     map[string]int
 }
 
 // selfCPU is the CPU time (user and system) of this process so far.
@@ -214,7 +248,10 @@ func procCPU(pid int) time.Duration {
 }
 
 // benchMetric is a counter on a node's /metrics page.
-var benchMetric = regexp.MustCompile(`(?m)^fedrec_client_(?:received|sent)_bytes_total (\S+)$`)
+var (
+	benchMetric = regexp.MustCompile(`(?m)^fedrec_client_(?:received|sent)_bytes_total (\S+)$`)
+	benchConns  = regexp.MustCompile(`(?m)^fedrec_client_connections (\S+)$`)
+)
 
 type benchNode struct {
 	id, clientAddr string
@@ -395,7 +432,7 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 		return nil
 	}
 	readCosts := func() benchCosts {
-		c := benchCosts{self: selfCPU()}
+		c := benchCosts{self: selfCPU(), nodeBytes: map[string]float64{}, conns: map[string]int{}}
 		for _, nd := range nodes {
 			c.nodes += procCPU(nd.cmd.Process.Pid)
 			b, err := adminGet(ctx, admin, nd.adminAddr, "/metrics", token)
@@ -406,6 +443,11 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 			for _, m := range benchMetric.FindAllStringSubmatch(string(b), -1) {
 				v, _ := strconv.ParseFloat(m[1], 64)
 				c.bytes += v
+				c.nodeBytes[nd.id] += v
+			}
+			if m := benchConns.FindStringSubmatch(string(b)); m != nil {
+				v, _ := strconv.ParseFloat(m[1], 64)
+				c.conns[nd.id] = int(v)
 			}
 		}
 		return c
@@ -431,6 +473,13 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 	res.deviceCPU = (c1.self - c0.self) / time.Duration(max(selected, 1))
 	res.serverCPU = (c1.nodes - c0.nodes) / time.Duration(rounds)
 	res.deviceBytes = (c1.bytes - c0.bytes) / float64(max(selected, 1))
+	for _, nd := range nodes {
+		res.nodeIDs = append(res.nodeIDs, nd.id)
+		res.conns = append(res.conns, c1.conns[nd.id])
+	}
+	if lead := cs[len(cs)-1][2]; c1.bytes > c0.bytes {
+		res.leaderShare = (c1.nodeBytes[lead] - c0.nodeBytes[lead]) / (c1.bytes - c0.bytes)
+	}
 	started := map[string]time.Time{}
 	for _, nd := range nodes {
 		b, _ := os.ReadFile(nd.log)
