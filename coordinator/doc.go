@@ -2,10 +2,11 @@
 // cluster (hashicorp/raft, with a bbolt file as log and stable store, file
 // snapshots, and Raft traffic over mutual TLS) whose replicated state holds
 // the configuration, the committed models, the server optimizer's state,
-// the round history and the privacy ledger. The leader runs the round
-// scheduler; every node serves committed models and points clients at the
-// leader. Clients talk to nodes over QUIC with the protocol of package
-// coordinator/wire.
+// the round history and the privacy ledger. Every node serves devices: it
+// holds their check-ins, selects its share of each cohort, collects their
+// uploads and serves committed models; the leader owns the round and adds
+// the nodes' partial sums. Clients talk to nodes over QUIC with the
+// protocol of package coordinator/wire.
 //
 // See DESIGN.md for what must stay true.
 package coordinator

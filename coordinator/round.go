@@ -255,10 +255,17 @@ func (l *leader) selection(ctx context.Context, r *round, q map[string]int, roun
 		cohort = append(cohort, g...)
 		groups = append(groups, wire.RoundGroup{Node: id, Size: len(g)})
 	}
-	// Each group closes early once its share of ClientsPerRound arrived.
+	// Each group closes early once its share of ClientsPerRound arrived:
+	// the shares add up to ClientsPerRound, so that, like a single node,
+	// the cluster waits for no more than it needs and every group keeps
+	// its share of the over-selection's slack for dropouts.
+	sizes := make(map[string]int, len(groups))
+	for _, g := range groups {
+		sizes[g.Node] = g.Size
+	}
+	wants := quotas(min(r.cfg.ClientsPerRound, len(cohort)), sizes)
 	for i := range groups {
-		g := &groups[i]
-		g.Want = min(g.Size, (r.cfg.ClientsPerRound*g.Size+len(cohort)-1)/max(1, len(cohort)))
+		groups[i].Want = max(1, wants[groups[i].Node])
 	}
 	return cohort, groups
 }

@@ -56,8 +56,6 @@ func RunRemote(ctx context.Context, c Config, r Remote, obs Observer) (*Result, 
 	}
 	c, start := res.Config, e.start
 	obs.Phase(fmt.Sprintf("%d clients against %v", len(e.active), r.Addrs))
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
 	var up, down atomic.Int64
 	var clients atomic.Int64 // uploads since the last evaluation
 	members := make([]crowd.Member, len(e.active))
@@ -67,21 +65,8 @@ func RunRemote(ctx context.Context, c Config, r Remote, obs Observer) (*Result, 
 		if err != nil {
 			return nil, fmt.Errorf("sim: %w", err)
 		}
-		addrs := append(append([]string(nil), r.Addrs[k%len(r.Addrs):]...), r.Addrs[:k%len(r.Addrs)]...)
-		members[k] = crowd.Member{ID: id, Ratings: e.train[u], Addrs: addrs, TLS: conf, Seed: c.Seed<<20 ^ uint64(u+1)}
+		members[k] = crowd.Member{ID: id, Ratings: e.train[u], Addrs: r.Addrs, TLS: conf, Seed: c.Seed<<20 ^ uint64(u+1)}
 	}
-	var crowdErr error
-	crowdDone := make(chan struct{})
-	go func() {
-		defer close(crowdDone)
-		crowdErr = crowd.Run(runCtx, members, r.Logger, func(rr crowd.RoundResult) {
-			up.Add(int64(rr.Bytes))
-			down.Add(int64(rr.Bytes))
-			clients.Add(1)
-		})
-	}()
-	defer func() { stop(); <-crowdDone }()
-
 	monConf, err := r.Device("fedrec-sim-monitor")
 	if err != nil {
 		return nil, fmt.Errorf("sim: %w", err)
@@ -91,36 +76,24 @@ func RunRemote(ctx context.Context, c Config, r Remote, obs Observer) (*Result, 
 		return nil, err
 	}
 	defer mon.Close()
-	tick := time.NewTicker(r.Poll)
-	defer tick.Stop()
-	var first, lastEval uint64
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-crowdDone:
-			return nil, fmt.Errorf("sim: %w", crowdErr)
-		case <-tick.C:
-		}
-		mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		m, v, err := mon.Model(mctx, 0)
-		cancel()
-		if err != nil {
-			continue // a node down or no leader yet: the next poll retries
-		}
+	var first uint64
+	finished := false
+	err = crowd.Watch(ctx, members, r.Logger, func(rr crowd.RoundResult) {
+		up.Add(int64(rr.Bytes))
+		down.Add(int64(rr.Bytes))
+		clients.Add(1)
+	}, mon, r.Poll, func(m *model.Model, v uint64) (bool, error) {
 		if first == 0 {
 			first = v
-			lastEval = v
 		}
 		done := int(v - first)
-		if v == lastEval || (done%c.EvalEvery != 0 && done < c.Rounds) {
+		if done == 0 || (done%c.EvalEvery != 0 && done < c.Rounds) {
 			obs.Round(min(done, c.Rounds), c.Rounds, nil)
-			continue
+			return false, nil
 		}
-		lastEval = v
 		row, err := e.evaluateRemote(ctx, m)
 		if err != nil {
-			return nil, err
+			return true, err
 		}
 		row.Round = done
 		row.Clients = int(clients.Swap(0))
@@ -129,11 +102,17 @@ func RunRemote(ctx context.Context, c Config, r Remote, obs Observer) (*Result, 
 		res.Rows = append(res.Rows, row)
 		res.Final = row
 		obs.Round(min(done, c.Rounds), c.Rounds, &row)
-		if done >= c.Rounds {
-			res.Wall = time.Since(start)
-			return res, nil
-		}
+		finished = done >= c.Rounds
+		return finished, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sim: %w", err)
 	}
+	if !finished {
+		return nil, ctx.Err()
+	}
+	res.Wall = time.Since(start)
+	return res, nil
 }
 
 // evaluateRemote checks that a model from the cluster fits the data before

@@ -95,14 +95,6 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		members[i] = crowd.Member{ID: id, Ratings: train[u], Addrs: rotate(addrs, u), TLS: conf, DeviceCA: peers, Seed: *seed<<20 ^ uint64(u+1)}
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	var rounds atomic.Int64
-	errc := make(chan error, 1)
-	go func() {
-		errc <- crowd.Run(runCtx, members, log, func(crowd.RoundResult) { rounds.Add(1) })
-	}()
-
 	// Watch the cluster's newest model.
 	monConf, err := devices.TLS("fedrec-client-monitor")
 	if err != nil {
@@ -113,38 +105,19 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer mon.Close()
+	var rounds atomic.Int64
 	var last *model.Model
 	var lastV uint64
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
-watch:
-	for {
-		select {
-		case <-ctx.Done():
-			break watch
-		case err := <-errc:
-			return fmt.Errorf("client: %w", err)
-		case <-tick.C:
-		}
-		mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		m, v, err := mon.Model(mctx, 0)
-		cancel()
-		if err != nil {
-			log.Info("model poll failed", "err", err)
-			continue
-		}
-		if v != lastV {
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			fmt.Fprintf(stderr, "client: model version %d, %d client rounds done, %.0f MiB heap and stacks\n", v, rounds.Load(), float64(ms.HeapAlloc+ms.StackInuse)/(1<<20))
-		}
+	err = crowd.Watch(ctx, members, log, func(crowd.RoundResult) { rounds.Add(1) }, mon, 2*time.Second, func(m *model.Model, v uint64) (bool, error) {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		fmt.Fprintf(stderr, "client: model version %d, %d client rounds done, %.0f MiB heap and stacks\n", v, rounds.Load(), float64(ms.HeapAlloc+ms.StackInuse)/(1<<20))
 		last, lastV = m, v
-		if *until > 0 && v >= *until {
-			break
-		}
+		return *until > 0 && v >= *until, nil
+	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("client: %w", err)
 	}
-	stop()
-	<-errc
 	if last == nil || !*eval {
 		return nil
 	}
