@@ -7,9 +7,9 @@ import (
 )
 
 // Pace steering (Bonawitz et al. 2019, "Towards Federated Learning at
-// Scale", 2.3): a device the leader does not select is told when to check
+// Scale", 2.3): a device its node does not select is told when to check
 // in again, so that the population's check-ins spread evenly over the next
-// rounds instead of all devices holding a check-in open at the leader, or
+// rounds instead of all devices holding a check-in open at their node, or
 // coming back at once.
 //
 // With P devices, a cohort of K and a round every T, a device is selected
@@ -32,11 +32,11 @@ const (
 	periodWeight = 0.3
 )
 
-// pacer estimates the population and the round period on the leader and
+// pacer estimates a node's population and round period and
 // computes the retry times of devices not selected. It takes the time as an
 // argument and draws from its own source, so that tests run it on a
-// simulated clock. It is not safe for concurrent use (the leader calls it
-// under leader.mu).
+// simulated clock. It is not safe for concurrent use (the node's lobby
+// calls it under lobby.mu).
 type pacer struct {
 	min, max time.Duration
 	// grace, plus two round periods, is how long past its due time a

@@ -183,8 +183,8 @@ func bindConfig(fs *flag.FlagSet, c *nodeConfig) {
 	fs.Int64Var(&c.MinUploadRate, "min-upload-rate", c.MinUploadRate, "bytes per second below which a request's body is cut off (CodeTooSlow), after a 10 s grace period")
 	fs.Float64Var(&c.DeviceRequestRate, "device-request-rate", c.DeviceRequestRate, "requests a second one device certificate may send, after --device-request-burst; one more gets CodeUnavailable with the time until the next")
 	fs.IntVar(&c.DeviceRequestBurst, "device-request-burst", c.DeviceRequestBurst, "requests one device certificate may send at once before --device-request-rate applies")
-	fs.DurationVar(&c.PaceMin, "pace-min", c.PaceMin, "shortest retry time the leader gives a device it did not select (pace steering: about population × round period / cohort, ±50 %)")
-	fs.DurationVar(&c.PaceMax, "pace-max", c.PaceMax, "longest retry time the leader gives a device it did not select")
+	fs.DurationVar(&c.PaceMin, "pace-min", c.PaceMin, "shortest retry time a node gives a device it did not select (pace steering: about its population × round period / its share of the cohort, ±50 %)")
+	fs.DurationVar(&c.PaceMax, "pace-max", c.PaceMax, "longest retry time a node gives a device it did not select")
 
 	t := &c.T
 	fs.StringVar(&c.Dataset, "dataset", c.Dataset, "derive --items, --mean and --population from this data set (as 'fedrec sim --data'), e.g. ml-latest-small")
