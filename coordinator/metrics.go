@@ -42,8 +42,11 @@ type metrics struct {
 	delayed, slow        prometheus.Counter
 	refused              *prometheus.CounterVec
 	snapRestoreFailures  prometheus.Counter
-	// Pace steering (pace.go), set by the leader at each selection.
-	paceRetry                  prometheus.Histogram
+	// Pace steering (pace.go), set by each node at each selection.
+	paceRetry prometheus.Histogram
+	// uploads counts the device updates this node counted in its parts of
+	// rounds: its share of the cluster's device traffic.
+	uploads                    prometheus.Counter
 	pacePopulation, pacePeriod prometheus.Gauge
 
 	raftState, raftTerm, raftCommit, raftApplied, raftLastContact, raftPeers *prometheus.Desc
@@ -150,6 +153,7 @@ func defineMetrics(n *Node) *metrics {
 			Help:    "Retry times the leader gave devices it did not select (pace steering): about the estimated population times the round period over the cohort size, ±50 %, within --pace-min and --pace-max.",
 			Buckets: prometheus.ExponentialBuckets(0.1, 2, 14), // 0.1 s … 819 s
 		}),
+		uploads:         counter("device_updates_total", "Device updates (plaintext uploads) this node counted in its parts of rounds; every node collects its own devices'."),
 		pacePopulation:  gauge("pace_population_devices", "Devices this node counts in the population for pace steering: its devices seen checking in that are not overdue."),
 		pacePeriod:      gauge("pace_round_period_seconds", "Moving average of the time between this node's selections of its share of a cohort (0 before the second)."),
 		conns:           desc("client_connections", "QUIC connections of the client protocol open on this node (clients, and nodes asking to join)."),
@@ -183,7 +187,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 func (m *metrics) owned() []prometheus.Collector {
 	return []prometheus.Collector{m.started, m.committed, m.abandoned, m.cohort, m.survivors, m.lastCohort, m.lastSurvivors, m.duration,
 		m.phases, m.snapSize, m.snapPersist, m.snapLast, m.snapFailures, m.snapRestores, m.snapRestoreFailures,
-		m.memory, m.memoryBudget, m.delayed, m.refused, m.slow, m.paceRetry, m.pacePopulation, m.pacePeriod}
+		m.memory, m.memoryBudget, m.delayed, m.refused, m.slow, m.paceRetry, m.pacePopulation, m.pacePeriod, m.uploads}
 }
 
 var raftStates = []raft.RaftState{raft.Follower, raft.Candidate, raft.Leader, raft.Shutdown}

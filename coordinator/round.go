@@ -708,6 +708,7 @@ func (n *Node) upload(m *wire.Upload) wire.Message {
 		close(r.enough)
 	}
 	r.mu.Unlock()
+	n.metrics.uploads.Inc()
 	return &wire.UploadAck{Round: m.Round}
 }
 

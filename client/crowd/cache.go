@@ -24,6 +24,8 @@ type ModelCache struct {
 	updates sync.Pool
 	// uploads is a semaphore of maxUploads slots.
 	uploads chan struct{}
+	// private: every participant downloads its own copy (NewDeviceCache).
+	private bool
 }
 
 // maxUploads bounds the participants sharing a ModelCache that train and
@@ -48,10 +50,23 @@ func NewModelCache() *ModelCache {
 	return &ModelCache{entries: map[uint64]*cacheEntry{}, uploads: make(chan struct{}, maxUploads)}
 }
 
+// NewDeviceCache returns a cache that shares no model: every participant
+// downloads its own, as real devices do (fedrec bench measures what the
+// nodes serve), while update buffers and the bound on participants
+// training and uploading at once are still shared.
+func NewDeviceCache() *ModelCache {
+	c := NewModelCache()
+	c.private = true
+	return c
+}
+
 // get returns model version with the given digest and its header (event
 // weights, catalogue digest), downloading it through d once however many
-// callers ask at the same time.
+// callers ask at the same time (each time, for a NewDeviceCache).
 func (c *ModelCache) get(ctx context.Context, d *client.Dialer, plan *wire.Plan) (*model.Model, *wire.ModelHeader, error) {
+	if c.private {
+		return round.Fetch(ctx, d, plan)
+	}
 	version, digest := plan.Model, plan.Digest
 	c.mu.Lock()
 	e := c.entries[version]

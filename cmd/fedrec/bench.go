@@ -121,26 +121,19 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		costs = append(costs, rs)
 	}
 	// Where the devices are: every node serves its own.
-	fmt.Fprintf(stdout, "\n%-18s %-26s %-12s %-14s\n", "clients", "connections per node", "spread", "leader's bytes")
+	fmt.Fprintf(stdout, "\n%-18s %-26s %-26s %-12s %-14s\n", "clients", "connections per node", "updates per node", "spread", "leader's bytes")
 	for i, n := range ns {
 		for j, r := range costs[i] {
 			name := strconv.Itoa(n)
 			if *signed {
 				name += map[bool]string{false: " unsigned", true: " signed"}[modes[j]]
 			}
-			var parts []string
-			total, lo, hi := 0, int(^uint(0)>>1), 0
+			var conns, ups []string
 			for k, id := range r.nodeIDs {
-				parts = append(parts, fmt.Sprintf("%s %d", id, r.conns[k]))
-				total += r.conns[k]
-				lo, hi = min(lo, r.conns[k]), max(hi, r.conns[k])
+				conns = append(conns, fmt.Sprintf("%s %d", id, r.conns[k]))
+				ups = append(ups, fmt.Sprintf("%s %.0f", id, r.updates[k]))
 			}
-			spread := "-"
-			if total > 0 {
-				mean := float64(total) / float64(len(r.conns))
-				spread = fmt.Sprintf("%+.0f%%/%+.0f%%", 100*(float64(lo)/mean-1), 100*(float64(hi)/mean-1))
-			}
-			fmt.Fprintf(stdout, "%-18s %-26s %-12s %-14s\n", name, strings.Join(parts, ", "), spread, fmt.Sprintf("%.0f%%", 100*r.leaderShare))
+			fmt.Fprintf(stdout, "%-18s %-26s %-26s %-12s %-14s\n", name, strings.Join(conns, ", "), strings.Join(ups, ", "), spread(r.updates), fmt.Sprintf("%.0f%%", 100*r.leaderShare))
 		}
 	}
 	if !*secure {
@@ -165,6 +158,24 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	return nil
+}
+
+// spread is how far the smallest and the largest of xs are from their
+// mean, in percent ("-" when they are all 0).
+func spread(xs []float64) string {
+	if len(xs) == 0 {
+		return "-"
+	}
+	total, lo, hi := 0.0, xs[0], xs[0]
+	for _, x := range xs {
+		total += x
+		lo, hi = min(lo, x), max(hi, x)
+	}
+	if total == 0 {
+		return "-"
+	}
+	mean := total / float64(len(xs))
+	return fmt.Sprintf("%+.0f%%/%+.0f%%", 100*(lo/mean-1), 100*(hi/mean-1))
 }
 
 // frameBytes is what one client receives per round for a model of dim
@@ -203,10 +214,12 @@ type benchResult struct {
 	deviceBytes          float64
 
 	// conns is each node's open client-protocol connections after the
-	// timed rounds, in node order; leaderShare the leader's share of the
+	// timed rounds and updates the device updates each counted during
+	// them, in node order; leaderShare the leader's share of the
 	// client-protocol bytes of the timed rounds.
 	nodeIDs     []string
 	conns       []int
+	updates     []float64
 	leaderShare float64
 }
 
@@ -218,6 +231,7 @@ type benchCosts struct {
 	// connections, by node id.
 	nodeBytes map[string]float64
 	conns     map[string]int
+	updates   map[string]float64
 }
 
 // selfCPU is the CPU time (user and system) of this process so far.
@@ -249,8 +263,9 @@ func procCPU(pid int) time.Duration {
 
 // benchMetric is a counter on a node's /metrics page.
 var (
-	benchMetric = regexp.MustCompile(`(?m)^fedrec_client_(?:received|sent)_bytes_total (\S+)$`)
-	benchConns  = regexp.MustCompile(`(?m)^fedrec_client_connections (\S+)$`)
+	benchMetric  = regexp.MustCompile(`(?m)^fedrec_client_(?:received|sent)_bytes_total (\S+)$`)
+	benchConns   = regexp.MustCompile(`(?m)^fedrec_client_connections (\S+)$`)
+	benchUpdates = regexp.MustCompile(`(?m)^fedrec_device_updates_total (\S+)$`)
 )
 
 type benchNode struct {
@@ -380,6 +395,9 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 	defer stop()
 	pop := n + n*3/10 + 1
 	var upBytes, uploads atomic.Int64
+	// Every device downloads its own model; they share the bound on
+	// devices training and uploading at once, as in fedrec client.
+	models := crowd.NewDeviceCache()
 	for i := range pop {
 		r := mrand.New(mrand.NewPCG(uint64(i), 7))
 		rs := make([]model.Rating, 0, 20)
@@ -395,7 +413,7 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 		if err != nil {
 			return res, err
 		}
-		p, err := crowd.NewParticipant(crowd.ParticipantConfig{ID: id, Ratings: rs, Dialer: d})
+		p, err := crowd.NewParticipant(crowd.ParticipantConfig{ID: id, Ratings: rs, Dialer: d, Models: models})
 		if err != nil {
 			return res, err
 		}
@@ -432,7 +450,7 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 		return nil
 	}
 	readCosts := func() benchCosts {
-		c := benchCosts{self: selfCPU(), nodeBytes: map[string]float64{}, conns: map[string]int{}}
+		c := benchCosts{self: selfCPU(), nodeBytes: map[string]float64{}, conns: map[string]int{}, updates: map[string]float64{}}
 		for _, nd := range nodes {
 			c.nodes += procCPU(nd.cmd.Process.Pid)
 			b, err := adminGet(ctx, admin, nd.adminAddr, "/metrics", token)
@@ -448,6 +466,9 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 			if m := benchConns.FindStringSubmatch(string(b)); m != nil {
 				v, _ := strconv.ParseFloat(m[1], 64)
 				c.conns[nd.id] = int(v)
+			}
+			if m := benchUpdates.FindStringSubmatch(string(b)); m != nil {
+				c.updates[nd.id], _ = strconv.ParseFloat(m[1], 64)
 			}
 		}
 		return c
@@ -476,6 +497,7 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 	for _, nd := range nodes {
 		res.nodeIDs = append(res.nodeIDs, nd.id)
 		res.conns = append(res.conns, c1.conns[nd.id])
+		res.updates = append(res.updates, c1.updates[nd.id]-c0.updates[nd.id])
 	}
 	if lead := cs[len(cs)-1][2]; c1.bytes > c0.bytes {
 		res.leaderShare = (c1.nodeBytes[lead] - c0.nodeBytes[lead]) / (c1.bytes - c0.bytes)
