@@ -424,7 +424,11 @@ func New(cfg Config) (*Node, error) {
 	if cfg.LeaderLeaseTimeout > 0 {
 		rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
 	}
-	rc.CommitTimeout = min(rc.CommitTimeout, rc.HeartbeatTimeout/2)
+	// Followers learn that an entry committed from the leader's next
+	// AppendEntries, at the latest after CommitTimeout (raft's default
+	// 50 ms, randomized up to twice that): every node starts its part of a
+	// round when it applies the manifest, so this lag is in every round.
+	rc.CommitTimeout = min(10*time.Millisecond, rc.HeartbeatTimeout/2)
 	notify := make(chan bool, 8)
 	rc.NotifyCh = notify
 

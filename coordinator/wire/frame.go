@@ -173,8 +173,16 @@ func ReadHeader(r io.Reader, l Limits) (Type, int, error) {
 // ReadBody reads the n-byte body of a frame of type t whose header
 // ReadHeader checked. Its buffer grows only as bytes arrive, so that a
 // lying length costs the liar, not the reader.
+//
+// A reply's buffer is allocated whole: a client reads replies from the
+// node it chose, within the limits ReadHeader checked (a model chunk is
+// at most 512 KiB), and growing it copied a chunk's bytes nearly twice.
 func ReadBody(r io.Reader, t Type, n int) ([]byte, error) {
-	buf := make([]byte, 0, min(n, 64<<10))
+	start := min(n, 64<<10)
+	if t.Direction() == Replies {
+		start = n
+	}
+	buf := make([]byte, 0, start)
 	for len(buf) < n {
 		if len(buf) == cap(buf) { // double, but never past n
 			buf = append(make([]byte, 0, min(n, 2*cap(buf))), buf...)

@@ -179,8 +179,13 @@ func (b *ModelBuilder) Add(c *ModelChunk) error {
 		return err
 	}
 	b.m.Params = append(b.m.Params, c.Params...)
-	for _, x := range c.Params32 {
-		b.m.Params = append(b.m.Params, float64(x))
+	if len(c.Params32) > 0 {
+		n := len(b.m.Params)
+		b.m.Params = b.m.Params[:n+len(c.Params32)] // within cap: want is what is left
+		dst := b.m.Params[n:]
+		for i, x := range c.Params32 {
+			dst[i] = float64(x)
+		}
 	}
 	b.next++
 	return nil
