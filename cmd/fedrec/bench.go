@@ -136,9 +136,6 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintf(stdout, "%-18s %-26s %-26s %-12s %-14s\n", name, strings.Join(conns, ", "), strings.Join(ups, ", "), spread(r.updates), fmt.Sprintf("%.0f%%", 100*r.leaderShare))
 		}
 	}
-	if !*secure {
-		return nil
-	}
 	// The costs of the timed rounds: the CPU of this process, which runs
 	// every device, per device selected; the nodes' CPU per round; the
 	// QUIC bytes the nodes sent and received per device selected.
