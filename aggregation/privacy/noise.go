@@ -2,22 +2,139 @@ package privacy
 
 import (
 	crand "crypto/rand"
+	"math"
 	"math/rand/v2"
+	"unsafe"
 )
+
+// noiseBlock is how many coordinates AddGaussian draws at once, 40 KiB of
+// random bytes: one call of crypto.getRandomValues gives at most 64 KiB.
+const noiseBlock = 8192
 
 // AddGaussian adds independent N(0, std²) noise to every element of dst. For
 // central DP on a sum of updates clipped to C, std is z·C. It panics if std
 // is negative or not finite.
+//
+// The deviates are NormFloat64's (the same ziggurat on the same bits of a
+// word: 32 for the value, 7 for the layer), drawn in blocks from a
+// cryptographically secure stream of bytes, five bytes a deviate, rather
+// than from one generator call each. Natively the stream is AES-256-CTR
+// under a key taken from r, so a seeded r reproduces the noise and a secure
+// one (NewSecureRand) makes it unpredictable; in js/wasm it is
+// crypto.getRandomValues whatever r is, as WebAssembly has no fast cipher.
 func AddGaussian(dst []float64, std float64, r *rand.Rand) {
 	if !(std >= 0 && std < inf) {
 		panic("privacy: AddGaussian: std must be finite and >= 0")
 	}
-	if std == 0 {
+	if std == 0 || len(dst) == 0 {
 		return
 	}
-	for i := range dst {
-		dst[i] += std * r.NormFloat64()
+	s := &wordStream{fill: noiseBytes(r)}
+	// Each block's values, then its layers, in one buffer of random bytes.
+	n := min(len(dst), noiseBlock)
+	vals := make([]uint32, n+(n+3)/4)
+	// The rare draws the ziggurat rejects continue on words of their own
+	// from the same stream.
+	more := rand.New(s)
+	for lo := 0; lo < len(dst); lo += noiseBlock {
+		d := dst[lo:min(lo+noiseBlock, len(dst))]
+		b := asBytes(vals)
+		s.fill(b[:5*len(d)])
+		addNormals(d, std, vals[:len(d)], b[4*len(d):5*len(d)], more)
 	}
+}
+
+// wordStream is a rand.Source of the words of a stream of bytes, 256 at a
+// time.
+type wordStream struct {
+	fill  func([]byte)
+	words [256]uint64
+	next  int
+}
+
+func (s *wordStream) Uint64() uint64 {
+	if s.next == 0 {
+		s.fill(asBytes(s.words[:]))
+		s.next = len(s.words)
+	}
+	s.next--
+	return s.words[s.next]
+}
+
+// asBytes returns x's memory as bytes, for filling with random bytes (whose
+// order within a word does not matter). WebAssembly assembles a word from
+// byte loads one byte at a time, which would cost a third of the
+// ziggurat's time.
+func asBytes[T uint32 | uint64](x []T) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(x))), len(x)*int(unsafe.Sizeof(x[0])))
+}
+
+// addNormals adds std·z to each dst[k], z the standard normal deviate
+// NormFloat64 draws from the word vals[k] | layers[k]<<32 (and, if the
+// ziggurat rejects it, from more's next words).
+func addNormals(dst []float64, std float64, vals []uint32, layers []byte, more *rand.Rand) {
+	vals, layers = vals[:len(dst)], layers[:len(dst)]
+	for k := 0; k < len(dst); k++ {
+		k += addAccepted(dst[k:], std, vals[k:], layers[k:])
+		if k < len(dst) {
+			dst[k] += std * normalTail(uint64(vals[k])|uint64(layers[k])<<32, more)
+		}
+	}
+}
+
+// addAccepted is addNormals' loop up to the first draw the ziggurat
+// rejects (better than 99 % are accepted: the value within the layer's
+// rectangle), whose index it returns. It calls nothing: in WebAssembly a
+// call in the loop, even one never taken, makes it twice as slow.
+func addAccepted(dst []float64, std float64, vals []uint32, layers []byte) int {
+	vals, layers = vals[:len(dst)], layers[:len(dst)]
+	for k, v := range vals {
+		j := int32(v)
+		i := layers[k] & 0x7F
+		if abs32(j) >= zigK[i] {
+			return k
+		}
+		dst[k] += std * (float64(j) * float64(zigW[i]))
+	}
+	return len(dst)
+}
+
+// normalTail finishes NormFloat64's loop for a first word u outside its
+// layer's rectangle, drawing further words from r.
+func normalTail(u uint64, r *rand.Rand) float64 {
+	for {
+		j := int32(u)
+		i := u >> 32 & 0x7F
+		x := float64(j) * float64(zigW[i])
+		if abs32(j) < zigK[i] {
+			return x
+		}
+		if i == 0 {
+			// The base strip: sample the tail beyond zigR.
+			for {
+				x = -math.Log(r.Float64()) * (1.0 / zigR)
+				y := -math.Log(r.Float64())
+				if y+y >= x*x {
+					break
+				}
+			}
+			if j > 0 {
+				return zigR + x
+			}
+			return -zigR - x
+		}
+		if zigF[i]+float32(r.Float64())*(zigF[i-1]-zigF[i]) < float32(math.Exp(-.5*x*x)) {
+			return x
+		}
+		u = r.Uint64()
+	}
+}
+
+func abs32(j int32) uint32 {
+	if j < 0 {
+		return uint32(-j)
+	}
+	return uint32(j)
 }
 
 // NewSecureRand returns a ChaCha8 generator seeded from crypto/rand, for
