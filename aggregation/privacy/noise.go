@@ -79,21 +79,21 @@ func asBytes[T uint32 | uint64](x []T) []byte {
 
 // addNormals adds std·z to each dst[k], z the standard normal deviate
 // NormFloat64 draws from the word vals[k] | layers[k]<<32 (and, if the
-// ziggurat rejects it, from more's next words).
-func addNormals(dst []float64, std float64, vals []uint32, layers []byte, more *wordStream) {
+// ziggurat rejects it, from s's next words).
+func addNormals(dst []float64, std float64, vals []uint32, layers []byte, s *wordStream) {
 	vals, layers = vals[:len(dst)], layers[:len(dst)]
 	for k := 0; k < len(dst); k++ {
 		k += addAccepted(dst[k:], std, vals[k:], layers[k:])
 		if k < len(dst) {
-			dst[k] += std * normalTail(uint64(vals[k])|uint64(layers[k])<<32, more)
+			dst[k] += std * normalTail(uint64(vals[k])|uint64(layers[k])<<32, s)
 		}
 	}
 }
 
 // addAccepted is addNormals' loop up to the first draw the ziggurat
 // rejects (97.2 % are accepted: the value within the layer's rectangle),
-// whose index it returns. It calls nothing: in WebAssembly a
-// call in the loop, even one never taken, makes it twice as slow.
+// whose index it returns. It calls nothing: in WebAssembly a call in the
+// loop, even one never taken, makes it twice as slow.
 func addAccepted(dst []float64, std float64, vals []uint32, layers []byte) int {
 	vals, layers = vals[:len(dst)], layers[:len(dst)]
 	for k, v := range vals {
