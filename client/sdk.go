@@ -73,7 +73,9 @@ type Config struct {
 	Clock func() time.Time
 	// Rand drives local training and the device's noise; nil means a
 	// generator seeded from crypto/rand. Tests pass a seeded one. The
-	// Client uses it from one round at a time.
+	// Client uses it from one round at a time. In js/wasm the Gaussian
+	// noise comes from crypto.getRandomValues whatever Rand is
+	// (privacy.AddGaussian).
 	Rand *rand.Rand
 
 	// random supplies keys and nonces; nil means crypto/rand. Tests make

@@ -65,9 +65,14 @@
 // z = 1, 1000 rounds, δ = 1e-5).
 //
 // All randomness comes from a *rand.Rand the caller passes in. Use
-// NewSecureRand in production and a seeded generator in tests. Floating-point
-// Gaussian noise is what TF Privacy and Opacus use; it is not hardened
-// against the floating-point attacks of Mironov (2012).
+// NewSecureRand in production and a seeded generator in tests. AddGaussian
+// takes only a key from it: its deviates are NormFloat64's ziggurat on
+// bytes of AES-256-CTR under that key, so the noise is as unpredictable as
+// r, and a seeded r reproduces it. In js/wasm the bytes come from
+// crypto.getRandomValues instead (WebAssembly has no fast cipher), so
+// there the noise is secure whatever r is and never reproducible.
+// Floating-point Gaussian noise is what TF Privacy and Opacus use; it is
+// not hardened against the floating-point attacks of Mironov (2012).
 //
 // # Adaptive clipping
 //

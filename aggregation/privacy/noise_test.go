@@ -1,9 +1,12 @@
 package privacy
 
 import (
+	"encoding/binary"
 	"errors"
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"slices"
 	"testing"
 )
 
@@ -37,8 +40,168 @@ func TestAddGaussian(t *testing.T) {
 	if y[0] != 1 || y[1] != 2 {
 		t.Errorf("AddGaussian with std 0 changed the input: %v", y)
 	}
+	AddGaussian(nil, 1, testRand(1))
 	mustPanic(t, "negative std", func() { AddGaussian(y, -1, testRand(1)) })
 	mustPanic(t, "NaN std", func() { AddGaussian(y, math.NaN(), testRand(1)) })
+	mustPanic(t, "infinite std", func() { AddGaussian(y, math.Inf(1), testRand(1)) })
+}
+
+// TestAddGaussianDistribution checks AddGaussian's noise against N(0, std²)
+// over more than a million draws (many blocks, the last one partial): the
+// mean and variance, the fourth moment, the mass beyond 2, 3 and 4
+// standard deviations (4 is beyond the ziggurat's base strip, zigR) and the
+// Kolmogorov–Smirnov distance to the normal distribution function. Every
+// bound is about five standard errors, so a correct sampler fails with
+// probability below one in a million a check.
+func TestAddGaussianDistribution(t *testing.T) {
+	const n = 80*noiseBlock + 4321
+	tests := []struct {
+		name string
+		std  float64
+		r    *rand.Rand
+	}{
+		{"seeded", 1, testRand(7)},
+		{"secure", 1, NewSecureRand()},
+		{"small std", 1e-3, testRand(8)},
+		{"large std", 3e4, NewSecureRand()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			x := make([]float64, n)
+			AddGaussian(x, tt.std, tt.r)
+			z := make([]float64, n)
+			var m4 float64
+			for i, v := range x {
+				z[i] = v / tt.std
+				m4 += z[i] * z[i] * z[i] * z[i]
+			}
+			m4 /= n
+			mean, v := meanVar(z)
+			if math.Abs(mean) > 5/math.Sqrt(n) {
+				t.Errorf("mean = %g σ, want 0 ± %g", mean, 5/math.Sqrt(n))
+			}
+			if se := math.Sqrt(2.0 / n); math.Abs(v-1) > 5*se {
+				t.Errorf("variance = %g σ², want 1 ± %g", v, 5*se)
+			}
+			if se := math.Sqrt(96.0 / n); math.Abs(m4-3) > 5*se {
+				t.Errorf("fourth moment = %g σ⁴, want 3 ± %g", m4, 5*se)
+			}
+			for _, c := range []float64{2, 3, 4} {
+				var k int
+				for _, v := range z {
+					if math.Abs(v) > c {
+						k++
+					}
+				}
+				p := math.Erfc(c / math.Sqrt2)
+				if se := math.Sqrt(p * (1 - p) / n); math.Abs(float64(k)/n-p) > 5*se {
+					t.Errorf("P(|z| > %g) = %g, want %g ± %g", c, float64(k)/n, p, 5*se)
+				}
+			}
+			slices.Sort(z)
+			var d float64
+			for i, v := range z {
+				f := 0.5 * math.Erfc(-v/math.Sqrt2)
+				d = max(d, f-float64(i)/n, float64(i+1)/n-f)
+			}
+			// The KS distance's 1e-6 quantile is about √(ln(2e6)/(2n)).
+			if lim := math.Sqrt(math.Log(2e6) / (2 * n)); d > lim {
+				t.Errorf("Kolmogorov–Smirnov distance = %g, want < %g", d, lim)
+			}
+		})
+	}
+}
+
+// TestAddGaussianSeeded checks that natively a seeded generator reproduces
+// the noise and another seed changes it.
+func TestAddGaussianSeeded(t *testing.T) {
+	if runtime.GOOS == "js" {
+		t.Skip("in js/wasm the noise comes from crypto.getRandomValues")
+	}
+	draw := func(seed uint64) []float64 {
+		x := make([]float64, noiseBlock+3)
+		AddGaussian(x, 1, testRand(seed))
+		return x
+	}
+	if a, b := draw(1), draw(1); !slices.Equal(a, b) {
+		t.Errorf("AddGaussian with the same seed twice gave different noise")
+	}
+	if a, b := draw(1), draw(2); slices.Equal(a[noiseBlock:], b[noiseBlock:]) {
+		t.Errorf("AddGaussian with seeds 1 and 2 gave the same noise")
+	}
+}
+
+// wordsThen is a rand.Source that gives its words, then rest's.
+type wordsThen struct {
+	words []uint64
+	rest  rand.Source
+}
+
+func (s *wordsThen) Uint64() uint64 {
+	if len(s.words) == 0 {
+		return s.rest.Uint64()
+	}
+	u := s.words[0]
+	s.words = s.words[1:]
+	return u
+}
+
+// pcgStream is a wordStream of the words of rand.NewPCG(seed, 1).
+func pcgStream(seed uint64) *wordStream {
+	pcg := rand.NewPCG(seed, 1)
+	return &wordStream{fill: func(b []byte) {
+		for i := 0; i+8 <= len(b); i += 8 {
+			binary.NativeEndian.PutUint64(b[i:], pcg.Uint64())
+		}
+	}}
+}
+
+// TestNormalsMatchNormFloat64 checks that addNormals draws exactly
+// NormFloat64's deviate from each word (of which both use the low 39
+// bits), the rejected ones included (which then take more words): the
+// same ziggurat, the same tables.
+func TestNormalsMatchNormFloat64(t *testing.T) {
+	r := testRand(3)
+	words := make([]uint64, 300000)
+	for i := range words {
+		words[i] = r.Uint64()
+	}
+	// Words outside their layer's rectangle, in the base strip (layer 0)
+	// and in a wedge.
+	words = append(words, 0x00000000_7fffffff, 0x00000000_80000001, 0x00000005_7fffffff, 0x0000007f_80000000)
+	var tails int
+	for k, u := range words {
+		// An accepted word takes nothing more: no stream.
+		var more *wordStream
+		if abs32(int32(u)) >= zigK[u>>32&0x7F] {
+			tails++
+			more = pcgStream(uint64(k))
+		}
+		got := []float64{0}
+		addNormals(got, 1, []uint32{uint32(u)}, []byte{byte(u >> 32)}, more)
+		want := rand.New(&wordsThen{[]uint64{u}, rand.NewPCG(uint64(k), 1)}).NormFloat64()
+		if math.Float64bits(got[0]) != math.Float64bits(want) {
+			t.Fatalf("addNormals(word %#x) = %v, want NormFloat64's %v", u, got[0], want)
+		}
+	}
+	if tails < 1000 {
+		t.Errorf("only %d words outside their rectangle: the test misses the slow path", tails)
+	}
+	// A block: each element its own word (the third rejected, taking
+	// more's words), scaled by std and added.
+	dst := []float64{1, -1, 0.5, 3}
+	block := []uint64{5, 1<<40 | 12345, 0x7fffffff, 0x3f<<32 | 0xfff00000}
+	vals, layers := make([]uint32, len(block)), make([]byte, len(block))
+	for k, u := range block {
+		vals[k], layers[k] = uint32(u), byte(u>>32)
+	}
+	addNormals(dst, 2.5, vals, layers, pcgStream(9))
+	for k, w := range []float64{1, -1, 0.5, 3} {
+		want := w + 2.5*rand.New(&wordsThen{block[k : k+1], rand.NewPCG(9, 1)}).NormFloat64()
+		if dst[k] != want {
+			t.Errorf("addNormals block element %d = %v, want %v", k, dst[k], want)
+		}
+	}
 }
 
 func TestNewSecureRand(t *testing.T) {
