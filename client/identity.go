@@ -118,6 +118,33 @@ func NewIdentity(cert tls.Certificate, deviceCA *x509.CertPool, cohort []string)
 // newIdentity is NewIdentity with the cache of certificates already
 // checked against deviceCA, which the Dialer keeps across rounds.
 func newIdentity(cert tls.Certificate, deviceCA *x509.CertPool, cohort []string, certs *certCache) (*Identity, error) {
+	key, err := signingKey(cert)
+	if err != nil {
+		return nil, err
+	}
+	if deviceCA == nil {
+		return nil, fmt.Errorf("%w: no device CA", ErrIdentity)
+	}
+	if len(cert.Certificate[0]) > secagg.MaxCredentialLen {
+		return nil, fmt.Errorf("%w: certificate of %d bytes, more than %d", ErrIdentity, len(cert.Certificate[0]), secagg.MaxCredentialLen)
+	}
+	seen := make(map[string]bool, len(cohort))
+	for _, id := range cohort {
+		if seen[id] {
+			return nil, fmt.Errorf("%w: the cohort lists %q twice", ErrIdentity, id)
+		}
+		seen[id] = true
+	}
+	return &Identity{
+		cert: bytes.Clone(cert.Certificate[0]), key: key, roots: deviceCA,
+		cohort: cohort, now: time.Now, keys: map[uint32]verified{}, certs: certs,
+	}, nil
+}
+
+// signingKey returns the key of cert, a device certificate, if a signed
+// round accepts it: a crypto.Signer of an Ed25519 or ECDSA P-256 key,
+// the certificate's own key.
+func signingKey(cert tls.Certificate) (crypto.Signer, error) {
 	if len(cert.Certificate) == 0 {
 		return nil, fmt.Errorf("%w: no certificate", ErrIdentity)
 	}
@@ -139,23 +166,7 @@ func newIdentity(cert tls.Certificate, deviceCA *x509.CertPool, cohort []string,
 	if pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(leaf.PublicKey) {
 		return nil, fmt.Errorf("%w: the device key is not the certificate's", ErrIdentity)
 	}
-	if deviceCA == nil {
-		return nil, fmt.Errorf("%w: no device CA", ErrIdentity)
-	}
-	if len(cert.Certificate[0]) > secagg.MaxCredentialLen {
-		return nil, fmt.Errorf("%w: certificate of %d bytes, more than %d", ErrIdentity, len(cert.Certificate[0]), secagg.MaxCredentialLen)
-	}
-	seen := make(map[string]bool, len(cohort))
-	for _, id := range cohort {
-		if seen[id] {
-			return nil, fmt.Errorf("%w: the cohort lists %q twice", ErrIdentity, id)
-		}
-		seen[id] = true
-	}
-	return &Identity{
-		cert: bytes.Clone(cert.Certificate[0]), key: key, roots: deviceCA,
-		cohort: cohort, now: time.Now, keys: map[uint32]verified{}, certs: certs,
-	}, nil
+	return key, nil
 }
 
 // Credential returns the device certificate, DER.

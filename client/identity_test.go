@@ -155,14 +155,22 @@ func TestIdentityKeyTypes(t *testing.T) {
 		{"no signer", tls.Certificate{Certificate: ab[0].Certificate, PrivateKey: "key"}, "cannot sign"},
 	} {
 		_, err := NewIdentity(tc.cert, ca.Pool(), []string{"a", "b"})
+		// A Dialer for signed rounds refuses such a key at once.
+		d, derr := NewDialerConfig(DialerConfig{Addrs: []string{"127.0.0.1:1"}, TLS: DeviceTLS(ca.Pool(), tc.cert), DeviceCA: ca.Pool()})
+		if derr == nil {
+			d.Close()
+		}
 		if tc.want == "" {
-			if err != nil {
-				t.Errorf("NewIdentity(%s) = %v", tc.name, err)
+			if err != nil || derr != nil {
+				t.Errorf("NewIdentity(%s) = %v, NewDialerConfig = %v", tc.name, err, derr)
 			}
 			continue
 		}
 		if !errors.Is(err, ErrIdentity) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("NewIdentity(%s) = %v, want ErrIdentity saying %q", tc.name, err, tc.want)
+		}
+		if !errors.Is(derr, ErrInvalidArgument) || !strings.Contains(fmt.Sprint(derr), tc.want) {
+			t.Errorf("NewDialerConfig(DeviceCA, %s) = %v, want ErrInvalidArgument saying %q", tc.name, derr, tc.want)
 		}
 	}
 	ib, err := NewIdentity(ab[1], ca.Pool(), []string{"a", "b"})
