@@ -2,7 +2,9 @@ package client
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
@@ -18,8 +20,9 @@ import (
 )
 
 // Identity is the device's long-term identity in a signed secure round
-// (secagg.Identity): its device certificate and the certificate's ECDSA
-// P-256 key. It signs with the key and accepts a peer's signature only
+// (secagg.Identity): its device certificate and the certificate's key,
+// Ed25519 or ECDSA P-256 (an app's backend may issue either; peers may
+// mix them). It signs with the key and accepts a peer's signature only
 // under a credential that is a device certificate of the device CA (client
 // authentication usage, within its validity) whose common name is the
 // client ID at the peer's index in the round's cohort. The protocol names
@@ -31,7 +34,7 @@ import (
 // certificates' short lifetime bounds how long a revoked one serves.
 type Identity struct {
 	cert   []byte // DER of the device certificate
-	key    *ecdsa.PrivateKey
+	key    crypto.Signer
 	roots  *x509.CertPool
 	cohort []string
 	now    func() time.Time
@@ -43,7 +46,7 @@ type Identity struct {
 
 type verified struct {
 	der []byte
-	key *ecdsa.PublicKey
+	key crypto.PublicKey // checked by deviceKey
 }
 
 // certCache remembers the device certificates that passed the chain check
@@ -61,7 +64,7 @@ type certCache struct {
 
 type checkedCert struct {
 	id                  string // wire.DeviceID
-	key                 *ecdsa.PublicKey
+	key                 crypto.PublicKey
 	notBefore, notAfter time.Time
 }
 
@@ -102,7 +105,9 @@ func (c *certCache) put(sum [32]byte, v checkedCert, now time.Time) {
 var ErrIdentity = errors.New("client: device identity")
 
 // NewIdentity returns the Identity of the device holding cert (its device
-// certificate with its ECDSA P-256 private key) for a round whose cohort
+// certificate with its private key: an Ed25519 or ECDSA P-256 key, or a
+// crypto.Signer of one, such as a key in the platform's keystore) for a
+// round whose cohort
 // lists the client IDs in index order; deviceCA holds the device CA's
 // certificate. cohort must not repeat an ID: one certificate may fill one
 // place in a cohort.
@@ -113,12 +118,9 @@ func NewIdentity(cert tls.Certificate, deviceCA *x509.CertPool, cohort []string)
 // newIdentity is NewIdentity with the cache of certificates already
 // checked against deviceCA, which the Dialer keeps across rounds.
 func newIdentity(cert tls.Certificate, deviceCA *x509.CertPool, cohort []string, certs *certCache) (*Identity, error) {
-	if len(cert.Certificate) == 0 {
-		return nil, fmt.Errorf("%w: no certificate", ErrIdentity)
-	}
-	key, ok := cert.PrivateKey.(*ecdsa.PrivateKey)
-	if !ok || key.Curve != elliptic.P256() {
-		return nil, fmt.Errorf("%w: the device key is not ECDSA P-256", ErrIdentity)
+	key, err := signingKey(cert)
+	if err != nil {
+		return nil, err
 	}
 	if deviceCA == nil {
 		return nil, fmt.Errorf("%w: no device CA", ErrIdentity)
@@ -139,13 +141,45 @@ func newIdentity(cert tls.Certificate, deviceCA *x509.CertPool, cohort []string,
 	}, nil
 }
 
+// signingKey returns the key of cert, a device certificate, if a signed
+// round accepts it: a crypto.Signer of an Ed25519 or ECDSA P-256 key,
+// the certificate's own key.
+func signingKey(cert tls.Certificate) (crypto.Signer, error) {
+	if len(cert.Certificate) == 0 {
+		return nil, fmt.Errorf("%w: no certificate", ErrIdentity)
+	}
+	key, ok := cert.PrivateKey.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%w: the device key (%T) cannot sign", ErrIdentity, cert.PrivateKey)
+	}
+	if err := deviceKey(key.Public()); err != nil {
+		return nil, fmt.Errorf("%w: the device key: %v", ErrIdentity, err)
+	}
+	leaf := cert.Leaf
+	if leaf == nil {
+		var err error
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("%w: the device certificate: %v", ErrIdentity, err)
+		}
+	}
+	// Else peers would refuse every signature, without saying why.
+	if pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(leaf.PublicKey) {
+		return nil, fmt.Errorf("%w: the device key is not the certificate's", ErrIdentity)
+	}
+	return key, nil
+}
+
 // Credential returns the device certificate, DER.
 func (d *Identity) Credential() []byte { return d.cert }
 
-// Sign signs SHA-256(msg) with the device key (ASN.1 ECDSA).
+// Sign signs msg with the device key: Ed25519 (which hashes msg itself),
+// or ECDSA P-256 over SHA-256(msg), ASN.1.
 func (d *Identity) Sign(msg []byte) ([]byte, error) {
+	if _, ok := d.key.Public().(ed25519.PublicKey); ok {
+		return d.key.Sign(rand.Reader, msg, crypto.Hash(0))
+	}
 	h := sha256.Sum256(msg)
-	return ecdsa.SignASN1(rand.Reader, d.key, h[:])
+	return d.key.Sign(rand.Reader, h[:], crypto.SHA256)
 }
 
 // Verify checks that credential is the device certificate of the client at
@@ -155,16 +189,43 @@ func (d *Identity) Verify(peer uint32, credential, msg, sig []byte) error {
 	if err != nil {
 		return err
 	}
-	h := sha256.Sum256(msg)
-	if !ecdsa.VerifyASN1(key, h[:], sig) {
+	if !verifySig(key, msg, sig) {
 		return fmt.Errorf("%w: bad signature of %d", ErrIdentity, peer)
 	}
 	return nil
 }
 
+// deviceKey returns nil if pub is a key a device may sign with: Ed25519
+// or ECDSA P-256.
+func deviceKey(pub crypto.PublicKey) error {
+	switch k := pub.(type) {
+	case ed25519.PublicKey:
+		return nil
+	case *ecdsa.PublicKey:
+		if k.Curve == elliptic.P256() {
+			return nil
+		}
+		return fmt.Errorf("ECDSA on %s, want P-256", k.Curve.Params().Name)
+	}
+	return fmt.Errorf("a %T key, want Ed25519 or ECDSA P-256", pub)
+}
+
+// verifySig checks sig of msg under pub, a key deviceKey accepted, as
+// Sign makes it.
+func verifySig(pub crypto.PublicKey, msg, sig []byte) bool {
+	switch k := pub.(type) {
+	case ed25519.PublicKey:
+		return ed25519.Verify(k, msg, sig)
+	case *ecdsa.PublicKey:
+		h := sha256.Sum256(msg)
+		return ecdsa.VerifyASN1(k, h[:], sig)
+	}
+	return false
+}
+
 // peerKey returns the key of peer's certificate, checking the certificate
 // the first time it is seen.
-func (d *Identity) peerKey(peer uint32, der []byte) (*ecdsa.PublicKey, error) {
+func (d *Identity) peerKey(peer uint32, der []byte) (crypto.PublicKey, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if v, ok := d.keys[peer]; ok && bytes.Equal(v.der, der) {
@@ -190,7 +251,7 @@ func (d *Identity) peerKey(peer uint32, der []byte) (*ecdsa.PublicKey, error) {
 }
 
 // checkCert checks that der is a device certificate of the device CA,
-// valid at now, with an ECDSA P-256 key.
+// valid at now, with an Ed25519 or ECDSA P-256 key.
 func (d *Identity) checkCert(peer uint32, der []byte, now time.Time) (checkedCert, error) {
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
@@ -203,11 +264,10 @@ func (d *Identity) checkCert(peer uint32, der []byte, now time.Time) (checkedCer
 	if !hasUsage(cert, x509.ExtKeyUsageClientAuth) || cert.IsCA {
 		return checkedCert{}, fmt.Errorf("%w: certificate of %d is not a device certificate", ErrIdentity, peer)
 	}
-	key, ok := cert.PublicKey.(*ecdsa.PublicKey)
-	if !ok || key.Curve != elliptic.P256() {
-		return checkedCert{}, fmt.Errorf("%w: certificate of %d has no ECDSA P-256 key", ErrIdentity, peer)
+	if err := deviceKey(cert.PublicKey); err != nil {
+		return checkedCert{}, fmt.Errorf("%w: certificate of %d: %v", ErrIdentity, peer, err)
 	}
-	return checkedCert{id: wire.DeviceID(cert), key: key, notBefore: cert.NotBefore, notAfter: cert.NotAfter}, nil
+	return checkedCert{id: wire.DeviceID(cert), key: cert.PublicKey, notBefore: cert.NotBefore, notAfter: cert.NotAfter}, nil
 }
 
 func hasUsage(c *x509.Certificate, u x509.ExtKeyUsage) bool {

@@ -1,8 +1,19 @@
 package client
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
+	"fmt"
+	"math/big"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,25 +21,54 @@ import (
 )
 
 // deviceCA returns a new device CA and a device certificate of it for
-// each of ids.
+// each of ids, with the pki's default key types.
 func deviceCA(tb testing.TB, ids ...string) (*pki.CA, []tls.Certificate) {
+	return deviceCAKeys(tb, keyTypes{pki.Ed25519, pki.Ed25519, pki.Ed25519}, ids...)
+}
+
+// keyTypes are the key types of a device CA and of the certificates it
+// issues, the first device's and then the others'.
+type keyTypes struct{ ca, first, rest pki.KeyType }
+
+var allKeyTypes = []keyTypes{
+	{pki.Ed25519, pki.Ed25519, pki.Ed25519},
+	{pki.P256, pki.P256, pki.P256},
+	{pki.P256, pki.Ed25519, pki.P256},
+	{pki.Ed25519, pki.P256, pki.Ed25519},
+}
+
+func (k keyTypes) String() string { return fmt.Sprintf("ca=%s/a=%s/b=%s", k.ca, k.first, k.rest) }
+
+func deviceCAKeys(tb testing.TB, kt keyTypes, ids ...string) (*pki.CA, []tls.Certificate) {
 	tb.Helper()
-	ca, err := pki.NewCA("device CA", time.Hour)
+	ca, err := pki.NewCAKey("device CA", time.Hour, kt.ca)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	certs := make([]tls.Certificate, len(ids))
 	for i, id := range ids {
-		if certs[i], err = ca.IssueDevice(id, time.Hour); err != nil {
+		k := kt.rest
+		if i == 0 {
+			k = kt.first
+		}
+		if certs[i], err = ca.IssueDeviceKey(id, time.Hour, k); err != nil {
 			tb.Fatal(err)
 		}
 	}
 	return ca, certs
 }
 
+// Devices of either key type, under a device CA of either, verify each
+// other and refuse what they must.
 func TestIdentity(t *testing.T) {
-	ca, ab := deviceCA(t, "a", "b")
-	other, ob := deviceCA(t, "b")
+	for _, kt := range allKeyTypes {
+		t.Run(kt.String(), func(t *testing.T) { testIdentity(t, kt) })
+	}
+}
+
+func testIdentity(t *testing.T, kt keyTypes) {
+	ca, ab := deviceCAKeys(t, kt, "a", "b")
+	other, ob := deviceCAKeys(t, kt, "b")
 	cohort := []string{"a", "b", "c"}
 	a, b, forged := ab[0], ab[1], ob[0]
 	ia, err := NewIdentity(a, ca.Pool(), cohort)
@@ -52,6 +92,9 @@ func TestIdentity(t *testing.T) {
 	if err := ia.Verify(1, ib.Credential(), msg, sig); err != nil {
 		t.Fatalf("Verify(b's signature) = %v", err)
 	}
+	if err := ib.Verify(0, ia.Credential(), msg, mustSign(t, ia, msg)); err != nil {
+		t.Fatalf("Verify(a's signature) = %v", err)
+	}
 	later := &Identity{cert: ia.cert, key: ia.key, roots: ia.roots, cohort: cohort, now: func() time.Time { return time.Now().Add(2 * time.Hour) }, keys: map[uint32]verified{}, certs: ia.certs}
 	for name, tc := range map[string]struct {
 		id        *Identity
@@ -74,6 +117,71 @@ func TestIdentity(t *testing.T) {
 	}
 	if _, err := NewIdentity(a, ca.Pool(), []string{"a", "b", "a"}); !errors.Is(err, ErrIdentity) {
 		t.Errorf("NewIdentity(cohort repeating an id) = %v, want ErrIdentity", err)
+	}
+}
+
+// NewIdentity refuses device keys a peer could not verify, and a key
+// that is not its certificate's; Verify refuses a peer certificate with
+// such a key.
+func TestIdentityKeyTypes(t *testing.T) {
+	ca, ab := deviceCA(t, "a", "b")
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	_, otherEd, _ := ed25519.GenerateKey(rand.Reader)
+	// certify returns a device certificate of ca for key.
+	certify := func(id string, key interface{ Public() crypto.PublicKey }) tls.Certificate {
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: id},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	}
+	for _, tc := range []struct {
+		name string
+		cert tls.Certificate
+		want string // in NewIdentity's error; "" for none
+	}{
+		{"ed25519", ab[0], ""},
+		{"p256", certify("a", p256), ""},
+		{"p384", certify("a", p384), "P-384"},
+		{"rsa", certify("a", rsaKey), "want Ed25519 or ECDSA P-256"},
+		{"another key", tls.Certificate{Certificate: ab[0].Certificate, PrivateKey: otherEd}, "not the certificate's"},
+		{"no signer", tls.Certificate{Certificate: ab[0].Certificate, PrivateKey: "key"}, "cannot sign"},
+	} {
+		_, err := NewIdentity(tc.cert, ca.Pool(), []string{"a", "b"})
+		// A Dialer for signed rounds refuses such a key at once.
+		d, derr := NewDialerConfig(DialerConfig{Addrs: []string{"127.0.0.1:1"}, TLS: DeviceTLS(ca.Pool(), tc.cert), DeviceCA: ca.Pool()})
+		if derr == nil {
+			d.Close()
+		}
+		if tc.want == "" {
+			if err != nil || derr != nil {
+				t.Errorf("NewIdentity(%s) = %v, NewDialerConfig = %v", tc.name, err, derr)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrIdentity) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("NewIdentity(%s) = %v, want ErrIdentity saying %q", tc.name, err, tc.want)
+		}
+		if !errors.Is(derr, ErrInvalidArgument) || !strings.Contains(fmt.Sprint(derr), tc.want) {
+			t.Errorf("NewDialerConfig(DeviceCA, %s) = %v, want ErrInvalidArgument saying %q", tc.name, derr, tc.want)
+		}
+	}
+	ib, err := NewIdentity(ab[1], ca.Pool(), []string{"a", "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, key := range map[string]crypto.Signer{"p384": p384, "rsa": rsaKey} {
+		c := certify("a", key)
+		if err := ib.Verify(0, c.Certificate[0], []byte("m"), []byte("sig")); !errors.Is(err, ErrIdentity) {
+			t.Errorf("Verify(a %s certificate) = %v, want ErrIdentity", name, err)
+		}
 	}
 }
 
@@ -170,32 +278,35 @@ func TestIdentityCertCache(t *testing.T) {
 // advert signature in a signed round: cold, the peer's certificate is new
 // (parse, chain to the device CA, then the signature); warm, a later round
 // of the same Dialer met the certificate before (the signature only).
+// With the device CA and certificates Ed25519 (the default) or P-256.
 func BenchmarkIdentityVerify(b *testing.B) {
-	ca, ap := deviceCA(b, "a", "b")
-	a, p := ap[0], ap[1]
-	ip, err := NewIdentity(p, ca.Pool(), []string{"a", "b"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	msg := []byte("advert")
-	sig := mustSign(b, ip, msg)
-	pool := ca.Pool()
-	for _, warm := range []bool{false, true} {
-		b.Run(map[bool]string{false: "cold", true: "warm"}[warm], func(b *testing.B) {
-			certs := newCertCache()
-			b.ReportAllocs()
-			for b.Loop() {
-				if !warm {
-					certs = newCertCache()
+	for _, kt := range []keyTypes{{pki.Ed25519, pki.Ed25519, pki.Ed25519}, {pki.P256, pki.P256, pki.P256}} {
+		ca, ap := deviceCAKeys(b, kt, "a", "b")
+		a, p := ap[0], ap[1]
+		ip, err := NewIdentity(p, ca.Pool(), []string{"a", "b"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		msg := []byte("advert")
+		sig := mustSign(b, ip, msg)
+		pool := ca.Pool()
+		for _, warm := range []bool{false, true} {
+			b.Run(fmt.Sprintf("key=%s/%s", kt.ca, map[bool]string{false: "cold", true: "warm"}[warm]), func(b *testing.B) {
+				certs := newCertCache()
+				b.ReportAllocs()
+				for b.Loop() {
+					if !warm {
+						certs = newCertCache()
+					}
+					id, err := newIdentity(a, pool, []string{"a", "b"}, certs)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := id.Verify(1, ip.Credential(), msg, sig); err != nil {
+						b.Fatal(err)
+					}
 				}
-				id, err := newIdentity(a, pool, []string{"a", "b"}, certs)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := id.Verify(1, ip.Credential(), msg, sig); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+			})
+		}
 	}
 }

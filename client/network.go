@@ -113,7 +113,9 @@ type DialerConfig struct {
 	Transport *Transport
 	// DeviceCA holds the device CA's certificate, against which the
 	// device checks its peers' certificates in a signed secure round
-	// (Identity). nil: the device takes no part in signed rounds.
+	// (Identity). nil: the device takes no part in signed rounds. With
+	// it, the device certificate in TLS must have an Ed25519 or ECDSA
+	// P-256 key (NewDialerConfig refuses others).
 	DeviceCA *x509.CertPool
 }
 
@@ -143,6 +145,12 @@ func NewDialerConfig(cfg DialerConfig) (*Dialer, error) {
 	for _, a := range cfg.Addrs {
 		if a == "" || len(a) > wire.MaxAddrLen {
 			return nil, fmt.Errorf("%w: coordinator address of %d bytes", ErrInvalidArgument, len(a))
+		}
+	}
+	if cfg.DeviceCA != nil && len(cfg.TLS.Certificates) > 0 {
+		// Now rather than in the first signed round.
+		if _, err := signingKey(cfg.TLS.Certificates[0]); err != nil {
+			return nil, fmt.Errorf("%w: DialerConfig.DeviceCA is set for signed rounds, but %w", ErrInvalidArgument, err)
 		}
 	}
 	if cfg.DialTimeout == 0 {

@@ -36,7 +36,13 @@ func startDeviceNode(t *testing.T, tr coordinator.Training) (n *coordinator.Node
 // cluster's model and a few ratings, opted in.
 func certifiedDevice(t *testing.T, n *coordinator.Node, ca, devCA *pki.CA, id string, catalogue []string, p client.Policy) *client.Client {
 	t.Helper()
-	cert, err := devCA.IssueDevice(id, time.Hour)
+	return certifiedDeviceKey(t, n, ca, devCA, id, catalogue, p, pki.Ed25519)
+}
+
+// certifiedDeviceKey is certifiedDevice with a device key of type kt.
+func certifiedDeviceKey(t *testing.T, n *coordinator.Node, ca, devCA *pki.CA, id string, catalogue []string, p client.Policy, kt pki.KeyType) *client.Client {
+	t.Helper()
+	cert, err := devCA.IssueDeviceKey(id, time.Hour, kt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +84,8 @@ func secureTraining(items int, signed bool) coordinator.Training {
 // round over QUIC: each signs its key advert and the survivor set and
 // checks its peers' against the device CA and the plan's cohort, and the
 // round commits. A device whose policy requires signed rounds joins it.
+// The device CA is ECDSA P-256 and the devices' keys are Ed25519 but for
+// one, P-256: a backend may issue either, and they verify each other.
 func TestSDKSignedSecureRound(t *testing.T) {
 	const items = 20
 	n, ca, devCA := startDeviceNode(t, secureTraining(items, true))
@@ -92,7 +100,11 @@ func TestSDKSignedSecureRound(t *testing.T) {
 		if i == 0 {
 			p = strict
 		}
-		devices = append(devices, certifiedDevice(t, n, ca, devCA, fmt.Sprintf("signed-%d", i), catalogue, p))
+		kt := pki.Ed25519
+		if i == 1 {
+			kt = pki.P256
+		}
+		devices = append(devices, certifiedDeviceKey(t, n, ca, devCA, fmt.Sprintf("signed-%d", i), catalogue, p, kt))
 	}
 	reports, errs := participateAll(ctx, devices)
 	for i, err := range errs {

@@ -52,6 +52,10 @@ func TestQUICDeviceAuthentication(t *testing.T) {
 	wrongCA, _ := other.IssueDevice("mallory", time.Hour)
 	expired, _ := c.devCA.IssueDevice("old-phone", -time.Minute)
 	nodeB, _ := c.ca.NodeBundle("n0")
+	// Device certificates are Ed25519 by default; P-256 ones are served
+	// alike.
+	p256, _ := c.devCA.IssueDeviceKey("carol", time.Hour, pki.P256)
+	expiredP256, _ := c.devCA.IssueDeviceKey("old-carol", -time.Minute, pki.P256)
 
 	checkIn := func(id string) wire.Message { return &wire.CheckIn{Version: wire.Version, ClientID: id} }
 	getModel := &wire.GetModel{Version: wire.Version}
@@ -76,6 +80,10 @@ func TestQUICDeviceAuthentication(t *testing.T) {
 		{"device joins", c.device(t, "bob"), join, wire.CodeForbidden},
 		{"device reads a model", c.device(t, "bob"), getModel, 0},
 		{"own ID, upload without a round", c.device(t, "bob"), upload("bob"), wire.CodeNoRound},
+		{"P-256 device, own ID", pki.DeviceTLS(c.ca.Pool(), p256), upload("carol"), wire.CodeNoRound},
+		{"P-256 device, another device's ID", pki.DeviceTLS(c.ca.Pool(), p256), checkIn("alice"), wire.CodeForbidden},
+		{"P-256 device reads a model", pki.DeviceTLS(c.ca.Pool(), p256), getModel, 0},
+		{"expired P-256 certificate", pki.DeviceTLS(c.ca.Pool(), expiredP256), checkIn("old-carol"), wire.CodeUnauthenticated},
 		{"node joins", nodeB.PeerTLS(), join, 0},
 		{"node reads a model", nodeB.PeerTLS(), getModel, 0},
 	}

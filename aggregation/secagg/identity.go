@@ -9,7 +9,7 @@ import (
 // Identity is a client's long-term identity in a signed round
 // (Config.Signed). The caller supplies it to NewSignedClient; this package
 // never sees a key or a certificate. The client SDK implements it with the
-// device certificate: Sign with its ECDSA key, Verify by checking the
+// device certificate: Sign with its Ed25519 or ECDSA P-256 key, Verify by checking the
 // peer's certificate chain to the device CA, that it is not revoked, and
 // that its common name is the peer's client id, then the signature.
 type Identity interface {

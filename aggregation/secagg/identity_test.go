@@ -2,7 +2,9 @@ package secagg
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
@@ -13,65 +15,108 @@ import (
 )
 
 // testCA issues test identities the way the device CA issues device
-// certificates: a credential is the client id and an ECDSA P-256 public
+// certificates: a credential is the client id, a key type and a public
 // key, signed by the CA. A real credential is an X.509 certificate whose
 // common name is the client id; the checks are the same (chain to the CA,
-// name = id, then the signature).
+// name = id, then the signature). The CA and its identities have keys of
+// one type: Ed25519 (the device certificates' default) or ECDSA P-256.
 type testCA struct {
-	key *ecdsa.PrivateKey
+	kt  string
+	key crypto.Signer
 }
 
-func newTestCA() *testCA {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// Key types of test identities.
+const (
+	keyEd25519 = "ed25519"
+	keyP256    = "p256"
+)
+
+func newTestCA() *testCA { return newTestCAKey(keyEd25519) }
+
+func newTestCAKey(kt string) *testCA { return &testCA{kt: kt, key: testKey(kt)} }
+
+func testKey(kt string) crypto.Signer {
+	var k crypto.Signer
+	var err error
+	switch kt {
+	case keyEd25519:
+		_, k, err = ed25519.GenerateKey(rand.Reader)
+	case keyP256:
+		k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	default:
+		err = fmt.Errorf("key type %q", kt)
+	}
 	if err != nil {
 		panic(err)
 	}
-	return &testCA{key: k}
+	return k
+}
+
+// testSign signs as client.Identity does: Ed25519 over msg, ECDSA over
+// SHA-256(msg).
+func testSign(key crypto.Signer, msg []byte) ([]byte, error) {
+	if _, ok := key.(ed25519.PrivateKey); ok {
+		return key.Sign(rand.Reader, msg, crypto.Hash(0))
+	}
+	h := sha256.Sum256(msg)
+	return key.Sign(rand.Reader, h[:], crypto.SHA256)
+}
+
+func testVerify(pub crypto.PublicKey, msg, sig []byte) bool {
+	switch k := pub.(type) {
+	case ed25519.PublicKey:
+		return ed25519.Verify(k, msg, sig)
+	case *ecdsa.PublicKey:
+		h := sha256.Sum256(msg)
+		return ecdsa.VerifyASN1(k, h[:], sig)
+	}
+	return false
 }
 
 type testIdentity struct {
-	ca   *ecdsa.PublicKey
+	ca   crypto.PublicKey
 	id   uint32
-	key  *ecdsa.PrivateKey
+	key  crypto.Signer
 	cred []byte
 	// verified caches the keys of credentials already checked, as an SDK
 	// checks each peer's certificate chain once a round.
-	verified map[string]*ecdsa.PublicKey
+	verified map[string]crypto.PublicKey
 	// Operations counted for the benchmarks: signatures made, credentials
 	// checked (the CA's signature) and signatures checked.
 	signs, credChecks, sigChecks int
 }
 
-func (ca *testCA) issue(id uint32) *testIdentity {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		panic(err)
-	}
-	return ca.issueKey(id, k)
-}
+func (ca *testCA) issue(id uint32) *testIdentity { return ca.issueKey(id, testKey(ca.kt)) }
 
-// issueKey certifies key as client id's.
-func (ca *testCA) issueKey(id uint32, key *ecdsa.PrivateKey) *testIdentity {
-	pub, err := key.PublicKey.ECDH()
-	if err != nil {
-		panic(err)
+// issueKey certifies key as client id's. A credential is id (4 bytes),
+// the length of the public key (1 byte), the key (Ed25519's 32 bytes or
+// an uncompressed P-256 point) and the CA's signature.
+func (ca *testCA) issueKey(id uint32, key crypto.Signer) *testIdentity {
+	var pub []byte
+	switch k := key.Public().(type) {
+	case ed25519.PublicKey:
+		pub = k
+	case *ecdsa.PublicKey:
+		e, err := k.ECDH()
+		if err != nil {
+			panic(err)
+		}
+		pub = e.Bytes()
 	}
 	body := binary.BigEndian.AppendUint32(nil, id)
-	body = append(body, pub.Bytes()...)
-	h := sha256.Sum256(body)
-	sig, err := ecdsa.SignASN1(rand.Reader, ca.key, h[:])
+	body = append(append(body, byte(len(pub))), pub...)
+	sig, err := testSign(ca.key, body)
 	if err != nil {
 		panic(err)
 	}
-	return &testIdentity{ca: &ca.key.PublicKey, id: id, key: key, cred: append(body, sig...), verified: map[string]*ecdsa.PublicKey{}}
+	return &testIdentity{ca: ca.key.Public(), id: id, key: key, cred: append(body, sig...), verified: map[string]crypto.PublicKey{}}
 }
 
 func (i *testIdentity) Credential() []byte { return i.cred }
 
 func (i *testIdentity) Sign(msg []byte) ([]byte, error) {
 	i.signs++
-	h := sha256.Sum256(msg)
-	return ecdsa.SignASN1(rand.Reader, i.key, h[:])
+	return testSign(i.key, msg)
 }
 
 var errTestIdentity = errors.New("test identity: bad credential")
@@ -79,29 +124,32 @@ var errTestIdentity = errors.New("test identity: bad credential")
 func (i *testIdentity) Verify(peer uint32, cred, msg, sig []byte) error {
 	pub := i.verified[string(cred)]
 	if pub == nil {
-		const bodyLen = 4 + 65
-		if len(cred) <= bodyLen {
+		if len(cred) < 5 || len(cred) <= 5+int(cred[4]) {
 			return errTestIdentity
 		}
+		bodyLen := 5 + int(cred[4])
 		body, caSig := cred[:bodyLen], cred[bodyLen:]
 		i.credChecks++
-		h := sha256.Sum256(body)
-		if !ecdsa.VerifyASN1(i.ca, h[:], caSig) {
+		if !testVerify(i.ca, body, caSig) {
 			return fmt.Errorf("%w: not issued by the CA", errTestIdentity)
 		}
-		k, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), body[4:])
-		if err != nil {
-			return fmt.Errorf("%w: %v", errTestIdentity, err)
+		switch raw := body[5:]; len(raw) {
+		case ed25519.PublicKeySize:
+			pub = ed25519.PublicKey(bytes.Clone(raw))
+		default:
+			k, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw)
+			if err != nil {
+				return fmt.Errorf("%w: %v", errTestIdentity, err)
+			}
+			pub = k
 		}
-		pub = k
 		i.verified[string(bytes.Clone(cred))] = pub
 	}
 	if id := binary.BigEndian.Uint32(cred); id != peer {
 		return fmt.Errorf("%w: issued to %d, not %d", errTestIdentity, id, peer)
 	}
 	i.sigChecks++
-	h := sha256.Sum256(msg)
-	if !ecdsa.VerifyASN1(pub, h[:], sig) {
+	if !testVerify(pub, msg, sig) {
 		return errors.New("test identity: signature does not verify")
 	}
 	return nil

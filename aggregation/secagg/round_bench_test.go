@@ -173,11 +173,13 @@ func BenchmarkShamir(b *testing.B) {
 	}
 }
 
-// BenchmarkSignedRound compares a signed round (Config.Signed: ECDSA P-256
-// identities as the device certificates give, signed adverts verified by
-// every neighbour, the consistency check) with the same round unsigned, at
-// the same threshold (a majority, as a signed round needs). Client and
-// server CPU as in BenchmarkRound; creating the identities is not timed.
+// BenchmarkSignedRound compares a signed round (Config.Signed: identities
+// as the device certificates give, signed adverts verified by every
+// neighbour, the consistency check) with the same round unsigned, at the
+// same threshold (a majority, as a signed round needs), with Ed25519 keys
+// (key=ed25519, the device certificates' default) and ECDSA P-256 keys
+// (key=p256) for the device CA and the devices. Client and server CPU as
+// in BenchmarkRound; creating the identities is not timed.
 //
 // signed=cold is a device's first round with its neighbours: it checks
 // each neighbour's credential (the CA's signature) before its advert.
@@ -188,23 +190,29 @@ func BenchmarkShamir(b *testing.B) {
 // rounds also report what each client did: signatures made (signs),
 // credentials checked (cred-checks) and signatures checked (sig-checks),
 // counts that do not depend on the machine (for the cost of one:
-// go test -run '^$' -bench 'Sign/P256|Verify/P256' -cpu 1 crypto/ecdsa).
+// go test -run '^$' -bench 'Sign/P256|Verify/P256' -cpu 1 crypto/ecdsa,
+// go test -run '^$' -bench 'Signing|Verification' -cpu 1 crypto/ed25519).
 func BenchmarkSignedRound(b *testing.B) {
 	for _, c := range []struct{ n, d int }{{100, 118_592}, {500, 118_592}} {
 		k, _ := benchDegree(c.n)
-		for _, mode := range []string{"false", "cold", "warm"} {
+		for _, v := range []struct{ kt, mode string }{{"", "false"}, {keyEd25519, "cold"}, {keyEd25519, "warm"}, {keyP256, "cold"}, {keyP256, "warm"}} {
+			mode := v.mode
 			clock, clockName := wallClock, "wall"
 			if haveThreadCPU {
 				clock, clockName = threadCPU, "cpu"
 			}
-			b.Run(fmt.Sprintf("n=%d/d=%d/k=%d/signed=%s/clock=%s", c.n, c.d, k, mode, clockName), func(b *testing.B) {
+			key := ""
+			if v.kt != "" {
+				key = "key=" + v.kt + "/"
+			}
+			b.Run(fmt.Sprintf("n=%d/d=%d/k=%d/%ssigned=%s/clock=%s", c.n, c.d, k, key, mode, clockName), func(b *testing.B) {
 				runtime.LockOSThread()
 				defer runtime.UnlockOSThread()
 				cfg := testConfig(c.n, c.d, 32, k, 0)
 				cfg.Signed = mode != "false"
 				sim := simulation{cfg: cfg, seed: 1, workers: 1, clock: clock}
 				if mode == "warm" {
-					sim.idents = &simIdentities{}
+					sim.idents = &simIdentities{ca: newTestCAKey(v.kt)}
 					if _, err := sim.run(); err != nil {
 						b.Fatal(err)
 					}
@@ -214,7 +222,7 @@ func BenchmarkSignedRound(b *testing.B) {
 				var ops [3]int // per client: signatures made, credentials and signatures checked
 				for b.Loop() {
 					if mode == "cold" {
-						sim.idents = &simIdentities{}
+						sim.idents = &simIdentities{ca: newTestCAKey(v.kt)}
 					}
 					var before [3]int
 					if sim.idents != nil {

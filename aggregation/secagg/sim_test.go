@@ -201,7 +201,10 @@ func (s simulation) run() (out simResult, err error) {
 		idents = &simIdentities{}
 	}
 	if idents != nil && idents.ca == nil {
-		idents.ca, idents.m = newTestCA(), map[uint32]*testIdentity{}
+		idents.ca = newTestCA()
+	}
+	if idents != nil && idents.m == nil {
+		idents.m = map[uint32]*testIdentity{}
 	}
 	for _, id := range s.cfg.Clients {
 		var c *Client

@@ -19,9 +19,6 @@ func TestDeviceCertificateOptions(t *testing.T) {
 	if err := pki.WriteDir(dir, nil, nil, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	if err := pki.WriteDevice(dir, dir, "device-1", time.Hour); err != nil {
-		t.Fatal(err)
-	}
 	read := func(name string) []byte {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
@@ -29,34 +26,42 @@ func TestDeviceCertificateOptions(t *testing.T) {
 		}
 		return b
 	}
-	ca, cert, key := read(pki.CAFile), read(pki.DeviceCertFile("device-1")), read(pki.DeviceKeyFile("device-1"))
-	base := Options{Key: make([]byte, 32), Coordinators: "127.0.0.1:7001", CACertPEM: ca, Catalogue: "a\nb\n", DeviceCertPEM: cert, DeviceKeyPEM: key}
-	tests := []struct {
-		name string
-		mod  func(o *Options)
-		ok   bool
-	}{
-		{"ID from the certificate", func(o *Options) {}, true},
-		{"same ID", func(o *Options) { o.ClientID = "device-1" }, true},
-		{"another ID", func(o *Options) { o.ClientID = "device-2" }, false},
-		{"no key", func(o *Options) { o.DeviceKeyPEM = nil }, false},
-		{"key of another certificate", func(o *Options) { o.DeviceKeyPEM = read(pki.CAKeyFile) }, false},
-		{"device CA for signed rounds", func(o *Options) {
-			o.DeviceCACertPEM, o.RequireSignedSecAgg, o.MinSecAggColluders = read(pki.DeviceCAFile), true, 1
-		}, true},
-		{"bad device CA", func(o *Options) { o.DeviceCACertPEM = []byte("not a certificate") }, false},
-		{"colluders without signed rounds", func(o *Options) { o.MinSecAggColluders = 1 }, false},
-	}
-	for i, tt := range tests {
-		o := base
-		o.Dir = filepath.Join(t.TempDir(), fmt.Sprint(i))
-		tt.mod(&o)
-		c, err := New(&o)
-		if err == nil {
-			c.Close()
+	// Both key types a backend may issue; files written by pki before
+	// Ed25519 was its default are the P-256 ones.
+	for _, kt := range []pki.KeyType{pki.Ed25519, pki.P256} {
+		id := "device-" + string(kt)
+		if err := pki.WriteDevice(dir, dir, id, time.Hour, kt); err != nil {
+			t.Fatal(err)
 		}
-		if (err == nil) != tt.ok {
-			t.Errorf("%s: New = %v, want ok %v", tt.name, err, tt.ok)
+		ca, cert, key := read(pki.CAFile), read(pki.DeviceCertFile(id)), read(pki.DeviceKeyFile(id))
+		base := Options{Key: make([]byte, 32), Coordinators: "127.0.0.1:7001", CACertPEM: ca, Catalogue: "a\nb\n", DeviceCertPEM: cert, DeviceKeyPEM: key}
+		tests := []struct {
+			name string
+			mod  func(o *Options)
+			ok   bool
+		}{
+			{"ID from the certificate", func(o *Options) {}, true},
+			{"same ID", func(o *Options) { o.ClientID = id }, true},
+			{"another ID", func(o *Options) { o.ClientID = "device-2" }, false},
+			{"no key", func(o *Options) { o.DeviceKeyPEM = nil }, false},
+			{"key of another certificate", func(o *Options) { o.DeviceKeyPEM = read(pki.CAKeyFile) }, false},
+			{"device CA for signed rounds", func(o *Options) {
+				o.DeviceCACertPEM, o.RequireSignedSecAgg, o.MinSecAggColluders = read(pki.DeviceCAFile), true, 1
+			}, true},
+			{"bad device CA", func(o *Options) { o.DeviceCACertPEM = []byte("not a certificate") }, false},
+			{"colluders without signed rounds", func(o *Options) { o.MinSecAggColluders = 1 }, false},
+		}
+		for i, tt := range tests {
+			o := base
+			o.Dir = filepath.Join(t.TempDir(), fmt.Sprint(i))
+			tt.mod(&o)
+			c, err := New(&o)
+			if err == nil {
+				c.Close()
+			}
+			if (err == nil) != tt.ok {
+				t.Errorf("%s, %s: New = %v, want ok %v", kt, tt.name, err, tt.ok)
+			}
 		}
 	}
 }

@@ -36,7 +36,7 @@ func runCert(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	days := fs.Int("days", 365, "validity in days")
 	out := fs.String("out", "", "renew: write the node certificates into this directory instead, signed by the existing CA in --dir (which must hold ca.pem and ca-key.pem); copy them over the nodes' old ones, which reload them (docs/operations.md, Rotating certificates)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: fedrec cert [flags]\n       fedrec cert --dir DIR --nodes NAMES --out NEWDIR   (renew node certificates)\n       fedrec cert device --id ID [flags]\n       fedrec cert device-ca --dir NEWDIR [--days N]   (a new device CA, for its rotation)\n       fedrec cert token --device ID [--ttl 1h] [flags]\n       fedrec cert revoke --id ID | --serial HEX [flags]\n\nMakes a development cluster CA (ECDSA P-256) and node certificates, valid for server and client authentication, so that a cluster runs with TLS without openssl, and a device CA (device-ca.pem) whose certificates devices must present: nodes load it from their --certs directory. Existing CAs in --dir are reused. In production the device CA's key belongs to the app's backend, which issues short-lived device certificates ('fedrec cert device' does the same for tests); 'fedrec cert revoke' adds to revoked.txt, which nodes reload within seconds. It also makes a device token key (device-token-key.pem, the backend's, and device-token.pem, the public keys nodes accept, reloaded with the certificates) for browsers, which present a device token instead of a certificate; 'fedrec cert token' issues one.\n\nflags:")
+		fmt.Fprintln(stderr, "usage: fedrec cert [flags]\n       fedrec cert --dir DIR --nodes NAMES --out NEWDIR   (renew node certificates)\n       fedrec cert device --id ID [flags]\n       fedrec cert device-ca --dir NEWDIR [--days N]   (a new device CA, for its rotation)\n       fedrec cert token --device ID [--ttl 1h] [flags]\n       fedrec cert revoke --id ID | --serial HEX [flags]\n\nMakes a development cluster CA (ECDSA P-256) and node certificates, valid for server and client authentication, so that a cluster runs with TLS without openssl, and a device CA (device-ca.pem, Ed25519; device certificates may have Ed25519 or ECDSA P-256 keys) whose certificates devices must present: nodes load it from their --certs directory. Existing CAs in --dir are reused. In production the device CA's key belongs to the app's backend, which issues short-lived device certificates ('fedrec cert device' does the same for tests); 'fedrec cert revoke' adds to revoked.txt, which nodes reload within seconds. It also makes a device token key (device-token-key.pem, the backend's, and device-token.pem, the public keys nodes accept, reloaded with the certificates) for browsers, which present a device token instead of a certificate; 'fedrec cert token' issues one.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -95,6 +95,7 @@ func runCertDevice(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "", "directory for device-ID.pem and device-ID-key.pem (default --dir)")
 	id := fs.String("id", "", "the device's client ID (the certificate's common name); required")
 	days := fs.Int("days", 7, "validity in days: keep it short, devices renew")
+	key := fs.String("key", string(pki.Ed25519), "the device key's type: ed25519 or p256 (both are accepted everywhere; ed25519 is cheaper in a signed secure round)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -104,10 +105,14 @@ func runCertDevice(args []string, stdout, stderr io.Writer) error {
 	if *days < 1 {
 		return fmt.Errorf("cert device: --days %d, want >= 1", *days)
 	}
+	kt, err := pki.ParseKeyType(*key)
+	if err != nil {
+		return fmt.Errorf("cert device: --key: %w", err)
+	}
 	if *out == "" {
 		*out = *dir
 	}
-	if err := pki.WriteDevice(*dir, *out, *id, time.Duration(*days)*24*time.Hour); err != nil {
+	if err := pki.WriteDevice(*dir, *out, *id, time.Duration(*days)*24*time.Hour, kt); err != nil {
 		return fmt.Errorf("cert device: %w", err)
 	}
 	fmt.Fprintf(stdout, "wrote %s/%s and %s\n", *out, pki.DeviceCertFile(*id), pki.DeviceKeyFile(*id))
@@ -121,10 +126,14 @@ func runCertDeviceCA(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", "", "new directory for device-ca.pem and device-ca-key.pem (required; must not hold a device CA)")
 	days := fs.Int("days", 365, "validity in days")
+	key := fs.String("key", string(pki.Ed25519), "the device CA key's type: ed25519 or p256")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	kt, err := pki.ParseKeyType(*key)
 	switch {
+	case err != nil:
+		return fmt.Errorf("cert device-ca: --key: %w", err)
 	case fs.NArg() > 0:
 		return fmt.Errorf("cert device-ca: unexpected argument %q", fs.Arg(0))
 	case *dir == "":
@@ -132,7 +141,7 @@ func runCertDeviceCA(args []string, stdout, stderr io.Writer) error {
 	case *days < 1:
 		return fmt.Errorf("cert device-ca: --days %d, want >= 1", *days)
 	}
-	if err := pki.WriteDeviceCA(*dir, time.Duration(*days)*24*time.Hour); err != nil {
+	if err := pki.WriteDeviceCA(*dir, time.Duration(*days)*24*time.Hour, kt); err != nil {
 		return fmt.Errorf("cert device-ca: %w", err)
 	}
 	fmt.Fprintf(stdout, "wrote %s and %s (new device CA)\n", filepath.Join(*dir, pki.DeviceCAFile), filepath.Join(*dir, pki.DeviceCAKeyFile))

@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/ed25519"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +39,32 @@ func TestCertDeviceAndRevoke(t *testing.T) {
 	}
 	if err := run(t.Context(), []string{"cert", "device", "--dir", dir, "--id", "../x"}, &out, &errb); err == nil {
 		t.Error("cert device accepted the ID ../x")
+	}
+	for _, tc := range []struct {
+		key  string
+		want any // the private key's type; nil: refused
+	}{
+		{"ed25519", ed25519.PrivateKey(nil)},
+		{"p256", (*ecdsa.PrivateKey)(nil)},
+		{"rsa", nil},
+	} {
+		err := run(t.Context(), []string{"cert", "device", "--dir", dir, "--out", devs, "--id", "k-" + tc.key, "--key", tc.key}, &out, &errb)
+		if tc.want == nil {
+			if err == nil || !strings.Contains(err.Error(), "--key") {
+				t.Errorf("cert device --key %s = %v, want an error naming --key", tc.key, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("cert device --key %s: %v", tc.key, err)
+		}
+		c, err := pki.LoadDevice(devs, "k-"+tc.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := reflect.TypeOf(c.PrivateKey), reflect.TypeOf(tc.want); got != want {
+			t.Errorf("cert device --key %s: a %v key, want %v", tc.key, got, want)
+		}
 	}
 	if err := run(t.Context(), []string{"cert", "revoke", "--dir", dir, "--id", "phone-7", "--serial", c.Leaf.SerialNumber.Text(16)}, &out, &errb); err != nil {
 		t.Fatal(err, errb.String())

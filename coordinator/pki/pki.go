@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -46,15 +47,69 @@ func DeviceKeyFile(id string) string  { return "device-" + id + "-key.pem" }
 func CertFile(name string) string { return name + ".pem" }
 func KeyFile(name string) string  { return name + "-key.pem" }
 
-// CA is a certificate authority that can sign node certificates.
-type CA struct {
-	Cert *x509.Certificate
-	Key  *ecdsa.PrivateKey
+// KeyType is the algorithm of a key pki makes.
+type KeyType string
+
+const (
+	// Ed25519 is the default for device certificates and the device CA:
+	// in a signed secure round a device checks about fifty signatures and
+	// certificates, and Ed25519's cost less than ECDSA P-256's
+	// (docs/security.md).
+	Ed25519 KeyType = "ed25519"
+	// P256 is ECDSA P-256: the cluster CA and node certificates, and the
+	// device certificates of backends that issue P-256.
+	P256 KeyType = "p256"
+)
+
+// ParseKeyType parses "ed25519" or "p256".
+func ParseKeyType(s string) (KeyType, error) {
+	switch k := KeyType(s); k {
+	case Ed25519, P256:
+		return k, nil
+	}
+	return "", fmt.Errorf("pki: key type %q: want %s or %s", s, Ed25519, P256)
 }
 
-// NewCA makes a self-signed CA valid for validFor.
+func (k KeyType) generate() (crypto.Signer, error) {
+	switch k {
+	case Ed25519:
+		_, key, err := ed25519.GenerateKey(rand.Reader)
+		return key, err
+	case P256:
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
+	return nil, fmt.Errorf("pki: key type %q: want %s or %s", k, Ed25519, P256)
+}
+
+// signer returns key as a crypto.Signer if it is a key pki makes: ECDSA
+// P-256 or Ed25519.
+func signer(key crypto.PrivateKey) (crypto.Signer, bool) {
+	switch k := key.(type) {
+	case *ecdsa.PrivateKey:
+		return k, k.Curve == elliptic.P256()
+	case ed25519.PrivateKey:
+		return k, true
+	}
+	return nil, false
+}
+
+// CA is a certificate authority that can sign node or device
+// certificates.
+type CA struct {
+	Cert *x509.Certificate
+	Key  crypto.Signer // ECDSA P-256 or Ed25519
+}
+
+// NewCA makes a self-signed CA with an ECDSA P-256 key valid for
+// validFor.
 func NewCA(name string, validFor time.Duration) (*CA, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return NewCAKey(name, validFor, P256)
+}
+
+// NewCAKey makes a self-signed CA with a key of type kt valid for
+// validFor.
+func NewCAKey(name string, validFor time.Duration, kt KeyType) (*CA, error) {
+	key, err := kt.generate()
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +123,7 @@ func NewCA(name string, validFor time.Duration) (*CA, error) {
 		IsCA:                  true,
 		MaxPathLenZero:        true,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		return nil, err
 	}
@@ -130,15 +185,20 @@ func (ca *CA) Issue(name string, hosts []string, validFor time.Duration) (tls.Ce
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }
 
-// IssueDevice signs a device certificate: client authentication only (it
-// can never serve nor pass as a node), the device's client ID as its
-// common name, valid for validFor (keep it short: days, renewed by the
-// app's backend).
+// IssueDevice signs a device certificate with an Ed25519 key: client
+// authentication only (it can never serve nor pass as a node), the
+// device's client ID as its common name, valid for validFor (keep it
+// short: days, renewed by the app's backend).
 func (ca *CA) IssueDevice(id string, validFor time.Duration) (tls.Certificate, error) {
+	return ca.IssueDeviceKey(id, validFor, Ed25519)
+}
+
+// IssueDeviceKey is IssueDevice with a key of type kt.
+func (ca *CA) IssueDeviceKey(id string, validFor time.Duration, kt KeyType) (tls.Certificate, error) {
 	if err := checkDeviceID(id); err != nil {
 		return tls.Certificate{}, err
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := kt.generate()
 	if err != nil {
 		return tls.Certificate{}, err
 	}
@@ -150,7 +210,7 @@ func (ca *CA) IssueDevice(id string, validFor time.Duration) (tls.Certificate, e
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
@@ -319,8 +379,8 @@ func DeviceTLS(ca *x509.CertPool, cert tls.Certificate) *tls.Config {
 	return c
 }
 
-// WriteDir makes a cluster CA, a device CA and a certificate for each
-// node name into dir (created with mode 0700): ca.pem, ca-key.pem,
+// WriteDir makes a cluster CA (ECDSA P-256), a device CA (Ed25519) and
+// a certificate for each node name into dir (created with mode 0700): ca.pem, ca-key.pem,
 // device-ca.pem, device-ca-key.pem, NAME.pem, NAME-key.pem. hosts are
 // added as SANs to every node certificate. Existing CAs in dir are
 // reused; existing files are otherwise never overwritten.
@@ -328,11 +388,11 @@ func WriteDir(dir string, names, hosts []string, validFor time.Duration) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	ca, err := loadOrMakeCA(dir, CAFile, CAKeyFile, "fedrec development CA", validFor)
+	ca, err := loadOrMakeCA(dir, CAFile, CAKeyFile, "fedrec development CA", validFor, P256)
 	if err != nil {
 		return err
 	}
-	if _, err := loadOrMakeCA(dir, DeviceCAFile, DeviceCAKeyFile, "fedrec development device CA", validFor); err != nil {
+	if _, err := loadOrMakeCA(dir, DeviceCAFile, DeviceCAKeyFile, "fedrec development device CA", validFor, Ed25519); err != nil {
 		return err
 	}
 	for _, name := range names {
@@ -372,10 +432,11 @@ func WriteNodes(dir, outDir string, names, hosts []string, validFor time.Duratio
 	return nil
 }
 
-// WriteDeviceCA makes a new device CA in dir (created with mode 0700):
-// device-ca.pem and device-ca-key.pem, which must not exist yet. A
-// rotation of the device CA starts here (docs/operations.md).
-func WriteDeviceCA(dir string, validFor time.Duration) error {
+// WriteDeviceCA makes a new device CA with a key of type kt in dir
+// (created with mode 0700): device-ca.pem and device-ca-key.pem, which
+// must not exist yet. A rotation of the device CA starts here
+// (docs/operations.md).
+func WriteDeviceCA(dir string, validFor time.Duration, kt KeyType) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
@@ -384,19 +445,19 @@ func WriteDeviceCA(dir string, validFor time.Duration) error {
 			return fmt.Errorf("pki: %s exists: a new device CA goes into a directory of its own", filepath.Join(dir, f))
 		}
 	}
-	_, err := loadOrMakeCA(dir, DeviceCAFile, DeviceCAKeyFile, "fedrec device CA", validFor)
+	_, err := loadOrMakeCA(dir, DeviceCAFile, DeviceCAKeyFile, "fedrec device CA", validFor, kt)
 	return err
 }
 
-// WriteDevice issues a device certificate for id with the device CA in
-// dir and writes it into outDir (created with mode 0700) as
-// device-ID.pem and device-ID-key.pem.
-func WriteDevice(dir, outDir, id string, validFor time.Duration) error {
+// WriteDevice issues a device certificate with a key of type kt for id
+// with the device CA in dir and writes it into outDir (created with mode
+// 0700) as device-ID.pem and device-ID-key.pem.
+func WriteDevice(dir, outDir, id string, validFor time.Duration, kt KeyType) error {
 	ca, err := LoadDeviceCA(dir)
 	if err != nil {
 		return err
 	}
-	c, err := ca.IssueDevice(id, validFor)
+	c, err := ca.IssueDeviceKey(id, validFor, kt)
 	if err != nil {
 		return err
 	}
@@ -418,33 +479,52 @@ func LoadDevice(dir, id string) (tls.Certificate, error) {
 // that simulate many devices issue their certificates in memory).
 func LoadDeviceCA(dir string) (*CA, error) { return loadCA(dir, DeviceCAFile, DeviceCAKeyFile) }
 
-func loadOrMakeCA(dir, certFile, keyFile, name string, validFor time.Duration) (*CA, error) {
+// loadOrMakeCA loads the CA in dir, or makes one with a key of type kt
+// if there is none (an existing CA keeps its key, whatever its type).
+func loadOrMakeCA(dir, certFile, keyFile, name string, validFor time.Duration, kt KeyType) (*CA, error) {
 	ca, err := loadCA(dir, certFile, keyFile)
 	if !errors.Is(err, os.ErrNotExist) {
 		return ca, err
 	}
-	if ca, err = NewCA(name, validFor); err != nil {
+	if ca, err = NewCAKey(name, validFor, kt); err != nil {
 		return nil, err
 	}
 	if err := writePEM(filepath.Join(dir, certFile), "CERTIFICATE", ca.Cert.Raw, 0o644); err != nil {
 		return nil, err
 	}
-	der, err := x509.MarshalECPrivateKey(ca.Key)
-	if err != nil {
-		return nil, err
-	}
-	return ca, writePEM(filepath.Join(dir, keyFile), "EC PRIVATE KEY", der, 0o600)
+	return ca, writeKey(filepath.Join(dir, keyFile), ca.Key)
 }
 
 func writePair(dir, certFile, keyFile string, c tls.Certificate) error {
 	if err := writePEM(filepath.Join(dir, certFile), "CERTIFICATE", c.Certificate[0], 0o644); err != nil {
 		return err
 	}
-	der, err := x509.MarshalECPrivateKey(c.PrivateKey.(*ecdsa.PrivateKey))
+	return writeKey(filepath.Join(dir, keyFile), c.PrivateKey)
+}
+
+// writeKey writes an ECDSA key as SEC 1 ("EC PRIVATE KEY", as files
+// written before Ed25519 keys were), an Ed25519 key as PKCS #8 ("PRIVATE
+// KEY", which has no other encoding); tls.LoadX509KeyPair reads both.
+func writeKey(path string, key crypto.PrivateKey) error {
+	var (
+		typ string
+		der []byte
+		err error
+	)
+	switch k := key.(type) {
+	case *ecdsa.PrivateKey:
+		typ = "EC PRIVATE KEY"
+		der, err = x509.MarshalECPrivateKey(k)
+	case ed25519.PrivateKey:
+		typ = "PRIVATE KEY"
+		der, err = x509.MarshalPKCS8PrivateKey(k)
+	default:
+		err = fmt.Errorf("pki: cannot write a %T key", key)
+	}
 	if err != nil {
 		return err
 	}
-	return writePEM(filepath.Join(dir, keyFile), "EC PRIVATE KEY", der, 0o600)
+	return writePEM(path, typ, der, 0o600)
 }
 
 func writePEM(path, typ string, der []byte, mode os.FileMode) error {
@@ -467,9 +547,9 @@ func loadCA(dir, certFile, keyFile string) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, ok := c.PrivateKey.(*ecdsa.PrivateKey)
+	key, ok := signer(c.PrivateKey)
 	if !ok {
-		return nil, fmt.Errorf("pki: %s is not an ECDSA key", keyFile)
+		return nil, fmt.Errorf("pki: %s is neither an ECDSA P-256 nor an Ed25519 key", keyFile)
 	}
 	return &CA{Cert: c.Leaf, Key: key}, nil
 }
