@@ -13,21 +13,25 @@ import (
 // lobby), collects their uploads and sends the leader one partial sum. A
 // node learns of a round from its committed manifest, never before.
 
-// followRounds starts this node's part of every plaintext round whose
-// manifest gives it a group, as the manifests are applied.
+// followRounds starts this node's part of every round whose manifest
+// gives it a group, as the manifests are applied.
 func (n *Node) followRounds() {
 	var started uint64
 	for {
 		ch := n.fsm.watch()
 		var open *OpenRound
 		n.fsm.read(func(s *State) { open = s.Open() })
-		if open != nil && open.Round > started && open.SecAgg == nil {
+		if open != nil && open.Round > started {
 			started = open.Round
-			if ids, want, ok := open.Group(n.cfg.ID); ok && len(ids) > 0 {
+			if ids, want, ok := open.Group(n.cfg.ID); ok && len(ids) > 0 && (open.SecAgg == nil || len(open.Groups) > 0) {
 				n.wg.Add(1)
 				go func() {
 					defer n.wg.Done()
-					n.runPart(open, ids, want)
+					if sp := open.GroupSecAgg(n.cfg.ID); sp != nil {
+						n.runSecurePart(open, ids, sp)
+					} else {
+						n.runPart(open, ids, want)
+					}
 				}()
 			} else {
 				n.lobby.release(open.Round) // selected, then left out
@@ -166,13 +170,18 @@ func (n *Node) sendPartial(m *wire.Partial, until time.Time) {
 	}
 }
 
-// sendPlans sends each member present (members[i] for the cohort's i-th
-// id of the group, nil if gone) its plan for round r; cohort, set in a
-// signed secure round, is the whole cohort devices check their peers
-// against. timeLeft is the round's time from now.
+// sendPlans sends each member present (members[i] for the group's i-th
+// id, nil if gone) its plan for round r, with the group's secure
+// aggregation parameters in a secure round; cohort, set in a signed
+// secure round, is the group devices check their peers against. timeLeft
+// is the round's time from now.
 func (n *Node) sendPlans(r *round, open *OpenRound, members []*waiter, cohort []string, timeLeft time.Duration) {
 	down, up, digest32 := n.roundSizes(r.base, r.cfg, r.sec)
 	started := time.Now()
+	var sp *wire.SecAggParams
+	if r.sec != nil {
+		sp = r.sec.params
+	}
 	for i, w := range members {
 		if w == nil {
 			continue
@@ -184,7 +193,7 @@ func (n *Node) sendPlans(r *round, open *OpenRound, members []*waiter, cohort []
 			Items: r.base.Model.Items, Rank: r.base.Model.Rank,
 			Train: r.cfg.trainParams(),
 			Clip:  open.Clip, Privacy: open.Privacy, MinClients: r.cfg.MinClients, TimeLeftMs: (timeLeft - time.Since(started)).Milliseconds(), Ticket: r.tickets[w.id],
-			SecAgg: open.SecAgg, SecAggID: uint32(i),
+			SecAgg: sp, SecAggID: uint32(i),
 		}
 	}
 }
