@@ -23,11 +23,15 @@ func (n *Node) followRounds() {
 		n.fsm.read(func(s *State) { open = s.Open() })
 		if open != nil && open.Round > started {
 			started = open.Round
-			if ids, want, ok := open.Group(n.cfg.ID); ok && len(ids) > 0 && (open.SecAgg == nil || len(open.Groups) > 0) {
+			// A secure manifest without groups (written before every node
+			// ran its own) has no part here: the leader abandons a round
+			// it does not run ("left open").
+			sp := open.GroupSecAgg(n.cfg.ID)
+			if ids, want, ok := open.Group(n.cfg.ID); ok && len(ids) > 0 && (open.SecAgg == nil || sp != nil) {
 				n.wg.Add(1)
 				go func() {
 					defer n.wg.Done()
-					if sp := open.GroupSecAgg(n.cfg.ID); sp != nil {
+					if sp != nil {
 						n.runSecurePart(open, ids, sp)
 					} else {
 						n.runPart(open, ids, want)
@@ -45,9 +49,11 @@ func (n *Node) followRounds() {
 	}
 }
 
-// runPart runs this node's part of the round open: its group ids, of
-// which it waits for want uploads.
-func (n *Node) runPart(open *OpenRound, ids []string, want int) {
+// startPart takes this node's group ids of the round open from its lobby
+// and returns its part of the round, with a ticket for every member
+// present, and the members (members[i] for ids[i], nil if gone); a nil
+// part when the round's model is not held here.
+func (n *Node) startPart(open *OpenRound, ids []string) (*round, []*waiter) {
 	var cfg Training
 	var base *Version
 	n.fsm.read(func(s *State) {
@@ -57,33 +63,41 @@ func (n *Node) runPart(open *OpenRound, ids []string, want int) {
 	members := n.lobby.take(open.Round, ids)
 	if base == nil {
 		n.log.Warn("round on a model not held here", "round", open.Round, "model", open.Model)
-		return
+		return nil, members
 	}
 	r := &round{id: open.Round, base: base, cfg: cfg, clip: open.Clip, phase: phaseGathering, uploaded: map[string]bool{},
 		enough: make(chan struct{}), since: time.Now(), tickets: map[string][]byte{}}
-	var err error
-	if r.agg, r.quant, r.q, err = newAggregator(cfg, r.id, base, open.Clip); err != nil {
-		n.log.Warn("round part not started", "round", r.id, "err", err)
-		return
-	}
-	present := 0
 	for _, w := range members {
 		if w != nil {
 			t := make([]byte, wire.TicketLen)
 			crand.Read(t)
 			r.tickets[w.id] = t
-			present++
 		}
 	}
-	r.want = min(want, present)
+	return r, members
+}
+
+// runPart runs this node's part of the round open: its group ids, of
+// which it waits for want uploads.
+func (n *Node) runPart(open *OpenRound, ids []string, want int) {
+	r, members := n.startPart(open, ids)
+	if r == nil {
+		return
+	}
+	var err error
+	if r.agg, r.quant, r.q, err = newAggregator(r.cfg, r.id, r.base, open.Clip); err != nil {
+		n.log.Warn("round part not started", "round", r.id, "err", err)
+		return
+	}
+	r.want = min(want, len(r.tickets))
 	r.phase = phaseSelected
 	r.phase = phaseCollecting
 	if r.want == 0 {
 		close(r.enough)
 	}
 	n.part.Store(r)
-	deadline := time.Now().Add(cfg.RoundTimeout)
-	n.sendPlans(r, open, members, nil, cfg.RoundTimeout)
+	deadline := time.Now().Add(r.cfg.RoundTimeout)
+	n.sendPlans(r, open, members, nil, r.cfg.RoundTimeout)
 
 	ctx, cancel := context.WithDeadline(n.ctx, deadline)
 	defer cancel()

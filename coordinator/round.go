@@ -220,31 +220,40 @@ func groupQuotas(want int, counts map[string]int, minGroup int) map[string]int {
 	}
 }
 
-// gather sends the devices of every node with fewer than minGroup
-// waiting (too few for a group of a secure round) to the node with the
-// most (the first by id among equals), so that small lobbies add up to a
-// group rather than wait forever. A node is asked again only after
-// redirectAgain (its count may be stale).
-func (l *leader) gather(ctx context.Context, r *round, counts map[string]int, minGroup int, redirected map[string]time.Time) {
+// gather sends the devices of every node that has had fewer than
+// minGroup waiting (too few for a group of a secure round) for patience
+// to the node with the most (the first by id among equals), so that small
+// lobbies add up to a group rather than wait forever; patience lets a
+// lobby fill first. small holds since when each node has been small (a
+// redirect starts its patience again, as its count may be stale). It
+// reports whether it sent any.
+func (l *leader) gather(ctx context.Context, r *round, counts map[string]int, minGroup int, small map[string]time.Time, patience time.Duration) bool {
 	n := l.n
+	now := time.Now()
 	target := ""
 	for _, id := range slices.Sorted(maps.Keys(counts)) {
+		if c := counts[id]; c == 0 || c >= minGroup {
+			delete(small, id)
+		} else if small[id].IsZero() {
+			small[id] = now
+		}
 		if target == "" || counts[id] > counts[target] {
 			target = id
 		}
 	}
+	maps.DeleteFunc(small, func(id string, _ time.Time) bool { _, ok := counts[id]; return !ok })
 	var addr string
 	n.fsm.read(func(s *State) { addr = s.NodeAddr(target) })
 	if addr == "" {
-		return
+		return false
 	}
-	now := time.Now()
-	for id, c := range counts {
-		if id == target || c == 0 || c >= minGroup || now.Sub(redirected[id]) < redirectAgain {
+	sent := false
+	for id, since := range small {
+		if id == target || now.Sub(since) < patience {
 			continue
 		}
-		redirected[id] = now
-		n.log.Debug("lobby redirected", "round", r.id, "node", id, "to", target, "waiting", c)
+		small[id], sent = now, true
+		n.log.Debug("lobby redirected", "round", r.id, "node", id, "to", target, "waiting", counts[id])
 		if id == n.cfg.ID {
 			n.lobby.redirect(addr)
 			continue
@@ -261,11 +270,16 @@ func (l *leader) gather(ctx context.Context, r *round, counts map[string]int, mi
 			}
 		}()
 	}
+	return sent
 }
 
-// redirectAgain is how long the leader waits before it asks a node again
-// to send its devices elsewhere (gather).
-const redirectAgain = time.Second
+// gatherTick is how often the leader looks again at the small lobbies
+// of a secure cluster while it gathers; redirectSettle is how long it
+// waits for redirected devices before it starts a round without them.
+const (
+	gatherTick     = 250 * time.Millisecond
+	redirectSettle = time.Second
+)
 
 // selection asks every node with a quota for its share of round r's
 // cohort, concurrently, this node's from its own lobby. It returns the
@@ -452,19 +466,29 @@ func (l *leader) round(ctx context.Context) error {
 	if cfg.SecAgg {
 		minGroup = cfg.minGroup()
 	}
-	redirected := map[string]time.Time{}
+	small := map[string]time.Time{} // secure: since when a node has had too few for a group
+	var redirected time.Time
 	for {
 		var changed []<-chan struct{}
 		counts, changed = l.counts()
+		var tick <-chan time.Time
 		if minGroup > 1 {
-			l.gather(ctx, r, counts, minGroup, redirected)
+			if l.gather(ctx, r, counts, minGroup, small, cfg.CheckInWindow/2) {
+				redirected = time.Now()
+			}
+			if len(small) > 0 {
+				tick = time.After(gatherTick)
+			}
 		}
 		maps.DeleteFunc(counts, func(_ string, c int) bool { return c < minGroup })
 		have := 0
 		for _, c := range counts {
 			have += c
 		}
-		if have >= want || (windowDone && have >= cfg.MinClients) {
+		// Devices just sent elsewhere are on their way: a round that
+		// starts for want of more waits for them.
+		settled := time.Since(redirected) >= redirectSettle
+		if have >= want || (windowDone && settled && have >= cfg.MinClients) {
 			break
 		}
 		select {
@@ -472,6 +496,7 @@ func (l *leader) round(ctx context.Context) error {
 			return ctx.Err()
 		case <-changed[0]:
 		case <-last(changed):
+		case <-tick:
 		case <-window.C:
 			windowDone = true
 		}

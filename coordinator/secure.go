@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"context"
-	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"math"
@@ -178,30 +177,15 @@ func newSecureRound(round uint64, p *wire.SecAggParams, priv wire.PrivacyParams,
 // it. The part ends early when the round is no longer open (abandoned by
 // a new leader).
 func (n *Node) runSecurePart(open *OpenRound, ids []string, p *wire.SecAggParams) {
-	var cfg Training
-	var base *Version
-	n.fsm.read(func(s *State) {
-		cfg, _ = s.Config()
-		base = s.Model(open.Model)
-	})
-	members := n.lobby.take(open.Round, ids)
-	if base == nil {
-		n.log.Warn("round on a model not held here", "round", open.Round, "model", open.Model)
+	r, members := n.startPart(open, ids)
+	if r == nil {
 		return
 	}
-	r := &round{id: open.Round, base: base, cfg: cfg, clip: open.Clip, phase: phaseGathering, uploaded: map[string]bool{},
-		enough: make(chan struct{}), since: time.Now(), tickets: map[string][]byte{}}
+	cfg, base := r.cfg, r.base
 	var err error
 	if r.sec, err = newSecureRound(r.id, p, open.Privacy, ids, len(base.Model.Params), n.secAggLie); err != nil {
 		n.log.Warn("round part not started", "round", r.id, "err", err)
 		return
-	}
-	for _, w := range members {
-		if w != nil {
-			t := make([]byte, wire.TicketLen)
-			crand.Read(t)
-			r.tickets[w.id] = t
-		}
 	}
 	s := r.sec
 	timeLeft := cfg.RoundTimeout + time.Duration(len(s.order)-1)*cfg.SecAggPhase
@@ -209,6 +193,9 @@ func (n *Node) runSecurePart(open *OpenRound, ids []string, p *wire.SecAggParams
 	// answer may arrive at once.
 	r.advance(phaseSelected)
 	r.advance(phaseAdvertising)
+	// Each node times its group's secure phases; the leader times the
+	// round's (collecting spans them).
+	r.m, r.since = n.metrics, time.Now()
 	n.part.Store(r)
 	var planCohort []string // a signed round's devices check their peers against it
 	if p.Signed {

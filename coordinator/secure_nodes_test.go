@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -361,5 +362,51 @@ func TestGroupSecAggParams(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A secure manifest is applied only if every group carries its own secure
+// aggregation, of its size, with the round's settings and the seeds that
+// the round, the model and the group determine.
+func TestOpenRoundGroupSecAgg(t *testing.T) {
+	tr := secureTraining(6).withDefaults()
+	cohort := deviceIDs(6)
+	manifest := func(s *State) *wire.OpenRound {
+		cur := s.Current()
+		o := &wire.OpenRound{Round: 1, Model: cur.Version, Digest: cur.Digest[:], Cohort: cohort, Clip: 1, Leader: "n0",
+			SecAgg: secAggParams(tr, 1, cur.Digest[:], cohort, 1)}
+		for i, node := range []string{"n0", "n1"} {
+			ids := cohort[3*i : 3*i+3]
+			o.Groups = append(o.Groups, wire.RoundGroup{Node: node, Size: 3, Want: 3, SecAgg: groupSecAggParams(tr, 1, cur.Digest[:], node, ids, 6, 1)})
+		}
+		return o
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(o *wire.OpenRound)
+		ok   bool
+	}{
+		{"valid", func(*wire.OpenRound) {}, true},
+		{"seed of another node", func(o *wire.OpenRound) { o.Groups[1].SecAgg.Seed = o.Groups[0].SecAgg.Seed }, false},
+		{"rotation of its own", func(o *wire.OpenRound) { o.Groups[1].SecAgg.RotationSeed = make([]byte, 32) }, false},
+		{"params of another group", func(o *wire.OpenRound) { o.Groups[1].SecAgg = o.Groups[0].SecAgg }, false},
+		{"other clip", func(o *wire.OpenRound) { o.Groups[0].SecAgg.Clip = 2 }, false},
+		{"whole cohort's size", func(o *wire.OpenRound) { o.Groups[0].SecAgg.Clients = 6 }, false},
+		{"no group params", func(o *wire.OpenRound) { o.Groups[0].SecAgg = nil }, false},
+		{"group params in a plaintext round", func(o *wire.OpenRound) { o.SecAgg = nil }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFSM()
+			for i, c := range initCommands(t, tr) {
+				fsmApply(t, f, uint64(i+1), c)
+			}
+			o := manifest(f.st)
+			tc.edit(o)
+			res := fsmApply(t, f, 3, o)
+			err, _ := res.(error)
+			if tc.ok != (err == nil) || !tc.ok && !errors.Is(err, ErrBadCommand) {
+				t.Errorf("Apply = %v, want ok %v (or ErrBadCommand)", res, tc.ok)
+			}
+		})
 	}
 }

@@ -116,16 +116,10 @@ func (o *OpenRound) Group(node string) (ids []string, want int, ok bool) {
 	return nil, 0, false
 }
 
-// GroupSecAgg returns the parameters of node's secure aggregation in a
-// secure round: its group's, or, in a manifest without groups (before
-// every node served devices), the round's for its leader; nil otherwise.
+// GroupSecAgg returns the parameters of node's group's secure
+// aggregation in a secure round; nil in a plaintext round, or when node
+// has no group.
 func (o *OpenRound) GroupSecAgg(node string) *wire.SecAggParams {
-	if len(o.Groups) == 0 {
-		if node == o.Leader {
-			return o.SecAgg
-		}
-		return nil
-	}
 	for _, g := range o.Groups {
 		if g.Node == node {
 			return g.SecAgg

@@ -3,6 +3,7 @@ package wire
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"hash"
 	"slices"
 
 	"github.com/fedrec/fedrec/aggregation/fixedpoint"
@@ -146,11 +147,7 @@ func SecAggSignedSeed(round uint64, digest []byte, cohort []string) [seedLen]byt
 	s := sha256.New()
 	s.Write([]byte("fedrec/secagg signed graph\x00"))
 	s.Write(graph[:])
-	s.Write(binary.BigEndian.AppendUint64(nil, uint64(len(cohort))))
-	for _, id := range cohort {
-		s.Write(binary.BigEndian.AppendUint32(nil, uint32(len(id))))
-		s.Write([]byte(id))
-	}
+	writeIDs(s, cohort)
 	var out [seedLen]byte
 	s.Sum(out[:0])
 	return out
@@ -171,15 +168,21 @@ func SecAggGroupSeed(round uint64, digest []byte, node string, signed bool, grou
 	s.Write(binary.BigEndian.AppendUint32(nil, uint32(len(node))))
 	s.Write([]byte(node))
 	if signed {
-		s.Write(binary.BigEndian.AppendUint64(nil, uint64(len(group))))
-		for _, id := range group {
-			s.Write(binary.BigEndian.AppendUint32(nil, uint32(len(id))))
-			s.Write([]byte(id))
-		}
+		writeIDs(s, group)
 	}
 	var out [seedLen]byte
 	s.Sum(out[:0])
 	return out
+}
+
+// writeIDs hashes ids unambiguously: their count, then each one's length
+// and bytes.
+func writeIDs(h hash.Hash, ids []string) {
+	h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(ids))))
+	for _, id := range ids {
+		h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(id))))
+		h.Write([]byte(id))
+	}
 }
 
 // WantSeeds returns the seeds that p must carry in round on the model of
