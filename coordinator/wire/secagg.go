@@ -13,8 +13,9 @@ import (
 
 // Secure aggregation over the client protocol. After a Plan whose SecAgg is
 // set, a client runs the four phases of aggregation/secagg as four
-// request/response exchanges with the leader, each on its own stream and
-// each carrying the round's ticket:
+// request/response exchanges with the node that sent the plan (which runs
+// secure aggregation over its group of the cohort), each on its own
+// stream and each carrying the round's ticket:
 //
 //	SecAggAdvert  → (held until advertise-keys closes) → SecAggPeerKeys
 //	SecAggShares  → (held until share-keys closes)     → SecAggDelivery
@@ -28,7 +29,7 @@ import (
 //	SecAggMasked  → (held until masked-input closes)   → SecAggCheckRequest
 //	SecAggCheck   → (held until the check closes)      → SecAggUnmaskRequest
 //
-// The leader holds each request until the phase closes, as it holds a
+// The node holds each request until the phase closes, as it holds a
 // check-in, so the client never needs server push. A client that was
 // dropped from the protocol gets CodeNoRound.
 
