@@ -275,7 +275,7 @@ func TestSecureRoundFailover(t *testing.T) {
 	const n = 5
 	tr := secureTraining(n)
 	tr.SecAggPhase = 10 * time.Second
-	c := newTestCluster(t, 3, tr)
+	c := newSteadyCluster(t, tr) // the crash must be the only change of leader
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	old := c.leader(ctx)
