@@ -410,3 +410,45 @@ func TestOpenRoundGroupSecAgg(t *testing.T) {
 		})
 	}
 }
+
+// A group whose secure aggregation aborts (too few of its devices
+// survive) contributes nothing, at once: its node sends an empty sum, and
+// the leader commits the other groups' when they reach the round's
+// minimum, without waiting for the deadline.
+func TestSecureGroupAborts(t *testing.T) {
+	const n = 9
+	tr := secureTraining(n)
+	tr.CheckInWindow = time.Hour
+	tr.RoundTimeout = time.Minute // the round must not wait for it
+	c := newSteadyCluster(t, tr)
+	input := sinInput(c.dim())
+	// Two of node 1's three devices drop after advertising their keys:
+	// its group of three, threshold 2, aborts.
+	last := func(i int) secagg.Phase {
+		if i%3 == 1 && i != 1 {
+			return secagg.PhaseAdvertiseKeys
+		}
+		return secagg.PhaseUnmask
+	}
+	start := time.Now()
+	_, errs := secureSpread(t, c, n, input, last)
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("device s%d: %v", i, err)
+		}
+	}
+	r := lastRound(t, c)
+	var survived []int
+	for i := range n {
+		if i%3 != 1 {
+			survived = append(survived, i)
+		}
+	}
+	if r.Outcome != Committed || r.Survivors != len(survived) || r.Cohort != n {
+		t.Fatalf("round %+v, want committed with %d of %d", r, len(survived), n)
+	}
+	if d := time.Since(start); d > tr.RoundTimeout {
+		t.Errorf("the round took %v, past its deadline: the leader waited for the aborted group", d)
+	}
+	checkMean(t, c, input, survived)
+}
