@@ -230,12 +230,18 @@ func announcedNoise(plan *wire.Plan) (privacy.SkellamPlan, float64, error) {
 	if sp == nil || plan.Privacy.Mechanism != wire.MechSkellam {
 		return privacy.SkellamPlan{}, 0, errors.New("not a distributed-DP round")
 	}
-	if plan.Privacy.NoiseClients > sp.MinSurvivors {
-		return privacy.SkellamPlan{}, 0, fmt.Errorf("noise split into %d shares, the round sums as few as %d", plan.Privacy.NoiseClients, sp.MinSurvivors)
+	least := sp.MinSurvivors
+	if sp.Group != "" {
+		// A group of a round split among the nodes: the leader commits a
+		// sum over groups of at least as many inputs as noise shares.
+		least = plan.Privacy.NoiseClients
+	}
+	if plan.Privacy.NoiseClients > least {
+		return privacy.SkellamPlan{}, 0, fmt.Errorf("noise split into %d shares, the round sums as few as %d", plan.Privacy.NoiseClients, least)
 	}
 	dist, err := privacy.NewDistributed(sp.DistributedConfig(plan.Privacy, model.Dim(plan.Items, plan.Rank)))
 	if err != nil {
 		return privacy.SkellamPlan{}, 0, err
 	}
-	return dist.Survivors(sp.MinSurvivors), dist.Encoder.Params().Scale, nil
+	return dist.Survivors(least), dist.Encoder.Params().Scale, nil
 }

@@ -371,24 +371,6 @@ func TestEveryNodeServesDevices(t *testing.T) {
 	}
 }
 
-// In a secure cluster, secure aggregation runs on the leader: followers
-// point devices at it.
-func TestSecureFollowerHints(t *testing.T) {
-	c := newTestCluster(t, 3, secureTraining(3))
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	l := c.leader(ctx)
-	for _, n := range c.list() {
-		if n == l {
-			continue
-		}
-		rep := call(ctx, n, &wire.CheckIn{Version: wire.Version, ClientID: "x"})
-		if e, ok := rep[0].(*wire.Error); !ok || e.Code != wire.CodeNotLeader || e.Leader != l.ClientAddr() {
-			t.Errorf("CheckIn at follower %s = %+v, want NotLeader with hint %q", n.ID(), rep[0], l.ClientAddr())
-		}
-	}
-}
-
 // Bad uploads get clear codes, the node keeps serving, and the committed
 // state reflects only the good ones.
 func TestBadUploads(t *testing.T) {

@@ -21,7 +21,10 @@ import (
 // round, and returns their results and the leader.
 func quicRound(t *testing.T, tr coordinator.Training, k int) ([]crowd.RoundResult, *coordinator.Node) {
 	t.Helper()
-	c := newQUICClusterWith(t, 2, tr)
+	// Raft timeouts that outlast a loaded machine's pauses: a two-node
+	// cluster keeps its leader only while each hears the other, and a new
+	// leader abandons the round.
+	c := newQUICClusterConf(t, 2, tr, steadyRaft)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	cache := crowd.NewModelCache()

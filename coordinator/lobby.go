@@ -194,6 +194,21 @@ func (b *lobby) take(round uint64, ids []string) []*waiter {
 	return out
 }
 
+// redirect sends every waiting device (not those held for a round) to
+// check in at the node whose client address is addr: a NotLeader whose
+// hint devices follow. The leader asks it of a node with too few devices
+// for a secure round's group (Select.Redirect).
+func (b *lobby) redirect(addr string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, w := range b.waiting {
+		w.reply <- &wire.Error{Code: wire.CodeNotLeader, Message: "too few devices here for a secure round; check in at " + addr, Leader: addr}
+	}
+	k := len(b.waiting)
+	b.waiting, b.byID = nil, map[string]*waiter{}
+	return k
+}
+
 // release tells the devices held for round to check in again: the round
 // did not open with them.
 func (b *lobby) release(round uint64) {

@@ -13,21 +13,29 @@ import (
 // lobby), collects their uploads and sends the leader one partial sum. A
 // node learns of a round from its committed manifest, never before.
 
-// followRounds starts this node's part of every plaintext round whose
-// manifest gives it a group, as the manifests are applied.
+// followRounds starts this node's part of every round whose manifest
+// gives it a group, as the manifests are applied.
 func (n *Node) followRounds() {
 	var started uint64
 	for {
 		ch := n.fsm.watch()
 		var open *OpenRound
 		n.fsm.read(func(s *State) { open = s.Open() })
-		if open != nil && open.Round > started && open.SecAgg == nil {
+		if open != nil && open.Round > started {
 			started = open.Round
-			if ids, want, ok := open.Group(n.cfg.ID); ok && len(ids) > 0 {
+			// A secure manifest without groups (written before every node
+			// ran its own) has no part here: the leader abandons a round
+			// it does not run ("left open").
+			sp := open.GroupSecAgg(n.cfg.ID)
+			if ids, want, ok := open.Group(n.cfg.ID); ok && len(ids) > 0 && (open.SecAgg == nil || sp != nil) {
 				n.wg.Add(1)
 				go func() {
 					defer n.wg.Done()
-					n.runPart(open, ids, want)
+					if sp != nil {
+						n.runSecurePart(open, ids, sp)
+					} else {
+						n.runPart(open, ids, want)
+					}
 				}()
 			} else {
 				n.lobby.release(open.Round) // selected, then left out
@@ -41,9 +49,11 @@ func (n *Node) followRounds() {
 	}
 }
 
-// runPart runs this node's part of the round open: its group ids, of
-// which it waits for want uploads.
-func (n *Node) runPart(open *OpenRound, ids []string, want int) {
+// startPart takes this node's group ids of the round open from its lobby
+// and returns its part of the round, with a ticket for every member
+// present, and the members (members[i] for ids[i], nil if gone); a nil
+// part when the round's model is not held here.
+func (n *Node) startPart(open *OpenRound, ids []string) (*round, []*waiter) {
 	var cfg Training
 	var base *Version
 	n.fsm.read(func(s *State) {
@@ -53,33 +63,41 @@ func (n *Node) runPart(open *OpenRound, ids []string, want int) {
 	members := n.lobby.take(open.Round, ids)
 	if base == nil {
 		n.log.Warn("round on a model not held here", "round", open.Round, "model", open.Model)
-		return
+		return nil, members
 	}
 	r := &round{id: open.Round, base: base, cfg: cfg, clip: open.Clip, phase: phaseGathering, uploaded: map[string]bool{},
 		enough: make(chan struct{}), since: time.Now(), tickets: map[string][]byte{}}
-	var err error
-	if r.agg, r.quant, r.q, err = newAggregator(cfg, r.id, base, open.Clip); err != nil {
-		n.log.Warn("round part not started", "round", r.id, "err", err)
-		return
-	}
-	present := 0
 	for _, w := range members {
 		if w != nil {
 			t := make([]byte, wire.TicketLen)
 			crand.Read(t)
 			r.tickets[w.id] = t
-			present++
 		}
 	}
-	r.want = min(want, present)
+	return r, members
+}
+
+// runPart runs this node's part of the round open: its group ids, of
+// which it waits for want uploads.
+func (n *Node) runPart(open *OpenRound, ids []string, want int) {
+	r, members := n.startPart(open, ids)
+	if r == nil {
+		return
+	}
+	var err error
+	if r.agg, r.quant, r.q, err = newAggregator(r.cfg, r.id, r.base, open.Clip); err != nil {
+		n.log.Warn("round part not started", "round", r.id, "err", err)
+		return
+	}
+	r.want = min(want, len(r.tickets))
 	r.phase = phaseSelected
 	r.phase = phaseCollecting
 	if r.want == 0 {
 		close(r.enough)
 	}
 	n.part.Store(r)
-	deadline := time.Now().Add(cfg.RoundTimeout)
-	n.sendPlans(r, open, members, nil, cfg.RoundTimeout)
+	deadline := time.Now().Add(r.cfg.RoundTimeout)
+	n.sendPlans(r, open, members, nil, r.cfg.RoundTimeout)
 
 	ctx, cancel := context.WithDeadline(n.ctx, deadline)
 	defer cancel()
@@ -166,13 +184,18 @@ func (n *Node) sendPartial(m *wire.Partial, until time.Time) {
 	}
 }
 
-// sendPlans sends each member present (members[i] for the cohort's i-th
-// id of the group, nil if gone) its plan for round r; cohort, set in a
-// signed secure round, is the whole cohort devices check their peers
-// against. timeLeft is the round's time from now.
+// sendPlans sends each member present (members[i] for the group's i-th
+// id, nil if gone) its plan for round r, with the group's secure
+// aggregation parameters in a secure round; cohort, set in a signed
+// secure round, is the group devices check their peers against. timeLeft
+// is the round's time from now.
 func (n *Node) sendPlans(r *round, open *OpenRound, members []*waiter, cohort []string, timeLeft time.Duration) {
 	down, up, digest32 := n.roundSizes(r.base, r.cfg, r.sec)
 	started := time.Now()
+	var sp *wire.SecAggParams
+	if r.sec != nil {
+		sp = r.sec.params
+	}
 	for i, w := range members {
 		if w == nil {
 			continue
@@ -184,7 +207,7 @@ func (n *Node) sendPlans(r *round, open *OpenRound, members []*waiter, cohort []
 			Items: r.base.Model.Items, Rank: r.base.Model.Rank,
 			Train: r.cfg.trainParams(),
 			Clip:  open.Clip, Privacy: open.Privacy, MinClients: r.cfg.MinClients, TimeLeftMs: (timeLeft - time.Since(started)).Milliseconds(), Ticket: r.tickets[w.id],
-			SecAgg: open.SecAgg, SecAggID: uint32(i),
+			SecAgg: sp, SecAggID: uint32(i),
 		}
 	}
 }

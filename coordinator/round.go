@@ -146,14 +146,10 @@ func (l *leader) partial(m *wire.Partial) wire.Message {
 
 // counts returns how many devices wait at each node (this one's own
 // lobby, the others' reports not older than lobbyStale), and a channel
-// closed when a count may have changed. In a secure round only this
-// node's devices count: secure aggregation runs on the leader.
-func (l *leader) counts(secure bool) (map[string]int, []<-chan struct{}) {
+// closed when a count may have changed.
+func (l *leader) counts() (map[string]int, []<-chan struct{}) {
 	own, arrived := l.n.lobby.count()
 	out := map[string]int{l.n.cfg.ID: own}
-	if secure {
-		return out, []<-chan struct{}{arrived}
-	}
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -201,11 +197,95 @@ func quotas(want int, counts map[string]int) map[string]int {
 	return out
 }
 
+// groupQuotas are the quotas of a secure round, whose every group needs
+// at least minGroup members: the quotas of counts, after dropping the
+// nodes with fewer than minGroup waiting, then, while a node's quota
+// falls below minGroup, the node with the fewest waiting. Their devices
+// wait for a later round.
+func groupQuotas(want int, counts map[string]int, minGroup int) map[string]int {
+	counts = maps.Clone(counts)
+	maps.DeleteFunc(counts, func(_ string, c int) bool { return c < minGroup })
+	for {
+		q := quotas(want, counts)
+		small := ""
+		for _, id := range slices.Sorted(maps.Keys(q)) {
+			if q[id] < minGroup && (small == "" || counts[id] < counts[small]) {
+				small = id
+			}
+		}
+		if small == "" {
+			return q
+		}
+		delete(counts, small)
+	}
+}
+
+// gather sends the devices of every node that has had fewer than
+// minGroup waiting (too few for a group of a secure round) for patience
+// to the node with the most (the first by id among equals), so that small
+// lobbies add up to a group rather than wait forever; patience lets a
+// lobby fill first. small holds since when each node has been small (a
+// redirect starts its patience again, as its count may be stale). It
+// reports whether it sent any.
+func (l *leader) gather(ctx context.Context, r *round, counts map[string]int, minGroup int, small map[string]time.Time, patience time.Duration) bool {
+	n := l.n
+	now := time.Now()
+	target := ""
+	for _, id := range slices.Sorted(maps.Keys(counts)) {
+		if c := counts[id]; c == 0 || c >= minGroup {
+			delete(small, id)
+		} else if small[id].IsZero() {
+			small[id] = now
+		}
+		if target == "" || counts[id] > counts[target] {
+			target = id
+		}
+	}
+	maps.DeleteFunc(small, func(id string, _ time.Time) bool { _, ok := counts[id]; return !ok })
+	var addr string
+	n.fsm.read(func(s *State) { addr = s.NodeAddr(target) })
+	if addr == "" {
+		return false
+	}
+	sent := false
+	for id, since := range small {
+		if id == target || now.Sub(since) < patience {
+			continue
+		}
+		small[id], sent = now, true
+		n.log.Debug("lobby redirected", "round", r.id, "node", id, "to", target, "waiting", counts[id])
+		if id == n.cfg.ID {
+			n.lobby.redirect(addr)
+			continue
+		}
+		var from string
+		n.fsm.read(func(s *State) { from = s.NodeAddr(id) })
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, selectTimeout)
+			defer cancel()
+			if _, err := n.callNode(cctx, from, &wire.Select{Version: wire.Version, Round: r.id, Model: r.base.Version, Redirect: addr}); err != nil {
+				n.log.Warn("node did not redirect its devices", "node", id, "err", err)
+			}
+		}()
+	}
+	return sent
+}
+
+// gatherTick is how often the leader looks again at the small lobbies
+// of a secure cluster while it gathers; redirectSettle is how long it
+// waits for redirected devices before it starts a round without them.
+const (
+	gatherTick     = 250 * time.Millisecond
+	redirectSettle = time.Second
+)
+
 // selection asks every node with a quota for its share of round r's
 // cohort, concurrently, this node's from its own lobby. It returns the
 // cohort and its groups, in node id order; a node that does not answer
-// within selectTimeout is left out.
-func (l *leader) selection(ctx context.Context, r *round, q map[string]int, roundEnd time.Time, want int) ([]string, []wire.RoundGroup) {
+// within selectTimeout, or selects fewer than minGroup, is left out.
+func (l *leader) selection(ctx context.Context, r *round, q map[string]int, roundEnd time.Time, want, minGroup int) ([]string, []wire.RoundGroup) {
 	n := l.n
 	ids := slices.Sorted(maps.Keys(q))
 	picked := make([][]string, len(ids))
@@ -249,8 +329,8 @@ func (l *leader) selection(ctx context.Context, r *round, q map[string]int, roun
 				g = append(g, c)
 			}
 		}
-		if len(g) == 0 {
-			continue
+		if len(g) == 0 || len(g) < minGroup {
+			continue // the node releases its devices (followRounds)
 		}
 		cohort = append(cohort, g...)
 		groups = append(groups, wire.RoundGroup{Node: id, Size: len(g)})
@@ -389,14 +469,33 @@ func (l *leader) round(ctx context.Context) error {
 	defer window.Stop()
 	windowDone := false
 	var counts map[string]int
+	minGroup := 1
+	if cfg.SecAgg {
+		minGroup = cfg.minGroup()
+	}
+	small := map[string]time.Time{} // secure: since when a node has had too few for a group
+	var redirected time.Time
 	for {
 		var changed []<-chan struct{}
-		counts, changed = l.counts(cfg.SecAgg)
+		counts, changed = l.counts()
+		var tick <-chan time.Time
+		if minGroup > 1 {
+			if l.gather(ctx, r, counts, minGroup, small, cfg.CheckInWindow/2) {
+				redirected = time.Now()
+			}
+			if len(small) > 0 {
+				tick = time.After(gatherTick)
+			}
+		}
+		maps.DeleteFunc(counts, func(_ string, c int) bool { return c < minGroup })
 		have := 0
 		for _, c := range counts {
 			have += c
 		}
-		if have >= want || (windowDone && have >= cfg.MinClients) {
+		// Devices just sent elsewhere are on their way: a round that
+		// starts for want of more waits for them.
+		settled := time.Since(redirected) >= redirectSettle
+		if have >= want || (windowDone && settled && have >= cfg.MinClients) {
 			break
 		}
 		select {
@@ -404,6 +503,7 @@ func (l *leader) round(ctx context.Context) error {
 			return ctx.Err()
 		case <-changed[0]:
 		case <-last(changed):
+		case <-tick:
 		case <-window.C:
 			windowDone = true
 		}
@@ -411,7 +511,11 @@ func (l *leader) round(ctx context.Context) error {
 
 	// Selection: each node samples its share of the cohort from its own
 	// waiting devices and tells the rest when to come back.
-	cohort, groups := l.selection(ctx, r, quotas(want, counts), time.Now().Add(cfg.RoundTimeout), want)
+	q := quotas(want, counts)
+	if cfg.SecAgg {
+		q = groupQuotas(want, counts, minGroup)
+	}
+	cohort, groups := l.selection(ctx, r, q, time.Now().Add(cfg.RoundTimeout), want, minGroup)
 	if len(cohort) < cfg.MinClients {
 		// The counts were stale (devices left meanwhile): the nodes'
 		// holds expire, and gathering starts again.
@@ -423,11 +527,20 @@ func (l *leader) round(ctx context.Context) error {
 		}
 		return nil
 	}
-	open := &wire.OpenRound{Round: r.id, Model: base.Version, Digest: base.Digest[:], Cohort: cohort, Clip: clip, Leader: n.cfg.ID}
+	open := &wire.OpenRound{Round: r.id, Model: base.Version, Digest: base.Digest[:], Cohort: cohort, Clip: clip, Leader: n.cfg.ID, Groups: groups}
+	minSurvivors, collect := cfg.MinClients, cfg.RoundTimeout
 	if cfg.SecAgg {
+		// Each node's group runs secure aggregation on its own; the
+		// round's parameters say which inputs the sum over groups needs.
 		open.SecAgg = secAggParams(cfg, r.id, base.Digest[:], cohort, clip)
-	} else {
-		open.Groups = groups
+		at := 0
+		for i := range groups {
+			g := &groups[i]
+			g.SecAgg = groupSecAggParams(cfg, r.id, base.Digest[:], g.Node, cohort[at:at+g.Size], len(cohort), clip)
+			at += g.Size
+		}
+		minSurvivors = open.SecAgg.MinSurvivors
+		collect += time.Duration(len(secAggOrder(cfg.SecAggSigned))-1) * cfg.SecAggPhase
 	}
 	privacy := cfg.privacy(len(cohort), open.SecAgg)
 	open.Privacy = privacy
@@ -435,11 +548,14 @@ func (l *leader) round(ctx context.Context) error {
 		n.lobby.release(r.id)
 		return fmt.Errorf("open round %d: %w", r.id, err)
 	}
-	if open.SecAgg != nil {
-		return l.secureRound(ctx, r, open, start)
-	}
 	var err error
-	if r.agg, r.quant, r.q, err = newAggregator(cfg, r.id, base, clip); err != nil {
+	if cfg.SecAgg {
+		// The nodes send the decoded float sums of their groups.
+		r.agg, err = aggregation.NewPlain(len(base.Model.Params), clip)
+	} else {
+		r.agg, r.quant, r.q, err = newAggregator(cfg, r.id, base, clip)
+	}
+	if err != nil {
 		return l.abandon(r, 0, err.Error(), err)
 	}
 	r.groups = map[string]bool{}
@@ -454,13 +570,13 @@ func (l *leader) round(ctx context.Context) error {
 	l.owned, l.partials = r, map[string]*wire.Partial{}
 	l.mu.Unlock()
 	n.enter(r.id, phaseSelected)
-	n.log.Info("round started", "round", r.id, "model", base.Version, "cohort", len(cohort), "nodes", len(groups))
+	n.log.Info("round started", "round", r.id, "model", base.Version, "cohort", len(cohort), "nodes", len(groups), "secagg", cfg.SecAgg)
 	n.enter(r.id, phaseCollecting)
 
 	// Collecting: every node sends the plans of its group, collects their
 	// uploads and sends its partial sum (part.go); the leader waits for
 	// every group's, or for the deadline.
-	timer := time.NewTimer(cfg.RoundTimeout + partialGrace)
+	timer := time.NewTimer(collect + partialGrace)
 	defer timer.Stop()
 	for {
 		l.mu.Lock()
@@ -497,14 +613,26 @@ func (l *leader) round(ctx context.Context) error {
 	}
 
 	survivors := r.count
-	if survivors < cfg.MinClients {
-		n.log.Info("round abandoned", "round", r.id, "survivors", survivors, "min_clients", cfg.MinClients)
-		return l.abandon(r, survivors, fmt.Sprintf("%d survivors, fewer than %d", survivors, cfg.MinClients), nil)
+	if survivors < minSurvivors {
+		n.log.Info("round abandoned", "round", r.id, "survivors", survivors, "min_clients", minSurvivors)
+		return l.abandon(r, survivors, fmt.Sprintf("%d survivors, fewer than %d", survivors, minSurvivors), nil)
 	}
 	delta := make([]float64, len(base.Model.Params))
 	sum, err := r.agg.Result(delta)
 	if err != nil {
 		return l.abandon(r, survivors, err.Error(), err)
+	}
+	if privacy.Mechanism == wire.MechSkellam {
+		// Charge the noise that reached the sum: the shares of the
+		// survivors of every group, less the device's own. Every group
+		// encodes at the scale of the whole cohort (SecAggParams.Cohort)
+		// and adds the same share, so the round's parameters give it.
+		dist, err := distributed(open.SecAgg, privacy, len(base.Model.Params))
+		if err != nil {
+			return l.abandon(r, survivors, err.Error(), err)
+		}
+		sp := dist.Survivors(survivors)
+		privacy.Variance, privacy.L1, privacy.L2 = sp.Variance, sp.L1, sp.L2
 	}
 	return l.commit(r, delta, sum.Clipped, survivors, r.below, len(cohort), privacy, start)
 }

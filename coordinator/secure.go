@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"context"
-	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"math"
@@ -20,12 +19,34 @@ import (
 const secAggBits = 32
 
 // secAggParams are the parameters of a secure round with the cohort ids
-// (in selection order) and clip norm clip, committed in its manifest. A
-// signed round (Training.SecAggSigned) takes the threshold that resists
-// Training.SecAggColluders colluding devices per neighbourhood
-// (secagg.ActiveThreshold), on a degree of at least SecAggColluders+4,
-// and binds the cohort into its graph seed (wire.SecAggSignedSeed).
+// (in selection order) and clip norm clip, committed in its manifest
+// (OpenRound.SecAgg): their MinSurvivors is the fewest inputs the leader
+// commits a sum of. A signed round (Training.SecAggSigned) takes the
+// threshold that resists Training.SecAggColluders colluding devices per
+// neighbourhood (secagg.ActiveThreshold), on a degree of at least
+// SecAggColluders+4, and binds the cohort into its graph seed
+// (wire.SecAggSignedSeed).
 func secAggParams(cfg Training, round uint64, digest []byte, ids []string, clip float64) *wire.SecAggParams {
+	p := secAggParamsOf(cfg, round, digest, "", ids, clip)
+	p.MinSurvivors = min(len(ids), max(p.Threshold, cfg.MinClients))
+	return p
+}
+
+// groupSecAggParams are the parameters of node's group ids of a secure
+// round whose cohort has cohort devices (RoundGroup.SecAgg): those of
+// secAggParams for a cohort of the group, bound to the node
+// (wire.SecAggGroupSeed), encoding for the whole cohort
+// (SecAggParams.Cohort). The group's sum is revealed once its threshold
+// survive; the round's MinSurvivors applies to the sum over groups.
+func groupSecAggParams(cfg Training, round uint64, digest []byte, node string, ids []string, cohort int, clip float64) *wire.SecAggParams {
+	p := secAggParamsOf(cfg, round, digest, node, ids, clip)
+	p.MinSurvivors, p.Cohort = p.Threshold, cohort
+	return p
+}
+
+// secAggParamsOf is secAggParams of the clients ids, the group of node
+// ("" for the whole cohort), without MinSurvivors.
+func secAggParamsOf(cfg Training, round uint64, digest []byte, node string, ids []string, clip float64) *wire.SecAggParams {
 	n := len(ids)
 	deg := secAggDegree(n)
 	if cfg.SecAggSigned && deg != 0 && deg < cfg.SecAggColluders+4 {
@@ -39,23 +60,35 @@ func secAggParams(cfg Training, round uint64, digest []byte, ids []string, clip 
 		eff = n - 1
 	}
 	t := eff/2 + 1
-	graph, rot := wire.SecAggSeeds(round, digest)
 	if cfg.SecAggSigned {
-		// Training.Validate keeps SecAggColluders <= MinClients-3, so t
-		// stays below the degree of any cohort the leader selects.
+		// Training.Validate keeps SecAggColluders <= MinClients-3, and
+		// groups have at least SecAggColluders+3 members
+		// (Training.minGroup), so t stays below the degree.
 		t = secagg.ActiveThreshold(eff, cfg.SecAggColluders)
-		graph = wire.SecAggSignedSeed(round, digest, ids)
 	}
 	p := &wire.SecAggParams{
-		Clients: n, Threshold: t, Degree: deg, MinSurvivors: min(n, max(t, cfg.MinClients)), Bits: secAggBits,
-		Clip: clip, Seed: graph[:], RotationSeed: rot[:], PhaseMs: cfg.SecAggPhase.Milliseconds(), ClipBit: cfg.AdaptiveClip,
-		Signed: cfg.SecAggSigned,
+		Clients: n, Threshold: t, Degree: deg, Bits: secAggBits,
+		Clip: clip, PhaseMs: cfg.SecAggPhase.Milliseconds(), ClipBit: cfg.AdaptiveClip,
+		Signed: cfg.SecAggSigned, Group: node,
 	}
 	if cfg.UploadBits == 8 {
-		// 8-bit inputs: the field holds the cohort's sum of bytes exactly.
+		// 8-bit inputs: the field holds the group's sum of bytes exactly.
 		p.Quantized, p.Bits = true, int(fixedpoint.QuantFieldBits(n))
 	}
+	graph, rot := p.WantSeeds(round, digest, ids)
+	p.Seed, p.RotationSeed = graph[:], rot[:]
 	return p
+}
+
+// minGroup is the fewest devices a node's group of a secure round has:
+// three for SecAgg+ to hide one input among others, and in a signed round
+// enough that the threshold resisting SecAggColluders stays below the
+// group's degree. A node with fewer waiting gets no group.
+func (t Training) minGroup() int {
+	if t.SecAggSigned {
+		return max(3, t.SecAggColluders+3)
+	}
+	return 3
 }
 
 // secAggDegree is the SecAgg+ neighbourhood: about 2·log2(n) neighbours
@@ -69,7 +102,7 @@ func secAggDegree(n int) int {
 	return k
 }
 
-// secureRound is the leader's side of a secure round: the secagg server
+// secureRound is a node's side of its group's secure aggregation: the secagg server
 // state machine, the fixed-point decoder with the round's noise plan, and
 // a channel per phase closed when the phase closes, on which held
 // requests wait.
@@ -98,6 +131,15 @@ var roundPhases = map[secagg.Phase]phase{
 	secagg.PhaseMaskedInput: phaseMasking, secagg.PhaseConsistencyCheck: phaseChecking, secagg.PhaseUnmask: phaseUnmasking,
 }
 
+// secAggOrder lists the phases of a secure round in protocol order.
+func secAggOrder(signed bool) []secagg.Phase {
+	order := []secagg.Phase{secagg.PhaseAdvertiseKeys, secagg.PhaseShareKeys, secagg.PhaseMaskedInput, secagg.PhaseUnmask}
+	if signed {
+		order = slices.Insert(order, 3, secagg.PhaseConsistencyCheck)
+	}
+	return order
+}
+
 func newSecureRound(round uint64, p *wire.SecAggParams, priv wire.PrivacyParams, cohort []string, dim int, lie func(uint32, any)) (*secureRound, error) {
 	s := &secureRound{params: p, ids: make(map[string]uint32, len(cohort)),
 		done: make(chan struct{}), news: make(chan struct{}, 1), lie: lie}
@@ -119,10 +161,7 @@ func newSecureRound(round uint64, p *wire.SecAggParams, priv wire.PrivacyParams,
 	for i, id := range cohort {
 		s.ids[id] = uint32(i)
 	}
-	s.order = []secagg.Phase{secagg.PhaseAdvertiseKeys, secagg.PhaseShareKeys, secagg.PhaseMaskedInput, secagg.PhaseUnmask}
-	if p.Signed {
-		s.order = slices.Insert(s.order, 3, secagg.PhaseConsistencyCheck)
-	}
+	s.order = secAggOrder(p.Signed)
 	s.closed = make(map[secagg.Phase]chan struct{}, len(s.order))
 	for _, p := range s.order {
 		s.closed[p] = make(chan struct{})
@@ -130,49 +169,64 @@ func newSecureRound(round uint64, p *wire.SecAggParams, priv wire.PrivacyParams,
 	return s, nil
 }
 
-// secureRound drives the phases of secure aggregation in protocol order,
-// each until its deadline or until every expected client answered, then
-// decodes the sum and commits the round; or abandons it when secagg
-// aborts.
-func (l *leader) secureRound(ctx context.Context, r *round, open *wire.OpenRound, start time.Time) error {
-	n := l.n
-	cohort := len(open.Cohort)
-	privacy := open.Privacy
-	members := n.lobby.take(r.id, open.Cohort)
+// runSecurePart runs this node's part of the secure round open: SecAgg+
+// with parameters p over its group ids, each phase until its deadline or
+// until every expected device answered; then it decodes the group's sum
+// and sends it to the leader as a Partial. A group whose secure
+// aggregation aborts sends an empty one, so the leader need not wait for
+// it. The part ends early when the round is no longer open (abandoned by
+// a new leader).
+func (n *Node) runSecurePart(open *OpenRound, ids []string, p *wire.SecAggParams) {
+	r, members := n.startPart(open, ids)
+	if r == nil {
+		return
+	}
+	cfg, base := r.cfg, r.base
 	var err error
-	if r.sec, err = newSecureRound(r.id, open.SecAgg, privacy, open.Cohort, len(r.base.Model.Params), n.secAggLie); err != nil {
-		return l.abandon(r, 0, err.Error(), err)
+	if r.sec, err = newSecureRound(r.id, p, open.Privacy, ids, len(base.Model.Params), n.secAggLie); err != nil {
+		n.log.Warn("round part not started", "round", r.id, "err", err)
+		return
 	}
-	r.tickets = make(map[string][]byte, cohort)
-	for _, w := range members {
-		if w != nil {
-			t := make([]byte, wire.TicketLen)
-			crand.Read(t)
-			r.tickets[w.id] = t
-		}
-	}
-	deadline := time.Now().Add(r.cfg.RoundTimeout)
-	timeLeft := r.cfg.RoundTimeout + time.Duration(len(r.sec.order)-1)*r.cfg.SecAggPhase
-	l.mu.Lock()
-	r.mu.Lock()
-	r.advance(phaseSelected)
+	s := r.sec
+	timeLeft := cfg.RoundTimeout + time.Duration(len(s.order)-1)*cfg.SecAggPhase
 	// The state must be ready before the first plan goes out, as its
 	// answer may arrive at once.
+	r.advance(phaseSelected)
 	r.advance(phaseAdvertising)
-	l.owned = r
-	r.mu.Unlock()
-	l.mu.Unlock()
+	// Each node times its group's secure phases; the leader times the
+	// round's (collecting spans them).
+	r.m, r.since = n.metrics, time.Now()
 	n.part.Store(r)
-	n.enter(r.id, phaseSelected)
 	var planCohort []string // a signed round's devices check their peers against it
-	if open.SecAgg.Signed {
-		planCohort = open.Cohort
+	if p.Signed {
+		planCohort = ids
 	}
-	n.sendPlans(r, openFromWire(open), members, planCohort, timeLeft)
-	n.log.Info("round started", "round", r.id, "model", r.base.Version, "cohort", cohort, "secagg", true)
+	n.sendPlans(r, open, members, planCohort, timeLeft)
+	until := time.Now().Add(timeLeft + partialGrace)
 
+	m := &wire.Partial{Version: wire.Version, Round: r.id, Node: n.cfg.ID}
+	if err := n.driveSecure(r); err != nil {
+		if n.ctx.Err() != nil || errors.Is(err, errRoundGone) {
+			return
+		}
+		n.log.Info("secure aggregation aborted", "round", r.id, "survivors", len(s.srv.Survivors()), "err", err)
+	} else if err := s.partial(m, len(base.Model.Params)); err != nil {
+		n.log.Warn("secure sum not decoded", "round", r.id, "err", err)
+		m = &wire.Partial{Version: wire.Version, Round: r.id, Node: n.cfg.ID}
+	}
+	n.sendPartial(m, until)
+}
+
+// errRoundGone ends a node's part of a round that is no longer open.
+var errRoundGone = errors.New("coordinator: the round is no longer open")
+
+// driveSecure steps the secure part r through its phases in protocol
+// order. It returns secagg's error when the protocol aborts, and
+// errRoundGone when the round ended meanwhile.
+func (n *Node) driveSecure(r *round) error {
 	s := r.sec
 	defer close(s.done)
+	deadline := time.Now().Add(r.cfg.RoundTimeout)
 	for i, p := range s.order {
 		if i > 0 {
 			deadline = time.Now().Add(r.cfg.SecAggPhase)
@@ -180,62 +234,66 @@ func (l *leader) secureRound(ctx context.Context, r *round, open *wire.OpenRound
 		timer := time.NewTimer(time.Until(deadline))
 	wait:
 		for len(s.srv.Awaiting()) > 0 {
-			select {
-			case <-ctx.Done():
+			ch := n.fsm.watch()
+			live := false
+			n.fsm.read(func(st *State) { o := st.Open(); live = o != nil && o.Round == r.id })
+			if !live {
 				timer.Stop()
-				return ctx.Err()
+				return errRoundGone
+			}
+			select {
+			case <-n.ctx.Done():
+				timer.Stop()
+				return n.ctx.Err()
 			case <-timer.C:
 				break wait
 			case <-s.news:
+			case <-ch:
 			}
 		}
 		timer.Stop()
 		err := s.srv.ClosePhase()
 		close(s.closed[p])
 		if err != nil {
-			survivors := len(s.srv.Survivors())
-			l.n.log.Info("round abandoned", "round", r.id, "secagg_phase", p.String(), "err", err)
-			return l.abandon(r, survivors, fmt.Sprintf("secure aggregation, %v: %v", p, err), nil)
+			r.mu.Lock()
+			r.advance(phaseAbandoned)
+			r.mu.Unlock()
+			return fmt.Errorf("secure aggregation, %v: %w", p, err)
 		}
 		to := phaseAggregating
 		if i+1 < len(s.order) {
 			to = roundPhases[s.order[i+1]]
 		}
-		if !r.step(to) {
-			return ErrNotLeader
-		}
+		r.mu.Lock()
+		r.advance(to)
+		r.mu.Unlock()
 	}
+	return nil
+}
+
+// partial fills m with the group's decoded sum: its survivors' count,
+// their float sum and, with adaptive clipping, their bits.
+func (s *secureRound) partial(m *wire.Partial, dim int) error {
 	res, err := s.srv.Result()
 	if err != nil {
-		return l.abandon(r, len(s.srv.Survivors()), err.Error(), err)
+		return err
 	}
-	delta := make([]float64, len(r.base.Model.Params))
+	sum := make([]float64, dim)
 	pad := s.words
-	if err := s.decode(delta, res.Sum[:pad]); err != nil {
-		return l.abandon(r, res.Count, err.Error(), err)
+	if err := s.decode(sum, res.Sum[:pad]); err != nil {
+		return err
 	}
-	below := 0
 	if s.params.ClipBit {
 		// The sum of the survivors' bits; a value beyond the count means a
-		// client sent a word other than 0 or 1.
-		if b := res.Sum[pad]; b <= uint64(res.Count) {
-			below = int(b)
-		} else {
-			return l.abandon(r, res.Count, fmt.Sprintf("clip bits sum to %d of %d survivors", b, res.Count), nil)
+		// device sent a word other than 0 or 1.
+		b := res.Sum[pad]
+		if b > uint64(res.Count) {
+			return fmt.Errorf("clip bits sum to %d of %d survivors", b, res.Count)
 		}
+		m.Below = int(b)
 	}
-	for i := range delta {
-		delta[i] /= float64(res.Count)
-	}
-	if privacy.Mechanism == wire.MechSkellam {
-		// Charge the noise that reached the sum: the survivors' shares,
-		// less the client's own.
-		sp := s.dist.Survivors(res.Count)
-		privacy.Variance, privacy.L1, privacy.L2 = sp.Variance, sp.L1, sp.L2
-	}
-	// Loss, N and Clipped stay 0: the leader sees only the sum, and the
-	// round record says so (RoundRecord.LossUnknown).
-	return l.commit(r, delta, 0, res.Count, below, cohort, privacy, start)
+	m.Clients, m.Sum = res.Count, sum
+	return nil
 }
 
 // decode turns the field sum of the survivors' encoded updates into the

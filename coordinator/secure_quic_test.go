@@ -22,13 +22,19 @@ func oneRound(t *testing.T, tr coordinator.Training, k int) []float64 {
 	// and a two-node cluster on a loaded machine can lose its leader
 	// mid-round and commit a later one, trained with other random draws.
 	c := newQUICClusterWith(t, 1, tr)
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	return roundOn(t, c, k, func(int) []string { return c.addrs })
+}
+
+// roundOn is oneRound on cluster c, device i dialing addrs(i).
+func roundOn(t *testing.T, c *quicCluster, k int, addrs func(i int) []string) []float64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	cache := crowd.NewModelCache()
 	var wg sync.WaitGroup
 	errs := make([]error, k)
 	for i := range k {
-		d, err := client.NewDialer(c.addrs, c.device(t, fmt.Sprintf("u%d", i)))
+		d, err := client.NewDialer(addrs(i), c.device(t, fmt.Sprintf("u%d", i)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,6 +85,13 @@ func TestQUICSecureRoundMatchesPlaintext(t *testing.T) {
 	plain := oneRound(t, tr, k)
 	tr.SecAgg, tr.SecAggPhase = true, 2*time.Second
 	secure := oneRound(t, tr, k)
+	matchPlaintext(t, secure, plain)
+}
+
+// matchPlaintext checks that the secure round's model is the plaintext
+// round's up to fixed-point rounding.
+func matchPlaintext(t *testing.T, secure, plain []float64) {
+	t.Helper()
 	if len(plain) != len(secure) {
 		t.Fatalf("%d params, want %d", len(secure), len(plain))
 	}
@@ -93,4 +106,47 @@ func TestQUICSecureRoundMatchesPlaintext(t *testing.T) {
 		}
 	}
 	t.Logf("largest relative difference %.3g", worst)
+}
+
+// A secure round whose devices check in at three nodes over QUIC: each
+// node runs SecAgg+ over its own group and the leader adds the groups'
+// sums, committing the model a one-node plaintext round commits on the
+// same updates, up to fixed-point rounding.
+func TestQUICSecureRoundOnEveryNode(t *testing.T) {
+	const k = 9
+	tr := training()
+	tr.ClientsPerRound, tr.OverSelect, tr.MinClients, tr.Clip = k, 0, 3, 1
+	tr.CheckInWindow = 10 * time.Second // select when all k have checked in
+	plain := oneRound(t, tr, k)
+	tr.SecAgg, tr.SecAggPhase = true, 2*time.Second
+	// Raft timeouts that outlast a loaded machine's pauses: a new leader
+	// would abandon the round, and the next trains other random draws.
+	c := newQUICClusterConf(t, 3, tr, steadyRaft)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	groups := make(chan int, 1)
+	l := c.leader(t, ctx)
+	go func() {
+		var g int
+		l.WaitFor(ctx, func(s *coordinator.State) bool {
+			if o := s.Open(); o != nil {
+				g = len(o.Groups)
+				return true
+			}
+			return false
+		})
+		groups <- g
+	}()
+	secure := roundOn(t, c, k, func(i int) []string { return c.addrs[i%3 : i%3+1] })
+	if g := <-groups; g < 2 {
+		t.Errorf("the round had %d groups, want one per node with devices", g)
+	}
+	matchPlaintext(t, secure, plain)
+}
+
+// steadyRaft sets Raft timeouts that outlast a loaded machine's pauses,
+// for tests in which a change of leader (which abandons the round) would
+// spoil the outcome.
+func steadyRaft(cfg *coordinator.Config) {
+	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 500*time.Millisecond, 500*time.Millisecond, 500*time.Millisecond
 }

@@ -62,14 +62,15 @@ func TestQUICSignedSecureRound(t *testing.T) {
 				errs[i] = ctx.Err()
 				return
 			}
-			// The plan carries the manifest's cohort, and its terms digest
-			// (which the device records) is the manifest's.
+			// The plan carries the cohort of the device's group in the
+			// manifest, and its terms digest (which the device records) is
+			// the manifest's for the group.
 			var manifest []string
 			var terms [32]byte
 			l.View(func(s *coordinator.State) {
-				if o := s.Open(); o != nil && o.Round == plan.Round {
-					manifest = o.Cohort
-					terms = (&wire.OpenRound{Round: o.Round, Model: o.Model, Digest: o.Digest[:], Clip: o.Clip, Privacy: o.Privacy, SecAgg: o.SecAgg}).TermsDigest()
+				if o := s.Open(); o != nil && o.Round == plan.Round && plan.SecAgg != nil {
+					manifest, _, _ = o.Group(plan.SecAgg.Group)
+					terms = (&wire.OpenRound{Round: o.Round, Model: o.Model, Digest: o.Digest[:], Clip: o.Clip, Privacy: o.Privacy, SecAgg: o.SecAgg, Groups: o.Groups}).GroupTermsDigest(plan.SecAgg.Group)
 				}
 			})
 			if !slices.Equal(plan.Cohort, manifest) {

@@ -34,7 +34,11 @@ func secureTraining(cohort int) Training {
 // its phases with input x through Handle, dropping out after phase
 // `last` (secagg.PhaseUnmask: never). It returns the final reply.
 func (c *testCluster) secureParticipate(ctx context.Context, id string, x []float64, last secagg.Phase) (*wire.Plan, wire.Message, error) {
-	l := c.leader(ctx)
+	return secureParticipateAt(ctx, c.leader(ctx), id, x, last)
+}
+
+// secureParticipateAt is secureParticipate with node l.
+func secureParticipateAt(ctx context.Context, l *Node, id string, x []float64, last secagg.Phase) (*wire.Plan, wire.Message, error) {
 	var plan *wire.Plan
 	for plan == nil {
 		if ctx.Err() != nil {
@@ -103,7 +107,7 @@ func secureEncode(sp *wire.SecAggParams, x []float64, r *rand.Rand) ([]uint64, e
 		fixedpoint.WrapQuantized(in, v, uint(sp.Bits))
 		return in, nil
 	}
-	enc, err := fixedpoint.NewEncoder(fixedpoint.Params{Dim: len(x), Clip: sp.Clip, Bits: uint(sp.Bits), MaxClients: sp.Clients, Seed: rot})
+	enc, err := fixedpoint.NewEncoder(fixedpoint.Params{Dim: len(x), Clip: sp.Clip, Bits: uint(sp.Bits), MaxClients: sp.SumClients(), Seed: rot})
 	if err != nil {
 		return nil, err
 	}
@@ -271,7 +275,7 @@ func TestSecureRoundFailover(t *testing.T) {
 	const n = 5
 	tr := secureTraining(n)
 	tr.SecAggPhase = 10 * time.Second
-	c := newTestCluster(t, 3, tr)
+	c := newSteadyCluster(t, tr) // the crash must be the only change of leader
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	old := c.leader(ctx)
@@ -292,11 +296,8 @@ func TestSecureRoundFailover(t *testing.T) {
 		if ctx.Err() != nil {
 			t.Fatal("no secure round in share-keys")
 		}
-		if l := old.lead.Load(); l != nil {
-			l.mu.Lock()
-			r := l.owned
-			l.mu.Unlock()
-			if r != nil && r.sec != nil {
+		if r := old.part.Load(); r != nil {
+			if r.sec != nil {
 				r.mu.Lock()
 				ph := r.phase
 				r.mu.Unlock()

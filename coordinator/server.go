@@ -26,16 +26,10 @@ func (n *Node) Handle(ctx context.Context, req wire.Message, peer Peer, send fun
 		if n.closing.Load() {
 			return send(&wire.Error{Code: wire.CodeUnavailable, Message: "node shutting down", RetryAfterMs: 200})
 		}
-		if n.secureOnly() && n.leaderOrNil() == nil {
-			return send(n.notLeader()) // secure aggregation runs on the leader
-		}
 		return send(n.lobby.checkIn(ctx, m))
 	case *wire.Upload:
 		return send(n.upload(m))
 	case *wire.SecAggAdvert, *wire.SecAggShares, *wire.SecAggMasked, *wire.SecAggCheck, *wire.SecAggUnmask:
-		if n.leaderOrNil() == nil {
-			return send(n.notLeader())
-		}
 		return send(n.secure(ctx, secAggHeader(m), m, peer))
 	case *wire.Lobby, *wire.Select, *wire.Partial:
 		if !peer.Node && n.auth != nil {
@@ -65,7 +59,10 @@ func (n *Node) Handle(ctx context.Context, req wire.Message, peer Peer, send fun
 
 // handleNode answers a request of another node of the cluster.
 func (n *Node) handleNode(req wire.Message) wire.Message {
-	if s, ok := req.(*wire.Select); ok {
+	if s, ok := req.(*wire.Select); ok && s.Redirect != "" {
+		n.lobby.redirect(s.Redirect)
+		return &wire.Selected{Round: s.Round}
+	} else if ok {
 		var cfg Training
 		n.fsm.read(func(st *State) { cfg, _ = st.Config() })
 		ids := n.lobby.selectFor(s.Round, s.Model, s.Quota, time.Now().Add(cfg.RoundTimeout), cfg.cohortSize())
@@ -82,17 +79,6 @@ func (n *Node) handleNode(req wire.Message) wire.Message {
 		return l.partial(m)
 	}
 	return wire.Errorf(wire.CodeUnknownType, "%s is not a request", req.Type())
-}
-
-// secureOnly reports whether the cluster runs secure rounds, whose
-// devices all check in at the leader.
-func (n *Node) secureOnly() bool {
-	var secure bool
-	n.fsm.read(func(s *State) {
-		t, _ := s.Config()
-		secure = t.SecAgg
-	})
-	return secure
 }
 
 // secAggHeader returns the identity of a secure-round request.

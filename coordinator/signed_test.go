@@ -46,12 +46,12 @@ func SignedDevice(plan *wire.Plan, cohort []string, cert tls.Certificate, device
 	if sp == nil || !sp.Signed {
 		return nil, errors.New("the round is not signed")
 	}
-	if seed := wire.SecAggSignedSeed(plan.Round, plan.Digest, cohort); !bytes.Equal(sp.Seed, seed[:]) {
+	if seed, _ := sp.WantSeeds(plan.Round, plan.Digest, cohort); !bytes.Equal(sp.Seed, seed[:]) {
 		return nil, errors.New("the round's graph seed does not bind its cohort")
 	}
 	var rot [32]byte
 	copy(rot[:], sp.RotationSeed)
-	enc, err := fixedpoint.NewEncoder(fixedpoint.Params{Dim: len(x), Clip: sp.Clip, Bits: uint(sp.Bits), MaxClients: sp.Clients, Seed: rot})
+	enc, err := fixedpoint.NewEncoder(fixedpoint.Params{Dim: len(x), Clip: sp.Clip, Bits: uint(sp.Bits), MaxClients: sp.SumClients(), Seed: rot})
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +152,11 @@ func (d *devices) peer(id string) Peer {
 // secure round, runs it through Handle with the device's certificate on
 // the connection (SignedDevice).
 func (c *testCluster) signedParticipate(ctx context.Context, d *devices, id string, colluders int, x []float64, last secagg.Phase) (wire.Message, error) {
-	l := c.leader(ctx)
+	return signedParticipateAt(ctx, c.leader(ctx), d, id, colluders, x, last)
+}
+
+// signedParticipateAt is signedParticipate at node l.
+func signedParticipateAt(ctx context.Context, l *Node, d *devices, id string, colluders int, x []float64, last secagg.Phase) (wire.Message, error) {
 	peer := d.peer(id)
 	exchange := func(req wire.Message) (wire.Message, error) {
 		if _, ok := req.(*wire.SecAggUnmask); ok {
@@ -173,11 +177,11 @@ func (c *testCluster) signedParticipate(ctx context.Context, d *devices, id stri
 		rep, _ := exchange(&wire.CheckIn{Version: wire.Version, ClientID: id})
 		plan, _ = rep.(*wire.Plan)
 	}
-	// The plan carries the manifest's cohort.
+	// The plan carries the cohort of the device's group in the manifest.
 	var manifest []string
 	l.View(func(s *State) {
-		if o := s.Open(); o != nil && o.Round == plan.Round {
-			manifest = o.Cohort
+		if o := s.Open(); o != nil && o.Round == plan.Round && plan.SecAgg != nil {
+			manifest, _, _ = o.Group(plan.SecAgg.Group)
 		}
 	})
 	if !slices.Equal(plan.Cohort, manifest) {

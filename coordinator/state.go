@@ -116,15 +116,35 @@ func (o *OpenRound) Group(node string) (ids []string, want int, ok bool) {
 	return nil, 0, false
 }
 
+// GroupSecAgg returns the parameters of node's group's secure
+// aggregation in a secure round; nil in a plaintext round, or when node
+// has no group.
+func (o *OpenRound) GroupSecAgg(node string) *wire.SecAggParams {
+	for _, g := range o.Groups {
+		if g.Node == node {
+			return g.SecAgg
+		}
+	}
+	return nil
+}
+
 func openFromWire(c *wire.OpenRound) *OpenRound {
 	o := &OpenRound{Round: c.Round, Model: c.Model, Cohort: slices.Clone(c.Cohort), Clip: c.Clip, Privacy: c.Privacy, Leader: c.Leader, Groups: slices.Clone(c.Groups)}
 	copy(o.Digest[:], c.Digest)
-	if c.SecAgg != nil {
-		sa := *c.SecAgg
-		sa.Seed, sa.RotationSeed = slices.Clone(sa.Seed), slices.Clone(sa.RotationSeed)
-		o.SecAgg = &sa
+	o.SecAgg = cloneSecAgg(c.SecAgg)
+	for i := range o.Groups {
+		o.Groups[i].SecAgg = cloneSecAgg(o.Groups[i].SecAgg)
 	}
 	return o
+}
+
+func cloneSecAgg(p *wire.SecAggParams) *wire.SecAggParams {
+	if p == nil {
+		return nil
+	}
+	sa := *p
+	sa.Seed, sa.RotationSeed = slices.Clone(sa.Seed), slices.Clone(sa.RotationSeed)
+	return &sa
 }
 
 func (o *OpenRound) toWire() *wire.OpenRound {
@@ -418,14 +438,44 @@ func checkGroups(c *wire.OpenRound) error {
 	total := 0
 	seen := map[string]bool{}
 	for _, g := range c.Groups {
-		if g.Node == "" || seen[g.Node] || g.Size < 0 || g.Want < 0 || g.Want > g.Size {
+		if g.Node == "" || seen[g.Node] || g.Size < 0 || g.Want < 0 || g.Want > g.Size || total+g.Size > len(c.Cohort) {
 			return fmt.Errorf("%w: group of node %q, %d members, %d wanted", ErrBadCommand, g.Node, g.Size, g.Want)
+		}
+		if err := checkGroupSecAgg(c, g, c.Cohort[total:total+g.Size]); err != nil {
+			return err
 		}
 		seen[g.Node] = true
 		total += g.Size
 	}
 	if total != len(c.Cohort) {
 		return fmt.Errorf("%w: groups of %d members, cohort of %d", ErrBadCommand, total, len(c.Cohort))
+	}
+	return nil
+}
+
+// checkGroupSecAgg checks the secure aggregation of group g (its members
+// ids) against its manifest c: a secure round's every group has its own,
+// of its own size, within the round's settings, and with the seeds the
+// round, the model and the group determine.
+func checkGroupSecAgg(c *wire.OpenRound, g wire.RoundGroup, ids []string) error {
+	p, r := g.SecAgg, c.SecAgg
+	switch {
+	case r == nil && p == nil:
+		return nil
+	case r == nil || p == nil:
+		return fmt.Errorf("%w: group of node %q: secure aggregation in a round that has none, or none in a secure round", ErrBadCommand, g.Node)
+	}
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("%w: group of node %q: %v", ErrBadCommand, g.Node, err)
+	}
+	graph, rot := p.WantSeeds(c.Round, c.Digest, ids)
+	switch {
+	case p.Group != g.Node || p.Clients != g.Size || p.Cohort != len(c.Cohort):
+		return fmt.Errorf("%w: group of node %q: secure aggregation of group %q, %d of %d clients", ErrBadCommand, g.Node, p.Group, p.Clients, p.Cohort)
+	case p.Clip != r.Clip || p.PhaseMs != r.PhaseMs || p.ClipBit != r.ClipBit || p.Signed != r.Signed || p.Quantized != r.Quantized || !p.Quantized && p.Bits != r.Bits:
+		return fmt.Errorf("%w: group of node %q: secure aggregation settings differ from the round's", ErrBadCommand, g.Node)
+	case string(p.Seed) != string(graph[:]) || string(p.RotationSeed) != string(rot[:]):
+		return fmt.Errorf("%w: group of node %q: seeds not derived from the round, the model and the group", ErrBadCommand, g.Node)
 	}
 	return nil
 }

@@ -141,6 +141,11 @@ type OpenRound struct {
 	Privacy PrivacyParams `msgpack:"privacy"`
 	Leader  string        `msgpack:"leader"` // id of the node running the round
 	// SecAgg holds a secure round's parameters; nil for a plaintext round.
+	// With Groups, each group runs secure aggregation with its own
+	// parameters (RoundGroup.SecAgg) and SecAgg holds those of the whole
+	// cohort, which still say that the round is secure and with what
+	// settings, and whose MinSurvivors is the fewest inputs the leader
+	// commits a sum of, over all groups.
 	SecAgg *SecAggParams `msgpack:"secagg,omitempty"`
 	// Groups splits Cohort, in order, among the nodes that selected its
 	// members from their own devices: each node sends its group their
@@ -157,6 +162,9 @@ type RoundGroup struct {
 	// Want is how many of its members' updates the node waits for before
 	// it closes its part early (it closes at the deadline otherwise).
 	Want int `msgpack:"want"`
+	// SecAgg holds, in a secure round, the parameters of the group's own
+	// secure aggregation (SecAggParams.Group is Node). Appended.
+	SecAgg *SecAggParams `msgpack:"secagg,omitempty"`
 }
 
 // CommitRound ends a round with a new model (version = the base version +

@@ -49,11 +49,19 @@ func (m *NodeAck) Validate() error { return nil }
 // holds them, tells its other devices when to come back, and answers with
 // their ids; it sends them plans once the round's manifest, naming them,
 // is committed.
+//
+// A Select with Redirect (and Quota 0) asks the node instead to send its
+// waiting devices to the node whose client address is Redirect (an Error
+// CodeNotLeader with that address as its hint, which devices follow): in
+// a secure round a node needs enough devices for secure aggregation to
+// hide each among the others, and the leader gathers small lobbies into
+// one. Appended.
 type Select struct {
-	Version uint16 `msgpack:"v"`
-	Round   uint64 `msgpack:"round"`
-	Model   uint64 `msgpack:"model"`
-	Quota   int    `msgpack:"quota"`
+	Version  uint16 `msgpack:"v"`
+	Round    uint64 `msgpack:"round"`
+	Model    uint64 `msgpack:"model"`
+	Quota    int    `msgpack:"quota"`
+	Redirect string `msgpack:"redirect,omitempty"`
 }
 
 func (*Select) Type() Type { return TypeSelect }
@@ -61,6 +69,12 @@ func (*Select) Type() Type { return TypeSelect }
 func (m *Select) Validate() error {
 	if err := checkVersion(m.Version); err != nil {
 		return err
+	}
+	if m.Redirect != "" {
+		if m.Quota != 0 || len(m.Redirect) > MaxAddrLen {
+			return Errorf(CodeMalformed, "select: redirect to %d bytes of address with quota %d", len(m.Redirect), m.Quota)
+		}
+		return nil
 	}
 	if m.Round == 0 || m.Model == 0 || m.Quota <= 0 || m.Quota > MaxSelect {
 		return Errorf(CodeMalformed, "select: round %d, model %d, quota %d (1..%d)", m.Round, m.Model, m.Quota, MaxSelect)

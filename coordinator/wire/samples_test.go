@@ -40,6 +40,7 @@ func sampleMessages() map[string]Message {
 		"lobby":                &Lobby{Version: Version, Node: "b", Waiting: 120},
 		"nodeack":              &NodeAck{Round: 7},
 		"select":               &Select{Version: Version, Round: 7, Model: 6, Quota: 34},
+		"select_redirect":      &Select{Version: Version, Round: 7, Model: 6, Redirect: "127.0.0.1:7002"},
 		"selected":             &Selected{Round: 7, Clients: []string{"u1", "u2"}},
 		"partial":              &Partial{Version: Version, Round: 7, Node: "b", Clients: 3, Clipped: 1, Below: 2, Loss: 4.5, N: 51, Sum: Vec{0.5, -0.25, 0}, QClients: 2, QSum: []byte{1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}},
 		"join":                 &Join{Version: Version, ID: "b", RaftAddr: "127.0.0.1:8002", ClientAddr: "127.0.0.1:7002"},
@@ -82,6 +83,8 @@ func sampleMessages() map[string]Message {
 			TimeLeftMs: 30000, Ticket: ticket(), DownloadBytes: 201, UploadBytes: 1034, UploadBits: UploadBits8, Digest32: digest32(4)},
 		"plan_secagg_quantized": &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.5, TimeLeftMs: 30000, Ticket: ticket(),
 			SecAgg: func() *SecAggParams { p := sampleSecAgg(); p.Quantized, p.Bits = true, 10; return p }(), SecAggID: 2},
+		"plan_secagg_group": &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.5, TimeLeftMs: 30000, Ticket: ticket(),
+			SecAgg: sampleGroupSecAgg("b"), SecAggID: 2},
 		"secagg_masked_w2":      &SecAggMasked{SecAggHeader: sampleHeader(), Width: 2, Values: []byte{1, 0, 0xff, 0x03}},
 		"upload_quantized":      &Upload{Version: Version, Round: 7, ClientID: "user-42", Ticket: ticket(), Model: 6, Loss: 12.5, N: 17, Quantized: QuantizedOf([]int8{1, -2, 0, 0, 127, -127, 0, 0, 5, -1}), Step: 0.0125},
 		"modelheader_catalogue": &ModelHeader{Model: 6, Round: 5, Digest: digest32(2), Kind: KindExplicit, Items: 3, Rank: 2, Chunks: 1, Catalogue: digest32(3)},
@@ -100,6 +103,14 @@ func implicitTrain() TrainParams {
 
 func sampleSecAgg() *SecAggParams {
 	return &SecAggParams{Clients: 3, Threshold: 2, MinSurvivors: 2, Bits: 32, Clip: 0.5, Seed: digest32(9), RotationSeed: digest32(10), PhaseMs: 5000}
+}
+
+// sampleGroupSecAgg is the secure aggregation of node's group of three
+// in a cohort of six.
+func sampleGroupSecAgg(node string) *SecAggParams {
+	p := sampleSecAgg()
+	p.Group, p.Cohort = node, 6
+	return p
 }
 
 func sampleHeader() SecAggHeader {
@@ -139,7 +150,9 @@ func sampleCommands() map[string]Command {
 		"commitround":        &CommitRound{Round: 7, Model: 6, Params: params, Digest: digest32(5), OptM: make(Vec, 10), OptV: make(Vec, 10), Cohort: 2, Survivors: 2, Loss: 3, N: 30, Privacy: PrivacyParams{SamplingRate: 0.1}},
 		"abandonround":       &AbandonRound{Round: 8, Survivors: 1, Reason: "too few survivors"},
 		"openround_groups":   &OpenRound{Round: 7, Model: 6, Digest: digest32(4), Cohort: []string{"u1", "u2", "u3"}, Clip: 1, Privacy: PrivacyParams{SamplingRate: 0.1}, Leader: "a", Groups: []RoundGroup{{Node: "a", Size: 1, Want: 1}, {Node: "b", Size: 2, Want: 1}}},
-		"openround_secagg":   &OpenRound{Round: 7, Model: 6, Digest: digest32(4), Cohort: []string{"u1", "u2", "u3"}, Clip: 0.5, Leader: "a", SecAgg: sampleSecAgg()},
+		"openround_secagg_groups": &OpenRound{Round: 7, Model: 6, Digest: digest32(4), Cohort: []string{"u1", "u2", "u3", "u4", "u5", "u6"}, Clip: 0.5, Leader: "a",
+			SecAgg: sampleSecAgg(), Groups: []RoundGroup{{Node: "a", Size: 3, Want: 3, SecAgg: sampleGroupSecAgg("a")}, {Node: "b", Size: 3, Want: 3, SecAgg: sampleGroupSecAgg("b")}}},
+		"openround_secagg": &OpenRound{Round: 7, Model: 6, Digest: digest32(4), Cohort: []string{"u1", "u2", "u3"}, Clip: 0.5, Leader: "a", SecAgg: sampleSecAgg()},
 		"openround_distributed": &OpenRound{Round: 7, Model: 6, Digest: digest32(4), Cohort: []string{"u1", "u2", "u3"}, Clip: 0.5, Leader: "a", SecAgg: sampleSecAgg(),
 			Privacy: PrivacyParams{NoiseMultiplier: 1.1, SamplingRate: 0.1, Mechanism: MechSkellam, NoiseClients: 2}},
 		"commitround_distributed": &CommitRound{Round: 7, Model: 6, Params: params, Digest: digest32(5), OptM: make(Vec, 10), OptV: make(Vec, 10), Cohort: 3, Survivors: 3,

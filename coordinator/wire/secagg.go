@@ -3,6 +3,7 @@ package wire
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"hash"
 	"slices"
 
 	"github.com/fedrec/fedrec/aggregation/fixedpoint"
@@ -12,8 +13,9 @@ import (
 
 // Secure aggregation over the client protocol. After a Plan whose SecAgg is
 // set, a client runs the four phases of aggregation/secagg as four
-// request/response exchanges with the leader, each on its own stream and
-// each carrying the round's ticket:
+// request/response exchanges with the node that sent the plan (which runs
+// secure aggregation over its group of the cohort), each on its own
+// stream and each carrying the round's ticket:
 //
 //	SecAggAdvert  → (held until advertise-keys closes) → SecAggPeerKeys
 //	SecAggShares  → (held until share-keys closes)     → SecAggDelivery
@@ -27,7 +29,7 @@ import (
 //	SecAggMasked  → (held until masked-input closes)   → SecAggCheckRequest
 //	SecAggCheck   → (held until the check closes)      → SecAggUnmaskRequest
 //
-// The leader holds each request until the phase closes, as it holds a
+// The node holds each request until the phase closes, as it holds a
 // check-in, so the client never needs server push. A client that was
 // dropped from the protocol gets CodeNoRound.
 
@@ -74,6 +76,25 @@ type SecAggParams struct {
 	// more, and the words are packed in (Bits+7)/8 bytes. Not with
 	// distributed noise. Appended.
 	Quantized bool `msgpack:"quantized,omitempty"`
+	// Group is, in a round whose cohort is split among the nodes
+	// (OpenRound.Groups), the id of the node whose group these
+	// parameters are: Clients is the group's size, the protocol ids are
+	// the group's indices, and Seed binds the node (SecAggGroupSeed).
+	// Empty: the parameters of the whole cohort. Appended.
+	Group string `msgpack:"group,omitempty"`
+	// Cohort is, with Group, the size of the round's whole cohort: the
+	// encoder's headroom and the noise plan count with it, so that every
+	// group encodes at the same scale and the group sums add up. Appended.
+	Cohort int `msgpack:"cohort,omitempty"`
+}
+
+// SumClients is how many inputs the round's sum may hold: the whole
+// cohort's size (Cohort) for a group, else Clients.
+func (p *SecAggParams) SumClients() int {
+	if p.Group != "" {
+		return p.Cohort
+	}
+	return p.Clients
 }
 
 // DistributedConfig returns the encoder and noise configuration of the
@@ -81,7 +102,7 @@ type SecAggParams struct {
 // privacy.NewDistributed from it, so they agree on the scale. The noise
 // is priv's when its mechanism is MechSkellam, else none.
 func (p *SecAggParams) DistributedConfig(priv PrivacyParams, dim int) privacy.DistributedConfig {
-	cfg := privacy.DistributedConfig{Dim: dim, Clip: p.Clip, Bits: uint(p.Bits), MaxClients: p.Clients}
+	cfg := privacy.DistributedConfig{Dim: dim, Clip: p.Clip, Bits: uint(p.Bits), MaxClients: p.SumClients()}
 	copy(cfg.Seed[:], p.RotationSeed)
 	if priv.Mechanism == MechSkellam {
 		cfg.NoiseMultiplier, cfg.NoiseClients = priv.NoiseMultiplier, priv.NoiseClients
@@ -127,14 +148,60 @@ func SecAggSignedSeed(round uint64, digest []byte, cohort []string) [seedLen]byt
 	s := sha256.New()
 	s.Write([]byte("fedrec/secagg signed graph\x00"))
 	s.Write(graph[:])
-	s.Write(binary.BigEndian.AppendUint64(nil, uint64(len(cohort))))
-	for _, id := range cohort {
-		s.Write(binary.BigEndian.AppendUint32(nil, uint32(len(id))))
-		s.Write([]byte(id))
+	writeIDs(s, cohort)
+	var out [seedLen]byte
+	s.Sum(out[:0])
+	return out
+}
+
+// SecAggGroupSeed is the graph seed of node's group of a round whose
+// cohort is split among the nodes: the graph seed of SecAggSeeds bound
+// to the node's id and, in a signed round, to the group's client ids in
+// selection order (its protocol ids), for the reason SecAggSignedSeed
+// gives. The manifest commits it, and every node and device recomputes
+// it, so neither the leader nor a node chooses it after seeing who is in
+// the group.
+func SecAggGroupSeed(round uint64, digest []byte, node string, signed bool, group []string) [seedLen]byte {
+	graph, _ := SecAggSeeds(round, digest)
+	s := sha256.New()
+	s.Write([]byte("fedrec/secagg group graph\x00"))
+	s.Write(graph[:])
+	s.Write(binary.BigEndian.AppendUint32(nil, uint32(len(node))))
+	s.Write([]byte(node))
+	if signed {
+		writeIDs(s, group)
 	}
 	var out [seedLen]byte
 	s.Sum(out[:0])
 	return out
+}
+
+// writeIDs hashes ids unambiguously: their count, then each one's length
+// and bytes.
+func writeIDs(h hash.Hash, ids []string) {
+	h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(ids))))
+	for _, id := range ids {
+		h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(id))))
+		h.Write([]byte(id))
+	}
+}
+
+// WantSeeds returns the seeds that p must carry in round on the model of
+// digest, cohort being its clients in protocol-id order (the whole
+// cohort, or the group's; read only in a signed round): the graph seed
+// of SecAggSeeds, SecAggSignedSeed or SecAggGroupSeed, and the rotation
+// seed of SecAggSeeds, which every group of a round shares so that their
+// sums decode at the same rotation and add up to the sum the noise plan
+// describes.
+func (p *SecAggParams) WantSeeds(round uint64, digest []byte, cohort []string) (graph, rotation [seedLen]byte) {
+	graph, rotation = SecAggSeeds(round, digest)
+	switch {
+	case p.Group != "":
+		graph = SecAggGroupSeed(round, digest, p.Group, p.Signed, cohort)
+	case p.Signed:
+		graph = SecAggSignedSeed(round, digest, cohort)
+	}
+	return graph, rotation
 }
 
 // Validate checks the parameters' ranges.
@@ -160,6 +227,13 @@ func (p *SecAggParams) Validate() error {
 		// The sum of the cohort's bytes would wrap: the decoded sum would
 		// be garbage.
 		return Errorf(CodeMalformed, "secagg: %d bits for the 8-bit inputs of %d clients, want >= %d", p.Bits, p.Clients, fixedpoint.QuantFieldBits(p.Clients))
+	case p.Group == "" && p.Cohort != 0:
+		return Errorf(CodeMalformed, "secagg: a cohort of %d without a group", p.Cohort)
+	case p.Group != "" && (p.Cohort < p.Clients || p.Cohort > maxCohort):
+		return Errorf(CodeMalformed, "secagg: a group of %d in a cohort of %d", p.Clients, p.Cohort)
+	}
+	if p.Group != "" {
+		return checkID("secagg group", p.Group)
 	}
 	return nil
 }

@@ -58,7 +58,7 @@ var arrayBounds = map[string]arrayBound{
 	// byte (checkID), so two on the wire. Cohorts are only bounded by the
 	// configuration, and a committed command that does not decode stops
 	// the node, so the count bound is generous.
-	"OpenRound.cohort": {1 << 24, 2},
+	"OpenRound.cohort": {maxCohort, 2},
 	// A signed round's cohort in its Plan: one id per secure-aggregation
 	// client.
 	"Plan.cohort": {MaxSignedCohort, 2},
@@ -71,6 +71,10 @@ var arrayBounds = map[string]arrayBound{
 	// and takes at least one byte (an empty map) in its file.
 	"ClientState.addrs": {MaxStateAddrs, 1},
 }
+
+// maxCohort bounds a round's cohort (OpenRound.Cohort,
+// SecAggParams.Cohort).
+const maxCohort = 1 << 24
 
 // shapeKind is what a shape accepts.
 type shapeKind uint8

@@ -33,9 +33,11 @@ func (t *roundTerms) digest() [sha256.Size]byte {
 // TermsDigest is the digest of the terms the plan announces for its
 // round: round, model version and digest, clip, privacy and
 // secure-aggregation parameters (which, in a signed round, bind the cohort
-// through the graph seed). Every device of the round gets the same; a
-// device keeps it in its record of the round, and anyone holding the
-// committed manifest can compare it with the manifest's TermsDigest.
+// through the graph seed). Every device of the round (of one node's
+// group, in a round split among the nodes) gets the same; a device keeps
+// it in its record of the round, and anyone holding the committed
+// manifest can compare it with the manifest's TermsDigest
+// (GroupTermsDigest).
 func (m *Plan) TermsDigest() [sha256.Size]byte {
 	t := roundTerms{Round: m.Round, Model: m.Model, Digest: m.Digest, Clip: m.Clip, Privacy: m.Privacy, SecAgg: m.SecAgg}
 	return t.digest()
@@ -45,5 +47,18 @@ func (m *Plan) TermsDigest() [sha256.Size]byte {
 // (Plan.TermsDigest).
 func (m *OpenRound) TermsDigest() [sha256.Size]byte {
 	t := roundTerms{Round: m.Round, Model: m.Model, Digest: m.Digest, Clip: m.Clip, Privacy: m.Privacy, SecAgg: m.SecAgg}
+	return t.digest()
+}
+
+// GroupTermsDigest is the digest of the terms the plans of node's group
+// announce: TermsDigest with the group's secure aggregation in a round
+// split among the nodes (RoundGroup.SecAgg), the round's otherwise.
+func (m *OpenRound) GroupTermsDigest(node string) [sha256.Size]byte {
+	t := roundTerms{Round: m.Round, Model: m.Model, Digest: m.Digest, Clip: m.Clip, Privacy: m.Privacy, SecAgg: m.SecAgg}
+	for _, g := range m.Groups {
+		if g.Node == node && g.SecAgg != nil {
+			t.SecAgg = g.SecAgg
+		}
+	}
 	return t.digest()
 }

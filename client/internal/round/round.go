@@ -198,6 +198,10 @@ func Fetch(ctx context.Context, d Exchanger, plan *wire.Plan) (*model.Model, *wi
 // (the adaptive-clipping bit is then inferred from its norm). It returns
 // the update's norm before clipping and the bytes sent.
 //
+// In a round whose cohort is split among the nodes (SecAggParams.Group),
+// the device runs secure aggregation with its node's group, whose graph
+// seed binds the node (and, signed, the group in Plan.Cohort).
+//
 // A signed round (SecAggParams.Signed) also needs sign.Identity: the
 // device checks that the round's graph seed binds the plan's cohort, with
 // itself at its index, and that the threshold resists sign.Colluders,
@@ -206,10 +210,7 @@ func Fetch(ctx context.Context, d Exchanger, plan *wire.Plan) (*model.Model, *wi
 // that set.
 func Secure(ctx context.Context, d Exchanger, id string, plan *wire.Plan, x []float64, preClipped bool, r *rand.Rand, sign Signing) (float64, int, error) {
 	sp := plan.SecAgg
-	graph, rot := wire.SecAggSeeds(plan.Round, plan.Digest)
-	if sp.Signed {
-		graph = wire.SecAggSignedSeed(plan.Round, plan.Digest, plan.Cohort)
-	}
+	graph, rot := sp.WantSeeds(plan.Round, plan.Digest, plan.Cohort)
 	switch {
 	case sp.Signed && sign.Identity == nil:
 		return 0, 0, errors.New("a signed round, and the device has no identity to sign with")
@@ -221,11 +222,15 @@ func Secure(ctx context.Context, d Exchanger, id string, plan *wire.Plan, x []fl
 		return 0, 0, errors.New("the round's seeds are not derived from its manifest")
 	case sp.Clip != plan.Clip:
 		return 0, 0, fmt.Errorf("secure clip %v differs from the plan's %v", sp.Clip, plan.Clip)
-	case sp.MinSurvivors < plan.MinClients:
+	case sp.Group == "" && sp.MinSurvivors < plan.MinClients:
 		return 0, 0, fmt.Errorf("secure round sums as few as %d inputs, the plan promises %d", sp.MinSurvivors, plan.MinClients)
-	case plan.Privacy.Mechanism == wire.MechSkellam && plan.Privacy.NoiseClients > sp.MinSurvivors:
+	case sp.Group == "" && plan.Privacy.Mechanism == wire.MechSkellam && plan.Privacy.NoiseClients > sp.MinSurvivors:
 		// Fewer survivors than shares would carry less noise than announced.
 		return 0, 0, fmt.Errorf("noise split into %d shares, the round sums as few as %d", plan.Privacy.NoiseClients, sp.MinSurvivors)
+	case sp.Group != "" && plan.Privacy.Mechanism == wire.MechSkellam && plan.Privacy.NoiseClients > sp.Cohort:
+		// A group's sum is one of the round's: the leader commits a sum
+		// over groups of at least the shares' count (docs/privacy.md).
+		return 0, 0, fmt.Errorf("noise split into %d shares, the round's cohort has %d", plan.Privacy.NoiseClients, sp.Cohort)
 	}
 	in, words, norm, err := secureInput(plan, x, r)
 	if err != nil {
