@@ -15,7 +15,9 @@ const maxWaiting = 100_000
 // heldFor bounds how long a node holds the devices it selected for a
 // round (Select) until the round's manifest names them: past it, the
 // leader has failed or left the node out, and they are told to come back.
-const heldFor = 3 * time.Second
+// A manifest names them within a Raft commit of the selection, which a
+// loaded cluster may stretch to seconds.
+const heldFor = wire.MaxHold
 
 // lobby holds the check-ins of a node's devices until the leader asks the
 // node for its share of a cohort (select), and tells the others when to

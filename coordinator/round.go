@@ -130,8 +130,14 @@ func (l *leader) partial(m *wire.Partial) wire.Message {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	r := l.owned
+	collecting := false
+	if r != nil {
+		r.mu.Lock()
+		collecting = r.phase == phaseCollecting
+		r.mu.Unlock()
+	}
 	switch {
-	case r == nil || r.id != m.Round || r.phase != phaseCollecting:
+	case r == nil || r.id != m.Round || !collecting:
 		return wire.Errorf(wire.CodeNoRound, "round %d is not collecting", m.Round)
 	case !r.groups[m.Node]:
 		return wire.Errorf(wire.CodeNotSelected, "node %q has no group in round %d", m.Node, m.Round)
@@ -544,10 +550,6 @@ func (l *leader) round(ctx context.Context) error {
 	}
 	privacy := cfg.privacy(len(cohort), open.SecAgg)
 	open.Privacy = privacy
-	if _, err := n.apply(open); err != nil {
-		n.lobby.release(r.id)
-		return fmt.Errorf("open round %d: %w", r.id, err)
-	}
 	var err error
 	if cfg.SecAgg {
 		// The nodes send the decoded float sums of their groups.
@@ -556,12 +558,16 @@ func (l *leader) round(ctx context.Context) error {
 		r.agg, r.quant, r.q, err = newAggregator(cfg, r.id, base, clip)
 	}
 	if err != nil {
-		return l.abandon(r, 0, err.Error(), err)
+		n.lobby.release(r.id)
+		return err
 	}
 	r.groups = map[string]bool{}
 	for _, g := range groups {
 		r.groups[g.Node] = true
 	}
+	// Ready for the partial sums before the manifest commits: a node's
+	// part starts when it applies the manifest, and may end (its devices
+	// were quick) before this goroutine runs again.
 	l.mu.Lock()
 	r.mu.Lock()
 	r.advance(phaseSelected)
@@ -569,6 +575,13 @@ func (l *leader) round(ctx context.Context) error {
 	r.mu.Unlock()
 	l.owned, l.partials = r, map[string]*wire.Partial{}
 	l.mu.Unlock()
+	if _, err := n.apply(open); err != nil {
+		l.mu.Lock()
+		l.owned, l.partials = nil, nil
+		l.mu.Unlock()
+		n.lobby.release(r.id)
+		return fmt.Errorf("open round %d: %w", r.id, err)
+	}
 	n.enter(r.id, phaseSelected)
 	n.log.Info("round started", "round", r.id, "model", base.Version, "cohort", len(cohort), "nodes", len(groups), "secagg", cfg.SecAgg)
 	n.enter(r.id, phaseCollecting)
