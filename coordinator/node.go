@@ -266,6 +266,7 @@ type Node struct {
 	lead       atomic.Pointer[leader] // non-nil while this node runs rounds
 	lobby      *lobby                 // this node's devices waiting for a round
 	part       atomic.Pointer[round]  // this node's part of the current round, or the last one
+	parts      atomic.Int64           // parts of rounds running (Drain waits for them)
 	caller     nodeCaller             // the channel to the other nodes
 	certs      *certStore             // the current TLS bundle (nil inside when Config.TLS is)
 	auth       *auth                  // nil without a QUIC server: Handle's callers are trusted

@@ -29,8 +29,10 @@ func (n *Node) followRounds() {
 			sp := open.GroupSecAgg(n.cfg.ID)
 			if ids, want, ok := open.Group(n.cfg.ID); ok && len(ids) > 0 && (open.SecAgg == nil || sp != nil) {
 				n.wg.Add(1)
+				n.parts.Add(1)
 				go func() {
 					defer n.wg.Done()
+					defer n.parts.Add(-1)
 					if sp != nil {
 						n.runSecurePart(open, ids, sp)
 					} else {
@@ -208,6 +210,27 @@ func (n *Node) sendPlans(r *round, open *OpenRound, members []*waiter, cohort []
 			Train: r.cfg.trainParams(),
 			Clip:  open.Clip, Privacy: open.Privacy, MinClients: r.cfg.MinClients, TimeLeftMs: (timeLeft - time.Since(started)).Milliseconds(), Ticket: r.tickets[w.id],
 			SecAgg: sp, SecAggID: uint32(i),
+		}
+	}
+}
+
+// Drain prepares a graceful stop (fedrec coordinator on SIGTERM, before
+// Close): the node takes no more devices (their check-ins are answered
+// CodeUnavailable, so that they move to another node, and it selects none
+// for new rounds), and it waits, until ctx ends, for its parts of rounds
+// in progress to end and their partial sums to reach the leader, so that
+// stopping a node loses no round. Each part ends by its deadline.
+func (n *Node) Drain(ctx context.Context) {
+	n.lobby.close()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for n.parts.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

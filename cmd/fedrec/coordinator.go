@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/fedrec/fedrec/coordinator"
 	"github.com/fedrec/fedrec/coordinator/pki"
@@ -153,8 +154,20 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 	}
 	cfg.Logger.Info("shutting down")
+	// Devices go elsewhere, and this node's part of the round in progress
+	// ends and reaches the leader first (a leader hands leadership over
+	// in Close, which abandons its round anyway).
+	if !n.IsLeader() {
+		dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+		n.Drain(dctx)
+		cancel()
+	}
 	return n.Close()
 }
+
+// drainTimeout bounds how long a stopping node waits for its part of the
+// round in progress (which ends by the round's deadline).
+const drainTimeout = 2 * time.Minute
 
 // logger is the node's logger: --log-format's handler at --log-level
 // (both checked by validate).
