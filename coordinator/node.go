@@ -480,7 +480,7 @@ func New(cfg Config) (*Node, error) {
 	switch {
 	case cfg.call != nil:
 		n.caller = funcCaller(cfg.call)
-	case n.quic != nil:
+	case n.certs.bundle() != nil: // dialing other nodes needs a node certificate, not a listener
 		qc := &quicCaller{n: n}
 		n.caller = qc
 		n.close = append(n.close, qc.close)
@@ -872,17 +872,14 @@ func (n *Node) joinLoop() {
 func (n *Node) sendJoin(addr string, req *wire.Join) error {
 	ctx, cancel := context.WithTimeout(n.ctx, 15*time.Second)
 	defer cancel()
-	conn, err := wire.Dial(ctx, addr, n.certs.peerTLS())
+	m, err := n.callNode(ctx, addr, req)
 	if err != nil {
 		return err
 	}
-	defer conn.CloseWithError(0, "")
-	return wire.Exchange(ctx, conn, req, wire.Limits{}, func(m wire.Message) (bool, error) {
-		if _, ok := m.(*wire.JoinAck); !ok {
-			return true, fmt.Errorf("unexpected %s", m.Type())
-		}
-		return true, nil
-	})
+	if _, ok := m.(*wire.JoinAck); !ok {
+		return fmt.Errorf("unexpected %s", m.Type())
+	}
+	return nil
 }
 
 // enter records that the leader's round entered phase p: a debug log line

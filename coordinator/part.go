@@ -92,8 +92,7 @@ func (n *Node) runPart(open *OpenRound, ids []string, want int) {
 		return
 	}
 	r.want = min(want, len(r.tickets))
-	r.phase = phaseSelected
-	r.phase = phaseCollecting
+	r.phase = phaseCollecting // not yet shared: uploads may come once the plans are out
 	if r.want == 0 {
 		close(r.enough)
 	}

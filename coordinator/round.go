@@ -151,9 +151,9 @@ func (l *leader) partial(m *wire.Partial) wire.Message {
 }
 
 // counts returns how many devices wait at each node (this one's own
-// lobby, the others' reports not older than lobbyStale), and a channel
-// closed when a count may have changed.
-func (l *leader) counts() (map[string]int, []<-chan struct{}) {
+// lobby, the others' reports not older than lobbyStale), and the channels
+// closed at this node's next check-in and at the next report.
+func (l *leader) counts() (map[string]int, <-chan struct{}, <-chan struct{}) {
 	own, arrived := l.n.lobby.count()
 	out := map[string]int{l.n.cfg.ID: own}
 	now := time.Now()
@@ -166,7 +166,7 @@ func (l *leader) counts() (map[string]int, []<-chan struct{}) {
 			}
 		}
 	})
-	return out, []<-chan struct{}{arrived, l.reported}
+	return out, arrived, l.reported
 }
 
 // quotas splits want among the nodes in proportion to their waiting
@@ -482,8 +482,8 @@ func (l *leader) round(ctx context.Context) error {
 	small := map[string]time.Time{} // secure: since when a node has had too few for a group
 	var redirected time.Time
 	for {
-		var changed []<-chan struct{}
-		counts, changed = l.counts()
+		var arrived, reported <-chan struct{}
+		counts, arrived, reported = l.counts()
 		var tick <-chan time.Time
 		if minGroup > 1 {
 			if l.gather(ctx, r, counts, minGroup, small, cfg.CheckInWindow/2) {
@@ -507,8 +507,8 @@ func (l *leader) round(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-changed[0]:
-		case <-last(changed):
+		case <-arrived:
+		case <-reported:
 		case <-tick:
 		case <-window.C:
 			windowDone = true
@@ -649,9 +649,6 @@ func (l *leader) round(ctx context.Context) error {
 	}
 	return l.commit(r, delta, sum.Clipped, survivors, r.below, len(cohort), privacy, start)
 }
-
-// last returns the last channel of cs.
-func last(cs []<-chan struct{}) <-chan struct{} { return cs[len(cs)-1] }
 
 // newAggregator returns the aggregator of a round's updates: 8-bit
 // quantized ones (with their quantizer) when the training asks for them,

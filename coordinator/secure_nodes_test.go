@@ -267,7 +267,7 @@ func TestSecureFollowerHints(t *testing.T) {
 	// to them.
 	for {
 		if ld := l.lead.Load(); ld != nil {
-			if counts, _ := ld.counts(); counts[big.ID()] == 2 {
+			if counts, _, _ := ld.counts(); counts[big.ID()] == 2 {
 				break
 			}
 		}
