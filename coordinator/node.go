@@ -35,6 +35,11 @@ var ErrNotLeader = errors.New("coordinator: not the leader")
 // directory's log.
 var ErrDataDirInUse = errors.New("data directory in use")
 
+// logCacheEntries is how many recent log entries a node keeps in memory
+// besides raft.db (a round commits two or three, one a whole model; each
+// cached entry pins its memory until four more are stored).
+const logCacheEntries = 4
+
 // nodeIDFile, in the data directory, names the node whose state it holds.
 const nodeIDFile = "node-id"
 
@@ -375,7 +380,13 @@ func New(cfg Config) (*Node, error) {
 		if err := claimDataDir(cfg.DataDir, cfg.ID); err != nil {
 			return nil, err
 		}
-		logs, stable = store, store
+		// The leader sends each entry to its followers right after storing
+		// it: a small cache saves reading whole models back from bbolt.
+		cache, err := raft.NewLogCache(logCacheEntries, store)
+		if err != nil {
+			return nil, err
+		}
+		logs, stable = cache, store
 		if snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog.Named("snapshots")); err != nil {
 			return nil, fmt.Errorf("coordinator: open snapshots: %w", err)
 		}
