@@ -280,7 +280,7 @@ func (n *Node) Status() wire.Status {
 	}
 	_, lid := r.LeaderWithID()
 	servers := r.GetConfiguration().Configuration().Servers
-	n.fsm.read(func(s *State) {
+	n.fsm.Read(func(s *State) {
 		st.Nodes, st.Leader = members(s, servers, lid)
 		if v := s.Current(); v != nil {
 			st.Model = &wire.StatusModel{Version: v.Version, Round: v.Round, Digest: hex.EncodeToString(v.Digest[:])}
@@ -355,7 +355,7 @@ func (a *admin) rounds(w http.ResponseWriter, r *http.Request) {
 		limit = v
 	}
 	page := wire.RoundsPage{Rounds: []wire.RoundJSON{}}
-	a.n.fsm.read(func(s *State) {
+	a.n.fsm.Read(func(s *State) {
 		rs := s.Rounds()
 		// The history is in round order: find the first round after.
 		i, _ := binarySearchRound(rs, after)
@@ -407,7 +407,7 @@ func (a *admin) model(w http.ResponseWriter, r *http.Request) {
 		}
 		want = x
 	}
-	a.n.fsm.read(func(s *State) {
+	a.n.fsm.Read(func(s *State) {
 		if want == 0 {
 			v = s.Current()
 		} else {

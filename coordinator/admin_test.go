@@ -281,13 +281,13 @@ func TestAdminMetrics(t *testing.T) {
 		var st *State
 		for attempt := 0; ; attempt++ {
 			var pre *State
-			n.View(func(s *State) { pre = s.clone() })
+			n.View(func(s *State) { pre = s.Clone() })
 			code, body := c.get(n, "/metrics", testToken)
 			if code != http.StatusOK {
 				t.Fatalf("%s /metrics = %d", n.ID(), code)
 			}
 			m = scrape(t, body)
-			n.View(func(s *State) { st = s.clone() })
+			n.View(func(s *State) { st = s.Clone() })
 			if pre.LastRound() == st.LastRound() && len(pre.Rounds()) == len(st.Rounds()) || attempt == 50 {
 				break
 			}

@@ -294,7 +294,7 @@ func (n *Node) limitRate(t wire.Type, device string) error {
 // an honest device's upload is never refused for its size.
 func (n *Node) deviceMax() int64 {
 	l, secure := wire.Limits{MaxParams: 1}, false
-	n.fsm.read(func(s *State) {
+	n.fsm.Read(func(s *State) {
 		if t, ok := s.Config(); ok {
 			l.MaxParams, secure = model.Dim(t.Items, t.Rank), t.SecAgg
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/fedrec/fedrec/coordinator/store"
 	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
@@ -201,7 +202,7 @@ func ReadBackup(r io.Reader) (BackupHeader, *State, error) {
 	sum := sha256.New()
 	lr := &io.LimitedReader{R: br, N: h.SnapshotSize}
 	cr := &countingReader{r: io.TeeReader(lr, sum)}
-	st, err := ReadSnapshot(cr)
+	st, err := store.ReadSnapshot(cr)
 	if err != nil {
 		// Say so when the file is short: a copy cut off is the usual cause.
 		io.Copy(io.Discard, lr)

@@ -142,7 +142,7 @@ func TestBackupRestoreMidTraining(t *testing.T) {
 func TestRestoreRefusesBadBackups(t *testing.T) {
 	f := history(t)
 	var snap bytes.Buffer
-	if err := f.st.WriteSnapshot(&snap); err != nil {
+	if err := f.State().WriteSnapshot(&snap); err != nil {
 		t.Fatal(err)
 	}
 	h := BackupHeader{Format: BackupFormat, Node: "n1", Index: 20, Term: 2, SnapshotVersion: 1}
@@ -214,7 +214,7 @@ func TestRestoreRefusesBadBackups(t *testing.T) {
 func FuzzReadBackup(f *testing.F) {
 	st := history(f)
 	var snap bytes.Buffer
-	if err := st.st.WriteSnapshot(&snap); err != nil {
+	if err := st.State().WriteSnapshot(&snap); err != nil {
 		f.Fatal(err)
 	}
 	h := BackupHeader{Format: BackupFormat, Node: "n1", Index: 20, Term: 2, SnapshotVersion: 1}

@@ -8,5 +8,8 @@
 // the nodes' partial sums. Clients talk to nodes over QUIC with the
 // protocol of package coordinator/wire.
 //
+// The replicated state, its Raft FSM and its log store are package
+// coordinator/store; this package runs Raft over them and owns the rounds.
+//
 // See DESIGN.md for what must stay true.
 package coordinator

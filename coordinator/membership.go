@@ -22,7 +22,7 @@ func (n *Node) Cluster() wire.Cluster {
 	_, lid := n.raft.LeaderWithID()
 	servers := n.raft.GetConfiguration().Configuration().Servers
 	c := wire.Cluster{Node: n.cfg.ID}
-	n.fsm.read(func(s *State) { c.Nodes, c.Leader = members(s, servers, lid) })
+	n.fsm.Read(func(s *State) { c.Nodes, c.Leader = members(s, servers, lid) })
 	return c
 }
 
@@ -157,7 +157,7 @@ func (a *admin) join(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if clientAddr == "" { // keep the address the node registered, if any
-		a.n.fsm.read(func(s *State) { clientAddr = s.NodeAddr(id) })
+		a.n.fsm.Read(func(s *State) { clientAddr = s.NodeAddr(id) })
 	}
 	if err := a.n.join(id, raftAddr, clientAddr, adminAddr); err != nil {
 		a.clusterError(w, 0, err)

@@ -13,6 +13,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/fedrec/fedrec/aggregation/privacy"
+	"github.com/fedrec/fedrec/coordinator/store"
 )
 
 // DefaultDelta is the δ at which the admin API and the metrics report the
@@ -333,18 +334,18 @@ func (m *metrics) privacySpent() (eps, delta float64) {
 // observedFSM is the raft.FSM the node gives Raft: the fsm, with the
 // metrics told of every change as it is applied.
 type observedFSM struct {
-	*fsm
+	*store.FSM
 	m *metrics
 }
 
 func (o observedFSM) Apply(l *raft.Log) any {
-	res := o.fsm.Apply(l)
+	res := o.FSM.Apply(l)
 	o.m.update(l.AppendedAt)
 	return res
 }
 
 func (o observedFSM) Restore(rc io.ReadCloser) error {
-	err := o.fsm.Restore(rc)
+	err := o.FSM.Restore(rc)
 	if err != nil {
 		o.m.snapRestoreFailures.Inc()
 	} else {
@@ -357,7 +358,7 @@ func (o observedFSM) Restore(rc io.ReadCloser) error {
 // Snapshot wraps the fsm's snapshot so that its size, its time to write
 // and its failures are counted.
 func (o observedFSM) Snapshot() (raft.FSMSnapshot, error) {
-	s, err := o.fsm.Snapshot()
+	s, err := o.FSM.Snapshot()
 	if err != nil {
 		o.m.snapFailures.Inc()
 		return nil, err

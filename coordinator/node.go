@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	crand "crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -24,6 +25,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/coordinator/store"
 	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
 )
@@ -240,7 +242,7 @@ func (c *Config) validate() error {
 		return fmt.Errorf("coordinator: Config.PaceMax = %v, want >= Config.PaceMin (%v) (0: default)", c.PaceMax, c.PaceMin)
 	}
 	if c.Bootstrap {
-		if err := c.Training.withDefaults().Validate(); err != nil {
+		if err := c.Training.WithDefaults().Validate(); err != nil {
 			return err
 		}
 	}
@@ -251,7 +253,7 @@ func (c *Config) validate() error {
 type Node struct {
 	cfg   Config
 	log   *slog.Logger
-	fsm   *fsm
+	fsm   *store.FSM
 	raft  *raft.Raft
 	trans raft.Transport
 	tap   *commitTap     // trans, noting the leader's commit index
@@ -304,7 +306,7 @@ func New(cfg Config) (*Node, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Bootstrap {
-		cfg.Training = cfg.Training.withDefaults()
+		cfg.Training = cfg.Training.WithDefaults()
 	}
 	if cfg.MaxUploads <= 0 {
 		cfg.MaxUploads = 32
@@ -340,7 +342,7 @@ func New(cfg Config) (*Node, error) {
 		seed = binary.LittleEndian.Uint64(b[:])
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), fsm: newFSM(), rng: rand.New(rand.NewPCG(seed, 0x5e1ec7)), uploads: make(chan struct{}, cfg.MaxUploads), ctx: ctx, cancel: cancel,
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), fsm: store.NewFSM(), rng: rand.New(rand.NewPCG(seed, 0x5e1ec7)), uploads: make(chan struct{}, cfg.MaxUploads), ctx: ctx, cancel: cancel,
 		budget: newBudget(cfg.MemoryBudget), devUploads: &deviceUploads{max: cfg.MaxUploadsPerDevice, n: map[string]int{}},
 		devBytes: &deviceBytes{max: cfg.MaxDeviceMemory, n: map[string]int64{}}, devRate: newDeviceRate(cfg.DeviceRequestRate, cfg.DeviceRequestBurst)}
 	n.metrics = newMetrics(n)
@@ -364,18 +366,18 @@ func New(cfg Config) (*Node, error) {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return nil, err
 		}
-		store, err := openBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
+		db, err := store.OpenBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("coordinator: data directory %s is in use by another process (its raft.db is locked): %w", cfg.DataDir, ErrDataDirInUse)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("coordinator: open log: %w", err)
 		}
-		n.close = append(n.close, store.Close)
+		n.close = append(n.close, db.Close)
 		if err := claimDataDir(cfg.DataDir, cfg.ID); err != nil {
 			return nil, err
 		}
-		logs, stable = store, store
+		logs, stable = db, db
 		if snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog.Named("snapshots")); err != nil {
 			return nil, fmt.Errorf("coordinator: open snapshots: %w", err)
 		}
@@ -437,7 +439,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.raft, err = newRaft(rc, observedFSM{n.fsm, n.metrics}, logs, stable, snaps, n.trans); err != nil {
+	if n.raft, err = store.NewRaft(rc, observedFSM{n.fsm, n.metrics}, logs, stable, snaps, n.trans); err != nil {
 		return nil, fmt.Errorf("coordinator: start raft: %w", err)
 	}
 	if cfg.Bootstrap && !existing {
@@ -517,19 +519,6 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// newRaft is raft.NewRaft, which panics when it cannot read a log entry
-// (a corrupt file) while it scans the log for configuration changes,
-// before it starts any goroutine: the panic becomes an error, and New
-// fails cleanly.
-func newRaft(rc *raft.Config, f raft.FSM, logs raft.LogStore, stable raft.StableStore, snaps raft.SnapshotStore, trans raft.Transport) (r *raft.Raft, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("read the log: %v", p)
-		}
-	}()
-	return raft.NewRaft(rc, f, logs, stable, snaps, trans)
-}
-
 // ID returns the node's id.
 func (n *Node) ID() string { return n.cfg.ID }
 
@@ -549,7 +538,7 @@ func (n *Node) Leader() (id, clientAddr string) {
 	if lid == "" {
 		return "", ""
 	}
-	n.fsm.read(func(s *State) { clientAddr = s.NodeAddr(string(lid)) })
+	n.fsm.Read(func(s *State) { clientAddr = s.NodeAddr(string(lid)) })
 	return string(lid), clientAddr
 }
 
@@ -571,14 +560,24 @@ func (n *Node) WaitForLeader(ctx context.Context) (string, error) {
 
 // View calls fn with the node's replicated state, read-locked. fn must not
 // keep or modify anything it reaches.
-func (n *Node) View(fn func(s *State)) { n.fsm.read(fn) }
+func (n *Node) View(fn func(s *State)) { n.fsm.Read(fn) }
+
+// StateDigest returns the digest of the node's replicated state (see
+// State.Digest) and the Raft index last applied to it.
+func (n *Node) StateDigest() (d [sha256.Size]byte, applied uint64) {
+	n.fsm.Read(func(s *State) {
+		d = s.Digest()
+		applied = n.raft.AppliedIndex()
+	})
+	return d, applied
+}
 
 // WaitFor waits until cond holds on the node's state.
 func (n *Node) WaitFor(ctx context.Context, cond func(s *State) bool) error {
 	for {
-		ch := n.fsm.watch()
+		ch := n.fsm.Watch()
 		var ok bool
-		n.fsm.read(func(s *State) { ok = cond(s) })
+		n.fsm.Read(func(s *State) { ok = cond(s) })
 		if ok {
 			return nil
 		}
@@ -624,7 +623,7 @@ func (n *Node) join(id, raftAddr, clientAddr, adminAddr string) error {
 		}
 	}
 	var have, haveAdmin string
-	n.fsm.read(func(s *State) { have, haveAdmin = s.NodeAddr(id), s.AdminAddr(id) })
+	n.fsm.Read(func(s *State) { have, haveAdmin = s.NodeAddr(id), s.AdminAddr(id) })
 	if have != clientAddr || (adminAddr != "" && haveAdmin != adminAddr) {
 		if _, err := n.apply(&wire.RegisterNode{ID: id, ClientAddr: clientAddr, AdminAddr: adminAddr}); err != nil {
 			return err
@@ -789,7 +788,7 @@ func (n *Node) prepare() error {
 	var cfgSet, hasModel bool
 	var open *OpenRound
 	admin := n.advertisedAdmin()
-	n.fsm.read(func(s *State) {
+	n.fsm.Read(func(s *State) {
 		have, haveAdmin = s.NodeAddr(n.cfg.ID), s.AdminAddr(n.cfg.ID)
 		_, cfgSet = s.Config()
 		hasModel = s.Current() != nil
@@ -804,13 +803,13 @@ func (n *Node) prepare() error {
 		if !n.cfg.Bootstrap {
 			return errors.New("no training configuration (only the bootstrapping node sets it)")
 		}
-		if _, err := n.apply(&wire.SetConfig{Config: n.cfg.Training.toWire()}); err != nil {
+		if _, err := n.apply(&wire.SetConfig{Config: n.cfg.Training.ToWire()}); err != nil {
 			return err
 		}
 	}
 	if !hasModel {
 		var t Training
-		n.fsm.read(func(s *State) { t, _ = s.Config() })
+		n.fsm.Read(func(s *State) { t, _ = s.Config() })
 		m, err := model.New(t.Kind, t.Items, t.Rank, t.Mean, t.InitStd, rand.New(rand.NewPCG(t.Seed, 0x30de1)))
 		if err != nil {
 			return err

@@ -64,8 +64,8 @@ func (n *Node) handleNode(req wire.Message) wire.Message {
 		return &wire.Selected{Round: s.Round}
 	} else if ok {
 		var cfg Training
-		n.fsm.read(func(st *State) { cfg, _ = st.Config() })
-		ids := n.lobby.selectFor(s.Round, s.Model, s.Quota, time.Now().Add(cfg.RoundTimeout), cfg.cohortSize())
+		n.fsm.Read(func(st *State) { cfg, _ = st.Config() })
+		ids := n.lobby.selectFor(s.Round, s.Model, s.Quota, time.Now().Add(cfg.RoundTimeout), cfg.CohortSize())
 		return &wire.Selected{Round: s.Round, Clients: ids}
 	}
 	l := n.leaderOrNil()
@@ -119,7 +119,7 @@ func (n *Node) notLeader() *wire.Error {
 func (n *Node) sendModel(m *wire.GetModel, send func(wire.Message) error) error {
 	var v *Version
 	var cfg Training
-	n.fsm.read(func(s *State) {
+	n.fsm.Read(func(s *State) {
 		cfg, _ = s.Config()
 		if m.Model == 0 {
 			v = s.Current()
@@ -133,7 +133,7 @@ func (n *Node) sendModel(m *wire.GetModel, send func(wire.Message) error) error 
 		e.Message = "model version not held here"
 		return send(e)
 	}
-	em, err := n.modelFrames(v, cfg.wireEvents(), cfg.wireCatalogue())
+	em, err := n.modelFrames(v, cfg.WireEvents(), cfg.WireCatalogue())
 	if err != nil {
 		return send(wire.AsError(err))
 	}
@@ -350,7 +350,7 @@ func (n *Node) serveConn(conn *quic.Conn) {
 // replies are refused from their header.
 func (n *Node) limits() wire.Limits {
 	l := wire.Limits{MaxParams: 1, Only: wire.Requests}
-	n.fsm.read(func(s *State) {
+	n.fsm.Read(func(s *State) {
 		if t, ok := s.Config(); ok {
 			l.MaxParams = model.Dim(t.Items, t.Rank)
 		}

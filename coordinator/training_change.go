@@ -24,7 +24,7 @@ func (n *Node) ChangeTraining(c wire.ChangeTraining) (Training, error) {
 		return Training{}, err
 	}
 	var t Training
-	n.fsm.read(func(s *State) { t, _ = s.Config() })
+	n.fsm.Read(func(s *State) { t, _ = s.Config() })
 	n.log.Info("training settings changed", "operator", c.Operator, "reason", c.Reason, "clients_per_round", t.ClientsPerRound,
 		"min_clients", t.MinClients, "checkin_window", t.CheckInWindow, "round_timeout", t.RoundTimeout, "noise_multiplier", t.NoiseMultiplier)
 	return t, nil
@@ -33,7 +33,7 @@ func (n *Node) ChangeTraining(c wire.ChangeTraining) (Training, error) {
 func settingsOf(t Training) wire.TrainingSettings {
 	st := wire.TrainingSettings{
 		Objective: t.Kind.String(), Items: t.Items, Rank: t.Rank, Clip: t.Clip, Population: t.Population,
-		Noise: t.noiseMode().String(), SecAgg: t.SecAgg,
+		Noise: t.NoiseMode().String(), SecAgg: t.SecAgg,
 		ClientsPerRound: t.ClientsPerRound, MinClients: t.MinClients,
 		CheckInWindow: t.CheckInWindow.String(), RoundTimeout: t.RoundTimeout.String(), NoiseMultiplier: t.NoiseMultiplier,
 	}
@@ -68,7 +68,7 @@ func changeOf(c wire.TrainingChange) wire.TrainingChangeJSON {
 
 func (n *Node) trainingDoc() wire.TrainingDoc {
 	var doc wire.TrainingDoc
-	n.fsm.read(func(s *State) {
+	n.fsm.Read(func(s *State) {
 		t, _ := s.Config()
 		doc.Settings = settingsOf(t)
 		doc.Changes = []wire.TrainingChangeJSON{}
