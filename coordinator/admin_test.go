@@ -221,10 +221,10 @@ func TestAdminMetrics(t *testing.T) {
 	defer cancel()
 	l := c.leader(ctx)
 
-	if problems, err := testutil.CollectAndLint(l.admin.metrics); err != nil || len(problems) > 0 {
+	if problems, err := testutil.CollectAndLint(l.metrics); err != nil || len(problems) > 0 {
 		t.Errorf("CollectAndLint = %v, %v", problems, err)
 	}
-	if problems, err := testutil.GatherAndLint(l.admin.reg); err != nil || len(problems) > 0 {
+	if problems, err := testutil.GatherAndLint(l.registry()); err != nil || len(problems) > 0 {
 		t.Errorf("GatherAndLint(registry) = %v, %v", problems, err)
 	}
 

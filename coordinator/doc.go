@@ -9,7 +9,9 @@
 // protocol of package coordinator/wire.
 //
 // The replicated state, its Raft FSM and its log store are package
-// coordinator/store; this package runs Raft over them and owns the rounds.
+// coordinator/store, the operators' HTTPS API package coordinator/adminapi;
+// this package runs Raft over the store, owns the rounds and implements
+// adminapi.Node.
 //
 // See DESIGN.md for what must stay true.
 package coordinator

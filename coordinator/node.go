@@ -24,6 +24,7 @@ import (
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/fedrec/fedrec/coordinator/adminapi"
 	"github.com/fedrec/fedrec/coordinator/pki"
 	"github.com/fedrec/fedrec/coordinator/store"
 	"github.com/fedrec/fedrec/coordinator/wire"
@@ -31,7 +32,7 @@ import (
 )
 
 // ErrNotLeader is returned by leader-only operations on a follower.
-var ErrNotLeader = errors.New("coordinator: not the leader")
+var ErrNotLeader = store.ErrNotLeader
 
 // ErrDataDirInUse is returned by New when another process holds the data
 // directory's log.
@@ -262,8 +263,8 @@ type Node struct {
 	quic       *wire.Listener
 	wt         *webTransportServer // nil without WebTransportAddr
 	clientAddr string
-	admin      *admin   // nil when the admin API is off
-	metrics    *metrics // kept up to date by observedFSM
+	admin      *adminapi.Server // nil when the admin API is off
+	metrics    *metrics         // kept up to date by observedFSM
 
 	lead       atomic.Pointer[leader] // non-nil while this node runs rounds
 	lobby      *lobby                 // this node's devices waiting for a round
@@ -590,16 +591,11 @@ func (n *Node) WaitFor(ctx context.Context, cond func(s *State) bool) error {
 }
 
 // Join adds a node to the cluster as a voter and records its client
-// address. It must run on the leader (else ErrNotLeader) and is
-// idempotent: joining again with the same addresses changes nothing, and
-// joining with a new Raft address replaces the old one.
-func (n *Node) Join(id, raftAddr, clientAddr string) error {
-	return n.join(id, raftAddr, clientAddr, "")
-}
-
-// join is Join that also records the node's admin API address ("" keeps
-// the one recorded, if any).
-func (n *Node) join(id, raftAddr, clientAddr, adminAddr string) error {
+// address and its admin API address ("" keeps the one recorded, if any).
+// It must run on the leader (else ErrNotLeader) and is idempotent: joining
+// again with the same addresses changes nothing, and joining with a new
+// Raft address replaces the old one.
+func (n *Node) Join(id, raftAddr, clientAddr, adminAddr string) error {
 	if !n.IsLeader() {
 		return ErrNotLeader
 	}
@@ -673,7 +669,7 @@ func (n *Node) Close() error {
 	n.cancel()
 	n.lobby.close()
 	if n.admin != nil {
-		errs = append(errs, n.admin.close())
+		errs = append(errs, n.admin.Close())
 	}
 	if n.quic != nil {
 		errs = append(errs, n.quic.Close())

@@ -1,6 +1,10 @@
 package coordinator
 
-import "github.com/fedrec/fedrec/coordinator/store"
+import (
+	"io"
+
+	"github.com/fedrec/fedrec/coordinator/store"
+)
 
 // The replicated state lives in package store; these names keep the
 // coordinator's API (cmd/fedrec, sim, the SDK's tests) as it was.
@@ -14,6 +18,7 @@ type (
 	RoundRecord  = store.RoundRecord
 	LedgerEntry  = store.LedgerEntry
 	Outcome      = store.Outcome
+	BackupHeader = store.BackupHeader
 )
 
 // Noise modes and round outcomes: see package store.
@@ -24,6 +29,9 @@ const (
 
 	Committed = store.Committed
 	Abandoned = store.Abandoned
+
+	BackupMagic  = store.BackupMagic
+	BackupFormat = store.BackupFormat
 )
 
 // Business rejections of log commands: see package store.
@@ -35,6 +43,7 @@ var (
 	ErrStaleRound = store.ErrStaleRound
 	ErrStaleModel = store.ErrStaleModel
 	ErrBadCommand = store.ErrBadCommand
+	ErrBadBackup  = store.ErrBadBackup
 )
 
 // ParseNoiseMode parses off, central or distributed.
@@ -51,3 +60,10 @@ func DefaultEventWeights() EventWeights { return store.DefaultEventWeights() }
 // CatalogueOf returns the Training.Catalogue of the item IDs items, in the
 // model's order.
 func CatalogueOf(items []string) [32]byte { return store.CatalogueOf(items) }
+
+// ReadBackupHeader reads and checks a backup's header (see
+// store.ReadBackupHeader).
+func ReadBackupHeader(r io.Reader) (BackupHeader, error) { return store.ReadBackupHeader(r) }
+
+// ReadBackup reads a whole backup and checks it (see store.ReadBackup).
+func ReadBackup(r io.Reader) (BackupHeader, *State, error) { return store.ReadBackup(r) }

@@ -45,7 +45,7 @@ func (n *Node) Handle(ctx context.Context, req wire.Message, peer Peer, send fun
 		if !n.IsLeader() {
 			return send(n.notLeader())
 		}
-		if err := n.join(m.ID, m.RaftAddr, m.ClientAddr, m.AdminAddr); err != nil {
+		if err := n.Join(m.ID, m.RaftAddr, m.ClientAddr, m.AdminAddr); err != nil {
 			if errors.Is(err, ErrNotLeader) {
 				return send(n.notLeader())
 			}

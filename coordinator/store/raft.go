@@ -5,9 +5,18 @@ package store
 // errors.
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/hashicorp/raft"
+)
+
+// Only the leader changes the state: leader-only operations on a follower
+// return ErrNotLeader, and membership operations that name a node outside
+// the Raft configuration ErrUnknownNode.
+var (
+	ErrNotLeader   = errors.New("coordinator: not the leader")
+	ErrUnknownNode = errors.New("coordinator: no such node")
 )
 
 // NewRaft is raft.NewRaft, which panics when it cannot read a log entry
