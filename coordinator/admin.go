@@ -23,7 +23,7 @@ import (
 func (n *Node) startAdmin() error {
 	a, err := adminapi.Listen(n.cfg.AdminAddr, n, adminapi.Config{
 		Token: n.cfg.AdminToken, ReadToken: n.cfg.ReadToken,
-		GetCertificate: n.certs.getCertificate, Metrics: n.registry(), Logger: n.log,
+		GetCertificate: n.certs.GetCertificate, Metrics: n.registry(), Logger: n.log,
 	})
 	if err != nil {
 		return fmt.Errorf("coordinator: admin listen: %w", err)
@@ -130,7 +130,7 @@ func (n *Node) Status() wire.Status {
 		InsecureDevices: n.insecureDevices(), Build: BuildInfo(),
 	}
 	_, st.LeaderCommit = n.leaderCommit()
-	if b := n.certs.bundle(); b != nil && b.Cert.Leaf != nil {
+	if b := n.certs.Bundle(); b != nil && b.Cert.Leaf != nil {
 		node, ca, dev := n.certs.expiry()
 		st.Certs = &wire.StatusCerts{Node: node.UTC(), NodeSerial: b.Cert.Leaf.SerialNumber.Text(16), CA: ca.UTC()}
 		if !dev.IsZero() {

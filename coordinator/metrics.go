@@ -38,7 +38,7 @@ type metrics struct {
 	snapSize, snapPersist      prometheus.Histogram
 	snapLast                   prometheus.Gauge
 	snapFailures, snapRestores prometheus.Counter
-	// Admission of device traffic (admission.go).
+	// Admission of device traffic (deviceapi/admission.go).
 	memory, memoryBudget prometheus.GaugeFunc
 	delayed, slow        prometheus.Counter
 	refused              *prometheus.CounterVec
@@ -139,10 +139,10 @@ func defineMetrics(n *Node) *metrics {
 		snapRestores: counter("snapshot_restores_total", "Raft snapshots restored into this node's state (at start, or sent by the leader)."),
 		memory: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "fedrec", Name: "device_memory_bytes",
 			Help: "Bytes of the memory budget reserved by device requests being read, decoded or answered (Config.MemoryBudget)."},
-			func() float64 { return float64(n.budget.inUse()) }),
+			func() float64 { inUse, _ := n.devices.Budget(); return float64(inUse) }),
 		memoryBudget: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "fedrec", Name: "device_memory_budget_bytes",
 			Help: "The memory budget for device traffic (Config.MemoryBudget)."},
-			func() float64 { return float64(n.budget.size) }),
+			func() float64 { _, size := n.devices.Budget(); return float64(size) }),
 		delayed: counter("admission_delayed_total", "Requests that waited for an upload slot or for the memory budget before their body was read."),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "fedrec", Name: "admission_refused_total",
 			Help: "Requests refused before their body was read, by reason: busy (waited too long for an upload slot or the memory budget), device_uploads (the device has MaxUploadsPerDevice uploads in flight), device_memory (the device would hold more than MaxDeviceMemory of the budget), device_rate (the device sent more than DeviceRequestRate requests a second, after DeviceRequestBurst), too_large (needs more than the whole budget)."},

@@ -25,6 +25,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/fedrec/fedrec/coordinator/adminapi"
+	"github.com/fedrec/fedrec/coordinator/deviceapi"
 	"github.com/fedrec/fedrec/coordinator/pki"
 	"github.com/fedrec/fedrec/coordinator/store"
 	"github.com/fedrec/fedrec/coordinator/wire"
@@ -260,25 +261,18 @@ type Node struct {
 	tap   *commitTap     // trans, noting the leader's commit index
 	close []func() error // closed in reverse order by Close
 
-	quic       *wire.Listener
-	wt         *webTransportServer // nil without WebTransportAddr
+	devices    *deviceapi.Server // the device-facing server; it listens when configured
+	wtAddr     string            // the WebTransport listener's address, "" without one
 	clientAddr string
 	admin      *adminapi.Server // nil when the admin API is off
 	metrics    *metrics         // kept up to date by observedFSM
 
-	lead       atomic.Pointer[leader] // non-nil while this node runs rounds
-	lobby      *lobby                 // this node's devices waiting for a round
-	part       atomic.Pointer[round]  // this node's part of the current round, or the last one
-	parts      atomic.Int64           // parts of rounds running (Drain waits for them)
-	caller     nodeCaller             // the channel to the other nodes
-	certs      *certStore             // the current TLS bundle (nil inside when Config.TLS is)
-	auth       *auth                  // nil without a QUIC server: Handle's callers are trusted
-	conns      *connTable             // the QUIC server's connections by peer
-	uploads    chan struct{}          // semaphore of MaxUploads
-	budget     *budget                // MemoryBudget
-	devUploads *deviceUploads         // MaxUploadsPerDevice
-	devBytes   *deviceBytes           // MaxDeviceMemory
-	devRate    *deviceRate            // DeviceRequestRate, DeviceRequestBurst
+	lead   atomic.Pointer[leader] // non-nil while this node runs rounds
+	lobby  *lobby                 // this node's devices waiting for a round
+	part   atomic.Pointer[round]  // this node's part of the current round, or the last one
+	parts  atomic.Int64           // parts of rounds running (Drain waits for them)
+	caller nodeCaller             // the channel to the other nodes
+	certs  *certStore             // the current TLS bundle (nil inside when Config.TLS is)
 
 	framesMu sync.Mutex
 	frames   map[uint64]encodedModel // encoded model versions, for downloads
@@ -343,11 +337,17 @@ func New(cfg Config) (*Node, error) {
 		seed = binary.LittleEndian.Uint64(b[:])
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), fsm: store.NewFSM(), rng: rand.New(rand.NewPCG(seed, 0x5e1ec7)), uploads: make(chan struct{}, cfg.MaxUploads), ctx: ctx, cancel: cancel,
-		budget: newBudget(cfg.MemoryBudget), devUploads: &deviceUploads{max: cfg.MaxUploadsPerDevice, n: map[string]int{}},
-		devBytes: &deviceBytes{max: cfg.MaxDeviceMemory, n: map[string]int64{}}, devRate: newDeviceRate(cfg.DeviceRequestRate, cfg.DeviceRequestBurst)}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), fsm: store.NewFSM(), rng: rand.New(rand.NewPCG(seed, 0x5e1ec7)), ctx: ctx, cancel: cancel}
 	n.metrics = newMetrics(n)
 	n.certs = newCertStore(cfg.TLS, n.log)
+	n.devices = deviceapi.New(n, deviceapi.Config{
+		MaxConns: cfg.MaxConns, MemoryBudget: cfg.MemoryBudget, MaxUploads: cfg.MaxUploads,
+		MaxUploadsPerDevice: cfg.MaxUploadsPerDevice, MaxDeviceMemory: cfg.MaxDeviceMemory,
+		DeviceRequestRate: cfg.DeviceRequestRate, DeviceRequestBurst: cfg.DeviceRequestBurst,
+		MinUploadRate: cfg.MinUploadRate, RateGrace: cfg.RateGrace, WebTransportCert: cfg.WebTransportCert,
+		Certs: n.certs, Logger: n.log,
+		Metrics: deviceapi.Metrics{Refused: n.metrics.refused, Delayed: n.metrics.delayed, Slow: n.metrics.slow, Connected: n.metrics.connected},
+	})
 	n.lobby = newLobby(n)
 	started := false
 	defer func() {
@@ -451,27 +451,23 @@ func New(cfg Config) (*Node, error) {
 	}
 
 	if cfg.ClientAddr != "" {
-		ln, err := n.listen(cfg.ClientAddr)
+		addr, err := n.devices.Listen(cfg.ClientAddr)
 		if err != nil {
 			return nil, fmt.Errorf("coordinator: client listen: %w", err)
 		}
-		n.quic = ln
-		n.clientAddr = ln.Addr().String()
+		n.clientAddr = addr.String()
 		if cfg.AdvertiseClientAddr != "" {
 			n.clientAddr = cfg.AdvertiseClientAddr
 		}
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			n.serveQUIC(ln)
-		}()
 	} else {
 		n.clientAddr = cfg.AdvertiseClientAddr
 	}
 	if cfg.WebTransportAddr != "" {
-		if err := n.startWebTransport(cfg.WebTransportAddr); err != nil {
+		addr, err := n.devices.ListenWebTransport(cfg.WebTransportAddr)
+		if err != nil {
 			return nil, fmt.Errorf("coordinator: webtransport listen: %w", err)
 		}
+		n.wtAddr = addr.String()
 	}
 
 	if cfg.AdminAddr != "" {
@@ -483,7 +479,7 @@ func New(cfg Config) (*Node, error) {
 	switch {
 	case cfg.call != nil:
 		n.caller = funcCaller(cfg.call)
-	case n.certs.bundle() != nil: // dialing other nodes needs a node certificate, not a listener
+	case n.certs.Bundle() != nil: // dialing other nodes needs a node certificate, not a listener
 		qc := &quicCaller{n: n}
 		n.caller = qc
 		n.close = append(n.close, qc.close)
@@ -671,16 +667,12 @@ func (n *Node) Close() error {
 	if n.admin != nil {
 		errs = append(errs, n.admin.Close())
 	}
-	if n.quic != nil {
-		errs = append(errs, n.quic.Close())
-	}
-	if n.wt != nil {
-		errs = append(errs, n.wt.close())
-	}
+	errs = append(errs, n.devices.Close())
 	if n.raft != nil {
 		errs = append(errs, n.raft.Shutdown().Error())
 	}
 	n.wg.Wait()
+	n.devices.Wait()
 	for i := len(n.close) - 1; i >= 0; i-- {
 		errs = append(errs, n.close[i]())
 	}

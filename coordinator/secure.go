@@ -345,10 +345,10 @@ func (n *Node) secure(ctx context.Context, h *wire.SecAggHeader, req wire.Messag
 		}
 		adv := m.Keys.KeyAdvert(r.id)
 		if s.params.Signed {
-			if peer.cert == nil || peer.Device != h.ClientID {
+			if peer.Cert == nil || peer.Device != h.ClientID {
 				return wire.Errorf(wire.CodeUnauthenticated, "a signed secure round needs the device certificate of %q on the connection", h.ClientID)
 			}
-			adv.Credential = peer.cert.Raw
+			adv.Credential = peer.Cert.Raw
 		}
 		err = s.srv.HandleKeyAdvert(adv)
 	case *wire.SecAggShares:
