@@ -221,10 +221,10 @@ func TestAdminMetrics(t *testing.T) {
 	defer cancel()
 	l := c.leader(ctx)
 
-	if problems, err := testutil.CollectAndLint(l.admin.metrics); err != nil || len(problems) > 0 {
+	if problems, err := testutil.CollectAndLint(l.metrics); err != nil || len(problems) > 0 {
 		t.Errorf("CollectAndLint = %v, %v", problems, err)
 	}
-	if problems, err := testutil.GatherAndLint(l.admin.reg); err != nil || len(problems) > 0 {
+	if problems, err := testutil.GatherAndLint(l.registry()); err != nil || len(problems) > 0 {
 		t.Errorf("GatherAndLint(registry) = %v, %v", problems, err)
 	}
 
@@ -281,13 +281,13 @@ func TestAdminMetrics(t *testing.T) {
 		var st *State
 		for attempt := 0; ; attempt++ {
 			var pre *State
-			n.View(func(s *State) { pre = s.clone() })
+			n.View(func(s *State) { pre = s.Clone() })
 			code, body := c.get(n, "/metrics", testToken)
 			if code != http.StatusOK {
 				t.Fatalf("%s /metrics = %d", n.ID(), code)
 			}
 			m = scrape(t, body)
-			n.View(func(s *State) { st = s.clone() })
+			n.View(func(s *State) { st = s.Clone() })
 			if pre.LastRound() == st.LastRound() && len(pre.Rounds()) == len(st.Rounds()) || attempt == 50 {
 				break
 			}

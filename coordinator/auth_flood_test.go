@@ -21,7 +21,7 @@ import (
 func serverGoroutines(fn string) int {
 	buf := make([]byte, 16<<20)
 	buf = buf[:runtime.Stack(buf, true)]
-	return bytes.Count(buf, []byte("coordinator.(*Node)."+fn+"("))
+	return bytes.Count(buf, []byte("deviceapi.(*Server)."+fn+"("))
 }
 
 // flood opens conns connections with conf, each with as many streams as

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/coordinator/store"
 	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
@@ -115,7 +116,7 @@ func TestBackupRestoreMidTraining(t *testing.T) {
 
 	// Others join, and training continues from the backed-up model.
 	for _, n := range rc.nodes[1:] {
-		if err := r0.Join(n.ID(), n.RaftAddr(), n.ClientAddr()); err != nil {
+		if err := r0.Join(n.ID(), n.RaftAddr(), n.ClientAddr(), ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -142,15 +143,15 @@ func TestBackupRestoreMidTraining(t *testing.T) {
 func TestRestoreRefusesBadBackups(t *testing.T) {
 	f := history(t)
 	var snap bytes.Buffer
-	if err := f.st.WriteSnapshot(&snap); err != nil {
+	if err := f.State().WriteSnapshot(&snap); err != nil {
 		t.Fatal(err)
 	}
 	h := BackupHeader{Format: BackupFormat, Node: "n1", Index: 20, Term: 2, SnapshotVersion: 1}
-	if err := scanSnapshot(bytes.NewReader(snap.Bytes()), &h); err != nil {
+	if err := store.ScanSnapshot(bytes.NewReader(snap.Bytes()), &h); err != nil {
 		t.Fatal(err)
 	}
 	var good bytes.Buffer
-	if err := writeBackupHeader(&good, &h); err != nil {
+	if err := store.WriteBackupHeader(&good, &h); err != nil {
 		t.Fatal(err)
 	}
 	hdrLen := good.Len()
@@ -163,7 +164,7 @@ func TestRestoreRefusesBadBackups(t *testing.T) {
 		h2 := h
 		fn(&h2)
 		var b bytes.Buffer
-		writeBackupHeader(&b, &h2)
+		store.WriteBackupHeader(&b, &h2)
 		b.Write(snap.Bytes())
 		return b.Bytes()
 	}
@@ -214,15 +215,15 @@ func TestRestoreRefusesBadBackups(t *testing.T) {
 func FuzzReadBackup(f *testing.F) {
 	st := history(f)
 	var snap bytes.Buffer
-	if err := st.st.WriteSnapshot(&snap); err != nil {
+	if err := st.State().WriteSnapshot(&snap); err != nil {
 		f.Fatal(err)
 	}
 	h := BackupHeader{Format: BackupFormat, Node: "n1", Index: 20, Term: 2, SnapshotVersion: 1}
-	if err := scanSnapshot(bytes.NewReader(snap.Bytes()), &h); err != nil {
+	if err := store.ScanSnapshot(bytes.NewReader(snap.Bytes()), &h); err != nil {
 		f.Fatal(err)
 	}
 	var good bytes.Buffer
-	writeBackupHeader(&good, &h)
+	store.WriteBackupHeader(&good, &h)
 	good.Write(snap.Bytes())
 	f.Add(good.Bytes())
 	f.Add(good.Bytes()[:good.Len()/3])

@@ -46,18 +46,18 @@ func newCertStore(b *pki.Bundle, log *slog.Logger) *certStore {
 	return s
 }
 
-// bundle returns the current bundle.
-func (s *certStore) bundle() *pki.Bundle { return s.cur.Load() }
+// Bundle returns the current bundle.
+func (s *certStore) Bundle() *pki.Bundle { return s.cur.Load() }
 
 // fromFiles reports whether the bundle can be reloaded.
-func (s *certStore) fromFiles() bool { b := s.bundle(); return b != nil && b.Dir != "" }
+func (s *certStore) fromFiles() bool { b := s.Bundle(); return b != nil && b.Dir != "" }
 
 // reload reads the files again: always when forced (SIGHUP), else when
 // their content changed since the last attempt and has stayed the same
 // for one poll (so that a certificate and its key replaced one after the
 // other are read together).
 func (s *certStore) reload(force bool) error {
-	old := s.bundle()
+	old := s.Bundle()
 	if old == nil || old.Dir == "" {
 		return ErrCertsNotFromFiles
 	}
@@ -90,7 +90,7 @@ func (s *certStore) reload(force bool) error {
 
 // peerTLS is mutual TLS between nodes with the current bundle: for a
 // dial (Raft, join), built afresh each time.
-func (s *certStore) peerTLS() *tls.Config { return s.bundle().PeerTLS() }
+func (s *certStore) peerTLS() *tls.Config { return s.Bundle().PeerTLS() }
 
 // peerServerTLS is the Raft listener's configuration: each handshake
 // takes the current certificate and cluster CA.
@@ -105,15 +105,15 @@ func (s *certStore) peerServerTLS() *tls.Config {
 	}
 }
 
-// getCertificate serves the current node certificate.
-func (s *certStore) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	return &s.bundle().Cert, nil
+// GetCertificate serves the current node certificate.
+func (s *certStore) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return &s.Bundle().Cert, nil
 }
 
 // expiry returns the earliest NotAfter of the node certificate, the
 // cluster CA and the device CA (zero when unknown or absent).
 func (s *certStore) expiry() (node, ca, deviceCA time.Time) {
-	b := s.bundle()
+	b := s.Bundle()
 	if b == nil {
 		return
 	}

@@ -105,7 +105,7 @@ func (c *testCluster) joinAll(ctx context.Context) {
 	c.t.Helper()
 	for _, n := range c.nodes[1:] {
 		for {
-			err := c.leader(ctx).Join(n.ID(), n.RaftAddr(), n.ClientAddr())
+			err := c.leader(ctx).Join(n.ID(), n.RaftAddr(), n.ClientAddr(), "")
 			if err == nil {
 				break
 			}

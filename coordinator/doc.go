@@ -8,5 +8,12 @@
 // the nodes' partial sums. Clients talk to nodes over QUIC with the
 // protocol of package coordinator/wire.
 //
+// Each role has its package: the replicated state, its Raft FSM and its
+// log store are coordinator/store; the device-facing server (listeners,
+// admission, authentication) is coordinator/deviceapi; the operators'
+// HTTPS API is coordinator/adminapi. This package is the node: it runs
+// Raft over the store, owns the rounds, and implements deviceapi.Handler
+// and adminapi.Node.
+//
 // See DESIGN.md for what must stay true.
 package coordinator

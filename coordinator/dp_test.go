@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fedrec/fedrec/aggregation/privacy"
+	"github.com/fedrec/fedrec/coordinator/store"
 	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
@@ -20,7 +21,7 @@ func TestNoiseTrainingValidate(t *testing.T) {
 		tr := secureTraining(5)
 		tr.NoiseMultiplier = 1
 		f(&tr)
-		return tr.withDefaults()
+		return tr.WithDefaults()
 	}
 	tests := []struct {
 		name  string
@@ -59,6 +60,21 @@ func TestNoiseTrainingValidate(t *testing.T) {
 	}
 }
 
+// ledgerEpsilon returns ε at delta of a ledger, +Inf if a round had no noise.
+func ledgerEpsilon(ledger []LedgerEntry, delta float64) (float64, error) {
+	a, err := privacy.NewAccountant(privacy.Config{})
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range ledger {
+		if err := a.Add(e.Entry()); err != nil {
+			return math.NaN(), fmt.Errorf("coordinator: ledger round %d: %w", e.Round, err)
+		}
+	}
+	eps, _, err := a.Epsilon(delta)
+	return eps, err
+}
+
 // TestDistributedLedger drives the state with a distributed-DP round: the
 // ledger entry carries the Skellam mechanism, survives a snapshot, and ε
 // is the Skellam accountant's; a commit whose mechanism differs from the
@@ -66,27 +82,27 @@ func TestNoiseTrainingValidate(t *testing.T) {
 func TestDistributedLedger(t *testing.T) {
 	tr := secureTraining(5)
 	tr.NoiseMultiplier, tr.Noise = 1.5, NoiseDistributed
-	tr = tr.withDefaults()
+	tr = tr.WithDefaults()
 	f := newFSM()
 	for i, c := range initCommands(t, tr) {
 		if res := fsmApply(t, f, uint64(i+1), c); res != nil {
 			t.Fatalf("apply %T: %v", c, res)
 		}
 	}
-	open := openFor(f.st, 1)
+	open := openFor(f.State(), 1)
 	open.SecAgg = secAggParams(tr, 1, open.Digest, open.Cohort, tr.Clip)
-	open.Privacy = tr.privacy(len(open.Cohort), open.SecAgg)
+	open.Privacy = tr.Privacy(len(open.Cohort), open.SecAgg)
 	if p := open.Privacy; p.Mechanism != wire.MechSkellam || p.NoiseClients != open.SecAgg.MinSurvivors {
 		t.Fatalf("manifest privacy %+v, want Skellam split into %d shares", p, open.SecAgg.MinSurvivors)
 	}
 	if res := fsmApply(t, f, 10, open); res != nil {
 		t.Fatal(res)
 	}
-	d, err := distributed(open.SecAgg, open.Privacy, len(f.st.Current().Model.Params))
+	d, err := distributed(open.SecAgg, open.Privacy, len(f.State().Current().Model.Params))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := commitFor(f.st, 1, 0.01)
+	c := commitFor(f.State(), 1, 0.01)
 	c.Privacy = open.Privacy
 	if res := fsmApply(t, f, 11, c); !errors.Is(asErr(res), ErrBadCommand) {
 		t.Fatalf("commit without the accountant's figures: Apply = %v, want ErrBadCommand", res)
@@ -101,11 +117,11 @@ func TestDistributedLedger(t *testing.T) {
 	if res := fsmApply(t, f, 12, c); asErr(res) != nil {
 		t.Fatalf("Apply(commit) = %v", res)
 	}
-	e := f.st.Ledger()[0]
+	e := f.State().Ledger()[0]
 	if e.Entry().Mechanism != privacy.PoissonSkellam || e.Variance != sp.Variance || e.L2 != sp.L2 {
 		t.Fatalf("ledger entry %+v, want Skellam with variance %v", e, sp.Variance)
 	}
-	if r := f.st.Rounds()[0]; !r.LossUnknown {
+	if r := f.State().Rounds()[0]; !r.LossUnknown {
 		t.Errorf("round record %+v, want LossUnknown (a secure round)", r)
 	}
 	acc, _ := privacy.NewAccountant(privacy.Config{})
@@ -113,15 +129,15 @@ func TestDistributedLedger(t *testing.T) {
 		t.Fatal(err)
 	}
 	want, _, _ := acc.Epsilon(DefaultDelta)
-	got, err := ledgerEpsilon(f.st.Ledger(), DefaultDelta)
+	got, err := ledgerEpsilon(f.State().Ledger(), DefaultDelta)
 	if err != nil || got != want || math.IsInf(got, 0) {
 		t.Fatalf("ledgerEpsilon = %v, %v; want %v", got, err, want)
 	}
 	var buf bytes.Buffer
-	if err := f.st.WriteSnapshot(&buf); err != nil {
+	if err := f.State().WriteSnapshot(&buf); err != nil {
 		t.Fatal(err)
 	}
-	st, err := ReadSnapshot(&buf)
+	st, err := store.ReadSnapshot(&buf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +199,7 @@ func TestAdaptiveClip(t *testing.T) {
 		tr := testTraining()
 		tr.ClientsPerRound, tr.MinClients, tr.OverSelect, tr.CheckInWindow = 3, 3, 0, 2*time.Second
 		tr.Clip, tr.AdaptiveClip = 1, true
-		tr = tr.withDefaults()
+		tr = tr.WithDefaults()
 		c := newTestCluster(t, 1, tr)
 		clip := 1.0
 		for round, below := range [][]bool{{true, true, false}, {true, true, true}, {false, false, false}} {
@@ -199,7 +215,7 @@ func TestAdaptiveClip(t *testing.T) {
 					k++
 				}
 			}
-			cl, err := tr.clipper(clip)
+			cl, err := tr.Clipper(clip)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -220,7 +236,7 @@ func TestAdaptiveClip(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
-		st, err := ReadSnapshot(&buf)
+		st, err := store.ReadSnapshot(&buf)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,7 +248,7 @@ func TestAdaptiveClip(t *testing.T) {
 		tr := testTraining()
 		tr.ClientsPerRound, tr.MinClients, tr.OverSelect, tr.CheckInWindow = 3, 3, 0, 2*time.Second
 		tr.Clip, tr.AdaptiveClip, tr.NoiseMultiplier, tr.Population = 1, true, 0.1, 100
-		tr = tr.withDefaults()
+		tr = tr.WithDefaults()
 		c := newTestCluster(t, 1, tr)
 		plans := adaptiveRound(t, c, 1, []bool{true, false, true})
 		if p := plans[0].Privacy; p.CountStddev != 3.0/20 || p.NoiseMultiplier != 0.1 {

@@ -21,21 +21,22 @@ type AdmissionStats struct {
 // AdmissionStats returns n's admission figures.
 func (n *Node) AdmissionStats() AdmissionStats {
 	m := n.metrics
+	inUse, size := n.devices.Budget()
 	v := func(c prometheus.Collector) int { return int(testutil.ToFloat64(c)) }
 	return AdmissionStats{
-		InUse: n.budget.inUse(), Budget: n.budget.size,
+		InUse: inUse, Budget: size,
 		Delayed: v(m.delayed), Slow: v(m.slow),
 		Busy: v(m.refused.WithLabelValues("busy")), DeviceUploads: v(m.refused.WithLabelValues("device_uploads")),
 		TooLarge:     v(m.refused.WithLabelValues("too_large")),
 		DeviceMemory: v(m.refused.WithLabelValues("device_memory")),
 		DeviceRate:   v(m.refused.WithLabelValues("device_rate")),
-		Uploading:    len(n.uploads),
+		Uploading:    n.devices.Uploading(),
 	}
 }
 
 // DeviceMax returns the most bytes of the memory budget one device may
 // reserve on n.
-func (n *Node) DeviceMax() int64 { return n.deviceMax() }
+func (n *Node) DeviceMax() int64 { return n.devices.DeviceMax() }
 
 // NewInmemCluster starts, for coordinator_test, the package's in-memory
 // cluster (newTestClusterWith): size nodes over raft.InmemTransport, all

@@ -27,7 +27,7 @@ func TestApplyTwiceChangesNothing(t *testing.T) {
 	}
 	snap := func() []byte {
 		var b bytes.Buffer
-		if err := f.st.WriteSnapshot(&b); err != nil {
+		if err := f.State().WriteSnapshot(&b); err != nil {
 			t.Fatal(err)
 		}
 		return b.Bytes()
@@ -61,7 +61,7 @@ func TestApplyTwiceChangesNothing(t *testing.T) {
 	mustApply(reg)
 	dup(reg, nil) // a set, not an append
 	for r := uint64(1); r <= 4; r++ {
-		open := openFor(f.st, r)
+		open := openFor(f.State(), r)
 		mustApply(open)
 		dup(open, ErrRoundOpen)
 		if r == 3 {
@@ -70,11 +70,11 @@ func TestApplyTwiceChangesNothing(t *testing.T) {
 			dup(ab, ErrStaleRound)
 			continue
 		}
-		c := commitFor(f.st, r, 0.01)
+		c := commitFor(f.State(), r, 0.01)
 		mustApply(c)
 		dup(c, ErrStaleRound)
 	}
-	if got := len(f.st.Ledger()); got != 3 {
+	if got := len(f.State().Ledger()); got != 3 {
 		t.Errorf("ledger has %d entries, want 3", got)
 	}
 	// Late duplicates: every command applied again after the rest of the

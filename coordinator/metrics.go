@@ -13,6 +13,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/fedrec/fedrec/aggregation/privacy"
+	"github.com/fedrec/fedrec/coordinator/store"
 )
 
 // DefaultDelta is the δ at which the admin API and the metrics report the
@@ -37,7 +38,7 @@ type metrics struct {
 	snapSize, snapPersist      prometheus.Histogram
 	snapLast                   prometheus.Gauge
 	snapFailures, snapRestores prometheus.Counter
-	// Admission of device traffic (admission.go).
+	// Admission of device traffic (deviceapi/admission.go).
 	memory, memoryBudget prometheus.GaugeFunc
 	delayed, slow        prometheus.Counter
 	refused              *prometheus.CounterVec
@@ -138,10 +139,10 @@ func defineMetrics(n *Node) *metrics {
 		snapRestores: counter("snapshot_restores_total", "Raft snapshots restored into this node's state (at start, or sent by the leader)."),
 		memory: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "fedrec", Name: "device_memory_bytes",
 			Help: "Bytes of the memory budget reserved by device requests being read, decoded or answered (Config.MemoryBudget)."},
-			func() float64 { return float64(n.budget.inUse()) }),
+			func() float64 { inUse, _ := n.devices.Budget(); return float64(inUse) }),
 		memoryBudget: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "fedrec", Name: "device_memory_budget_bytes",
 			Help: "The memory budget for device traffic (Config.MemoryBudget)."},
-			func() float64 { return float64(n.budget.size) }),
+			func() float64 { _, size := n.devices.Budget(); return float64(size) }),
 		delayed: counter("admission_delayed_total", "Requests that waited for an upload slot or for the memory budget before their body was read."),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "fedrec", Name: "admission_refused_total",
 			Help: "Requests refused before their body was read, by reason: busy (waited too long for an upload slot or the memory budget), device_uploads (the device has MaxUploadsPerDevice uploads in flight), device_memory (the device would hold more than MaxDeviceMemory of the budget), device_rate (the device sent more than DeviceRequestRate requests a second, after DeviceRequestBurst), too_large (needs more than the whole budget)."},
@@ -333,18 +334,18 @@ func (m *metrics) privacySpent() (eps, delta float64) {
 // observedFSM is the raft.FSM the node gives Raft: the fsm, with the
 // metrics told of every change as it is applied.
 type observedFSM struct {
-	*fsm
+	*store.FSM
 	m *metrics
 }
 
 func (o observedFSM) Apply(l *raft.Log) any {
-	res := o.fsm.Apply(l)
+	res := o.FSM.Apply(l)
 	o.m.update(l.AppendedAt)
 	return res
 }
 
 func (o observedFSM) Restore(rc io.ReadCloser) error {
-	err := o.fsm.Restore(rc)
+	err := o.FSM.Restore(rc)
 	if err != nil {
 		o.m.snapRestoreFailures.Inc()
 	} else {
@@ -357,7 +358,7 @@ func (o observedFSM) Restore(rc io.ReadCloser) error {
 // Snapshot wraps the fsm's snapshot so that its size, its time to write
 // and its failures are counted.
 func (o observedFSM) Snapshot() (raft.FSMSnapshot, error) {
-	s, err := o.fsm.Snapshot()
+	s, err := o.FSM.Snapshot()
 	if err != nil {
 		o.m.snapFailures.Inc()
 		return nil, err

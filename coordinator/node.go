@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	crand "crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -23,13 +24,16 @@ import (
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/fedrec/fedrec/coordinator/adminapi"
+	"github.com/fedrec/fedrec/coordinator/deviceapi"
 	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/coordinator/store"
 	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
 )
 
 // ErrNotLeader is returned by leader-only operations on a follower.
-var ErrNotLeader = errors.New("coordinator: not the leader")
+var ErrNotLeader = store.ErrNotLeader
 
 // ErrDataDirInUse is returned by New when another process holds the data
 // directory's log.
@@ -245,7 +249,7 @@ func (c *Config) validate() error {
 		return fmt.Errorf("coordinator: Config.PaceMax = %v, want >= Config.PaceMin (%v) (0: default)", c.PaceMax, c.PaceMin)
 	}
 	if c.Bootstrap {
-		if err := c.Training.withDefaults().Validate(); err != nil {
+		if err := c.Training.WithDefaults().Validate(); err != nil {
 			return err
 		}
 	}
@@ -256,31 +260,24 @@ func (c *Config) validate() error {
 type Node struct {
 	cfg   Config
 	log   *slog.Logger
-	fsm   *fsm
+	fsm   *store.FSM
 	raft  *raft.Raft
 	trans raft.Transport
 	tap   *commitTap     // trans, noting the leader's commit index
 	close []func() error // closed in reverse order by Close
 
-	quic       *wire.Listener
-	wt         *webTransportServer // nil without WebTransportAddr
+	devices    *deviceapi.Server // the device-facing server; it listens when configured
+	wtAddr     string            // the WebTransport listener's address, "" without one
 	clientAddr string
-	admin      *admin   // nil when the admin API is off
-	metrics    *metrics // kept up to date by observedFSM
+	admin      *adminapi.Server // nil when the admin API is off
+	metrics    *metrics         // kept up to date by observedFSM
 
-	lead       atomic.Pointer[leader] // non-nil while this node runs rounds
-	lobby      *lobby                 // this node's devices waiting for a round
-	part       atomic.Pointer[round]  // this node's part of the current round, or the last one
-	parts      atomic.Int64           // parts of rounds running (Drain waits for them)
-	caller     nodeCaller             // the channel to the other nodes
-	certs      *certStore             // the current TLS bundle (nil inside when Config.TLS is)
-	auth       *auth                  // nil without a QUIC server: Handle's callers are trusted
-	conns      *connTable             // the QUIC server's connections by peer
-	uploads    chan struct{}          // semaphore of MaxUploads
-	budget     *budget                // MemoryBudget
-	devUploads *deviceUploads         // MaxUploadsPerDevice
-	devBytes   *deviceBytes           // MaxDeviceMemory
-	devRate    *deviceRate            // DeviceRequestRate, DeviceRequestBurst
+	lead   atomic.Pointer[leader] // non-nil while this node runs rounds
+	lobby  *lobby                 // this node's devices waiting for a round
+	part   atomic.Pointer[round]  // this node's part of the current round, or the last one
+	parts  atomic.Int64           // parts of rounds running (Drain waits for them)
+	caller nodeCaller             // the channel to the other nodes
+	certs  *certStore             // the current TLS bundle (nil inside when Config.TLS is)
 
 	framesMu sync.Mutex
 	frames   map[uint64]encodedModel // encoded model versions, for downloads
@@ -309,7 +306,7 @@ func New(cfg Config) (*Node, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Bootstrap {
-		cfg.Training = cfg.Training.withDefaults()
+		cfg.Training = cfg.Training.WithDefaults()
 	}
 	if cfg.MaxUploads <= 0 {
 		cfg.MaxUploads = 32
@@ -345,11 +342,17 @@ func New(cfg Config) (*Node, error) {
 		seed = binary.LittleEndian.Uint64(b[:])
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), fsm: newFSM(), rng: rand.New(rand.NewPCG(seed, 0x5e1ec7)), uploads: make(chan struct{}, cfg.MaxUploads), ctx: ctx, cancel: cancel,
-		budget: newBudget(cfg.MemoryBudget), devUploads: &deviceUploads{max: cfg.MaxUploadsPerDevice, n: map[string]int{}},
-		devBytes: &deviceBytes{max: cfg.MaxDeviceMemory, n: map[string]int64{}}, devRate: newDeviceRate(cfg.DeviceRequestRate, cfg.DeviceRequestBurst)}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), fsm: store.NewFSM(), rng: rand.New(rand.NewPCG(seed, 0x5e1ec7)), ctx: ctx, cancel: cancel}
 	n.metrics = newMetrics(n)
 	n.certs = newCertStore(cfg.TLS, n.log)
+	n.devices = deviceapi.New(n, deviceapi.Config{
+		MaxConns: cfg.MaxConns, MemoryBudget: cfg.MemoryBudget, MaxUploads: cfg.MaxUploads,
+		MaxUploadsPerDevice: cfg.MaxUploadsPerDevice, MaxDeviceMemory: cfg.MaxDeviceMemory,
+		DeviceRequestRate: cfg.DeviceRequestRate, DeviceRequestBurst: cfg.DeviceRequestBurst,
+		MinUploadRate: cfg.MinUploadRate, RateGrace: cfg.RateGrace, WebTransportCert: cfg.WebTransportCert,
+		Certs: n.certs, Logger: n.log,
+		Metrics: deviceapi.Metrics{Refused: n.metrics.refused, Delayed: n.metrics.delayed, Slow: n.metrics.slow, Connected: n.metrics.connected},
+	})
 	n.lobby = newLobby(n)
 	started := false
 	defer func() {
@@ -369,24 +372,24 @@ func New(cfg Config) (*Node, error) {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return nil, err
 		}
-		store, err := openBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
+		db, err := store.OpenBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("coordinator: data directory %s is in use by another process (its raft.db is locked): %w", cfg.DataDir, ErrDataDirInUse)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("coordinator: open log: %w", err)
 		}
-		n.close = append(n.close, store.Close)
+		n.close = append(n.close, db.Close)
 		if err := claimDataDir(cfg.DataDir, cfg.ID); err != nil {
 			return nil, err
 		}
 		// The leader sends each entry to its followers right after storing
 		// it: a small cache saves reading whole models back from bbolt.
-		cache, err := raft.NewLogCache(logCacheEntries, store)
+		cache, err := raft.NewLogCache(logCacheEntries, db)
 		if err != nil {
 			return nil, err
 		}
-		logs, stable = cache, store
+		logs, stable = cache, db
 		if snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog.Named("snapshots")); err != nil {
 			return nil, fmt.Errorf("coordinator: open snapshots: %w", err)
 		}
@@ -448,7 +451,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.raft, err = newRaft(rc, observedFSM{n.fsm, n.metrics}, logs, stable, snaps, n.trans); err != nil {
+	if n.raft, err = store.NewRaft(rc, observedFSM{n.fsm, n.metrics}, logs, stable, snaps, n.trans); err != nil {
 		return nil, fmt.Errorf("coordinator: start raft: %w", err)
 	}
 	if cfg.Bootstrap && !existing {
@@ -459,27 +462,23 @@ func New(cfg Config) (*Node, error) {
 	}
 
 	if cfg.ClientAddr != "" {
-		ln, err := n.listen(cfg.ClientAddr)
+		addr, err := n.devices.Listen(cfg.ClientAddr)
 		if err != nil {
 			return nil, fmt.Errorf("coordinator: client listen: %w", err)
 		}
-		n.quic = ln
-		n.clientAddr = ln.Addr().String()
+		n.clientAddr = addr.String()
 		if cfg.AdvertiseClientAddr != "" {
 			n.clientAddr = cfg.AdvertiseClientAddr
 		}
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			n.serveQUIC(ln)
-		}()
 	} else {
 		n.clientAddr = cfg.AdvertiseClientAddr
 	}
 	if cfg.WebTransportAddr != "" {
-		if err := n.startWebTransport(cfg.WebTransportAddr); err != nil {
+		addr, err := n.devices.ListenWebTransport(cfg.WebTransportAddr)
+		if err != nil {
 			return nil, fmt.Errorf("coordinator: webtransport listen: %w", err)
 		}
+		n.wtAddr = addr.String()
 	}
 
 	if cfg.AdminAddr != "" {
@@ -491,7 +490,7 @@ func New(cfg Config) (*Node, error) {
 	switch {
 	case cfg.call != nil:
 		n.caller = funcCaller(cfg.call)
-	case n.certs.bundle() != nil: // dialing other nodes needs a node certificate, not a listener
+	case n.certs.Bundle() != nil: // dialing other nodes needs a node certificate, not a listener
 		qc := &quicCaller{n: n}
 		n.caller = qc
 		n.close = append(n.close, qc.close)
@@ -528,19 +527,6 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// newRaft is raft.NewRaft, which panics when it cannot read a log entry
-// (a corrupt file) while it scans the log for configuration changes,
-// before it starts any goroutine: the panic becomes an error, and New
-// fails cleanly.
-func newRaft(rc *raft.Config, f raft.FSM, logs raft.LogStore, stable raft.StableStore, snaps raft.SnapshotStore, trans raft.Transport) (r *raft.Raft, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("read the log: %v", p)
-		}
-	}()
-	return raft.NewRaft(rc, f, logs, stable, snaps, trans)
-}
-
 // ID returns the node's id.
 func (n *Node) ID() string { return n.cfg.ID }
 
@@ -560,7 +546,7 @@ func (n *Node) Leader() (id, clientAddr string) {
 	if lid == "" {
 		return "", ""
 	}
-	n.fsm.read(func(s *State) { clientAddr = s.NodeAddr(string(lid)) })
+	n.fsm.Read(func(s *State) { clientAddr = s.NodeAddr(string(lid)) })
 	return string(lid), clientAddr
 }
 
@@ -582,14 +568,24 @@ func (n *Node) WaitForLeader(ctx context.Context) (string, error) {
 
 // View calls fn with the node's replicated state, read-locked. fn must not
 // keep or modify anything it reaches.
-func (n *Node) View(fn func(s *State)) { n.fsm.read(fn) }
+func (n *Node) View(fn func(s *State)) { n.fsm.Read(fn) }
+
+// StateDigest returns the digest of the node's replicated state (see
+// State.Digest) and the Raft index last applied to it.
+func (n *Node) StateDigest() (d [sha256.Size]byte, applied uint64) {
+	n.fsm.Read(func(s *State) {
+		d = s.Digest()
+		applied = n.raft.AppliedIndex()
+	})
+	return d, applied
+}
 
 // WaitFor waits until cond holds on the node's state.
 func (n *Node) WaitFor(ctx context.Context, cond func(s *State) bool) error {
 	for {
-		ch := n.fsm.watch()
+		ch := n.fsm.Watch()
 		var ok bool
-		n.fsm.read(func(s *State) { ok = cond(s) })
+		n.fsm.Read(func(s *State) { ok = cond(s) })
 		if ok {
 			return nil
 		}
@@ -602,16 +598,11 @@ func (n *Node) WaitFor(ctx context.Context, cond func(s *State) bool) error {
 }
 
 // Join adds a node to the cluster as a voter and records its client
-// address. It must run on the leader (else ErrNotLeader) and is
-// idempotent: joining again with the same addresses changes nothing, and
-// joining with a new Raft address replaces the old one.
-func (n *Node) Join(id, raftAddr, clientAddr string) error {
-	return n.join(id, raftAddr, clientAddr, "")
-}
-
-// join is Join that also records the node's admin API address ("" keeps
-// the one recorded, if any).
-func (n *Node) join(id, raftAddr, clientAddr, adminAddr string) error {
+// address and its admin API address ("" keeps the one recorded, if any).
+// It must run on the leader (else ErrNotLeader) and is idempotent: joining
+// again with the same addresses changes nothing, and joining with a new
+// Raft address replaces the old one.
+func (n *Node) Join(id, raftAddr, clientAddr, adminAddr string) error {
 	if !n.IsLeader() {
 		return ErrNotLeader
 	}
@@ -635,7 +626,7 @@ func (n *Node) join(id, raftAddr, clientAddr, adminAddr string) error {
 		}
 	}
 	var have, haveAdmin string
-	n.fsm.read(func(s *State) { have, haveAdmin = s.NodeAddr(id), s.AdminAddr(id) })
+	n.fsm.Read(func(s *State) { have, haveAdmin = s.NodeAddr(id), s.AdminAddr(id) })
 	if have != clientAddr || (adminAddr != "" && haveAdmin != adminAddr) {
 		if _, err := n.apply(&wire.RegisterNode{ID: id, ClientAddr: clientAddr, AdminAddr: adminAddr}); err != nil {
 			return err
@@ -685,18 +676,14 @@ func (n *Node) Close() error {
 	n.cancel()
 	n.lobby.close()
 	if n.admin != nil {
-		errs = append(errs, n.admin.close())
+		errs = append(errs, n.admin.Close())
 	}
-	if n.quic != nil {
-		errs = append(errs, n.quic.Close())
-	}
-	if n.wt != nil {
-		errs = append(errs, n.wt.close())
-	}
+	errs = append(errs, n.devices.Close())
 	if n.raft != nil {
 		errs = append(errs, n.raft.Shutdown().Error())
 	}
 	n.wg.Wait()
+	n.devices.Wait()
 	for i := len(n.close) - 1; i >= 0; i-- {
 		errs = append(errs, n.close[i]())
 	}
@@ -800,7 +787,7 @@ func (n *Node) prepare() error {
 	var cfgSet, hasModel bool
 	var open *OpenRound
 	admin := n.advertisedAdmin()
-	n.fsm.read(func(s *State) {
+	n.fsm.Read(func(s *State) {
 		have, haveAdmin = s.NodeAddr(n.cfg.ID), s.AdminAddr(n.cfg.ID)
 		_, cfgSet = s.Config()
 		hasModel = s.Current() != nil
@@ -815,13 +802,13 @@ func (n *Node) prepare() error {
 		if !n.cfg.Bootstrap {
 			return errors.New("no training configuration (only the bootstrapping node sets it)")
 		}
-		if _, err := n.apply(&wire.SetConfig{Config: n.cfg.Training.toWire()}); err != nil {
+		if _, err := n.apply(&wire.SetConfig{Config: n.cfg.Training.ToWire()}); err != nil {
 			return err
 		}
 	}
 	if !hasModel {
 		var t Training
-		n.fsm.read(func(s *State) { t, _ = s.Config() })
+		n.fsm.Read(func(s *State) { t, _ = s.Config() })
 		m, err := model.New(t.Kind, t.Items, t.Rank, t.Mean, t.InitStd, rand.New(rand.NewPCG(t.Seed, 0x30de1)))
 		if err != nil {
 			return err

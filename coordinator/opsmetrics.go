@@ -44,7 +44,7 @@ func (m *opsMetrics) Describe(ch chan<- *prometheus.Desc) {
 
 // insecureDevices reports whether the node serves devices without
 // authenticating them: it has a client server and no device CA.
-func (n *Node) insecureDevices() bool { return n.auth != nil && !n.auth.required() }
+func (n *Node) insecureDevices() bool { return n.devices.Insecure() }
 
 // Collect implements prometheus.Collector.
 func (m *opsMetrics) Collect(ch chan<- prometheus.Metric) {

@@ -18,9 +18,9 @@ import (
 func (n *Node) followRounds() {
 	var started uint64
 	for {
-		ch := n.fsm.watch()
+		ch := n.fsm.Watch()
 		var open *OpenRound
-		n.fsm.read(func(s *State) { open = s.Open() })
+		n.fsm.Read(func(s *State) { open = s.Open() })
 		if open != nil && open.Round > started {
 			started = open.Round
 			// A secure manifest without groups (written before every node
@@ -58,7 +58,7 @@ func (n *Node) followRounds() {
 func (n *Node) startPart(open *OpenRound, ids []string) (*round, []*waiter) {
 	var cfg Training
 	var base *Version
-	n.fsm.read(func(s *State) {
+	n.fsm.Read(func(s *State) {
 		cfg, _ = s.Config()
 		base = s.Model(open.Model)
 	})
@@ -104,8 +104,8 @@ func (n *Node) runPart(open *OpenRound, ids []string, want int) {
 	defer cancel()
 	live := true
 	for {
-		ch := n.fsm.watch()
-		n.fsm.read(func(s *State) { o := s.Open(); live = o != nil && o.Round == r.id })
+		ch := n.fsm.Watch()
+		n.fsm.Read(func(s *State) { o := s.Open(); live = o != nil && o.Round == r.id })
 		if !live {
 			break // abandoned (a new leader), or committed without us
 		}
@@ -206,7 +206,7 @@ func (n *Node) sendPlans(r *round, open *OpenRound, members []*waiter, cohort []
 			DownloadBytes: down, UploadBytes: up, Digest32: digest32[:], UploadBits: r.uploadBits(),
 			Round: r.id, Model: r.base.Version, Digest: r.base.Digest[:], Kind: wire.KindOf(r.base.Model.Kind),
 			Items: r.base.Model.Items, Rank: r.base.Model.Rank,
-			Train: r.cfg.trainParams(),
+			Train: r.cfg.TrainParams(),
 			Clip:  open.Clip, Privacy: open.Privacy, MinClients: r.cfg.MinClients, TimeLeftMs: (timeLeft - time.Since(started)).Milliseconds(), Ticket: r.tickets[w.id],
 			SecAgg: sp, SecAggID: uint32(i),
 		}

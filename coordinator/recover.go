@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/fedrec/fedrec/coordinator/store"
 	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
@@ -47,22 +48,22 @@ func RecoverAlone(dataDir, id, raftAddr string) (Recovered, error) {
 	case dataDir == "":
 		return out, errors.New("coordinator: recover: the data directory is required")
 	}
-	// openBoltStore would create an empty log: a mistyped directory must
+	// store.OpenBoltStore would create an empty log: a mistyped directory must
 	// not look like a node without state.
 	if _, err := os.Stat(filepath.Join(dataDir, "raft.db")); err != nil {
 		return out, fmt.Errorf("coordinator: recover: %s holds no node state: %w", dataDir, err)
 	}
-	store, err := openBoltStore(filepath.Join(dataDir, "raft.db"))
+	db, err := store.OpenBoltStore(filepath.Join(dataDir, "raft.db"))
 	if err != nil {
 		return out, fmt.Errorf("coordinator: recover: %w (is the node still running?)", err)
 	}
-	defer store.Close()
+	defer db.Close()
 	hlog := newHCLog(slog.New(slog.DiscardHandler), "recover")
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dataDir, 2, hlog)
 	if err != nil {
 		return out, fmt.Errorf("coordinator: recover: open snapshots: %w", err)
 	}
-	ok, err := raft.HasExistingState(store, store, snaps)
+	ok, err := raft.HasExistingState(db, db, snaps)
 	if err != nil {
 		return out, fmt.Errorf("coordinator: recover: %w", err)
 	}
@@ -75,7 +76,7 @@ func RecoverAlone(dataDir, id, raftAddr string) (Recovered, error) {
 	// The transport only encodes the legacy peer list (see RestoreBackup).
 	_, trans := raft.NewInmemTransport(raft.ServerAddress(raftAddr))
 	defer trans.Close()
-	old, err := persistedConfiguration(*rc, store, snaps, trans)
+	old, err := store.Configuration(*rc, db, snaps, trans)
 	if err != nil {
 		return out, fmt.Errorf("coordinator: recover: %w", err)
 	}
@@ -85,16 +86,16 @@ func RecoverAlone(dataDir, id, raftAddr string) (Recovered, error) {
 		}
 	}
 
-	f := newFSM()
+	f := store.NewFSM()
 	conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(raftAddr)}}}
-	if err := recoverCluster(rc, f, store, snaps, trans, conf); err != nil {
+	if err := store.RecoverCluster(rc, f, db, snaps, trans, conf); err != nil {
 		return out, fmt.Errorf("coordinator: recover: %w", err)
 	}
-	out.Index, _ = store.LastIndex()
+	out.Index, _ = db.LastIndex()
 	if ls, err := snaps.List(); err == nil && len(ls) > 0 {
 		out.Index = max(out.Index, ls[0].Index)
 	}
-	f.read(func(s *State) {
+	f.Read(func(s *State) {
 		if v := s.Current(); v != nil {
 			out.ModelVersion = v.Version
 		}
@@ -102,27 +103,4 @@ func RecoverAlone(dataDir, id, raftAddr string) (Recovered, error) {
 		out.LedgerRounds = len(s.Ledger())
 	})
 	return out, nil
-}
-
-// recoverCluster is raft.RecoverCluster with its panics (an unreadable log
-// entry, a command this build cannot decode) turned into errors.
-func recoverCluster(rc *raft.Config, f raft.FSM, store *boltStore, snaps raft.SnapshotStore, trans raft.Transport, conf raft.Configuration) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("replay the log: %v", p)
-		}
-	}()
-	return raft.RecoverCluster(rc, f, store, store, snaps, trans, conf)
-}
-
-// persistedConfiguration is raft.GetConfiguration (the membership the
-// stores hold, read without starting Raft) with its panics turned into
-// errors, as newRaft does.
-func persistedConfiguration(rc raft.Config, store *boltStore, snaps raft.SnapshotStore, trans raft.Transport) (c raft.Configuration, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("read the log: %v", p)
-		}
-	}()
-	return raft.GetConfiguration(&rc, newFSM(), store, store, snaps, trans)
 }

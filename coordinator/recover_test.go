@@ -84,7 +84,7 @@ func TestRecoverAloneAfterLosingMajority(t *testing.T) {
 	if got := c2.leader(ctx); got != n {
 		t.Fatalf("leader %s, want the recovered %s", got.ID(), id)
 	}
-	if err := n.Join(n2.ID(), n2.RaftAddr(), n2.ClientAddr()); err != nil {
+	if err := n.Join(n2.ID(), n2.RaftAddr(), n2.ClientAddr(), ""); err != nil {
 		t.Fatal(err)
 	}
 	crowdCtx, stop := context.WithCancel(ctx)

@@ -159,7 +159,7 @@ func (l *leader) counts() (map[string]int, <-chan struct{}, <-chan struct{}) {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.n.fsm.read(func(s *State) {
+	l.n.fsm.Read(func(s *State) {
 		for id, r := range l.reports {
 			if s.NodeAddr(id) != "" && id != l.n.cfg.ID && now.Sub(r.at) < lobbyStale {
 				out[id] = r.waiting
@@ -249,7 +249,7 @@ func (l *leader) gather(ctx context.Context, r *round, counts map[string]int, mi
 	}
 	maps.DeleteFunc(small, func(id string, _ time.Time) bool { _, ok := counts[id]; return !ok })
 	var addr string
-	n.fsm.read(func(s *State) { addr = s.NodeAddr(target) })
+	n.fsm.Read(func(s *State) { addr = s.NodeAddr(target) })
 	if addr == "" {
 		return false
 	}
@@ -265,7 +265,7 @@ func (l *leader) gather(ctx context.Context, r *round, counts map[string]int, mi
 			continue
 		}
 		var from string
-		n.fsm.read(func(s *State) { from = s.NodeAddr(id) })
+		n.fsm.Read(func(s *State) { from = s.NodeAddr(id) })
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
@@ -305,7 +305,7 @@ func (l *leader) selection(ctx context.Context, r *round, q map[string]int, roun
 			continue
 		}
 		var addr string
-		n.fsm.read(func(s *State) { addr = s.NodeAddr(id) })
+		n.fsm.Read(func(s *State) { addr = s.NodeAddr(id) })
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -445,7 +445,7 @@ func (l *leader) round(ctx context.Context) error {
 	var nextID uint64
 	var left *OpenRound
 	var clip float64
-	n.fsm.read(func(s *State) {
+	n.fsm.Read(func(s *State) {
 		cfg, _ = s.Config()
 		base = s.Current()
 		nextID = s.LastRound() + 1
@@ -470,14 +470,14 @@ func (l *leader) round(ctx context.Context) error {
 
 	// Gathering: wait for a full cohort over the nodes, or for the
 	// window to pass with at least MinClients waiting.
-	want := cfg.cohortSize()
+	want := cfg.CohortSize()
 	window := time.NewTimer(cfg.CheckInWindow)
 	defer window.Stop()
 	windowDone := false
 	var counts map[string]int
 	minGroup := 1
 	if cfg.SecAgg {
-		minGroup = cfg.minGroup()
+		minGroup = cfg.MinGroup()
 	}
 	small := map[string]time.Time{} // secure: since when a node has had too few for a group
 	var redirected time.Time
@@ -548,7 +548,7 @@ func (l *leader) round(ctx context.Context) error {
 		minSurvivors = open.SecAgg.MinSurvivors
 		collect += time.Duration(len(secAggOrder(cfg.SecAggSigned))-1) * cfg.SecAggPhase
 	}
-	privacy := cfg.privacy(len(cohort), open.SecAgg)
+	privacy := cfg.Privacy(len(cohort), open.SecAgg)
 	open.Privacy = privacy
 	var err error
 	if cfg.SecAgg {
@@ -717,7 +717,7 @@ func (l *leader) commit(r *round, delta []float64, clipped, survivors, below, co
 	if r.cfg.AdaptiveClip {
 		// The count's noise is part of the round's privacy: the update
 		// needs z_Δ > z for the round to cost z (Andrew et al., Thm 1).
-		c, err := r.cfg.clipper(r.clip)
+		c, err := r.cfg.Clipper(r.clip)
 		if err != nil {
 			return l.abandon(r, survivors, err.Error(), err)
 		}
@@ -729,7 +729,7 @@ func (l *leader) commit(r *round, delta []float64, clipped, survivors, below, co
 			return l.abandon(r, survivors, err.Error(), err)
 		}
 		next = c.Clip()
-		if r.cfg.noiseMode() == NoiseCentral {
+		if r.cfg.NoiseMode() == NoiseCentral {
 			zUpdate = c.UpdateNoiseMultiplier()
 		}
 	}
@@ -780,7 +780,7 @@ func (l *leader) aggregate(r *round, delta []float64, clipped, survivors, cohort
 	var optM, optV []float64
 	ad, adaptive := opt.(*aggregation.Adaptive)
 	if adaptive {
-		l.n.fsm.read(func(s *State) { optM, optV = s.Optimizer() })
+		l.n.fsm.Read(func(s *State) { optM, optV = s.Optimizer() })
 		if optM != nil { // nil before the first commit: fresh moments
 			copy(ad.M, optM)
 			copy(ad.V, optV)
@@ -892,14 +892,14 @@ func (r *round) admit(m *wire.Upload, v []int8) *wire.Error {
 // masked input and its keys and shares for every peer; and the digest of
 // the float32 download.
 func (n *Node) roundSizes(base *Version, cfg Training, sec *secureRound) (down, up int64, digest32 [32]byte) {
-	if em, err := n.modelFrames(base, cfg.wireEvents(), cfg.wireCatalogue()); err == nil {
+	if em, err := n.modelFrames(base, cfg.WireEvents(), cfg.WireCatalogue()); err == nil {
 		for _, f := range em.frames32 {
 			down += int64(f.Len())
 		}
 		digest32 = em.digest32
 	}
 	if sec == nil {
-		return down, wire.UploadBytes(len(base.Model.Params), cfg.planUploadBits()), digest32
+		return down, wire.UploadBytes(len(base.Model.Params), cfg.PlanUploadBits()), digest32
 	}
 	return down, wire.SecAggBytes(sec.params, sec.words), digest32
 }

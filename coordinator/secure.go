@@ -63,7 +63,7 @@ func secAggParamsOf(cfg Training, round uint64, digest []byte, node string, ids 
 	if cfg.SecAggSigned {
 		// Training.Validate keeps SecAggColluders <= MinClients-3, and
 		// groups have at least SecAggColluders+3 members
-		// (Training.minGroup), so t stays below the degree.
+		// (Training.MinGroup), so t stays below the degree.
 		t = secagg.ActiveThreshold(eff, cfg.SecAggColluders)
 	}
 	p := &wire.SecAggParams{
@@ -80,15 +80,11 @@ func secAggParamsOf(cfg Training, round uint64, digest []byte, node string, ids 
 	return p
 }
 
-// minGroup is the fewest devices a node's group of a secure round has:
-// three for SecAgg+ to hide one input among others, and in a signed round
-// enough that the threshold resisting SecAggColluders stays below the
-// group's degree. A node with fewer waiting gets no group.
-func (t Training) minGroup() int {
-	if t.SecAggSigned {
-		return max(3, t.SecAggColluders+3)
-	}
-	return 3
+// distributed returns the encoder and noise plan of a secure round: the
+// same privacy.NewDistributed that every client of the round builds from
+// its Plan (client/internal/round/round.go).
+func distributed(p *wire.SecAggParams, priv wire.PrivacyParams, dim int) (*privacy.Distributed, error) {
+	return privacy.NewDistributed(p.DistributedConfig(priv, dim))
 }
 
 // secAggDegree is the SecAgg+ neighbourhood: about 2·log2(n) neighbours
@@ -234,9 +230,9 @@ func (n *Node) driveSecure(r *round) error {
 		timer := time.NewTimer(time.Until(deadline))
 	wait:
 		for len(s.srv.Awaiting()) > 0 {
-			ch := n.fsm.watch()
+			ch := n.fsm.Watch()
 			live := false
-			n.fsm.read(func(st *State) { o := st.Open(); live = o != nil && o.Round == r.id })
+			n.fsm.Read(func(st *State) { o := st.Open(); live = o != nil && o.Round == r.id })
 			if !live {
 				timer.Stop()
 				return errRoundGone
@@ -349,10 +345,10 @@ func (n *Node) secure(ctx context.Context, h *wire.SecAggHeader, req wire.Messag
 		}
 		adv := m.Keys.KeyAdvert(r.id)
 		if s.params.Signed {
-			if peer.cert == nil || peer.Device != h.ClientID {
+			if peer.Cert == nil || peer.Device != h.ClientID {
 				return wire.Errorf(wire.CodeUnauthenticated, "a signed secure round needs the device certificate of %q on the connection", h.ClientID)
 			}
-			adv.Credential = peer.cert.Raw
+			adv.Credential = peer.Cert.Raw
 		}
 		err = s.srv.HandleKeyAdvert(adv)
 	case *wire.SecAggShares:

@@ -292,7 +292,7 @@ func TestSecureFollowerHints(t *testing.T) {
 }
 
 // A group too small for secure aggregation gets none: the leader sends
-// the devices of a node with fewer than Training.minGroup waiting to the
+// the devices of a node with fewer than Training.MinGroup waiting to the
 // node with the most, and selects only groups of at least minGroup.
 func TestGroupQuotas(t *testing.T) {
 	for _, tc := range []struct {
@@ -324,7 +324,7 @@ func TestGroupQuotas(t *testing.T) {
 	}
 }
 
-// Every group of at least Training.minGroup members gets valid SecAgg+
+// Every group of at least Training.MinGroup members gets valid SecAgg+
 // parameters: a threshold below its size, resisting the colluders of a
 // signed round, seeds bound to its node and, signed, its members.
 func TestGroupSecAggParams(t *testing.T) {
@@ -336,7 +336,7 @@ func TestGroupSecAggParams(t *testing.T) {
 			tr.MinClients = max(3, colluders+3)
 		}
 		tr = tr.WithDefaults()
-		for g := tr.minGroup(); g <= 60; g++ {
+		for g := tr.MinGroup(); g <= 60; g++ {
 			ids := deviceIDs(g)
 			p := groupSecAggParams(tr, 4, digest, "n1", ids, 100, 1)
 			if err := p.Validate(); err != nil {
@@ -369,7 +369,7 @@ func TestGroupSecAggParams(t *testing.T) {
 // aggregation, of its size, with the round's settings and the seeds that
 // the round, the model and the group determine.
 func TestOpenRoundGroupSecAgg(t *testing.T) {
-	tr := secureTraining(6).withDefaults()
+	tr := secureTraining(6).WithDefaults()
 	cohort := deviceIDs(6)
 	manifest := func(s *State) *wire.OpenRound {
 		cur := s.Current()
@@ -400,7 +400,7 @@ func TestOpenRoundGroupSecAgg(t *testing.T) {
 			for i, c := range initCommands(t, tr) {
 				fsmApply(t, f, uint64(i+1), c)
 			}
-			o := manifest(f.st)
+			o := manifest(f.State())
 			tc.edit(o)
 			res := fsmApply(t, f, 3, o)
 			err, _ := res.(error)

@@ -160,7 +160,7 @@ func sinInput(dim int) func(i int) []float64 {
 func expectStep(t *testing.T, c *testCluster, delta []float64) []float64 {
 	var base []float64
 	c.nodes[0].View(func(s *State) { base = append([]float64(nil), s.Model(1).Model.Params...) })
-	opt, err := aggregation.NewOptimizer(c.cfg.withDefaults().Optimizer, len(base))
+	opt, err := aggregation.NewOptimizer(c.cfg.WithDefaults().Optimizer, len(base))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func TestSecureRoundQuantized(t *testing.T) {
 	tr := secureTraining(n)
 	tr.UploadBits = 8
 	tr.Optimizer = aggregation.OptimizerConfig{Name: "fedavg", LR: 1}
-	if p := secAggParams(tr.withDefaults(), 1, make([]byte, 32), make([]string, n), 1); !p.Quantized || p.Bits != 12 || p.Validate() != nil {
+	if p := secAggParams(tr.WithDefaults(), 1, make([]byte, 32), make([]string, n), 1); !p.Quantized || p.Bits != 12 || p.Validate() != nil {
 		t.Fatalf("secAggParams of 10 devices: quantized %v, %d bits, %v; want 8-bit inputs in 12 bits", p.Quantized, p.Bits, p.Validate())
 	}
 	c := newTestCluster(t, 1, tr)

@@ -145,7 +145,7 @@ func newDevices(t *testing.T, ids ...string) *devices {
 // peer is what the node's TLS layer makes of a device's connection.
 func (d *devices) peer(id string) Peer {
 	c := d.certs[id]
-	return Peer{Device: id, cert: c.Leaf}
+	return Peer{Device: id, Cert: c.Leaf}
 }
 
 // signedParticipate checks in as device id and, once selected for a signed

@@ -24,7 +24,7 @@ type tlsStreamLayer struct {
 }
 
 func newTLSStreamLayer(addr string, certs *certStore) (*tlsStreamLayer, error) {
-	if b := certs.bundle(); b == nil || len(b.Cert.Certificate) == 0 || b.CA == nil {
+	if b := certs.Bundle(); b == nil || len(b.Cert.Certificate) == 0 || b.CA == nil {
 		return nil, errors.New("coordinator: Raft needs mutual TLS: a node certificate and the cluster CA")
 	}
 	ln, err := tls.Listen("tcp", addr, certs.peerServerTLS())

@@ -1,11 +1,8 @@
 package coordinator
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"math"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -14,68 +11,6 @@ import (
 
 	"github.com/fedrec/fedrec/coordinator/wire"
 )
-
-func TestStateChangeTraining(t *testing.T) {
-	noisy := testTraining()
-	noisy.NoiseMultiplier, noisy.Clip = 1, 0.5
-	tests := []struct {
-		name  string
-		base  Training
-		c     wire.ChangeTraining
-		check func(t Training) bool // nil: refused
-	}{
-		{"nothing", testTraining(), wire.ChangeTraining{Operator: "a", Reason: "r"}, nil},
-		{"negative", testTraining(), wire.ChangeTraining{ClientsPerRound: -1}, nil},
-		{"NaN noise", noisy, wire.ChangeTraining{NoiseMultiplier: math.NaN()}, nil},
-		{"infinite noise", noisy, wire.ChangeTraining{NoiseMultiplier: math.Inf(1)}, nil},
-		{"noise on", testTraining(), wire.ChangeTraining{NoiseMultiplier: 1}, nil},
-		{"secagg phase without secagg", testTraining(), wire.ChangeTraining{SecAggPhaseMs: 5000}, nil},
-		{"min above cohort", testTraining(), wire.ChangeTraining{MinClients: 4}, nil},
-		{"long reason", testTraining(), wire.ChangeTraining{MinClients: 1, Reason: string(make([]byte, maxReasonLen+1))}, nil},
-		{"cohort", testTraining(), wire.ChangeTraining{ClientsPerRound: 5, MinClients: 4}, func(t Training) bool { return t.ClientsPerRound == 5 && t.MinClients == 4 }},
-		{"deadlines", testTraining(), wire.ChangeTraining{CheckInWindowMs: 10, RoundTimeoutMs: 9000}, func(t Training) bool {
-			return t.CheckInWindow == 10*time.Millisecond && t.RoundTimeout == 9*time.Second
-		}},
-		{"more noise", noisy, wire.ChangeTraining{NoiseMultiplier: 1.5}, func(t Training) bool { return t.NoiseMultiplier == 1.5 }},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := NewState()
-			for _, c := range initCommands(t, tt.base) {
-				if err, ok := s.Apply(c).(error); ok {
-					t.Fatal(err)
-				}
-			}
-			s.lastRound = 4
-			err, _ := s.Apply(&tt.c).(error)
-			got, _ := s.Config()
-			if tt.check == nil {
-				if !errors.Is(err, ErrBadCommand) || got != tt.base || len(s.Changes()) != 0 {
-					t.Fatalf("Apply = %v, config changed %v, %d changes; want a refusal that changes nothing", err, got != tt.base, len(s.Changes()))
-				}
-				return
-			}
-			if err != nil || !tt.check(got) {
-				t.Fatalf("Apply = %v, config %+v", err, got)
-			}
-			if ch := s.Changes(); len(ch) != 1 || ch[0].AfterRound != 4 || ch[0].Change != tt.c {
-				t.Errorf("changes = %+v", ch)
-			}
-			// The change and the settings it made survive a snapshot.
-			var buf bytes.Buffer
-			if err := s.WriteSnapshot(&buf); err != nil {
-				t.Fatal(err)
-			}
-			r, err := ReadSnapshot(&buf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if rc, _ := r.Config(); rc != got || !reflect.DeepEqual(r.Changes(), s.Changes()) {
-				t.Errorf("after a snapshot: config %+v, changes %+v", rc, r.Changes())
-			}
-		})
-	}
-}
 
 // An operator changes the cohort size through the admin API; the next
 // rounds select the new number of clients, every node holds the change

@@ -9,7 +9,7 @@ import (
 )
 
 // The admin API's JSON bodies: what a node's HTTPS admin API
-// (coordinator/admin.go) answers and what fedrec's commands read. Like the
+// (coordinator/adminapi/api.go) answers and what fedrec's commands read. Like the
 // msgpack messages, they are defined here only. The API's version is in
 // its paths (AdminPrefix): within a version, fields are only added, never
 // renamed, retyped or given another meaning, so that a reader accepts the
@@ -20,7 +20,7 @@ import (
 // probes (/healthz, /readyz) and /metrics.
 const AdminPrefix = "/v1"
 
-// The admin API's paths (coordinator/admin.go lists what each answers).
+// The admin API's paths (coordinator/adminapi/api.go lists what each answers).
 const (
 	PathStatus   = AdminPrefix + "/status"  // GET: Status
 	PathRounds   = AdminPrefix + "/rounds"  // GET: RoundsPage

@@ -287,6 +287,17 @@ type SecAggHeader struct {
 	Ticket   []byte `msgpack:"ticket"`
 }
 
+// Header returns h: through it a server reads the identity of any
+// secure-round request (SecAggRequest) without a switch over their types.
+func (h *SecAggHeader) Header() *SecAggHeader { return h }
+
+// SecAggRequest is a secure-round request: SecAggAdvert, SecAggShares,
+// SecAggMasked, SecAggCheck or SecAggUnmask, each with its SecAggHeader.
+type SecAggRequest interface {
+	Message
+	Header() *SecAggHeader
+}
+
 func (h *SecAggHeader) check(what string) error {
 	if err := checkVersion(h.Version); err != nil {
 		return err

@@ -1,4 +1,4 @@
-package coordinator
+package store
 
 import (
 	"crypto/sha256"
@@ -11,20 +11,20 @@ import (
 	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
-// fsm is the raft.FSM: a thin adapter that decodes log entries and applies
+// FSM is the raft.FSM: a thin adapter that decodes log entries and applies
 // them to a State under a lock, and snapshots and restores it.
-type fsm struct {
+type FSM struct {
 	mu      sync.RWMutex
 	st      *State
 	changed chan struct{} // closed and replaced after every apply or restore
 }
 
-func newFSM() *fsm { return &fsm{st: NewState(), changed: make(chan struct{})} }
+func NewFSM() *FSM { return &FSM{st: NewState(), changed: make(chan struct{})} }
 
 // Apply implements raft.FSM. A committed entry that does not decode means
 // the log is corrupt (or written by a newer release): it panics rather than
 // let this node diverge.
-func (f *fsm) Apply(l *raft.Log) any {
+func (f *FSM) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
@@ -40,15 +40,15 @@ func (f *fsm) Apply(l *raft.Log) any {
 	return res
 }
 
-// read calls fn with the state under the read lock.
-func (f *fsm) read(fn func(s *State)) {
+// Read calls fn with the state under the read lock.
+func (f *FSM) Read(fn func(s *State)) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	fn(f.st)
 }
 
-// watch returns a channel closed at the next change of the state.
-func (f *fsm) watch() <-chan struct{} {
+// Watch returns a channel closed at the next change of the state.
+func (f *FSM) Watch() <-chan struct{} {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return f.changed
@@ -56,14 +56,14 @@ func (f *fsm) watch() <-chan struct{} {
 
 // Snapshot implements raft.FSM: a quick copy under the lock; the slow
 // write happens in Persist.
-func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return &fsmSnapshot{st: f.st.clone()}, nil
+	return &fsmSnapshot{st: f.st.Clone()}, nil
 }
 
 // Restore implements raft.FSM: it builds a fresh state and swaps it in.
-func (f *fsm) Restore(rc io.ReadCloser) error {
+func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	st, err := ReadSnapshot(rc)
 	if err != nil {
@@ -86,16 +86,6 @@ func (s *State) Digest() [sha256.Size]byte {
 		panic(fmt.Sprintf("coordinator: snapshot to a hash: %v", err)) // a hash never fails
 	}
 	return [sha256.Size]byte(h.Sum(nil))
-}
-
-// StateDigest returns the digest of the node's replicated state (see
-// State.Digest) and the Raft index last applied to it.
-func (n *Node) StateDigest() (d [sha256.Size]byte, applied uint64) {
-	n.fsm.read(func(s *State) {
-		d = s.Digest()
-		applied = n.raft.AppliedIndex()
-	})
-	return d, applied
 }
 
 type fsmSnapshot struct{ st *State }

@@ -1,4 +1,4 @@
-package coordinator
+package store
 
 import (
 	"crypto/sha256"
@@ -121,8 +121,8 @@ type Training struct {
 // model's order.
 func CatalogueOf(items []string) [sha256.Size]byte { return wire.CatalogueDigest(items) }
 
-// wireCatalogue is t's catalogue digest on the wire: nil when unknown.
-func (t Training) wireCatalogue() []byte {
+// WireCatalogue is t's catalogue digest on the wire: nil when unknown.
+func (t Training) WireCatalogue() []byte {
 	if t.Catalogue == ([sha256.Size]byte{}) {
 		return nil
 	}
@@ -131,9 +131,7 @@ func (t Training) wireCatalogue() []byte {
 
 // WithDefaults returns t with its zero fields set to the documented
 // defaults, as New applies them: what Validate expects.
-func (t Training) WithDefaults() Training { return t.withDefaults() }
-
-func (t Training) withDefaults() Training {
+func (t Training) WithDefaults() Training {
 	if t.Kind == 0 {
 		t.Kind = model.Explicit
 	}
@@ -190,7 +188,7 @@ func (t Training) withDefaults() Training {
 		if t.ClipLearningRate == 0 {
 			t.ClipLearningRate = 0.2
 		}
-		if t.ClipCountStddev == 0 && t.noiseMode() == NoiseCentral {
+		if t.ClipCountStddev == 0 && t.NoiseMode() == NoiseCentral {
 			t.ClipCountStddev = float64(t.ClientsPerRound) / 20
 		}
 	}
@@ -203,7 +201,7 @@ func (t Training) Validate() error {
 		return fmt.Errorf("coordinator: Training.%s = %v, want %s", field, v, want)
 	}
 	finite := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
-	t.Noise = t.noiseMode()
+	t.Noise = t.NoiseMode()
 	switch {
 	case t.Kind != model.Explicit && t.Kind != model.Implicit:
 		return bad("Kind", t.Kind, "explicit or implicit")
@@ -283,7 +281,7 @@ func (t Training) Validate() error {
 		return bad("SecAggColluders", t.SecAggColluders, fmt.Sprintf("0..MinClients-3 (%d): a threshold above the smallest cohort's degree could never be met", t.MinClients-3))
 	}
 	if t.AdaptiveClip {
-		if _, err := t.clipper(t.Clip); err != nil {
+		if _, err := t.Clipper(t.Clip); err != nil {
 			return fmt.Errorf("coordinator: Training adaptive clipping: %w", err)
 		}
 	}
@@ -296,35 +294,47 @@ func (t Training) Validate() error {
 	return nil
 }
 
-// cohortSize is how many clients the leader selects per round.
-func (t Training) cohortSize() int {
+// CohortSize is how many clients the leader selects per round.
+func (t Training) CohortSize() int {
 	return int(math.Ceil(float64(t.ClientsPerRound) * (1 + t.OverSelect)))
 }
 
-// privacy returns the privacy parameters of a round with a cohort of n
+// MinGroup is the fewest devices a node's group of a secure round has:
+// three for SecAgg+ to hide one input among others, and in a signed round
+// enough that the threshold resisting SecAggColluders stays below the
+// group's degree. A node with fewer waiting gets no group.
+func (t Training) MinGroup() int {
+	if t.SecAggSigned {
+		return max(3, t.SecAggColluders+3)
+	}
+	return 3
+}
+
+// Privacy returns the privacy parameters of a round with a cohort of n
 // whose secure aggregation (if any) is sa.
-func (t Training) privacy(n int, sa *wire.SecAggParams) wire.PrivacyParams {
+func (t Training) Privacy(n int, sa *wire.SecAggParams) wire.PrivacyParams {
 	p := wire.PrivacyParams{NoiseMultiplier: t.NoiseMultiplier}
 	if t.Population > 0 {
 		p.SamplingRate = min(1, float64(n)/float64(t.Population))
 	}
-	switch mode := t.noiseMode(); {
+	switch mode := t.NoiseMode(); {
 	case mode == NoiseDistributed:
 		// Split over the fewest survivors secure aggregation accepts, so
 		// that every committed round carries at least the whole noise.
 		p.Mechanism, p.NoiseClients = wire.MechSkellam, sa.MinSurvivors
 	case t.AdaptiveClip && mode == NoiseCentral:
-		if c, err := t.clipper(t.Clip); err == nil { // Validate built one
+		if c, err := t.Clipper(t.Clip); err == nil { // Validate built one
 			p.CountStddev = c.CountStddev()
 		}
 	}
 	return p
 }
 
-func (t Training) toWire() wire.TrainingConfig {
+// ToWire is t as SetConfig carries it.
+func (t Training) ToWire() wire.TrainingConfig {
 	return wire.TrainingConfig{
 		Kind: wire.KindOf(t.Kind), Items: t.Items, Rank: t.Rank, Mean: t.Mean, InitStd: t.InitStd, Seed: t.Seed,
-		Train:           t.trainParams(),
+		Train:           t.TrainParams(),
 		Clip:            t.Clip,
 		Optimizer:       wire.OptimizerParams{Name: t.Optimizer.Name, LR: t.Optimizer.LR, Beta1: t.Optimizer.Beta1, Beta2: t.Optimizer.Beta2, Tau: t.Optimizer.Tau},
 		ClientsPerRound: t.ClientsPerRound, OverSelect: t.OverSelect, MinClients: t.MinClients,
@@ -332,14 +342,14 @@ func (t Training) toWire() wire.TrainingConfig {
 		KeepModels: t.KeepModels, NoiseMultiplier: t.NoiseMultiplier, Population: t.Population,
 		SecAgg: t.SecAgg, SecAggPhaseMs: t.SecAggPhase.Milliseconds(),
 		NoiseMode: uint8(t.Noise), AdaptiveClip: t.AdaptiveClip, ClipQuantile: t.ClipQuantile, ClipLearningRate: t.ClipLearningRate, ClipCountStddev: t.ClipCountStddev,
-		Catalogue:    t.wireCatalogue(),
+		Catalogue:    t.WireCatalogue(),
 		SecAggSigned: t.SecAggSigned, SecAggColluders: t.SecAggColluders,
-		UploadBits: t.planUploadBits(),
+		UploadBits: t.PlanUploadBits(),
 	}
 }
 
-// planUploadBits is Plan.UploadBits of t's plaintext rounds.
-func (t Training) planUploadBits() uint8 {
+// PlanUploadBits is Plan.UploadBits of t's plaintext rounds.
+func (t Training) PlanUploadBits() uint8 {
 	if t.UploadBits == 8 {
 		return wire.UploadBits8
 	}
@@ -375,16 +385,16 @@ func trainingFromWire(w *wire.TrainingConfig) (Training, error) {
 	return t, t.Validate()
 }
 
-// trainParams are the local training parameters of t, as every plan
+// TrainParams are the local training parameters of t, as every plan
 // carries them.
-func (t Training) trainParams() wire.TrainParams {
+func (t Training) TrainParams() wire.TrainParams {
 	p := wire.TrainParams{LR: t.Train.LR, Reg: t.Train.Reg, Epochs: t.Train.Epochs, Alpha: t.Train.Alpha}
-	p.Events = t.wireEvents()
+	p.Events = t.WireEvents()
 	return p
 }
 
-// wireEvents are t's event weights on the wire: nil for explicit models.
-func (t Training) wireEvents() *wire.EventWeights {
+// WireEvents are t's event weights on the wire: nil for explicit models.
+func (t Training) WireEvents() *wire.EventWeights {
 	if t.Kind != model.Implicit {
 		return nil
 	}

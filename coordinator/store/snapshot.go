@@ -1,4 +1,4 @@
-package coordinator
+package store
 
 import (
 	"crypto/sha256"
@@ -21,7 +21,7 @@ func (s *State) WriteSnapshot(w io.Writer) error {
 	var recs []wire.Record
 	recs = append(recs, &wire.Counters{LastRound: s.lastRound})
 	if s.config != nil {
-		c := s.config.toWire()
+		c := s.config.ToWire()
 		recs = append(recs, &c)
 	}
 	for _, id := range slices.Sorted(func(yield func(string) bool) {

@@ -1,8 +1,7 @@
-package coordinator
+package store
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/fedrec/fedrec/aggregation/privacy"
 	"github.com/fedrec/fedrec/coordinator/wire"
@@ -50,8 +49,8 @@ func ParseNoiseMode(s string) (NoiseMode, error) {
 	return 0, fmt.Errorf("coordinator: noise mode %q, want off, central or distributed", s)
 }
 
-// noiseMode resolves the zero mode.
-func (t Training) noiseMode() NoiseMode {
+// NoiseMode resolves the zero mode.
+func (t Training) NoiseMode() NoiseMode {
 	switch {
 	case t.Noise != 0:
 		return t.Noise
@@ -61,22 +60,15 @@ func (t Training) noiseMode() NoiseMode {
 	return NoiseOff
 }
 
-// clipper returns the adaptive clipper of a round whose clip is clip. It
+// Clipper returns the adaptive clipper of a round whose clip is clip. It
 // is rebuilt each round from the replicated configuration and clip, so a
 // new leader continues where the old one stopped.
-func (t Training) clipper(clip float64) (*privacy.QuantileClipper, error) {
+func (t Training) Clipper(clip float64) (*privacy.QuantileClipper, error) {
 	cfg := privacy.QuantileClipperConfig{InitialClip: clip, TargetQuantile: t.ClipQuantile, LearningRate: t.ClipLearningRate, ExpectedClients: t.ClientsPerRound}
-	if t.noiseMode() == NoiseCentral {
+	if t.NoiseMode() == NoiseCentral {
 		cfg.NoiseMultiplier, cfg.CountStddev = t.NoiseMultiplier, t.ClipCountStddev
 	}
 	return privacy.NewQuantileClipper(cfg)
-}
-
-// distributed returns the encoder and noise plan of a secure round: the
-// same privacy.NewDistributed that every client of the round builds from
-// its Plan (client/internal/round/round.go).
-func distributed(p *wire.SecAggParams, priv wire.PrivacyParams, dim int) (*privacy.Distributed, error) {
-	return privacy.NewDistributed(p.DistributedConfig(priv, dim))
 }
 
 // Entry returns the accountant's entry for e: a Poisson-sampled Gaussian
@@ -87,21 +79,6 @@ func (e LedgerEntry) Entry() privacy.Entry {
 		return privacy.Entry{Mechanism: privacy.PoissonSkellam, SamplingRate: e.SamplingRate, Variance: e.Variance, L1: e.L1, L2: e.L2, Steps: e.Steps}
 	}
 	return privacy.Entry{Mechanism: privacy.PoissonGaussian, SamplingRate: e.SamplingRate, NoiseMultiplier: e.NoiseMultiplier, Steps: e.Steps}
-}
-
-// ledgerEpsilon returns ε at delta of a ledger, +Inf if a round had no noise.
-func ledgerEpsilon(ledger []LedgerEntry, delta float64) (float64, error) {
-	a, err := privacy.NewAccountant(privacy.Config{})
-	if err != nil {
-		return 0, err
-	}
-	for _, e := range ledger {
-		if err := a.Add(e.Entry()); err != nil {
-			return math.NaN(), fmt.Errorf("coordinator: ledger round %d: %w", e.Round, err)
-		}
-	}
-	eps, _, err := a.Epsilon(delta)
-	return eps, err
 }
 
 func (e LedgerEntry) toWire() *wire.LedgerEntry {

@@ -1,4 +1,4 @@
-package coordinator
+package deviceapi
 
 import (
 	"bytes"
@@ -26,9 +26,10 @@ type Peer struct {
 	// node authenticates devices, every request that names a client must
 	// name this one.
 	Device string
-	// cert is the device certificate, checked again on every request
-	// (expiry, deny-list).
-	cert *x509.Certificate
+	// Cert is the device certificate (nil for nodes and for devices of
+	// a WebTransport session), checked again on every request (expiry,
+	// deny-list); a signed secure round takes the device's key from it.
+	Cert *x509.Certificate
 	// tokenExpires, for a device authenticated by a device token (a
 	// WebTransport session), is the token's expiry, checked again on
 	// every request with the deny-list.
@@ -46,7 +47,7 @@ type auth struct {
 	// are not authenticated) and the device token keys, read at each
 	// peer: a reload takes effect at the next connection (certificates)
 	// or session (tokens).
-	certs *certStore
+	certs Certs
 	path  string // deny-list; "" means none
 	log   *slog.Logger
 	every time.Duration // deny-list check period
@@ -62,8 +63,8 @@ type fileStamp struct {
 	size int64
 }
 
-func newAuth(certs *certStore, log *slog.Logger) *auth {
-	b := certs.bundle()
+func newAuth(certs Certs, log *slog.Logger) *auth {
+	b := certs.Bundle()
 	a := &auth{certs: certs, path: b.Revoked, log: log, every: time.Second}
 	if b.Devices == nil {
 		log.Warn("devices are not authenticated: no device CA (anyone may check in under any client ID)")
@@ -74,20 +75,20 @@ func newAuth(certs *certStore, log *slog.Logger) *auth {
 
 // required reports whether devices must authenticate.
 // A reload never adds nor removes the device CA (pki.Bundle.Reload).
-func (a *auth) required() bool { return a != nil && a.certs.bundle().Devices != nil }
+func (a *auth) required() bool { return a != nil && a.certs.Bundle().Devices != nil }
 
 // tokens returns the keys that verify device tokens (webtransport.go),
 // from the current bundle: a reload that changed device-token.pem takes
 // effect at the next session.
-func (a *auth) tokens() []ed25519.PublicKey { return a.certs.bundle().TokenKeys }
+func (a *auth) tokens() []ed25519.PublicKey { return a.certs.Bundle().TokenKeys }
 
 // serverTLS is the client protocol's TLS configuration: the node's
 // certificate, and a client certificate requested but verified here
 // (peer), so that a refused one gets a clear error code rather than a
 // failed handshake. TLS 1.3 still proves the peer holds its key.
 // Each handshake serves the current certificate.
-func serverTLS(certs *certStore) *tls.Config {
-	return &tls.Config{MinVersion: tls.VersionTLS13, ClientAuth: tls.RequestClientCert, GetCertificate: certs.getCertificate}
+func serverTLS(certs Certs) *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS13, ClientAuth: tls.RequestClientCert, GetCertificate: certs.GetCertificate}
 }
 
 // peer classifies the peer of a connection by its certificate.
@@ -96,7 +97,7 @@ func (a *auth) peer(cs tls.ConnectionState) Peer {
 		return Peer{why: "no client certificate (a device certificate of the device CA is required)"}
 	}
 	leaf := cs.PeerCertificates[0]
-	b := a.certs.bundle()
+	b := a.certs.Bundle()
 	inter := x509.NewCertPool()
 	for _, c := range cs.PeerCertificates[1:] {
 		inter.AddCert(c)
@@ -115,7 +116,7 @@ func (a *auth) peer(cs tls.ConnectionState) Peer {
 	if id == "" || len(id) > wire.MaxIDLen {
 		return Peer{why: "device certificate without a valid client ID"}
 	}
-	return Peer{Device: id, cert: leaf}
+	return Peer{Device: id, Cert: leaf}
 }
 
 // check reports why a peer may not make device requests now, or nil.
@@ -128,11 +129,11 @@ func (a *auth) check(p Peer) *wire.Error {
 		return wire.Errorf(wire.CodeUnauthenticated, "%s", why)
 	}
 	now := time.Now()
-	if p.cert != nil {
-		if now.After(p.cert.NotAfter) {
-			return wire.Errorf(wire.CodeUnauthenticated, "device certificate of %q expired at %s", p.Device, p.cert.NotAfter.UTC().Format(time.RFC3339))
+	if p.Cert != nil {
+		if now.After(p.Cert.NotAfter) {
+			return wire.Errorf(wire.CodeUnauthenticated, "device certificate of %q expired at %s", p.Device, p.Cert.NotAfter.UTC().Format(time.RFC3339))
 		}
-		if a.deny(now).Has(p.cert, p.Device) {
+		if a.deny(now).Has(p.Cert, p.Device) {
 			return wire.Errorf(wire.CodeUnauthenticated, "device certificate of %q is revoked", p.Device)
 		}
 	}
@@ -190,7 +191,7 @@ func (a *auth) authorize(req wire.Message, p Peer) *wire.Error {
 	case *wire.Upload:
 		id = m.ClientID
 	case *wire.SecAggAdvert, *wire.SecAggShares, *wire.SecAggMasked, *wire.SecAggCheck, *wire.SecAggUnmask:
-		id = secAggHeader(m).ClientID
+		id = m.(wire.SecAggRequest).Header().ClientID
 	default:
 		return nil
 	}

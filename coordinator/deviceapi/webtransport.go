@@ -1,9 +1,10 @@
-package coordinator
+package deviceapi
 
 import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"net"
 	"net/http"
 	"os"
 	"time"
@@ -32,43 +33,38 @@ type webTransportServer struct {
 // quicConnKey keys a request's QUIC connection in its context.
 type quicConnKey struct{}
 
-// startWebTransport listens for HTTP/3 on addr and serves sessions until
-// the node closes.
-func (n *Node) startWebTransport(addr string) error {
-	if n.auth == nil {
-		n.auth = newAuth(n.certs, n.log)
-	}
-	if n.conns == nil {
-		n.conns = newConnTable(max(1, n.maxConns()/8))
-	}
-	if n.auth.required() && len(n.auth.tokens()) == 0 {
-		return errors.New("coordinator: Config.WebTransportAddr needs device token keys (Config.TLS.TokenKeys, the certs directory's device-token.pem) when devices must authenticate")
+// ListenWebTransport listens for HTTP/3 on addr and serves WebTransport
+// sessions until Close.
+func (s *Server) ListenWebTransport(addr string) (net.Addr, error) {
+	s.startAuth()
+	if s.auth.required() && len(s.auth.tokens()) == 0 {
+		return nil, errors.New("coordinator: Config.WebTransportAddr needs device token keys (Config.TLS.TokenKeys, the certs directory's device-token.pem) when devices must authenticate")
 	}
 	// The node's certificate, the current one at each handshake (a
 	// reload takes effect at the next session), unless a certificate of
 	// its own serves browsers.
-	tlsConf := &tls.Config{GetCertificate: n.certs.getCertificate}
-	if n.cfg.WebTransportCert != nil {
-		tlsConf = &tls.Config{Certificates: []tls.Certificate{*n.cfg.WebTransportCert}}
+	tlsConf := &tls.Config{GetCertificate: s.certs.GetCertificate}
+	if s.cfg.WebTransportCert != nil {
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{*s.cfg.WebTransportCert}}
 	}
-	ln, err := wire.ListenWebTransport(addr, tlsConf, wire.ConnLimits{MaxConns: n.maxConns()})
+	ln, err := wire.ListenWebTransport(addr, tlsConf, wire.ConnLimits{MaxConns: s.maxConns()})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	s := &webTransportServer{ln: ln}
+	ws := &webTransportServer{ln: ln}
 	mux := http.NewServeMux()
 	mux.HandleFunc(wire.WebTransportPath, func(w http.ResponseWriter, r *http.Request) {
 		conn, _ := r.Context().Value(quicConnKey{}).(*quic.Conn)
-		sess, err := s.wt.Upgrade(w, r)
+		sess, err := ws.wt.Upgrade(w, r)
 		if err != nil || conn == nil {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
-		n.wg.Add(1)
-		defer n.wg.Done()
-		n.serveSession(sess, conn)
+		s.wg.Add(1)
+		defer s.wg.Done()
+		s.serveSession(sess, conn)
 	})
-	s.wt = &webtransport.Server{
+	ws.wt = &webtransport.Server{
 		H3: &http3.Server{
 			Handler:         mux,
 			MaxHeaderBytes:  8 << 10,
@@ -84,33 +80,24 @@ func (n *Node) startWebTransport(addr string) error {
 		CheckOrigin:       func(*http.Request) bool { return true },
 		ReorderingTimeout: wire.HandshakeTimeout,
 	}
-	webtransport.ConfigureHTTP3Server(s.wt.H3)
-	n.wt = s
-	n.wg.Add(1)
+	webtransport.ConfigureHTTP3Server(ws.wt.H3)
+	s.wt = ws
+	s.wg.Add(1)
 	go func() {
-		defer n.wg.Done()
+		defer s.wg.Done()
 		for {
-			conn, err := ln.Accept(n.ctx)
+			conn, err := ln.Accept(s.ctx)
 			if err != nil {
 				return
 			}
-			n.wg.Add(1)
+			s.wg.Add(1)
 			go func() {
-				defer n.wg.Done()
-				s.wt.ServeQUICConn(conn)
+				defer s.wg.Done()
+				ws.wt.ServeQUICConn(conn)
 			}()
 		}
 	}()
-	return nil
-}
-
-// WebTransportAddr returns the UDP address the WebTransport listener
-// listens on, "" without one.
-func (n *Node) WebTransportAddr() string {
-	if n.wt == nil {
-		return ""
-	}
-	return n.wt.ln.Addr().String()
+	return ln.Addr(), nil
 }
 
 func (s *webTransportServer) close() error {
@@ -119,26 +106,19 @@ func (s *webTransportServer) close() error {
 	return err
 }
 
-func (n *Node) maxConns() int {
-	if n.cfg.MaxConns > 0 {
-		return n.cfg.MaxConns
-	}
-	return wire.DefaultMaxConns
-}
-
 // serveSession authenticates a session by its first stream, then serves
 // its streams as serveConn does a QUIC connection's. While it is not
 // authenticated, it holds one of the connection table's slots for
 // unauthenticated peers, for at most anonLifetime.
-func (n *Node) serveSession(sess *webtransport.Session, conn *quic.Conn) {
-	defer n.metrics.connected(conn)()
+func (s *Server) serveSession(sess *webtransport.Session, conn *quic.Conn) {
+	defer s.metrics.Connected(conn)()
 	defer sess.CloseWithError(0, "")
-	stop := context.AfterFunc(n.ctx, func() { sess.CloseWithError(0, "shutting down") })
+	stop := context.AfterFunc(s.ctx, func() { sess.CloseWithError(0, "shutting down") })
 	defer stop()
 	forget := func() {}
-	if n.auth.required() {
+	if s.auth.required() {
 		var ok bool
-		if forget, ok = n.conns.admit(conn, Peer{}); !ok {
+		if forget, ok = s.conns.admit(conn, Peer{}); !ok {
 			conn.CloseWithError(connClosedBusy, "too many unauthenticated connections")
 			return
 		}
@@ -146,11 +126,11 @@ func (n *Node) serveSession(sess *webtransport.Session, conn *quic.Conn) {
 	t := time.AfterFunc(anonLifetime, func() {
 		sess.CloseWithError(webtransport.SessionErrorCode(connClosedAnon), "unauthenticated")
 	})
-	peer, err := n.authenticateSession(sess)
+	peer, err := s.authenticateSession(sess)
 	t.Stop()
 	forget()
 	if err != nil {
-		n.log.Debug("webtransport session refused", "remote", conn.RemoteAddr().String(), "err", err)
+		s.log.Debug("webtransport session refused", "remote", conn.RemoteAddr().String(), "err", err)
 		// The refusal was written; let the device read it.
 		select {
 		case <-sess.Context().Done():
@@ -158,19 +138,19 @@ func (n *Node) serveSession(sess *webtransport.Session, conn *quic.Conn) {
 		}
 		return
 	}
-	if n.auth.required() {
-		forget, _ := n.conns.admit(conn, peer)
+	if s.auth.required() {
+		forget, _ := s.conns.admit(conn, peer)
 		defer forget()
 	}
 	for {
-		st, err := sess.AcceptStream(n.ctx)
+		st, err := sess.AcceptStream(s.ctx)
 		if err != nil {
 			return
 		}
-		n.wg.Add(1)
+		s.wg.Add(1)
 		go func() {
-			defer n.wg.Done()
-			n.serveStream(webTransportStream{st}, peer)
+			defer s.wg.Done()
+			s.serveStream(webTransportStream{st}, peer)
 		}()
 	}
 }
@@ -178,16 +158,16 @@ func (n *Node) serveSession(sess *webtransport.Session, conn *quic.Conn) {
 // authenticateSession reads the session's first stream, which must carry
 // Authenticate, and answers it: Authenticated with the peer it makes, or
 // an Error (CodeUnauthenticated), which it also returns.
-func (n *Node) authenticateSession(sess *webtransport.Session) (Peer, error) {
-	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RateGrace)
+func (s *Server) authenticateSession(sess *webtransport.Session) (Peer, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.RateGrace)
 	defer cancel()
 	st, err := sess.AcceptStream(ctx)
 	if err != nil {
 		return Peer{}, err
 	}
 	defer st.Close()
-	st.SetReadDeadline(time.Now().Add(n.cfg.RateGrace))
-	peer, e := n.readAuthenticate(st)
+	st.SetReadDeadline(time.Now().Add(s.cfg.RateGrace))
+	peer, e := s.readAuthenticate(st)
 	st.CancelRead(streamDone)
 	st.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	if e != nil {
@@ -198,12 +178,12 @@ func (n *Node) authenticateSession(sess *webtransport.Session) (Peer, error) {
 }
 
 // readAuthenticate reads a session's Authenticate and verifies its token.
-func (n *Node) readAuthenticate(st *webtransport.Stream) (Peer, *wire.Error) {
+func (s *Server) readAuthenticate(st *webtransport.Stream) (Peer, *wire.Error) {
 	l := wire.Limits{Only: wire.Requests}
 	t, size, err := wire.ReadHeader(st, l)
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return Peer{}, wire.Errorf(wire.CodeUnauthenticated, "no device token within %v", n.cfg.RateGrace)
+		return Peer{}, wire.Errorf(wire.CodeUnauthenticated, "no device token within %v", s.cfg.RateGrace)
 	case err != nil:
 		return Peer{}, wire.Errorf(wire.CodeUnauthenticated, "no device token: %v", err)
 	case t != wire.TypeAuthenticate:
@@ -217,7 +197,7 @@ func (n *Node) readAuthenticate(st *webtransport.Stream) (Peer, *wire.Error) {
 	if err != nil {
 		return Peer{}, wire.Errorf(wire.CodeUnauthenticated, "device token: %v", err)
 	}
-	return n.auth.token(msg.(*wire.Authenticate).Token, time.Now())
+	return s.auth.token(msg.(*wire.Authenticate).Token, time.Now())
 }
 
 // token verifies a device token and returns the peer it makes. A node

@@ -1,4 +1,4 @@
-package coordinator
+package store
 
 import (
 	"time"
@@ -328,7 +328,7 @@ func (s *State) changeTraining(c *wire.ChangeTraining) error {
 		return bad("negative or not a number")
 	case *c == wire.ChangeTraining{Operator: c.Operator, Reason: c.Reason, TimeMs: c.TimeMs}:
 		return bad("changes nothing")
-	case c.NoiseMultiplier != 0 && t.noiseMode() == NoiseOff:
+	case c.NoiseMultiplier != 0 && t.NoiseMode() == NoiseOff:
 		return bad("the cluster adds no noise: noise cannot be turned on after it was founded")
 	case c.SecAggPhaseMs != 0 && !t.SecAgg:
 		return bad("the cluster does not run secure aggregation: no phase deadline to change")
@@ -549,7 +549,7 @@ func (s *State) abandonRound(c *wire.AbandonRound) error {
 
 // clone returns a copy that shares the immutable parts (models, vectors)
 // and copies the slices and maps that Apply appends to or mutates.
-func (s *State) clone() *State {
+func (s *State) Clone() *State {
 	c := *s
 	c.nodes = maps.Clone(s.nodes)
 	c.admins = maps.Clone(s.admins)

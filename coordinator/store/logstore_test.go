@@ -1,4 +1,4 @@
-package coordinator
+package store
 
 import (
 	"bytes"
@@ -15,9 +15,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-func openTestStore(t *testing.T, path string) *boltStore {
+func openTestStore(t *testing.T, path string) *BoltStore {
 	t.Helper()
-	s, err := openBoltStore(path)
+	s, err := OpenBoltStore(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestBoltStoreStable(t *testing.T) {
 func TestBoltStoreLocked(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "raft.db")
 	openTestStore(t, path)
-	if s, err := openBoltStore(path); err == nil {
+	if s, err := OpenBoltStore(path); err == nil {
 		s.Close()
 		t.Fatal("opened a store another holder has open")
 	}
@@ -180,7 +180,7 @@ func TestBoltStoreCorruptFile(t *testing.T) {
 	if err := os.WriteFile(path, bytes.Repeat([]byte("not a database "), 1000), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if s, err := openBoltStore(path); err == nil {
+	if s, err := OpenBoltStore(path); err == nil {
 		s.Close()
 		t.Fatal("opened a corrupt file")
 	}
@@ -191,7 +191,7 @@ func TestBoltStoreCorruptFile(t *testing.T) {
 func BenchmarkBoltStoreStoreLog(b *testing.B) {
 	for _, size := range []int{100, 3706 * 32 * 4} {
 		b.Run(fmt.Sprintf("bytes=%d", size), func(b *testing.B) {
-			s, err := openBoltStore(filepath.Join(b.TempDir(), "raft.db"))
+			s, err := OpenBoltStore(filepath.Join(b.TempDir(), "raft.db"))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -215,7 +215,7 @@ func BenchmarkBoltStoreStoreLog(b *testing.B) {
 }
 
 // A log entry that cannot be read makes raft.NewRaft panic while it scans
-// the log; newRaft turns that into an error, so a node on a corrupt data
+// the log; NewRaft turns that into an error, so a node on a corrupt data
 // directory fails to start with a message instead of crashing.
 func TestNewRaftCorruptLog(t *testing.T) {
 	s := openTestStore(t, filepath.Join(t.TempDir(), "raft.db"))
@@ -229,7 +229,7 @@ func TestNewRaftCorruptLog(t *testing.T) {
 	rc.LocalID = "n1"
 	rc.LogOutput = io.Discard
 	_, trans := raft.NewInmemTransport("")
-	r, err := newRaft(rc, newFSM(), s, s, raft.NewInmemSnapshotStore(), trans)
+	r, err := NewRaft(rc, NewFSM(), s, s, raft.NewInmemSnapshotStore(), trans)
 	if err == nil {
 		r.Shutdown().Error()
 		t.Fatal("started on a log with a corrupt entry")

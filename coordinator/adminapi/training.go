@@ -1,4 +1,4 @@
-package coordinator
+package adminapi
 
 import (
 	"errors"
@@ -7,33 +7,14 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/fedrec/fedrec/coordinator/store"
 	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
-// ChangeTraining commits an operator's change of the settings that may
-// change while the cluster runs (see wire.ChangeTraining); the next round
-// opened uses them. Only the leader can; others return ErrNotLeader. The
-// change is refused, with ErrBadCommand, when it changes nothing, turns
-// noise on or off, or leaves an invalid configuration.
-func (n *Node) ChangeTraining(c wire.ChangeTraining) (Training, error) {
-	if !n.IsLeader() {
-		return Training{}, ErrNotLeader
-	}
-	c.TimeMs = time.Now().UnixMilli()
-	if _, err := n.apply(&c); err != nil {
-		return Training{}, err
-	}
-	var t Training
-	n.fsm.read(func(s *State) { t, _ = s.Config() })
-	n.log.Info("training settings changed", "operator", c.Operator, "reason", c.Reason, "clients_per_round", t.ClientsPerRound,
-		"min_clients", t.MinClients, "checkin_window", t.CheckInWindow, "round_timeout", t.RoundTimeout, "noise_multiplier", t.NoiseMultiplier)
-	return t, nil
-}
-
-func settingsOf(t Training) wire.TrainingSettings {
+func settingsOf(t store.Training) wire.TrainingSettings {
 	st := wire.TrainingSettings{
 		Objective: t.Kind.String(), Items: t.Items, Rank: t.Rank, Clip: t.Clip, Population: t.Population,
-		Noise: t.noiseMode().String(), SecAgg: t.SecAgg,
+		Noise: t.NoiseMode().String(), SecAgg: t.SecAgg,
 		ClientsPerRound: t.ClientsPerRound, MinClients: t.MinClients,
 		CheckInWindow: t.CheckInWindow.String(), RoundTimeout: t.RoundTimeout.String(), NoiseMultiplier: t.NoiseMultiplier,
 	}
@@ -66,9 +47,9 @@ func changeOf(c wire.TrainingChange) wire.TrainingChangeJSON {
 	return wire.TrainingChangeJSON{AfterRound: c.AfterRound, Time: time.UnixMilli(x.TimeMs).UTC(), Operator: x.Operator, Reason: x.Reason, Set: set}
 }
 
-func (n *Node) trainingDoc() wire.TrainingDoc {
+func (a *Server) trainingDoc() wire.TrainingDoc {
 	var doc wire.TrainingDoc
-	n.fsm.read(func(s *State) {
+	a.n.View(func(s *store.State) {
 		t, _ := s.Config()
 		doc.Settings = settingsOf(t)
 		doc.Changes = []wire.TrainingChangeJSON{}
@@ -79,13 +60,13 @@ func (n *Node) trainingDoc() wire.TrainingDoc {
 	return doc
 }
 
-func (a *admin) training(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, a.n.trainingDoc())
+func (a *Server) training(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, a.trainingDoc())
 }
 
 // changeTraining serves POST /v1/training?KEY=VALUE…&operator=…&reason=…
 // with the keys of TrainingSettings that may change; a reason is required.
-func (a *admin) changeTraining(w http.ResponseWriter, r *http.Request) {
+func (a *Server) changeTraining(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var c wire.ChangeTraining
 	var errs []error
@@ -125,11 +106,11 @@ func (a *admin) changeTraining(w http.ResponseWriter, r *http.Request) {
 	}
 	if _, err := a.n.ChangeTraining(c); err != nil {
 		code := 0
-		if errors.Is(err, ErrBadCommand) {
+		if errors.Is(err, store.ErrBadCommand) {
 			code = http.StatusBadRequest
 		}
 		a.clusterError(w, code, err)
 		return
 	}
-	writeJSON(w, a.n.trainingDoc())
+	writeJSON(w, a.trainingDoc())
 }

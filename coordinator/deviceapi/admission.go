@@ -1,4 +1,4 @@
-package coordinator
+package deviceapi
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/fedrec/fedrec/coordinator/wire"
-	"github.com/fedrec/fedrec/model"
 )
 
 // Admission of device traffic (docs/security.md, "Memory and upload
@@ -275,16 +274,16 @@ func (d *deviceRate) sweepLocked(now time.Time) {
 // limitRate refuses a request of device over its request rate, from its
 // header, with the time until its next token; a peer without a device
 // certificate is not limited.
-func (n *Node) limitRate(t wire.Type, device string) error {
+func (s *Server) limitRate(t wire.Type, device string) error {
 	if device == "" {
 		return nil
 	}
-	wait, ok := n.devRate.take(device, time.Now())
+	wait, ok := s.devRate.take(device, time.Now())
 	if ok {
 		return nil
 	}
-	n.metrics.refused.WithLabelValues("device_rate").Inc()
-	return &wire.Error{Code: wire.CodeUnavailable, Message: fmt.Sprintf("%s refused: this device sends more than %g requests a second", t, n.devRate.rate),
+	s.metrics.Refused.WithLabelValues("device_rate").Inc()
+	return &wire.Error{Code: wire.CodeUnavailable, Message: fmt.Sprintf("%s refused: this device sends more than %g requests a second", t, s.devRate.rate),
 		RetryAfterMs: wait.Milliseconds() + 1}
 }
 
@@ -292,18 +291,14 @@ func (n *Node) limitRate(t wire.Type, device string) error {
 // configured cap, or the largest upload (a masked input in secure
 // rounds) of the configured model and 1 MiB when that is more, so that
 // an honest device's upload is never refused for its size.
-func (n *Node) deviceMax() int64 {
-	l, secure := wire.Limits{MaxParams: 1}, false
-	n.fsm.read(func(s *State) {
-		if t, ok := s.Config(); ok {
-			l.MaxParams, secure = model.Dim(t.Items, t.Rank), t.SecAgg
-		}
-	})
+func (s *Server) deviceMax() int64 {
+	dim, secure := s.h.ModelShape()
+	l := wire.Limits{MaxParams: max(1, dim)}
 	t := wire.TypeUpload
 	if secure {
 		t = wire.TypeSecAggMasked
 	}
-	return max(n.devBytes.max, requestCost(t, l.MaxBody(t))+1<<20)
+	return max(s.devBytes.max, requestCost(t, l.MaxBody(t))+1<<20)
 }
 
 // admit reserves what a request of type t with an n-byte body needs
@@ -315,74 +310,74 @@ func (n *Node) deviceMax() int64 {
 // are waited for, at most admitWait. It returns the functions that free
 // the upload slots (once the body is decoded) and the budget (once the
 // request is answered).
-func (n *Node) admit(st requestStream, t wire.Type, size int, peer Peer) (freeSlots, freeBudget func(), err error) {
+func (s *Server) admit(st requestStream, t wire.Type, size int, peer Peer) (freeSlots, freeBudget func(), err error) {
 	cost := requestCost(t, size)
-	if cost > n.budget.size {
-		n.metrics.refused.WithLabelValues("too_large").Inc()
-		return nil, nil, wire.Errorf(wire.CodeTooLarge, "%s of %d bytes needs %d bytes of this node's memory budget of %d", t, size, cost, n.budget.size)
+	if cost > s.budget.size {
+		s.metrics.Refused.WithLabelValues("too_large").Inc()
+		return nil, nil, wire.Errorf(wire.CodeTooLarge, "%s of %d bytes needs %d bytes of this node's memory budget of %d", t, size, cost, s.budget.size)
 	}
-	ctx, cancel := context.WithTimeout(n.ctx, admitWait)
+	ctx, cancel := context.WithTimeout(s.ctx, admitWait)
 	defer cancel()
 	stop := context.AfterFunc(st.Context(), cancel) // the client went away
 	defer stop()
 
 	freeSlots = func() {}
-	if isUpload(t) && peer.Device != "" && !n.devUploads.take(peer.Device) {
-		n.metrics.refused.WithLabelValues("device_uploads").Inc()
-		return nil, nil, &wire.Error{Code: wire.CodeUnavailable, Message: fmt.Sprintf("this device has %d uploads in flight already", n.devUploads.max), RetryAfterMs: 1000}
+	if isUpload(t) && peer.Device != "" && !s.devUploads.take(peer.Device) {
+		s.metrics.Refused.WithLabelValues("device_uploads").Inc()
+		return nil, nil, &wire.Error{Code: wire.CodeUnavailable, Message: fmt.Sprintf("this device has %d uploads in flight already", s.devUploads.max), RetryAfterMs: 1000}
 	}
 	freeDevUpload := func() {
 		if isUpload(t) && peer.Device != "" {
-			n.devUploads.put(peer.Device)
+			s.devUploads.put(peer.Device)
 		}
 	}
 	freeDevice := func() {}
 	if peer.Device != "" {
-		if dmax := n.deviceMax(); !n.devBytes.take(peer.Device, cost, dmax) {
+		if dmax := s.deviceMax(); !s.devBytes.take(peer.Device, cost, dmax) {
 			freeDevUpload()
-			n.metrics.refused.WithLabelValues("device_memory").Inc()
+			s.metrics.Refused.WithLabelValues("device_memory").Inc()
 			return nil, nil, &wire.Error{Code: wire.CodeUnavailable, Message: fmt.Sprintf("%s of %d bytes would take this device over its %d bytes of the node's memory", t, size, dmax), RetryAfterMs: 1000}
 		}
-		freeDevice = func() { n.devBytes.put(peer.Device, cost) }
+		freeDevice = func() { s.devBytes.put(peer.Device, cost) }
 	}
 	if isUpload(t) {
 		select {
-		case n.uploads <- struct{}{}:
+		case s.uploads <- struct{}{}:
 		default:
-			n.metrics.delayed.Inc()
+			s.metrics.Delayed.Inc()
 			select {
-			case n.uploads <- struct{}{}:
+			case s.uploads <- struct{}{}:
 			case <-ctx.Done():
 				freeDevUpload()
 				freeDevice()
-				return nil, nil, n.busy(st, t, "an upload slot")
+				return nil, nil, s.busy(st, t, "an upload slot")
 			}
 		}
-		freeSlots = func() { <-n.uploads; freeDevUpload() }
+		freeSlots = func() { <-s.uploads; freeDevUpload() }
 	}
-	waited, err := n.budget.acquire(ctx, cost)
+	waited, err := s.budget.acquire(ctx, cost)
 	if waited {
-		n.metrics.delayed.Inc()
+		s.metrics.Delayed.Inc()
 	}
 	if err != nil {
 		freeSlots()
 		freeDevice()
-		return nil, nil, n.busy(st, t, "memory")
+		return nil, nil, s.busy(st, t, "memory")
 	}
 	var once sync.Once
-	return freeSlots, func() { once.Do(func() { n.budget.release(cost); freeDevice() }) }, nil
+	return freeSlots, func() { once.Do(func() { s.budget.release(cost); freeDevice() }) }, nil
 }
 
 // busy is the refusal of a request on st that waited for what until the
 // node closed, the client went away or admitWait passed.
-func (n *Node) busy(st requestStream, t wire.Type, what string) error {
+func (s *Server) busy(st requestStream, t wire.Type, what string) error {
 	switch {
-	case n.ctx.Err() != nil:
+	case s.ctx.Err() != nil:
 		return wire.Errorf(wire.CodeUnavailable, "shutting down")
 	case st.Context().Err() != nil:
 		return st.Context().Err()
 	}
-	n.metrics.refused.WithLabelValues("busy").Inc()
+	s.metrics.Refused.WithLabelValues("busy").Inc()
 	return &wire.Error{Code: wire.CodeUnavailable, Message: fmt.Sprintf("node busy: waited %v for %s to read a %s", admitWait, what, t), RetryAfterMs: 2000}
 }
 

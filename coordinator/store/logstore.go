@@ -1,4 +1,4 @@
-package coordinator
+package store
 
 import (
 	"encoding/binary"
@@ -10,13 +10,13 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// boltStore is the Raft log and stable store: one bbolt file, every write
+// BoltStore is the Raft log and stable store: one bbolt file, every write
 // one fsynced transaction. It replaces raft-wal v0.4.0, which cannot
 // reopen a log whose tail was truncated (hashicorp/raft-wal#31, fixed
 // after the last release): a follower that dropped a deposed leader's
 // uncommitted entries could never restart. raft-boltdb/v2 would do, but
 // v2.3.1 does not build beside raft v1.8.0 (go-metrics/compat is gone).
-type boltStore struct {
+type BoltStore struct {
 	db *bolt.DB
 }
 
@@ -29,9 +29,9 @@ var (
 // has no value yet: it compares the message, not the error.
 var errKeyNotFound = errors.New("not found")
 
-// openBoltStore opens or creates the store at path. Another process
+// OpenBoltStore opens or creates the store at path. Another process
 // holding the file makes it fail after a second rather than hang.
-func openBoltStore(path string) (*boltStore, error) {
+func OpenBoltStore(path string) (*BoltStore, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -48,20 +48,20 @@ func openBoltStore(path string) (*boltStore, error) {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	return &boltStore{db: db}, nil
+	return &BoltStore{db: db}, nil
 }
 
-func (s *boltStore) Close() error { return s.db.Close() }
+func (s *BoltStore) Close() error { return s.db.Close() }
 
 func indexKey(i uint64) []byte { return binary.BigEndian.AppendUint64(nil, i) }
 
 // FirstIndex returns the first index in the log, 0 when it is empty.
-func (s *boltStore) FirstIndex() (uint64, error) { return s.edge(true) }
+func (s *BoltStore) FirstIndex() (uint64, error) { return s.edge(true) }
 
 // LastIndex returns the last index in the log, 0 when it is empty.
-func (s *boltStore) LastIndex() (uint64, error) { return s.edge(false) }
+func (s *BoltStore) LastIndex() (uint64, error) { return s.edge(false) }
 
-func (s *boltStore) edge(first bool) (idx uint64, err error) {
+func (s *BoltStore) edge(first bool) (idx uint64, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketLogs).Cursor()
 		var k []byte
@@ -83,7 +83,7 @@ func (s *boltStore) edge(first bool) (idx uint64, err error) {
 }
 
 // GetLog reads entry idx into l.
-func (s *boltStore) GetLog(idx uint64, l *raft.Log) error {
+func (s *BoltStore) GetLog(idx uint64, l *raft.Log) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketLogs).Get(indexKey(idx))
 		if v == nil {
@@ -97,10 +97,10 @@ func (s *boltStore) GetLog(idx uint64, l *raft.Log) error {
 	})
 }
 
-func (s *boltStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
+func (s *BoltStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
 
 // StoreLogs writes entries in one transaction: all or none are durable.
-func (s *boltStore) StoreLogs(ls []*raft.Log) error {
+func (s *BoltStore) StoreLogs(ls []*raft.Log) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketLogs)
 		for _, l := range ls {
@@ -113,7 +113,7 @@ func (s *boltStore) StoreLogs(ls []*raft.Log) error {
 }
 
 // DeleteRange deletes entries lo to hi, both included.
-func (s *boltStore) DeleteRange(lo, hi uint64) error {
+func (s *BoltStore) DeleteRange(lo, hi uint64) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketLogs).Cursor()
 		for k, _ := c.Seek(indexKey(lo)); k != nil && binary.BigEndian.Uint64(k) <= hi; k, _ = c.Next() {
@@ -125,11 +125,11 @@ func (s *boltStore) DeleteRange(lo, hi uint64) error {
 	})
 }
 
-func (s *boltStore) Set(k, v []byte) error {
+func (s *BoltStore) Set(k, v []byte) error {
 	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketStable).Put(k, v) })
 }
 
-func (s *boltStore) Get(k []byte) (v []byte, err error) {
+func (s *BoltStore) Get(k []byte) (v []byte, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketStable).Get(k); b != nil {
 			v = append([]byte(nil), b...) // b lives only as long as tx
@@ -140,11 +140,11 @@ func (s *boltStore) Get(k []byte) (v []byte, err error) {
 	return v, err
 }
 
-func (s *boltStore) SetUint64(k []byte, v uint64) error {
+func (s *BoltStore) SetUint64(k []byte, v uint64) error {
 	return s.Set(k, binary.BigEndian.AppendUint64(nil, v))
 }
 
-func (s *boltStore) GetUint64(k []byte) (uint64, error) {
+func (s *BoltStore) GetUint64(k []byte) (uint64, error) {
 	v, err := s.Get(k)
 	if err != nil {
 		return 0, err

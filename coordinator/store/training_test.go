@@ -1,4 +1,4 @@
-package coordinator
+package store_test
 
 import (
 	"bytes"
@@ -6,31 +6,26 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fedrec/fedrec/coordinator/store"
+	"github.com/fedrec/fedrec/coordinator/store/storetest"
 	"github.com/fedrec/fedrec/coordinator/wire"
-	"github.com/fedrec/fedrec/model"
 )
 
-func implicitTraining(events EventWeights) Training {
-	tr := testTraining()
-	tr.Kind, tr.Mean, tr.Events = model.Implicit, 0, events
-	return tr.withDefaults()
-}
-
 func TestTrainingEventsValidate(t *testing.T) {
-	custom := EventWeights{View: 0.5, Cart: 3, Purchase: 10}
+	custom := store.EventWeights{View: 0.5, Cart: 3, Purchase: 10}
 	tests := []struct {
 		name  string
-		tr    Training
-		want  EventWeights // after the defaults
-		field string       // "" = valid
+		tr    store.Training
+		want  store.EventWeights // after the defaults
+		field string             // "" = valid
 	}{
-		{"explicit has none", testTraining(), EventWeights{}, ""},
-		{"implicit defaults", implicitTraining(EventWeights{}), DefaultEventWeights(), ""},
-		{"implicit custom", implicitTraining(custom), custom, ""},
-		{"explicit with weights", func() Training { tr := testTraining(); tr.Events = custom; return tr }(), custom, "Training.Events"},
-		{"negative", implicitTraining(EventWeights{View: -1, Purchase: 8}), EventWeights{View: -1, Purchase: 8}, "Training.Events"},
-		{"nan", implicitTraining(EventWeights{Click: math.NaN()}), EventWeights{Click: math.NaN()}, "Training.Events"},
-		{"inf", implicitTraining(EventWeights{Cart: math.Inf(1)}), EventWeights{Cart: math.Inf(1)}, "Training.Events"},
+		{"explicit has none", storetest.Training(), store.EventWeights{}, ""},
+		{"implicit defaults", storetest.Implicit(store.EventWeights{}), store.DefaultEventWeights(), ""},
+		{"implicit custom", storetest.Implicit(custom), custom, ""},
+		{"explicit with weights", func() store.Training { tr := storetest.Training(); tr.Events = custom; return tr }(), custom, "Training.Events"},
+		{"negative", storetest.Implicit(store.EventWeights{View: -1, Purchase: 8}), store.EventWeights{View: -1, Purchase: 8}, "Training.Events"},
+		{"nan", storetest.Implicit(store.EventWeights{Click: math.NaN()}), store.EventWeights{Click: math.NaN()}, "Training.Events"},
+		{"inf", storetest.Implicit(store.EventWeights{Cart: math.Inf(1)}), store.EventWeights{Cart: math.Inf(1)}, "Training.Events"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -66,16 +61,16 @@ func TestParseEventWeights(t *testing.T) {
 		{"view=0,click=0,cart=0,purchase=0", ""},
 	}
 	for _, tt := range tests {
-		w, err := ParseEventWeights(tt.in)
+		w, err := store.ParseEventWeights(tt.in)
 		switch {
 		case tt.want == "" && err == nil:
-			t.Errorf("ParseEventWeights(%q) = %v, want an error", tt.in, w)
+			t.Errorf("store.ParseEventWeights(%q) = %v, want an error", tt.in, w)
 		case tt.want != "" && (err != nil || w.String() != tt.want):
-			t.Errorf("ParseEventWeights(%q) = %v, %v; want %s", tt.in, w, err, tt.want)
+			t.Errorf("store.ParseEventWeights(%q) = %v, %v; want %s", tt.in, w, err, tt.want)
 		}
 	}
-	if w, err := ParseEventWeights(DefaultEventWeights().String()); err != nil || w != DefaultEventWeights() {
-		t.Errorf("ParseEventWeights(DefaultEventWeights().String()) = %v, %v", w, err)
+	if w, err := store.ParseEventWeights(store.DefaultEventWeights().String()); err != nil || w != store.DefaultEventWeights() {
+		t.Errorf("store.ParseEventWeights(store.DefaultEventWeights().String()) = %v, %v", w, err)
 	}
 }
 
@@ -83,26 +78,26 @@ func TestParseEventWeights(t *testing.T) {
 // into every node's state and into its plans' training parameters; a
 // configuration written without them means the defaults.
 func TestEventWeightsReplicated(t *testing.T) {
-	custom := EventWeights{View: 0.5, Click: 1, Cart: 3, Purchase: 10}
-	tr := implicitTraining(custom)
-	f := newFSM()
-	for i, c := range initCommands(t, tr) {
-		if res := fsmApply(t, f, uint64(i+1), c); res != nil {
+	custom := store.EventWeights{View: 0.5, Click: 1, Cart: 3, Purchase: 10}
+	tr := storetest.Implicit(custom)
+	f := storetest.NewFSM()
+	for i, c := range storetest.InitCommands(t, tr) {
+		if res := storetest.Apply(t, f, uint64(i+1), c); res != nil {
 			t.Fatalf("apply %T: %v", c, res)
 		}
 	}
-	cfg, _ := f.st.Config()
+	cfg, _ := f.State().Config()
 	if cfg.Events != custom {
 		t.Errorf("replicated Events = %v, want %v", cfg.Events, custom)
 	}
-	if p := cfg.trainParams(); p.Events == nil || *p.Events != custom.toWire() || p.Alpha != tr.Train.Alpha {
+	if p := cfg.TrainParams(); p.Events == nil || *p.Events != custom.ToWire() || p.Alpha != tr.Train.Alpha {
 		t.Errorf("plan training parameters %+v, want the events %v", p, custom)
 	}
 	var buf bytes.Buffer
-	if err := f.st.WriteSnapshot(&buf); err != nil {
+	if err := f.State().WriteSnapshot(&buf); err != nil {
 		t.Fatal(err)
 	}
-	st, err := ReadSnapshot(&buf)
+	st, err := store.ReadSnapshot(&buf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,18 +105,18 @@ func TestEventWeightsReplicated(t *testing.T) {
 		t.Errorf("Events after a snapshot = %v, want %v", got.Events, custom)
 	}
 
-	old := tr.toWire()
+	old := tr.ToWire()
 	old.Train.Events = nil
-	got, err := trainingFromWire(&old)
-	if err != nil || got.Events != DefaultEventWeights() {
+	got, err := store.TrainingFromWire(&old)
+	if err != nil || got.Events != store.DefaultEventWeights() {
 		t.Errorf("implicit configuration without events = %v, %v; want the defaults", got.Events, err)
 	}
-	if w := testTraining().toWire(); w.Train.Events != nil {
+	if w := storetest.Training().ToWire(); w.Train.Events != nil {
 		t.Errorf("explicit configuration carries events %+v", *w.Train.Events)
 	}
-	bad := tr.toWire()
+	bad := tr.ToWire()
 	bad.Train.Events = &wire.EventWeights{}
-	if err, _ := NewState().Apply(&wire.SetConfig{Config: bad}).(error); err == nil {
+	if err, _ := store.NewState().Apply(&wire.SetConfig{Config: bad}).(error); err == nil {
 		t.Error("SetConfig with all-zero event weights accepted")
 	}
 }
