@@ -90,6 +90,11 @@ func hostileDevices(t *testing.T, nHostile int, budget, deviceMem int64) {
 	tr.RoundTimeout = 10 * time.Second
 	c := newQUICClusterConf(t, 1, tr, func(cfg *coordinator.Config) {
 		cfg.MemoryBudget, cfg.MaxDeviceMemory, cfg.RateGrace = budget, deviceMem, 3*time.Second
+		// The in-memory log holds every committed model (1.5 MB with the
+		// optimizer's moments) until a snapshot truncates it: with a
+		// round every 100 ms and the defaults it swings by 100 MB or more,
+		// which is no hostile device's doing. Keep it short.
+		cfg.SnapshotInterval, cfg.SnapshotThreshold, cfg.TrailingLogs = 200*time.Millisecond, 4, 4
 	})
 	n := c.nodes[0]
 	ctx, cancel := context.WithTimeout(t.Context(), 150*time.Second)

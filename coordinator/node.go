@@ -149,6 +149,11 @@ type Config struct {
 	// the log (default 64). A follower further behind than TrailingLogs
 	// catches up by installing the leader's snapshot.
 	SnapshotThreshold, TrailingLogs uint64
+	// SnapshotInterval is how often the node checks SnapshotThreshold
+	// (default 10 s, jittered up to twice that by Raft); a test whose
+	// rounds take milliseconds shortens it so that its in-memory log
+	// does not hold hundreds of models between checks.
+	SnapshotInterval time.Duration
 	// MaxUploads bounds the uploads read and decoded at once (each holds
 	// about three times the model's size); default 32.
 	MaxUploads int
@@ -429,6 +434,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.TrailingLogs > 0 {
 		rc.TrailingLogs = cfg.TrailingLogs
+	}
+	if cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = cfg.SnapshotInterval
 	}
 	if cfg.HeartbeatTimeout > 0 {
 		rc.HeartbeatTimeout = cfg.HeartbeatTimeout
