@@ -4,7 +4,6 @@ import (
 	"context"
 	"sync"
 
-	"github.com/fedrec/fedrec/client"
 	"github.com/fedrec/fedrec/client/internal/round"
 	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
@@ -63,7 +62,7 @@ func NewDeviceCache() *ModelCache {
 // get returns model version with the given digest and its header (event
 // weights, catalogue digest), downloading it through d once however many
 // callers ask at the same time (each time, for a NewDeviceCache).
-func (c *ModelCache) get(ctx context.Context, d *client.Dialer, plan *wire.Plan) (*model.Model, *wire.ModelHeader, error) {
+func (c *ModelCache) get(ctx context.Context, d round.Exchanger, plan *wire.Plan) (*model.Model, *wire.ModelHeader, error) {
 	if c.private {
 		return round.Fetch(ctx, d, plan)
 	}

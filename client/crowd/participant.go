@@ -128,6 +128,12 @@ func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 	deadline := time.Now().Add(time.Duration(plan.TimeLeftMs) * time.Millisecond)
 	rctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
+	return p.take(rctx, d, plan)
+}
+
+// take takes part in the round of plan, until rctx's deadline (the
+// round's): download, train, upload, all through d.
+func (p *Participant) take(rctx context.Context, d round.Exchanger, plan *wire.Plan) (RoundResult, error) {
 	res := RoundResult{Selected: true, Round: plan.Round, Model: plan.Model}
 
 	dctx, dcancel := context.WithTimeout(rctx, downloadTimeout)
@@ -164,7 +170,7 @@ func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 	}
 	res.Loss, res.N = up.Loss, up.N
 	if plan.SecAgg != nil {
-		res.Norm, res.Bytes, err = round.Secure(rctx, p.cfg.Dialer, p.cfg.ID, plan, scr, false, p.rng, round.Signing{Identity: p.identity})
+		res.Norm, res.Bytes, err = round.Secure(rctx, d, p.cfg.ID, plan, scr, false, p.rng, round.Signing{Identity: p.identity})
 		if err != nil {
 			return res, fmt.Errorf("round %d: secure aggregation: %w", plan.Round, err)
 		}
