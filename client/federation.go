@@ -54,7 +54,7 @@ func NewNetwork(cfg NetworkConfig) (Federation, error) {
 }
 
 func (n *network) release(plan *wire.Plan, ctx context.Context) (*Release, error) {
-	m, h, err := round.Fetch(ctx, n.cfg.Dialer, plan)
+	m, h, err := round.Fetch(ctx, n.cfg.Dialer, plan, nil)
 	if err != nil {
 		return nil, err
 	}

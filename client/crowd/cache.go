@@ -61,10 +61,17 @@ func NewDeviceCache() *ModelCache {
 
 // get returns model version with the given digest and its header (event
 // weights, catalogue digest), downloading it through d once however many
-// callers ask at the same time (each time, for a NewDeviceCache).
-func (c *ModelCache) get(ctx context.Context, d round.Exchanger, plan *wire.Plan) (*model.Model, *wire.ModelHeader, error) {
+// callers ask at the same time (each time, for a NewDeviceCache). Call
+// done when the round is over: a NewDeviceCache's model is the caller's,
+// in a buffer it lends (update) and done takes back.
+func (c *ModelCache) get(ctx context.Context, d round.Exchanger, plan *wire.Plan) (m *model.Model, hdr *wire.ModelHeader, done func(), err error) {
 	if c.private {
-		return round.Fetch(ctx, d, plan)
+		buf := c.update(model.Dim(plan.Items, plan.Rank))
+		if m, hdr, err = round.Fetch(ctx, d, plan, *buf); err != nil || &m.Params[0] != &(*buf)[0] {
+			c.release(buf)
+			return m, hdr, func() {}, err
+		}
+		return m, hdr, func() { c.release(buf) }, nil
 	}
 	version, digest := plan.Model, plan.Digest
 	c.mu.Lock()
@@ -81,7 +88,7 @@ func (c *ModelCache) get(ctx context.Context, d round.Exchanger, plan *wire.Plan
 			}
 		}
 		c.mu.Unlock()
-		e.m, e.hdr, e.err = round.Fetch(ctx, d, plan)
+		e.m, e.hdr, e.err = round.Fetch(ctx, d, plan, nil)
 		close(e.ready)
 		if e.err != nil {
 			c.mu.Lock()
@@ -90,19 +97,20 @@ func (c *ModelCache) get(ctx context.Context, d round.Exchanger, plan *wire.Plan
 			}
 			c.mu.Unlock()
 		}
-		return e.m, e.hdr, e.err
+		return e.m, e.hdr, func() {}, e.err
 	}
 	c.mu.Unlock()
 	select {
 	case <-e.ready:
-		return e.m, e.hdr, e.err
+		return e.m, e.hdr, func() {}, e.err
 	case <-ctx.Done():
-		return nil, nil, ctx.Err()
+		return nil, nil, nil, ctx.Err()
 	}
 }
 
-// update returns a buffer of n entries for a round's update, of any
-// content; give it back with release when the round is over.
+// update returns a buffer of n entries, of any content, for a round's
+// update (or a NewDeviceCache's model); give it back with release when the
+// round is over.
 func (c *ModelCache) update(n int) *[]float64 {
 	if b, _ := c.updates.Get().(*[]float64); b != nil && len(*b) == n {
 		return b

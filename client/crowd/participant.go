@@ -137,11 +137,12 @@ func (p *Participant) take(rctx context.Context, d round.Exchanger, plan *wire.P
 	res := RoundResult{Selected: true, Round: plan.Round, Model: plan.Model}
 
 	dctx, dcancel := context.WithTimeout(rctx, downloadTimeout)
-	m, _, err := p.cfg.Models.get(dctx, d, plan)
+	m, _, done, err := p.cfg.Models.get(dctx, d, plan)
 	dcancel()
 	if err != nil {
 		return res, fmt.Errorf("round %d: download model %d: %w", plan.Round, plan.Model, err)
 	}
+	defer done()
 	if wire.KindOf(m.Kind) != plan.Kind || m.Items != plan.Items || m.Rank != plan.Rank {
 		return res, fmt.Errorf("round %d: model %d is not the planned shape", plan.Round, plan.Model)
 	}

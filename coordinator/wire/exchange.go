@@ -91,8 +91,18 @@ func ExchangeStream(ctx context.Context, st Stream, req Message, l Limits, recv 
 	st.Close()
 	sent = true
 	l.Only = Replies
+	// One body buffer serves every reply (the chunks of a model): Decode
+	// keeps none of its bytes, as msgpack copies what it decodes.
+	var body []byte
 	for {
-		msg, err := Read(st, l)
+		t, n, err := ReadHeader(st, l)
+		if err == nil {
+			body, err = readBody(st, t, n, body)
+		}
+		var msg Message
+		if err == nil {
+			msg, err = Decode(t, body)
+		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF

@@ -324,6 +324,48 @@ func receiveModel(t *testing.T, r io.Reader) *model.Model {
 	return m
 }
 
+// TestModelBuilderInto checks that a builder given a buffer builds the
+// model in it, whatever it held, and one given a short buffer in its own.
+func TestModelBuilderInto(t *testing.T) {
+	m, _ := model.New(model.Implicit, 3000, 8, 0, 0.1, rand.New(rand.NewPCG(1, 1)))
+	for _, f32 := range []bool{false, true} {
+		for _, size := range []int{len(m.Params), len(m.Params) + 5, len(m.Params) - 1} {
+			h, cs := SplitModel(m, 1, 0)
+			want := m
+			if f32 {
+				h, cs = SplitModel32(m, 1, 0)
+				want = m.Clone()
+				for i, x := range want.Params {
+					want.Params[i] = float64(float32(x))
+				}
+			}
+			buf := make([]float64, size)
+			for i := range buf {
+				buf[i] = math.NaN()
+			}
+			b, err := NewModelBuilderInto(h, buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range cs {
+				if err := b.Add(c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := b.Model()
+			if err != nil {
+				t.Fatalf("float32 %v, buffer of %d: %v", f32, size, err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("float32 %v, buffer of %d: model changed in transfer", f32, size)
+			}
+			if inBuf := &got.Params[0] == &buf[0]; inBuf != (size >= len(m.Params)) {
+				t.Errorf("float32 %v, buffer of %d: model built in it %v", f32, size, inBuf)
+			}
+		}
+	}
+}
+
 func TestModelBuilderRejects(t *testing.T) {
 	m, _ := model.New(model.Explicit, 3, 2, 3.5, 0.1, rand.New(rand.NewPCG(1, 1)))
 	h, cs := SplitModel(m, 1, 0)
@@ -381,6 +423,15 @@ func TestModelBuilderRejects(t *testing.T) {
 		bad[2] = math.NaN()
 		if err := b.Add(&ModelChunk{Params: bad}); CodeOf(err) != CodeNotFinite {
 			t.Errorf("Add(NaN chunk) = %v, want CodeNotFinite", err)
+		}
+	})
+	t.Run("float32 inf", func(t *testing.T) {
+		h32, cs32 := SplitModel32(m, 1, 0)
+		b, _ := NewModelBuilder(h32)
+		bad := append(Vec32(nil), cs32[0].Params32...)
+		bad[1] = float32(math.Inf(-1))
+		if err := b.Add(&ModelChunk{Params32: bad}); CodeOf(err) != CodeNotFinite {
+			t.Errorf("Add(-Inf float32 chunk) = %v, want CodeNotFinite", err)
 		}
 	})
 	t.Run("chunk count", func(t *testing.T) {

@@ -108,7 +108,7 @@ func secAgg(ctx context.Context, d Exchanger, req wire.Message, want wire.Type) 
 // returns it with its header, which carries the cluster's event weights
 // and catalogue digest and says which it sent.
 func Model(ctx context.Context, d Exchanger, version uint64) (*model.Model, *wire.ModelHeader, error) {
-	return download(ctx, d, version, 0)
+	return download(ctx, d, version, 0, nil)
 }
 
 // Newer downloads the newest committed model if it is newer than have;
@@ -116,12 +116,13 @@ func Model(ctx context.Context, d Exchanger, version uint64) (*model.Model, *wir
 // sends a device that holds the newest model (GetModel.Have; an older
 // node sends the chunks too, which it stops reading).
 func Newer(ctx context.Context, d Exchanger, have uint64) (*model.Model, *wire.ModelHeader, error) {
-	return download(ctx, d, 0, have)
+	return download(ctx, d, 0, have, nil)
 }
 
 // download is Model and Newer: with have > 0, it stops after the header of
-// a model no newer than have.
-func download(ctx context.Context, d Exchanger, version, have uint64) (*model.Model, *wire.ModelHeader, error) {
+// a model no newer than have. The model's params go in buf if it has room
+// (wire.NewModelBuilderInto).
+func download(ctx context.Context, d Exchanger, version, have uint64, buf []float64) (*model.Model, *wire.ModelHeader, error) {
 	var b *wire.ModelBuilder
 	var hdr *wire.ModelHeader
 	err := d.Exchange(ctx, &wire.GetModel{Version: wire.Version, Model: version, Float32: true, Have: have}, func(m wire.Message) (bool, error) {
@@ -141,7 +142,7 @@ func download(ctx context.Context, d Exchanger, version, have uint64) (*model.Mo
 				return true, wire.Errorf(wire.CodeMalformed, "model %d sent as current to a device that holds %d", m.Model, have)
 			}
 			var err error
-			b, err = wire.NewModelBuilder(m)
+			b, err = wire.NewModelBuilderInto(m, buf)
 			return false, err
 		case *wire.ModelChunk:
 			if b == nil {
@@ -169,9 +170,11 @@ func download(ctx context.Context, d Exchanger, version, have uint64) (*model.Mo
 
 // Fetch downloads the model of plan and checks it against the plan's
 // digest of what it received: Digest32 for a float32 download, Digest for
-// a float64 one. It returns the model and its header.
-func Fetch(ctx context.Context, d Exchanger, plan *wire.Plan) (*model.Model, *wire.ModelHeader, error) {
-	m, h, err := Model(ctx, d, plan.Model)
+// a float64 one. It returns the model and its header. The model's params
+// go in buf if it has room (nil: a new buffer), so that a device that
+// takes part in many rounds can reuse one.
+func Fetch(ctx context.Context, d Exchanger, plan *wire.Plan, buf []float64) (*model.Model, *wire.ModelHeader, error) {
+	m, h, err := download(ctx, d, plan.Model, 0, buf)
 	if err != nil {
 		return nil, nil, err
 	}
