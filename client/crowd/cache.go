@@ -3,6 +3,7 @@ package crowd
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/fedrec/fedrec/client/internal/round"
 	"github.com/fedrec/fedrec/coordinator/wire"
@@ -16,11 +17,11 @@ import (
 type ModelCache struct {
 	mu      sync.Mutex
 	entries map[uint64]*cacheEntry
-	// updates holds update buffers (*[]float64) between rounds: a buffer
+	// bufs lends update buffers, and a NewDeviceCache's models: a buffer
 	// is model-sized (2.5 MB for ml-latest-small) and needed only while a
-	// participant trains and uploads, and most virtual clients sit idle
+	// participant takes part in a round, and most virtual clients sit idle
 	// between their rounds.
-	updates sync.Pool
+	bufs buffers
 	// uploads is a semaphore of maxUploads slots.
 	uploads chan struct{}
 	// private: every participant downloads its own copy (NewDeviceCache).
@@ -111,16 +112,65 @@ func (c *ModelCache) get(ctx context.Context, d round.Exchanger, plan *wire.Plan
 // update returns a buffer of n entries, of any content, for a round's
 // update (or a NewDeviceCache's model); give it back with release when the
 // round is over.
-func (c *ModelCache) update(n int) *[]float64 {
-	if b, _ := c.updates.Get().(*[]float64); b != nil && len(*b) == n {
-		return b
-	}
-	b := make([]float64, n)
-	return &b
-}
+func (c *ModelCache) update(n int) *[]float64 { return c.bufs.get(n) }
 
 // release returns an update buffer once nothing refers to it.
-func (c *ModelCache) release(b *[]float64) { c.updates.Put(b) }
+func (c *ModelCache) release(b *[]float64) { c.bufs.put(b) }
+
+// keepIdle is how long buffers given back stay on a free list after the
+// last was given back.
+const keepIdle = 10 * time.Second
+
+// buffers lends float64 buffers. Those given back wait on a free list for
+// the next round, not in a sync.Pool: a crowd's garbage triggers several
+// collections a round, and the second empties a pool, so that every round
+// took fresh pages, whose first touch cost a device more than decoding its
+// model. The list holds at most as many as were lent at once, and is
+// dropped once none was given back for keepIdle, so that a crowd that
+// went idle holds none.
+type buffers struct {
+	mu   sync.Mutex
+	free []*[]float64
+	idle *time.Timer // drops free after keepIdle
+}
+
+// get returns a buffer of n entries, of any content.
+func (b *buffers) get(n int) *[]float64 {
+	b.mu.Lock()
+	for len(b.free) > 0 {
+		last := len(b.free) - 1
+		p := b.free[last]
+		b.free[last] = nil
+		b.free = b.free[:last]
+		if len(*p) == n {
+			b.mu.Unlock()
+			return p
+		}
+		// Another model's size: let it go.
+	}
+	b.mu.Unlock()
+	p := make([]float64, n)
+	return &p
+}
+
+// put gives back a buffer nothing refers to any more.
+func (b *buffers) put(p *[]float64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.free = append(b.free, p)
+	if b.idle == nil {
+		b.idle = time.AfterFunc(keepIdle, b.drop)
+	} else {
+		b.idle.Reset(keepIdle)
+	}
+}
+
+// drop lets the free buffers go.
+func (b *buffers) drop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.free = nil
+}
 
 // uploadSlot waits for one of the maxUploads slots and returns the func
 // that frees it.
