@@ -178,7 +178,9 @@ func (p *Participant) take(rctx context.Context, d round.Exchanger, plan *wire.P
 		return res, nil
 	}
 	res.Norm = aggregation.Clip(scr, plan.Clip)
-	req, sat, err := round.NewUpload(plan, p.cfg.ID, up.Loss, up.N, scr, plan.Clip > 0 && res.Norm <= plan.Clip, p.rng)
+	// The update is not needed once quantized: it is the quantizer's
+	// scratch (of an upload of float64s, it is the upload).
+	req, sat, err := round.NewUpload(plan, p.cfg.ID, up.Loss, up.N, scr, plan.Clip > 0 && res.Norm <= plan.Clip, p.rng, scr)
 	if err != nil {
 		return res, fmt.Errorf("round %d: quantize the update: %w", plan.Round, err)
 	}

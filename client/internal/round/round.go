@@ -42,9 +42,11 @@ func CheckIn(ctx context.Context, d Exchanger, req *wire.CheckIn) (wire.Message,
 // NewUpload returns the upload of update x, already clipped to the plan's
 // clip, for plan: as float64, or in a round of 8-bit uploads quantized by
 // the round's fixedpoint.Quantizer (the model's dimension, the clip and
-// wire.UploadSeed), r driving the unbiased rounding. x is not modified.
-// It also returns how many coordinates saturated.
-func NewUpload(plan *wire.Plan, id string, loss float64, n int, x []float64, belowClip bool, r *rand.Rand) (*wire.Upload, int, error) {
+// wire.UploadSeed), r driving the unbiased rounding. The quantizer works
+// in scratch (len(x) floats; nil: a buffer of its own), which may be x:
+// otherwise x is not modified. It also returns how many coordinates
+// saturated.
+func NewUpload(plan *wire.Plan, id string, loss float64, n int, x []float64, belowClip bool, r *rand.Rand, scratch []float64) (*wire.Upload, int, error) {
 	up := &wire.Upload{Version: wire.Version, Round: plan.Round, ClientID: id, Ticket: plan.Ticket, Model: plan.Model, Loss: loss, N: int64(n), BelowClip: belowClip}
 	if plan.UploadBits != wire.UploadBits8 {
 		up.Delta = x
@@ -55,7 +57,12 @@ func NewUpload(plan *wire.Plan, id string, loss float64, n int, x []float64, bel
 		return nil, 0, err
 	}
 	v := make([]int8, len(x))
-	_, sat, err := q.Quantize(v, x, r)
+	var sat int
+	if scratch != nil {
+		_, sat, err = q.QuantizeWith(v, x, scratch, r)
+	} else {
+		_, sat, err = q.Quantize(v, x, r)
+	}
 	if err != nil {
 		return nil, 0, err
 	}
