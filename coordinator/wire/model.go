@@ -205,7 +205,7 @@ func (b *ModelBuilder) Add(c *ModelChunk) error {
 		for src := c.Params32; len(src) > 0; {
 			k := min(len(src), len(buf)/4)
 			for i, x := range src[:k] {
-				if !finite(float64(x)) {
+				if !finite32(x) {
 					return Errorf(CodeNotFinite, "model chunk %d: param %d is %v", c.Index, len(c.Params32)-len(src)+i, x)
 				}
 				dst[i] = float64(x)

@@ -519,3 +519,12 @@ func TestFrame(t *testing.T) {
 		t.Errorf("Frame.Message() = %+v, %v", got, err)
 	}
 }
+
+func TestFinite32(t *testing.T) {
+	nan := math.Float32frombits(0x7fc00001)
+	for _, x := range []float32{0, float32(math.Copysign(0, -1)), 1, -1, math.MaxFloat32, -math.MaxFloat32, math.SmallestNonzeroFloat32, float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), nan, -nan} {
+		if got, want := finite32(x), finite(float64(x)); got != want {
+			t.Errorf("finite32(%v) = %v, want %v", x, got, want)
+		}
+	}
+}
