@@ -65,7 +65,7 @@ func Digest(m *model.Model) [sha256.Size]byte { return digest(m, false) }
 func Digest32(m *model.Model) [sha256.Size]byte { return digest(m, true) }
 
 func digest(m *model.Model, f32 bool) [sha256.Size]byte {
-	h := newDigest(KindOf(m.Kind), m.Items, m.Rank, f32)
+	h := NewDigest(KindOf(m.Kind), m.Items, m.Rank, f32)
 	var buf [4096]byte
 	for p := m.Params; len(p) > 0; {
 		n := min(len(p), len(buf)/8)
@@ -87,9 +87,11 @@ func digest(m *model.Model, f32 bool) [sha256.Size]byte {
 	return d
 }
 
-// newDigest starts the digest of a model of the given shape (Digest or
-// Digest32): everything before its params.
-func newDigest(kind uint8, items, rank int, f32 bool) hash.Hash {
+// NewDigest starts the digest of a model of the given shape (its wire
+// kind): fed its params' little-endian bytes, as float64s or, with f32,
+// float32s, it sums to Digest or Digest32. A model read from a stream is
+// hashed as it arrives.
+func NewDigest(kind uint8, items, rank int, f32 bool) hash.Hash {
 	h := sha256.New()
 	if f32 {
 		h.Write([]byte("fedrec model float32\x00"))
@@ -179,7 +181,7 @@ func NewModelBuilderInto(h *ModelHeader, buf []float64) (*ModelBuilder, error) {
 		buf = make([]float64, 0, dim)
 	}
 	m := &model.Model{Kind: kind, Items: h.Items, Rank: h.Rank, Params: buf[:0:dim]}
-	return &ModelBuilder{h: h, m: m, sum: newDigest(h.Kind, h.Items, h.Rank, h.Float32)}, nil
+	return &ModelBuilder{h: h, m: m, sum: NewDigest(h.Kind, h.Items, h.Rank, h.Float32)}, nil
 }
 
 // Add appends the next chunk.
