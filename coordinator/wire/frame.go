@@ -216,13 +216,18 @@ func Decode(t Type, body []byte) (Message, error) {
 	if msg == nil {
 		return nil, Errorf(CodeUnknownType, "message type %d", t)
 	}
-	if err := unmarshal(body, msg); err != nil {
-		return nil, err
-	}
-	if err := msg.Validate(); err != nil {
+	if err := decodeInto(body, msg); err != nil {
 		return nil, err
 	}
 	return msg, nil
+}
+
+// decodeInto decodes body into msg, of body's type, and validates it.
+func decodeInto(body []byte, msg Message) error {
+	if err := unmarshal(body, msg); err != nil {
+		return err
+	}
+	return msg.Validate()
 }
 
 // Read reads, decodes and validates one message from r.

@@ -275,7 +275,7 @@ func (v Vec) EncodeMsgpack(enc *msgpack.Encoder) error {
 
 // DecodeMsgpack implements msgpack.CustomDecoder.
 func (v *Vec) DecodeMsgpack(dec *msgpack.Decoder) (err error) {
-	*v, err = decodePacked(dec, 8, "float64s", func(xs []float64, b []byte) {
+	*v, err = decodePacked(dec, *v, 8, "float64s", func(xs []float64, b []byte) {
 		for k := range xs {
 			xs[k] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*k:]))
 		}
@@ -298,7 +298,7 @@ func (v Vec32) EncodeMsgpack(enc *msgpack.Encoder) error {
 
 // DecodeMsgpack implements msgpack.CustomDecoder.
 func (v *Vec32) DecodeMsgpack(dec *msgpack.Decoder) (err error) {
-	*v, err = decodePacked(dec, 4, "float32s", func(xs []float32, b []byte) {
+	*v, err = decodePacked(dec, *v, 4, "float32s", func(xs []float32, b []byte) {
 		for k := range xs {
 			xs[k] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*k:]))
 		}
@@ -326,9 +326,12 @@ func encodePacked[T any](enc *msgpack.Encoder, v []T, width int, put func([]byte
 }
 
 // decodePacked reads a bin of width bytes per element (nil for a nil bin),
-// refusing a length that is not a whole number of them. get converts a
-// block of elements.
-func decodePacked[T any](dec *msgpack.Decoder, width int, what string, get func([]T, []byte)) ([]T, error) {
+// refusing a length that is not a whole number of them. An empty but
+// non-nil reuse with room receives the elements (ExchangeStream decodes
+// every chunk of a model into one); otherwise they get a new slice, so
+// that decoding never writes through a slice a message was built with.
+// get converts a block of elements.
+func decodePacked[T any](dec *msgpack.Decoder, reuse []T, width int, what string, get func([]T, []byte)) ([]T, error) {
 	n, err := dec.DecodeBytesLen()
 	if err != nil || n < 0 { // n < 0: nil
 		return nil, err
@@ -336,7 +339,12 @@ func decodePacked[T any](dec *msgpack.Decoder, width int, what string, get func(
 	if n%width != 0 {
 		return nil, fmt.Errorf("vector of %d bytes is not a whole number of %s", n, what)
 	}
-	out := make([]T, n/width)
+	var out []T
+	if reuse != nil && len(reuse) == 0 && cap(reuse) >= n/width {
+		out = reuse[:n/width]
+	} else {
+		out = make([]T, n/width)
+	}
 	var buf [4096]byte
 	for k := 0; k < len(out); {
 		m := min(len(out)-k, len(buf)/width)
