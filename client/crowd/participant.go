@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/fedrec/fedrec/aggregation"
@@ -142,7 +143,12 @@ func (p *Participant) take(rctx context.Context, d round.Exchanger, plan *wire.P
 	if err != nil {
 		return res, fmt.Errorf("round %d: download model %d: %w", plan.Round, plan.Model, err)
 	}
-	defer done()
+	// The model is given back as soon as the update is computed: the
+	// upload may wait long for its slot and the node, and a buffer given
+	// back early serves the next download while still in the cache.
+	var once sync.Once
+	release := func() { once.Do(done) }
+	defer release()
 	if wire.KindOf(m.Kind) != plan.Kind || m.Items != plan.Items || m.Rank != plan.Rank {
 		return res, fmt.Errorf("round %d: model %d is not the planned shape", plan.Round, plan.Model)
 	}
@@ -166,6 +172,7 @@ func (p *Participant) take(rctx context.Context, d round.Exchanger, plan *wire.P
 	defer p.cfg.Models.release(buf)
 	scr := *buf
 	up, err := t.LocalUpdate(scr, p.cfg.Ratings, p.rng)
+	release()
 	if err != nil {
 		return res, fmt.Errorf("round %d: train: %w", plan.Round, err)
 	}
