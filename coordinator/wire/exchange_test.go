@@ -31,15 +31,7 @@ func (s *replayStream) CancelWrite()                {}
 func TestExchangeStreamModelChunks(t *testing.T) {
 	m, _ := model.New(model.Explicit, 5000, 32, 3.5, 0.1, rand.New(rand.NewPCG(1, 2)))
 	for _, f32 := range []bool{false, true} {
-		h, cs := SplitModel(m, 1, 0)
-		want := m
-		if f32 {
-			h, cs = SplitModel32(m, 1, 0)
-			want = m.Clone()
-			for i, x := range want.Params {
-				want.Params[i] = float64(float32(x))
-			}
-		}
+		h, cs, want := split(m, 1, 0, f32)
 		if len(cs) < 3 {
 			t.Fatalf("%d chunks, want a few", len(cs))
 		}

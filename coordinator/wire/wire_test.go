@@ -270,14 +270,7 @@ func TestModelTransfer(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, f32 := range []bool{false, true} {
-			split, want := SplitModel, m
-			if f32 {
-				split, want = SplitModel32, m.Clone()
-				for i, x := range want.Params {
-					want.Params[i] = float64(float32(x))
-				}
-			}
-			h, cs := split(m, 9, 8)
+			h, cs, want := split(m, 9, 8, f32)
 			var buf bytes.Buffer
 			Write(&buf, h)
 			for _, c := range cs {
@@ -296,6 +289,21 @@ func TestModelTransfer(t *testing.T) {
 			}
 		}
 	}
+}
+
+// split is SplitModel, or SplitModel32 with f32, and returns the model a
+// device receives from the frames: m, or m rounded to float32.
+func split(m *model.Model, version, round uint64, f32 bool) (*ModelHeader, []*ModelChunk, *model.Model) {
+	if !f32 {
+		h, cs := SplitModel(m, version, round)
+		return h, cs, m
+	}
+	h, cs := SplitModel32(m, version, round)
+	want := m.Clone()
+	for i, x := range want.Params {
+		want.Params[i] = float64(float32(x))
+	}
+	return h, cs, want
 }
 
 func receiveModel(t *testing.T, r io.Reader) *model.Model {
@@ -330,15 +338,7 @@ func TestModelBuilderInto(t *testing.T) {
 	m, _ := model.New(model.Implicit, 3000, 8, 0, 0.1, rand.New(rand.NewPCG(1, 1)))
 	for _, f32 := range []bool{false, true} {
 		for _, size := range []int{len(m.Params), len(m.Params) + 5, len(m.Params) - 1} {
-			h, cs := SplitModel(m, 1, 0)
-			want := m
-			if f32 {
-				h, cs = SplitModel32(m, 1, 0)
-				want = m.Clone()
-				for i, x := range want.Params {
-					want.Params[i] = float64(float32(x))
-				}
-			}
+			h, cs, want := split(m, 1, 0, f32)
 			buf := make([]float64, size)
 			for i := range buf {
 				buf[i] = math.NaN()
