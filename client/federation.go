@@ -54,7 +54,7 @@ func NewNetwork(cfg NetworkConfig) (Federation, error) {
 }
 
 func (n *network) release(plan *wire.Plan, ctx context.Context) (*Release, error) {
-	m, h, err := round.Fetch(ctx, n.cfg.Dialer, plan)
+	m, h, err := round.Fetch(ctx, n.cfg.Dialer, plan, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +174,7 @@ func (n *network) join(ctx context.Context, k *Contribution) error {
 	if err != nil {
 		return err
 	}
-	req, _, err := round.NewUpload(plan, n.cfg.ClientID, p.Loss, p.N, p.Delta, round.BelowClip(norm(p.Delta), plan.Clip, true), r)
+	req, _, err := round.NewUpload(plan, n.cfg.ClientID, p.Loss, p.N, p.Delta, round.BelowClip(norm(p.Delta), plan.Clip, true), r, nil)
 	if err != nil {
 		return fmt.Errorf("client: round %d: quantize the update: %w", plan.Round, err)
 	}

@@ -356,6 +356,60 @@ func TestFirstNonFinite(t *testing.T) {
 	}
 }
 
+// gramianRows takes two items a pass and gets the one-item loop's sums
+// to the bit: the implicit user solves, and so every figure, depend on it.
+func TestGramianRowsExact(t *testing.T) {
+	r := rand.New(rand.NewPCG(10, 11))
+	for _, sz := range []struct{ items, rank int }{{1, 1}, {2, 3}, {3, 2}, {257, 7}, {600, 32}} {
+		m, err := New(Implicit, sz.items, sz.rank, 0, 1, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range m.Items {
+			m.Params[i*(sz.rank+1)+sz.rank] = r.NormFloat64()
+		}
+		g, qb := gramianRows(m)
+		want := make([]float64, sz.rank*sz.rank)
+		wantQB := make([]float64, sz.rank)
+		for i := range m.Items {
+			q, b := m.Factor(i), m.Bias(i)
+			for a := range sz.rank {
+				wantQB[a] += q[a] * b
+				for c := a; c < sz.rank; c++ {
+					want[a*sz.rank+c] += q[a] * q[c]
+				}
+			}
+		}
+		for a := range sz.rank {
+			for c := a; c < sz.rank; c++ {
+				if got := g.At(a, c); math.Float64bits(got) != math.Float64bits(want[a*sz.rank+c]) {
+					t.Errorf("%d items at rank %d: gramianRows[%d][%d] = %v, want %v", sz.items, sz.rank, a, c, got, want[a*sz.rank+c])
+				}
+			}
+			if math.Float64bits(qb[a]) != math.Float64bits(wantQB[a]) {
+				t.Errorf("%d items at rank %d: qb[%d] = %v, want %v", sz.items, sz.rank, a, qb[a], wantQB[a])
+			}
+		}
+	}
+}
+
+// BenchmarkNewTrainer is a fresh trainer at ml-latest-small's size: for
+// an implicit model, its Gramian over every item.
+func BenchmarkNewTrainer(b *testing.B) {
+	for _, kind := range []Kind{Explicit, Implicit} {
+		b.Run(kind.String(), func(b *testing.B) {
+			m, _ := New(kind, 9724, 32, 3.5, 0.1, rand.New(rand.NewPCG(1, 2)))
+			b.ReportAllocs()
+			b.SetBytes(int64(8 * len(m.Params)))
+			for b.Loop() {
+				if _, err := NewTrainer(m, DefaultTrainConfig()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // The two Gramian kernels (WebAssembly runs the blocked one) agree.
 func TestGramianKernels(t *testing.T) {
 	r := rand.New(rand.NewPCG(8, 9))

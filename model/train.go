@@ -101,7 +101,24 @@ func gramianRows(m *Model) (*mat.SymDense, []float64) {
 	r := m.Rank
 	g := make([]float64, r*r)
 	qb := make([]float64, r)
-	for i := range m.Items {
+	// Two items a pass: each sum gets the first item's term, then the
+	// second's, as one item a pass adds them (the same result to the bit),
+	// for half the loads and stores of the triangle.
+	i := 0
+	for ; i+1 < m.Items; i += 2 {
+		q0, q1 := m.Factor(i), m.Factor(i+1)
+		q1 = q1[:len(q0)]
+		b0, b1 := m.Bias(i), m.Bias(i+1)
+		for a := range r {
+			qa0, qa1 := q0[a], q1[a]
+			qb[a] = qb[a] + qa0*b0 + qa1*b1
+			row := g[a*r : a*r+r]
+			for c := a; c < r; c++ {
+				row[c] = row[c] + qa0*q0[c] + qa1*q1[c]
+			}
+		}
+	}
+	if i < m.Items {
 		q := m.Factor(i)
 		b := m.Bias(i)
 		for a := range r {

@@ -110,8 +110,18 @@ func (q *Quantizer) NormBound() float64 { return q.bound }
 // norm of x before clipping and how many coordinates saturated, or an
 // error wrapping ErrLength or ErrNonFinite.
 func (q *Quantizer) Quantize(dst []int8, x []float64, r *rand.Rand) (norm float64, saturated int, err error) {
-	if len(x) != q.dim || len(dst) != q.dim {
-		return 0, 0, fmt.Errorf("%w: quantize len(x) = %d, len(dst) = %d, want %d", ErrLength, len(x), len(dst), q.dim)
+	bp := scratch(q.dim)
+	defer scratchPools.put(bp)
+	return q.QuantizeWith(dst, x, *bp, r)
+}
+
+// QuantizeWith is Quantize with y, Dim floats of any content, as its
+// working space, overwritten: a caller that keeps its buffers between
+// rounds spares the shared pool's, which a collection may empty. y may be
+// x itself, which is then overwritten.
+func (q *Quantizer) QuantizeWith(dst []int8, x, y []float64, r *rand.Rand) (norm float64, saturated int, err error) {
+	if len(x) != q.dim || len(dst) != q.dim || len(y) != q.dim {
+		return 0, 0, fmt.Errorf("%w: quantize len(x) = %d, len(dst) = %d, len(y) = %d, want %d", ErrLength, len(x), len(dst), len(y), q.dim)
 	}
 	if norm, err = norm2(x); err != nil {
 		return 0, 0, err
@@ -120,9 +130,7 @@ func (q *Quantizer) Quantize(dst []int8, x []float64, r *rand.Rand) (norm float6
 	if norm > q.clip {
 		s = q.clip / norm
 	}
-	bp := scratch(q.dim)
-	defer scratchPools.put(bp)
-	y := *bp
+	// signScale and copy go index by index: y may be x.
 	k := s / (q.step * math.Sqrt(float64(q.win)))
 	signScale(y, x[:q.win], k, q.signsA)
 	copy(y[q.win:], x[q.win:])

@@ -227,3 +227,52 @@ func TestQuantizedField(t *testing.T) {
 		}
 	}
 }
+
+// QuantizeWith gives Quantize's bytes, with a scratch buffer of any
+// content or with x itself as its scratch.
+func TestQuantizeWith(t *testing.T) {
+	for _, dim := range []int{1, 64, 1000, 4096, 10_001} {
+		q := newQuantizer(t, dim, 1)
+		r := rand.New(rand.NewPCG(uint64(dim), 1))
+		x := make([]float64, dim)
+		for i := range x {
+			x[i] = r.NormFloat64()
+		}
+		want := make([]int8, dim)
+		wantNorm, wantSat, err := q.Quantize(want, x, rand.New(rand.NewPCG(9, 9)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		scratch := make([]float64, dim)
+		for i := range scratch {
+			scratch[i] = math.NaN()
+		}
+		inPlace := append([]float64(nil), x...)
+		for name, y := range map[string][]float64{"scratch": scratch, "in place": inPlace} {
+			xs := x
+			if name == "in place" {
+				xs = inPlace
+			}
+			got := make([]int8, dim)
+			norm, sat, err := q.QuantizeWith(got, xs, y, rand.New(rand.NewPCG(9, 9)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if norm != wantNorm || sat != wantSat || string(int8Bytes(got)) != string(int8Bytes(want)) {
+				t.Errorf("dim %d, %s: QuantizeWith = (%v, %d, ...), want Quantize's (%v, %d, ...) and its bytes", dim, name, norm, sat, wantNorm, wantSat)
+			}
+		}
+	}
+	q := newQuantizer(t, 10, 1)
+	if _, _, err := q.QuantizeWith(make([]int8, 10), make([]float64, 10), make([]float64, 9), nil); !errors.Is(err, ErrLength) {
+		t.Errorf("QuantizeWith(short scratch) = %v, want ErrLength", err)
+	}
+}
+
+func int8Bytes(v []int8) []byte {
+	b := make([]byte, len(v))
+	for i, x := range v {
+		b[i] = byte(x)
+	}
+	return b
+}

@@ -68,8 +68,10 @@ const fwhtBlock = 1 << 11
 //
 // It runs the stages h = 1, 2, 4, ... block by block: first every stage with
 // h < fwhtBlock inside each fwhtBlock-long block (which stays in L1), then the
-// remaining stages two at a time (radix 4), each pass streaming through memory
-// once. For 2^20 coordinates that is 5 passes over memory instead of 20.
+// remaining stages three at a time (radix 8), each pass streaming through
+// memory once. For 2^20 coordinates that is 4 passes over memory instead of
+// 20. Each stage computes the same sums as the textbook loop, in whatever
+// grouping, so the result is the same to the bit.
 func fwht(x []float64) {
 	n := len(x)
 	if n <= fwhtBlock {
@@ -79,13 +81,7 @@ func fwht(x []float64) {
 	for off := 0; off < n; off += fwhtBlock {
 		fwhtSmall(x[off : off+fwhtBlock])
 	}
-	h := fwhtBlock
-	for ; 4*h <= n; h *= 4 {
-		radix4(x, h)
-	}
-	if h < n {
-		radix2(x, h)
-	}
+	fwhtFrom(x, fwhtBlock)
 }
 
 // fwhtSmall is fwht for a short x that fits in cache.
@@ -101,11 +97,47 @@ func fwhtSmall(x []float64) {
 		}
 		h = 4
 	}
-	for ; 4*h <= n; h *= 4 {
+	fwhtFrom(x, h)
+}
+
+// fwhtFrom runs the stages h, 2h, ... of the transform over x: three at a
+// time, then the two or one left.
+func fwhtFrom(x []float64, h int) {
+	n := len(x)
+	for ; 8*h <= n; h *= 8 {
+		radix8(x, h)
+	}
+	if 4*h <= n {
 		radix4(x, h)
+		h *= 4
 	}
 	if h < n {
 		radix2(x, h)
+	}
+}
+
+// radix8 runs the stages h, 2h and 4h of the transform over x, len(x) a
+// multiple of 8h: each value is loaded and stored once for three stages.
+func radix8(x []float64, h int) {
+	for i := 0; i < len(x); i += 8 * h {
+		x0 := x[i : i+h]
+		x1, x2, x3 := x[i+h:i+2*h], x[i+2*h:i+3*h], x[i+3*h:i+4*h]
+		x4, x5, x6, x7 := x[i+4*h:i+5*h], x[i+5*h:i+6*h], x[i+6*h:i+7*h], x[i+7*h:i+8*h]
+		x1, x2, x3 = x1[:len(x0)], x2[:len(x0)], x3[:len(x0)] // bounds-check hints
+		x4, x5, x6, x7 = x4[:len(x0)], x5[:len(x0)], x6[:len(x0)], x7[:len(x0)]
+		for j := range x0 {
+			a0, a1, a2, a3 := x0[j], x1[j], x2[j], x3[j]
+			a4, a5, a6, a7 := x4[j], x5[j], x6[j], x7[j]
+			// Stage h.
+			b0, b1, b2, b3 := a0+a1, a0-a1, a2+a3, a2-a3
+			b4, b5, b6, b7 := a4+a5, a4-a5, a6+a7, a6-a7
+			// Stage 2h.
+			c0, c1, c2, c3 := b0+b2, b1+b3, b0-b2, b1-b3
+			c4, c5, c6, c7 := b4+b6, b5+b7, b4-b6, b5-b7
+			// Stage 4h.
+			x0[j], x1[j], x2[j], x3[j] = c0+c4, c1+c5, c2+c6, c3+c7
+			x4[j], x5[j], x6[j], x7[j] = c0-c4, c1-c5, c2-c6, c3-c7
+		}
 	}
 }
 

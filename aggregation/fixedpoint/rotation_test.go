@@ -65,6 +65,25 @@ func TestFWHTMatchesNaive(t *testing.T) {
 
 // TestFWHTBlocked covers the cache-blocked path (n > fwhtBlock), with both an
 // even and an odd number of stages above the block.
+// fwht computes every stage's sums as the textbook loop does, whatever
+// stages it runs together, so their results agree to the bit: encodings
+// must not change with the kernel.
+func TestFWHTExact(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for n := 1; n <= 1<<19; n *= 2 {
+		x := randVec(r, n)
+		want := append([]float64(nil), x...)
+		textbookFWHT(want)
+		fwht(x)
+		for i := range x {
+			if math.Float64bits(x[i]) != math.Float64bits(want[i]) {
+				t.Errorf("fwht(n=%d)[%d] = %v, textbook %v", n, i, x[i], want[i])
+				break
+			}
+		}
+	}
+}
+
 func TestFWHTBlocked(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	for _, n := range []int{fwhtBlock, 2 * fwhtBlock, 4 * fwhtBlock, 8 * fwhtBlock, 32 * fwhtBlock} {

@@ -3,8 +3,8 @@ package crowd
 import (
 	"context"
 	"sync"
+	"time"
 
-	"github.com/fedrec/fedrec/client"
 	"github.com/fedrec/fedrec/client/internal/round"
 	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
@@ -17,11 +17,11 @@ import (
 type ModelCache struct {
 	mu      sync.Mutex
 	entries map[uint64]*cacheEntry
-	// updates holds update buffers (*[]float64) between rounds: a buffer
+	// bufs lends update buffers, and a NewDeviceCache's models: a buffer
 	// is model-sized (2.5 MB for ml-latest-small) and needed only while a
-	// participant trains and uploads, and most virtual clients sit idle
+	// participant takes part in a round, and most virtual clients sit idle
 	// between their rounds.
-	updates sync.Pool
+	bufs buffers
 	// uploads is a semaphore of maxUploads slots.
 	uploads chan struct{}
 	// private: every participant downloads its own copy (NewDeviceCache).
@@ -62,10 +62,17 @@ func NewDeviceCache() *ModelCache {
 
 // get returns model version with the given digest and its header (event
 // weights, catalogue digest), downloading it through d once however many
-// callers ask at the same time (each time, for a NewDeviceCache).
-func (c *ModelCache) get(ctx context.Context, d *client.Dialer, plan *wire.Plan) (*model.Model, *wire.ModelHeader, error) {
+// callers ask at the same time (each time, for a NewDeviceCache). Call
+// done when the round is over: a NewDeviceCache's model is the caller's,
+// in a buffer it lends (update) and done takes back.
+func (c *ModelCache) get(ctx context.Context, d round.Exchanger, plan *wire.Plan) (m *model.Model, hdr *wire.ModelHeader, done func(), err error) {
 	if c.private {
-		return round.Fetch(ctx, d, plan)
+		buf := c.update(model.Dim(plan.Items, plan.Rank))
+		if m, hdr, err = round.Fetch(ctx, d, plan, *buf); err != nil || &m.Params[0] != &(*buf)[0] {
+			c.release(buf)
+			return m, hdr, func() {}, err
+		}
+		return m, hdr, func() { c.release(buf) }, nil
 	}
 	version, digest := plan.Model, plan.Digest
 	c.mu.Lock()
@@ -82,7 +89,7 @@ func (c *ModelCache) get(ctx context.Context, d *client.Dialer, plan *wire.Plan)
 			}
 		}
 		c.mu.Unlock()
-		e.m, e.hdr, e.err = round.Fetch(ctx, d, plan)
+		e.m, e.hdr, e.err = round.Fetch(ctx, d, plan, nil)
 		close(e.ready)
 		if e.err != nil {
 			c.mu.Lock()
@@ -91,29 +98,79 @@ func (c *ModelCache) get(ctx context.Context, d *client.Dialer, plan *wire.Plan)
 			}
 			c.mu.Unlock()
 		}
-		return e.m, e.hdr, e.err
+		return e.m, e.hdr, func() {}, e.err
 	}
 	c.mu.Unlock()
 	select {
 	case <-e.ready:
-		return e.m, e.hdr, e.err
+		return e.m, e.hdr, func() {}, e.err
 	case <-ctx.Done():
-		return nil, nil, ctx.Err()
+		return nil, nil, nil, ctx.Err()
 	}
 }
 
-// update returns a buffer of n entries for a round's update, of any
-// content; give it back with release when the round is over.
-func (c *ModelCache) update(n int) *[]float64 {
-	if b, _ := c.updates.Get().(*[]float64); b != nil && len(*b) == n {
-		return b
-	}
-	b := make([]float64, n)
-	return &b
-}
+// update returns a buffer of n entries, of any content, for a round's
+// update (or a NewDeviceCache's model); give it back with release when the
+// round is over.
+func (c *ModelCache) update(n int) *[]float64 { return c.bufs.get(n) }
 
 // release returns an update buffer once nothing refers to it.
-func (c *ModelCache) release(b *[]float64) { c.updates.Put(b) }
+func (c *ModelCache) release(b *[]float64) { c.bufs.put(b) }
+
+// keepIdle is how long buffers given back stay on a free list after the
+// last was given back.
+const keepIdle = 10 * time.Second
+
+// buffers lends float64 buffers. Those given back wait on a free list for
+// the next round, not in a sync.Pool: a crowd's garbage triggers several
+// collections a round, and the second empties a pool, so that every round
+// took fresh pages, whose first touch cost a device more than decoding its
+// model. The list holds at most as many as were lent at once, and is
+// dropped once none was given back for keepIdle, so that a crowd that
+// went idle holds none.
+type buffers struct {
+	mu   sync.Mutex
+	free []*[]float64
+	idle *time.Timer // drops free after keepIdle
+}
+
+// get returns a buffer of n entries, of any content.
+func (b *buffers) get(n int) *[]float64 {
+	b.mu.Lock()
+	for len(b.free) > 0 {
+		last := len(b.free) - 1
+		p := b.free[last]
+		b.free[last] = nil
+		b.free = b.free[:last]
+		if len(*p) == n {
+			b.mu.Unlock()
+			return p
+		}
+		// Another model's size: let it go.
+	}
+	b.mu.Unlock()
+	p := make([]float64, n)
+	return &p
+}
+
+// put gives back a buffer nothing refers to any more.
+func (b *buffers) put(p *[]float64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.free = append(b.free, p)
+	if b.idle == nil {
+		b.idle = time.AfterFunc(keepIdle, b.drop)
+	} else {
+		b.idle.Reset(keepIdle)
+	}
+}
+
+// drop lets the free buffers go.
+func (b *buffers) drop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.free = nil
+}
 
 // uploadSlot waits for one of the maxUploads slots and returns the func
 // that frees it.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/fedrec/fedrec/aggregation"
@@ -128,14 +129,26 @@ func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 	deadline := time.Now().Add(time.Duration(plan.TimeLeftMs) * time.Millisecond)
 	rctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
+	return p.take(rctx, d, plan)
+}
+
+// take takes part in the round of plan, until rctx's deadline (the
+// round's): download, train, upload, all through d.
+func (p *Participant) take(rctx context.Context, d round.Exchanger, plan *wire.Plan) (RoundResult, error) {
 	res := RoundResult{Selected: true, Round: plan.Round, Model: plan.Model}
 
 	dctx, dcancel := context.WithTimeout(rctx, downloadTimeout)
-	m, _, err := p.cfg.Models.get(dctx, d, plan)
+	m, _, done, err := p.cfg.Models.get(dctx, d, plan)
 	dcancel()
 	if err != nil {
 		return res, fmt.Errorf("round %d: download model %d: %w", plan.Round, plan.Model, err)
 	}
+	// The model is given back as soon as the update is computed: the
+	// upload may wait long for its slot and the node, and a buffer given
+	// back early serves the next download while still in the cache.
+	var once sync.Once
+	release := func() { once.Do(done) }
+	defer release()
 	if wire.KindOf(m.Kind) != plan.Kind || m.Items != plan.Items || m.Rank != plan.Rank {
 		return res, fmt.Errorf("round %d: model %d is not the planned shape", plan.Round, plan.Model)
 	}
@@ -159,19 +172,22 @@ func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 	defer p.cfg.Models.release(buf)
 	scr := *buf
 	up, err := t.LocalUpdate(scr, p.cfg.Ratings, p.rng)
+	release()
 	if err != nil {
 		return res, fmt.Errorf("round %d: train: %w", plan.Round, err)
 	}
 	res.Loss, res.N = up.Loss, up.N
 	if plan.SecAgg != nil {
-		res.Norm, res.Bytes, err = round.Secure(rctx, p.cfg.Dialer, p.cfg.ID, plan, scr, false, p.rng, round.Signing{Identity: p.identity})
+		res.Norm, res.Bytes, err = round.Secure(rctx, d, p.cfg.ID, plan, scr, false, p.rng, round.Signing{Identity: p.identity})
 		if err != nil {
 			return res, fmt.Errorf("round %d: secure aggregation: %w", plan.Round, err)
 		}
 		return res, nil
 	}
 	res.Norm = aggregation.Clip(scr, plan.Clip)
-	req, sat, err := round.NewUpload(plan, p.cfg.ID, up.Loss, up.N, scr, plan.Clip > 0 && res.Norm <= plan.Clip, p.rng)
+	// The update is not needed once quantized: it is the quantizer's
+	// scratch (of an upload of float64s, it is the upload).
+	req, sat, err := round.NewUpload(plan, p.cfg.ID, up.Loss, up.N, scr, plan.Clip > 0 && res.Norm <= plan.Clip, p.rng, scr)
 	if err != nil {
 		return res, fmt.Errorf("round %d: quantize the update: %w", plan.Round, err)
 	}

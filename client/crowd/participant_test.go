@@ -198,3 +198,24 @@ func TestParticipantKeepsToPlan(t *testing.T) {
 		}
 	}
 }
+
+// A buffer given back is lent again, to a caller of its length only, until
+// the spares are dropped.
+func TestBuffersReuse(t *testing.T) {
+	var b buffers
+	p := b.get(10)
+	b.put(p)
+	if q := b.get(10); q != p {
+		t.Error("get after put: a new buffer, want the one given back")
+	}
+	b.put(p)
+	if q := b.get(12); q == p || len(*q) != 12 {
+		t.Errorf("get(12) = the spare of 10 or a buffer of %d", len(*q))
+	}
+	b.put(p)
+	b.drop()
+	if q := b.get(10); q == p {
+		t.Error("get after drop: the dropped spare, want a new buffer")
+	}
+	b.idle.Stop()
+}

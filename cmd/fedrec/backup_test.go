@@ -303,7 +303,7 @@ func TestModelExportRoundTrip(t *testing.T) {
 func FuzzReadModelFile(f *testing.F) {
 	m := &wire.ModelManifest{Version: 3, Round: 2, Kind: "explicit", KindCode: 1, Items: 2, Rank: 1, Params: 5}
 	raw := make([]byte, 40)
-	h := modelDigest(1, 2, 1)
+	h := wire.NewDigest(1, 2, 1, false)
 	h.Write(raw)
 	m.Digest = hex.EncodeToString(h.Sum(nil))
 	var b bytes.Buffer

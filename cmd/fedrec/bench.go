@@ -387,6 +387,13 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 	// Clients: 1.3 n of them, so that over-selection has someone to pick.
 	cctx, stop := context.WithCancel(ctx)
 	defer stop()
+	// One UDP socket for every device, as fedrec client dials them: a
+	// socket each cost the devices a reader and its syscalls each.
+	tr, err := client.NewTransport()
+	if err != nil {
+		return res, err
+	}
+	defer tr.Close()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer stop()
@@ -406,7 +413,7 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 		if err != nil {
 			return res, err
 		}
-		d, err := client.NewDialerConfig(client.DialerConfig{Addrs: rotate(addrs, i), TLS: conf, DeviceCA: deviceCA})
+		d, err := client.NewDialerConfig(client.DialerConfig{Addrs: rotate(addrs, i), TLS: conf, DeviceCA: deviceCA, Transport: tr})
 		if err != nil {
 			return res, err
 		}

@@ -3,14 +3,12 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"hash"
 	"io"
 	"math"
 	"os"
@@ -244,18 +242,6 @@ func manifestOf(m *wire.ModelManifest, source string) *modelManifest {
 	}
 }
 
-// modelDigest starts the digest of a model of this shape: the data
-// follows.
-func modelDigest(kindCode uint8, items, rank int) hash.Hash {
-	h := sha256.New()
-	var hdr [12]byte
-	binary.BigEndian.PutUint32(hdr[0:], uint32(kindCode))
-	binary.BigEndian.PutUint32(hdr[4:], uint32(items))
-	binary.BigEndian.PutUint32(hdr[8:], uint32(rank))
-	h.Write(hdr[:])
-	return h
-}
-
 func modelHeader(man *modelManifest, items, rank int) ([]byte, error) {
 	itemBytes := int64(items) * int64(rank+1) * 8
 	hdr := map[string]any{
@@ -292,7 +278,7 @@ func writeModelFile(w io.Writer, man *modelManifest, m *wire.ModelManifest, raw 
 	if _, err := w.Write(js); err != nil {
 		return err
 	}
-	h := modelDigest(m.KindCode, m.Items, m.Rank)
+	h := wire.NewDigest(m.KindCode, m.Items, m.Rank, false)
 	want := int64(8 * m.Params)
 	k, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(raw, want+1))
 	switch {
@@ -347,7 +333,7 @@ func readModelFile(r io.Reader) (*modelManifest, []float64, error) {
 		hdr.Mean.DType != "F64" || hdr.Mean.Offsets != [2]int64{itemBytes, itemBytes + 8} {
 		return nil, nil, errors.New("tensors do not match the manifest's shape")
 	}
-	h := modelDigest(uint8(kind), items, rank)
+	h := wire.NewDigest(uint8(kind), items, rank, false)
 	// Grow with the bytes that arrive, not with what the header claims.
 	data, err := io.ReadAll(io.LimitReader(r, int64(8*params)+1))
 	switch {

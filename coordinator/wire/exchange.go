@@ -59,6 +59,9 @@ func OpenStream[S any](ctx context.Context, open func(context.Context) (S, error
 // passed to recv. Every read happens under ctx's deadline and the limits
 // l, which accept only Replies. It is Exchange's protocol for any
 // transport.
+//
+// recv must not keep a *ModelChunk, nor its params, after it returns: the
+// chunks of a model are decoded into one (a ModelBuilder copies them).
 func ExchangeStream(ctx context.Context, st Stream, req Message, l Limits, recv func(Message) (done bool, err error)) error {
 	b, err := Encode(req)
 	if err != nil {
@@ -91,8 +94,30 @@ func ExchangeStream(ctx context.Context, st Stream, req Message, l Limits, recv 
 	st.Close()
 	sent = true
 	l.Only = Replies
+	// One body buffer serves every reply (the chunks of a model): Decode
+	// keeps none of its bytes, as msgpack copies what it decodes. One
+	// ModelChunk serves every chunk: a fresh one cost a device a cold
+	// 256 KiB of float32s per chunk.
+	var body []byte
+	var chunk *ModelChunk
 	for {
-		msg, err := Read(st, l)
+		t, n, err := ReadHeader(st, l)
+		if err == nil {
+			body, err = readBody(st, t, n, body)
+		}
+		var msg Message
+		switch {
+		case err != nil:
+		case t == TypeModelChunk && chunk != nil:
+			*chunk = ModelChunk{Params32: chunk.Params32[:0]}
+			msg = chunk
+			err = decodeInto(body, chunk)
+		default:
+			msg, err = Decode(t, body)
+			if c, ok := msg.(*ModelChunk); ok {
+				chunk = c
+			}
+		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF

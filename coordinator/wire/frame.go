@@ -178,11 +178,21 @@ func ReadHeader(r io.Reader, l Limits) (Type, int, error) {
 // node it chose, within the limits ReadHeader checked (a model chunk is
 // at most 512 KiB), and growing it copied a chunk's bytes nearly twice.
 func ReadBody(r io.Reader, t Type, n int) ([]byte, error) {
+	return readBody(r, t, n, nil)
+}
+
+// readBody is ReadBody reading into buf if it has room for the body (the
+// bytes past the body's are never read).
+func readBody(r io.Reader, t Type, n int, buf []byte) ([]byte, error) {
 	start := min(n, 64<<10)
 	if t.Direction() == Replies {
 		start = n
 	}
-	buf := make([]byte, 0, start)
+	if cap(buf) >= n {
+		buf = buf[:0:n]
+	} else {
+		buf = make([]byte, 0, start)
+	}
 	for len(buf) < n {
 		if len(buf) == cap(buf) { // double, but never past n
 			buf = append(make([]byte, 0, min(n, 2*cap(buf))), buf...)
@@ -206,13 +216,18 @@ func Decode(t Type, body []byte) (Message, error) {
 	if msg == nil {
 		return nil, Errorf(CodeUnknownType, "message type %d", t)
 	}
-	if err := unmarshal(body, msg); err != nil {
-		return nil, err
-	}
-	if err := msg.Validate(); err != nil {
+	if err := decodeInto(body, msg); err != nil {
 		return nil, err
 	}
 	return msg, nil
+}
+
+// decodeInto decodes body into msg, of body's type, and validates it.
+func decodeInto(body []byte, msg Message) error {
+	if err := unmarshal(body, msg); err != nil {
+		return err
+	}
+	return msg.Validate()
 }
 
 // Read reads, decodes and validates one message from r.

@@ -3,6 +3,7 @@ package wire
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"hash"
 	"math"
 
 	"github.com/fedrec/fedrec/aggregation/secagg"
@@ -64,36 +65,43 @@ func Digest(m *model.Model) [sha256.Size]byte { return digest(m, false) }
 func Digest32(m *model.Model) [sha256.Size]byte { return digest(m, true) }
 
 func digest(m *model.Model, f32 bool) [sha256.Size]byte {
-	h := sha256.New()
-	if f32 {
-		h.Write([]byte("fedrec model float32\x00"))
-	}
-	var hdr [12]byte
-	binary.BigEndian.PutUint32(hdr[0:], uint32(KindOf(m.Kind)))
-	binary.BigEndian.PutUint32(hdr[4:], uint32(m.Items))
-	binary.BigEndian.PutUint32(hdr[8:], uint32(m.Rank))
-	h.Write(hdr[:])
+	h := NewDigest(KindOf(m.Kind), m.Items, m.Rank, f32)
 	var buf [4096]byte
-	p := m.Params
-	for len(p) > 0 && f32 {
-		n := min(len(p), len(buf)/4)
-		for k, x := range p[:n] {
-			binary.LittleEndian.PutUint32(buf[4*k:], math.Float32bits(float32(x)))
-		}
-		h.Write(buf[:4*n])
-		p = p[n:]
-	}
-	for len(p) > 0 {
+	for p := m.Params; len(p) > 0; {
 		n := min(len(p), len(buf)/8)
-		for k, x := range p[:n] {
-			binary.LittleEndian.PutUint64(buf[8*k:], math.Float64bits(x))
+		if f32 {
+			for k, x := range p[:n] {
+				binary.LittleEndian.PutUint32(buf[4*k:], math.Float32bits(float32(x)))
+			}
+			h.Write(buf[:4*n])
+		} else {
+			for k, x := range p[:n] {
+				binary.LittleEndian.PutUint64(buf[8*k:], math.Float64bits(x))
+			}
+			h.Write(buf[:8*n])
 		}
-		h.Write(buf[:8*n])
 		p = p[n:]
 	}
 	var d [sha256.Size]byte
 	h.Sum(d[:0])
 	return d
+}
+
+// NewDigest starts the digest of a model of the given shape (its wire
+// kind): fed its params' little-endian bytes, as float64s or, with f32,
+// float32s, it sums to Digest or Digest32. A model read from a stream is
+// hashed as it arrives.
+func NewDigest(kind uint8, items, rank int, f32 bool) hash.Hash {
+	h := sha256.New()
+	if f32 {
+		h.Write([]byte("fedrec model float32\x00"))
+	}
+	var hdr [12]byte
+	binary.BigEndian.PutUint32(hdr[0:], uint32(kind))
+	binary.BigEndian.PutUint32(hdr[4:], uint32(items))
+	binary.BigEndian.PutUint32(hdr[8:], uint32(rank))
+	h.Write(hdr[:])
+	return h
 }
 
 // CatalogueDigest is the SHA-256 of an item catalogue, the app's IDs of
@@ -144,22 +152,36 @@ func SplitModel32(m *model.Model, version, round uint64) (*ModelHeader, []*Model
 }
 
 // ModelBuilder reassembles a model from a header and its chunks, checking
-// order, sizes, finiteness and finally the digest.
+// order, sizes, finiteness and finally the digest. It hashes each chunk as
+// it arrives, while its values are in the cache.
 type ModelBuilder struct {
 	h    *ModelHeader
 	m    *model.Model
 	next int
+	sum  hash.Hash // Digest or Digest32 of the chunks so far
 }
 
 // NewModelBuilder starts reassembling the model h announces. h must have
 // passed Validate (Read does that).
 func NewModelBuilder(h *ModelHeader) (*ModelBuilder, error) {
+	return NewModelBuilderInto(h, nil)
+}
+
+// NewModelBuilderInto is NewModelBuilder with the model's params built in
+// buf when it has room for them (its contents are overwritten): a device
+// that reuses one buffer for every download saves the page faults of a
+// fresh multi-megabyte one each time.
+func NewModelBuilderInto(h *ModelHeader, buf []float64) (*ModelBuilder, error) {
 	if err := h.Validate(); err != nil {
 		return nil, err
 	}
 	kind, _ := ModelKind(h.Kind)
-	m := &model.Model{Kind: kind, Items: h.Items, Rank: h.Rank, Params: make([]float64, 0, model.Dim(h.Items, h.Rank))}
-	return &ModelBuilder{h: h, m: m}, nil
+	dim := model.Dim(h.Items, h.Rank)
+	if cap(buf) < dim {
+		buf = make([]float64, 0, dim)
+	}
+	m := &model.Model{Kind: kind, Items: h.Items, Rank: h.Rank, Params: buf[:0:dim]}
+	return &ModelBuilder{h: h, m: m, sum: NewDigest(h.Kind, h.Items, h.Rank, h.Float32)}, nil
 }
 
 // Add appends the next chunk.
@@ -175,16 +197,37 @@ func (b *ModelBuilder) Add(c *ModelChunk) error {
 	if got != want || c.Len() != want {
 		return Errorf(CodeMalformed, "model chunk %d has %d params (float32 %v), want %d", c.Index, got, b.h.Float32, want)
 	}
-	if err := c.Validate(); err != nil {
-		return err
-	}
-	b.m.Params = append(b.m.Params, c.Params...)
-	if len(c.Params32) > 0 {
-		n := len(b.m.Params)
-		b.m.Params = b.m.Params[:n+len(c.Params32)] // within cap: want is what is left
-		dst := b.m.Params[n:]
-		for i, x := range c.Params32 {
-			dst[i] = float64(x)
+	// One pass over the chunk: the finiteness check of Validate, the
+	// conversion to float64 and the digest's bytes.
+	n := len(b.m.Params)
+	b.m.Params = b.m.Params[:n+want] // within cap: want is what is left
+	dst := b.m.Params[n:]
+	var buf [4096]byte
+	if b.h.Float32 {
+		for src := c.Params32; len(src) > 0; {
+			k := min(len(src), len(buf)/4)
+			for i, x := range src[:k] {
+				if !finite32(x) {
+					return Errorf(CodeNotFinite, "model chunk %d: param %d is %v", c.Index, len(c.Params32)-len(src)+i, x)
+				}
+				dst[i] = float64(x)
+				binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(x))
+			}
+			b.sum.Write(buf[:4*k])
+			src, dst = src[k:], dst[k:]
+		}
+	} else {
+		for src := c.Params; len(src) > 0; {
+			k := min(len(src), len(buf)/8)
+			for i, x := range src[:k] {
+				if !finite(x) {
+					return Errorf(CodeNotFinite, "model chunk %d: param %d is %v", c.Index, len(c.Params)-len(src)+i, x)
+				}
+				dst[i] = x
+				binary.LittleEndian.PutUint64(buf[8*i:], math.Float64bits(x))
+			}
+			b.sum.Write(buf[:8*k])
+			src, dst = src[k:], dst[k:]
 		}
 	}
 	b.next++
@@ -194,15 +237,15 @@ func (b *ModelBuilder) Add(c *ModelChunk) error {
 // Done reports whether every chunk was added.
 func (b *ModelBuilder) Done() bool { return b.next == b.h.Chunks }
 
-// Model returns the reassembled model after checking it and its digest.
+// Model returns the reassembled model after checking its digest. Its
+// shape is the validated header's and Add checked every value, so it
+// passes model.Validate.
 func (b *ModelBuilder) Model() (*model.Model, error) {
 	if !b.Done() {
 		return nil, Errorf(CodeMalformed, "model transfer ended after %d of %d chunks", b.next, b.h.Chunks)
 	}
-	if err := b.m.Validate(); err != nil {
-		return nil, Errorf(CodeMalformed, "%v", err)
-	}
-	if d := digest(b.m, b.h.Float32); string(d[:]) != string(b.h.Digest) {
+	var d [sha256.Size]byte
+	if b.sum.Sum(d[:0]); string(d[:]) != string(b.h.Digest) {
 		return nil, Errorf(CodeMalformed, "model %d does not match its digest", b.h.Model)
 	}
 	return b.m, nil

@@ -266,12 +266,20 @@ type Vec []float64
 
 // EncodeMsgpack implements msgpack.CustomEncoder.
 func (v Vec) EncodeMsgpack(enc *msgpack.Encoder) error {
-	return encodePacked(enc, v, 8, func(b []byte, x float64) { binary.LittleEndian.PutUint64(b, math.Float64bits(x)) })
+	return encodePacked(enc, v, 8, func(b []byte, xs []float64) {
+		for k, x := range xs {
+			binary.LittleEndian.PutUint64(b[8*k:], math.Float64bits(x))
+		}
+	})
 }
 
 // DecodeMsgpack implements msgpack.CustomDecoder.
 func (v *Vec) DecodeMsgpack(dec *msgpack.Decoder) (err error) {
-	*v, err = decodePacked(dec, 8, "float64s", func(b []byte) float64 { return math.Float64frombits(binary.LittleEndian.Uint64(b)) })
+	*v, err = decodePacked(dec, *v, 8, "float64s", func(xs []float64, b []byte) {
+		for k := range xs {
+			xs[k] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*k:]))
+		}
+	})
 	return err
 }
 
@@ -281,27 +289,34 @@ type Vec32 []float32
 
 // EncodeMsgpack implements msgpack.CustomEncoder.
 func (v Vec32) EncodeMsgpack(enc *msgpack.Encoder) error {
-	return encodePacked(enc, v, 4, func(b []byte, x float32) { binary.LittleEndian.PutUint32(b, math.Float32bits(x)) })
+	return encodePacked(enc, v, 4, func(b []byte, xs []float32) {
+		for k, x := range xs {
+			binary.LittleEndian.PutUint32(b[4*k:], math.Float32bits(x))
+		}
+	})
 }
 
 // DecodeMsgpack implements msgpack.CustomDecoder.
 func (v *Vec32) DecodeMsgpack(dec *msgpack.Decoder) (err error) {
-	*v, err = decodePacked(dec, 4, "float32s", func(b []byte) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(b)) })
+	*v, err = decodePacked(dec, *v, 4, "float32s", func(xs []float32, b []byte) {
+		for k := range xs {
+			xs[k] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*k:]))
+		}
+	})
 	return err
 }
 
 // encodePacked writes v as one bin of width bytes per element, through a
-// small buffer.
-func encodePacked[T any](enc *msgpack.Encoder, v []T, width int, put func([]byte, T)) error {
+// small buffer that put fills from a block of v (a call per block, not per
+// element: a model's chunk has 65,536).
+func encodePacked[T any](enc *msgpack.Encoder, v []T, width int, put func([]byte, []T)) error {
 	if err := enc.EncodeBytesLen(width * len(v)); err != nil {
 		return err
 	}
 	var buf [4096]byte
 	for len(v) > 0 {
 		n := min(len(v), len(buf)/width)
-		for k, x := range v[:n] {
-			put(buf[width*k:], x)
-		}
+		put(buf[:width*n], v[:n])
 		if _, err := enc.Writer().Write(buf[:width*n]); err != nil {
 			return err
 		}
@@ -311,8 +326,12 @@ func encodePacked[T any](enc *msgpack.Encoder, v []T, width int, put func([]byte
 }
 
 // decodePacked reads a bin of width bytes per element (nil for a nil bin),
-// refusing a length that is not a whole number of them.
-func decodePacked[T any](dec *msgpack.Decoder, width int, what string, get func([]byte) T) ([]T, error) {
+// refusing a length that is not a whole number of them. An empty but
+// non-nil reuse with room receives the elements (ExchangeStream decodes
+// every chunk of a model into one); otherwise they get a new slice, so
+// that decoding never writes through a slice a message was built with.
+// get converts a block of elements.
+func decodePacked[T any](dec *msgpack.Decoder, reuse []T, width int, what string, get func([]T, []byte)) ([]T, error) {
 	n, err := dec.DecodeBytesLen()
 	if err != nil || n < 0 { // n < 0: nil
 		return nil, err
@@ -320,16 +339,19 @@ func decodePacked[T any](dec *msgpack.Decoder, width int, what string, get func(
 	if n%width != 0 {
 		return nil, fmt.Errorf("vector of %d bytes is not a whole number of %s", n, what)
 	}
-	out := make([]T, n/width)
+	var out []T
+	if reuse != nil && len(reuse) == 0 && cap(reuse) >= n/width {
+		out = reuse[:n/width]
+	} else {
+		out = make([]T, n/width)
+	}
 	var buf [4096]byte
 	for k := 0; k < len(out); {
 		m := min(len(out)-k, len(buf)/width)
 		if err := dec.ReadFull(buf[:width*m]); err != nil {
 			return nil, err
 		}
-		for j := range m {
-			out[k+j] = get(buf[width*j:])
-		}
+		get(out[k:k+m], buf[:width*m])
 		k += m
 	}
 	return out, nil
@@ -338,12 +360,16 @@ func decodePacked[T any](dec *msgpack.Decoder, width int, what string, get func(
 // firstNonFinite32 is firstNonFinite of float32s.
 func firstNonFinite32(xs []float32) int {
 	for i, x := range xs {
-		if !finite(float64(x)) {
+		if !finite32(x) {
 			return i
 		}
 	}
 	return -1
 }
+
+// finite32 reports whether x is neither NaN nor ±Inf: its exponent is not
+// all ones. One test on its bits, where finite's makes three.
+func finite32(x float32) bool { return math.Float32bits(x)&0x7f800000 != 0x7f800000 }
 
 // firstNonFinite returns the index of the first NaN or ±Inf in xs, or -1.
 func firstNonFinite(xs []float64) int {

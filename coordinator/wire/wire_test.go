@@ -270,14 +270,7 @@ func TestModelTransfer(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, f32 := range []bool{false, true} {
-			split, want := SplitModel, m
-			if f32 {
-				split, want = SplitModel32, m.Clone()
-				for i, x := range want.Params {
-					want.Params[i] = float64(float32(x))
-				}
-			}
-			h, cs := split(m, 9, 8)
+			h, cs, want := split(m, 9, 8, f32)
 			var buf bytes.Buffer
 			Write(&buf, h)
 			for _, c := range cs {
@@ -296,6 +289,21 @@ func TestModelTransfer(t *testing.T) {
 			}
 		}
 	}
+}
+
+// split is SplitModel, or SplitModel32 with f32, and returns the model a
+// device receives from the frames: m, or m rounded to float32.
+func split(m *model.Model, version, round uint64, f32 bool) (*ModelHeader, []*ModelChunk, *model.Model) {
+	if !f32 {
+		h, cs := SplitModel(m, version, round)
+		return h, cs, m
+	}
+	h, cs := SplitModel32(m, version, round)
+	want := m.Clone()
+	for i, x := range want.Params {
+		want.Params[i] = float64(float32(x))
+	}
+	return h, cs, want
 }
 
 func receiveModel(t *testing.T, r io.Reader) *model.Model {
@@ -322,6 +330,40 @@ func receiveModel(t *testing.T, r io.Reader) *model.Model {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// TestModelBuilderInto checks that a builder given a buffer builds the
+// model in it, whatever it held, and one given a short buffer in its own.
+func TestModelBuilderInto(t *testing.T) {
+	m, _ := model.New(model.Implicit, 3000, 8, 0, 0.1, rand.New(rand.NewPCG(1, 1)))
+	for _, f32 := range []bool{false, true} {
+		for _, size := range []int{len(m.Params), len(m.Params) + 5, len(m.Params) - 1} {
+			h, cs, want := split(m, 1, 0, f32)
+			buf := make([]float64, size)
+			for i := range buf {
+				buf[i] = math.NaN()
+			}
+			b, err := NewModelBuilderInto(h, buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range cs {
+				if err := b.Add(c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := b.Model()
+			if err != nil {
+				t.Fatalf("float32 %v, buffer of %d: %v", f32, size, err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("float32 %v, buffer of %d: model changed in transfer", f32, size)
+			}
+			if inBuf := &got.Params[0] == &buf[0]; inBuf != (size >= len(m.Params)) {
+				t.Errorf("float32 %v, buffer of %d: model built in it %v", f32, size, inBuf)
+			}
+		}
+	}
 }
 
 func TestModelBuilderRejects(t *testing.T) {
@@ -381,6 +423,15 @@ func TestModelBuilderRejects(t *testing.T) {
 		bad[2] = math.NaN()
 		if err := b.Add(&ModelChunk{Params: bad}); CodeOf(err) != CodeNotFinite {
 			t.Errorf("Add(NaN chunk) = %v, want CodeNotFinite", err)
+		}
+	})
+	t.Run("float32 inf", func(t *testing.T) {
+		h32, cs32 := SplitModel32(m, 1, 0)
+		b, _ := NewModelBuilder(h32)
+		bad := append(Vec32(nil), cs32[0].Params32...)
+		bad[1] = float32(math.Inf(-1))
+		if err := b.Add(&ModelChunk{Params32: bad}); CodeOf(err) != CodeNotFinite {
+			t.Errorf("Add(-Inf float32 chunk) = %v, want CodeNotFinite", err)
 		}
 	})
 	t.Run("chunk count", func(t *testing.T) {
@@ -466,5 +517,14 @@ func TestFrame(t *testing.T) {
 	got, err := f.Message()
 	if err != nil || !reflect.DeepEqual(got, m) {
 		t.Errorf("Frame.Message() = %+v, %v", got, err)
+	}
+}
+
+func TestFinite32(t *testing.T) {
+	nan := math.Float32frombits(0x7fc00001)
+	for _, x := range []float32{0, float32(math.Copysign(0, -1)), 1, -1, math.MaxFloat32, -math.MaxFloat32, math.SmallestNonzeroFloat32, float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), nan, -nan} {
+		if got, want := finite32(x), finite(float64(x)); got != want {
+			t.Errorf("finite32(%v) = %v, want %v", x, got, want)
+		}
 	}
 }

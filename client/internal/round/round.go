@@ -42,9 +42,11 @@ func CheckIn(ctx context.Context, d Exchanger, req *wire.CheckIn) (wire.Message,
 // NewUpload returns the upload of update x, already clipped to the plan's
 // clip, for plan: as float64, or in a round of 8-bit uploads quantized by
 // the round's fixedpoint.Quantizer (the model's dimension, the clip and
-// wire.UploadSeed), r driving the unbiased rounding. x is not modified.
-// It also returns how many coordinates saturated.
-func NewUpload(plan *wire.Plan, id string, loss float64, n int, x []float64, belowClip bool, r *rand.Rand) (*wire.Upload, int, error) {
+// wire.UploadSeed), r driving the unbiased rounding. The quantizer works
+// in scratch (len(x) floats; nil: a buffer of its own), which may be x:
+// otherwise x is not modified. It also returns how many coordinates
+// saturated.
+func NewUpload(plan *wire.Plan, id string, loss float64, n int, x []float64, belowClip bool, r *rand.Rand, scratch []float64) (*wire.Upload, int, error) {
 	up := &wire.Upload{Version: wire.Version, Round: plan.Round, ClientID: id, Ticket: plan.Ticket, Model: plan.Model, Loss: loss, N: int64(n), BelowClip: belowClip}
 	if plan.UploadBits != wire.UploadBits8 {
 		up.Delta = x
@@ -55,7 +57,12 @@ func NewUpload(plan *wire.Plan, id string, loss float64, n int, x []float64, bel
 		return nil, 0, err
 	}
 	v := make([]int8, len(x))
-	_, sat, err := q.Quantize(v, x, r)
+	var sat int
+	if scratch != nil {
+		_, sat, err = q.QuantizeWith(v, x, scratch, r)
+	} else {
+		_, sat, err = q.Quantize(v, x, r)
+	}
 	if err != nil {
 		return nil, 0, err
 	}
@@ -108,7 +115,7 @@ func secAgg(ctx context.Context, d Exchanger, req wire.Message, want wire.Type) 
 // returns it with its header, which carries the cluster's event weights
 // and catalogue digest and says which it sent.
 func Model(ctx context.Context, d Exchanger, version uint64) (*model.Model, *wire.ModelHeader, error) {
-	return download(ctx, d, version, 0)
+	return download(ctx, d, version, 0, nil)
 }
 
 // Newer downloads the newest committed model if it is newer than have;
@@ -116,12 +123,13 @@ func Model(ctx context.Context, d Exchanger, version uint64) (*model.Model, *wir
 // sends a device that holds the newest model (GetModel.Have; an older
 // node sends the chunks too, which it stops reading).
 func Newer(ctx context.Context, d Exchanger, have uint64) (*model.Model, *wire.ModelHeader, error) {
-	return download(ctx, d, 0, have)
+	return download(ctx, d, 0, have, nil)
 }
 
 // download is Model and Newer: with have > 0, it stops after the header of
-// a model no newer than have.
-func download(ctx context.Context, d Exchanger, version, have uint64) (*model.Model, *wire.ModelHeader, error) {
+// a model no newer than have. The model's params go in buf if it has room
+// (wire.NewModelBuilderInto).
+func download(ctx context.Context, d Exchanger, version, have uint64, buf []float64) (*model.Model, *wire.ModelHeader, error) {
 	var b *wire.ModelBuilder
 	var hdr *wire.ModelHeader
 	err := d.Exchange(ctx, &wire.GetModel{Version: wire.Version, Model: version, Float32: true, Have: have}, func(m wire.Message) (bool, error) {
@@ -141,7 +149,7 @@ func download(ctx context.Context, d Exchanger, version, have uint64) (*model.Mo
 				return true, wire.Errorf(wire.CodeMalformed, "model %d sent as current to a device that holds %d", m.Model, have)
 			}
 			var err error
-			b, err = wire.NewModelBuilder(m)
+			b, err = wire.NewModelBuilderInto(m, buf)
 			return false, err
 		case *wire.ModelChunk:
 			if b == nil {
@@ -169,9 +177,11 @@ func download(ctx context.Context, d Exchanger, version, have uint64) (*model.Mo
 
 // Fetch downloads the model of plan and checks it against the plan's
 // digest of what it received: Digest32 for a float32 download, Digest for
-// a float64 one. It returns the model and its header.
-func Fetch(ctx context.Context, d Exchanger, plan *wire.Plan) (*model.Model, *wire.ModelHeader, error) {
-	m, h, err := Model(ctx, d, plan.Model)
+// a float64 one. It returns the model and its header. The model's params
+// go in buf if it has room (nil: a new buffer), so that a device that
+// takes part in many rounds can reuse one.
+func Fetch(ctx context.Context, d Exchanger, plan *wire.Plan, buf []float64) (*model.Model, *wire.ModelHeader, error) {
+	m, h, err := download(ctx, d, plan.Model, 0, buf)
 	if err != nil {
 		return nil, nil, err
 	}
