@@ -136,6 +136,18 @@ func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 // round's): download, train, upload, all through d.
 func (p *Participant) take(rctx context.Context, d round.Exchanger, plan *wire.Plan) (RoundResult, error) {
 	res := RoundResult{Selected: true, Round: plan.Round, Model: plan.Model}
+	if plan.SecAgg == nil {
+		// The slot is taken before the download, not after it: thousands
+		// of participants downloading at once held a model each while they
+		// queued for the slots, and the downloads' memory and the queue
+		// behind few slots, not the nodes, bounded a round. (A secure
+		// round's phases need the whole cohort to advance together.)
+		free, err := p.cfg.Models.uploadSlot(rctx)
+		if err != nil {
+			return res, fmt.Errorf("round %d: wait to train: %w", plan.Round, err)
+		}
+		defer free()
+	}
 
 	dctx, dcancel := context.WithTimeout(rctx, downloadTimeout)
 	m, _, done, err := p.cfg.Models.get(dctx, d, plan)
@@ -156,15 +168,6 @@ func (p *Participant) take(rctx context.Context, d round.Exchanger, plan *wire.P
 	t, err := model.NewTrainer(m, model.TrainConfig{LR: plan.Train.LR, Reg: plan.Train.Reg, Epochs: plan.Train.Epochs, Alpha: plan.Train.Alpha})
 	if err != nil {
 		return res, fmt.Errorf("round %d: %w", plan.Round, err)
-	}
-	if plan.SecAgg == nil {
-		// Not in a secure round, whose phases need the whole cohort to
-		// advance together.
-		free, err := p.cfg.Models.uploadSlot(rctx)
-		if err != nil {
-			return res, fmt.Errorf("round %d: wait to train: %w", plan.Round, err)
-		}
-		defer free()
 	}
 	// LocalUpdate overwrites all of buf; the upload encodes it, so it is
 	// free again when RunRound returns.
