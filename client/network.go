@@ -99,6 +99,12 @@ type DialerConfig struct {
 	// file fedrec.net, which says nothing about the user); "" means
 	// memory only. Apps pass Config.Dir.
 	StateDir string
+	// Start is the address (one of Addrs) a new device dials first; ""
+	// means a random one, so that a population spreads over the cluster.
+	// A crowd that plays many devices from one process sets it round
+	// robin, as a load balancer would: a few hundred random starts spread
+	// unevenly. A device that remembers a node (StateDir) starts there.
+	Start string
 	// Logger receives the Dialer's logs; nil means none.
 	Logger *slog.Logger
 	// Clock returns the current time, for the addresses' backoff; nil
@@ -139,6 +145,8 @@ func NewDialerConfig(cfg DialerConfig) (*Dialer, error) {
 		return nil, fmt.Errorf("%w: %d coordinator addresses, at most %d", ErrInvalidArgument, len(cfg.Addrs), wire.MaxStateAddrs)
 	case cfg.TLS == nil:
 		return nil, fmt.Errorf("%w: no TLS configuration", ErrInvalidArgument)
+	case cfg.Start != "" && !slices.Contains(cfg.Addrs, cfg.Start):
+		return nil, fmt.Errorf("%w: DialerConfig.Start %q is not one of Addrs", ErrInvalidArgument, cfg.Start)
 	case cfg.DialTimeout < 0 || cfg.Stagger < 0 || cfg.Budget < 0:
 		return nil, fmt.Errorf("%w: DialerConfig.DialTimeout %v, Stagger %v, Budget %v: want >= 0", ErrInvalidArgument, cfg.DialTimeout, cfg.Stagger, cfg.Budget)
 	}
@@ -172,7 +180,11 @@ func NewDialerConfig(cfg DialerConfig) (*Dialer, error) {
 	// A new device starts at a random node, so that a population spreads
 	// over the cluster (every node serves devices); it stays with the one
 	// that answers.
-	d := &Dialer{cfg: cfg, addrs: cfg.Addrs, tls: cfg.TLS.Clone(), prefer: cfg.Addrs[rand.IntN(len(cfg.Addrs))], health: map[string]addrHealth{}, certs: newCertCache()}
+	start := cfg.Start
+	if start == "" {
+		start = cfg.Addrs[rand.IntN(len(cfg.Addrs))]
+	}
+	d := &Dialer{cfg: cfg, addrs: cfg.Addrs, tls: cfg.TLS.Clone(), prefer: start, health: map[string]addrHealth{}, certs: newCertCache()}
 	cfg.TLS = nil
 	d.load()
 	return d, nil

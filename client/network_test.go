@@ -3,8 +3,10 @@ package client
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -204,5 +206,28 @@ func TestDialersShareTransport(t *testing.T) {
 		if n != 4 {
 			t.Errorf("%d connections from %s, want 4 (one per Dialer, one after Release)", n, a)
 		}
+	}
+}
+
+// A new Dialer starts at DialerConfig.Start when it is set, at a random
+// address otherwise, and refuses a Start outside Addrs.
+func TestDialerStart(t *testing.T) {
+	addrs := []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}
+	conf := &tls.Config{MinVersion: tls.VersionTLS13}
+	for _, tt := range []struct {
+		start string
+		want  string // "" means any of addrs
+	}{{"", ""}, {addrs[1], addrs[1]}, {addrs[2], addrs[2]}} {
+		d, err := NewDialerConfig(DialerConfig{Addrs: addrs, Start: tt.start, TLS: conf})
+		if err != nil {
+			t.Fatalf("Start %q: %v", tt.start, err)
+		}
+		if got := d.prefer; tt.want != "" && got != tt.want || !slices.Contains(addrs, got) {
+			t.Errorf("Start %q: starts at %q, want %q", tt.start, got, tt.want)
+		}
+		d.Close()
+	}
+	if _, err := NewDialerConfig(DialerConfig{Addrs: addrs, Start: "127.0.0.1:4", TLS: conf}); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("Start outside Addrs = %v, want ErrInvalidArgument", err)
 	}
 }

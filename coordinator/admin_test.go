@@ -476,3 +476,33 @@ func TestAdminStatusRoundsModel(t *testing.T) {
 		t.Errorf("?version=%d gave version %d", cur.Version-1, man.Version)
 	}
 }
+
+// The profiles answer the operator token only, refuse a duration out of
+// bounds, and are what go tool pprof reads (gzipped protocol buffers).
+func TestAdminProfiles(t *testing.T) {
+	c := newAdminCluster(t, 1, testTraining())
+	n := c.nodes[0]
+	for _, tt := range []struct {
+		path, token string
+		code        int
+	}{
+		{"/debug/pprof/profile?seconds=1", "", http.StatusUnauthorized},
+		{"/debug/pprof/profile?seconds=1", testReadToken, http.StatusForbidden},
+		{"/debug/pprof/heap", testReadToken, http.StatusForbidden},
+		{"/debug/pprof/profile?seconds=0", testToken, http.StatusBadRequest},
+		{"/debug/pprof/profile?seconds=301", testToken, http.StatusBadRequest},
+		{"/debug/pprof/profile?seconds=x", testToken, http.StatusBadRequest},
+		{"/debug/pprof/profile?seconds=1", testToken, http.StatusOK},
+		{"/debug/pprof/heap", testToken, http.StatusOK},
+	} {
+		code, body := c.get(n, tt.path, tt.token)
+		if code != tt.code {
+			t.Errorf("GET %s with token %q = %d %.80q, want %d", tt.path, tt.token, code, body, tt.code)
+			continue
+		}
+		// A profile is gzipped (magic 1f 8b).
+		if code == http.StatusOK && (len(body) < 2 || body[0] != 0x1f || body[1] != 0x8b) {
+			t.Errorf("GET %s: %d bytes, not a gzipped profile", tt.path, len(body))
+		}
+	}
+}

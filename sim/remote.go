@@ -65,7 +65,7 @@ func RunRemote(ctx context.Context, c Config, r Remote, obs Observer) (*Result, 
 		if err != nil {
 			return nil, fmt.Errorf("sim: %w", err)
 		}
-		members[k] = crowd.Member{ID: id, Ratings: e.train[u], Addrs: r.Addrs, TLS: conf, Seed: c.Seed<<20 ^ uint64(u+1)}
+		members[k] = crowd.Member{ID: id, Ratings: e.train[u], Addrs: r.Addrs, Start: r.Addrs[k%len(r.Addrs)], TLS: conf, Seed: c.Seed<<20 ^ uint64(u+1)}
 	}
 	monConf, err := r.Device("fedrec-sim-monitor")
 	if err != nil {

@@ -21,8 +21,11 @@ type Member struct {
 	// model.
 	Ratings []model.Rating
 	// Addrs are the cluster's client addresses in the order it tries
-	// them (spread members over the nodes by rotating them).
+	// them after the first.
 	Addrs []string
+	// Start is the address it dials first (client.DialerConfig.Start):
+	// set it round robin to spread the members evenly; "" is a random one.
+	Start string
 	// TLS trusts the cluster's CA and presents the device's certificate.
 	TLS *tls.Config
 	// DeviceCA, if set, lets it take part in signed secure rounds
@@ -52,7 +55,7 @@ func Run(ctx context.Context, members []Member, log *slog.Logger, done func(Roun
 	cache := NewModelCache()
 	ps := make([]*Participant, len(members))
 	for i, m := range members {
-		d, err := client.NewDialerConfig(client.DialerConfig{Addrs: m.Addrs, TLS: m.TLS, DeviceCA: m.DeviceCA, Transport: tr})
+		d, err := client.NewDialerConfig(client.DialerConfig{Addrs: m.Addrs, Start: m.Start, TLS: m.TLS, DeviceCA: m.DeviceCA, Transport: tr})
 		if err != nil {
 			return fmt.Errorf("crowd: %s: %w", m.ID, err)
 		}

@@ -12,6 +12,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/fedrec/fedrec/client"
 	"github.com/fedrec/fedrec/client/crowd"
+	"github.com/fedrec/fedrec/coordinator/adminapi"
 	"github.com/fedrec/fedrec/coordinator/pki"
 	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
@@ -46,6 +48,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	secure := fs.Bool("secagg", false, "run the rounds as secure aggregation (clip 1), to compare with plaintext rounds")
 	signed := fs.Bool("signed", false, "with --secagg, run each setting twice, unsigned and signed secure rounds (--secagg-signed), and compare their costs")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (every device, none of the nodes) to `file`")
+	nodeProfile := fs.String("node-cpuprofile", "", "write CPU profiles of the nodes over the timed rounds, in 5 s pieces from their admin API, to `dir` (read them together: go tool pprof -top DIR/*-a-*.prof)")
 	bits := fs.Int("upload-bits", 8, "devices upload 8-bit updates (clip 1; with --secagg, masked in a field just wide enough) or 64-bit ones (no clip)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -57,6 +60,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("bench: --upload-bits %d, want 8 or 64", *bits)
 	case *secure && *bits != 8:
 		return errors.New("bench: --upload-bits 64 does not apply with --secagg (secure rounds of float64 updates use a 32-bit field)")
+	}
+	if *nodeProfile != "" {
+		if err := os.MkdirAll(*nodeProfile, 0o755); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -103,7 +111,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, n := range ns {
 		var rs []benchResult
 		for _, sig := range modes {
-			r, err := benchOne(ctx, bin, n, *items, *rank, *rounds, *kill, *secure, sig, *bits, *window, stderr)
+			r, err := benchOne(ctx, bin, n, *items, *rank, *rounds, *kill, *secure, sig, *bits, *window, *nodeProfile, stderr)
 			if err != nil {
 				return fmt.Errorf("bench: %d clients: %w", n, err)
 			}
@@ -155,6 +163,44 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	return nil
+}
+
+// profilePiece is the length of one piece of a node's CPU profile.
+const profilePiece = 5 * time.Second
+
+// profileNodes, if dir is not empty, takes CPU profiles of every node
+// from its admin API, one profilePiece after the other, into
+// dir/NAME-ID-K.prof, until the func it returns is called; that func
+// waits for the pieces in flight. A profile's length is fixed when it is
+// asked for, and the timed rounds' is not known: pprof reads the pieces
+// as one.
+func profileNodes(ctx context.Context, admin *http.Client, token string, nodes []*benchNode, dir, name string, stderr io.Writer) (stop func()) {
+	if dir == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, nd := range nodes {
+		wg.Go(func() {
+			for k := 0; ; k++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				path := fmt.Sprintf("%s?seconds=%d", adminapi.PathCPUProfile, int(profilePiece/time.Second))
+				b, err := adminGet(ctx, admin, nd.adminAddr, path, token)
+				if err == nil {
+					err = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%s-%03d.prof", name, nd.id, k)), b, 0o644)
+				}
+				if err != nil {
+					fmt.Fprintf(stderr, "bench: node %s profile: %v\n", nd.id, err)
+					return
+				}
+			}
+		})
+	}
+	return func() { close(done); wg.Wait() }
 }
 
 // spread is how far the smallest and the largest of xs are from their
@@ -279,7 +325,7 @@ var (
 	benchCommitted = regexp.MustCompile(`time=(\S+) level=INFO msg="round committed" node=(\S+) round=(\d+) model=\d+ survivors=(\d+) cohort=(\d+) duration_ms=(\d+)`)
 )
 
-func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill, secure, signed bool, bits int, window time.Duration, stderr io.Writer) (benchResult, error) {
+func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill, secure, signed bool, bits int, window time.Duration, profDir string, stderr io.Writer) (benchResult, error) {
 	var res benchResult
 	dir, err := os.MkdirTemp("", "fedrec-bench-")
 	if err != nil {
@@ -411,7 +457,7 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 		if err != nil {
 			return res, err
 		}
-		d, err := client.NewDialerConfig(client.DialerConfig{Addrs: rotate(addrs, i), TLS: conf, DeviceCA: deviceCA})
+		d, err := client.NewDialerConfig(client.DialerConfig{Addrs: rotate(addrs, i), Start: addrs[i%len(addrs)], TLS: conf, DeviceCA: deviceCA})
 		if err != nil {
 			return res, err
 		}
@@ -481,10 +527,13 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 		return res, err
 	}
 	c0 := readCosts()
+	stopProf := profileNodes(ctx, admin, token, nodes, profDir, fmt.Sprintf("%d-%s", n, map[bool]string{false: "plain", true: "signed"}[signed]), stderr)
 	if err := wait(fmt.Sprintf("%d rounds", rounds+1), func() bool { return len(commits()) >= rounds+1 }); err != nil {
+		stopProf()
 		return res, err
 	}
 	c1 := readCosts()
+	stopProf()
 	cs := commits()[1 : rounds+1]
 	var selected int
 	for _, c := range cs {

@@ -15,6 +15,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -50,6 +51,10 @@ import (
 //	POST /v1/training?KEY=VALUE…&reason=…[&operator=…]
 //	                      leader only: change the settings that may change
 //	                      from the next round on (training.go)
+//	GET /debug/pprof/profile?seconds=N
+//	                      the node's CPU profile over N seconds (default
+//	                      30, at most 300), for `go tool pprof`
+//	GET /debug/pprof/heap the node's heap profile
 //
 // A leader-only call on a follower answers 409 with a wire.ClusterError that
 // names the leader.
@@ -58,6 +63,25 @@ const (
 	DefaultRoundsLimit = 100
 	MaxRoundsLimit     = 1000
 )
+
+// PathCPUProfile is the admin API's CPU profile; ?seconds=N.
+const PathCPUProfile = "/debug/pprof/profile"
+
+// maxProfileSeconds bounds a CPU profile's duration.
+const maxProfileSeconds = 300
+
+// cpuProfile serves net/http/pprof's CPU profile after checking its
+// duration: one a caller could make run for days would hold the
+// profiler, which runs one profile at a time.
+func cpuProfile(w http.ResponseWriter, r *http.Request) {
+	if v := r.URL.Query().Get("seconds"); v != "" {
+		if n, err := strconv.Atoi(v); err != nil || n < 1 || n > maxProfileSeconds {
+			http.Error(w, fmt.Sprintf("seconds=%q: want 1 to %d", v, maxProfileSeconds), http.StatusBadRequest)
+			return
+		}
+	}
+	pprof.Profile(w, r)
+}
 
 const modelLayout = "item i's factor at [i*(rank+1), i*(rank+1)+rank), its bias at i*(rank+1)+rank, the global mean last"
 
@@ -192,6 +216,10 @@ func (a *Server) handler() http.Handler {
 	mux.Handle("GET "+wire.PathBackup, a.auth(http.HandlerFunc(a.backup)))
 	mux.Handle("GET "+wire.PathTraining, a.reads(http.HandlerFunc(a.training)))
 	mux.Handle("POST "+wire.PathTraining, a.auth(http.HandlerFunc(a.changeTraining)))
+	// Profiles name the code's functions and show what the node holds:
+	// the operator token only.
+	mux.Handle("GET "+PathCPUProfile, a.auth(http.HandlerFunc(cpuProfile)))
+	mux.Handle("GET /debug/pprof/heap", a.auth(pprof.Handler("heap")))
 	return mux
 }
 
