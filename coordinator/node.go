@@ -503,6 +503,8 @@ func New(cfg Config) (*Node, error) {
 		n.caller = qc
 		n.close = append(n.close, qc.close)
 	}
+	// Everything a request reads is set: devices and nodes may connect.
+	n.devices.Start()
 	n.wg.Add(3)
 	go func() {
 		defer n.wg.Done()

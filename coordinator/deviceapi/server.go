@@ -85,6 +85,11 @@ type Server struct {
 	ctx     context.Context // ends at Close; every request's context derives from it
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+	// started is closed by Start: the listeners accept no connection
+	// before, so that the handler is complete (its addresses and node
+	// channel set) when the first request reaches it.
+	started   chan struct{}
+	startOnce sync.Once
 
 	quic       *wire.Listener
 	wt         *webTransportServer // nil without a WebTransport listener
@@ -98,13 +103,13 @@ type Server struct {
 }
 
 // New returns a server of h's requests; it listens once Listen or
-// ListenWebTransport is called.
+// ListenWebTransport is called, and accepts connections once Start is.
 func New(h Handler, cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{h: h, cfg: cfg, certs: cfg.Certs, metrics: cfg.Metrics, log: cfg.Logger, ctx: ctx, cancel: cancel,
+	return &Server{h: h, cfg: cfg, certs: cfg.Certs, metrics: cfg.Metrics, log: cfg.Logger, ctx: ctx, cancel: cancel, started: make(chan struct{}),
 		uploads: make(chan struct{}, cfg.MaxUploads), budget: newBudget(cfg.MemoryBudget),
 		devUploads: &deviceUploads{max: cfg.MaxUploadsPerDevice, n: map[string]int{}},
 		devBytes:   &deviceBytes{max: cfg.MaxDeviceMemory, n: map[string]int64{}},
@@ -123,6 +128,19 @@ func (s *Server) Close() error {
 		errs = append(errs, s.wt.close())
 	}
 	return errors.Join(errs...)
+}
+
+// Start lets the listeners accept connections.
+func (s *Server) Start() { s.startOnce.Do(func() { close(s.started) }) }
+
+// waitStart waits for Start, and reports false if the server closed first.
+func (s *Server) waitStart() bool {
+	select {
+	case <-s.started:
+		return true
+	case <-s.ctx.Done():
+		return false
+	}
 }
 
 // Wait waits until every goroutine of the server has ended, after Close.
@@ -271,6 +289,9 @@ const (
 
 // serveQUIC accepts connections until the listener closes.
 func (s *Server) serveQUIC(ln *wire.Listener) {
+	if !s.waitStart() {
+		return
+	}
 	for {
 		conn, err := ln.Accept(s.ctx)
 		if err != nil {

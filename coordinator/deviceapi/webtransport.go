@@ -85,6 +85,9 @@ func (s *Server) ListenWebTransport(addr string) (net.Addr, error) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		if !s.waitStart() {
+			return
+		}
 		for {
 			conn, err := ln.Accept(s.ctx)
 			if err != nil {
