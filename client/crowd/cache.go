@@ -13,7 +13,7 @@ import (
 // ModelCache shares downloaded models among participants (many virtual
 // clients in one process download each version once). It keeps the two
 // newest versions. It also lends the participants their update buffers
-// and bounds how many of them train and upload at once.
+// and bounds how many of them take part in a plain round at once.
 type ModelCache struct {
 	mu      sync.Mutex
 	entries map[uint64]*cacheEntry

@@ -30,7 +30,8 @@ type ParticipantConfig struct {
 	// Models caches downloaded models and lends update buffers; nil gives
 	// the participant its own. Virtual clients in one process should share
 	// one: a client then holds no model-sized memory between its rounds,
-	// and 16 at most train and upload a plain round's update at once.
+	// and 64 at most take part in a plain round at once (download, train,
+	// upload).
 	Models *ModelCache
 	// MinBackoff and MaxBackoff bound the waits between retries
 	// (exponential with full jitter); defaults 100ms and 5s.
