@@ -327,15 +327,22 @@ func (s *Server) serveConn(conn *quic.Conn) {
 	}
 	stop := context.AfterFunc(s.ctx, func() { conn.CloseWithError(0, "shutting down") })
 	defer stop()
+	serveStreams(s, conn.AcceptStream, func(st *quic.Stream) requestStream { return quicStream{st} }, peer)
+}
+
+// serveStreams serves each stream accept returns, as wrap makes it a
+// requestStream, until accept fails (the connection or session ended):
+// a QUIC connection's and a WebTransport session's streams alike.
+func serveStreams[S any](s *Server, accept func(context.Context) (S, error), wrap func(S) requestStream, peer Peer) {
 	for {
-		st, err := conn.AcceptStream(s.ctx)
+		st, err := accept(s.ctx)
 		if err != nil {
 			return
 		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.serveStream(quicStream{st}, peer)
+			s.serveStream(wrap(st), peer)
 		}()
 	}
 }

@@ -145,17 +145,7 @@ func (s *Server) serveSession(sess *webtransport.Session, conn *quic.Conn) {
 		forget, _ := s.conns.admit(conn, peer)
 		defer forget()
 	}
-	for {
-		st, err := sess.AcceptStream(s.ctx)
-		if err != nil {
-			return
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.serveStream(webTransportStream{st}, peer)
-		}()
-	}
+	serveStreams(s, sess.AcceptStream, func(st *webtransport.Stream) requestStream { return webTransportStream{st} }, peer)
 }
 
 // authenticateSession reads the session's first stream, which must carry
