@@ -157,8 +157,8 @@ func (p *Participant) take(rctx context.Context, d round.Exchanger, plan *wire.P
 		return res, fmt.Errorf("round %d: download model %d: %w", plan.Round, plan.Model, err)
 	}
 	// The model is given back as soon as the update is computed: the
-	// upload may wait long for its slot and the node, and a buffer given
-	// back early serves the next download while still in the cache.
+	// upload may wait long for the node, and a buffer given back early
+	// serves the next download while still in the cache.
 	var once sync.Once
 	release := func() { once.Do(done) }
 	defer release()

@@ -165,6 +165,18 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
+// benchName names a setting's files: clients and plain, secure or signed.
+func benchName(n int, secure, signed bool) string {
+	mode := "plain"
+	switch {
+	case signed:
+		mode = "signed"
+	case secure:
+		mode = "secure"
+	}
+	return fmt.Sprintf("%d-%s", n, mode)
+}
+
 // profilePiece is the length of one piece of a node's CPU profile.
 const profilePiece = 5 * time.Second
 
@@ -457,7 +469,8 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 		if err != nil {
 			return res, err
 		}
-		d, err := client.NewDialerConfig(client.DialerConfig{Addrs: rotate(addrs, i), Start: addrs[i%len(addrs)], TLS: conf, DeviceCA: deviceCA})
+		order := rotate(addrs, i)
+		d, err := client.NewDialerConfig(client.DialerConfig{Addrs: order, Start: order[0], TLS: conf, DeviceCA: deviceCA})
 		if err != nil {
 			return res, err
 		}
@@ -527,7 +540,7 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 		return res, err
 	}
 	c0 := readCosts()
-	stopProf := profileNodes(ctx, admin, token, nodes, profDir, fmt.Sprintf("%d-%s", n, map[bool]string{false: "plain", true: "signed"}[signed]), stderr)
+	stopProf := profileNodes(ctx, admin, token, nodes, profDir, benchName(n, secure, signed), stderr)
 	if err := wait(fmt.Sprintf("%d rounds", rounds+1), func() bool { return len(commits()) >= rounds+1 }); err != nil {
 		stopProf()
 		return res, err

@@ -93,7 +93,8 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return fmt.Errorf("client: %w", err)
 		}
-		members[i] = crowd.Member{ID: id, Ratings: train[u], Addrs: rotate(addrs, u), Start: addrs[u%len(addrs)], TLS: conf, DeviceCA: peers, Seed: *seed<<20 ^ uint64(u+1)}
+		order := rotate(addrs, u)
+		members[i] = crowd.Member{ID: id, Ratings: train[u], Addrs: order, Start: order[0], TLS: conf, DeviceCA: peers, Seed: *seed<<20 ^ uint64(u+1)}
 	}
 	// Watch the cluster's newest model.
 	monConf, err := devices.TLS("fedrec-client-monitor")
