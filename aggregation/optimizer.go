@@ -63,7 +63,10 @@ func (o *FedAvg) Step(params, delta []float64) error {
 		return fmt.Errorf("%w: delta %d, params %d", ErrShape, len(delta), len(params))
 	}
 	for i, d := range delta {
-		params[i] += o.LR * d
+		// The conversion keeps the compiler from fusing a multiply-add
+		// on some architectures: every node of a cluster must step to the
+		// same bits.
+		params[i] += float64(o.LR * d)
 	}
 	return nil
 }
@@ -93,18 +96,21 @@ func (o *Adaptive) Step(params, delta []float64) error {
 		return fmt.Errorf("%w: delta %d, params %d, state %d", ErrShape, len(delta), len(params), len(o.M))
 	}
 	b1, b2 := o.Beta1, o.Beta2
+	// Each product is converted before it is added, so that no
+	// architecture fuses a multiply-add: every node of a cluster steps the
+	// replicated moments and model to the same bits (see FedAvg.Step).
 	for i, d := range delta {
-		m := b1*o.M[i] + (1-b1)*d
+		m := float64(b1*o.M[i]) + float64((1-b1)*d)
 		d2 := d * d
 		v := o.V[i]
 		if o.Yogi {
 			if v > d2 {
-				v -= (1 - b2) * d2
+				v -= float64((1 - b2) * d2)
 			} else if v < d2 {
-				v += (1 - b2) * d2
+				v += float64((1 - b2) * d2)
 			}
 		} else {
-			v = b2*v + (1-b2)*d2
+			v = float64(b2*v) + float64((1-b2)*d2)
 		}
 		o.M[i], o.V[i] = m, v
 		params[i] += o.LR * m / (math.Sqrt(v) + o.Tau)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math"
 	"slices"
 	"sync"
 	"time"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/fedrec/fedrec/aggregation"
 	"github.com/fedrec/fedrec/aggregation/fixedpoint"
+	"github.com/fedrec/fedrec/coordinator/store"
 	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
@@ -769,43 +769,22 @@ func (l *leader) commit(r *round, delta []float64, clipped, survivors, below, co
 }
 
 // aggregate steps the server optimizer, restored from the replicated
-// state, with the round's mean update delta on a copy of the base model.
-func (l *leader) aggregate(r *round, delta []float64, clipped, survivors, cohort int, privacy wire.PrivacyParams) (*wire.CommitRound, error) {
-	base := r.base.Model
-	dim := len(base.Params)
-	opt, err := aggregation.NewOptimizer(r.cfg.Optimizer, dim)
-	if err != nil {
-		return nil, err
-	}
+// state, with the round's mean update delta on a copy of the base model,
+// as every node will when it applies the commit: the leader proposes only
+// what steps cleanly, and the commit carries the new model's digest.
+func (l *leader) aggregate(r *round, delta []float64, clipped, survivors, cohort int, privacy wire.PrivacyParams) (*wire.CommitUpdate, error) {
 	var optM, optV []float64
-	ad, adaptive := opt.(*aggregation.Adaptive)
-	if adaptive {
-		l.n.fsm.Read(func(s *State) { optM, optV = s.Optimizer() })
-		if optM != nil { // nil before the first commit: fresh moments
-			copy(ad.M, optM)
-			copy(ad.V, optV)
-		}
+	l.n.fsm.Read(func(s *State) { optM, optV = s.Optimizer() })
+	d32 := wire.Vec32Of(delta) // what every node will step with
+	m, _, _, err := store.NextModel(r.cfg.Optimizer, r.base.Model, optM, optV, d32.Float64s())
+	if err != nil {
+		return nil, fmt.Errorf("round %d: %w", r.id, err)
 	}
-	params := append([]float64(nil), base.Params...)
-	if err := opt.Step(params, delta); err != nil {
-		return nil, err
-	}
-	for i, x := range params {
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return nil, fmt.Errorf("round %d: param %d is %v after the server step", r.id, i, x)
-		}
-	}
-	m := base.Clone()
-	m.Params = params
 	d := wire.Digest(m)
-	c := &wire.CommitRound{
-		Round: r.id, Model: r.base.Version, Params: params, Digest: d[:],
+	return &wire.CommitUpdate{
+		Round: r.id, Model: r.base.Version, Delta: d32, Digest: d[:],
 		Cohort: cohort, Survivors: survivors, Clipped: clipped, Loss: r.loss, N: r.n, Privacy: privacy,
-	}
-	if adaptive {
-		c.OptM, c.OptV = ad.M, ad.V
-	}
-	return c, nil
+	}, nil
 }
 
 // upload counts a selected client's update in this node's part of the

@@ -10,6 +10,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/fedrec/fedrec/aggregation"
 	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
 )
@@ -274,6 +275,8 @@ func (s *State) Apply(c wire.Command) any {
 		err = s.openRound(c)
 	case *wire.CommitRound:
 		res, err = s.commitRound(c)
+	case *wire.CommitUpdate:
+		res, err = s.commitUpdate(c)
 	case *wire.AbandonRound:
 		err = s.abandonRound(c)
 	case *wire.ChangeTraining:
@@ -480,59 +483,155 @@ func checkGroupSecAgg(c *wire.OpenRound, g wire.RoundGroup, ids []string) error 
 	return nil
 }
 
-func (s *State) commitRound(c *wire.CommitRound) (uint64, error) {
+// roundEnd is what CommitRound and CommitUpdate both say about a round.
+type roundEnd struct {
+	round, model               uint64
+	cohort, survivors, clipped int
+	loss                       float64
+	n                          int64
+	privacy                    wire.PrivacyParams
+	nextClip                   float64
+}
+
+// checkEnd checks what a commit says about the round against the open
+// round and the current model.
+func (s *State) checkEnd(e roundEnd) error {
 	cur := s.Current()
 	switch {
 	case cur == nil:
-		return 0, ErrNotReady
-	case s.open == nil || s.open.Round != c.Round:
-		return 0, fmt.Errorf("%w: commit for round %d", ErrStaleRound, c.Round)
-	case c.Model != cur.Version:
-		return 0, fmt.Errorf("%w: commit on version %d, current is %d", ErrStaleModel, c.Model, cur.Version)
-	case c.Survivors < 1 || c.Survivors > c.Cohort || c.N < 0:
-		return 0, fmt.Errorf("%w: %d survivors of %d", ErrBadCommand, c.Survivors, c.Cohort)
-	case c.Privacy.Validate() != nil || c.Privacy.Mechanism != s.open.Privacy.Mechanism:
-		return 0, fmt.Errorf("%w: privacy %+v for a round opened with %+v", ErrBadCommand, c.Privacy, s.open.Privacy)
-	case c.Privacy.Mechanism == wire.MechSkellam && c.Privacy.NoiseMultiplier > 0 && !(c.Privacy.Variance > 0 && c.Privacy.L1 > 0 && c.Privacy.L2 > 0):
-		return 0, fmt.Errorf("%w: distributed noise without the accountant's figures %+v", ErrBadCommand, c.Privacy)
-	case c.NextClip != 0 && (!s.config.AdaptiveClip || !(c.NextClip > 0) || math.IsInf(c.NextClip, 0)):
-		return 0, fmt.Errorf("%w: next clip %v", ErrBadCommand, c.NextClip)
+		return ErrNotReady
+	case s.open == nil || s.open.Round != e.round:
+		return fmt.Errorf("%w: commit for round %d", ErrStaleRound, e.round)
+	case e.model != cur.Version:
+		return fmt.Errorf("%w: commit on version %d, current is %d", ErrStaleModel, e.model, cur.Version)
+	case e.survivors < 1 || e.survivors > e.cohort || e.n < 0:
+		return fmt.Errorf("%w: %d survivors of %d", ErrBadCommand, e.survivors, e.cohort)
+	case e.privacy.Validate() != nil || e.privacy.Mechanism != s.open.Privacy.Mechanism:
+		return fmt.Errorf("%w: privacy %+v for a round opened with %+v", ErrBadCommand, e.privacy, s.open.Privacy)
+	case e.privacy.Mechanism == wire.MechSkellam && e.privacy.NoiseMultiplier > 0 && !(e.privacy.Variance > 0 && e.privacy.L1 > 0 && e.privacy.L2 > 0):
+		return fmt.Errorf("%w: distributed noise without the accountant's figures %+v", ErrBadCommand, e.privacy)
+	case e.nextClip != 0 && (!s.config.AdaptiveClip || !(e.nextClip > 0) || math.IsInf(e.nextClip, 0)):
+		return fmt.Errorf("%w: next clip %v", ErrBadCommand, e.nextClip)
 	}
+	return nil
+}
+
+// commitRound applies a CommitRound of an older log: the entry carries
+// the new model and moments.
+func (s *State) commitRound(c *wire.CommitRound) (uint64, error) {
+	e := roundEnd{round: c.Round, model: c.Model, cohort: c.Cohort, survivors: c.Survivors, clipped: c.Clipped,
+		loss: c.Loss, n: c.N, privacy: c.Privacy, nextClip: c.NextClip}
+	if err := s.checkEnd(e); err != nil {
+		return 0, err
+	}
+	cur := s.Current()
 	dim := len(cur.Model.Params)
 	if (len(c.OptM) != 0 || len(c.OptV) != 0) && (len(c.OptM) != dim || len(c.OptV) != dim) {
 		return 0, fmt.Errorf("%w: optimizer state of %d and %d, want %d", ErrBadCommand, len(c.OptM), len(c.OptV), dim)
 	}
 	for _, x := range [][]float64{c.OptM, c.OptV} {
-		for i, y := range x {
-			if math.IsNaN(y) || math.IsInf(y, 0) {
-				return 0, fmt.Errorf("%w: optimizer state [%d] is %v", ErrBadCommand, i, y)
-			}
+		if i := nonFinite(x); i >= 0 {
+			return 0, fmt.Errorf("%w: optimizer state [%d] is %v", ErrBadCommand, i, x[i])
 		}
 	}
 	m, d, err := s.checkParams(wire.KindOf(cur.Model.Kind), cur.Model.Items, cur.Model.Rank, c.Params, c.Digest)
 	if err != nil {
 		return 0, err
 	}
-	v := &Version{Version: cur.Version + 1, Round: c.Round, Digest: d, Model: m}
+	return s.commit(e, m, d, c.OptM, c.OptV), nil
+}
+
+// commitUpdate steps the server optimizer with the round's mean update,
+// as the leader did before it proposed the command.
+func (s *State) commitUpdate(c *wire.CommitUpdate) (uint64, error) {
+	e := roundEnd{round: c.Round, model: c.Model, cohort: c.Cohort, survivors: c.Survivors, clipped: c.Clipped,
+		loss: c.Loss, n: c.N, privacy: c.Privacy, nextClip: c.NextClip}
+	if err := s.checkEnd(e); err != nil {
+		return 0, err
+	}
+	m, optM, optV, err := NextModel(s.config.Optimizer, s.Current().Model, s.optM, s.optV, c.Delta.Float64s())
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrBadCommand, err)
+	}
+	d := wire.Digest(m)
+	if string(d[:]) != string(c.Digest) {
+		return 0, fmt.Errorf("%w: the server step gave another model than the leader's", ErrBadCommand)
+	}
+	return s.commit(e, m, d, optM, optV), nil
+}
+
+// NextModel steps the server optimizer opt, from the moments optM and
+// optV (nil before the first commit: fresh ones), with a round's mean
+// update delta on a copy of base. It returns the new model and moments,
+// all newly allocated: a committed version is never modified. The leader
+// calls it before it proposes a commit, and every node when it applies
+// one, so that they store the same bits.
+func NextModel(opt aggregation.OptimizerConfig, base *model.Model, optM, optV, delta []float64) (m *model.Model, nextM, nextV []float64, err error) {
+	dim := len(base.Params)
+	if len(delta) != dim {
+		return nil, nil, nil, fmt.Errorf("update of %d values for a model of %d", len(delta), dim)
+	}
+	if i := nonFinite(delta); i >= 0 {
+		return nil, nil, nil, fmt.Errorf("update [%d] is %v", i, delta[i])
+	}
+	o, err := aggregation.NewOptimizer(opt, dim)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ad, adaptive := o.(*aggregation.Adaptive)
+	if adaptive && optM != nil {
+		if len(optM) != dim || len(optV) != dim {
+			return nil, nil, nil, fmt.Errorf("optimizer state of %d and %d, want %d", len(optM), len(optV), dim)
+		}
+		copy(ad.M, optM)
+		copy(ad.V, optV)
+	}
+	m = base.Clone()
+	if err := o.Step(m.Params, delta); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := m.Validate(); err != nil {
+		return nil, nil, nil, fmt.Errorf("after the server step: %w", err)
+	}
+	if adaptive {
+		nextM, nextV = ad.M, ad.V
+	}
+	return m, nextM, nextV, nil
+}
+
+// nonFinite returns the index of x's first NaN or infinity, -1 if none.
+func nonFinite(x []float64) int {
+	for i, y := range x {
+		if math.IsNaN(y) || math.IsInf(y, 0) {
+			return i
+		}
+	}
+	return -1
+}
+
+// commit stores a round's new model and moments and closes it.
+func (s *State) commit(e roundEnd, m *model.Model, d [sha256.Size]byte, optM, optV []float64) uint64 {
+	cur := s.Current()
+	v := &Version{Version: cur.Version + 1, Round: e.round, Digest: d, Model: m}
 	s.models = append(s.models, v)
 	if n := len(s.models) - s.config.KeepModels; n > 0 {
 		s.models = slices.Clone(s.models[n:])
 	}
-	s.optM, s.optV = c.OptM, c.OptV
+	s.optM, s.optV = optM, optV
 	rec := RoundRecord{
-		Round: c.Round, Outcome: Committed, Model: c.Model, NewModel: v.Version,
-		Cohort: c.Cohort, Survivors: c.Survivors, Clipped: c.Clipped, Loss: c.Loss, N: c.N,
-		LossUnknown: s.open.SecAgg != nil, NextClip: c.NextClip,
+		Round: e.round, Outcome: Committed, Model: e.model, NewModel: v.Version,
+		Cohort: e.cohort, Survivors: e.survivors, Clipped: e.clipped, Loss: e.loss, N: e.n,
+		LossUnknown: s.open.SecAgg != nil, NextClip: e.nextClip,
 	}
 	if s.config.AdaptiveClip {
 		rec.Clip = s.open.Clip
 	}
 	s.rounds = append(s.rounds, rec)
-	p := c.Privacy
-	s.ledger = append(s.ledger, LedgerEntry{Round: c.Round, SamplingRate: p.SamplingRate, NoiseMultiplier: p.NoiseMultiplier, Steps: 1,
+	p := e.privacy
+	s.ledger = append(s.ledger, LedgerEntry{Round: e.round, SamplingRate: p.SamplingRate, NoiseMultiplier: p.NoiseMultiplier, Steps: 1,
 		Mechanism: p.Mechanism, Variance: p.Variance, L1: p.L1, L2: p.L2})
 	s.open = nil
-	return v.Version, nil
+	return v.Version
 }
 
 func (s *State) abandonRound(c *wire.AbandonRound) error {

@@ -52,14 +52,28 @@ func TestApplyRejections(t *testing.T) {
 	stale := storetest.CommitFor(s, 6, 0.1)
 	stale.Model = 4
 	nan := storetest.CommitFor(s, 6, 0.1)
-	nan.Params = append([]float64(nil), nan.Params...)
-	nan.Params[0] = math.NaN()
+	nan.Delta = append(wire.Vec32(nil), nan.Delta...)
+	nan.Delta[0] = float32(math.NaN())
+	inf := storetest.CommitFor(s, 6, 0.1)
+	inf.Delta = append(wire.Vec32(nil), inf.Delta...)
+	inf.Delta[3] = float32(math.Inf(-1))
 	short := storetest.CommitFor(s, 6, 0.1)
-	short.Params = short.Params[1:]
+	short.Delta = short.Delta[1:]
 	badDigest := storetest.CommitFor(s, 6, 0.1)
 	badDigest.Digest = make([]byte, 32)
-	badOpt := storetest.CommitFor(s, 6, 0.1)
-	badOpt.OptV = badOpt.OptV[1:]
+	// A node whose step gives other bits than the leader's refuses.
+	otherStep := storetest.CommitFor(s, 6, 0.1)
+	otherStep.Delta = append(wire.Vec32(nil), otherStep.Delta...)
+	otherStep.Delta[1] = 0.2
+	legacyNaN := storetest.LegacyCommitFor(s, 6, 0.1)
+	legacyNaN.Params = append([]float64(nil), legacyNaN.Params...)
+	legacyNaN.Params[0] = math.NaN()
+	legacyShort := storetest.LegacyCommitFor(s, 6, 0.1)
+	legacyShort.Params = legacyShort.Params[1:]
+	legacyDigest := storetest.LegacyCommitFor(s, 6, 0.1)
+	legacyDigest.Digest = make([]byte, 32)
+	legacyOpt := storetest.LegacyCommitFor(s, 6, 0.1)
+	legacyOpt.OptV = legacyOpt.OptV[1:]
 	tests := []struct {
 		name string
 		c    wire.Command
@@ -72,9 +86,14 @@ func TestApplyRejections(t *testing.T) {
 		{"commit future round", storetest.CommitFor(s, 7, 0.1), store.ErrStaleRound},
 		{"commit stale model", stale, store.ErrStaleModel},
 		{"commit nan", nan, store.ErrBadCommand},
+		{"commit infinity", inf, store.ErrBadCommand},
 		{"commit wrong dimension", short, store.ErrBadCommand},
 		{"commit bad digest", badDigest, store.ErrBadCommand},
-		{"commit bad optimizer", badOpt, store.ErrBadCommand},
+		{"commit another step", otherStep, store.ErrBadCommand},
+		{"legacy commit nan", legacyNaN, store.ErrBadCommand},
+		{"legacy commit wrong dimension", legacyShort, store.ErrBadCommand},
+		{"legacy commit bad digest", legacyDigest, store.ErrBadCommand},
+		{"legacy commit bad optimizer", legacyOpt, store.ErrBadCommand},
 		{"abandon other round", &wire.AbandonRound{Round: 5}, store.ErrStaleRound},
 	}
 	for i, tc := range tests {
@@ -279,4 +298,46 @@ func FuzzReadSnapshot(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// A log written before CommitUpdate carries CommitRound entries, with the
+// new model and moments themselves; they still apply as they did.
+func TestApplyLegacyCommit(t *testing.T) {
+	f := storetest.History(t)
+	c := storetest.LegacyCommitFor(f.State(), 6, 0.25)
+	if res := storetest.Apply(t, f, 100, c); res != uint64(6) {
+		t.Fatalf("Apply = %v, want version 6", res)
+	}
+	s := f.State()
+	cur := s.Current()
+	optM, optV := s.Optimizer()
+	if !reflect.DeepEqual(cur.Model.Params, []float64(c.Params)) || !bytes.Equal(cur.Digest[:], c.Digest) ||
+		!reflect.DeepEqual(optM, []float64(c.OptM)) || !reflect.DeepEqual(optV, []float64(c.OptV)) {
+		t.Error("the legacy commit's model or moments were not stored as sent")
+	}
+}
+
+// Every node steps to the same model and moments as the leader: two
+// states applying the same CommitUpdate agree to the bit with NextModel.
+func TestApplyCommitUpdate(t *testing.T) {
+	f := storetest.History(t)
+	s := f.State()
+	cfg, _ := s.Config()
+	m0, v0 := s.Optimizer()
+	c := storetest.CommitFor(s, 6, -0.05)
+	want, wantM, wantV, err := store.NextModel(cfg.Optimizer, s.Current().Model, m0, v0, c.Delta.Float64s())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := storetest.Apply(t, f, 100, c); res != uint64(6) {
+		t.Fatalf("Apply = %v, want version 6", res)
+	}
+	s = f.State()
+	optM, optV := s.Optimizer()
+	if !reflect.DeepEqual(s.Current().Model.Params, want.Params) || !reflect.DeepEqual(optM, wantM) || !reflect.DeepEqual(optV, wantV) {
+		t.Error("the applied commit differs from the leader's step")
+	}
+	if r := s.Rounds()[len(s.Rounds())-1]; r.Round != 6 || r.Survivors != c.Survivors || r.NewModel != 6 {
+		t.Errorf("round record %+v", r)
+	}
 }

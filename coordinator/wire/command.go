@@ -25,6 +25,10 @@ const (
 	// CmdChangeTraining: an operator changes the settings that may change
 	// while the cluster runs, from the next round on.
 	CmdChangeTraining CommandType = 7
+	// CmdCommitUpdate: a round's mean update, from which every node steps
+	// the server optimizer (CommitRound, which carried the whole model and
+	// the optimizer's moments, is only read from older logs).
+	CmdCommitUpdate CommandType = 8
 )
 
 func (t CommandType) String() string {
@@ -43,6 +47,8 @@ func (t CommandType) String() string {
 		return "AbandonRound"
 	case CmdChangeTraining:
 		return "ChangeTraining"
+	case CmdCommitUpdate:
+		return "CommitUpdate"
 	}
 	return fmt.Sprintf("CommandType(%d)", uint8(t))
 }
@@ -188,6 +194,29 @@ type CommitRound struct {
 	NextClip float64 `msgpack:"next_clip,omitempty"`
 }
 
+// CommitUpdate ends a round with its mean update: every node applying it
+// steps the server optimizer from the base version and its replicated
+// moments with Delta, and stores the new model (version = base + 1) and
+// moments. A sixth of CommitRound's bytes, which is what a follower
+// receives and every node writes to its log each round: the update is in
+// float32, finer than the 8-bit updates it sums, and the leader steps
+// from the same float32 values as every other node.
+type CommitUpdate struct {
+	Round uint64 `msgpack:"round"`
+	Model uint64 `msgpack:"model"` // base version
+	Delta Vec32  `msgpack:"delta"`
+	// Digest is the new model's, as the leader computed it: a node whose
+	// step gave another model refuses the command rather than diverge.
+	Digest    []byte        `msgpack:"digest"`
+	Cohort    int           `msgpack:"cohort"`
+	Survivors int           `msgpack:"survivors"`
+	Clipped   int           `msgpack:"clipped"`
+	Loss      float64       `msgpack:"loss"`
+	N         int64         `msgpack:"n"`
+	Privacy   PrivacyParams `msgpack:"privacy"`
+	NextClip  float64       `msgpack:"next_clip,omitempty"` // as CommitRound's
+}
+
 // AbandonRound ends a round without a model.
 type AbandonRound struct {
 	Round     uint64 `msgpack:"round"`
@@ -218,6 +247,7 @@ func (*InitModel) CommandType() CommandType    { return CmdInitModel }
 func (*RegisterNode) CommandType() CommandType { return CmdRegisterNode }
 func (*OpenRound) CommandType() CommandType    { return CmdOpenRound }
 func (*CommitRound) CommandType() CommandType  { return CmdCommitRound }
+func (*CommitUpdate) CommandType() CommandType { return CmdCommitUpdate }
 func (*AbandonRound) CommandType() CommandType { return CmdAbandonRound }
 func (*ChangeTraining) CommandType() CommandType {
 	return CmdChangeTraining
@@ -239,6 +269,8 @@ func newCommand(t CommandType) Command {
 		return new(AbandonRound)
 	case CmdChangeTraining:
 		return new(ChangeTraining)
+	case CmdCommitUpdate:
+		return new(CommitUpdate)
 	}
 	return nil
 }

@@ -142,11 +142,7 @@ func SplitModel32(m *model.Model, version, round uint64) (*ModelHeader, []*Model
 	d := Digest32(m)
 	h.Digest, h.Float32 = d[:], true
 	for _, c := range cs {
-		p := make(Vec32, len(c.Params))
-		for i, x := range c.Params {
-			p[i] = float32(x)
-		}
-		c.Params, c.Params32 = nil, p
+		c.Params, c.Params32 = nil, Vec32Of(c.Params)
 	}
 	return h, cs
 }

@@ -287,6 +287,25 @@ func (v *Vec) DecodeMsgpack(dec *msgpack.Decoder) (err error) {
 // little-endian IEEE 754 singles, 4 bytes per element, as Vec.
 type Vec32 []float32
 
+// Vec32Of returns x rounded to float32 (a value beyond float32's range
+// becomes an infinity, which the receiver refuses).
+func Vec32Of(x []float64) Vec32 {
+	v := make(Vec32, len(x))
+	for i, y := range x {
+		v[i] = float32(y)
+	}
+	return v
+}
+
+// Float64s returns v widened to float64, exactly.
+func (v Vec32) Float64s() []float64 {
+	x := make([]float64, len(v))
+	for i, y := range v {
+		x[i] = float64(y)
+	}
+	return x
+}
+
 // EncodeMsgpack implements msgpack.CustomEncoder.
 func (v Vec32) EncodeMsgpack(enc *msgpack.Encoder) error {
 	return encodePacked(enc, v, 4, func(b []byte, xs []float32) {

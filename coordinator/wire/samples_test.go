@@ -149,6 +149,7 @@ func sampleCommands() map[string]Command {
 		"openround":          &OpenRound{Round: 7, Model: 6, Digest: digest32(4), Cohort: []string{"u1", "u2"}, Clip: 1, Privacy: PrivacyParams{SamplingRate: 0.1}, Leader: "a"},
 		"commitround":        &CommitRound{Round: 7, Model: 6, Params: params, Digest: digest32(5), OptM: make(Vec, 10), OptV: make(Vec, 10), Cohort: 2, Survivors: 2, Loss: 3, N: 30, Privacy: PrivacyParams{SamplingRate: 0.1}},
 		"abandonround":       &AbandonRound{Round: 8, Survivors: 1, Reason: "too few survivors"},
+		"commitupdate":       &CommitUpdate{Round: 7, Model: 6, Delta: Vec32{0.01, -0.02, 0, 0, 0, 0, 0, 0, 0.5, -1e-9}, Digest: digest32(5), Cohort: 3, Survivors: 2, Clipped: 1, Loss: 3, N: 30, Privacy: PrivacyParams{NoiseMultiplier: 1.1, SamplingRate: 0.1, CountStddev: 5}, NextClip: 0.47},
 		"openround_groups":   &OpenRound{Round: 7, Model: 6, Digest: digest32(4), Cohort: []string{"u1", "u2", "u3"}, Clip: 1, Privacy: PrivacyParams{SamplingRate: 0.1}, Leader: "a", Groups: []RoundGroup{{Node: "a", Size: 1, Want: 1}, {Node: "b", Size: 2, Want: 1}}},
 		"openround_secagg_groups": &OpenRound{Round: 7, Model: 6, Digest: digest32(4), Cohort: []string{"u1", "u2", "u3", "u4", "u5", "u6"}, Clip: 0.5, Leader: "a",
 			SecAgg: sampleSecAgg(), Groups: []RoundGroup{{Node: "a", Size: 3, Want: 3, SecAgg: sampleGroupSecAgg("a")}, {Node: "b", Size: 3, Want: 3, SecAgg: sampleGroupSecAgg("b")}}},

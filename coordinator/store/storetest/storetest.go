@@ -57,9 +57,28 @@ func Apply(t testing.TB, f raft.FSM, index uint64, c wire.Command) any {
 	return f.Apply(&raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: b})
 }
 
-// CommitFor returns a commit of round on s's current model, moving every
-// param by step.
-func CommitFor(s *store.State, round uint64, step float64) *wire.CommitRound {
+// CommitFor returns a commit of round on s's current model whose mean
+// update moves every param by step.
+func CommitFor(s *store.State, round uint64, step float64) *wire.CommitUpdate {
+	cur := s.Current()
+	delta := make(wire.Vec32, len(cur.Model.Params))
+	for i := range delta {
+		delta[i] = float32(step)
+	}
+	cfg, _ := s.Config()
+	optM, optV := s.Optimizer()
+	m, _, _, err := store.NextModel(cfg.Optimizer, cur.Model, optM, optV, delta.Float64s())
+	if err != nil {
+		panic(err) // a fixture's own mistake
+	}
+	d := wire.Digest(m)
+	return &wire.CommitUpdate{Round: round, Model: cur.Version, Delta: delta, Digest: d[:],
+		Cohort: 3, Survivors: 2, Loss: 1.5, N: 20, Privacy: wire.PrivacyParams{SamplingRate: 0.3}}
+}
+
+// LegacyCommitFor is CommitFor as an older log has it: a CommitRound with
+// the whole new model and moments.
+func LegacyCommitFor(s *store.State, round uint64, step float64) *wire.CommitRound {
 	cur := s.Current()
 	m := cur.Model.Clone()
 	for i := range m.Params {
