@@ -154,7 +154,7 @@ func defineMetrics(n *Node) *metrics {
 			Help:    "Retry times the leader gave devices it did not select (pace steering): about the estimated population times the round period over the cohort size, ±50 %, within --pace-min and --pace-max.",
 			Buckets: prometheus.ExponentialBuckets(0.1, 2, 14), // 0.1 s … 819 s
 		}),
-		uploads:         counter("device_updates_total", "Device updates (plaintext uploads) this node counted in its parts of rounds; every node collects its own devices'."),
+		uploads:         counter("device_updates_total", "Device updates this node accepted in its parts of rounds (plaintext uploads and secure rounds' masked inputs); every node collects its own devices'."),
 		pacePopulation:  gauge("pace_population_devices", "Devices this node counts in the population for pace steering: its devices seen checking in that are not overdue."),
 		pacePeriod:      gauge("pace_round_period_seconds", "Moving average of the time between this node's selections of its share of a cohort (0 before the second)."),
 		conns:           desc("client_connections", "QUIC connections of the client protocol open on this node (clients, and nodes asking to join)."),

@@ -367,6 +367,9 @@ func (n *Node) secure(ctx context.Context, h *wire.SecAggHeader, req wire.Messag
 	if err != nil {
 		return secAggError(err)
 	}
+	if p == secagg.PhaseMaskedInput {
+		n.metrics.uploads.Inc()
+	}
 	select {
 	case s.news <- struct{}{}:
 	default:

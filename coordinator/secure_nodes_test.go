@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/fedrec/fedrec/aggregation/secagg"
 	"github.com/fedrec/fedrec/coordinator/wire"
 )
@@ -119,6 +121,12 @@ func TestSecureEveryNodeServesDevices(t *testing.T) {
 	checkGroupPlans(t, c, plans, 3, n)
 	if r := lastRound(t, c); r.Outcome != Committed || r.Survivors != n || r.Cohort != n {
 		t.Fatalf("round %+v, want committed with %d of %d", r, n, n)
+	}
+	// Each node counts its own group's masked inputs as its updates.
+	for _, node := range c.nodes {
+		if got := testutil.ToFloat64(node.metrics.uploads); got != 3 {
+			t.Errorf("node %s counted %v updates, want its group's 3", node.ID(), got)
+		}
 	}
 	all := make([]int, n)
 	for i := range all {
