@@ -35,18 +35,41 @@ func rotationSigns(seed [32]byte, n int) []uint64 {
 	return w
 }
 
-// signScale sets dst[i] = ±k·x[i] for i < len(x), the sign taken from bit i
-// of signs. len(dst) must be at least len(x).
-func signScale(dst, x []float64, k float64, signs []uint64) {
+// signScale sets dst[i] = ±k·x[i] for i < len(x), the sign taken from bit
+// off+i of signs. len(dst) must be at least len(x).
+func signScale(dst, x []float64, k float64, signs []uint64, off int) {
 	dst = dst[:len(x)]
-	for w := 0; w*64 < len(x); w++ {
-		word := signs[w]
-		lo := w * 64
-		hi := min(lo+64, len(x))
-		d := dst[lo:hi]
-		for j, v := range x[lo:hi] {
-			d[j] = math.Float64frombits(math.Float64bits(k*v) ^ (word>>uint(j)&1)<<63)
+	for j := 0; j < len(x); {
+		i := off + j
+		word := signs[i>>6] >> uint(i&63)
+		n := min(64-i&63, len(x)-j)
+		d, xs := dst[j:j+n], x[j:j+n]
+		d = d[:len(xs)] // bounds-check hint
+		for t, v := range xs {
+			d[t] = math.Float64frombits(math.Float64bits(k*v) ^ (word>>uint(t)&1)<<63)
 		}
+		j += n
+	}
+}
+
+// fwhtSigned sets y to H·D·v, the transform of fwht after the signs D of
+// signs: v[i] = ky·y[i] for i < split (a window whose head holds what
+// another rotation left there), kx·x[i] beyond. len(y) must be a power of
+// two and len(x) = len(y); y may be x. Each block takes its signs as it
+// enters the cache for its low stages, which spares a pass over memory.
+func fwhtSigned(y, x []float64, split int, ky, kx float64, signs []uint64) {
+	n := len(y)
+	bs := min(n, fwhtBlock)
+	x = x[:n]
+	for off := 0; off < n; off += bs {
+		b := y[off : off+bs]
+		lo := min(max(split-off, 0), bs)
+		signScale(b[:lo], b[:lo], ky, signs, off)
+		signScale(b[lo:], x[off+lo:off+bs], kx, signs, off+lo)
+		fwhtSmall(b)
+	}
+	if n > bs {
+		fwhtFrom(y, bs)
 	}
 }
 
