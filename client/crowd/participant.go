@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fedrec/fedrec/aggregation"
 	"github.com/fedrec/fedrec/aggregation/secagg"
 	"github.com/fedrec/fedrec/client"
 	"github.com/fedrec/fedrec/client/internal/round"
@@ -188,10 +187,11 @@ func (p *Participant) take(rctx context.Context, d round.Exchanger, plan *wire.P
 		}
 		return res, nil
 	}
-	res.Norm = aggregation.Clip(scr, plan.Clip)
 	// The update is not needed once quantized: it is the quantizer's
-	// scratch (of an upload of float64s, it is the upload).
-	req, sat, err := round.NewUpload(plan, p.cfg.ID, up.Loss, up.N, scr, plan.Clip > 0 && res.Norm <= plan.Clip, p.rng, scr)
+	// scratch (of an upload of float64s, it is the upload, clipped in
+	// place). The quantizer clips it as it rotates it: no pass of its own.
+	req, norm, sat, err := round.NewUpload(plan, p.cfg.ID, up.Loss, up.N, scr, false, p.rng, scr)
+	res.Norm = norm
 	if err != nil {
 		return res, fmt.Errorf("round %d: quantize the update: %w", plan.Round, err)
 	}
