@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+	"unsafe"
 
 	"github.com/fedrec/fedrec/aggregation"
 	"github.com/fedrec/fedrec/aggregation/fixedpoint"
@@ -66,7 +67,10 @@ func NewUpload(plan *wire.Plan, id string, loss float64, n int, x []float64, pre
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	v := make([]int8, len(x))
+	// The quantizer's signed bytes are written in place as the upload's
+	// two's complement bytes (wire.QuantizedOf without its copy).
+	up.Quantized = make([]byte, len(x))
+	v := unsafe.Slice((*int8)(unsafe.Pointer(unsafe.SliceData(up.Quantized))), len(x))
 	var norm float64
 	var sat int
 	if scratch != nil {
@@ -77,8 +81,7 @@ func NewUpload(plan *wire.Plan, id string, loss float64, n int, x []float64, pre
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	up.Quantized, up.Step = wire.QuantizedOf(v), q.Step()
-	up.BelowClip = BelowClip(norm, plan.Clip, preClipped)
+	up.Step, up.BelowClip = q.Step(), BelowClip(norm, plan.Clip, preClipped)
 	return up, norm, sat, nil
 }
 
