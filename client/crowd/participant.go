@@ -169,10 +169,12 @@ func (p *Participant) take(rctx context.Context, d round.Exchanger, plan *wire.P
 	if err != nil {
 		return res, fmt.Errorf("round %d: %w", plan.Round, err)
 	}
-	// LocalUpdate overwrites all of buf; the upload encodes it, so it is
-	// free again when RunRound returns.
+	// LocalUpdate overwrites all of buf. An upload of float64s is buf, free
+	// again when RunRound returns; a quantized one frees it once quantized.
 	buf := p.cfg.Models.update(len(m.Params))
-	defer p.cfg.Models.release(buf)
+	var bufOnce sync.Once
+	releaseBuf := func() { bufOnce.Do(func() { p.cfg.Models.release(buf) }) }
+	defer releaseBuf()
 	scr := *buf
 	up, err := t.LocalUpdate(scr, p.cfg.Ratings, p.rng)
 	release()
@@ -197,6 +199,12 @@ func (p *Participant) take(rctx context.Context, d round.Exchanger, plan *wire.P
 	}
 	res.Saturated = sat
 	res.Bytes = 8*len(req.Delta) + len(req.Quantized)
+	if req.Delta == nil {
+		// Quantized: the buffer is free before the upload, which may wait
+		// long for the node, and serves the next participant's download
+		// while still in the cache.
+		releaseBuf()
+	}
 	// Retry the upload on transport failures until the deadline; a wire
 	// error is final for this round.
 	for attempt := 0; ; attempt++ {
