@@ -63,10 +63,18 @@ func fwhtSigned(y, x []float64, split int, ky, kx float64, signs []uint64) {
 	x = x[:n]
 	for off := 0; off < n; off += bs {
 		b := y[off : off+bs]
-		lo := min(max(split-off, 0), bs)
-		signScale(b[:lo], b[:lo], ky, signs, off)
-		signScale(b[lo:], x[off+lo:off+bs], kx, signs, off+lo)
-		fwhtSmall(b)
+		switch lo := min(max(split-off, 0), bs); {
+		case lo == 0 && bs%64 == 0:
+			signedQuads(b, x[off:off+bs], kx, signs, off)
+			fwhtFrom(b, 4)
+		case lo == bs && bs%64 == 0:
+			signedQuads(b, b, ky, signs, off)
+			fwhtFrom(b, 4)
+		default: // the one block the split cuts, or a window of fewer than 64
+			signScale(b[:lo], b[:lo], ky, signs, off)
+			signScale(b[lo:], x[off+lo:off+bs], kx, signs, off+lo)
+			fwhtSmall(b)
+		}
 	}
 	if n > bs {
 		fwhtFrom(y, bs)
@@ -121,6 +129,26 @@ func fwhtSmall(x []float64) {
 		h = 4
 	}
 	fwhtFrom(x, h)
+}
+
+// signedQuads sets y to ±k·x, the sign of y[i] taken from bit off+i of
+// signs, and runs the transform's first two stages on it (fwhtSmall's
+// quadruples) in the same pass. y may be x; len(x) and off must be
+// multiples of 64.
+func signedQuads(y, x []float64, k float64, signs []uint64, off int) {
+	ks := [2]float64{k, -k}
+	y = y[:len(x)]
+	for w := 0; w < len(x); w += 64 {
+		word := signs[(off+w)>>6]
+		for j := 0; j < 64; j += 4 {
+			s := x[w+j : w+j+4 : w+j+4]
+			a0, a1 := s[0]*ks[word>>uint(j)&1], s[1]*ks[word>>uint(j+1)&1]
+			a2, a3 := s[2]*ks[word>>uint(j+2)&1], s[3]*ks[word>>uint(j+3)&1]
+			a, b, c, d := a0+a1, a0-a1, a2+a3, a2-a3
+			q := y[w+j : w+j+4 : w+j+4]
+			q[0], q[1], q[2], q[3] = a+c, b+d, a-c, b-d
+		}
+	}
 }
 
 // fwhtFrom runs the stages h, 2h, ... of the transform over x: three at a
