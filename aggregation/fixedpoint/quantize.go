@@ -216,10 +216,11 @@ func roundBytes(dst []int8, y []float64, r *rand.Rand) (saturated int) {
 	i := 0
 	for ; i+4 <= len(y); i += 4 {
 		u := g.Uint64()
-		v0, s0 := clampQuant(y[i])
-		v1, s1 := clampQuant(y[i+1])
-		v2, s2 := clampQuant(y[i+2])
-		v3, s3 := clampQuant(y[i+3])
+		ys := y[i : i+4 : i+4]
+		v0, s0 := clampQuant(ys[0])
+		v1, s1 := clampQuant(ys[1])
+		v2, s2 := clampQuant(ys[2])
+		v3, s3 := clampQuant(ys[3])
 		saturated += s0 + s1 + s2 + s3
 		d := dst[i : i+4 : i+4]
 		d[0], d[1], d[2], d[3] = roundByte(v0, u), roundByte(v1, u>>16), roundByte(v2, u>>32), roundByte(v3, u>>48)
@@ -255,7 +256,8 @@ func clampQuant(v float64) (float64, int) {
 // fraction, which happens with probability exactly that fraction over the
 // 2^16 values of the bits: E = w/2^16 - QuantMax - 1 exactly.
 func roundByte(v float64, u uint64) int8 {
-	w := uint64((v+(QuantMax+1))*(1<<roundBits) + 0.5)
+	// Through int64: a float's conversion to uint64 takes a branch.
+	w := uint64(int64((v+(QuantMax+1))*(1<<roundBits) + 0.5))
 	return int8(int64((w+u&(1<<roundBits-1))>>roundBits) - (QuantMax + 1))
 }
 
