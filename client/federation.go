@@ -5,7 +5,6 @@ import (
 	crand "crypto/rand"
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -174,7 +173,7 @@ func (n *network) join(ctx context.Context, k *Contribution) error {
 	if err != nil {
 		return err
 	}
-	req, _, err := round.NewUpload(plan, n.cfg.ClientID, p.Loss, p.N, p.Delta, round.BelowClip(norm(p.Delta), plan.Clip, true), r, nil)
+	req, _, _, err := round.NewUpload(plan, n.cfg.ClientID, p.Loss, p.N, p.Delta, true, r, nil)
 	if err != nil {
 		return fmt.Errorf("client: round %d: quantize the update: %w", plan.Round, err)
 	}
@@ -209,15 +208,6 @@ func roundSizes(plan *wire.Plan, have uint64) (down, up int64) {
 		return down, max(plan.UploadBytes, dim)
 	}
 	return down, max(plan.UploadBytes, 4*dim)
-}
-
-// norm is the L2 norm of x.
-func norm(x []float64) float64 {
-	var s float64
-	for _, v := range x {
-		s += v * v
-	}
-	return math.Sqrt(s)
 }
 
 // announcedNoise is the noise of a distributed-DP round as a device can

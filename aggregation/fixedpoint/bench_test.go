@@ -10,6 +10,11 @@ import (
 // (padded to 131,072) and a million parameters (padded to 1,048,576).
 var benchDims = []int{3706 * 32, 1_000_000}
 
+// quantDims are the update sizes of the 8-bit upload benchmarked: those of
+// benchDims and ml-latest-small's model (9,724 items at rank 32, two
+// windows of 262,144), what a device of fedrec bench quantizes.
+var quantDims = append(benchDims, 9724*33+1)
+
 func BenchmarkEncode(b *testing.B) {
 	for _, dim := range benchDims {
 		b.Run(fmt.Sprintf("d=%d", dim), func(b *testing.B) {
@@ -71,7 +76,7 @@ func BenchmarkWrapAddMod(b *testing.B) {
 }
 
 func BenchmarkFWHT(b *testing.B) {
-	for _, n := range []int{1 << 17, 1 << 20} {
+	for _, n := range []int{1 << 17, 1 << 18, 1 << 20} {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			x := randVec(rand.New(rand.NewPCG(1, 2)), n)
 			b.SetBytes(int64(8 * n))
@@ -90,7 +95,7 @@ func BenchmarkFWHT(b *testing.B) {
 }
 
 func BenchmarkQuantize(b *testing.B) {
-	for _, dim := range benchDims {
+	for _, dim := range quantDims {
 		b.Run(fmt.Sprintf("d=%d", dim), func(b *testing.B) {
 			q := newQuantizer(b, dim, 1)
 			r := rand.New(rand.NewPCG(1, 2))
@@ -126,5 +131,22 @@ func BenchmarkQuantizedAdd(b *testing.B) {
 				_ = q.Add(sum, v)
 			}
 		})
+	}
+}
+
+// BenchmarkRoundBytes is the 8-bit quantizer's last pass: clamp and
+// round at random to signed bytes.
+func BenchmarkRoundBytes(b *testing.B) {
+	const n = 9724*33 + 1
+	r := rand.New(rand.NewPCG(1, 2))
+	y := randVec(r, n)
+	for i := range y {
+		y[i] *= 30
+	}
+	dst := make([]int8, n)
+	b.SetBytes(8 * n)
+	b.ReportAllocs()
+	for b.Loop() {
+		roundBytes(dst, y, r)
 	}
 }

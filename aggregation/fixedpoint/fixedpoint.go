@@ -249,7 +249,7 @@ func (e *Encoder) Encode(dst []int64, x []float64, r *rand.Rand) (norm float64, 
 	defer scratchPools.put(bp)
 	y := *bp
 	// y = γ·(1/sqrt(dpad))·H·D·(s·x), the scalars folded into one multiply.
-	signScale(y, x, s*e.p.Scale/math.Sqrt(float64(e.dpad)), e.signs)
+	signScale(y, x, s*e.p.Scale/math.Sqrt(float64(e.dpad)), e.signs, 0)
 	clear(y[len(x):])
 	fwht(y)
 
@@ -352,7 +352,7 @@ func (e *Encoder) Decode(dst []float64, sum []uint64) error {
 		y[i] = float64(int64(v<<sh)>>sh) * k
 	}
 	fwht(y)
-	signScale(dst, y[:len(dst)], 1, e.signs)
+	signScale(dst, y[:len(dst)], 1, e.signs, 0)
 	return nil
 }
 

@@ -38,8 +38,9 @@ var ErrQuantized = errors.New("fixedpoint: quantized vector out of bounds")
 // upload is exactly Dim bytes) and each coordinate is spread over at least
 // half of them. It then divides by the step, QuantSigmas·Clip/(QuantMax·
 // sqrt(W)), clamps to ±QuantMax (rare: a saturated coordinate is counted)
-// and rounds at random to a neighbouring integer, unbiasedly: E[q] = x up
-// to saturation, each coordinate off by at most one step with variance at
+// and rounds at random to a neighbouring integer, unbiasedly to the 16
+// random bits a coordinate takes: E[q] = x to 2^-17 of a step, up to
+// saturation, each coordinate off by at most one step with variance at
 // most step²/4.
 //
 // A Quantizer is immutable and safe for concurrent use.
@@ -130,37 +131,18 @@ func (q *Quantizer) QuantizeWith(dst []int8, x, y []float64, r *rand.Rand) (norm
 	if norm > q.clip {
 		s = q.clip / norm
 	}
-	// signScale and copy go index by index: y may be x.
-	k := s / (q.step * math.Sqrt(float64(q.win)))
-	signScale(y, x[:q.win], k, q.signsA)
-	copy(y[q.win:], x[q.win:])
-	fwht(y[:q.win])
+	// y = H·D_A·(k·x) on the first window, k folding the clip, the step
+	// and the transform's normalisation into one multiply; y may be x.
+	w := math.Sqrt(float64(q.win))
+	k := s / (q.step * w)
+	fwhtSigned(y[:q.win], x[:q.win], 0, 0, k, q.signsA)
 	if q.signsB != nil {
-		// The tail not in the first window still needs the scale.
-		for i := q.win; i < q.dim; i++ {
-			y[i] *= s / q.step
-		}
-		b := y[q.dim-q.win:]
-		signScale(b, b, 1/math.Sqrt(float64(q.win)), q.signsB)
-		fwht(b)
+		// The last window: its head is the first window's output, to
+		// normalise; its tail, past the first window, is still x, to
+		// scale by k as well.
+		fwhtSigned(y[q.dim-q.win:], x[q.dim-q.win:], 2*q.win-q.dim, 1/w, k, q.signsB)
 	}
-	for i, v := range y {
-		if v > QuantMax {
-			y[i] = QuantMax
-			saturated++
-		} else if v < -QuantMax {
-			y[i] = -QuantMax
-			saturated++
-		}
-	}
-	var buf [1024]int64
-	for lo := 0; lo < q.dim; lo += len(buf) {
-		hi := min(lo+len(buf), q.dim)
-		round(buf[:hi-lo], y[lo:hi], r)
-		for j, v := range buf[:hi-lo] {
-			dst[lo+j] = int8(v)
-		}
-	}
+	saturated = roundBytes(dst, y, r)
 	return norm, saturated, nil
 }
 
@@ -206,12 +188,77 @@ func (q *Quantizer) Decode(dst []float64, sum []int64) error {
 	if q.signsB != nil {
 		b := dst[q.dim-q.win:]
 		fwht(b)
-		signScale(b, b, w, q.signsB)
+		signScale(b, b, w, q.signsB, 0)
 	}
 	a := dst[:q.win]
 	fwht(a)
-	signScale(a, a, w, q.signsA)
+	signScale(a, a, w, q.signsA, 0)
 	return nil
+}
+
+// roundBits is how many random bits roundBytes draws for a coordinate:
+// four coordinates share one 64-bit draw.
+const roundBits = 16
+
+// roundBytes sets dst[i] to y[i] clamped to ±QuantMax and rounded at
+// random to a neighbouring integer, and returns how many values it
+// clamped. A coordinate takes 16 random bits, not 64: the rounding is
+// unbiased to those bits, E[dst[i]] = y[i] rounded to the nearest multiple
+// of 2^-16 (roundByte), off by at most 2^-17 of a step, deterministically
+// and in no fixed direction, far below the rounding's own spread of up to
+// half a step.
+func roundBytes(dst []int8, y []float64, r *rand.Rand) (saturated int) {
+	dst = dst[:len(y)]
+	// A generator of its own, seeded from r, called directly: r's
+	// Source, behind an interface, costs a call that spills registers.
+	var g rand.PCG
+	g.Seed(r.Uint64(), r.Uint64())
+	i := 0
+	for ; i+4 <= len(y); i += 4 {
+		u := g.Uint64()
+		ys := y[i : i+4 : i+4]
+		v0, s0 := clampQuant(ys[0])
+		v1, s1 := clampQuant(ys[1])
+		v2, s2 := clampQuant(ys[2])
+		v3, s3 := clampQuant(ys[3])
+		saturated += s0 + s1 + s2 + s3
+		d := dst[i : i+4 : i+4]
+		d[0], d[1], d[2], d[3] = roundByte(v0, u), roundByte(v1, u>>16), roundByte(v2, u>>32), roundByte(v3, u>>48)
+	}
+	if i < len(y) {
+		u := g.Uint64()
+		for ; i < len(y); i++ {
+			v, s := clampQuant(y[i])
+			saturated += s
+			dst[i] = roundByte(v, u)
+			u >>= roundBits
+		}
+	}
+	return saturated
+}
+
+// clampQuant returns v clamped to ±QuantMax, and 1 if that changed it.
+// Saturation is rare: the branches are predicted.
+func clampQuant(v float64) (float64, int) {
+	if v > QuantMax {
+		return QuantMax, 1
+	}
+	if v < -QuantMax {
+		return -QuantMax, 1
+	}
+	return v, 0
+}
+
+// roundByte rounds v in [-QuantMax, QuantMax] at random to a neighbouring
+// integer with the low 16 bits of u: v+QuantMax+1 (in [1, 255], so
+// nothing is lost to the sign) to the nearest multiple of 2^-16, w in
+// units of 2^-16, rounds up when u's bits are at least 2^16 minus w's
+// fraction, which happens with probability exactly that fraction over the
+// 2^16 values of the bits: E = w/2^16 - QuantMax - 1 exactly.
+func roundByte(v float64, u uint64) int8 {
+	// Through int64: a float's conversion to uint64 takes a branch.
+	w := uint64(int64((v+(QuantMax+1))*(1<<roundBits) + 0.5))
+	return int8(int64((w+u&(1<<roundBits-1))>>roundBits) - (QuantMax + 1))
 }
 
 // QuantFieldBits is the modulus exponent secure aggregation needs to sum

@@ -276,3 +276,134 @@ func int8Bytes(v []int8) []byte {
 	}
 	return b
 }
+
+// referenceRotation is the quantizer's rotation the plain way, one step
+// after the other: clip, divide by the step, the first window's signs and
+// normalised transform, then the last window's.
+func referenceRotation(q *Quantizer, x []float64) []float64 {
+	y := append([]float64(nil), x...)
+	n := floats.Norm(y, 2)
+	if n > q.clip {
+		floats.Scale(q.clip/n, y)
+	}
+	floats.Scale(1/q.step, y)
+	w := 1 / math.Sqrt(float64(q.win))
+	for _, win := range []struct {
+		off   int
+		signs []uint64
+	}{{0, q.signsA}, {q.dim - q.win, q.signsB}} {
+		if win.signs == nil {
+			break
+		}
+		b := y[win.off : win.off+q.win]
+		for i := range b {
+			if win.signs[i/64]>>(i%64)&1 == 1 {
+				b[i] = -b[i]
+			}
+		}
+		textbookFWHT(b)
+		floats.Scale(w, b)
+	}
+	return y
+}
+
+// TestQuantizeRotation: every byte is the floor or the ceiling of the
+// plainly computed rotated coordinate (clamped), for dimensions of one
+// window and of two, with windows of one block and of many, and a second
+// window that starts and ends inside blocks.
+func TestQuantizeRotation(t *testing.T) {
+	for _, dim := range []int{1, 7, 64, 1000, 2048, 4096, 5000, 3*fwhtBlock + 777, 1<<15 + 3} {
+		for _, norm := range []float64{0.3, 5} { // within the clip, and clipped
+			q := newQuantizer(t, dim, 1)
+			r := rand.New(rand.NewPCG(uint64(dim), 3))
+			x := vecWithNorm(r, dim, norm, false)
+			want := referenceRotation(q, x)
+			got := make([]int8, dim)
+			if _, _, err := q.Quantize(got, x, r); err != nil {
+				t.Fatal(err)
+			}
+			for i, v := range want {
+				v = min(max(v, -QuantMax), QuantMax)
+				if f := math.Floor(v + 1e-9); float64(got[i]) != f && float64(got[i]) != math.Floor(v-1e-9)+1 {
+					t.Fatalf("dim %d, norm %v: coordinate %d quantized to %d, want the floor or the ceiling of %v", dim, norm, i, got[i], v)
+				}
+			}
+		}
+	}
+}
+
+// TestRoundByteExact: over all 2^16 values of the random bits roundByte
+// uses, the mean of a coordinate's rounding is the coordinate rounded to
+// a multiple of 2^-16, within 2^-17 of it (2^-16 to the bits), and exactly
+// it when it is such a multiple; every result is the floor or the ceiling.
+func TestRoundByteExact(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 1))
+	vs := []float64{0, 0.5, -0.5, 1e-9, -1e-9, 0.3, -0.3, 3 + 5.0/65536, -100 - 1.0/65536, QuantMax, -QuantMax, 126.99999, -126.99999}
+	for range 20 {
+		vs = append(vs, (2*r.Float64()-1)*QuantMax)
+	}
+	for _, v := range vs {
+		var sum int64
+		lo, hi := math.Floor(v), math.Ceil(v)
+		for u := range uint64(1 << roundBits) {
+			k := roundByte(v, u|0xfedc_ba98_7654_0000) // the high bits must not count
+			if float64(k) != lo && float64(k) != hi {
+				t.Fatalf("roundByte(%v, %d) = %d, want %v or %v", v, u, k, lo, hi)
+			}
+			sum += int64(k)
+		}
+		mean := float64(sum) / (1 << roundBits)
+		grid := math.Round(v*(1<<roundBits)) / (1 << roundBits)
+		if mean != grid || math.Abs(mean-v) > 1.0/(1<<(roundBits+1)) {
+			t.Errorf("mean of roundByte(%v, ·) over its 2^16 bits = %v, want %v (within 2^-17 of it)", v, mean, grid)
+		}
+	}
+}
+
+// TestRoundBytesStatistics: with the bits of one draw shared by four
+// coordinates, each position of the four still rounds up as often as its
+// fraction says, and two coordinates of one draw round independently.
+func TestRoundBytesStatistics(t *testing.T) {
+	const n, trials = 8, 50_000
+	y := []float64{0.25, -0.25, 0.5, 0.75, 10.1, -3.9, 0.5, 0.5}
+	r := rand.New(rand.NewPCG(11, 12))
+	dst := make([]int8, n)
+	var up [n]float64
+	var both float64 // coordinates 6 and 7, each up with probability 1/2
+	for range trials {
+		if sat := roundBytes(dst, y, r); sat != 0 {
+			t.Fatalf("roundBytes saturated %d values of %v", sat, y)
+		}
+		for i, k := range dst {
+			if float64(k) > math.Floor(y[i]) {
+				up[i]++
+			}
+		}
+		if dst[6] == 1 && dst[7] == 1 {
+			both++
+		}
+	}
+	for i, v := range y {
+		f := v - math.Floor(v)
+		if p := up[i] / trials; math.Abs(p-f) > 5*math.Sqrt(f*(1-f)/trials) {
+			t.Errorf("coordinate %d (%v) rounded up in %v of trials, want %v", i, v, p, f)
+		}
+	}
+	if p := both / trials; math.Abs(p-0.25) > 5*math.Sqrt(0.25*0.75/trials) {
+		t.Errorf("two coordinates of one draw both rounded up in %v of trials, want 0.25", p)
+	}
+}
+
+// TestRoundBytesSaturates: values beyond ±QuantMax are clamped and counted.
+func TestRoundBytesSaturates(t *testing.T) {
+	y := []float64{200, -127.5, 127, -127, 0, 1e300, 126.5}
+	dst := make([]int8, len(y))
+	if sat := roundBytes(dst, y, rand.New(rand.NewPCG(1, 2))); sat != 3 {
+		t.Errorf("roundBytes(%v) saturated %d, want 3", y, sat)
+	}
+	for i, want := range []int8{127, -127, 127, -127, 0, 127} {
+		if dst[i] != want {
+			t.Errorf("roundBytes(%v)[%d] = %d, want %d", y, i, dst[i], want)
+		}
+	}
+}

@@ -35,18 +35,49 @@ func rotationSigns(seed [32]byte, n int) []uint64 {
 	return w
 }
 
-// signScale sets dst[i] = ±k·x[i] for i < len(x), the sign taken from bit i
-// of signs. len(dst) must be at least len(x).
-func signScale(dst, x []float64, k float64, signs []uint64) {
+// signScale sets dst[i] = ±k·x[i] for i < len(x), the sign taken from bit
+// off+i of signs. len(dst) must be at least len(x).
+func signScale(dst, x []float64, k float64, signs []uint64, off int) {
 	dst = dst[:len(x)]
-	for w := 0; w*64 < len(x); w++ {
-		word := signs[w]
-		lo := w * 64
-		hi := min(lo+64, len(x))
-		d := dst[lo:hi]
-		for j, v := range x[lo:hi] {
-			d[j] = math.Float64frombits(math.Float64bits(k*v) ^ (word>>uint(j)&1)<<63)
+	for j := 0; j < len(x); {
+		i := off + j
+		word := signs[i>>6] >> uint(i&63)
+		n := min(64-i&63, len(x)-j)
+		d, xs := dst[j:j+n], x[j:j+n]
+		d = d[:len(xs)] // bounds-check hint
+		for t, v := range xs {
+			d[t] = math.Float64frombits(math.Float64bits(k*v) ^ (word>>uint(t)&1)<<63)
 		}
+		j += n
+	}
+}
+
+// fwhtSigned sets y to H·D·v, the transform of fwht after the signs D of
+// signs: v[i] = ky·y[i] for i < split (a window whose head holds what
+// another rotation left there), kx·x[i] beyond. len(y) must be a power of
+// two and len(x) = len(y); y may be x. Each block takes its signs as it
+// enters the cache for its low stages, which spares a pass over memory.
+func fwhtSigned(y, x []float64, split int, ky, kx float64, signs []uint64) {
+	n := len(y)
+	bs := min(n, fwhtBlock)
+	x = x[:n]
+	for off := 0; off < n; off += bs {
+		b := y[off : off+bs]
+		switch lo := min(max(split-off, 0), bs); {
+		case lo == 0 && bs%64 == 0:
+			signedQuads(b, x[off:off+bs], kx, signs, off)
+			fwhtFrom(b, 4)
+		case lo == bs && bs%64 == 0:
+			signedQuads(b, b, ky, signs, off)
+			fwhtFrom(b, 4)
+		default: // the one block the split cuts, or a window of fewer than 64
+			signScale(b[:lo], b[:lo], ky, signs, off)
+			signScale(b[lo:], x[off+lo:off+bs], kx, signs, off+lo)
+			fwhtSmall(b)
+		}
+	}
+	if n > bs {
+		fwhtFrom(y, bs)
 	}
 }
 
@@ -98,6 +129,26 @@ func fwhtSmall(x []float64) {
 		h = 4
 	}
 	fwhtFrom(x, h)
+}
+
+// signedQuads sets y to ±k·x, the sign of y[i] taken from bit off+i of
+// signs, and runs the transform's first two stages on it (fwhtSmall's
+// quadruples) in the same pass. y may be x; len(x) and off must be
+// multiples of 64.
+func signedQuads(y, x []float64, k float64, signs []uint64, off int) {
+	ks := [2]float64{k, -k}
+	y = y[:len(x)]
+	for w := 0; w < len(x); w += 64 {
+		word := signs[(off+w)>>6]
+		for j := 0; j < 64; j += 4 {
+			s := x[w+j : w+j+4 : w+j+4]
+			a0, a1 := s[0]*ks[word>>uint(j)&1], s[1]*ks[word>>uint(j+1)&1]
+			a2, a3 := s[2]*ks[word>>uint(j+2)&1], s[3]*ks[word>>uint(j+3)&1]
+			a, b, c, d := a0+a1, a0-a1, a2+a3, a2-a3
+			q := y[w+j : w+j+4 : w+j+4]
+			q[0], q[1], q[2], q[3] = a+c, b+d, a-c, b-d
+		}
+	}
 }
 
 // fwhtFrom runs the stages h, 2h, ... of the transform over x: three at a

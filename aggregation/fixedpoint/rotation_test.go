@@ -100,7 +100,7 @@ func TestFWHTBlocked(t *testing.T) {
 // rotate and unrotate apply R = H·D/sqrt(d) and its inverse without scaling.
 func rotate(e *Encoder, x []float64) []float64 {
 	y := make([]float64, e.dpad)
-	signScale(y, x, 1/math.Sqrt(float64(e.dpad)), e.signs)
+	signScale(y, x, 1/math.Sqrt(float64(e.dpad)), e.signs, 0)
 	fwht(y)
 	return y
 }
@@ -109,7 +109,7 @@ func unrotate(e *Encoder, y []float64) []float64 {
 	z := append([]float64(nil), y...)
 	fwht(z)
 	x := make([]float64, e.dpad)
-	signScale(x, z, 1/math.Sqrt(float64(e.dpad)), e.signs)
+	signScale(x, z, 1/math.Sqrt(float64(e.dpad)), e.signs, 0)
 	return x
 }
 

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fedrec/fedrec/aggregation"
 	"github.com/fedrec/fedrec/aggregation/secagg"
 	"github.com/fedrec/fedrec/client"
 	"github.com/fedrec/fedrec/client/internal/round"
@@ -170,10 +169,12 @@ func (p *Participant) take(rctx context.Context, d round.Exchanger, plan *wire.P
 	if err != nil {
 		return res, fmt.Errorf("round %d: %w", plan.Round, err)
 	}
-	// LocalUpdate overwrites all of buf; the upload encodes it, so it is
-	// free again when RunRound returns.
+	// LocalUpdate overwrites all of buf. An upload of float64s is buf, free
+	// again when RunRound returns; a quantized one frees it once quantized.
 	buf := p.cfg.Models.update(len(m.Params))
-	defer p.cfg.Models.release(buf)
+	var bufOnce sync.Once
+	releaseBuf := func() { bufOnce.Do(func() { p.cfg.Models.release(buf) }) }
+	defer releaseBuf()
 	scr := *buf
 	up, err := t.LocalUpdate(scr, p.cfg.Ratings, p.rng)
 	release()
@@ -188,15 +189,22 @@ func (p *Participant) take(rctx context.Context, d round.Exchanger, plan *wire.P
 		}
 		return res, nil
 	}
-	res.Norm = aggregation.Clip(scr, plan.Clip)
 	// The update is not needed once quantized: it is the quantizer's
-	// scratch (of an upload of float64s, it is the upload).
-	req, sat, err := round.NewUpload(plan, p.cfg.ID, up.Loss, up.N, scr, plan.Clip > 0 && res.Norm <= plan.Clip, p.rng, scr)
+	// scratch (of an upload of float64s, it is the upload, clipped in
+	// place). The quantizer clips it as it rotates it: no pass of its own.
+	req, norm, sat, err := round.NewUpload(plan, p.cfg.ID, up.Loss, up.N, scr, false, p.rng, scr)
+	res.Norm = norm
 	if err != nil {
 		return res, fmt.Errorf("round %d: quantize the update: %w", plan.Round, err)
 	}
 	res.Saturated = sat
 	res.Bytes = 8*len(req.Delta) + len(req.Quantized)
+	if req.Delta == nil {
+		// Quantized: the buffer is free before the upload, which may wait
+		// long for the node, and serves the next participant's download
+		// while still in the cache.
+		releaseBuf()
+	}
 	// Retry the upload on transport failures until the deadline; a wire
 	// error is final for this round.
 	for attempt := 0; ; attempt++ {

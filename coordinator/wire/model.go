@@ -199,17 +199,25 @@ func (b *ModelBuilder) Add(c *ModelChunk) error {
 	b.m.Params = b.m.Params[:n+want] // within cap: want is what is left
 	dst := b.m.Params[n:]
 	var buf [4096]byte
+	le := littleEndian()
 	if b.h.Float32 {
 		for src := c.Params32; len(src) > 0; {
 			k := min(len(src), len(buf)/4)
+			d := dst[:k]
 			for i, x := range src[:k] {
 				if !finite32(x) {
 					return Errorf(CodeNotFinite, "model chunk %d: param %d is %v", c.Index, len(c.Params32)-len(src)+i, x)
 				}
-				dst[i] = float64(x)
-				binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(x))
+				d[i] = float64(x)
 			}
-			b.sum.Write(buf[:4*k])
+			if le { // the params' memory is their wire bytes
+				b.sum.Write(packedBytes(src[:k], 4))
+			} else {
+				for i, x := range src[:k] {
+					binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(x))
+				}
+				b.sum.Write(buf[:4*k])
+			}
 			src, dst = src[k:], dst[k:]
 		}
 	} else {

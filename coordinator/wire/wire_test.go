@@ -541,3 +541,43 @@ func TestFinite32(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkModelDownload is a device's side of a float32 download at
+// ml-latest-small's size (9,724 items, rank 32), as ExchangeStream and
+// round.Fetch run it: each chunk's body decoded into one ModelChunk, then
+// checked, converted and hashed into a reused buffer by a ModelBuilder.
+func BenchmarkModelDownload(b *testing.B) {
+	m, err := model.New(model.Explicit, 9724, 32, 3.5, 0.1, rand.New(rand.NewPCG(1, 2)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, cs := SplitModel32(m, 2, 1)
+	bodies := make([][]byte, len(cs))
+	for i, c := range cs {
+		if bodies[i], err = marshal(c); err != nil {
+			b.Fatal(err)
+		}
+	}
+	buf := make([]float64, len(m.Params))
+	chunk := &ModelChunk{}
+	b.ReportAllocs()
+	b.SetBytes(int64(4 * len(m.Params)))
+	for b.Loop() {
+		mb, err := NewModelBuilderInto(h, buf)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, body := range bodies {
+			*chunk = ModelChunk{Params32: chunk.Params32[:0]}
+			if err := decodeInto(body, chunk); err != nil {
+				b.Fatal(err)
+			}
+			if err := mb.Add(chunk); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := mb.Model(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

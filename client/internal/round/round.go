@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+	"unsafe"
 
+	"github.com/fedrec/fedrec/aggregation"
 	"github.com/fedrec/fedrec/aggregation/fixedpoint"
 	"github.com/fedrec/fedrec/aggregation/privacy"
 	"github.com/fedrec/fedrec/aggregation/secagg"
 	"github.com/fedrec/fedrec/coordinator/wire"
 	"github.com/fedrec/fedrec/model"
+	"gonum.org/v1/gonum/floats"
 )
 
 // Exchanger runs one request of the wire protocol, passing each reply to
@@ -39,35 +42,47 @@ func CheckIn(ctx context.Context, d Exchanger, req *wire.CheckIn) (wire.Message,
 	return out, err
 }
 
-// NewUpload returns the upload of update x, already clipped to the plan's
-// clip, for plan: as float64, or in a round of 8-bit uploads quantized by
-// the round's fixedpoint.Quantizer (the model's dimension, the clip and
-// wire.UploadSeed), r driving the unbiased rounding. The quantizer works
-// in scratch (len(x) floats; nil: a buffer of its own), which may be x:
-// otherwise x is not modified. It also returns how many coordinates
-// saturated.
-func NewUpload(plan *wire.Plan, id string, loss float64, n int, x []float64, belowClip bool, r *rand.Rand, scratch []float64) (*wire.Upload, int, error) {
-	up := &wire.Upload{Version: wire.Version, Round: plan.Round, ClientID: id, Ticket: plan.Ticket, Model: plan.Model, Loss: loss, N: int64(n), BelowClip: belowClip}
+// NewUpload returns the upload of update x for plan, clipped to the
+// plan's clip: as float64 (x itself, clipped in place unless preClipped
+// says it was clipped already), or in a round of 8-bit uploads quantized
+// by the round's fixedpoint.Quantizer (the model's dimension, the clip and
+// wire.UploadSeed), which clips as it rotates, r driving the unbiased
+// rounding. The quantizer works in scratch (len(x) floats; nil: a buffer
+// of its own), which may be x: otherwise x is not modified. It also
+// returns the norm of x before clipping, which sets the upload's
+// BelowClip, and how many coordinates saturated.
+func NewUpload(plan *wire.Plan, id string, loss float64, n int, x []float64, preClipped bool, r *rand.Rand, scratch []float64) (*wire.Upload, float64, int, error) {
+	up := &wire.Upload{Version: wire.Version, Round: plan.Round, ClientID: id, Ticket: plan.Ticket, Model: plan.Model, Loss: loss, N: int64(n)}
 	if plan.UploadBits != wire.UploadBits8 {
-		up.Delta = x
-		return up, 0, nil
+		var norm float64
+		if preClipped {
+			norm = floats.Norm(x, 2)
+		} else {
+			norm = aggregation.Clip(x, plan.Clip)
+		}
+		up.Delta, up.BelowClip = x, plan.Clip > 0 && BelowClip(norm, plan.Clip, preClipped)
+		return up, norm, 0, nil
 	}
 	q, err := fixedpoint.NewQuantizer(len(x), plan.Clip, wire.UploadSeed(plan.Round, plan.Digest))
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
-	v := make([]int8, len(x))
+	// The quantizer's signed bytes are written in place as the upload's
+	// two's complement bytes (wire.QuantizedOf without its copy).
+	up.Quantized = make([]byte, len(x))
+	v := unsafe.Slice((*int8)(unsafe.Pointer(unsafe.SliceData(up.Quantized))), len(x))
+	var norm float64
 	var sat int
 	if scratch != nil {
-		_, sat, err = q.QuantizeWith(v, x, scratch, r)
+		norm, sat, err = q.QuantizeWith(v, x, scratch, r)
 	} else {
-		_, sat, err = q.Quantize(v, x, r)
+		norm, sat, err = q.Quantize(v, x, r)
 	}
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
-	up.Quantized, up.Step = wire.QuantizedOf(v), q.Step()
-	return up, sat, nil
+	up.Step, up.BelowClip = q.Step(), BelowClip(norm, plan.Clip, preClipped)
+	return up, norm, sat, nil
 }
 
 // retryJitter is the half-width of the device's own jitter on the

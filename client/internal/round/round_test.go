@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -112,5 +113,54 @@ func TestNewer(t *testing.T) {
 		case !tt.wantModel && s.taken != 0:
 			t.Errorf("Newer(have %d) read %d chunks of a model it holds, want 0", tt.have, s.taken)
 		}
+	}
+}
+
+// NewUpload clips what it sends and says whether the update was within the
+// clip: a float64 upload clipped in place (unless the caller clipped it
+// already), an 8-bit one clipped by the quantizer, x then untouched.
+func TestNewUploadClips(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		bits       uint8
+		norm       float64
+		preClipped bool
+		wantBelow  bool
+	}{
+		{"float64 within the clip", 0, 0.3, false, true},
+		{"float64 beyond it", 0, 2, false, false},
+		{"float64 clipped already", 0, 0.5, true, false},
+		{"8-bit within the clip", wire.UploadBits8, 0.3, false, true},
+		{"8-bit beyond it", wire.UploadBits8, 2, false, false},
+		{"8-bit clipped already", wire.UploadBits8, 0.5, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const clip = 0.5
+			plan := &wire.Plan{Round: 3, Model: 2, Digest: make([]byte, 32), Clip: clip, UploadBits: tc.bits}
+			x := []float64{3, 4, 0, 0, 0}
+			for i := range x {
+				x[i] *= tc.norm / 5
+			}
+			orig := append([]float64(nil), x...)
+			up, norm, _, err := NewUpload(plan, "d", 0.1, 2, x, tc.preClipped, rand.New(rand.NewPCG(1, 2)), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if math.Abs(norm-tc.norm) > 1e-12 || up.BelowClip != tc.wantBelow {
+				t.Errorf("NewUpload: norm %v, BelowClip %v, want %v, %v", norm, up.BelowClip, tc.norm, tc.wantBelow)
+			}
+			wantX := orig
+			if tc.bits == 0 && tc.norm > clip {
+				wantX = []float64{0.3, 0.4, 0, 0, 0} // clipped to 0.5
+			}
+			for i := range x {
+				if math.Abs(x[i]-wantX[i]) > 1e-12 {
+					t.Fatalf("NewUpload left x = %v, want %v", x, wantX)
+				}
+			}
+			if tc.bits == wire.UploadBits8 && len(up.Quantized) != len(x) {
+				t.Errorf("NewUpload: %d bytes, want %d", len(up.Quantized), len(x))
+			}
+		})
 	}
 }
