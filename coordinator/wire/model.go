@@ -211,7 +211,7 @@ func (b *ModelBuilder) Add(c *ModelChunk) error {
 				d[i] = float64(x)
 			}
 			if le { // the params' memory is their wire bytes
-				b.sum.Write(packedBytes(src[:k], 4))
+				b.sum.Write(packedBytes(src[:k]))
 			} else {
 				for i, x := range src[:k] {
 					binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(x))

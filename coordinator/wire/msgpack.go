@@ -369,7 +369,7 @@ func decodePacked[T any](dec *msgpack.Decoder, reuse []T, width int, what string
 		// The wire's bytes are the machine's: read them straight into
 		// out, with no conversion (WebAssembly's would assemble each
 		// value a byte at a time).
-		if err := dec.ReadFull(packedBytes(out, width)); err != nil {
+		if err := dec.ReadFull(packedBytes(out)); err != nil {
 			return nil, err
 		}
 		return out, nil
@@ -391,10 +391,12 @@ func decodePacked[T any](dec *msgpack.Decoder, reuse []T, width int, what string
 // arm64, wasm and the other usual targets do.
 func littleEndian() bool { return binary.NativeEndian.Uint16([]byte{1, 0}) == 1 }
 
-// packedBytes returns the memory of v, whose elements are width bytes
-// long, as bytes: on a little-endian machine, v's packed wire bytes.
-func packedBytes[T any](v []T, width int) []byte {
-	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), width*len(v))
+// packedBytes returns the memory of v as bytes: on a little-endian
+// machine, v's packed wire bytes. Its length comes from T itself, never
+// from a caller's width, so it cannot reach past v.
+func packedBytes[T any](v []T) []byte {
+	var zero T
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), int(unsafe.Sizeof(zero))*len(v))
 }
 
 // firstNonFinite32 is firstNonFinite of float32s.
