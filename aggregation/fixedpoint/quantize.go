@@ -153,14 +153,35 @@ func (q *Quantizer) Check(v []int8) error {
 	if len(v) != q.dim {
 		return fmt.Errorf("%w: %d values, want %d", ErrQuantized, len(v), q.dim)
 	}
-	var ss int64
-	for _, x := range v {
-		ss += int64(x) * int64(x)
-	}
-	if n := math.Sqrt(float64(ss)); n > q.bound {
+	if n := math.Sqrt(float64(int8Squares(v))); n > q.bound {
 		return fmt.Errorf("%w: norm %.1f steps, at most %.1f for clip %g", ErrQuantized, n, q.bound, q.clip)
 	}
 	return nil
+}
+
+// int8Squares returns the sum of v's squares, exactly. A node checks every
+// upload's norm, so it runs four independent sums in int32 over blocks of
+// 2^16 values (each sum stays within 2^14 squares of at most 128², 2^28),
+// spilled into the int64 total between blocks.
+func int8Squares(v []int8) int64 {
+	var total int64
+	for len(v) > 0 {
+		b := v[:min(len(v), 1<<16)]
+		v = v[len(b):]
+		var s0, s1, s2, s3 int32
+		for ; len(b) >= 4; b = b[4:] {
+			x0, x1, x2, x3 := int32(b[0]), int32(b[1]), int32(b[2]), int32(b[3])
+			s0 += x0 * x0
+			s1 += x1 * x1
+			s2 += x2 * x2
+			s3 += x3 * x3
+		}
+		for _, x := range b {
+			s0 += int32(x) * int32(x)
+		}
+		total += int64(s0) + int64(s1) + int64(s2) + int64(s3)
+	}
+	return total
 }
 
 // Add adds the quantized vector v to sum, exactly. Both must be Dim long.

@@ -407,3 +407,44 @@ func TestRoundBytesSaturates(t *testing.T) {
 		}
 	}
 }
+
+// int8Squares is the plain sum of squares, at every length around its
+// blocks and unrolling and at the extremes of int8.
+func TestInt8Squares(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{0, 1, 3, 4, 5, 1<<16 - 1, 1 << 16, 1<<16 + 7, 320893} {
+		for _, fill := range []string{"random", "min", "max"} {
+			v := make([]int8, n)
+			var want int64
+			for i := range v {
+				switch fill {
+				case "random":
+					v[i] = int8(r.IntN(256) - 128)
+				case "min":
+					v[i] = -128
+				case "max":
+					v[i] = 127
+				}
+				want += int64(v[i]) * int64(v[i])
+			}
+			if got := int8Squares(v); got != want {
+				t.Errorf("n=%d %s: int8Squares = %d, want %d", n, fill, got, want)
+			}
+		}
+	}
+}
+
+func BenchmarkCheck(b *testing.B) {
+	const dim = 320893
+	q, err := NewQuantizer(dim, 1, [32]byte{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := make([]int8, dim)
+	b.SetBytes(dim)
+	for b.Loop() {
+		if err := q.Check(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

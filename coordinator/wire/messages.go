@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Message is a message of the client protocol.
@@ -435,13 +436,15 @@ func QuantizedOf(v []int8) []byte {
 	return b
 }
 
-// Int8s returns Quantized as signed bytes.
-func (m *Upload) Int8s() []int8 {
-	v := make([]int8, len(m.Quantized))
-	for i, x := range m.Quantized {
-		v[i] = int8(x)
-	}
-	return v
+// Int8s returns Quantized as signed bytes: a view of the same memory
+// (Int8View), no copy.
+func (m *Upload) Int8s() []int8 { return Int8View(m.Quantized) }
+
+// Int8View returns b's memory read as signed bytes (two's complement, as
+// Upload.Quantized carries them): a quantizer writes an upload's bytes
+// through it, and a node reads them, without a copy of 1 byte a parameter.
+func Int8View(b []byte) []int8 {
+	return unsafe.Slice((*int8)(unsafe.Pointer(unsafe.SliceData(b))), len(b))
 }
 
 func (*Upload) Type() Type { return TypeUpload }

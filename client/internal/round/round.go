@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
-	"unsafe"
 
 	"github.com/fedrec/fedrec/aggregation"
 	"github.com/fedrec/fedrec/aggregation/fixedpoint"
@@ -70,7 +69,7 @@ func NewUpload(plan *wire.Plan, id string, loss float64, n int, x []float64, pre
 	// The quantizer's signed bytes are written in place as the upload's
 	// two's complement bytes (wire.QuantizedOf without its copy).
 	up.Quantized = make([]byte, len(x))
-	v := unsafe.Slice((*int8)(unsafe.Pointer(unsafe.SliceData(up.Quantized))), len(x))
+	v := wire.Int8View(up.Quantized)
 	var norm float64
 	var sat int
 	if scratch != nil {
