@@ -462,7 +462,7 @@ func (s *Server) readRequest(st requestStream, peer Peer) (wire.Message, func(),
 	}
 	defer freeSlots()
 	r := &pacedReader{st: st, start: time.Now(), grace: s.cfg.RateGrace, rate: s.cfg.MinUploadRate, size: size}
-	body, err := wire.ReadReservedBody(r, t, size)
+	body, err := wire.ReadBody(r, t, size)
 	if err != nil {
 		free()
 		return nil, nil, err

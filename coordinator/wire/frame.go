@@ -181,14 +181,6 @@ func ReadBody(r io.Reader, t Type, n int) ([]byte, error) {
 	return readBody(r, t, n, nil)
 }
 
-// ReadReservedBody is ReadBody for a reader that has already reserved n
-// bytes for this body (a node's admission budget): the buffer is
-// allocated whole, since a liar's length is paid from the reservation,
-// and growing it copied an upload's bytes nearly twice.
-func ReadReservedBody(r io.Reader, t Type, n int) ([]byte, error) {
-	return readBody(r, t, n, make([]byte, 0, n))
-}
-
 // readBody is ReadBody reading into buf if it has room for the body (the
 // bytes past the body's are never read).
 func readBody(r io.Reader, t Type, n int, buf []byte) ([]byte, error) {

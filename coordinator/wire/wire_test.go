@@ -10,7 +10,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"testing/iotest"
 
 	"github.com/fedrec/fedrec/model"
 )
@@ -226,18 +225,6 @@ func TestLyingLength(t *testing.T) {
 	ms2.read()
 	if perCall := (ms2.total - ms1.total) / 10; perCall > 1<<20 {
 		t.Errorf("ReadFrame of a 5-byte lie allocated %d bytes per call", perCall)
-	}
-}
-
-// A reserved body is read whole, and a truncated one is still refused.
-func TestReadReservedBody(t *testing.T) {
-	body := bytes.Repeat([]byte{7}, 100_000)
-	got, err := ReadReservedBody(iotest.OneByteReader(bytes.NewReader(body)), TypeUpload, len(body))
-	if err != nil || !bytes.Equal(got, body) || cap(got) != len(body) {
-		t.Fatalf("ReadReservedBody = %d bytes (cap %d), %v", len(got), cap(got), err)
-	}
-	if _, err := ReadReservedBody(bytes.NewReader(body[:99_999]), TypeUpload, len(body)); CodeOf(err) != CodeMalformed {
-		t.Errorf("ReadReservedBody(truncated) = %v, want CodeMalformed", err)
 	}
 }
 
