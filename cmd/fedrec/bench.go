@@ -45,6 +45,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rounds := fs.Int("rounds", 6, "committed rounds to time per setting")
 	kill := fs.Bool("kill", true, "then SIGKILL the leader mid-round and time the next commit")
 	window := fs.Duration("checkin-window", 3*time.Second, "the coordinators' check-in window")
+	phase := fs.Duration("secagg-phase", 0, "with --secagg, the coordinators' deadline of each secure-aggregation phase after the first (0: theirs, 10s); the devices of a large cohort on this machine's cores may need longer to mask")
 	secure := fs.Bool("secagg", false, "run the rounds as secure aggregation (clip 1), to compare with plaintext rounds")
 	signed := fs.Bool("signed", false, "with --secagg, run each setting twice, unsigned and signed secure rounds (--secagg-signed), and compare their costs")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (every device, none of the nodes) to `file`")
@@ -54,6 +55,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	switch {
+	case *phase != 0 && !*secure:
+		return fmt.Errorf("bench: --secagg-phase applies only with --secagg")
+	case *phase < 0:
+		return fmt.Errorf("bench: --secagg-phase %v, want > 0", *phase)
 	case *signed && !*secure:
 		return fmt.Errorf("bench: --signed compares signed with unsigned secure rounds: it needs --secagg")
 	case *bits != 8 && *bits != 64:
@@ -111,7 +116,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, n := range ns {
 		var rs []benchResult
 		for _, sig := range modes {
-			r, err := benchOne(ctx, bin, n, *items, *rank, *rounds, *kill, *secure, sig, *bits, *window, *nodeProfile, stderr)
+			r, err := benchOne(ctx, bin, n, *items, *rank, *rounds, *kill, *secure, sig, *bits, *window, *phase, *nodeProfile, stderr)
 			if err != nil {
 				return fmt.Errorf("bench: %d clients: %w", n, err)
 			}
@@ -337,7 +342,7 @@ var (
 	benchCommitted = regexp.MustCompile(`time=(\S+) level=INFO msg="round committed" node=(\S+) round=(\d+) model=\d+ survivors=(\d+) cohort=(\d+) duration_ms=(\d+)`)
 )
 
-func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill, secure, signed bool, bits int, window time.Duration, profDir string, stderr io.Writer) (benchResult, error) {
+func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill, secure, signed bool, bits int, window, phase time.Duration, profDir string, stderr io.Writer) (benchResult, error) {
 	var res benchResult
 	dir, err := os.MkdirTemp("", "fedrec-bench-")
 	if err != nil {
@@ -409,6 +414,9 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 	if secure {
 		// Secure aggregation needs a clip bound and at least 3 survivors.
 		boot = append(boot, "--secagg", "--clip", "1", "--min-clients", strconv.Itoa(max(3, n/2)))
+		if phase > 0 {
+			boot = append(boot, "--secagg-phase", phase.String())
+		}
 	} else {
 		boot = append(boot, "--upload-bits", strconv.Itoa(bits))
 		if bits == 8 {

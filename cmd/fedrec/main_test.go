@@ -150,12 +150,18 @@ func TestPrivacyCommand(t *testing.T) {
 	}
 }
 
-// fedrec bench --signed compares signed with unsigned secure rounds, so it
-// is refused without --secagg.
-func TestBenchSignedNeedsSecAgg(t *testing.T) {
-	var out, errb bytes.Buffer
-	err := run(t.Context(), []string{"bench", "--signed", "--clients", "3"}, &out, &errb)
-	if err == nil || !strings.Contains(err.Error(), "--secagg") {
-		t.Errorf("fedrec bench --signed = %v, want an error naming --secagg", err)
+// fedrec bench's secure-round flags are refused without --secagg (and a
+// negative phase always), before any node starts.
+func TestBenchSecureFlagsNeedSecAgg(t *testing.T) {
+	for _, args := range [][]string{
+		{"--signed"},
+		{"--secagg-phase", "30s"},
+		{"--secagg", "--secagg-phase", "-1s"},
+	} {
+		var out, errb bytes.Buffer
+		err := run(t.Context(), append([]string{"bench", "--clients", "3"}, args...), &out, &errb)
+		if err == nil || !strings.Contains(err.Error(), "--secagg") {
+			t.Errorf("fedrec bench %v = %v, want an error naming --secagg", args, err)
+		}
 	}
 }
