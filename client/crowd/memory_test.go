@@ -330,7 +330,13 @@ func TestUploadsBounded(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for k := range n {
-		d, _ := client.NewDialer([]string{ln.Addr().String()}, pki.ClientTLS(ca.Pool()))
+		// 192 handshakes at once under -race on a loaded machine: a
+		// dial may take long, and is retried for a minute.
+		d, err := client.NewDialerConfig(client.DialerConfig{Addrs: []string{ln.Addr().String()}, TLS: pki.ClientTLS(ca.Pool()),
+			DialTimeout: wire.HandshakeTimeout, Budget: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
 		t.Cleanup(func() { d.Close() })
 		p, err := NewParticipant(ParticipantConfig{ID: fmt.Sprintf("u%d", k), Dialer: d, Models: cache, Ratings: []model.Rating{{Item: 1, Value: 4}}})
 		if err != nil {
