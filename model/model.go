@@ -89,7 +89,7 @@ func (m *Model) Validate() error {
 	if want := Dim(m.Items, m.Rank); len(m.Params) != want {
 		return fmt.Errorf("model: %d params for %d items at rank %d, want %d: %w", len(m.Params), m.Items, m.Rank, want, ErrShape)
 	}
-	if i := firstNonFinite(m.Params); i >= 0 {
+	if i := FirstNonFinite(m.Params); i >= 0 {
 		return fmt.Errorf("model: param %d is %v: %w", i, m.Params[i], ErrNotFinite)
 	}
 	return nil
@@ -166,7 +166,9 @@ func dot(a, b []float64) float64 {
 
 func isFinite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 
-func firstNonFinite(xs []float64) int {
+// FirstNonFinite returns the index of the first NaN or ±Inf in xs, or
+// -1: the check every decoder and the replicated state make of a vector.
+func FirstNonFinite(xs []float64) int {
 	// x-x is 0 for a finite x and NaN otherwise, so a block's sum of x-x
 	// is 0 unless the block holds one: one branch a block, not two tests
 	// an element. Every fresh Trainer validates its whole model this way.

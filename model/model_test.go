@@ -335,8 +335,8 @@ func TestFirstNonFinite(t *testing.T) {
 		for i := range xs {
 			xs[i] = math.MaxFloat64 * float64(1-2*(i%2)) // finite, however large
 		}
-		if got := firstNonFinite(xs); got != -1 {
-			t.Errorf("firstNonFinite(%d finite) = %d, want -1", n, got)
+		if got := FirstNonFinite(xs); got != -1 {
+			t.Errorf("FirstNonFinite(%d finite) = %d, want -1", n, got)
 		}
 		for _, bad := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
 			for _, at := range []int{0, 63, 64, n - 1} {
@@ -348,8 +348,8 @@ func TestFirstNonFinite(t *testing.T) {
 				if at+1 < n {
 					ys[n-1] = bad // a later one does not hide the first
 				}
-				if got := firstNonFinite(ys); got != at {
-					t.Errorf("firstNonFinite(%d values, %v at %d) = %d, want %d", n, bad, at, got, at)
+				if got := FirstNonFinite(ys); got != at {
+					t.Errorf("FirstNonFinite(%d values, %v at %d) = %d, want %d", n, bad, at, got, at)
 				}
 			}
 		}

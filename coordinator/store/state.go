@@ -530,7 +530,7 @@ func (s *State) commitRound(c *wire.CommitRound) (uint64, error) {
 		return 0, fmt.Errorf("%w: optimizer state of %d and %d, want %d", ErrBadCommand, len(c.OptM), len(c.OptV), dim)
 	}
 	for _, x := range [][]float64{c.OptM, c.OptV} {
-		if i := nonFinite(x); i >= 0 {
+		if i := model.FirstNonFinite(x); i >= 0 {
 			return 0, fmt.Errorf("%w: optimizer state [%d] is %v", ErrBadCommand, i, x[i])
 		}
 	}
@@ -571,7 +571,7 @@ func NextModel(opt aggregation.OptimizerConfig, base *model.Model, optM, optV, d
 	if len(delta) != dim {
 		return nil, nil, nil, fmt.Errorf("update of %d values for a model of %d", len(delta), dim)
 	}
-	if i := nonFinite(delta); i >= 0 {
+	if i := model.FirstNonFinite(delta); i >= 0 {
 		return nil, nil, nil, fmt.Errorf("update [%d] is %v", i, delta[i])
 	}
 	o, err := aggregation.NewOptimizer(opt, dim)
@@ -597,16 +597,6 @@ func NextModel(opt aggregation.OptimizerConfig, base *model.Model, optM, optV, d
 		nextM, nextV = ad.M, ad.V
 	}
 	return m, nextM, nextV, nil
-}
-
-// nonFinite returns the index of x's first NaN or infinity, -1 if none.
-func nonFinite(x []float64) int {
-	for i, y := range x {
-		if math.IsNaN(y) || math.IsInf(y, 0) {
-			return i
-		}
-	}
-	return -1
 }
 
 // commit stores a round's new model and moments and closes it.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/fedrec/fedrec/model"
 )
 
 // Message is a message of the client protocol.
@@ -393,7 +395,7 @@ func (m *ModelChunk) Validate() error {
 	if m.Index < 0 || m.Len() == 0 || m.Len() > ChunkParams || (len(m.Params) > 0 && len(m.Params32) > 0) {
 		return Errorf(CodeMalformed, "model chunk %d of %d float64 and %d float32 params", m.Index, len(m.Params), len(m.Params32))
 	}
-	if i := firstNonFinite(m.Params); i >= 0 {
+	if i := model.FirstNonFinite(m.Params); i >= 0 {
 		return Errorf(CodeNotFinite, "model chunk %d: param %d is %v", m.Index, i, m.Params[i])
 	}
 	if i := firstNonFinite32(m.Params32); i >= 0 {
@@ -472,7 +474,7 @@ func (m *Upload) Validate() error {
 	case len(m.Delta) > 0 && m.Step != 0:
 		return Errorf(CodeMalformed, "upload: a step for a float64 update")
 	}
-	if i := firstNonFinite(m.Delta); i >= 0 {
+	if i := model.FirstNonFinite(m.Delta); i >= 0 {
 		return Errorf(CodeNotFinite, "upload: delta[%d] is %v", i, m.Delta[i])
 	}
 	return nil

@@ -399,7 +399,7 @@ func packedBytes[T any](v []T) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), int(unsafe.Sizeof(zero))*len(v))
 }
 
-// firstNonFinite32 is firstNonFinite of float32s.
+// firstNonFinite32 is model.FirstNonFinite of float32s.
 func firstNonFinite32(xs []float32) int {
 	for i, x := range xs {
 		if !finite32(x) {
@@ -412,15 +412,5 @@ func firstNonFinite32(xs []float32) int {
 // finite32 reports whether x is neither NaN nor ±Inf: its exponent is not
 // all ones. One test on its bits, where finite's makes three.
 func finite32(x float32) bool { return math.Float32bits(x)&0x7f800000 != 0x7f800000 }
-
-// firstNonFinite returns the index of the first NaN or ±Inf in xs, or -1.
-func firstNonFinite(xs []float64) int {
-	for i, x := range xs {
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return i
-		}
-	}
-	return -1
-}
 
 func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }

@@ -3,6 +3,8 @@ package wire
 import (
 	"encoding/binary"
 	"math"
+
+	"github.com/fedrec/fedrec/model"
 )
 
 // The messages between the nodes of a cluster (the roles of
@@ -148,7 +150,7 @@ func (m *Partial) Validate() error {
 	case len(m.Sum) > 0 && len(m.QSum) > 0 && len(m.Sum) != len(m.QSum)/4:
 		return Errorf(CodeShape, "partial: float sum of %d, integer sum of %d", len(m.Sum), len(m.QSum)/4)
 	}
-	if i := firstNonFinite(m.Sum); i >= 0 {
+	if i := model.FirstNonFinite(m.Sum); i >= 0 {
 		return Errorf(CodeNotFinite, "partial: sum[%d] is %v", i, m.Sum[i])
 	}
 	return nil
