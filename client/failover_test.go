@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -190,5 +191,55 @@ func TestUnavailable(t *testing.T) {
 	}
 	if _, err := c.Sync(ctx); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Sync with every coordinator dead = %v, want ErrUnavailable", err)
+	}
+}
+
+// A reply that breaks off after its first message is not asked of another
+// node: the download would see a second model header and fail as
+// malformed. The error matches ErrUnavailable, one node saw the request,
+// and the Dialer leaves that node. Both nodes break off, so whichever the
+// Dialer reaches first, the old Dialer's retry reached the other.
+func TestFailoverBrokenReply(t *testing.T) {
+	ca, _ := pki.NewCA("test", time.Hour)
+	m, _ := model.New(model.Explicit, 6, 2, 3.5, 0.1, rand.New(rand.NewPCG(1, 2)))
+	var asked atomic.Int32
+	var addrs []string
+	for _, id := range []string{"one", "two"} {
+		b, _ := ca.NodeBundle(id)
+		ln, err := wire.Listen("127.0.0.1:0", b.ServerTLS())
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := fakenode.ServeStreams(ln, func(st *quic.Stream) {
+			if req, _ := wire.Read(st, wire.Limits{}); req != nil {
+				asked.Add(1)
+				h, _ := wire.SplitModel(m, 2, 1)
+				wire.Write(st, h)
+				// The rest never comes: the node gives up, as one
+				// shedding load would (a reset stream may lose the
+				// header too).
+				wire.Write(st, wire.Errorf(wire.CodeUnavailable, "busy"))
+				st.Close()
+			}
+		})
+		t.Cleanup(func() {
+			ln.Close()
+			<-done
+		})
+		addrs = append(addrs, ln.Addr().String())
+	}
+	d, err := NewDialer(addrs, pki.ClientTLS(ca.Pool()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Second)
+	defer cancel()
+	_, _, err = d.Model(ctx, 0)
+	if !errors.Is(err, ErrUnavailable) || wire.CodeOf(err) == wire.CodeMalformed {
+		t.Errorf("Model = %v, want an error matching ErrUnavailable", err)
+	}
+	if n := asked.Load(); n != 1 {
+		t.Errorf("%d nodes asked, want 1", n)
 	}
 }

@@ -297,8 +297,8 @@ func (d *Dialer) Identity(cohort []string) (*Identity, error) {
 
 // signing is what the Dialer's device brings to a signed secure round
 // that must resist colluders colluding devices per neighbourhood.
-func (d *Dialer) signing(colluders int) round.Signing {
-	return round.Signing{Identity: d.secAggIdentity, Colluders: colluders}
+func (d *Dialer) signing(colluders int) round.SecureOptions {
+	return round.SecureOptions{Identity: d.secAggIdentity, Colluders: colluders}
 }
 
 func (d *Dialer) secAggIdentity(cohort []string) (secagg.Identity, error) {
@@ -532,12 +532,22 @@ func (d *Dialer) follow(leader string) {
 // leader hints. A node that cannot be reached, or whose connection fails,
 // or that answers CodeUnavailable, is left for another within the
 // Dialer's budget; when none answers, the error matches ErrUnavailable.
-// An app has no need of it: NewNetwork speaks the protocol. It serves
+// A reply that breaks off after recv took its first message is not asked
+// of another node (recv would see it begin twice): the error then matches
+// ErrUnavailable too. An app has no need of it: NewNetwork speaks the protocol. It serves
 // packages that take part in rounds themselves, such as client/crowd.
 func (d *Dialer) Exchange(ctx context.Context, req wire.Message, recv func(wire.Message) (done bool, err error)) error {
 	bctx, cancel := context.WithTimeout(ctx, d.cfg.Budget)
 	defer cancel()
 	var errs []error
+	// A reply that broke off after recv took part of it is not asked
+	// again of another node: recv would see a second beginning (a model's
+	// second header).
+	delivered := false
+	take := func(m wire.Message) (bool, error) {
+		delivered = true
+		return recv(m)
+	}
 	for hop := 0; ; {
 		conn, addr, err := d.connect(bctx)
 		if err != nil {
@@ -549,7 +559,7 @@ func (d *Dialer) Exchange(ctx context.Context, req wire.Message, recv func(wire.
 			}
 			return &unavailableError{errors.Join(append(errs, err)...)}
 		}
-		err = exchangeOn(ctx, conn, req, wire.Limits{}, recv)
+		err = exchangeOn(ctx, conn, req, wire.Limits{}, take)
 		var we *wire.Error
 		switch {
 		case err == nil:
@@ -577,6 +587,9 @@ func (d *Dialer) Exchange(ctx context.Context, req wire.Message, recv func(wire.
 		// Transport failure or an unavailable node: try another.
 		d.drop(conn, addr)
 		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+		if delivered {
+			return &unavailableError{fmt.Errorf("%w (the reply broke off after its first message)", errors.Join(errs...))}
+		}
 		if bctx.Err() != nil || len(errs) >= 2*len(d.addrs) {
 			return &unavailableError{errors.Join(errs...)}
 		}
