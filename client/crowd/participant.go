@@ -136,18 +136,19 @@ func (p *Participant) RunRound(ctx context.Context) (RoundResult, error) {
 // round's): download, train, upload, all through d.
 func (p *Participant) take(rctx context.Context, d round.Exchanger, plan *wire.Plan) (RoundResult, error) {
 	res := RoundResult{Selected: true, Round: plan.Round, Model: plan.Model}
-	if plan.SecAgg == nil {
-		// The slot is taken before the download, not after it: thousands
-		// of participants downloading at once held a model each while they
-		// queued for the slots, and the downloads' memory and the queue
-		// behind few slots, not the nodes, bounded a round. (A secure
-		// round's phases need the whole cohort to advance together.)
-		free, err := p.cfg.Models.uploadSlot(rctx)
-		if err != nil {
-			return res, fmt.Errorf("round %d: wait to train: %w", plan.Round, err)
-		}
-		defer free()
+	// The slot is taken before the download, not after it: thousands of
+	// participants downloading at once held a model each while they
+	// queued for the slots, and the downloads' memory and the queue behind
+	// few slots, not the nodes, bounded a round. A secure round's phases
+	// need the whole cohort to advance together: its participants give
+	// the slot back once trained (1,200 downloading at once, some waited
+	// for the nodes past QUIC's idle timeout).
+	free, err := p.cfg.Models.uploadSlot(rctx)
+	if err != nil {
+		return res, fmt.Errorf("round %d: wait to train: %w", plan.Round, err)
 	}
+	free = sync.OnceFunc(free)
+	defer free()
 
 	dctx, dcancel := context.WithTimeout(rctx, downloadTimeout)
 	m, _, done, err := p.cfg.Models.get(dctx, d, plan)
@@ -176,14 +177,20 @@ func (p *Participant) take(rctx context.Context, d round.Exchanger, plan *wire.P
 	releaseBuf := func() { bufOnce.Do(func() { p.cfg.Models.release(buf) }) }
 	defer releaseBuf()
 	scr := *buf
+	core, err := p.cfg.Models.coreSlot(rctx)
+	if err != nil {
+		return res, fmt.Errorf("round %d: wait to train: %w", plan.Round, err)
+	}
 	up, err := t.LocalUpdate(scr, p.cfg.Ratings, p.rng)
+	core()
 	release()
 	if err != nil {
 		return res, fmt.Errorf("round %d: train: %w", plan.Round, err)
 	}
 	res.Loss, res.N = up.Loss, up.N
 	if plan.SecAgg != nil {
-		res.Norm, res.Bytes, err = round.Secure(rctx, d, p.cfg.ID, plan, scr, false, p.rng, round.Signing{Identity: p.identity})
+		free()
+		res.Norm, res.Bytes, err = round.Secure(rctx, d, p.cfg.ID, plan, scr, false, p.rng, round.SecureOptions{Identity: p.identity, Compute: p.cfg.Models.coreSlot})
 		if err != nil {
 			return res, fmt.Errorf("round %d: secure aggregation: %w", plan.Round, err)
 		}

@@ -52,7 +52,7 @@ func TestSecureGroupRefusals(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := groupPlan(tc.signed)
 			tc.edit(p)
-			var ident Signing
+			var ident SecureOptions
 			if tc.signed {
 				ident.Identity = func([]string) (secagg.Identity, error) {
 					t.Error("the device reached its identity")

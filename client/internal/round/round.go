@@ -226,17 +226,22 @@ func Fetch(ctx context.Context, d Exchanger, plan *wire.Plan, buf []float64) (*m
 // the device runs secure aggregation with its node's group, whose graph
 // seed binds the node (and, signed, the group in Plan.Cohort).
 //
-// A signed round (SecAggParams.Signed) also needs sign.Identity: the
+// Each step that computes much (encoding x, sharing keys, masking) runs
+// within opt.Compute, if set; the last steps, cheap (signing the
+// survivors, revealing shares), do not wait behind other devices' masking
+// to end a round their node has nearly finished.
+//
+// A signed round (SecAggParams.Signed) also needs opt.Identity: the
 // device checks that the round's graph seed binds the plan's cohort, with
-// itself at its index, and that the threshold resists sign.Colluders,
+// itself at its index, and that the threshold resists opt.Colluders,
 // signs its key advert and the survivor set with its identity, and
 // reveals its shares only under enough of its neighbours' signatures of
 // that set.
-func Secure(ctx context.Context, d Exchanger, id string, plan *wire.Plan, x []float64, preClipped bool, r *rand.Rand, sign Signing) (float64, int, error) {
+func Secure(ctx context.Context, d Exchanger, id string, plan *wire.Plan, x []float64, preClipped bool, r *rand.Rand, opt SecureOptions) (float64, int, error) {
 	sp := plan.SecAgg
 	graph, rot := sp.WantSeeds(plan.Round, plan.Digest, plan.Cohort)
 	switch {
-	case sp.Signed && sign.Identity == nil:
+	case sp.Signed && opt.Identity == nil:
 		return 0, 0, errors.New("a signed round, and the device has no identity to sign with")
 	case sp.Signed && len(plan.Cohort) != sp.Clients:
 		return 0, 0, fmt.Errorf("a signed round of %d clients, the plan lists a cohort of %d", sp.Clients, len(plan.Cohort))
@@ -256,7 +261,13 @@ func Secure(ctx context.Context, d Exchanger, id string, plan *wire.Plan, x []fl
 		// over groups of at least the shares' count (docs/privacy.md).
 		return 0, 0, fmt.Errorf("noise split into %d shares, the round's cohort has %d", plan.Privacy.NoiseClients, sp.Cohort)
 	}
-	in, words, norm, err := secureInput(plan, x, r)
+	var in []uint64
+	var words int
+	var norm float64
+	err := opt.compute(ctx, func() (err error) {
+		in, words, norm, err = secureInput(plan, x, r)
+		return err
+	})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -266,11 +277,11 @@ func Secure(ctx context.Context, d Exchanger, id string, plan *wire.Plan, x []fl
 	cfg := sp.Config(plan.Round, len(in))
 	var c *secagg.Client
 	if sp.Signed {
-		if err := cfg.CheckActive(sign.Colluders); err != nil {
+		if err := cfg.CheckActive(opt.Colluders); err != nil {
 			return norm, 0, err
 		}
 		var ident secagg.Identity
-		if ident, err = sign.Identity(plan.Cohort); err != nil {
+		if ident, err = opt.Identity(plan.Cohort); err != nil {
 			return norm, 0, err
 		}
 		c, err = secagg.NewSignedClient(cfg, plan.SecAggID, ident, nil)
@@ -289,19 +300,30 @@ func Secure(ctx context.Context, d Exchanger, id string, plan *wire.Plan, x []fl
 	if err != nil {
 		return norm, 0, fmt.Errorf("advertise keys: %w", err)
 	}
-	up, err := c.ShareKeys(rep.(*wire.SecAggPeerKeys).PeerKeys())
-	if err != nil {
+	var up secagg.ShareUpload
+	if err := opt.compute(ctx, func() (err error) {
+		up, err = c.ShareKeys(rep.(*wire.SecAggPeerKeys).PeerKeys())
+		return err
+	}); err != nil {
 		return norm, 0, err
 	}
 	if rep, err = secAgg(ctx, d, &wire.SecAggShares{SecAggHeader: hdr, Shares: wire.SealedOf(up.Shares)}, wire.TypeSecAggDelivery); err != nil {
 		return norm, 0, fmt.Errorf("share keys: %w", err)
 	}
 	dl := rep.(*wire.SecAggDelivery)
-	mi, err := c.MaskedInput(secagg.ShareDelivery{Round: dl.Round, To: dl.To, Shares: wire.Sealed(dl.Shares)}, in)
-	if err != nil {
+	var width uint8
+	var vals []byte
+	if err := opt.compute(ctx, func() error {
+		mi, err := c.MaskedInput(secagg.ShareDelivery{Round: dl.Round, To: dl.To, Shares: wire.Sealed(dl.Shares)}, in)
+		if err != nil {
+			return err
+		}
+		in = nil // the masked copy is what goes out
+		width, vals = wire.PackWords(mi.Values, sp.Bits)
+		return nil
+	}); err != nil {
 		return norm, 0, err
 	}
-	width, vals := wire.PackWords(mi.Values, sp.Bits)
 	if !sp.Signed {
 		if rep, err = secAgg(ctx, d, &wire.SecAggMasked{SecAggHeader: hdr, Width: width, Values: vals}, wire.TypeSecAggUnmaskRequest); err != nil {
 			return norm, len(vals), fmt.Errorf("masked input: %w", err)
@@ -364,8 +386,8 @@ func secureInput(plan *wire.Plan, x []float64, r *rand.Rand) (in []uint64, words
 	return in, pad, norm, err
 }
 
-// Signing is what a device brings to a signed secure round.
-type Signing struct {
+// SecureOptions is what a device brings to a secure round.
+type SecureOptions struct {
 	// Identity returns the device's identity in a round of cohort (a
 	// client.Identity); nil: the device has none and refuses signed
 	// rounds.
@@ -374,6 +396,25 @@ type Signing struct {
 	// the coordinator: a signed round whose threshold resists fewer is
 	// refused (Policy.MinSecAggColluders).
 	Colluders int
+	// Compute, if set, admits each of the round's steps that computes much
+	// and returns the func that ends it: many virtual devices of one process
+	// (client/crowd) take turns at its cores, so that each step takes its
+	// own time rather than all of them, shared, finishing together after
+	// a phase's deadline.
+	Compute func(ctx context.Context) (done func(), err error)
+}
+
+// compute runs f within o.Compute.
+func (o SecureOptions) compute(ctx context.Context, f func() error) error {
+	if o.Compute == nil {
+		return f()
+	}
+	done, err := o.Compute(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return f()
 }
 
 // BelowClip is the adaptive-clipping bit of an update of L2 norm norm: it

@@ -42,15 +42,15 @@ func TestSecureSignedRefusals(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		edit func(p *wire.Plan)
-		sign Signing
+		sign SecureOptions
 		want string
 	}{
-		{"no identity", func(*wire.Plan) {}, Signing{}, "no identity"},
-		{"another device's index", func(p *wire.Plan) { p.SecAggID = 0 }, Signing{Identity: ident}, "index 0"},
-		{"cohort not bound by the seed", func(p *wire.Plan) { p.Cohort = []string{"c", "b", "a"} }, Signing{Identity: ident}, "seeds"},
-		{"no cohort", func(p *wire.Plan) { p.Cohort = nil }, Signing{Identity: ident}, "cohort of 0"},
-		{"threshold below the colluders", func(*wire.Plan) {}, Signing{Identity: ident, Colluders: 2}, "Threshold"},
-		{"the identity fails", func(*wire.Plan) {}, Signing{Identity: ident}, "no identity wanted"},
+		{"no identity", func(*wire.Plan) {}, SecureOptions{}, "no identity"},
+		{"another device's index", func(p *wire.Plan) { p.SecAggID = 0 }, SecureOptions{Identity: ident}, "index 0"},
+		{"cohort not bound by the seed", func(p *wire.Plan) { p.Cohort = []string{"c", "b", "a"} }, SecureOptions{Identity: ident}, "seeds"},
+		{"no cohort", func(p *wire.Plan) { p.Cohort = nil }, SecureOptions{Identity: ident}, "cohort of 0"},
+		{"threshold below the colluders", func(*wire.Plan) {}, SecureOptions{Identity: ident, Colluders: 2}, "Threshold"},
+		{"the identity fails", func(*wire.Plan) {}, SecureOptions{Identity: ident}, "no identity wanted"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := signedPlan()
@@ -162,5 +162,24 @@ func TestNewUploadClips(t *testing.T) {
 				t.Errorf("NewUpload: %d bytes, want %d", len(up.Quantized), len(x))
 			}
 		})
+	}
+}
+
+// A device's secure round computes within SecureOptions.Compute: when the
+// gate refuses (its context ended while waiting for a core, say), the
+// device stops before encoding its update or sending anything.
+func TestSecureComputeGate(t *testing.T) {
+	p := signedPlan()
+	p.SecAgg.Signed, p.Cohort = false, nil
+	graph, rot := p.SecAgg.WantSeeds(p.Round, p.Digest, nil)
+	p.SecAgg.Seed, p.SecAgg.RotationSeed = graph[:], rot[:]
+	calls := 0
+	gate := func(context.Context) (func(), error) {
+		calls++
+		return nil, context.DeadlineExceeded
+	}
+	_, _, err := Secure(t.Context(), refuse{t}, "b", p, make([]float64, 8), false, rand.New(rand.NewPCG(1, 2)), SecureOptions{Compute: gate})
+	if !errors.Is(err, context.DeadlineExceeded) || calls != 1 {
+		t.Errorf("Secure() = %v after %d calls of the gate, want the gate's error after 1", err, calls)
 	}
 }
