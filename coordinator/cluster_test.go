@@ -308,6 +308,36 @@ func TestLeadershipTransferOnClose(t *testing.T) {
 	}
 }
 
+// A follower's leader context ends when the leader changes: its lobby
+// reports to a leader that died are cut off by the election, not left to
+// their timeout, so the new leader's first cohort counts its devices.
+func TestLeaderContextEndsOnChange(t *testing.T) {
+	c := newTestCluster(t, 3, testTraining())
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	old := c.leader(ctx)
+	var follower *Node
+	for _, n := range c.list() {
+		if n != old {
+			follower = n
+			break
+		}
+	}
+	term := follower.leaderContext()
+	if term.Err() != nil {
+		t.Fatalf("leader context ended before any change: %v", term.Err())
+	}
+	old.Close()
+	select {
+	case <-term.Done():
+	case <-ctx.Done():
+		t.Fatal("the follower's leader context outlived its leader")
+	}
+	if n := c.leader(ctx); n == old {
+		t.Fatal("closed node still leads")
+	}
+}
+
 // Every node serves devices: devices check in and upload at their own
 // node, each node selects its share of the cohort, and the leader commits
 // the sum of the nodes' partial sums. Every node serves committed models.

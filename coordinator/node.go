@@ -290,7 +290,12 @@ type Node struct {
 	rngMu    sync.Mutex
 	ctx      context.Context
 	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	// leaderTerm ends when Raft's leader changes (watchLeader): a call to
+	// the leader made under it is not left waiting on a dead one.
+	leaderMu   sync.Mutex
+	leaderTerm context.Context
+	leaderEnd  context.CancelFunc
+	wg         sync.WaitGroup
 	closing  atomic.Bool
 	// joinFailures counts failed join attempts (fedrec_join_failures_total).
 	joinFailures atomic.Uint64
@@ -348,6 +353,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), fsm: store.NewFSM(), rng: rand.New(rand.NewPCG(seed, 0x5e1ec7)), ctx: ctx, cancel: cancel}
+	n.leaderTerm, n.leaderEnd = context.WithCancel(ctx)
 	n.metrics = newMetrics(n)
 	n.certs = newCertStore(cfg.TLS, n.log)
 	n.devices = deviceapi.New(n, deviceapi.Config{
@@ -505,10 +511,21 @@ func New(cfg Config) (*Node, error) {
 	}
 	// Everything a request reads is set: devices and nodes may connect.
 	n.devices.Start()
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go func() {
 		defer n.wg.Done()
 		n.watchLeadership(notify)
+	}()
+	leaderChanges := make(chan raft.Observation, 4)
+	observer := raft.NewObserver(leaderChanges, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	n.raft.RegisterObserver(observer)
+	go func() {
+		defer n.wg.Done()
+		defer n.raft.DeregisterObserver(observer)
+		n.watchLeader(leaderChanges)
 	}()
 	go func() {
 		defer n.wg.Done()

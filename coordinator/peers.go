@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/quic-go/quic-go"
 
 	"github.com/fedrec/fedrec/coordinator/wire"
@@ -122,6 +123,32 @@ const (
 	lobbyStale = 4 * lobbyRefresh
 )
 
+// leaderContext returns a context that ends when Raft's leader changes
+// or the node closes.
+func (n *Node) leaderContext() context.Context {
+	n.leaderMu.Lock()
+	defer n.leaderMu.Unlock()
+	return n.leaderTerm
+}
+
+// watchLeader ends the leader context at each change of Raft's leader
+// that changes reports (an election starting, a leader elected), until
+// the node closes.
+func (n *Node) watchLeader(changes <-chan raft.Observation) {
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-changes:
+			next, end := context.WithCancel(n.ctx)
+			n.leaderMu.Lock()
+			n.leaderEnd()
+			n.leaderTerm, n.leaderEnd = next, end
+			n.leaderMu.Unlock()
+		}
+	}
+}
+
 // reportLobby tells the leader, whenever it changes and at least every
 // lobbyRefresh, how many devices wait at this node, so that the leader can
 // give each node its share of the next cohort. The leader reads its own
@@ -132,9 +159,14 @@ func (n *Node) reportLobby() {
 	defer tick.Stop()
 	for {
 		count, arrived := n.lobby.count()
+		term := n.leaderContext()
 		id, addr := n.Leader()
 		if id != "" && id != n.cfg.ID && addr != "" && (count != last || id != lastLeader || time.Since(lastSent) >= lobbyRefresh) {
-			ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
+			// A report to a leader that died waits no longer than the
+			// election: the new leader gathers its first cohort from
+			// these reports (one stuck for its 2 s timeout held the first
+			// commit after a SIGKILL back by 1.5 s).
+			ctx, cancel := context.WithTimeout(term, 2*time.Second)
 			_, err := n.callNode(ctx, addr, &wire.Lobby{Version: wire.Version, Node: n.cfg.ID, Waiting: count})
 			cancel()
 			if err != nil {
