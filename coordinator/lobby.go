@@ -2,9 +2,9 @@ package coordinator
 
 import (
 	"context"
-	"time"
-
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/fedrec/fedrec/coordinator/wire"
 )
@@ -104,6 +104,20 @@ func (b *lobby) checkIn(ctx context.Context, m *wire.CheckIn) wire.Message {
 		return r
 	case <-ctx.Done():
 	case <-t.C:
+		// A device selected already is named in the cohort the leader
+		// opens: it waits for its plan (or its release, within heldFor),
+		// or the round waits for a device that was sent away, a secure
+		// round to its first deadline.
+		b.mu.Lock()
+		held := b.held != nil && slices.Contains(b.held.members, w)
+		b.mu.Unlock()
+		if held {
+			select {
+			case r := <-w.reply:
+				return r
+			case <-ctx.Done():
+			}
+		}
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

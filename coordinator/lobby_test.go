@@ -1,0 +1,41 @@
+package coordinator
+
+import (
+	"math/rand/v2"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/fedrec/fedrec/coordinator/wire"
+)
+
+// A device its node selected gets its plan even when its check-in has
+// waited its whole MaxHold by the time the round opens: the leader names
+// it in the cohort, and such a device, sent away instead, held a secure
+// round's first phase to its deadline (fedrec bench --clients 1000
+// --secagg: a device or so a node in some rounds, 60 s).
+func TestLobbyHeldDeviceWaitsForItsPlan(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := &Node{rng: rand.New(rand.NewPCG(1, 2))}
+		n.metrics = newMetrics(n)
+		b := newLobby(n)
+		reply := make(chan wire.Message, 1)
+		go func() { reply <- b.checkIn(t.Context(), &wire.CheckIn{Version: wire.Version, ClientID: "d"}) }()
+		synctest.Wait()
+		time.Sleep(wire.MaxHold - time.Millisecond)
+		ids := b.selectFor(7, 1, 1, time.Now().Add(time.Minute), 1)
+		if len(ids) != 1 {
+			t.Fatalf("selected %v, want the device", ids)
+		}
+		time.Sleep(time.Second) // past the check-in's MaxHold, within heldFor
+		synctest.Wait()
+		ws := b.take(7, ids)
+		if ws[0] == nil {
+			t.Fatal("the selected device is no longer held")
+		}
+		ws[0].reply <- &wire.Plan{Round: 7}
+		if p, ok := (<-reply).(*wire.Plan); !ok || p.Round != 7 {
+			t.Errorf("the selected device got %v, want its plan of round 7", p)
+		}
+	})
+}
