@@ -177,12 +177,7 @@ func (p *Participant) take(rctx context.Context, d round.Exchanger, plan *wire.P
 	releaseBuf := func() { bufOnce.Do(func() { p.cfg.Models.release(buf) }) }
 	defer releaseBuf()
 	scr := *buf
-	core, err := p.cfg.Models.coreSlot(rctx)
-	if err != nil {
-		return res, fmt.Errorf("round %d: wait to train: %w", plan.Round, err)
-	}
 	up, err := t.LocalUpdate(scr, p.cfg.Ratings, p.rng)
-	core()
 	release()
 	if err != nil {
 		return res, fmt.Errorf("round %d: train: %w", plan.Round, err)
