@@ -40,6 +40,7 @@ type lobby struct {
 type waiter struct {
 	id    string
 	reply chan wire.Message // buffered 1; exactly one reply is sent
+	taken bool              // named in a round's manifest (take); b.mu
 }
 
 // heldCohort is what a node selected for a round not yet open.
@@ -104,29 +105,32 @@ func (b *lobby) checkIn(ctx context.Context, m *wire.CheckIn) wire.Message {
 		return r
 	case <-ctx.Done():
 	case <-t.C:
-		// A device selected already is named in the cohort the leader
-		// opens: it waits for its plan (or its release, within heldFor),
-		// or the round waits for a device that was sent away, a secure
-		// round to its first deadline.
-		b.mu.Lock()
-		held := b.held != nil && slices.Contains(b.held.members, w)
-		b.mu.Unlock()
-		if held {
-			select {
-			case r := <-w.reply:
-				return r
-			case <-ctx.Done():
-			}
-		}
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	select {
 	case r := <-w.reply: // answered meanwhile
+		b.mu.Unlock()
 		return r
 	default:
 	}
+	// A device selected already (held for a round, or taken into one
+	// whose plans are being made) is named in the cohort the leader
+	// opens: it waits for its plan, or the round waits for a device that
+	// was sent away, a secure round to its first deadline. Its release,
+	// or its plan, comes within heldFor.
+	if ctx.Err() == nil && (w.taken || b.held != nil && slices.Contains(b.held.members, w)) {
+		b.mu.Unlock()
+		t.Reset(heldFor)
+		select {
+		case r := <-w.reply:
+			return r
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		return &wire.Wait{RetryAfterMs: 0}
+	}
 	b.remove(w)
+	b.mu.Unlock()
 	return &wire.Wait{RetryAfterMs: 0}
 }
 
@@ -201,7 +205,10 @@ func (b *lobby) take(round uint64, ids []string) []*waiter {
 	}
 	out := make([]*waiter, len(ids))
 	for i, id := range ids {
-		out[i] = by[id]
+		if w := by[id]; w != nil {
+			w.taken = true
+			out[i] = w
+		}
 		delete(by, id)
 	}
 	for _, w := range by {
