@@ -296,7 +296,7 @@ type Node struct {
 	leaderTerm context.Context
 	leaderEnd  context.CancelFunc
 	wg         sync.WaitGroup
-	closing  atomic.Bool
+	closing    atomic.Bool
 	// joinFailures counts failed join attempts (fedrec_join_failures_total).
 	joinFailures atomic.Uint64
 	crashed      atomic.Bool // tests: Close without a leadership transfer
