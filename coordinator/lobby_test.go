@@ -9,6 +9,13 @@ import (
 	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
+// testLobby returns the lobby of a node that runs nothing else.
+func testLobby() *lobby {
+	n := &Node{rng: rand.New(rand.NewPCG(1, 2))}
+	n.metrics = newMetrics(n)
+	return newLobby(n)
+}
+
 // A device its node selected gets its plan even when its check-in has
 // waited its whole MaxHold by then, whether the round has not opened yet
 // (the device is held) or its node is making the plans (taken): the
@@ -22,9 +29,7 @@ func TestLobbyHeldDeviceWaitsForItsPlan(t *testing.T) {
 	}{{"held", false}, {"taken", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				n := &Node{rng: rand.New(rand.NewPCG(1, 2))}
-				n.metrics = newMetrics(n)
-				b := newLobby(n)
+				b := testLobby()
 				reply := make(chan wire.Message, 1)
 				go func() { reply <- b.checkIn(t.Context(), &wire.CheckIn{Version: wire.Version, ClientID: "d"}) }()
 				synctest.Wait()
@@ -58,9 +63,7 @@ func TestLobbyHeldDeviceWaitsForItsPlan(t *testing.T) {
 // round that does not open is released within heldFor.
 func TestLobbySendsAway(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := &Node{rng: rand.New(rand.NewPCG(1, 2))}
-		n.metrics = newMetrics(n)
-		b := newLobby(n)
+		b := testLobby()
 		reply := make(chan wire.Message, 1)
 		start := time.Now()
 		go func() { reply <- b.checkIn(t.Context(), &wire.CheckIn{Version: wire.Version, ClientID: "d"}) }()
