@@ -271,6 +271,17 @@ func (c *Client) ShareKeys(m PeerKeys) (ShareUpload, error) {
 // neighbour that delivered shares (phase 3). x must hold VectorLen values
 // below 2^Bits; it is not modified.
 func (c *Client) MaskedInput(m ShareDelivery, x []uint64) (MaskedInput, error) {
+	return c.maskedInput(m, x, false)
+}
+
+// MaskInPlace is MaskedInput masking x itself, a copy of the input the
+// less (a model-sized vector on a device): the result's Values is x. On
+// an error x is left as it was.
+func (c *Client) MaskInPlace(m ShareDelivery, x []uint64) (MaskedInput, error) {
+	return c.maskedInput(m, x, true)
+}
+
+func (c *Client) maskedInput(m ShareDelivery, x []uint64, inPlace bool) (MaskedInput, error) {
 	if err := c.expect(PhaseMaskedInput, m.Round, m.To); err != nil {
 		return MaskedInput{}, err
 	}
@@ -314,7 +325,10 @@ func (c *Client) MaskedInput(m ShareDelivery, x []uint64) (MaskedInput, error) {
 		delivered[i] = s.Peer
 	}
 
-	y := slices.Clone(x)
+	y := x
+	if !inPlace {
+		y = slices.Clone(x)
+	}
 	applyMasks(y, jobs, maskWidth(c.cfg.Bits), 1)
 	reduce(y, c.cfg.Bits)
 

@@ -274,6 +274,51 @@ func TestClientRejects(t *testing.T) {
 	}
 }
 
+// MaskInPlace masks as MaskedInput does, in the input itself, and leaves
+// the input as it was when it refuses the delivery.
+func TestMaskInPlace(t *testing.T) {
+	cfg := testConfig(12, 40, 16, 4, 2)
+	me := cfg.Clients[0]
+	atMasked := func() (*Client, ShareDelivery) { // identical seeds: identical masks
+		srv, clients := newRound(t, cfg)
+		advance(t, srv, clients, nil)
+		advance(t, srv, clients, nil)
+		in, err := srv.ShareDelivery(me)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return clients[me], in
+	}
+	x := stepInput(cfg, me)
+	c, in := atMasked()
+	want, err := c.MaskedInput(in, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(x, stepInput(cfg, me)) {
+		t.Fatal("MaskedInput changed its input")
+	}
+	c, in = atMasked()
+	y := slices.Clone(x)
+	bad := in
+	bad.Shares = slices.Clone(in.Shares)
+	bad.Shares[0].Ciphertext = slices.Clone(bad.Shares[0].Ciphertext)
+	bad.Shares[0].Ciphertext[0] ^= 1
+	if _, err := c.MaskInPlace(bad, y); err == nil || !slices.Equal(y, x) {
+		t.Fatalf("MaskInPlace of a tampered delivery = %v, input changed: %v; want an error, the input as it was", err, !slices.Equal(y, x))
+	}
+	c, in = atMasked()
+	got, err := c.MaskInPlace(in, y)
+	switch {
+	case err != nil:
+		t.Fatal(err)
+	case &got.Values[0] != &y[0]:
+		t.Error("MaskInPlace's values are not its input")
+	case !slices.Equal(got.Values, want.Values):
+		t.Error("MaskInPlace masked otherwise than MaskedInput")
+	}
+}
+
 func TestNewClientUnknown(t *testing.T) {
 	cfg := testConfig(5, 4, 16, 0, 0)
 	if _, err := NewClient(cfg, 1, nil); !errors.Is(err, ErrUnknownClient) {

@@ -314,12 +314,13 @@ func Secure(ctx context.Context, d Exchanger, id string, plan *wire.Plan, x []fl
 	var width uint8
 	var vals []byte
 	if err := opt.compute(ctx, func() error {
-		mi, err := c.MaskedInput(secagg.ShareDelivery{Round: dl.Round, To: dl.To, Shares: wire.Sealed(dl.Shares)}, in)
+		// in is this function's own: masked where it is, not copied.
+		mi, err := c.MaskInPlace(secagg.ShareDelivery{Round: dl.Round, To: dl.To, Shares: wire.Sealed(dl.Shares)}, in)
 		if err != nil {
 			return err
 		}
-		in = nil // the masked copy is what goes out
 		width, vals = wire.PackWords(mi.Values, sp.Bits)
+		in = nil // packed: free once this step ends
 		return nil
 	}); err != nil {
 		return norm, 0, err
