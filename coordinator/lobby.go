@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"context"
-	"slices"
 	"sync"
 	"time"
 
@@ -40,7 +39,9 @@ type lobby struct {
 type waiter struct {
 	id    string
 	reply chan wire.Message // buffered 1; exactly one reply is sent
-	taken bool              // named in a round's manifest (take); b.mu
+	// selected: in this node's share of a round's cohort (selectFor), so
+	// named in its manifest unless released; b.mu.
+	selected bool
 }
 
 // heldCohort is what a node selected for a round not yet open.
@@ -116,9 +117,9 @@ func (b *lobby) checkIn(ctx context.Context, m *wire.CheckIn) wire.Message {
 	// A device selected already (held for a round, or taken into one
 	// whose plans are being made) is named in the cohort the leader
 	// opens: it waits for its plan, or the round waits for a device that
-	// was sent away, a secure round to its first deadline. Its release,
-	// or its plan, comes within heldFor.
-	if ctx.Err() == nil && (w.taken || b.held != nil && slices.Contains(b.held.members, w)) {
+	// was sent away, a secure round to its first deadline. Its release
+	// (sent under b.mu, so seen above) or its plan comes within heldFor.
+	if ctx.Err() == nil && w.selected {
 		b.mu.Unlock()
 		t.Reset(heldFor)
 		select {
@@ -170,6 +171,7 @@ func (b *lobby) selectFor(round, version uint64, k int, roundEnd time.Time, want
 	ids := make([]string, len(cohort))
 	for i, w := range cohort {
 		ids[i] = w.id
+		w.selected = true
 	}
 	mean := b.pace.selected(now, ids, roundEnd, want)
 	for _, w := range rest {
@@ -205,10 +207,7 @@ func (b *lobby) take(round uint64, ids []string) []*waiter {
 	}
 	out := make([]*waiter, len(ids))
 	for i, id := range ids {
-		if w := by[id]; w != nil {
-			w.taken = true
-			out[i] = w
-		}
+		out[i] = by[id]
 		delete(by, id)
 	}
 	for _, w := range by {
