@@ -99,16 +99,7 @@ func TestClientRejects(t *testing.T) {
 		}
 		return clients[me], in
 	}
-	atMasked := func(t *testing.T) (*Client, ShareDelivery) {
-		srv, clients := newRound(t, cfg)
-		advance(t, srv, clients, nil)
-		advance(t, srv, clients, nil)
-		in, err := srv.ShareDelivery(me)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return clients[me], in
-	}
+	atMasked := func(t *testing.T) (*Client, ShareDelivery) { return atMaskedInput(t, cfg, me) }
 	atUnmask := func(t *testing.T) (*Client, UnmaskRequest) {
 		srv, clients := unmaskReady(t, cfg, nil)
 		in, err := srv.UnmaskRequest(me)
@@ -274,21 +265,26 @@ func TestClientRejects(t *testing.T) {
 	}
 }
 
+// atMaskedInput returns client me of a fresh round of cfg (seed 1) at
+// the masked-input phase, with the shares the server delivers to it.
+func atMaskedInput(t *testing.T, cfg Config, me uint32) (*Client, ShareDelivery) {
+	t.Helper()
+	srv, clients := newRound(t, cfg)
+	advance(t, srv, clients, nil)
+	advance(t, srv, clients, nil)
+	in, err := srv.ShareDelivery(me)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return clients[me], in
+}
+
 // MaskInPlace masks as MaskedInput does, in the input itself, and leaves
 // the input as it was when it refuses the delivery.
 func TestMaskInPlace(t *testing.T) {
 	cfg := testConfig(12, 40, 16, 4, 2)
 	me := cfg.Clients[0]
-	atMasked := func() (*Client, ShareDelivery) { // identical seeds: identical masks
-		srv, clients := newRound(t, cfg)
-		advance(t, srv, clients, nil)
-		advance(t, srv, clients, nil)
-		in, err := srv.ShareDelivery(me)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return clients[me], in
-	}
+	atMasked := func() (*Client, ShareDelivery) { return atMaskedInput(t, cfg, me) } // identical seeds: identical masks
 	x := stepInput(cfg, me)
 	c, in := atMasked()
 	want, err := c.MaskedInput(in, x)
