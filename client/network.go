@@ -533,16 +533,14 @@ func (d *Dialer) follow(leader string) {
 // or that answers CodeUnavailable, is left for another within the
 // Dialer's budget; when none answers, the error matches ErrUnavailable.
 // A reply that breaks off after recv took its first message is not asked
-// of another node (recv would see it begin twice): the error then matches
-// ErrUnavailable too. An app has no need of it: NewNetwork speaks the protocol. It serves
-// packages that take part in rounds themselves, such as client/crowd.
+// of another node (recv would see it begin twice, a model its second
+// header): the error then matches ErrUnavailable too. An app has no need
+// of it: NewNetwork speaks the protocol. It serves packages that take
+// part in rounds themselves, such as client/crowd.
 func (d *Dialer) Exchange(ctx context.Context, req wire.Message, recv func(wire.Message) (done bool, err error)) error {
 	bctx, cancel := context.WithTimeout(ctx, d.cfg.Budget)
 	defer cancel()
 	var errs []error
-	// A reply that broke off after recv took part of it is not asked
-	// again of another node: recv would see a second beginning (a model's
-	// second header).
 	delivered := false
 	take := func(m wire.Message) (bool, error) {
 		delivered = true
@@ -575,7 +573,7 @@ func (d *Dialer) Exchange(ctx context.Context, req wire.Message, recv func(wire.
 			}
 			continue
 		case errors.As(err, &we) && we.Code != wire.CodeUnavailable:
-			if (we.Code == wire.CodeNotLeader || we.Code == wire.CodeUnknownModel) && we.Leader != "" && we.Leader != addr && hop < 3 {
+			if (we.Code == wire.CodeNotLeader || we.Code == wire.CodeUnknownModel) && we.Leader != "" && we.Leader != addr && hop < 3 && !delivered {
 				hop++
 				d.follow(we.Leader)
 				continue
