@@ -133,7 +133,8 @@ func (n *Node) leaderContext() context.Context {
 
 // watchLeader ends the leader context at each change of Raft's leader
 // that changes reports (an election starting, a leader elected), until
-// the node closes.
+// the node closes; New registers the observer behind changes, so that no
+// change before this goroutine runs is missed.
 func (n *Node) watchLeader(changes <-chan raft.Observation) {
 	for {
 		select {
