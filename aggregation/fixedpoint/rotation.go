@@ -170,6 +170,14 @@ func fwhtFrom(x []float64, h int) {
 // radix8 runs the stages h, 2h and 4h of the transform over x, len(x) a
 // multiple of 8h: each value is loaded and stored once for three stages.
 func radix8(x []float64, h int) {
+	if useAVX2 && h%4 == 0 {
+		radix8AVX2(x, h)
+		return
+	}
+	radix8Go(x, h)
+}
+
+func radix8Go(x []float64, h int) {
 	for i := 0; i < len(x); i += 8 * h {
 		x0 := x[i : i+h]
 		x1, x2, x3 := x[i+h:i+2*h], x[i+2*h:i+3*h], x[i+3*h:i+4*h]
@@ -195,6 +203,14 @@ func radix8(x []float64, h int) {
 // radix4 runs the stages h and 2h of the transform over x, len(x) a
 // multiple of 4h.
 func radix4(x []float64, h int) {
+	if useAVX2 && h%4 == 0 {
+		radix4AVX2(x, h)
+		return
+	}
+	radix4Go(x, h)
+}
+
+func radix4Go(x []float64, h int) {
 	for i := 0; i < len(x); i += 4 * h {
 		a, b, c, d := x[i:i+h], x[i+h:i+2*h], x[i+2*h:i+3*h], x[i+3*h:i+4*h]
 		b, c, d = b[:len(a)], c[:len(a)], d[:len(a)] // bounds-check hint
@@ -209,6 +225,14 @@ func radix4(x []float64, h int) {
 
 // radix2 runs the stage h of the transform over x, len(x) a multiple of 2h.
 func radix2(x []float64, h int) {
+	if useAVX2 && h%4 == 0 {
+		radix2AVX2(x, h)
+		return
+	}
+	radix2Go(x, h)
+}
+
+func radix2Go(x []float64, h int) {
 	for i := 0; i < len(x); i += 2 * h {
 		a, b := x[i:i+h], x[i+h:i+2*h]
 		b = b[:len(a)] // bounds-check hint

@@ -187,3 +187,46 @@ func TestRotationSigns(t *testing.T) {
 		t.Errorf("rotationSigns(seed, 65536) has %d minus signs, want about 32768", ones)
 	}
 }
+
+// TestRadixAVX2 checks that every kernel gives the Go loop's result to the
+// bit, for every h the transform uses and for values that overflow, cancel
+// or are not numbers. Where there are no AVX2 kernels it compares the Go
+// loops with themselves.
+func TestRadixAVX2(t *testing.T) {
+	if !useAVX2 {
+		t.Log("no AVX2 here: the kernels are the Go loops")
+	}
+	kernels := []struct {
+		name     string
+		r        int
+		asm, ref func([]float64, int)
+	}{
+		{"radix8", 8, radix8AVX2, radix8Go},
+		{"radix4", 4, radix4AVX2, radix4Go},
+		{"radix2", 2, radix2AVX2, radix2Go},
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	special := []float64{math.MaxFloat64, -math.MaxFloat64, math.Inf(1), math.Inf(-1), math.NaN(), 0, math.Copysign(0, -1), 5e-324, 1e300}
+	for _, k := range kernels {
+		for n := 4 * k.r; n <= 1<<13; n *= 2 {
+			for h := 4; k.r*h <= n; h *= 2 {
+				x := randVec(r, n)
+				for i := range x {
+					if r.IntN(16) == 0 {
+						x[i] = special[r.IntN(len(special))]
+					} else {
+						x[i] *= math.Pow(2, float64(r.IntN(200)-100))
+					}
+				}
+				got, want := append([]float64(nil), x...), append([]float64(nil), x...)
+				k.asm(got, h)
+				k.ref(want, h)
+				for i := range got {
+					if math.Float64bits(got[i]) != math.Float64bits(want[i]) && !(math.IsNaN(got[i]) && math.IsNaN(want[i])) {
+						t.Fatalf("%s n=%d h=%d: [%d] = %v (%#x), want %v (%#x)", k.name, n, h, i, got[i], math.Float64bits(got[i]), want[i], math.Float64bits(want[i]))
+					}
+				}
+			}
+		}
+	}
+}
