@@ -235,6 +235,27 @@ func roundBytes(dst []int8, y []float64, r *rand.Rand) (saturated int) {
 	var g rand.PCG
 	g.Seed(r.Uint64(), r.Uint64())
 	i := 0
+	if useAVX2 {
+		// Blocks of roundBlock values eight at a time, each quadruple
+		// taking the next draw, as the loop below does.
+		var u [roundBlock / 4]uint64
+		for ; i+roundBlock <= len(y); i += roundBlock {
+			for k := range u {
+				u[k] = g.Uint64()
+			}
+			saturated += roundBlockAVX2(dst[i:i+roundBlock], y[i:i+roundBlock], &u)
+		}
+	}
+	return saturated + roundTail(dst[i:], y[i:], &g)
+}
+
+// roundBlock is how many values roundBlockAVX2 rounds a call.
+const roundBlock = 256
+
+// roundTail is roundBytes with its generator.
+func roundTail(dst []int8, y []float64, g *rand.PCG) (saturated int) {
+	dst = dst[:len(y)]
+	i := 0
 	for ; i+4 <= len(y); i += 4 {
 		u := g.Uint64()
 		ys := y[i : i+4 : i+4]

@@ -21,3 +21,9 @@ func radix4AVX2(x []float64, h int)
 
 //go:noescape
 func radix2AVX2(x []float64, h int)
+
+// roundBlockAVX2 is roundBytes's loop over roundBlock values, the draw
+// u[k] rounding values 4k to 4k+3, and returns how many it clamped.
+//
+//go:noescape
+func roundBlockAVX2(dst []int8, y []float64, u *[roundBlock / 4]uint64) int

@@ -141,3 +141,81 @@ r2col:
 r2done:
 	VZEROUPPER
 	RET
+
+// Constants of roundBlockAVX2: ±QuantMax, QuantMax+1, 2^roundBits and 0.5
+// as float64s, QuantMax+1 as an int32.
+DATA roundk<>+0(SB)/8, $127.0
+DATA roundk<>+8(SB)/8, $-127.0
+DATA roundk<>+16(SB)/8, $128.0
+DATA roundk<>+24(SB)/8, $65536.0
+DATA roundk<>+32(SB)/8, $0.5
+DATA roundk<>+40(SB)/4, $128
+GLOBL roundk<>(SB), RODATA|NOPTR, $48
+
+// func roundBlockAVX2(dst []int8, y []float64, u *[64]uint64) int
+//
+// Eight values a step, as roundByte does each: clamp to ±127 (counting the
+// values beyond), w = trunc((v+128)·2^16 + 0.5) in int32 lanes, then
+// (w + 16 bits of u) >> 16 - 128, packed to bytes. len(y) = roundBlock.
+TEXT ·roundBlockAVX2(SB), NOSPLIT, $0-64
+	MOVQ dst_base+0(FP), DX
+	MOVQ y_base+24(FP), SI
+	MOVQ y_len+32(FP), CX
+	MOVQ u+48(FP), DI
+	VBROADCASTSD roundk<>+0(SB), Y14
+	VBROADCASTSD roundk<>+8(SB), Y13
+	VBROADCASTSD roundk<>+16(SB), Y12
+	VBROADCASTSD roundk<>+24(SB), Y11
+	VBROADCASTSD roundk<>+32(SB), Y10
+	VPBROADCASTD roundk<>+40(SB), X8
+	XORQ R11, R11            // values clamped
+	SHRQ $3, CX              // steps of eight
+rbloop:
+	VMOVUPD (SI), Y0
+	VMOVUPD 32(SI), Y1
+	// Count the values beyond ±127 (ordered compares: no NaN gets here).
+	VCMPPD $0x1e, Y14, Y0, Y2 // v > 127
+	VCMPPD $0x11, Y13, Y0, Y3 // v < -127
+	VORPD  Y3, Y2, Y2
+	VCMPPD $0x1e, Y14, Y1, Y4
+	VCMPPD $0x11, Y13, Y1, Y5
+	VORPD  Y5, Y4, Y4
+	VMOVMSKPD Y2, AX
+	VMOVMSKPD Y4, BX
+	POPCNTL AX, AX
+	POPCNTL BX, BX
+	ADDQ AX, R11
+	ADDQ BX, R11
+	// Clamp, then w in units of 2^-16.
+	VMINPD Y14, Y0, Y0
+	VMAXPD Y13, Y0, Y0
+	VMINPD Y14, Y1, Y1
+	VMAXPD Y13, Y1, Y1
+	VADDPD Y12, Y0, Y0
+	VADDPD Y12, Y1, Y1
+	VMULPD Y11, Y0, Y0
+	VMULPD Y11, Y1, Y1
+	VADDPD Y10, Y0, Y0
+	VADDPD Y10, Y1, Y1
+	VCVTTPD2DQY Y0, X0
+	VCVTTPD2DQY Y1, X1
+	// Add each value's 16 random bits, keep the integer part.
+	VPMOVZXWD (DI), X2
+	VPMOVZXWD 8(DI), X3
+	VPADDD X2, X0, X0
+	VPADDD X3, X1, X1
+	VPSRLD $16, X0, X0
+	VPSRLD $16, X1, X1
+	VPSUBD X8, X0, X0
+	VPSUBD X8, X1, X1
+	VPACKSSDW X1, X0, X0
+	VPACKSSWB X0, X0, X0
+	MOVQ X0, (DX)
+	ADDQ $64, SI
+	ADDQ $16, DI
+	ADDQ $8, DX
+	DECQ CX
+	JNZ  rbloop
+	VZEROUPPER
+	MOVQ R11, ret+56(FP)
+	RET

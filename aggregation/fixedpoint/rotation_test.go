@@ -230,3 +230,40 @@ func TestRadixAVX2(t *testing.T) {
 		}
 	}
 }
+
+// TestRoundBytesAVX2 checks that roundBytes, which rounds blocks with the
+// AVX2 kernel where there is one, gives the Go loop's bytes and count of
+// clamped values, draw for draw.
+func TestRoundBytesAVX2(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{roundBlock, roundBlock + 3, 5*roundBlock + 7, 100_003} {
+		y := make([]float64, n)
+		for i := range y {
+			switch r.IntN(5) {
+			case 0: // beyond the range, either side
+				y[i] = math.Copysign(QuantMax+r.Float64()*100, r.Float64()-0.5)
+			case 1: // an integer, or halfway between two
+				y[i] = float64(r.IntN(2*QuantMax+1)-QuantMax) + 0.5*float64(r.IntN(2))
+			case 2: // the edges
+				y[i] = []float64{QuantMax, -QuantMax, math.Nextafter(QuantMax, 200), math.Nextafter(-QuantMax, -200), 0, math.Copysign(0, -1)}[r.IntN(6)]
+			default:
+				y[i] = (r.Float64()*2 - 1) * QuantMax
+			}
+		}
+		got, want := make([]int8, n), make([]int8, n)
+		seed := r.Uint64()
+		satGot := roundBytes(got, y, rand.New(rand.NewPCG(seed, 1)))
+		src := rand.New(rand.NewPCG(seed, 1))
+		var g rand.PCG
+		g.Seed(src.Uint64(), src.Uint64())
+		satWant := roundTail(want, y, &g)
+		if satGot != satWant {
+			t.Errorf("n=%d: %d clamped, want %d", n, satGot, satWant)
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("n=%d: [%d] = %d, want %d (y = %v)", n, i, got[i], want[i], y[i])
+			}
+		}
+	}
+}
