@@ -462,12 +462,13 @@ func (s *Server) readRequest(st requestStream, peer Peer) (wire.Message, func(),
 	}
 	defer freeSlots()
 	r := &pacedReader{st: st, start: time.Now(), grace: s.cfg.RateGrace, rate: s.cfg.MinUploadRate, size: size}
-	body, err := wire.ReadBody(r, t, size)
+	body, release, err := wire.ReadBodyPooled(r, t, size)
 	if err != nil {
 		free()
 		return nil, nil, err
 	}
 	msg, err := wire.Decode(t, body)
+	release()
 	if err != nil {
 		free()
 		return nil, nil, err

@@ -63,10 +63,14 @@ func OpenStream[S any](ctx context.Context, open func(context.Context) (S, error
 // recv must not keep a *ModelChunk, nor its params, after it returns: the
 // chunks of a model are decoded into one (a ModelBuilder copies them).
 func ExchangeStream(ctx context.Context, st Stream, req Message, l Limits, recv func(Message) (done bool, err error)) error {
-	b, err := Encode(req)
+	// The request's frame (a device's upload) and the replies' bodies (a
+	// model's chunks) are in lent buffers: a Write keeps nothing of what
+	// it was given, Decode nothing of its body.
+	b, err := encodeInto(bodies.get(HeaderLen+sizeHint(req)), req)
 	if err != nil {
 		return err
 	}
+	defer func() { bodies.put(b) }()
 	// The peer counts the stream against the connection's MaxStreams
 	// until both directions are done: on every path out, the send side
 	// is closed (FIN) or reset, and the receive side read to its end or
@@ -99,10 +103,15 @@ func ExchangeStream(ctx context.Context, st Stream, req Message, l Limits, recv 
 	// ModelChunk serves every chunk: a fresh one cost a device a cold
 	// 256 KiB of float32s per chunk.
 	var body []byte
+	defer func() { bodies.put(body) }()
 	var chunk *ModelChunk
 	for {
 		t, n, err := ReadHeader(st, l)
 		if err == nil {
+			if cap(body) < n {
+				bodies.put(body)
+				body = bodies.get(n)
+			}
 			body, err = readBody(st, t, n, body)
 		}
 		var msg Message

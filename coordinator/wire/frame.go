@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
+	"sync"
 
 	"github.com/fedrec/fedrec/aggregation/secagg"
 )
@@ -87,10 +89,15 @@ func (l Limits) MaxBody(t Type) int {
 // Encode returns msg's frame, in one allocation for the vector-carrying
 // messages.
 func Encode(msg Message) ([]byte, error) {
-	var buf bytes.Buffer
+	return encodeInto(nil, msg)
+}
+
+// encodeInto is Encode into buf's memory when it has room for the frame.
+func encodeInto(buf0 []byte, msg Message) ([]byte, error) {
+	buf := bytes.NewBuffer(buf0[:0])
 	buf.Grow(HeaderLen + sizeHint(msg))
 	buf.Write(make([]byte, HeaderLen))
-	if err := marshalTo(&buf, msg); err != nil {
+	if err := marshalTo(buf, msg); err != nil {
 		return nil, fmt.Errorf("wire: encode %s: %w", msg.Type(), err)
 	}
 	b := buf.Bytes()
@@ -179,6 +186,49 @@ func ReadHeader(r io.Reader, l Limits) (Type, int, error) {
 // at most 512 KiB), and growing it copied a chunk's bytes nearly twice.
 func ReadBody(r io.Reader, t Type, n int) ([]byte, error) {
 	return readBody(r, t, n, nil)
+}
+
+// ReadBodyPooled is ReadBody into a buffer lent from a pool, which
+// release gives back once nothing refers to the body (Decode keeps none of
+// its bytes). A node reads every device's upload this way and a device
+// its model's chunks: a fresh buffer cost each of them a zeroing, and,
+// after a collection, the kernel's fresh pages. A buffer is lent only for
+// a body it holds whole; otherwise the body grows as ReadBody's does.
+func ReadBodyPooled(r io.Reader, t Type, n int) (body []byte, release func(), err error) {
+	buf := bodies.get(n)
+	body, err = readBody(r, t, n, buf)
+	if err != nil {
+		bodies.put(buf)
+		return nil, nil, err
+	}
+	return body, func() { bodies.put(body) }, nil
+}
+
+// pooledBody is the smallest body worth a pooled buffer.
+const pooledBody = 32 << 10
+
+// bodyPool lends the buffers of large bodies, a pool per power of two of
+// their length.
+type bodyPool [33]sync.Pool // of *[]byte
+
+var bodies bodyPool
+
+// get returns an empty buffer with room for n bytes, or nil.
+func (p *bodyPool) get(n int) []byte {
+	if n < pooledBody || n > 1<<32 {
+		return nil
+	}
+	if b, ok := p[bits.Len(uint(n))].Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:0]
+	}
+	return nil
+}
+
+// put gives b back.
+func (p *bodyPool) put(b []byte) {
+	if n := cap(b); n >= pooledBody && n <= 1<<32 {
+		p[bits.Len(uint(n))].Put(&b)
+	}
 }
 
 // readBody is ReadBody reading into buf if it has room for the body (the

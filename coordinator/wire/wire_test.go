@@ -228,6 +228,44 @@ func TestLyingLength(t *testing.T) {
 	}
 }
 
+// ReadBodyPooled reads a body whole into a lent buffer, reads the next
+// into the one given back, and does not lend one to a lying length.
+func TestReadBodyPooled(t *testing.T) {
+	up := &Upload{Version: Version, Round: 1, ClientID: "c", Ticket: ticket(), Model: 1, Quantized: make([]byte, 100000), Step: 0.01}
+	up.Quantized[0] = 7
+	b := mustEncode(t, up)
+	for i := range 3 {
+		r := bytes.NewReader(b)
+		typ, n, err := ReadHeader(r, Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, release, err := ReadBodyPooled(r, typ, n)
+		if err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+		if !bytes.Equal(body, b[HeaderLen:]) {
+			t.Fatalf("read %d: body differs from the frame's", i)
+		}
+		msg, err := Decode(typ, body)
+		release()
+		clear(body[:cap(body)]) // as the next read would overwrite it
+		if err != nil || msg.(*Upload).Quantized[0] != 7 {
+			t.Fatalf("read %d: decoded %v (%v): it kept bytes of a lent buffer", i, msg, err)
+		}
+	}
+	hdr := binary.BigEndian.AppendUint32(nil, uint32(Limits{}.MaxBody(TypeUpload)))
+	hdr = append(hdr, byte(TypeUpload), 0x80)
+	r := bytes.NewReader(hdr)
+	typ, n, err := ReadHeader(r, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ReadBodyPooled(r, typ, n); CodeOf(err) != CodeMalformed {
+		t.Fatalf("ReadBodyPooled of a lying length = %v, want CodeMalformed", err)
+	}
+}
+
 func TestCheck(t *testing.T) {
 	deep := bytes.Repeat([]byte{0x91}, MaxDepth+1)
 	deep = append(deep, 0x00)
