@@ -54,6 +54,10 @@ func NewNetwork(cfg NetworkConfig) (Federation, error) {
 
 func (n *network) release(plan *wire.Plan, ctx context.Context) (*Release, error) {
 	m, h, err := round.Fetch(ctx, n.cfg.Dialer, plan, nil)
+	if e := (*wire.Error)(nil); errors.As(err, &e) && e.Code == wire.CodeNoRound {
+		// The round has every update it needs: none of this device's.
+		return nil, &NoRoundError{RetryAfter: time.Duration(e.RetryAfterMs) * time.Millisecond}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -231,3 +231,62 @@ func TestDialerStart(t *testing.T) {
 		t.Errorf("Start outside Addrs = %v, want ErrInvalidArgument", err)
 	}
 }
+
+// A device turned away from its round's download (the round has every
+// update it needs) gets ErrNoRound with the node's time to come back, and
+// sends nothing.
+func TestNetworkRoundFull(t *testing.T) {
+	m, _ := model.New(model.Implicit, 6, 2, 0, 0.1, rand.New(rand.NewPCG(1, 2)))
+	ca, _ := pki.NewCA("test", time.Hour)
+	b, _ := ca.NodeBundle("fake")
+	ln, err := wire.Listen("127.0.0.1:0", b.ServerTLS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dg := wire.Digest(m)
+	plan := fakenode.Plan(m, dg[:], 10_000)
+	plan.Clip, plan.Privacy.NoiseMultiplier = 0.5, 2
+	var uploads atomic.Int32
+	done := fakenode.ServeStreams(ln, func(st *quic.Stream) {
+		switch req, _ := wire.Read(st, wire.Limits{}); req := req.(type) {
+		case *wire.CheckIn:
+			wire.Write(st, plan)
+		case *wire.GetModel:
+			if req.Round == plan.Round {
+				wire.Write(st, &wire.Error{Code: wire.CodeNoRound, Message: "full", RetryAfterMs: 700})
+				return
+			}
+			fakenode.WriteModel(st, m, nil)
+		case *wire.Upload:
+			uploads.Add(1)
+			wire.Write(st, &wire.UploadAck{Round: 1})
+		}
+	})
+	d, err := NewDialer([]string{ln.Addr().String()}, pki.ClientTLS(ca.Pool()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		d.Close()
+		ln.Close()
+		<-done
+	})
+	fed, err := NewNetwork(NetworkConfig{ClientID: "dev", Dialer: d, Items: itemIDs(6)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := testConfig(t)
+	cfg.Federation, cfg.Policy = fed, Policy{MinCohort: 1, Epsilon: 100}
+	c := open(t, cfg)
+	recordAll(t, c, Interaction{Item: "item-1", Kind: View}, Interaction{Item: "item-2", Kind: Purchase})
+	if err := c.OptIn(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	_, err = c.Participate(ctx)
+	var nr *NoRoundError
+	if !errors.As(err, &nr) || nr.RetryAfter != 700*time.Millisecond || uploads.Load() != 0 {
+		t.Errorf("Participate = %v with %d uploads; want a NoRoundError of 700ms and none", err, uploads.Load())
+	}
+}

@@ -145,3 +145,49 @@ func TestModelDownloads(t *testing.T) {
 		t.Errorf("GetModel(have %d) = %d frames, header %+v; want the header alone, Current", cur.Version, len(have), h)
 	}
 }
+
+// A download for a round whose group has every upload it wants is
+// refused with CodeNoRound and a time to come back, so that a device that
+// starts late spends nothing on it; before that, for another round, or
+// for no round, the model is served.
+func TestDownloadForFullRound(t *testing.T) {
+	tr := testTraining()
+	tr.ClientsPerRound, tr.OverSelect, tr.MinClients = 1, 1, 1 // a cohort of 2, closed by 1 upload
+	tr.CheckInWindow = time.Hour                               // select only when both are here
+	c := newTestCluster(t, 1, tr)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	l := c.leader(ctx)
+	plans := make(chan *wire.Plan, 2)
+	for _, id := range []string{"a", "b"} {
+		go func() {
+			p, _ := call(ctx, l, &wire.CheckIn{Version: wire.Version, ClientID: id})[0].(*wire.Plan)
+			if p != nil {
+				p.Cohort = []string{id} // who it is, for the test
+			}
+			plans <- p
+		}()
+	}
+	pa, pb := <-plans, <-plans
+	if pa == nil || pb == nil {
+		t.Fatal("not selected")
+	}
+	get := func(round uint64) wire.Message {
+		return decoded(t, call(ctx, l, &wire.GetModel{Version: wire.Version, Model: pa.Model, Float32: true, Round: round})[0])
+	}
+	if _, ok := get(pa.Round).(*wire.ModelHeader); !ok {
+		t.Fatalf("download for round %d before any upload: %+v, want the model", pa.Round, get(pa.Round))
+	}
+	up := &wire.Upload{Version: wire.Version, Round: pa.Round, ClientID: pa.Cohort[0], Ticket: pa.Ticket, Model: pa.Model, N: 1, Delta: constDelta(c.dim(), 0.01)}
+	if rep := call(ctx, l, up); rep[0].Type() != wire.TypeUploadAck {
+		t.Fatalf("upload: %+v", rep[0])
+	}
+	if e, ok := get(pb.Round).(*wire.Error); !ok || e.Code != wire.CodeNoRound || e.RetryAfterMs <= 0 {
+		t.Errorf("download for the full round %d: %+v, want CodeNoRound with a retry time", pb.Round, e)
+	}
+	for _, round := range []uint64{0, pb.Round + 5} {
+		if m, ok := get(round).(*wire.ModelHeader); !ok || m.Model != pa.Model {
+			t.Errorf("download for round %d: %+v, want model %d", round, m, pa.Model)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/fedrec/fedrec/coordinator/wire"
@@ -95,6 +96,9 @@ func (n *Node) notLeader() *wire.Error {
 // can, and only committed models exist there. Each version is encoded once
 // and its frames shared by every download.
 func (n *Node) sendModel(m *wire.GetModel, send func(wire.Message) error) error {
+	if m.Round != 0 && n.roundOver(m.Round) {
+		return send(&wire.Error{Code: wire.CodeNoRound, Message: fmt.Sprintf("round %d needs no more uploads here", m.Round), RetryAfterMs: noRoundRetryMs})
+	}
 	var v *Version
 	var cfg Training
 	n.fsm.Read(func(s *State) {
@@ -128,6 +132,28 @@ func (n *Node) sendModel(m *wire.GetModel, send func(wire.Message) error) error 
 		}
 	}
 	return nil
+}
+
+// noRoundRetryMs is when a device turned away from a round's download may
+// check in again: the next round's selection is about to start.
+const noRoundRetryMs = 500
+
+// roundOver reports whether this node's part of round id needs no more
+// uploads: a later round is open here, or the plaintext round stopped
+// collecting or has every upload it wants. (A secure round's group needs
+// all its members for its phases.) A round this node holds no part of yet
+// is not over: a device that reached the node first is served.
+func (n *Node) roundOver(id uint64) bool {
+	r := n.part.Load()
+	switch {
+	case r == nil || r.id < id:
+		return false
+	case r.id > id:
+		return true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sec == nil && (r.phase != phaseCollecting || r.count >= r.want)
 }
 
 // modelFrames returns the encoded header and chunks of a model version,

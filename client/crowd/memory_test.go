@@ -360,3 +360,19 @@ func TestUploadsBounded(t *testing.T) {
 		t.Errorf("%d uploads at once, want at most %d", got, maxUploads)
 	}
 }
+
+// A round's slots shrink for a large model, so that what the participants
+// in them hold stays within inFlight, and never below one.
+func TestUploadSlots(t *testing.T) {
+	for _, tc := range []struct{ dim, want int }{
+		{1, maxUploads},
+		{model.Dim(3706, 32), maxUploads}, // ml-1m's items, fedrec bench's default
+		{model.Dim(9724, 32), 26},         // ml-latest-small's
+		{inFlight / 8, 1},
+		{1 << 30, 1},
+	} {
+		if got := uploadSlots(tc.dim); got != tc.want {
+			t.Errorf("uploadSlots(%d) = %d, want %d", tc.dim, got, tc.want)
+		}
+	}
+}

@@ -143,7 +143,7 @@ func (p *Participant) take(rctx context.Context, d round.Exchanger, plan *wire.P
 	// need the whole cohort to advance together: its participants give
 	// the slot back once trained (1,200 downloading at once, some waited
 	// for the nodes past QUIC's idle timeout).
-	free, err := p.cfg.Models.uploadSlot(rctx)
+	free, err := p.cfg.Models.uploadSlot(rctx, model.Dim(plan.Items, plan.Rank))
 	if err != nil {
 		return res, fmt.Errorf("round %d: wait to train: %w", plan.Round, err)
 	}
@@ -153,6 +153,10 @@ func (p *Participant) take(rctx context.Context, d round.Exchanger, plan *wire.P
 	dctx, dcancel := context.WithTimeout(rctx, downloadTimeout)
 	m, _, done, err := p.cfg.Models.get(dctx, d, plan)
 	dcancel()
+	if e := (*wire.Error)(nil); errors.As(err, &e) && e.Code == wire.CodeNoRound {
+		// The round has every upload it needs: check in again when told.
+		return RoundResult{Wait: round.RetryAfter(&wire.Wait{RetryAfterMs: e.RetryAfterMs}, p.rng)}, nil
+	}
 	if err != nil {
 		return res, fmt.Errorf("round %d: download model %d: %w", plan.Round, plan.Model, err)
 	}

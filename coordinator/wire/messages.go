@@ -318,6 +318,13 @@ type GetModel struct {
 	// Current set, and no chunks. An older node ignores it (the device
 	// then stops reading after the header). Appended.
 	Have uint64 `msgpack:"have,omitempty"`
+	// Round is the round the download is for, 0 for none: a node whose
+	// part of that round needs no more uploads (its group has all it
+	// wants, or the round has moved on) answers CodeNoRound instead of
+	// the model, so that a device that starts late spends neither its
+	// data nor its battery on an update no one will count. An older node
+	// ignores it. Appended.
+	Round uint64 `msgpack:"round,omitempty"`
 }
 
 func (*GetModel) Type() Type { return TypeGetModel }

@@ -76,6 +76,7 @@ func sampleMessages() map[string]Message {
 		"modelheader_implicit": &ModelHeader{Model: 6, Round: 5, Digest: digest32(2), Kind: KindImplicit, Items: 3, Rank: 2, Chunks: 1, Events: sampleEvents()},
 		"getmodel_f32":         &GetModel{Version: Version, Model: 6, Float32: true},
 		"getmodel_have":        &GetModel{Version: Version, Float32: true, Have: 6},
+		"getmodel_round":       &GetModel{Version: Version, Model: 6, Float32: true, Round: 9},
 		"modelheader_current":  &ModelHeader{Model: 6, Round: 5, Digest: digest32(2), Kind: KindExplicit, Items: 3, Rank: 2, Chunks: 1, Float32: true, Current: true},
 		"modelheader_f32":      &ModelHeader{Model: 6, Round: 5, Digest: digest32(2), Kind: KindExplicit, Items: 3, Rank: 2, Chunks: 1, Float32: true},
 		"modelchunk_f32":       &ModelChunk{Index: 0, Params32: Vec32{0.1, -0.2, 0.3, 0, 1, 2, 3, 4, 5, 3.5}},

@@ -129,7 +129,7 @@ func secAgg(ctx context.Context, d Exchanger, req wire.Message, want wire.Type) 
 // returns it with its header, which carries the cluster's event weights
 // and catalogue digest and says which it sent.
 func Model(ctx context.Context, d Exchanger, version uint64) (*model.Model, *wire.ModelHeader, error) {
-	return download(ctx, d, version, 0, nil)
+	return download(ctx, d, version, 0, 0, nil)
 }
 
 // Newer downloads the newest committed model if it is newer than have;
@@ -137,16 +137,17 @@ func Model(ctx context.Context, d Exchanger, version uint64) (*model.Model, *wir
 // sends a device that holds the newest model (GetModel.Have; an older
 // node sends the chunks too, which it stops reading).
 func Newer(ctx context.Context, d Exchanger, have uint64) (*model.Model, *wire.ModelHeader, error) {
-	return download(ctx, d, 0, have, nil)
+	return download(ctx, d, 0, have, 0, nil)
 }
 
-// download is Model and Newer: with have > 0, it stops after the header of
-// a model no newer than have. The model's params go in buf if it has room
+// download is Model, Newer and Fetch: with have > 0, it stops after the
+// header of a model no newer than have; with round > 0, the node may
+// answer that the round needs no more uploads (wire.CodeNoRound). The model's params go in buf if it has room
 // (wire.NewModelBuilderInto).
-func download(ctx context.Context, d Exchanger, version, have uint64, buf []float64) (*model.Model, *wire.ModelHeader, error) {
+func download(ctx context.Context, d Exchanger, version, have, round uint64, buf []float64) (*model.Model, *wire.ModelHeader, error) {
 	var b *wire.ModelBuilder
 	var hdr *wire.ModelHeader
-	err := d.Exchange(ctx, &wire.GetModel{Version: wire.Version, Model: version, Float32: true, Have: have}, func(m wire.Message) (bool, error) {
+	err := d.Exchange(ctx, &wire.GetModel{Version: wire.Version, Model: version, Float32: true, Have: have, Round: round}, func(m wire.Message) (bool, error) {
 		switch m := m.(type) {
 		case *wire.ModelHeader:
 			if hdr != nil {
@@ -193,9 +194,11 @@ func download(ctx context.Context, d Exchanger, version, have uint64, buf []floa
 // digest of what it received: Digest32 for a float32 download, Digest for
 // a float64 one. It returns the model and its header. The model's params
 // go in buf if it has room (nil: a new buffer), so that a device that
-// takes part in many rounds can reuse one.
+// takes part in many rounds can reuse one. A node whose part of the round
+// needs no more uploads answers a *wire.Error of CodeNoRound instead: the
+// device has nothing to do in this round.
 func Fetch(ctx context.Context, d Exchanger, plan *wire.Plan, buf []float64) (*model.Model, *wire.ModelHeader, error) {
-	m, h, err := download(ctx, d, plan.Model, 0, buf)
+	m, h, err := download(ctx, d, plan.Model, 0, plan.Round, buf)
 	if err != nil {
 		return nil, nil, err
 	}
