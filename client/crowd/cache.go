@@ -49,14 +49,14 @@ const maxUploads = 64
 
 // inFlight bounds what the participants in a round's slots hold, a
 // model-sized update each, where maxUploads of them would hold more: for
-// ml-latest-small's 320,893 parameters, 26 slots, not 64. With 64, the
-// cores spent their time on memory the participants touched in turn
-// (fedrec bench --clients 100 --items 9724: 10-12 ms of device CPU a
-// round, against 8 ms with 12 or 24 slots, and rounds about a fifth
-// longer), and every participant finished late together. A round of
-// 2,000 clients at 122,299 parameters keeps its 64: with 12 it took
-// 19 s, not 15.
-const inFlight = 64 << 20
+// ml-latest-small's 320,893 parameters, 13 slots, not 64. With 64 the
+// cores spent their time on memory the participants touched in turn, and
+// every participant finished late together: fedrec bench --clients 100
+// --items 9724 took 1.37-1.61 s a round with 64 slots, 1.13-1.39 s with
+// 26 and 0.99-1.10 s with 12, run by run in turn. A round of 2,000
+// clients at 122,299 parameters takes 34 slots: 14.4 s, against 15.4 s
+// with 64 and 19 s with 12; 1,000 secure clients, 17.2 s.
+const inFlight = 32 << 20
 
 // uploadSlots is how many participants holding a model of dim parameters
 // take part in a round at once.

@@ -366,8 +366,9 @@ func TestUploadsBounded(t *testing.T) {
 func TestUploadSlots(t *testing.T) {
 	for _, tc := range []struct{ dim, want int }{
 		{1, maxUploads},
-		{model.Dim(3706, 32), maxUploads}, // ml-1m's items, fedrec bench's default
-		{model.Dim(9724, 32), 26},         // ml-latest-small's
+		{model.Dim(3706, 32), 34}, // ml-1m's items, fedrec bench's default
+		{model.Dim(9724, 32), 13}, // ml-latest-small's
+		{inFlight / (8 * maxUploads), maxUploads},
 		{inFlight / 8, 1},
 		{1 << 30, 1},
 	} {
