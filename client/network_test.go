@@ -89,6 +89,24 @@ func eventNode(t *testing.T, m *model.Model, w *wire.EventWeights) (*Dialer, *at
 	return dl, &downloads, &uploads
 }
 
+// optedInOn returns an opted-in client of "dev", with a view and a
+// purchase recorded, on the network of d (a catalogue of 6 items).
+func optedInOn(t *testing.T, d *Dialer) *Client {
+	t.Helper()
+	fed, err := NewNetwork(NetworkConfig{ClientID: "dev", Dialer: d, Items: itemIDs(6)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := testConfig(t)
+	cfg.Federation, cfg.Policy = fed, Policy{MinCohort: 1, Epsilon: 100}
+	c := open(t, cfg)
+	recordAll(t, c, Interaction{Item: "item-1", Kind: View}, Interaction{Item: "item-2", Kind: Purchase})
+	if err := c.OptIn(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // A device takes the cluster's event weights from the model it downloads
 // and from the round's plan, and refuses weights that are not finite,
 // negative or all zero before it downloads or sends anything.
@@ -110,17 +128,7 @@ func TestNetworkEventWeights(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d, downloads, uploads := eventNode(t, m, tt.w)
-			fed, err := NewNetwork(NetworkConfig{ClientID: "dev", Dialer: d, Items: itemIDs(6)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg, _ := testConfig(t)
-			cfg.Federation, cfg.Policy = fed, Policy{MinCohort: 1, Epsilon: 100}
-			c := open(t, cfg)
-			recordAll(t, c, Interaction{Item: "item-1", Kind: View}, Interaction{Item: "item-2", Kind: Purchase})
-			if err := c.OptIn(); err != nil {
-				t.Fatal(err)
-			}
+			c := optedInOn(t, d)
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
 			_, perr := c.Participate(ctx)
@@ -237,51 +245,17 @@ func TestDialerStart(t *testing.T) {
 // sends nothing.
 func TestNetworkRoundFull(t *testing.T) {
 	m, _ := model.New(model.Implicit, 6, 2, 0, 0.1, rand.New(rand.NewPCG(1, 2)))
-	ca, _ := pki.NewCA("test", time.Hour)
-	b, _ := ca.NodeBundle("fake")
-	ln, err := wire.Listen("127.0.0.1:0", b.ServerTLS())
-	if err != nil {
-		t.Fatal(err)
-	}
 	dg := wire.Digest(m)
 	plan := fakenode.Plan(m, dg[:], 10_000)
 	plan.Clip, plan.Privacy.NoiseMultiplier = 0.5, 2
-	var uploads atomic.Int32
-	done := fakenode.ServeStreams(ln, func(st *quic.Stream) {
-		switch req, _ := wire.Read(st, wire.Limits{}); req := req.(type) {
-		case *wire.CheckIn:
-			wire.Write(st, plan)
-		case *wire.GetModel:
-			if req.Round == plan.Round {
-				wire.Write(st, &wire.Error{Code: wire.CodeNoRound, Message: "full", RetryAfterMs: 700})
-				return
-			}
-			fakenode.WriteModel(st, m, nil)
-		case *wire.Upload:
-			uploads.Add(1)
-			wire.Write(st, &wire.UploadAck{Round: 1})
-		}
-	})
-	d, err := NewDialer([]string{ln.Addr().String()}, pki.ClientTLS(ca.Pool()))
+	ca, _ := pki.NewCA("test", time.Hour)
+	addr, uploads := fakenode.RoundFull(t, ca, plan)
+	d, err := NewDialer([]string{addr}, pki.ClientTLS(ca.Pool()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		d.Close()
-		ln.Close()
-		<-done
-	})
-	fed, err := NewNetwork(NetworkConfig{ClientID: "dev", Dialer: d, Items: itemIDs(6)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, _ := testConfig(t)
-	cfg.Federation, cfg.Policy = fed, Policy{MinCohort: 1, Epsilon: 100}
-	c := open(t, cfg)
-	recordAll(t, c, Interaction{Item: "item-1", Kind: View}, Interaction{Item: "item-2", Kind: Purchase})
-	if err := c.OptIn(); err != nil {
-		t.Fatal(err)
-	}
+	defer d.Close()
+	c := optedInOn(t, d)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	_, err = c.Participate(ctx)

@@ -99,3 +99,27 @@ func WriteModel(st *quic.Stream, m *model.Model, header []byte) {
 		wire.Write(st, c)
 	}
 }
+
+// RoundFull is a fake node that selects every device for plan's round and
+// then turns its download away, as a node whose part of the round has all
+// the uploads it wants does: CodeNoRound, check in again in 700 ms. A
+// download for no round or another one is refused (CodeUnknownModel).
+// It counts the uploads it acknowledges.
+func RoundFull(t testing.TB, ca *pki.CA, plan *wire.Plan) (string, *atomic.Int32) {
+	t.Helper()
+	var uploads atomic.Int32
+	addr, _ := Answering(t, ca, func(req wire.Message) wire.Message {
+		switch req := req.(type) {
+		case *wire.CheckIn:
+			return plan
+		case *wire.GetModel:
+			if req.Round != plan.Round {
+				return &wire.Error{Code: wire.CodeUnknownModel, Message: "downloads for the plan's round only"}
+			}
+			return &wire.Error{Code: wire.CodeNoRound, Message: "the round has every upload it wants", RetryAfterMs: 700}
+		}
+		uploads.Add(1)
+		return &wire.UploadAck{Round: plan.Round}
+	})
+	return addr, &uploads
+}
