@@ -204,18 +204,22 @@ func ReadBodyPooled(r io.Reader, t Type, n int) (body []byte, release func(), er
 	return body, func() { bodies.put(body) }, nil
 }
 
-// pooledBody is the smallest body worth a pooled buffer.
-const pooledBody = 32 << 10
+// pooledBody is the smallest body worth a pooled buffer; maxPooledBody,
+// beyond any limit, keeps the pools' index within an int of 32 bits.
+const (
+	pooledBody    = 32 << 10
+	maxPooledBody = 1 << 30
+)
 
 // bodyPool lends the buffers of large bodies, a pool per power of two of
 // their length.
-type bodyPool [33]sync.Pool // of *[]byte
+type bodyPool [32]sync.Pool // of *[]byte
 
 var bodies bodyPool
 
 // get returns an empty buffer with room for n bytes, or nil.
 func (p *bodyPool) get(n int) []byte {
-	if n < pooledBody || n > 1<<32 {
+	if n < pooledBody || n > maxPooledBody {
 		return nil
 	}
 	if b, ok := p[bits.Len(uint(n))].Get().(*[]byte); ok && cap(*b) >= n {
@@ -226,7 +230,7 @@ func (p *bodyPool) get(n int) []byte {
 
 // put gives b back.
 func (p *bodyPool) put(b []byte) {
-	if n := cap(b); n >= pooledBody && n <= 1<<32 {
+	if n := cap(b); n >= pooledBody && n <= maxPooledBody {
 		p[bits.Len(uint(n))].Put(&b)
 	}
 }
