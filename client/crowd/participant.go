@@ -143,7 +143,11 @@ func (p *Participant) take(rctx context.Context, d round.Exchanger, plan *wire.P
 	// need the whole cohort to advance together: its participants give
 	// the slot back once trained (1,200 downloading at once, some waited
 	// for the nodes past QUIC's idle timeout).
-	free, err := p.cfg.Models.uploadSlot(rctx, model.Dim(plan.Items, plan.Rank))
+	slots := uploadSlots(model.Dim(plan.Items, plan.Rank))
+	if plan.SecAgg != nil {
+		slots = maxUploads
+	}
+	free, err := p.cfg.Models.uploadSlot(rctx, slots)
 	if err != nil {
 		return res, fmt.Errorf("round %d: wait to train: %w", plan.Round, err)
 	}
