@@ -44,9 +44,13 @@ func TestRunRemoteMatchesInProcess(t *testing.T) {
 		HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
 		Training: coordinator.Training{
 			Items: local.Dataset.Items, Rank: d.Rank, Mean: meanOf(t, c), Seed: d.Seed,
-			Train:           model.TrainConfig{Reg: d.Reg, LR: d.LR, Epochs: d.LocalEpochs, Alpha: d.Alpha},
-			Optimizer:       aggregation.OptimizerConfig{Name: d.ServerOpt, LR: d.ServerLR, Tau: d.Tau},
-			ClientsPerRound: d.ClientsPerRound, CheckInWindow: 300 * time.Millisecond, RoundTimeout: 20 * time.Second,
+			Train:     model.TrainConfig{Reg: d.Reg, LR: d.LR, Epochs: d.LocalEpochs, Alpha: d.Alpha},
+			Optimizer: aggregation.OptimizerConfig{Name: d.ServerOpt, LR: d.ServerLR, Tau: d.Tau},
+			// A full cohort every round, however loaded the machine: with
+			// a 300 ms window, CI's load once left rounds short of
+			// devices, and 8 of them reached RMSE 0.95 against 0.90. The
+			// window only bounds a round that cannot fill.
+			ClientsPerRound: d.ClientsPerRound, CheckInWindow: 10 * time.Second, RoundTimeout: 20 * time.Second,
 			Clip: d.Clip, UploadBits: d.UploadBits, // 8-bit uploads, as in process
 		},
 	})
