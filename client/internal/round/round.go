@@ -142,8 +142,8 @@ func Newer(ctx context.Context, d Exchanger, have uint64) (*model.Model, *wire.M
 
 // download is Model, Newer and Fetch: with have > 0, it stops after the
 // header of a model no newer than have; with round > 0, the node may
-// answer that the round needs no more uploads (wire.CodeNoRound). The model's params go in buf if it has room
-// (wire.NewModelBuilderInto).
+// answer that the round needs no more uploads (wire.CodeNoRound). The
+// model's params go in buf if it has room (wire.NewModelBuilderInto).
 func download(ctx context.Context, d Exchanger, version, have, round uint64, buf []float64) (*model.Model, *wire.ModelHeader, error) {
 	var b *wire.ModelBuilder
 	var hdr *wire.ModelHeader
