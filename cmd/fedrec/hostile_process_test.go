@@ -186,7 +186,19 @@ func TestHostileDevicesProcess(t *testing.T) {
 		}
 		honest.Go(func() {
 			defer d.Close()
-			part.Run(hctx, nil)
+			// A device takes part in a round every few seconds, while this
+			// node, with a small model and six devices on an idle machine,
+			// commits one every 50 ms: back to back, an honest device
+			// would send 50 requests a second and the check of the default
+			// rate below would measure this machine's speed. A pause of
+			// 300 ms after each round keeps it below 10 a second.
+			part.Run(hctx, func(crowd.RoundResult) error {
+				select {
+				case <-hctx.Done():
+				case <-time.After(300 * time.Millisecond):
+				}
+				return nil
+			})
 		})
 	}
 	waitFor(t, ctx, "honest devices to train", func() bool { return version() >= 3 })
