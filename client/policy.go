@@ -57,9 +57,9 @@ type Policy struct {
 	MaxRoundBytes int64
 	// RequireSignedSecAgg declines every round that is not a signed
 	// secure round (ReasonSecAgg): one in which the device's update is
-	// masked, the key adverts and the survivor set are signed with the
-	// devices' certificates, and the device reveals no share unless a
-	// threshold of its neighbours signed the same survivors, so that a
+	// masked, the key adverts are signed with the devices' certificates,
+	// and the device reveals no share unless a threshold of its neighbours
+	// confirmed the same survivors to it, so that a
 	// coordinator that lies learns nothing about one device's update
 	// (docs/threat-model.md).
 	RequireSignedSecAgg bool

@@ -40,7 +40,7 @@ const (
 	phaseSharing                      // secure: clients share their secrets
 	phaseMasking                      // secure: clients send masked inputs
 	phaseUnmasking                    // secure: clients send shares to unmask the sum
-	phaseChecking                     // secure, signed: clients sign the survivor set
+	phaseChecking                     // secure, signed: clients confirm the survivor set
 )
 
 var phaseNames = [...]string{phaseGathering: "gathering", phaseSelected: "selected", phaseCollecting: "collecting",

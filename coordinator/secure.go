@@ -359,7 +359,7 @@ func (n *Node) secure(ctx context.Context, h *wire.SecAggHeader, req wire.Messag
 		err = s.srv.HandleMaskedInput(secagg.MaskedInput{Round: r.id, From: id, Values: m.Words()})
 	case *wire.SecAggCheck:
 		p = secagg.PhaseConsistencyCheck
-		err = s.srv.HandleConsistencyResponse(secagg.ConsistencyResponse{Round: r.id, From: id, Signature: m.Signature})
+		err = s.srv.HandleConsistencyResponse(secagg.ConsistencyResponse{Round: r.id, From: id, Tags: wire.ConsistencyTags(m.Tags)})
 	case *wire.SecAggUnmask:
 		p = secagg.PhaseUnmask
 		err = s.srv.HandleUnmaskResponse(secagg.UnmaskResponse{Round: r.id, From: id, SelfMaskShares: wire.Shares(m.SelfMaskShares), MaskKeyShares: wire.Shares(m.MaskKeyShares)})
@@ -418,6 +418,6 @@ func (n *Node) secure(ctx context.Context, h *wire.SecAggHeader, req wire.Messag
 		if s.lie != nil {
 			s.lie(id, &ur)
 		}
-		return &wire.SecAggUnmaskRequest{Round: ur.Round, To: ur.To, Survivors: ur.Survivors, Dropped: ur.Dropped, Signatures: wire.PeerSignaturesOf(ur.Signatures)}
+		return &wire.SecAggUnmaskRequest{Round: ur.Round, To: ur.To, Survivors: ur.Survivors, Dropped: ur.Dropped, Tags: wire.TagsOf(ur.Tags)}
 	}
 }

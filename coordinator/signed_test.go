@@ -108,12 +108,12 @@ func SignedDevice(plan *wire.Plan, cohort []string, cert tls.Certificate, device
 	if err != nil {
 		return nil, err
 	}
-	rep, err = exchange(&wire.SecAggCheck{SecAggHeader: hdr, Signature: cs.Signature})
+	rep, err = exchange(&wire.SecAggCheck{SecAggHeader: hdr, Tags: wire.TagsOf(cs.Tags)})
 	ur, ok := rep.(*wire.SecAggUnmaskRequest)
 	if err != nil || !ok || stop(secagg.PhaseUnmask) {
 		return rep, err
 	}
-	um, err := sc.Unmask(secagg.UnmaskRequest{Round: ur.Round, To: ur.To, Survivors: ur.Survivors, Dropped: ur.Dropped, Signatures: wire.PeerSignatures(ur.Signatures)})
+	um, err := sc.Unmask(secagg.UnmaskRequest{Round: ur.Round, To: ur.To, Survivors: ur.Survivors, Dropped: ur.Dropped, Tags: wire.ConsistencyTags(ur.Tags)})
 	if err != nil {
 		return nil, err
 	}
@@ -350,8 +350,8 @@ func TestSignedSecureRoundLyingLeader(t *testing.T) {
 		t.Errorf("%d devices revealed shares to a lying leader", k)
 	}
 	for i, err := range errs {
-		if !errors.Is(err, secagg.ErrTooFewSignatures) && !errors.Is(err, secagg.ErrInconsistent) {
-			t.Errorf("device s%d: %v, want a refusal (too few signatures or inconsistent)", i, err)
+		if !errors.Is(err, secagg.ErrTooFewTags) && !errors.Is(err, secagg.ErrInconsistent) {
+			t.Errorf("device s%d: %v, want a refusal (too few tags or inconsistent)", i, err)
 		}
 	}
 }

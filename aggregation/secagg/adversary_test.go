@@ -1,6 +1,7 @@
 package secagg
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/ecdh"
 	"errors"
@@ -189,9 +190,9 @@ func wantRefusal(t *testing.T, who uint32, err, want error) {
 
 // signedUpToMasked plays a signed round honestly up to the masked inputs
 // (closed) and returns the loot so far.
-func signedUpToMasked(t *testing.T, cfg Config) (*Server, map[uint32]*Client, map[uint32]*testIdentity, *loot) {
+func signedUpToMasked(t *testing.T, cfg Config) (*Server, map[uint32]*Client, *loot) {
 	t.Helper()
-	srv, clients, idents := newSignedRound(t, cfg, newTestCA())
+	srv, clients, _ := newSignedRound(t, cfg, newTestCA())
 	advance(t, srv, clients, nil)
 	advance(t, srv, clients, nil)
 	sent := advance(t, srv, clients, nil)
@@ -200,37 +201,30 @@ func signedUpToMasked(t *testing.T, cfg Config) (*Server, map[uint32]*Client, ma
 	for id, m := range sent {
 		l.masked[id] = m.(MaskedInput).Values
 	}
-	return srv, clients, idents, l
+	return srv, clients, l
 }
 
 // lie runs the consistency check and unmask phases as a lying server:
-// client id is sent the survivor set sets[id] to sign, and then told that
-// the neighbours in claims[id] survived and its other delivered neighbours
-// dropped, with every signature the server holds from its neighbours.
-// Clients in corrupt sign whatever they are sent and are not asked to
-// unmask (the server has their state). It returns each honest client's
-// first error.
-func lie(t *testing.T, clients map[uint32]*Client, idents map[uint32]*testIdentity, corrupt map[uint32]bool, sets, claims map[uint32][]uint32, l *loot) map[uint32]error {
+// client id is sent the survivor set sets[id] to confirm, and then told
+// that the neighbours in claims[id] survived and its other delivered
+// neighbours dropped, with every tag the server holds from its neighbours
+// for it (and a forged one from each other neighbour in sets[id]). Clients in corrupt confirm whatever set each recipient was sent
+// and are not asked to unmask (the server has their state, tag keys
+// included). It returns each honest client's first error.
+func lie(t *testing.T, clients map[uint32]*Client, corrupt map[uint32]bool, sets, claims map[uint32][]uint32, l *loot) map[uint32]error {
 	t.Helper()
 	errs := map[uint32]error{}
-	sigs := map[uint32][]byte{}
+	tags := map[uint32][]ConsistencyTag{}
 	for _, id := range slices.Sorted(maps.Keys(sets)) {
-		c := clients[id]
 		if corrupt[id] {
-			h := survivorSetHash(sets[id])
-			sig, err := idents[id].Sign(consistencyMessage(&c.digest, &h))
-			if err != nil {
-				t.Fatal(err)
-			}
-			sigs[id] = sig
 			continue
 		}
-		r, err := c.ConsistencyCheck(ConsistencyRequest{Round: l.cfg.Round, To: id, Survivors: sets[id]})
+		r, err := clients[id].ConsistencyCheck(ConsistencyRequest{Round: l.cfg.Round, To: id, Survivors: sets[id]})
 		if err != nil {
 			errs[id] = err
 			continue
 		}
-		sigs[id] = r.Signature
+		tags[id] = r.Tags
 	}
 	for _, id := range slices.Sorted(maps.Keys(claims)) {
 		c := clients[id]
@@ -247,17 +241,18 @@ func lie(t *testing.T, clients map[uint32]*Client, idents map[uint32]*testIdenti
 			if !slices.Contains(sets[id], w) {
 				continue // relaying it would only give the lie away
 			}
-			sig := sigs[w]
-			if corrupt[w] { // signs whatever set the recipient signed
+			if corrupt[w] { // confirms whatever set the recipient confirmed
 				h := survivorSetHash(sets[id])
-				var err error
-				if sig, err = idents[w].Sign(consistencyMessage(&c.digest, &h)); err != nil {
-					t.Fatal(err)
-				}
+				m.Tags = append(m.Tags, ConsistencyTag{Peer: w, Tag: consistencyTag(&clients[w].peers[id].tagSend, &c.digest, &h)})
+				continue
 			}
-			if sig != nil {
-				m.Signatures = append(m.Signatures, PeerSignature{Client: w, Signature: sig})
+			// An honest w tagged only the neighbours in the set it
+			// confirmed; where it did not tag id, the server forges a tag.
+			tag := bytes.Repeat([]byte{0xf0}, TagLen)
+			if k := slices.IndexFunc(tags[w], func(pt ConsistencyTag) bool { return pt.Peer == id }); k >= 0 {
+				tag = tags[w][k].Tag
 			}
+			m.Tags = append(m.Tags, ConsistencyTag{Peer: w, Tag: tag})
 		}
 		r, err := c.Unmask(m)
 		if err != nil {
@@ -440,13 +435,13 @@ func TestAttackMadeUpClients(t *testing.T) {
 // TestAttackSplitSurvivorSets: the server shows two halves of the cohort
 // different survivor sets, each with the victim and without the other
 // half, so that each half reveals the victim's self-mask seed and the
-// other half's mask keys. Defence: Threshold signatures on the signed set
-// (ErrTooFewSignatures): the victim signs one set, so one half is short.
+// other half's mask keys. Defence: Threshold tags on the confirmed set
+// (ErrTooFewTags): the victim confirms one set, so one half is short.
 // t = 4 with n = 9 is below ActiveThreshold(8, 0) = 5, where counting
 // alone would already refuse.
 func TestAttackSplitSurvivorSets(t *testing.T) {
 	cfg := signedConfig(9, 16, 16, 0, 4)
-	srv, clients, idents, l := signedUpToMasked(t, cfg)
+	srv, clients, l := signedUpToMasked(t, cfg)
 	_ = srv
 	v, a, b := cfg.Clients[0], cfg.Clients[1:5], cfg.Clients[5:]
 	sa, sb := union(a, []uint32{v}), union(b, []uint32{v})
@@ -457,22 +452,22 @@ func TestAttackSplitSurvivorSets(t *testing.T) {
 	for _, id := range b {
 		sets[id], claims[id] = sb, sb
 	}
-	errs := lie(t, clients, idents, nil, sets, claims, l)
+	errs := lie(t, clients, nil, sets, claims, l)
 	checkNotRecovered(t, l, clients[v])
 	for _, id := range b {
-		wantRefusal(t, id, errs[id], ErrTooFewSignatures)
+		wantRefusal(t, id, errs[id], ErrTooFewTags)
 	}
 }
 
-// TestAttackLiveClientDropped: every client signs the true survivor set,
+// TestAttackLiveClientDropped: every client confirms the true survivor set,
 // and then the server tells half of the victim's neighbours that it
 // survived (revealing its self-mask seed) and the other half that it
 // dropped (revealing its mask key). Defence: the unmask request must agree
-// with the signed set (ErrInconsistent). t = 3 with n = 7 is below
+// with the confirmed set (ErrInconsistent). t = 3 with n = 7 is below
 // ActiveThreshold(6, 0) = 4, where the share-reveal rule would suffice.
 func TestAttackLiveClientDropped(t *testing.T) {
 	cfg := signedConfig(7, 16, 16, 0, 3)
-	_, clients, idents, l := signedUpToMasked(t, cfg)
+	_, clients, l := signedUpToMasked(t, cfg)
 	v, x, y := cfg.Clients[0], cfg.Clients[1:4], cfg.Clients[4:]
 	sets, claims := map[uint32][]uint32{}, map[uint32][]uint32{}
 	for _, id := range cfg.Clients {
@@ -482,7 +477,7 @@ func TestAttackLiveClientDropped(t *testing.T) {
 		claims[id] = without(cfg.Clients, v)
 	}
 	_ = x
-	errs := lie(t, clients, idents, nil, sets, claims, l)
+	errs := lie(t, clients, nil, sets, claims, l)
 	checkNotRecovered(t, l, clients[v])
 	for _, id := range y {
 		wantRefusal(t, id, errs[id], ErrInconsistent)
@@ -492,12 +487,12 @@ func TestAttackLiveClientDropped(t *testing.T) {
 // TestAttackIsolate: with two corrupt clients, the server shows each honest
 // client a round in which only it, the victim and the corrupt clients
 // survived, so that each reveals the victim's self-mask seed and the
-// others' mask keys. Defence: Threshold signatures on the signed set
-// (ErrTooFewSignatures): the corrupt clients sign anything, but that is
-// c = 2 < t = 3 signatures. (t = 3 < ActiveThreshold(6, 2) = 5.)
+// others' mask keys. Defence: Threshold tags on the confirmed set
+// (ErrTooFewTags): the corrupt clients confirm anything, but that is
+// c = 2 < t = 3 tags. (t = 3 < ActiveThreshold(6, 2) = 5.)
 func TestAttackIsolate(t *testing.T) {
 	cfg := signedConfig(7, 16, 16, 0, 3)
-	_, clients, idents, l := signedUpToMasked(t, cfg)
+	_, clients, l := signedUpToMasked(t, cfg)
 	v, bad, honest := cfg.Clients[0], cfg.Clients[1:3], cfg.Clients[3:]
 	corrupt := map[uint32]bool{}
 	for _, id := range bad {
@@ -511,9 +506,9 @@ func TestAttackIsolate(t *testing.T) {
 	for _, h := range honest {
 		sets[h] = union([]uint32{v, h}, bad)
 	}
-	errs := lie(t, clients, idents, corrupt, sets, sets, l)
+	errs := lie(t, clients, corrupt, sets, sets, l)
 	checkNotRecovered(t, l, clients[v])
 	for _, id := range append([]uint32{v}, honest...) {
-		wantRefusal(t, id, errs[id], ErrTooFewSignatures)
+		wantRefusal(t, id, errs[id], ErrTooFewTags)
 	}
 }

@@ -3,6 +3,7 @@ package secagg
 import (
 	"bytes"
 	"crypto/ecdh"
+	"crypto/hmac"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -37,17 +38,19 @@ type Client struct {
 	// revealed records which share of each peer has been revealed.
 	revealed map[uint32]reveal
 	// From ConsistencyCheck, in a signed round: the survivor set the client
-	// signed, ascending, and its hash.
+	// confirmed, ascending, and its hash.
 	checked     []uint32
 	checkedHash [32]byte
 }
 
 type peer struct {
-	credential    []byte   // verifies the peer's signatures, signed rounds only
-	recvKey       [32]byte // decrypts the shares this peer sent us
-	maskKey       *ecdh.PublicKey
-	maskKeyShare  [ShareLen]uint64
-	selfSeedShare [ShareLen]uint64
+	recvKey [32]byte // decrypts the shares this peer sent us
+	// Signed rounds only: the keys of the consistency tags this peer sends
+	// us and we send it.
+	tagRecv, tagSend [32]byte
+	maskKey          *ecdh.PublicKey
+	maskKeyShare     [ShareLen]uint64
+	selfSeedShare    [ShareLen]uint64
 }
 
 type reveal uint8
@@ -68,8 +71,8 @@ func NewClient(cfg Config, id uint32, r io.Reader) (*Client, error) {
 }
 
 // NewSignedClient returns the state machine of client id for the signed
-// round cfg (Config.Signed must be true): it signs its messages with ident
-// and verifies its neighbours' signatures with it. Randomness is read from
+// round cfg (Config.Signed must be true): it signs its key advert with
+// ident and verifies its neighbours' adverts with it. Randomness is read from
 // r as in NewClient.
 func NewSignedClient(cfg Config, id uint32, ident Identity, r io.Reader) (*Client, error) {
 	if !cfg.Signed {
@@ -234,14 +237,19 @@ func (c *Client) ShareKeys(m PeerKeys) (ShareUpload, error) {
 		if err != nil {
 			return ShareUpload{}, fmt.Errorf("%w: cipher key of %d: %v", ErrBadKey, a.Client, err)
 		}
-		peers[a.Client] = &peer{
-			recvKey: deriveKey(shared, labelShareKey, &c.digest, []uint32{a.Client, c.id}),
-			maskKey: spk,
+		p := &peer{maskKey: spk}
+		if c.ident == nil {
+			p.recvKey = deriveKey(shared, labelShareKey, &c.digest, []uint32{a.Client, c.id})
+			sendKeys[i] = deriveKey(shared, labelShareKey, &c.digest, []uint32{c.id, a.Client})
+		} else {
+			// Each direction's share key comes with its tag key.
+			recv, send := [2][32]byte{}, [2][32]byte{}
+			deriveKeys(shared, labelShareKey, &c.digest, []uint32{a.Client, c.id}, recv[:])
+			deriveKeys(shared, labelShareKey, &c.digest, []uint32{c.id, a.Client}, send[:])
+			p.recvKey, p.tagRecv = recv[0], recv[1]
+			sendKeys[i], p.tagSend = send[0], send[1]
 		}
-		if c.ident != nil {
-			peers[a.Client].credential = bytes.Clone(a.Credential)
-		}
-		sendKeys[i] = deriveKey(shared, labelShareKey, &c.digest, []uint32{c.id, a.Client})
+		peers[a.Client] = p
 		xs[i] = holderX(a.Client)
 	}
 
@@ -345,18 +353,20 @@ func (c *Client) maskedInput(m ShareDelivery, x []uint64, inPlace bool) (MaskedI
 	return MaskedInput{Round: c.cfg.Round, From: c.id, Values: y}, nil
 }
 
-// ConsistencyCheck signs the survivor set U3 of a signed round, after
+// ConsistencyCheck confirms the survivor set U3 of a signed round, after
 // checking it against what the client saw: ascending ids of the cohort,
 // the client itself among them, at least MinSurvivors of them, and every
 // neighbour in it one that delivered shares to the client, with at least
-// Threshold such neighbours. A client signs one set per round: once it has
-// answered, the phase is over for it.
+// Threshold such neighbours. It confirms the set to each of those
+// neighbours with a ConsistencyTag. A client confirms one set per round:
+// once it has answered, the phase is over for it.
 func (c *Client) ConsistencyCheck(m ConsistencyRequest) (ConsistencyResponse, error) {
 	if err := c.expect(PhaseConsistencyCheck, m.Round, m.To); err != nil {
 		return ConsistencyResponse{}, err
 	}
 	set := m.Survivors
-	self, nbrs := false, 0
+	self := false
+	var nbrs []uint32
 	for i, id := range set {
 		if i > 0 && id <= set[i-1] {
 			return ConsistencyResponse{}, fmt.Errorf("%w: survivors not strictly ascending at %d", ErrMalformed, id)
@@ -371,7 +381,7 @@ func (c *Client) ConsistencyCheck(m ConsistencyRequest) (ConsistencyResponse, er
 			if _, ok := slices.BinarySearch(c.delivered, id); !ok {
 				return ConsistencyResponse{}, fmt.Errorf("%w: neighbour %d survived but delivered no shares", ErrInconsistent, id)
 			}
-			nbrs++
+			nbrs = append(nbrs, id)
 		}
 	}
 	if !self {
@@ -380,55 +390,44 @@ func (c *Client) ConsistencyCheck(m ConsistencyRequest) (ConsistencyResponse, er
 	if len(set) < c.cfg.MinSurvivors {
 		return ConsistencyResponse{}, fmt.Errorf("%w: %d survivors, need %d", ErrTooFewSurvivors, len(set), c.cfg.MinSurvivors)
 	}
-	if nbrs < c.cfg.Threshold {
-		return ConsistencyResponse{}, fmt.Errorf("%w: %d neighbours survived, threshold %d", ErrTooFewSurvivors, nbrs, c.cfg.Threshold)
+	if len(nbrs) < c.cfg.Threshold {
+		return ConsistencyResponse{}, fmt.Errorf("%w: %d neighbours survived, threshold %d", ErrTooFewSurvivors, len(nbrs), c.cfg.Threshold)
 	}
 	h := survivorSetHash(set)
-	sig, err := c.ident.Sign(consistencyMessage(&c.digest, &h))
-	if err != nil {
-		return ConsistencyResponse{}, fmt.Errorf("secagg: sign survivor set: %w", err)
-	}
-	if len(sig) == 0 || len(sig) > MaxSignatureLen {
-		return ConsistencyResponse{}, fmt.Errorf("%w: signature has %d bytes, want 1 to %d", ErrBadLength, len(sig), MaxSignatureLen)
+	out := ConsistencyResponse{Round: c.cfg.Round, From: c.id, Tags: make([]ConsistencyTag, len(nbrs))}
+	for i, id := range nbrs {
+		out.Tags[i] = ConsistencyTag{Peer: id, Tag: consistencyTag(&c.peers[id].tagSend, &c.digest, &h)}
 	}
 	c.checked, c.checkedHash = slices.Clone(set), h
 	c.next = PhaseUnmask
-	return ConsistencyResponse{Round: c.cfg.Round, From: c.id, Signature: sig}, nil
+	return out, nil
 }
 
-// checkSignatures counts the valid consistency signatures in sigs from
-// distinct neighbours in the signed survivor set and refuses with
-// ErrTooFewSignatures if there are fewer than Threshold. Invalid
-// signatures are not counted, so a neighbour that signs garbage cannot
-// stall the round alone. It stops verifying at Threshold valid ones: the
-// rule needs no more, and each verification is the costliest step of a
-// client's consistency check (the rest of the list is still checked for
-// form, cheaply).
-func (c *Client) checkSignatures(sigs []PeerSignature) error {
-	msg := consistencyMessage(&c.digest, &c.checkedHash)
+// checkTags counts the valid consistency tags in tags from distinct
+// neighbours in the confirmed survivor set and refuses with ErrTooFewTags
+// if there are fewer than Threshold. Invalid tags are not counted, so a
+// neighbour that sends garbage cannot stall the round alone.
+func (c *Client) checkTags(tags []ConsistencyTag) error {
 	valid, bad := 0, 0
-	for i, ps := range sigs {
-		if i > 0 && ps.Client <= sigs[i-1].Client {
-			return fmt.Errorf("%w: signers not strictly ascending at %d", ErrMalformed, ps.Client)
+	for i, pt := range tags {
+		if i > 0 && pt.Peer <= tags[i-1].Peer {
+			return fmt.Errorf("%w: tags not strictly ascending at %d", ErrMalformed, pt.Peer)
 		}
-		if err := c.checkNeighbour(ps.Client); err != nil {
+		if err := c.checkNeighbour(pt.Peer); err != nil {
 			return err
 		}
-		if _, ok := slices.BinarySearch(c.checked, ps.Client); !ok {
-			return fmt.Errorf("%w: %d signed but is not in the survivor set", ErrInconsistent, ps.Client)
+		if _, ok := slices.BinarySearch(c.checked, pt.Peer); !ok {
+			return fmt.Errorf("%w: %d confirmed but is not in the survivor set", ErrInconsistent, pt.Peer)
 		}
-		if valid >= c.cfg.Threshold {
-			continue
-		}
-		p := c.peers[ps.Client] // in the set, so it delivered shares
-		if err := verifySignature(c.ident, ps.Client, p.credential, msg, ps.Signature); err != nil {
+		p := c.peers[pt.Peer] // in the set, so it delivered shares
+		if !hmac.Equal(pt.Tag, consistencyTag(&p.tagRecv, &c.digest, &c.checkedHash)) {
 			bad++
 			continue
 		}
 		valid++
 	}
 	if valid < c.cfg.Threshold {
-		return fmt.Errorf("%w: %d valid signatures of the survivor set (%d invalid), threshold %d", ErrTooFewSignatures, valid, bad, c.cfg.Threshold)
+		return fmt.Errorf("%w: %d valid tags on the survivor set (%d invalid), threshold %d", ErrTooFewTags, valid, bad, c.cfg.Threshold)
 	}
 	return nil
 }
@@ -441,7 +440,7 @@ func (c *Client) checkSignatures(sigs []PeerSignature) error {
 // ErrTooFewSurvivors when fewer than Threshold neighbours survived. In a
 // signed round it also refuses, with ErrInconsistent, a request whose
 // survivors and dropped neighbours differ from the survivor set it signed,
-// and with ErrTooFewSignatures unless at least Threshold of its neighbours
+// and with ErrTooFewTags unless at least Threshold of its neighbours
 // in that set validly signed exactly that set.
 func (c *Client) Unmask(m UnmaskRequest) (UnmaskResponse, error) {
 	if err := c.expect(PhaseUnmask, m.Round, m.To); err != nil {
@@ -472,20 +471,20 @@ func (c *Client) Unmask(m UnmaskRequest) (UnmaskResponse, error) {
 		return UnmaskResponse{}, fmt.Errorf("%w: %d of %d neighbours classified", ErrMalformed, len(kind), len(c.delivered))
 	}
 	if c.ident != nil {
-		// The request must say what the signed set says about every
+		// The request must say what the confirmed set says about every
 		// neighbour: this is what stops the server from telling different
 		// neighbours different stories about one client.
 		for _, id := range c.delivered {
 			k := kind[id]
 			if _, in := slices.BinarySearch(c.checked, id); in != (k == revealSelfSeed) {
-				return UnmaskResponse{}, fmt.Errorf("%w: request says %d %s, the signed survivor set does not", ErrInconsistent, id, map[bool]string{true: "survived", false: "dropped"}[k == revealSelfSeed])
+				return UnmaskResponse{}, fmt.Errorf("%w: request says %d %s, the confirmed survivor set does not", ErrInconsistent, id, map[bool]string{true: "survived", false: "dropped"}[k == revealSelfSeed])
 			}
 		}
-		if err := c.checkSignatures(m.Signatures); err != nil {
+		if err := c.checkTags(m.Tags); err != nil {
 			return UnmaskResponse{}, err
 		}
-	} else if len(m.Signatures) > 0 {
-		return UnmaskResponse{}, fmt.Errorf("%w: signatures in an unsigned round", ErrMalformed)
+	} else if len(m.Tags) > 0 {
+		return UnmaskResponse{}, fmt.Errorf("%w: consistency tags in an unsigned round", ErrMalformed)
 	}
 	if len(m.Survivors) < c.cfg.Threshold {
 		return UnmaskResponse{}, fmt.Errorf("%w: %d neighbours survived, threshold %d", ErrTooFewSurvivors, len(m.Survivors), c.cfg.Threshold)

@@ -14,9 +14,10 @@ const (
 	MaxVectorLen = 1 << 28
 	// MinSeedLen is the shortest Seed accepted when the graph is sparse.
 	MinSeedLen = 16
-	// MaxSignatureLen bounds KeyAdvert.Signature and
-	// ConsistencyResponse.Signature.
+	// MaxSignatureLen bounds KeyAdvert.Signature.
 	MaxSignatureLen = 1024
+	// TagLen is the length of ConsistencyTag.Tag (HMAC-SHA256).
+	TagLen = 32
 	// MaxCredentialLen bounds KeyAdvert.Credential (a device certificate,
 	// or a short chain of them).
 	MaxCredentialLen = 8192
@@ -67,8 +68,9 @@ type Config struct {
 	// et al. 2017, section 4, the malicious model): clients sign their key
 	// adverts with a long-term Identity and verify their neighbours'
 	// (NewSignedClient), and a consistency-check phase between the masked
-	// inputs and unmasking makes every client sign the survivor set and
-	// reveal nothing until Threshold of its neighbours signed the same set.
+	// inputs and unmasking makes every client confirm the survivor set to
+	// its neighbours (ConsistencyTag) and reveal nothing until Threshold of
+	// them confirmed the same set to it.
 	// It is bound into the config digest only when true, so the digests of
 	// unsigned rounds are those of earlier versions. See ActiveThreshold
 	// for the threshold it needs.

@@ -77,12 +77,17 @@
 //     inputs and unmasking: the server sends every client in U3 the set
 //     U3 (ConsistencyRequest); the client checks it (itself in it, every
 //     neighbour in it one that delivered shares, at least t such
-//     neighbours) and signs (config digest, U3) (ConsistencyResponse). It
-//     signs one set per round. The UnmaskRequest then carries the
-//     neighbours' signatures, and the client reveals nothing unless at
-//     least t neighbours in its set validly signed exactly that set
-//     (ErrTooFewSignatures) and the request's survivors and dropped
-//     neighbours are those of that set (ErrInconsistent).
+//     neighbours) and confirms it to each of those neighbours with a tag,
+//     an HMAC of (config digest, U3) under a key that only the two of
+//     them hold, derived from their signed cipher keys
+//     (ConsistencyResponse). It confirms one set per round. The
+//     UnmaskRequest then carries the tags its neighbours addressed to it,
+//     and the client reveals nothing unless at least t neighbours in its
+//     set validly confirmed exactly that set (ErrTooFewTags) and the
+//     request's survivors and dropped neighbours are those of that set
+//     (ErrInconsistent). Bonawitz et al. sign U3 instead; a tag convinces
+//     the one client that needs convincing for a fraction of the cost
+//     of a signature check.
 //
 // With t > (k + c)/2 (ActiveThreshold), no server colluding with c clients
 // per neighbourhood can learn an honest client's input; Config.CheckActive

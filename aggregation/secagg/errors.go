@@ -47,15 +47,15 @@ var (
 	// signature is missing or does not verify under the peer's identity: the
 	// server, or whoever relayed it, may have substituted the keys.
 	ErrBadSignature = errors.New("secagg: missing or invalid signature")
-	// ErrTooFewSignatures is returned by Client.Unmask in a signed round
-	// when fewer than Threshold neighbours validly signed the survivor set
-	// the client signed. The client reveals nothing.
-	ErrTooFewSignatures = errors.New("secagg: too few consistency signatures")
+	// ErrTooFewTags is returned by Client.Unmask in a signed round when
+	// fewer than Threshold neighbours validly confirmed (ConsistencyTag)
+	// the survivor set the client confirmed. The client reveals nothing.
+	ErrTooFewTags = errors.New("secagg: too few consistency tags")
 	// ErrInconsistent reports, in a signed round, a survivor set or an
-	// unmask request that contradicts what the client saw or signed: a
+	// unmask request that contradicts what the client saw or confirmed: a
 	// neighbour claimed to survive that delivered it no shares, the client
 	// itself left out, or survivors and dropped clients that differ from the
-	// signed set.
+	// confirmed set.
 	ErrInconsistent = errors.New("secagg: inconsistent view of the round")
 
 	// ErrTooFewSurvivors reports that fewer clients than the threshold

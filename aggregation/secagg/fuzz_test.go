@@ -11,7 +11,7 @@ var sentinels = []error{
 	ErrNotNeighbour, ErrDropped, ErrDuplicate, ErrBadLength, ErrOutOfRange,
 	ErrMalformed, ErrBadKey, ErrDecrypt, ErrConflictingReveal,
 	ErrTooFewSurvivors, ErrDisconnected, ErrReconstruct, ErrAborted,
-	ErrBadSignature, ErrTooFewSignatures, ErrInconsistent,
+	ErrBadSignature, ErrTooFewTags, ErrInconsistent,
 }
 
 func isSentinel(err error) bool {

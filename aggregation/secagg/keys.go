@@ -37,11 +37,23 @@ func kdfInfo(label string, digest *[32]byte, ids []uint32) []byte {
 }
 
 func deriveKey(secret []byte, label string, digest *[32]byte, ids []uint32) [32]byte {
-	k, err := hkdf.Key(sha256.New, secret, nil, string(kdfInfo(label, digest, ids)), 32)
+	var k [1][32]byte
+	deriveKeys(secret, label, digest, ids, k[:])
+	return k[0]
+}
+
+// deriveKeys fills out with len(out) keys from one HKDF: out[0] is
+// deriveKey's key (HKDF-Expand's first block does not depend on the length
+// asked for) and the others are independent keys for further purposes of
+// the same secret, label and ids, for one more HMAC each.
+func deriveKeys(secret []byte, label string, digest *[32]byte, ids []uint32, out [][32]byte) {
+	k, err := hkdf.Key(sha256.New, secret, nil, string(kdfInfo(label, digest, ids)), 32*len(out))
 	if err != nil {
-		panic(err) // unreachable: 32 bytes is far below HKDF's limit
+		panic(err) // unreachable: a few blocks are far below HKDF's limit
 	}
-	return [32]byte(k)
+	for i := range out {
+		out[i] = [32]byte(k[32*i:])
+	}
 }
 
 // pairIDs orders two ids so both ends derive the same pairwise key.

@@ -79,32 +79,37 @@ type ConsistencyRequest struct {
 	Survivors []uint32
 }
 
-// ConsistencyResponse is a client's signature of the round's config digest
-// and the survivor set it was sent (consistency-check phase, client to
-// server). A client signs one set per round.
+// ConsistencyResponse is a client's confirmation of the survivor set it
+// was sent (consistency-check phase, client to server): one tag for each
+// of its neighbours in the set, ascending by Peer. A client confirms one
+// set per round.
 type ConsistencyResponse struct {
-	Round     uint64
-	From      uint32
-	Signature []byte
+	Round uint64
+	From  uint32
+	Tags  []ConsistencyTag
 }
 
-// PeerSignature is a neighbour's consistency signature, relayed by the
-// server in an UnmaskRequest.
-type PeerSignature struct {
-	Client    uint32
-	Signature []byte
+// ConsistencyTag is one client's confirmation of a survivor set for one
+// neighbour: an HMAC-SHA256 of the config digest and the set, TagLen
+// bytes, under a key only the two of them hold (derived from the
+// agreement of their signed cipher keys). Peer is the receiver in a
+// ConsistencyResponse and the sender in an UnmaskRequest.
+type ConsistencyTag struct {
+	Peer uint32
+	Tag  []byte
 }
 
 // UnmaskRequest tells a client which of its neighbours from ShareDelivery
 // sent a masked input and which dropped (phase 4, server to client). In a
-// signed round it also carries the consistency signatures of the client's
-// neighbours that completed the consistency check, ascending by Client.
+// signed round it also carries the consistency tags addressed to the
+// client by its neighbours that completed the consistency check,
+// ascending by Peer.
 type UnmaskRequest struct {
-	Round      uint64
-	To         uint32
-	Survivors  []uint32
-	Dropped    []uint32
-	Signatures []PeerSignature
+	Round     uint64
+	To        uint32
+	Survivors []uint32
+	Dropped   []uint32
+	Tags      []ConsistencyTag
 }
 
 // Share is a plaintext Shamir share of a peer's secret: ShareLen field

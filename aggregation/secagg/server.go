@@ -40,14 +40,14 @@ type Server struct {
 	level []stage
 	got   []bool // client i's message for the current phase has arrived
 
-	adverts   []KeyAdvert       // phase 1, by client index
-	keys      map[[32]byte]bool // every public key advertised
-	uploads   [][]SealedShare   // phase 2, by sender index, ascending by Peer
-	sum       []uint64          // phase 3, Σ y_u mod 2^64
-	survivors []uint32          // consistency check, U3 ascending
-	checkSigs [][]byte          // consistency check, by client index
-	selfSeed  [][]heldShare     // phase 4, shares of b_u, by owner index
-	maskKey   [][]heldShare     // phase 4, shares of s_u^SK, by owner index
+	adverts   []KeyAdvert        // phase 1, by client index
+	keys      map[[32]byte]bool  // every public key advertised
+	uploads   [][]SealedShare    // phase 2, by sender index, ascending by Peer
+	sum       []uint64           // phase 3, Σ y_u mod 2^64
+	survivors []uint32           // consistency check, U3 ascending
+	checkTags [][]ConsistencyTag // consistency check, by client index
+	selfSeed  [][]heldShare      // phase 4, shares of b_u, by owner index
+	maskKey   [][]heldShare      // phase 4, shares of s_u^SK, by owner index
 
 	result Result
 }
@@ -63,7 +63,7 @@ const (
 	stAdvertise       // U1
 	stShare           // U2
 	stMasked          // U3
-	stCheck           // U4 of a signed round: signed the survivor set
+	stCheck           // U4 of a signed round: confirmed the survivor set
 	stUnmask          // answered the unmask request
 	stDone
 	stAborted
@@ -178,7 +178,7 @@ func (s *Server) Awaiting() []uint32 {
 
 // Survivors returns, ascending, the clients that survived the last closed
 // phase: U1 after advertise-keys, U2 after share-keys, U3 after
-// masked-input, the clients that signed the survivor set after the
+// masked-input, the clients that confirmed the survivor set after the
 // consistency check, and those that answered after unmask. Clients whose
 // neighbourhood became smaller than the threshold are pruned from U1 and
 // U2.
@@ -463,9 +463,10 @@ func (s *Server) ConsistencyRequest(to uint32) (ConsistencyRequest, error) {
 	return ConsistencyRequest{Round: s.cfg.Round, To: to, Survivors: slices.Clone(s.survivors)}, nil
 }
 
-// HandleConsistencyResponse accepts a client's signature of the survivor
-// set (consistency check of a signed round). The server cannot verify it;
-// the client's neighbours do.
+// HandleConsistencyResponse accepts a client's consistency tags on the
+// survivor set (consistency check of a signed round): at most one for
+// each of its neighbours in the set, ascending, TagLen bytes each. The
+// server cannot check them; the neighbours they are for do.
 func (s *Server) HandleConsistencyResponse(m ConsistencyResponse) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -473,25 +474,40 @@ func (s *Server) HandleConsistencyResponse(m ConsistencyResponse) error {
 	if err != nil {
 		return err
 	}
-	if len(m.Signature) == 0 {
-		return fmt.Errorf("%w: consistency response of %d is not signed", ErrBadSignature, m.From)
+	for k, t := range m.Tags {
+		if k > 0 && t.Peer <= m.Tags[k-1].Peer {
+			return fmt.Errorf("%w: tags of %d not strictly ascending at %d", ErrMalformed, m.From, t.Peer)
+		}
+		j, ok := s.g.index(t.Peer)
+		if !ok || j == i || !s.g.adjacent(i, j) {
+			return fmt.Errorf("%w: %d tagged %d, not its neighbour", ErrUnknownClient, m.From, t.Peer)
+		}
+		if s.level[j] < stMasked {
+			return fmt.Errorf("%w: %d tagged %d, not a survivor", ErrInconsistent, m.From, t.Peer)
+		}
+		if len(t.Tag) != TagLen {
+			return fmt.Errorf("%w: tag of %d for %d has %d bytes, want %d", ErrBadLength, m.From, t.Peer, len(t.Tag), TagLen)
+		}
 	}
-	if len(m.Signature) > MaxSignatureLen {
-		return fmt.Errorf("%w: signature of %d has %d bytes, more than %d", ErrBadLength, m.From, len(m.Signature), MaxSignatureLen)
+	if s.checkTags == nil {
+		s.checkTags = make([][]ConsistencyTag, s.g.size())
 	}
-	if s.checkSigs == nil {
-		s.checkSigs = make([][]byte, s.g.size())
+	tags := make([]ConsistencyTag, len(m.Tags))
+	buf := make([]byte, 0, TagLen*len(m.Tags))
+	for k, t := range m.Tags {
+		tags[k].Peer = t.Peer
+		tags[k].Tag, buf = appendCopy(buf, t.Tag)
 	}
-	s.checkSigs[i] = bytes.Clone(m.Signature)
+	s.checkTags[i] = tags
 	s.got[i] = true
 	return nil
 }
 
-// checkSigned runs when the consistency check closes. A client that signed
-// will reveal shares only with Threshold signatures from its neighbours
-// that signed too, and every secret to be reconstructed needs Threshold
-// such clients among its owner's neighbours; otherwise the round aborts
-// before anyone is asked to reveal anything.
+// checkSigned runs when the consistency check closes. A client that
+// confirmed the set will reveal shares only with Threshold tags from its
+// neighbours that confirmed it too, and every secret to be reconstructed
+// needs Threshold such clients among its owner's neighbours; otherwise the
+// round aborts before anyone is asked to reveal anything.
 func (s *Server) checkSigned() error {
 	t := s.cfg.Threshold
 	able := make([]bool, s.g.size())
@@ -540,7 +556,7 @@ func (s *Server) checkSigned() error {
 			}
 		}
 		if needed && c < t {
-			return fmt.Errorf("%w: client %d has %d neighbours that signed the survivor set with enough signatures, threshold %d", ErrTooFewSurvivors, s.g.ids[i], c, t)
+			return fmt.Errorf("%w: client %d has %d neighbours that confirmed the survivor set with enough confirmations, threshold %d", ErrTooFewSurvivors, s.g.ids[i], c, t)
 		}
 	}
 	return nil
@@ -548,7 +564,7 @@ func (s *Server) checkSigned() error {
 
 // UnmaskRequest returns the message for client `to` in phase 4: which of
 // its neighbours in U2 sent a masked input and which dropped, and in a
-// signed round the consistency signatures of its neighbours.
+// signed round the consistency tags its neighbours addressed to it.
 func (s *Server) UnmaskRequest(to uint32) (UnmaskRequest, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -564,7 +580,10 @@ func (s *Server) UnmaskRequest(to uint32) (UnmaskRequest, error) {
 		case l >= stMasked:
 			m.Survivors = append(m.Survivors, s.g.ids[j])
 			if l >= stCheck && s.cfg.Signed {
-				m.Signatures = append(m.Signatures, PeerSignature{Client: s.g.ids[j], Signature: bytes.Clone(s.checkSigs[j])})
+				tags := s.checkTags[j]
+				if k, ok := slices.BinarySearchFunc(tags, to, func(t ConsistencyTag, id uint32) int { return cmp.Compare(t.Peer, id) }); ok {
+					m.Tags = append(m.Tags, ConsistencyTag{Peer: s.g.ids[j], Tag: bytes.Clone(tags[k].Tag)})
+				}
 			}
 		}
 	}
@@ -690,7 +709,7 @@ func (s *Server) abort(cause error) error {
 // release drops everything but the result.
 func (s *Server) release() {
 	s.sum, s.uploads, s.selfSeed, s.maskKey, s.adverts, s.keys = nil, nil, nil, nil, nil, nil
-	s.survivors, s.checkSigs = nil, nil
+	s.survivors, s.checkTags = nil, nil
 }
 
 func (s *Server) count(p stage) int {

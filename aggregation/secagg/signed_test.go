@@ -87,3 +87,82 @@ func TestActiveThreshold(t *testing.T) {
 		}
 	}
 }
+
+// TestConsistencyResponseRejects: the server keeps only tags of the form
+// an honest client sends, each for a neighbour in the survivor set.
+func TestConsistencyResponseRejects(t *testing.T) {
+	cfg := signedConfig(12, 4, 16, 6, 0)
+	const dropped = 2
+	tests := []struct {
+		name string
+		edit func(s *Server, m *ConsistencyResponse)
+		want error
+	}{
+		{"honest", func(*Server, *ConsistencyResponse) {}, nil},
+		{"no-tags", func(_ *Server, m *ConsistencyResponse) { m.Tags = nil }, nil},
+		{"unordered", func(_ *Server, m *ConsistencyResponse) { m.Tags[0], m.Tags[1] = m.Tags[1], m.Tags[0] }, ErrMalformed},
+		{"repeated", func(_ *Server, m *ConsistencyResponse) { m.Tags[1].Peer = m.Tags[0].Peer }, ErrMalformed},
+		{"self", func(_ *Server, m *ConsistencyResponse) { m.Tags = []ConsistencyTag{{Peer: m.From, Tag: m.Tags[0].Tag}} }, ErrUnknownClient},
+		{"unknown", func(_ *Server, m *ConsistencyResponse) { m.Tags[len(m.Tags)-1].Peer = 1 << 30 }, ErrUnknownClient},
+		{"not-neighbour", func(s *Server, m *ConsistencyResponse) {
+			i, _ := s.g.index(m.From)
+			for j, id := range s.g.ids {
+				if j != i && !s.g.adjacent(i, j) {
+					m.Tags = []ConsistencyTag{{Peer: id, Tag: m.Tags[0].Tag}}
+					return
+				}
+			}
+			t.Fatal("complete graph")
+		}, ErrUnknownClient},
+		{"dropped-neighbour", func(_ *Server, m *ConsistencyResponse) {
+			m.Tags = []ConsistencyTag{{Peer: cfg.Clients[dropped], Tag: m.Tags[0].Tag}}
+		}, ErrInconsistent},
+		{"short", func(_ *Server, m *ConsistencyResponse) { m.Tags[0].Tag = m.Tags[0].Tag[:TagLen-1] }, ErrBadLength},
+		{"long", func(_ *Server, m *ConsistencyResponse) { m.Tags[0].Tag = append(m.Tags[0].Tag, 0) }, ErrBadLength},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, clients, _ := newSignedRound(t, cfg, newTestCA())
+			d := cfg.Clients[dropped]
+			advance(t, srv, clients, nil)
+			advance(t, srv, clients, nil)
+			advance(t, srv, clients, map[uint32]bool{d: true})
+			// A survivor beside the dropped client, so its tags name it.
+			di, _ := srv.g.index(d)
+			from := uint32(0)
+			for j, id := range srv.g.ids {
+				if j != di && srv.g.adjacent(di, j) {
+					from = id
+					break
+				}
+			}
+			req, err := srv.ConsistencyRequest(from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := clients[from].ConsistencyCheck(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.edit(srv, &m)
+			if err := srv.HandleConsistencyResponse(m); !errors.Is(err, tt.want) {
+				t.Errorf("HandleConsistencyResponse = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestDeriveKeysPrefix: the first of several keys is deriveKey's, so a
+// signed round's share keys are those of an unsigned round.
+func TestDeriveKeysPrefix(t *testing.T) {
+	digest := [32]byte{7}
+	ids := []uint32{3, 9}
+	var ks [2][32]byte
+	deriveKeys([]byte("secret"), labelShareKey, &digest, ids, ks[:])
+	if k := deriveKey([]byte("secret"), labelShareKey, &digest, ids); ks[0] != k {
+		t.Errorf("deriveKeys first key %x, deriveKey %x", ks[0], k)
+	}
+	if ks[0] == ks[1] {
+		t.Error("deriveKeys gave the same key twice")
+	}
+}

@@ -84,7 +84,8 @@ type Training struct {
 	// SecAggSigned makes secure rounds resist an actively malicious
 	// leader (aggregation/secagg signed rounds): devices sign their key
 	// adverts with their device certificate's key and verify their
-	// neighbours', and sign the survivor set before they reveal any share.
+	// neighbours', and confirm the survivor set to their neighbours (a
+	// tag under a key only the two hold) before they reveal any share.
 	// The node relays each device's certificate from its TLS connection,
 	// so devices need device certificates (a device CA). It needs SecAgg.
 	SecAggSigned bool

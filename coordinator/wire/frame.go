@@ -69,7 +69,7 @@ func (l Limits) MaxBody(t Type) int {
 		return 8*maxParams + smallBody
 	case TypeSecAggMasked: // padded to a power of two, at most 8 bytes a value
 		return 16*maxParams + smallBody
-	case TypeSecAggPeerKeys, TypeSecAggShares, TypeSecAggDelivery, TypeSecAggUnmaskRequest, TypeSecAggUnmask:
+	case TypeSecAggPeerKeys, TypeSecAggShares, TypeSecAggDelivery, TypeSecAggUnmaskRequest, TypeSecAggUnmask, TypeSecAggCheck:
 		return secAggBody
 	case TypeSecAggCheckRequest: // up to secagg.MaxClients ids of at most 5 bytes
 		return 5*secagg.MaxClients + smallBody

@@ -446,16 +446,17 @@ type SecAggUnmaskRequest struct {
 	To        uint32   `msgpack:"to"`
 	Survivors []uint32 `msgpack:"survivors"`
 	Dropped   []uint32 `msgpack:"dropped"`
-	// Signatures are the neighbours' consistency signatures in a signed
-	// round.
-	Signatures []PeerSignature `msgpack:"signatures,omitempty"`
+	// Tags are the consistency tags the client's neighbours addressed to
+	// it, in a signed round (secagg.UnmaskRequest.Tags).
+	Tags []SecAggTag `msgpack:"tags,omitempty"`
 }
 
-// PeerSignature is a neighbour's consistency signature
-// (secagg.PeerSignature).
-type PeerSignature struct {
-	Client    uint32 `msgpack:"client"`
-	Signature []byte `msgpack:"sig"`
+// SecAggTag is a consistency tag (secagg.ConsistencyTag): Peer is the
+// neighbour it is for in a SecAggCheck and the neighbour it is from in a
+// SecAggUnmaskRequest.
+type SecAggTag struct {
+	Peer uint32 `msgpack:"peer"`
+	Tag  []byte `msgpack:"tag"`
 }
 
 func (*SecAggUnmaskRequest) Type() Type { return TypeSecAggUnmaskRequest }
@@ -464,20 +465,17 @@ func (m *SecAggUnmaskRequest) Validate() error {
 	if len(m.Survivors)+len(m.Dropped) > MaxSecAggPeers {
 		return Errorf(CodeMalformed, "secagg unmask request: %d peers", len(m.Survivors)+len(m.Dropped))
 	}
-	if len(m.Signatures) > MaxSecAggPeers {
-		return Errorf(CodeMalformed, "secagg unmask request: %d signatures", len(m.Signatures))
-	}
-	for _, s := range m.Signatures {
-		if err := checkSignature("secagg unmask request", s.Signature); err != nil {
-			return err
-		}
-	}
-	return nil
+	return checkTags("secagg unmask request", m.Tags)
 }
 
-func checkSignature(what string, sig []byte) error {
-	if len(sig) == 0 || len(sig) > secagg.MaxSignatureLen {
-		return Errorf(CodeMalformed, "%s: signature of %d bytes", what, len(sig))
+func checkTags(what string, tags []SecAggTag) error {
+	if len(tags) > MaxSecAggPeers {
+		return Errorf(CodeMalformed, "%s: %d tags", what, len(tags))
+	}
+	for _, t := range tags {
+		if len(t.Tag) != secagg.TagLen {
+			return Errorf(CodeMalformed, "%s: tag of %d bytes, want %d", what, len(t.Tag), secagg.TagLen)
+		}
 	}
 	return nil
 }
@@ -509,12 +507,13 @@ func (m *SecAggCheckRequest) ConsistencyRequest() secagg.ConsistencyRequest {
 	return secagg.ConsistencyRequest{Round: m.Round, To: m.To, Survivors: m.Survivors}
 }
 
-// SecAggCheck is a client's signature of the survivor set (the consistency
-// check of a signed round), client → leader. The reply, once the check
-// closes, is SecAggUnmaskRequest.
+// SecAggCheck is a client's confirmation of the survivor set (the
+// consistency check of a signed round): a tag for each neighbour in the
+// set, client → leader. The reply, once the check closes, is
+// SecAggUnmaskRequest.
 type SecAggCheck struct {
 	SecAggHeader `msgpack:",inline"`
-	Signature    []byte `msgpack:"sig"`
+	Tags         []SecAggTag `msgpack:"tags"`
 }
 
 func (*SecAggCheck) Type() Type { return TypeSecAggCheck }
@@ -523,29 +522,29 @@ func (m *SecAggCheck) Validate() error {
 	if err := m.check("secagg check"); err != nil {
 		return err
 	}
-	return checkSignature("secagg check", m.Signature)
+	return checkTags("secagg check", m.Tags)
 }
 
-// PeerSignaturesOf converts secagg.PeerSignatures.
-func PeerSignaturesOf(s []secagg.PeerSignature) []PeerSignature {
+// TagsOf converts secagg.ConsistencyTags.
+func TagsOf(s []secagg.ConsistencyTag) []SecAggTag {
 	if len(s) == 0 {
 		return nil
 	}
-	out := make([]PeerSignature, len(s))
+	out := make([]SecAggTag, len(s))
 	for i, x := range s {
-		out[i] = PeerSignature{Client: x.Client, Signature: x.Signature}
+		out[i] = SecAggTag{Peer: x.Peer, Tag: x.Tag}
 	}
 	return out
 }
 
-// PeerSignatures converts to secagg.PeerSignatures.
-func PeerSignatures(s []PeerSignature) []secagg.PeerSignature {
+// ConsistencyTags converts to secagg.ConsistencyTags.
+func ConsistencyTags(s []SecAggTag) []secagg.ConsistencyTag {
 	if len(s) == 0 {
 		return nil
 	}
-	out := make([]secagg.PeerSignature, len(s))
+	out := make([]secagg.ConsistencyTag, len(s))
 	for i, x := range s {
-		out[i] = secagg.PeerSignature{Client: x.Client, Signature: x.Signature}
+		out[i] = secagg.ConsistencyTag{Peer: x.Peer, Tag: x.Tag}
 	}
 	return out
 }

@@ -72,16 +72,17 @@ func TestSecAggSeeds(t *testing.T) {
 // TestSecAggSignedValidate checks the bounds of the signed rounds' fields
 // and messages.
 func TestSecAggSignedValidate(t *testing.T) {
-	long := make([]byte, secagg.MaxSignatureLen+1)
-	sig := []byte{1}
+	tag := make([]byte, secagg.TagLen)
+	tags := []SecAggTag{{Peer: 0, Tag: tag}}
 	for name, m := range map[string]Message{
-		"check without signature":   &SecAggCheck{SecAggHeader: sampleHeader()},
-		"check with long signature": &SecAggCheck{SecAggHeader: sampleHeader(), Signature: long},
-		"check without ticket":      &SecAggCheck{SecAggHeader: SecAggHeader{Version: Version, Round: 7, ClientID: "c"}, Signature: sig},
-		"check request too large":   &SecAggCheckRequest{Round: 7, To: 1, Survivors: make([]uint32, secagg.MaxClients+1)},
-		"unmask request empty sig":  &SecAggUnmaskRequest{Round: 7, To: 1, Signatures: []PeerSignature{{Client: 0}}},
-		"unmask request long sig":   &SecAggUnmaskRequest{Round: 7, To: 1, Signatures: []PeerSignature{{Client: 0, Signature: long}}},
-		"unmask request many sigs":  &SecAggUnmaskRequest{Round: 7, To: 1, Signatures: make([]PeerSignature, MaxSecAggPeers+1)},
+		"check with short tag":     &SecAggCheck{SecAggHeader: sampleHeader(), Tags: []SecAggTag{{Peer: 0, Tag: tag[1:]}}},
+		"check with long tag":      &SecAggCheck{SecAggHeader: sampleHeader(), Tags: []SecAggTag{{Peer: 0, Tag: append(tag, 0)}}},
+		"check with many tags":     &SecAggCheck{SecAggHeader: sampleHeader(), Tags: make([]SecAggTag, MaxSecAggPeers+1)},
+		"check without ticket":     &SecAggCheck{SecAggHeader: SecAggHeader{Version: Version, Round: 7, ClientID: "c"}, Tags: tags},
+		"check request too large":  &SecAggCheckRequest{Round: 7, To: 1, Survivors: make([]uint32, secagg.MaxClients+1)},
+		"unmask request empty tag": &SecAggUnmaskRequest{Round: 7, To: 1, Tags: []SecAggTag{{Peer: 0}}},
+		"unmask request long tag":  &SecAggUnmaskRequest{Round: 7, To: 1, Tags: []SecAggTag{{Peer: 0, Tag: make([]byte, secagg.TagLen+1)}}},
+		"unmask request many tags": &SecAggUnmaskRequest{Round: 7, To: 1, Tags: make([]SecAggTag, MaxSecAggPeers+1)},
 		"advert long credential": &SecAggAdvert{SecAggHeader: sampleHeader(), Keys: func() SecAggKeys {
 			k := sampleKeys(1)
 			k.Credential = make([]byte, secagg.MaxCredentialLen+1)
@@ -105,9 +106,9 @@ func TestSecAggSignedConversions(t *testing.T) {
 	if got := CheckRequestOf(cr.ConsistencyRequest()); !reflect.DeepEqual(got, cr) {
 		t.Errorf("CheckRequestOf(ConsistencyRequest()) = %+v, want %+v", got, cr)
 	}
-	ps := []PeerSignature{{Client: 1, Signature: []byte{9}}}
-	if got := PeerSignaturesOf(PeerSignatures(ps)); !reflect.DeepEqual(got, ps) {
-		t.Errorf("PeerSignaturesOf(PeerSignatures(s)) = %+v, want %+v", got, ps)
+	ts := []SecAggTag{{Peer: 1, Tag: []byte{9}}}
+	if got := TagsOf(ConsistencyTags(ts)); !reflect.DeepEqual(got, ts) {
+		t.Errorf("TagsOf(ConsistencyTags(s)) = %+v, want %+v", got, ts)
 	}
 	if p := (&SecAggParams{Signed: true, Clients: 3}).Config(7, 4); !p.Signed {
 		t.Error("SecAggParams.Config drops Signed")

@@ -49,10 +49,11 @@ var arrayBounds = map[string]arrayBound{
 	"SecAggUnmask.self_mask_shares": {MaxSecAggPeers, 19},
 	"SecAggUnmask.mask_key_shares":  {MaxSecAggPeers, 19},
 	"Share.value":                   {secagg.ShareLen, 1},
-	// A PeerSignature is 32 bytes in Go; a valid one takes at least 16
-	// ({"client": 0, "sig": one byte}).
-	"SecAggUnmaskRequest.signatures": {MaxSecAggPeers, 16},
-	// The survivor set to sign: ids of 4 bytes in Go, 1 on the wire.
+	// A SecAggTag is 32 bytes in Go; a valid one takes at least 45
+	// ({"peer": 0, "tag": TagLen bytes}).
+	"SecAggUnmaskRequest.tags": {MaxSecAggPeers, 40},
+	"SecAggCheck.tags":         {MaxSecAggPeers, 40},
+	// The survivor set to confirm: ids of 4 bytes in Go, 1 on the wire.
 	"SecAggCheckRequest.survivors": {secagg.MaxClients, 1},
 	// A cohort's client ids: 16-byte string headers, each id at least one
 	// byte (checkID), so two on the wire. Cohorts are only bounded by the
@@ -67,6 +68,11 @@ var arrayBounds = map[string]arrayBound{
 	// takes at least 16 on the wire: three keys and a one-byte id).
 	"Selected.clients": {MaxSelect, 2},
 	"OpenRound.groups": {1 << 12, 16},
+	// A roster path: 32-byte hashes, 24 bytes in Go, 34 on the wire.
+	"RosterCredential.path": {MaxRosterPath, 34},
+	// A roster's entries: 56 bytes in Go; a valid one takes at least 40
+	// on the wire (four keys, a one-byte id, a key, two times).
+	"RosterFile.entries": {MaxRosterSize, 40},
 	// A device's remembered coordinators: an AddrState is 40 bytes in Go
 	// and takes at least one byte (an empty map) in its file.
 	"ClientState.addrs": {MaxStateAddrs, 1},
@@ -210,8 +216,9 @@ func decodedTypes() []any {
 			out = append(out, r)
 		}
 	}
-	// The files a device keeps (client_state.go).
-	return append(out, new(ClientState), new(StoreAnchor))
+	// The files a device keeps (client_state.go), and the roster's
+	// credential and file (roster.go).
+	return append(out, new(ClientState), new(StoreAnchor), new(RosterCredential), new(RosterFile))
 }
 
 type shapeResult struct {

@@ -40,7 +40,7 @@ const (
 	TypeSecAggUnmaskRequest Type = 17 // leader → client: who survived, who dropped
 	TypeSecAggUnmask        Type = 18 // client → leader: phase 4, shares for unmasking
 	// The consistency check of signed secure rounds (SecAggParams.Signed).
-	TypeSecAggCheckRequest Type = 19 // leader → client: the survivor set to sign
+	TypeSecAggCheckRequest Type = 19 // leader → client: the survivor set to confirm
 	TypeSecAggCheck        Type = 20 // client → leader: the signature of the survivor set
 	// Device tokens, the first request of a WebTransport session (token.go).
 	TypeAuthenticate  Type = 21 // device → node: its device token

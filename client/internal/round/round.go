@@ -340,12 +340,12 @@ func Secure(ctx context.Context, d Exchanger, id string, plan *wire.Plan, x []fl
 		if err != nil {
 			return norm, len(vals), err
 		}
-		if rep, err = secAgg(ctx, d, &wire.SecAggCheck{SecAggHeader: hdr, Signature: cs.Signature}, wire.TypeSecAggUnmaskRequest); err != nil {
+		if rep, err = secAgg(ctx, d, &wire.SecAggCheck{SecAggHeader: hdr, Tags: wire.TagsOf(cs.Tags)}, wire.TypeSecAggUnmaskRequest); err != nil {
 			return norm, len(vals), fmt.Errorf("consistency check: %w", err)
 		}
 	}
 	ur := rep.(*wire.SecAggUnmaskRequest)
-	um, err := c.Unmask(secagg.UnmaskRequest{Round: ur.Round, To: ur.To, Survivors: ur.Survivors, Dropped: ur.Dropped, Signatures: wire.PeerSignatures(ur.Signatures)})
+	um, err := c.Unmask(secagg.UnmaskRequest{Round: ur.Round, To: ur.To, Survivors: ur.Survivors, Dropped: ur.Dropped, Tags: wire.ConsistencyTags(ur.Tags)})
 	if err != nil {
 		return norm, len(vals), err
 	}
