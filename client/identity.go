@@ -60,6 +60,36 @@ type verified struct {
 type certCache struct {
 	mu sync.Mutex
 	m  map[[32]byte]checkedCert
+	// rosters remembers the roster certificates that passed
+	// wire.VerifyRosterCert, by digest: one or two at a time (a roster and
+	// its successor).
+	rosters map[[32]byte]wire.RosterInfo
+}
+
+// maxCachedRosters bounds certCache.rosters.
+const maxCachedRosters = 4
+
+// roster returns what the roster certificate der says, checking it
+// against roots the first time.
+func (c *certCache) roster(der []byte, roots *x509.CertPool, now time.Time) (wire.RosterInfo, error) {
+	sum := sha256.Sum256(der)
+	c.mu.Lock()
+	info, ok := c.rosters[sum]
+	c.mu.Unlock()
+	if ok && !now.Before(info.NotBefore) && !now.After(info.NotAfter) {
+		return info, nil
+	}
+	info, err := wire.VerifyRosterCert(der, roots, now)
+	if err != nil {
+		return info, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.rosters) >= maxCachedRosters {
+		clear(c.rosters)
+	}
+	c.rosters[sum] = info
+	return info, nil
 }
 
 type checkedCert struct {
@@ -73,7 +103,9 @@ type checkedCert struct {
 // starting over costs one chain check per peer).
 const maxCachedCerts = 4096
 
-func newCertCache() *certCache { return &certCache{m: map[[32]byte]checkedCert{}} }
+func newCertCache() *certCache {
+	return &certCache{m: map[[32]byte]checkedCert{}, rosters: map[[32]byte]wire.RosterInfo{}}
+}
 
 func (c *certCache) get(sum [32]byte, now time.Time) (checkedCert, bool) {
 	c.mu.Lock()
@@ -237,8 +269,12 @@ func (d *Identity) peerKey(peer uint32, der []byte) (crypto.PublicKey, error) {
 	now, sum := d.now(), sha256.Sum256(der)
 	c, ok := d.certs.get(sum, now)
 	if !ok {
+		check := d.checkCert
+		if wire.IsRosterCredential(der) {
+			check = d.checkRosterCredential
+		}
 		var err error
-		if c, err = d.checkCert(peer, der, now); err != nil {
+		if c, err = check(peer, der, now); err != nil {
 			return nil, err
 		}
 		d.certs.put(sum, c, now)
@@ -268,6 +304,37 @@ func (d *Identity) checkCert(peer uint32, der []byte, now time.Time) (checkedCer
 		return checkedCert{}, fmt.Errorf("%w: certificate of %d: %v", ErrIdentity, peer, err)
 	}
 	return checkedCert{id: wire.DeviceID(cert), key: cert.PublicKey, notBefore: cert.NotBefore, notAfter: cert.NotAfter}, nil
+}
+
+// checkRosterCredential checks that der is a roster credential
+// (wire.RosterCredential) whose roster certificate is the device CA's and
+// valid at now, and whose entry is in that roster, valid at now, with an
+// Ed25519 or ECDSA P-256 key: a few hashes, where a certificate's chain
+// costs a signature check. The roster certificate's check is remembered.
+func (d *Identity) checkRosterCredential(peer uint32, der []byte, now time.Time) (checkedCert, error) {
+	rc, err := wire.DecodeRosterCredential(der)
+	if err != nil {
+		return checkedCert{}, fmt.Errorf("%w: credential of %d: %v", ErrIdentity, peer, err)
+	}
+	info, err := d.certs.roster(rc.Roster, d.roots, now)
+	if err != nil {
+		return checkedCert{}, fmt.Errorf("%w: credential of %d: %v", ErrIdentity, peer, err)
+	}
+	if err := info.Check(rc, now); err != nil {
+		return checkedCert{}, fmt.Errorf("%w: credential of %d: %v", ErrIdentity, peer, err)
+	}
+	key, err := x509.ParsePKIXPublicKey(rc.Entry.Key)
+	if err != nil {
+		return checkedCert{}, fmt.Errorf("%w: credential of %d: %v", ErrIdentity, peer, err)
+	}
+	if err := deviceKey(key); err != nil {
+		return checkedCert{}, fmt.Errorf("%w: credential of %d: %v", ErrIdentity, peer, err)
+	}
+	notBefore, notAfter := time.Unix(rc.Entry.NotBefore, 0), time.Unix(rc.Entry.NotAfter, 0)
+	if info.NotAfter.Before(notAfter) {
+		notAfter = info.NotAfter
+	}
+	return checkedCert{id: rc.Entry.ID, key: key, notBefore: notBefore, notAfter: notAfter}, nil
 }
 
 func hasUsage(c *x509.Certificate, u x509.ExtKeyUsage) bool {

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -13,11 +14,13 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/coordinator/wire"
 )
 
 // deviceCA returns a new device CA and a device certificate of it for
@@ -275,10 +278,13 @@ func TestIdentityCertCache(t *testing.T) {
 }
 
 // BenchmarkIdentityVerify is the cost to a device of checking one peer's
-// advert signature in a signed round: cold, the peer's certificate is new
-// (parse, chain to the device CA, then the signature); warm, a later round
-// of the same Dialer met the certificate before (the signature only).
-// With the device CA and certificates Ed25519 (the default) or P-256.
+// advert signature in a signed round: cold, the peer's credential is new
+// (a certificate: parse, chain to the device CA, then the signature; a
+// roster credential: its path to the roster's root, then the signature,
+// the roster certificate being known from an earlier round; first, the
+// roster certificate is new too); warm, a later round of the same Dialer
+// met the credential before (the signature only). With the device CA and
+// certificates Ed25519 (the default) or P-256.
 func BenchmarkIdentityVerify(b *testing.B) {
 	for _, kt := range []keyTypes{{pki.Ed25519, pki.Ed25519, pki.Ed25519}, {pki.P256, pki.P256, pki.P256}} {
 		ca, ap := deviceCAKeys(b, kt, "a", "b")
@@ -290,23 +296,133 @@ func BenchmarkIdentityVerify(b *testing.B) {
 		msg := []byte("advert")
 		sig := mustSign(b, ip, msg)
 		pool := ca.Pool()
-		for _, warm := range []bool{false, true} {
-			b.Run(fmt.Sprintf("key=%s/%s", kt.ca, map[bool]string{false: "cold", true: "warm"}[warm]), func(b *testing.B) {
+		rosterCred := rosterCredentials(b, ca, ap, time.Hour)[1]
+		rc, _ := wire.DecodeRosterCredential(rosterCred)
+		creds := map[string][]byte{"cert": ip.Credential(), "roster": rosterCred}
+		for _, v := range []struct{ cred, mode string }{{"cert", "cold"}, {"cert", "warm"}, {"roster", "first"}, {"roster", "cold"}, {"roster", "warm"}} {
+			cred, mode := creds[v.cred], v.mode
+			b.Run(fmt.Sprintf("key=%s/credential=%s/%s", kt.ca, v.cred, mode), func(b *testing.B) {
 				certs := newCertCache()
 				b.ReportAllocs()
 				for b.Loop() {
-					if !warm {
+					switch mode {
+					case "first":
 						certs = newCertCache()
+					case "cold": // the roster certificate checked in an earlier round
+						b.StopTimer()
+						certs = newCertCache()
+						if _, err := certs.roster(rc.Roster, pool, time.Now()); v.cred == "roster" && err != nil {
+							b.Fatal(err)
+						}
+						b.StartTimer()
 					}
 					id, err := newIdentity(a, pool, []string{"a", "b"}, certs)
 					if err != nil {
 						b.Fatal(err)
 					}
-					if err := id.Verify(1, ip.Credential(), msg, sig); err != nil {
+					if err := id.Verify(1, cred, msg, sig); err != nil {
 						b.Fatal(err)
 					}
 				}
 			})
 		}
+	}
+}
+
+// rosterCredentials returns the device roster of certs under ca and each
+// certificate's roster credential.
+func rosterCredentials(tb testing.TB, ca *pki.CA, certs []tls.Certificate, validFor time.Duration) [][]byte {
+	tb.Helper()
+	leaves := make([]*x509.Certificate, len(certs))
+	for i, c := range certs {
+		leaves[i] = c.Leaf
+	}
+	f, _, err := ca.IssueRoster(leaves, nil, 1, validFor)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b, err := wire.EncodeRosterFile(f)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r, err := pki.ParseRoster(b, ca.Pool(), time.Now())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	creds := make([][]byte, len(certs))
+	for i, c := range leaves {
+		var ok bool
+		if creds[i], ok = r.Credential(c); !ok {
+			tb.Fatalf("no roster credential for %s", wire.DeviceID(c))
+		}
+	}
+	return creds
+}
+
+// TestIdentityRoster: a peer's roster credential stands for its
+// certificate, under the same rules (the device CA's, valid, the cohort's
+// ID at its index), and a changed one fails.
+func TestIdentityRoster(t *testing.T) {
+	for _, kt := range allKeyTypes {
+		t.Run(kt.String(), func(t *testing.T) {
+			ca, certs := deviceCAKeys(t, kt, "a", "b", "c")
+			creds := rosterCredentials(t, ca, certs, time.Hour)
+			other, _ := deviceCAKeys(t, kt, "a", "b", "c")
+			cohort := []string{"a", "b", "c"}
+			pb, err := NewIdentity(certs[1], ca.Pool(), cohort)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg := []byte("advert")
+			sig := mustSign(t, pb, msg)
+			verify := func(pool *x509.CertPool, cohort []string, peer uint32, cred []byte, now time.Time) error {
+				pa, err := NewIdentity(certs[0], pool, cohort)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pa.now = func() time.Time { return now }
+				return pa.Verify(peer, cred, msg, sig)
+			}
+			now := time.Now()
+			if err := verify(ca.Pool(), cohort, 1, creds[1], now); err != nil {
+				t.Fatalf("Verify(b's roster credential) = %v", err)
+			}
+			rc, _ := wire.DecodeRosterCredential(creds[1])
+			edit := func(f func(*wire.RosterCredential)) []byte {
+				c := *rc
+				c.Entry.Key = bytes.Clone(rc.Entry.Key)
+				c.Path = slices.Clone(rc.Path)
+				f(&c)
+				b, err := wire.EncodeRosterCredential(&c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return b
+			}
+			cRC, _ := wire.DecodeRosterCredential(creds[2])
+			for name, c := range map[string]struct {
+				pool   *x509.CertPool
+				cohort []string
+				peer   uint32
+				cred   []byte
+				now    time.Time
+			}{
+				"another device's credential": {ca.Pool(), cohort, 1, creds[2], now},
+				"at another index":            {ca.Pool(), []string{"b", "a", "c"}, 1, creds[1], now},
+				"another device CA":           {other.Pool(), cohort, 1, creds[1], now},
+				"after the roster":            {ca.Pool(), cohort, 1, creds[1], now.Add(2 * time.Hour)},
+				"renamed entry":               {ca.Pool(), []string{"a", "x", "c"}, 1, edit(func(c *wire.RosterCredential) { c.Entry.ID = "x" }), now},
+				"other key":                   {ca.Pool(), cohort, 1, edit(func(c *wire.RosterCredential) { c.Entry.Key = cRC.Entry.Key }), now},
+				"longer validity":             {ca.Pool(), cohort, 1, edit(func(c *wire.RosterCredential) { c.Entry.NotAfter += 3600 }), now},
+				"other index":                 {ca.Pool(), cohort, 1, edit(func(c *wire.RosterCredential) { c.Index = 2 }), now},
+				"path of another":             {ca.Pool(), cohort, 1, edit(func(c *wire.RosterCredential) { c.Path = cRC.Path }), now},
+				"not a roster certificate":    {ca.Pool(), cohort, 1, edit(func(c *wire.RosterCredential) { c.Roster = certs[1].Certificate[0] }), now},
+				"junk":                        {ca.Pool(), cohort, 1, []byte{0x84, 1, 2}, now},
+			} {
+				if err := verify(c.pool, c.cohort, c.peer, c.cred, c.now); !errors.Is(err, ErrIdentity) {
+					t.Errorf("%s: Verify = %v, want ErrIdentity", name, err)
+				}
+			}
+		})
 	}
 }

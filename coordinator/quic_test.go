@@ -28,6 +28,7 @@ type quicCluster struct {
 	ca      *pki.CA
 	devCA   *pki.CA // the device CA: every client presents a certificate of it
 	revoked string  // the nodes' deny-list file
+	roster  string  // the nodes' device roster file
 	nodes   []*coordinator.Node
 	trans   []*raft.InmemTransport
 	addrs   []string
@@ -65,13 +66,14 @@ func newQUICClusterConf(t *testing.T, size int, tr coordinator.Training, mod fun
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &quicCluster{ca: ca, devCA: devCA, revoked: filepath.Join(t.TempDir(), pki.RevokedFile)}
+	dir := t.TempDir()
+	c := &quicCluster{ca: ca, devCA: devCA, revoked: filepath.Join(dir, pki.RevokedFile), roster: filepath.Join(dir, pki.RosterFile)}
 	c.nodes, c.trans = coordinator.NewInmemCluster(t, size, tr, func(i int, cfg *coordinator.Config) {
 		b, err := ca.NodeBundle(cfg.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b.Devices, b.Revoked = devCA.Pool(), c.revoked
+		b.Devices, b.Revoked, b.Roster = devCA.Pool(), c.revoked, c.roster
 		cfg.ClientAddr, cfg.AdvertiseClientAddr, cfg.TLS = "127.0.0.1:0", "", b
 		if mod != nil {
 			mod(cfg)

@@ -348,7 +348,7 @@ func (n *Node) secure(ctx context.Context, h *wire.SecAggHeader, req wire.Messag
 			if peer.Cert == nil || peer.Device != h.ClientID {
 				return wire.Errorf(wire.CodeUnauthenticated, "a signed secure round needs the device certificate of %q on the connection", h.ClientID)
 			}
-			adv.Credential = peer.Cert.Raw
+			adv.Credential = peer.Credential()
 		}
 		err = s.srv.HandleKeyAdvert(adv)
 	case *wire.SecAggShares:

@@ -2,9 +2,13 @@ package coordinator_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,11 +19,18 @@ import (
 )
 
 // A signed secure round over QUIC with device certificates: the node
-// relays each device's certificate from its TLS connection, every device
-// verifies its neighbours' adverts and survivor-set signatures against the
-// device CA and the manifest's cohort, and the round commits with a device
-// that dropped out after its masked input.
+// relays each device's credential from its TLS connection (its entry in
+// the node's device roster, or without one its certificate), every device
+// verifies its neighbours' adverts against the device CA and the
+// manifest's cohort and their survivor-set tags, and the round commits
+// with a device that dropped out after its masked input.
 func TestQUICSignedSecureRound(t *testing.T) {
+	for _, roster := range []bool{false, true} {
+		t.Run(fmt.Sprintf("roster=%v", roster), func(t *testing.T) { testQUICSignedSecureRound(t, roster) })
+	}
+}
+
+func testQUICSignedSecureRound(t *testing.T, roster bool) {
 	const k = 5
 	tr := training()
 	tr.ClientsPerRound, tr.OverSelect, tr.MinClients, tr.Clip = k, 0, 3, 1
@@ -30,14 +41,38 @@ func TestQUICSignedSecureRound(t *testing.T) {
 	defer cancel()
 	l := c.leader(t, ctx)
 	dim := tr.Items*(tr.Rank+1) + 1
-	var wg sync.WaitGroup
-	errs := make([]error, k)
+	certs := make([]tls.Certificate, k)
 	for i := range k {
-		id := fmt.Sprintf("q%d", i)
-		cert, err := c.devCA.IssueDevice(id, time.Hour)
+		var err error
+		if certs[i], err = c.devCA.IssueDevice(fmt.Sprintf("q%d", i), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if roster {
+		leaves := make([]*x509.Certificate, k)
+		for i := range certs {
+			leaves[i] = certs[i].Leaf
+		}
+		f, _, err := c.devCA.IssueRoster(leaves, nil, 1, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
+		b, err := wire.EncodeRosterFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(c.roster, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// The node looks at the file at most once a second; a later look
+		// is as good.
+		time.Sleep(1100 * time.Millisecond)
+	}
+	var rosterCreds, certCreds atomic.Int32 // credentials the devices received
+	var wg sync.WaitGroup
+	errs := make([]error, k)
+	for i := range k {
+		id, cert := fmt.Sprintf("q%d", i), certs[i]
 		conn, err := wire.Dial(ctx, c.addrs[0], pki.DeviceTLS(c.ca.Pool(), cert))
 		if err != nil {
 			t.Fatal(err)
@@ -46,6 +81,15 @@ func TestQUICSignedSecureRound(t *testing.T) {
 		exchange := func(req wire.Message) (wire.Message, error) {
 			var rep wire.Message
 			err := wire.Exchange(ctx, conn, req, wire.Limits{Only: wire.Replies}, func(m wire.Message) (bool, error) { rep = m; return true, nil })
+			if pk, ok := rep.(*wire.SecAggPeerKeys); ok {
+				for _, p := range pk.Peers {
+					if wire.IsRosterCredential(p.Credential) {
+						rosterCreds.Add(1)
+					} else {
+						certCreds.Add(1)
+					}
+				}
+			}
 			return rep, err
 		}
 		last := secagg.PhaseUnmask
@@ -103,4 +147,7 @@ func TestQUICSignedSecureRound(t *testing.T) {
 			t.Errorf("round %+v, want committed with %d survivors (one dropped after its masked input)", r, k)
 		}
 	})
+	if got := map[bool]int32{false: rosterCreds.Load(), true: certCreds.Load()}[roster]; got != 0 || rosterCreds.Load()+certCreds.Load() == 0 {
+		t.Errorf("devices received %d roster credentials and %d certificates, want only %s", rosterCreds.Load(), certCreds.Load(), map[bool]string{false: "certificates", true: "roster credentials"}[roster])
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"flag"
@@ -48,6 +49,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	phase := fs.Duration("secagg-phase", 0, "with --secagg, the coordinators' deadline of each secure-aggregation phase after the first (0: theirs, 10s); the devices of a large cohort on this machine's cores may need longer to mask")
 	secure := fs.Bool("secagg", false, "run the rounds as secure aggregation (clip 1), to compare with plaintext rounds")
 	signed := fs.Bool("signed", false, "with --secagg, run each setting twice, unsigned and signed secure rounds (--secagg-signed), and compare their costs")
+	roster := fs.Bool("roster", true, "with --signed, list the devices in a device roster (fedrec cert roster), so that in signed rounds they check their peers with a few hashes instead of certificate chains; false: chains")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (every device, none of the nodes) to `file`")
 	nodeProfile := fs.String("node-cpuprofile", "", "write CPU profiles of the nodes over the timed rounds, in 5 s pieces from their admin API, to `dir` (read them together: go tool pprof -top DIR/*-a-*.prof)")
 	bits := fs.Int("upload-bits", 8, "devices upload 8-bit updates (clip 1; with --secagg, masked in a field just wide enough) or 64-bit ones (no clip)")
@@ -61,6 +63,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("bench: --secagg-phase %v, want > 0", *phase)
 	case *signed && !*secure:
 		return fmt.Errorf("bench: --signed compares signed with unsigned secure rounds: it needs --secagg")
+	case flagsSet(fs)["roster"] && !*signed:
+		return fmt.Errorf("bench: --roster applies only with --signed")
 	case *bits != 8 && *bits != 64:
 		return fmt.Errorf("bench: --upload-bits %d, want 8 or 64", *bits)
 	case *secure && *bits != 8:
@@ -116,7 +120,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, n := range ns {
 		var rs []benchResult
 		for _, sig := range modes {
-			r, err := benchOne(ctx, bin, n, *items, *rank, *rounds, *kill, *secure, sig, *bits, *window, *phase, *nodeProfile, stderr)
+			r, err := benchOne(ctx, bin, n, *items, *rank, *rounds, *kill, *secure, sig, sig && *roster, *bits, *window, *phase, *nodeProfile, stderr)
 			if err != nil {
 				return fmt.Errorf("bench: %d clients: %w", n, err)
 			}
@@ -342,15 +346,45 @@ var (
 	benchCommitted = regexp.MustCompile(`time=(\S+) level=INFO msg="round committed" node=(\S+) round=(\d+) model=\d+ survivors=(\d+) cohort=(\d+) duration_ms=(\d+)`)
 )
 
-func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill, secure, signed bool, bits int, window, phase time.Duration, profDir string, stderr io.Writer) (benchResult, error) {
+func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill, secure, signed, roster bool, bits int, window, phase time.Duration, profDir string, stderr io.Writer) (benchResult, error) {
 	var res benchResult
 	dir, err := os.MkdirTemp("", "fedrec-bench-")
 	if err != nil {
 		return res, err
 	}
 	defer os.RemoveAll(dir)
-	if err := pki.WriteDir(filepath.Join(dir, "certs"), []string{"a", "b", "c"}, nil, 24*time.Hour); err != nil {
+	certs := filepath.Join(dir, "certs")
+	if err := pki.WriteDir(certs, []string{"a", "b", "c"}, nil, 24*time.Hour); err != nil {
 		return res, err
+	}
+	// Clients: 1.3 n of them, so that over-selection has someone to pick,
+	// each with its device certificate; with roster, listed in a device
+	// roster that the nodes load from their certs directory.
+	pop := n + n*3/10 + 1
+	devices, err := pki.Devices(certs, 24*time.Hour)
+	if err != nil {
+		return res, err
+	}
+	confs := make([]*tls.Config, pop)
+	leaves := make([]*x509.Certificate, pop)
+	for i := range pop {
+		if confs[i], err = devices.TLS(fmt.Sprintf("bench-%05d", i)); err != nil {
+			return res, err
+		}
+		leaves[i] = confs[i].Certificates[0].Leaf
+	}
+	if roster {
+		ca, err := pki.LoadDeviceCA(certs)
+		if err != nil {
+			return res, err
+		}
+		f, _, err := ca.IssueRoster(leaves, nil, 1, 24*time.Hour)
+		if err != nil {
+			return res, err
+		}
+		if err := pki.PutRoster(certs, f); err != nil {
+			return res, err
+		}
 	}
 	var nodes []*benchNode
 	defer func() {
@@ -439,10 +473,6 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 	for _, nd := range nodes {
 		addrs = append(addrs, nd.clientAddr)
 	}
-	devices, err := pki.Devices(filepath.Join(dir, "certs"), 24*time.Hour)
-	if err != nil {
-		return res, err
-	}
 	var deviceCA *x509.CertPool
 	if signed {
 		if deviceCA, err = pki.LoadDevicePool(filepath.Join(dir, "certs")); err != nil {
@@ -450,7 +480,6 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 		}
 	}
 
-	// Clients: 1.3 n of them, so that over-selection has someone to pick.
 	cctx, stop := context.WithCancel(ctx)
 	defer stop()
 	// Each device dials over a UDP socket of its own, as phones do, so
@@ -461,7 +490,6 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer stop()
-	pop := n + n*3/10 + 1
 	var upBytes, uploads atomic.Int64
 	// Every device downloads its own model; they share the bound on
 	// devices training and uploading at once, as in fedrec client.
@@ -472,11 +500,7 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 		for _, it := range r.Perm(items)[:min(20, items)] {
 			rs = append(rs, model.Rating{Item: int32(it), Value: float32(1 + r.IntN(5))})
 		}
-		id := fmt.Sprintf("bench-%05d", i)
-		conf, err := devices.TLS(id)
-		if err != nil {
-			return res, err
-		}
+		id, conf := fmt.Sprintf("bench-%05d", i), confs[i]
 		order := rotate(addrs, i)
 		d, err := client.NewDialerConfig(client.DialerConfig{Addrs: order, Start: order[0], TLS: conf, DeviceCA: deviceCA})
 		if err != nil {

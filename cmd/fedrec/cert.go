@@ -26,6 +26,8 @@ func runCert(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return runCertDeviceCA(args[1:], stdout, stderr)
 		case "token":
 			return runCertToken(args[1:], stdout, stderr)
+		case "roster":
+			return runCertRoster(args[1:], stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("cert", flag.ContinueOnError)
@@ -36,7 +38,7 @@ func runCert(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	days := fs.Int("days", 365, "validity in days")
 	out := fs.String("out", "", "renew: write the node certificates into this directory instead, signed by the existing CA in --dir (which must hold ca.pem and ca-key.pem); copy them over the nodes' old ones, which reload them (docs/operations.md, Rotating certificates)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: fedrec cert [flags]\n       fedrec cert --dir DIR --nodes NAMES --out NEWDIR   (renew node certificates)\n       fedrec cert device --id ID [flags]\n       fedrec cert device-ca --dir NEWDIR [--days N]   (a new device CA, for its rotation)\n       fedrec cert token --device ID [--ttl 1h] [flags]\n       fedrec cert revoke --id ID | --serial HEX [flags]\n\nMakes a development cluster CA (ECDSA P-256) and node certificates, valid for server and client authentication, so that a cluster runs with TLS without openssl, and a device CA (device-ca.pem, Ed25519; device certificates may have Ed25519 or ECDSA P-256 keys) whose certificates devices must present: nodes load it from their --certs directory. Existing CAs in --dir are reused. In production the device CA's key belongs to the app's backend, which issues short-lived device certificates ('fedrec cert device' does the same for tests); 'fedrec cert revoke' adds to revoked.txt, which nodes reload within seconds. It also makes a device token key (device-token-key.pem, the backend's, and device-token.pem, the public keys nodes accept, reloaded with the certificates) for browsers, which present a device token instead of a certificate; 'fedrec cert token' issues one.\n\nflags:")
+		fmt.Fprintln(stderr, "usage: fedrec cert [flags]\n       fedrec cert --dir DIR --nodes NAMES --out NEWDIR   (renew node certificates)\n       fedrec cert device --id ID [flags]\n       fedrec cert device-ca --dir NEWDIR [--days N]   (a new device CA, for its rotation)\n       fedrec cert token --device ID [--ttl 1h] [flags]\n       fedrec cert revoke --id ID | --serial HEX [flags]\n       fedrec cert roster [--days N] CERT-FILES-OR-DIRS...\n\nMakes a development cluster CA (ECDSA P-256) and node certificates, valid for server and client authentication, so that a cluster runs with TLS without openssl, and a device CA (device-ca.pem, Ed25519; device certificates may have Ed25519 or ECDSA P-256 keys) whose certificates devices must present: nodes load it from their --certs directory. Existing CAs in --dir are reused. In production the device CA's key belongs to the app's backend, which issues short-lived device certificates ('fedrec cert device' does the same for tests); 'fedrec cert revoke' adds to revoked.txt, which nodes reload within seconds. It also makes a device token key (device-token-key.pem, the backend's, and device-token.pem, the public keys nodes accept, reloaded with the certificates) for browsers, which present a device token instead of a certificate; 'fedrec cert token' issues one.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -172,6 +174,41 @@ func runCertRevoke(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("cert revoke: %w", err)
 	}
 	fmt.Fprintf(stdout, "revoked %s in %s/%s\n", strings.Join(entries, ", "), *dir, pki.RevokedFile)
+	return nil
+}
+
+// runCertRoster issues the device roster: what lets devices of a signed
+// secure round check their peers with hashes instead of certificate chains.
+func runCertRoster(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cert roster", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", "certs", "directory holding device-ca.pem, device-ca-key.pem and revoked.txt; the roster is written there as "+pki.RosterFile)
+	days := fs.Int("days", 1, "validity in days: issue a new roster at least this often, and whenever devices are added or revoked")
+	epoch := fs.Uint64("epoch", 0, "the roster's number, increasing (0: the current Unix time)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: fedrec cert roster [flags] CERT-FILES-OR-DIRS...\n\nLists the device certificates in the given PEM files (a directory stands for its device-*.pem) that the device CA signed, valid now and not revoked, in a Merkle tree whose root the device CA signs (a roster certificate), and writes it to DIR/"+pki.RosterFile+", which nodes reading DIR load within seconds. In a signed secure round a node then relays, for each listed device, its roster entry and the entry's path instead of its certificate, which peers check with a few hashes instead of a signature (docs/security.md).\n\nflags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() == 0:
+		return fmt.Errorf("cert roster: name the device certificates' files or directories")
+	case *days < 1:
+		return fmt.Errorf("cert roster: --days %d, want >= 1", *days)
+	}
+	if *epoch == 0 {
+		*epoch = uint64(time.Now().Unix())
+	}
+	n, skipped, err := pki.WriteRoster(*dir, fs.Args(), *epoch, time.Duration(*days)*24*time.Hour)
+	for _, s := range skipped {
+		fmt.Fprintf(stderr, "left out %s\n", s)
+	}
+	if err != nil {
+		return fmt.Errorf("cert roster: %w", err)
+	}
+	fmt.Fprintf(stdout, "wrote %s: roster %d of %d devices, valid %d days\n", filepath.Join(*dir, pki.RosterFile), *epoch, n, *days)
 	return nil
 }
 

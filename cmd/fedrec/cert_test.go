@@ -114,3 +114,55 @@ func TestCertReusesCA(t *testing.T) {
 		t.Errorf("n4's certificate: %v", err)
 	}
 }
+
+// fedrec cert roster lists the device CA's valid, unrevoked device
+// certificates and writes the roster nodes load; it says which it left
+// out, and refuses what cannot apply.
+func TestCertRoster(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "certs")
+	var out, errb bytes.Buffer
+	if err := run(t.Context(), []string{"cert", "--dir", dir, "--nodes", "a"}, &out, &errb); err != nil {
+		t.Fatal(err, errb.String())
+	}
+	devs := filepath.Join(t.TempDir(), "devices")
+	for _, id := range []string{"d1", "d2", "d3"} {
+		if err := run(t.Context(), []string{"cert", "device", "--dir", dir, "--out", devs, "--id", id}, &out, &errb); err != nil {
+			t.Fatal(err, errb.String())
+		}
+	}
+	if err := run(t.Context(), []string{"cert", "revoke", "--dir", dir, "--id", "d2"}, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errb.Reset()
+	if err := run(t.Context(), []string{"cert", "roster", "--dir", dir, "--epoch", "5", devs}, &out, &errb); err != nil {
+		t.Fatal(err, errb.String())
+	}
+	if !strings.Contains(out.String(), "roster 5 of 2 devices") || !strings.Contains(errb.String(), "left out d2: revoked") {
+		t.Errorf("cert roster said %q, %q", out.String(), errb.String())
+	}
+	b, err := pki.Load(dir, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := pki.LoadRoster(b.Roster, b.Devices, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Info.Epoch != 5 || r.Len() != 2 {
+		t.Errorf("roster %d of %d devices, want 5 of 2", r.Info.Epoch, r.Len())
+	}
+	if d := time.Until(r.Info.NotAfter); d < 23*time.Hour || d > 25*time.Hour {
+		t.Errorf("roster valid for %v, want a day", d)
+	}
+	for _, args := range [][]string{
+		{"cert", "roster", "--dir", dir},
+		{"cert", "roster", "--dir", dir, "--days", "0", devs},
+		{"cert", "roster", "--dir", dir, filepath.Join(devs, "nothing.pem")},
+		{"cert", "roster", "--dir", t.TempDir(), devs},
+	} {
+		if err := run(t.Context(), args, &out, &errb); err == nil {
+			t.Errorf("%q = nil error", args)
+		}
+	}
+}

@@ -164,4 +164,11 @@ func TestBenchSecureFlagsNeedSecAgg(t *testing.T) {
 			t.Errorf("fedrec bench %v = %v, want an error naming --secagg", args, err)
 		}
 	}
+	for _, args := range [][]string{{"--roster=false"}, {"--secagg", "--roster"}} {
+		var out, errb bytes.Buffer
+		err := run(t.Context(), append([]string{"bench", "--clients", "3"}, args...), &out, &errb)
+		if err == nil || !strings.Contains(err.Error(), "--roster applies only with --signed") {
+			t.Errorf("fedrec bench %v = %v, want an error naming --roster", args, err)
+		}
+	}
 }

@@ -36,11 +36,30 @@ type Peer struct {
 	tokenExpires time.Time
 	// why says why the peer is not authenticated, for its error message.
 	why string
+	// auth gives the device's credential (Credential).
+	auth *auth
+}
+
+// Credential is what a signed secure round relays as the device's
+// credential: its entry in the node's device roster with the entry's path
+// (wire.RosterCredential), which peers check with a few hashes, or, if
+// the roster does not list its certificate, the certificate (DER). Nil
+// without a device certificate.
+func (p Peer) Credential() []byte {
+	if p.Cert == nil {
+		return nil
+	}
+	if p.auth == nil {
+		return p.Cert.Raw
+	}
+	return p.auth.credential(p.Cert, time.Now())
 }
 
 // auth authenticates the peers of the client protocol: nodes by a
 // certificate of the cluster CA, devices by one of the device CA, and
-// refuses revoked devices (the deny-list file, reloaded when it changes).
+// refuses revoked devices (the deny-list file, reloaded when it changes),
+// and gives a signed round each device's credential (the device roster's
+// file, reloaded likewise).
 // With no device CA, devices are not authenticated (development only).
 type auth struct {
 	// certs holds the cluster CA, the device CA pools (nil: devices
@@ -48,14 +67,15 @@ type auth struct {
 	// peer: a reload takes effect at the next connection (certificates)
 	// or session (tokens).
 	certs Certs
-	path  string // deny-list; "" means none
 	log   *slog.Logger
-	every time.Duration // deny-list check period
+	every time.Duration // period of the files' checks
 
-	mu      sync.Mutex
-	checked time.Time
-	stamp   fileStamp
-	revoked *pki.Revoked
+	mu         sync.Mutex
+	checked    time.Time
+	denyFile   watchedFile
+	revoked    *pki.Revoked
+	rosterFile watchedFile
+	roster     *pki.Roster
 }
 
 type fileStamp struct {
@@ -65,7 +85,7 @@ type fileStamp struct {
 
 func newAuth(certs Certs, log *slog.Logger) *auth {
 	b := certs.Bundle()
-	a := &auth{certs: certs, path: b.Revoked, log: log, every: time.Second}
+	a := &auth{certs: certs, log: log, every: time.Second, denyFile: watchedFile{path: b.Revoked}, rosterFile: watchedFile{path: b.Roster}}
 	if b.Devices == nil {
 		log.Warn("devices are not authenticated: no device CA (anyone may check in under any client ID)")
 	}
@@ -116,7 +136,7 @@ func (a *auth) peer(cs tls.ConnectionState) Peer {
 	if id == "" || len(id) > wire.MaxIDLen {
 		return Peer{why: "device certificate without a valid client ID"}
 	}
-	return Peer{Device: id, Cert: leaf}
+	return Peer{Device: id, Cert: leaf, auth: a}
 }
 
 // check reports why a peer may not make device requests now, or nil.
@@ -215,44 +235,92 @@ func (a *auth) deny(now time.Time) *pki.Revoked {
 	return a.revoked
 }
 
+// credential returns what a signed round relays for device certificate c:
+// its roster credential if the node's roster lists it, else c itself.
+func (a *auth) credential(c *x509.Certificate, now time.Time) []byte {
+	a.mu.Lock()
+	if now.Sub(a.checked) >= a.every {
+		a.reloadLocked(now)
+	}
+	r := a.roster
+	a.mu.Unlock()
+	if r != nil && !now.After(r.Info.NotAfter) {
+		if b, ok := r.Credential(c); ok {
+			return b
+		}
+	}
+	return c.Raw
+}
+
 func (a *auth) reload(now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.reloadLocked(now)
 }
 
+// reloadLocked reads the deny-list and the roster again if their files
+// changed. A file that is unreadable or invalid leaves the previous
+// version in place (logged once per change); a missing one means none.
 func (a *auth) reloadLocked(now time.Time) {
 	a.checked = now
-	if a.path == "" {
-		return
-	}
-	fi, err := os.Stat(a.path)
-	if errors.Is(err, os.ErrNotExist) {
+	if b, gone, ok := a.denyFile.changed(a.log); gone {
 		if a.revoked.Len() > 0 {
-			a.log.Info("deny-list removed: no device is revoked", "path", a.path)
+			a.log.Info("deny-list removed: no device is revoked", "path", a.denyFile.path)
 		}
-		a.revoked, a.stamp = nil, fileStamp{}
-		return
+		a.revoked = nil
+	} else if ok {
+		if v, err := pki.ParseRevoked(bytes.NewReader(b)); err != nil {
+			a.log.Error("deny-list invalid, keeping the previous one", "path", a.denyFile.path, "err", err)
+		} else {
+			a.revoked = v
+			a.log.Info("deny-list loaded", "path", a.denyFile.path, "entries", v.Len())
+		}
+	}
+	if b, gone, ok := a.rosterFile.changed(a.log); gone {
+		if a.roster != nil {
+			a.log.Info("device roster removed: signed rounds relay device certificates", "path", a.rosterFile.path)
+		}
+		a.roster = nil
+	} else if ok {
+		if r, err := pki.ParseRoster(b, a.certs.Bundle().Devices, now); err != nil {
+			a.log.Error("device roster invalid, keeping the previous one", "path", a.rosterFile.path, "err", err)
+		} else {
+			a.roster = r
+			a.log.Info("device roster loaded", "path", a.rosterFile.path, "epoch", r.Info.Epoch, "entries", r.Len(), "valid_until", r.Info.NotAfter.UTC().Format(time.RFC3339))
+		}
+	}
+}
+
+// watchedFile is a file the node reads again when it changes.
+type watchedFile struct {
+	path  string // "" means none
+	stamp fileStamp
+}
+
+// changed returns the file's contents if it changed since the last call
+// (ok), or gone if it no longer exists. An unreadable file is logged and
+// reported unchanged.
+func (w *watchedFile) changed(log *slog.Logger) (b []byte, gone, ok bool) {
+	if w.path == "" {
+		return nil, false, false
+	}
+	fi, err := os.Stat(w.path)
+	if errors.Is(err, os.ErrNotExist) {
+		w.stamp = fileStamp{}
+		return nil, true, false
 	}
 	if err != nil {
-		a.log.Error("deny-list unreadable, keeping the previous one", "path", a.path, "err", err)
-		return
+		log.Error("file unreadable, keeping the previous version", "path", w.path, "err", err)
+		return nil, false, false
 	}
 	st := fileStamp{fi.ModTime(), fi.Size()}
-	if st == a.stamp {
-		return
+	if st == w.stamp {
+		return nil, false, false
 	}
-	b, err := os.ReadFile(a.path)
-	if err != nil {
-		a.log.Error("deny-list unreadable, keeping the previous one", "path", a.path, "err", err)
-		return
+	if b, err = os.ReadFile(w.path); err != nil {
+		log.Error("file unreadable, keeping the previous version", "path", w.path, "err", err)
+		return nil, false, false
 	}
-	v, err := pki.ParseRevoked(bytes.NewReader(b))
-	if err != nil {
-		a.stamp = st // logged once per change
-		a.log.Error("deny-list invalid, keeping the previous one", "path", a.path, "err", err)
-		return
-	}
-	a.revoked, a.stamp = v, st
-	a.log.Info("deny-list loaded", "path", a.path, "entries", v.Len())
+	w.stamp = st // an invalid version is logged once per change
+	return b, false, true
 }

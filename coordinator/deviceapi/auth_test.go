@@ -53,3 +53,46 @@ func TestAuthCheckPerRequest(t *testing.T) {
 		t.Errorf("deny-list removed: %v", e)
 	}
 }
+
+// A signed round relays a listed device's roster credential, and its
+// certificate without a roster, for a device the roster does not list, or
+// once the roster is gone; an invalid roster keeps the previous one.
+func TestAuthRosterCredential(t *testing.T) {
+	devCA, _ := pki.NewCAKey("devices", time.Hour, pki.Ed25519)
+	ca, _ := pki.NewCA("cluster", time.Hour)
+	path := filepath.Join(t.TempDir(), pki.RosterFile)
+	a := newAuth(bundle{&pki.Bundle{CA: ca.Pool(), Devices: devCA.Pool(), Roster: path}}, slog.New(slog.DiscardHandler))
+	a.every = 0
+	listed, _ := devCA.IssueDevice("phone", time.Hour)
+	other, _ := devCA.IssueDevice("tablet", time.Hour)
+	peerOf := func(c tls.Certificate) Peer {
+		return a.peer(tls.ConnectionState{PeerCertificates: []*x509.Certificate{c.Leaf}})
+	}
+	isRoster := func(c tls.Certificate) bool { return wire.IsRosterCredential(peerOf(c).Credential()) }
+	if isRoster(listed) {
+		t.Error("a roster credential without a roster")
+	}
+	f, _, err := devCA.IssueRoster([]*x509.Certificate{listed.Leaf}, nil, 1, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := wire.EncodeRosterFile(f)
+	os.WriteFile(path, b, 0o644)
+	if !isRoster(listed) {
+		t.Error("no roster credential for a listed device")
+	}
+	if got := peerOf(other).Credential(); string(got) != string(other.Leaf.Raw) {
+		t.Error("an unlisted device's credential is not its certificate")
+	}
+	os.WriteFile(path, []byte("junk, a little longer than before"), 0o644)
+	if !isRoster(listed) {
+		t.Error("an invalid roster dropped the previous one")
+	}
+	os.Remove(path)
+	if isRoster(listed) {
+		t.Error("a roster credential once the roster is gone")
+	}
+	if (Peer{}).Credential() != nil {
+		t.Error("a credential without a certificate")
+	}
+}

@@ -244,6 +244,10 @@ type Bundle struct {
 	// Revoked is the path of the deny-list (RevokedFile); "" means none.
 	// A missing file is an empty list.
 	Revoked string
+	// Roster is the path of the device roster (RosterFile, made by
+	// CA.IssueRoster); "" or a missing file means none: signed rounds then
+	// relay device certificates.
+	Roster string
 	// TokenKeys verify device tokens (DeviceTokenPubFile), which devices
 	// without a certificate (browsers over WebTransport) present; none
 	// means such devices are refused when Devices is set.
@@ -625,7 +629,7 @@ func Load(dir, name string) (*Bundle, error) {
 				return nil, fmt.Errorf("pki: %s holds the cluster CA; devices need a CA of their own", DeviceCAFile)
 			}
 		}
-		b.Devices, b.DeviceCACerts, b.Revoked = dev, devCerts, filepath.Join(dir, RevokedFile)
+		b.Devices, b.DeviceCACerts, b.Revoked, b.Roster = dev, devCerts, filepath.Join(dir, RevokedFile), filepath.Join(dir, RosterFile)
 	case !errors.Is(err, os.ErrNotExist):
 		return nil, err
 	}

@@ -7,11 +7,14 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fedrec/fedrec/coordinator/wire"
@@ -147,7 +150,7 @@ func (r *Roster) Credential(c *x509.Certificate) ([]byte, bool) {
 	if err != nil {
 		return nil, false
 	}
-	b, err := wire.EncodeRosterCredential(&wire.RosterCredential{Version: wire.RosterVersion, Entry: e, Index: i, Path: path})
+	b, err := wire.EncodeRosterCredential(&wire.RosterCredential{Version: wire.RosterVersion, Roster: r.Cert, Entry: e, Index: i, Path: path})
 	if err != nil {
 		return nil, false
 	}
@@ -156,3 +159,101 @@ func (r *Roster) Credential(c *x509.Certificate) ([]byte, bool) {
 
 // Len is the number of entries.
 func (r *Roster) Len() int { return len(r.file.Entries) }
+
+// WriteRoster issues the device roster of epoch with the device CA in dir
+// (CA.IssueRoster) for the device certificates in the PEM files certFiles
+// (a directory stands for its device-*.pem files), leaving out those
+// dir's deny-list revokes, and writes it to dir's RosterFile, which the
+// nodes reading dir pick up within seconds. It returns how many devices
+// the roster lists and why the others were left out.
+func WriteRoster(dir string, certFiles []string, epoch uint64, validFor time.Duration) (n int, skipped []string, err error) {
+	ca, err := LoadDeviceCA(dir)
+	if err != nil {
+		return 0, nil, err
+	}
+	var revoked *Revoked
+	if b, err := os.ReadFile(filepath.Join(dir, RevokedFile)); err == nil {
+		if revoked, err = ParseRevoked(bytes.NewReader(b)); err != nil {
+			return 0, nil, err
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return 0, nil, err
+	}
+	var certs []*x509.Certificate
+	for _, path := range certFiles {
+		paths := []string{path}
+		if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+			if paths, err = filepath.Glob(filepath.Join(path, DeviceCertFile("*"))); err != nil {
+				return 0, nil, err
+			}
+		}
+		for _, p := range paths {
+			if strings.HasSuffix(p, "-key.pem") {
+				continue
+			}
+			cs, err := readCerts(p)
+			if err != nil {
+				return 0, nil, err
+			}
+			certs = append(certs, cs...)
+		}
+	}
+	f, skipped, err := ca.IssueRoster(certs, revoked, epoch, validFor)
+	if err != nil {
+		return 0, skipped, err
+	}
+	return len(f.Entries), skipped, PutRoster(dir, f)
+}
+
+// PutRoster writes f to dir's RosterFile, whole or not at all: a node may
+// read it at any moment.
+func PutRoster(dir string, f *wire.RosterFile) error {
+	b, err := wire.EncodeRosterFile(f)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, RosterFile+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), filepath.Join(dir, RosterFile))
+}
+
+// readCerts reads the certificates of a PEM file.
+func readCerts(path string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	for {
+		var blk *pem.Block
+		if blk, b = pem.Decode(b); blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no certificate", path)
+	}
+	return out, nil
+}

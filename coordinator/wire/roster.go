@@ -202,12 +202,16 @@ func RosterKey(root [32]byte) []byte {
 	return k[:]
 }
 
-// RosterCredential is a peer's credential in a signed secure round whose
-// plan names a roster (Plan.Roster): its entry and the entry's path. A
+// RosterCredential is a device's credential in a signed secure round when
+// its node's roster lists its certificate: the roster certificate, the
+// device's entry and the entry's path. It is self-contained, so devices
+// whose nodes hold different rosters (during a roster's renewal) still
+// check each other; a device checks each roster certificate once. A
 // device certificate (DER, which starts with 0x30) is the other kind of
 // credential; an encoded RosterCredential starts with a msgpack map.
 type RosterCredential struct {
 	Version uint16      `msgpack:"v"`
+	Roster  []byte      `msgpack:"roster"` // the roster certificate, DER
 	Entry   RosterEntry `msgpack:"entry"`
 	Index   uint64      `msgpack:"index"`
 	Path    [][]byte    `msgpack:"path"`
@@ -242,6 +246,9 @@ func (c *RosterCredential) Validate() error {
 	if c.Version != RosterVersion {
 		return Errorf(CodeVersion, "roster credential of version %d, this build reads %d", c.Version, RosterVersion)
 	}
+	if len(c.Roster) == 0 || len(c.Roster) > maxRosterCert {
+		return Errorf(CodeMalformed, "roster credential: a roster certificate of %d bytes", len(c.Roster))
+	}
 	if len(c.Path) > MaxRosterPath {
 		return Errorf(CodeMalformed, "roster credential: a path of %d", len(c.Path))
 	}
@@ -261,8 +268,8 @@ type RosterFile struct {
 	Entries []RosterEntry `msgpack:"entries"`
 }
 
-// maxRosterCert bounds RosterFile.Cert.
-const maxRosterCert = 8192
+// maxRosterCert bounds a roster certificate.
+const maxRosterCert = 4096
 
 // EncodeRosterFile encodes f.
 func EncodeRosterFile(f *RosterFile) ([]byte, error) {

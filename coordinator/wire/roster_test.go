@@ -152,7 +152,7 @@ func sampleRosterEntry() RosterEntry {
 }
 
 func sampleRosterCredential() *RosterCredential {
-	return &RosterCredential{Version: RosterVersion, Entry: sampleRosterEntry(), Index: 5,
+	return &RosterCredential{Version: RosterVersion, Roster: bytes.Repeat([]byte{0x30}, 40), Entry: sampleRosterEntry(), Index: 5,
 		Path: [][]byte{bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32), bytes.Repeat([]byte{3}, 32)}}
 }
 
@@ -191,6 +191,7 @@ func TestRosterGolden(t *testing.T) {
 func TestRosterValidate(t *testing.T) {
 	for name, edit := range map[string]func(*RosterCredential){
 		"version":    func(c *RosterCredential) { c.Version = 2 },
+		"no roster":  func(c *RosterCredential) { c.Roster = nil },
 		"short hash": func(c *RosterCredential) { c.Path[1] = c.Path[1][:31] },
 		"long path":  func(c *RosterCredential) { c.Path = make([][]byte, MaxRosterPath+1) },
 		"no id":      func(c *RosterCredential) { c.Entry.ID = "" },
