@@ -56,7 +56,7 @@ func (n *network) release(plan *wire.Plan, ctx context.Context) (*Release, error
 	m, h, err := round.Fetch(ctx, n.cfg.Dialer, plan, nil)
 	if e := (*wire.Error)(nil); errors.As(err, &e) && e.Code == wire.CodeNoRound {
 		// The round has every update it needs: none of this device's.
-		return nil, &NoRoundError{RetryAfter: time.Duration(e.RetryAfterMs) * time.Millisecond}
+		return nil, noRound(&wire.Wait{RetryAfterMs: e.RetryAfterMs})
 	}
 	if err != nil {
 		return nil, err
@@ -112,9 +112,7 @@ func (n *network) join(ctx context.Context, k *Contribution) error {
 	}
 	plan, ok := rep.(*wire.Plan)
 	if !ok {
-		var seed [32]byte
-		crand.Read(seed[:])
-		return &NoRoundError{RetryAfter: round.RetryAfter(rep.(*wire.Wait), rand.New(rand.NewChaCha8(seed)))}
+		return noRound(rep.(*wire.Wait))
 	}
 	offer := Offer{
 		Round: plan.Round, ModelVersion: plan.Model, CohortSize: plan.MinClients,
@@ -238,4 +236,13 @@ func announcedNoise(plan *wire.Plan) (privacy.SkellamPlan, float64, error) {
 		return privacy.SkellamPlan{}, 0, err
 	}
 	return dist.Survivors(least), dist.Encoder.Params().Scale, nil
+}
+
+// noRound is the NoRoundError of the coordinator's w: its retry time with
+// the device's own jitter, so that devices turned away together do not
+// come back together.
+func noRound(w *wire.Wait) *NoRoundError {
+	var seed [32]byte
+	crand.Read(seed[:])
+	return &NoRoundError{RetryAfter: round.RetryAfter(w, rand.New(rand.NewChaCha8(seed)))}
 }

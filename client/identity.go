@@ -25,8 +25,12 @@ import (
 // mix them). It signs with the key and accepts a peer's signature only
 // under a credential that is a device certificate of the device CA (client
 // authentication usage, within its validity) whose common name is the
-// client ID at the peer's index in the round's cohort. The protocol names
-// clients by their cohort index; the cohort maps an index to a client ID.
+// client ID at the peer's index in the round's cohort, or a roster
+// credential (wire.RosterCredential: an entry of a device roster whose
+// roster certificate is the device CA's, with the entry's Merkle path)
+// for that client ID, within the entry's and the roster's validity. The
+// protocol names clients by their cohort index; the cohort maps an index
+// to a client ID.
 //
 // It cannot see the coordinator's deny-list: a revoked device is refused
 // by an honest node at its TLS connection (and the node relays the

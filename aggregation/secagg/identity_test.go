@@ -23,6 +23,9 @@ import (
 type testCA struct {
 	kt  string
 	key crypto.Signer
+	// roster makes credentials roster entries (setRoster): the model of
+	// the device roster of coordinator/wire.
+	roster bool
 }
 
 // Key types of test identities.
@@ -81,6 +84,11 @@ type testIdentity struct {
 	// verified caches the keys of credentials already checked, as an SDK
 	// checks each peer's certificate chain once a round.
 	verified map[string]crypto.PublicKey
+	// In a roster: the root and the CA's signature of it, and whether
+	// this identity checked that signature yet.
+	root                [32]byte
+	rootSig             []byte
+	rootChecked, roster bool
 	// Operations counted for the benchmarks: signatures made, credentials
 	// checked (the CA's signature) and signatures checked.
 	signs, credChecks, sigChecks int
@@ -128,10 +136,16 @@ func (i *testIdentity) Verify(peer uint32, cred, msg, sig []byte) error {
 			return errTestIdentity
 		}
 		bodyLen := 5 + int(cred[4])
-		body, caSig := cred[:bodyLen], cred[bodyLen:]
-		i.credChecks++
-		if !testVerify(i.ca, body, caSig) {
-			return fmt.Errorf("%w: not issued by the CA", errTestIdentity)
+		body, rest := cred[:bodyLen], cred[bodyLen:]
+		if i.roster {
+			if err := i.checkRosterEntry(body, rest); err != nil {
+				return err
+			}
+		} else {
+			i.credChecks++
+			if !testVerify(i.ca, body, rest) {
+				return fmt.Errorf("%w: not issued by the CA", errTestIdentity)
+			}
 		}
 		switch raw := body[5:]; len(raw) {
 		case ed25519.PublicKeySize:
@@ -151,6 +165,85 @@ func (i *testIdentity) Verify(peer uint32, cred, msg, sig []byte) error {
 	i.sigChecks++
 	if !testVerify(pub, msg, sig) {
 		return errors.New("test identity: signature does not verify")
+	}
+	return nil
+}
+
+// A roster, as the device roster does it: the CA signs once the root of a
+// Merkle tree whose leaves are the credentials' bodies (id, key), padded
+// to a power of two; a credential is then the body, the leaf's index (4
+// bytes) and its path, which a peer checks with SHA-256 once it checked
+// the root's signature (once per identity: a device checks a roster
+// certificate once).
+func (ca *testCA) setRoster(ids []*testIdentity) {
+	var level [][32]byte
+	for _, i := range ids {
+		level = append(level, rosterLeaf(i.cred[:5+int(i.cred[4])]))
+	}
+	for len(level)&(len(level)-1) != 0 {
+		level = append(level, [32]byte{})
+	}
+	paths := make([][]byte, len(ids))
+	idx := make([]int, len(ids))
+	for k := range idx {
+		idx[k] = k
+	}
+	for len(level) > 1 {
+		for k := range ids {
+			paths[k] = append(paths[k], level[idx[k]^1][:]...)
+			idx[k] /= 2
+		}
+		up := make([][32]byte, len(level)/2)
+		for k := range up {
+			up[k] = rosterNode(level[2*k], level[2*k+1])
+		}
+		level = up
+	}
+	sig, err := testSign(ca.key, level[0][:])
+	if err != nil {
+		panic(err)
+	}
+	for k, i := range ids {
+		body := i.cred[:5+int(i.cred[4])]
+		i.cred = append(binary.BigEndian.AppendUint32(bytes.Clone(body), uint32(k)), paths[k]...)
+		i.root, i.rootSig, i.roster = level[0], sig, true
+	}
+}
+
+func rosterLeaf(body []byte) [32]byte { return sha256.Sum256(append([]byte{0}, body...)) }
+
+func rosterNode(l, r [32]byte) [32]byte {
+	var b [65]byte
+	b[0] = 1
+	copy(b[1:], l[:])
+	copy(b[33:], r[:])
+	return sha256.Sum256(b[:])
+}
+
+// checkRosterEntry checks that body is in the roster: the root's
+// signature (once, counted as a credential check), then the path.
+func (i *testIdentity) checkRosterEntry(body, rest []byte) error {
+	if !i.rootChecked {
+		i.credChecks++
+		if !testVerify(i.ca, i.root[:], i.rootSig) {
+			return fmt.Errorf("%w: roster not signed by the CA", errTestIdentity)
+		}
+		i.rootChecked = true
+	}
+	if len(rest) < 4 || (len(rest)-4)%32 != 0 {
+		return errTestIdentity
+	}
+	k, h := binary.BigEndian.Uint32(rest), rosterLeaf(body)
+	for p := rest[4:]; len(p) > 0; p = p[32:] {
+		if k&1 == 1 {
+			h = rosterNode([32]byte(p), h)
+		} else {
+			h = rosterNode(h, [32]byte(p))
+		}
+		k /= 2
+	}
+	if h != i.root {
+		return fmt.Errorf("%w: not in the roster", errTestIdentity)
 	}
 	return nil
 }

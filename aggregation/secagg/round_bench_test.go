@@ -183,6 +183,10 @@ func BenchmarkShamir(b *testing.B) {
 //
 // signed=cold is a device's first round with its neighbours: it checks
 // each neighbour's credential (the CA's signature) before its advert.
+// signed=roster is the same first round with credentials from a device
+// roster (the model of coordinator/wire's): each device checks the CA's
+// signature of the roster's root once, as in its first round with a new
+// roster, and each neighbour's path to the root with SHA-256.
 // signed=warm is a later round of the same cohort: the credentials are
 // remembered, as client.Identity's certificate cache remembers device
 // certificates, and only the round's own signatures are verified (the
@@ -195,7 +199,7 @@ func BenchmarkShamir(b *testing.B) {
 func BenchmarkSignedRound(b *testing.B) {
 	for _, c := range []struct{ n, d int }{{100, 118_592}, {500, 118_592}} {
 		k, _ := benchDegree(c.n)
-		for _, v := range []struct{ kt, mode string }{{"", "false"}, {keyEd25519, "cold"}, {keyEd25519, "warm"}, {keyP256, "cold"}, {keyP256, "warm"}} {
+		for _, v := range []struct{ kt, mode string }{{"", "false"}, {keyEd25519, "cold"}, {keyEd25519, "roster"}, {keyEd25519, "warm"}, {keyP256, "cold"}, {keyP256, "roster"}, {keyP256, "warm"}} {
 			mode := v.mode
 			clock, clockName := wallClock, "wall"
 			if haveThreadCPU {
@@ -221,8 +225,13 @@ func BenchmarkSignedRound(b *testing.B) {
 				var ct, st time.Duration
 				var ops [3]int // per client: signatures made, credentials and signatures checked
 				for b.Loop() {
-					if mode == "cold" {
+					switch mode {
+					case "cold":
 						sim.idents = &simIdentities{ca: newTestCAKey(v.kt)}
+					case "roster":
+						ca := newTestCAKey(v.kt)
+						ca.roster = true
+						sim.idents = &simIdentities{ca: ca}
 					}
 					var before [3]int
 					if sim.idents != nil {

@@ -222,6 +222,13 @@ func (s simulation) run() (out simResult, err error) {
 		}
 		clients[id] = c
 	}
+	if idents != nil && idents.ca.roster && !idents.m[s.cfg.Clients[0]].roster {
+		all := make([]*testIdentity, 0, len(s.cfg.Clients))
+		for _, id := range s.cfg.Clients {
+			all = append(all, idents.m[id])
+		}
+		idents.ca.setRoster(all)
+	}
 	input := s.input
 	if input == nil {
 		input = s.defaultInput
