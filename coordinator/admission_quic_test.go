@@ -9,8 +9,8 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/fedrec/fedrec/coordinator"
+	"github.com/fedrec/fedrec/coordinator/hostile"
 	"github.com/fedrec/fedrec/coordinator/wire"
-	"github.com/fedrec/fedrec/internal/hostile"
 	"github.com/fedrec/fedrec/model"
 )
 

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/fedrec/fedrec/coordinator"
+	"github.com/fedrec/fedrec/coordinator/hostile"
 	"github.com/fedrec/fedrec/coordinator/wire"
-	"github.com/fedrec/fedrec/internal/hostile"
 	"github.com/fedrec/fedrec/model"
 )
 

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/fedrec/fedrec/coordinator/pki"
+	"github.com/fedrec/fedrec/coordinator/proctest"
 	"github.com/fedrec/fedrec/coordinator/wire"
-	"github.com/fedrec/fedrec/internal/proctest"
 	"github.com/fedrec/fedrec/sim"
 )
 

@@ -17,9 +17,9 @@ import (
 	"github.com/fedrec/fedrec/client"
 	"github.com/fedrec/fedrec/client/crowd"
 	"github.com/fedrec/fedrec/coordinator"
+	"github.com/fedrec/fedrec/coordinator/hostile"
 	"github.com/fedrec/fedrec/coordinator/pki"
 	"github.com/fedrec/fedrec/coordinator/wire"
-	"github.com/fedrec/fedrec/internal/hostile"
 	"github.com/fedrec/fedrec/model"
 )
 

@@ -23,8 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedrec/fedrec/coordinator/proctest"
 	"github.com/fedrec/fedrec/coordinator/wire"
-	"github.com/fedrec/fedrec/internal/proctest"
 	"github.com/fedrec/fedrec/sim"
 )
 

@@ -222,23 +222,35 @@ type RosterCredential struct {
 func IsRosterCredential(b []byte) bool { return len(b) > 0 && b[0] != 0x30 }
 
 // EncodeRosterCredential encodes c.
-func EncodeRosterCredential(c *RosterCredential) ([]byte, error) {
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	return marshal(c)
-}
+func EncodeRosterCredential(c *RosterCredential) ([]byte, error) { return encodeValid(c) }
 
 // DecodeRosterCredential decodes and validates a RosterCredential.
 func DecodeRosterCredential(b []byte) (*RosterCredential, error) {
-	c := new(RosterCredential)
-	if err := unmarshal(b, c); err != nil {
-		return nil, Errorf(CodeMalformed, "roster credential: %v", err)
-	}
-	if err := c.Validate(); err != nil {
+	return decodeValid[RosterCredential](b, "roster credential")
+}
+
+// valid is a roster type, which checks its own version and bounds.
+type valid interface{ Validate() error }
+
+func encodeValid(v valid) ([]byte, error) {
+	if err := v.Validate(); err != nil {
 		return nil, err
 	}
-	return c, nil
+	return marshal(v)
+}
+
+func decodeValid[T any, P interface {
+	*T
+	valid
+}](b []byte, what string) (P, error) {
+	v := P(new(T))
+	if err := unmarshal(b, v); err != nil {
+		return nil, Errorf(CodeMalformed, "%s: %v", what, err)
+	}
+	if err := v.Validate(); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 // Validate checks the version and bounds.
@@ -272,24 +284,12 @@ type RosterFile struct {
 const maxRosterCert = 4096
 
 // EncodeRosterFile encodes f.
-func EncodeRosterFile(f *RosterFile) ([]byte, error) {
-	if err := f.Validate(); err != nil {
-		return nil, err
-	}
-	return marshal(f)
-}
+func EncodeRosterFile(f *RosterFile) ([]byte, error) { return encodeValid(f) }
 
 // DecodeRosterFile decodes and validates a RosterFile. It does not check
-// the certificate or the tree; the loader does (pki.LoadRoster).
+// the certificate or the tree; the loader does (pki.ParseRoster).
 func DecodeRosterFile(b []byte) (*RosterFile, error) {
-	f := new(RosterFile)
-	if err := unmarshal(b, f); err != nil {
-		return nil, Errorf(CodeMalformed, "roster file: %v", err)
-	}
-	if err := f.Validate(); err != nil {
-		return nil, err
-	}
-	return f, nil
+	return decodeValid[RosterFile](b, "roster file")
 }
 
 // Validate checks the version and bounds.
