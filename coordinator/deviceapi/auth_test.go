@@ -95,4 +95,12 @@ func TestAuthRosterCredential(t *testing.T) {
 	if (Peer{}).Credential() != nil {
 		t.Error("a credential without a certificate")
 	}
+	b, _ = wire.EncodeRosterFile(f)
+	os.WriteFile(path, b, 0o644)
+	if !isRoster(listed) {
+		t.Fatal("no roster credential once the roster is back")
+	}
+	if got := a.credential(listed.Leaf, time.Now().Add(2*time.Hour)); string(got) != string(listed.Leaf.Raw) {
+		t.Error("a roster past its validity still gives credentials")
+	}
 }
