@@ -15,8 +15,9 @@ import (
 
 // fedrec client --device-ca runs a crowd of devices, each with its device
 // certificate, through signed secure rounds of a real node over QUIC: they
-// sign their key adverts and the survivor set and check their peers'
-// against the device CA, and the node commits models from their sums.
+// sign their key adverts, check their peers' against the device CA and
+// confirm the survivor set to each other, and the node commits models
+// from their sums.
 // Without --device-ca the same crowd cannot take part (no round commits).
 func TestClientSignedSecureRounds(t *testing.T) {
 	certs := filepath.Join(t.TempDir(), "certs")

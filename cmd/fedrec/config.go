@@ -212,7 +212,7 @@ func bindConfig(fs *flag.FlagSet, c *nodeConfig) {
 	fs.Float64Var(&t.NoiseMultiplier, "noise-multiplier", t.NoiseMultiplier, "central DP: the leader adds Gaussian noise of std noise-multiplier × clip to each round's sum (needs --clip and --population or --dataset) and records it in the privacy ledger")
 	fs.BoolVar(&t.SecAgg, "secagg", t.SecAgg, "secure aggregation: the leader learns only the sum of each round's updates (needs --clip > 0, --min-clients >= 3)")
 	fs.DurationVar(&t.SecAggPhase, "secagg-phase", t.SecAggPhase, "deadline of each secure-aggregation phase after the first (0: 10s with --secagg)")
-	fs.BoolVar(&t.SecAggSigned, "secagg-signed", t.SecAggSigned, "signed secure rounds, which resist a leader that lies: devices sign their key adverts and the survivor set with their device certificates (needs --secagg and a device CA)")
+	fs.BoolVar(&t.SecAggSigned, "secagg-signed", t.SecAggSigned, "signed secure rounds, which resist a leader that lies: devices sign their key adverts with their device certificates' keys and confirm the survivor set to each other (needs --secagg and a device CA)")
 	fs.IntVar(&t.SecAggColluders, "secagg-colluders", t.SecAggColluders, "with --secagg-signed, how many devices per neighbourhood may collude with a lying leader (0..--min-clients - 3)")
 	fs.Int64Var(&t.Population, "population", t.Population, "client population, for the ledger's sampling rate (0 = unknown; --dataset sets it)")
 	fs.StringVar(&c.DP, "dp", c.DP, "who adds the noise of --noise-multiplier: off, central (the leader) or distributed (the clients, with --secagg); empty: central with a noise multiplier, else off")

@@ -237,9 +237,9 @@ func Fetch(ctx context.Context, d Exchanger, plan *wire.Plan, buf []float64) (*m
 // A signed round (SecAggParams.Signed) also needs opt.Identity: the
 // device checks that the round's graph seed binds the plan's cohort, with
 // itself at its index, and that the threshold resists opt.Colluders,
-// signs its key advert and the survivor set with its identity, and
-// reveals its shares only under enough of its neighbours' signatures of
-// that set.
+// signs its key advert with its identity, confirms the survivor set to
+// its neighbours, and reveals its shares only when enough of them
+// confirmed that set to it.
 func Secure(ctx context.Context, d Exchanger, id string, plan *wire.Plan, x []float64, preClipped bool, r *rand.Rand, opt SecureOptions) (float64, int, error) {
 	sp := plan.SecAgg
 	graph, rot := sp.WantSeeds(plan.Round, plan.Digest, plan.Cohort)
