@@ -196,6 +196,10 @@ func BenchmarkShamir(b *testing.B) {
 // counts that do not depend on the machine (for the cost of one:
 // go test -run '^$' -bench 'Sign/P256|Verify/P256' -cpu 1 crypto/ecdsa,
 // go test -run '^$' -bench 'Signing|Verification' -cpu 1 crypto/ed25519).
+// Each iteration of a signed mode also runs the unsigned round, just
+// before, and reports the ratios of the two (client-x, server-x): the
+// speed of a shared machine drifts between sub-benchmarks by more than
+// the differences measured, far less between two rounds in a row.
 func BenchmarkSignedRound(b *testing.B) {
 	for _, c := range []struct{ n, d int }{{100, 118_592}, {500, 118_592}} {
 		k, _ := benchDegree(c.n)
@@ -215,6 +219,7 @@ func BenchmarkSignedRound(b *testing.B) {
 				cfg := testConfig(c.n, c.d, 32, k, 0)
 				cfg.Signed = mode != "false"
 				sim := simulation{cfg: cfg, seed: 1, workers: 1, clock: clock}
+				plain := simulation{cfg: testConfig(c.n, c.d, 32, k, 0), seed: 1, workers: 1, clock: clock}
 				if mode == "warm" {
 					sim.idents = &simIdentities{ca: newTestCAKey(v.kt)}
 					if _, err := sim.run(); err != nil {
@@ -222,9 +227,17 @@ func BenchmarkSignedRound(b *testing.B) {
 					}
 				}
 				b.ReportAllocs()
-				var ct, st time.Duration
+				var ct, st, pct, pst time.Duration // pct, pst: the paired unsigned rounds'
 				var ops [3]int // per client: signatures made, credentials and signatures checked
 				for b.Loop() {
+					if cfg.Signed {
+						out, err := plain.run()
+						if err != nil {
+							b.Fatal(err)
+						}
+						pct += out.clientTime / time.Duration(c.n)
+						pst += out.serverTime
+					}
 					switch mode {
 					case "cold":
 						sim.idents = &simIdentities{ca: newTestCAKey(v.kt)}
@@ -253,6 +266,10 @@ func BenchmarkSignedRound(b *testing.B) {
 				per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N) }
 				b.ReportMetric(per(ct), "client-ns")
 				b.ReportMetric(per(st), "server-ns")
+				if cfg.Signed {
+					b.ReportMetric(float64(ct)/float64(pct), "client-x")
+					b.ReportMetric(float64(st)/float64(pst), "server-x")
+				}
 				if sim.idents != nil {
 					perClient := func(k int) float64 { return float64(k) / float64(b.N*c.n) }
 					b.ReportMetric(perClient(ops[0]), "signs/client")
