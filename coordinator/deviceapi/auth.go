@@ -224,26 +224,27 @@ func (a *auth) authorize(req wire.Message, p Peer) *wire.Error {
 	return nil
 }
 
-// deny returns the deny-list, reloading it when the file changed (checked
-// at most every a.every).
-func (a *auth) deny(now time.Time) *pki.Revoked {
+// current returns the deny-list and the device roster, reloading their
+// files when they changed (checked at most every a.every).
+func (a *auth) current(now time.Time) (*pki.Revoked, *pki.Roster) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if now.Sub(a.checked) >= a.every {
 		a.reloadLocked(now)
 	}
-	return a.revoked
+	return a.revoked, a.roster
+}
+
+// deny returns the deny-list (current).
+func (a *auth) deny(now time.Time) *pki.Revoked {
+	v, _ := a.current(now)
+	return v
 }
 
 // credential returns what a signed round relays for device certificate c:
 // its roster credential if the node's roster lists it, else c itself.
 func (a *auth) credential(c *x509.Certificate, now time.Time) []byte {
-	a.mu.Lock()
-	if now.Sub(a.checked) >= a.every {
-		a.reloadLocked(now)
-	}
-	r := a.roster
-	a.mu.Unlock()
+	_, r := a.current(now)
 	if r != nil && !now.After(r.Info.NotAfter) {
 		if b, ok := r.Credential(c); ok {
 			return b

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/url"
@@ -191,7 +190,7 @@ func WriteRoster(dir string, certFiles []string, epoch uint64, validFor time.Dur
 			if strings.HasSuffix(p, "-key.pem") {
 				continue
 			}
-			cs, err := readCerts(p)
+			_, cs, err := loadPool(filepath.Dir(p), filepath.Base(p))
 			if err != nil {
 				return 0, nil, err
 			}
@@ -229,31 +228,4 @@ func PutRoster(dir string, f *wire.RosterFile) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), filepath.Join(dir, RosterFile))
-}
-
-// readCerts reads the certificates of a PEM file.
-func readCerts(path string) ([]*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []*x509.Certificate
-	for {
-		var blk *pem.Block
-		if blk, b = pem.Decode(b); blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: no certificate", path)
-	}
-	return out, nil
 }
