@@ -24,8 +24,10 @@ type testCA struct {
 	kt  string
 	key crypto.Signer
 	// roster makes credentials roster entries (setRoster): the model of
-	// the device roster of coordinator/wire.
-	roster bool
+	// the device roster of coordinator/wire. rosterKnown: the devices
+	// checked the roster's signature in an earlier round (a roster serves
+	// a day of rounds), so that a round checks only paths.
+	roster, rosterKnown bool
 }
 
 // Key types of test identities.
@@ -207,6 +209,7 @@ func (ca *testCA) setRoster(ids []*testIdentity) {
 		body := i.cred[:5+int(i.cred[4])]
 		i.cred = append(binary.BigEndian.AppendUint32(bytes.Clone(body), uint32(k)), paths[k]...)
 		i.root, i.rootSig, i.roster = level[0], sig, true
+		i.rootChecked = ca.rosterKnown && testVerify(ca.key.Public(), level[0][:], sig)
 	}
 }
 

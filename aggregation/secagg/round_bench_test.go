@@ -187,6 +187,9 @@ func BenchmarkShamir(b *testing.B) {
 // roster (the model of coordinator/wire's): each device checks the CA's
 // signature of the roster's root once, as in its first round with a new
 // roster, and each neighbour's path to the root with SHA-256.
+// signed=roster-known is a first round with these neighbours under a
+// roster the devices checked in an earlier round, as most rounds are (a
+// roster serves a day of rounds): paths only.
 // signed=warm is a later round of the same cohort: the credentials are
 // remembered, as client.Identity's certificate cache remembers device
 // certificates, and only the round's own signatures are verified (the
@@ -203,7 +206,7 @@ func BenchmarkShamir(b *testing.B) {
 func BenchmarkSignedRound(b *testing.B) {
 	for _, c := range []struct{ n, d int }{{100, 118_592}, {500, 118_592}} {
 		k, _ := benchDegree(c.n)
-		for _, v := range []struct{ kt, mode string }{{"", "false"}, {keyEd25519, "cold"}, {keyEd25519, "roster"}, {keyEd25519, "warm"}, {keyP256, "cold"}, {keyP256, "roster"}, {keyP256, "warm"}} {
+		for _, v := range []struct{ kt, mode string }{{"", "false"}, {keyEd25519, "cold"}, {keyEd25519, "roster"}, {keyEd25519, "roster-known"}, {keyEd25519, "warm"}, {keyP256, "cold"}, {keyP256, "roster"}, {keyP256, "roster-known"}, {keyP256, "warm"}} {
 			mode := v.mode
 			clock, clockName := wallClock, "wall"
 			if haveThreadCPU {
@@ -241,9 +244,9 @@ func BenchmarkSignedRound(b *testing.B) {
 					switch mode {
 					case "cold":
 						sim.idents = &simIdentities{ca: newTestCAKey(v.kt)}
-					case "roster":
+					case "roster", "roster-known":
 						ca := newTestCAKey(v.kt)
-						ca.roster = true
+						ca.roster, ca.rosterKnown = true, mode == "roster-known"
 						sim.idents = &simIdentities{ca: ca}
 					}
 					var before [3]int
