@@ -231,7 +231,7 @@ func BenchmarkSignedRound(b *testing.B) {
 				}
 				b.ReportAllocs()
 				var ct, st, pct, pst time.Duration // pct, pst: the paired unsigned rounds'
-				var ops [3]int // per client: signatures made, credentials and signatures checked
+				var ops [3]int                     // per client: signatures made, credentials and signatures checked
 				for b.Loop() {
 					if cfg.Signed {
 						out, err := plain.run()
