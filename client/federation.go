@@ -135,7 +135,7 @@ func (n *network) join(ctx context.Context, k *Contribution) error {
 		offer.SecAgg, offer.SecAggClients, offer.SecAggThreshold = true, plan.SecAgg.Clients, plan.SecAgg.Threshold
 	}
 	if plan.SecAgg != nil && plan.SecAgg.Signed {
-		offer.SignedSecAgg = true
+		offer.SignedSecAgg, offer.SecAggRoster = true, plan.SecAgg.Roster
 		if offer.SecAggColluders, err = plan.SecAgg.Config(plan.Round, 1).ActiveTolerance(); err != nil {
 			return &DeclineError{Round: plan.Round, Reason: ReasonInvalid, Detail: err.Error()}
 		}

@@ -35,13 +35,16 @@ import (
 // It cannot see the coordinator's deny-list: a revoked device is refused
 // by an honest node at its TLS connection (and the node relays the
 // certificate of that connection), and against a malicious node the
-// certificates' short lifetime bounds how long a revoked one serves.
+// certificates' short lifetime bounds how long a revoked one serves, or,
+// in a round of roster devices only (RequireRoster), the roster's.
 type Identity struct {
 	cert   []byte // DER of the device certificate
 	key    crypto.Signer
 	roots  *x509.CertPool
 	cohort []string
 	now    func() time.Time
+	// rosterOnly refuses bare certificates (RequireRoster).
+	rosterOnly bool
 
 	mu    sync.Mutex
 	keys  map[uint32]verified // peer index → its verified certificate
@@ -205,6 +208,18 @@ func signingKey(cert tls.Certificate) (crypto.Signer, error) {
 	return key, nil
 }
 
+// RequireRoster makes d accept only roster credentials from its peers, as
+// in a round that admits only the devices of the device roster
+// (wire.SecAggParams.Roster): a roster lists the certificates the device
+// CA stood by when it issued it, so that d then accepts no certificate
+// revoked before the roster, whatever a lying leader relays. Call it
+// before the round.
+func (d *Identity) RequireRoster() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.rosterOnly = true
+}
+
 // Credential returns the device certificate, DER.
 func (d *Identity) Credential() []byte { return d.cert }
 
@@ -270,11 +285,15 @@ func (d *Identity) peerKey(peer uint32, der []byte) (crypto.PublicKey, error) {
 	if int64(peer) >= int64(len(d.cohort)) {
 		return nil, fmt.Errorf("%w: peer %d outside a cohort of %d", ErrIdentity, peer, len(d.cohort))
 	}
+	isRoster := wire.IsRosterCredential(der)
+	if d.rosterOnly && !isRoster {
+		return nil, fmt.Errorf("%w: peer %d sent a bare certificate, and the round admits only devices of the device roster", ErrIdentity, peer)
+	}
 	now, sum := d.now(), sha256.Sum256(der)
 	c, ok := d.certs.get(sum, now)
 	if !ok {
 		check := d.checkCert
-		if wire.IsRosterCredential(der) {
+		if isRoster {
 			check = d.checkRosterCredential
 		}
 		var err error

@@ -221,6 +221,18 @@ func TestPolicySignedSecAgg(t *testing.T) {
 	if err := (Policy{MinSecAggColluders: 1}).withDefaults().validate(); err == nil {
 		t.Error("validate(MinSecAggColluders without RequireSignedSecAgg) = nil")
 	}
+	// With RequireDeviceRoster, only signed rounds of listed devices.
+	p.RequireDeviceRoster = true
+	if d := p.check(o); d == nil || d.Reason != ReasonSecAgg {
+		t.Errorf("check(signed, devices outside the roster) = %v, want ReasonSecAgg", d)
+	}
+	o.SecAggRoster = true
+	if d := p.check(o); d != nil {
+		t.Errorf("check(signed, listed devices only) = %v", d)
+	}
+	if err := (Policy{RequireDeviceRoster: true}).withDefaults().validate(); err == nil {
+		t.Error("validate(RequireDeviceRoster without RequireSignedSecAgg) = nil")
+	}
 }
 
 // A certificate checked in one round serves the next rounds of the same
@@ -422,6 +434,23 @@ func TestIdentityRoster(t *testing.T) {
 				if err := verify(c.pool, c.cohort, c.peer, c.cred, c.now); !errors.Is(err, ErrIdentity) {
 					t.Errorf("%s: Verify = %v, want ErrIdentity", name, err)
 				}
+			}
+			// In a round of listed devices only, the roster credential
+			// passes and the bare certificate, valid as it is, does not.
+			pa, err := NewIdentity(certs[0], ca.Pool(), cohort)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := pa.Verify(1, pb.Credential(), msg, sig); err != nil {
+				t.Fatalf("Verify(b's certificate) = %v", err)
+			}
+			pa, _ = NewIdentity(certs[0], ca.Pool(), cohort)
+			pa.RequireRoster()
+			if err := pa.Verify(1, pb.Credential(), msg, sig); !errors.Is(err, ErrIdentity) || !strings.Contains(err.Error(), "roster") {
+				t.Errorf("RequireRoster: Verify(b's certificate) = %v, want ErrIdentity about the roster", err)
+			}
+			if err := pa.Verify(1, creds[1], msg, sig); err != nil {
+				t.Errorf("RequireRoster: Verify(b's roster credential) = %v", err)
 			}
 		})
 	}

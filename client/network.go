@@ -298,11 +298,21 @@ func (d *Dialer) Identity(cohort []string) (*Identity, error) {
 // signing is what the Dialer's device brings to a signed secure round
 // that must resist colluders colluding devices per neighbourhood.
 func (d *Dialer) signing(colluders int) round.SecureOptions {
-	return round.SecureOptions{Identity: d.secAggIdentity, Colluders: colluders}
+	return round.SecureOptions{Identity: d.RoundIdentity, Colluders: colluders}
 }
 
-func (d *Dialer) secAggIdentity(cohort []string) (secagg.Identity, error) {
-	return d.Identity(cohort)
+// RoundIdentity is Identity for a signed secure round: with roster (the
+// plan's wire.SecAggParams.Roster, a round of listed devices only) it
+// refuses a peer's bare certificate (Identity.RequireRoster).
+func (d *Dialer) RoundIdentity(cohort []string, roster bool) (secagg.Identity, error) {
+	id, err := d.Identity(cohort)
+	if err != nil {
+		return nil, err
+	}
+	if roster {
+		id.RequireRoster()
+	}
+	return id, nil
 }
 
 // DeviceID returns the client ID of the Dialer's device certificate, ""

@@ -69,6 +69,15 @@ type Policy struct {
 	// secagg.Config.ActiveTolerance) are declined. Default 0: a lying
 	// coordinator alone.
 	MinSecAggColluders int
+	// RequireDeviceRoster, with RequireSignedSecAgg, declines signed
+	// rounds that admit devices outside the device roster
+	// (Offer.SecAggRoster). In those, the device accepts a peer's bare
+	// certificate, which it cannot check against the coordinator's
+	// deny-list: a coordinator that lies could relay a revoked device's
+	// certificate until it expires. In a roster round the device accepts
+	// only roster credentials, and a roster lists no certificate revoked
+	// before it was issued (a day, with 'fedrec cert roster's default).
+	RequireDeviceRoster bool
 }
 
 // Conditions are the device's state that a Policy may require before
@@ -159,6 +168,8 @@ func (p Policy) validate() error {
 		return bad("MinSecAggColluders", p.MinSecAggColluders, ">= 0")
 	case p.MinSecAggColluders > 0 && !p.RequireSignedSecAgg:
 		return bad("MinSecAggColluders", p.MinSecAggColluders, "0 without RequireSignedSecAgg")
+	case p.RequireDeviceRoster && !p.RequireSignedSecAgg:
+		return bad("RequireDeviceRoster", p.RequireDeviceRoster, "false without RequireSignedSecAgg")
 	}
 	return nil
 }
@@ -220,6 +231,10 @@ type Offer struct {
 	// none.
 	SignedSecAgg    bool
 	SecAggColluders int
+	// SecAggRoster says the signed round admits only the devices of the
+	// device roster, whose roster credentials the device then requires
+	// of its peers (the plan's SecAggParams.Roster).
+	SecAggRoster bool
 	// SecAgg says the update goes through secure aggregation among
 	// SecAggClients devices with threshold SecAggThreshold (the plan's
 	// SecAggParams); the device's record of the round keeps them.
@@ -261,6 +276,8 @@ func (p Policy) check(o Offer) *DeclineError {
 		return no(ReasonSecAgg, "not a signed secure round: the coordinator could learn the update")
 	case p.RequireSignedSecAgg && o.SecAggColluders < p.MinSecAggColluders:
 		return no(ReasonSecAgg, "the round resists %d colluding devices per neighbourhood < %d", o.SecAggColluders, p.MinSecAggColluders)
+	case p.RequireDeviceRoster && !o.SecAggRoster:
+		return no(ReasonSecAgg, "the round admits devices outside the device roster, whose revoked certificates the device cannot tell")
 	case o.CohortSize < p.MinCohort:
 		return no(ReasonCohort, "cohort of %d < %d", o.CohortSize, p.MinCohort)
 	case o.NoiseMultiplier < p.MinNoiseMultiplier:

@@ -147,15 +147,27 @@ func TestSDKSignedSecureRound(t *testing.T) {
 }
 
 // A device whose policy requires signed secure rounds declines a secure
-// round that is not signed (ReasonSecAgg), before it sends anything.
+// round that is not signed (ReasonSecAgg), before it sends anything; one
+// that also requires the device roster declines a signed round that
+// admits devices outside it.
 func TestSDKRequireSignedSecAggDeclines(t *testing.T) {
-	const items = 20
-	n, ca, devCA := startDeviceNode(t, secureTraining(items, false))
-	catalogue := catalogueOf(items)
+	for _, tc := range []struct {
+		name   string
+		signed bool
+	}{{"unsigned", false}, {"signed outside the roster", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			strict := permissive
+			strict.RequireSignedSecAgg, strict.RequireDeviceRoster = true, tc.signed
+			testSDKPolicyDeclines(t, secureTraining(20, tc.signed), strict)
+		})
+	}
+}
+
+func testSDKPolicyDeclines(t *testing.T, tr coordinator.Training, strict client.Policy) {
+	n, ca, devCA := startDeviceNode(t, tr)
+	catalogue := catalogueOf(tr.Items)
 	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
 	defer cancel()
-	strict := permissive
-	strict.RequireSignedSecAgg = true
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel() // the others' round cannot commit without the strict device

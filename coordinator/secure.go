@@ -69,7 +69,7 @@ func secAggParamsOf(cfg Training, round uint64, digest []byte, node string, ids 
 	p := &wire.SecAggParams{
 		Clients: n, Threshold: t, Degree: deg, Bits: secAggBits,
 		Clip: clip, PhaseMs: cfg.SecAggPhase.Milliseconds(), ClipBit: cfg.AdaptiveClip,
-		Signed: cfg.SecAggSigned, Group: node,
+		Signed: cfg.SecAggSigned, Roster: cfg.SecAggRoster, Group: node,
 	}
 	if cfg.UploadBits == 8 {
 		// 8-bit inputs: the field holds the group's sum of bytes exactly.
@@ -349,6 +349,11 @@ func (n *Node) secure(ctx context.Context, h *wire.SecAggHeader, req wire.Messag
 				return wire.Errorf(wire.CodeUnauthenticated, "a signed secure round needs the device certificate of %q on the connection", h.ClientID)
 			}
 			adv.Credential = peer.Credential()
+			if s.params.Roster && !wire.IsRosterCredential(adv.Credential) {
+				// Its peers would refuse the bare certificate and abort:
+				// it takes no part, as if it had dropped before this.
+				return wire.Errorf(wire.CodeUnauthenticated, "the device roster does not list the certificate of %q, and this round admits only listed devices", h.ClientID)
+			}
 		}
 		err = s.srv.HandleKeyAdvert(adv)
 	case *wire.SecAggShares:

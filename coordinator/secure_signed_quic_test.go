@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,18 +26,30 @@ import (
 // verifies its neighbours' adverts against the device CA and the
 // manifest's cohort and their survivor-set tags, and the round commits
 // with a device that dropped out after its masked input.
+//
+// With listed=only (Training.SecAggRoster), the manifest says that the
+// round admits only devices of the roster, which lists all but q0: the
+// node refuses q0's advert, the others check roster credentials alone
+// (coordinator.SignedDevice requires them when the plan says so), and the
+// round commits without q0.
 func TestQUICSignedSecureRound(t *testing.T) {
-	for _, roster := range []bool{false, true} {
-		t.Run(fmt.Sprintf("roster=%v", roster), func(t *testing.T) { testQUICSignedSecureRound(t, roster) })
+	for _, c := range []struct {
+		roster, only bool
+	}{{false, false}, {true, false}, {true, true}} {
+		name := fmt.Sprintf("roster=%v", c.roster)
+		if c.only {
+			name = "roster=only"
+		}
+		t.Run(name, func(t *testing.T) { testQUICSignedSecureRound(t, c.roster, c.only) })
 	}
 }
 
-func testQUICSignedSecureRound(t *testing.T, roster bool) {
+func testQUICSignedSecureRound(t *testing.T, roster, only bool) {
 	const k = 5
 	tr := training()
 	tr.ClientsPerRound, tr.OverSelect, tr.MinClients, tr.Clip = k, 0, 3, 1
 	tr.CheckInWindow = 5 * time.Second // select when all k have checked in
-	tr.SecAgg, tr.SecAggPhase, tr.SecAggSigned = true, 2*time.Second, true
+	tr.SecAgg, tr.SecAggPhase, tr.SecAggSigned, tr.SecAggRoster = true, 2*time.Second, true, only
 	c := newQUICClusterWith(t, 1, tr)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -49,9 +63,11 @@ func testQUICSignedSecureRound(t *testing.T, roster bool) {
 		}
 	}
 	if roster {
-		leaves := make([]*x509.Certificate, k)
+		var leaves []*x509.Certificate
 		for i := range certs {
-			leaves[i] = certs[i].Leaf
+			if !only || i > 0 {
+				leaves = append(leaves, certs[i].Leaf)
+			}
 		}
 		f, _, err := c.devCA.IssueRoster(leaves, nil, 1, time.Hour)
 		if err != nil {
@@ -93,7 +109,7 @@ func testQUICSignedSecureRound(t *testing.T, roster bool) {
 			return rep, err
 		}
 		last := secagg.PhaseUnmask
-		if i == k-1 {
+		if i == k-1 && !only {
 			last = secagg.PhaseMaskedInput
 		}
 		wg.Go(func() {
@@ -130,10 +146,22 @@ func testQUICSignedSecureRound(t *testing.T, roster bool) {
 			for j := range x {
 				x[j] = 0.01 * float64(i+1)
 			}
+			if plan.SecAgg.Roster != only {
+				errs[i] = fmt.Errorf("the plan's roster-only is %v, want %v", plan.SecAgg.Roster, only)
+				return
+			}
 			_, errs[i] = coordinator.SignedDevice(plan, cohort, cert, c.devCA.Pool(), 0, x, last, exchange)
 		})
 	}
 	wg.Wait()
+	survivors := k
+	if only {
+		var we *wire.Error
+		if !errors.As(errs[0], &we) || we.Code != wire.CodeUnauthenticated || !strings.Contains(we.Message, "roster") {
+			t.Errorf("unlisted device q0: %v, want refused as unauthenticated, outside the roster", errs[0])
+		}
+		errs[0], survivors = nil, k-1
+	}
 	for i, err := range errs {
 		if err != nil {
 			t.Errorf("device q%d: %v", i, err)
@@ -143,8 +171,8 @@ func testQUICSignedSecureRound(t *testing.T, roster bool) {
 		t.Fatal(err)
 	}
 	l.View(func(s *coordinator.State) {
-		if r := s.Rounds()[0]; r.Outcome != coordinator.Committed || r.Survivors != k {
-			t.Errorf("round %+v, want committed with %d survivors (one dropped after its masked input)", r, k)
+		if r := s.Rounds()[0]; r.Outcome != coordinator.Committed || r.Survivors != survivors {
+			t.Errorf("round %+v, want committed with %d survivors", r, survivors)
 		}
 	})
 	if got := map[bool]int32{false: rosterCreds.Load(), true: certCreds.Load()}[roster]; got != 0 || rosterCreds.Load()+certCreds.Load() == 0 {

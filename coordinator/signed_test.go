@@ -71,6 +71,9 @@ func SignedDevice(plan *wire.Plan, cohort []string, cert tls.Certificate, device
 	if err != nil {
 		return nil, err
 	}
+	if sp.Roster {
+		ident.RequireRoster()
+	}
 	sc, err := secagg.NewSignedClient(cfg, plan.SecAggID, ident, nil)
 	if err != nil {
 		return nil, err

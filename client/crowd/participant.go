@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fedrec/fedrec/aggregation/secagg"
 	"github.com/fedrec/fedrec/client"
 	"github.com/fedrec/fedrec/client/internal/round"
 	"github.com/fedrec/fedrec/coordinator/wire"
@@ -193,7 +192,7 @@ func (p *Participant) take(rctx context.Context, d round.Exchanger, plan *wire.P
 	res.Loss, res.N = up.Loss, up.N
 	if plan.SecAgg != nil {
 		free()
-		res.Norm, res.Bytes, err = round.Secure(rctx, d, p.cfg.ID, plan, scr, false, p.rng, round.SecureOptions{Identity: p.identity, Compute: p.cfg.Models.coreSlot})
+		res.Norm, res.Bytes, err = round.Secure(rctx, d, p.cfg.ID, plan, scr, false, p.rng, round.SecureOptions{Identity: p.cfg.Dialer.RoundIdentity, Compute: p.cfg.Models.coreSlot})
 		if err != nil {
 			return res, fmt.Errorf("round %d: secure aggregation: %w", plan.Round, err)
 		}
@@ -291,10 +290,4 @@ func backoff(r *rand.Rand, attempt int, lo, hi time.Duration) time.Duration {
 		d = hi
 	}
 	return lo/2 + time.Duration(r.Int64N(int64(d)))
-}
-
-// identity is the participant's identity in a signed secure round: its
-// Dialer's device certificate, checked against the Dialer's DeviceCA.
-func (p *Participant) identity(cohort []string) (secagg.Identity, error) {
-	return p.cfg.Dialer.Identity(cohort)
 }

@@ -189,6 +189,10 @@ type Options struct {
 	// certificate.
 	RequireSignedSecAgg bool
 	MinSecAggColluders  int
+	// RequireDeviceRoster (client.Policy), with RequireSignedSecAgg:
+	// take part only in signed rounds of the devices the device roster
+	// lists, so that no revoked device's certificate is accepted.
+	RequireDeviceRoster bool
 
 	RetentionDays   int // default 90
 	MaxInteractions int // default 10,000
@@ -379,6 +383,7 @@ func newClient(o *Options, fed client.Federation, h *logHandler) (*Client, error
 			RequireUnmetered: o.RequireUnmetered, RequireCharging: o.RequireCharging, RequireIdle: o.RequireIdle,
 			MaxRoundBytes:       o.MaxRoundBytes,
 			RequireSignedSecAgg: o.RequireSignedSecAgg, MinSecAggColluders: o.MinSecAggColluders,
+			RequireDeviceRoster: o.RequireDeviceRoster,
 		},
 		Device:          dev,
 		Retention:       time.Duration(o.RetentionDays) * 24 * time.Hour,

@@ -49,7 +49,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	phase := fs.Duration("secagg-phase", 0, "with --secagg, the coordinators' deadline of each secure-aggregation phase after the first (0: theirs, 10s); the devices of a large cohort on this machine's cores may need longer to mask")
 	secure := fs.Bool("secagg", false, "run the rounds as secure aggregation (clip 1), to compare with plaintext rounds")
 	signed := fs.Bool("signed", false, "with --secagg, run each setting twice, unsigned and signed secure rounds (--secagg-signed), and compare their costs")
-	roster := fs.Bool("roster", true, "with --signed, list the devices in a device roster (fedrec cert roster), so that in signed rounds they check their peers with a few hashes instead of certificate chains; false: chains")
+	roster := fs.Bool("roster", true, "with --signed, list the devices in a device roster (fedrec cert roster) and admit only them to signed rounds (--secagg-roster), so that they check their peers with a few hashes instead of certificate chains; false: chains")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (every device, none of the nodes) to `file`")
 	nodeProfile := fs.String("node-cpuprofile", "", "write CPU profiles of the nodes over the timed rounds, in 5 s pieces from their admin API, to `dir` (read them together: go tool pprof -top DIR/*-a-*.prof)")
 	bits := fs.Int("upload-bits", 8, "devices upload 8-bit updates (clip 1; with --secagg, masked in a field just wide enough) or 64-bit ones (no clip)")
@@ -459,6 +459,9 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 	}
 	if signed {
 		boot = append(boot, "--secagg-signed")
+	}
+	if roster {
+		boot = append(boot, "--secagg-roster")
 	}
 	a, err := startNode("a", boot...)
 	if err != nil {

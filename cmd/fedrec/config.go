@@ -107,6 +107,7 @@ var settings = []setting{
 	{flag: "secagg-phase", training: true, field: "Training.SecAggPhase"},
 	{flag: "secagg-signed", training: true, field: "Training.SecAggSigned"},
 	{flag: "secagg-colluders", training: true, field: "Training.SecAggColluders"},
+	{flag: "secagg-roster", training: true, field: "Training.SecAggRoster"},
 	{flag: "population", training: true, field: "Training.Population"},
 	{flag: "dp", training: true, field: "Training.Noise"},
 	{flag: "adaptive-clip", training: true, field: "Training.AdaptiveClip"},
@@ -214,6 +215,7 @@ func bindConfig(fs *flag.FlagSet, c *nodeConfig) {
 	fs.DurationVar(&t.SecAggPhase, "secagg-phase", t.SecAggPhase, "deadline of each secure-aggregation phase after the first (0: 10s with --secagg)")
 	fs.BoolVar(&t.SecAggSigned, "secagg-signed", t.SecAggSigned, "signed secure rounds, which resist a leader that lies: devices sign their key adverts with their device certificates' keys and confirm the survivor set to each other (needs --secagg and a device CA)")
 	fs.IntVar(&t.SecAggColluders, "secagg-colluders", t.SecAggColluders, "with --secagg-signed, how many devices per neighbourhood may collude with a lying leader (0..--min-clients - 3)")
+	fs.BoolVar(&t.SecAggRoster, "secagg-roster", t.SecAggRoster, "with --secagg-signed, admit only the devices listed in the device roster (certs/device-roster.bin, 'fedrec cert roster'), so that devices accept no certificate revoked before it")
 	fs.Int64Var(&t.Population, "population", t.Population, "client population, for the ledger's sampling rate (0 = unknown; --dataset sets it)")
 	fs.StringVar(&c.DP, "dp", c.DP, "who adds the noise of --noise-multiplier: off, central (the leader) or distributed (the clients, with --secagg); empty: central with a noise multiplier, else off")
 	fs.BoolVar(&t.AdaptiveClip, "adaptive-clip", t.AdaptiveClip, "adapt the clip each round to a quantile of the update norms (Andrew et al. 2021); --clip is the initial clip")

@@ -176,6 +176,8 @@ func TestConfigValidation(t *testing.T) {
 		{"bad dp", "", append(base, "--dp", "local"), nil, "training.dp (--dp, FEDREC_DP; from flag --dp)"},
 		{"signed secagg", "", append(base, "--secagg", "--clip", "1", "--min-clients", "5", "--secagg-signed", "--secagg-colluders", "2"), nil, ""},
 		{"signed needs secagg", "", append(base, "--secagg-signed"), nil, "training.secagg_signed (--secagg-signed, FEDREC_SECAGG_SIGNED; from flag --secagg-signed)"},
+		{"roster needs signed", "", append(base, "--secagg", "--clip", "1", "--secagg-roster"), nil, "training.secagg_roster (--secagg-roster, FEDREC_SECAGG_ROSTER; from flag --secagg-roster)"},
+		{"signed roster", "", append(base, "--secagg", "--clip", "1", "--secagg-signed", "--secagg-roster"), nil, ""},
 		{"colluders need signed", "", append(base, "--secagg", "--clip", "1", "--secagg-colluders", "1"), map[string]string{}, "training.secagg_colluders (--secagg-colluders, FEDREC_SECAGG_COLLUDERS; from flag --secagg-colluders)"},
 		{"too many colluders", "", append(base, "--secagg", "--clip", "1", "--min-clients", "5", "--secagg-signed"), map[string]string{"FEDREC_SECAGG_COLLUDERS": "3"}, "training.secagg_colluders (--secagg-colluders, FEDREC_SECAGG_COLLUDERS; from env FEDREC_SECAGG_COLLUDERS)"},
 		{"distributed needs secagg", "", append(base, "--dp", "distributed", "--noise-multiplier", "1", "--clip", "1", "--population", "100"), nil, "training.secagg"},

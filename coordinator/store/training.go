@@ -96,6 +96,15 @@ type Training struct {
 	// raised to at least SecAggColluders+4 so that some neighbours may
 	// still drop. At most MinClients-3. Default 0 (a lying leader alone).
 	SecAggColluders int
+	// SecAggRoster admits to signed rounds only the devices listed in the
+	// node's device roster (certs/device-roster.bin): the node relays
+	// their roster credentials, refuses the adverts of the others, and
+	// the manifest says so (wire.SecAggParams.Roster), so that devices
+	// whose policy asks for it (client.Policy.RequireDeviceRoster) take
+	// part and refuse a peer's bare certificate. A device then accepts no
+	// certificate revoked before the current roster, even from a leader
+	// that lies. It needs SecAggSigned.
+	SecAggRoster bool
 
 	// Catalogue is the wire.CatalogueDigest of the app's item IDs in the
 	// model's order (item i of the model is the i-th ID), which every
@@ -276,6 +285,8 @@ func (t Training) Validate() error {
 		return bad("Clip", t.Clip, "> 0 with UploadBits 8 (the clip fixes the quantization step)")
 	case t.UploadBits == 8 && t.Noise == NoiseDistributed:
 		return bad("UploadBits", t.UploadBits, "64 with distributed noise (its Skellam shares need the wider encoding)")
+	case t.SecAggRoster && !t.SecAggSigned:
+		return bad("SecAggRoster", t.SecAggRoster, "false without SecAggSigned")
 	case t.SecAggColluders != 0 && !t.SecAggSigned:
 		return bad("SecAggColluders", t.SecAggColluders, "0 without SecAggSigned")
 	case t.SecAggColluders < 0 || (t.SecAggSigned && t.SecAggColluders > t.MinClients-3):
@@ -344,7 +355,7 @@ func (t Training) ToWire() wire.TrainingConfig {
 		SecAgg: t.SecAgg, SecAggPhaseMs: t.SecAggPhase.Milliseconds(),
 		NoiseMode: uint8(t.Noise), AdaptiveClip: t.AdaptiveClip, ClipQuantile: t.ClipQuantile, ClipLearningRate: t.ClipLearningRate, ClipCountStddev: t.ClipCountStddev,
 		Catalogue:    t.WireCatalogue(),
-		SecAggSigned: t.SecAggSigned, SecAggColluders: t.SecAggColluders,
+		SecAggSigned: t.SecAggSigned, SecAggColluders: t.SecAggColluders, SecAggRoster: t.SecAggRoster,
 		UploadBits: t.PlanUploadBits(),
 	}
 }
@@ -373,7 +384,7 @@ func trainingFromWire(w *wire.TrainingConfig) (Training, error) {
 		KeepModels: w.KeepModels, NoiseMultiplier: w.NoiseMultiplier, Population: w.Population,
 		SecAgg: w.SecAgg, SecAggPhase: time.Duration(w.SecAggPhaseMs) * time.Millisecond,
 		Noise: NoiseMode(w.NoiseMode), AdaptiveClip: w.AdaptiveClip, ClipQuantile: w.ClipQuantile, ClipLearningRate: w.ClipLearningRate, ClipCountStddev: w.ClipCountStddev,
-		SecAggSigned: w.SecAggSigned, SecAggColluders: w.SecAggColluders,
+		SecAggSigned: w.SecAggSigned, SecAggColluders: w.SecAggColluders, SecAggRoster: w.SecAggRoster,
 		UploadBits: int(w.UploadBits),
 	}
 	switch len(w.Catalogue) {

@@ -105,6 +105,9 @@ type TrainingConfig struct {
 	// one neighbourhood (secagg.ActiveThreshold). Appended.
 	SecAggSigned    bool `msgpack:"secagg_signed,omitempty"`
 	SecAggColluders int  `msgpack:"secagg_colluders,omitempty"`
+	// SecAggRoster admits to signed rounds only the devices the device
+	// roster lists (SecAggParams.Roster). Appended.
+	SecAggRoster bool `msgpack:"secagg_roster,omitempty"`
 	// UploadBits is how devices send updates: 0, packed float64 (older
 	// configs) and secure inputs in a 32-bit field; UploadBits8,
 	// quantized (Plan.UploadBits, SecAggParams.Quantized). Appended.

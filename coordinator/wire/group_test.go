@@ -18,6 +18,8 @@ func TestSecAggParamsGroupValidate(t *testing.T) {
 		{"cohort beyond any", func(p *SecAggParams) { p.Group, p.Cohort = "n1", maxCohort+1 }, false},
 		{"cohort without a group", func(p *SecAggParams) { p.Cohort = 9 }, false},
 		{"group id too long", func(p *SecAggParams) { p.Group, p.Cohort = string(make([]byte, MaxIDLen+1)), 9 }, false},
+		{"signed round of listed devices", func(p *SecAggParams) { p.Signed, p.Roster = true, true }, true},
+		{"roster without signatures", func(p *SecAggParams) { p.Roster = true }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := sampleSecAgg()

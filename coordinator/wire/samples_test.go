@@ -62,6 +62,8 @@ func sampleMessages() map[string]Message {
 		"secagg_peerkeys_signed": &SecAggPeerKeys{Round: 7, To: 2, Peers: []SecAggKeys{sampleSignedKeys(0), sampleSignedKeys(1)}},
 		"plan_secagg_signed": &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.5, TimeLeftMs: 30000, Ticket: ticket(),
 			SecAgg: func() *SecAggParams { p := sampleSecAgg(); p.Signed = true; return p }(), SecAggID: 2},
+		"plan_secagg_roster": &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.5, TimeLeftMs: 30000, Ticket: ticket(),
+			SecAgg: func() *SecAggParams { p := sampleSecAgg(); p.Signed, p.Roster = true, true; return p }(), SecAggID: 2, Cohort: []string{"user-40", "user-41", "user-42"}},
 		"plan_secagg_cohort": &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.5, TimeLeftMs: 30000, Ticket: ticket(),
 			SecAgg: func() *SecAggParams { p := sampleSecAgg(); p.Signed = true; return p }(), SecAggID: 2, Cohort: []string{"user-40", "user-41", "user-42"}},
 		"plan_distributed": &Plan{Round: 7, Model: 6, Digest: digest32(1), Kind: KindExplicit, Items: 3, Rank: 2, Train: TrainParams{LR: 0.01, Reg: 0.12, Epochs: 1, Alpha: 10}, Clip: 0.5,
@@ -183,6 +185,11 @@ func sampleCommands() map[string]Command {
 		"setconfig_secagg_signed": &SetConfig{Config: func() TrainingConfig {
 			c := sampleConfig()
 			c.SecAgg, c.SecAggPhaseMs, c.SecAggSigned, c.SecAggColluders = true, 5000, true, 2
+			return c
+		}()},
+		"setconfig_secagg_roster": &SetConfig{Config: func() TrainingConfig {
+			c := sampleConfig()
+			c.SecAgg, c.SecAggPhaseMs, c.SecAggSigned, c.SecAggRoster = true, 5000, true, true
 			return c
 		}()},
 	}

@@ -86,6 +86,14 @@ type SecAggParams struct {
 	// encoder's headroom and the noise plan count with it, so that every
 	// group encodes at the same scale and the group sums add up. Appended.
 	Cohort int `msgpack:"cohort,omitempty"`
+	// Roster, in a signed round, says that the node relays only roster
+	// credentials (RosterCredential): a device that the device roster
+	// does not list takes no part, and devices refuse a peer's bare
+	// certificate. A roster lists the device certificates the device CA
+	// stood by when it issued it, so a device then accepts no revoked
+	// certificate that an older roster did not list, whatever the leader
+	// relays. Appended.
+	Roster bool `msgpack:"roster,omitempty"`
 }
 
 // SumClients is how many inputs the round's sum may hold: the whole
@@ -227,6 +235,8 @@ func (p *SecAggParams) Validate() error {
 		// The sum of the cohort's bytes would wrap: the decoded sum would
 		// be garbage.
 		return Errorf(CodeMalformed, "secagg: %d bits for the 8-bit inputs of %d clients, want >= %d", p.Bits, p.Clients, fixedpoint.QuantFieldBits(p.Clients))
+	case p.Roster && !p.Signed:
+		return Errorf(CodeMalformed, "secagg: roster credentials in an unsigned round")
 	case p.Group == "" && p.Cohort != 0:
 		return Errorf(CodeMalformed, "secagg: a cohort of %d without a group", p.Cohort)
 	case p.Group != "" && (p.Cohort < p.Clients || p.Cohort > maxCohort):

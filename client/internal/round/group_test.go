@@ -54,7 +54,7 @@ func TestSecureGroupRefusals(t *testing.T) {
 			tc.edit(p)
 			var ident SecureOptions
 			if tc.signed {
-				ident.Identity = func([]string) (secagg.Identity, error) {
+				ident.Identity = func([]string, bool) (secagg.Identity, error) {
 					t.Error("the device reached its identity")
 					return nil, errors.New("no identity")
 				}

@@ -284,7 +284,7 @@ func Secure(ctx context.Context, d Exchanger, id string, plan *wire.Plan, x []fl
 			return norm, 0, err
 		}
 		var ident secagg.Identity
-		if ident, err = opt.Identity(plan.Cohort); err != nil {
+		if ident, err = opt.Identity(plan.Cohort, sp.Roster); err != nil {
 			return norm, 0, err
 		}
 		c, err = secagg.NewSignedClient(cfg, plan.SecAggID, ident, nil)
@@ -393,9 +393,10 @@ func secureInput(plan *wire.Plan, x []float64, r *rand.Rand) (in []uint64, words
 // SecureOptions is what a device brings to a secure round.
 type SecureOptions struct {
 	// Identity returns the device's identity in a round of cohort (a
-	// client.Identity); nil: the device has none and refuses signed
-	// rounds.
-	Identity func(cohort []string) (secagg.Identity, error)
+	// client.Identity), which accepts only roster credentials if roster
+	// (the plan's SecAggParams.Roster); nil: the device has none and
+	// refuses signed rounds.
+	Identity func(cohort []string, roster bool) (secagg.Identity, error)
 	// Colluders is how many devices per neighbourhood may collude with
 	// the coordinator: a signed round whose threshold resists fewer is
 	// refused (Policy.MinSecAggColluders).

@@ -38,7 +38,7 @@ func signedPlan() *wire.Plan {
 // not match the round's graph seed, and when the threshold does not resist
 // the colluders its policy expects.
 func TestSecureSignedRefusals(t *testing.T) {
-	ident := func([]string) (secagg.Identity, error) { return nil, errors.New("no identity wanted here") }
+	ident := func([]string, bool) (secagg.Identity, error) { return nil, errors.New("no identity wanted here") }
 	for _, tc := range []struct {
 		name string
 		edit func(p *wire.Plan)
