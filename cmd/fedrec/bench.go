@@ -523,13 +523,17 @@ func benchOne(ctx context.Context, bin string, n, items, rank, rounds int, kill,
 		})
 	}
 
+	// The commits seen in the nodes' logs, in node order. Each poll
+	// reads only what the logs gained: this process is the devices', and
+	// its CPU is counted as theirs.
+	tails := make([]logTail, len(nodes))
+	var committed [][]string
 	commits := func() [][]string {
-		var all [][]string
-		for _, nd := range nodes {
-			b, _ := os.ReadFile(nd.log)
-			all = append(all, benchCommitted.FindAllStringSubmatch(string(b), -1)...)
+		for i, nd := range nodes {
+			tails[i].path = nd.log
+			committed = append(committed, benchCommitted.FindAllStringSubmatch(string(tails[i].next()), -1)...)
 		}
-		return all
+		return committed
 	}
 	wait := func(what string, cond func() bool) error {
 		deadline := time.Now().Add(10 * time.Minute)
@@ -700,4 +704,29 @@ func freeTCPAddr() (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
+}
+
+// logTail follows a log file: next returns the complete lines written
+// since the previous call.
+type logTail struct {
+	path    string
+	off     int64
+	partial []byte
+}
+
+func (t *logTail) next() []byte {
+	f, err := os.Open(t.path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.NewSectionReader(f, t.off, 1<<40))
+	if err != nil {
+		return nil
+	}
+	t.off += int64(len(b))
+	b = append(t.partial, b...)
+	end := bytes.LastIndexByte(b, '\n') + 1
+	t.partial = bytes.Clone(b[end:])
+	return b[:end]
 }
