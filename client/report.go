@@ -71,7 +71,9 @@ type RoundReport struct {
 	// fewest devices aggregated together. Secure: the update went through
 	// secure aggregation among SecAggClients devices with threshold
 	// SecAggThreshold; Signed: a signed secure round, which resists
-	// SecAggColluders colluding devices per neighbourhood (-1: none).
+	// SecAggColluders colluding devices per neighbourhood (-1: none);
+	// Roster: a signed round of the device roster's devices only, in which
+	// the device accepted only roster credentials from its peers.
 	Terms *RoundTerms `json:"terms,omitempty"`
 }
 
@@ -84,6 +86,7 @@ type RoundTerms struct {
 	SecAggClients   int64  `json:"secagg_clients,omitempty"`
 	SecAggThreshold int64  `json:"secagg_threshold,omitempty"`
 	SecAggColluders int64  `json:"secagg_colluders"`
+	Roster          bool   `json:"roster"`
 }
 
 // Mechanism is the noise mechanism the ledger charges a round as. Values
@@ -203,7 +206,7 @@ func roundReport(ch charge, eps []float64, i int, carried float64) RoundReport {
 	}
 	if t := ch.Terms; t != (roundTerms{}) {
 		r.Terms = &RoundTerms{MinCohort: t.MinCohort, Secure: t.Secure, Signed: t.Signed,
-			SecAggClients: t.SecAggClients, SecAggThreshold: t.SecAggThreshold, SecAggColluders: t.SecAggColluders}
+			SecAggClients: t.SecAggClients, SecAggThreshold: t.SecAggThreshold, SecAggColluders: t.SecAggColluders, Roster: t.Roster}
 		if t.TermsDigest != ([32]byte{}) {
 			r.Terms.TermsDigest = hex.EncodeToString(t.TermsDigest[:])
 		}

@@ -904,7 +904,7 @@ func (k *Contribution) chargeFor(o Offer) charge {
 		ClipNorm: o.ClipNorm, DeviceNoiseStd: deviceNoiseStd(o), Mechanism: MechGaussian,
 		Terms: roundTerms{
 			TermsDigest: o.TermsDigest, MinCohort: int64(o.CohortSize),
-			Secure: o.SecAgg || o.SignedSecAgg, Signed: o.SignedSecAgg,
+			Secure: o.SecAgg || o.SignedSecAgg, Signed: o.SignedSecAgg, Roster: o.SignedSecAgg && o.SecAggRoster,
 			SecAggClients: int64(o.SecAggClients), SecAggThreshold: int64(o.SecAggThreshold), SecAggColluders: int64(o.SecAggColluders),
 		},
 	}

@@ -3,6 +3,8 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,6 +48,12 @@ func certifiedDeviceKey(t *testing.T, n *coordinator.Node, ca, devCA *pki.CA, id
 	if err != nil {
 		t.Fatal(err)
 	}
+	return certifiedDeviceCert(t, n, ca, devCA, cert, id, catalogue, p)
+}
+
+// certifiedDeviceCert is certifiedDevice with the device certificate cert.
+func certifiedDeviceCert(t *testing.T, n *coordinator.Node, ca, devCA *pki.CA, cert tls.Certificate, id string, catalogue []string, p client.Policy) *client.Client {
+	t.Helper()
 	d, err := client.NewDialerConfig(client.DialerConfig{Addrs: []string{n.ClientAddr()}, TLS: client.DeviceTLS(ca.Pool(), cert), DeviceCA: devCA.Pool()})
 	if err != nil {
 		t.Fatal(err)
@@ -142,6 +150,67 @@ func TestSDKSignedSecureRound(t *testing.T) {
 		b, err := json.Marshal(rep)
 		if err != nil || !bytes.Contains(b, []byte(`"terms_digest":"`+first+`"`)) || !bytes.Contains(b, []byte(`"signed":true`)) {
 			t.Errorf("device %d: report JSON %s (%v) lacks the round's terms", i, b, err)
+		}
+	}
+}
+
+// A signed round of the device roster's devices only: devices whose
+// policy requires such rounds take part, check their peers' roster
+// credentials (a bare certificate would be refused), and record the
+// round as one.
+func TestSDKSignedRosterRound(t *testing.T) {
+	const items = 20
+	devCA, err := pki.NewCA("test device CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var certs []tls.Certificate
+	var leaves []*x509.Certificate
+	for i := range 3 {
+		c, err := devCA.IssueDevice(fmt.Sprintf("listed-%d", i), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certs, leaves = append(certs, c), append(leaves, c.Leaf)
+	}
+	f, _, err := devCA.IssueRoster(leaves, nil, 1, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := pki.PutRoster(dir, f); err != nil {
+		t.Fatal(err)
+	}
+	tr := secureTraining(items, true)
+	tr.SecAggRoster = true
+	n, ca := startNodeWith(t, tr, func(b *pki.Bundle) {
+		b.Devices, b.Revoked, b.Roster = devCA.Pool(), filepath.Join(dir, pki.RevokedFile), filepath.Join(dir, pki.RosterFile)
+	})
+	catalogue := catalogueOf(items)
+	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
+	defer cancel()
+	strict := permissive
+	strict.RequireSignedSecAgg, strict.RequireDeviceRoster = true, true
+	var devices []*client.Client
+	for i, c := range certs {
+		devices = append(devices, certifiedDeviceCert(t, n, ca, devCA, c, fmt.Sprintf("listed-%d", i), catalogue, strict))
+	}
+	reports, errs := participateAll(ctx, devices)
+	for i, err := range errs {
+		if err == nil && reports[i].BytesSent == 0 {
+			err = fmt.Errorf("device %d sent nothing", i)
+		}
+		if err != nil {
+			t.Errorf("Participate: %v", err)
+		}
+	}
+	if err := n.WaitFor(ctx, func(s *coordinator.State) bool { return s.Current() != nil && s.Current().Version >= 2 }); err != nil {
+		t.Errorf("no model committed from the roster round: %v", err)
+	}
+	for i, d := range devices {
+		rep, err := d.Report()
+		if err != nil || len(rep.Rounds) != 1 || rep.Rounds[0].Terms == nil || !rep.Rounds[0].Terms.Roster || !rep.Rounds[0].Terms.Signed {
+			t.Errorf("device %d: Report = %+v, %v, want one signed round of roster devices", i, rep.Rounds, err)
 		}
 	}
 }

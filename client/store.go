@@ -761,6 +761,9 @@ type roundTerms struct {
 	// neighbourhood (-1: none).
 	Secure, Signed                                  bool
 	SecAggClients, SecAggThreshold, SecAggColluders int64
+	// Roster: a signed round of the device roster's devices only, in
+	// which the device accepted only roster credentials.
+	Roster bool
 }
 
 // termsRec records the terms of the latest charge of Round.
@@ -802,6 +805,9 @@ const (
 	recChargeMech
 	// recTerms follows a charge: the round's terms (termsRec).
 	recTerms
+	// recTermsRoster is recTerms of a round of roster devices only
+	// (roundTerms.Roster), with the same fields.
+	recTermsRoster
 )
 
 type record any // one of the types decodeRecord returns
@@ -945,7 +951,11 @@ func appendRecord(b []byte, r record) []byte {
 			b = f64(b, r.L2)
 		}
 	case termsRec:
-		b = append(b, byte(recTerms))
+		typ := recTerms
+		if r.Terms.Roster {
+			typ = recTermsRoster
+		}
+		b = append(b, byte(typ))
 		b = u64(b, r.Round)
 		b = append(b, r.Terms.TermsDigest[:]...)
 		b = append(b, boolByte(r.Terms.Secure), boolByte(r.Terms.Signed))
@@ -1127,8 +1137,8 @@ func decodeRecord(b []byte) (record, error) {
 			d.fail("charge")
 		}
 		r = c
-	case recTerms:
-		x := termsRec{Round: d.u64("round")}
+	case recTerms, recTermsRoster:
+		x := termsRec{Round: d.u64("round"), Terms: roundTerms{Roster: t == recTermsRoster}}
 		for i := range x.Terms.TermsDigest {
 			x.Terms.TermsDigest[i] = d.u8("terms digest")
 		}
@@ -1139,7 +1149,7 @@ func decodeRecord(b []byte) (record, error) {
 		x.Terms.SecAggColluders = d.i64("secagg colluders")
 		t := x.Terms
 		if d.err == nil && (t.MinCohort < 0 || t.SecAggClients < 0 || t.SecAggThreshold < 0 || t.SecAggColluders < -1 ||
-			(t.Signed && !t.Secure) || (!t.Secure && (t.SecAggClients != 0 || t.SecAggThreshold != 0))) {
+			(t.Signed && !t.Secure) || (t.Roster && !t.Signed) || (!t.Secure && (t.SecAggClients != 0 || t.SecAggThreshold != 0))) {
 			d.fail("round terms")
 		}
 		r = x

@@ -23,20 +23,23 @@ import (
 	"github.com/fedrec/fedrec/model"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden store in testdata/store-v1-terms")
+var update = flag.Bool("update", false, "rewrite the golden store in testdata/store-v1-roster")
 
-// Golden stores: store-v1 as the first SDK wrote it (frozen: stores of
-// older SDKs must still open), store-v1-terms with the records since then
-// (the rounds' terms), which -update rewrites.
+// Golden stores: store-v1 as the first SDK wrote it and store-v1-terms
+// as SDKs wrote it with the rounds' terms (both frozen: stores of older
+// SDKs must still open), store-v1-roster with the records since then (a
+// round of roster devices only), which -update rewrites.
 const (
-	goldenDir      = "testdata/store-v1-terms"
+	goldenDir      = "testdata/store-v1-roster"
+	goldenTermsDir = "testdata/store-v1-terms"
 	goldenFirstDir = "testdata/store-v1"
 )
 
-// goldenTerms are the terms of the round buildStore takes part in.
+// goldenTerms are the terms of the round buildStore takes part in;
+// store-v1-terms holds them without Roster.
 var goldenTerms = roundTerms{
 	TermsDigest: [32]byte{0xfe, 0xd, 0xec, 31: 1}, MinCohort: 100,
-	Secure: true, Signed: true, SecAggClients: 120, SecAggThreshold: 61, SecAggColluders: 1,
+	Secure: true, Signed: true, SecAggClients: 120, SecAggThreshold: 61, SecAggColluders: 1, Roster: true,
 }
 
 // buildStore writes a store holding every record type to dir,
@@ -49,7 +52,7 @@ func buildStore(t testing.TB, dir string) Config {
 	rel := handRelease(1)
 	fed := &fakeFed{offer: goodOffer(1), release: &rel}
 	t1 := goldenTerms
-	fed.offer.TermsDigest, fed.offer.SecAgg, fed.offer.SignedSecAgg = t1.TermsDigest, t1.Secure, t1.Signed
+	fed.offer.TermsDigest, fed.offer.SecAgg, fed.offer.SignedSecAgg, fed.offer.SecAggRoster = t1.TermsDigest, t1.Secure, t1.Signed, t1.Roster
 	fed.offer.SecAggClients, fed.offer.SecAggThreshold, fed.offer.SecAggColluders = int(t1.SecAggClients), int(t1.SecAggThreshold), int(t1.SecAggColluders)
 	cfg := Config{
 		Dir: dir, Key: testKey(7), Clock: clk.Now, Federation: fed,
@@ -139,7 +142,7 @@ func TestGoldenStore(t *testing.T) {
 	for _, g := range []struct {
 		dir   string
 		terms roundTerms
-	}{{goldenFirstDir, roundTerms{}}, {goldenDir, goldenTerms}} {
+	}{{goldenFirstDir, roundTerms{}}, {goldenTermsDir, withoutRoster(goldenTerms)}, {goldenDir, goldenTerms}} {
 		t.Run(filepath.Base(g.dir), func(t *testing.T) {
 			dir := t.TempDir()
 			copyDir(t, g.dir, dir)
@@ -149,6 +152,11 @@ func TestGoldenStore(t *testing.T) {
 			checkBuiltState(t, c, g.terms)
 		})
 	}
+}
+
+func withoutRoster(t roundTerms) roundTerms {
+	t.Roster = false
+	return t
 }
 
 func TestBuiltStoreReadsBack(t *testing.T) {
@@ -573,6 +581,7 @@ func recordSeeds() [][]byte {
 		bytesRec{Round: 9, Bytes: 1000},
 		decline{Round: 10, ModelVersion: 2, Time: 6, Reason: ReasonNoise},
 		termsRec{Round: 9, Terms: goldenTerms},
+		termsRec{Round: 9, Terms: withoutRoster(goldenTerms)},
 		termsRec{Round: 9, Terms: roundTerms{MinCohort: 3, SecAggColluders: -1}},
 	}
 	var out [][]byte
@@ -745,6 +754,7 @@ func FuzzReadLog(f *testing.F) {
 func TestDecodeTermsRefuses(t *testing.T) {
 	for name, tt := range map[string]roundTerms{
 		"signed, not secure":  {Signed: true, SecAggColluders: 1},
+		"roster, not signed":  {Secure: true, SecAggClients: 5, SecAggThreshold: 3, SecAggColluders: -1, Roster: true},
 		"clients, not secure": {SecAggClients: 5, SecAggColluders: -1},
 		"negative cohort":     {MinCohort: -1, SecAggColluders: -1},
 		"colluders below -1":  {Secure: true, SecAggClients: 5, SecAggThreshold: 3, SecAggColluders: -2},
