@@ -43,12 +43,12 @@ type Identity struct {
 	roots  *x509.CertPool
 	cohort []string
 	now    func() time.Time
+
+	mu   sync.Mutex
+	keys map[uint32]verified // peer index → its verified certificate
 	// rosterOnly refuses bare certificates (RequireRoster).
 	rosterOnly bool
-
-	mu    sync.Mutex
-	keys  map[uint32]verified // peer index → its verified certificate
-	certs *certCache          // shared by the rounds of one Dialer
+	certs      *certCache // shared by the rounds of one Dialer
 }
 
 type verified struct {
