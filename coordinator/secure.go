@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/fedrec/fedrec/aggregation/fixedpoint"
@@ -119,6 +120,10 @@ type secureRound struct {
 	done   chan struct{}                  // closed when the driver returns
 	news   chan struct{}                  // a message arrived (buffered 1)
 	lie    func(to uint32, m any)         // tests: Node.secAggLie
+	// unlisted counts the adverts refused in a round of roster devices
+	// only: the first is logged, so that an operator whose roster is
+	// missing or stale sees why signed rounds fail.
+	unlisted atomic.Int32
 }
 
 // roundPhases maps secure aggregation's phases to the round's.
@@ -352,6 +357,9 @@ func (n *Node) secure(ctx context.Context, h *wire.SecAggHeader, req wire.Messag
 			if s.params.Roster && !wire.IsRosterCredential(adv.Credential) {
 				// Its peers would refuse the bare certificate and abort:
 				// it takes no part, as if it had dropped before this.
+				if s.unlisted.Add(1) == 1 {
+					n.log.Warn("a device the device roster does not list was turned away from a round of roster devices only (--secagg-roster): is the roster current?", "round", r.id, "device", h.ClientID)
+				}
 				return wire.Errorf(wire.CodeUnauthenticated, "the device roster does not list the certificate of %q, and this round admits only listed devices", h.ClientID)
 			}
 		}
