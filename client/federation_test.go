@@ -71,18 +71,7 @@ func TestSDKSecureRound(t *testing.T) {
 	for range 3 {
 		devices = append(devices, newDevice(t, n, ca, catalogue, permissive))
 	}
-	reports, errs := participateAll(ctx, devices)
-	for i, err := range errs {
-		if err == nil && reports[i].BytesSent == 0 {
-			err = fmt.Errorf("device %d sent nothing", i)
-		}
-		if err != nil {
-			t.Errorf("Participate: %v", err)
-		}
-	}
-	if err := n.WaitFor(ctx, func(s *coordinator.State) bool { return s.Current() != nil && s.Current().Version >= 2 }); err != nil {
-		t.Errorf("no model committed from the secure round: %v", err)
-	}
+	commitRound(t, ctx, n, devices, "secure round")
 }
 
 // TestSDKImplicitShop runs a shop on a real implicit cluster over QUIC:
@@ -276,6 +265,25 @@ func participateAll(ctx context.Context, devices []*client.Client) ([]client.Rou
 	}
 	wg.Wait()
 	return reports, errs
+}
+
+// commitRound has every device take part in a round and checks that each
+// sent its update and that the round (what, for the messages) committed
+// model version 2.
+func commitRound(t *testing.T, ctx context.Context, n *coordinator.Node, devices []*client.Client, what string) {
+	t.Helper()
+	reports, errs := participateAll(ctx, devices)
+	for i, err := range errs {
+		if err == nil && reports[i].BytesSent == 0 {
+			err = fmt.Errorf("device %d sent nothing", i)
+		}
+		if err != nil {
+			t.Errorf("Participate: %v", err)
+		}
+	}
+	if err := n.WaitFor(ctx, func(s *coordinator.State) bool { return s.Current() != nil && s.Current().Version >= 2 }); err != nil {
+		t.Errorf("no model committed from the %s: %v", what, err)
+	}
 }
 
 func participate(ctx context.Context, c *client.Client) (client.RoundReport, error) {

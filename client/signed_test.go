@@ -114,18 +114,7 @@ func TestSDKSignedSecureRound(t *testing.T) {
 		}
 		devices = append(devices, certifiedDeviceKey(t, n, ca, devCA, fmt.Sprintf("signed-%d", i), catalogue, p, kt))
 	}
-	reports, errs := participateAll(ctx, devices)
-	for i, err := range errs {
-		if err == nil && reports[i].BytesSent == 0 {
-			err = fmt.Errorf("device %d sent nothing", i)
-		}
-		if err != nil {
-			t.Errorf("Participate: %v", err)
-		}
-	}
-	if err := n.WaitFor(ctx, func(s *coordinator.State) bool { return s.Current() != nil && s.Current().Version >= 2 }); err != nil {
-		t.Errorf("no model committed from the signed secure round: %v", err)
-	}
+	commitRound(t, ctx, n, devices, "signed secure round")
 	// Each device's record of the round holds the terms it checked: the
 	// terms digest, the same for every device, and a signed secure round
 	// of the cohort of 3.
@@ -195,18 +184,7 @@ func TestSDKSignedRosterRound(t *testing.T) {
 	for i, c := range certs {
 		devices = append(devices, certifiedDeviceCert(t, n, ca, devCA, c, fmt.Sprintf("listed-%d", i), catalogue, strict))
 	}
-	reports, errs := participateAll(ctx, devices)
-	for i, err := range errs {
-		if err == nil && reports[i].BytesSent == 0 {
-			err = fmt.Errorf("device %d sent nothing", i)
-		}
-		if err != nil {
-			t.Errorf("Participate: %v", err)
-		}
-	}
-	if err := n.WaitFor(ctx, func(s *coordinator.State) bool { return s.Current() != nil && s.Current().Version >= 2 }); err != nil {
-		t.Errorf("no model committed from the roster round: %v", err)
-	}
+	commitRound(t, ctx, n, devices, "roster round")
 	for i, d := range devices {
 		rep, err := d.Report()
 		if err != nil || len(rep.Rounds) != 1 || rep.Rounds[0].Terms == nil || !rep.Rounds[0].Terms.Roster || !rep.Rounds[0].Terms.Signed {
