@@ -442,9 +442,9 @@ func (c *Client) checkTags(tags []ConsistencyTag) error {
 // one; repeating a request returns the same shares. It refuses with
 // ErrTooFewSurvivors when fewer than Threshold neighbours survived. In a
 // signed round it also refuses, with ErrInconsistent, a request whose
-// survivors and dropped neighbours differ from the survivor set it signed,
+// survivors and dropped neighbours differ from the survivor set it confirmed,
 // and with ErrTooFewTags unless at least Threshold of its neighbours
-// in that set validly signed exactly that set.
+// in that set sent it valid tags on exactly that set.
 func (c *Client) Unmask(m UnmaskRequest) (UnmaskResponse, error) {
 	if err := c.expect(PhaseUnmask, m.Round, m.To); err != nil {
 		return UnmaskResponse{}, err
